@@ -1,0 +1,36 @@
+/* Private interface of the kiln command, shared by the files in cli/.
+ * cli/main.c parses the top-level options and dispatches through a table of kl__cli_cmd rows; each
+ * subcommand lives in its own file, owns its options and reports bad ones with
+ * kl__cli_usage_error. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+/* Exit status of the kiln command when the command line itself is wrong (or names a subcommand this
+ * version does not have). Failures of the work itself exit with 1. */
+#define KL__CLI_EXIT_USAGE 2
+
+/* Runs a subcommand. argv[0] is the subcommand's name ("demo"), its options follow and argv[argc]
+ * is NULL, as for main. Returns the process exit status: 0 on success, 1 when the work failed and
+ * KL__CLI_EXIT_USAGE for a bad command line. */
+typedef int (*kl__cli_run_fn)(int argc, char **argv);
+
+/* One row of the subcommand table in cli/main.c. */
+typedef struct kl__cli_cmd {
+    const char *name;
+    const char *summary; /* one line, shown by 'kiln --help' */
+    kl__cli_run_fn run;  /* NULL for a subcommand that is planned but not in this version */
+    const char *help;    /* shown by 'kiln <name> --help'; NULL when run handles --help itself */
+} kl__cli_cmd;
+
+/* kiln demo (cli/demo.c): trains a small MLP and a small CNN on synthetic data, printing progress.
+ * It handles its own --help. */
+int kl__cli_demo(int argc, char **argv);
+
+/* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
+ * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
+ * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they
+ * name the top-level 'kiln' instead. */
+int kl__cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,159 @@
+/* The autodiff graph: a model is a static graph of nodes built once, then compiled.
+ *
+ * Build with the kl_<op> functions below; each returns a node id, or KL_NONE after an error, which
+ * the graph remembers (a later call with KL_NONE just passes it on) and kl_graph_compile reports.
+ * Inputs are declared per sample; the batch is the leading dimension of every batched node and is
+ * fixed at compile time as a maximum (kl_graph_set_batch runs smaller batches on the same plan).
+ *
+ * Compiling plans every activation, activation gradient and saved value into one arena (buffers
+ * whose lifetimes do not overlap share memory), and parameters, gradients and non-trained
+ * buffers (batchnorm running statistics) into one flat buffer each, with named views. */
+#ifndef KILN_GRAPH_H
+#define KILN_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+typedef struct kl_graph kl_graph;
+typedef int32_t kl_node;
+#define KL_NONE ((kl_node)-1)
+
+typedef enum kl_init_kind {
+    KL_INIT_ZEROS,
+    KL_INIT_ONES,
+    KL_INIT_CONSTANT,      /* a */
+    KL_INIT_UNIFORM,       /* uniform in [a, b) */
+    KL_INIT_NORMAL,        /* mean a, std b */
+    KL_INIT_HE_NORMAL,     /* normal(0, sqrt(2 / fan_in)) */
+    KL_INIT_HE_UNIFORM,    /* uniform(+-1/sqrt(fan_in)): PyTorch's default for Linear and Conv2d */
+    KL_INIT_XAVIER_UNIFORM /* uniform(+-sqrt(6 / (fan_in + fan_out))) */
+} kl_init_kind;
+
+typedef struct kl_init {
+    kl_init_kind kind;
+    float a, b;
+} kl_init;
+
+/* Parameter flags. */
+enum { KL_PARAM_NO_DECAY = 1u << 0 }; /* weight decay skips it (biases, norm scales) */
+
+typedef enum kl_mode { KL_MODE_TRAIN = 0, KL_MODE_EVAL = 1 } kl_mode;
+
+typedef struct kl_param_info {
+    const char *name;
+    kl_node node;
+    kl_shape shape;
+    size_t offset; /* in floats, into kl_graph_params / kl_graph_grads */
+    size_t numel;
+    unsigned flags;
+} kl_param_info;
+
+/* Called during backward as soon as parameter `param`'s gradient is final. */
+typedef void (*kl_grad_ready_fn)(void *ctx, int param);
+
+kl_graph *kl_graph_new(void);
+void kl_graph_free(kl_graph *g);
+
+/* Leaves. Names are copied; parameter and buffer names must be unique. */
+kl_node kl_input(kl_graph *g, const char *name, kl_dtype dtype, kl_shape per_sample);
+kl_node kl_param(kl_graph *g, const char *name, kl_shape shape, kl_init init, unsigned flags);
+kl_node kl_buffer(kl_graph *g, const char *name, kl_shape shape, kl_init init);
+
+/* Linear algebra. matmul takes 2-D a and b, optionally transposed; linear computes x W^T + b for
+ * x (..., in), w (out, in) and b (out) or KL_NONE. */
+kl_node kl_matmul(kl_graph *g, kl_node a, kl_node b, bool trans_a, bool trans_b);
+kl_node kl_linear(kl_graph *g, kl_node x, kl_node w, kl_node b);
+kl_node kl_bias_add(kl_graph *g, kl_node x, kl_node b); /* b (C) broadcast along axis 1 */
+
+/* Elementwise. add and mul take equal shapes; kl_residual is add, named for skip connections. */
+kl_node kl_add(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_residual(kl_graph *g, kl_node x, kl_node skip);
+kl_node kl_mul(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_scale(kl_graph *g, kl_node x, float alpha);
+kl_node kl_relu(kl_graph *g, kl_node x);
+kl_node kl_leaky_relu(kl_graph *g, kl_node x, float alpha);
+kl_node kl_gelu(kl_graph *g, kl_node x); /* exact: x * Phi(x) */
+kl_node kl_tanh(kl_graph *g, kl_node x);
+kl_node kl_sigmoid(kl_graph *g, kl_node x);
+kl_node kl_softmax(kl_graph *g, kl_node x); /* over the last axis */
+kl_node kl_dropout(kl_graph *g, kl_node x, float p);
+
+/* Losses: scalar means over the batch. labels are i32 (N); smoothing in [0, 1). */
+kl_node kl_softmax_xent(kl_graph *g, kl_node logits, kl_node labels, float smoothing);
+kl_node kl_mse(kl_graph *g, kl_node pred, kl_node target);
+kl_node kl_sum(kl_graph *g, kl_node x); /* sum of every element, shape (1) */
+
+/* Convolution and pooling on NCHW; w is (out, in, kh, kw). */
+kl_node kl_conv2d(kl_graph *g, kl_node x, kl_node w, int stride, int pad);
+kl_node kl_max_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
+kl_node kl_avg_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
+kl_node kl_global_avg_pool(kl_graph *g, kl_node x); /* (N, C, H, W) -> (N, C) */
+
+/* Normalisation. batchnorm normalises over all axes but 1 of (N, C) or (N, C, H, W), with
+ * gamma, beta (C) params and running_mean, running_var (C) buffers; layernorm over the last axis.
+ */
+kl_node kl_batchnorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, kl_node running_mean,
+                     kl_node running_var, float momentum, float eps);
+kl_node kl_layernorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, float eps);
+
+/* Shapes. reshape takes the per-sample shape; flatten makes (N, rest). */
+kl_node kl_reshape(kl_graph *g, kl_node x, kl_shape per_sample);
+kl_node kl_flatten(kl_graph *g, kl_node x);
+kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis);
+kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table); /* i32 (N, ...) -> (N, ..., D) */
+
+/* Naming, lookup and outputs. An output stays readable after backward. */
+kl_node kl_graph_name(kl_graph *g, kl_node n, const char *name);
+kl_node kl_graph_find(const kl_graph *g, const char *name);
+void kl_graph_mark_output(kl_graph *g, kl_node n);
+/* Makes backward also compute d(loss)/d(input) for an f32 input (saliency, gradient checks). */
+void kl_graph_require_grad(kl_graph *g, kl_node input);
+
+/* Plans memory for batches of up to max_batch. With loss != KL_NONE the graph is trainable:
+ * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */
+kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,
+                           kl_error *err);
+
+kl_status kl_graph_set_batch(kl_graph *g, int64_t batch, kl_error *err);
+int64_t kl_graph_batch(const kl_graph *g);
+int64_t kl_graph_max_batch(const kl_graph *g);
+void kl_graph_set_mode(kl_graph *g, kl_mode mode);
+/* Dropout masks are drawn from (seed, step, node); the trainer advances step. */
+void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step);
+
+kl_status kl_graph_forward(kl_graph *g, kl_error *err);
+/* Adds this batch's gradients into the gradient buffer; call kl_graph_zero_grad between steps.
+ * Each backward needs the forward just before it (the arena reuses what backward consumed). */
+kl_status kl_graph_backward(kl_graph *g, kl_error *err);
+void kl_graph_zero_grad(kl_graph *g);
+void kl_graph_on_grad_ready(kl_graph *g, kl_grad_ready_fn fn, void *ctx);
+
+/* Views valid after compile. value(n) of an input is where the caller writes the batch. */
+kl_tensor *kl_graph_value(kl_graph *g, kl_node n);
+kl_tensor *kl_graph_grad(kl_graph *g, kl_node n);
+kl_shape kl_graph_shape(const kl_graph *g, kl_node n);
+bool kl_graph_batched(const kl_graph *g, kl_node n); /* dim 0 is the batch */
+
+int kl_graph_num_params(const kl_graph *g);
+const kl_param_info *kl_graph_param(const kl_graph *g, int i);
+float *kl_graph_params(kl_graph *g); /* every parameter, one flat buffer */
+float *kl_graph_grads(kl_graph *g);
+size_t kl_graph_param_count(const kl_graph *g); /* floats in the flat buffers */
+int kl_graph_num_buffers(const kl_graph *g);
+const kl_param_info *kl_graph_buffer(const kl_graph *g, int i);
+float *kl_graph_buffers(kl_graph *g);
+size_t kl_graph_buffer_count(const kl_graph *g);
+
+int kl_graph_num_nodes(const kl_graph *g);
+const char *kl_graph_op_name(const kl_graph *g, kl_node n);
+/* Bytes of the planned activation arena, and what it would take with no reuse. */
+size_t kl_graph_arena_bytes(const kl_graph *g);
+size_t kl_graph_arena_unplanned_bytes(const kl_graph *g);
+/* One line per node: id, op, name, shape. */
+void kl_graph_print(const kl_graph *g, FILE *f);
+
+#endif

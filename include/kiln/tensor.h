@@ -1,0 +1,57 @@
+/* Tensors: f32 (or i32 for labels and indices), up to 4-D, row-major and contiguous.
+ * A kl_tensor is a view: it never owns its data unless made by kl_tensor_new. */
+#ifndef KILN_TENSOR_H
+#define KILN_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/status.h"
+
+#define KL_MAX_DIMS 4
+
+typedef enum kl_dtype { KL_F32 = 0, KL_I32 = 1 } kl_dtype;
+
+typedef struct kl_shape {
+    int ndim;
+    int64_t d[KL_MAX_DIMS];
+} kl_shape;
+
+typedef struct kl_tensor {
+    kl_dtype dtype;
+    kl_shape shape;
+    void *data;
+} kl_tensor;
+
+/* Shape constructors: KL_SHAPE(2, 3) is the 2-D shape [2, 3]. */
+kl_shape kl_shape_make(int ndim, const int64_t *dims);
+#define KL_SHAPE(...)                                                        \
+    kl_shape_make((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+                  (const int64_t[]){__VA_ARGS__})
+
+int64_t kl_shape_numel(const kl_shape *s);
+bool kl_shape_eq(const kl_shape *a, const kl_shape *b);
+/* Writes "[2, 3, 28, 28]" into buf and returns buf. */
+const char *kl_shape_str(const kl_shape *s, char *buf, size_t len);
+size_t kl_dtype_size(kl_dtype t);
+const char *kl_dtype_name(kl_dtype t);
+
+/* An owned, zero-filled tensor; free it with kl_tensor_free. */
+kl_tensor *kl_tensor_new(kl_dtype dtype, kl_shape shape, kl_error *err);
+void kl_tensor_free(kl_tensor *t);
+
+static inline float *kl_f32(const kl_tensor *t)
+{
+    return (float *)t->data;
+}
+static inline int32_t *kl_i32(const kl_tensor *t)
+{
+    return (int32_t *)t->data;
+}
+static inline int64_t kl_numel(const kl_tensor *t)
+{
+    return kl_shape_numel(&t->shape);
+}
+
+#endif

@@ -1,0 +1,209 @@
+/* 2-D convolution on NCHW tensors: the conv2d op row, its builder kl_conv2d and its CPU kernels.
+ * Each sample is unfolded into a column matrix (im2col) so that forward and both gradients are
+ * single cblas_sgemm calls; bias is a separate op (bias_add). */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "ops/graph_impl.h"
+
+/* Why im2col + GEMM: the multiply-adds, which are nearly all of a convolution's cost, then run at
+ * BLAS speed, and the gradients reuse the same lowering. The column buffer holds one sample at a
+ * time, so its size (C*KH*KW x OH*OW floats, in the graph's shared scratch) does not grow with the
+ * batch; the per-sample GEMMs are still large enough to keep BLAS efficient. */
+
+/* The sizes of one convolution, read from the tensors a kernel sees (the current batch). */
+typedef struct conv_geom {
+    int64_t n, c, h, w; /* x (N, C, H, W) */
+    int64_t o, kh, kw;  /* w (O, C, KH, KW) */
+    int64_t oh, ow;     /* y (N, O, OH, OW) */
+    int64_t k, l;       /* the GEMM: K = C*KH*KW rows of col, L = OH*OW positions */
+    int stride, pad;
+} conv_geom;
+
+/* A 1x1 kernel with stride 1 and no padding makes col equal to the sample itself, (C, H*W), so
+ * the kernels use x in place and need no scratch (the pointwise convolutions of bottlenecks). */
+static bool conv_is_pointwise(int64_t kh, int64_t kw, int stride, int pad)
+{
+    return kh == 1 && kw == 1 && stride == 1 && pad == 0;
+}
+
+static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    const kl__node *x = in[0], *w = in[1];
+    int stride = n->attr.conv.stride, pad = n->attr.conv.pad;
+    char sx[96], sw[96];
+    kl_status st;
+    if ((st = kl__expect_f32("conv2d", x, err)) || (st = kl__expect_f32("conv2d", w, err)))
+        return st;
+    kl_shape_str(&x->shape, sx, sizeof sx);
+    kl_shape_str(&w->shape, sw, sizeof sw);
+    if (x->shape.ndim != 4 || w->shape.ndim != 4 || w->batched)
+        return kl_error_set(err, KL_ESHAPE,
+                            "conv2d: expects x (N, C, H, W) and a weight w (O, C, KH, KW), got x "
+                            "%s and w %s%s",
+                            sx, sw, w->batched ? " (batched)" : "");
+    if (stride < 1 || pad < 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "conv2d: stride must be at least 1 and pad at least 0, got stride %d "
+                            "and pad %d",
+                            stride, pad);
+    if (x->shape.d[1] != w->shape.d[1])
+        return kl_error_set(err, KL_ESHAPE,
+                            "conv2d: x %s has %lld channels but w %s (O, C, KH, KW) expects %lld",
+                            sx, (long long)x->shape.d[1], sw, (long long)w->shape.d[1]);
+    int64_t hp = x->shape.d[2] + 2 * (int64_t)pad, wp = x->shape.d[3] + 2 * (int64_t)pad;
+    int64_t kh = w->shape.d[2], kw = w->shape.d[3];
+    /* Checked before dividing: C division truncates toward zero, so (hp - kh) / stride + 1 can be
+     * 1 for a kernel that does not fit. */
+    if (kh > hp || kw > wp)
+        return kl_error_set(err, KL_ESHAPE,
+                            "conv2d: the %lldx%lld kernel of w %s is larger than x %s padded by "
+                            "%d; use a smaller kernel, more padding or a larger input",
+                            (long long)kh, (long long)kw, sw, sx, pad);
+    int64_t oh = (hp - kh) / stride + 1, ow = (wp - kw) / stride + 1;
+    int64_t k = w->shape.d[1] * kh * kw, l = oh * ow;
+    if (k > INT_MAX || l > INT_MAX || w->shape.d[0] > INT_MAX)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "conv2d: x %s with w %s makes matrices larger than BLAS's int "
+                            "dimensions allow",
+                            sx, sw);
+    n->shape = KL_SHAPE(x->shape.d[0], w->shape.d[0], oh, ow);
+    n->batched = x->batched;
+    n->saved_n = 0;
+    n->scratch_n = conv_is_pointwise(kh, kw, stride, pad) ? 0 : (size_t)(k * l);
+    return KL_OK;
+}
+
+static conv_geom conv_geom_of(const kl__ctx *c)
+{
+    const kl_shape *xs = &c->in[0]->shape, *ws = &c->in[1]->shape, *ys = &c->out->shape;
+    conv_geom g = {.n = xs->d[0],
+                   .c = xs->d[1],
+                   .h = xs->d[2],
+                   .w = xs->d[3],
+                   .o = ws->d[0],
+                   .kh = ws->d[2],
+                   .kw = ws->d[3],
+                   .oh = ys->d[2],
+                   .ow = ys->d[3],
+                   .stride = c->attr->conv.stride,
+                   .pad = c->attr->conv.pad};
+    g.k = g.c * g.kh * g.kw;
+    g.l = g.oh * g.ow;
+    return g;
+}
+
+/* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW): row (c, i, j) holds, for every output
+ * position, the input under kernel tap (i, j) of channel c, or 0 where that tap is in the padding.
+ * Each row is written left to right, so both buffers stream. */
+static void im2col(const conv_geom *g, const float *x, float *col)
+{
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        const float *xc = x + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                for (int64_t oi = 0; oi < g->oh; oi++, col += g->ow) {
+                    int64_t ih = oi * g->stride - g->pad + i;
+                    if (ih < 0 || ih >= g->h) {
+                        memset(col, 0, (size_t)g->ow * sizeof *col);
+                        continue;
+                    }
+                    const float *xr = xc + ih * g->w;
+                    for (int64_t oj = 0; oj < g->ow; oj++) {
+                        int64_t iw = oj * g->stride - g->pad + j;
+                        col[oj] = iw >= 0 && iw < g->w ? xr[iw] : 0.0f;
+                    }
+                }
+    }
+}
+
+/* The adjoint of im2col: adds each entry of dcol (C*KH*KW, OH*OW) into the input position it was
+ * copied from, so taps that overlap (stride < kernel) accumulate; padding entries are dropped. */
+static void col2im_add(const conv_geom *g, const float *dcol, float *dx)
+{
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        float *dxc = dx + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                for (int64_t oi = 0; oi < g->oh; oi++, dcol += g->ow) {
+                    int64_t ih = oi * g->stride - g->pad + i;
+                    if (ih < 0 || ih >= g->h)
+                        continue;
+                    float *dxr = dxc + ih * g->w;
+                    for (int64_t oj = 0; oj < g->ow; oj++) {
+                        int64_t iw = oj * g->stride - g->pad + j;
+                        if (iw >= 0 && iw < g->w)
+                            dxr[iw] += dcol[oj];
+                    }
+                }
+    }
+}
+
+/* The column matrix of sample xn: xn itself for a pointwise convolution, else unfolded into
+ * scratch. */
+static const float *conv_cols(const conv_geom *g, const float *xn, float *scratch)
+{
+    if (conv_is_pointwise(g->kh, g->kw, g->stride, g->pad))
+        return xn;
+    im2col(g, xn, scratch);
+    return scratch;
+}
+
+/* Per sample: y_n (O, L) = W (O, K) col_n (K, L). */
+static kl_status conv_forward(kl__ctx *c, kl_error *err)
+{
+    conv_geom g = conv_geom_of(c);
+    const float *x = kl_f32(c->in[0]); /* (N, C, H, W) */
+    const float *w = kl_f32(c->in[1]); /* (O, K) */
+    float *y = kl_f32(c->out);         /* (N, O, L) */
+    int o = (int)g.o, k = (int)g.k, l = (int)g.l;
+    for (int64_t s = 0; s < g.n; s++) {
+        const float *col = conv_cols(&g, x + s * g.c * g.h * g.w, c->scratch); /* (K, L) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o, l, k, 1.0f, w, k, col, l, 0.0f,
+                    y + s * g.o * g.l, l);
+    }
+    return KL_OK;
+}
+
+/* Per sample: dW (O, K) += dy_n (O, L) col_n^T, and dx_n += col2im(W^T dy_n). The transposes are
+ * GEMM flags on the stored matrices. col_n is rebuilt here rather than saved from forward, which
+ * would cost the whole batch's columns in the arena; dcol then reuses its scratch. */
+static void conv_backward(kl__ctx *c)
+{
+    conv_geom g = conv_geom_of(c);
+    const float *x = kl_f32(c->in[0]);                /* (N, C, H, W) */
+    const float *w = kl_f32(c->in[1]);                /* (O, K) */
+    const float *dy = kl_f32(c->dout);                /* (N, O, L) */
+    float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL; /* (N, C, H, W) */
+    float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL; /* (O, K) */
+    bool pointwise = conv_is_pointwise(g.kh, g.kw, g.stride, g.pad);
+    int o = (int)g.o, k = (int)g.k, l = (int)g.l;
+    for (int64_t s = 0; s < g.n; s++) {
+        const float *xn = x + s * g.c * g.h * g.w, *dyn = dy + s * g.o * g.l;
+        if (dw) {
+            const float *col = conv_cols(&g, xn, c->scratch); /* (K, L) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, l, 1.0f, dyn, l, col, l,
+                        1.0f, dw, k);
+        }
+        if (dx && pointwise) { /* dx_n (C, H*W) is dcol itself: accumulate straight into it */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, l, o, 1.0f, w, k, dyn, l, 1.0f,
+                        dx + s * g.c * g.h * g.w, l);
+        } else if (dx) {
+            float *dcol = c->scratch; /* (K, L) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, l, o, 1.0f, w, k, dyn, l, 0.0f,
+                        dcol, l);
+            col2im_add(&g, dcol, dx + s * g.c * g.h * g.w);
+        }
+    }
+}
+
+const kl__op_def kl__op_conv2d = {"conv2d", 2, 2, conv_shape, conv_forward, conv_backward, false};
+
+/* x (N, C, H, W) convolved with w (O, C, KH, KW), no bias: y (N, O, OH, OW) with
+ * OH = (H + 2 pad - KH) / stride + 1 (floor), zero padding; add a bias with kl_bias_add. */
+kl_node kl_conv2d(kl_graph *g, kl_node x, kl_node w, int stride, int pad)
+{
+    kl__attr at = {.conv = {stride, pad}};
+    return kl__graph_add(g, KL__OP_CONV2D, (kl_node[]){x, w}, 2, &at);
+}

@@ -1,0 +1,345 @@
+/* Elementwise ops and reductions that touch each element once: add (and residual), mul, scale,
+ * the activations (relu, leaky_relu, gelu, tanh, sigmoid), softmax over the last axis, dropout
+ * and sum. Loops are plain and contiguous so the compiler vectorises them. */
+#include <math.h>
+
+#include "kiln/rng.h"
+#include "ops/graph_impl.h"
+
+static kl_status same_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    const char *op = kl__ops[n->op]->name;
+    kl_status st;
+    for (int i = 0; i < n->nin; i++)
+        if ((st = kl__expect_f32(op, in[i], err)))
+            return st;
+    if (n->nin == 2 && (st = kl__expect_same(op, in[0], in[1], err)))
+        return st;
+    n->shape = in[0]->shape;
+    n->batched = in[0]->batched;
+    return KL_OK;
+}
+
+static kl_status add_forward(kl__ctx *c, kl_error *err)
+{
+    const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = a[i] + b[i];
+    return KL_OK;
+}
+
+static void add_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout);
+    for (int k = 0; k < 2; k++) {
+        if (!c->din[k])
+            continue;
+        float *dx = kl_f32(c->din[k]);
+        for (int64_t i = 0; i < kl_numel(c->dout); i++)
+            dx[i] += dy[i];
+    }
+}
+
+static kl_status mul_forward(kl__ctx *c, kl_error *err)
+{
+    const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = a[i] * b[i];
+    return KL_OK;
+}
+
+static void mul_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout);
+    for (int k = 0; k < 2; k++) {
+        if (!c->din[k])
+            continue;
+        float *dx = kl_f32(c->din[k]);
+        const float *other = kl_f32(c->in[1 - k]);
+        for (int64_t i = 0; i < kl_numel(c->dout); i++)
+            dx[i] += dy[i] * other[i];
+    }
+}
+
+static kl_status scale_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out), a = c->attr->scale.alpha;
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = a * x[i];
+    return KL_OK;
+}
+
+static void scale_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]), a = c->attr->scale.alpha;
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += a * dy[i];
+}
+
+/* Activations. Backward kernels read x or y, whichever gives the derivative most cheaply. */
+
+static kl_status relu_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return KL_OK;
+}
+
+static void relu_backward(kl__ctx *c)
+{
+    const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static kl_status leaky_relu_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out), a = c->attr->scale.alpha;
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+    return KL_OK;
+}
+
+static void leaky_relu_backward(kl__ctx *c)
+{
+    const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]), a = c->attr->scale.alpha;
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += x[i] > 0.0f ? dy[i] : a * dy[i];
+}
+
+/* GELU, exact form as PyTorch's default: x * Phi(x), Phi the standard normal CDF. */
+static kl_status gelu_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+    return KL_OK;
+}
+
+static void gelu_backward(kl__ctx *c)
+{
+    const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    for (int64_t i = 0; i < kl_numel(c->dout); i++) {
+        float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+        float pdf = inv_sqrt_2pi * expf(-0.5f * x[i] * x[i]);
+        dx[i] += dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+static kl_status tanh_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = tanhf(x[i]);
+    return KL_OK;
+}
+
+static void tanh_backward(kl__ctx *c)
+{
+    const float *y = kl_f32(c->out), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+static kl_status sigmoid_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+    return KL_OK;
+}
+
+static void sigmoid_backward(kl__ctx *c)
+{
+    const float *y = kl_f32(c->out), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+/* Softmax over the last axis, shifted by the row maximum so exp never overflows. */
+static kl_status softmax_forward(kl__ctx *c, kl_error *err)
+{
+    const kl_tensor *xt = c->in[0];
+    int64_t cols = xt->shape.d[xt->shape.ndim - 1], rows = kl__rows(xt);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = kl_f32(xt) + r * cols;
+        float *y = kl_f32(c->out) + r * cols, mx = x[0];
+        for (int64_t j = 1; j < cols; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        double s = 0;
+        for (int64_t j = 0; j < cols; j++)
+            s += y[j] = expf(x[j] - mx);
+        float inv = (float)(1.0 / s);
+        for (int64_t j = 0; j < cols; j++)
+            y[j] *= inv;
+    }
+    return KL_OK;
+}
+
+/* dx = y * (dy - sum(dy * y)) per row. */
+static void softmax_backward(kl__ctx *c)
+{
+    const kl_tensor *yt = c->out;
+    int64_t cols = yt->shape.d[yt->shape.ndim - 1], rows = kl__rows(yt);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *y = kl_f32(yt) + r * cols, *dy = kl_f32(c->dout) + r * cols;
+        float *dx = kl_f32(c->din[0]) + r * cols;
+        double dot = 0;
+        for (int64_t j = 0; j < cols; j++)
+            dot += (double)dy[j] * y[j];
+        for (int64_t j = 0; j < cols; j++)
+            dx[j] += y[j] * (dy[j] - (float)dot);
+    }
+}
+
+/* Dropout (inverted): in training an element is kept with probability 1-p and scaled by 1/(1-p).
+ * The mask is a pure function of (seed, step, node, element), so backward redraws it instead of
+ * storing it. */
+static kl_status dropout_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    float p = n->attr.dropout.p;
+    if (!(p >= 0.0f && p < 1.0f))
+        return kl_error_set(err, KL_EINVAL, "dropout: p = %g is outside [0, 1)", (double)p);
+    return same_shape(n, in, err);
+}
+
+static inline bool dropout_keep(const kl__ctx *c, int64_t i)
+{
+    uint64_t stream = (c->step << 24) | (c->node & 0xFFFFFFu);
+    return kl_rng_uniform(c->seed, KL_RNG_DROPOUT, stream, (uint64_t)i) >= c->attr->dropout.p;
+}
+
+static kl_status dropout_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out), p = c->attr->dropout.p, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < kl_numel(c->out); i++)
+        y[i] = !c->train || p == 0.0f ? x[i] : (dropout_keep(c, i) ? x[i] * keep : 0.0f);
+    return KL_OK;
+}
+
+static void dropout_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]), p = c->attr->dropout.p, keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < kl_numel(c->dout); i++)
+        dx[i] += !c->train || p == 0.0f ? dy[i] : (dropout_keep(c, i) ? dy[i] * keep : 0.0f);
+}
+
+/* sum: every element into a scalar (1), accumulated in double. */
+static kl_status sum_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    kl_status st = kl__expect_f32("sum", in[0], err);
+    n->shape = KL_SHAPE(1);
+    n->batched = false;
+    return st;
+}
+
+static kl_status sum_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    double s = 0;
+    for (int64_t i = 0; i < kl_numel(c->in[0]); i++)
+        s += x[i];
+    kl_f32(c->out)[0] = (float)s;
+    return KL_OK;
+}
+
+static void sum_backward(kl__ctx *c)
+{
+    float *dx = kl_f32(c->din[0]), d = kl_f32(c->dout)[0];
+    for (int64_t i = 0; i < kl_numel(c->in[0]); i++)
+        dx[i] += d;
+}
+
+const kl__op_def kl__op_add = {"add", 2, 2, same_shape, add_forward, add_backward, false};
+const kl__op_def kl__op_mul = {"mul", 2, 2, same_shape, mul_forward, mul_backward, false};
+const kl__op_def kl__op_scale = {"scale", 1, 1, same_shape, scale_forward, scale_backward, false};
+const kl__op_def kl__op_relu = {"relu", 1, 1, same_shape, relu_forward, relu_backward, false};
+const kl__op_def kl__op_leaky_relu = {"leaky_relu",        1,    1, same_shape, leaky_relu_forward,
+                                      leaky_relu_backward, false};
+const kl__op_def kl__op_gelu = {"gelu", 1, 1, same_shape, gelu_forward, gelu_backward, false};
+const kl__op_def kl__op_tanh = {"tanh", 1, 1, same_shape, tanh_forward, tanh_backward, false};
+const kl__op_def kl__op_sigmoid = {"sigmoid",        1,    1, same_shape, sigmoid_forward,
+                                   sigmoid_backward, false};
+const kl__op_def kl__op_softmax = {"softmax",        1,    1, same_shape, softmax_forward,
+                                   softmax_backward, false};
+const kl__op_def kl__op_dropout = {"dropout",        1,    1, dropout_shape, dropout_forward,
+                                   dropout_backward, false};
+const kl__op_def kl__op_sum = {"sum", 1, 1, sum_shape, sum_forward, sum_backward, false};
+
+static kl_node unary(kl_graph *g, kl__op op, kl_node x, const kl__attr *at)
+{
+    return kl__graph_add(g, op, &x, 1, at);
+}
+
+kl_node kl_add(kl_graph *g, kl_node a, kl_node b)
+{
+    return kl__graph_add(g, KL__OP_ADD, (kl_node[]){a, b}, 2, NULL);
+}
+
+kl_node kl_residual(kl_graph *g, kl_node x, kl_node skip)
+{
+    return kl_add(g, x, skip);
+}
+
+kl_node kl_mul(kl_graph *g, kl_node a, kl_node b)
+{
+    return kl__graph_add(g, KL__OP_MUL, (kl_node[]){a, b}, 2, NULL);
+}
+
+kl_node kl_scale(kl_graph *g, kl_node x, float alpha)
+{
+    return unary(g, KL__OP_SCALE, x, &(kl__attr){.scale = {alpha}});
+}
+
+kl_node kl_leaky_relu(kl_graph *g, kl_node x, float alpha)
+{
+    return unary(g, KL__OP_LEAKY_RELU, x, &(kl__attr){.scale = {alpha}});
+}
+
+kl_node kl_dropout(kl_graph *g, kl_node x, float p)
+{
+    return unary(g, KL__OP_DROPOUT, x, &(kl__attr){.dropout = {p}});
+}
+
+kl_node kl_relu(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_RELU, x, NULL);
+}
+kl_node kl_gelu(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_GELU, x, NULL);
+}
+kl_node kl_tanh(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_TANH, x, NULL);
+}
+kl_node kl_sigmoid(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_SIGMOID, x, NULL);
+}
+kl_node kl_softmax(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_SOFTMAX, x, NULL);
+}
+kl_node kl_sum(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_SUM, x, NULL);
+}

@@ -1,0 +1,155 @@
+/* The graph's private structures and the op table's contract, shared by ops/graph.c (building,
+ * planning, running) and the kernel files in ops/cpu/ (one file per family of ops).
+ *
+ * An op is a row in kl__ops[]: a shape function that checks its inputs and sets the output's shape
+ * (and how many saved or scratch floats it needs), a forward kernel and a backward kernel. Adding
+ * an op touches that table, one kernel file, and the tests. */
+#ifndef KILN_GRAPH_IMPL_H
+#define KILN_GRAPH_IMPL_H
+
+#include "kiln/graph.h"
+
+#define KL__MAX_IN 8
+
+typedef enum kl__kind { KL__INPUT, KL__PARAM, KL__BUFFER, KL__OP } kl__kind;
+
+/* Per-op attributes; each op uses its own member. */
+typedef union kl__attr {
+    struct {
+        bool trans_a, trans_b;
+    } matmul;
+    struct {
+        float alpha;
+    } scale; /* scale, leaky_relu */
+    struct {
+        float p;
+    } dropout;
+    struct {
+        float smoothing;
+    } xent;
+    struct {
+        int stride, pad;
+    } conv;
+    struct {
+        int k, stride, pad;
+    } pool;
+    struct {
+        float momentum, eps;
+    } norm; /* batchnorm, layernorm (eps only) */
+    struct {
+        int axis;
+    } concat;
+    struct {
+        kl_shape shape; /* per sample when the input is batched */
+    } reshape;
+} kl__attr;
+
+/* What a kernel sees. Tensors carry the current batch's shapes. din[i] is NULL when input i
+ * needs no gradient; backward kernels add into din[i] (the graph zeroes it first). */
+typedef struct kl__ctx {
+    const kl_tensor *in[KL__MAX_IN];
+    int nin;
+    kl_tensor *out;
+    const kl_tensor *dout;
+    kl_tensor *din[KL__MAX_IN];
+    const kl__attr *attr;
+    float *saved;   /* saved_n floats kept from forward to backward */
+    float *scratch; /* scratch_n floats, shared by all ops, contents undefined on entry */
+    bool train;
+    uint64_t seed, step; /* for counter-based randomness */
+    uint32_t node;       /* this node's id: a stable stream for randomness */
+} kl__ctx;
+
+typedef struct kl__node kl__node;
+
+typedef struct kl__op_def {
+    const char *name;
+    int min_in, max_in;
+    /* Checks input shapes and dtypes (n->in[i] shapes are in in[]) and sets n->shape, n->batched,
+     * n->saved_n and n->scratch_n (both in floats per max batch). Errors name the op. */
+    kl_status (*shape)(kl__node *n, const kl__node *const *in, kl_error *err);
+    kl_status (*forward)(kl__ctx *c, kl_error *err);
+    void (*backward)(kl__ctx *c); /* NULL: no gradient flows through this op */
+    bool alias;                   /* output shares input 0's storage (reshape) */
+} kl__op_def;
+
+typedef enum kl__op {
+    KL__OP_NONE = 0, /* leaves */
+    KL__OP_MATMUL,
+    KL__OP_LINEAR,
+    KL__OP_BIAS_ADD,
+    KL__OP_ADD,
+    KL__OP_MUL,
+    KL__OP_SCALE,
+    KL__OP_RELU,
+    KL__OP_LEAKY_RELU,
+    KL__OP_GELU,
+    KL__OP_TANH,
+    KL__OP_SIGMOID,
+    KL__OP_SOFTMAX,
+    KL__OP_DROPOUT,
+    KL__OP_SOFTMAX_XENT,
+    KL__OP_MSE,
+    KL__OP_SUM,
+    KL__OP_CONV2D,
+    KL__OP_MAX_POOL2D,
+    KL__OP_AVG_POOL2D,
+    KL__OP_GLOBAL_AVG_POOL,
+    KL__OP_BATCHNORM,
+    KL__OP_LAYERNORM,
+    KL__OP_RESHAPE,
+    KL__OP_CONCAT,
+    KL__OP_EMBEDDING,
+    KL__OP_COUNT
+} kl__op;
+
+struct kl__node {
+    kl__kind kind;
+    kl__op op;
+    char *name; /* owned; NULL if unnamed */
+    int nin;
+    kl_node in[KL__MAX_IN];
+    kl__attr attr;
+    kl_dtype dtype;
+    kl_shape shape; /* at the compiled (maximum) batch */
+    bool batched;   /* dim 0 is the batch */
+    size_t saved_n, scratch_n;
+    /* Set by compile. */
+    bool needs_grad; /* a parameter is upstream */
+    bool on_path;    /* the loss depends on it: backward visits it */
+    bool output;
+    bool requires_grad; /* an input whose gradient the caller asked for */
+    kl_node root;       /* storage owner: itself, or what an alias op shares */
+    int param;          /* index into params or buffers, else -1 */
+    kl_init init;
+    unsigned flags;
+    size_t val_off, grad_off, saved_off; /* arena offsets in floats, or SIZE_MAX */
+    kl_tensor val, grad;
+    uint64_t grad_gen; /* backward pass whose zeroing this (root) grad has had */
+};
+
+extern const kl__op_def *const kl__ops[KL__OP_COUNT];
+
+/* Each kernel file defines its rows. */
+extern const kl__op_def kl__op_matmul, kl__op_linear, kl__op_bias_add, kl__op_add, kl__op_mul,
+    kl__op_scale, kl__op_relu, kl__op_leaky_relu, kl__op_gelu, kl__op_tanh, kl__op_sigmoid,
+    kl__op_softmax, kl__op_dropout, kl__op_softmax_xent, kl__op_mse, kl__op_sum, kl__op_conv2d,
+    kl__op_max_pool2d, kl__op_avg_pool2d, kl__op_global_avg_pool, kl__op_batchnorm,
+    kl__op_layernorm, kl__op_reshape, kl__op_concat, kl__op_embedding;
+
+/* Adds an op node after checking its inputs with the op's shape function. Used by the kl_<op>
+ * builders in the kernel files. */
+kl_node kl__graph_add(kl_graph *g, kl__op op, const kl_node *in, int nin, const kl__attr *attr);
+
+/* Shape helpers for shape functions. */
+kl_status kl__expect_ndim(const char *op, const kl__node *n, int lo, int hi, kl_error *err);
+kl_status kl__expect_same(const char *op, const kl__node *a, const kl__node *b, kl_error *err);
+kl_status kl__expect_f32(const char *op, const kl__node *n, kl_error *err);
+
+/* For kernels: the rows of a tensor viewed as a matrix over its last axis. */
+static inline int64_t kl__rows(const kl_tensor *t)
+{
+    return kl_numel(t) / t->shape.d[t->shape.ndim - 1];
+}
+
+#endif
