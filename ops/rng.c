@@ -40,8 +40,7 @@ void kl_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]
         out[i] = c[i];
 }
 
-void kl_rng_block(uint64_t seed, uint32_t purpose, uint64_t stream, uint64_t block,
-                  uint32_t out[4])
+void kl_rng_block(uint64_t seed, uint32_t purpose, uint64_t stream, uint64_t block, uint32_t out[4])
 {
     uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream,
                        ((uint32_t)(stream >> 32) & 0xFFFFFFu) | (purpose << 24)};

@@ -1,5 +1,6 @@
 /* kl_error and kl_status: how every kiln call reports what went wrong and what to change.
- * Lives in ops/ because ops/ is the bottom of the dependency graph and everything reports errors. */
+ * Lives in ops/ because ops/ is the bottom of the dependency graph and everything reports errors.
+ */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,19 +23,19 @@ static inline int check_(int ok, const char *file, int line, const char *what)
 #define CHECK(cond) check_(!!(cond), __FILE__, __LINE__, #cond)
 
 /* Passes when |a - b| <= tol (and neither is NaN); prints both values otherwise. */
-#define CHECK_NEAR(a, b, tol)                                                                      \
-    do {                                                                                           \
-        double ca_ = (double)(a), cb_ = (double)(b), ct_ = (double)(tol);                          \
-        if (!check_(fabs(ca_ - cb_) <= ct_, __FILE__, __LINE__, #a " ~= " #b))                     \
+#define CHECK_NEAR(a, b, tol)                                                                     \
+    do {                                                                                          \
+        double ca_ = (double)(a), cb_ = (double)(b), ct_ = (double)(tol);                         \
+        if (!check_(fabs(ca_ - cb_) <= ct_, __FILE__, __LINE__, #a " ~= " #b))                    \
             fprintf(stderr, "    %s = %.9g, %s = %.9g, tolerance %.3g\n", #a, ca_, #b, cb_, ct_); \
     } while (0)
 
 /* Passes when a call returned KL_OK; prints the error message otherwise. */
-#define CHECK_OK(call, errp)                                                                       \
-    do {                                                                                           \
-        kl_status cs_ = (call);                                                                    \
-        if (!check_(cs_ == KL_OK, __FILE__, __LINE__, #call))                                      \
-            fprintf(stderr, "    status %d: %s\n", (int)cs_, (errp)->msg);                         \
+#define CHECK_OK(call, errp)                                               \
+    do {                                                                   \
+        kl_status cs_ = (call);                                            \
+        if (!check_(cs_ == KL_OK, __FILE__, __LINE__, #call))              \
+            fprintf(stderr, "    status %d: %s\n", (int)cs_, (errp)->msg); \
     } while (0)
 
 static inline int check_report(const char *name)

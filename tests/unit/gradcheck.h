@@ -23,7 +23,7 @@ typedef struct gc_leaf {
     bool batched;   /* an input (batched) or a weight (a parameter) */
     bool grad;      /* check d(loss)/d(this leaf) */
     kl_dtype dtype;
-    float lo, hi; /* values uniform in [lo, hi); i32 leaves get integers in [lo, hi) */
+    float lo, hi;        /* values uniform in [lo, hi); i32 leaves get integers in [lo, hi) */
     const float *values; /* or exact values (integral ones for i32), NULL for random */
 } gc_leaf;
 
@@ -38,8 +38,12 @@ typedef struct gc_opts {
 
 static inline gc_opts gc_defaults(void)
 {
-    return (gc_opts){.eps = 1e-3f, .atol = 2e-3f, .rtol = 2e-2f, .max_checks = 150,
-                     .mode = KL_MODE_TRAIN, .seed = 1234};
+    return (gc_opts){.eps = 1e-3f,
+                     .atol = 2e-3f,
+                     .rtol = 2e-2f,
+                     .max_checks = 150,
+                     .mode = KL_MODE_TRAIN,
+                     .seed = 1234};
 }
 
 /* A batched f32 leaf with gradient, values in [-1, 1). */
@@ -51,14 +55,15 @@ static inline gc_leaf gc_in(kl_shape s)
 /* A weight leaf with gradient, values in [-1, 1). */
 static inline gc_leaf gc_w(kl_shape s)
 {
-    return (gc_leaf){.shape = s, .batched = false, .grad = true, .dtype = KL_F32, .lo = -1, .hi = 1};
+    return (gc_leaf){
+        .shape = s, .batched = false, .grad = true, .dtype = KL_F32, .lo = -1, .hi = 1};
 }
 
 /* A batched i32 leaf (labels, indices) with values in [0, n). */
 static inline gc_leaf gc_int(kl_shape s, int n)
 {
-    return (gc_leaf){.shape = s, .batched = true, .grad = false, .dtype = KL_I32, .lo = 0,
-                     .hi = (float)n};
+    return (gc_leaf){
+        .shape = s, .batched = true, .grad = false, .dtype = KL_I32, .lo = 0, .hi = (float)n};
 }
 
 typedef struct gc_graph {
@@ -74,8 +79,8 @@ static inline kl_tensor *gc_leaf_tensor(gc_graph *t, int i)
 }
 
 /* Builds and compiles the graph, fills the leaves. Returns 0 on success. */
-static inline int gc_setup(gc_graph *t, const gc_leaf *leaves, int n, gc_build_fn build,
-                           void *ctx, const gc_opts *o)
+static inline int gc_setup(gc_graph *t, const gc_leaf *leaves, int n, gc_build_fn build, void *ctx,
+                           const gc_opts *o)
 {
     kl_error err = {0};
     int64_t batch = 1;
@@ -132,7 +137,7 @@ static inline int gc_setup(gc_graph *t, const gc_leaf *leaves, int n, gc_build_f
             float u = kl_rng_uniform(o->seed, KL_RNG_TEST, (uint64_t)i, (uint64_t)k);
             if (l->dtype == KL_I32)
                 kl_i32(v)[k] = l->values ? (int32_t)l->values[k]
-                                        : (int32_t)l->lo + (int32_t)(u * (l->hi - l->lo));
+                                         : (int32_t)l->lo + (int32_t)(u * (l->hi - l->lo));
             else
                 kl_f32(v)[k] = l->values ? l->values[k] : l->lo + (l->hi - l->lo) * u;
         }
@@ -163,8 +168,8 @@ static inline double gc_loss(gc_graph *t)
 }
 
 /* Checks analytic against numeric gradients of every leaf marked grad. Returns failures. */
-static inline int gradcheck_opts(const char *label, const gc_leaf *leaves, int n,
-                                 gc_build_fn build, void *ctx, const gc_opts *o)
+static inline int gradcheck_opts(const char *label, const gc_leaf *leaves, int n, gc_build_fn build,
+                                 void *ctx, const gc_opts *o)
 {
     gc_graph t;
     kl_error err = {0};
@@ -212,8 +217,8 @@ static inline int gradcheck_opts(const char *label, const gc_leaf *leaves, int n
             double num = (lp - lm) / (2.0 * o->eps), ana = analytic[i][k];
             double tol = o->atol + o->rtol * fmax(fabs(num), fabs(ana));
             if (!(fabs(num - ana) <= tol)) {
-                fprintf(stderr, "%s: leaf %d element %lld: analytic %.6g, numeric %.6g\n", label,
-                        i, (long long)k, ana, num);
+                fprintf(stderr, "%s: leaf %d element %lld: analytic %.6g, numeric %.6g\n", label, i,
+                        (long long)k, ana, num);
                 bad++;
             }
         }
