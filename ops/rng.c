@@ -68,7 +68,9 @@ void kl_rng_fill_uniform(uint64_t seed, uint32_t purpose, uint64_t stream, float
     for (size_t i = 0; i < n; i++) {
         if (i % 4 == 0)
             kl_rng_block(seed, purpose, stream, i / 4, w);
-        out[i] = lo + (hi - lo) * u32_to_unit(w[i % 4]);
+        /* lo + (hi - lo) * u can round up to hi when hi - lo needs more bits than u has left. */
+        float v = lo + (hi - lo) * u32_to_unit(w[i % 4]);
+        out[i] = v < hi ? v : nextafterf(hi, lo);
     }
 }
 

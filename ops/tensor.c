@@ -59,6 +59,11 @@ const char *kl_dtype_name(kl_dtype t)
 
 kl_tensor *kl_tensor_new(kl_dtype dtype, kl_shape shape, kl_error *err)
 {
+    if (shape.ndim < 0 || shape.ndim > KL_MAX_DIMS) {
+        kl_error_set(err, KL_ESHAPE, "tensor: %d axes, kiln tensors have 0 to %d", shape.ndim,
+                     KL_MAX_DIMS);
+        return NULL;
+    }
     for (int i = 0; i < shape.ndim; i++) {
         if (shape.d[i] <= 0) {
             char buf[96];

@@ -104,6 +104,11 @@ static kl_node build_sum(kl_graph *g, const kl_node *l, void *ctx)
 {
     return kl_sum(g, l[0]);
 }
+/* -1.5 sum(x): sum's incoming gradient is not 1, as it is when sum is the loss itself. */
+static kl_node build_scaled_sum(kl_graph *g, const kl_node *l, void *ctx)
+{
+    return kl_scale(g, kl_sum(g, l[0]), -1.5f);
+}
 
 static void test_binary_values(void)
 {
@@ -161,11 +166,13 @@ static void test_softmax_values(void)
     check_forward("softmax of [1, 2, 3]", l, 1, build_softmax, NULL, want, 1e-6);
 
     /* Logits near 1000 overflow a naive exp: softmax([1000, 1001]) = softmax([0, 1]) =
-     * (1/(1+e), e/(1+e)) = (0.2689414214, 0.7310585786); [-1000, 0] gives (0, 1). */
-    const float big[] = {1000, 1001, -1000, 0};
-    gc_leaf bl[1] = {with_values(gc_in(KL_SHAPE(2, 2)), big)};
-    const double bwant[] = {0.2689414214, 0.7310585786, 0, 1};
-    check_forward("softmax of [1000, 1001]", bl, 1, build_softmax, NULL, bwant, 1e-6);
+     * (1/(1+e), e/(1+e)) = (0.2689414214, 0.7310585786), and so does [-1000, -999], where a
+     * shift by anything but the row maximum underflows; [-1000, 0] gives (0, 1). */
+    const float big[] = {1000, 1001, -1000, -999, -1000, 0};
+    gc_leaf bl[1] = {with_values(gc_in(KL_SHAPE(3, 2)), big)};
+    const double bwant[] = {0.2689414214, 0.7310585786, 0.2689414214, 0.7310585786, 0, 1};
+    check_forward("softmax of [1000, 1001] and [-1000, -999]", bl, 1, build_softmax, NULL, bwant,
+                  1e-6);
 
     /* Rows of a random 3-D input sum to 1 over the last axis. */
     gc_graph t;
@@ -237,6 +244,7 @@ static void test_grads(void)
             GC("sigmoid", one, 1, build_sigmoid, NULL);
             GC("softmax", one, 1, build_softmax, NULL);
             GC("sum", one, 1, build_sum, NULL);
+            GC("scaled sum", one, 1, build_scaled_sum, NULL);
 
             float kinked[5 * 3 * 5];
             away_from_zero(kinked, kl_shape_numel(&sh), (uint64_t)(10 * i + s));
@@ -251,7 +259,7 @@ static void test_grads(void)
     gradcheck("sum grad of a weight", w, 1, build_sum, NULL);
 }
 
-/* A graph running dropout(x, p) on a (rows, cols) input, compiled for inference only. */
+/* A graph running dropout(x, p) on a (rows, cols) input, compiled without a loss: forward only. */
 typedef struct drop_graph {
     kl_graph *g;
     kl_node x, y;

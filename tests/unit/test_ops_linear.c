@@ -1,7 +1,8 @@
 /* Tests for ops/cpu/linear.c: matmul in its four transpose combinations (and contracting over the
  * batch), linear on 2-D and 3-D inputs with and without a bias, and bias_add on 2-D to 4-D inputs,
  * against products worked out by hand; every input's gradient by finite differences on odd sizes
- * and batch 1; and the shape errors a user can make, reported by kl_graph_compile. */
+ * and batch 1, also when a node feeds an op twice or gradients build up over two backward passes;
+ * and the shape errors a user can make, reported by kl_graph_compile. */
 #include <string.h>
 
 #include "check.h"
@@ -231,6 +232,20 @@ static kl_node build_square(kl_graph *g, const kl_node *l, void *ctx)
     const mm_case *c = ctx;
     return kl_matmul(g, l[0], l[0], c->ta, c->tb);
 }
+/* op(...) + one of its inputs: the add's backward runs first and writes that input's gradient,
+ * so the op's backward must add to it. */
+static kl_node build_matmul_plus_a(kl_graph *g, const kl_node *l, void *ctx)
+{
+    return kl_add(g, build_matmul(g, l, ctx), l[0]);
+}
+static kl_node build_matmul_plus_b(kl_graph *g, const kl_node *l, void *ctx)
+{
+    return kl_add(g, build_matmul(g, l, ctx), l[1]);
+}
+static kl_node build_bias_add_plus_x(kl_graph *g, const kl_node *l, void *ctx)
+{
+    return kl_add(g, kl_bias_add(g, l[0], l[1]), l[0]);
+}
 /* x + linear(x, w) with w (7, 7): x's gradient has two contributions. */
 static kl_node build_linear_skip(kl_graph *g, const kl_node *l, void *ctx)
 {
@@ -248,9 +263,23 @@ static void test_shared_input_grads(void)
         snprintf(label, sizeof label, "x + linear(x) grad N=%lld", (long long)batches[i]);
         gradcheck(label, l, 3, build_linear_skip, NULL);
     }
+    for (int i = 0; i < 2; i++) {
+        gc_leaf l[2] = {gc_in(KL_SHAPE(batches[i], 5)), gc_w(KL_SHAPE(5))};
+        snprintf(label, sizeof label, "bias_add(x) + x grad N=%lld", (long long)batches[i]);
+        gradcheck(label, l, 2, build_bias_add_plus_x, NULL);
+        mm_case c = {false, false};
+        gc_leaf m[2] = {gc_in(KL_SHAPE(batches[i], 5)), gc_w(KL_SHAPE(5, 5))};
+        snprintf(label, sizeof label, "matmul(x, w) + x grad N=%lld", (long long)batches[i]);
+        gradcheck(label, m, 2, build_matmul_plus_a, &c);
+    }
     for (int ta = 0; ta < 2; ta++) {
         for (int tb = 0; tb < 2; tb++) {
             mm_case c = {ta, tb};
+            gc_leaf ab[2] = {gc_w(KL_SHAPE(5, 5)), gc_w(KL_SHAPE(5, 5))};
+            snprintf(label, sizeof label, "matmul(a, b) + a grad ta=%d tb=%d", ta, tb);
+            gradcheck(label, ab, 2, build_matmul_plus_a, &c);
+            snprintf(label, sizeof label, "matmul(a, b) + b grad ta=%d tb=%d", ta, tb);
+            gradcheck(label, ab, 2, build_matmul_plus_b, &c);
             gc_leaf w[1] = {gc_w(KL_SHAPE(5, 5))};
             snprintf(label, sizeof label, "matmul grad w w ta=%d tb=%d", ta, tb);
             gradcheck(label, w, 1, build_square, &c);
@@ -289,6 +318,58 @@ static void test_bias_add_grads(void)
             gradcheck(label, l, 2, build_bias_add, NULL);
         }
     }
+}
+
+/* kl_graph_backward adds into the parameter gradients: two backward passes without zeroing give
+ * twice the gradient of one, for every parameter of every op here. */
+static void check_accumulates(const char *label, const gc_leaf *leaves, int n, gc_build_fn build,
+                              void *ctx)
+{
+    gc_graph t;
+    gc_opts o = gc_defaults();
+    kl_error err = {0};
+    if (!check_(gc_setup(&t, leaves, n, build, ctx, &o) == 0, __FILE__, __LINE__, label)) {
+        kl_graph_free(t.g);
+        return;
+    }
+    size_t np = kl_graph_param_count(t.g);
+    float *once = malloc(np * sizeof *once);
+    kl_graph_zero_grad(t.g);
+    if (!once || kl_graph_forward(t.g, &err) != KL_OK || kl_graph_backward(t.g, &err) != KL_OK) {
+        check_(0, __FILE__, __LINE__, label);
+        free(once);
+        kl_graph_free(t.g);
+        return;
+    }
+    memcpy(once, kl_graph_grads(t.g), np * sizeof *once);
+    CHECK_OK(kl_graph_forward(t.g, &err), &err);
+    CHECK_OK(kl_graph_backward(t.g, &err), &err);
+    int bad = 0, nonzero = 0;
+    for (size_t i = 0; i < np; i++) {
+        bad += !(fabs(kl_graph_grads(t.g)[i] - 2.0 * once[i]) <= 1e-5 * (1 + fabs(once[i])));
+        nonzero += once[i] != 0.0f;
+    }
+    check_(bad == 0 && nonzero > 0, __FILE__, __LINE__, label);
+    free(once);
+    kl_graph_free(t.g);
+}
+
+static void test_grads_accumulate(void)
+{
+    for (int ta = 0; ta < 2; ta++) {
+        for (int tb = 0; tb < 2; tb++) {
+            mm_case c = {ta, tb};
+            gc_leaf l[2] = {gc_w(KL_SHAPE(3, 3)), gc_w(KL_SHAPE(3, 3))};
+            check_accumulates("matmul gradients accumulate", l, 2, build_matmul, &c);
+        }
+    }
+    mm_case c = {false, false};
+    gc_leaf m[2] = {gc_in(KL_SHAPE(4, 3)), gc_w(KL_SHAPE(3, 5))};
+    check_accumulates("matmul batched a gradients accumulate", m, 2, build_matmul, &c);
+    gc_leaf l[3] = {gc_in(KL_SHAPE(4, 3)), gc_w(KL_SHAPE(5, 3)), gc_w(KL_SHAPE(5))};
+    check_accumulates("linear gradients accumulate", l, 3, build_linear_bias, NULL);
+    gc_leaf b[2] = {gc_in(KL_SHAPE(4, 3, 2)), gc_w(KL_SHAPE(3))};
+    check_accumulates("bias_add gradients accumulate", b, 2, build_bias_add, NULL);
 }
 
 /* Builds x (per sample) and w (a weight) and calls op, then expects compile to fail with want and
@@ -392,6 +473,7 @@ int main(void)
     test_linear_grads();
     test_bias_add_grads();
     test_shared_input_grads();
+    test_grads_accumulate();
     test_shape_errors();
     test_gradcheck_harness();
     return check_report("test_ops_linear");

@@ -96,6 +96,11 @@ static void test_reshape_values(void)
     check_forward("flatten (N, 3, 1, 2)", l4, 1, build_flatten, NULL, KL_SHAPE(2, 6), x);
     gc_leaf l1[1] = {with_values(gc_in(KL_SHAPE(1, 2, 2, 3)), x)};
     check_forward("flatten at batch 1", l1, 1, build_flatten, NULL, KL_SHAPE(1, 12), x);
+    /* Without a batch, flatten keeps dim 0 too: a (2, 3, 2) weight becomes (2, 6). */
+    gc_leaf w[1] = {with_values(gc_w(KL_SHAPE(2, 3, 2)), x)};
+    check_forward("flatten of a weight", w, 1, build_flatten, NULL, KL_SHAPE(2, 6), x);
+    gc_leaf w6[1] = {with_values(gc_w(KL_SHAPE(6)), x)};
+    check_forward("reshape of a weight", w6, 1, build_reshape_23, NULL, KL_SHAPE(2, 3), x);
 
     /* A view costs nothing: the reshaped node reads the input's storage. */
     gc_graph t;
@@ -235,6 +240,13 @@ static void test_concat_values(void)
                   w0);
 }
 
+/* x joined to itself: both slices of the output's gradient add into x's. */
+static kl_node build_concat_self(kl_graph *g, const kl_node *l, void *ctx)
+{
+    const kl_node xs[3] = {l[0], l[1], l[0]};
+    return kl_concat(g, xs, 3, -1);
+}
+
 static void test_concat_grads(void)
 {
     const int64_t batches[] = {1, 5};
@@ -262,6 +274,11 @@ static void test_concat_grads(void)
     }
     gc_leaf w[2] = {gc_w(KL_SHAPE(1, 3)), gc_w(KL_SHAPE(4, 3))};
     gradcheck("concat grad weights axis 0", w, 2, build_concat, &(cat_case){2, 0});
+    for (int i = 0; i < 2; i++) {
+        gc_leaf l[2] = {gc_in(KL_SHAPE(batches[i], 3, 2)), gc_in(KL_SHAPE(batches[i], 3, 1))};
+        snprintf(label, sizeof label, "concat(x, y, x) grad N=%lld", (long long)batches[i]);
+        gradcheck(label, l, 2, build_concat_self, NULL);
+    }
 }
 
 static void test_concat_errors(void)
@@ -308,18 +325,16 @@ static kl_node build_embedding(kl_graph *g, const kl_node *l, void *ctx)
     return kl_embedding(g, l[0], l[1]);
 }
 
-/* The table (4, 3) holds 0..11, so row r is (3r, 3r+1, 3r+2). */
-static float TABLE[12];
-
 static void test_embedding_values(void)
 {
+    float table[12]; /* (4, 3) holding 0..11, so row r is (3r, 3r+1, 3r+2) */
     for (int i = 0; i < 12; i++)
-        TABLE[i] = (float)i;
+        table[i] = (float)i;
     /* Indices [[0, 3, 1], [2, 2, 0]] pick rows 0, 3, 1 and 2, 2, 0. */
     const float idx[] = {0, 3, 1, 2, 2, 0};
     const float want[] = {0, 1, 2, 9, 10, 11, 3, 4, 5, 6, 7, 8, 6, 7, 8, 0, 1, 2};
     gc_leaf l[2] = {with_values(gc_int(KL_SHAPE(2, 3), 4), idx),
-                    with_values(gc_w(KL_SHAPE(4, 3)), TABLE)};
+                    with_values(gc_w(KL_SHAPE(4, 3)), table)};
     check_forward("embedding (N, T) indices", l, 2, build_embedding, NULL, KL_SHAPE(2, 3, 3), want);
     /* One index per sample: (N) -> (N, D). */
     const float idx1[] = {3, 0};

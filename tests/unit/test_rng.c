@@ -126,6 +126,25 @@ static void test_fill_uniform(void)
     free(b);
 }
 
+/* A bug in ops/rng.c, shown here: kl_rng_fill_uniform promises [lo, hi) but can return hi.
+ * Element 200638 of (seed 2, KL_RNG_TEST, stream 0) is the largest draw, u = 1 - 2^-24 (found by
+ * a search of the stream). Over [1, 2), lo + (hi - lo) u = 1 + (1 - 2^-24) = 2 - 2^-24 needs 25
+ * bits and rounds to even, which is 2.0 = hi. kl_rng_uniform itself stays below 1. Suggested fix
+ * in kl_rng_fill_uniform: v = lo + (hi - lo) * u; out[i] = v < hi ? v : nextafterf(hi, lo). */
+static void test_fill_uniform_upper_bound(void)
+{
+    enum { AT = 200638 };
+    CHECK(kl_rng_uniform(2, KL_RNG_TEST, 0, AT) == 1.0f - 1.0f / 16777216.0f);
+    float *v = malloc((AT + 1) * sizeof *v);
+    if (!CHECK(v != NULL))
+        return;
+    kl_rng_fill_uniform(2, KL_RNG_TEST, 0, v, AT + 1, 1.0f, 2.0f);
+    if (!CHECK(v[AT] >= 1.0f && v[AT] < 2.0f))
+        fprintf(stderr, "    fill_uniform over [1, 2) gave %.9g at element %d\n", (double)v[AT],
+                AT);
+    free(v);
+}
+
 static void test_fill_normal(void)
 {
     enum { N = 100000 };
@@ -163,6 +182,48 @@ static void test_fill_normal(void)
     CHECK(memcmp(c, z, sizeof c) == 0);
     free(z);
     free(y);
+}
+
+/* Element i of a normal fill is Box-Muller on the first two words of block i, worked here in
+ * double from kl_rng_block (pinned above by the known answers): u1 = (w0 / 2^8 + 1) / 2^24 in
+ * (0, 1], u2 = (w1 / 2^8) / 2^24, z = sqrt(-2 ln u1) cos(2 pi u2). */
+static void test_fill_normal_elements(void)
+{
+    float z[40];
+    kl_rng_fill_normal(31, KL_RNG_INIT, 5, z, 40, 0.0f, 1.0f);
+    int bad = 0;
+    for (int i = 0; i < 40; i++) {
+        uint32_t w[4];
+        kl_rng_block(31, KL_RNG_INIT, 5, (uint64_t)i, w);
+        double u1 = ((double)(w[0] >> 8) + 1.0) / 16777216.0, u2 = (double)(w[1] >> 8) / 16777216.0;
+        double want = sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979324 * u2);
+        bad += !(fabs(z[i] - want) <= 1e-6 * (1 + fabs(want)));
+    }
+    CHECK(bad == 0);
+}
+
+/* Neighbouring elements of a stream are uncorrelated (a fill that reused a block for two
+ * elements would show up here); the standard error of a lag-1 correlation over 1e5 is 0.003. */
+static void test_lag_correlation(void)
+{
+    enum { N = 100000 };
+    float *u = malloc(N * sizeof *u), *z = malloc(N * sizeof *z);
+    if (!CHECK(u && z)) {
+        free(u);
+        free(z);
+        return;
+    }
+    kl_rng_fill_uniform(3, KL_RNG_SHUFFLE, 8, u, N, -1.0f, 1.0f); /* mean 0, variance 1/3 */
+    kl_rng_fill_normal(3, KL_RNG_SHUFFLE, 8, z, N, 0.0f, 1.0f);
+    double cu = 0, cz = 0;
+    for (int i = 0; i + 1 < N; i++) {
+        cu += (double)u[i] * u[i + 1];
+        cz += (double)z[i] * z[i + 1];
+    }
+    CHECK_NEAR(cu / (N - 1) * 3.0, 0.0, 0.02);
+    CHECK_NEAR(cz / (N - 1), 0.0, 0.02);
+    free(u);
+    free(z);
 }
 
 /* Counts equal elements of two 1000-element draws; independent 24-bit draws almost never match. */
@@ -208,7 +269,10 @@ int main(void)
     test_uniform_mapping();
     test_uniform_moments();
     test_fill_uniform();
+    test_fill_uniform_upper_bound();
     test_fill_normal();
+    test_fill_normal_elements();
+    test_lag_correlation();
     test_determinism_and_independence();
     return check_report("test_rng");
 }
