@@ -66,6 +66,13 @@ static inline gc_leaf gc_int(kl_shape s, int n)
         .shape = s, .batched = true, .grad = false, .dtype = KL_I32, .lo = 0, .hi = (float)n};
 }
 
+/* l with exact values (integral ones for an i32 leaf) in place of random ones. */
+static inline gc_leaf gc_with_values(gc_leaf l, const float *v)
+{
+    l.values = v;
+    return l;
+}
+
 typedef struct gc_graph {
     kl_graph *g;
     kl_node leaf[GC_MAX_LEAVES];
@@ -252,6 +259,39 @@ static inline int gc_run(gc_graph *t, const gc_leaf *leaves, int n, gc_build_fn 
         return -1;
     }
     return 0;
+}
+
+/* Runs build in mode on exact leaf values and compares the output with want_shape and want
+ * (|got - want| <= tol per element). Counts one check for the run, one for the shape and one for
+ * the values, printing the shapes or up to 4 bad elements under label when one fails. */
+static inline void gc_check_forward(const char *label, const gc_leaf *leaves, int nl,
+                                    gc_build_fn build, void *ctx, kl_mode mode, kl_shape want_shape,
+                                    const double *want, double tol)
+{
+    gc_graph t;
+    char got_s[96], want_s[96];
+    if (!check_(gc_run(&t, leaves, nl, build, ctx, mode) == 0, __FILE__, __LINE__, label)) {
+        kl_graph_free(t.g);
+        return;
+    }
+    const kl_tensor *y = kl_graph_value(t.g, t.out);
+    if (!check_(kl_shape_eq(&y->shape, &want_shape), __FILE__, __LINE__, label)) {
+        fprintf(stderr, "    %s: shape %s, want %s\n", label,
+                kl_shape_str(&y->shape, got_s, sizeof got_s),
+                kl_shape_str(&want_shape, want_s, sizeof want_s));
+        kl_graph_free(t.g);
+        return;
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < kl_numel(y); i++) {
+        if (!(fabs((double)kl_f32(y)[i] - want[i]) <= tol)) {
+            if (bad++ < 4)
+                fprintf(stderr, "    %s: element %lld is %.9g, want %.9g\n", label, (long long)i,
+                        (double)kl_f32(y)[i], want[i]);
+        }
+    }
+    check_(bad == 0, __FILE__, __LINE__, label);
+    kl_graph_free(t.g);
 }
 
 #endif

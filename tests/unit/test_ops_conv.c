@@ -33,9 +33,7 @@ static void check_conv_values(const char *label, kl_shape xs, const float *x, kl
                               const float *w, int stride, int pad, kl_shape want_shape,
                               const float *want)
 {
-    gc_leaf leaves[2] = {gc_in(xs), gc_w(ws)};
-    leaves[0].values = x;
-    leaves[1].values = w;
+    gc_leaf leaves[2] = {gc_with_values(gc_in(xs), x), gc_with_values(gc_w(ws), w)};
     conv_case cc = {stride, pad};
     gc_graph t;
     if (!check_(gc_run(&t, leaves, 2, build_conv, &cc, KL_MODE_EVAL) == 0, __FILE__, __LINE__,

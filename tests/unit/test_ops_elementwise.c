@@ -11,48 +11,11 @@
 
 #define TOL 1e-6
 
-/* Runs build on exact leaf values and compares the output with want (the output has the shape of
- * leaf 0 unless want_shape says otherwise). */
-static void check_forward_mode(const char *label, const gc_leaf *leaves, int nl, gc_build_fn build,
-                               void *ctx, kl_shape want_shape, const double *want, double tol,
-                               kl_mode mode)
-{
-    gc_graph t;
-    char got_s[96], want_s[96];
-    if (!check_(gc_run(&t, leaves, nl, build, ctx, mode) == 0, __FILE__, __LINE__, label)) {
-        kl_graph_free(t.g);
-        return;
-    }
-    const kl_tensor *y = kl_graph_value(t.g, t.out);
-    if (!check_(kl_shape_eq(&y->shape, &want_shape), __FILE__, __LINE__, label)) {
-        fprintf(stderr, "    %s: shape %s, want %s\n", label,
-                kl_shape_str(&y->shape, got_s, sizeof got_s),
-                kl_shape_str(&want_shape, want_s, sizeof want_s));
-        kl_graph_free(t.g);
-        return;
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < kl_numel(y); i++) {
-        if (!(fabs((double)kl_f32(y)[i] - want[i]) <= tol)) {
-            if (bad++ < 4)
-                fprintf(stderr, "    %s: element %lld is %.9g, want %.9g\n", label, (long long)i,
-                        (double)kl_f32(y)[i], want[i]);
-        }
-    }
-    check_(bad == 0, __FILE__, __LINE__, label);
-    kl_graph_free(t.g);
-}
-
+/* gc_check_forward in eval mode for an output of leaf 0's shape. */
 static void check_forward(const char *label, const gc_leaf *leaves, int nl, gc_build_fn build,
                           void *ctx, const double *want, double tol)
 {
-    check_forward_mode(label, leaves, nl, build, ctx, leaves[0].shape, want, tol, KL_MODE_EVAL);
-}
-
-static gc_leaf with_values(gc_leaf l, const float *v)
-{
-    l.values = v;
-    return l;
+    gc_check_forward(label, leaves, nl, build, ctx, KL_MODE_EVAL, leaves[0].shape, want, tol);
 }
 
 /* Build functions. Unary ops take their parameter (alpha, p) from ctx when they have one. */
@@ -113,7 +76,8 @@ static kl_node build_scaled_sum(kl_graph *g, const kl_node *l, void *ctx)
 static void test_binary_values(void)
 {
     const float a[] = {1, 2, 3, -0.5f}, b[] = {4, -5, 0.5f, 0.25f};
-    gc_leaf l[2] = {with_values(gc_in(KL_SHAPE(2, 2)), a), with_values(gc_in(KL_SHAPE(2, 2)), b)};
+    gc_leaf l[2] = {gc_with_values(gc_in(KL_SHAPE(2, 2)), a),
+                    gc_with_values(gc_in(KL_SHAPE(2, 2)), b)};
     /* a + b = (5, -3, 3.5, -0.25); a * b = (4, -10, 1.5, -0.125). */
     const double sum[] = {5, -3, 3.5, -0.25}, prod[] = {4, -10, 1.5, -0.125};
     check_forward("add values", l, 2, build_add, NULL, sum, TOL);
@@ -128,7 +92,7 @@ static void test_binary_values(void)
 static void test_activation_values(void)
 {
     const float x[] = {-2, 0, 3};
-    gc_leaf l[1] = {with_values(gc_in(KL_SHAPE(1, 3)), x)};
+    gc_leaf l[1] = {gc_with_values(gc_in(KL_SHAPE(1, 3)), x)};
     const double relu[] = {0, 0, 3}, leaky[] = {-0.2, 0, 3};
     const float slope = 0.1f;
     check_forward("relu at -2, 0, 3", l, 1, build_relu, NULL, relu, TOL);
@@ -137,20 +101,20 @@ static void test_activation_values(void)
     /* gelu(x) = x Phi(x) with Phi(1) = 0.8413447461, Phi(2) = 0.9772498681, Phi(-0.5) =
      * 0.3085375387 (normal tables): gelu(-1) = -(1 - Phi(1)), gelu(-0.5) = -0.5 Phi(-0.5). */
     const float gx[] = {1, 0, -1, 2, -0.5f};
-    gc_leaf gl[1] = {with_values(gc_in(KL_SHAPE(1, 5)), gx)};
+    gc_leaf gl[1] = {gc_with_values(gc_in(KL_SHAPE(1, 5)), gx)};
     const double gelu[] = {0.8413447461, 0, -0.1586552539, 2 * 0.9772498681, -0.5 * 0.3085375387};
     check_forward("gelu at 1, 0, -1, 2, -0.5", gl, 1, build_gelu, NULL, gelu, 1e-6);
 
     /* tanh(0.5) = 0.4621171573, tanh(-1) = -0.7615941560, tanh(2) = 0.9640275801. */
     const float tx[] = {0, 0.5f, -1, 2};
-    gc_leaf tl[1] = {with_values(gc_in(KL_SHAPE(2, 2)), tx)};
+    gc_leaf tl[1] = {gc_with_values(gc_in(KL_SHAPE(2, 2)), tx)};
     const double tanh_v[] = {0, 0.4621171573, -0.7615941560, 0.9640275801};
     check_forward("tanh at 0, 0.5, -1, 2", tl, 1, build_tanh, NULL, tanh_v, 1e-6);
 
     /* 1 / (1 + e^-x): 0.5 at 0, e/(1+e) = 0.7310585786 at 1, 1/(1+e^2) = 0.1192029220 at -2; at
      * +-20 it saturates to 1 - 2.06e-9 and 2.06e-9 without NaN. */
     const float sx[] = {0, 1, -2, 20, -20};
-    gc_leaf sl[1] = {with_values(gc_in(KL_SHAPE(1, 5)), sx)};
+    gc_leaf sl[1] = {gc_with_values(gc_in(KL_SHAPE(1, 5)), sx)};
     const double sig[] = {0.5, 0.7310585786, 0.1192029220, 1 - 2.0611536e-9, 2.0611536e-9};
     check_forward("sigmoid at 0, 1, -2, 20, -20", sl, 1, build_sigmoid, NULL, sig, 1e-6);
 }
@@ -160,7 +124,7 @@ static void test_softmax_values(void)
     /* softmax([1, 2, 3]) = e^k / (e + e^2 + e^3) = (0.0900305732, 0.2447284711, 0.6652409558);
      * the second row is the first shifted by 10, which softmax does not see. */
     const float x[] = {1, 2, 3, 11, 12, 13};
-    gc_leaf l[1] = {with_values(gc_in(KL_SHAPE(2, 3)), x)};
+    gc_leaf l[1] = {gc_with_values(gc_in(KL_SHAPE(2, 3)), x)};
     const double want[] = {0.0900305732, 0.2447284711, 0.6652409558,
                            0.0900305732, 0.2447284711, 0.6652409558};
     check_forward("softmax of [1, 2, 3]", l, 1, build_softmax, NULL, want, 1e-6);
@@ -169,7 +133,7 @@ static void test_softmax_values(void)
      * (1/(1+e), e/(1+e)) = (0.2689414214, 0.7310585786), and so does [-1000, -999], where a
      * shift by anything but the row maximum underflows; [-1000, 0] gives (0, 1). */
     const float big[] = {1000, 1001, -1000, -999, -1000, 0};
-    gc_leaf bl[1] = {with_values(gc_in(KL_SHAPE(3, 2)), big)};
+    gc_leaf bl[1] = {gc_with_values(gc_in(KL_SHAPE(3, 2)), big)};
     const double bwant[] = {0.2689414214, 0.7310585786, 0.2689414214, 0.7310585786, 0, 1};
     check_forward("softmax of [1000, 1001] and [-1000, -999]", bl, 1, build_softmax, NULL, bwant,
                   1e-6);
@@ -199,9 +163,9 @@ static void test_sum_values(void)
 {
     /* 1 + 2 + 3 + 4.5 - 0.25 + 0 = 10.25, as a (1) tensor without a batch. */
     const float x[] = {1, 2, 3, 4.5f, -0.25f, 0};
-    gc_leaf l[1] = {with_values(gc_in(KL_SHAPE(2, 3)), x)};
+    gc_leaf l[1] = {gc_with_values(gc_in(KL_SHAPE(2, 3)), x)};
     const double want[] = {10.25};
-    check_forward_mode("sum values", l, 1, build_sum, NULL, KL_SHAPE(1), want, TOL, KL_MODE_EVAL);
+    gc_check_forward("sum values", l, 1, build_sum, NULL, KL_MODE_EVAL, KL_SHAPE(1), want, TOL);
 }
 
 /* Values in +-[0.1, 1): finite differences with eps 1e-3 never straddle relu's kink. */
@@ -248,7 +212,7 @@ static void test_grads(void)
 
             float kinked[5 * 3 * 5];
             away_from_zero(kinked, kl_shape_numel(&sh), (uint64_t)(10 * i + s));
-            gc_leaf k[1] = {with_values(gc_in(sh), kinked)};
+            gc_leaf k[1] = {gc_with_values(gc_in(sh), kinked)};
             GC("relu", k, 1, build_relu, NULL);
             GC("leaky_relu", k, 1, build_leaky, (void *)&slope);
 #undef GC

@@ -11,42 +11,6 @@
 
 #define TOL 1e-5
 
-/* Runs build on exact leaf values and compares the output with want_shape and want. */
-static void check_forward(const char *label, const gc_leaf *leaves, int nl, gc_build_fn build,
-                          void *ctx, kl_shape want_shape, const float *want)
-{
-    gc_graph t;
-    char got_s[96], want_s[96];
-    if (!check_(gc_run(&t, leaves, nl, build, ctx, KL_MODE_EVAL) == 0, __FILE__, __LINE__, label)) {
-        kl_graph_free(t.g);
-        return;
-    }
-    const kl_tensor *y = kl_graph_value(t.g, t.out);
-    if (!check_(kl_shape_eq(&y->shape, &want_shape), __FILE__, __LINE__, label)) {
-        fprintf(stderr, "    %s: shape %s, want %s\n", label,
-                kl_shape_str(&y->shape, got_s, sizeof got_s),
-                kl_shape_str(&want_shape, want_s, sizeof want_s));
-        kl_graph_free(t.g);
-        return;
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < kl_numel(y); i++) {
-        if (!(fabs((double)kl_f32(y)[i] - want[i]) <= TOL)) {
-            if (bad++ < 4)
-                fprintf(stderr, "    %s: element %lld is %.9g, want %.9g\n", label, (long long)i,
-                        (double)kl_f32(y)[i], (double)want[i]);
-        }
-    }
-    check_(bad == 0, __FILE__, __LINE__, label);
-    kl_graph_free(t.g);
-}
-
-static gc_leaf with_values(gc_leaf l, const float *v)
-{
-    l.values = v;
-    return l;
-}
-
 typedef struct mm_case {
     bool ta, tb;
 } mm_case;
@@ -81,7 +45,7 @@ static const float MAT_A[] = {1, 2, 3, 4, 5, 6};
 static const float MAT_AT[] = {1, 4, 2, 5, 3, 6};
 static const float MAT_B[] = {7, 8, 9, 10, 11, 12};
 static const float MAT_BT[] = {7, 9, 11, 8, 10, 12};
-static const float MAT_AB[] = {58, 64, 139, 154};
+static const double MAT_AB[] = {58, 64, 139, 154};
 
 static void test_matmul_values(void)
 {
@@ -89,29 +53,30 @@ static void test_matmul_values(void)
         for (int tb = 0; tb < 2; tb++) {
             mm_case c = {ta, tb};
             gc_leaf l[2] = {
-                with_values(gc_w(ta ? KL_SHAPE(3, 2) : KL_SHAPE(2, 3)), ta ? MAT_AT : MAT_A),
-                with_values(gc_w(tb ? KL_SHAPE(2, 3) : KL_SHAPE(3, 2)), tb ? MAT_BT : MAT_B)};
+                gc_with_values(gc_w(ta ? KL_SHAPE(3, 2) : KL_SHAPE(2, 3)), ta ? MAT_AT : MAT_A),
+                gc_with_values(gc_w(tb ? KL_SHAPE(2, 3) : KL_SHAPE(3, 2)), tb ? MAT_BT : MAT_B)};
             char label[64];
             snprintf(label, sizeof label, "matmul values ta=%d tb=%d (weights)", ta, tb);
-            check_forward(label, l, 2, build_matmul, &c, KL_SHAPE(2, 2), MAT_AB);
+            gc_check_forward(label, l, 2, build_matmul, &c, KL_MODE_EVAL, KL_SHAPE(2, 2), MAT_AB,
+                             TOL);
         }
     }
     /* A batched a (the batch is A's 2 rows) times a weight keeps the batch in dim 0. */
     for (int tb = 0; tb < 2; tb++) {
         mm_case c = {false, tb};
         gc_leaf l[2] = {
-            with_values(gc_in(KL_SHAPE(2, 3)), MAT_A),
-            with_values(gc_w(tb ? KL_SHAPE(2, 3) : KL_SHAPE(3, 2)), tb ? MAT_BT : MAT_B)};
-        check_forward(tb ? "matmul values batched a, b^T" : "matmul values batched a, b", l, 2,
-                      build_matmul, &c, KL_SHAPE(2, 2), MAT_AB);
+            gc_with_values(gc_in(KL_SHAPE(2, 3)), MAT_A),
+            gc_with_values(gc_w(tb ? KL_SHAPE(2, 3) : KL_SHAPE(3, 2)), tb ? MAT_BT : MAT_B)};
+        gc_check_forward(tb ? "matmul values batched a, b^T" : "matmul values batched a, b", l, 2,
+                         build_matmul, &c, KL_MODE_EVAL, KL_SHAPE(2, 2), MAT_AB, TOL);
     }
     /* a^T b with both batched: the batch of 3 is the contracted axis, A^T stored as (3, 2) and B
      * as (3, 2), and the (2, 2) output has no batch. */
     mm_case c = {true, false};
-    gc_leaf l[2] = {with_values(gc_in(KL_SHAPE(3, 2)), MAT_AT),
-                    with_values(gc_in(KL_SHAPE(3, 2)), MAT_B)};
-    check_forward("matmul values a^T b contracting the batch", l, 2, build_matmul, &c,
-                  KL_SHAPE(2, 2), MAT_AB);
+    gc_leaf l[2] = {gc_with_values(gc_in(KL_SHAPE(3, 2)), MAT_AT),
+                    gc_with_values(gc_in(KL_SHAPE(3, 2)), MAT_B)};
+    gc_check_forward("matmul values a^T b contracting the batch", l, 2, build_matmul, &c,
+                     KL_MODE_EVAL, KL_SHAPE(2, 2), MAT_AB, TOL);
 }
 
 /* a^T b over the batch at a run-time batch smaller than the compiled one: the kernel must
@@ -152,29 +117,33 @@ static const float LIN_B[] = {0.5f, -1};
 
 static void test_linear_values(void)
 {
-    gc_leaf l[3] = {with_values(gc_in(KL_SHAPE(2, 3)), LIN_X),
-                    with_values(gc_w(KL_SHAPE(2, 3)), LIN_W),
-                    with_values(gc_w(KL_SHAPE(2)), LIN_B)};
-    const float no_bias[] = {-2, 4, -2, 13}, bias[] = {-1.5f, 3, -1.5f, 12};
-    check_forward("linear values without bias", l, 2, build_linear, NULL, KL_SHAPE(2, 2), no_bias);
-    check_forward("linear values with bias", l, 3, build_linear_bias, NULL, KL_SHAPE(2, 2), bias);
+    gc_leaf l[3] = {gc_with_values(gc_in(KL_SHAPE(2, 3)), LIN_X),
+                    gc_with_values(gc_w(KL_SHAPE(2, 3)), LIN_W),
+                    gc_with_values(gc_w(KL_SHAPE(2)), LIN_B)};
+    const double no_bias[] = {-2, 4, -2, 13}, bias[] = {-1.5, 3, -1.5, 12};
+    gc_check_forward("linear values without bias", l, 2, build_linear, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2), no_bias, TOL);
+    gc_check_forward("linear values with bias", l, 3, build_linear_bias, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2), bias, TOL);
 
     /* (N 2, T 2, in 3): the rows above, then [0, 1, 0] -> (0, 1) and [-1, 0, 2] -> (-1 - 2,
      * -2 + 0) = (-3, -2); plus b: (0.5, 0) and (-2.5, -3). */
     const float x3[] = {1, 2, 3, 4, 5, 6, 0, 1, 0, -1, 0, 2};
-    const float want3[] = {-1.5f, 3, -1.5f, 12, 0.5f, 0, -2.5f, -3};
-    gc_leaf l3[3] = {with_values(gc_in(KL_SHAPE(2, 2, 3)), x3), l[1], l[2]};
-    check_forward("linear values on (N, T, in)", l3, 3, build_linear_bias, NULL, KL_SHAPE(2, 2, 2),
-                  want3);
+    const double want3[] = {-1.5, 3, -1.5, 12, 0.5, 0, -2.5, -3};
+    gc_leaf l3[3] = {gc_with_values(gc_in(KL_SHAPE(2, 2, 3)), x3), l[1], l[2]};
+    gc_check_forward("linear values on (N, T, in)", l3, 3, build_linear_bias, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2, 2), want3, TOL);
 }
 
 static void test_bias_add_values(void)
 {
     /* [[1, 2, 3], [4, 5, 6]] + (10, 20, 30) along axis 1. */
     const float x2[] = {1, 2, 3, 4, 5, 6}, b2[] = {10, 20, 30};
-    const float want2[] = {11, 22, 33, 14, 25, 36};
-    gc_leaf l2[2] = {with_values(gc_in(KL_SHAPE(2, 3)), x2), with_values(gc_w(KL_SHAPE(3)), b2)};
-    check_forward("bias_add values 2-D", l2, 2, build_bias_add, NULL, KL_SHAPE(2, 3), want2);
+    const double want2[] = {11, 22, 33, 14, 25, 36};
+    gc_leaf l2[2] = {gc_with_values(gc_in(KL_SHAPE(2, 3)), x2),
+                     gc_with_values(gc_w(KL_SHAPE(3)), b2)};
+    gc_check_forward("bias_add values 2-D", l2, 2, build_bias_add, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3), want2, TOL);
 
     /* (N 2, C 3, H 2, W 1) holding 0..11, so element k is in channel (k / 2) % 3; b = (0.5, 1.5,
      * 2.5): n 0 is (0 1 | 2 3 | 4 5) + b -> (0.5 1.5 | 3.5 4.5 | 6.5 7.5), n 1 is (6 7 | 8 9 |
@@ -183,11 +152,11 @@ static void test_bias_add_values(void)
     for (int k = 0; k < 12; k++)
         x4[k] = (float)k;
     const float b4[] = {0.5f, 1.5f, 2.5f};
-    const float want4[] = {0.5f, 1.5f, 3.5f, 4.5f,  6.5f,  7.5f,
-                           6.5f, 7.5f, 9.5f, 10.5f, 12.5f, 13.5f};
-    gc_leaf l4[2] = {with_values(gc_in(KL_SHAPE(2, 3, 2, 1)), x4),
-                     with_values(gc_w(KL_SHAPE(3)), b4)};
-    check_forward("bias_add values 4-D", l4, 2, build_bias_add, NULL, KL_SHAPE(2, 3, 2, 1), want4);
+    const double want4[] = {0.5, 1.5, 3.5, 4.5, 6.5, 7.5, 6.5, 7.5, 9.5, 10.5, 12.5, 13.5};
+    gc_leaf l4[2] = {gc_with_values(gc_in(KL_SHAPE(2, 3, 2, 1)), x4),
+                     gc_with_values(gc_w(KL_SHAPE(3)), b4)};
+    gc_check_forward("bias_add values 4-D", l4, 2, build_bias_add, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3, 2, 1), want4, TOL);
 }
 
 static void test_matmul_grads(void)

@@ -10,42 +10,6 @@
 
 #define TOL 1e-6
 
-/* Runs build on exact leaf values and compares the output with want_shape and want. */
-static void check_forward(const char *label, const gc_leaf *leaves, int nl, gc_build_fn build,
-                          void *ctx, kl_shape want_shape, const float *want)
-{
-    gc_graph t;
-    char got_s[96], want_s[96];
-    if (!check_(gc_run(&t, leaves, nl, build, ctx, KL_MODE_EVAL) == 0, __FILE__, __LINE__, label)) {
-        kl_graph_free(t.g);
-        return;
-    }
-    const kl_tensor *y = kl_graph_value(t.g, t.out);
-    if (!check_(kl_shape_eq(&y->shape, &want_shape), __FILE__, __LINE__, label)) {
-        fprintf(stderr, "    %s: shape %s, want %s\n", label,
-                kl_shape_str(&y->shape, got_s, sizeof got_s),
-                kl_shape_str(&want_shape, want_s, sizeof want_s));
-        kl_graph_free(t.g);
-        return;
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < kl_numel(y); i++) {
-        if (!(fabs((double)kl_f32(y)[i] - want[i]) <= TOL)) {
-            if (bad++ < 4)
-                fprintf(stderr, "    %s: element %lld is %.9g, want %.9g\n", label, (long long)i,
-                        (double)kl_f32(y)[i], (double)want[i]);
-        }
-    }
-    check_(bad == 0, __FILE__, __LINE__, label);
-    kl_graph_free(t.g);
-}
-
-static gc_leaf with_values(gc_leaf l, const float *v)
-{
-    l.values = v;
-    return l;
-}
-
 /* Expects the graph built so far to fail compiling with want and a message containing needle. */
 static void expect_compile_error(const char *label, kl_graph *g, kl_status want, const char *needle)
 {
@@ -85,22 +49,30 @@ static kl_node build_linear_reshaped_w(kl_graph *g, const kl_node *l, void *ctx)
 static void test_reshape_values(void)
 {
     float x[12];
-    for (int i = 0; i < 12; i++)
+    double want[12]; /* reshape and flatten keep the order: the output is x again */
+    for (int i = 0; i < 12; i++) {
         x[i] = (float)i;
-    gc_leaf l[1] = {with_values(gc_in(KL_SHAPE(2, 6)), x)};
-    check_forward("reshape (N, 6) to (N, 2, 3)", l, 1, build_reshape_23, NULL, KL_SHAPE(2, 2, 3),
-                  x);
-    gc_leaf l3[1] = {with_values(gc_in(KL_SHAPE(2, 2, 3)), x)};
-    check_forward("flatten (N, 2, 3)", l3, 1, build_flatten, NULL, KL_SHAPE(2, 6), x);
-    gc_leaf l4[1] = {with_values(gc_in(KL_SHAPE(2, 3, 1, 2)), x)};
-    check_forward("flatten (N, 3, 1, 2)", l4, 1, build_flatten, NULL, KL_SHAPE(2, 6), x);
-    gc_leaf l1[1] = {with_values(gc_in(KL_SHAPE(1, 2, 2, 3)), x)};
-    check_forward("flatten at batch 1", l1, 1, build_flatten, NULL, KL_SHAPE(1, 12), x);
+        want[i] = i;
+    }
+    gc_leaf l[1] = {gc_with_values(gc_in(KL_SHAPE(2, 6)), x)};
+    gc_check_forward("reshape (N, 6) to (N, 2, 3)", l, 1, build_reshape_23, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2, 3), want, TOL);
+    gc_leaf l3[1] = {gc_with_values(gc_in(KL_SHAPE(2, 2, 3)), x)};
+    gc_check_forward("flatten (N, 2, 3)", l3, 1, build_flatten, NULL, KL_MODE_EVAL, KL_SHAPE(2, 6),
+                     want, TOL);
+    gc_leaf l4[1] = {gc_with_values(gc_in(KL_SHAPE(2, 3, 1, 2)), x)};
+    gc_check_forward("flatten (N, 3, 1, 2)", l4, 1, build_flatten, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 6), want, TOL);
+    gc_leaf l1[1] = {gc_with_values(gc_in(KL_SHAPE(1, 2, 2, 3)), x)};
+    gc_check_forward("flatten at batch 1", l1, 1, build_flatten, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(1, 12), want, TOL);
     /* Without a batch, flatten keeps dim 0 too: a (2, 3, 2) weight becomes (2, 6). */
-    gc_leaf w[1] = {with_values(gc_w(KL_SHAPE(2, 3, 2)), x)};
-    check_forward("flatten of a weight", w, 1, build_flatten, NULL, KL_SHAPE(2, 6), x);
-    gc_leaf w6[1] = {with_values(gc_w(KL_SHAPE(6)), x)};
-    check_forward("reshape of a weight", w6, 1, build_reshape_23, NULL, KL_SHAPE(2, 3), x);
+    gc_leaf w[1] = {gc_with_values(gc_w(KL_SHAPE(2, 3, 2)), x)};
+    gc_check_forward("flatten of a weight", w, 1, build_flatten, NULL, KL_MODE_EVAL, KL_SHAPE(2, 6),
+                     want, TOL);
+    gc_leaf w6[1] = {gc_with_values(gc_w(KL_SHAPE(6)), x)};
+    gc_check_forward("reshape of a weight", w6, 1, build_reshape_23, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3), want, TOL);
 
     /* A view costs nothing: the reshaped node reads the input's storage. */
     gc_graph t;
@@ -191,53 +163,57 @@ static kl_node build_concat(kl_graph *g, const kl_node *l, void *ctx)
 static void test_concat_values(void)
 {
     /* 2-D on axis 1: [[1, 2], [3, 4]] and [[5], [6]] -> [[1, 2, 5], [3, 4, 6]]. */
-    const float a2[] = {1, 2, 3, 4}, b2[] = {5, 6}, w2[] = {1, 2, 5, 3, 4, 6};
-    gc_leaf l2[2] = {with_values(gc_in(KL_SHAPE(2, 2)), a2),
-                     with_values(gc_in(KL_SHAPE(2, 1)), b2)};
-    check_forward("concat 2-D axis 1", l2, 2, build_concat, &(cat_case){2, 1}, KL_SHAPE(2, 3), w2);
-    check_forward("concat 2-D axis -1", l2, 2, build_concat, &(cat_case){2, -1}, KL_SHAPE(2, 3),
-                  w2);
+    const float a2[] = {1, 2, 3, 4}, b2[] = {5, 6};
+    const double w2[] = {1, 2, 5, 3, 4, 6};
+    gc_leaf l2[2] = {gc_with_values(gc_in(KL_SHAPE(2, 2)), a2),
+                     gc_with_values(gc_in(KL_SHAPE(2, 1)), b2)};
+    gc_check_forward("concat 2-D axis 1", l2, 2, build_concat, &(cat_case){2, 1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3), w2, TOL);
+    gc_check_forward("concat 2-D axis -1", l2, 2, build_concat, &(cat_case){2, -1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3), w2, TOL);
 
     /* Three inputs on axis 1: [[1, 2], [3, 4]], [[5], [6]], [[7, 8], [9, 10]]. */
-    const float c2[] = {7, 8, 9, 10}, w3in[] = {1, 2, 5, 7, 8, 3, 4, 6, 9, 10};
-    gc_leaf l3in[3] = {l2[0], l2[1], with_values(gc_in(KL_SHAPE(2, 2)), c2)};
-    check_forward("concat three inputs", l3in, 3, build_concat, &(cat_case){3, 1}, KL_SHAPE(2, 5),
-                  w3in);
+    const float c2[] = {7, 8, 9, 10};
+    const double w3in[] = {1, 2, 5, 7, 8, 3, 4, 6, 9, 10};
+    gc_leaf l3in[3] = {l2[0], l2[1], gc_with_values(gc_in(KL_SHAPE(2, 2)), c2)};
+    gc_check_forward("concat three inputs", l3in, 3, build_concat, &(cat_case){3, 1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 5), w3in, TOL);
 
     /* The same 12 numbers laid out per case: a holds 1..4, b holds 5..12. */
     const float a[] = {1, 2, 3, 4}, b[] = {5, 6, 7, 8, 9, 10, 11, 12};
     /* 3-D on axis 1: a (2, 1, 2), b (2, 2, 2); sample 0 is a's [1, 2] then b's [5, 6], [7, 8]. */
-    const float w31[] = {1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12};
-    gc_leaf l31[2] = {with_values(gc_in(KL_SHAPE(2, 1, 2)), a),
-                      with_values(gc_in(KL_SHAPE(2, 2, 2)), b)};
-    check_forward("concat 3-D axis 1", l31, 2, build_concat, &(cat_case){2, 1}, KL_SHAPE(2, 3, 2),
-                  w31);
+    const double w31[] = {1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12};
+    gc_leaf l31[2] = {gc_with_values(gc_in(KL_SHAPE(2, 1, 2)), a),
+                      gc_with_values(gc_in(KL_SHAPE(2, 2, 2)), b)};
+    gc_check_forward("concat 3-D axis 1", l31, 2, build_concat, &(cat_case){2, 1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3, 2), w31, TOL);
     /* 3-D on the last axis: a (2, 2, 1), b (2, 2, 2); each row is a's one value, b's two. */
-    const float wlast[] = {1, 5, 6, 2, 7, 8, 3, 9, 10, 4, 11, 12};
-    gc_leaf l32[2] = {with_values(gc_in(KL_SHAPE(2, 2, 1)), a),
-                      with_values(gc_in(KL_SHAPE(2, 2, 2)), b)};
-    check_forward("concat 3-D axis -1", l32, 2, build_concat, &(cat_case){2, -1}, KL_SHAPE(2, 2, 3),
-                  wlast);
+    const double wlast[] = {1, 5, 6, 2, 7, 8, 3, 9, 10, 4, 11, 12};
+    gc_leaf l32[2] = {gc_with_values(gc_in(KL_SHAPE(2, 2, 1)), a),
+                      gc_with_values(gc_in(KL_SHAPE(2, 2, 2)), b)};
+    gc_check_forward("concat 3-D axis -1", l32, 2, build_concat, &(cat_case){2, -1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2, 3), wlast, TOL);
     /* 4-D on axis 1 (channels): a (2, 1, 1, 2), b (2, 2, 1, 2), the 3-D axis 1 layout again. */
-    gc_leaf l41[2] = {with_values(gc_in(KL_SHAPE(2, 1, 1, 2)), a),
-                      with_values(gc_in(KL_SHAPE(2, 2, 1, 2)), b)};
-    check_forward("concat 4-D axis 1", l41, 2, build_concat, &(cat_case){2, 1},
-                  KL_SHAPE(2, 3, 1, 2), w31);
+    gc_leaf l41[2] = {gc_with_values(gc_in(KL_SHAPE(2, 1, 1, 2)), a),
+                      gc_with_values(gc_in(KL_SHAPE(2, 2, 1, 2)), b)};
+    gc_check_forward("concat 4-D axis 1", l41, 2, build_concat, &(cat_case){2, 1}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3, 1, 2), w31, TOL);
     /* 4-D on axis 3: a (2, 1, 2, 1), b (2, 1, 2, 2), the last-axis layout again. */
-    gc_leaf l43[2] = {with_values(gc_in(KL_SHAPE(2, 1, 2, 1)), a),
-                      with_values(gc_in(KL_SHAPE(2, 1, 2, 2)), b)};
-    check_forward("concat 4-D axis 3", l43, 2, build_concat, &(cat_case){2, 3},
-                  KL_SHAPE(2, 1, 2, 3), wlast);
+    gc_leaf l43[2] = {gc_with_values(gc_in(KL_SHAPE(2, 1, 2, 1)), a),
+                      gc_with_values(gc_in(KL_SHAPE(2, 1, 2, 2)), b)};
+    gc_check_forward("concat 4-D axis 3", l43, 2, build_concat, &(cat_case){2, 3}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 1, 2, 3), wlast, TOL);
     /* 4-D on axis 2: a (2, 2, 1, 1), b (2, 2, 2, 1); each channel is a's value then b's two. */
-    gc_leaf l42[2] = {with_values(gc_in(KL_SHAPE(2, 2, 1, 1)), a),
-                      with_values(gc_in(KL_SHAPE(2, 2, 2, 1)), b)};
-    check_forward("concat 4-D axis 2", l42, 2, build_concat, &(cat_case){2, 2},
-                  KL_SHAPE(2, 2, 3, 1), wlast);
+    gc_leaf l42[2] = {gc_with_values(gc_in(KL_SHAPE(2, 2, 1, 1)), a),
+                      gc_with_values(gc_in(KL_SHAPE(2, 2, 2, 1)), b)};
+    gc_check_forward("concat 4-D axis 2", l42, 2, build_concat, &(cat_case){2, 2}, KL_MODE_EVAL,
+                     KL_SHAPE(2, 2, 3, 1), wlast, TOL);
     /* Weights (no batch) may be joined on axis 0: [1, 2] over [[5, 6], [7, 8]]. */
-    const float w0[] = {1, 2, 5, 6, 7, 8};
-    gc_leaf lw[2] = {with_values(gc_w(KL_SHAPE(1, 2)), a), with_values(gc_w(KL_SHAPE(2, 2)), b)};
-    check_forward("concat weights axis 0", lw, 2, build_concat, &(cat_case){2, 0}, KL_SHAPE(3, 2),
-                  w0);
+    const double w0[] = {1, 2, 5, 6, 7, 8};
+    gc_leaf lw[2] = {gc_with_values(gc_w(KL_SHAPE(1, 2)), a),
+                     gc_with_values(gc_w(KL_SHAPE(2, 2)), b)};
+    gc_check_forward("concat weights axis 0", lw, 2, build_concat, &(cat_case){2, 0}, KL_MODE_EVAL,
+                     KL_SHAPE(3, 2), w0, TOL);
 }
 
 /* x joined to itself: both slices of the output's gradient add into x's. */
@@ -332,15 +308,17 @@ static void test_embedding_values(void)
         table[i] = (float)i;
     /* Indices [[0, 3, 1], [2, 2, 0]] pick rows 0, 3, 1 and 2, 2, 0. */
     const float idx[] = {0, 3, 1, 2, 2, 0};
-    const float want[] = {0, 1, 2, 9, 10, 11, 3, 4, 5, 6, 7, 8, 6, 7, 8, 0, 1, 2};
-    gc_leaf l[2] = {with_values(gc_int(KL_SHAPE(2, 3), 4), idx),
-                    with_values(gc_w(KL_SHAPE(4, 3)), table)};
-    check_forward("embedding (N, T) indices", l, 2, build_embedding, NULL, KL_SHAPE(2, 3, 3), want);
+    const double want[] = {0, 1, 2, 9, 10, 11, 3, 4, 5, 6, 7, 8, 6, 7, 8, 0, 1, 2};
+    gc_leaf l[2] = {gc_with_values(gc_int(KL_SHAPE(2, 3), 4), idx),
+                    gc_with_values(gc_w(KL_SHAPE(4, 3)), table)};
+    gc_check_forward("embedding (N, T) indices", l, 2, build_embedding, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3, 3), want, TOL);
     /* One index per sample: (N) -> (N, D). */
     const float idx1[] = {3, 0};
-    const float want1[] = {9, 10, 11, 0, 1, 2};
-    gc_leaf l1[2] = {with_values(gc_int(KL_SHAPE(2), 4), idx1), l[1]};
-    check_forward("embedding (N) indices", l1, 2, build_embedding, NULL, KL_SHAPE(2, 3), want1);
+    const double want1[] = {9, 10, 11, 0, 1, 2};
+    gc_leaf l1[2] = {gc_with_values(gc_int(KL_SHAPE(2), 4), idx1), l[1]};
+    gc_check_forward("embedding (N) indices", l1, 2, build_embedding, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(2, 3), want1, TOL);
 }
 
 /* d sum(embedding) / d table[r][k] is how often row r is picked: [[0, 3, 1], [2, 2, 0]] picks
