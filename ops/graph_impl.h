@@ -128,6 +128,42 @@ struct kl__node {
     uint64_t grad_gen; /* backward pass whose zeroing this (root) grad has had */
 };
 
+/* The graph, shared by ops/graph.c (building, running) and ops/graph_compile.c. */
+struct kl_graph {
+    kl__node *nodes;
+    int n, cap;
+    kl_error err; /* the first build error, reported by compile */
+    bool failed;
+    bool compiled;
+    int64_t max_batch, batch;
+    kl_node loss;
+    kl_mode mode;
+    uint64_t rng_seed, rng_step;
+
+    kl_param_info *params, *bufs;
+    int nparams, nbufs;
+    size_t param_total, buf_total;
+    float *param_data, *grad_data, *buf_data;
+
+    float *arena, *scratch;
+    size_t arena_n, unplanned_n, scratch_n; /* floats */
+
+    uint64_t pass;    /* backward passes so far: stamps grad zeroing */
+    int *ready_first; /* per node: first param whose gradient is final after its backward */
+    int *ready_next;  /* per param: the next one in that list */
+    kl_grad_ready_fn ready_fn;
+    void *ready_ctx;
+};
+
+/* Records the first build error (later ones are its consequences) and returns KL_NONE. */
+kl_node kl__graph_fail(kl_graph *g, kl_status st, const char *msg);
+
+/* Whether backward runs this node's kernel: an op the loss depends on, downstream of a param. */
+static inline bool kl__visited_in_backward(const kl_graph *g, const kl__node *n)
+{
+    return g->loss != KL_NONE && n->kind == KL__OP && n->on_path && n->needs_grad;
+}
+
 extern const kl__op_def *const kl__ops[KL__OP_COUNT];
 
 /* Each kernel file defines its rows. */
