@@ -115,7 +115,7 @@ int kl__cli_demo(int argc, char **argv)
     demo_opts o = {.mlp = true, .cnn = true, .seed = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        long v;
+        long v = 0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(demo_help, stdout);
             return 0;

@@ -337,6 +337,21 @@ static void zero_grad_once(kl_graph *g, kl_node k)
     memset(r->grad.data, 0, (size_t)kl_numel(&r->grad) * sizeof(float));
 }
 
+/* Whether input j of op n may be written (=) rather than added into: its gradient has not been
+ * touched in this pass, the kernel supports it, and no other input of n shares its storage (as in
+ * mul(x, x), where the second write must add to the first). Claims the buffer when it says yes. */
+static bool take_fresh(kl_graph *g, const kl__node *n, int j)
+{
+    kl__node *r = &g->nodes[g->nodes[n->in[j]].root];
+    if (!kl__ops[n->op]->fresh_grads || r->kind == KL__PARAM || r->grad_gen == g->pass)
+        return false;
+    for (int k = 0; k < n->nin; k++)
+        if (k != j && g->nodes[n->in[k]].root == g->nodes[n->in[j]].root)
+            return false;
+    r->grad_gen = g->pass;
+    return true;
+}
+
 static void fire_ready(kl_graph *g, kl_node i)
 {
     if (!g->ready_fn)
@@ -363,7 +378,9 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
             for (int j = 0; j < n->nin; j++) {
                 kl__node *in = &g->nodes[n->in[j]];
                 if (in->needs_grad && in->grad.data) {
-                    zero_grad_once(g, n->in[j]);
+                    c.din_fresh[j] = take_fresh(g, n, j);
+                    if (!c.din_fresh[j])
+                        zero_grad_once(g, n->in[j]);
                     c.din[j] = &in->grad;
                 }
             }

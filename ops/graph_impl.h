@@ -52,6 +52,7 @@ typedef struct kl__ctx {
     kl_tensor *out;
     const kl_tensor *dout;
     kl_tensor *din[KL__MAX_IN];
+    bool din_fresh[KL__MAX_IN]; /* din[i] holds no gradient yet (only with fresh_grads) */
     const kl__attr *attr;
     float *saved;   /* saved_n floats kept from forward to backward */
     float *scratch; /* scratch_n floats, shared by all ops, contents undefined on entry */
@@ -71,6 +72,9 @@ typedef struct kl__op_def {
     kl_status (*forward)(kl__ctx *c, kl_error *err);
     void (*backward)(kl__ctx *c); /* NULL: no gradient flows through this op */
     bool alias;                   /* output shares input 0's storage (reshape) */
+    /* The backward kernel honours din_fresh: it writes (=) a fresh gradient instead of adding,
+     * which saves the graph a zeroing pass over it. Without it the graph zeroes first. */
+    bool fresh_grads;
 } kl__op_def;
 
 typedef enum kl__op {

@@ -15,14 +15,6 @@ kl_shape kl_shape_make(int ndim, const int64_t *dims)
     return s;
 }
 
-int64_t kl_shape_numel(const kl_shape *s)
-{
-    int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++)
-        n *= s->d[i];
-    return n;
-}
-
 bool kl_shape_eq(const kl_shape *a, const kl_shape *b)
 {
     if (a->ndim != b->ndim)

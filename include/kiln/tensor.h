@@ -30,7 +30,15 @@ kl_shape kl_shape_make(int ndim, const int64_t *dims);
     kl_shape_make((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
                   (const int64_t[]){__VA_ARGS__})
 
-int64_t kl_shape_numel(const kl_shape *s);
+/* Inline: kernels test it in loop conditions, where a call per element would cost more than the
+ * arithmetic (bench/RESULTS.md measured it). */
+static inline int64_t kl_shape_numel(const kl_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->d[i];
+    return n;
+}
 bool kl_shape_eq(const kl_shape *a, const kl_shape *b);
 /* Writes "[2, 3, 28, 28]" into buf and returns buf. */
 const char *kl_shape_str(const kl_shape *s, char *buf, size_t len);

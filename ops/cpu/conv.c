@@ -198,7 +198,12 @@ static void conv_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_conv2d = {"conv2d", 2, 2, conv_shape, conv_forward, conv_backward, false};
+const kl__op_def kl__op_conv2d = {.name = "conv2d",
+                                  .min_in = 2,
+                                  .max_in = 2,
+                                  .shape = conv_shape,
+                                  .forward = conv_forward,
+                                  .backward = conv_backward};
 
 /* x (N, C, H, W) convolved with w (O, C, KH, KW), no bias: y (N, O, OH, OW) with
  * OH = (H + 2 pad - KH) / stride + 1 (floor), zero padding; add a bias with kl_bias_add. */

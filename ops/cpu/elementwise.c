@@ -24,7 +24,7 @@ static kl_status add_forward(kl__ctx *c, kl_error *err)
 {
     const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = a[i] + b[i];
     return KL_OK;
 }
@@ -36,8 +36,9 @@ static void add_backward(kl__ctx *c)
         if (!c->din[k])
             continue;
         float *dx = kl_f32(c->din[k]);
-        for (int64_t i = 0; i < kl_numel(c->dout); i++)
-            dx[i] += dy[i];
+        const bool fresh = c->din_fresh[k];
+        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+            dx[i] = (fresh ? 0.0f : dx[i]) + dy[i];
     }
 }
 
@@ -45,7 +46,7 @@ static kl_status mul_forward(kl__ctx *c, kl_error *err)
 {
     const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = a[i] * b[i];
     return KL_OK;
 }
@@ -57,9 +58,10 @@ static void mul_backward(kl__ctx *c)
         if (!c->din[k])
             continue;
         float *dx = kl_f32(c->din[k]);
+        const bool fresh = c->din_fresh[k];
         const float *other = kl_f32(c->in[1 - k]);
-        for (int64_t i = 0; i < kl_numel(c->dout); i++)
-            dx[i] += dy[i] * other[i];
+        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+            dx[i] = (fresh ? 0.0f : dx[i]) + (dy[i] * other[i]);
     }
 }
 
@@ -67,7 +69,7 @@ static kl_status scale_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out), a = c->attr->scale.alpha;
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = a * x[i];
     return KL_OK;
 }
@@ -76,8 +78,9 @@ static void scale_backward(kl__ctx *c)
 {
     const float *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]), a = c->attr->scale.alpha;
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += a * dy[i];
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (a * dy[i]);
 }
 
 /* Activations. Backward kernels read x or y, whichever gives the derivative most cheaply. */
@@ -86,7 +89,7 @@ static kl_status relu_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return KL_OK;
 }
@@ -95,15 +98,16 @@ static void relu_backward(kl__ctx *c)
 {
     const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]);
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (x[i] > 0.0f ? dy[i] : 0.0f);
 }
 
 static kl_status leaky_relu_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out), a = c->attr->scale.alpha;
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = x[i] > 0.0f ? x[i] : a * x[i];
     return KL_OK;
 }
@@ -112,8 +116,9 @@ static void leaky_relu_backward(kl__ctx *c)
 {
     const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]), a = c->attr->scale.alpha;
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += x[i] > 0.0f ? dy[i] : a * dy[i];
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (x[i] > 0.0f ? dy[i] : a * dy[i]);
 }
 
 /* GELU, exact form as PyTorch's default: x * Phi(x), Phi the standard normal CDF. */
@@ -121,7 +126,7 @@ static kl_status gelu_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
     return KL_OK;
 }
@@ -130,11 +135,12 @@ static void gelu_backward(kl__ctx *c)
 {
     const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]);
+    const bool fresh = c->din_fresh[0];
     const float inv_sqrt_2pi = 0.3989422804014327f;
-    for (int64_t i = 0; i < kl_numel(c->dout); i++) {
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++) {
         float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
         float pdf = inv_sqrt_2pi * expf(-0.5f * x[i] * x[i]);
-        dx[i] += dy[i] * (cdf + x[i] * pdf);
+        dx[i] = (fresh ? 0.0f : dx[i]) + (dy[i] * (cdf + x[i] * pdf));
     }
 }
 
@@ -142,7 +148,7 @@ static kl_status tanh_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = tanhf(x[i]);
     return KL_OK;
 }
@@ -151,15 +157,16 @@ static void tanh_backward(kl__ctx *c)
 {
     const float *y = kl_f32(c->out), *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]);
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (dy[i] * (1.0f - y[i] * y[i]));
 }
 
 static kl_status sigmoid_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = 1.0f / (1.0f + expf(-x[i]));
     return KL_OK;
 }
@@ -168,8 +175,9 @@ static void sigmoid_backward(kl__ctx *c)
 {
     const float *y = kl_f32(c->out), *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]);
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (dy[i] * y[i] * (1.0f - y[i]));
 }
 
 /* Softmax over the last axis, shifted by the row maximum so exp never overflows. */
@@ -200,11 +208,12 @@ static void softmax_backward(kl__ctx *c)
     for (int64_t r = 0; r < rows; r++) {
         const float *y = kl_f32(yt) + r * cols, *dy = kl_f32(c->dout) + r * cols;
         float *dx = kl_f32(c->din[0]) + r * cols;
+        const bool fresh = c->din_fresh[0];
         double dot = 0;
         for (int64_t j = 0; j < cols; j++)
             dot += (double)dy[j] * y[j];
         for (int64_t j = 0; j < cols; j++)
-            dx[j] += y[j] * (dy[j] - (float)dot);
+            dx[j] = (fresh ? 0.0f : dx[j]) + (y[j] * (dy[j] - (float)dot));
     }
 }
 
@@ -229,7 +238,7 @@ static kl_status dropout_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out), p = c->attr->dropout.p, keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < kl_numel(c->out); i++)
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
         y[i] = !c->train || p == 0.0f ? x[i] : (dropout_keep(c, i) ? x[i] * keep : 0.0f);
     return KL_OK;
 }
@@ -238,8 +247,10 @@ static void dropout_backward(kl__ctx *c)
 {
     const float *dy = kl_f32(c->dout);
     float *dx = kl_f32(c->din[0]), p = c->attr->dropout.p, keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < kl_numel(c->dout); i++)
-        dx[i] += !c->train || p == 0.0f ? dy[i] : (dropout_keep(c, i) ? dy[i] * keep : 0.0f);
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) +
+                (!c->train || p == 0.0f ? dy[i] : (dropout_keep(c, i) ? dy[i] * keep : 0.0f));
 }
 
 /* sum: every element into a scalar (1), accumulated in double. */
@@ -254,35 +265,103 @@ static kl_status sum_shape(kl__node *n, const kl__node *const *in, kl_error *err
 static kl_status sum_forward(kl__ctx *c, kl_error *err)
 {
     const float *x = kl_f32(c->in[0]);
-    double s = 0;
-    for (int64_t i = 0; i < kl_numel(c->in[0]); i++)
-        s += x[i];
-    kl_f32(c->out)[0] = (float)s;
+    int64_t n = kl_numel(c->in[0]), i = 0;
+    /* Four partial sums break the add-latency chain; the order is fixed, so results are too. */
+    double s[4] = {0, 0, 0, 0};
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += x[i + k];
+    for (; i < n; i++)
+        s[0] += x[i];
+    kl_f32(c->out)[0] = (float)((s[0] + s[1]) + (s[2] + s[3]));
     return KL_OK;
 }
 
 static void sum_backward(kl__ctx *c)
 {
     float *dx = kl_f32(c->din[0]), d = kl_f32(c->dout)[0];
-    for (int64_t i = 0; i < kl_numel(c->in[0]); i++)
-        dx[i] += d;
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->in[0]); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + d;
 }
 
-const kl__op_def kl__op_add = {"add", 2, 2, same_shape, add_forward, add_backward, false};
-const kl__op_def kl__op_mul = {"mul", 2, 2, same_shape, mul_forward, mul_backward, false};
-const kl__op_def kl__op_scale = {"scale", 1, 1, same_shape, scale_forward, scale_backward, false};
-const kl__op_def kl__op_relu = {"relu", 1, 1, same_shape, relu_forward, relu_backward, false};
-const kl__op_def kl__op_leaky_relu = {"leaky_relu",        1,    1, same_shape, leaky_relu_forward,
-                                      leaky_relu_backward, false};
-const kl__op_def kl__op_gelu = {"gelu", 1, 1, same_shape, gelu_forward, gelu_backward, false};
-const kl__op_def kl__op_tanh = {"tanh", 1, 1, same_shape, tanh_forward, tanh_backward, false};
-const kl__op_def kl__op_sigmoid = {"sigmoid",        1,    1, same_shape, sigmoid_forward,
-                                   sigmoid_backward, false};
-const kl__op_def kl__op_softmax = {"softmax",        1,    1, same_shape, softmax_forward,
-                                   softmax_backward, false};
-const kl__op_def kl__op_dropout = {"dropout",        1,    1, dropout_shape, dropout_forward,
-                                   dropout_backward, false};
-const kl__op_def kl__op_sum = {"sum", 1, 1, sum_shape, sum_forward, sum_backward, false};
+const kl__op_def kl__op_add = {.name = "add",
+                               .min_in = 2,
+                               .max_in = 2,
+                               .shape = same_shape,
+                               .forward = add_forward,
+                               .backward = add_backward,
+                               .fresh_grads = true};
+const kl__op_def kl__op_mul = {.name = "mul",
+                               .min_in = 2,
+                               .max_in = 2,
+                               .shape = same_shape,
+                               .forward = mul_forward,
+                               .backward = mul_backward,
+                               .fresh_grads = true};
+const kl__op_def kl__op_scale = {.name = "scale",
+                                 .min_in = 1,
+                                 .max_in = 1,
+                                 .shape = same_shape,
+                                 .forward = scale_forward,
+                                 .backward = scale_backward,
+                                 .fresh_grads = true};
+const kl__op_def kl__op_relu = {.name = "relu",
+                                .min_in = 1,
+                                .max_in = 1,
+                                .shape = same_shape,
+                                .forward = relu_forward,
+                                .backward = relu_backward,
+                                .fresh_grads = true};
+const kl__op_def kl__op_leaky_relu = {.name = "leaky_relu",
+                                      .min_in = 1,
+                                      .max_in = 1,
+                                      .shape = same_shape,
+                                      .forward = leaky_relu_forward,
+                                      .backward = leaky_relu_backward,
+                                      .fresh_grads = true};
+const kl__op_def kl__op_gelu = {.name = "gelu",
+                                .min_in = 1,
+                                .max_in = 1,
+                                .shape = same_shape,
+                                .forward = gelu_forward,
+                                .backward = gelu_backward,
+                                .fresh_grads = true};
+const kl__op_def kl__op_tanh = {.name = "tanh",
+                                .min_in = 1,
+                                .max_in = 1,
+                                .shape = same_shape,
+                                .forward = tanh_forward,
+                                .backward = tanh_backward,
+                                .fresh_grads = true};
+const kl__op_def kl__op_sigmoid = {.name = "sigmoid",
+                                   .min_in = 1,
+                                   .max_in = 1,
+                                   .shape = same_shape,
+                                   .forward = sigmoid_forward,
+                                   .backward = sigmoid_backward,
+                                   .fresh_grads = true};
+const kl__op_def kl__op_softmax = {.name = "softmax",
+                                   .min_in = 1,
+                                   .max_in = 1,
+                                   .shape = same_shape,
+                                   .forward = softmax_forward,
+                                   .backward = softmax_backward,
+                                   .fresh_grads = true};
+const kl__op_def kl__op_dropout = {.name = "dropout",
+                                   .min_in = 1,
+                                   .max_in = 1,
+                                   .shape = dropout_shape,
+                                   .forward = dropout_forward,
+                                   .backward = dropout_backward,
+                                   .fresh_grads = true};
+const kl__op_def kl__op_sum = {.name = "sum",
+                               .min_in = 1,
+                               .max_in = 1,
+                               .shape = sum_shape,
+                               .forward = sum_forward,
+                               .backward = sum_backward,
+                               .fresh_grads = true};
 
 static kl_node unary(kl_graph *g, kl__op op, kl_node x, const kl__attr *at)
 {

@@ -56,22 +56,29 @@ static void matmul_backward(kl__ctx *c)
     int k = (int)(ta ? a->shape.d[0] : a->shape.d[1]);
     int lda = (int)a->shape.d[1], ldb = (int)b->shape.d[1];
     const float *dc = kl_f32(c->dout);
+    /* beta 0 overwrites a fresh gradient; 1 adds to what other consumers wrote. */
+    float beta0 = c->din_fresh[0] ? 0.0f : 1.0f, beta1 = c->din_fresh[1] ? 0.0f : 1.0f;
     if (c->din[0] && !ta)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, m, k, n, 1.0f, dc,
-                    n, kl_f32(b), ldb, 1.0f, kl_f32(c->din[0]), lda);
+                    n, kl_f32(b), ldb, beta0, kl_f32(c->din[0]), lda);
     else if (c->din[0])
         cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, k, m, n, 1.0f,
-                    kl_f32(b), ldb, dc, n, 1.0f, kl_f32(c->din[0]), lda);
+                    kl_f32(b), ldb, dc, n, beta0, kl_f32(c->din[0]), lda);
     if (c->din[1] && !tb)
         cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, k, n, m, 1.0f,
-                    kl_f32(a), lda, dc, n, 1.0f, kl_f32(c->din[1]), ldb);
+                    kl_f32(a), lda, dc, n, beta1, kl_f32(c->din[1]), ldb);
     else if (c->din[1])
         cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, n, k, m, 1.0f, dc, n,
-                    kl_f32(a), lda, 1.0f, kl_f32(c->din[1]), ldb);
+                    kl_f32(a), lda, beta1, kl_f32(c->din[1]), ldb);
 }
 
-const kl__op_def kl__op_matmul = {"matmul",        2,    2, matmul_shape, matmul_forward,
-                                  matmul_backward, false};
+const kl__op_def kl__op_matmul = {.name = "matmul",
+                                  .min_in = 2,
+                                  .max_in = 2,
+                                  .shape = matmul_shape,
+                                  .forward = matmul_forward,
+                                  .backward = matmul_backward,
+                                  .fresh_grads = true};
 
 kl_node kl_matmul(kl_graph *g, kl_node a, kl_node b, bool trans_a, bool trans_b)
 {
@@ -127,7 +134,7 @@ static void linear_backward(kl__ctx *c)
     const float *dy = kl_f32(c->dout); /* (rows, out) */
     if (c->din[0])                     /* dx (rows, in) += dy W */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, inf, out, 1.0f, dy, out,
-                    kl_f32(w), inf, 1.0f, kl_f32(c->din[0]), inf);
+                    kl_f32(w), inf, c->din_fresh[0] ? 0.0f : 1.0f, kl_f32(c->din[0]), inf);
     if (c->din[1]) /* dW (out, in) += dy^T x */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, inf, rows, 1.0f, dy, out,
                     kl_f32(x), inf, 1.0f, kl_f32(c->din[1]), inf);
@@ -139,8 +146,13 @@ static void linear_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_linear = {"linear",        2,    3, linear_shape, linear_forward,
-                                  linear_backward, false};
+const kl__op_def kl__op_linear = {.name = "linear",
+                                  .min_in = 2,
+                                  .max_in = 3,
+                                  .shape = linear_shape,
+                                  .forward = linear_forward,
+                                  .backward = linear_backward,
+                                  .fresh_grads = true};
 
 kl_node kl_linear(kl_graph *g, kl_node x, kl_node w, kl_node b)
 {
@@ -196,8 +208,9 @@ static void bias_add_backward(kl__ctx *c)
     const float *dy = kl_f32(c->dout);
     if (c->din[0]) {
         float *dx = kl_f32(c->din[0]);
-        for (int64_t i = 0; i < kl_numel(c->dout); i++)
-            dx[i] += dy[i];
+        const bool fresh = c->din_fresh[0];
+        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+            dx[i] = (fresh ? 0.0f : dx[i]) + dy[i];
     }
     if (c->din[1]) {
         float *db = kl_f32(c->din[1]);
@@ -212,8 +225,13 @@ static void bias_add_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_bias_add = {"bias_add",        2,    2, bias_add_shape, bias_add_forward,
-                                    bias_add_backward, false};
+const kl__op_def kl__op_bias_add = {.name = "bias_add",
+                                    .min_in = 2,
+                                    .max_in = 2,
+                                    .shape = bias_add_shape,
+                                    .forward = bias_add_forward,
+                                    .backward = bias_add_backward,
+                                    .fresh_grads = true};
 
 kl_node kl_bias_add(kl_graph *g, kl_node x, kl_node b)
 {

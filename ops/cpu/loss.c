@@ -96,8 +96,12 @@ static void xent_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_softmax_xent = {"softmax_xent", 2,    2, xent_shape, xent_forward,
-                                        xent_backward,  false};
+const kl__op_def kl__op_softmax_xent = {.name = "softmax_xent",
+                                        .min_in = 2,
+                                        .max_in = 2,
+                                        .shape = xent_shape,
+                                        .forward = xent_forward,
+                                        .backward = xent_backward};
 
 kl_node kl_softmax_xent(kl_graph *g, kl_node logits, kl_node labels, float smoothing)
 {
@@ -148,7 +152,12 @@ static void mse_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_mse = {"mse", 2, 2, mse_shape, mse_forward, mse_backward, false};
+const kl__op_def kl__op_mse = {.name = "mse",
+                               .min_in = 2,
+                               .max_in = 2,
+                               .shape = mse_shape,
+                               .forward = mse_forward,
+                               .backward = mse_backward};
 
 kl_node kl_mse(kl_graph *g, kl_node pred, kl_node target)
 {

@@ -168,7 +168,12 @@ static void bn_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_batchnorm = {"batchnorm", 5, 5, bn_shape, bn_forward, bn_backward, false};
+const kl__op_def kl__op_batchnorm = {.name = "batchnorm",
+                                     .min_in = 5,
+                                     .max_in = 5,
+                                     .shape = bn_shape,
+                                     .forward = bn_forward,
+                                     .backward = bn_backward};
 
 kl_node kl_batchnorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, kl_node running_mean,
                      kl_node running_var, float momentum, float eps)
@@ -268,7 +273,12 @@ static void ln_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_layernorm = {"layernorm", 3, 3, ln_shape, ln_forward, ln_backward, false};
+const kl__op_def kl__op_layernorm = {.name = "layernorm",
+                                     .min_in = 3,
+                                     .max_in = 3,
+                                     .shape = ln_shape,
+                                     .forward = ln_forward,
+                                     .backward = ln_backward};
 
 kl_node kl_layernorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, float eps)
 {

@@ -165,10 +165,18 @@ static void avg_pool_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_max_pool2d = {"max_pool2d",      1,    1, pool_shape, max_pool_forward,
-                                      max_pool_backward, false};
-const kl__op_def kl__op_avg_pool2d = {"avg_pool2d",      1,    1, pool_shape, avg_pool_forward,
-                                      avg_pool_backward, false};
+const kl__op_def kl__op_max_pool2d = {.name = "max_pool2d",
+                                      .min_in = 1,
+                                      .max_in = 1,
+                                      .shape = pool_shape,
+                                      .forward = max_pool_forward,
+                                      .backward = max_pool_backward};
+const kl__op_def kl__op_avg_pool2d = {.name = "avg_pool2d",
+                                      .min_in = 1,
+                                      .max_in = 1,
+                                      .shape = pool_shape,
+                                      .forward = avg_pool_forward,
+                                      .backward = avg_pool_backward};
 
 /* Max over each k x k window, padding counting as -inf: x (N, C, H, W) ->
  * (N, C, OH, OW) with OH = (H + 2 pad - k) / stride + 1 (floor); needs pad <= k/2. The gradient
@@ -231,9 +239,12 @@ static void global_avg_pool_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_global_avg_pool = {
-    "global_avg_pool",        1,    1, global_avg_pool_shape, global_avg_pool_forward,
-    global_avg_pool_backward, false};
+const kl__op_def kl__op_global_avg_pool = {.name = "global_avg_pool",
+                                           .min_in = 1,
+                                           .max_in = 1,
+                                           .shape = global_avg_pool_shape,
+                                           .forward = global_avg_pool_forward,
+                                           .backward = global_avg_pool_backward};
 
 kl_node kl_global_avg_pool(kl_graph *g, kl_node x)
 {

@@ -31,7 +31,8 @@ static kl_status reshape_shape(kl__node *n, const kl__node *const *in, kl_error 
 
 /* An alias op: the graph points its value and gradient at the input's storage, so there is no
  * forward or backward work at all. */
-const kl__op_def kl__op_reshape = {"reshape", 1, 1, reshape_shape, NULL, NULL, true};
+const kl__op_def kl__op_reshape = {
+    .name = "reshape", .min_in = 1, .max_in = 1, .shape = reshape_shape, .alias = true};
 
 kl_node kl_reshape(kl_graph *g, kl_node x, kl_shape per_sample)
 {
@@ -123,8 +124,12 @@ static void concat_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_concat = {"concat",        1,    KL__MAX_IN, concat_shape, concat_forward,
-                                  concat_backward, false};
+const kl__op_def kl__op_concat = {.name = "concat",
+                                  .min_in = 1,
+                                  .max_in = KL__MAX_IN,
+                                  .shape = concat_shape,
+                                  .forward = concat_forward,
+                                  .backward = concat_backward};
 
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis)
 {
@@ -155,7 +160,7 @@ static kl_status embedding_forward(kl__ctx *c, kl_error *err)
 {
     const int32_t *idx = kl_i32(c->in[0]);
     int64_t v = c->in[1]->shape.d[0], d = c->in[1]->shape.d[1];
-    for (int64_t i = 0; i < kl_numel(c->in[0]); i++) {
+    for (int64_t i = 0, end = kl_numel(c->in[0]); i < end; i++) {
         if (idx[i] < 0 || idx[i] >= v)
             return kl_error_set(err, KL_ERANGE,
                                 "embedding: index %d at position %lld is outside [0, %lld)",
@@ -172,7 +177,7 @@ static void embedding_backward(kl__ctx *c)
     int64_t d = c->in[1]->shape.d[1];
     if (!c->din[1])
         return;
-    for (int64_t i = 0; i < kl_numel(c->in[0]); i++) {
+    for (int64_t i = 0, end = kl_numel(c->in[0]); i < end; i++) {
         const float *src = kl_f32(c->dout) + i * d;
         float *dst = kl_f32(c->din[1]) + (int64_t)idx[i] * d;
         for (int64_t k = 0; k < d; k++)
@@ -180,8 +185,12 @@ static void embedding_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_embedding = {
-    "embedding", 2, 2, embedding_shape, embedding_forward, embedding_backward, false};
+const kl__op_def kl__op_embedding = {.name = "embedding",
+                                     .min_in = 2,
+                                     .max_in = 2,
+                                     .shape = embedding_shape,
+                                     .forward = embedding_forward,
+                                     .backward = embedding_backward};
 
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table)
 {

@@ -128,8 +128,21 @@ static kl_node deep_build(kl_graph *g, const kl_node *leaves, void *ctx)
     return kl_linear(g, kl_add(g, kl_scale(g, both, 0.5f), kl_relu(g, both)), leaves[2], KL_NONE);
 }
 
+/* One node feeding the same op twice: the second gradient must add to the first, so neither may
+ * overwrite its gradient as a fresh one. */
+static kl_node twice_build(kl_graph *g, const kl_node *leaves, void *ctx)
+{
+    kl_node h = kl_tanh(g, leaves[0]);
+    kl_node sq = kl_mul(g, h, h);
+    kl_node m = kl_matmul(g, kl_add(g, sq, h), kl_add(g, h, h), true, false);
+    return kl_sum(g, m);
+}
+
 static void test_deep_gradients(void)
 {
+    gc_leaf one[] = {gc_in(KL_SHAPE(3, 5))};
+    gradcheck("a node used twice by one op", one, 1, twice_build, NULL);
+
     gc_leaf leaves[] = {gc_in(KL_SHAPE(3, 4)), gc_w(KL_SHAPE(6, 4)), gc_w(KL_SHAPE(2, 18))};
     gradcheck("deep graph with shared storage", leaves, 3, deep_build, NULL);
     leaves[0].shape.d[0] = 1;
