@@ -19,7 +19,7 @@ static const kl__cli_cmd commands[] = {
     {"export", "turn a training checkpoint into a self-contained model file", NULL, NULL},
     {"predict", "score a file of inputs with an exported model", NULL, NULL},
     {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", NULL, NULL},
-    {"data", "fetch, inspect and convert datasets", NULL, NULL},
+    {"data", "inspect datasets and convert them to HDF5", NULL, NULL},
 };
 
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
