@@ -1,0 +1,367 @@
+#!/usr/bin/python3
+"""Generates tests/unit/torch_golden.h: PyTorch's outputs and gradients for kiln's ops and
+optimizers on fixed inputs, which tests/unit/test_torch_golden.c compares kiln against.
+
+Run from the repository root (or anywhere: paths are taken relative to this file):
+
+    python3 tests/golden/make_torch_golden.py
+
+with a python3 that has PyTorch (the header was made with 1.13; on Debian 12 that is
+/usr/bin/python3 with the python3-torch package, so a python3 earlier on PATH, such as a pyenv
+one, may need /usr/bin/python3 spelled out).
+
+Every case builds its inputs from torch.manual_seed in float32 with small, odd shapes, runs
+PyTorch, and writes each input, output and gradient as a `static const float` array printed
+with %.9g (enough digits to round-trip a float), with the shapes and hyper-parameters as
+#defines. Projected outputs use loss = sum(y * R) with a fixed R, so the input gradients are
+R pulled back through the op. The header is regenerated, never edited by hand.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "unit", "torch_golden.h")
+WIDTH = 100
+
+lines = []
+
+
+def fmt(v):
+    s = "%.9g" % v
+    if "e" not in s and "." not in s and "n" not in s:
+        s += ".0"  # keep every literal a floating one
+    return s + "f"
+
+
+def define(name, value):
+    lines.append("#define TG_%s %s" % (name.upper(), value))
+
+
+def array(name, t, ctype="float"):
+    """Writes t (any shape) as a flat static const array named tg_<name>."""
+    t = t.detach().contiguous().reshape(-1)
+    vals = [fmt(float(v)) if ctype == "float" else str(int(v)) for v in t.tolist()]
+    lines.append("static const %s tg_%s[%d] = {" % (ctype, name, len(vals)))
+    cur = "   "
+    for i, v in enumerate(vals):
+        # A trailing comma makes clang-format lay a long array out in rows; short ones stay on
+        # one line without it.
+        piece = " " + v + ("," if i + 1 < len(vals) or len(vals) > 6 else "")
+        if len(cur) + len(piece) > WIDTH:
+            lines.append(cur)
+            cur = "   "
+        cur += piece
+    lines.append(cur)
+    lines.append("};")
+
+
+def section(title):
+    lines.append("")
+    comment(title)
+
+
+def comment(text):
+    """A C comment, wrapped to WIDTH."""
+    wrapped = textwrap.wrap(text, WIDTH - 3)
+    for i, w in enumerate(wrapped):
+        lines.append(("/* " if i == 0 else " * ") + w + (" */" if i + 1 == len(wrapped) else ""))
+
+
+def grads(loss, *ts):
+    return torch.autograd.grad(loss, ts)
+
+
+def rand(*shape):
+    return torch.randn(*shape, dtype=torch.float32)
+
+
+def leaf(*shape):
+    return rand(*shape).requires_grad_(True)
+
+
+def project(y):
+    """A fixed projection R of y's shape and the scalar loss sum(y * R)."""
+    r = rand(*y.shape)
+    return r, (y * r).sum()
+
+
+def case_linear():
+    section("linear: y = x W^T + b, x (N, IN), W (OUT, IN), b (OUT); loss = sum(y * R)")
+    n, i, o = 3, 5, 4
+    define("linear_n", n)
+    define("linear_in", i)
+    define("linear_out", o)
+    x, w, b = leaf(n, i), leaf(o, i), leaf(o)
+    y = F.linear(x, w, b)
+    r, loss = project(y)
+    dx, dw, db = grads(loss, x, w, b)
+    for name, t in [("x", x), ("w", w), ("b", b), ("r", r), ("y", y), ("dx", dx), ("dw", dw),
+                    ("db", db)]:
+        array("linear_" + name, t)
+
+
+def case_conv():
+    section("conv2d: x (N, C, H, W), w (O, C, K, K), stride 2, pad 1, no bias; loss = sum(y * R)")
+    n, c, o, h, w_, k, s, p = 2, 3, 4, 7, 6, 3, 2, 1
+    for name, v in [("n", n), ("c", c), ("o", o), ("h", h), ("w", w_), ("k", k), ("stride", s),
+                    ("pad", p)]:
+        define("conv_" + name, v)
+    x, w = leaf(n, c, h, w_), leaf(o, c, k, k)
+    y = F.conv2d(x, w, None, stride=s, padding=p)
+    define("conv_oh", y.shape[2])
+    define("conv_ow", y.shape[3])
+    r, loss = project(y)
+    dx, dw = grads(loss, x, w)
+    for name, t in [("x", x), ("w", w), ("r", r), ("y", y), ("dx", dx), ("dw", dw)]:
+        array("conv_" + name, t)
+
+
+def case_pool():
+    section("max_pool2d and avg_pool2d (count_include_pad=True), k 3, stride 2, pad 1, on "
+            "(N, C, H, W); loss = sum(y * R)")
+    n, c, h, w, k, s, p = 2, 3, 7, 7, 3, 2, 1
+    for name, v in [("n", n), ("c", c), ("h", h), ("w", w), ("k", k), ("stride", s), ("pad", p)]:
+        define("pool_" + name, v)
+    x = leaf(n, c, h, w)
+    array("pool_x", x)
+    ym = F.max_pool2d(x, k, s, p)
+    ya = F.avg_pool2d(x, k, s, p, ceil_mode=False, count_include_pad=True)
+    define("pool_oh", ym.shape[2])
+    define("pool_ow", ym.shape[3])
+    rm, lm = project(ym)
+    ra, la = project(ya)
+    (dxm,) = grads(lm, x)
+    (dxa,) = grads(la, x)
+    for name, t in [("max_r", rm), ("max_y", ym), ("max_dx", dxm), ("avg_r", ra), ("avg_y", ya),
+                    ("avg_dx", dxa)]:
+        array("pool_" + name, t)
+
+
+def case_gap():
+    section("global average pool: y = x.mean((2, 3)), (N, C, H, W) -> (N, C); "
+            "loss = sum(y * R)")
+    n, c, h, w = 2, 3, 5, 4
+    for name, v in [("n", n), ("c", c), ("h", h), ("w", w)]:
+        define("gap_" + name, v)
+    x = leaf(n, c, h, w)
+    y = x.mean((2, 3))
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("gap_" + name, t)
+
+
+def case_batchnorm():
+    section("batchnorm on (N, C, H, W), momentum 0.1, eps 1e-5. Train mode: y and gradients of "
+            "sum(y * R), running statistics after that one forward; then eval mode on the same x "
+            "with those statistics: y and gradients of sum(y * R_eval)")
+    n, c, h, w = 4, 3, 5, 5
+    for name, v in [("n", n), ("c", c), ("h", h), ("w", w)]:
+        define("bn_" + name, v)
+    define("bn_momentum", "0.1f")
+    define("bn_eps", "1e-5f")
+    x = leaf(n, c, h, w)
+    gamma = (1.0 + 0.3 * rand(c)).requires_grad_(True)
+    beta = (0.2 * rand(c)).requires_grad_(True)
+    rmean0 = 0.5 * rand(c)
+    rvar0 = 0.5 + torch.rand(c)
+    rmean, rvar = rmean0.clone(), rvar0.clone()
+    for name, t in [("x", x), ("gamma", gamma), ("beta", beta), ("running_mean0", rmean0),
+                    ("running_var0", rvar0)]:
+        array("bn_" + name, t)
+    y = F.batch_norm(x, rmean, rvar, gamma, beta, training=True, momentum=0.1, eps=1e-5)
+    r, loss = project(y)
+    dx, dg, db = grads(loss, x, gamma, beta)
+    for name, t in [("r", r), ("y", y), ("dx", dx), ("dgamma", dg), ("dbeta", db),
+                    ("running_mean", rmean), ("running_var", rvar)]:
+        array("bn_" + name, t)
+    ye = F.batch_norm(x, rmean, rvar, gamma, beta, training=False, momentum=0.1, eps=1e-5)
+    re, le = project(ye)
+    dxe, dge, dbe = grads(le, x, gamma, beta)
+    for name, t in [("eval_r", re), ("eval_y", ye), ("eval_dx", dxe), ("eval_dgamma", dge),
+                    ("eval_dbeta", dbe)]:
+        array("bn_" + name, t)
+
+
+def case_layernorm():
+    section("layernorm over the last axis of (N, D), eps 1e-5; loss = sum(y * R)")
+    n, d = 3, 7
+    define("ln_n", n)
+    define("ln_d", d)
+    define("ln_eps", "1e-5f")
+    x = leaf(n, d)
+    gamma = (1.0 + 0.3 * rand(d)).requires_grad_(True)
+    beta = (0.2 * rand(d)).requires_grad_(True)
+    y = F.layer_norm(x, (d,), gamma, beta, eps=1e-5)
+    r, loss = project(y)
+    dx, dg, db = grads(loss, x, gamma, beta)
+    for name, t in [("x", x), ("gamma", gamma), ("beta", beta), ("r", r), ("y", y), ("dx", dx),
+                    ("dgamma", dg), ("dbeta", db)]:
+        array("ln_" + name, t)
+
+
+def case_activations():
+    section("activations on (N, D): gelu (exact, approximate='none'), tanh, sigmoid, "
+            "leaky_relu(0.1), softmax(dim=-1); each with its own R, loss = sum(y * R)")
+    n, d = 3, 7
+    define("act_n", n)
+    define("act_d", d)
+    define("act_leaky_alpha", "0.1f")
+    x = (1.5 * rand(n, d)).requires_grad_(True)
+    array("act_x", x)
+    fns = [
+        ("gelu", lambda t: F.gelu(t, approximate="none")),
+        ("tanh", torch.tanh),
+        ("sigmoid", torch.sigmoid),
+        ("leaky_relu", lambda t: F.leaky_relu(t, 0.1)),
+        ("softmax", lambda t: F.softmax(t, dim=-1)),
+    ]
+    for name, fn in fns:
+        y = fn(x)
+        r, loss = project(y)
+        (dx,) = grads(loss, x)
+        array("act_%s_r" % name, r)
+        array("act_%s_y" % name, y)
+        array("act_%s_dx" % name, dx)
+
+
+def case_xent():
+    section("cross-entropy (mean over N) on logits (N, C) and int labels, with label smoothing "
+            "0.1 and without: loss and dlogits")
+    n, c = 5, 7
+    define("xent_n", n)
+    define("xent_c", c)
+    define("xent_smoothing", "0.1f")
+    x = (2.0 * rand(n, c)).requires_grad_(True)
+    labels = torch.tensor([3, 0, 6, 3, 1], dtype=torch.int64)
+    array("xent_logits", x)
+    array("xent_labels", labels, "int32_t")
+    for name, s in [("smooth", 0.1), ("plain", 0.0)]:
+        loss = F.cross_entropy(x, labels, reduction="mean", label_smoothing=s)
+        (dx,) = grads(loss, x)
+        array("xent_%s_loss" % name, loss.reshape(1))
+        array("xent_%s_dlogits" % name, dx)
+
+
+def case_mse():
+    section("mse (mean over every element) of pred (N, D) and target: loss, dpred, dtarget")
+    n, d = 3, 5
+    define("mse_n", n)
+    define("mse_d", d)
+    p, t = leaf(n, d), leaf(n, d)
+    loss = F.mse_loss(p, t, reduction="mean")
+    dp, dt = grads(loss, p, t)
+    for name, v in [("pred", p), ("target", t), ("loss", loss.reshape(1)), ("dpred", dp),
+                    ("dtarget", dt)]:
+        array("mse_" + name, v)
+
+
+def case_embedding():
+    section("embedding: table (V, D), int indices (N, L) with a repeated index; "
+            "loss = sum(y * R)")
+    v, d, n, l = 6, 4, 3, 2
+    for name, val in [("v", v), ("d", d), ("n", n), ("l", l)]:
+        define("emb_" + name, val)
+    table = leaf(v, d)
+    idx = torch.tensor([[1, 4], [5, 1], [0, 1]], dtype=torch.int64)
+    y = F.embedding(idx, table)
+    r, loss = project(y)
+    (dt,) = grads(loss, table)
+    array("emb_table", table)
+    array("emb_indices", idx, "int32_t")
+    for name, t in [("r", r), ("y", y), ("dtable", dt)]:
+        array("emb_" + name, t)
+
+
+def case_optim():
+    section("optimizers on one parameter of P elements, S steps with gradient grads[s] at step s; "
+            "params after each step (S, P). lr and decay as named")
+    p, steps = 10, 3
+    define("opt_p", p)
+    define("opt_steps", steps)
+    p0 = rand(p)
+    g = rand(steps, p)
+    array("opt_p0", p0)
+    array("opt_grads", g)
+    cases = [
+        ("sgd_wd", lambda q: torch.optim.SGD([q], lr=0.1, weight_decay=1e-2)),
+        ("sgd_nesterov",
+         lambda q: torch.optim.SGD([q], lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+        ("sgd_dampening", lambda q: torch.optim.SGD([q], lr=0.1, momentum=0.9, dampening=0.1)),
+        ("adam", lambda q: torch.optim.Adam([q], lr=1e-2, weight_decay=1e-2)),
+        ("adamw", lambda q: torch.optim.AdamW([q], lr=1e-2, weight_decay=1e-2)),
+    ]
+    comment("sgd_wd: SGD(lr 0.1, weight_decay 1e-2); sgd_nesterov: SGD(lr 0.1, momentum 0.9, "
+            "nesterov, weight_decay 1e-2); sgd_dampening: SGD(lr 0.1, momentum 0.9, dampening "
+            "0.1); adam: Adam(lr 1e-2, weight_decay 1e-2); adamw: AdamW(lr 1e-2, weight_decay "
+            "1e-2); Adam(W) with betas (0.9, 0.999) and eps 1e-8")
+    for name, make in cases:
+        q = p0.clone().requires_grad_(True)
+        opt = make(q)
+        after = []
+        for s in range(steps):
+            q.grad = g[s].clone()
+            opt.step()
+            after.append(q.detach().clone())
+        array("opt_%s" % name, torch.stack(after))
+
+    section("clip_grad_norm_(max_norm 1.0) on a gradient of P elements: the norm it returns and "
+            "the clipped gradient")
+    define("clip_max_norm", "1.0f")
+    gc = rand(p)
+    q = torch.zeros(p, requires_grad=True)
+    q.grad = gc.clone()
+    norm = torch.nn.utils.clip_grad_norm_([q], max_norm=1.0)
+    array("clip_grad", gc)
+    array("clip_norm", norm.reshape(1))
+    array("clip_clipped", q.grad)
+
+
+def main():
+    torch.manual_seed(20240613)
+    torch.set_num_threads(1)
+    lines.append("/* generated by tests/golden/make_torch_golden.py with PyTorch %s; do not edit."
+                 % torch.__version__)
+    lines.append(" * Regenerate with `python3 tests/golden/make_torch_golden.py`. Arrays are "
+                 "row-major and")
+    lines.append(" * flat; the #defines give their shapes and the ops' hyper-parameters. */")
+    lines.append("#ifndef KILN_TEST_TORCH_GOLDEN_H")
+    lines.append("#define KILN_TEST_TORCH_GOLDEN_H")
+    lines.append("")
+    lines.append("#include <stdint.h>")
+    case_linear()
+    case_conv()
+    case_pool()
+    case_gap()
+    case_batchnorm()
+    case_layernorm()
+    case_activations()
+    case_xent()
+    case_mse()
+    case_embedding()
+    case_optim()
+    lines.append("")
+    lines.append("#endif")
+    text = "\n".join(lines) + "\n"
+    for i, ln in enumerate(text.splitlines()):
+        if len(ln) > WIDTH:
+            sys.exit("line %d is %d columns: %s" % (i + 1, len(ln), ln))
+    with open(OUT, "w") as f:
+        f.write(text)
+    # The repository's style lays the arrays out in aligned columns; without clang-format the
+    # header is still valid and within 100 columns, just packed.
+    if shutil.which("clang-format"):
+        subprocess.run(["clang-format", "-i", OUT], check=True)
+    else:
+        print("clang-format not found: run `clang-format -i %s`" % os.path.relpath(OUT))
+    print("wrote %s (%d bytes)" % (os.path.relpath(OUT), os.path.getsize(OUT)))
+
+
+if __name__ == "__main__":
+    main()
