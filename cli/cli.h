@@ -26,6 +26,13 @@ typedef struct kl__cli_cmd {
  * It handles its own --help. */
 int kl__cli_demo(int argc, char **argv);
 
+/* kiln data (cli/data.c): `info` and `convert` on IDX, HDF5 and CSV data sets. It handles its own
+ * --help. */
+int kl__cli_data(int argc, char **argv);
+
+/* kiln train (cli/train.c): trains from a YAML config; handles its own --help. */
+int kl__cli_train(int argc, char **argv);
+
 /* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
  * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
  * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they

@@ -14,12 +14,13 @@
 static const kl__cli_cmd commands[] = {
     {"demo", "train a small MLP and a small CNN on synthetic data, printing progress", kl__cli_demo,
      NULL},
-    {"train", "train a model from a YAML config, on one process or across MPI ranks", NULL, NULL},
+    {"train", "train a model from a YAML config, on one process or across MPI ranks", kl__cli_train,
+     NULL},
     {"tune", "search hyperparameters with ASHA, running trials on worker groups", NULL, NULL},
     {"export", "turn a training checkpoint into a self-contained model file", NULL, NULL},
     {"predict", "score a file of inputs with an exported model", NULL, NULL},
     {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", NULL, NULL},
-    {"data", "inspect datasets and convert them to HDF5", NULL, NULL},
+    {"data", "inspect datasets and convert them to HDF5", kl__cli_data, NULL},
 };
 
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
@@ -134,7 +135,7 @@ static void print_usage(FILE *f)
                "       kiln --help | --version\n"
                "\n"
                "kiln trains neural networks across MPI ranks and tunes their hyperparameters.\n"
-               "This version runs the demo; the other commands are planned.\n"
+               "This version trains single-process models; the other commands are planned.\n"
                "\n"
                "commands:\n");
     print_command_rows(f, 1);

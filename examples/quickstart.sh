@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 echo "== deps"
-scripts/install-deps.sh
+scripts/install-deps.sh --with-data
 
 echo "== build (Release, in build/)"
 read -r -a extra_args <<<"${KILN_CMAKE_ARGS:-}"

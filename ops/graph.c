@@ -188,6 +188,13 @@ kl_node kl__graph_add(kl_graph *g, kl__op op, const kl_node *in, int nin, const 
     return id;
 }
 
+kl_status kl_graph_status(const kl_graph *g, kl_error *err)
+{
+    if (!g->failed)
+        return KL_OK;
+    return kl_error_set(err, g->err.status, "%s", g->err.msg);
+}
+
 kl_node kl_graph_name(kl_graph *g, kl_node id, const char *name)
 {
     if (id < 0 || id >= g->n)

@@ -17,7 +17,8 @@ section deps
 if [[ "${KILN_SKIP_DEPS:-0}" == 1 ]]; then
     echo "skipped (KILN_SKIP_DEPS=1)"
 else
-    scripts/install-deps.sh
+    # The tests train on a slice of Fashion-MNIST (Debian's dataset-fashion-mnist).
+    scripts/install-deps.sh --with-data
 fi
 
 section configure

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kiln/data.h"
 #include "kiln/rng.h"
 #include "kiln/toy.h"
 
@@ -168,22 +169,6 @@ static void load_batch(kl_toy_model *m, const kl_toy_data *d, const int64_t *idx
     }
 }
 
-/* A Fisher-Yates shuffle whose draws are keyed by (seed, epoch). */
-static void shuffle(int64_t *idx, int64_t n, uint64_t seed, int epoch)
-{
-    for (int64_t i = 0; i < n; i++)
-        idx[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(kl_rng_uniform(seed, KL_RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)i) *
-                              (float)(i + 1));
-        if (j > i)
-            j = i;
-        int64_t t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -219,7 +204,7 @@ kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_con
     }
     for (int epoch = 0; epoch < cfg->epochs; epoch++) {
         double t0 = now_s(), loss_sum = 0;
-        shuffle(idx, n, cfg->seed, epoch);
+        kl_data_shuffle(idx, n, cfg->seed, (uint64_t)epoch);
         kl_graph_set_mode(m->g, KL_MODE_TRAIN);
         for (int64_t s = 0; s < steps_per_epoch; s++, step++) {
             int64_t b = s * batch + batch <= n ? batch : n - s * batch;

@@ -106,6 +106,9 @@ kl_node kl_flatten(kl_graph *g, kl_node x);
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis);
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table); /* i32 (N, ...) -> (N, ..., D) */
 
+/* The first build error, if any (KL_OK otherwise); copies its message into err. */
+kl_status kl_graph_status(const kl_graph *g, kl_error *err);
+
 /* Naming, lookup and outputs. An output stays readable after backward. */
 kl_node kl_graph_name(kl_graph *g, kl_node n, const char *name);
 kl_node kl_graph_find(const kl_graph *g, const char *name);

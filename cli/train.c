@@ -1,0 +1,158 @@
+/* kiln train: parses the command line, loads the config and the data, and hands them to the
+ * trainer with a reporter. Everything it does is a call into runtime/ or trainers/. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "kiln/report.h"
+#include "kiln/train.h"
+
+static const char train_help[] =
+    "usage: kiln train CONFIG.yaml [options]\n"
+    "\n"
+    "Trains the model a config describes on its data, evaluating every epoch, then on the test\n"
+    "set. Writes the resolved config, metrics.csv and log.txt to runs/<name or timestamp>/.\n"
+    "See docs/config.md for the config keys.\n"
+    "\n"
+    "options:\n"
+    "  --set KEY=VALUE   override a config key, typed like YAML (repeatable), e.g.\n"
+    "                    --set optimizer.lr=0.01 --set train.epochs=3\n"
+    "  --name NAME       the run's name (its folder under runs/), same as --set name=NAME\n"
+    "  --print-config    print the resolved config (defaults filled in) and exit\n"
+    "  --summary         print the model's layers, output shapes, parameters and FLOPs and exit\n"
+    "  --quiet           print only the final line\n"
+    "  --json            print one JSON object per epoch, and a last one with the test metrics\n"
+    "  --no-run-dir      do not write a run folder\n";
+
+typedef struct train_opts {
+    const char *config;
+    const char **sets;
+    int nsets;
+    bool print_config, summary, quiet, json, no_dir;
+} train_opts;
+
+static int parse(int argc, char **argv, train_opts *o, char **name_set)
+{
+    o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
+    if (!o->sets)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(train_help, stdout);
+            return -1;
+        } else if (!strcmp(a, "--set") || !strcmp(a, "--name")) {
+            if (i + 1 >= argc)
+                return kl__cli_usage_error("train", "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--set") && !strchr(v, '='))
+                return kl__cli_usage_error("train", "--set needs KEY=VALUE, got '%s'", v);
+            if (!strcmp(a, "--name")) {
+                size_t n = strlen(v) + 6;
+                char *s = malloc(n);
+                if (!s)
+                    return 1;
+                snprintf(s, n, "name=%s", v);
+                free(*name_set); /* the last --name wins, as with --set */
+                *name_set = s;
+                v = s;
+            }
+            o->sets[o->nsets++] = v;
+        } else if (!strcmp(a, "--print-config")) {
+            o->print_config = true;
+        } else if (!strcmp(a, "--summary")) {
+            o->summary = true;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o->quiet = true;
+        } else if (!strcmp(a, "--json")) {
+            o->json = true;
+        } else if (!strcmp(a, "--no-run-dir")) {
+            o->no_dir = true;
+        } else if (a[0] == '-') {
+            return kl__cli_usage_error("train", "unknown option '%s'", a);
+        } else if (o->config) {
+            return kl__cli_usage_error("train", "one config file please, got '%s' and '%s'",
+                                       o->config, a);
+        } else {
+            o->config = a;
+        }
+    }
+    if (!o->config)
+        return kl__cli_usage_error("train", "which config? e.g. kiln train "
+                                            "examples/fashion-mnist/mlp.yaml");
+    return 0;
+}
+
+static int fail(const kl_error *err)
+{
+    fprintf(stderr, "kiln train: %s\n", err->msg);
+    return 1;
+}
+
+static int summary(const kl_config *cfg, const kl_data_splits *data)
+{
+    kl_error err = {0};
+    kl_model m;
+    kl_model_options o = kl_train_model_options(cfg, data);
+    o.trainable = false;
+    if (kl_model_build(&cfg->model, &o, &m, &err) != KL_OK)
+        return fail(&err);
+    kl_model_summary(&m, stdout);
+    kl_model_free(&m);
+    return 0;
+}
+
+static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o)
+{
+    kl_error err = {0};
+    kl_report_options ro = {.quiet = o->quiet, .json = o->json, .tty = -1, .no_dir = o->no_dir};
+    kl_reporter *rep = kl_reporter_new(cfg, &ro, &err);
+    if (!rep)
+        return fail(&err);
+    if (!o->quiet && !o->json) {
+        const kl_tensor *x = data->train.x;
+        fprintf(stderr, "training on %lld samples (%lld validation, %lld test)%s%s\n",
+                (long long)x->shape.d[0], data->val.x ? (long long)data->val.x->shape.d[0] : 0LL,
+                data->test.x ? (long long)data->test.x->shape.d[0] : 0LL,
+                kl_reporter_dir(rep) ? ", run folder " : "",
+                kl_reporter_dir(rep) ? kl_reporter_dir(rep) : "");
+    }
+    kl_train_hooks hooks = kl_reporter_hooks(rep);
+    kl_status st = kl_train_run(cfg, data, &hooks, NULL, NULL, &err);
+    kl_reporter_free(rep);
+    return st == KL_OK ? 0 : fail(&err);
+}
+
+int kl__cli_train(int argc, char **argv)
+{
+    train_opts o = {0};
+    char *name_set = NULL;
+    kl_error err = {0};
+    int rc = parse(argc, argv, &o, &name_set);
+    kl_config *cfg = NULL;
+    kl_data_splits data = {0};
+    if (rc != 0) {
+        rc = rc < 0 ? 0 : rc;
+        goto out;
+    }
+    if (!(cfg = kl_config_load(o.config, o.sets, o.nsets, &err))) {
+        rc = fail(&err);
+        goto out;
+    }
+    if (o.print_config) {
+        kl_config_print(cfg, stdout);
+        goto out;
+    }
+    if (kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err) != KL_OK) {
+        rc = fail(&err);
+        goto out;
+    }
+    rc = o.summary ? summary(cfg, &data) : train(cfg, &data, &o);
+out:
+    kl_data_splits_free(&data);
+    kl_config_free(cfg);
+    free(o.sets);
+    free(name_set);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* The training loop: one trainer serves every caller. `kiln train` runs it once; a tune trial
+ * will run it with the trial's overrides and a hook that asks the coordinator whether to go on.
+ * The trainer does not print: it reports through hooks (trainers/report.c turns them into a
+ * progress bar, plain lines, JSON and a run directory). */
+#ifndef KILN_TRAIN_H
+#define KILN_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kiln/config.h"
+#include "kiln/data.h"
+#include "kiln/model.h"
+
+typedef struct kl_epoch_metrics {
+    int epoch; /* 1-based */
+    int epochs;
+    int64_t step;                      /* optimizer steps so far */
+    double train_loss, train_accuracy; /* over the epoch's batches (accuracy NAN for regression) */
+    double val_loss, val_accuracy;     /* NAN when not evaluated this epoch */
+    double val_mae;                    /* regression */
+    double lr;                         /* at the epoch's last step */
+    double seconds, samples_per_s;     /* training only, evaluation excluded */
+    bool best;                         /* the best validation metric so far */
+} kl_epoch_metrics;
+
+typedef struct kl_train_result {
+    int epochs_run, best_epoch;
+    bool early_stopped;
+    double test_loss, test_accuracy, test_mae; /* NAN without a test set */
+    double seconds;
+    kl_epoch_metrics last;
+} kl_train_result;
+
+typedef struct kl_train_hooks {
+    void *ctx;
+    /* Every step: progress within the epoch. */
+    void (*on_step)(void *ctx, int epoch, int64_t step_in_epoch, int64_t steps_per_epoch,
+                    double loss, double elapsed_s);
+    /* Every epoch; returning false stops training (a tune scheduler's decision). */
+    bool (*on_epoch)(void *ctx, const kl_epoch_metrics *m);
+    void (*on_done)(void *ctx, const kl_train_result *r);
+} kl_train_hooks;
+
+/* Builds the model from cfg for data, trains it, evaluates on the test split, and leaves the
+ * trained model in *model (free it with kl_model_free) when model is not NULL. */
+kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
+                       kl_model *model, kl_train_result *result, kl_error *err);
+
+/* The model options a config and its data imply (input shape, outputs, task, batch). */
+kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data);
+
+/* Mean loss and accuracy (classification) or MAE (regression) of a model on a data set, in eval
+ * mode, in batches of the model's size. */
+kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *accuracy, double *mae,
+                      kl_error *err);
+
+#endif

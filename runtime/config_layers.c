@@ -1,0 +1,275 @@
+/* model.layers: each item is a layer, written `- type: dense` with the layer's fields beside it,
+ * or compactly `- dense: {units: 128}` (`- flatten` alone for a layer without fields). Which
+ * fields a kind takes, which it needs and their defaults live here; the model builder reads the
+ * resulting kl_layer_spec array. Called from the schema walk (config_schema.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/config_impl.h"
+
+/* Residual blocks nest; deeper than this is certainly a mistake. */
+#define MAX_NESTING 16
+
+static const char *const kind_names[] = {"dense",           "conv2d",    "max_pool",  "avg_pool",
+                                         "global_avg_pool", "batchnorm", "layernorm", "dropout",
+                                         "activation",      "flatten",   "residual",  NULL};
+static const char *const act_names[] = {"none", "relu",    "leaky_relu", "gelu",
+                                        "tanh", "sigmoid", NULL};
+
+#define K(kind) (1u << KL_LAYER_##kind)
+#define POOLS   (K(MAX_POOL) | K(AVG_POOL))
+#define ACTS    (K(DENSE) | K(CONV2D) | K(ACTIVATION) | K(RESIDUAL))
+#define L(m)    offsetof(kl_layer_spec, m)
+
+/* The order is the order fields are printed in. */
+const kl__field kl__layer_fields[] = {
+    {"units", KL__F_INT, L(units), 0, KL__R_GT, 0, 0, NULL, NULL, K(DENSE)},
+    {"filters", KL__F_INT, L(filters), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D)},
+    {"kernel", KL__F_INT, L(kernel), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
+    {"stride", KL__F_INT, L(stride), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
+    {"padding", KL__F_INT, L(padding), 0, KL__R_GE, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
+    {"bias", KL__F_BOOL, L(bias), 0, 0, 0, 0, NULL, NULL, K(DENSE) | K(CONV2D)},
+    {"activation", KL__F_ENUM, L(activation), 0, 0, 0, 0, act_names, NULL, ACTS},
+    {"alpha", KL__F_FLOAT, L(alpha), 0, KL__R_GE, 0, 0, NULL, NULL, ACTS},
+    {"rate", KL__F_FLOAT, L(rate), 0, KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, K(DROPOUT)},
+    {"momentum", KL__F_FLOAT, L(momentum), 0, KL__R_GE | KL__R_LE, 0, 1, NULL, NULL, K(BATCHNORM)},
+    {"eps", KL__F_FLOAT, L(eps), 0, KL__R_GT, 0, 0, NULL, NULL, K(BATCHNORM) | K(LAYERNORM)},
+    {"layers", KL__F_LAYERS, L(layers), L(nlayers), 0, 0, 0, NULL, NULL, K(RESIDUAL)},
+};
+const int kl__nlayer_fields = (int)(sizeof kl__layer_fields / sizeof kl__layer_fields[0]);
+
+/* The fields each kind must be given, as bits of kl__layer_fields indices. */
+static unsigned required(kl_layer_kind kind)
+{
+    switch (kind) {
+    case KL_LAYER_DENSE:
+        return 1u << 0;
+    case KL_LAYER_CONV2D:
+        return 1u << 1 | 1u << 2;
+    case KL_LAYER_MAX_POOL:
+    case KL_LAYER_AVG_POOL:
+        return 1u << 2;
+    case KL_LAYER_DROPOUT:
+        return 1u << 8;
+    case KL_LAYER_ACTIVATION:
+        return 1u << 6;
+    case KL_LAYER_RESIDUAL:
+        return 1u << 11;
+    default:
+        return 0;
+    }
+}
+
+const char *kl_layer_kind_name(kl_layer_kind k)
+{
+    return (unsigned)k <= KL_LAYER_RESIDUAL ? kind_names[k] : "unknown";
+}
+
+const char *kl_activation_name(kl_activation a)
+{
+    return (unsigned)a <= KL_ACT_SIGMOID ? act_names[a] : "unknown";
+}
+
+void kl__layers_free(kl_layer_spec *layers, int n)
+{
+    for (int i = 0; layers && i < n; i++)
+        kl__layers_free(layers[i].layers, layers[i].nlayers);
+    free(layers);
+}
+
+static bool is_kind(const char *name)
+{
+    for (int k = 0; kind_names[k]; k++)
+        if (strcmp(kind_names[k], name) == 0)
+            return true;
+    return false;
+}
+
+static const kl__field type_field = {"type", KL__F_ENUM, 0, 0, 0, 0, 0, kind_names, NULL, 0};
+
+/* The field names kind takes ("type" first when written with type:). */
+static int kind_fields(kl_layer_kind kind, bool with_type, const char **names)
+{
+    int n = 0;
+    if (with_type)
+        names[n++] = "type";
+    for (int i = 0; i < kl__nlayer_fields; i++)
+        if (kl__layer_fields[i].kinds & (1u << kind))
+            names[n++] = kl__layer_fields[i].name;
+    return n;
+}
+
+static int field_index(const char *name)
+{
+    for (int i = 0; i < kl__nlayer_fields; i++)
+        if (strcmp(kl__layer_fields[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* `- dense: {units: 128}`: the key names the kind, the value holds the fields. */
+static kl_status compact_form(const kl__cnode *inner, kl_layer_kind *kind, const kl__cnode **fields,
+                              char *path, kl_error *err)
+{
+    kl__cnode name = {
+        .type = KL__CN_SCALAR, .str = inner->key, .plain = true, .pos = inner->key_pos};
+    size_t len = kl__path_push(path, "type");
+    kl_status st = kl__field_read(&type_field, kind, NULL, &name, path, err);
+    kl__path_pop(path, len);
+    if (st != KL_OK)
+        return st;
+    *fields = inner->type == KL__CN_MAP ? inner : NULL;
+    if (inner->type != KL__CN_MAP && !kl__cnode_is_empty(inner)) {
+        const char *names[16];
+        int n = kind_fields(*kind, false, names);
+        return kl__config_error(err, KL_EINVAL, inner->pos, path,
+                                "the fields of %s %s layer go in a mapping, e.g. '- %s: {%s: ...}'",
+                                inner->key[0] && strchr("aeiou", inner->key[0]) ? "an" : "a",
+                                inner->key, inner->key, n ? names[0] : "");
+    }
+    return KL_OK;
+}
+
+/* The kind of a layer item and the mapping that holds its fields (NULL: none). */
+static kl_status layer_form(const kl__cnode *item, kl_layer_kind *kind, const kl__cnode **fields,
+                            bool *typed, char *path, kl_error *err)
+{
+    const kl__cnode *type = kl__cnode_get(item, "type");
+    *typed = type != NULL;
+    *fields = item->type == KL__CN_MAP ? item : NULL;
+    if (type) {
+        size_t len = kl__path_push(path, "type");
+        kl_status st = kl__field_read(&type_field, kind, NULL, type, path, err);
+        kl__path_pop(path, len);
+        return st;
+    }
+    if (item->type == KL__CN_SCALAR) {
+        size_t len = kl__path_push(path, "type");
+        kl_status st = kl__field_read(&type_field, kind, NULL, item, path, err);
+        kl__path_pop(path, len);
+        return st;
+    }
+    if (item->type == KL__CN_MAP && item->n == 1 &&
+        (is_kind(item->items[0]->key) || field_index(item->items[0]->key) < 0))
+        return compact_form(item->items[0], kind, fields, path, err);
+    return kl__config_error(err, KL_EINVAL, item->pos, path,
+                            "a layer needs 'type:' (one of dense, conv2d, max_pool, avg_pool, "
+                            "global_avg_pool, batchnorm, layernorm, dropout, activation, flatten, "
+                            "residual), or the compact form '- dense: {units: 128}'");
+}
+
+static void layer_defaults(kl_layer_spec *l, kl_layer_kind kind, kl_source_pos pos)
+{
+    *l = (kl_layer_spec){.kind = kind, .bias = true, .alpha = 0.01f, .pos = pos};
+    l->stride = kind == KL_LAYER_CONV2D ? 1 : 0;
+    l->momentum = 0.1f;
+    l->eps = 1e-5f;
+}
+
+static kl_status field_not_for_kind(const kl__cnode *value, kl_layer_kind kind, char *path,
+                                    kl_error *err)
+{
+    const char *names[16];
+    int n = kind_fields(kind, false, names);
+    char list[256] = "";
+    for (int i = 0, len = 0; i < n; i++)
+        len += snprintf(list + len, sizeof list - (size_t)len, "%s%s", i ? ", " : "", names[i]);
+    if (n == 0)
+        return kl__config_error(err, KL_EINVAL, value->key_pos, path,
+                                "not a field of %s; %s takes no fields", kind_names[kind],
+                                kind_names[kind]);
+    return kl__config_error(err, KL_EINVAL, value->key_pos, path,
+                            "not a field of %s; its fields are: %s", kind_names[kind], list);
+}
+
+static kl_status read_fields(const kl__cnode *map, kl_layer_spec *l, bool typed, unsigned *seen,
+                             kl_config *c, char *path, int depth, kl_error *err)
+{
+    kl_status st = kl__check_duplicates(map, path, err);
+    for (int i = 0; st == KL_OK && i < map->n; i++) {
+        const kl__cnode *v = map->items[i];
+        if (typed && strcmp(v->key, "type") == 0)
+            continue;
+        size_t len = kl__path_push(path, v->key);
+        int fi = field_index(v->key);
+        const char *names[16];
+        if (fi < 0)
+            st = kl__unknown_key(v, names, kind_fields(l->kind, typed, names), path, err);
+        else if (!(kl__layer_fields[fi].kinds & (1u << l->kind)))
+            st = field_not_for_kind(v, l->kind, path, err);
+        else if (kl__layer_fields[fi].type == KL__F_LAYERS)
+            st = kl__layers_read(v, &l->layers, &l->nlayers, c, path, depth + 1, err);
+        else
+            st = kl__field_read(&kl__layer_fields[fi], l, c, v, path, err);
+        *seen |= fi >= 0 ? 1u << fi : 0;
+        kl__path_pop(path, len);
+    }
+    return st;
+}
+
+static kl_status check_required(const kl_layer_spec *l, unsigned seen, kl_source_pos pos,
+                                char *path, kl_error *err)
+{
+    unsigned missing = required(l->kind) & ~seen;
+    for (int i = 0; missing && i < kl__nlayer_fields; i++)
+        if (missing & (1u << i)) {
+            size_t len = kl__path_push(path, kl__layer_fields[i].name);
+            kl_status st = kl__config_error(err, KL_EINVAL, pos, path, "missing; %s needs %s",
+                                            kind_names[l->kind], kl__layer_fields[i].name);
+            kl__path_pop(path, len);
+            return st;
+        }
+    if (l->kind == KL_LAYER_RESIDUAL && l->nlayers == 0)
+        return kl__config_error(err, KL_EINVAL, pos, path,
+                                "a residual block needs at least one layer in 'layers'");
+    return KL_OK;
+}
+
+static kl_status read_layer(const kl__cnode *item, kl_layer_spec *l, kl_config *c, char *path,
+                            int depth, kl_error *err)
+{
+    kl_layer_kind kind = KL_LAYER_DENSE;
+    const kl__cnode *fields;
+    bool typed;
+    kl_status st = layer_form(item, &kind, &fields, &typed, path, err);
+    if (st != KL_OK)
+        return st;
+    layer_defaults(l, kind, item->pos);
+    unsigned seen = 0;
+    if (fields && (st = read_fields(fields, l, typed, &seen, c, path, depth, err)) != KL_OK)
+        return st;
+    if ((st = check_required(l, seen, item->pos, path, err)) != KL_OK)
+        return st;
+    if ((kind == KL_LAYER_MAX_POOL || kind == KL_LAYER_AVG_POOL) && !(seen & (1u << 3)))
+        l->stride = l->kernel;
+    return KL_OK;
+}
+
+kl_status kl__layers_read(const kl__cnode *node, kl_layer_spec **layers, int *n, kl_config *c,
+                          char *path, int depth, kl_error *err)
+{
+    if (depth >= MAX_NESTING)
+        return kl__config_error(err, KL_EINVAL, node->pos, path,
+                                "residual blocks nested more than %d deep", MAX_NESTING);
+    if (node->type != KL__CN_SEQ)
+        return kl__config_error(err, KL_EINVAL, node->pos, path,
+                                "expected a sequence of layers (lines starting with '- '), got %s",
+                                node->type == KL__CN_MAP ? "a mapping" : "a scalar");
+    kl__layers_free(*layers, *n);
+    *n = 0;
+    *layers = node->n ? calloc((size_t)node->n, sizeof **layers) : NULL;
+    if (node->n && !*layers)
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
+    /* The count is set first so that a half-read array is freed whole (the rest is zeroed). */
+    *n = node->n;
+    for (int i = 0; i < node->n; i++) {
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", i);
+        size_t len = kl__path_push(path, idx);
+        kl_status st = read_layer(node->items[i], &(*layers)[i], c, path, depth, err);
+        kl__path_pop(path, len);
+        if (st != KL_OK)
+            return st;
+    }
+    return KL_OK;
+}

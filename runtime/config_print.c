@@ -1,0 +1,114 @@
+/* kl_config_print: the resolved config as YAML, every key in schema order with its value
+ * (defaults included), which kl_config_parse reads back to an equal config. Floats are written
+ * with the fewest digits that read back to the same float; strings are double-quoted. Behind
+ * `kiln train --print-config`, the run directory's config copy and kl_config_hash. */
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "runtime/config_impl.h"
+
+static void print_float(float v, FILE *f)
+{
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, f);
+}
+
+static void print_string(const char *s, FILE *f)
+{
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void kl__print_value(const kl__field *fd, const void *base, FILE *f)
+{
+    const char *p = (const char *)base + fd->off;
+    switch (fd->type) {
+    case KL__F_INT:
+        fprintf(f, "%d", *(const int *)p);
+        break;
+    case KL__F_I64:
+        fprintf(f, "%" PRId64, *(const int64_t *)p);
+        break;
+    case KL__F_U64:
+        fprintf(f, "%" PRIu64, *(const uint64_t *)p);
+        break;
+    case KL__F_FLOAT:
+        print_float(*(const float *)p, f);
+        break;
+    case KL__F_BOOL:
+        fputs(*(const bool *)p ? "true" : "false", f);
+        break;
+    case KL__F_STR:
+        print_string(*(char *const *)p, f);
+        break;
+    case KL__F_ENUM:
+        fputs(fd->names[*(const int *)p], f);
+        break;
+    case KL__F_SECTION:
+    case KL__F_LAYERS:
+        break;
+    }
+}
+
+static void print_field(const kl__field *fd, const void *base, FILE *f, int indent)
+{
+    fprintf(f, "%*s%s:", indent, "", fd->name);
+    if (fd->type == KL__F_SECTION) {
+        fputc('\n', f);
+        kl__print_section(fd->sub, (const char *)base + fd->off, f, indent + 2);
+    } else if (fd->type == KL__F_LAYERS) {
+        const kl_layer_spec *layers = *(kl_layer_spec *const *)((const char *)base + fd->off);
+        int n = *(const int *)((const char *)base + fd->off_n);
+        fputs(n ? "\n" : " []\n", f);
+        kl__layers_print(layers, n, f, indent + 2);
+    } else {
+        fputc(' ', f);
+        kl__print_value(fd, base, f);
+        fputc('\n', f);
+    }
+}
+
+void kl__print_section(const kl__section *s, const void *base, FILE *f, int indent)
+{
+    int kind = s->kind_of ? s->kind_of(base) : -1;
+    for (int i = 0; i < s->nfields; i++) {
+        const kl__field *fd = &s->fields[i];
+        if (kind >= 0 && fd->kinds && !(fd->kinds & (1u << kind)))
+            continue;
+        print_field(fd, base, f, indent);
+    }
+}
+
+void kl__layers_print(const kl_layer_spec *layers, int n, FILE *f, int indent)
+{
+    for (int i = 0; i < n; i++) {
+        const kl_layer_spec *l = &layers[i];
+        fprintf(f, "%*s- type: %s\n", indent, "", kl_layer_kind_name(l->kind));
+        for (int j = 0; j < kl__nlayer_fields; j++)
+            if (kl__layer_fields[j].kinds & (1u << l->kind))
+                print_field(&kl__layer_fields[j], l, f, indent + 2);
+    }
+}
+
+void kl_config_print(const kl_config *c, FILE *f)
+{
+    fputs("# kiln config, resolved: every key with its value, defaults included\n", f);
+    kl__print_section(kl__config_schema(), c, f, 0);
+}

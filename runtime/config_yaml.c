@@ -1,0 +1,263 @@
+/* YAML text to a small node tree that remembers where every key and value was written, and the
+ * `--set key.path=value` overrides applied to that tree. Called by kl_config_parse (config.c);
+ * the schema walk (config_schema.c) reads the tree. libyaml's marks are 0-based; positions here
+ * are 1-based as editors show them. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "runtime/config_impl.h"
+
+/* Deeper nesting than this is refused instead of recursing without bound on hostile input. */
+#define MAX_DEPTH 64
+
+kl__cnode *kl__cnode_new(kl__cnode_type type, kl_source_pos pos)
+{
+    kl__cnode *node = calloc(1, sizeof *node);
+    if (node) {
+        node->type = type;
+        node->pos = pos;
+        node->plain = true;
+    }
+    return node;
+}
+
+void kl__cnode_free(kl__cnode *node)
+{
+    if (!node)
+        return;
+    for (int i = 0; i < node->n; i++)
+        kl__cnode_free(node->items[i]);
+    free(node->items);
+    free(node->str);
+    free(node->key);
+    free(node);
+}
+
+kl_status kl__cnode_push(kl__cnode *parent, kl__cnode *child, kl_error *err)
+{
+    if (parent->n == parent->cap) {
+        int cap = parent->cap ? 2 * parent->cap : 8;
+        kl__cnode **items = realloc(parent->items, (size_t)cap * sizeof *items);
+        if (!items) {
+            kl__cnode_free(child);
+            return kl_error_set(err, KL_ENOMEM, "out of memory reading the config");
+        }
+        parent->items = items;
+        parent->cap = cap;
+    }
+    parent->items[parent->n++] = child;
+    return KL_OK;
+}
+
+kl__cnode *kl__cnode_get(const kl__cnode *map, const char *key)
+{
+    if (!map || map->type != KL__CN_MAP)
+        return NULL;
+    for (int i = 0; i < map->n; i++)
+        if (strcmp(map->items[i]->key, key) == 0)
+            return map->items[i];
+    return NULL;
+}
+
+bool kl__cnode_is_empty(const kl__cnode *node)
+{
+    return node && node->type == KL__CN_SCALAR && node->plain && node->str[0] == '\0';
+}
+
+kl_status kl__config_error(kl_error *err, kl_status status, kl_source_pos pos, const char *path,
+                           const char *fmt, ...)
+{
+    char msg[KL_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!path || !path[0])
+        return kl_error_set(err, status, "%s:%d:%d: %s", pos.file, pos.line, pos.col, msg);
+    return kl_error_set(err, status, "%s:%d:%d: %s: %s", pos.file, pos.line, pos.col, path, msg);
+}
+
+typedef struct builder {
+    yaml_parser_t parser;
+    const char *file;
+    int line, col0; /* an override: one line, columns shifted */
+    kl_error *err;
+} builder;
+
+static kl_source_pos mark_pos(const builder *b, yaml_mark_t m)
+{
+    if (b->line > 0)
+        return (kl_source_pos){b->file, b->line, b->col0 + (int)m.column + 1};
+    return (kl_source_pos){b->file, (int)m.line + 1, (int)m.column + 1};
+}
+
+static kl_status parser_error(builder *b)
+{
+    yaml_parser_t *p = &b->parser;
+    if (p->error == YAML_MEMORY_ERROR)
+        return kl_error_set(b->err, KL_ENOMEM, "%s: out of memory parsing YAML", b->file);
+    kl_source_pos pos = mark_pos(b, p->problem_mark);
+    const char *problem = p->problem ? p->problem : "unknown problem";
+    if (p->context)
+        return kl__config_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s (%s)", problem,
+                                p->context);
+    return kl__config_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s", problem);
+}
+
+static kl_status next_event(builder *b, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&b->parser, ev))
+        return parser_error(b);
+    return KL_OK;
+}
+
+static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__cnode **out);
+
+static kl_status make_scalar(builder *b, yaml_event_t *ev, kl__cnode **out)
+{
+    kl__cnode *node = kl__cnode_new(KL__CN_SCALAR, mark_pos(b, ev->start_mark));
+    size_t len = ev->data.scalar.length;
+    if (node)
+        node->str = malloc(len + 1);
+    if (!node || !node->str) {
+        kl__cnode_free(node);
+        return kl_error_set(b->err, KL_ENOMEM, "out of memory reading the config");
+    }
+    memcpy(node->str, ev->data.scalar.value, len);
+    node->str[len] = '\0';
+    node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    *out = node;
+    return KL_OK;
+}
+
+/* Reads the next event and, unless it is `end`, the node it starts. *child is NULL at the end. */
+static kl_status next_child(builder *b, yaml_event_type_t end, int depth, kl__cnode **child)
+{
+    yaml_event_t ev;
+    *child = NULL;
+    kl_status st = next_event(b, &ev);
+    if (st != KL_OK)
+        return st;
+    if (ev.type != end)
+        st = build_node(b, &ev, depth, child);
+    yaml_event_delete(&ev);
+    return st;
+}
+
+static kl_status build_seq(builder *b, kl__cnode *seq, int depth)
+{
+    for (;;) {
+        kl__cnode *item;
+        kl_status st = next_child(b, YAML_SEQUENCE_END_EVENT, depth, &item);
+        if (st != KL_OK || !item)
+            return st;
+        if ((st = kl__cnode_push(seq, item, b->err)) != KL_OK)
+            return st;
+    }
+}
+
+static kl_status build_map(builder *b, kl__cnode *map, int depth)
+{
+    for (;;) {
+        kl__cnode *key, *value;
+        kl_status st = next_child(b, YAML_MAPPING_END_EVENT, depth, &key);
+        if (st != KL_OK || !key)
+            return st;
+        if (key->type != KL__CN_SCALAR) {
+            st = kl__config_error(b->err, KL_EFORMAT, key->pos, NULL,
+                                  "a mapping key must be a name, not a %s",
+                                  key->type == KL__CN_MAP ? "mapping" : "sequence");
+            kl__cnode_free(key);
+            return st;
+        }
+        st = next_child(b, YAML_MAPPING_END_EVENT, depth, &value);
+        if (st == KL_OK && !value)
+            st = kl_error_set(b->err, KL_EINTERNAL, "%s: a YAML key without a value", b->file);
+        if (st == KL_OK && (st = kl__cnode_push(map, value, b->err)) == KL_OK) {
+            value->key = key->str;
+            value->key_pos = key->pos;
+            key->str = NULL;
+        }
+        kl__cnode_free(key);
+        if (st != KL_OK)
+            return st;
+    }
+}
+
+static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__cnode **out)
+{
+    kl_source_pos pos = mark_pos(b, ev->start_mark);
+    if (ev->type == YAML_SCALAR_EVENT)
+        return make_scalar(b, ev, out);
+    if (ev->type == YAML_ALIAS_EVENT)
+        return kl__config_error(b->err, KL_EUNSUPPORTED, pos, NULL,
+                                "YAML aliases (*%s) are not supported; write the value out",
+                                (const char *)ev->data.alias.anchor);
+    if (depth >= MAX_DEPTH)
+        return kl__config_error(b->err, KL_EFORMAT, pos, NULL,
+                                "nested deeper than %d levels; a config is not this deep",
+                                MAX_DEPTH);
+    bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+    kl__cnode *node = kl__cnode_new(seq ? KL__CN_SEQ : KL__CN_MAP, pos);
+    if (!node)
+        return kl_error_set(b->err, KL_ENOMEM, "out of memory reading the config");
+    kl_status st = seq ? build_seq(b, node, depth + 1) : build_map(b, node, depth + 1);
+    if (st != KL_OK) {
+        kl__cnode_free(node);
+        return st;
+    }
+    *out = node;
+    return KL_OK;
+}
+
+/* Expects an event of type want; anything else means more than one document. */
+static kl_status expect_event(builder *b, yaml_event_type_t want)
+{
+    yaml_event_t ev;
+    kl_status st = next_event(b, &ev);
+    if (st != KL_OK)
+        return st;
+    if (ev.type != want)
+        st = kl__config_error(b->err, KL_EFORMAT, mark_pos(b, ev.start_mark), NULL,
+                              "a second YAML document; a config is one document (remove '---')");
+    yaml_event_delete(&ev);
+    return st;
+}
+
+static kl_status build_document(builder *b, kl__cnode **out)
+{
+    kl_status st = expect_event(b, YAML_STREAM_START_EVENT);
+    yaml_event_t ev;
+    if (st != KL_OK || (st = next_event(b, &ev)) != KL_OK)
+        return st;
+    if (ev.type == YAML_STREAM_END_EVENT) { /* no document at all */
+        yaml_event_delete(&ev);
+        return KL_OK;
+    }
+    yaml_event_delete(&ev); /* DOCUMENT_START */
+    if ((st = next_child(b, YAML_DOCUMENT_END_EVENT, 0, out)) != KL_OK || !*out)
+        return st;
+    if ((st = expect_event(b, YAML_DOCUMENT_END_EVENT)) != KL_OK)
+        return st;
+    return expect_event(b, YAML_STREAM_END_EVENT);
+}
+
+kl_status kl__yaml_parse(const char *file, const char *text, size_t len, int line, int col0,
+                         kl__cnode **out, kl_error *err)
+{
+    builder b = {.file = file, .line = line, .col0 = col0, .err = err};
+    *out = NULL;
+    if (!yaml_parser_initialize(&b.parser))
+        return kl_error_set(err, KL_ENOMEM, "%s: out of memory starting the YAML parser", file);
+    yaml_parser_set_input_string(&b.parser, (const unsigned char *)text, len);
+    kl_status st = build_document(&b, out);
+    yaml_parser_delete(&b.parser);
+    if (st != KL_OK) {
+        kl__cnode_free(*out);
+        *out = NULL;
+    }
+    return st;
+}

@@ -1,0 +1,239 @@
+/* CSV data sets: a header row naming the columns, one sample per line, comma-separated numbers.
+ * The label column (by name) becomes y, every other column a feature of x, f32 (N, features).
+ * The file is read whole, counted, then parsed; every error names file:line and the column.
+ * Called by kl_dataset_load (trainers/data.c). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainers/data_impl.h"
+
+typedef struct csv_file {
+    const char *path;
+    char *text; /* the whole file, NUL-terminated */
+    size_t len;
+} csv_file;
+
+static kl_status read_all(csv_file *f, kl_error *err)
+{
+    FILE *fp = fopen(f->path, "rb");
+    if (!fp)
+        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", f->path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    kl_status st = KL_OK;
+    while (buf) {
+        len += fread(buf + len, 1, cap - len - 1, fp);
+        if (len < cap - 1)
+            break;
+        char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!nb)
+            free(buf);
+        buf = nb;
+        cap *= 2;
+    }
+    if (!buf)
+        st = kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the file", f->path);
+    else if (ferror(fp))
+        st = kl_error_set(err, KL_EIO, "%s: read error: %s", f->path, strerror(errno));
+    fclose(fp);
+    if (st != KL_OK) {
+        free(buf);
+        return st;
+    }
+    buf[len] = '\0';
+    f->text = buf;
+    f->len = len;
+    return KL_OK;
+}
+
+/* The next line of the text at *pos (NUL-terminated in place, "\r\n" handled); NULL at the end. */
+static char *next_line(csv_file *f, size_t *pos)
+{
+    if (*pos >= f->len)
+        return NULL;
+    char *line = f->text + *pos, *nl = memchr(line, '\n', f->len - *pos);
+    size_t n = nl ? (size_t)(nl - line) : f->len - *pos;
+    *pos += n + (nl != NULL);
+    line[n] = '\0';
+    if (n > 0 && line[n - 1] == '\r')
+        line[n - 1] = '\0';
+    return line;
+}
+
+static bool blank(const char *s)
+{
+    return s[strspn(s, " \t")] == '\0';
+}
+
+static size_t count_fields(const char *s)
+{
+    size_t n = 1;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
+/* Splits a line into its fields in place: fields[i] points at field i, trimmed of blanks and of
+ * surrounding double quotes. */
+static void split(char *line, char **fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *end = strchr(line, ',');
+        if (end)
+            *end = '\0';
+        line += strspn(line, " \t");
+        size_t len = strlen(line);
+        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (len >= 2 && line[0] == '"' && line[len - 1] == '"') {
+            line[len - 1] = '\0';
+            line++;
+        }
+        fields[i] = line;
+        line = end ? end + 1 : line + len;
+    }
+}
+
+typedef struct csv_layout {
+    char **names;  /* header fields, pointing into the text */
+    char **fields; /* scratch for one row */
+    size_t ncols, label;
+    int64_t header_line; /* 1-based */
+} csv_layout;
+
+/* Parses a finite number; false when field is not one. */
+static bool parse_number(const char *field, double *v)
+{
+    char *end;
+    if (!*field)
+        return false;
+    errno = 0;
+    *v = strtod(field, &end);
+    return *end == '\0' && isfinite(*v) && errno != ERANGE;
+}
+
+static kl_status parse_row(const csv_file *f, const csv_layout *lay, int64_t line, kl_task task,
+                           float *x, void *y, kl_error *err)
+{
+    size_t k = 0;
+    for (size_t c = 0; c < lay->ncols; c++) {
+        double v;
+        if (!parse_number(lay->fields[c], &v))
+            return kl_error_set(err, KL_EFORMAT,
+                                "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf and "
+                                "empty fields are refused)",
+                                f->path, (long long)line, lay->names[c], lay->fields[c]);
+        if (c != lay->label) {
+            x[k++] = (float)v;
+            continue;
+        }
+        if (task == KL_TASK_REGRESSION) {
+            *(float *)y = (float)v;
+        } else if (v < 0 || v != floor(v) || v >= INT32_MAX) {
+            return kl_error_set(err, KL_ERANGE,
+                                "%s:%lld: label column '%s': '%s' is not a class label; labels "
+                                "must be integers 0, 1, ... (or set task: regression)",
+                                f->path, (long long)line, lay->names[c], lay->fields[c]);
+        } else {
+            *(int32_t *)y = (int32_t)v;
+        }
+    }
+    return KL_OK;
+}
+
+static kl_status read_header(csv_file *f, size_t *pos, const char *label_column, csv_layout *lay,
+                             kl_error *err)
+{
+    char *line;
+    while ((line = next_line(f, pos)) && blank(line))
+        lay->header_line++;
+    lay->header_line++;
+    if (!line)
+        return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV data set needs a header row",
+                            f->path);
+    lay->ncols = count_fields(line);
+    lay->names = malloc(lay->ncols * sizeof *lay->names);
+    lay->fields = malloc(lay->ncols * sizeof *lay->fields);
+    if (!lay->names || !lay->fields)
+        return kl_error_set(err, KL_ENOMEM, "%s: out of memory", f->path);
+    split(line, lay->names, lay->ncols);
+    lay->label = lay->ncols;
+    for (size_t c = 0; c < lay->ncols; c++)
+        if (strcmp(lay->names[c], label_column) == 0)
+            lay->label = c;
+    if (lay->label == lay->ncols)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s:%lld: no column named '%s' in the header (first column '%s'); "
+                            "name the label column with data.*.label_column or --label-column",
+                            f->path, (long long)lay->header_line, label_column, lay->names[0]);
+    if (lay->ncols < 2)
+        return kl_error_set(err, KL_EFORMAT, "%s: only the label column; no features", f->path);
+    return KL_OK;
+}
+
+static kl_status parse(csv_file *f, const char *label_column, kl_task task, kl_dataset *out,
+                       csv_layout *lay, kl_error *err)
+{
+    size_t pos = 0;
+    kl_status st = read_header(f, &pos, label_column, lay, err);
+    if (st != KL_OK)
+        return st;
+    int64_t n = 0;
+    for (const char *p = f->text + pos; p < f->text + f->len; p++)
+        n += *p == '\n';
+    n += f->len > pos && f->text[f->len - 1] != '\n';
+    if (n == 0)
+        return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", f->path);
+    int64_t nf = (int64_t)lay->ncols - 1;
+    out->x = kl_tensor_new(KL_F32, KL_SHAPE(n, nf), err);
+    out->y = !out->x                          ? NULL
+             : task == KL_TASK_CLASSIFICATION ? kl_tensor_new(KL_I32, KL_SHAPE(n), err)
+                                              : kl_tensor_new(KL_F32, KL_SHAPE(n, 1), err);
+    if (!out->y)
+        return err ? err->status : KL_ENOMEM;
+    int64_t line_no = lay->header_line, r = 0;
+    char *line;
+    while ((line = next_line(f, &pos))) {
+        line_no++;
+        if (blank(line))
+            continue;
+        size_t got = count_fields(line);
+        if (got != lay->ncols)
+            return kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", f->path,
+                                (long long)line_no, lay->ncols, got);
+        split(line, lay->fields, lay->ncols);
+        void *y = task == KL_TASK_CLASSIFICATION ? (void *)(kl_i32(out->y) + r)
+                                                 : (void *)(kl_f32(out->y) + r);
+        if ((st = parse_row(f, lay, line_no, task, kl_f32(out->x) + r * nf, y, err)) != KL_OK)
+            return st;
+        r++;
+    }
+    if (r == 0)
+        return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", f->path);
+    out->x->shape.d[0] = out->y->shape.d[0] = r; /* blank lines were counted as rows */
+    int32_t max = 0;
+    if (task == KL_TASK_CLASSIFICATION &&
+        (st = kl__check_labels(kl_i32(out->y), r, 0, f->path, &max, err)) != KL_OK)
+        return st;
+    out->classes = task == KL_TASK_CLASSIFICATION ? max + 1 : 0;
+    return kl__dataset_set_name(out, f->path, err);
+}
+
+kl_status kl__csv_load(const char *path, const char *label_column, kl_task task, kl_dataset *out,
+                       kl_error *err)
+{
+    csv_file f = {.path = path};
+    csv_layout lay = {0};
+    memset(out, 0, sizeof *out);
+    kl_status st = read_all(&f, err);
+    if (st == KL_OK)
+        st = parse(&f, label_column, task, out, &lay, err);
+    free(lay.names);
+    free(lay.fields);
+    free(f.text);
+    if (st != KL_OK)
+        kl_dataset_free(out);
+    return st;
+}

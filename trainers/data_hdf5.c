@@ -1,0 +1,314 @@
+/* HDF5 data sets: reading x and y from any HDF5 file (kl_dataset_load via trainers/data.c) and
+ * writing the kiln-dataset layout (kl_dataset_save_hdf5, behind `kiln data convert`): x f32
+ * (N, ...), y i32 (N) or f32 (N, targets), root attributes format="kiln-dataset",
+ * format_version=1 and classes. HDF5's own error printing is off while kiln calls it, so errors
+ * reach the user once, through kl_error. */
+#include <hdf5.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "trainers/data_impl.h"
+
+#define KILN_DATASET_FORMAT  "kiln-dataset"
+#define KILN_DATASET_VERSION 1
+
+/* Silences HDF5's error stack printing for the lifetime of one kiln call. */
+typedef struct h5_quiet {
+    H5E_auto2_t fn;
+    void *data;
+} h5_quiet;
+
+static h5_quiet quiet_begin(void)
+{
+    h5_quiet q = {0};
+    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void quiet_end(h5_quiet q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q.fn, q.data);
+}
+
+static void close_id(hid_t id, herr_t (*close)(hid_t))
+{
+    if (id >= 0)
+        close(id);
+}
+
+/* Index of the first value of v[0..n) that is NaN or infinite, or -1. */
+static int64_t first_nonfinite(const float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return i;
+    return -1;
+}
+
+/* Reads an integer attribute of the root group, if it exists: 1 when read, 0 when absent. */
+static int read_int_attr(hid_t file, const char *name, int *v)
+{
+    if (H5Aexists(file, name) <= 0)
+        return 0;
+    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
+    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_INT, v) >= 0;
+    close_id(a, H5Aclose);
+    return ok ? 1 : -1;
+}
+
+/* A file that says it is a kiln-dataset must be a version this kiln reads. */
+static kl_status check_format(hid_t file, const char *path, kl_error *err)
+{
+    if (H5Aexists(file, "format") <= 0)
+        return KL_OK;
+    int version = 0;
+    if (read_int_attr(file, "format_version", &version) == 1 && version > KILN_DATASET_VERSION)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "%s: kiln-dataset format_version %d is newer than this kiln reads "
+                            "(version %d); upgrade kiln",
+                            path, version, KILN_DATASET_VERSION);
+    return KL_OK;
+}
+
+/* Opens dataset name and gives its rank, dims and type class. */
+static kl_status open_dataset(hid_t file, const char *path, const char *name, const char *which,
+                              hid_t *ds, int *rank, hsize_t *dims, H5T_class_t *cls, kl_error *err)
+{
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || (*ds = H5Dopen2(file, name, H5P_DEFAULT)) < 0)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: no dataset '%s' (the %s); name it with data.*.%s_dataset or "
+                            "--%s",
+                            path, name, which, which, which);
+    hid_t space = H5Dget_space(*ds), type = H5Dget_type(*ds);
+    *rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (*rank >= 0 && *rank <= KL_MAX_DIMS)
+        H5Sget_simple_extent_dims(space, dims, NULL);
+    *cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    close_id(space, H5Sclose);
+    close_id(type, H5Tclose);
+    if (*cls != H5T_INTEGER && *cls != H5T_FLOAT)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: dataset '%s' holds neither integers nor floating-point numbers",
+                            path, name);
+    return KL_OK;
+}
+
+static kl_status read_x(hid_t file, const char *path, const char *name, kl_dataset *out,
+                        kl_error *err)
+{
+    hid_t ds = -1;
+    int rank;
+    hsize_t dims[KL_MAX_DIMS] = {0};
+    H5T_class_t cls;
+    kl_status st = open_dataset(file, path, name, "x", &ds, &rank, dims, &cls, err);
+    if (st == KL_OK && (rank < 2 || rank > 4))
+        st = kl_error_set(err, KL_ESHAPE,
+                          "%s: dataset '%s' has %d axes; x must have 2 to 4 (samples first)", path,
+                          name, rank);
+    kl_shape s = {.ndim = rank};
+    for (int i = 0; st == KL_OK && i < rank; i++)
+        s.d[i] = (int64_t)dims[i];
+    if (st == KL_OK && !(out->x = kl_tensor_new(KL_F32, s, err)))
+        st = err ? err->status : KL_ENOMEM;
+    if (st == KL_OK &&
+        H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->x->data) < 0)
+        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
+    int64_t bad = st == KL_OK ? first_nonfinite(kl_f32(out->x), kl_numel(out->x)) : -1;
+    if (bad >= 0)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and Inf "
+                          "are refused",
+                          path, name, (long long)(bad / (kl_numel(out->x) / s.d[0])),
+                          (double)kl_f32(out->x)[bad]);
+    close_id(ds, H5Dclose);
+    return st;
+}
+
+static kl_status read_y(hid_t file, const char *path, const char *name, kl_task task,
+                        kl_dataset *out, kl_error *err)
+{
+    hid_t ds = -1;
+    int rank;
+    hsize_t dims[KL_MAX_DIMS] = {0};
+    H5T_class_t cls;
+    bool classify = task == KL_TASK_CLASSIFICATION;
+    kl_status st = open_dataset(file, path, name, "y", &ds, &rank, dims, &cls, err);
+    if (st == KL_OK && classify && cls != H5T_INTEGER)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: dataset '%s' holds floating-point numbers; classification needs "
+                          "integer labels (or set task: regression)",
+                          path, name);
+    if (st == KL_OK && (rank < 1 || rank > 2 || (classify && rank == 2 && dims[1] != 1)))
+        st = kl_error_set(err, KL_ESHAPE,
+                          "%s: dataset '%s' has %d axes; y must be (N) labels or (N, targets)",
+                          path, name, rank);
+    if (st == KL_OK) {
+        int64_t n = (int64_t)dims[0], t = rank == 2 ? (int64_t)dims[1] : 1;
+        out->y = classify ? kl_tensor_new(KL_I32, KL_SHAPE(n), err)
+                          : kl_tensor_new(KL_F32, KL_SHAPE(n, t), err);
+        if (!out->y)
+            st = err ? err->status : KL_ENOMEM;
+    }
+    if (st == KL_OK && H5Dread(ds, classify ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                               H5P_DEFAULT, out->y->data) < 0)
+        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
+    int64_t bad = st == KL_OK && !classify ? first_nonfinite(kl_f32(out->y), kl_numel(out->y)) : -1;
+    if (bad >= 0)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and Inf "
+                          "are refused",
+                          path, name, (long long)(bad / (kl_numel(out->y) / out->y->shape.d[0])),
+                          (double)kl_f32(out->y)[bad]);
+    close_id(ds, H5Dclose);
+    return st;
+}
+
+static kl_status load(const char *path, const char *x_name, const char *y_name, kl_task task,
+                      kl_dataset *out, kl_error *err)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return access(path, R_OK) != 0
+                   ? kl_error_set(err, KL_EIO, "%s: cannot open: no such file or not readable",
+                                  path)
+                   : kl_error_set(err, KL_EFORMAT, "%s: not an HDF5 file", path);
+    kl_status st = check_format(file, path, err);
+    if (st == KL_OK)
+        st = read_x(file, path, x_name, out, err);
+    if (st == KL_OK)
+        st = read_y(file, path, y_name, task, out, err);
+    if (st == KL_OK && out->x->shape.d[0] != out->y->shape.d[0])
+        st = kl_error_set(err, KL_ESHAPE,
+                          "%s: '%s' has %lld samples but '%s' has %lld; they must have one row "
+                          "per sample",
+                          path, x_name, (long long)out->x->shape.d[0], y_name,
+                          (long long)out->y->shape.d[0]);
+    int classes = 0;
+    if (st == KL_OK && task == KL_TASK_CLASSIFICATION) {
+        int32_t max = 0;
+        if (read_int_attr(file, "classes", &classes) != 1 || classes < 0)
+            classes = 0;
+        st = kl__check_labels(kl_i32(out->y), out->y->shape.d[0], classes, path, &max, err);
+        out->classes = classes > 0 ? classes : max + 1;
+    }
+    H5Fclose(file);
+    if (st == KL_OK)
+        st = kl__dataset_set_name(out, path, err);
+    return st;
+}
+
+kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
+                        kl_dataset *out, kl_error *err)
+{
+    memset(out, 0, sizeof *out);
+    h5_quiet q = quiet_begin();
+    kl_status st = load(path, x_name, y_name, task, out, err);
+    quiet_end(q);
+    if (st != KL_OK)
+        kl_dataset_free(out);
+    return st;
+}
+
+/* Writes t as dataset name: chunks of about 1 MiB of whole samples, shuffled and deflated
+ * (images are mostly zeros), which any HDF5 reader with zlib reads. */
+static herr_t write_tensor(hid_t file, const char *name, const kl_tensor *t)
+{
+    hsize_t dims[KL_MAX_DIMS], chunk[KL_MAX_DIMS];
+    int64_t row = kl_numel(t) / t->shape.d[0];
+    int64_t per = (int64_t)(1 << 20) / (row * 4) > 0 ? (int64_t)(1 << 20) / (row * 4) : 1;
+    for (int i = 0; i < t->shape.ndim; i++)
+        dims[i] = chunk[i] = (hsize_t)t->shape.d[i];
+    chunk[0] = (hsize_t)(per < t->shape.d[0] ? per : t->shape.d[0]);
+    bool i32 = t->dtype == KL_I32;
+    hid_t space = H5Screate_simple(t->shape.ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    herr_t rc = space >= 0 && dcpl >= 0 ? 0 : -1;
+    if (rc >= 0)
+        rc = H5Pset_chunk(dcpl, t->shape.ndim, chunk);
+    if (rc >= 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0)
+        rc = H5Pset_shuffle(dcpl) < 0 ? -1 : H5Pset_deflate(dcpl, 1);
+    hid_t ds = rc >= 0 ? H5Dcreate2(file, name, i32 ? H5T_STD_I32LE : H5T_IEEE_F32LE, space,
+                                    H5P_DEFAULT, dcpl, H5P_DEFAULT)
+                       : -1;
+    if (ds < 0 || H5Dwrite(ds, i32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                           H5P_DEFAULT, t->data) < 0)
+        rc = -1;
+    close_id(ds, H5Dclose);
+    close_id(dcpl, H5Pclose);
+    close_id(space, H5Sclose);
+    return rc;
+}
+
+static herr_t write_int_attr(hid_t file, const char *name, int v)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a =
+        space >= 0 ? H5Acreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    herr_t rc = a >= 0 ? H5Awrite(a, H5T_NATIVE_INT, &v) : -1;
+    close_id(a, H5Aclose);
+    close_id(space, H5Sclose);
+    return rc;
+}
+
+/* A variable-length UTF-8 string attribute: what h5py reads back as a str. */
+static herr_t write_str_attr(hid_t file, const char *name, const char *v)
+{
+    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), a = -1;
+    herr_t rc = type >= 0 && space >= 0 ? H5Tset_size(type, H5T_VARIABLE) : -1;
+    if (rc >= 0)
+        rc = H5Tset_cset(type, H5T_CSET_UTF8);
+    if (rc >= 0)
+        a = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    rc = a >= 0 ? H5Awrite(a, type, &v) : -1;
+    close_id(a, H5Aclose);
+    close_id(space, H5Sclose);
+    close_id(type, H5Tclose);
+    return rc;
+}
+
+static kl_status save(const kl_dataset *d, const char *path, const char *tmp, kl_error *err)
+{
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0)
+        return kl_error_set(err, KL_EIO, "%s: cannot create %s (is the folder there and writable?)",
+                            path, tmp);
+    herr_t rc = write_tensor(file, "x", d->x);
+    if (rc >= 0)
+        rc = write_tensor(file, "y", d->y);
+    if (rc >= 0)
+        rc = write_str_attr(file, "format", KILN_DATASET_FORMAT);
+    if (rc >= 0)
+        rc = write_int_attr(file, "format_version", KILN_DATASET_VERSION);
+    if (rc >= 0)
+        rc = write_int_attr(file, "classes", d->y->dtype == KL_I32 ? d->classes : 0);
+    if (H5Fclose(file) < 0)
+        rc = -1;
+    if (rc < 0)
+        return kl_error_set(err, KL_EIO, "%s: could not write the data set (disk full?)", path);
+    if (rename(tmp, path) != 0)
+        return kl_error_set(err, KL_EIO, "%s: could not rename %s into place", path, tmp);
+    return KL_OK;
+}
+
+kl_status kl_dataset_save_hdf5(const kl_dataset *d, const char *path, kl_error *err)
+{
+    if (!d->x || !d->y || d->x->dtype != KL_F32 || d->x->shape.d[0] != d->y->shape.d[0])
+        return kl_error_set(err, KL_EINVAL, "%s: nothing to write: the data set is incomplete",
+                            path);
+    size_t len = strlen(path) + 32;
+    char *tmp = malloc(len);
+    if (!tmp)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    /* The same folder, so that the rename is atomic: a reader never sees a half-written file. */
+    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    h5_quiet q = quiet_begin();
+    kl_status st = save(d, path, tmp, err);
+    quiet_end(q);
+    if (st != KL_OK)
+        remove(tmp);
+    free(tmp);
+    return st;
+}

@@ -1,0 +1,29 @@
+/* Private interface of the data loaders: one loader per format (trainers/data_idx.c,
+ * data_csv.c, data_hdf5.c) behind kl_dataset_load in trainers/data.c, and the helpers they share.
+ * Each loader fills a kl_dataset completely or leaves it empty, with an error naming the file. */
+#ifndef KILN_DATA_IMPL_H
+#define KILN_DATA_IMPL_H
+
+#include "kiln/data.h"
+
+/* IDX images (magic 0x803, u8 (N, rows, cols)) and labels (magic 0x801, u8 (N)), gzip or raw. */
+kl_status kl__idx_load(const char *images, const char *labels, kl_task task, kl_dataset *out,
+                       kl_error *err);
+
+/* A CSV file with a header row: label_column is y, every other column a feature. */
+kl_status kl__csv_load(const char *path, const char *label_column, kl_task task, kl_dataset *out,
+                       kl_error *err);
+
+/* An HDF5 file: x_name (rank 2-4, any float or integer type) and y_name. */
+kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
+                        kl_dataset *out, kl_error *err);
+
+/* Sets d->name to a copy of name; KL_ENOMEM when it cannot. */
+kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err);
+
+/* Checks classification labels: every one in 0..INT32_MAX-1 (and below classes when classes > 0);
+ * sets *max_label. The error names what (a file) and the record. */
+kl_status kl__check_labels(const int32_t *y, int64_t n, int classes, const char *what,
+                           int32_t *max_label, kl_error *err);
+
+#endif

@@ -1,0 +1,302 @@
+/* The training loop behind `kiln train` (and, later, every tune trial): shuffled full batches,
+ * augmentation, forward, backward, clipping, the optimizer step on the flat buffers, evaluation,
+ * early stopping with the best weights restored, and a final test evaluation. It reports only
+ * through kl_train_hooks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kiln/train.h"
+
+/* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
+void openblas_set_num_threads(int n);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data)
+{
+    const kl_tensor *x = data->train.x, *y = data->train.y;
+    kl_model_options o = {.task = cfg->data.task,
+                          .label_smoothing = cfg->train.label_smoothing,
+                          .batch = cfg->train.batch_size,
+                          .seed = cfg->train.seed,
+                          .trainable = true};
+    o.input.ndim = x->shape.ndim - 1;
+    for (int i = 1; i < x->shape.ndim; i++)
+        o.input.d[i - 1] = x->shape.d[i];
+    o.outputs = cfg->data.task == KL_TASK_CLASSIFICATION ? data->train.classes
+                                                         : (int)(kl_numel(y) / y->shape.d[0]);
+    return o;
+}
+
+/* Per-batch statistics: the loss weighted by the batch size, and correct predictions or the
+ * absolute error. */
+static void batch_stats(kl_model *m, int64_t b, double *loss, double *hits, double *abs_err)
+{
+    const kl_tensor *out = kl_graph_value(m->g, m->output), *y = kl_graph_value(m->g, m->y);
+    int64_t k = out->shape.d[1];
+    *loss += (double)kl_f32(kl_graph_value(m->g, m->loss))[0] * (double)b;
+    for (int64_t i = 0; i < b; i++) {
+        const float *row = kl_f32(out) + i * k;
+        if (m->opts.task == KL_TASK_CLASSIFICATION) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                best = row[j] > row[best] ? j : best;
+            *hits += best == kl_i32(y)[i];
+        } else {
+            for (int64_t j = 0; j < k; j++)
+                *abs_err += fabs((double)row[j] - kl_f32(y)[i * k + j]);
+        }
+    }
+}
+
+static void load(kl_model *m, const kl_dataset *d, const int64_t *idx, int64_t b)
+{
+    kl_data_gather(d, idx, b, kl_f32(kl_graph_value(m->g, m->x)), kl_graph_value(m->g, m->y)->data);
+}
+
+kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *accuracy, double *mae,
+                      kl_error *err)
+{
+    int64_t n = d->x->shape.d[0], max_b = kl_graph_max_batch(m->g);
+    int64_t *idx = malloc((size_t)max_b * sizeof *idx);
+    double sum = 0, hits = 0, abs_err = 0;
+    kl_status st = KL_OK;
+    if (!idx)
+        return kl_error_set(err, KL_ENOMEM, "out of memory evaluating");
+    kl_graph_set_mode(m->g, KL_MODE_EVAL);
+    for (int64_t s = 0; s < n && st == KL_OK; s += max_b) {
+        int64_t b = s + max_b <= n ? max_b : n - s;
+        for (int64_t i = 0; i < b; i++)
+            idx[i] = s + i;
+        if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
+            break;
+        load(m, d, idx, b);
+        if ((st = kl_graph_forward(m->g, err)) == KL_OK)
+            batch_stats(m, b, &sum, &hits, &abs_err);
+    }
+    free(idx);
+    kl_graph_set_mode(m->g, KL_MODE_TRAIN);
+    if (st == KL_OK)
+        st = kl_graph_set_batch(m->g, max_b, err);
+    int64_t outputs = kl_graph_shape(m->g, m->output).d[1];
+    *loss = sum / (double)n;
+    *accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / (double)n : NAN;
+    *mae = m->opts.task == KL_TASK_REGRESSION ? abs_err / ((double)n * (double)outputs) : NAN;
+    return st;
+}
+
+/* Everything one run holds besides the model. */
+typedef struct run {
+    const kl_config *cfg;
+    kl_data_splits *data;
+    const kl_train_hooks *hooks;
+    kl_model *m;
+    kl_optim *opt;
+    kl_optim_segment *segs;
+    int nsegs;
+    kl_lr_schedule lr;
+    int64_t *idx, steps_per_epoch, step;
+    float *best_params, *best_buffers; /* early stopping keeps the best weights */
+    double best_metric;
+    int best_epoch, bad_epochs;
+} run;
+
+static kl_status run_init(run *r, kl_error *err)
+{
+    const kl_config *cfg = r->cfg;
+    int64_t n = r->data->train.x->shape.d[0];
+    if (n < cfg->train.batch_size)
+        return kl_error_set(err, KL_EINVAL,
+                            "train.batch_size is %lld but the training set has only %lld samples",
+                            (long long)cfg->train.batch_size, (long long)n);
+    if (cfg->checkpoint.every && *cfg->checkpoint.every)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "checkpoint.every: checkpoints are not supported yet in this version "
+                            "(planned); remove the key to train without them");
+    if (cfg->train.early_stop.patience > 0 && !r->data->val.x)
+        return kl_error_set(err, KL_EINVAL,
+                            "train.early_stop needs validation data: set data.val_fraction or "
+                            "data.val");
+    r->steps_per_epoch = n / cfg->train.batch_size;
+    r->lr = cfg->schedule;
+    if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0)
+        r->lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
+    kl_status st = kl_lr_check(&r->lr, err);
+    if (st != KL_OK)
+        return st;
+    kl_graph *g = r->m->g;
+    if (!(r->opt = kl_optim_new(&cfg->optimizer, kl_graph_param_count(g), err)))
+        return err->status;
+    r->nsegs = kl_graph_num_params(g);
+    r->segs = calloc((size_t)r->nsegs + 1, sizeof *r->segs);
+    r->idx = malloc((size_t)n * sizeof *r->idx);
+    r->best_params = malloc((kl_graph_param_count(g) + 1) * sizeof(float));
+    r->best_buffers = malloc((kl_graph_buffer_count(g) + 1) * sizeof(float));
+    if (!r->segs || !r->idx || !r->best_params || !r->best_buffers)
+        return kl_error_set(err, KL_ENOMEM, "out of memory starting training");
+    for (int i = 0; i < r->nsegs; i++) {
+        const kl_param_info *p = kl_graph_param(g, i);
+        r->segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
+    }
+    r->best_metric = NAN;
+    return KL_OK;
+}
+
+static void run_free(run *r)
+{
+    kl_optim_free(r->opt);
+    free(r->segs);
+    free(r->idx);
+    free(r->best_params);
+    free(r->best_buffers);
+}
+
+/* One pass over the shuffled training set in full batches (the shuffled remainder differs every
+ * epoch, so every sample is used; equal batches also split evenly across ranks). */
+static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *err)
+{
+    kl_model *m = r->m;
+    const kl_config *cfg = r->cfg;
+    const kl_dataset *d = &r->data->train;
+    int64_t b = cfg->train.batch_size, n = d->x->shape.d[0];
+    const kl_tensor *xs = d->x;
+    bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
+    double loss = 0, hits = 0, abs_err = 0, t0 = now_s();
+    kl_status st;
+    kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
+    kl_graph_set_mode(m->g, KL_MODE_TRAIN);
+    for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
+        const int64_t *batch = r->idx + s * b;
+        load(m, d, batch, b);
+        if (augment && xs->shape.ndim == 4)
+            kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1], xs->shape.d[2],
+                            xs->shape.d[3], batch, cfg->data.crop_padding, cfg->data.flip,
+                            cfg->train.seed, (uint64_t)epoch);
+        kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step);
+        kl_graph_zero_grad(m->g);
+        if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
+            return st;
+        float step_loss = kl_f32(kl_graph_value(m->g, m->loss))[0];
+        if (!isfinite(step_loss))
+            return kl_error_set(err, KL_ERANGE,
+                                "the loss became %g at epoch %d, step %lld: training diverged; "
+                                "lower optimizer.lr or set train.clip_norm",
+                                (double)step_loss, epoch + 1, (long long)r->step + 1);
+        batch_stats(m, b, &loss, &hits, &abs_err);
+        if (cfg->train.clip_norm > 0)
+            kl_clip_grad_norm(kl_graph_grads(m->g), kl_graph_param_count(m->g),
+                              cfg->train.clip_norm);
+        em->lr = kl_lr_at(&r->lr, r->step);
+        kl_optim_step(r->opt, kl_graph_params(m->g), kl_graph_grads(m->g), (float)em->lr, r->segs,
+                      r->nsegs);
+        if (r->hooks && r->hooks->on_step)
+            r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
+                              (double)step_loss, now_s() - t0);
+    }
+    double seen = (double)(r->steps_per_epoch * b);
+    em->train_loss = loss / seen;
+    em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / seen : NAN;
+    em->seconds = now_s() - t0;
+    em->samples_per_s = seen / (em->seconds > 0 ? em->seconds : 1e-9);
+    em->step = r->step;
+    return KL_OK;
+}
+
+/* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
+static bool improved(run *r, const kl_epoch_metrics *em)
+{
+    const kl_early_stop *es = &r->cfg->train.early_stop;
+    bool acc = es->metric && !strcmp(es->metric, "val_accuracy");
+    double v = acc ? em->val_accuracy : em->val_loss;
+    if (isnan(v))
+        return false;
+    bool better = isnan(r->best_metric) ||
+                  (acc ? v > r->best_metric + es->min_delta : v < r->best_metric - es->min_delta);
+    if (better) {
+        kl_graph *g = r->m->g;
+        r->best_metric = v;
+        r->best_epoch = em->epoch;
+        r->bad_epochs = 0;
+        memcpy(r->best_params, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float));
+        memcpy(r->best_buffers, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float));
+    } else {
+        r->bad_epochs++;
+    }
+    return better;
+}
+
+static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
+{
+    const kl_config *cfg = r->cfg;
+    bool have_val = r->data->val.x != NULL;
+    int patience = cfg->train.early_stop.patience;
+    for (int epoch = 0; epoch < cfg->train.epochs; epoch++) {
+        kl_epoch_metrics em = {.epoch = epoch + 1, .epochs = cfg->train.epochs};
+        em.val_loss = em.val_accuracy = em.val_mae = NAN;
+        kl_status st = train_epoch(r, epoch, &em, err);
+        if (st != KL_OK)
+            return st;
+        bool eval = have_val &&
+                    ((epoch + 1) % cfg->train.eval_every == 0 || epoch + 1 == cfg->train.epochs);
+        if (eval && (st = kl_evaluate(r->m, &r->data->val, &em.val_loss, &em.val_accuracy,
+                                      &em.val_mae, err)) != KL_OK)
+            return st;
+        em.best = eval && improved(r, &em);
+        res->epochs_run = epoch + 1;
+        res->last = em;
+        bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
+        if (!go_on)
+            break;
+        if (patience > 0 && r->bad_epochs >= patience) {
+            res->early_stopped = true;
+            break;
+        }
+    }
+    /* With early stopping on, the model that is tested and kept is the best one. */
+    if (patience > 0 && r->best_epoch > 0) {
+        kl_graph *g = r->m->g;
+        memcpy(kl_graph_params(g), r->best_params, kl_graph_param_count(g) * sizeof(float));
+        memcpy(kl_graph_buffers(g), r->best_buffers, kl_graph_buffer_count(g) * sizeof(float));
+    }
+    res->best_epoch = r->best_epoch;
+    return KL_OK;
+}
+
+kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
+                       kl_model *model, kl_train_result *result, kl_error *err)
+{
+    kl_error local;
+    kl_model m;
+    kl_train_result res = {.test_loss = NAN, .test_accuracy = NAN, .test_mae = NAN};
+    run r = {.cfg = cfg, .data = data, .hooks = hooks, .m = &m};
+    double t0 = now_s();
+    if (!err)
+        err = &local;
+    if (cfg->train.threads > 0)
+        openblas_set_num_threads(cfg->train.threads);
+    kl_model_options o = kl_train_model_options(cfg, data);
+    kl_status st = kl_model_build(&cfg->model, &o, &m, err);
+    if (st != KL_OK)
+        return st;
+    if ((st = run_init(&r, err)) == KL_OK && (st = run_epochs(&r, &res, err)) == KL_OK &&
+        data->test.x)
+        st = kl_evaluate(&m, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
+    run_free(&r);
+    res.seconds = now_s() - t0;
+    if (st == KL_OK && hooks && hooks->on_done)
+        hooks->on_done(hooks->ctx, &res);
+    if (result)
+        *result = res;
+    if (st == KL_OK && model)
+        *model = m;
+    else
+        kl_model_free(&m);
+    return st;
+}
