@@ -94,6 +94,20 @@ static conv_geom conv_geom_of(const kl__ctx *c)
     return g;
 }
 
+/* The output columns [*lo, *hi) whose input column oj * stride - pad + j lies inside the image;
+ * the others read padding. Computing the range once per row keeps the inner loops branch-free
+ * (a memcpy when stride is 1). */
+static void valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t *hi)
+{
+    int64_t off = j - g->pad, s = g->stride;
+    *lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    *hi = g->w - off > 0 ? (g->w - off + s - 1) / s : 0;
+    if (*hi > g->ow)
+        *hi = g->ow;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW): row (c, i, j) holds, for every output
  * position, the input under kernel tap (i, j) of channel c, or 0 where that tap is in the padding.
  * Each row is written left to right, so both buffers stream. */
@@ -102,19 +116,25 @@ static void im2col(const conv_geom *g, const float *x, float *col)
     for (int64_t ch = 0; ch < g->c; ch++) {
         const float *xc = x + ch * g->h * g->w; /* (H, W) */
         for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t lo, hi, off = j - g->pad;
+                valid_cols(g, j, &lo, &hi);
                 for (int64_t oi = 0; oi < g->oh; oi++, col += g->ow) {
                     int64_t ih = oi * g->stride - g->pad + i;
                     if (ih < 0 || ih >= g->h) {
                         memset(col, 0, (size_t)g->ow * sizeof *col);
                         continue;
                     }
-                    const float *xr = xc + ih * g->w;
-                    for (int64_t oj = 0; oj < g->ow; oj++) {
-                        int64_t iw = oj * g->stride - g->pad + j;
-                        col[oj] = iw >= 0 && iw < g->w ? xr[iw] : 0.0f;
-                    }
+                    const float *xr = xc + ih * g->w + off; /* xr[oj * stride] is the input */
+                    memset(col, 0, (size_t)lo * sizeof *col);
+                    if (g->stride == 1)
+                        memcpy(col + lo, xr + lo, (size_t)(hi - lo) * sizeof *col);
+                    else
+                        for (int64_t oj = lo; oj < hi; oj++)
+                            col[oj] = xr[oj * g->stride];
+                    memset(col + hi, 0, (size_t)(g->ow - hi) * sizeof *col);
                 }
+            }
     }
 }
 
@@ -125,18 +145,22 @@ static void col2im_add(const conv_geom *g, const float *dcol, float *dx)
     for (int64_t ch = 0; ch < g->c; ch++) {
         float *dxc = dx + ch * g->h * g->w; /* (H, W) */
         for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                int64_t lo, hi, off = j - g->pad;
+                valid_cols(g, j, &lo, &hi);
                 for (int64_t oi = 0; oi < g->oh; oi++, dcol += g->ow) {
                     int64_t ih = oi * g->stride - g->pad + i;
                     if (ih < 0 || ih >= g->h)
                         continue;
-                    float *dxr = dxc + ih * g->w;
-                    for (int64_t oj = 0; oj < g->ow; oj++) {
-                        int64_t iw = oj * g->stride - g->pad + j;
-                        if (iw >= 0 && iw < g->w)
-                            dxr[iw] += dcol[oj];
-                    }
+                    float *dxr = dxc + ih * g->w + off;
+                    if (g->stride == 1)
+                        for (int64_t oj = lo; oj < hi; oj++)
+                            dxr[oj] += dcol[oj];
+                    else
+                        for (int64_t oj = lo; oj < hi; oj++)
+                            dxr[oj * g->stride] += dcol[oj];
                 }
+            }
     }
 }
 

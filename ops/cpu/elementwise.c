@@ -94,13 +94,24 @@ static kl_status relu_forward(kl__ctx *c, kl_error *err)
     return KL_OK;
 }
 
+/* dy is loaded whatever the sign of x so that the select vectorises (a conditional load would
+ * be a data-dependent branch); dx and dy never share storage (the plan keeps both alive here). */
 static void relu_backward(kl__ctx *c)
 {
-    const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
-    float *dx = kl_f32(c->din[0]);
-    const bool fresh = c->din_fresh[0];
-    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
-        dx[i] = (fresh ? 0.0f : dx[i]) + (x[i] > 0.0f ? dy[i] : 0.0f);
+    const float *restrict x = kl_f32(c->in[0]), *restrict dy = kl_f32(c->dout);
+    float *restrict dx = kl_f32(c->din[0]);
+    int64_t n = kl_numel(c->dout);
+    if (c->din_fresh[0]) {
+        for (int64_t i = 0; i < n; i++) {
+            float g = dy[i];
+            dx[i] = x[i] > 0.0f ? g : 0.0f;
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            float g = dy[i];
+            dx[i] += x[i] > 0.0f ? g : 0.0f;
+        }
+    }
 }
 
 static kl_status leaky_relu_forward(kl__ctx *c, kl_error *err)

@@ -217,10 +217,15 @@ static void bias_add_backward(kl__ctx *c)
         for (int64_t o = 0; o < outer; o++)
             for (int64_t k = 0; k < ch; k++) {
                 const float *row = dy + (size_t)((o * ch + k) * inner);
-                double s = 0;
-                for (int64_t i = 0; i < inner; i++)
-                    s += row[i];
-                db[k] += (float)s;
+                /* Four partial sums break the add-latency chain (fixed order: deterministic). */
+                double s4[4] = {0, 0, 0, 0};
+                int64_t i = 0;
+                for (; i + 4 <= inner; i += 4)
+                    for (int q = 0; q < 4; q++)
+                        s4[q] += row[i + q];
+                for (; i < inner; i++)
+                    s4[0] += row[i];
+                db[k] += (float)((s4[0] + s4[1]) + (s4[2] + s4[3]));
             }
     }
 }

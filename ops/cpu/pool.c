@@ -79,9 +79,26 @@ static void pool_window(const pool_geom *g, int64_t oi, int64_t oj, int64_t *h0,
 
 /* Padding counts as -inf, so only the clipped window is scanned. Ties go to the first maximum in
  * row-major order; a NaN wins over numbers (it propagates, as in PyTorch). */
+/* The 2x2, stride 2, unpadded window of most CNNs, compared pairwise without branches; a window
+ * holding a NaN goes through the general scan, which propagates it. Returns false when the
+ * window has a NaN. */
+static inline bool max4(const float *r0, const float *r1, int64_t i0, int64_t w, float *out,
+                        int32_t *arg)
+{
+    float a = r0[0], b = r0[1], c = r1[0], d = r1[1];
+    if ((a != a) | (b != b) | (c != c) | (d != d))
+        return false;
+    float m01 = b > a ? b : a, m23 = d > c ? d : c;
+    int64_t a01 = b > a ? i0 + 1 : i0, a23 = d > c ? i0 + w + 1 : i0 + w;
+    *out = m23 > m01 ? m23 : m01; /* ties keep the first in row-major order */
+    *arg = (int32_t)(m23 > m01 ? a23 : a01);
+    return true;
+}
+
 static kl_status max_pool_forward(kl__ctx *c, kl_error *err)
 {
     pool_geom g = pool_geom_of(c);
+    bool fast = g.k == 2 && g.stride == 2 && g.pad == 0;
     const float *x = kl_f32(c->in[0]);  /* (N*C, H, W) */
     float *y = kl_f32(c->out);          /* (N*C, OH, OW) */
     int32_t *arg = (int32_t *)c->saved; /* (N*C, OH, OW): flat index into the (H, W) plane */
@@ -89,16 +106,24 @@ static kl_status max_pool_forward(kl__ctx *c, kl_error *err)
         const float *xp = x + p * g.h * g.w;
         for (int64_t oi = 0; oi < g.oh; oi++)
             for (int64_t oj = 0; oj < g.ow; oj++, y++, arg++) {
+                int64_t i0 = 2 * oi * g.w + 2 * oj;
+                if (fast && max4(xp + i0, xp + i0 + g.w, i0, g.w, y, arg))
+                    continue;
                 int64_t h0, h1, w0, w1;
                 pool_window(&g, oi, oj, &h0, &h1, &w0, &w1);
                 int64_t best = h0 * g.w + w0;
+                float bv = xp[best];
+                /* v != v is a NaN test: a NaN wins once, as PyTorch's max pool propagates it. */
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) {
-                        float v = xp[ih * g.w + iw], b = xp[best];
-                        if (v > b || (isnan(v) && !isnan(b)))
-                            best = ih * g.w + iw;
+                        /* Selects, not branches: which element wins is data, and a
+                         * mispredicted branch per window cost more than the scan. */
+                        float v = xp[ih * g.w + iw];
+                        bool take = (v > bv) | ((v != v) & (bv == bv));
+                        bv = take ? v : bv;
+                        best = take ? ih * g.w + iw : best;
                     }
-                *y = xp[best];
+                *y = bv;
                 *arg = (int32_t)best;
             }
     }

@@ -260,9 +260,32 @@ static void test_shape_errors(void)
     expect_pool_error(POOL_MAX, KL_SHAPE(1, 5, 5), 2, 1, -1, KL_EINVAL, "max_pool2d");
 }
 
+/* A NaN in a window propagates (as in PyTorch), on the 2x2 stride-2 fast path and the general
+ * scan alike; windows without one are unaffected. */
+static void test_max_nan(void)
+{
+    const float x[8] = {1, NAN, 3, 4, /* row 0 */ 5, 6, 7, 2};
+    for (int k = 2; k <= 3; k++) { /* k 2: fast path; k 3 with stride 2, pad 1: general */
+        gc_leaf leaf = gc_in(KL_SHAPE(1, 1, 2, 4));
+        leaf.values = x;
+        const pool_case pc = {POOL_MAX, k, 2, k == 2 ? 0 : 1};
+        gc_graph t;
+        if (!CHECK(gc_run(&t, &leaf, 1, build_pool, (void *)&pc, KL_MODE_EVAL) == 0)) {
+            kl_graph_free(t.g);
+            continue;
+        }
+        const float *y = kl_f32(kl_graph_value(t.g, t.out));
+        CHECK(isnan(y[0]));
+        if (k == 2)
+            CHECK(y[1] == 7.0f);
+        kl_graph_free(t.g);
+    }
+}
+
 int main(void)
 {
     test_max_by_hand();
+    test_max_nan();
     test_avg_by_hand();
     test_global_by_hand();
     test_gradients();
