@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The shortest way to see kiln work: installs the Debian packages that are missing, builds a Release
-# kiln in build/ and runs `kiln demo`, which trains a small MLP and a small CNN on synthetic data.
-# usage: examples/quickstart.sh [kiln demo options...]   (KILN_CMAKE_ARGS adds configure arguments)
+# The shortest way to see kiln work: installs the Debian packages that are missing (Fashion-MNIST
+# included), builds a Release kiln in build/, prints the model, and trains the Fashion-MNIST MLP
+# (examples/fashion-mnist/mlp.yaml, about a minute on 2 cores), writing runs/fashion-mlp*/.
+# Until kiln tune, export and serve exist, this training run is kiln's main job.
+# usage: examples/quickstart.sh [kiln train options...], e.g. --set train.epochs=3
+#        (KILN_CMAKE_ARGS adds configure arguments)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,5 +21,8 @@ cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
 echo "== kiln --version"
 build/kiln --version
 
-echo "== kiln demo"
-build/kiln demo "$@"
+echo "== kiln train examples/fashion-mnist/mlp.yaml --summary"
+build/kiln train examples/fashion-mnist/mlp.yaml --summary "$@"
+
+echo "== kiln train examples/fashion-mnist/mlp.yaml"
+build/kiln train examples/fashion-mnist/mlp.yaml "$@"

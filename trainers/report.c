@@ -13,7 +13,8 @@
 
 struct kl_reporter {
     kl_report_options o;
-    bool bar; /* drawing a progress bar */
+    int64_t batch; /* samples per step, for the progress bar's rate */
+    bool bar;      /* drawing a progress bar */
     bool bar_shown;
     double last_draw;
     char *dir;
@@ -44,23 +45,30 @@ static int make_dirs(char *path)
 
 static kl_status make_run_dir(kl_reporter *r, const kl_config *cfg, kl_error *err)
 {
-    char base[1024], name[64];
+    char stamp[32];
     const char *runs = cfg->runs_dir && *cfg->runs_dir ? cfg->runs_dir : "runs";
-    if (cfg->name && *cfg->name) {
-        snprintf(name, sizeof name, "%s", cfg->name);
-    } else {
+    const char *name = cfg->name && *cfg->name ? cfg->name : NULL;
+    if (!name) {
         time_t t = time(NULL);
         struct tm tm;
         localtime_r(&t, &tm);
-        strftime(name, sizeof name, "%Y%m%d-%H%M%S", &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        name = stamp;
     }
-    snprintf(base, sizeof base, "%s", runs);
-    if (make_dirs(base) != 0)
+    if (strchr(name, '/'))
+        return kl_error_set(err, KL_EINVAL, "name '%s': a run name cannot contain '/'", name);
+    size_t len = strlen(runs) + strlen(name) + 16;
+    char *base = strdup(runs);
+    r->dir = malloc(len);
+    if (!base || !r->dir) {
+        free(base);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    int made = make_dirs(base);
+    free(base);
+    if (made != 0)
         return kl_error_set(err, KL_EIO, "cannot create the runs folder '%s': %s", runs,
                             strerror(errno));
-    size_t len = strlen(runs) + strlen(name) + 16;
-    if (!(r->dir = malloc(len)))
-        return kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int k = 1; k < 1000; k++) {
         if (k == 1)
             snprintf(r->dir, len, "%s/%s", runs, name);
@@ -77,11 +85,17 @@ static kl_status make_run_dir(kl_reporter *r, const kl_config *cfg, kl_error *er
 
 static FILE *open_in(kl_reporter *r, const char *file, kl_error *err)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", r->dir, file);
+    size_t len = strlen(r->dir) + strlen(file) + 2;
+    char *path = malloc(len);
+    if (!path) {
+        kl_error_set(err, KL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(path, len, "%s/%s", r->dir, file);
     FILE *f = fopen(path, "w");
     if (!f)
         kl_error_set(err, KL_EIO, "cannot write '%s': %s", path, strerror(errno));
+    free(path);
     return f;
 }
 
@@ -93,6 +107,7 @@ kl_reporter *kl_reporter_new(const kl_config *cfg, const kl_report_options *o, k
         return NULL;
     }
     r->o = *o;
+    r->batch = cfg->train.batch_size;
     if (!r->o.out)
         r->o.out = stdout;
     if (!r->o.err)
@@ -157,8 +172,8 @@ static void on_step(void *ctx, int epoch, int64_t step, int64_t steps, double lo
         bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = 0;
     double per_step = elapsed / (double)step;
-    rate((double)step / (elapsed > 0 ? elapsed : 1e-9), sps, sizeof sps);
-    fprintf(r->o.err, "\r\033[Kepoch %d [%s] %lld/%lld  loss %.4f  %s steps/s  ETA %.0fs", epoch,
+    rate((double)(step * r->batch) / (elapsed > 0 ? elapsed : 1e-9), sps, sizeof sps);
+    fprintf(r->o.err, "\r\033[Kepoch %d [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %.0fs", epoch,
             bar, (long long)step, (long long)steps, loss, sps, per_step * (double)(steps - step));
     fflush(r->o.err);
     r->bar_shown = true;

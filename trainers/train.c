@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kiln/train.h"
 
@@ -126,8 +127,17 @@ static kl_status run_init(run *r, kl_error *err)
                             "data.val");
     r->steps_per_epoch = n / cfg->train.batch_size;
     r->lr = cfg->schedule;
-    if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0)
+    if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0) {
         r->lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
+        if (r->lr.total_steps <= r->lr.warmup_steps)
+            return kl_error_set(err, KL_EINVAL,
+                                "schedule.warmup_steps is %lld but this run has only %lld steps "
+                                "(train.epochs %d x %lld full batches of train.batch_size %lld); "
+                                "lower schedule.warmup_steps or train longer",
+                                (long long)r->lr.warmup_steps, (long long)r->lr.total_steps,
+                                cfg->train.epochs, (long long)r->steps_per_epoch,
+                                (long long)cfg->train.batch_size);
+    }
     kl_status st = kl_lr_check(&r->lr, err);
     if (st != KL_OK)
         return st;
@@ -254,7 +264,7 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
         if (!go_on)
             break;
-        if (patience > 0 && r->bad_epochs >= patience) {
+        if (patience > 0 && r->bad_epochs >= patience && epoch + 1 < cfg->train.epochs) {
             res->early_stopped = true;
             break;
         }
@@ -279,8 +289,11 @@ kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_trai
     double t0 = now_s();
     if (!err)
         err = &local;
-    if (cfg->train.threads > 0)
-        openblas_set_num_threads(cfg->train.threads);
+    /* Set every run, so that a run in the same process (a tune trial) does not inherit the
+     * previous one's count. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads
+                                                    : (int)(cores > 0 ? cores : 1));
     kl_model_options o = kl_train_model_options(cfg, data);
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK)

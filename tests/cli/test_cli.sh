@@ -5,6 +5,9 @@
 # usage: test_cli.sh PATH_TO_KILN
 set -uo pipefail
 kiln="$1"
+# Absolute, so that the kiln train cases can run from a folder of their own.
+[[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
+examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
 passed=0
 failed=0
 out="$(mktemp)"
@@ -66,6 +69,102 @@ expect 2 'needs --labels' -- data info "$tmp/images-idx3-ubyte"
 expect 2 "unknown action 'frob'" -- data frob
 expect 0 'mlp: test accuracy (9[0-9]|100)\.[0-9]%' -- demo --model mlp --epochs 15 --quiet
 expect 0 'epoch +2/2 +loss [0-9.]+ +train acc' -- demo --model cnn --epochs 2
+
+# check WHAT CONDITION: counts a check of this script's own.
+check() {
+    local what="$1"
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $what"
+    fi
+}
+
+# kiln train on the examples, run as a user would from a folder of their own, so that runs/
+# lands there. The short runs train 540 images for one epoch; the examples' 200 warmup steps are
+# set to 0 because such a run has only 10 steps.
+mkdir "$tmp/train" && cd "$tmp/train" || exit 1
+mlp="$examples/fashion-mnist/mlp.yaml"
+cnn="$examples/fashion-mnist/cnn.yaml"
+short=(--set data.limit=600 --set train.epochs=1 --set train.batch_size=50
+       --set schedule.warmup_steps=0)
+expect 0 '^  epochs: 20$' -- train "$mlp" --print-config
+expect 0 '^  name: adam$' -- train "$mlp" --print-config
+expect 0 '^  epochs: 3$' -- train "$mlp" --print-config --set train.epochs=3
+printf 'model:\n  layers:\n    - dense: {units: 8}\ndata:\n  dataset: fashion-mnist\n' >typo.yaml
+printf 'train:\n  epoch: 3\n' >>typo.yaml
+expect 1 "^kiln train: typo.yaml:7:3: train.epoch: unknown key; did you mean 'epochs'\?" -- \
+    train typo.yaml
+expect 1 "^kiln train: --set:1:7: train.epoch: unknown key; did you mean 'epochs'\?" -- \
+    train "$mlp" --set train.epoch=3
+printf 'data:\n  dataset: fashion-mnist\noptimizer:\n  name: adam\n  lr: fast\n' >badvalue.yaml
+expect 1 'badvalue.yaml:5:7: optimizer.lr: expected a positive number, got "fast"' -- \
+    train badvalue.yaml
+check "kiln train with a bad config makes no run folder" test ! -e runs
+if [[ -d /usr/share/datasets/fashion-mnist ]]; then
+    expect 0 '^total: 421642 parameters' -- train "$cnn" --summary
+    expect 0 '^layers.4 +dense +\[128\] +401.54k' -- train "$cnn" --summary
+
+    # --json: one epoch object and a final one with the test metrics on stdout, nothing else.
+    "$kiln" train "$mlp" "${short[@]}" --json >"$tmp/json.out" 2>"$tmp/json.err"
+    check "kiln train --json exits 0" test $? -eq 0
+    check "kiln train --json prints 2 lines" test "$(wc -l <"$tmp/json.out")" -eq 2
+    num='[0-9.e+-]+'
+    epoch_re="^\\{\"epoch\": 1, .*\"train_loss\": $num, .*\"val_loss\": $num, "
+    epoch_re+=".*\"val_accuracy\": $num, .*\"samples_per_s\": $num, .*\"seconds\": $num\\}\$"
+    check "kiln train --json: an epoch object first" \
+        grep -Eq "$epoch_re" <(head -n 1 "$tmp/json.out")
+    check "kiln train --json: a final object with test_loss and test_accuracy" \
+        grep -Eq "^\\{\"done\": true, .*\"test_loss\": $num, .*\"test_accuracy\": $num" \
+        <(tail -n 1 "$tmp/json.out")
+    check "kiln train --json writes nothing to stderr" test ! -s "$tmp/json.err"
+    if command -v python3 >/dev/null; then
+        check "kiln train --json lines are JSON with the documented keys" python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+epoch, last = lines[0], lines[-1]
+for k in ("epoch", "train_loss", "val_loss", "val_accuracy", "samples_per_s", "seconds"):
+    assert isinstance(epoch[k], (int, float)), k
+assert epoch["epoch"] == 1 and epoch["val_mae"] is None
+assert 0 < last["test_accuracy"] <= 1 and last["test_loss"] > 0 and last["test_mae"] is None
+' "$tmp/json.out"
+    fi
+    [[ -s $tmp/json.out ]] || sed 's/^/    /' "$tmp/json.err"
+
+    # The run folder of that run: the resolved config, metrics.csv and log.txt.
+    run=runs/fashion-mlp
+    check "$run holds config.yaml, metrics.csv and log.txt" \
+        test -s $run/config.yaml -a -s $run/metrics.csv -a -s $run/log.txt
+    check "$run/metrics.csv has a header and one row" test "$(wc -l <$run/metrics.csv)" -eq 2
+    check "$run/metrics.csv starts with its header" \
+        grep -q '^epoch,step,train_loss,' $run/metrics.csv
+    check "$run/metrics.csv has the epoch's row" grep -Eq '^1,10,[0-9.]+,' $run/metrics.csv
+    check "$run/log.txt has the epoch and final lines" \
+        grep -Eq '^done: 1 epoch in .* test loss [0-9.]+ acc [0-9.]+%$' $run/log.txt
+    check "$run/log.txt has the epoch line" grep -q '^epoch   1/1  train loss' $run/log.txt
+    "$kiln" train "$mlp" "${short[@]}" --print-config >"$tmp/resolved.yaml" 2>&1
+    "$kiln" train $run/config.yaml --print-config >"$tmp/reread.yaml" 2>&1
+    check "$run/config.yaml reads back to the resolved config" \
+        cmp -s "$tmp/resolved.yaml" "$tmp/reread.yaml"
+
+    # --quiet: only the final line; the same name again gets a -2 folder.
+    expect 0 '^done: 1 epoch in [0-9.]+s  test loss [0-9.]+ acc [0-9.]+%$' -- \
+        train "$mlp" "${short[@]}" --quiet
+    check "kiln train --quiet prints one line" test "$(wc -l <"$out")" -eq 1
+    check "a second run of fashion-mlp goes to runs/fashion-mlp-2" \
+        test -s runs/fashion-mlp-2/metrics.csv
+
+    # Plain lines when not on a terminal (no progress bar); --name and --no-run-dir.
+    expect 0 '^epoch   1/1  train loss [0-9.]+ acc [0-9.]+%  val loss [0-9.]+ acc [0-9.]+%' -- \
+        train "$mlp" "${short[@]}" --name smoke --no-run-dir
+    check "kiln train off a terminal draws no progress bar" \
+        test "$(grep -c $'\r\|\033' "$out")" -eq 0
+    check "kiln train says what it trains on" \
+        grep -q '^training on 540 samples (60 validation, 10000 test)$' "$out"
+    check "kiln train --no-run-dir makes no folder" test ! -e runs/smoke
+fi
 
 echo "test_cli: $passed passed, $failed failed"
 ((failed == 0))
