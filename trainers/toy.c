@@ -9,6 +9,7 @@
 #include "kiln/data.h"
 #include "kiln/rng.h"
 #include "kiln/toy.h"
+#include "kiln/train.h"
 
 static kl_status data_alloc(kl_toy_data *d, kl_shape xs, int classes, kl_error *err)
 {
@@ -161,12 +162,9 @@ kl_status kl_toy_cnn(kl_toy_model *m, int size, int classes, int64_t batch, uint
 /* Copies the samples idx[0..n) of d into the model's inputs. */
 static void load_batch(kl_toy_model *m, const kl_toy_data *d, const int64_t *idx, int64_t n)
 {
-    kl_tensor *x = kl_graph_value(m->g, m->x), *y = kl_graph_value(m->g, m->y);
-    int64_t row = kl_numel(d->x) / d->x->shape.d[0];
-    for (int64_t i = 0; i < n; i++) {
-        memcpy(kl_f32(x) + i * row, kl_f32(d->x) + idx[i] * row, (size_t)row * sizeof(float));
-        kl_i32(y)[i] = kl_i32(d->y)[idx[i]];
-    }
+    kl_dataset kd = {.x = d->x, .y = d->y, .classes = d->classes};
+    kl_data_gather(&kd, idx, n, kl_f32(kl_graph_value(m->g, m->x)),
+                   kl_graph_value(m->g, m->y)->data);
 }
 
 static double now_s(void)
@@ -248,36 +246,14 @@ out:
     return st;
 }
 
+/* The trainer's evaluation, on the toy model and data seen as a kiln model and data set. */
 kl_status kl_toy_accuracy(kl_toy_model *m, const kl_toy_data *d, float *acc, kl_error *err)
 {
-    int64_t n = d->x->shape.d[0], max_b = kl_graph_max_batch(m->g), correct = 0;
-    int64_t *idx = malloc((size_t)max_b * sizeof *idx);
-    kl_status st = KL_OK;
-    if (!idx)
-        return kl_error_set(err, KL_ENOMEM, "out of memory evaluating");
-    kl_graph_set_mode(m->g, KL_MODE_EVAL);
-    for (int64_t s = 0; s < n && st == KL_OK; s += max_b) {
-        int64_t b = s + max_b <= n ? max_b : n - s;
-        for (int64_t i = 0; i < b; i++)
-            idx[i] = s + i;
-        if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
-            break;
-        load_batch(m, d, idx, b);
-        if ((st = kl_graph_forward(m->g, err)) != KL_OK)
-            break;
-        const kl_tensor *lg = kl_graph_value(m->g, m->logits);
-        int64_t c = lg->shape.d[1];
-        for (int64_t i = 0; i < b; i++) {
-            const float *row = kl_f32(lg) + i * c;
-            int64_t best = 0;
-            for (int64_t k = 1; k < c; k++)
-                best = row[k] > row[best] ? k : best;
-            correct += best == kl_i32(d->y)[s + i];
-        }
-    }
-    kl_graph_set_batch(m->g, max_b, NULL);
-    kl_graph_set_mode(m->g, KL_MODE_TRAIN);
-    free(idx);
-    *acc = (float)correct / (float)n;
+    kl_model km = {.g = m->g, .x = m->x, .y = m->y, .output = m->logits, .loss = m->loss};
+    km.opts.task = KL_TASK_CLASSIFICATION;
+    kl_dataset kd = {.x = d->x, .y = d->y, .classes = d->classes};
+    double loss, accuracy, mae;
+    kl_status st = kl_evaluate(&km, &kd, &loss, &accuracy, &mae, err);
+    *acc = (float)accuracy;
     return st;
 }
