@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kiln/launch.h"
 #include "kiln/report.h"
 #include "kiln/train.h"
 
@@ -134,6 +135,17 @@ int kl__cli_train(int argc, char **argv)
     kl_data_splits data = {0};
     if (rc != 0) {
         rc = rc < 0 ? 0 : rc;
+        goto out;
+    }
+    kl_launch launch = kl_launch_detect();
+    if (launch.world_size > 1 && !o.print_config && !o.summary) {
+        /* Say so once, not once per rank, and leave before any rank writes a run folder. */
+        if (launch.rank == 0)
+            fprintf(stderr,
+                    "kiln train: started as %d ranks by %s, but data-parallel training is not "
+                    "supported yet in this version (planned); run a single process\n",
+                    launch.world_size, launch.by);
+        rc = KL__CLI_EXIT_USAGE;
         goto out;
     }
     if (!(cfg = kl_config_load(o.config, o.sets, o.nsets, &err))) {

@@ -166,5 +166,15 @@ assert 0 < last["test_accuracy"] <= 1 and last["test_loss"] > 0 and last["test_m
     check "kiln train --no-run-dir makes no folder" test ! -e runs/smoke
 fi
 
+# Under a multi-rank launcher, kiln train refuses (data parallelism is not built yet) instead of
+# letting every rank train alone into the same run folder; rank 0 says why, the others are quiet.
+(cd "$tmp" && OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 "$kiln" train "$mlp" >"$out" 2>&1)
+check "kiln train as rank 0 of 2 exits 2" test $? -eq 2
+check "kiln train as rank 0 of 2 says data parallelism is not supported yet" \
+    grep -q 'started as 2 ranks by mpirun (Open MPI).*not supported yet' "$out"
+(cd "$tmp" && SLURM_NTASKS=4 SLURM_PROCID=3 "$kiln" train "$mlp" >"$out" 2>&1)
+check "kiln train as rank 3 of 4 under srun exits 2 silently" test $? -eq 2 -a ! -s "$out"
+check "no rank made a run folder" test ! -e "$tmp/runs"
+
 echo "test_cli: $passed passed, $failed failed"
 ((failed == 0))
