@@ -1,6 +1,6 @@
 /* 2-D convolution on NCHW tensors: the conv2d op row, its builder kl_conv2d and its CPU kernels.
  * Each sample is unfolded into a column matrix (im2col) so that forward and both gradients are
- * single cblas_sgemm calls; bias is a separate op (bias_add). */
+ * cblas_sgemm calls over chunks of samples; bias is a separate op (bias_add). */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -8,9 +8,9 @@
 #include "ops/graph_impl.h"
 
 /* Why im2col + GEMM: the multiply-adds, which are nearly all of a convolution's cost, then run at
- * BLAS speed, and the gradients reuse the same lowering. The column buffer holds one sample at a
- * time, so its size (C*KH*KW x OH*OW floats, in the graph's shared scratch) does not grow with the
- * batch; the per-sample GEMMs are still large enough to keep BLAS efficient. */
+ * BLAS speed, and the gradients reuse the same lowering. The columns of several samples sit side
+ * by side so that each GEMM is wide; the block is capped (KL__CONV_BUDGET) so that the graph's
+ * shared scratch stays bounded whatever the batch. */
 
 /* The sizes of one convolution, read from the tensors a kernel sees (the current batch). */
 typedef struct conv_geom {
@@ -26,6 +26,18 @@ typedef struct conv_geom {
 static bool conv_is_pointwise(int64_t kh, int64_t kw, int stride, int pad)
 {
     return kh == 1 && kw == 1 && stride == 1 && pad == 0;
+}
+
+/* Samples per GEMM: as many as keep the column block and the GEMM's output block within
+ * KL__CONV_BUDGET floats (32 MiB). One GEMM over many samples is much wider than one per sample
+ * (conv1 of a small CNN has K = 9), which BLAS runs faster and splits across threads. */
+#define KL__CONV_BUDGET ((int64_t)8 << 20)
+
+static int64_t conv_chunk(int64_t n, int64_t k, int64_t o, int64_t l)
+{
+    int64_t chunk = KL__CONV_BUDGET / ((k + o) * l);
+    chunk = chunk < 1 ? 1 : chunk;
+    return chunk < n ? chunk : n;
 }
 
 static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *err)
@@ -71,7 +83,9 @@ static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *er
     n->shape = KL_SHAPE(x->shape.d[0], w->shape.d[0], oh, ow);
     n->batched = x->batched;
     n->saved_n = 0;
-    n->scratch_n = conv_is_pointwise(kh, kw, stride, pad) ? 0 : (size_t)(k * l);
+    int64_t chunk = conv_chunk(x->shape.d[0], k, w->shape.d[0], l);
+    n->scratch_n =
+        conv_is_pointwise(kh, kw, stride, pad) ? 0 : (size_t)((k + w->shape.d[0]) * chunk * l);
     return KL_OK;
 }
 
@@ -108,16 +122,17 @@ static void valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t *hi)
         *lo = *hi;
 }
 
-/* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW): row (c, i, j) holds, for every output
- * position, the input under kernel tap (i, j) of channel c, or 0 where that tap is in the padding.
- * Each row is written left to right, so both buffers stream. */
-static void im2col(const conv_geom *g, const float *x, float *col)
+/* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW), rows ld floats apart: row (c, i, j)
+ * holds, for every output position, the input under kernel tap (i, j) of channel c, or 0 where
+ * that tap is in the padding. Each row is written left to right, so both buffers stream. */
+static void im2col(const conv_geom *g, const float *x, float *col0, int64_t ld)
 {
     for (int64_t ch = 0; ch < g->c; ch++) {
         const float *xc = x + ch * g->h * g->w; /* (H, W) */
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t lo, hi, off = j - g->pad;
+                float *col = col0 + ((ch * g->kh + i) * g->kw + j) * ld;
                 valid_cols(g, j, &lo, &hi);
                 for (int64_t oi = 0; oi < g->oh; oi++, col += g->ow) {
                     int64_t ih = oi * g->stride - g->pad + i;
@@ -138,15 +153,17 @@ static void im2col(const conv_geom *g, const float *x, float *col)
     }
 }
 
-/* The adjoint of im2col: adds each entry of dcol (C*KH*KW, OH*OW) into the input position it was
- * copied from, so taps that overlap (stride < kernel) accumulate; padding entries are dropped. */
-static void col2im_add(const conv_geom *g, const float *dcol, float *dx)
+/* The adjoint of im2col: adds each entry of dcol (C*KH*KW, OH*OW; rows ld apart) into the input
+ * position it was copied from, so taps that overlap (stride < kernel) accumulate; padding entries
+ * are dropped. */
+static void col2im_add(const conv_geom *g, const float *dcol0, int64_t ld, float *dx)
 {
     for (int64_t ch = 0; ch < g->c; ch++) {
         float *dxc = dx + ch * g->h * g->w; /* (H, W) */
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t lo, hi, off = j - g->pad;
+                const float *dcol = dcol0 + ((ch * g->kh + i) * g->kw + j) * ld;
                 valid_cols(g, j, &lo, &hi);
                 for (int64_t oi = 0; oi < g->oh; oi++, dcol += g->ow) {
                     int64_t ih = oi * g->stride - g->pad + i;
@@ -164,35 +181,63 @@ static void col2im_add(const conv_geom *g, const float *dcol, float *dx)
     }
 }
 
-/* The column matrix of sample xn: xn itself for a pointwise convolution, else unfolded into
- * scratch. */
-static const float *conv_cols(const conv_geom *g, const float *xn, float *scratch)
+/* Pointwise (1x1, stride 1, no padding): each sample is its own column matrix (C, H*W), so the
+ * GEMMs run per sample on x and dx in place and need no scratch. */
+static void pointwise_forward(const conv_geom *g, const float *x, const float *w, float *y)
 {
-    if (conv_is_pointwise(g->kh, g->kw, g->stride, g->pad))
-        return xn;
-    im2col(g, xn, scratch);
-    return scratch;
+    int o = (int)g->o, k = (int)g->k, l = (int)g->l;
+    for (int64_t s = 0; s < g->n; s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o, l, k, 1.0f, w, k,
+                    x + s * g->k * g->l, l, 0.0f, y + s * g->o * g->l, l);
 }
 
-/* Per sample: y_n (O, L) = W (O, K) col_n (K, L). */
+static void pointwise_backward(const conv_geom *g, const float *x, const float *w, const float *dy,
+                               float *dx, float *dw)
+{
+    int o = (int)g->o, k = (int)g->k, l = (int)g->l;
+    for (int64_t s = 0; s < g->n; s++) {
+        const float *xn = x + s * g->k * g->l, *dyn = dy + s * g->o * g->l;
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, l, 1.0f, dyn, l, xn, l, 1.0f,
+                        dw, k);
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, l, o, 1.0f, w, k, dyn, l, 1.0f,
+                        dx + s * g->k * g->l, l);
+    }
+}
+
+/* Per chunk of cs samples: col (K, cs*L) holds their columns side by side, and
+ * yt (O, cs*L) = W (O, K) col; yt's blocks are then copied to y (N, O, L). */
 static kl_status conv_forward(kl__ctx *c, kl_error *err)
 {
     conv_geom g = conv_geom_of(c);
     const float *x = kl_f32(c->in[0]); /* (N, C, H, W) */
     const float *w = kl_f32(c->in[1]); /* (O, K) */
     float *y = kl_f32(c->out);         /* (N, O, L) */
-    int o = (int)g.o, k = (int)g.k, l = (int)g.l;
-    for (int64_t s = 0; s < g.n; s++) {
-        const float *col = conv_cols(&g, x + s * g.c * g.h * g.w, c->scratch); /* (K, L) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o, l, k, 1.0f, w, k, col, l, 0.0f,
-                    y + s * g.o * g.l, l);
+    if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
+        pointwise_forward(&g, x, w, y);
+        return KL_OK;
+    }
+    int64_t chunk = conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
+    float *col = c->scratch, *yt = c->scratch + g.k * chunk * g.l;
+    for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
+        int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
+        for (int64_t q = 0; q < cs; q++)
+            im2col(&g, x + (s0 + q) * chw, col + q * g.l, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.o, (int)ld, (int)g.k, 1.0f, w,
+                    (int)g.k, col, (int)ld, 0.0f, yt, (int)ld);
+        for (int64_t q = 0; q < cs; q++)
+            for (int64_t o = 0; o < g.o; o++)
+                memcpy(y + ((s0 + q) * g.o + o) * g.l, yt + o * ld + q * g.l,
+                       (size_t)g.l * sizeof *y);
     }
     return KL_OK;
 }
 
-/* Per sample: dW (O, K) += dy_n (O, L) col_n^T, and dx_n += col2im(W^T dy_n). The transposes are
- * GEMM flags on the stored matrices. col_n is rebuilt here rather than saved from forward, which
- * would cost the whole batch's columns in the arena; dcol then reuses its scratch. */
+/* Per chunk: dyt (O, cs*L) gathers dy's blocks; dW (O, K) += dyt col^T and
+ * dcol = W^T dyt (K, cs*L), which col2im adds into dx. The transposes are GEMM flags on the
+ * stored matrices. col is rebuilt here rather than saved from forward, which would cost the
+ * whole batch's columns in the arena; dcol then reuses col's scratch. */
 static void conv_backward(kl__ctx *c)
 {
     conv_geom g = conv_geom_of(c);
@@ -201,23 +246,30 @@ static void conv_backward(kl__ctx *c)
     const float *dy = kl_f32(c->dout);                /* (N, O, L) */
     float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL; /* (N, C, H, W) */
     float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL; /* (O, K) */
-    bool pointwise = conv_is_pointwise(g.kh, g.kw, g.stride, g.pad);
-    int o = (int)g.o, k = (int)g.k, l = (int)g.l;
-    for (int64_t s = 0; s < g.n; s++) {
-        const float *xn = x + s * g.c * g.h * g.w, *dyn = dy + s * g.o * g.l;
+    if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
+        pointwise_backward(&g, x, w, dy, dx, dw);
+        return;
+    }
+    int64_t chunk = conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
+    float *col = c->scratch, *dyt = c->scratch + g.k * chunk * g.l;
+    int o = (int)g.o, k = (int)g.k;
+    for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
+        int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
+        for (int64_t q = 0; q < cs; q++)
+            for (int64_t oc = 0; oc < g.o; oc++)
+                memcpy(dyt + oc * ld + q * g.l, dy + ((s0 + q) * g.o + oc) * g.l,
+                       (size_t)g.l * sizeof *dyt);
         if (dw) {
-            const float *col = conv_cols(&g, xn, c->scratch); /* (K, L) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, l, 1.0f, dyn, l, col, l,
-                        1.0f, dw, k);
+            for (int64_t q = 0; q < cs; q++)
+                im2col(&g, x + (s0 + q) * chw, col + q * g.l, ld);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, (int)ld, 1.0f, dyt, (int)ld,
+                        col, (int)ld, 1.0f, dw, k);
         }
-        if (dx && pointwise) { /* dx_n (C, H*W) is dcol itself: accumulate straight into it */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, l, o, 1.0f, w, k, dyn, l, 1.0f,
-                        dx + s * g.c * g.h * g.w, l);
-        } else if (dx) {
-            float *dcol = c->scratch; /* (K, L) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, l, o, 1.0f, w, k, dyn, l, 0.0f,
-                        dcol, l);
-            col2im_add(&g, dcol, dx + s * g.c * g.h * g.w);
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ld, o, 1.0f, w, k, dyt,
+                        (int)ld, 0.0f, col, (int)ld);
+            for (int64_t q = 0; q < cs; q++)
+                col2im_add(&g, col + q * g.l, ld, dx + (s0 + q) * chw);
         }
     }
 }

@@ -260,6 +260,64 @@ static void test_shape_errors(void)
     expect_conv_error(KL_SHAPE(1, 5, 5), KL_SHAPE(1, 1, 3, 3), 1, -1, KL_EINVAL);
 }
 
+/* A batch large enough that the GEMMs run over several chunks of samples (the column block is
+ * capped at 32 MiB) gives the same y, dx and dW as running the samples one by one. */
+typedef struct conv_net {
+    kl_graph *g;
+    kl_node x, r, w, y;
+} conv_net;
+
+static void conv_net_build(conv_net *n, int64_t batch)
+{
+    kl_error err = {0};
+    n->g = kl_graph_new();
+    n->x = kl_input(n->g, "x", KL_F32, KL_SHAPE(1, 28, 28));
+    n->r = kl_input(n->g, "r", KL_F32, KL_SHAPE(32, 28, 28));
+    kl_graph_require_grad(n->g, n->x);
+    n->w = kl_param(n->g, "w", KL_SHAPE(32, 1, 3, 3), (kl_init){KL_INIT_UNIFORM, -1, 1}, 0);
+    n->y = kl_conv2d(n->g, n->x, n->w, 1, 1);
+    kl_graph_mark_output(n->g, n->y);
+    kl_node loss = kl_sum(n->g, kl_mul(n->g, n->y, n->r));
+    CHECK_OK(kl_graph_compile(n->g, batch, loss, 5, &err), &err);
+}
+
+static void test_chunked_batch(void)
+{
+    enum { N = 300, XS = 28 * 28, YS = 32 * 28 * 28 };
+    kl_error err = {0};
+    conv_net big, one;
+    conv_net_build(&big, N);
+    conv_net_build(&one, 1);
+    float *x = kl_f32(kl_graph_value(big.g, big.x)), *r = kl_f32(kl_graph_value(big.g, big.r));
+    kl_rng_fill_uniform(3, KL_RNG_TEST, 0, x, (size_t)N * XS, -1, 1);
+    kl_rng_fill_uniform(3, KL_RNG_TEST, 1, r, (size_t)N * YS, -1, 1);
+    kl_graph_zero_grad(big.g);
+    CHECK_OK(kl_graph_forward(big.g, &err), &err);
+    CHECK_OK(kl_graph_backward(big.g, &err), &err);
+    kl_graph_zero_grad(one.g);
+    double worst = 0;
+    for (int s = 0; s < N; s++) {
+        memcpy(kl_f32(kl_graph_value(one.g, one.x)), x + (size_t)s * XS, XS * sizeof(float));
+        memcpy(kl_f32(kl_graph_value(one.g, one.r)), r + (size_t)s * YS, YS * sizeof(float));
+        CHECK_OK(kl_graph_forward(one.g, &err), &err);
+        CHECK_OK(kl_graph_backward(one.g, &err), &err); /* dW accumulates over the samples */
+        const float *y1 = kl_f32(kl_graph_value(one.g, one.y));
+        const float *yb = kl_f32(kl_graph_value(big.g, big.y)) + (size_t)s * YS;
+        const float *dx1 = kl_f32(kl_graph_grad(one.g, one.x));
+        const float *dxb = kl_f32(kl_graph_grad(big.g, big.x)) + (size_t)s * XS;
+        for (int i = 0; i < YS; i++)
+            worst = fmax(worst, fabs((double)y1[i] - yb[i]));
+        for (int i = 0; i < XS; i++)
+            worst = fmax(worst, fabs((double)dx1[i] - dxb[i]));
+    }
+    CHECK(worst < 1e-4);
+    const float *dw1 = kl_graph_grads(one.g), *dwb = kl_graph_grads(big.g);
+    for (int i = 0; i < 32 * 9; i++)
+        CHECK_NEAR(dw1[i], dwb[i], 1e-3 * (1 + fabs(dwb[i])));
+    kl_graph_free(big.g);
+    kl_graph_free(one.g);
+}
+
 int main(void)
 {
     test_forward_by_hand();
@@ -274,5 +332,6 @@ int main(void)
     test_gradients();
     test_weight_grad_accumulates();
     test_shape_errors();
+    test_chunked_batch();
     return check_report("test_ops_conv");
 }
