@@ -107,9 +107,16 @@ static int field_index(const char *name)
     return -1;
 }
 
+/* The one field a layer kind may take as a plain value in the compact form: `- activation: relu`
+ * and `- dropout: 0.2`. NULL for the other kinds. */
+static const char *shorthand_field(kl_layer_kind kind)
+{
+    return kind == KL_LAYER_ACTIVATION ? "activation" : kind == KL_LAYER_DROPOUT ? "rate" : NULL;
+}
+
 /* `- dense: {units: 128}`: the key names the kind, the value holds the fields. */
 static kl_status compact_form(const kl__cnode *inner, kl_layer_kind *kind, const kl__cnode **fields,
-                              char *path, kl_error *err)
+                              const kl__cnode **shorthand, char *path, kl_error *err)
 {
     kl__cnode name = {
         .type = KL__CN_SCALAR, .str = inner->key, .plain = true, .pos = inner->key_pos};
@@ -119,6 +126,10 @@ static kl_status compact_form(const kl__cnode *inner, kl_layer_kind *kind, const
     if (st != KL_OK)
         return st;
     *fields = inner->type == KL__CN_MAP ? inner : NULL;
+    if (inner->type == KL__CN_SCALAR && !kl__cnode_is_empty(inner) && shorthand_field(*kind)) {
+        *shorthand = inner;
+        return KL_OK;
+    }
     if (inner->type != KL__CN_MAP && !kl__cnode_is_empty(inner)) {
         const char *names[16];
         int n = kind_fields(*kind, false, names);
@@ -132,7 +143,7 @@ static kl_status compact_form(const kl__cnode *inner, kl_layer_kind *kind, const
 
 /* The kind of a layer item and the mapping that holds its fields (NULL: none). */
 static kl_status layer_form(const kl__cnode *item, kl_layer_kind *kind, const kl__cnode **fields,
-                            bool *typed, char *path, kl_error *err)
+                            const kl__cnode **shorthand, bool *typed, char *path, kl_error *err)
 {
     const kl__cnode *type = kl__cnode_get(item, "type");
     *typed = type != NULL;
@@ -151,7 +162,7 @@ static kl_status layer_form(const kl__cnode *item, kl_layer_kind *kind, const kl
     }
     if (item->type == KL__CN_MAP && item->n == 1 &&
         (is_kind(item->items[0]->key) || field_index(item->items[0]->key) < 0))
-        return compact_form(item->items[0], kind, fields, path, err);
+        return compact_form(item->items[0], kind, fields, shorthand, path, err);
     return kl__config_error(err, KL_EINVAL, item->pos, path,
                             "a layer needs 'type:' (one of dense, conv2d, max_pool, avg_pool, "
                             "global_avg_pool, batchnorm, layernorm, dropout, activation, flatten, "
@@ -229,13 +240,22 @@ static kl_status read_layer(const kl__cnode *item, kl_layer_spec *l, kl_config *
                             int depth, kl_error *err)
 {
     kl_layer_kind kind = KL_LAYER_DENSE;
-    const kl__cnode *fields;
+    const kl__cnode *fields, *shorthand = NULL;
     bool typed;
-    kl_status st = layer_form(item, &kind, &fields, &typed, path, err);
+    kl_status st = layer_form(item, &kind, &fields, &shorthand, &typed, path, err);
     if (st != KL_OK)
         return st;
     layer_defaults(l, kind, item->pos);
     unsigned seen = 0;
+    if (shorthand) {
+        int fi = field_index(shorthand_field(kind));
+        size_t len = kl__path_push(path, shorthand_field(kind));
+        st = kl__field_read(&kl__layer_fields[fi], l, c, shorthand, path, err);
+        kl__path_pop(path, len);
+        if (st != KL_OK)
+            return st;
+        seen |= 1u << fi;
+    }
     if (fields && (st = read_fields(fields, l, typed, &seen, c, path, depth, err)) != KL_OK)
         return st;
     if ((st = check_required(l, seen, item->pos, path, err)) != KL_OK)

@@ -278,12 +278,35 @@ static void test_layer_errors(void)
                  NULL);
     expect_error("data: {dataset: mnist}\nmodel:\n  layers: {dense: 3}\n",
                  "t.yaml:3:11: model.layers: expected a sequence of layers", NULL);
-    expect_error("data: {dataset: mnist}\nmodel:\n  layers:\n    - activation: relu\n",
-                 "t.yaml:4:19: model.layers.0: the fields of an activation layer go in a mapping, "
-                 "e.g. '- activation: {activation: ...}'",
+    expect_error("data: {dataset: mnist}\nmodel:\n  layers:\n    - dense: 3\n",
+                 "t.yaml:4:14: model.layers.0: the fields of a dense layer go in a mapping, "
+                 "e.g. '- dense: {units: ...}'",
                  NULL);
+    expect_error("data: {dataset: mnist}\nmodel:\n  layers:\n    - activation: swish\n",
+                 "t.yaml:4:19: model.layers.0.activation: expected one of (none, relu,", NULL);
+    expect_error("data: {dataset: mnist}\nmodel:\n  layers:\n    - dropout: 2\n",
+                 "t.yaml:4:16: model.layers.0.rate: expected a number in [0, 1), got 2", NULL);
     expect_error("data: {dataset: mnist}\nmodel:\n  layers:\n    - {units: 3}\n",
                  "t.yaml:4:7: model.layers.0: a layer needs 'type:'", NULL);
+}
+
+/* `- activation: relu` and `- dropout: 0.2`: the one-field kinds take their value directly. */
+static void test_layer_shorthand(void)
+{
+    kl_error err = {0};
+    const char *y = "data: {dataset: mnist}\nmodel:\n  layers:\n    - dense: {units: 8}\n"
+                    "    - activation: gelu\n    - dropout: 0.25\n";
+    kl_config *c = kl_config_parse("t.yaml", y, strlen(y), NULL, 0, &err);
+    if (!CHECK(c != NULL)) {
+        fprintf(stderr, "    %s\n", err.msg);
+        return;
+    }
+    CHECK(c->model.nlayers == 3);
+    CHECK(c->model.layers[1].kind == KL_LAYER_ACTIVATION);
+    CHECK(c->model.layers[1].activation == KL_ACT_GELU);
+    CHECK(c->model.layers[2].kind == KL_LAYER_DROPOUT);
+    CHECK_NEAR(c->model.layers[2].rate, 0.25, 1e-7);
+    kl_config_free(c);
 }
 
 static void test_cross_field_errors(void)
@@ -465,6 +488,7 @@ int main(void)
     test_key_errors();
     test_yaml_errors();
     test_layer_errors();
+    test_layer_shorthand();
     test_cross_field_errors();
     test_missing_file();
     test_load_file();
