@@ -125,6 +125,11 @@ static kl_status run_init(run *r, kl_error *err)
         return kl_error_set(err, KL_EINVAL,
                             "train.early_stop needs validation data: set data.val_fraction or "
                             "data.val");
+    if ((cfg->data.flip || cfg->data.crop_padding > 0) && r->data->train.x->shape.ndim != 4)
+        return kl_error_set(err, KL_EINVAL,
+                            "data.flip and data.crop_padding augment images (N, C, H, W), but "
+                            "the training data has %d axes; remove them for this data",
+                            r->data->train.x->shape.ndim);
     r->steps_per_epoch = n / cfg->train.batch_size;
     r->lr = cfg->schedule;
     if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0) {
@@ -185,7 +190,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
         const int64_t *batch = r->idx + s * b;
         load(m, d, batch, b);
-        if (augment && xs->shape.ndim == 4)
+        if (augment)
             kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1], xs->shape.d[2],
                             xs->shape.d[3], batch, cfg->data.crop_padding, cfg->data.flip,
                             cfg->train.seed, (uint64_t)epoch);

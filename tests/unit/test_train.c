@@ -438,6 +438,10 @@ static void test_regression(void)
     CHECK_OK(kl_evaluate(&j.model, &j.data.test, &loss, &acc, &mae, &j.err), &j.err);
     CHECK(loss == j.res.test_loss && mae == j.res.test_mae && isnan(acc));
     job_free(&j);
+
+    /* Image augmentation on feature vectors is refused rather than silently skipped. */
+    const char *flip[] = {"data.flip=true"};
+    check_fails(__LINE__, yaml, flip, 1, KL_EINVAL, "data.flip", NULL);
 }
 
 static char *slurp(const char *path)
