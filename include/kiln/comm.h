@@ -1,0 +1,43 @@
+/* Communicators: how data-parallel ranks exchange gradients and agree on state. A kl_comm has a
+ * rank, a size, a local (same-node) rank and a backend: `self` (one process, every collective a
+ * no-op) or `mpi` (CPU buffers, nonblocking all-reduce). An NCCL backend for GPU buffers is meant
+ * to drop in behind the same calls. */
+#ifndef KILN_COMM_H
+#define KILN_COMM_H
+
+#include <stddef.h>
+
+#include "kiln/status.h"
+
+typedef struct kl_comm kl_comm;
+typedef struct kl_comm_request kl_comm_request;
+
+/* The process's communicator: MPI's world when the process was started by a launcher as one of
+ * several ranks (mpirun, srun), else `self`. Initialises MPI when it uses it. */
+kl_status kl_comm_world(int *argc, char ***argv, kl_comm **out, kl_error *err);
+/* A one-process communicator, whatever launched the process. */
+kl_status kl_comm_self(kl_comm **out, kl_error *err);
+/* Frees a communicator; freeing the world one also finalises MPI if it initialised it. */
+void kl_comm_free(kl_comm *c);
+
+int kl_comm_rank(const kl_comm *c);
+int kl_comm_size(const kl_comm *c);
+int kl_comm_local_rank(const kl_comm *c); /* among the ranks on this node */
+int kl_comm_local_size(const kl_comm *c);
+const char *kl_comm_backend(const kl_comm *c); /* "self" or "mpi" */
+
+/* Sums n floats in place across the ranks. _start returns at once with a request that
+ * kl_comm_wait completes (and frees); buf must not be touched in between. */
+kl_status kl_comm_allreduce_start(kl_comm *c, float *buf, size_t n, kl_comm_request **req,
+                                  kl_error *err);
+kl_status kl_comm_wait(kl_comm *c, kl_comm_request *req, kl_error *err);
+kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err);
+
+kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err);
+kl_status kl_comm_barrier(kl_comm *c, kl_error *err);
+/* recv holds size * bytes: every rank's send block in rank order. */
+kl_status kl_comm_allgather(kl_comm *c, const void *send, void *recv, size_t bytes, kl_error *err);
+/* Ranks with the same color form a new communicator, ordered by key then old rank. */
+kl_status kl_comm_split(kl_comm *c, int color, int key, kl_comm **out, kl_error *err);
+
+#endif

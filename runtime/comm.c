@@ -1,0 +1,217 @@
+/* The communicator: one struct for both backends. `self` answers every collective at once (a sum
+ * over one rank is the buffer itself); `mpi` maps each call onto MPI with errors returned, not
+ * aborted, so that a failure becomes a kl_status naming the call and the rank. */
+#include <limits.h>
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/comm.h"
+#include "kiln/launch.h"
+
+struct kl_comm {
+    bool mpi;
+    bool owns_mpi; /* this communicator initialised MPI and finalises it */
+    MPI_Comm comm, node;
+    int rank, size, local_rank, local_size;
+};
+
+struct kl_comm_request {
+    MPI_Request req;
+};
+
+static kl_status mpi_fail(kl_error *err, const kl_comm *c, const char *call, int code)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(code, text, &len);
+    return kl_error_set(err, KL_ECOMM, "%s failed on rank %d of %d: %s", call, c ? c->rank : -1,
+                        c ? c->size : -1, text);
+}
+
+static kl_comm *comm_new(kl_error *err)
+{
+    kl_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        kl_error_set(err, KL_ENOMEM, "out of memory creating a communicator");
+    return c;
+}
+
+kl_status kl_comm_self(kl_comm **out, kl_error *err)
+{
+    kl_comm *c = comm_new(err);
+    if (!c)
+        return KL_ENOMEM;
+    c->size = c->local_size = 1;
+    *out = c;
+    return KL_OK;
+}
+
+/* Wraps an MPI communicator (which the kl_comm then owns) and finds the node-local ranks. */
+static kl_status wrap(MPI_Comm comm, kl_comm **out, kl_error *err)
+{
+    kl_comm *c = comm_new(err);
+    int rc;
+    if (!c)
+        return KL_ENOMEM;
+    c->mpi = true;
+    c->comm = comm;
+    c->node = MPI_COMM_NULL;
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm, &c->rank);
+    MPI_Comm_size(comm, &c->size);
+    rc = MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
+    if (rc != MPI_SUCCESS) {
+        kl_status st = mpi_fail(err, c, "MPI_Comm_split_type", rc);
+        kl_comm_free(c);
+        return st;
+    }
+    MPI_Comm_rank(c->node, &c->local_rank);
+    MPI_Comm_size(c->node, &c->local_size);
+    *out = c;
+    return KL_OK;
+}
+
+kl_status kl_comm_world(int *argc, char ***argv, kl_comm **out, kl_error *err)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && kl_launch_detect().world_size <= 1)
+        return kl_comm_self(out, err);
+    if (!inited) {
+        int provided, rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS)
+            return kl_error_set(err, KL_ECOMM, "MPI_Init_thread failed (%d)", rc);
+    }
+    MPI_Comm dup;
+    int rc = MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, NULL, "MPI_Comm_dup", rc);
+    kl_status st = wrap(dup, out, err);
+    if (st == KL_OK)
+        (*out)->owns_mpi = !inited;
+    return st;
+}
+
+void kl_comm_free(kl_comm *c)
+{
+    if (!c)
+        return;
+    if (c->mpi) {
+        if (c->node != MPI_COMM_NULL)
+            MPI_Comm_free(&c->node);
+        MPI_Comm_free(&c->comm);
+        if (c->owns_mpi)
+            MPI_Finalize();
+    }
+    free(c);
+}
+
+int kl_comm_rank(const kl_comm *c)
+{
+    return c->rank;
+}
+int kl_comm_size(const kl_comm *c)
+{
+    return c->size;
+}
+int kl_comm_local_rank(const kl_comm *c)
+{
+    return c->local_rank;
+}
+int kl_comm_local_size(const kl_comm *c)
+{
+    return c->local_size;
+}
+const char *kl_comm_backend(const kl_comm *c)
+{
+    return c->mpi ? "mpi" : "self";
+}
+
+/* MPI counts are ints; kiln's buffers are bucketed well below that. */
+static kl_status count_ok(const kl_comm *c, size_t n, const char *call, kl_error *err)
+{
+    if (n > INT_MAX)
+        return kl_error_set(err, KL_EINVAL,
+                            "%s: %zu elements is more than one MPI call takes; "
+                            "use smaller buckets",
+                            call, n);
+    return KL_OK;
+}
+
+kl_status kl_comm_allreduce_start(kl_comm *c, float *buf, size_t n, kl_comm_request **req,
+                                  kl_error *err)
+{
+    kl_status st = count_ok(c, n, "allreduce", err);
+    if (st != KL_OK)
+        return st;
+    kl_comm_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return kl_error_set(err, KL_ENOMEM, "out of memory starting an all-reduce");
+    r->req = MPI_REQUEST_NULL;
+    if (c->mpi && c->size > 1) {
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm, &r->req);
+        if (rc != MPI_SUCCESS) {
+            free(r);
+            return mpi_fail(err, c, "MPI_Iallreduce", rc);
+        }
+    }
+    *req = r;
+    return KL_OK;
+}
+
+kl_status kl_comm_wait(kl_comm *c, kl_comm_request *req, kl_error *err)
+{
+    int rc = req->req == MPI_REQUEST_NULL ? MPI_SUCCESS : MPI_Wait(&req->req, MPI_STATUS_IGNORE);
+    free(req);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Wait (all-reduce)", rc);
+}
+
+kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err)
+{
+    kl_comm_request *r;
+    kl_status st = kl_comm_allreduce_start(c, buf, n, &r, err);
+    return st == KL_OK ? kl_comm_wait(c, r, err) : st;
+}
+
+kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err)
+{
+    kl_status st = count_ok(c, bytes, "bcast", err);
+    if (st != KL_OK || !c->mpi || c->size == 1)
+        return st;
+    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Bcast", rc);
+}
+
+kl_status kl_comm_barrier(kl_comm *c, kl_error *err)
+{
+    if (!c->mpi || c->size == 1)
+        return KL_OK;
+    int rc = MPI_Barrier(c->comm);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Barrier", rc);
+}
+
+kl_status kl_comm_allgather(kl_comm *c, const void *send, void *recv, size_t bytes, kl_error *err)
+{
+    kl_status st = count_ok(c, bytes, "allgather", err);
+    if (st != KL_OK)
+        return st;
+    if (!c->mpi || c->size == 1) {
+        memmove(recv, send, bytes);
+        return KL_OK;
+    }
+    int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, c->comm);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Allgather", rc);
+}
+
+kl_status kl_comm_split(kl_comm *c, int color, int key, kl_comm **out, kl_error *err)
+{
+    if (!c->mpi)
+        return kl_comm_self(out, err);
+    MPI_Comm sub;
+    int rc = MPI_Comm_split(c->comm, color, key, &sub);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, c, "MPI_Comm_split", rc);
+    return wrap(sub, out, err);
+}
