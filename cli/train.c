@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "kiln/launch.h"
 #include "kiln/report.h"
 #include "kiln/train.h"
 
@@ -14,6 +13,8 @@ static const char train_help[] =
     "\n"
     "Trains the model a config describes on its data, evaluating every epoch, then on the test\n"
     "set. Writes the resolved config, metrics.csv and log.txt to runs/<name or timestamp>/.\n"
+    "Under mpirun or srun the ranks train one model data-parallel: each takes its share of\n"
+    "every global batch (train.batch_size must divide by the rank count) and rank 0 reports.\n"
     "See docs/config.md for the config keys.\n"
     "\n"
     "options:\n"
@@ -104,23 +105,32 @@ static int summary(const kl_config *cfg, const kl_data_splits *data)
     return 0;
 }
 
-static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o)
+/* Rank 0 reports and writes the run folder; the other ranks train silently beside it. */
+static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o, kl_comm *comm)
 {
     kl_error err = {0};
-    kl_report_options ro = {.quiet = o->quiet, .json = o->json, .tty = -1, .no_dir = o->no_dir};
-    kl_reporter *rep = kl_reporter_new(cfg, &ro, &err);
-    if (!rep)
-        return fail(&err);
-    if (!o->quiet && !o->json) {
-        const kl_tensor *x = data->train.x;
-        fprintf(stderr, "training on %lld samples (%lld validation, %lld test)%s%s\n",
-                (long long)x->shape.d[0], data->val.x ? (long long)data->val.x->shape.d[0] : 0LL,
-                data->test.x ? (long long)data->test.x->shape.d[0] : 0LL,
-                kl_reporter_dir(rep) ? ", run folder " : "",
-                kl_reporter_dir(rep) ? kl_reporter_dir(rep) : "");
+    kl_reporter *rep = NULL;
+    bool lead = kl_comm_rank(comm) == 0;
+    if (lead) {
+        kl_report_options ro = {.quiet = o->quiet, .json = o->json, .tty = -1, .no_dir = o->no_dir};
+        if (!(rep = kl_reporter_new(cfg, &ro, &err)))
+            return fail(&err);
     }
-    kl_train_hooks hooks = kl_reporter_hooks(rep);
-    kl_status st = kl_train_run(cfg, data, &hooks, NULL, NULL, &err);
+    if (lead && !o->quiet && !o->json) {
+        const kl_tensor *x = data->train.x;
+        fprintf(stderr, "training on %lld samples (%lld validation, %lld test)",
+                (long long)x->shape.d[0], data->val.x ? (long long)data->val.x->shape.d[0] : 0LL,
+                data->test.x ? (long long)data->test.x->shape.d[0] : 0LL);
+        if (kl_comm_size(comm) > 1)
+            fprintf(stderr, " on %d ranks (%s)", kl_comm_size(comm), kl_comm_backend(comm));
+        if (kl_reporter_dir(rep))
+            fprintf(stderr, ", run folder %s", kl_reporter_dir(rep));
+        fprintf(stderr, "\n");
+    }
+    kl_train_hooks hooks = {0};
+    if (rep)
+        hooks = kl_reporter_hooks(rep);
+    kl_status st = kl_train_run_dist(cfg, data, comm, rep ? &hooks : NULL, NULL, NULL, &err);
     kl_reporter_free(rep);
     return st == KL_OK ? 0 : fail(&err);
 }
@@ -133,35 +143,36 @@ int kl__cli_train(int argc, char **argv)
     int rc = parse(argc, argv, &o, &name_set);
     kl_config *cfg = NULL;
     kl_data_splits data = {0};
+    kl_comm *comm = NULL;
+    bool lead = true;
     if (rc != 0) {
         rc = rc < 0 ? 0 : rc;
         goto out;
     }
-    kl_launch launch = kl_launch_detect();
-    if (launch.world_size > 1 && !o.print_config && !o.summary) {
-        /* Say so once, not once per rank, and leave before any rank writes a run folder. */
-        if (launch.rank == 0)
-            fprintf(stderr,
-                    "kiln train: started as %d ranks by %s, but data-parallel training is not "
-                    "supported yet in this version (planned); run a single process\n",
-                    launch.world_size, launch.by);
-        rc = KL__CLI_EXIT_USAGE;
+    if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
+        rc = fail(&err);
         goto out;
     }
+    lead = kl_comm_rank(comm) == 0;
     if (!(cfg = kl_config_load(o.config, o.sets, o.nsets, &err))) {
         rc = fail(&err);
         goto out;
     }
     if (o.print_config) {
-        kl_config_print(cfg, stdout);
+        if (lead)
+            kl_config_print(cfg, stdout);
         goto out;
     }
     if (kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
-    rc = o.summary ? summary(cfg, &data) : train(cfg, &data, &o);
+    if (o.summary)
+        rc = lead ? summary(cfg, &data) : 0;
+    else
+        rc = train(cfg, &data, &o, comm);
 out:
+    kl_comm_free(comm);
     kl_data_splits_free(&data);
     kl_config_free(cfg);
     free(o.sets);

@@ -96,6 +96,8 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
 /* Everything one run holds besides the model. */
 typedef struct run {
     const kl_config *cfg;
+    kl_comm *comm; /* NULL: one process */
+    int rank, size;
     kl_data_splits *data;
     const kl_train_hooks *hooks;
     kl_model *m;
@@ -173,6 +175,27 @@ static void run_free(run *r)
     free(r->best_buffers);
 }
 
+/* Averages this step's gradients and loss over the ranks: each rank's are means over its slice
+ * of the batch, so their mean is the global batch's. The loss is averaged too, so that every
+ * rank sees the same value and a divergence stops all of them at the same step. */
+static kl_status average(run *r, float *loss, kl_error *err)
+{
+    kl_graph *g = r->m->g;
+    size_t n = kl_graph_param_count(g);
+    float *grads = kl_graph_grads(g), inv = 1.0f / (float)r->size;
+    kl_comm_request *req;
+    kl_status st = kl_comm_allreduce_start(r->comm, grads, n, &req, err);
+    if (st == KL_OK)
+        st = kl_comm_allreduce(r->comm, loss, 1, err);
+    kl_status wst = st == KL_OK ? kl_comm_wait(r->comm, req, err) : st;
+    if (wst != KL_OK)
+        return wst;
+    for (size_t i = 0; i < n; i++)
+        grads[i] *= inv;
+    *loss *= inv;
+    return KL_OK;
+}
+
 /* One pass over the shuffled training set in full batches (the shuffled remainder differs every
  * epoch, so every sample is used; equal batches also split evenly across ranks). */
 static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *err)
@@ -180,7 +203,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_model *m = r->m;
     const kl_config *cfg = r->cfg;
     const kl_dataset *d = &r->data->train;
-    int64_t b = cfg->train.batch_size, n = d->x->shape.d[0];
+    int64_t gb = cfg->train.batch_size, b = gb / r->size, n = d->x->shape.d[0];
     const kl_tensor *xs = d->x;
     bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
     double loss = 0, hits = 0, abs_err = 0, t0 = now_s();
@@ -188,7 +211,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
     for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
-        const int64_t *batch = r->idx + s * b;
+        const int64_t *batch = r->idx + s * gb + r->rank * b; /* this rank's slice */
         load(m, d, batch, b);
         if (augment)
             kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1], xs->shape.d[2],
@@ -199,6 +222,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
             return st;
         float step_loss = kl_f32(kl_graph_value(m->g, m->loss))[0];
+        if (r->size > 1 && (st = average(r, &step_loss, err)) != KL_OK)
+            return st;
         if (!isfinite(step_loss))
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
@@ -215,7 +240,15 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
             r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
                               (double)step_loss, now_s() - t0);
     }
-    double seen = (double)(r->steps_per_epoch * b);
+    if (r->size > 1) { /* the epoch's sums over every rank's slices */
+        float sums[3] = {(float)loss, (float)hits, (float)abs_err};
+        if ((st = kl_comm_allreduce(r->comm, sums, 3, err)) != KL_OK)
+            return st;
+        loss = sums[0];
+        hits = sums[1];
+        abs_err = sums[2];
+    }
+    double seen = (double)(r->steps_per_epoch * gb);
     em->train_loss = loss / seen;
     em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / seen : NAN;
     em->seconds = now_s() - t0;
@@ -267,6 +300,12 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         res->epochs_run = epoch + 1;
         res->last = em;
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
+        if (r->size > 1) { /* rank 0's hook decides for every rank */
+            unsigned char flag = go_on;
+            if ((st = kl_comm_bcast(r->comm, &flag, 1, 0, err)) != KL_OK)
+                return st;
+            go_on = flag;
+        }
         if (!go_on)
             break;
         if (patience > 0 && r->bad_epochs >= patience && epoch + 1 < cfg->train.epochs) {
@@ -284,27 +323,54 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
     return KL_OK;
 }
 
-kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
-                       kl_model *model, kl_train_result *result, kl_error *err)
+/* Rank 0's initial parameters and buffers for everyone, so that ranks start identical even if
+ * initialisation ever depended on something rank-local. */
+static kl_status share_weights(run *r, kl_error *err)
+{
+    kl_graph *g = r->m->g;
+    kl_status st =
+        kl_comm_bcast(r->comm, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float), 0, err);
+    if (st == KL_OK)
+        st = kl_comm_bcast(r->comm, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float),
+                           0, err);
+    return st;
+}
+
+kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
+                            const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
+                            kl_error *err)
 {
     kl_error local;
     kl_model m;
     kl_train_result res = {.test_loss = NAN, .test_accuracy = NAN, .test_mae = NAN};
-    run r = {.cfg = cfg, .data = data, .hooks = hooks, .m = &m};
+    run r = {.cfg = cfg, .comm = comm, .data = data, .hooks = hooks, .m = &m, .size = 1};
     double t0 = now_s();
     if (!err)
         err = &local;
+    if (comm) {
+        r.rank = kl_comm_rank(comm);
+        r.size = kl_comm_size(comm);
+    }
+    if (cfg->train.batch_size % r.size != 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "train.batch_size %lld does not split evenly over %d ranks; use a "
+                            "multiple of %d (the global batch is what the config fixes)",
+                            (long long)cfg->train.batch_size, r.size, r.size);
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
-     * previous one's count. */
+     * previous one's count; by default the node's cores are shared by its ranks. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int per_rank = (int)(cores > 0 ? cores : 1) / (comm ? kl_comm_local_size(comm) : 1);
     openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads
-                                                    : (int)(cores > 0 ? cores : 1));
+                                                    : (per_rank > 0 ? per_rank : 1));
     kl_model_options o = kl_train_model_options(cfg, data);
+    o.batch = cfg->train.batch_size / r.size;
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK)
         return st;
-    if ((st = run_init(&r, err)) == KL_OK && (st = run_epochs(&r, &res, err)) == KL_OK &&
-        data->test.x)
+    if (r.size > 1)
+        st = share_weights(&r, err);
+    if (st == KL_OK && (st = run_init(&r, err)) == KL_OK &&
+        (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)
         st = kl_evaluate(&m, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
     run_free(&r);
     res.seconds = now_s() - t0;
@@ -317,4 +383,10 @@ kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_trai
     else
         kl_model_free(&m);
     return st;
+}
+
+kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
+                       kl_model *model, kl_train_result *result, kl_error *err)
+{
+    return kl_train_run_dist(cfg, data, NULL, hooks, model, result, err);
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kiln/comm.h"
 #include "kiln/config.h"
 #include "kiln/data.h"
 #include "kiln/model.h"
@@ -46,6 +47,16 @@ typedef struct kl_train_hooks {
  * trained model in *model (free it with kl_model_free) when model is not NULL. */
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
                        kl_model *model, kl_train_result *result, kl_error *err);
+
+/* The same, data parallel over the ranks of comm: the global train.batch_size is split evenly
+ * (an error when it does not divide), each rank takes its slice of every batch of the shared
+ * shuffle, parameters start from rank 0's, and gradients and losses are averaged across ranks so
+ * that every rank takes the same step. Validation and test run on every rank (same weights, same
+ * results); hooks are called on every rank that passes them, and rank 0's on_epoch decides for
+ * all. comm NULL is one process. */
+kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
+                            const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
+                            kl_error *err);
 
 /* The model options a config and its data imply (input shape, outputs, task, batch). */
 kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data);

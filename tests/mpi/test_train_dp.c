@@ -1,0 +1,113 @@
+/* Data-parallel training against single-process training: under mpirun -n 4, the same config
+ * trains 50 steps on 1 rank (a self communicator), on 2 ranks (the world split in pairs) and on
+ * all 4; the final weights must agree within 1e-5 relative (dropout off: its masks follow local
+ * positions), and a 4-rank run must repeat bit for bit. Needs Fashion-MNIST (skipped without). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "kiln/train.h"
+
+#define FMNIST "/usr/share/datasets/fashion-mnist/"
+
+static const char yaml[] = "model:\n"
+                           "  layers:\n"
+                           "    - dense: {units: 48, activation: relu}\n"
+                           "    - dense: {units: 24, activation: tanh}\n"
+                           "data:\n"
+                           "  train: {format: idx, path: " FMNIST "train-images-idx3-ubyte.gz,\n"
+                           "          labels: " FMNIST "train-labels-idx1-ubyte.gz}\n"
+                           "  limit: 3200\n"
+                           "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+                           "train: {epochs: 1, batch_size: 64, seed: 3, threads: 1}\n";
+
+/* Trains on comm and returns the final parameters (malloc'd), or NULL. */
+static float *train_on(kl_comm *comm, const kl_config *cfg, kl_data_splits *data, size_t *n,
+                       kl_train_result *res)
+{
+    kl_error err = {0};
+    kl_model m;
+    if (kl_train_run_dist(cfg, data, comm, NULL, &m, res, &err) != KL_OK) {
+        fprintf(stderr, "train: %s\n", err.msg);
+        return NULL;
+    }
+    *n = kl_graph_param_count(m.g);
+    float *p = malloc(*n * sizeof *p);
+    if (p)
+        memcpy(p, kl_graph_params(m.g), *n * sizeof *p);
+    kl_model_free(&m);
+    return p;
+}
+
+/* max |a - b| over max |b|: the run's weights as a whole, so near-zero elements do not dominate. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        s = fmax(s, fabs((double)b[i]));
+    }
+    return d / (s > 0 ? s : 1);
+}
+
+int main(int argc, char **argv)
+{
+    kl_error err = {0};
+    kl_comm *world = NULL, *pair = NULL, *self = NULL;
+    if (kl_comm_world(&argc, &argv, &world, &err) != KL_OK) {
+        fprintf(stderr, "test_train_dp: %s\n", err.msg);
+        return 1;
+    }
+    int rank = kl_comm_rank(world), size = kl_comm_size(world);
+    if (access(FMNIST "train-images-idx3-ubyte.gz", R_OK) != 0) {
+        printf("test_train_dp: Fashion-MNIST not installed, skipped\n");
+        kl_comm_free(world);
+        return 77;
+    }
+    kl_config *cfg = kl_config_parse("dp.yaml", yaml, strlen(yaml), NULL, 0, &err);
+    kl_data_splits data = {0};
+    CHECK(cfg != NULL);
+    if (cfg)
+        CHECK_OK(kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err), &err);
+    CHECK_OK(kl_comm_self(&self, &err), &err);
+    CHECK_OK(kl_comm_split(world, rank / 2, rank, &pair, &err), &err);
+    size_t n1 = 0, n2 = 0, n4 = 0, n4b = 0;
+    kl_train_result r1, r2, r4, r4b;
+    float *p1 = train_on(self, cfg, &data, &n1, &r1);
+    float *p2 = train_on(pair, cfg, &data, &n2, &r2);
+    float *p4 = train_on(world, cfg, &data, &n4, &r4);
+    float *p4b = train_on(world, cfg, &data, &n4b, &r4b);
+    if (CHECK(p1 && p2 && p4 && p4b && n1 == n2 && n1 == n4 && n4 == n4b)) {
+        double d2 = rel_diff(p2, p1, n1), d4 = rel_diff(p4, p1, n1);
+        if (rank == 0)
+            printf("test_train_dp: %d ranks, relative difference to 1 rank: 2 ranks %.2e, "
+                   "%d ranks %.2e\n",
+                   size, d2, size, d4);
+        CHECK(d2 <= 1e-5);
+        CHECK(d4 <= 1e-5);
+        CHECK(memcmp(p4, p4b, n4 * sizeof *p4) == 0); /* N ranks repeat bit for bit */
+        CHECK(r4.last.step == 50 && r1.last.step == 50);
+        CHECK(fabs(r4.last.train_loss - r1.last.train_loss) <= 1e-4 * fabs(r1.last.train_loss));
+    }
+    /* A global batch that does not split evenly is refused on every rank, before training. */
+    if (cfg && size > 1) {
+        cfg->train.batch_size = 64 + 1;
+        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, &err);
+        CHECK(st == KL_EINVAL && strstr(err.msg, "train.batch_size") != NULL);
+    }
+    free(p1);
+    free(p2);
+    free(p4);
+    free(p4b);
+    kl_data_splits_free(&data);
+    kl_config_free(cfg);
+    kl_comm_free(self);
+    kl_comm_free(pair);
+    char name[32];
+    snprintf(name, sizeof name, "test_train_dp[%d/%d]", rank, size);
+    kl_comm_free(world);
+    return check_report(name);
+}
