@@ -243,6 +243,12 @@ static const kl__field train_fields[] = {
 };
 static const kl__section train_section = {train_fields, 8, SIZE_MAX, NULL, NULL, NULL, NULL};
 
+#define DI(m) offsetof(kl_dist_section, m)
+static const kl__field dist_fields[] = {
+    F("bucket_mb", KL__F_FLOAT, DI(bucket_mb), KL__R_GT, 0, 0, NULL, NULL, ANY),
+};
+static const kl__section dist_section = {dist_fields, 1, SIZE_MAX, NULL, NULL, NULL, NULL};
+
 #define CK(m) offsetof(kl_checkpoint_section, m)
 static const kl__field ckpt_fields[] = {
     F("every", KL__F_STR, CK(every), 0, 0, 0, NULL, NULL, ANY),
@@ -261,9 +267,10 @@ static const kl__field root_fields[] = {
     F("optimizer", KL__F_SECTION, 0, 0, 0, 0, NULL, &optim_section, ANY),
     F("schedule", KL__F_SECTION, C(schedule), 0, 0, 0, NULL, &lr_section, ANY),
     F("train", KL__F_SECTION, C(train), 0, 0, 0, NULL, &train_section, ANY),
+    F("dist", KL__F_SECTION, C(dist), 0, 0, 0, NULL, &dist_section, ANY),
     F("checkpoint", KL__F_SECTION, C(checkpoint), 0, 0, 0, NULL, &ckpt_section, ANY),
 };
-static const kl__section root_section = {root_fields, 8, SIZE_MAX, NULL, NULL, NULL, NULL};
+static const kl__section root_section = {root_fields, 9, SIZE_MAX, NULL, NULL, NULL, NULL};
 
 const kl__section *kl__config_schema(void)
 {
@@ -282,6 +289,7 @@ static bool set_defaults(kl_config *c)
     c->schedule = (kl_lr_schedule){.kind = KL_LR_CONSTANT, .base_lr = 1e-3f, .gamma = 0.1f};
     c->train = (kl_train_section){.epochs = 10, .batch_size = 64, .eval_every = 1, .seed = 1};
     c->checkpoint.keep_last = 3;
+    c->dist.bucket_mb = 25.0f;
     c->data.task = KL_TASK_CLASSIFICATION;
     c->data.standardize = KL_STD_GLOBAL;
     return kl__strset(&c->runs_dir, "runs") &&
@@ -333,7 +341,7 @@ static kl_status build_tree(kl_config *c, const char *text, size_t len,
     if (st == KL_OK && (*root)->type != KL__CN_MAP)
         st = kl__config_error(err, KL_EINVAL, (*root)->pos, NULL,
                               "a config is a mapping of sections (name, model, data, optimizer, "
-                              "schedule, train, checkpoint), not a %s",
+                              "schedule, train, dist, checkpoint), not a %s",
                               (*root)->type == KL__CN_SEQ ? "sequence" : "single value");
     return st;
 }

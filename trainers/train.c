@@ -94,10 +94,23 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
 }
 
 /* Everything one run holds besides the model. */
+/* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
+ * buffer holding whole parameters, started as soon as its last parameter's gradient is final. */
+typedef struct bucket {
+    size_t lo, hi;
+    int nparams, pending;
+    kl_comm_request *req;
+} bucket;
+
 typedef struct run {
     const kl_config *cfg;
     kl_comm *comm; /* NULL: one process */
     int rank, size;
+    bucket *buckets;
+    int nbuckets;
+    int *param_bucket; /* per parameter */
+    kl_error comm_err; /* the first all-reduce failure inside backward's callback */
+    kl_status comm_st;
     kl_data_splits *data;
     const kl_train_hooks *hooks;
     kl_model *m;
@@ -110,6 +123,9 @@ typedef struct run {
     double best_metric;
     int best_epoch, bad_epochs;
 } run;
+
+static kl_status make_buckets(run *r, kl_error *err);
+static void grad_ready(void *ctx, int param);
 
 static kl_status run_init(run *r, kl_error *err)
 {
@@ -163,11 +179,20 @@ static kl_status run_init(run *r, kl_error *err)
         r->segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
     }
     r->best_metric = NAN;
+    if (r->size > 1) {
+        if ((st = make_buckets(r, err)) != KL_OK)
+            return st;
+        kl_graph_on_grad_ready(g, grad_ready, r);
+    }
     return KL_OK;
 }
 
 static void run_free(run *r)
 {
+    if (r->m->g)
+        kl_graph_on_grad_ready(r->m->g, NULL, NULL);
+    free(r->buckets);
+    free(r->param_bucket);
     kl_optim_free(r->opt);
     free(r->segs);
     free(r->idx);
@@ -175,7 +200,59 @@ static void run_free(run *r)
     free(r->best_buffers);
 }
 
-/* Averages this step's gradients and loss over the ranks: each rank's are means over its slice
+/* Gradient buckets, made once: parameters are laid out in creation order and their gradients
+ * become final in reverse, so walking them from the last one and cutting every dist.bucket_mb
+ * gives contiguous ranges that complete one after another during backward. */
+static kl_status make_buckets(run *r, kl_error *err)
+{
+    kl_graph *g = r->m->g;
+    int np = kl_graph_num_params(g);
+    size_t cap = (size_t)(r->cfg->dist.bucket_mb * 1048576.0f / sizeof(float));
+    r->buckets = calloc((size_t)np + 1, sizeof *r->buckets);
+    r->param_bucket = calloc((size_t)np + 1, sizeof *r->param_bucket);
+    if (!r->buckets || !r->param_bucket)
+        return kl_error_set(err, KL_ENOMEM, "out of memory making gradient buckets");
+    bucket *cur = NULL;
+    for (int p = np - 1; p >= 0; p--) {
+        const kl_param_info *info = kl_graph_param(g, p);
+        if (!cur || cur->hi - cur->lo >= (cap ? cap : 1)) {
+            cur = &r->buckets[r->nbuckets++];
+            cur->hi = info->offset + info->numel;
+        }
+        cur->lo = info->offset;
+        cur->nparams++;
+        r->param_bucket[p] = (int)(cur - r->buckets);
+    }
+    return KL_OK;
+}
+
+static void start_bucket(run *r, bucket *b)
+{
+    if (r->comm_st != KL_OK || b->req)
+        return;
+    r->comm_st = kl_comm_allreduce_start(r->comm, kl_graph_grads(r->m->g) + b->lo, b->hi - b->lo,
+                                         &b->req, &r->comm_err);
+}
+
+/* Backward's gradient-ready callback: the bucket's all-reduce starts with its last gradient. */
+static void grad_ready(void *ctx, int param)
+{
+    run *r = ctx;
+    bucket *b = &r->buckets[r->param_bucket[param]];
+    if (--b->pending == 0)
+        start_bucket(r, b);
+}
+
+static void arm_buckets(run *r)
+{
+    for (int i = 0; i < r->nbuckets; i++) {
+        r->buckets[i].pending = r->buckets[i].nparams;
+        r->buckets[i].req = NULL;
+    }
+    r->comm_st = KL_OK;
+}
+
+/* Waits for every bucket and averages: each rank's gradients and loss are means over its slice
  * of the batch, so their mean is the global batch's. The loss is averaged too, so that every
  * rank sees the same value and a divergence stops all of them at the same step. */
 static kl_status average(run *r, float *loss, kl_error *err)
@@ -183,13 +260,20 @@ static kl_status average(run *r, float *loss, kl_error *err)
     kl_graph *g = r->m->g;
     size_t n = kl_graph_param_count(g);
     float *grads = kl_graph_grads(g), inv = 1.0f / (float)r->size;
-    kl_comm_request *req;
-    kl_status st = kl_comm_allreduce_start(r->comm, grads, n, &req, err);
+    kl_status st = KL_OK;
+    for (int i = 0; i < r->nbuckets; i++)
+        start_bucket(r, &r->buckets[i]); /* any the callback did not start */
+    if (r->comm_st != KL_OK)
+        st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
+    for (int i = 0; i < r->nbuckets; i++) {
+        kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
+        r->buckets[i].req = NULL;
+        st = st == KL_OK ? wst : st;
+    }
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, loss, 1, err);
-    kl_status wst = st == KL_OK ? kl_comm_wait(r->comm, req, err) : st;
-    if (wst != KL_OK)
-        return wst;
+    if (st != KL_OK)
+        return st;
     for (size_t i = 0; i < n; i++)
         grads[i] *= inv;
     *loss *= inv;
@@ -219,6 +303,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
                             cfg->train.seed, (uint64_t)epoch);
         kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step);
         kl_graph_zero_grad(m->g);
+        if (r->size > 1)
+            arm_buckets(r);
         if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
             return st;
         float step_loss = kl_f32(kl_graph_value(m->g, m->loss))[0];

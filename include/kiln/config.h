@@ -122,6 +122,11 @@ typedef struct kl_train_section {
     kl_early_stop early_stop;
 } kl_train_section;
 
+/* Data parallelism (`dist.*`). */
+typedef struct kl_dist_section {
+    float bucket_mb; /* gradients are all-reduced in buckets of about this size (default 25) */
+} kl_dist_section;
+
 typedef struct kl_checkpoint_section {
     char *every;   /* "2 epochs", "500 steps", "600 s"; empty: off (the checkpoint issue) */
     int keep_last; /* default 3 */
@@ -136,6 +141,7 @@ typedef struct kl_config {
     kl_optim_config optimizer; /* `optimizer.name`: sgd, adam, adamw */
     kl_lr_schedule schedule;   /* `optimizer.lr` is schedule.base_lr */
     kl_train_section train;
+    kl_dist_section dist;
     kl_checkpoint_section checkpoint;
 } kl_config;
 

@@ -1,7 +1,8 @@
 /* Data-parallel training against single-process training: under mpirun -n 4, the same config
  * trains 50 steps on 1 rank (a self communicator), on 2 ranks (the world split in pairs) and on
- * all 4; the final weights must agree within 1e-5 relative (dropout off: its masks follow local
- * positions), and a 4-rank run must repeat bit for bit. Needs Fashion-MNIST (skipped without). */
+ * all 4, and on 4 with many small gradient buckets; the final weights must agree within 1e-5
+ * relative (dropout off: its masks follow local positions), and a 4-rank run must repeat bit for
+ * bit. Needs Fashion-MNIST (skipped without). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,17 @@ int main(int argc, char **argv)
         CHECK(memcmp(p4, p4b, n4 * sizeof *p4) == 0); /* N ranks repeat bit for bit */
         CHECK(r4.last.step == 50 && r1.last.step == 50);
         CHECK(fabs(r4.last.train_loss - r1.last.train_loss) <= 1e-4 * fabs(r1.last.train_loss));
+    }
+    /* Many small gradient buckets (about 260 floats each instead of one 25 MB bucket), each
+     * all-reduced as soon as its gradients are final during backward: the same weights. */
+    if (cfg && p1) {
+        size_t ns = 0;
+        kl_train_result rs;
+        cfg->dist.bucket_mb = 0.001f;
+        float *ps = train_on(world, cfg, &data, &ns, &rs);
+        if (CHECK(ps && ns == n1))
+            CHECK(rel_diff(ps, p1, n1) <= 1e-5);
+        free(ps);
     }
     /* A global batch that does not split evenly is refused on every rank, before training. */
     if (cfg && size > 1) {
