@@ -409,6 +409,35 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
     return KL_OK;
 }
 
+/* Every rank must train the same thing: the resolved configs and the parameter layouts (and so
+ * the data shapes behind them) are compared through their hashes before any step. */
+static kl_status check_same(run *r, kl_error *err)
+{
+    kl_graph *g = r->m->g;
+    uint64_t mine[3] = {kl_config_hash(r->cfg), kl_graph_param_count(g),
+                        (uint64_t)kl_graph_num_params(g) << 32 |
+                            (uint64_t)kl_graph_buffer_count(g)};
+    uint64_t *all = malloc((size_t)r->size * sizeof mine);
+    if (!all)
+        return kl_error_set(err, KL_ENOMEM, "out of memory comparing ranks");
+    kl_status st = kl_comm_allgather(r->comm, mine, all, sizeof mine, err);
+    for (int k = 1; st == KL_OK && k < r->size; k++) {
+        const uint64_t *a = all, *b = all + 3 * k;
+        if (a[0] != b[0])
+            st = kl_error_set(err, KL_EINVAL,
+                              "rank %d's resolved config differs from rank 0's: every rank must "
+                              "get the same config file and --set overrides",
+                              k);
+        else if (a[1] != b[1] || a[2] != b[2])
+            st = kl_error_set(err, KL_EINVAL,
+                              "rank %d built a different model than rank 0 (%llu parameters "
+                              "against %llu): the ranks see different data shapes",
+                              k, (unsigned long long)b[1], (unsigned long long)a[1]);
+    }
+    free(all);
+    return st;
+}
+
 /* Rank 0's initial parameters and buffers for everyone, so that ranks start identical even if
  * initialisation ever depended on something rank-local. */
 static kl_status share_weights(run *r, kl_error *err)
@@ -453,7 +482,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK)
         return st;
-    if (r.size > 1)
+    if (r.size > 1 && (st = check_same(&r, err)) == KL_OK)
         st = share_weights(&r, err);
     if (st == KL_OK && (st = run_init(&r, err)) == KL_OK &&
         (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)

@@ -104,6 +104,15 @@ int main(int argc, char **argv)
             CHECK(rel_diff(ps, p1, n1) <= 1e-5);
         free(ps);
     }
+    /* A rank whose config differs (here rank 1's seed) is found before training, on every rank. */
+    if (cfg && size > 1) {
+        uint64_t seed = cfg->train.seed;
+        if (rank == 1)
+            cfg->train.seed = seed + 1;
+        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, &err);
+        CHECK(st == KL_EINVAL && strstr(err.msg, "rank 1's resolved config differs") != NULL);
+        cfg->train.seed = seed;
+    }
     /* A global batch that does not split evenly is refused on every rank, before training. */
     if (cfg && size > 1) {
         cfg->train.batch_size = 64 + 1;
