@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kiln/train.h"
+#include "trainers/watchdog.h"
 
 /* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
 void openblas_set_num_threads(int n);
@@ -110,6 +111,7 @@ typedef struct run {
     int nbuckets;
     int *param_bucket; /* per parameter */
     kl_error comm_err; /* the first all-reduce failure inside backward's callback */
+    kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
     kl_status comm_st;
     kl_data_splits *data;
     const kl_train_hooks *hooks;
@@ -183,12 +185,15 @@ static kl_status run_init(run *r, kl_error *err)
         if ((st = make_buckets(r, err)) != KL_OK)
             return st;
         kl_graph_on_grad_ready(g, grad_ready, r);
+        if (!(r->wd = kl__watchdog_start(r->rank, cfg->dist.timeout)))
+            return kl_error_set(err, KL_ENOMEM, "cannot start the collective watchdog thread");
     }
     return KL_OK;
 }
 
 static void run_free(run *r)
 {
+    kl__watchdog_stop(r->wd);
     if (r->m->g)
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
     free(r->buckets);
@@ -265,6 +270,7 @@ static kl_status average(run *r, float *loss, kl_error *err)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
     if (r->comm_st != KL_OK)
         st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
+    kl__watchdog_enter(r->wd, "gradient all-reduce", r->step + 1);
     for (int i = 0; i < r->nbuckets; i++) {
         kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
@@ -272,6 +278,7 @@ static kl_status average(run *r, float *loss, kl_error *err)
     }
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, loss, 1, err);
+    kl__watchdog_leave(r->wd);
     if (st != KL_OK)
         return st;
     for (size_t i = 0; i < n; i++)
@@ -328,7 +335,10 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     }
     if (r->size > 1) { /* the epoch's sums over every rank's slices */
         float sums[3] = {(float)loss, (float)hits, (float)abs_err};
-        if ((st = kl_comm_allreduce(r->comm, sums, 3, err)) != KL_OK)
+        kl__watchdog_enter(r->wd, "epoch metrics all-reduce", r->step);
+        st = kl_comm_allreduce(r->comm, sums, 3, err);
+        kl__watchdog_leave(r->wd);
+        if (st != KL_OK)
             return st;
         loss = sums[0];
         hits = sums[1];
@@ -388,7 +398,10 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
         if (r->size > 1) { /* rank 0's hook decides for every rank */
             unsigned char flag = go_on;
-            if ((st = kl_comm_bcast(r->comm, &flag, 1, 0, err)) != KL_OK)
+            kl__watchdog_enter(r->wd, "end-of-epoch broadcast", r->step);
+            st = kl_comm_bcast(r->comm, &flag, 1, 0, err);
+            kl__watchdog_leave(r->wd);
+            if (st != KL_OK)
                 return st;
             go_on = flag;
         }

@@ -125,6 +125,7 @@ typedef struct kl_train_section {
 /* Data parallelism (`dist.*`). */
 typedef struct kl_dist_section {
     float bucket_mb; /* gradients are all-reduced in buckets of about this size (default 25) */
+    float timeout;   /* seconds a rank may wait in one collective before it aborts the job (300) */
 } kl_dist_section;
 
 typedef struct kl_checkpoint_section {
