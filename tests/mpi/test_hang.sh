@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # A rank stopped with SIGSTOP (alive but stuck) in data-parallel training must not hang the job:
-# with dist.timeout 3 s, another rank's watchdog ends the job, naming the rank, the collective
-# and the
-# step, well within 30 s.
+# with dist.timeout 3 s, another rank's watchdog ends the job, naming the rank, the collective and
+# the step, well within 30 s.
 # usage: test_hang.sh PATH_TO_KILN   (needs mpirun and Fashion-MNIST; exits 77 to skip without)
 set -uo pipefail
 kiln="$1"
