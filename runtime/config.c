@@ -237,11 +237,12 @@ static const kl__field train_fields[] = {
     F("seed", KL__F_U64, TR(seed), KL__R_GE, 0, 0, NULL, NULL, ANY),
     F("threads", KL__F_INT, TR(threads), KL__R_GE, 0, 0, NULL, NULL, ANY),
     F("clip_norm", KL__F_FLOAT, TR(clip_norm), KL__R_GE, 0, 0, NULL, NULL, ANY),
+    F("accumulate", KL__F_INT, TR(accumulate), KL__R_GE, 1, 0, NULL, NULL, ANY),
     F("label_smoothing", KL__F_FLOAT, TR(label_smoothing), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL,
       ANY),
     F("early_stop", KL__F_SECTION, TR(early_stop), 0, 0, 0, NULL, &early_section, ANY),
 };
-static const kl__section train_section = {train_fields, 8, SIZE_MAX, NULL, NULL, NULL, NULL};
+static const kl__section train_section = {train_fields, 9, SIZE_MAX, NULL, NULL, NULL, NULL};
 
 #define DI(m) offsetof(kl_dist_section, m)
 static const kl__field dist_fields[] = {
@@ -288,7 +289,8 @@ static bool set_defaults(kl_config *c)
 {
     c->optimizer = kl_optim_defaults(KL_OPTIM_ADAM);
     c->schedule = (kl_lr_schedule){.kind = KL_LR_CONSTANT, .base_lr = 1e-3f, .gamma = 0.1f};
-    c->train = (kl_train_section){.epochs = 10, .batch_size = 64, .eval_every = 1, .seed = 1};
+    c->train = (kl_train_section){
+        .epochs = 10, .batch_size = 64, .eval_every = 1, .seed = 1, .accumulate = 1};
     c->checkpoint.keep_last = 3;
     c->dist.bucket_mb = 25.0f;
     c->dist.timeout = 300.0f;

@@ -112,6 +112,7 @@ typedef struct run {
     int *param_bucket; /* per parameter */
     kl_error comm_err; /* the first all-reduce failure inside backward's callback */
     kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
+    bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
     kl_status comm_st;
     kl_data_splits *data;
     const kl_train_hooks *hooks;
@@ -243,6 +244,8 @@ static void start_bucket(run *r, bucket *b)
 static void grad_ready(void *ctx, int param)
 {
     run *r = ctx;
+    if (!r->reducing) /* an earlier micro-batch: gradients only accumulate */
+        return;
     bucket *b = &r->buckets[r->param_bucket[param]];
     if (--b->pending == 0)
         start_bucket(r, b);
@@ -294,7 +297,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_model *m = r->m;
     const kl_config *cfg = r->cfg;
     const kl_dataset *d = &r->data->train;
-    int64_t gb = cfg->train.batch_size, b = gb / r->size, n = d->x->shape.d[0];
+    int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
+    int64_t gb = cfg->train.batch_size, b = gb / r->size / acc, n = d->x->shape.d[0];
     const kl_tensor *xs = d->x;
     bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
     double loss = 0, hits = 0, abs_err = 0, t0 = now_s();
@@ -302,27 +306,40 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
     for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
-        const int64_t *batch = r->idx + s * gb + r->rank * b; /* this rank's slice */
-        load(m, d, batch, b);
-        if (augment)
-            kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1], xs->shape.d[2],
-                            xs->shape.d[3], batch, cfg->data.crop_padding, cfg->data.flip,
-                            cfg->train.seed, (uint64_t)epoch);
-        kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step);
+        float step_loss = 0;
         kl_graph_zero_grad(m->g);
-        if (r->size > 1)
-            arm_buckets(r);
-        if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
-            return st;
-        float step_loss = kl_f32(kl_graph_value(m->g, m->loss))[0];
+        /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
+        for (int a = 0; a < acc; a++) {
+            const int64_t *batch = r->idx + s * gb + (r->rank * acc + a) * b;
+            load(m, d, batch, b);
+            if (augment)
+                kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
+                                xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
+                                cfg->data.flip, cfg->train.seed, (uint64_t)epoch);
+            kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)(r->step * acc + a));
+            r->reducing = r->size > 1 && a == acc - 1;
+            if (r->reducing)
+                arm_buckets(r);
+            if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
+                return st;
+            step_loss += kl_f32(kl_graph_value(m->g, m->loss))[0];
+            batch_stats(m, b, &loss, &hits, &abs_err);
+        }
+        /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
+         * backward started on this buffer: only then may it be scaled. */
         if (r->size > 1 && (st = average(r, &step_loss, err)) != KL_OK)
             return st;
+        if (acc > 1) { /* the mean of the micro-batch means is the share's mean */
+            float inv = 1.0f / (float)acc, *g = kl_graph_grads(m->g);
+            for (size_t i = 0, np = kl_graph_param_count(m->g); i < np; i++)
+                g[i] *= inv;
+            step_loss *= inv;
+        }
         if (!isfinite(step_loss))
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
                                 "lower optimizer.lr or set train.clip_norm",
                                 (double)step_loss, epoch + 1, (long long)r->step + 1);
-        batch_stats(m, b, &loss, &hits, &abs_err);
         if (cfg->train.clip_norm > 0)
             kl_clip_grad_norm(kl_graph_grads(m->g), kl_graph_param_count(m->g),
                               cfg->train.clip_norm);
@@ -479,11 +496,14 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
         r.rank = kl_comm_rank(comm);
         r.size = kl_comm_size(comm);
     }
-    if (cfg->train.batch_size % r.size != 0)
+    int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
+    if (cfg->train.batch_size % ((int64_t)r.size * acc) != 0)
         return kl_error_set(err, KL_EINVAL,
-                            "train.batch_size %lld does not split evenly over %d ranks; use a "
-                            "multiple of %d (the global batch is what the config fixes)",
-                            (long long)cfg->train.batch_size, r.size, r.size);
+                            "train.batch_size %lld does not split evenly over %d rank%s x %d "
+                            "micro-batches (train.accumulate); use a multiple of %d (the global "
+                            "batch is what the config fixes)",
+                            (long long)cfg->train.batch_size, r.size, r.size == 1 ? "" : "s", acc,
+                            r.size * acc);
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
      * previous one's count; by default the node's cores are shared by its ranks. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -491,7 +511,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads
                                                     : (per_rank > 0 ? per_rank : 1));
     kl_model_options o = kl_train_model_options(cfg, data);
-    o.batch = cfg->train.batch_size / r.size;
+    o.batch = cfg->train.batch_size / r.size / acc;
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK)
         return st;

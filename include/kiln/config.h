@@ -118,6 +118,7 @@ typedef struct kl_train_section {
     uint64_t seed;
     int threads;     /* op threads per rank (0: cores / local ranks) */
     float clip_norm; /* global gradient-norm clipping (0: off) */
+    int accumulate;  /* micro-batches per optimizer step (default 1): same maths, less memory */
     float label_smoothing;
     kl_early_stop early_stop;
 } kl_train_section;

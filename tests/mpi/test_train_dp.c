@@ -104,6 +104,25 @@ int main(int argc, char **argv)
             CHECK(rel_diff(ps, p1, n1) <= 1e-5);
         free(ps);
     }
+    /* Gradient accumulation: the global batch of 64 as 4 micro-batches of 16 on one process, and
+     * as 2 micro-batches of 8 on each of 4 ranks, takes the same steps. */
+    if (cfg && p1) {
+        size_t na = 0, nb = 0;
+        kl_train_result ra, rb;
+        cfg->dist.bucket_mb = 25.0f;
+        cfg->train.accumulate = 4;
+        float *pa = train_on(self, cfg, &data, &na, &ra);
+        cfg->train.accumulate = 2;
+        float *pb = train_on(world, cfg, &data, &nb, &rb);
+        cfg->train.accumulate = 1;
+        if (CHECK(pa && pb && na == n1 && nb == n1)) {
+            CHECK(rel_diff(pa, p1, n1) <= 1e-5);
+            CHECK(rel_diff(pb, p1, n1) <= 1e-5);
+            CHECK(ra.last.step == 50 && rb.last.step == 50);
+        }
+        free(pa);
+        free(pb);
+    }
     /* A rank whose config differs (here rank 1's seed) is found before training, on every rank. */
     if (cfg && size > 1) {
         uint64_t seed = cfg->train.seed;
