@@ -310,7 +310,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         kl_graph_zero_grad(m->g);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
-            const int64_t *batch = r->idx + s * gb + (r->rank * acc + a) * b;
+            const int64_t *batch = r->idx + kl_train_slice(s, gb, r->rank, r->size, acc, a);
             load(m, d, batch, b);
             if (augment)
                 kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
@@ -466,6 +466,13 @@ static kl_status check_same(run *r, kl_error *err)
     }
     free(all);
     return st;
+}
+
+int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, int accumulate,
+                       int micro)
+{
+    int64_t b = global_batch / ranks / accumulate;
+    return step * global_batch + ((int64_t)rank * accumulate + micro) * b;
 }
 
 /* Rank 0's initial parameters and buffers for everyone, so that ranks start identical even if

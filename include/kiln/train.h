@@ -58,6 +58,12 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                             const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
                             kl_error *err);
 
+/* Where micro-batch `micro` of rank `rank` starts in step `step`'s share of the epoch's shuffled
+ * order: each global batch of `global_batch` samples is cut into ranks x accumulate equal,
+ * disjoint runs, so an epoch's full batches are covered exactly once across the ranks. */
+int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, int accumulate,
+                       int micro);
+
 /* The model options a config and its data imply (input shape, outputs, task, batch). */
 kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data);
 

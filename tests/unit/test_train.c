@@ -778,8 +778,36 @@ static void remove_tree(const char *path)
         fprintf(stderr, "could not remove %s\n", path);
 }
 
+/* The slices ranks take: in every epoch, the full batches of the shuffled order are covered
+ * exactly once by (rank, micro-batch) slices that never overlap, for any rank count. */
+static void test_slices(void)
+{
+    const int64_t n = 1000, gb = 48, steps = n / gb; /* 20 full batches, 40 samples left out */
+    const int ranks_list[] = {1, 2, 3, 4, 6}, accs[] = {1, 2, 4};
+    for (size_t ri = 0; ri < sizeof ranks_list / sizeof *ranks_list; ri++)
+        for (size_t ai = 0; ai < sizeof accs / sizeof *accs; ai++) {
+            int ranks = ranks_list[ri], acc = accs[ai];
+            int64_t b = gb / ranks / acc;
+            if (gb % ((int64_t)ranks * acc) != 0)
+                continue;
+            int hits[1000] = {0};
+            for (int64_t s = 0; s < steps; s++)
+                for (int r = 0; r < ranks; r++)
+                    for (int a = 0; a < acc; a++) {
+                        int64_t at = kl_train_slice(s, gb, r, ranks, acc, a);
+                        for (int64_t k = at; k < at + b; k++)
+                            hits[k]++;
+                    }
+            int bad = 0;
+            for (int64_t k = 0; k < n; k++)
+                bad += hits[k] != (k < steps * gb ? 1 : 0);
+            CHECK(bad == 0);
+        }
+}
+
 int main(void)
 {
+    test_slices();
     snprintf(tmp, sizeof tmp, "/tmp/kiln-test-train-XXXXXX");
     KL_ASSERT(mkdtemp(tmp));
     write_regression_csv(in_tmp("reg_train.csv"), 200, 1);
