@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A rank that fails in the middle of data-parallel training must not hang the job.
+#   kill: SIGKILL one rank; the whole job must end with a non-zero status well within 60 s.
+#   stop: SIGSTOP one rank (alive but stuck); with dist.timeout 3 s, another rank's watchdog must
+#         end the job within 30 s, naming the rank, the collective and the step.
+# usage: test_rank_fault.sh kill|stop PATH_TO_KILN   (needs mpirun and Fashion-MNIST; exits 77 to
+#        skip without)
+set -uo pipefail
+mode="$1"
+kiln="$2"
+name="test_rank_fault ($mode)"
+case $mode in
+kill) signal=-9 limit=60 extra=() ;;
+stop) signal=-STOP limit=30 extra=(--set dist.timeout=3) ;;
+*) echo "usage: test_rank_fault.sh kill|stop PATH_TO_KILN" >&2; exit 2 ;;
+esac
+examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
+command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Long enough that it is still training when the fault comes: many epochs on a slice.
+mpirun -n 2 --oversubscribe "$kiln" train "$examples/fashion-mnist/mlp.yaml" \
+    --set data.limit=6400 --set train.epochs=500 --set schedule.warmup_steps=0 \
+    --set train.threads=1 "${extra[@]}" --no-run-dir --json >out.txt 2>err.txt &
+job=$!
+for _ in $(seq 1 120); do # wait for the first epoch: both ranks are in the training loop
+    grep -q '"epoch"' out.txt 2>/dev/null && break
+    sleep 0.5
+done
+if ! grep -q '"epoch"' out.txt; then
+    echo "$name: training never started"; cat err.txt; kill -9 $job; exit 1
+fi
+victim="$(pgrep -P $job -f 'kiln train' | tail -n 1)"
+[ -n "$victim" ] || { echo "$name: no rank process found under mpirun"; kill -9 $job; exit 1; }
+start=$SECONDS
+kill "$signal" "$victim"
+wait $job
+rc=$?
+took=$((SECONDS - start))
+echo "$name: signalled rank pid $victim; mpirun exited with status $rc after ${took}s"
+kill -9 "$victim" 2>/dev/null # in case the launcher left a stopped rank behind
+grep 'dist.timeout' err.txt
+pgrep -f "kiln train $examples/fashion-mnist/mlp.yaml" >/dev/null && {
+    echo "$name: a rank is still running"; pkill -9 -f "kiln train $examples"; exit 1; }
+ok=0
+[ "$rc" -ne 0 ] && [ "$took" -lt "$limit" ] && ok=1
+if [ "$mode" = stop ] &&
+    ! grep -q 'waited more than 3 s in the .* at step [0-9]* (dist.timeout)' err.txt; then
+    ok=0
+fi
+if [ $ok = 1 ]; then
+    echo "$name: 1 passed, 0 failed"
+    exit 0
+fi
+echo "$name: 0 passed, 1 failed"
+exit 1
