@@ -92,6 +92,43 @@ static int fail(const kl_error *err)
     return 1;
 }
 
+/* Every rank loads the same config and data, so a mistake there is found by all of them at
+ * once: the ranks compare outcomes and only the first failing rank prints, so a bad key is one
+ * message and not one per rank. Returns 0 when every rank succeeded, 1 otherwise (every rank
+ * then exits 1). */
+static int agree(kl_comm *comm, kl_status st, const kl_error *err)
+{
+    int size = kl_comm_size(comm), mine = st, rank = kl_comm_rank(comm);
+    int *all = size > 1 ? calloc((size_t)size, sizeof *all) : NULL;
+    kl_error cerr = {0};
+    if (size == 1 || !all || kl_comm_allgather(comm, &mine, all, sizeof mine, &cerr) != KL_OK) {
+        free(all);
+        return st == KL_OK ? (cerr.status ? fail(&cerr) : 0) : fail(err);
+    }
+    int first = -1;
+    for (int k = 0; k < size && first < 0; k++)
+        first = all[k] != KL_OK ? k : -1;
+    free(all);
+    if (first == rank && rank == 0)
+        fail(err);
+    else if (first == rank)
+        fprintf(stderr, "kiln train: rank %d: %s\n", rank, err->msg);
+    return first >= 0;
+}
+
+/* The trainer's own refusals of a config (KL_EINVAL, KL_EUNSUPPORTED) come before any step and
+ * are the same on every rank, so rank 0 speaks for all; anything else is rank-local (a failed
+ * collective, memory) and each rank that saw it says so. */
+static int train_failed(kl_comm *comm, const kl_error *err)
+{
+    int rank = kl_comm_rank(comm);
+    if (rank == 0)
+        return fail(err);
+    if (err->status != KL_EINVAL && err->status != KL_EUNSUPPORTED)
+        fprintf(stderr, "kiln train: rank %d: %s\n", rank, err->msg);
+    return 1;
+}
+
 static int summary(const kl_config *cfg, const kl_data_splits *data)
 {
     kl_error err = {0};
@@ -132,7 +169,7 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
         hooks = kl_reporter_hooks(rep);
     kl_status st = kl_train_run_dist(cfg, data, comm, rep ? &hooks : NULL, NULL, NULL, &err);
     kl_reporter_free(rep);
-    return st == KL_OK ? 0 : fail(&err);
+    return st == KL_OK ? 0 : train_failed(comm, &err);
 }
 
 int kl__cli_train(int argc, char **argv)
@@ -154,19 +191,16 @@ int kl__cli_train(int argc, char **argv)
         goto out;
     }
     lead = kl_comm_rank(comm) == 0;
-    if (!(cfg = kl_config_load(o.config, o.sets, o.nsets, &err))) {
-        rc = fail(&err);
+    cfg = kl_config_load(o.config, o.sets, o.nsets, &err);
+    if ((rc = agree(comm, cfg ? KL_OK : err.status, &err)) != 0)
         goto out;
-    }
     if (o.print_config) {
         if (lead)
             kl_config_print(cfg, stdout);
         goto out;
     }
-    if (kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err) != KL_OK) {
-        rc = fail(&err);
+    if ((rc = agree(comm, kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err), &err)) != 0)
         goto out;
-    }
     if (o.summary)
         rc = lead ? summary(cfg, &data) : 0;
     else

@@ -295,10 +295,11 @@ void kl_graph_set_mode(kl_graph *g, kl_mode mode)
     g->mode = mode;
 }
 
-void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step)
+void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step, int64_t first_row)
 {
     g->rng_seed = seed;
     g->rng_step = step;
+    g->rng_first_row = first_row;
 }
 
 static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
@@ -315,6 +316,7 @@ static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
     c->train = g->mode == KL_MODE_TRAIN;
     c->seed = g->rng_seed;
     c->step = g->rng_step;
+    c->first_row = g->rng_first_row;
     c->node = (uint32_t)i;
 }
 

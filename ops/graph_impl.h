@@ -58,6 +58,7 @@ typedef struct kl__ctx {
     float *scratch; /* scratch_n floats, shared by all ops, contents undefined on entry */
     bool train;
     uint64_t seed, step; /* for counter-based randomness */
+    int64_t first_row;   /* this batch's first row within the global batch (rank slices) */
     uint32_t node;       /* this node's id: a stable stream for randomness */
 } kl__ctx;
 
@@ -143,6 +144,7 @@ struct kl_graph {
     kl_node loss;
     kl_mode mode;
     uint64_t rng_seed, rng_step;
+    int64_t rng_first_row;
 
     kl_param_info *params, *bufs;
     int nparams, nbufs;

@@ -209,7 +209,7 @@ kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_con
             if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
                 goto out;
             load_batch(m, d, idx + s * batch, b);
-            kl_graph_set_rng(m->g, cfg->seed, (uint64_t)step);
+            kl_graph_set_rng(m->g, cfg->seed, (uint64_t)step, 0);
             kl_graph_zero_grad(m->g);
             if ((st = kl_graph_forward(m->g, err)) != KL_OK ||
                 (st = kl_graph_backward(m->g, err)) != KL_OK)

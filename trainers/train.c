@@ -63,34 +63,51 @@ static void load(kl_model *m, const kl_dataset *d, const int64_t *idx, int64_t b
     kl_data_gather(d, idx, b, kl_f32(kl_graph_value(m->g, m->x)), kl_graph_value(m->g, m->y)->data);
 }
 
-kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *accuracy, double *mae,
-                      kl_error *err)
+/* Sums over samples [lo, hi) of d in eval mode: the loss weighted by batch size, correct
+ * predictions and absolute errors, into sums[0..3). */
+static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t hi, double *sums,
+                           kl_error *err)
 {
-    int64_t n = d->x->shape.d[0], max_b = kl_graph_max_batch(m->g);
+    int64_t max_b = kl_graph_max_batch(m->g);
     int64_t *idx = malloc((size_t)max_b * sizeof *idx);
-    double sum = 0, hits = 0, abs_err = 0;
     kl_status st = KL_OK;
+    sums[0] = sums[1] = sums[2] = 0;
     if (!idx)
         return kl_error_set(err, KL_ENOMEM, "out of memory evaluating");
     kl_graph_set_mode(m->g, KL_MODE_EVAL);
-    for (int64_t s = 0; s < n && st == KL_OK; s += max_b) {
-        int64_t b = s + max_b <= n ? max_b : n - s;
+    for (int64_t s = lo; s < hi && st == KL_OK; s += max_b) {
+        int64_t b = s + max_b <= hi ? max_b : hi - s;
         for (int64_t i = 0; i < b; i++)
             idx[i] = s + i;
         if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
             break;
         load(m, d, idx, b);
         if ((st = kl_graph_forward(m->g, err)) == KL_OK)
-            batch_stats(m, b, &sum, &hits, &abs_err);
+            batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
     }
     free(idx);
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
     if (st == KL_OK)
         st = kl_graph_set_batch(m->g, max_b, err);
+    return st;
+}
+
+static void eval_means(const kl_model *m, const double *sums, int64_t n, double *loss,
+                       double *accuracy, double *mae)
+{
     int64_t outputs = kl_graph_shape(m->g, m->output).d[1];
-    *loss = sum / (double)n;
-    *accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / (double)n : NAN;
-    *mae = m->opts.task == KL_TASK_REGRESSION ? abs_err / ((double)n * (double)outputs) : NAN;
+    *loss = sums[0] / (double)n;
+    *accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? sums[1] / (double)n : NAN;
+    *mae = m->opts.task == KL_TASK_REGRESSION ? sums[2] / ((double)n * (double)outputs) : NAN;
+}
+
+kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *accuracy, double *mae,
+                      kl_error *err)
+{
+    double sums[3];
+    int64_t n = d->x->shape.d[0];
+    kl_status st = eval_sums(m, d, 0, n, sums, err);
+    eval_means(m, sums, n, loss, accuracy, mae);
     return st;
 }
 
@@ -310,13 +327,14 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         kl_graph_zero_grad(m->g);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
-            const int64_t *batch = r->idx + kl_train_slice(s, gb, r->rank, r->size, acc, a);
+            int64_t at = kl_train_slice(s, gb, r->rank, r->size, acc, a);
+            const int64_t *batch = r->idx + at;
             load(m, d, batch, b);
             if (augment)
                 kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
                                 xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
                                 cfg->data.flip, cfg->train.seed, (uint64_t)epoch);
-            kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)(r->step * acc + a));
+            kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step, at - s * gb);
             r->reducing = r->size > 1 && a == acc - 1;
             if (r->reducing)
                 arm_buckets(r);
@@ -370,6 +388,50 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     return KL_OK;
 }
 
+/* Evaluation split over the ranks: each takes a contiguous share of d and the sums are
+ * all-reduced, so every rank gets the whole set's metrics for 1/N of the work. */
+static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double *accuracy,
+                               double *mae, kl_error *err)
+{
+    if (r->size == 1)
+        return kl_evaluate(r->m, d, loss, accuracy, mae, err);
+    int64_t n = d->x->shape.d[0];
+    int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
+    double sums[3];
+    kl_status st = eval_sums(r->m, d, lo, hi, sums, err);
+    float part[4] = {(float)sums[0], (float)sums[1], (float)sums[2], st == KL_OK ? 0.0f : 1.0f};
+    kl__watchdog_enter(r->wd, "evaluation all-reduce", r->step);
+    kl_status cst = kl_comm_allreduce(r->comm, part, 4, err);
+    kl__watchdog_leave(r->wd);
+    if (st != KL_OK || cst != KL_OK)
+        return st != KL_OK ? st : cst;
+    if (part[3] > 0)
+        return kl_error_set(err, KL_ECOMM, "evaluation failed on another rank");
+    sums[0] = part[0];
+    sums[1] = part[1];
+    sums[2] = part[2];
+    eval_means(r->m, sums, n, loss, accuracy, mae);
+    return KL_OK;
+}
+
+/* Batch-norm running statistics are updated from each rank's own slice (as in DDP without
+ * SyncBatchNorm), so they drift apart; averaging them at every epoch's end gives every rank the
+ * same model to evaluate, keep and save. */
+static kl_status sync_buffers(run *r, kl_error *err)
+{
+    kl_graph *g = r->m->g;
+    size_t n = kl_graph_buffer_count(g);
+    if (r->size == 1 || n == 0)
+        return KL_OK;
+    float *b = kl_graph_buffers(g), inv = 1.0f / (float)r->size;
+    kl__watchdog_enter(r->wd, "buffer all-reduce", r->step);
+    kl_status st = kl_comm_allreduce(r->comm, b, n, err);
+    kl__watchdog_leave(r->wd);
+    for (size_t i = 0; st == KL_OK && i < n; i++)
+        b[i] *= inv;
+    return st;
+}
+
 /* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
 static bool improved(run *r, const kl_epoch_metrics *em)
 {
@@ -406,8 +468,10 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
             return st;
         bool eval = have_val &&
                     ((epoch + 1) % cfg->train.eval_every == 0 || epoch + 1 == cfg->train.epochs);
-        if (eval && (st = kl_evaluate(r->m, &r->data->val, &em.val_loss, &em.val_accuracy,
-                                      &em.val_mae, err)) != KL_OK)
+        if ((st = sync_buffers(r, err)) != KL_OK)
+            return st;
+        if (eval && (st = evaluate_dist(r, &r->data->val, &em.val_loss, &em.val_accuracy,
+                                        &em.val_mae, err)) != KL_OK)
             return st;
         em.best = eval && improved(r, &em);
         res->epochs_run = epoch + 1;
@@ -526,7 +590,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
         st = share_weights(&r, err);
     if (st == KL_OK && (st = run_init(&r, err)) == KL_OK &&
         (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)
-        st = kl_evaluate(&m, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
+        st = evaluate_dist(&r, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
     run_free(&r);
     res.seconds = now_s() - t0;
     if (st == KL_OK && hooks && hooks->on_done)

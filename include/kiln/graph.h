@@ -125,8 +125,10 @@ kl_status kl_graph_set_batch(kl_graph *g, int64_t batch, kl_error *err);
 int64_t kl_graph_batch(const kl_graph *g);
 int64_t kl_graph_max_batch(const kl_graph *g);
 void kl_graph_set_mode(kl_graph *g, kl_mode mode);
-/* Dropout masks are drawn from (seed, step, node); the trainer advances step. */
-void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step);
+/* Dropout masks are drawn from (seed, step, node, sample row); the trainer advances step and
+ * says where this batch's rows sit in the global batch (first_row), so that a rank's slice or a
+ * micro-batch draws exactly the masks those samples get in one undivided batch. */
+void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step, int64_t first_row);
 
 kl_status kl_graph_forward(kl_graph *g, kl_error *err);
 /* Adds this batch's gradients into the gradient buffer; call kl_graph_zero_grad between steps.

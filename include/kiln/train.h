@@ -51,9 +51,11 @@ kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_trai
 /* The same, data parallel over the ranks of comm: the global train.batch_size is split evenly
  * (an error when it does not divide), each rank takes its slice of every batch of the shared
  * shuffle, parameters start from rank 0's, and gradients and losses are averaged across ranks so
- * that every rank takes the same step. Validation and test run on every rank (same weights, same
- * results); hooks are called on every rank that passes them, and rank 0's on_epoch decides for
- * all. comm NULL is one process. */
+ * that every rank takes the same step. Dropout masks follow the sample's row in the global
+ * batch, so they do not depend on the rank count. Batch-norm running statistics are averaged
+ * across ranks at every epoch's end. Validation and test are split over the ranks and their sums
+ * all-reduced, so every rank sees the same metrics; hooks are called on every rank that passes
+ * them, and rank 0's on_epoch decides for all. comm NULL is one process. */
 kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
                             const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
                             kl_error *err);

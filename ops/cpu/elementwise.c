@@ -239,10 +239,14 @@ static kl_status dropout_shape(kl__node *n, const kl__node *const *in, kl_error 
     return same_shape(n, in, err);
 }
 
+/* The draw for element i is keyed by its sample's row in the global batch (first_row + its row
+ * here), so a batch cut into rank slices or micro-batches gets the masks the whole batch gets. */
 static inline bool dropout_keep(const kl__ctx *c, int64_t i)
 {
     uint64_t stream = (c->step << 24) | (c->node & 0xFFFFFFu);
-    return kl_rng_uniform(c->seed, KL_RNG_DROPOUT, stream, (uint64_t)i) >= c->attr->dropout.p;
+    int64_t row = kl_numel(c->out) / c->out->shape.d[0];
+    return kl_rng_uniform(c->seed, KL_RNG_DROPOUT, stream, (uint64_t)(c->first_row * row + i)) >=
+           c->attr->dropout.p;
 }
 
 static kl_status dropout_forward(kl__ctx *c, kl_error *err)

@@ -1,8 +1,10 @@
 /* Data-parallel training against single-process training: under mpirun -n 4, the same config
  * trains 50 steps on 1 rank (a self communicator), on 2 ranks (the world split in pairs) and on
  * all 4, and on 4 with many small gradient buckets; the final weights must agree within 1e-5
- * relative (dropout off: its masks follow local positions), and a 4-rank run must repeat bit for
- * bit. Needs Fashion-MNIST (skipped without). */
+ * relative (dropout on: its masks follow the sample's row in the global batch), validation
+ * metrics split over the ranks must match one process's, and a 4-rank run must repeat bit for
+ * bit. Batch-norm statistics, averaged at each epoch's end, must be the same on every rank.
+ * Needs Fashion-MNIST (skipped without). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +19,13 @@
 static const char yaml[] = "model:\n"
                            "  layers:\n"
                            "    - dense: {units: 48, activation: relu}\n"
+                           "    - dropout: {rate: 0.2}\n"
                            "    - dense: {units: 24, activation: tanh}\n"
                            "data:\n"
                            "  train: {format: idx, path: " FMNIST "train-images-idx3-ubyte.gz,\n"
                            "          labels: " FMNIST "train-labels-idx1-ubyte.gz}\n"
-                           "  limit: 3200\n"
+                           "  limit: 3600\n"
+                           "  val_fraction: 0.1\n"
                            "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
                            "train: {epochs: 1, batch_size: 64, seed: 3, threads: 1}\n";
 
@@ -92,6 +96,14 @@ int main(int argc, char **argv)
         CHECK(memcmp(p4, p4b, n4 * sizeof *p4) == 0); /* N ranks repeat bit for bit */
         CHECK(r4.last.step == 50 && r1.last.step == 50);
         CHECK(fabs(r4.last.train_loss - r1.last.train_loss) <= 1e-4 * fabs(r1.last.train_loss));
+        /* Validation split over 4 ranks: the same metrics as one process (only the order of
+         * the sums differs), the same on every rank. */
+        CHECK(fabs(r4.last.val_loss - r1.last.val_loss) <= 1e-4 * fabs(r1.last.val_loss));
+        CHECK(fabs(r4.last.val_accuracy - r1.last.val_accuracy) <= 1e-6);
+        double v[2] = {r4.last.val_loss, r4.last.val_accuracy}, v0[2];
+        memcpy(v0, v, sizeof v);
+        CHECK_OK(kl_comm_bcast(world, v0, sizeof v0, 0, &err), &err);
+        CHECK(memcmp(v, v0, sizeof v) == 0);
     }
     /* Many small gradient buckets (about 260 floats each instead of one 25 MB bucket), each
      * all-reduced as soon as its gradients are final during backward: the same weights. */
@@ -137,6 +149,34 @@ int main(int argc, char **argv)
         cfg->train.batch_size = 64 + 1;
         kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, &err);
         CHECK(st == KL_EINVAL && strstr(err.msg, "train.batch_size") != NULL);
+    }
+    /* Batch norm: each rank's running statistics come from its own slices, and the epoch-end
+     * average leaves every rank with the same buffers (so the model kept is the same). */
+    if (cfg && size > 1) {
+        static const char bn[] = "model:\n"
+                                 "  layers:\n"
+                                 "    - dense: {units: 32}\n"
+                                 "    - batchnorm: {}\n"
+                                 "    - activation: relu\n"
+                                 "data: {dataset: fashion-mnist}\n"
+                                 "train: {epochs: 1, batch_size: 64, seed: 3, threads: 1}\n";
+        kl_config *bcfg = kl_config_parse("bn.yaml", bn, strlen(bn), NULL, 0, &err);
+        kl_model m;
+        kl_status st =
+            bcfg ? kl_train_run_dist(bcfg, &data, world, NULL, &m, NULL, &err) : KL_EINVAL;
+        CHECK_OK(st, &err);
+        if (st == KL_OK) {
+            size_t nb = kl_graph_buffer_count(m.g);
+            float *mine = kl_graph_buffers(m.g), *root = malloc(nb * sizeof *root);
+            if (CHECK(nb > 0 && root != NULL)) {
+                memcpy(root, mine, nb * sizeof *root);
+                CHECK_OK(kl_comm_bcast(world, root, nb * sizeof *root, 0, &err), &err);
+                CHECK(memcmp(root, mine, nb * sizeof *root) == 0);
+            }
+            free(root);
+            kl_model_free(&m);
+        }
+        kl_config_free(bcfg);
     }
     free(p1);
     free(p2);

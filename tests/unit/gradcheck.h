@@ -135,7 +135,7 @@ static inline int gc_setup(gc_graph *t, const gc_leaf *leaves, int n, gc_build_f
         return -1;
     }
     kl_graph_set_mode(t->g, o->mode);
-    kl_graph_set_rng(t->g, o->seed, 7);
+    kl_graph_set_rng(t->g, o->seed, 7, 0);
     for (int i = 0; i < n; i++) {
         const gc_leaf *l = &leaves[i];
         kl_tensor *v = gc_leaf_tensor(t, i);

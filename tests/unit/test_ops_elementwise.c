@@ -246,12 +246,17 @@ static int drop_make(drop_graph *d, float p, int64_t rows, int64_t cols)
     return 0;
 }
 
-static const float *drop_run(drop_graph *d, uint64_t seed, uint64_t step)
+static const float *drop_run_at(drop_graph *d, uint64_t seed, uint64_t step, int64_t first_row)
 {
     kl_error err = {0};
-    kl_graph_set_rng(d->g, seed, step);
+    kl_graph_set_rng(d->g, seed, step, first_row);
     CHECK_OK(kl_graph_forward(d->g, &err), &err);
     return kl_f32(kl_graph_value(d->g, d->y));
+}
+
+static const float *drop_run(drop_graph *d, uint64_t seed, uint64_t step)
+{
+    return drop_run_at(d, seed, step, 0);
 }
 
 static void test_dropout(void)
@@ -311,6 +316,18 @@ static void test_dropout(void)
     for (int64_t j = 0; j < COLS; j++)
         differ += (y[j] == 0.0f) != (y[COLS + j] == 0.0f);
     CHECK(differ > COLS / 4);
+
+    /* A slice of the batch (a rank's share, a micro-batch) told where its rows start draws the
+     * whole batch's masks for those rows. */
+    y = drop_run(&d, 5, 1);
+    memcpy(first, y, N * sizeof *first);
+    kl_error err = {0};
+    CHECK_OK(kl_graph_set_batch(d.g, 2, &err), &err);
+    float *xs = kl_f32(kl_graph_value(d.g, d.x));
+    for (int64_t i = 0; i < 2 * COLS; i++)
+        xs[i] = 1.0f + (float)((2 * COLS + i) % 7);
+    y = drop_run_at(&d, 5, 1, 2);
+    CHECK(memcmp(y, first + 2 * COLS, 2 * COLS * sizeof *y) == 0);
     free(first);
     kl_graph_free(d.g);
 
