@@ -9,8 +9,10 @@
 kl_graph *kl_graph_new(void)
 {
     kl_graph *g = calloc(1, sizeof *g);
-    if (g)
+    if (g) {
         g->loss = KL_NONE;
+        g->loss_scale = 1.0f;
+    }
     return g;
 }
 
@@ -295,6 +297,11 @@ void kl_graph_set_mode(kl_graph *g, kl_mode mode)
     g->mode = mode;
 }
 
+void kl_graph_set_loss_scale(kl_graph *g, float scale)
+{
+    g->loss_scale = scale;
+}
+
 void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step, int64_t first_row)
 {
     g->rng_seed = seed;
@@ -377,7 +384,7 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
     g->pass++;
     kl__node *l = &g->nodes[g->loss];
     l->grad_gen = g->pass;
-    kl_f32(&l->grad)[0] = 1.0f;
+    kl_f32(&l->grad)[0] = g->loss_scale;
     for (int i = g->loss; i >= 0; i--) {
         kl__node *n = &g->nodes[i];
         if (kl__visited_in_backward(g, n) && !kl__ops[n->op]->alias) {

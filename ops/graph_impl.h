@@ -145,6 +145,7 @@ struct kl_graph {
     kl_mode mode;
     uint64_t rng_seed, rng_step;
     int64_t rng_first_row;
+    float loss_scale; /* d(loss) that backward starts from; 1 unless the trainer scales */
 
     kl_param_info *params, *bufs;
     int nparams, nbufs;

@@ -172,6 +172,16 @@ kl_status kl_comm_wait(kl_comm *c, kl_comm_request *req, kl_error *err)
     return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Wait (all-reduce)", rc);
 }
 
+bool kl_comm_test(kl_comm *c, kl_comm_request *req)
+{
+    (void)c;
+    int done = 1;
+    if (req && req->req != MPI_REQUEST_NULL &&
+        MPI_Test(&req->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return false; /* kl_comm_wait reports the error */
+    return done != 0;
+}
+
 kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err)
 {
     kl_comm_request *r = NULL;

@@ -248,8 +248,9 @@ static const kl__section train_section = {train_fields, 9, SIZE_MAX, NULL, NULL,
 static const kl__field dist_fields[] = {
     F("bucket_mb", KL__F_FLOAT, DI(bucket_mb), KL__R_GT, 0, 0, NULL, NULL, ANY),
     F("timeout", KL__F_FLOAT, DI(timeout), KL__R_GT, 0, 0, NULL, NULL, ANY),
+    F("overlap", KL__F_BOOL, DI(overlap), 0, 0, 0, NULL, NULL, ANY),
 };
-static const kl__section dist_section = {dist_fields, 2, SIZE_MAX, NULL, NULL, NULL, NULL};
+static const kl__section dist_section = {dist_fields, 3, SIZE_MAX, NULL, NULL, NULL, NULL};
 
 #define CK(m) offsetof(kl_checkpoint_section, m)
 static const kl__field ckpt_fields[] = {
@@ -294,6 +295,7 @@ static bool set_defaults(kl_config *c)
     c->checkpoint.keep_last = 3;
     c->dist.bucket_mb = 25.0f;
     c->dist.timeout = 300.0f;
+    c->dist.overlap = true;
     c->data.task = KL_TASK_CLASSIFICATION;
     c->data.standardize = KL_STD_GLOBAL;
     return kl__strset(&c->runs_dir, "runs") &&

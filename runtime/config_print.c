@@ -3,6 +3,7 @@
  * with the fewest digits that read back to the same float; strings are double-quoted. Behind
  * `kiln train --print-config`, the run directory's config copy and kl_config_hash. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "runtime/config_impl.h"
@@ -10,6 +11,10 @@
 static void print_float(float v, FILE *f)
 {
     char buf[32];
+    if (v == (float)(long)v && fabsf(v) < 1e9f) { /* 300, not the shortest form 3e+02 */
+        fprintf(f, "%ld", (long)v);
+        return;
+    }
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
         if (strtof(buf, NULL) == v)

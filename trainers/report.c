@@ -233,6 +233,7 @@ static bool on_epoch(void *ctx, const kl_epoch_metrics *m)
         json_num(f, "val_mae", m->val_mae, true);
         json_num(f, "lr", m->lr, true);
         json_num(f, "samples_per_s", m->samples_per_s, true);
+        json_num(f, "comm_wait_s", m->comm_wait_s, true);
         json_num(f, "seconds", m->seconds, false);
         fprintf(f, "}\n");
         fflush(f);

@@ -131,6 +131,7 @@ typedef struct run {
     kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
     bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
     kl_status comm_st;
+    double comm_wait; /* seconds this epoch spent waiting for buckets after backward */
     kl_data_splits *data;
     const kl_train_hooks *hooks;
     kl_model *m;
@@ -212,8 +213,10 @@ static kl_status run_init(run *r, kl_error *err)
 static void run_free(run *r)
 {
     kl__watchdog_stop(r->wd);
-    if (r->m->g)
+    if (r->m->g) {
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
+        kl_graph_set_loss_scale(r->m->g, 1.0f);
+    }
     free(r->buckets);
     free(r->param_bucket);
     kl_optim_free(r->opt);
@@ -257,15 +260,20 @@ static void start_bucket(run *r, bucket *b)
                                          &b->req, &r->comm_err);
 }
 
-/* Backward's gradient-ready callback: the bucket's all-reduce starts with its last gradient. */
+/* Backward's gradient-ready callback: the bucket's all-reduce starts with its last gradient.
+ * MPI advances a nonblocking collective only inside MPI calls, so every callback also tests the
+ * buckets in flight: that is what lets them make progress while backward computes. */
 static void grad_ready(void *ctx, int param)
 {
     run *r = ctx;
-    if (!r->reducing) /* an earlier micro-batch: gradients only accumulate */
+    if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
     bucket *b = &r->buckets[r->param_bucket[param]];
     if (--b->pending == 0)
         start_bucket(r, b);
+    for (int i = 0; i < r->nbuckets; i++)
+        if (r->buckets[i].req)
+            kl_comm_test(r->comm, r->buckets[i].req);
 }
 
 static void arm_buckets(run *r)
@@ -277,33 +285,30 @@ static void arm_buckets(run *r)
     r->comm_st = KL_OK;
 }
 
-/* Waits for every bucket and averages: each rank's gradients and loss are means over its slice
- * of the batch, so their mean is the global batch's. The loss is averaged too, so that every
- * rank sees the same value and a divergence stops all of them at the same step. */
+/* Waits for every bucket: each rank's gradients are its slice's mean already scaled by 1 / ranks
+ * (the loss scale), so their sum is the global batch's mean. The loss is averaged too, so that
+ * every rank sees the same value and a divergence stops all of them at the same step. */
 static kl_status average(run *r, float *loss, kl_error *err)
 {
-    kl_graph *g = r->m->g;
-    size_t n = kl_graph_param_count(g);
-    float *grads = kl_graph_grads(g), inv = 1.0f / (float)r->size;
     kl_status st = KL_OK;
     for (int i = 0; i < r->nbuckets; i++)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
     if (r->comm_st != KL_OK)
         st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
     kl__watchdog_enter(r->wd, "gradient all-reduce", r->step + 1);
+    double t0 = now_s();
     for (int i = 0; i < r->nbuckets; i++) {
         kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
         st = st == KL_OK ? wst : st;
     }
+    r->comm_wait += now_s() - t0;
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, loss, 1, err);
     kl__watchdog_leave(r->wd);
     if (st != KL_OK)
         return st;
-    for (size_t i = 0; i < n; i++)
-        grads[i] *= inv;
-    *loss *= inv;
+    *loss /= (float)r->size;
     return KL_OK;
 }
 
@@ -321,7 +326,11 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     double loss = 0, hits = 0, abs_err = 0, t0 = now_s();
     kl_status st;
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
+    r->comm_wait = 0;
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
+    /* Gradients come out as this micro-batch's share of the global mean: summing them over the
+     * micro-batches and the ranks is all that is left to do. */
+    kl_graph_set_loss_scale(m->g, 1.0f / (float)(r->size * acc));
     for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
         float step_loss = 0;
         kl_graph_zero_grad(m->g);
@@ -347,12 +356,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
          * backward started on this buffer: only then may it be scaled. */
         if (r->size > 1 && (st = average(r, &step_loss, err)) != KL_OK)
             return st;
-        if (acc > 1) { /* the mean of the micro-batch means is the share's mean */
-            float inv = 1.0f / (float)acc, *g = kl_graph_grads(m->g);
-            for (size_t i = 0, np = kl_graph_param_count(m->g); i < np; i++)
-                g[i] *= inv;
-            step_loss *= inv;
-        }
+        step_loss /= (float)acc; /* the gradients were scaled by the loss scale */
         if (!isfinite(step_loss))
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
@@ -384,6 +388,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / seen : NAN;
     em->seconds = now_s() - t0;
     em->samples_per_s = seen / (em->seconds > 0 ? em->seconds : 1e-9);
+    em->comm_wait_s = r->comm_wait;
     em->step = r->step;
     return KL_OK;
 }

@@ -5,6 +5,7 @@
 #ifndef KILN_COMM_H
 #define KILN_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "kiln/status.h"
@@ -31,6 +32,10 @@ const char *kl_comm_backend(const kl_comm *c); /* "self" or "mpi" */
 kl_status kl_comm_allreduce_start(kl_comm *c, float *buf, size_t n, kl_comm_request **req,
                                   kl_error *err);
 kl_status kl_comm_wait(kl_comm *c, kl_comm_request *req, kl_error *err);
+/* Whether req has completed, driving it on: MPI moves a nonblocking collective forward only
+ * inside MPI calls, so a caller overlapping it with computation tests it now and then. The
+ * request still goes to kl_comm_wait, which then returns at once. */
+bool kl_comm_test(kl_comm *c, kl_comm_request *req);
 kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err);
 
 kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err);

@@ -127,6 +127,7 @@ typedef struct kl_train_section {
 typedef struct kl_dist_section {
     float bucket_mb; /* gradients are all-reduced in buckets of about this size (default 25) */
     float timeout;   /* seconds a rank may wait in one collective before it aborts the job (300) */
+    bool overlap;    /* start buckets during backward (true) or only after it (for measuring) */
 } kl_dist_section;
 
 typedef struct kl_checkpoint_section {

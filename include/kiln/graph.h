@@ -135,6 +135,9 @@ kl_status kl_graph_forward(kl_graph *g, kl_error *err);
  * Each backward needs the forward just before it (the arena reuses what backward consumed). */
 kl_status kl_graph_backward(kl_graph *g, kl_error *err);
 void kl_graph_zero_grad(kl_graph *g);
+/* Backward computes d(scale * loss): the data-parallel trainer passes 1 / (ranks x micro-batches)
+ * so that summing the pieces gives the mean without another pass over the gradients. */
+void kl_graph_set_loss_scale(kl_graph *g, float scale);
 void kl_graph_on_grad_ready(kl_graph *g, kl_grad_ready_fn fn, void *ctx);
 
 /* Views valid after compile. value(n) of an input is where the caller writes the batch. */

@@ -22,6 +22,7 @@ typedef struct kl_epoch_metrics {
     double val_mae;                    /* regression */
     double lr;                         /* at the epoch's last step */
     double seconds, samples_per_s;     /* training only, evaluation excluded */
+    double comm_wait_s; /* of seconds: waiting for gradient all-reduces after backward */
     bool best;                         /* the best validation metric so far */
 } kl_epoch_metrics;
 
