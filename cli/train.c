@@ -1,10 +1,16 @@
 /* kiln train: parses the command line, loads the config and the data, and hands them to the
  * trainer with a reporter. Everything it does is a call into runtime/ or trainers/. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "kiln/ckpt.h"
 #include "kiln/report.h"
 #include "kiln/train.h"
 
@@ -25,14 +31,35 @@ static const char train_help[] =
     "  --summary         print the model's layers, output shapes, parameters and FLOPs and exit\n"
     "  --quiet           print only the final line\n"
     "  --json            print one JSON object per epoch, and a last one with the test metrics\n"
-    "  --no-run-dir      do not write a run folder\n";
+    "  --no-run-dir      do not write a run folder (and so no checkpoints)\n"
+    "  --resume [PATH]   continue a run exactly where its checkpoint left it. PATH is a\n"
+    "                    checkpoint file, a run folder or a checkpoints folder (the newest\n"
+    "                    checkpoint in it); without PATH, the run named by --name or the\n"
+    "                    config's name. The run folder's metrics and log are appended to\n"
+    "  --auto-resume     resume the named run if it has a checkpoint, else start it: what a\n"
+    "                    job that may be requeued (Slurm) runs every time\n"
+    "  --resume-weights-only PATH\n"
+    "                    start a new run from a checkpoint's weights (its optimizer, step and\n"
+    "                    history are left behind, and the config may differ)\n"
+    "\n"
+    "Checkpoints go to <run folder>/checkpoints/: step-N.h5 as checkpoint.every says, and\n"
+    "final.h5 at the end. On SIGTERM, SIGINT or SIGUSR1 the ranks finish the current step,\n"
+    "write a checkpoint and exit with status 75; a second SIGINT exits at once.\n"
+    "\n"
+    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal after a checkpoint\n";
 
 typedef struct train_opts {
     const char *config;
     const char **sets;
     int nsets;
     bool print_config, summary, quiet, json, no_dir;
+    bool resume, auto_resume, weights_only;
+    const char *resume_path; /* --resume PATH or --resume-weights-only PATH */
 } train_opts;
+
+/* The exit status of a run stopped by a signal after its checkpoint (EX_TEMPFAIL: "try again"),
+ * which a requeueing job script can tell from a failure. */
+enum { EXIT_STOPPED = 75 };
 
 static int parse(int argc, char **argv, train_opts *o, char **name_set)
 {
@@ -71,6 +98,17 @@ static int parse(int argc, char **argv, train_opts *o, char **name_set)
             o->json = true;
         } else if (!strcmp(a, "--no-run-dir")) {
             o->no_dir = true;
+        } else if (!strcmp(a, "--resume")) {
+            o->resume = true;
+            if (i + 1 < argc && argv[i + 1][0] != '-' && o->config) /* PATH is optional */
+                o->resume_path = argv[++i];
+        } else if (!strcmp(a, "--auto-resume")) {
+            o->auto_resume = true;
+        } else if (!strcmp(a, "--resume-weights-only")) {
+            if (i + 1 >= argc)
+                return kl__cli_usage_error("train", "--resume-weights-only needs a checkpoint");
+            o->weights_only = true;
+            o->resume_path = argv[++i];
         } else if (a[0] == '-') {
             return kl__cli_usage_error("train", "unknown option '%s'", a);
         } else if (o->config) {
@@ -83,6 +121,11 @@ static int parse(int argc, char **argv, train_opts *o, char **name_set)
     if (!o->config)
         return kl__cli_usage_error("train", "which config? e.g. kiln train "
                                             "examples/fashion-mnist/mlp.yaml");
+    if (o->resume + o->auto_resume + o->weights_only > 1)
+        return kl__cli_usage_error("train", "use one of --resume, --auto-resume and "
+                                            "--resume-weights-only");
+    if ((o->resume || o->auto_resume) && o->no_dir)
+        return kl__cli_usage_error("train", "resuming continues a run folder: drop --no-run-dir");
     return 0;
 }
 
@@ -142,16 +185,170 @@ static int summary(const kl_config *cfg, const kl_data_splits *data)
     return 0;
 }
 
+static bool is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The folder above a `checkpoints` folder that holds path, or NULL. */
+static char *run_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    char *slash = copy ? strrchr(copy, '/') : NULL;
+    if (!slash) {
+        free(copy);
+        return NULL;
+    }
+    *slash = '\0';
+    const char *base = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
+    if (strcmp(base, "checkpoints") != 0) {
+        free(copy);
+        return NULL;
+    }
+    if (base == copy) { /* "checkpoints/x.h5": the run folder is "." */
+        free(copy);
+        return strdup(".");
+    }
+    copy[base - copy - 1] = '\0';
+    return copy;
+}
+
+/* What to resume and which run folder to continue (rank 0 decides; see where). ckpt NULL: a
+ * fresh start; dir NULL: a new run folder. */
+typedef struct resume_plan {
+    char ckpt[PATH_MAX], dir[PATH_MAX];
+} resume_plan;
+
+static kl_status plan_resume(const kl_config *cfg, const train_opts *o, resume_plan *p,
+                             kl_error *err)
+{
+    char sub[PATH_MAX + 16], *found = NULL, *dir = NULL;
+    p->ckpt[0] = p->dir[0] = '\0';
+    if (o->weights_only) {
+        snprintf(p->ckpt, sizeof p->ckpt, "%s", o->resume_path);
+        return KL_OK;
+    }
+    if (!o->resume && !o->auto_resume)
+        return KL_OK;
+    if (o->resume_path) {
+        const char *path = o->resume_path;
+        snprintf(sub, sizeof sub, "%s/checkpoints", path);
+        if (is_dir(sub)) { /* a run folder */
+            dir = strdup(path);
+            found = kl_ckpt_find_latest(sub, err);
+        } else if (is_dir(path)) { /* a checkpoints folder */
+            found = kl_ckpt_find_latest(path, err);
+            snprintf(sub, sizeof sub, "%s/x", path);
+            dir = run_dir_of(sub);
+        } else if (access(path, R_OK) == 0) {
+            found = strdup(path);
+            dir = run_dir_of(path);
+        } else {
+            return kl_error_set(err, KL_EIO, "--resume %s: %s", path, strerror(errno));
+        }
+    } else {
+        if (!cfg->name || !*cfg->name)
+            return kl_error_set(
+                err, KL_EINVAL,
+                "%s without a path needs the run's name: give --name NAME (or name: "
+                "in the config), or --resume PATH",
+                o->auto_resume ? "--auto-resume" : "--resume");
+        const char *runs = cfg->runs_dir && *cfg->runs_dir ? cfg->runs_dir : "runs";
+        size_t len = strlen(runs) + strlen(cfg->name) + 2;
+        if (!(dir = malloc(len)))
+            return kl_error_set(err, KL_ENOMEM, "out of memory");
+        snprintf(dir, len, "%s/%s", runs, cfg->name);
+        snprintf(sub, sizeof sub, "%s/checkpoints", dir);
+        kl_error e = {0};
+        found = is_dir(sub) ? kl_ckpt_find_latest(sub, &e) : NULL;
+        if (!found && !o->auto_resume)
+            kl_error_set(err, KL_EINVAL,
+                         "--resume: run %s has no checkpoint to resume (%s); drop --resume to "
+                         "start it, or use --auto-resume",
+                         dir, is_dir(sub) ? e.msg : "no checkpoints folder");
+    }
+    if (found)
+        snprintf(p->ckpt, sizeof p->ckpt, "%s", found);
+    if (dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    bool ok = found || (o->auto_resume && !o->resume_path);
+    free(found);
+    free(dir);
+    return ok ? KL_OK : (err->status ? err->status : KL_EINVAL);
+}
+
+/* SIGTERM, SIGINT and SIGUSR1 ask the trainer to checkpoint and stop; a second SIGINT (an
+ * impatient Ctrl-C) ends the process at once. */
+static void on_signal(int signo)
+{
+    if (signo == SIGINT && kl_train_stop_signal() == SIGINT) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    kl_train_request_stop(signo);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* Rank 0 plans the resume and makes the run folder (it alone writes there); every rank then
+ * learns the plan and the checkpoint folder from it, so the ranks never disagree on a path. */
+typedef struct shared_plan {
+    int32_t status;
+    char msg[KL_ERROR_MSG_MAX];
+    resume_plan p;
+    char ckpt_dir[PATH_MAX + 16];
+} shared_plan;
+
 /* Rank 0 reports and writes the run folder; the other ranks train silently beside it. */
 static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o, kl_comm *comm)
 {
     kl_error err = {0};
     kl_reporter *rep = NULL;
     bool lead = kl_comm_rank(comm) == 0;
+    shared_plan *sp = calloc(1, sizeof *sp);
+    if (!sp) {
+        fprintf(stderr, "kiln train: out of memory\n");
+        return 1;
+    }
     if (lead) {
-        kl_report_options ro = {.quiet = o->quiet, .json = o->json, .tty = -1, .no_dir = o->no_dir};
-        if (!(rep = kl_reporter_new(cfg, &ro, &err)))
-            return fail(&err);
+        kl_status st = plan_resume(cfg, o, &sp->p, &err);
+        kl_report_options ro = {.quiet = o->quiet,
+                                .json = o->json,
+                                .tty = -1,
+                                .no_dir = o->no_dir,
+                                .dir = sp->p.dir[0] ? sp->p.dir : NULL};
+        if (st == KL_OK && !(rep = kl_reporter_new(cfg, &ro, &err)))
+            st = err.status;
+        if (st == KL_OK && kl_reporter_dir(rep)) {
+            snprintf(sp->ckpt_dir, sizeof sp->ckpt_dir, "%s/checkpoints", kl_reporter_dir(rep));
+            if (mkdir(sp->ckpt_dir, 0755) != 0 && errno != EEXIST)
+                st = kl_error_set(&err, KL_EIO, "cannot create %s: %s", sp->ckpt_dir,
+                                  strerror(errno));
+        }
+        sp->status = st;
+        snprintf(sp->msg, sizeof sp->msg, "%s", err.msg);
+    }
+    if (kl_comm_size(comm) > 1 && kl_comm_bcast(comm, sp, sizeof *sp, 0, &err) != KL_OK) {
+        free(sp);
+        kl_reporter_free(rep);
+        return fail(&err);
+    }
+    if (sp->status != KL_OK) { /* rank 0 says why; the others just stop */
+        if (lead)
+            fprintf(stderr, "kiln train: %s\n", sp->msg);
+        free(sp);
+        kl_reporter_free(rep);
+        return 1;
     }
     if (lead && !o->quiet && !o->json) {
         const kl_tensor *x = data->train.x;
@@ -163,12 +360,27 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
         if (kl_reporter_dir(rep))
             fprintf(stderr, ", run folder %s", kl_reporter_dir(rep));
         fprintf(stderr, "\n");
+        if (sp->p.ckpt[0])
+            fprintf(stderr, "%s %s\n",
+                    o->weights_only ? "starting from the weights of" : "resuming from", sp->p.ckpt);
+        else if (o->auto_resume)
+            fprintf(stderr, "no checkpoint yet: starting the run\n");
     }
     kl_train_hooks hooks = {0};
     if (rep)
         hooks = kl_reporter_hooks(rep);
-    kl_status st = kl_train_run_dist(cfg, data, comm, rep ? &hooks : NULL, NULL, NULL, &err);
+    kl_train_options to = {.ckpt_dir = sp->ckpt_dir[0] ? sp->ckpt_dir : NULL,
+                           .resume = sp->p.ckpt[0] ? sp->p.ckpt : NULL,
+                           .weights_only = o->weights_only};
+    catch_signals();
+    kl_status st = kl_train_run_dist(cfg, data, comm, &to, rep ? &hooks : NULL, NULL, NULL, &err);
     kl_reporter_free(rep);
+    free(sp);
+    if (st == KL_ESTOPPED) {
+        if (lead)
+            fprintf(stderr, "kiln train: %s\n", err.msg);
+        return EXIT_STOPPED;
+    }
     return st == KL_OK ? 0 : train_failed(comm, &err);
 }
 

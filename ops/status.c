@@ -40,6 +40,8 @@ const char *kl_status_str(kl_status status)
         return "not supported";
     case KL_ECOMM:
         return "communication error";
+    case KL_ESTOPPED:
+        return "stopped on request";
     case KL_EINTERNAL:
         return "internal error";
     }

@@ -3,7 +3,9 @@
  * span several keys (optimizer, schedule, data sources), and kl_config_load/parse/free/hash.
  * docs/config.md documents the same schema; the two change together. */
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,7 +259,47 @@ static const kl__field ckpt_fields[] = {
     F("every", KL__F_STR, CK(every), 0, 0, 0, NULL, NULL, ANY),
     F("keep_last", KL__F_INT, CK(keep_last), KL__R_GE, 0, 0, NULL, NULL, ANY),
 };
-static const kl__section ckpt_section = {ckpt_fields, 2, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* checkpoint.every: a positive number and a unit, parsed here so that a typo is placed at its
+ * file:line:col like any other bad value. */
+static kl_status ckpt_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+                            char *path, kl_error *err)
+{
+    (void)base;
+    kl_checkpoint_section *k = &c->checkpoint;
+    k->every_unit = KL_EVERY_OFF;
+    if (!k->every || !*k->every)
+        return KL_OK;
+    static const struct {
+        const char *name;
+        kl_every_unit unit;
+        double scale;
+    } units[] = {{"epoch", KL_EVERY_EPOCHS, 1},    {"epochs", KL_EVERY_EPOCHS, 1},
+                 {"step", KL_EVERY_STEPS, 1},      {"steps", KL_EVERY_STEPS, 1},
+                 {"s", KL_EVERY_SECONDS, 1},       {"sec", KL_EVERY_SECONDS, 1},
+                 {"seconds", KL_EVERY_SECONDS, 1}, {"min", KL_EVERY_SECONDS, 60},
+                 {"minutes", KL_EVERY_SECONDS, 60}};
+    char *end;
+    double n = strtod(k->every, &end);
+    while (*end == ' ')
+        end++;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (end != k->every && !strcmp(end, units[i].name) && n > 0 && isfinite(n)) {
+            bool whole = units[i].unit != KL_EVERY_SECONDS;
+            if (whole && n != floor(n))
+                break;
+            k->every_unit = units[i].unit;
+            k->every_n = n * units[i].scale;
+            return KL_OK;
+        }
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "'%s' is not a checkpoint interval: write a positive count and a unit, as in "
+             "\"2 epochs\", \"500 steps\", \"600 s\" or \"10 min\"",
+             k->every);
+    return place_error(map, pos, path, "every", msg, err);
+}
+
+static const kl__section ckpt_section = {ckpt_fields, 2, SIZE_MAX, NULL, ckpt_check, NULL, NULL};
 
 /* The top level, in the order kl_config_print writes it. The optimizer's fields are placed
  * relative to kl_config itself because optimizer.lr lands in the schedule. */

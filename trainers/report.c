@@ -83,7 +83,20 @@ static kl_status make_run_dir(kl_reporter *r, const kl_config *cfg, kl_error *er
                         strerror(errno));
 }
 
-static FILE *open_in(kl_reporter *r, const char *file, kl_error *err)
+/* An existing run folder (a resumed run), or that folder created. */
+static kl_status use_run_dir(kl_reporter *r, const char *dir, kl_error *err)
+{
+    if (!(r->dir = strdup(dir)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    char *copy = strdup(dir);
+    int made = copy ? make_dirs(copy) : -1;
+    free(copy);
+    return made == 0 ? KL_OK
+                     : kl_error_set(err, KL_EIO, "cannot create the run folder '%s': %s", dir,
+                                    strerror(errno));
+}
+
+static FILE *open_in(kl_reporter *r, const char *file, const char *mode, kl_error *err)
 {
     size_t len = strlen(r->dir) + strlen(file) + 2;
     char *path = malloc(len);
@@ -92,7 +105,7 @@ static FILE *open_in(kl_reporter *r, const char *file, kl_error *err)
         return NULL;
     }
     snprintf(path, len, "%s/%s", r->dir, file);
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, mode);
     if (!f)
         kl_error_set(err, KL_EIO, "cannot write '%s': %s", path, strerror(errno));
     free(path);
@@ -116,8 +129,11 @@ kl_reporter *kl_reporter_new(const kl_config *cfg, const kl_report_options *o, k
     r->bar = tty && !o->quiet && !o->json;
     if (!o->no_dir) {
         FILE *conf = NULL;
-        if (make_run_dir(r, cfg, err) != KL_OK || !(conf = open_in(r, "config.yaml", err)) ||
-            !(r->csv = open_in(r, "metrics.csv", err)) || !(r->log = open_in(r, "log.txt", err))) {
+        const char *mode = o->dir ? "a" : "w";
+        if ((o->dir ? use_run_dir(r, o->dir, err) : make_run_dir(r, cfg, err)) != KL_OK ||
+            !(conf = open_in(r, "config.yaml", "w", err)) ||
+            !(r->csv = open_in(r, "metrics.csv", mode, err)) ||
+            !(r->log = open_in(r, "log.txt", mode, err))) {
             if (conf)
                 fclose(conf);
             kl_reporter_free(r);
@@ -125,8 +141,9 @@ kl_reporter *kl_reporter_new(const kl_config *cfg, const kl_report_options *o, k
         }
         kl_config_print(cfg, conf);
         fclose(conf);
-        fprintf(r->csv, "epoch,step,train_loss,train_accuracy,val_loss,val_accuracy,val_mae,lr,"
-                        "samples_per_s,seconds\n");
+        if (ftell(r->csv) == 0) /* a new file, not a resumed run's */
+            fprintf(r->csv, "epoch,step,train_loss,train_accuracy,val_loss,val_accuracy,val_mae,"
+                            "lr,samples_per_s,seconds\n");
     }
     return r;
 }

@@ -3,12 +3,15 @@
  * early stopping with the best weights restored, and a final test evaluation. It reports only
  * through kl_train_hooks. */
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kiln/train.h"
+#include "trainers/train_impl.h"
 #include "trainers/watchdog.h"
 
 /* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
@@ -111,41 +114,10 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
     return st;
 }
 
-/* Everything one run holds besides the model. */
-/* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
- * buffer holding whole parameters, started as soon as its last parameter's gradient is final. */
-typedef struct bucket {
-    size_t lo, hi;
-    int nparams, pending;
-    kl_comm_request *req;
-} bucket;
-
-typedef struct run {
-    const kl_config *cfg;
-    kl_comm *comm; /* NULL: one process */
-    int rank, size;
-    bucket *buckets;
-    int nbuckets;
-    int *param_bucket; /* per parameter */
-    kl_error comm_err; /* the first all-reduce failure inside backward's callback */
-    kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
-    bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
-    kl_status comm_st;
-    double comm_wait; /* seconds this epoch spent waiting for buckets after backward */
-    kl_data_splits *data;
-    const kl_train_hooks *hooks;
-    kl_model *m;
-    kl_optim *opt;
-    kl_optim_segment *segs;
-    int nsegs;
-    kl_lr_schedule lr;
-    int64_t *idx, steps_per_epoch, step;
-    float *best_params, *best_buffers; /* early stopping keeps the best weights */
-    double best_metric;
-    int best_epoch, bad_epochs;
-} run;
+typedef kl__trun run;
 
 static kl_status make_buckets(run *r, kl_error *err);
+static kl_status sync_buffers(run *r, kl_error *err);
 static void grad_ready(void *ctx, int param);
 
 static kl_status run_init(run *r, kl_error *err)
@@ -156,10 +128,19 @@ static kl_status run_init(run *r, kl_error *err)
         return kl_error_set(err, KL_EINVAL,
                             "train.batch_size is %lld but the training set has only %lld samples",
                             (long long)cfg->train.batch_size, (long long)n);
-    if (cfg->checkpoint.every && *cfg->checkpoint.every)
-        return kl_error_set(err, KL_EUNSUPPORTED,
-                            "checkpoint.every: checkpoints are not supported yet in this version "
-                            "(planned); remove the key to train without them");
+    if (cfg->checkpoint.every_unit != KL_EVERY_OFF && !r->opts->ckpt_dir)
+        return kl_error_set(err, KL_EINVAL,
+                            "checkpoint.every needs a place for checkpoints: run with a run "
+                            "folder (without --no-run-dir), or remove checkpoint.every");
+    r->last_ckpt = now_s();
+    if (r->opts->ckpt_dir) {
+        size_t len = 0;
+        FILE *f = open_memstream(&r->config_text, &len);
+        if (!f)
+            return kl_error_set(err, KL_ENOMEM, "out of memory");
+        kl_config_print(cfg, f);
+        fclose(f);
+    }
     if (cfg->train.early_stop.patience > 0 && !r->data->val.x)
         return kl_error_set(err, KL_EINVAL,
                             "train.early_stop needs validation data: set data.val_fraction or "
@@ -224,6 +205,8 @@ static void run_free(run *r)
     free(r->idx);
     free(r->best_params);
     free(r->best_buffers);
+    free(r->config_text);
+    free(r->history);
 }
 
 /* Gradient buckets, made once: parameters are laid out in creation order and their gradients
@@ -238,7 +221,7 @@ static kl_status make_buckets(run *r, kl_error *err)
     r->param_bucket = calloc((size_t)np + 1, sizeof *r->param_bucket);
     if (!r->buckets || !r->param_bucket)
         return kl_error_set(err, KL_ENOMEM, "out of memory making gradient buckets");
-    bucket *cur = NULL;
+    kl__bucket *cur = NULL;
     for (int p = np - 1; p >= 0; p--) {
         const kl_param_info *info = kl_graph_param(g, p);
         if (!cur || cur->hi - cur->lo >= (cap ? cap : 1)) {
@@ -252,7 +235,7 @@ static kl_status make_buckets(run *r, kl_error *err)
     return KL_OK;
 }
 
-static void start_bucket(run *r, bucket *b)
+static void start_bucket(run *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
@@ -268,7 +251,7 @@ static void grad_ready(void *ctx, int param)
     run *r = ctx;
     if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
-    bucket *b = &r->buckets[r->param_bucket[param]];
+    kl__bucket *b = &r->buckets[r->param_bucket[param]];
     if (--b->pending == 0)
         start_bucket(r, b);
     for (int i = 0; i < r->nbuckets; i++)
@@ -285,10 +268,14 @@ static void arm_buckets(run *r)
     r->comm_st = KL_OK;
 }
 
+/* What every rank must agree on after a step travels in one small all-reduce with the loss: a
+ * stop request (a signal reached some rank) and a time-based checkpoint (rank 0's clock). */
+enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
+
 /* Waits for every bucket: each rank's gradients are its slice's mean already scaled by 1 / ranks
  * (the loss scale), so their sum is the global batch's mean. The loss is averaged too, so that
  * every rank sees the same value and a divergence stops all of them at the same step. */
-static kl_status average(run *r, float *loss, kl_error *err)
+static kl_status average(run *r, float *ctl, kl_error *err)
 {
     kl_status st = KL_OK;
     for (int i = 0; i < r->nbuckets; i++)
@@ -304,16 +291,67 @@ static kl_status average(run *r, float *loss, kl_error *err)
     }
     r->comm_wait += now_s() - t0;
     if (st == KL_OK)
-        st = kl_comm_allreduce(r->comm, loss, 1, err);
+        st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
     kl__watchdog_leave(r->wd);
     if (st != KL_OK)
         return st;
-    *loss /= (float)r->size;
+    ctl[CTL_LOSS] /= (float)r->size;
+    return KL_OK;
+}
+
+/* The epoch's training sums over every rank's slices (every rank calls it). */
+static kl_status reduce_sums(run *r, double *sums, kl_error *err)
+{
+    if (r->size == 1)
+        return KL_OK;
+    float f[3] = {(float)sums[0], (float)sums[1], (float)sums[2]};
+    kl__watchdog_enter(r->wd, "epoch metrics all-reduce", r->step);
+    kl_status st = kl_comm_allreduce(r->comm, f, 3, err);
+    kl__watchdog_leave(r->wd);
+    for (int i = 0; i < 3; i++)
+        sums[i] = f[i];
+    return st;
+}
+
+/* After a step: a checkpoint when checkpoint.every says so or a stop was requested (then
+ * KL_ESTOPPED). s is the number of the epoch's batches done. */
+static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, double seconds,
+                            kl_error *err)
+{
+    const kl_checkpoint_section *ck = &r->cfg->checkpoint;
+    bool stop = ctl[CTL_STOP] > 0;
+    bool due = ctl[CTL_CKPT] > 0 ||
+               (ck->every_unit == KL_EVERY_STEPS && r->step % (int64_t)ck->every_n == 0);
+    if (!r->opts->ckpt_dir || !(stop || due))
+        return stop ? kl_error_set(err, KL_ESTOPPED,
+                                   "stopped by signal %d at epoch %d, step %lld (no checkpoint: "
+                                   "this run has no run folder)",
+                                   kl_train_stop_signal(), epoch + 1, (long long)r->step)
+                    : KL_OK;
+    double sums[3] = {r->sums[0], r->sums[1], r->sums[2]};
+    char name[64];
+    kl__train_ckpt_name(name, sizeof name, r->step);
+    /* Every rank resumes with rank 0's batch-norm statistics: make them everyone's now. */
+    kl_status st = reduce_sums(r, sums, err);
+    if (st == KL_OK)
+        st = sync_buffers(r, err);
+    if (st == KL_OK)
+        st = kl__train_save(r, epoch, s, sums, seconds, name, err);
+    if (st != KL_OK)
+        return st;
+    kl__train_prune(r);
+    if (stop)
+        return kl_error_set(err, KL_ESTOPPED,
+                            "stopped by signal %d at epoch %d, step %lld; checkpoint %s/%s "
+                            "written: continue with --resume",
+                            kl_train_stop_signal(), epoch + 1, (long long)r->step,
+                            r->opts->ckpt_dir, name);
     return KL_OK;
 }
 
 /* One pass over the shuffled training set in full batches (the shuffled remainder differs every
- * epoch, so every sample is used; equal batches also split evenly across ranks). */
+ * epoch, so every sample is used; equal batches also split evenly across ranks). A resumed run
+ * starts its first epoch at the batch where the checkpoint left it. */
 static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *err)
 {
     kl_model *m = r->m;
@@ -323,16 +361,21 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     int64_t gb = cfg->train.batch_size, b = gb / r->size / acc, n = d->x->shape.d[0];
     const kl_tensor *xs = d->x;
     bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
-    double loss = 0, hits = 0, abs_err = 0, t0 = now_s();
+    bool resumed = epoch == r->start_epoch && r->start_step > 0;
+    int64_t first = resumed ? r->start_step : 0;
+    double t0 = now_s() - (resumed ? r->epoch_seconds : 0);
+    double *sums = r->sums; /* restored by a resume, else zero */
     kl_status st;
+    if (!resumed)
+        sums[0] = sums[1] = sums[2] = 0;
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     r->comm_wait = 0;
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
     /* Gradients come out as this micro-batch's share of the global mean: summing them over the
      * micro-batches and the ranks is all that is left to do. */
     kl_graph_set_loss_scale(m->g, 1.0f / (float)(r->size * acc));
-    for (int64_t s = 0; s < r->steps_per_epoch; s++, r->step++) {
-        float step_loss = 0;
+    for (int64_t s = first; s < r->steps_per_epoch; s++) {
+        float ctl[CTL_N] = {0};
         kl_graph_zero_grad(m->g);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
@@ -349,14 +392,17 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
                 arm_buckets(r);
             if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
                 return st;
-            step_loss += kl_f32(kl_graph_value(m->g, m->loss))[0];
-            batch_stats(m, b, &loss, &hits, &abs_err);
+            ctl[CTL_LOSS] += kl_f32(kl_graph_value(m->g, m->loss))[0];
+            batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
         }
+        ctl[CTL_STOP] = kl_train_stop_signal() != 0;
+        ctl[CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
+                        now_s() - r->last_ckpt >= cfg->checkpoint.every_n;
         /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
          * backward started on this buffer: only then may it be scaled. */
-        if (r->size > 1 && (st = average(r, &step_loss, err)) != KL_OK)
+        if (r->size > 1 && (st = average(r, ctl, err)) != KL_OK)
             return st;
-        step_loss /= (float)acc; /* the gradients were scaled by the loss scale */
+        float step_loss = ctl[CTL_LOSS] / (float)acc; /* gradients: scaled by the loss scale */
         if (!isfinite(step_loss))
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
@@ -368,28 +414,26 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         em->lr = kl_lr_at(&r->lr, r->step);
         kl_optim_step(r->opt, kl_graph_params(m->g), kl_graph_grads(m->g), (float)em->lr, r->segs,
                       r->nsegs);
+        r->step++;
         if (r->hooks && r->hooks->on_step)
             r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
                               (double)step_loss, now_s() - t0);
-    }
-    if (r->size > 1) { /* the epoch's sums over every rank's slices */
-        float sums[3] = {(float)loss, (float)hits, (float)abs_err};
-        kl__watchdog_enter(r->wd, "epoch metrics all-reduce", r->step);
-        st = kl_comm_allreduce(r->comm, sums, 3, err);
-        kl__watchdog_leave(r->wd);
-        if (st != KL_OK)
+        if ((st = after_step(r, epoch, s + 1, ctl, now_s() - t0, err)) != KL_OK)
             return st;
-        loss = sums[0];
-        hits = sums[1];
-        abs_err = sums[2];
     }
+    if ((st = reduce_sums(r, sums, err)) != KL_OK)
+        return st;
     double seen = (double)(r->steps_per_epoch * gb);
-    em->train_loss = loss / seen;
-    em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? hits / seen : NAN;
+    em->train_loss = sums[0] / seen;
+    em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? sums[1] / seen : NAN;
     em->seconds = now_s() - t0;
-    em->samples_per_s = seen / (em->seconds > 0 ? em->seconds : 1e-9);
+    em->samples_per_s = (double)((r->steps_per_epoch - first) * gb) /
+                        (em->seconds - (resumed ? r->epoch_seconds : 0) > 0
+                             ? em->seconds - (resumed ? r->epoch_seconds : 0)
+                             : 1e-9);
     em->comm_wait_s = r->comm_wait;
     em->step = r->step;
+    sums[0] = sums[1] = sums[2] = 0;
     return KL_OK;
 }
 
@@ -465,7 +509,7 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
     const kl_config *cfg = r->cfg;
     bool have_val = r->data->val.x != NULL;
     int patience = cfg->train.early_stop.patience;
-    for (int epoch = 0; epoch < cfg->train.epochs; epoch++) {
+    for (int epoch = r->start_epoch; epoch < cfg->train.epochs; epoch++) {
         kl_epoch_metrics em = {.epoch = epoch + 1, .epochs = cfg->train.epochs};
         em.val_loss = em.val_accuracy = em.val_mae = NAN;
         kl_status st = train_epoch(r, epoch, &em, err);
@@ -481,6 +525,18 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         em.best = eval && improved(r, &em);
         res->epochs_run = epoch + 1;
         res->last = em;
+        if ((st = kl__train_history_add(r, &em, err)) != KL_OK)
+            return st;
+        const kl_checkpoint_section *ck = &cfg->checkpoint;
+        if (r->opts->ckpt_dir && ck->every_unit == KL_EVERY_EPOCHS &&
+            (epoch + 1) % (int)ck->every_n == 0) {
+            char name[64];
+            double zero[3] = {0};
+            kl__train_ckpt_name(name, sizeof name, r->step);
+            if ((st = kl__train_save(r, epoch + 1, 0, zero, 0, name, err)) != KL_OK)
+                return st;
+            kl__train_prune(r);
+        }
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
         if (r->size > 1) { /* rank 0's hook decides for every rank */
             unsigned char flag = go_on;
@@ -557,14 +613,49 @@ static kl_status share_weights(run *r, kl_error *err)
     return st;
 }
 
-kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
-                            const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
-                            kl_error *err)
+/* The stop request: a process has one (signals are per process), so it is global. */
+static volatile sig_atomic_t stop_signal;
+
+void kl_train_request_stop(int signo)
 {
+    stop_signal = signo > 0 ? signo : 1;
+}
+
+int kl_train_stop_signal(void)
+{
+    return stop_signal;
+}
+
+void kl_train_clear_stop(void)
+{
+    stop_signal = 0;
+}
+
+/* The run's end: the final checkpoint holds the model the run kept (the best epoch's under early
+ * stopping) and the state to continue it with more epochs. */
+static kl_status finish(run *r, const kl_train_result *res, kl_error *err)
+{
+    if (!r->opts->ckpt_dir)
+        return KL_OK;
+    double zero[3] = {0};
+    return kl__train_save(r, res->epochs_run, 0, zero, 0, "final.h5", err);
+}
+
+kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
+                            const kl_train_options *opts, const kl_train_hooks *hooks,
+                            kl_model *model, kl_train_result *result, kl_error *err)
+{
+    static const kl_train_options none = {0};
     kl_error local;
     kl_model m;
     kl_train_result res = {.test_loss = NAN, .test_accuracy = NAN, .test_mae = NAN};
-    run r = {.cfg = cfg, .comm = comm, .data = data, .hooks = hooks, .m = &m, .size = 1};
+    run r = {.cfg = cfg,
+             .comm = comm,
+             .data = data,
+             .hooks = hooks,
+             .m = &m,
+             .size = 1,
+             .opts = opts ? opts : &none};
     double t0 = now_s();
     if (!err)
         err = &local;
@@ -593,9 +684,13 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
         return st;
     if (r.size > 1 && (st = check_same(&r, err)) == KL_OK)
         st = share_weights(&r, err);
-    if (st == KL_OK && (st = run_init(&r, err)) == KL_OK &&
-        (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)
+    if (st == KL_OK && (st = run_init(&r, err)) == KL_OK && r.opts->resume)
+        st = kl__train_resume(&r, err);
+    res.epochs_run = r.start_epoch;
+    if (st == KL_OK && (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)
         st = evaluate_dist(&r, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
+    if (st == KL_OK)
+        st = finish(&r, &res, err);
     run_free(&r);
     res.seconds = now_s() - t0;
     if (st == KL_OK && hooks && hooks->on_done)
@@ -612,5 +707,5 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
                        kl_model *model, kl_train_result *result, kl_error *err)
 {
-    return kl_train_run_dist(cfg, data, NULL, hooks, model, result, err);
+    return kl_train_run_dist(cfg, data, NULL, NULL, hooks, model, result, err);
 }

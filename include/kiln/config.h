@@ -130,9 +130,18 @@ typedef struct kl_dist_section {
     bool overlap;    /* start buckets during backward (true) or only after it (for measuring) */
 } kl_dist_section;
 
+typedef enum kl_every_unit {
+    KL_EVERY_OFF,
+    KL_EVERY_EPOCHS,
+    KL_EVERY_STEPS,
+    KL_EVERY_SECONDS
+} kl_every_unit;
+
 typedef struct kl_checkpoint_section {
-    char *every;   /* "2 epochs", "500 steps", "600 s"; empty: off (the checkpoint issue) */
-    int keep_last; /* default 3 */
+    char *every; /* "2 epochs", "500 steps", "600 s" (or "10 min"); NULL: at the end only */
+    kl_every_unit every_unit; /* every, parsed */
+    double every_n;           /* in that unit (minutes become seconds) */
+    int keep_last;            /* periodic checkpoints kept (default 3; 0 keeps all) */
 } kl_checkpoint_section;
 
 typedef struct kl_config {

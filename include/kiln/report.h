@@ -11,12 +11,14 @@
 #include "kiln/train.h"
 
 typedef struct kl_report_options {
-    bool quiet;  /* no progress and no epoch lines (errors and the final line stay) */
-    bool json;   /* JSON lines on out instead of human lines */
-    int tty;     /* progress bar: 1 yes, 0 no, -1 when err is a terminal */
-    bool no_dir; /* do not create a run directory */
-    FILE *out;   /* epoch lines and JSON (default stdout) */
-    FILE *err;   /* progress bar and notes (default stderr) */
+    bool quiet;      /* no progress and no epoch lines (errors and the final line stay) */
+    bool json;       /* JSON lines on out instead of human lines */
+    int tty;         /* progress bar: 1 yes, 0 no, -1 when err is a terminal */
+    bool no_dir;     /* do not create a run directory */
+    const char *dir; /* use this run directory (created if missing), appending to its
+                        metrics.csv and log.txt: a resumed run continues its folder */
+    FILE *out;       /* epoch lines and JSON (default stdout) */
+    FILE *err;       /* progress bar and notes (default stderr) */
 } kl_report_options;
 
 typedef struct kl_reporter kl_reporter;

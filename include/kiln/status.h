@@ -17,7 +17,8 @@ typedef enum kl_status {
     KL_EFORMAT,      /* a file or message that is not what it claims to be */
     KL_EUNSUPPORTED, /* a feature kiln does not have (yet) */
     KL_ECOMM,        /* a communicator (MPI, NCCL) failed */
-    KL_EINTERNAL     /* a bug in kiln: please report it */
+    KL_EINTERNAL,    /* a bug in kiln: please report it */
+    KL_ESTOPPED      /* stopped on request (a signal) after saving a checkpoint */
 } kl_status;
 
 #define KL_ERROR_MSG_MAX 512

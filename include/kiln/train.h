@@ -23,7 +23,7 @@ typedef struct kl_epoch_metrics {
     double lr;                         /* at the epoch's last step */
     double seconds, samples_per_s;     /* training only, evaluation excluded */
     double comm_wait_s; /* of seconds: waiting for gradient all-reduces after backward */
-    bool best;                         /* the best validation metric so far */
+    bool best;          /* the best validation metric so far */
 } kl_epoch_metrics;
 
 typedef struct kl_train_result {
@@ -44,6 +44,22 @@ typedef struct kl_train_hooks {
     void (*on_done)(void *ctx, const kl_train_result *r);
 } kl_train_hooks;
 
+/* Checkpointing and resume for one run. */
+typedef struct kl_train_options {
+    const char *ckpt_dir; /* rank 0 writes checkpoints here (checkpoint.every, a stop, the end);
+                             NULL: none, and a config with checkpoint.every is refused */
+    const char *resume;   /* a checkpoint to continue from exactly; NULL: a fresh start */
+    bool weights_only;    /* take only resume's weights: a new run (the config may differ) */
+} kl_train_options;
+
+/* Asks every trainer in this process to stop after its current step, write a checkpoint and
+ * return KL_ESTOPPED (on every rank: the request travels with the step's all-reduce). Safe to
+ * call from a signal handler; `kiln train` calls it on SIGTERM, SIGINT and SIGUSR1. */
+void kl_train_request_stop(int signo);
+/* The signal that asked for the stop (0: none), and clearing it (tests, tune workers). */
+int kl_train_stop_signal(void);
+void kl_train_clear_stop(void);
+
 /* Builds the model from cfg for data, trains it, evaluates on the test split, and leaves the
  * trained model in *model (free it with kl_model_free) when model is not NULL. */
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,
@@ -58,8 +74,8 @@ kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_trai
  * all-reduced, so every rank sees the same metrics; hooks are called on every rank that passes
  * them, and rank 0's on_epoch decides for all. comm NULL is one process. */
 kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm *comm,
-                            const kl_train_hooks *hooks, kl_model *model, kl_train_result *result,
-                            kl_error *err);
+                            const kl_train_options *opts, const kl_train_hooks *hooks,
+                            kl_model *model, kl_train_result *result, kl_error *err);
 
 /* Where micro-batch `micro` of rank `rank` starts in step `step`'s share of the epoch's shuffled
  * order: each global batch of `global_batch` samples is cut into ranks x accumulate equal,

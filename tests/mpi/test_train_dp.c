@@ -35,7 +35,7 @@ static float *train_on(kl_comm *comm, const kl_config *cfg, kl_data_splits *data
 {
     kl_error err = {0};
     kl_model m;
-    if (kl_train_run_dist(cfg, data, comm, NULL, &m, res, &err) != KL_OK) {
+    if (kl_train_run_dist(cfg, data, comm, NULL, NULL, &m, res, &err) != KL_OK) {
         fprintf(stderr, "train: %s\n", err.msg);
         return NULL;
     }
@@ -140,14 +140,14 @@ int main(int argc, char **argv)
         uint64_t seed = cfg->train.seed;
         if (rank == 1)
             cfg->train.seed = seed + 1;
-        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, &err);
+        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, NULL, &err);
         CHECK(st == KL_EINVAL && strstr(err.msg, "rank 1's resolved config differs") != NULL);
         cfg->train.seed = seed;
     }
     /* A global batch that does not split evenly is refused on every rank, before training. */
     if (cfg && size > 1) {
         cfg->train.batch_size = 64 + 1;
-        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, &err);
+        kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, NULL, &err);
         CHECK(st == KL_EINVAL && strstr(err.msg, "train.batch_size") != NULL);
     }
     /* Batch norm: each rank's running statistics come from its own slices, and the epoch-end
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         kl_config *bcfg = kl_config_parse("bn.yaml", bn, strlen(bn), NULL, 0, &err);
         kl_model m;
         kl_status st =
-            bcfg ? kl_train_run_dist(bcfg, &data, world, NULL, &m, NULL, &err) : KL_EINVAL;
+            bcfg ? kl_train_run_dist(bcfg, &data, world, NULL, NULL, &m, NULL, &err) : KL_EINVAL;
         CHECK_OK(st, &err);
         if (st == KL_OK) {
             size_t nb = kl_graph_buffer_count(m.g);

@@ -358,8 +358,9 @@ static void test_errors(void)
 {
     const char *big_batch[] = {"data.limit=100", "train.batch_size=100"}; /* 90 for training */
     check_fails(__LINE__, mlp_yaml, big_batch, 2, KL_EINVAL, "train.batch_size", "100", "90", NULL);
+    /* checkpoint.every without a place to write checkpoints (kl_train_run has no folder). */
     const char *ckpt[] = {"data.limit=100", "checkpoint.every=2 epochs"};
-    check_fails(__LINE__, mlp_yaml, ckpt, 2, KL_EUNSUPPORTED, "checkpoint.every", NULL);
+    check_fails(__LINE__, mlp_yaml, ckpt, 2, KL_EINVAL, "checkpoint.every", "run folder", NULL);
     const char *no_val[] = {"data.limit=100", "data.val_fraction=0", "train.early_stop.patience=2"};
     check_fails(__LINE__, mlp_yaml, no_val, 3, KL_EINVAL, "train.early_stop", "val_fraction", NULL);
     const char *diverge[] = {"data.limit=500", "optimizer={name: sgd, lr: 1e6}"};

@@ -1,0 +1,300 @@
+/* The HDF5 helpers of runtime/h5.h: attributes, text and f32 datasets for kiln's file formats.
+ * Callers bracket their HDF5 work with kl__h5_quiet_begin/end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/h5.h"
+
+kl__h5_quiet kl__h5_quiet_begin(void)
+{
+    kl__h5_quiet q = {0};
+    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+void kl__h5_quiet_end(kl__h5_quiet q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q.fn, q.data);
+}
+
+void kl__h5_close(hid_t id, herr_t (*close)(hid_t))
+{
+    if (id >= 0)
+        close(id);
+}
+
+static hid_t vstr_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+static bool put_attr(hid_t obj, const char *name, hid_t type, const void *v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR), a = -1;
+    if (H5Aexists(obj, name) > 0)
+        H5Adelete(obj, name);
+    bool ok = sp >= 0 && (a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+              H5Awrite(a, type, v) >= 0;
+    kl__h5_close(a, H5Aclose);
+    kl__h5_close(sp, H5Sclose);
+    return ok;
+}
+
+bool kl__h5_put_str(hid_t obj, const char *name, const char *v)
+{
+    hid_t t = vstr_type();
+    bool ok = t >= 0 && put_attr(obj, name, t, &v);
+    kl__h5_close(t, H5Tclose);
+    return ok;
+}
+
+bool kl__h5_put_i64(hid_t obj, const char *name, int64_t v)
+{
+    return put_attr(obj, name, H5T_NATIVE_INT64, &v);
+}
+
+bool kl__h5_put_f64(hid_t obj, const char *name, double v)
+{
+    return put_attr(obj, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* Opens attribute name of the class wanted: 1 with *a set, 0 when absent, -1 otherwise. */
+static int open_attr(hid_t obj, const char *name, H5T_class_t want, hid_t *a)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return 0;
+    *a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (*a < 0)
+        return -1;
+    hid_t t = H5Aget_type(*a), sp = H5Aget_space(*a);
+    bool ok = t >= 0 && H5Tget_class(t) == want && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    kl__h5_close(t, H5Tclose);
+    kl__h5_close(sp, H5Sclose);
+    if (!ok) {
+        H5Aclose(*a);
+        return -1;
+    }
+    return 1;
+}
+
+/* Reads a string attribute or dataset through its type: variable-length or fixed. */
+static int read_string(hid_t obj, bool attr, char **v)
+{
+    hid_t t = attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    if (t < 0)
+        return -1;
+    int rc = -1;
+    if (H5Tis_variable_str(t) > 0) {
+        hid_t mt = vstr_type();
+        char *s = NULL;
+        herr_t r = mt < 0 ? -1
+                   : attr ? H5Aread(obj, mt, &s)
+                          : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &s);
+        if (r >= 0 && s) {
+            *v = strdup(s);
+            rc = *v ? 1 : -1;
+        }
+        if (r >= 0 && s) {
+            hid_t sp = attr ? H5Aget_space(obj) : H5Dget_space(obj);
+            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, &s);
+            kl__h5_close(sp, H5Sclose);
+        }
+        kl__h5_close(mt, H5Tclose);
+    } else {
+        size_t n = H5Tget_size(t);
+        char *s = n > 0 && n < ((size_t)1 << 30) ? calloc(n + 1, 1) : NULL;
+        if (s &&
+            (attr ? H5Aread(obj, t, s) : H5Dread(obj, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, s)) >= 0) {
+            *v = s;
+            rc = 1;
+        } else {
+            free(s);
+        }
+    }
+    H5Tclose(t);
+    return rc;
+}
+
+int kl__h5_get_str(hid_t obj, const char *name, char **v)
+{
+    hid_t a;
+    int rc = open_attr(obj, name, H5T_STRING, &a);
+    if (rc <= 0)
+        return rc;
+    rc = read_string(a, true, v);
+    H5Aclose(a);
+    return rc;
+}
+
+/* A numeric attribute of either class, converted by HDF5 to mem. */
+static int get_num(hid_t obj, const char *name, hid_t mem, void *v)
+{
+    hid_t a;
+    int rc = open_attr(obj, name, H5T_INTEGER, &a);
+    if (rc < 0)
+        rc = open_attr(obj, name, H5T_FLOAT, &a);
+    if (rc <= 0)
+        return rc;
+    rc = H5Aread(a, mem, v) >= 0 ? 1 : -1;
+    H5Aclose(a);
+    return rc;
+}
+
+int kl__h5_get_i64(hid_t obj, const char *name, int64_t *v)
+{
+    return get_num(obj, name, H5T_NATIVE_INT64, v);
+}
+
+int kl__h5_get_f64(hid_t obj, const char *name, double *v)
+{
+    return get_num(obj, name, H5T_NATIVE_DOUBLE, v);
+}
+
+bool kl__h5_put_text(hid_t loc, const char *name, const char *text)
+{
+    hid_t t = vstr_type(), sp = H5Screate(H5S_SCALAR), d = -1;
+    bool ok = t >= 0 && sp >= 0 &&
+              (d = H5Dcreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+              H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) >= 0;
+    kl__h5_close(d, H5Dclose);
+    kl__h5_close(sp, H5Sclose);
+    kl__h5_close(t, H5Tclose);
+    return ok;
+}
+
+int kl__h5_get_text(hid_t loc, const char *name, char **text)
+{
+    if (!kl__h5_exists(loc, name))
+        return 0;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return -1;
+    hid_t t = H5Dget_type(d);
+    int rc = t >= 0 && H5Tget_class(t) == H5T_STRING ? read_string(d, false, text) : -1;
+    kl__h5_close(t, H5Tclose);
+    H5Dclose(d);
+    return rc;
+}
+
+static bool put_data(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *v,
+                     int ndim, const int64_t *dims, int64_t n)
+{
+    hsize_t hd[8];
+    int rank = ndim > 0 ? ndim : 1;
+    for (int i = 0; i < rank; i++)
+        hd[i] = (hsize_t)(ndim > 0 ? dims[i] : n);
+    hid_t sp = H5Screate_simple(rank, hd, NULL), d = -1;
+    bool ok =
+        sp >= 0 &&
+        (d = H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+        H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
+    kl__h5_close(d, H5Dclose);
+    kl__h5_close(sp, H5Sclose);
+    return ok;
+}
+
+bool kl__h5_put_f32(hid_t loc, const char *name, const float *v, int ndim, const int64_t *dims)
+{
+    return put_data(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, v, ndim, dims, 0);
+}
+
+bool kl__h5_put_f64s(hid_t loc, const char *name, const double *v, int64_t n)
+{
+    return put_data(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, 0, NULL, n);
+}
+
+bool kl__h5_put_i32(hid_t loc, const char *name, const int32_t *v, int ndim, const int64_t *dims)
+{
+    return put_data(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT32, v, ndim, dims, 0);
+}
+
+bool kl__h5_exists(hid_t loc, const char *path)
+{
+    /* H5Lexists needs every intermediate group to exist: walk the path. */
+    char buf[512];
+    if (strlen(path) >= sizeof buf)
+        return false;
+    strcpy(buf, path);
+    for (char *p = buf; (p = strchr(p + 1, '/')) != NULL;) {
+        *p = '\0';
+        if (H5Lexists(loc, buf, H5P_DEFAULT) <= 0)
+            return false;
+        *p = '/';
+    }
+    return H5Lexists(loc, buf, H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, buf, H5P_DEFAULT) > 0;
+}
+
+int kl__h5_shape(hid_t loc, const char *name, int *ndim, int64_t *dims)
+{
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hsize_t hd[8];
+    bool ok = rank >= 0 && rank <= 8 && H5Sget_simple_extent_dims(sp, hd, NULL) >= 0;
+    for (int i = 0; ok && i < rank; i++)
+        dims[i] = (int64_t)hd[i];
+    if (ok)
+        *ndim = rank;
+    kl__h5_close(sp, H5Sclose);
+    kl__h5_close(d, H5Dclose);
+    return ok ? 0 : -1;
+}
+
+static void shape_str(char *buf, size_t size, int ndim, const int64_t *dims)
+{
+    size_t at = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (at < size)
+        snprintf(buf + at, size - at, ")");
+}
+
+kl_status kl__h5_get_f32(hid_t loc, const char *name, float *v, int ndim, const int64_t *dims,
+                         int64_t want, const char *file, const char *what, kl_error *err)
+{
+    if (!kl__h5_exists(loc, name))
+        return kl_error_set(err, KL_EFORMAT, "%s: %s is missing (no dataset %s)", file, what, name);
+    int have_ndim;
+    int64_t have[8];
+    if (kl__h5_shape(loc, name, &have_ndim, have) != 0)
+        return kl_error_set(err, KL_EFORMAT, "%s: %s (%s) cannot be read: the file is damaged",
+                            file, what, name);
+    int64_t n = 1;
+    for (int i = 0; i < have_ndim; i++)
+        n *= have[i];
+    bool same = ndim == 0 ? n == want : have_ndim == ndim;
+    for (int i = 0; same && ndim > 0 && i < ndim; i++)
+        same = have[i] == dims[i];
+    if (!same) {
+        char a[96], b[96];
+        shape_str(a, sizeof a, have_ndim, have);
+        if (ndim > 0)
+            shape_str(b, sizeof b, ndim, dims);
+        else
+            snprintf(b, sizeof b, "%lld values", (long long)want);
+        return kl_error_set(err, KL_ESHAPE,
+                            "%s: %s has shape %s in the file, but the model needs %s", file, what,
+                            a, b);
+    }
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT), t = d >= 0 ? H5Dget_type(d) : -1;
+    bool ok = t >= 0 && H5Tget_class(t) == H5T_FLOAT;
+    kl__h5_close(t, H5Tclose);
+    if (!ok) {
+        kl__h5_close(d, H5Dclose);
+        return kl_error_set(err, KL_EFORMAT, "%s: %s (%s) does not hold floating-point numbers",
+                            file, what, name);
+    }
+    ok = want == 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
+    H5Dclose(d);
+    if (!ok)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: %s (%s) cannot be read: the file is truncated or damaged", file,
+                            what, name);
+    return KL_OK;
+}

@@ -1,0 +1,69 @@
+/* The trainer's private state, shared by trainers/train.c (the loop) and trainers/train_ckpt.c
+ * (checkpoints and resume). */
+#ifndef KILN_TRAINERS_TRAIN_IMPL_H
+#define KILN_TRAINERS_TRAIN_IMPL_H
+
+#include "kiln/ckpt.h"
+#include "kiln/train.h"
+#include "trainers/watchdog.h"
+
+/* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
+ * buffer holding whole parameters, started as soon as its last parameter's gradient is final. */
+typedef struct kl__bucket {
+    size_t lo, hi;
+    int nparams, pending;
+    kl_comm_request *req;
+} kl__bucket;
+
+/* Everything one run holds besides the model. */
+typedef struct kl__trun {
+    const kl_config *cfg;
+    kl_comm *comm; /* NULL: one process */
+    int rank, size;
+    kl__bucket *buckets;
+    int nbuckets;
+    int *param_bucket; /* per parameter */
+    kl_error comm_err; /* the first all-reduce failure inside backward's callback */
+    kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
+    bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
+    kl_status comm_st;
+    double comm_wait; /* seconds this epoch spent waiting for buckets after backward */
+    kl_data_splits *data;
+    const kl_train_hooks *hooks;
+    kl_model *m;
+    kl_optim *opt;
+    kl_optim_segment *segs;
+    int nsegs;
+    kl_lr_schedule lr;
+    int64_t *idx, steps_per_epoch, step;
+    float *best_params, *best_buffers; /* early stopping keeps the best weights */
+    double best_metric;
+    int best_epoch, bad_epochs;
+    /* Checkpoints and resume. */
+    const kl_train_options *opts; /* never NULL inside the trainer */
+    char *config_text;            /* the resolved config, as checkpoints store it */
+    int start_epoch;              /* epochs already done (a resumed run) */
+    int64_t start_step;           /* full batches of start_epoch already done */
+    double sums[3];               /* the epoch's loss, hits, absolute errors so far (this rank) */
+    double epoch_seconds;         /* the epoch's training time before a resume */
+    double last_ckpt;             /* when the last checkpoint was written (checkpoint.every s) */
+    double *history;              /* KL__HISTORY_COLS doubles per finished epoch */
+    int nhistory, cap_history;
+} kl__trun;
+
+#define KL__HISTORY_COLS 10
+
+/* Checkpoints (trainers/train_ckpt.c). Rank 0 writes; every rank calls, so that the writes are
+ * at the same point everywhere. `file` is a name inside opts->ckpt_dir; sums and seconds are
+ * the unfinished epoch's (all ranks' sums), epochs_done and step_in_epoch where it stands. */
+kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, const double *sums,
+                         double seconds, const char *file, kl_error *err);
+/* Periodic checkpoints: the name for step `step`, and the pruning to checkpoint.keep_last. */
+void kl__train_ckpt_name(char *buf, size_t size, int64_t step);
+void kl__train_prune(kl__trun *r);
+/* Loads opts->resume (rank 0 reads, every rank receives) into the model, optimizer and run. */
+kl_status kl__train_resume(kl__trun *r, kl_error *err);
+/* Appends a finished epoch to the history. */
+kl_status kl__train_history_add(kl__trun *r, const kl_epoch_metrics *m, kl_error *err);
+
+#endif
