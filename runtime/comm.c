@@ -219,6 +219,38 @@ kl_status kl_comm_allgather(kl_comm *c, const void *send, void *recv, size_t byt
     return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Allgather", rc);
 }
 
+kl_status kl_comm_send(kl_comm *c, int dest, int tag, const void *buf, size_t bytes, kl_error *err)
+{
+    kl_status st = count_ok(c, bytes, "send", err);
+    if (st != KL_OK)
+        return st;
+    if (!c->mpi)
+        return kl_error_set(err, KL_EINVAL, "send: a one-process communicator has no peer");
+    int rc = MPI_Send(buf, (int)bytes, MPI_BYTE, dest, tag, c->comm);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Send", rc);
+}
+
+kl_status kl_comm_recv(kl_comm *c, int src, int tag, void *buf, size_t cap, int *from,
+                       size_t *bytes, kl_error *err)
+{
+    kl_status st = count_ok(c, cap, "recv", err);
+    if (st != KL_OK)
+        return st;
+    if (!c->mpi)
+        return kl_error_set(err, KL_EINVAL, "recv: a one-process communicator has no peer");
+    MPI_Status s;
+    int rc = MPI_Recv(buf, (int)cap, MPI_BYTE, src < 0 ? MPI_ANY_SOURCE : src, tag, c->comm, &s);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, c, "MPI_Recv", rc);
+    int n = 0;
+    MPI_Get_count(&s, MPI_BYTE, &n);
+    if (from)
+        *from = s.MPI_SOURCE;
+    if (bytes)
+        *bytes = (size_t)n;
+    return KL_OK;
+}
+
 kl_status kl_comm_split(kl_comm *c, int color, int key, kl_comm **out, kl_error *err)
 {
     if (!c->mpi)

@@ -322,11 +322,17 @@ static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, doub
     bool stop = ctl[CTL_STOP] > 0;
     bool due = ctl[CTL_CKPT] > 0 ||
                (ck->every_unit == KL_EVERY_STEPS && r->step % (int64_t)ck->every_n == 0);
+    /* The request travels with the all-reduce, so a rank may stop for another rank's signal. */
+    char cause[48] = "";
+    if (stop && kl_train_stop_signal())
+        snprintf(cause, sizeof cause, "signal %d", kl_train_stop_signal());
+    else if (stop)
+        snprintf(cause, sizeof cause, "a signal to another rank");
     if (!r->opts->ckpt_dir || !(stop || due))
         return stop ? kl_error_set(err, KL_ESTOPPED,
-                                   "stopped by signal %d at epoch %d, step %lld (no checkpoint: "
-                                   "this run has no run folder)",
-                                   kl_train_stop_signal(), epoch + 1, (long long)r->step)
+                                   "stopped by %s at epoch %d, step %lld (no checkpoint: this "
+                                   "run has no run folder)",
+                                   cause, epoch + 1, (long long)r->step)
                     : KL_OK;
     double sums[3] = {r->sums[0], r->sums[1], r->sums[2]};
     char name[64];
@@ -342,10 +348,9 @@ static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, doub
     kl__train_prune(r);
     if (stop)
         return kl_error_set(err, KL_ESTOPPED,
-                            "stopped by signal %d at epoch %d, step %lld; checkpoint %s/%s "
-                            "written: continue with --resume",
-                            kl_train_stop_signal(), epoch + 1, (long long)r->step,
-                            r->opts->ckpt_dir, name);
+                            "stopped by %s at epoch %d, step %lld; checkpoint %s/%s written: "
+                            "continue with --resume",
+                            cause, epoch + 1, (long long)r->step, r->opts->ckpt_dir, name);
     return KL_OK;
 }
 
@@ -421,6 +426,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         if ((st = after_step(r, epoch, s + 1, ctl, now_s() - t0, err)) != KL_OK)
             return st;
     }
+    /* The epoch's last step's rate, also when a run resumed at its last batch took none here. */
+    em->lr = kl_lr_at(&r->lr, r->step - 1);
     if ((st = reduce_sums(r, sums, err)) != KL_OK)
         return st;
     double seen = (double)(r->steps_per_epoch * gb);
@@ -527,16 +534,6 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         res->last = em;
         if ((st = kl__train_history_add(r, &em, err)) != KL_OK)
             return st;
-        const kl_checkpoint_section *ck = &cfg->checkpoint;
-        if (r->opts->ckpt_dir && ck->every_unit == KL_EVERY_EPOCHS &&
-            (epoch + 1) % (int)ck->every_n == 0) {
-            char name[64];
-            double zero[3] = {0};
-            kl__train_ckpt_name(name, sizeof name, r->step);
-            if ((st = kl__train_save(r, epoch + 1, 0, zero, 0, name, err)) != KL_OK)
-                return st;
-            kl__train_prune(r);
-        }
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
         if (r->size > 1) { /* rank 0's hook decides for every rank */
             unsigned char flag = go_on;
@@ -546,6 +543,19 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
             if (st != KL_OK)
                 return st;
             go_on = flag;
+        }
+        /* The checkpoint comes after the hooks have seen the epoch: a tune coordinator journals
+         * the result first, so a crash in between makes the resumed trial report it again
+         * (which the coordinator recognises) instead of skipping it. */
+        const kl_checkpoint_section *ck = &cfg->checkpoint;
+        if (r->opts->ckpt_dir && ck->every_unit == KL_EVERY_EPOCHS &&
+            (epoch + 1) % (int)ck->every_n == 0) {
+            char name[64];
+            double zero[3] = {0};
+            kl__train_ckpt_name(name, sizeof name, r->step);
+            if ((st = kl__train_save(r, epoch + 1, 0, zero, 0, name, err)) != KL_OK)
+                return st;
+            kl__train_prune(r);
         }
         if (!go_on)
             break;

@@ -79,8 +79,9 @@ int64_t kl_ckpt_hid(const kl_ckpt *c);
  * the training data; batch is set to 1 and trainable to false (change them before building). */
 kl_status kl_ckpt_read_model_options(kl_ckpt *c, kl_model_options *o, kl_error *err);
 
-/* Loads every parameter and buffer of g by name, refusing a missing one or one of another shape
- * (naming it and both shapes) before it changes anything in g. */
+/* Loads every parameter and buffer of g by name. A missing one, or one of another shape or type,
+ * is refused (naming it and both shapes) before anything in g changes; an error while reading
+ * the data itself (a damaged file) leaves g's weights undefined. */
 kl_status kl_ckpt_read_weights(kl_ckpt *c, kl_graph *g, kl_error *err);
 /* Loads the standardisation statistics alone (what export and predict need). */
 kl_status kl_ckpt_read_stats(kl_ckpt *c, float **mean, float **std, int64_t *nstats, kl_error *err);

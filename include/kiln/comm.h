@@ -42,6 +42,12 @@ kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error 
 kl_status kl_comm_barrier(kl_comm *c, kl_error *err);
 /* recv holds size * bytes: every rank's send block in rank order. */
 kl_status kl_comm_allgather(kl_comm *c, const void *send, void *recv, size_t bytes, kl_error *err);
+/* Point-to-point messages (the tune coordinator's, blocking): send bytes to rank dest, and
+ * receive one message with tag from rank src (-1: any rank) into buf of cap bytes, learning who
+ * sent it and its size. Not available on a one-process communicator. */
+kl_status kl_comm_send(kl_comm *c, int dest, int tag, const void *buf, size_t bytes, kl_error *err);
+kl_status kl_comm_recv(kl_comm *c, int src, int tag, void *buf, size_t cap, int *from,
+                       size_t *bytes, kl_error *err);
 /* Ranks with the same color form a new communicator, ordered by key then old rank. */
 kl_status kl_comm_split(kl_comm *c, int color, int key, kl_comm **out, kl_error *err);
 
