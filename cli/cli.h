@@ -33,6 +33,13 @@ int kl__cli_data(int argc, char **argv);
 /* kiln train (cli/train.c): trains from a YAML config; handles its own --help. */
 int kl__cli_train(int argc, char **argv);
 
+/* kiln export (cli/export.c): writes a model file from a checkpoint; handles its own --help. */
+int kl__cli_export(int argc, char **argv);
+
+/* kiln predict (cli/predict.c): scores a file of inputs with a model file; handles its own
+ * --help. */
+int kl__cli_predict(int argc, char **argv);
+
 /* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
  * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
  * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they

@@ -372,7 +372,6 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
     kl_train_options to = {.ckpt_dir = sp->ckpt_dir[0] ? sp->ckpt_dir : NULL,
                            .resume = sp->p.ckpt[0] ? sp->p.ckpt : NULL,
                            .weights_only = o->weights_only};
-    catch_signals();
     kl_status st = kl_train_run_dist(cfg, data, comm, &to, rep ? &hooks : NULL, NULL, NULL, &err);
     kl_reporter_free(rep);
     free(sp);
@@ -398,6 +397,8 @@ int kl__cli_train(int argc, char **argv)
         rc = rc < 0 ? 0 : rc;
         goto out;
     }
+    /* From the start: a stop asked for while the data loads is honoured after the first step. */
+    catch_signals();
     if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
         rc = fail(&err);
         goto out;

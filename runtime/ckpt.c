@@ -30,8 +30,8 @@ struct kl_ckpt {
 
 /* ---- writing ---- */
 
-int64_t kl_ckpt_create(const char *path, const char *format, char *tmp, size_t tmp_size,
-                       kl_error *err)
+int64_t kl_ckpt_create(const char *path, const char *format, int version, char *tmp,
+                       size_t tmp_size, kl_error *err)
 {
     if ((size_t)snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid()) >= tmp_size) {
         kl_error_set(err, KL_EINVAL, "%s: the path is too long", path);
@@ -50,8 +50,7 @@ int64_t kl_ckpt_create(const char *path, const char *format, char *tmp, size_t t
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    bool ok = kl__h5_put_str(f, "format", format) &&
-              kl__h5_put_i64(f, "format_version", KL_CKPT_FORMAT_VERSION) &&
+    bool ok = kl__h5_put_str(f, "format", format) && kl__h5_put_i64(f, "format_version", version) &&
               kl__h5_put_str(f, "kiln_version", KL_VERSION) &&
               kl__h5_put_str(f, "created", created);
     kl__h5_quiet_end(q);
@@ -243,7 +242,7 @@ kl_status kl_ckpt_save(const char *path, const char *config_text, const kl_model
 {
     const kl_graph *g = m->g;
     char tmp[PATH_MAX];
-    hid_t f = kl_ckpt_create(path, FORMAT_CKPT, tmp, sizeof tmp, err);
+    hid_t f = kl_ckpt_create(path, FORMAT_CKPT, KL_CKPT_FORMAT_VERSION, tmp, sizeof tmp, err);
     if (f < 0)
         return err ? err->status : KL_EIO;
     kl_status s = kl_ckpt_write_weights(f, config_text, m, st->mean, st->std, st->nstats, err);
@@ -263,6 +262,7 @@ static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t 
                               kl_error *err)
 {
     const char *want = model ? FORMAT_MODEL : FORMAT_CKPT;
+    int newest = model ? KL_MODEL_FORMAT_VERSION : KL_CKPT_FORMAT_VERSION;
     if (access(path, R_OK) != 0)
         return kl_error_set(err, KL_EIO, "cannot open %s: %s", path, strerror(errno));
     htri_t is = H5Fis_hdf5(path);
@@ -289,11 +289,11 @@ static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t 
                               : "");
     else if (kl__h5_get_i64(f, "format_version", version) <= 0)
         st = kl_error_set(err, KL_EFORMAT, "%s has no readable 'format_version' attribute", path);
-    else if (*version > KL_CKPT_FORMAT_VERSION || *version < 1)
+    else if (*version > newest || *version < 1)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s has format_version %lld, but this kiln (%s) reads versions 1 to %d: "
                           "it was written by a newer kiln; upgrade kiln to read it",
-                          path, (long long)*version, KL_VERSION, KL_CKPT_FORMAT_VERSION);
+                          path, (long long)*version, KL_VERSION, newest);
     free(format);
     if (st != KL_OK) {
         H5Fclose(f);

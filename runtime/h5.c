@@ -8,6 +8,14 @@
 
 kl__h5_quiet kl__h5_quiet_begin(void)
 {
+    /* HDF5 1.10's exit handler crashes on a file whose close failed after a write error (a full
+     * disk), and kiln closes every file it opens, so the handler is not wanted; this must come
+     * before the library's first call, which every kiln HDF5 path makes through here. */
+    static bool once;
+    if (!once) {
+        H5dont_atexit();
+        once = true;
+    }
     kl__h5_quiet q = {0};
     H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

@@ -9,35 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/h5.h"
 #include "trainers/data_impl.h"
 
 #define KILN_DATASET_FORMAT  "kiln-dataset"
 #define KILN_DATASET_VERSION 1
-
-/* Silences HDF5's error stack printing for the lifetime of one kiln call. */
-typedef struct h5_quiet {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-
-static h5_quiet quiet_begin(void)
-{
-    h5_quiet q = {0};
-    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(h5_quiet q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q.fn, q.data);
-}
-
-static void close_id(hid_t id, herr_t (*close)(hid_t))
-{
-    if (id >= 0)
-        close(id);
-}
 
 /* Index of the first value of v[0..n) that is NaN or infinite, or -1. */
 static int64_t first_nonfinite(const float *v, int64_t n)
@@ -55,7 +31,7 @@ static int read_int_attr(hid_t file, const char *name, int *v)
         return 0;
     hid_t a = H5Aopen(file, name, H5P_DEFAULT);
     int ok = a >= 0 && H5Aread(a, H5T_NATIVE_INT, v) >= 0;
-    close_id(a, H5Aclose);
+    kl__h5_close(a, H5Aclose);
     return ok ? 1 : -1;
 }
 
@@ -87,8 +63,8 @@ static kl_status open_dataset(hid_t file, const char *path, const char *name, co
     if (*rank >= 0 && *rank <= KL_MAX_DIMS)
         H5Sget_simple_extent_dims(space, dims, NULL);
     *cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
-    close_id(space, H5Sclose);
-    close_id(type, H5Tclose);
+    kl__h5_close(space, H5Sclose);
+    kl__h5_close(type, H5Tclose);
     if (*cls != H5T_INTEGER && *cls != H5T_FLOAT)
         return kl_error_set(err, KL_EFORMAT,
                             "%s: dataset '%s' holds neither integers nor floating-point numbers",
@@ -123,7 +99,7 @@ static kl_status read_x(hid_t file, const char *path, const char *name, kl_datas
                           "are refused",
                           path, name, (long long)(bad / (kl_numel(out->x) / s.d[0])),
                           (double)kl_f32(out->x)[bad]);
-    close_id(ds, H5Dclose);
+    kl__h5_close(ds, H5Dclose);
     return st;
 }
 
@@ -162,7 +138,7 @@ static kl_status read_y(hid_t file, const char *path, const char *name, kl_task 
                           "are refused",
                           path, name, (long long)(bad / (kl_numel(out->y) / out->y->shape.d[0])),
                           (double)kl_f32(out->y)[bad]);
-    close_id(ds, H5Dclose);
+    kl__h5_close(ds, H5Dclose);
     return st;
 }
 
@@ -204,9 +180,9 @@ kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name
                         kl_dataset *out, kl_error *err)
 {
     memset(out, 0, sizeof *out);
-    h5_quiet q = quiet_begin();
+    kl__h5_quiet q = kl__h5_quiet_begin();
     kl_status st = load(path, x_name, y_name, task, out, err);
-    quiet_end(q);
+    kl__h5_quiet_end(q);
     if (st != KL_OK)
         kl_dataset_free(out);
     return st;
@@ -236,9 +212,9 @@ static herr_t write_tensor(hid_t file, const char *name, const kl_tensor *t)
     if (ds < 0 || H5Dwrite(ds, i32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
                            H5P_DEFAULT, t->data) < 0)
         rc = -1;
-    close_id(ds, H5Dclose);
-    close_id(dcpl, H5Pclose);
-    close_id(space, H5Sclose);
+    kl__h5_close(ds, H5Dclose);
+    kl__h5_close(dcpl, H5Pclose);
+    kl__h5_close(space, H5Sclose);
     return rc;
 }
 
@@ -248,8 +224,8 @@ static herr_t write_int_attr(hid_t file, const char *name, int v)
     hid_t a =
         space >= 0 ? H5Acreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT) : -1;
     herr_t rc = a >= 0 ? H5Awrite(a, H5T_NATIVE_INT, &v) : -1;
-    close_id(a, H5Aclose);
-    close_id(space, H5Sclose);
+    kl__h5_close(a, H5Aclose);
+    kl__h5_close(space, H5Sclose);
     return rc;
 }
 
@@ -263,9 +239,9 @@ static herr_t write_str_attr(hid_t file, const char *name, const char *v)
     if (rc >= 0)
         a = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     rc = a >= 0 ? H5Awrite(a, type, &v) : -1;
-    close_id(a, H5Aclose);
-    close_id(space, H5Sclose);
-    close_id(type, H5Tclose);
+    kl__h5_close(a, H5Aclose);
+    kl__h5_close(space, H5Sclose);
+    kl__h5_close(type, H5Tclose);
     return rc;
 }
 
@@ -304,9 +280,9 @@ kl_status kl_dataset_save_hdf5(const kl_dataset *d, const char *path, kl_error *
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     /* The same folder, so that the rename is atomic: a reader never sees a half-written file. */
     snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    h5_quiet q = quiet_begin();
+    kl__h5_quiet q = kl__h5_quiet_begin();
     kl_status st = save(d, path, tmp, err);
-    quiet_end(q);
+    kl__h5_quiet_end(q);
     if (st != KL_OK)
         remove(tmp);
     free(tmp);

@@ -147,6 +147,32 @@ static char *comparable(const kl_config *cfg)
     return text;
 }
 
+/* The sections around a line of printed YAML ("in optimizer: "): the keys of the lines above it
+ * with less indentation, outermost first. */
+static void section_of(const char *text, const char *line, char *out, size_t size)
+{
+    char keys[8][64];
+    int n = 0, indent = (int)strspn(line, " ");
+    for (const char *p = line; p > text && indent > 0 && n < 8;) {
+        const char *start = p - 1; /* the previous line's newline */
+        while (start > text && start[-1] != '\n')
+            start--;
+        int in = (int)strspn(start, " ");
+        if (in < indent && start[in] != '-') {
+            int k = (int)strcspn(start + in, ":\n");
+            snprintf(keys[n++], sizeof keys[0], "%.*s", k, start + in);
+            indent = in;
+        }
+        p = start;
+    }
+    size_t at = 0;
+    out[0] = '\0';
+    if (n > 0)
+        at += (size_t)snprintf(out, size, "in ");
+    for (int i = n - 1; i >= 0 && at < size; i--)
+        at += (size_t)snprintf(out + at, size - at, "%s%s", keys[i], i ? "." : ": ");
+}
+
 /* The first line where the two configs differ, as "key: a" vs "key: b", for the message. */
 static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error *err)
 {
@@ -172,13 +198,16 @@ static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error
             q++;
         }
         int la = (int)strcspn(line_a, "\n"), lb = (int)strcspn(line_b, "\n");
-        st = kl_error_set(err, KL_EINVAL,
-                          "%s was written with another config: it has '%.*s' where this run has "
-                          "'%.*s'. Resume with the config it was trained with (only train.epochs, "
-                          "train.threads, name, dist and checkpoint may change), or start a new "
-                          "run from its weights with --resume-weights-only",
-                          r->opts->resume, la > 0 ? la : 1, la > 0 ? line_a : "?", lb > 0 ? lb : 1,
-                          lb > 0 ? line_b : "?");
+        char section[256];
+        section_of(a, line_a, section, sizeof section);
+        st = kl_error_set(
+            err, KL_EINVAL,
+            "%s was written with another config: %sit has '%.*s' where this run "
+            "has '%.*s'. Resume with the config it was trained with (only train.epochs, "
+            "train.threads, name, dist and checkpoint may change), or start a new "
+            "run from its weights with --resume-weights-only",
+            r->opts->resume, section, la > 0 ? la : 1, la > 0 ? line_a : "?", lb > 0 ? lb : 1,
+            lb > 0 ? line_b : "?");
     }
     free(a);
     free(b);

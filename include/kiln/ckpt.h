@@ -20,6 +20,8 @@
 
 /* The newest layout this kiln writes and reads; older ones it reads too. */
 #define KL_CKPT_FORMAT_VERSION 1
+/* The same for exported model files (`format = "kiln-model"`), versioned on their own. */
+#define KL_MODEL_FORMAT_VERSION 1
 
 /* A table of doubles by column (the metric history): ncols names, nrows x ncols values row by
  * row. Stored as one 1-D dataset per column under /history. */
@@ -101,10 +103,10 @@ kl_status kl_ckpt_write_weights(int64_t file, const char *config_text, const kl_
 
 /* Creates path's temporary sibling for an atomic write, returning its HDF5 file id (or < 0 with
  * err set) and the temporary name in tmp; kl_ckpt_commit closes the id, fsyncs and renames tmp
- * over path (or, with ok false, removes tmp). Root attributes format, format_version,
- * kiln_version and created are written here. */
-int64_t kl_ckpt_create(const char *path, const char *format, char *tmp, size_t tmp_size,
-                       kl_error *err);
+ * over path (or, with ok false, removes tmp). Root attributes format, format_version (version:
+ * each file kind has its own), kiln_version and created are written here. */
+int64_t kl_ckpt_create(const char *path, const char *format, int version, char *tmp,
+                       size_t tmp_size, kl_error *err);
 kl_status kl_ckpt_commit(int64_t file, const char *tmp, const char *path, bool ok, kl_error *err);
 
 #endif

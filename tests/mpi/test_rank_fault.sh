@@ -34,7 +34,8 @@ done
 if ! grep -q '"epoch"' out.txt; then
     echo "$name: training never started"; cat err.txt; kill -9 $job; exit 1
 fi
-victim="$(pgrep -P $job -f 'kiln train' | tail -n 1)"
+ranks="$(pgrep -P $job -f 'kiln train')" # this job's ranks only: other tests may train too
+victim="$(echo "$ranks" | tail -n 1)"
 [ -n "$victim" ] || { echo "$name: no rank process found under mpirun"; kill -9 $job; exit 1; }
 start=$SECONDS
 kill "$signal" "$victim"
@@ -44,8 +45,17 @@ took=$((SECONDS - start))
 echo "$name: signalled rank pid $victim; mpirun exited with status $rc after ${took}s"
 kill -9 "$victim" 2>/dev/null # in case the launcher left a stopped rank behind
 grep 'dist.timeout' err.txt
-pgrep -f "kiln train $examples/fashion-mnist/mlp.yaml" >/dev/null && {
-    echo "$name: a rank is still running"; pkill -9 -f "kiln train $examples"; exit 1; }
+alive() { # a live rank (not a zombie waiting to be reaped)
+    for pid in $ranks; do
+        [ -e /proc/$pid ] && [ "$(awk '{print $3}' /proc/$pid/stat 2>/dev/null)" != Z ] && return 0
+    done
+    return 1
+}
+for _ in $(seq 1 20); do alive || break; sleep 0.5; done # the launcher's kill takes a moment
+if alive; then
+    echo "$name: a rank is still running 10 s after mpirun exited"; kill -9 $ranks 2>/dev/null
+    exit 1
+fi
 ok=0
 [ "$rc" -ne 0 ] && [ "$took" -lt "$limit" ] && ok=1
 if [ "$mode" = stop ] &&

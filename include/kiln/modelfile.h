@@ -1,0 +1,139 @@
+/* The exported model (`format = "kiln-model"`, docs/formats.md): the inference artifact that
+ * `kiln export` writes from a training checkpoint, and the one object `kiln predict` and
+ * `kiln serve` score with. It holds the model spec and weights, the standardisation of the
+ * training split, the input/output signature, class labels and reference statistics of the
+ * training inputs and outputs for drift monitoring.
+ *
+ * Load a file once with kl_modelfile_load, then call kl_modelfile_predict on raw inputs (as a
+ * client sends them): the stored standardisation is applied inside, so training, batch
+ * prediction and serving cannot disagree on preprocessing. A kl_modelfile runs one call at a
+ * time (it owns one compiled graph); a server keeps one per worker thread. */
+#ifndef KILN_MODELFILE_H
+#define KILN_MODELFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kiln/config.h"
+#include "kiln/data.h"
+#include "kiln/model.h"
+#include "kiln/status.h"
+
+/* Quantile bins of the reference statistics: deciles, so 11 edges and 10 proportions. */
+#define KL_MODELFILE_BINS 10
+/* Training samples the reference statistics are computed over unless told otherwise. */
+#define KL_MODELFILE_REFERENCE_SAMPLES 10000
+
+typedef struct kl_modelfile kl_modelfile;
+
+/* What a client sends and gets back (Open Inference Protocol v2 names and datatypes). */
+typedef struct kl_modelfile_signature {
+    const char *input_name;  /* "input" */
+    const char *output_name; /* "probabilities" (classification) or "predictions" (regression) */
+    const char *datatype;    /* "FP32", of both */
+    kl_shape input;          /* per sample, e.g. (1, 28, 28); the batch axis is -1 in the file */
+    int64_t features;        /* floats per input sample (the product of input) */
+    int outputs;             /* classes, or regression targets */
+    kl_task task;
+    int64_t nstats; /* standardisation: 0 none, 1 global, features per feature */
+} kl_modelfile_signature;
+
+/* Reference statistics of the training split (/reference), computed at export over a seeded
+ * subsample of the raw training inputs. Bin b of a feature holds the values v with
+ * edges[b] <= v < edges[b + 1], the last bin also v == edges[BINS], values below edges[0] falling
+ * in bin 0 and above edges[BINS] in the last bin: kl_modelfile_bin is that rule. */
+typedef struct kl_modelfile_reference {
+    int64_t samples;                /* the training samples they describe */
+    uint64_t seed;                  /* of the subsample (train.seed) */
+    const float *input_edges;       /* (features, BINS + 1): min, deciles, max of the raw inputs */
+    const float *input_proportions; /* (features, BINS) */
+    /* classification: (outputs) proportions of the training labels and of the predicted classes;
+     * regression: NULL. */
+    const float *label_proportions, *predicted_proportions;
+    /* regression: (outputs, BINS + 1) edges and (outputs, BINS) proportions of the training
+     * targets and of the model's predictions on the same samples; classification: NULL. */
+    const float *target_edges, *target_proportions;
+    const float *prediction_edges, *prediction_proportions;
+} kl_modelfile_reference;
+
+/* Loads a kiln-model file and builds its model for batches of up to max_batch samples. Refuses
+ * anything else with the reason (a checkpoint: "export it first"). */
+kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err);
+void kl_modelfile_free(kl_modelfile *mf);
+
+const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf);
+/* Class k's name (classification), else NULL. */
+const char *kl_modelfile_label(const kl_modelfile *mf, int k);
+/* The reference statistics, or NULL when the file has none (exported with --no-reference). */
+const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf);
+/* The built model (for its parameters and summary) and the file it came from. */
+const kl_model *kl_modelfile_model(const kl_modelfile *mf);
+const char *kl_modelfile_path(const kl_modelfile *mf);
+int64_t kl_modelfile_max_batch(const kl_modelfile *mf);
+
+/* Scores n raw samples x (n, features), writing out (n, outputs): class probabilities (softmax
+ * of the logits) or regression predictions; and, for classification, classes (n): the argmax of
+ * the logits (the class training's accuracy counts). out or classes may be NULL. Standardises
+ * with the stored statistics on the way into the graph, in batches of up to max_batch, with the
+ * graph in eval mode. A NaN or infinite input is refused with the sample and feature where it
+ * is. */
+kl_status kl_modelfile_predict(kl_modelfile *mf, const float *x, int64_t n, float *out,
+                               int32_t *classes, kl_error *err);
+
+/* Running sums of a scoring with known answers, the same that training's evaluation takes. */
+typedef struct kl_modelfile_score {
+    int64_t n;
+    double loss_sum; /* the model's loss per batch, weighted by the batch size */
+    double hits;     /* classification: argmax == label */
+    double abs_err;  /* regression: sum of |prediction - target| */
+} kl_modelfile_score;
+
+/* kl_modelfile_predict with the answers y (i32 (n) labels, or f32 (n, outputs) targets), adding
+ * to *score; the loss is the model's own (label smoothing included), so the means below equal
+ * kl_evaluate's on the same data. */
+kl_status kl_modelfile_evaluate(kl_modelfile *mf, const float *x, const void *y, int64_t n,
+                                float *out, int32_t *classes, kl_modelfile_score *score,
+                                kl_error *err);
+/* Mean loss, accuracy (NAN for regression) and MAE (NAN for classification) of a score. */
+void kl_modelfile_score_means(const kl_modelfile *mf, const kl_modelfile_score *s, double *loss,
+                              double *accuracy, double *mae);
+
+/* The bin of v among BINS + 1 ascending edges (the rule of kl_modelfile_reference). */
+int kl_modelfile_bin(const float *edges, float v);
+
+typedef struct kl_modelfile_export_options {
+    const char *labels_file;   /* class names, one a line; NULL: from data.dataset or "0".."K-1" */
+    int64_t reference_samples; /* 0: KL_MODELFILE_REFERENCE_SAMPLES */
+    bool no_reference;         /* write no /reference (and load no training data) */
+} kl_modelfile_export_options;
+
+/* Writes the model file out_path from checkpoint ckpt_path, atomically: the weights layout, the
+ * signature, class labels and (unless no_reference) reference statistics of the training data
+ * the checkpoint's config names, which must then be loadable here. */
+kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
+                              const kl_modelfile_export_options *o, kl_error *err);
+
+/* Inputs for a model from a file: src->format (KL_DATA_NONE: from the name: .gz or -ubyte idx,
+ * .h5 or .hdf5 hdf5, .csv csv) and src->path, with the answers when the file has them: the IDX
+ * labels file src->labels, the HDF5 dataset src->y_dataset, the CSV column src->label_column.
+ * Names left NULL default to those of the model's training source when it had the same format,
+ * else x, y and label, and are then optional: out->y is NULL when the file has no answers.
+ * Samples must have the model's input shape (size-1 axes aside), or be flat rows of as many
+ * values (a CSV row for an image model); out->x is reshaped to the model's. */
+kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *src,
+                                  kl_dataset *out, kl_error *err);
+/* The input format a file name implies, or KL_DATA_NONE. */
+kl_data_format kl_modelfile_input_format(const char *path);
+
+/* The predictions file's layout version (`format = "kiln-predictions"`, docs/formats.md). */
+#define KL_PREDICTIONS_FORMAT_VERSION 1
+
+/* Writes the predictions of n samples to path, atomically, as HDF5 (.h5, .hdf5: datasets
+ * probabilities (n, classes), labels (n) and label_names, or predictions (n, targets)) or CSV
+ * (.csv: a header `label,label_name,p_<name>...`, or `prediction...`, and one row per sample).
+ * out and classes are kl_modelfile_predict's; input names the scored file in the HDF5 file. */
+kl_status kl_modelfile_write_predictions(const kl_modelfile *mf, const char *path,
+                                         const char *input, const float *out,
+                                         const int32_t *classes, int64_t n, kl_error *err);
+
+#endif

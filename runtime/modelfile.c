@@ -1,0 +1,524 @@
+/* The model file at inference time (include/kiln/modelfile.h): opening a kiln-model file (or, for
+ * export, a checkpoint), rebuilding its model from the stored config, and scoring raw inputs in
+ * batches with the stored standardisation applied on the way into the graph. `kiln predict`,
+ * `kiln export` (for the reference predictions) and the benchmarks call it; `kiln serve` will. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/ckpt.h"
+#include "runtime/modelfile_impl.h"
+
+static const char *const fashion_mnist_labels[] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+static void free_labels(kl_modelfile *mf)
+{
+    for (int k = 0; k < mf->nlabels; k++)
+        free(mf->labels[k]);
+    free(mf->labels);
+    mf->labels = NULL;
+    mf->nlabels = 0;
+}
+
+void kl_modelfile_free(kl_modelfile *mf)
+{
+    if (!mf)
+        return;
+    if (mf->built)
+        kl_model_free(&mf->m);
+    kl_config_free(mf->cfg);
+    free_labels(mf);
+    free(mf->ref_data);
+    free(mf->exps);
+    free(mf->mean);
+    free(mf->std);
+    free(mf->config_text);
+    free(mf->path);
+    free(mf);
+}
+
+kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err)
+{
+    free_labels(mf);
+    int k = mf->sig.task == KL_TASK_CLASSIFICATION ? mf->sig.outputs : 0;
+    const char *ds = mf->cfg->data.dataset;
+    bool fashion = ds && !strcmp(ds, "fashion-mnist") && k == 10;
+    if (k == 0)
+        return KL_OK;
+    if (!(mf->labels = calloc((size_t)k, sizeof *mf->labels)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory naming the classes");
+    mf->nlabels = k;
+    for (int i = 0; i < k; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        if (!(mf->labels[i] = strdup(fashion ? fashion_mnist_labels[i] : num)))
+            return kl_error_set(err, KL_ENOMEM, "out of memory naming the classes");
+    }
+    return KL_OK;
+}
+
+/* ---- reading a model file's own groups ---- */
+
+/* An int64 array attribute of up to max values: the count read, or -1. */
+static int get_i64s_attr(hid_t obj, const char *name, int64_t *v, int max)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), sp = a >= 0 ? H5Aget_space(a) : -1;
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    int rc = n >= 1 && n <= max && H5Aread(a, H5T_NATIVE_INT64, v) >= 0 ? (int)n : -1;
+    kl__h5_close(sp, H5Sclose);
+    kl__h5_close(a, H5Aclose);
+    return rc;
+}
+
+/* Checks that /signature/<kind>s/<name> says FP32 and shape [-1, dims...]. */
+static bool signature_entry_is(hid_t file, const char *kind, const char *name, const int64_t *dims,
+                               int ndim)
+{
+    char path[128], *dt = NULL;
+    snprintf(path, sizeof path, "signature/%ss/%s", kind, name);
+    if (!kl__h5_exists(file, path))
+        return false;
+    hid_t g = H5Gopen2(file, path, H5P_DEFAULT);
+    int64_t shape[KL_MAX_DIMS + 2];
+    int n = g >= 0 ? get_i64s_attr(g, "shape", shape, KL_MAX_DIMS + 2) : -1;
+    bool ok = n == ndim + 1 && shape[0] == -1 && kl__h5_get_str(g, "datatype", &dt) > 0 &&
+              !strcmp(dt, KL__MF_DATATYPE);
+    for (int i = 0; ok && i < ndim; i++)
+        ok = shape[i + 1] == dims[i];
+    free(dt);
+    kl__h5_close(g, H5Gclose);
+    return ok;
+}
+
+static kl_status read_signature(kl_modelfile *mf, hid_t file, kl_error *err)
+{
+    const kl_modelfile_signature *s = &mf->sig;
+    int64_t out = s->outputs;
+    if (!signature_entry_is(file, "input", s->input_name, s->input.d, s->input.ndim) ||
+        !signature_entry_is(file, "output", s->output_name, &out, 1))
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: the signature (/signature) is missing or does not match the "
+                            "model (/model); the file is damaged: export it again",
+                            mf->path);
+    return KL_OK;
+}
+
+/* Reads a 1-D dataset of strings (variable-length or fixed) into n malloc'd strings. */
+static kl_status read_strings(hid_t file, const char *name, char **v, int n, const char *path,
+                              kl_error *err)
+{
+    int nd;
+    int64_t dims[8];
+    hid_t d = -1, t = -1, mt = -1;
+    kl_status st = KL_OK;
+    if (kl__h5_shape(file, name, &nd, dims) != 0 || nd != 1 || dims[0] != n)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: /%s must hold one name per class (%d); export the model again",
+                            path, name, n);
+    d = H5Dopen2(file, name, H5P_DEFAULT);
+    t = d >= 0 ? H5Dget_type(d) : -1;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING) {
+        st = kl_error_set(err, KL_EFORMAT, "%s: /%s does not hold strings", path, name);
+    } else if (H5Tis_variable_str(t) > 0) {
+        char **raw = calloc((size_t)n, sizeof *raw);
+        mt = H5Tcopy(H5T_C_S1);
+        if (!raw || mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
+            H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
+            st = kl_error_set(err, KL_EFORMAT, "%s: /%s cannot be read", path, name);
+        for (int i = 0; st == KL_OK && i < n; i++)
+            if (!(v[i] = strdup(raw[i] ? raw[i] : "")))
+                st = kl_error_set(err, KL_ENOMEM, "out of memory reading /%s", name);
+        if (raw && mt >= 0) {
+            hid_t sp = H5Dget_space(d);
+            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+            kl__h5_close(sp, H5Sclose);
+        }
+        free(raw);
+    } else {
+        size_t size = H5Tget_size(t);
+        char *buf = size > 0 && size < 4096 ? calloc((size_t)n, size) : NULL;
+        if (!buf || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            st = kl_error_set(err, KL_EFORMAT, "%s: /%s cannot be read", path, name);
+        for (int i = 0; st == KL_OK && i < n; i++)
+            if (!(v[i] = strndup(buf + (size_t)i * size, size)))
+                st = kl_error_set(err, KL_ENOMEM, "out of memory reading /%s", name);
+        free(buf);
+    }
+    kl__h5_close(mt, H5Tclose);
+    kl__h5_close(t, H5Tclose);
+    kl__h5_close(d, H5Dclose);
+    return st;
+}
+
+static kl_status read_labels(kl_modelfile *mf, hid_t file, kl_error *err)
+{
+    if (mf->sig.task != KL_TASK_CLASSIFICATION)
+        return KL_OK;
+    int k = mf->sig.outputs;
+    if (!(mf->labels = calloc((size_t)k, sizeof *mf->labels)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading the class names");
+    mf->nlabels = k;
+    return read_strings(file, "labels", mf->labels, k, mf->path, err);
+}
+
+/* Reads dataset name as f32 of shape (rows, cols) (cols 0: 1-D) into v. */
+static kl_status get_table(kl_modelfile *mf, hid_t ref, const char *name, int64_t rows,
+                           int64_t cols, float *v, kl_error *err)
+{
+    int64_t dims[2] = {rows, cols};
+    char what[96];
+    snprintf(what, sizeof what, "reference statistics %s", name);
+    return kl__h5_get_f32(ref, name, v, cols ? 2 : 1, dims, cols ? rows * cols : rows, mf->path,
+                          what, err);
+}
+
+static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
+{
+    if (!kl__h5_exists(file, "reference"))
+        return KL_OK;
+    const int B = KL_MODELFILE_BINS;
+    int64_t f = mf->sig.features, k = mf->sig.outputs, samples = 0, seed = 0, bins = 0;
+    bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
+    hid_t ref = H5Gopen2(file, "reference", H5P_DEFAULT);
+    kl_status st = KL_OK;
+    if (ref < 0 || kl__h5_get_i64(ref, "samples", &samples) <= 0 || samples < 1 ||
+        kl__h5_get_i64(ref, "seed", &seed) <= 0 || kl__h5_get_i64(ref, "bins", &bins) <= 0)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: /reference lacks its samples, seed or bins attribute; the file is "
+                          "damaged: export it again",
+                          mf->path);
+    else if (bins != B)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: /reference has %lld bins; this kiln reads %d (deciles)", mf->path,
+                          (long long)bins, B);
+    size_t n = (size_t)(f * (2 * B + 1) + (cls ? 2 * k : 2 * k * (2 * B + 1)));
+    if (st == KL_OK && !(mf->ref_data = malloc(n * sizeof *mf->ref_data)))
+        st = kl_error_set(err, KL_ENOMEM, "out of memory reading the reference statistics");
+    kl_modelfile_reference *r = &mf->ref;
+    float *p = mf->ref_data;
+    if (st == KL_OK) {
+        r->samples = samples;
+        r->seed = (uint64_t)seed;
+        r->input_edges = p;
+        r->input_proportions = p + f * (B + 1);
+        p += f * (2 * B + 1);
+        st = get_table(mf, ref, "input/edges", f, B + 1, (float *)r->input_edges, err);
+    }
+    if (st == KL_OK)
+        st = get_table(mf, ref, "input/proportions", f, B, (float *)r->input_proportions, err);
+    if (st == KL_OK && cls) {
+        r->label_proportions = p;
+        r->predicted_proportions = p + k;
+        st = get_table(mf, ref, "labels/proportions", k, 0, p, err);
+        if (st == KL_OK)
+            st = get_table(mf, ref, "predictions/proportions", k, 0, p + k, err);
+    } else if (st == KL_OK) {
+        const char *names[4] = {"targets/edges", "targets/proportions", "predictions/edges",
+                                "predictions/proportions"};
+        const float **dst[4] = {&r->target_edges, &r->target_proportions, &r->prediction_edges,
+                                &r->prediction_proportions};
+        for (int i = 0; i < 4 && st == KL_OK; i++) {
+            int64_t cols = i % 2 ? B : B + 1;
+            *dst[i] = p;
+            st = get_table(mf, ref, names[i], k, cols, p, err);
+            p += k * cols;
+        }
+    }
+    kl__h5_close(ref, H5Gclose);
+    mf->has_ref = st == KL_OK;
+    return st;
+}
+
+/* ---- opening ---- */
+
+static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error *err)
+{
+    const char *text = kl_ckpt_config_text(c);
+    if (!(mf->config_text = strdup(text)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", mf->path);
+    if (!(mf->cfg = kl_config_parse(mf->path, text, strlen(text), NULL, 0, err)))
+        return err ? err->status : KL_EFORMAT;
+    kl_model_options o;
+    kl_status st = kl_ckpt_read_model_options(c, &o, err);
+    if (st != KL_OK)
+        return st;
+    o.batch = max_batch;
+    o.trainable = false;
+    if ((st = kl_model_build(&mf->cfg->model, &o, &mf->m, err)) != KL_OK)
+        return st;
+    mf->built = true;
+    kl_graph_set_mode(mf->m.g, KL_MODE_EVAL);
+    if ((st = kl_ckpt_read_weights(c, mf->m.g, err)) != KL_OK)
+        return st;
+    kl_modelfile_signature *s = &mf->sig;
+    s->input_name = KL__MF_INPUT_NAME;
+    s->output_name = o.task == KL_TASK_CLASSIFICATION ? "probabilities" : "predictions";
+    s->datatype = KL__MF_DATATYPE;
+    s->input = o.input;
+    s->features = kl_shape_numel(&o.input);
+    s->outputs = o.outputs;
+    s->task = o.task;
+    if (!(mf->exps = malloc((size_t)o.outputs * sizeof *mf->exps)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory building %s", mf->path);
+    if ((st = kl_ckpt_read_stats(c, &mf->mean, &mf->std, &s->nstats, err)) != KL_OK)
+        return st;
+    if (s->nstats != 0 && s->nstats != 1 && s->nstats != s->features)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: %lld standardisation statistics for inputs of %lld features "
+                            "(expected 0, 1 or %lld); the file is damaged",
+                            mf->path, (long long)s->nstats, (long long)s->features,
+                            (long long)s->features);
+    for (int64_t j = 0; j < s->nstats; j++)
+        if (!isfinite(mf->mean[j]) || !(mf->std[j] > 0) || !isfinite(mf->std[j]))
+            return kl_error_set(err, KL_EFORMAT,
+                                "%s: standardisation statistic %lld (mean %g, std %g) is not "
+                                "usable; the file is damaged",
+                                mf->path, (long long)j, (double)mf->mean[j], (double)mf->std[j]);
+    return KL_OK;
+}
+
+kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl_modelfile **out,
+                             kl_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1)
+        return kl_error_set(err, KL_EINVAL, "batch size %lld: it must be at least 1",
+                            (long long)max_batch);
+    kl_ckpt *c = NULL;
+    kl_status st = kl_ckpt_open(path, model, &c, err);
+    if (st != KL_OK)
+        return st;
+    kl_modelfile *mf = calloc(1, sizeof *mf);
+    if (!mf || !(mf->path = strdup(path))) {
+        free(mf);
+        kl_ckpt_close(c);
+        return kl_error_set(err, KL_ENOMEM, "out of memory opening %s", path);
+    }
+    st = build(mf, c, max_batch, err);
+    if (st == KL_OK && model) {
+        hid_t f = (hid_t)kl_ckpt_hid(c);
+        kl__h5_quiet q = kl__h5_quiet_begin();
+        st = read_signature(mf, f, err);
+        if (st == KL_OK)
+            st = read_labels(mf, f, err);
+        if (st == KL_OK)
+            st = read_reference(mf, f, err);
+        kl__h5_quiet_end(q);
+    } else if (st == KL_OK) {
+        st = kl__modelfile_default_labels(mf, err);
+    }
+    kl_ckpt_close(c);
+    if (st != KL_OK) {
+        kl_modelfile_free(mf);
+        return st;
+    }
+    *out = mf;
+    return KL_OK;
+}
+
+kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err)
+{
+    return kl__modelfile_open(path, true, max_batch, out, err);
+}
+
+const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf)
+{
+    return &mf->sig;
+}
+
+const char *kl_modelfile_label(const kl_modelfile *mf, int k)
+{
+    return k >= 0 && k < mf->nlabels ? mf->labels[k] : NULL;
+}
+
+const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)
+{
+    return mf->has_ref ? &mf->ref : NULL;
+}
+
+const kl_model *kl_modelfile_model(const kl_modelfile *mf)
+{
+    return &mf->m;
+}
+
+const char *kl_modelfile_path(const kl_modelfile *mf)
+{
+    return mf->path;
+}
+
+int64_t kl_modelfile_max_batch(const kl_modelfile *mf)
+{
+    return kl_graph_max_batch(mf->m.g);
+}
+
+int kl_modelfile_bin(const float *edges, float v)
+{
+    int b = 0;
+    while (b < KL_MODELFILE_BINS - 1 && edges[b + 1] <= v)
+        b++;
+    return b;
+}
+
+/* ---- scoring ---- */
+
+/* Whether v is NaN or infinite, from its bits (all-ones exponent), so that the loop testing a
+ * whole batch vectorises; isfinite() in it kept it scalar, at 4% of predict's time. */
+static inline uint32_t nonfinite(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* Copies b raw samples into the graph's input, standardised exactly as kl_data_standardize does
+ * it in training ((v - mean) / std in float, a division, not a multiplication by 1 / std), in one
+ * pass that also looks for NaN and Inf; only when it finds one does a second pass say where. first
+ * is the index of x[0] in the caller's data, for the message. */
+static kl_status put_inputs(const kl_modelfile *mf, const float *x, int64_t b, int64_t first,
+                            float *dst, kl_error *err)
+{
+    int64_t f = mf->sig.features, total = b * f;
+    const float *mean = mf->mean, *std = mf->std;
+    uint32_t bad = 0;
+    if (mf->sig.nstats == 0) {
+        for (int64_t i = 0; i < total; i++) {
+            bad |= nonfinite(x[i]);
+            dst[i] = x[i];
+        }
+    } else if (mf->sig.nstats == 1) {
+        float m = mean[0], s = std[0];
+        for (int64_t i = 0; i < total; i++) {
+            bad |= nonfinite(x[i]);
+            dst[i] = (x[i] - m) / s;
+        }
+    } else {
+        for (int64_t r = 0; r < b; r++)
+            for (int64_t j = 0; j < f; j++) {
+                bad |= nonfinite(x[r * f + j]);
+                dst[r * f + j] = (x[r * f + j] - mean[j]) / std[j];
+            }
+    }
+    for (int64_t i = 0; bad && i < total; i++)
+        if (nonfinite(x[i]))
+            return kl_error_set(err, KL_EINVAL,
+                                "sample %lld (counting from 0), feature %lld holds %g; NaN and "
+                                "Inf inputs are refused",
+                                (long long)(first + i / f), (long long)(i % f), (double)x[i]);
+    return KL_OK;
+}
+
+/* Softmax of logits rows into p: shifted by the row maximum, so no exp() overflows, with the
+ * exponentials (kept in e, k doubles) and their sum in double: one exp() per value, where
+ * exp(x - lse) would take two (at batch 256 the exponentials were 2% of predict's time). */
+static void softmax_rows(const float *logits, int64_t b, int64_t k, double *e, float *p)
+{
+    for (int64_t i = 0; i < b; i++) {
+        const float *row = logits + i * k;
+        float mx = row[0];
+        for (int64_t j = 1; j < k; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        double sum = 0;
+        for (int64_t j = 0; j < k; j++)
+            sum += e[j] = exp((double)row[j] - mx);
+        for (int64_t j = 0; j < k; j++)
+            p[i * k + j] = (float)(e[j] / sum);
+    }
+}
+
+/* The first largest logit of each row: the class training's accuracy counts. */
+static void argmax_rows(const float *logits, int64_t b, int64_t k, int32_t *classes)
+{
+    for (int64_t i = 0; i < b; i++) {
+        const float *row = logits + i * k;
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; j++)
+            best = row[j] > row[best] ? j : best;
+        classes[i] = (int32_t)best;
+    }
+}
+
+/* Adds one batch to score, as training's evaluation does (trainers/train.c, batch_stats). */
+static void add_score(const kl_modelfile *mf, const float *logits, const void *y, int64_t b,
+                      kl_modelfile_score *score)
+{
+    kl_graph *g = mf->m.g;
+    int64_t k = mf->sig.outputs;
+    score->n += b;
+    score->loss_sum += (double)kl_f32(kl_graph_value(g, mf->m.loss))[0] * (double)b;
+    for (int64_t i = 0; i < b; i++) {
+        const float *row = logits + i * k;
+        if (mf->sig.task == KL_TASK_CLASSIFICATION) {
+            int32_t c;
+            argmax_rows(row, 1, k, &c);
+            score->hits += c == ((const int32_t *)y)[i];
+        } else {
+            for (int64_t j = 0; j < k; j++)
+                score->abs_err += fabs((double)row[j] - ((const float *)y)[i * k + j]);
+        }
+    }
+}
+
+kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
+                            int32_t *classes, kl_modelfile_score *score, kl_error *err)
+{
+    kl_graph *g = mf->m.g;
+    int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_graph_max_batch(g);
+    bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
+    size_t ysize = cls ? sizeof(int32_t) : (size_t)k * sizeof(float);
+    kl_status st = KL_OK;
+    kl_graph_set_mode(g, KL_MODE_EVAL);
+    for (int64_t s = 0; s < n && st == KL_OK; s += max_b) {
+        int64_t b = n - s < max_b ? n - s : max_b;
+        if (b != kl_graph_batch(g) && (st = kl_graph_set_batch(g, b, err)) != KL_OK)
+            break;
+        if ((st = put_inputs(mf, x + s * f, b, s, kl_f32(kl_graph_value(g, mf->m.x)), err)))
+            break;
+        /* The loss node runs in every forward; without answers it reads class 0 (or target 0)
+         * and its value is not used. */
+        void *ydst = kl_graph_value(g, mf->m.y)->data;
+        const void *ys = y ? (const char *)y + (size_t)s * ysize : NULL;
+        if (ys)
+            memcpy(ydst, ys, (size_t)b * ysize);
+        else
+            memset(ydst, 0, (size_t)b * ysize);
+        if ((st = kl_graph_forward(g, err)) != KL_OK)
+            break;
+        const float *logits = kl_f32(kl_graph_value(g, mf->m.output));
+        if (out && cls)
+            softmax_rows(logits, b, k, mf->exps, out + s * k);
+        else if (out)
+            memcpy(out + s * k, logits, (size_t)(b * k) * sizeof *out);
+        if (classes && cls)
+            argmax_rows(logits, b, k, classes + s);
+        if (ys && score)
+            add_score(mf, logits, ys, b, score);
+    }
+    return st;
+}
+
+kl_status kl_modelfile_predict(kl_modelfile *mf, const float *x, int64_t n, float *out,
+                               int32_t *classes, kl_error *err)
+{
+    return kl__modelfile_run(mf, x, NULL, n, out, classes, NULL, err);
+}
+
+kl_status kl_modelfile_evaluate(kl_modelfile *mf, const float *x, const void *y, int64_t n,
+                                float *out, int32_t *classes, kl_modelfile_score *score,
+                                kl_error *err)
+{
+    return kl__modelfile_run(mf, x, y, n, out, classes, score, err);
+}
+
+void kl_modelfile_score_means(const kl_modelfile *mf, const kl_modelfile_score *s, double *loss,
+                              double *accuracy, double *mae)
+{
+    double n = s->n > 0 ? (double)s->n : NAN;
+    bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
+    *loss = s->loss_sum / n;
+    *accuracy = cls ? s->hits / n : NAN;
+    *mae = cls ? NAN : s->abs_err / (n * (double)mf->sig.outputs);
+}

@@ -1,0 +1,47 @@
+/* Private interface of the model file (include/kiln/modelfile.h), shared by runtime/modelfile.c
+ * (loading, scoring), runtime/modelfile_export.c (writing one from a checkpoint) and
+ * runtime/modelfile_io.c (reading input files for it, writing its predictions). */
+#ifndef KILN_MODELFILE_IMPL_H
+#define KILN_MODELFILE_IMPL_H
+
+#include "kiln/modelfile.h"
+#include "runtime/h5.h"
+
+/* The HDF5 names of the signature, shared by the writer and the reader. */
+#define KL__MF_INPUT_NAME "input"
+#define KL__MF_DATATYPE   "FP32"
+
+struct kl_modelfile {
+    char *path;
+    char *config_text; /* /config, the resolved training config */
+    kl_config *cfg;    /* parsed from it */
+    kl_model m;        /* built for max_batch, eval mode, weights loaded */
+    bool built;
+    float *mean, *std; /* standardisation (nstats values each), or NULL */
+    kl_modelfile_signature sig;
+    char **labels; /* classification: outputs class names */
+    int nlabels;
+    bool has_ref;
+    kl_modelfile_reference ref; /* views into ref_data */
+    float *ref_data;
+    double *exps; /* (outputs): softmax scratch */
+};
+
+/* Opens path (a kiln-model file, or with model false a checkpoint) and builds its model with the
+ * weights and statistics loaded; for a model file also reads /signature, /labels and
+ * /reference. */
+kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl_modelfile **out,
+                             kl_error *err);
+
+/* The class names a data set implies: Fashion-MNIST's for data.dataset fashion-mnist, else
+ * "0".."K-1". Replaces mf->labels. */
+kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
+
+/* A 1-D dataset of n variable-length UTF-8 strings (h5py reads them as str with .asstr()). */
+bool kl__mf_put_strings(hid_t loc, const char *name, const char *const *v, int n);
+
+/* Scores like kl_modelfile_evaluate; y and score may be NULL. */
+kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
+                            int32_t *classes, kl_modelfile_score *score, kl_error *err);
+
+#endif

@@ -1,0 +1,627 @@
+/* What `kiln predict` reads and writes around a model file: input files (IDX, HDF5, CSV) checked
+ * against the model's signature, with or without answers, and the predictions as HDF5 or CSV.
+ * Inputs with answers go through the training loaders (kl_dataset_load), which need labels; the
+ * label-less readers here cover what those cannot: IDX images alone, HDF5 without y, CSV without
+ * a label column. They refuse the same things with the same kind of message (the file and the
+ * record, NaN and Inf included). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "kiln/ckpt.h"
+#include "runtime/modelfile_impl.h"
+
+#define FORMAT_PREDICTIONS "kiln-predictions"
+
+enum { IDX_IMAGES = 0x00000803, IDX_LABELS = 0x00000801, CHUNK = 1 << 20 };
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+kl_data_format kl_modelfile_input_format(const char *path)
+{
+    if (ends_with(path, ".gz") || ends_with(path, "-ubyte") || ends_with(path, ".idx"))
+        return KL_DATA_IDX;
+    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
+        return KL_DATA_HDF5;
+    if (ends_with(path, ".csv"))
+        return KL_DATA_CSV;
+    return KL_DATA_NONE;
+}
+
+/* ---- IDX images without labels ---- */
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Reads len bytes (fewer at the end of the file); -1 on a read error. */
+static int64_t gz_read(gzFile f, unsigned char *buf, int64_t len)
+{
+    int64_t got = 0;
+    while (got < len) {
+        int r = gzread(f, buf + got, (unsigned)(len - got < CHUNK ? len - got : CHUNK));
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += r;
+    }
+    return got;
+}
+
+static kl_status idx_read(gzFile f, const char *path, kl_tensor **out, kl_error *err)
+{
+    unsigned char hdr[16];
+    int64_t got = gz_read(f, hdr, sizeof hdr);
+    uint32_t magic = got >= 4 ? be32(hdr) : 0;
+    if (got < 0)
+        return kl_error_set(err, KL_EIO, "%s: could not read", path);
+    if (magic == IDX_LABELS)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s is an IDX labels file, not images: give the images with --input "
+                            "and this file with --labels",
+                            path);
+    if (magic != IDX_IMAGES)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: not an IDX images file (magic 0x%08x, expected 0x%08x)", path,
+                            magic, IDX_IMAGES);
+    if (got < 16)
+        return kl_error_set(err, KL_EFORMAT, "%s: truncated IDX header", path);
+    int64_t n = be32(hdr + 4), rows = be32(hdr + 8), cols = be32(hdr + 12), size = rows * cols;
+    if (n == 0 || size == 0)
+        return kl_error_set(err, KL_EFORMAT, "%s: the IDX header has a dimension of 0", path);
+    if (rows > 65535 || cols > 65535 || n > ((int64_t)1 << 40) / size)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: the IDX header announces %lld images of %lld x %lld pixels, "
+                            "more than fits in memory; the file is damaged",
+                            path, (long long)n, (long long)rows, (long long)cols);
+    kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, 1, rows, cols), err);
+    unsigned char *buf = malloc(CHUNK);
+    kl_status st = x && buf ? KL_OK : kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
+    float *v = x ? kl_f32(x) : NULL;
+    for (int64_t done = 0; st == KL_OK && done < n * size;) {
+        int64_t want = n * size - done < CHUNK ? n * size - done : CHUNK;
+        if ((got = gz_read(f, buf, want)) < 0) {
+            st = kl_error_set(err, KL_EIO, "%s: could not read", path);
+            break;
+        }
+        for (int64_t i = 0; i < got; i++)
+            v[done + i] = (float)buf[i] / 255.0f; /* as the training loader scales them */
+        done += got;
+        if (got < want)
+            st = kl_error_set(err, KL_EFORMAT,
+                              "%s: truncated: the data ends at image %lld (counting from 0) of "
+                              "the %lld the header announces",
+                              path, (long long)(done / size), (long long)n);
+    }
+    if (st == KL_OK && gz_read(f, buf, 1) != 0)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: more data after the %lld images the header announces", path,
+                          (long long)n);
+    free(buf);
+    if (st != KL_OK)
+        kl_tensor_free(x);
+    else
+        *out = x;
+    return st;
+}
+
+static kl_status idx_images(const char *path, kl_tensor **out, kl_error *err)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", path,
+                            errno ? strerror(errno) : "out of memory");
+    gzbuffer(f, 256 * 1024);
+    kl_status st = idx_read(f, path, out, err);
+    gzclose(f);
+    return st;
+}
+
+/* ---- HDF5 x without y ---- */
+
+static kl_status h5_read_x(hid_t file, const char *path, const char *name, kl_tensor **out,
+                           kl_error *err)
+{
+    char *format = NULL;
+    if (!kl__h5_exists(file, name)) {
+        bool kiln = kl__h5_get_str(file, "format", &format) > 0 && strncmp(format, "kiln-", 5) == 0;
+        kl_status st =
+            kiln ? kl_error_set(err, KL_EFORMAT,
+                                "%s is a %s file, not input data: it has no dataset "
+                                "'%s'",
+                                path, format, name)
+                 : kl_error_set(err, KL_EFORMAT,
+                                "%s: no dataset '%s' (the inputs); name it with --x", path, name);
+        free(format);
+        return st;
+    }
+    int nd;
+    int64_t dims[8];
+    if (kl__h5_shape(file, name, &nd, dims) != 0 || nd < 2 || nd > KL_MAX_DIMS)
+        return kl_error_set(err, KL_ESHAPE,
+                            "%s: dataset '%s' must have 2 to %d axes (samples first)", path, name,
+                            KL_MAX_DIMS);
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), t = d >= 0 ? H5Dget_type(d) : -1;
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    kl__h5_close(t, H5Tclose);
+    kl_tensor *x = NULL;
+    kl_status st = KL_OK;
+    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: dataset '%s' holds neither integers nor floating-point numbers",
+                          path, name);
+    else if (!(x = kl_tensor_new(KL_F32, kl_shape_make(nd, dims), err)))
+        st = err ? err->status : KL_ENOMEM;
+    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x->data) < 0)
+        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
+    kl__h5_close(d, H5Dclose);
+    int64_t per = st == KL_OK ? kl_numel(x) / dims[0] : 0;
+    for (int64_t i = 0; st == KL_OK && i < kl_numel(x); i++)
+        if (!isfinite(kl_f32(x)[i]))
+            st = kl_error_set(err, KL_EFORMAT,
+                              "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and "
+                              "Inf are refused",
+                              path, name, (long long)(i / per), (double)kl_f32(x)[i]);
+    if (st != KL_OK)
+        kl_tensor_free(x);
+    else
+        *out = x;
+    return st;
+}
+
+/* Opens path as HDF5: the file id, or < 0 with err set. */
+static hid_t h5_open(const char *path, kl_error *err)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        kl_error_set(err, KL_EFORMAT, "%s: not an HDF5 file (or a damaged one)", path);
+    return f;
+}
+
+/* Whether the HDF5 file has dataset name; -1 when it is not an HDF5 file. */
+static int h5_has(const char *path, const char *name)
+{
+    kl__h5_quiet q = kl__h5_quiet_begin();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int rc = f < 0 ? -1 : kl__h5_exists(f, name);
+    kl__h5_close(f, H5Fclose);
+    kl__h5_quiet_end(q);
+    return rc;
+}
+
+static kl_status h5_x(const char *path, const char *name, kl_tensor **out, kl_error *err)
+{
+    kl__h5_quiet q = kl__h5_quiet_begin();
+    hid_t f = h5_open(path, err);
+    kl_status st = f < 0 ? KL_EFORMAT : h5_read_x(f, path, name, out, err);
+    kl__h5_close(f, H5Fclose);
+    kl__h5_quiet_end(q);
+    return st;
+}
+
+/* ---- CSV without a label column ---- */
+
+/* The file's text, NUL-terminated; NULL with err set. */
+static char *read_text(const char *path, size_t *len, kl_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, fp);
+        if (n < cap - 1)
+            break;
+        char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!nb)
+            free(buf);
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(fp);
+    fclose(fp);
+    if (!buf || bad) {
+        free(buf);
+        kl_error_set(err, buf ? KL_EIO : KL_ENOMEM, "%s: cannot read the file", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* The next line at *pos, NUL-terminated in place ("\r\n" handled); NULL at the end. */
+static char *next_line(char *text, size_t len, size_t *pos)
+{
+    if (*pos >= len)
+        return NULL;
+    char *line = text + *pos, *nl = memchr(line, '\n', len - *pos);
+    size_t n = nl ? (size_t)(nl - line) : len - *pos;
+    *pos += n + (nl != NULL);
+    line[n] = '\0';
+    if (n > 0 && line[n - 1] == '\r')
+        line[n - 1] = '\0';
+    return line;
+}
+
+static bool blank(const char *s)
+{
+    return s[strspn(s, " \t")] == '\0';
+}
+
+static size_t count_fields(const char *s)
+{
+    size_t n = 1;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
+/* Splits a line in place into n fields, trimmed of blanks and surrounding double quotes, as the
+ * training loader does. */
+static void split(char *line, char **fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *end = strchr(line, ',');
+        if (end)
+            *end = '\0';
+        line += strspn(line, " \t");
+        size_t len = strlen(line);
+        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (len >= 2 && line[0] == '"' && line[len - 1] == '"') {
+            line[len - 1] = '\0';
+            line++;
+        }
+        fields[i] = line;
+        line = end ? end + 1 : line + len;
+    }
+}
+
+typedef struct csv {
+    const char *path;
+    char *text;
+    size_t len, pos, ncols;
+    char **names, **fields;
+    int64_t line; /* of the header, then of the row being read (1-based) */
+} csv;
+
+static kl_status csv_header(csv *c, kl_error *err)
+{
+    char *line;
+    while ((line = next_line(c->text, c->len, &c->pos)) && blank(line))
+        c->line++;
+    c->line++;
+    if (!line)
+        return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV input needs a header row",
+                            c->path);
+    c->ncols = count_fields(line);
+    c->names = malloc(c->ncols * sizeof *c->names);
+    c->fields = malloc(c->ncols * sizeof *c->fields);
+    if (!c->names || !c->fields)
+        return kl_error_set(err, KL_ENOMEM, "%s: out of memory", c->path);
+    split(line, c->names, c->ncols);
+    return KL_OK;
+}
+
+static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
+{
+    int64_t n = 0, r = 0, nc = (int64_t)c->ncols;
+    for (size_t i = c->pos; i < c->len; i++)
+        n += c->text[i] == '\n';
+    n += c->len > c->pos && c->text[c->len - 1] != '\n';
+    if (n == 0)
+        return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
+    kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, nc), err);
+    kl_status st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
+    char *line;
+    while (st == KL_OK && (line = next_line(c->text, c->len, &c->pos))) {
+        c->line++;
+        if (blank(line))
+            continue;
+        size_t got = count_fields(line);
+        if (got != c->ncols) {
+            st = kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", c->path,
+                              (long long)c->line, c->ncols, got);
+            break;
+        }
+        split(line, c->fields, c->ncols);
+        for (size_t k = 0; st == KL_OK && k < c->ncols; k++) {
+            char *end;
+            errno = 0;
+            double v = strtod(c->fields[k], &end);
+            if (!*c->fields[k] || *end || !isfinite(v) || errno == ERANGE)
+                st = kl_error_set(err, KL_EFORMAT,
+                                  "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf "
+                                  "and empty fields are refused)",
+                                  c->path, (long long)c->line, c->names[k], c->fields[k]);
+            else
+                kl_f32(x)[r * nc + (int64_t)k] = (float)v;
+        }
+        r++;
+    }
+    if (st == KL_OK && r == 0)
+        st = kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
+    if (st != KL_OK) {
+        kl_tensor_free(x);
+        return st;
+    }
+    x->shape.d[0] = r; /* blank lines were counted as rows */
+    *out = x;
+    return KL_OK;
+}
+
+/* Reads the CSV's header; with x, also every row as features. *has is set to whether a column
+ * is named label_column. */
+static kl_status csv_read(const char *path, const char *label_column, bool *has, kl_tensor **x,
+                          kl_error *err)
+{
+    csv c = {.path = path};
+    kl_status st = (c.text = read_text(path, &c.len, err)) ? KL_OK : err->status;
+    if (st == KL_OK)
+        st = csv_header(&c, err);
+    *has = false;
+    for (size_t k = 0; st == KL_OK && k < c.ncols; k++)
+        *has = *has || strcmp(c.names[k], label_column) == 0;
+    if (st == KL_OK && x)
+        st = csv_rows(&c, x, err);
+    free(c.names);
+    free(c.fields);
+    free(c.text);
+    return st;
+}
+
+/* ---- checks against the model ---- */
+
+/* s without its size-1 axes. */
+static kl_shape squeeze(kl_shape s)
+{
+    kl_shape o = {0};
+    for (int i = 0; i < s.ndim; i++)
+        if (s.d[i] != 1)
+            o.d[o.ndim++] = s.d[i];
+    return o;
+}
+
+static kl_status fit_shape(const kl_modelfile *mf, const char *path, kl_tensor *x, kl_error *err)
+{
+    const kl_modelfile_signature *s = &mf->sig;
+    kl_shape per = {.ndim = x->shape.ndim - 1};
+    for (int i = 1; i < x->shape.ndim; i++)
+        per.d[i - 1] = x->shape.d[i];
+    kl_shape a = squeeze(per), b = squeeze(s->input);
+    bool flat = per.ndim == 1 && per.d[0] == s->features;
+    if (!flat && !kl_shape_eq(&a, &b)) {
+        char have[96], want[96];
+        return kl_error_set(err, KL_ESHAPE,
+                            "%s has samples of shape %s, but the model %s takes input of shape %s "
+                            "(%lld values per sample)",
+                            path, kl_shape_str(&per, have, sizeof have), mf->path,
+                            kl_shape_str(&s->input, want, sizeof want), (long long)s->features);
+    }
+    int64_t n = x->shape.d[0];
+    x->shape.ndim = s->input.ndim + 1;
+    x->shape.d[0] = n;
+    for (int i = 0; i < s->input.ndim; i++)
+        x->shape.d[i + 1] = s->input.d[i];
+    return KL_OK;
+}
+
+static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, const char *what,
+                               kl_error *err)
+{
+    const kl_modelfile_signature *s = &mf->sig;
+    int64_t n = d->y->shape.d[0];
+    if (s->task == KL_TASK_REGRESSION) {
+        int64_t t = kl_numel(d->y) / (n > 0 ? n : 1);
+        if (t != s->outputs)
+            return kl_error_set(err, KL_ESHAPE,
+                                "%s has %lld regression targets per sample, but the model %s "
+                                "predicts %d",
+                                what, (long long)t, mf->path, s->outputs);
+        return KL_OK;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (kl_i32(d->y)[i] >= s->outputs)
+            return kl_error_set(err, KL_ERANGE,
+                                "%s: label %d of record %lld (counting from 0) is out of range: "
+                                "the model %s has %d classes (labels 0..%d); check that the "
+                                "labels belong to this model's data",
+                                what, (int)kl_i32(d->y)[i], (long long)i, mf->path, s->outputs,
+                                s->outputs - 1);
+    return KL_OK;
+}
+
+/* Fills in the dataset and column names src leaves open: those of the source the model was
+ * trained on when it had this format (data.train's x_dataset, y_dataset, label_column), else x,
+ * y and label. */
+static void default_names(const kl_modelfile *mf, kl_data_source *src)
+{
+    const kl_data_source *t = &mf->cfg->data.train;
+    bool same = t->format == src->format;
+    if (!src->x_dataset)
+        src->x_dataset = same && t->x_dataset ? t->x_dataset : (char *)"x";
+    if (!src->y_dataset)
+        src->y_dataset = same && t->y_dataset ? t->y_dataset : (char *)"y";
+    if (!src->label_column)
+        src->label_column = same && t->label_column ? t->label_column : (char *)"label";
+}
+
+/* Whether the input carries answers: IDX with a labels file, HDF5 with its y dataset, CSV with
+ * its label column; a y dataset or label column named on the command line (in `named`) must be
+ * there, and the loader says so when it is not. */
+static kl_status has_answers(const kl_data_source *src, const kl_data_source *named, bool *yes,
+                             kl_error *err)
+{
+    *yes = false;
+    switch (src->format) {
+    case KL_DATA_IDX:
+        *yes = src->labels && *src->labels;
+        return KL_OK;
+    case KL_DATA_HDF5:
+        *yes = named->y_dataset || h5_has(src->path, src->y_dataset) > 0;
+        return KL_OK;
+    case KL_DATA_CSV:
+        if (named->label_column) {
+            *yes = true;
+            return KL_OK;
+        }
+        return csv_read(src->path, src->label_column, yes, NULL, err);
+    case KL_DATA_NONE:
+        break;
+    }
+    return kl_error_set(err, KL_EINVAL,
+                        "cannot tell the format of %s from its name; give --format idx, hdf5 or "
+                        "csv",
+                        src->path);
+}
+
+kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *in, kl_dataset *out,
+                                  kl_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kl_data_source src = *in;
+    if (src.format == KL_DATA_NONE)
+        src.format = kl_modelfile_input_format(src.path);
+    if (access(src.path, R_OK) != 0)
+        return kl_error_set(err, KL_EIO, "cannot open %s: %s", src.path, strerror(errno));
+    default_names(mf, &src);
+    bool answers, has;
+    kl_status st = has_answers(&src, in, &answers, err);
+    if (st == KL_OK && answers) {
+        st = kl_dataset_load(&src, mf->sig.task, out, err);
+    } else if (st == KL_OK) {
+        st = src.format == KL_DATA_IDX ? idx_images(src.path, &out->x, err)
+             : src.format == KL_DATA_HDF5
+                 ? h5_x(src.path, src.x_dataset, &out->x, err)
+                 : csv_read(src.path, src.label_column, &has, &out->x, err);
+        if (st == KL_OK && !(out->name = strdup(src.path)))
+            st = kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    if (st == KL_OK)
+        st = fit_shape(mf, src.path, out->x, err);
+    if (st == KL_OK && out->y)
+        st = check_answers(mf, out, src.format == KL_DATA_IDX ? src.labels : src.path, err);
+    if (st != KL_OK)
+        kl_dataset_free(out);
+    return st;
+}
+
+/* ---- predictions ---- */
+
+static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *input,
+                          const float *out, const int32_t *classes, int64_t n, kl_error *err)
+{
+    char tmp[PATH_MAX];
+    int64_t f = kl_ckpt_create(path, FORMAT_PREDICTIONS, KL_PREDICTIONS_FORMAT_VERSION, tmp,
+                               sizeof tmp, err);
+    if (f < 0)
+        return err ? err->status : KL_EIO;
+    const kl_modelfile_signature *s = &mf->sig;
+    int64_t dims[2] = {n, s->outputs};
+    kl__h5_quiet q = kl__h5_quiet_begin();
+    bool ok = kl__h5_put_str(f, "model", mf->path) && kl__h5_put_str(f, "input", input) &&
+              kl__h5_put_f32(f, s->output_name, out, 2, dims);
+    if (ok && s->task == KL_TASK_CLASSIFICATION)
+        ok = kl__h5_put_i32(f, "labels", classes, 1, &n) &&
+             kl__mf_put_strings(f, "label_names", (const char *const *)mf->labels, mf->nlabels);
+    kl__h5_quiet_end(q);
+    kl_status st = ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s (disk full?)", tmp);
+    return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
+}
+
+/* Writes s as one CSV field, quoted when it holds a comma, a quote, a line break or edge
+ * blanks. */
+static void csv_field(FILE *f, const char *prefix, const char *s)
+{
+    size_t n = strlen(s);
+    bool quote = strpbrk(s, ",\"\r\n") || (n && (s[0] == ' ' || s[n - 1] == ' '));
+    if (!quote) {
+        fprintf(f, "%s%s", prefix, s);
+        return;
+    }
+    fputc('"', f);
+    fputs(prefix, f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_write(FILE *f, const kl_modelfile *mf, const float *out, const int32_t *classes,
+                      int64_t n)
+{
+    const kl_modelfile_signature *s = &mf->sig;
+    bool cls = s->task == KL_TASK_CLASSIFICATION;
+    if (cls) {
+        fputs("label,label_name", f);
+        for (int k = 0; k < s->outputs; k++) {
+            fputc(',', f);
+            csv_field(f, "p_", mf->labels[k]);
+        }
+    } else if (s->outputs == 1) {
+        fputs("prediction", f);
+    } else {
+        for (int k = 0; k < s->outputs; k++)
+            fprintf(f, "%sprediction_%d", k ? "," : "", k);
+    }
+    fputc('\n', f);
+    for (int64_t i = 0; i < n; i++) {
+        if (cls) {
+            fprintf(f, "%d,", (int)classes[i]);
+            csv_field(f, "", mf->labels[classes[i]]);
+        }
+        for (int k = 0; k < s->outputs; k++)
+            fprintf(f, "%s%.9g", cls || k ? "," : "", (double)out[i * s->outputs + k]);
+        fputc('\n', f);
+    }
+}
+
+static kl_status write_csv(const kl_modelfile *mf, const char *path, const float *out,
+                           const int32_t *classes, int64_t n, kl_error *err)
+{
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+        return kl_error_set(err, KL_EINVAL, "%s: the path is too long", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return kl_error_set(err, KL_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    csv_write(f, mf, out, classes, n);
+    bool ok = !ferror(f);
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return kl_error_set(err, KL_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return KL_OK;
+}
+
+kl_status kl_modelfile_write_predictions(const kl_modelfile *mf, const char *path,
+                                         const char *input, const float *out,
+                                         const int32_t *classes, int64_t n, kl_error *err)
+{
+    if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
+        return write_h5(mf, path, input, out, classes, n, err);
+    if (ends_with(path, ".csv"))
+        return write_csv(mf, path, out, classes, n, err);
+    return kl_error_set(err, KL_EINVAL,
+                        "%s: name the predictions file .h5, .hdf5 or .csv (it says the format)",
+                        path);
+}
