@@ -70,10 +70,15 @@ static const kl__field optim_fields[] = {
 static kl_status optim_prepare(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
                                char *path, kl_error *err)
 {
+    /* `name` read into a lone int: the field's offset is into a kl_config, so read it through a
+     * copy whose offset is 0 (with the table's entry, the write landed off the end of `kind`,
+     * in the caller's stack frame). */
     int kind = KL_OPTIM_ADAM;
+    kl__field name_field = optim_fields[0];
+    name_field.off = 0;
     const kl__cnode *name = kl__cnode_get(map, "name");
     size_t len = kl__path_push(path, "name");
-    kl_status st = name ? kl__field_read(&optim_fields[0], &kind, c, name, path, err) : KL_OK;
+    kl_status st = name ? kl__field_read(&name_field, &kind, c, name, path, err) : KL_OK;
     kl__path_pop(path, len);
     c->optimizer = kl_optim_defaults((kl_optim_kind)kind);
     return st;
