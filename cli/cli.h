@@ -33,6 +33,13 @@ int kl__cli_data(int argc, char **argv);
 /* kiln train (cli/train.c): trains from a YAML config; handles its own --help. */
 int kl__cli_train(int argc, char **argv);
 
+/* SIGTERM, SIGINT and SIGUSR1 ask the trainers to checkpoint and stop (kl_train_request_stop);
+ * a second SIGINT ends the process at once. Shared by train and tune (cli/train.c). */
+void kl__cli_catch_stop_signals(void);
+
+/* kiln tune (cli/tune.c): runs, resumes, reports or simulates a sweep; handles its own --help. */
+int kl__cli_tune(int argc, char **argv);
+
 /* kiln export (cli/export.c): writes a model file from a checkpoint; handles its own --help. */
 int kl__cli_export(int argc, char **argv);
 

@@ -16,7 +16,8 @@ static const kl__cli_cmd commands[] = {
      NULL},
     {"train", "train a model from a YAML config, on one process or across MPI ranks", kl__cli_train,
      NULL},
-    {"tune", "search hyperparameters with ASHA, running trials on worker groups", NULL, NULL},
+    {"tune", "search hyperparameters with ASHA, running trials on worker groups", kl__cli_tune,
+     NULL},
     {"export", "turn a training checkpoint into a self-contained model file", kl__cli_export, NULL},
     {"predict", "score a file of inputs with an exported model", kl__cli_predict, NULL},
     {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", NULL, NULL},
@@ -135,8 +136,9 @@ static void print_usage(FILE *f)
                "       kiln --help | --version\n"
                "\n"
                "kiln trains neural networks across MPI ranks and tunes their hyperparameters.\n"
-               "This version trains models (also data-parallel under mpirun), exports them and\n"
-               "scores files with them; the other commands are planned.\n"
+               "This version trains models (also data-parallel under mpirun), tunes their\n"
+               "hyperparameters (ASHA sweeps), exports them and scores files with them;\n"
+               "serving is planned.\n"
                "\n"
                "commands:\n");
     print_command_rows(f, 1);

@@ -290,7 +290,7 @@ static void on_signal(int signo)
     kl_train_request_stop(signo);
 }
 
-static void catch_signals(void)
+void kl__cli_catch_stop_signals(void)
 {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -398,7 +398,7 @@ int kl__cli_train(int argc, char **argv)
         goto out;
     }
     /* From the start: a stop asked for while the data loads is honoured after the first step. */
-    catch_signals();
+    kl__cli_catch_stop_signals();
     if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
         rc = fail(&err);
         goto out;

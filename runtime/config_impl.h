@@ -20,6 +20,7 @@ typedef struct kl__cnode {
     char *str;         /* SCALAR: the text */
     bool plain;        /* SCALAR: unquoted, so typed like YAML (numbers, booleans, null) */
     kl_source_pos pos; /* of the value */
+    kl_source_pos end; /* just past the value (parsed nodes only; tune/sweep.c cuts text with it) */
     char *key;         /* a value in a mapping: its key */
     kl_source_pos key_pos;
     struct kl__cnode **items; /* SEQ: the items; MAP: the values, each with its key */
@@ -134,5 +135,14 @@ const kl__section *kl__config_schema(void);
 /* Printing one field's value as YAML (config_print.c). */
 void kl__print_value(const kl__field *fd, const void *base, FILE *f);
 void kl__print_section(const kl__section *s, const void *base, FILE *f, int indent);
+
+/* "expected WHAT, got ..." placed at node (the key path in path): for readers beyond the config
+ * schema (tune/sweep*.c) to word their type errors like it. */
+kl_status kl__config_expected(const kl__cnode *node, const char *expected, char *path,
+                              kl_error *err);
+/* Plain decimal text only: strtod alone would take "inf", "nan" and hex floats. */
+bool kl__numeric_text(const char *s, bool integer);
+/* s as a double-quoted YAML string, escaping quotes, backslashes and control bytes. */
+void kl__print_quoted(const char *s, FILE *f);
 
 #endif

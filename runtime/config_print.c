@@ -23,12 +23,8 @@ static void print_float(float v, FILE *f)
     fputs(buf, f);
 }
 
-static void print_string(const char *s, FILE *f)
+void kl__print_quoted(const char *s, FILE *f)
 {
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
@@ -39,6 +35,14 @@ static void print_string(const char *s, FILE *f)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+static void print_string(const char *s, FILE *f)
+{
+    if (s)
+        kl__print_quoted(s, f);
+    else
+        fputs("null", f);
 }
 
 void kl__print_value(const kl__field *fd, const void *base, FILE *f)

@@ -151,8 +151,8 @@ static const char *node_kind(const kl__cnode *node)
     return node->type == KL__CN_MAP ? "a mapping" : node->type == KL__CN_SEQ ? "a sequence" : "";
 }
 
-static kl_status type_error(const kl__field *f, const kl__cnode *node, const char *expected,
-                            char *path, kl_error *err)
+kl_status kl__config_expected(const kl__cnode *node, const char *expected, char *path,
+                              kl_error *err)
 {
     if (node->type != KL__CN_SCALAR)
         return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
@@ -164,8 +164,7 @@ static kl_status type_error(const kl__field *f, const kl__cnode *node, const cha
                             node->str);
 }
 
-/* Plain decimal text only: strtod alone would take "inf", "nan" and hex floats. */
-static bool numeric_text(const char *s, bool integer)
+bool kl__numeric_text(const char *s, bool integer)
 {
     bool digit = false;
     for (const char *p = s; *p; p++) {
@@ -184,12 +183,12 @@ static kl_status read_number(const kl__field *f, const kl__cnode *node, double *
     describe(f, expected, sizeof expected);
     bool integer = f->type != KL__F_FLOAT;
     char *end = NULL;
-    if (node->type != KL__CN_SCALAR || !node->plain || !numeric_text(node->str, integer))
-        return type_error(f, node, expected, path, err);
+    if (node->type != KL__CN_SCALAR || !node->plain || !kl__numeric_text(node->str, integer))
+        return kl__config_expected(node, expected, path, err);
     errno = 0;
     double v = integer ? (double)strtoll(node->str, &end, 10) : strtod(node->str, &end);
     if (*end || errno == ERANGE || !isfinite(v))
-        return type_error(f, node, expected, path, err);
+        return kl__config_expected(node, expected, path, err);
     if (!in_range(f, v))
         return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
                                 node->str);
@@ -226,7 +225,7 @@ static kl_status read_bool(bool *dst, const kl__cnode *node, char *path, kl_erro
             return KL_OK;
         }
     }
-    return type_error(NULL, node, "a boolean (true/false, yes/no)", path, err);
+    return kl__config_expected(node, "a boolean (true/false, yes/no)", path, err);
 }
 
 static int name_count(const char *const *names)
@@ -248,7 +247,7 @@ static kl_status not_one_of(const kl__field *f, const kl__cnode *node, char *pat
         return kl__config_error(err, KL_EINVAL, node->pos, path,
                                 "expected %s, got \"%s\"; did you mean '%s'?", expected, node->str,
                                 near);
-    return type_error(f, node, expected, path, err);
+    return kl__config_expected(node, expected, path, err);
 }
 
 /* The index of the scalar among names, or -1. */
@@ -270,7 +269,7 @@ static kl_status read_string(const kl__field *f, char **dst, const kl__cnode *no
                              kl_error *err)
 {
     if (node->type != KL__CN_SCALAR)
-        return type_error(f, node, "a string", path, err);
+        return kl__config_expected(node, "a string", path, err);
     if (is_null(node))
         return kl__strset(dst, NULL) ? KL_OK : KL_ENOMEM;
     if (f->names && choice(f, node) < 0)
@@ -306,7 +305,7 @@ kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl_
         return KL_OK;
     case KL__F_SECTION:
         if (node->type != KL__CN_MAP && !kl__cnode_is_empty(node))
-            return type_error(f, node, "a mapping", path, err);
+            return kl__config_expected(node, "a mapping", path, err);
         return kl__section_read(f->sub, dst, c, node->type == KL__CN_MAP ? node : NULL, node->pos,
                                 path, err);
     case KL__F_LAYERS:

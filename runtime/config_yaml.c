@@ -83,7 +83,8 @@ kl_status kl__config_error(kl_error *err, kl_status status, kl_source_pos pos, c
 typedef struct builder {
     yaml_parser_t parser;
     const char *file;
-    int line, col0; /* an override: one line, columns shifted */
+    int line, col0;    /* an override: one line, columns shifted */
+    kl_source_pos end; /* the end of the last collection closed */
     kl_error *err;
 } builder;
 
@@ -128,6 +129,7 @@ static kl_status make_scalar(builder *b, yaml_event_t *ev, kl__cnode **out)
     }
     memcpy(node->str, ev->data.scalar.value, len);
     node->str[len] = '\0';
+    node->end = mark_pos(b, ev->end_mark);
     node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     *out = node;
     return KL_OK;
@@ -143,6 +145,8 @@ static kl_status next_child(builder *b, yaml_event_type_t end, int depth, kl__cn
         return st;
     if (ev.type != end)
         st = build_node(b, &ev, depth, child);
+    else
+        b->end = mark_pos(b, ev.end_mark);
     yaml_event_delete(&ev);
     return st;
 }
@@ -209,6 +213,7 @@ static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__cnode *
         kl__cnode_free(node);
         return st;
     }
+    node->end = b->end;
     *out = node;
     return KL_OK;
 }

@@ -8,8 +8,9 @@ set -euo pipefail
 # Compiler, build tools and the libraries libkiln links.
 build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
     libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev)
-# What the test suites use besides the build: Python checks of HDF5 files and golden values.
-test_pkgs=(python3 python3-numpy python3-h5py procps)
+# What the test suites use besides the build: Python checks of HDF5 files and golden values,
+# xmllint for the sweep report's page.
+test_pkgs=(python3 python3-numpy python3-h5py procps libxml2-utils)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1); never a test dependency.

@@ -45,7 +45,10 @@ expect 2 'which config' -- train
 expect 2 'KEY=VALUE' -- train x.yaml --set train.epochs
 expect 2 "unknown option '--fast'" -- train x.yaml --fast
 expect 2 'not supported yet' -- serve model.h5
-expect 0 'not supported yet' -- tune --help
+expect 0 'usage: kiln tune' -- tune --help
+expect 2 'which sweep' -- tune
+expect 2 "unknown option '--fast'" -- tune s.yaml --fast
+expect 1 'no-such-sweep.yaml' -- tune no-such-sweep.yaml --dir tune-out
 expect 0 'usage: kiln demo' -- demo --help
 expect 2 "unknown option '--nope'" -- demo --nope
 expect 2 'epochs' -- demo --epochs 0

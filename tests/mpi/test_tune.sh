@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# kiln tune end to end on a Fashion-MNIST slice.
+#   mpi:    8 trials under mpirun -n 3 (a coordinator and two workers) finish with results.csv,
+#           best.yaml (which kiln train loads), best.json and a report; --resume of the finished
+#           sweep replays its journal to the same results and adds no result.
+#   resume: one process, killed with kill -9 in the middle of the sweep, then --resume: every
+#           (trial, t) result is journalled exactly once, and the results equal an uninterrupted
+#           sweep's (the sweep is deterministic on one process).
+#   faults: a trial that diverges ends as diverged, one whose run fails is retried max_failures
+#           times and then errored; the sweep goes on and finishes.
+# usage: test_tune.sh mpi|resume|faults PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
+#        mpirun)
+set -uo pipefail
+mode="$1"
+kiln="$2"
+name="test_tune ($mode)"
+examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+[ "$mode" != mpi ] || command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+cp "$examples/fashion-mnist/mlp.yaml" base.yaml
+fails=0
+check() { # description, command...
+    local what="$1"; shift
+    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
+}
+# Every result once: no (trial, t) twice in a journal.
+no_duplicates() {
+    [ -z "$(grep '"event":"result"' "$1" | sed 's/.*"trial":\([0-9]*\),"t":\([0-9]*\),.*/\1 \2/' |
+        sort | uniq -d)" ]
+}
+results_count() { grep -c '"event":"result"' "$1"; }
+# results.csv without the failures column (a killed trial counts one), sorted.
+core() { cut -d, -f1-6 "$1" | sort; }
+
+sweep() { # run_cap, max_t, extra parameter lines
+    cat >sweep.yaml <<EOF
+base: base.yaml
+metric: {name: val_accuracy, goal: maximize}
+method: random
+run_cap: $1
+seed: 3
+parameters:
+  optimizer.lr: {log_uniform_values: {min: 3e-4, max: 3e-3}}
+  model.layers.0.units: {values: [32, 64]}
+  data.limit: {value: 1500}
+  schedule.warmup_steps: {value: 0}
+  train.threads: {value: 1}
+$3
+scheduler: {type: asha, max_t: $2, grace_period: 1, reduction_factor: 2}
+EOF
+}
+
+case $mode in
+mpi)
+    sweep 8 4 ""
+    mpirun -n 3 --oversubscribe "$kiln" tune sweep.yaml --dir s --plain >out.txt 2>err.txt
+    rc=$?
+    check "the 3-rank sweep exits 0" test $rc -eq 0
+    check "results.csv has a row per trial" test "$(tail -n +2 s/results.csv | wc -l)" -eq 8
+    check "best.json names a checkpoint" grep -q '"checkpoint": ".*final.h5"' s/best.json
+    check "best.yaml is a config kiln train loads" "$kiln" train s/best.yaml --print-config -q
+    check "no result journalled twice" no_duplicates s/journal.jsonl
+    check "some trial was promoted" grep -q '"job":"promote"' s/journal.jsonl
+    check "the report is written" "$kiln" tune report s
+    check "the report has the curves" grep -q '<svg' s/report.html
+    cp s/results.csv before.csv
+    before=$(results_count s/journal.jsonl)
+    mpirun -n 3 --oversubscribe "$kiln" tune --resume s --plain >out2.txt 2>err2.txt
+    check "resuming a finished sweep exits 0" test $? -eq 0
+    check "its journal replays to the same results" cmp -s before.csv s/results.csv
+    check "and no result is added" test "$(results_count s/journal.jsonl)" -eq "$before"
+    ;;
+resume)
+    sweep 6 4 ""
+    "$kiln" tune sweep.yaml --dir a --plain >a.txt 2>&1
+    check "the uninterrupted sweep exits 0" test $? -eq 0
+    "$kiln" tune sweep.yaml --dir b --plain >b.txt 2>&1 &
+    pid=$!
+    for _ in $(seq 1 600); do # kill it once a few results are in, in the middle of a trial
+        [ -e b/journal.jsonl ] && [ "$(results_count b/journal.jsonl)" -ge 4 ] && break
+        sleep 0.1
+    done
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    killed_at=$(results_count b/journal.jsonl)
+    check "it was killed mid-sweep ($killed_at results in)" test "$killed_at" -lt "$(results_count a/journal.jsonl)"
+    "$kiln" tune --resume b --plain >b2.txt 2>&1
+    check "the resumed sweep exits 0" test $? -eq 0
+    check "no result journalled twice" no_duplicates b/journal.jsonl
+    check "as many results as the uninterrupted sweep" \
+        test "$(results_count b/journal.jsonl)" -eq "$(results_count a/journal.jsonl)"
+    check "the same results as the uninterrupted sweep" cmp -s <(core a/results.csv) <(core b/results.csv)
+    ;;
+faults)
+    # Trial values: SGD at lr 1e6 diverges; batch_size 100000 is larger than the data, so its
+    # run fails.
+    cat >sweep.yaml <<EOF
+base: base.yaml
+metric: {name: val_loss, goal: minimize}
+method: grid
+parameters:
+  optimizer.name: {value: sgd}
+  optimizer.lr: {grid: [1e6, 0.05]}
+  train.batch_size: {grid: [100000, 64]}
+  data.limit: {value: 1000}
+  schedule.warmup_steps: {value: 0}
+  train.threads: {value: 1}
+max_failures: 2
+scheduler: {type: fifo, max_t: 2}
+EOF
+    "$kiln" tune sweep.yaml --dir f --plain >out.txt 2>&1
+    check "the sweep with bad trials exits 0" test $? -eq 0
+    check "the diverging trial is marked diverged" grep -q '^1,diverged' f/results.csv
+    check "the failing trials are errored after 2 tries" \
+        test "$(grep -c '"event":"errored".*"failures":2' f/journal.jsonl)" -eq 2
+    check "and say so in results.csv" test "$(grep -c '^[02],errored,' f/results.csv)" -eq 2
+    check "the good trial finished" grep -q '^3,done,' f/results.csv
+    check "it is the best" grep -q '"trial": 3' f/best.json
+    ;;
+*)
+    echo "usage: test_tune.sh mpi|resume|faults PATH_TO_KILN" >&2; exit 2 ;;
+esac
+if [ $fails -ne 0 ]; then
+    for f in *.txt; do echo "--- $f"; tail -n 30 "$f"; done
+    exit 1
+fi
+echo "$name: all passed"

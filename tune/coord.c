@@ -1,0 +1,636 @@
+/* The sweep coordinator: opens or resumes a sweep folder, replays the journal into the
+ * scheduler, then hands jobs to workers and decisions to reporting trials, journalling each
+ * event (fsynced) before acting on it. On one rank it runs the trials itself; on N ranks, world
+ * rank 0 coordinates and ranks 1..N-1 form worker groups of ranks_per_trial that train. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kiln/train.h"
+#include "tune/tune_impl.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- journal events ---- */
+
+static kl_status log_event(kl__tuner *tu, json_t *ev, kl_error *err)
+{
+    if (!ev)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    return kl_journal_append(tu->journal, ev, err);
+}
+
+static json_t *overrides_json(const kl__trial *t)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < t->nov; i++) {
+        const char *eq = strchr(t->ov[i], '=');
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - t->ov[i]) : 0, t->ov[i]);
+        json_object_set_new(o, key, json_string(eq ? eq + 1 : ""));
+    }
+    return o;
+}
+
+static const char *job_name(kl_job_kind k)
+{
+    return k == KL_JOB_NEW ? "new" : "promote";
+}
+
+/* ---- decisions ---- */
+
+/* A trial's result: journalled with the scheduler's decision before anyone acts on it. A result
+ * already in the journal (a resumed trial training an epoch again from an older checkpoint)
+ * gets the journalled decision back and changes nothing. */
+static kl_decision decide(kl__tuner *tu, int64_t trial, int t, double value, kl_error *err,
+                          kl_status *st)
+{
+    kl__trial *tr = &tu->trials[trial];
+    if (t <= tr->last_t)
+        return t == tr->last_t ? tr->last : KL_DECIDE_CONTINUE;
+    kl_decision d = kl_sched_result(tu->sched, trial, t, value);
+    json_t *ev =
+        json_pack("{s:s, s:I, s:i, s:f, s:s}", "event", "result", "trial", (json_int_t)trial, "t",
+                  t, "value", isfinite(value) ? value : 0.0, "decision", kl_decision_name(d));
+    if (ev && !isfinite(value))
+        json_object_set_new(ev, "value", json_null());
+    *st = log_event(tu, ev, err);
+    tr->last_t = t;
+    tr->last = d;
+    kl__tune_show(tu, NULL, false);
+    if (d != KL_DECIDE_CONTINUE)
+        kl__tune_line(tu, "trial %lld: %s at t=%d (%s %.4g)", (long long)trial, kl_decision_name(d),
+                      t, tu->sw->metric, value);
+    return d;
+}
+
+/* A trial's run ended badly: diverged (worst metric, the sweep goes on), or failed (retried
+ * until max_failures, then errored and never run again). */
+static kl_status trial_failed(kl__tuner *tu, int64_t trial, bool diverged, const char *why,
+                              kl_error *err)
+{
+    kl__trial *tr = &tu->trials[trial];
+    const char *event;
+    if (diverged) {
+        tr->diverged = true;
+        kl_sched_failed(tu->sched, trial);
+        event = "diverged";
+    } else if (++tr->failures >= tu->sw->max_failures) {
+        kl_sched_failed(tu->sched, trial);
+        event = "errored";
+    } else {
+        kl_sched_requeue(tu->sched, trial);
+        event = "failed";
+    }
+    free(tr->error);
+    tr->error = strdup(why);
+    kl__tune_line(tu, "trial %lld %s: %s", (long long)trial, event, why);
+    return log_event(tu,
+                     json_pack("{s:s, s:I, s:s, s:i}", "event", event, "trial", (json_int_t)trial,
+                               "error", why, "failures", tr->failures),
+                     err);
+}
+
+/* The next job, journalled (with the trial's hyperparameters when it is new). */
+static kl_status next_job(kl__tuner *tu, kl_job *job, kl_error *err)
+{
+    /* After the time budget (or a stop request) nothing new starts; the trials running finish
+     * their jobs. The scheduler is not asked, so the journal replays exactly. */
+    if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) ||
+        kl_train_stop_signal()) {
+        *job = (kl_job){.kind = KL_JOB_WAIT, .trial = -1};
+        return KL_OK;
+    }
+    *job = kl_sched_next(tu->sched);
+    if (job->kind != KL_JOB_NEW && job->kind != KL_JOB_PROMOTE)
+        return KL_OK;
+    kl_status st = kl__tune_overrides(tu, job->trial, err);
+    if (st != KL_OK)
+        return st;
+    json_t *ev =
+        json_pack("{s:s, s:I, s:s, s:i, s:i}", "event", "started", "trial", (json_int_t)job->trial,
+                  "job", job_name(job->kind), "rung", job->rung, "until_t", job->until_t);
+    if (ev && job->kind == KL_JOB_NEW)
+        json_object_set_new(ev, "overrides", overrides_json(&tu->trials[job->trial]));
+    return log_event(tu, ev, err);
+}
+
+/* ---- one rank: the coordinator trains the trials itself ---- */
+
+typedef struct local_ctx {
+    kl__tuner *tu;
+    kl_status st;
+    kl_error err;
+} local_ctx;
+
+static kl_decision local_decide(void *ctx, int64_t trial, int t, double value)
+{
+    local_ctx *c = ctx;
+    kl_status st = KL_OK;
+    kl_decision d = decide(c->tu, trial, t, value, &c->err, &st);
+    if (st != KL_OK && c->st == KL_OK)
+        c->st = st;
+    return st == KL_OK ? d : KL_DECIDE_STOP;
+}
+
+static kl_status run_local(kl__tuner *tu, kl_error *err)
+{
+    kl_comm *self = NULL;
+    kl_status st = kl_comm_self(&self, err);
+    while (st == KL_OK) {
+        kl_job job;
+        if ((st = next_job(tu, &job, err)) != KL_OK)
+            break;
+        if (job.kind == KL_JOB_NONE || job.kind == KL_JOB_WAIT) /* one worker: WAIT is the end */
+            break;
+        kl__tune_show(tu, NULL, true);
+        kl__msg m = {.kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t};
+        local_ctx c = {.tu = tu};
+        kl_error terr = {0};
+        kl_status ts = kl__tune_run_trial(tu, self, &m, local_decide, &c, &terr);
+        if (c.st != KL_OK) {
+            st = kl_error_set(err, c.st, "%s", c.err.msg);
+        } else if (ts == KL_ESTOPPED) {
+            kl_sched_requeue(tu->sched, job.trial);
+            st = log_event(
+                tu, json_pack("{s:s, s:I}", "event", "interrupted", "trial", (json_int_t)job.trial),
+                err);
+            if (st == KL_OK)
+                st = kl_error_set(err, KL_ESTOPPED,
+                                  "stopped by a signal; the running trial "
+                                  "checkpointed: continue with --resume");
+        } else if (ts != KL_OK) {
+            st = trial_failed(tu, job.trial, ts == KL_ERANGE, terr.msg, err);
+        }
+    }
+    kl_comm_free(self);
+    return st;
+}
+
+/* ---- N ranks: messages ---- */
+
+static kl_status send_msg(kl_comm *c, int to, kl__msg *m, kl_error *err)
+{
+    return kl_comm_send(c, to, to == 0 ? KL__TAG_TO_COORD : KL__TAG_TO_WORKER, m, sizeof *m, err);
+}
+
+static kl_status recv_msg(kl_comm *c, int from, kl__msg *m, int *src, kl_error *err)
+{
+    size_t n = 0;
+    kl_status st = kl_comm_recv(c, from, from < 0 ? KL__TAG_TO_COORD : KL__TAG_TO_WORKER, m,
+                                sizeof *m, src, &n, err);
+    if (st == KL_OK && n != sizeof *m)
+        st = kl_error_set(err, KL_ECOMM, "a tune message of %zu bytes, expected %zu", n, sizeof *m);
+    return st;
+}
+
+/* The coordinator's loop: answer whoever speaks, until every worker has been sent home. */
+static kl_status coordinate(kl__tuner *tu, kl_error *err)
+{
+    int *idle = calloc((size_t)tu->size, sizeof *idle), nidle = 0, exited = 0, running = 0;
+    int64_t *running_trial = calloc((size_t)tu->size, sizeof *running_trial);
+    kl_status st = idle && running_trial ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
+    bool stopping = false;
+    while (st == KL_OK && exited < tu->nworkers) {
+        kl__msg m;
+        int src;
+        if ((st = recv_msg(tu->world, -1, &m, &src, err)) != KL_OK)
+            break;
+        if (m.kind == KL__MSG_RESULT) {
+            kl__msg r = {.kind = KL__MSG_DECISION, .trial = m.trial};
+            r.decision = (int32_t)decide(tu, m.trial, m.t, m.value, err, &st);
+            if (st == KL_OK)
+                st = send_msg(tu->world, src, &r, err);
+            continue;
+        }
+        if (m.kind == KL__MSG_FAILED || m.kind == KL__MSG_STOPPED) {
+            running--;
+            running_trial[src] = 0;
+            if (m.kind == KL__MSG_FAILED) {
+                st = trial_failed(tu, m.trial, m.diverged != 0, m.text, err);
+            } else {
+                stopping = true;
+                kl_sched_requeue(tu->sched, m.trial);
+                st = log_event(
+                    tu,
+                    json_pack("{s:s, s:I}", "event", "interrupted", "trial", (json_int_t)m.trial),
+                    err);
+            }
+            if (st != KL_OK)
+                break;
+            m.kind = KL__MSG_READY;
+        } else if (m.kind == KL__MSG_READY && running_trial[src] > 0) {
+            running--; /* the worker's trial ended by a decision */
+            running_trial[src] = 0;
+        }
+        if (m.kind != KL__MSG_READY)
+            continue;
+        idle[nidle++] = src;
+        stopping = stopping || kl_train_stop_signal() != 0;
+        /* Serve every idle worker: a result may have made several promotions possible. */
+        while (st == KL_OK && nidle > 0) {
+            kl_job job = {.kind = KL_JOB_NONE};
+            if (!stopping && (st = next_job(tu, &job, err)) != KL_OK)
+                break;
+            if (job.kind == KL_JOB_WAIT && running > 0)
+                break; /* a running trial's result may unlock work */
+            int w = idle[--nidle];
+            kl__msg r = {.kind = KL__MSG_EXIT};
+            if (job.kind == KL_JOB_NEW || job.kind == KL_JOB_PROMOTE) {
+                r = (kl__msg){.kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t};
+                running++;
+                running_trial[w] = job.trial + 1;
+                kl__tune_show(tu, NULL, true);
+            } else {
+                exited++;
+            }
+            st = send_msg(tu->world, w, &r, err);
+        }
+    }
+    free(idle);
+    free(running_trial);
+    if (st == KL_OK && stopping)
+        st = kl_error_set(err, KL_ESTOPPED,
+                          "stopped by a signal; the running trials "
+                          "checkpointed: continue with --resume");
+    return st;
+}
+
+/* A worker leader's side of a decision: ask the coordinator. */
+typedef struct remote_ctx {
+    kl__tuner *tu;
+    kl_status st;
+    kl_error err;
+} remote_ctx;
+
+static kl_decision remote_decide(void *ctx, int64_t trial, int t, double value)
+{
+    remote_ctx *c = ctx;
+    kl__msg m = {.kind = KL__MSG_RESULT, .trial = trial, .t = t, .value = value};
+    if (c->st == KL_OK && (c->st = send_msg(c->tu->world, 0, &m, &c->err)) == KL_OK)
+        c->st = recv_msg(c->tu->world, 0, &m, NULL, &c->err);
+    return c->st == KL_OK ? (kl_decision)m.decision : KL_DECIDE_STOP;
+}
+
+/* A worker group: the leader asks for jobs and tells its group; all train together. */
+static kl_status work(kl__tuner *tu, kl_error *err)
+{
+    bool leader = kl_comm_rank(tu->group) == 0;
+    kl_status st = KL_OK;
+    kl__msg ready = {.kind = KL__MSG_READY};
+    for (;;) {
+        kl__msg job = {0};
+        if (leader && (st = send_msg(tu->world, 0, &ready, err)) == KL_OK)
+            st = recv_msg(tu->world, 0, &job, NULL, err);
+        if (st != KL_OK)
+            return st;
+        if ((st = kl_comm_bcast(tu->group, &job, sizeof job, 0, err)) != KL_OK)
+            return st;
+        if (job.kind == KL__MSG_EXIT)
+            return KL_OK;
+        remote_ctx c = {.tu = tu};
+        kl_error terr = {0};
+        kl_status ts = kl__tune_run_trial(tu, tu->group, &job, remote_decide, &c, &terr);
+        if (c.st != KL_OK) /* the coordinator is gone: nothing left to do */
+            return kl_error_set(err, c.st, "%s", c.err.msg);
+        ready = (kl__msg){.kind = KL__MSG_READY};
+        if (ts == KL_ESTOPPED) {
+            ready = (kl__msg){.kind = KL__MSG_STOPPED, .trial = job.trial};
+        } else if (ts != KL_OK) {
+            ready =
+                (kl__msg){.kind = KL__MSG_FAILED, .trial = job.trial, .diverged = ts == KL_ERANGE};
+            snprintf(ready.text, sizeof ready.text, "%s", terr.msg);
+        }
+    }
+}
+
+/* ---- opening, resuming, replaying ---- */
+
+static char *file_text(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = 2 * cap + 8192);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, 4096, f);
+        n += r;
+        if (r < 4096)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Replays the journal: every call the scheduler saw, in order, so that it is where it was. A
+ * trial that was running when the sweep stopped counts one failure and runs again from its
+ * checkpoint. */
+static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *kind = json_string_value(json_object_get(ev, "event"));
+        int64_t trial = json_integer_value(json_object_get(ev, "trial"));
+        if (!kind || !strcmp(kind, "sweep") || !strcmp(kind, "resumed") ||
+            !strcmp(kind, "finished"))
+            continue;
+        if (trial < 0 || trial >= tu->ntrials)
+            return kl_error_set(err, KL_EFORMAT,
+                                "%s/journal.jsonl: event %zu names trial %lld, "
+                                "which this sweep does not have",
+                                tu->dir, i + 1, (long long)trial);
+        kl__trial *tr = &tu->trials[trial];
+        if (!strcmp(kind, "started")) {
+            kl_job job = kl_sched_next(tu->sched);
+            if (job.trial != trial || (job.kind != KL_JOB_NEW && job.kind != KL_JOB_PROMOTE))
+                return kl_error_set(err, KL_EFORMAT,
+                                    "%s/journal.jsonl: event %zu started trial %lld, but the "
+                                    "scheduler replays trial %lld there: the sweep file or "
+                                    "kiln's scheduler changed since the sweep began",
+                                    tu->dir, i + 1, (long long)trial, (long long)job.trial);
+        } else if (!strcmp(kind, "result")) {
+            json_t *v = json_object_get(ev, "value");
+            int t = (int)json_integer_value(json_object_get(ev, "t"));
+            tr->last = kl_sched_result(tu->sched, trial, t,
+                                       json_is_number(v) ? json_number_value(v) : NAN);
+            tr->last_t = t;
+        } else if (!strcmp(kind, "diverged")) {
+            tr->diverged = true;
+            kl_sched_failed(tu->sched, trial);
+        } else if (!strcmp(kind, "errored")) {
+            tr->failures++;
+            kl_sched_failed(tu->sched, trial);
+        } else if (!strcmp(kind, "failed")) {
+            tr->failures++;
+            kl_sched_requeue(tu->sched, trial);
+        } else if (!strcmp(kind, "interrupted")) {
+            kl_sched_requeue(tu->sched, trial);
+        }
+    }
+    kl_status st = KL_OK;
+    for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
+        if (kl_sched_state(tu->sched, t) == KL_TRIAL_RUNNING)
+            st = trial_failed(tu, t, false, "the sweep ended while it ran", err);
+    return st;
+}
+
+static kl_status make_folder(kl__tuner *tu, kl_error *err)
+{
+    char buf[PATH_MAX];
+    if (tu->o->dir) {
+        snprintf(buf, sizeof buf, "%s", tu->o->dir);
+    } else {
+        const char *base =
+            strrchr(tu->o->sweep, '/') ? strrchr(tu->o->sweep, '/') + 1 : tu->o->sweep;
+        int stem = (int)strcspn(base, ".");
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        mkdir("sweeps", 0755);
+        snprintf(buf, sizeof buf, "sweeps/%.*s-%s", stem, base, stamp);
+    }
+    if (mkdir(buf, 0755) != 0 && !(errno == EEXIST && tu->o->resume))
+        return kl_error_set(
+            err, KL_EIO, "cannot create the sweep folder %s: %s%s", buf, strerror(errno),
+            errno == EEXIST ? " (continue it with --resume, or pick another --dir)" : "");
+    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "/trials");
+    mkdir(buf, 0755);
+    buf[strlen(buf) - 7] = '\0';
+    return (tu->dir = strdup(buf)) ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
+}
+
+/* Rank 0: the folder, the journal, and the sweep file (a resumed sweep re-reads the file it
+ * started from and refuses it if it changed). */
+static kl_status open_sweep(kl__tuner *tu, char *sweep_path, size_t size, kl_error *err)
+{
+    /* A new sweep's file is read and checked before its folder exists, so a mistake in it
+     * leaves nothing behind. */
+    if (!tu->o->resume) {
+        if (!realpath(tu->o->sweep, sweep_path))
+            return kl_error_set(err, KL_EIO, "%s: %s", tu->o->sweep, strerror(errno));
+        if (!(tu->sw = kl_sweep_load(sweep_path, err)))
+            return err->status;
+    }
+    kl_status st = make_folder(tu, err);
+    if (st != KL_OK)
+        return st;
+    char jpath[PATH_MAX + 32];
+    snprintf(jpath, sizeof jpath, "%s/journal.jsonl", tu->dir);
+    json_t *events = NULL;
+    if (tu->o->resume) {
+        if (!(events = kl_journal_read(jpath, err)))
+            return err->status;
+        json_t *first = json_array_get(events, 0);
+        const char *p = json_string_value(json_object_get(first, "sweep"));
+        if (!p) {
+            json_decref(events);
+            return kl_error_set(err, KL_EFORMAT,
+                                "%s does not begin with a sweep event: not a "
+                                "kiln sweep folder",
+                                jpath);
+        }
+        snprintf(sweep_path, size, "%s", p);
+        size_t len = 0;
+        char *text = file_text(p, &len);
+        uint64_t h = text ? fnv1a(text, len) : 0;
+        free(text);
+        char hex[32];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        const char *want = json_string_value(json_object_get(first, "sweep_hash"));
+        if (!text || !want || strcmp(want, hex) != 0) {
+            json_decref(events);
+            return kl_error_set(err, KL_EINVAL,
+                                "%s: the sweep file %s %s since the sweep began; a resumed sweep "
+                                "must run the same search",
+                                tu->dir, p, text ? "changed" : "is gone");
+        }
+    }
+    json_decref(events);
+    if (!(tu->journal = kl_journal_open(jpath, err)))
+        return err->status;
+    return KL_OK;
+}
+
+static kl_status start_journal(kl__tuner *tu, const char *sweep_path, kl_error *err)
+{
+    char jpath[PATH_MAX + 32];
+    snprintf(jpath, sizeof jpath, "%s/journal.jsonl", tu->dir);
+    if (tu->o->resume) {
+        json_t *events = kl_journal_read(jpath, err);
+        if (!events)
+            return err->status;
+        kl_status st = replay(tu, events, err);
+        json_decref(events);
+        if (st == KL_OK)
+            st = log_event(tu, json_pack("{s:s, s:i}", "event", "resumed", "ranks", tu->size), err);
+        return st;
+    }
+    size_t len = 0;
+    char *text = file_text(sweep_path, &len), hex[32];
+    if (!text)
+        return kl_error_set(err, KL_EIO, "cannot read %s", sweep_path);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a(text, len));
+    char copy[PATH_MAX + 32];
+    snprintf(copy, sizeof copy, "%s/sweep.yaml", tu->dir);
+    FILE *f = fopen(copy, "w");
+    if (f) {
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+    free(text);
+    return log_event(tu,
+                     json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:i, s:i}", "event", "sweep",
+                               "sweep", sweep_path, "sweep_hash", hex, "trials",
+                               (json_int_t)tu->ntrials, "metric", tu->sw->metric, "maximize",
+                               tu->sw->maximize, "ranks", tu->size, "max_t", tu->sw->sched.max_t),
+                     err);
+}
+
+/* Every rank loads the sweep (workers need it to build their trials' configs); rank 0 decides
+ * the folder and the file, and tells the others. */
+static kl_status setup(kl__tuner *tu, kl_error *err)
+{
+    struct {
+        int32_t status;
+        char msg[KL_ERROR_MSG_MAX];
+        char sweep[PATH_MAX];
+        char dir[PATH_MAX];
+    } *hdr = calloc(1, sizeof *hdr);
+    if (!hdr)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    kl_status st = KL_OK;
+    if (tu->rank == 0) {
+        st = open_sweep(tu, hdr->sweep, sizeof hdr->sweep, err);
+        if (st == KL_OK && !tu->sw && !(tu->sw = kl_sweep_load(hdr->sweep, err)))
+            st = err->status;
+        if (st == KL_OK)
+            snprintf(hdr->dir, sizeof hdr->dir, "%s", tu->dir);
+        hdr->status = st;
+        if (st != KL_OK)
+            snprintf(hdr->msg, sizeof hdr->msg, "%s", err->msg);
+    }
+    if (tu->size > 1 && (st = kl_comm_bcast(tu->world, hdr, sizeof *hdr, 0, err)) != KL_OK) {
+        free(hdr);
+        return st;
+    }
+    if (hdr->status != KL_OK) {
+        st = tu->rank == 0 ? (kl_status)hdr->status
+                           : kl_error_set(err, (kl_status)hdr->status, "%s", hdr->msg);
+        free(hdr);
+        return st;
+    }
+    if (tu->rank != 0) {
+        tu->dir = strdup(hdr->dir);
+        if (!(tu->sw = kl_sweep_load(hdr->sweep, err)))
+            st = err->status;
+    }
+    free(hdr);
+    if (st != KL_OK)
+        return st;
+    tu->ntrials = kl_sweep_trials(tu->sw);
+    tu->trials = calloc((size_t)tu->ntrials + 1, sizeof *tu->trials);
+    if (!tu->trials)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    int rpt = tu->sw->ranks_per_trial;
+    if (tu->size > 1 && (tu->size - 1) % rpt != 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "%d ranks: rank 0 coordinates and the other %d must form groups of "
+                            "ranks_per_trial %d; run with 1 + a multiple of %d ranks",
+                            tu->size, tu->size - 1, rpt, rpt);
+    tu->group_size = tu->size > 1 ? rpt : 1;
+    tu->nworkers = tu->size > 1 ? (tu->size - 1) / rpt : 1;
+    return KL_OK;
+}
+
+static void tuner_free(kl__tuner *tu)
+{
+    for (int64_t i = 0; tu->trials && i < tu->ntrials; i++) {
+        kl_sweep_overrides_free(tu->trials[i].ov, tu->trials[i].nov);
+        free(tu->trials[i].error);
+    }
+    free(tu->trials);
+    kl__tune_free_data(tu);
+    kl_sched_free(tu->sched);
+    kl_journal_close(tu->journal);
+    kl_sweep_free(tu->sw);
+    kl_comm_free(tu->group);
+    free(tu->dir);
+}
+
+kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
+{
+    kl__tuner tu = {.o = o, .world = world, .t0 = now_s()};
+    tu.rank = kl_comm_rank(world);
+    tu.size = kl_comm_size(world);
+    kl_status st = setup(&tu, err);
+    /* The world splits into the coordinator (color 0) and the worker groups (1, 2, ...). */
+    if (st == KL_OK && tu.size > 1)
+        st = kl_comm_split(world, tu.rank == 0 ? 0 : 1 + (tu.rank - 1) / tu.group_size, tu.rank,
+                           &tu.group, err);
+    if (st == KL_OK && tu.rank == 0) {
+        if (!(tu.sched = kl_sched_new(&tu.sw->sched, tu.sw->maximize, tu.ntrials, err)))
+            st = err->status;
+        int tty = o->tty >= 0 ? o->tty : isatty(STDERR_FILENO);
+        tu.tty = tty && !o->quiet;
+        char sweep_path[PATH_MAX];
+        snprintf(sweep_path, sizeof sweep_path, "%s", tu.sw->path);
+        if (st == KL_OK)
+            st = start_journal(&tu, sweep_path, err);
+        if (st == KL_OK) {
+            kl__tune_line(&tu, "sweep %s: %lld trials, %s %s, %d worker%s, folder %s", tu.sw->path,
+                          (long long)tu.ntrials, tu.sw->maximize ? "maximize" : "minimize",
+                          tu.sw->metric, tu.nworkers, tu.nworkers == 1 ? "" : "s", tu.dir);
+            st = tu.size > 1 ? coordinate(&tu, err) : run_local(&tu, err);
+        }
+        if (tu.sched) {
+            kl_error oerr = {0};
+            kl__tune_show(&tu, NULL, true);
+            kl_status ost = kl__tune_write_outputs(&tu, &oerr);
+            if (st == KL_OK && ost != KL_OK) {
+                *err = oerr;
+                st = ost;
+            }
+            if (st == KL_OK)
+                st = log_event(&tu, json_pack("{s:s}", "event", "finished"), err);
+        }
+    } else if (st == KL_OK) {
+        st = work(&tu, err);
+    }
+    tuner_free(&tu);
+    return st;
+}

@@ -1,0 +1,89 @@
+/* kiln tune's private state, shared by tune/coord.c (the coordinator and the message loop),
+ * tune/worker.c (running one trial) and tune/status.c (the live table and the outputs). */
+#ifndef KILN_TUNE_IMPL_H
+#define KILN_TUNE_IMPL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kiln/data.h"
+#include "kiln/journal.h"
+#include "kiln/sched.h"
+#include "kiln/sweep.h"
+#include "kiln/tune.h"
+
+/* What the coordinator knows of a trial beyond the scheduler. */
+typedef struct kl__trial {
+    char **ov; /* the trial's overrides ("key=value") */
+    int nov;
+    int failures;      /* failed runs so far (crashes, errors, a sweep killed while it ran) */
+    int last_t;        /* the last result journaled */
+    kl_decision last;  /* and the decision on it */
+    char *error;       /* the last failure's message */
+    bool diverged;
+} kl__trial;
+
+/* Messages between the coordinator (world rank 0) and the worker groups' leaders. */
+enum { KL__TAG_TO_COORD = 7001, KL__TAG_TO_WORKER = 7002 };
+
+typedef enum kl__msg_kind {
+    KL__MSG_READY,     /* worker -> coordinator: idle */
+    KL__MSG_RESULT,    /* worker: trial's metric at t */
+    KL__MSG_FAILED,    /* worker: the trial's run failed (msg) or diverged */
+    KL__MSG_STOPPED,   /* worker: a signal stopped the trial after its checkpoint */
+    KL__MSG_JOB,       /* coordinator -> worker: run trial until until_t */
+    KL__MSG_DECISION,  /* coordinator: what the trial that reported does next */
+    KL__MSG_EXIT       /* coordinator: the sweep is over */
+} kl__msg_kind;
+
+typedef struct kl__msg {
+    int32_t kind;
+    int32_t t, until_t, decision, diverged;
+    int64_t trial;
+    double value;
+    char text[KL_ERROR_MSG_MAX];
+} kl__msg;
+
+/* How a trial's epochs are decided: in the coordinator's own process (one rank) or by asking it
+ * over MPI (a worker leader). */
+typedef kl_decision (*kl__decide_fn)(void *ctx, int64_t trial, int t, double value);
+
+typedef struct kl__tuner {
+    const kl_tune_options *o;
+    kl_sweep *sw;
+    kl_sched *sched;
+    kl_journal *journal;
+    kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
+    int rank, size, group_size, nworkers;
+    char *dir;          /* the sweep folder */
+    kl__trial *trials;  /* kl_sweep_trials() of them */
+    int64_t ntrials;
+    double t0;          /* when this run of the sweep started */
+    /* The live table. */
+    bool tty;
+    int drawn_lines;
+    double last_draw;
+    /* A worker's data cache: trials that do not tune data.* or train.seed share one load. */
+    char *data_key;
+    kl_data_splits data;
+    bool have_data;
+} kl__tuner;
+
+/* tune/worker.c: trains trial `job->trial` on comm (the group, or self) until the scheduler says
+ * otherwise, resuming from the trial folder's latest checkpoint when it has one. decide is
+ * called on comm's rank 0 after every epoch. Returns KL_OK when a decision ended it, KL_ERANGE
+ * when it diverged, KL_ESTOPPED on a signal, or the failure. */
+kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, kl__decide_fn decide,
+                             void *ctx, kl_error *err);
+void kl__tune_free_data(kl__tuner *tu);
+/* The trial's folder and its overrides, which every rank can compute from the sweep. */
+void kl__tune_trial_dir(const kl__tuner *tu, int64_t trial, char *buf, size_t size);
+kl_status kl__tune_overrides(kl__tuner *tu, int64_t trial, kl_error *err);
+
+/* tune/status.c: the live table (redrawn in place on a terminal, plain lines otherwise) and the
+ * sweep's outputs: results.csv, best.yaml and best.json. */
+void kl__tune_show(kl__tuner *tu, const char *event, bool force);
+void kl__tune_line(kl__tuner *tu, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err);
+
+#endif

@@ -1,0 +1,185 @@
+/* Running one trial: its config (the sweep's base with the trial's overrides, trained to the
+ * scheduler's max_t), its folder under <sweep>/trials/, its data (cached while the data keys
+ * are not tuned), and the trainer with a hook that asks for a decision after every epoch. The
+ * trial resumes from its latest checkpoint whenever it has one: a promoted trial continues from
+ * its rung, a requeued one from where it stopped. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kiln/ckpt.h"
+#include "kiln/report.h"
+#include "kiln/train.h"
+#include "tune/tune_impl.h"
+
+void kl__tune_trial_dir(const kl__tuner *tu, int64_t trial, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/trials/trial-%04lld", tu->dir, (long long)trial);
+}
+
+kl_status kl__tune_overrides(kl__tuner *tu, int64_t trial, kl_error *err)
+{
+    kl__trial *t = &tu->trials[trial];
+    if (t->ov)
+        return KL_OK;
+    return kl_sweep_overrides(tu->sw, trial, &t->ov, &t->nov, err);
+}
+
+void kl__tune_free_data(kl__tuner *tu)
+{
+    if (tu->have_data)
+        kl_data_splits_free(&tu->data);
+    tu->have_data = false;
+    free(tu->data_key);
+    tu->data_key = NULL;
+}
+
+/* The part of a trial's overrides that changes its data: data.* and train.seed (which picks the
+ * validation split). Trials with the same key share one load. */
+static char *data_key(const kl__trial *t)
+{
+    size_t len = 1;
+    for (int i = 0; i < t->nov; i++)
+        len += strlen(t->ov[i]) + 1;
+    char *k = calloc(len, 1);
+    for (int i = 0; k && i < t->nov; i++)
+        if (!strncmp(t->ov[i], "data.", 5) || !strncmp(t->ov[i], "train.seed=", 11)) {
+            strcat(k, t->ov[i]);
+            strcat(k, "\n");
+        }
+    return k;
+}
+
+static kl_status trial_data(kl__tuner *tu, const kl__trial *t, const kl_config *cfg, kl_error *err)
+{
+    char *key = data_key(t);
+    if (!key)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    if (tu->have_data && !strcmp(key, tu->data_key)) {
+        free(key);
+        return KL_OK;
+    }
+    kl__tune_free_data(tu);
+    kl_status st = kl_data_prepare(&cfg->data, cfg->train.seed, &tu->data, err);
+    if (st != KL_OK) {
+        free(key);
+        return st;
+    }
+    tu->have_data = true;
+    tu->data_key = key;
+    return KL_OK;
+}
+
+static double metric_of(const kl_sweep *sw, const kl_epoch_metrics *m)
+{
+    const char *n = sw->metric;
+    return !strcmp(n, "val_accuracy")     ? m->val_accuracy
+           : !strcmp(n, "val_loss")       ? m->val_loss
+           : !strcmp(n, "val_mae")        ? m->val_mae
+           : !strcmp(n, "train_accuracy") ? m->train_accuracy
+           : !strcmp(n, "train_loss")     ? m->train_loss
+                                          : NAN;
+}
+
+typedef struct trial_ctx {
+    kl__tuner *tu;
+    int64_t trial;
+    int until_t;
+    kl__decide_fn decide;
+    void *ctx;
+    kl_train_hooks report; /* the trial folder's metrics.csv and log */
+} trial_ctx;
+
+static bool on_epoch(void *ctx, const kl_epoch_metrics *m)
+{
+    trial_ctx *c = ctx;
+    if (c->report.on_epoch)
+        c->report.on_epoch(c->report.ctx, m);
+    kl_decision d = c->decide(c->ctx, c->trial, m->epoch, metric_of(c->tu->sw, m));
+    return d == KL_DECIDE_CONTINUE && m->epoch < c->until_t;
+}
+
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, kl__decide_fn decide,
+                             void *ctx, kl_error *err)
+{
+    kl__trial *t = &tu->trials[job->trial];
+    kl_status st = kl__tune_overrides(tu, job->trial, err);
+    if (st != KL_OK)
+        return st;
+    char dir[4096], ckdir[4200], epochs[64];
+    kl__tune_trial_dir(tu, job->trial, dir, sizeof dir);
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
+    /* Every trial trains toward max_t (so that schedules like cosine see the same horizon
+     * whatever rung it stops at) and checkpoints every epoch, keeping one. */
+    snprintf(epochs, sizeof epochs, "train.epochs=%d", tu->sw->sched.max_t);
+    const char *extra[] = {epochs, "train.eval_every=1", "checkpoint.every=1 epochs",
+                           "checkpoint.keep_last=1"};
+    kl_config *cfg = kl_sweep_config(tu->sw, t->ov, t->nov, extra, 4, err);
+    if (!cfg)
+        return err->status;
+    bool lead = kl_comm_rank(comm) == 0;
+    if (lead && make_dirs(ckdir) != 0) {
+        kl_config_free(cfg);
+        return kl_error_set(err, KL_EIO, "cannot create %s: %s", ckdir, strerror(errno));
+    }
+    if ((st = trial_data(tu, t, cfg, err)) != KL_OK) {
+        kl_config_free(cfg);
+        return st;
+    }
+    /* Every rank of the group reads the folder (a shared filesystem, as for any MPI job's run
+     * folder); only rank 0 of the group writes it. */
+    kl_error none = {0};
+    char *resume = kl_ckpt_find_latest(ckdir, &none);
+    kl_reporter *rep = NULL;
+    trial_ctx c = {
+        .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
+    if (lead) {
+        kl_report_options ro = {.quiet = true, .tty = 0, .dir = dir};
+        FILE *devnull = fopen("/dev/null", "w");
+        ro.out = ro.err = devnull;
+        rep = kl_reporter_new(cfg, &ro, err);
+        if (!rep) {
+            if (devnull)
+                fclose(devnull);
+            free(resume);
+            kl_config_free(cfg);
+            return err->status;
+        }
+        c.report = kl_reporter_hooks(rep);
+        c.report.on_done = NULL;
+        c.report.on_step = NULL;
+        /* The reporter writes to /dev/null for lines; its files are what we keep. */
+        kl_train_hooks h = {.ctx = &c, .on_epoch = on_epoch};
+        kl_data_splits d = tu->data;
+        d.test = (kl_dataset){0}; /* a trial is judged on validation; the test set is for the
+                                     best model, after the sweep */
+        kl_train_options to = {.ckpt_dir = ckdir, .resume = resume};
+        st = kl_train_run_dist(cfg, &d, comm, &to, &h, NULL, NULL, err);
+        kl_reporter_free(rep);
+        fclose(devnull);
+    } else {
+        kl_data_splits d = tu->data;
+        d.test = (kl_dataset){0};
+        kl_train_options to = {.ckpt_dir = ckdir, .resume = resume};
+        st = kl_train_run_dist(cfg, &d, comm, &to, NULL, NULL, NULL, err);
+    }
+    free(resume);
+    kl_config_free(cfg);
+    return st;
+}
