@@ -424,6 +424,12 @@ static kl_status make_folder(kl__tuner *tu, kl_error *err)
         mkdir("sweeps", 0755);
         snprintf(buf, sizeof buf, "sweeps/%.*s-%s", stem, base, stamp);
     }
+    for (char *p = buf + 1; *p; p++) /* its parents, as mkdir -p */
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
     if (mkdir(buf, 0755) != 0 && !(errno == EEXIST && tu->o->resume))
         return kl_error_set(
             err, KL_EIO, "cannot create the sweep folder %s: %s%s", buf, strerror(errno),
