@@ -2,7 +2,9 @@
 # kiln tune end to end on a Fashion-MNIST slice.
 #   mpi:    8 trials under mpirun -n 3 (a coordinator and two workers) finish with results.csv,
 #           best.yaml (which kiln train loads), best.json and a report; --resume of the finished
-#           sweep replays its journal to the same results and adds no result.
+#           sweep replays its journal to the same results and adds no result; trials trained by
+#           a group of 2 ranks (ranks_per_trial) work, and a rank count that cannot form the
+#           groups is refused.
 #   resume: one process, killed with kill -9 in the middle of the sweep, then --resume: every
 #           (trial, t) result is journalled exactly once, and the results equal an uninterrupted
 #           sweep's (the sweep is deterministic on one process).
@@ -74,6 +76,15 @@ mpi)
     check "resuming a finished sweep exits 0" test $? -eq 0
     check "its journal replays to the same results" cmp -s before.csv s/results.csv
     check "and no result is added" test "$(results_count s/journal.jsonl)" -eq "$before"
+    # Trials trained data-parallel: one coordinator and one worker group of 2 ranks.
+    sweep 3 2 ""
+    echo "ranks_per_trial: 2" >>sweep.yaml
+    mpirun -n 3 --oversubscribe "$kiln" tune sweep.yaml --dir g --plain >out3.txt 2>err3.txt
+    check "a sweep with ranks_per_trial 2 on 3 ranks exits 0" test $? -eq 0
+    check "and runs its trials" test "$(tail -n +2 g/results.csv | wc -l)" -eq 3
+    mpirun -n 4 --oversubscribe "$kiln" tune sweep.yaml --dir g4 --plain >out4.txt 2>err4.txt
+    check "4 ranks cannot form groups of 2 after the coordinator: refused" test $? -ne 0
+    check "saying why" grep -q 'ranks_per_trial 2' err4.txt
     ;;
 resume)
     sweep 6 4 ""
