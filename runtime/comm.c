@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kiln/comm.h"
 #include "kiln/launch.h"
@@ -238,8 +239,21 @@ kl_status kl_comm_recv(kl_comm *c, int src, int tag, void *buf, size_t cap, int 
         return st;
     if (!c->mpi)
         return kl_error_set(err, KL_EINVAL, "recv: a one-process communicator has no peer");
+    /* Polled with sleeps rather than a blocking MPI_Recv, which Open MPI serves by spinning: a
+     * tune coordinator waits minutes between messages and must not take a core from the
+     * trainers beside it. The sleep grows to 2 ms, a negligible delay per message. */
     MPI_Status s;
-    int rc = MPI_Recv(buf, (int)cap, MPI_BYTE, src < 0 ? MPI_ANY_SOURCE : src, tag, c->comm, &s);
+    MPI_Request req;
+    int rc = MPI_Irecv(buf, (int)cap, MPI_BYTE, src < 0 ? MPI_ANY_SOURCE : src, tag, c->comm, &req);
+    int done = 0;
+    for (long wait_ns = 20000; rc == MPI_SUCCESS;) {
+        rc = MPI_Test(&req, &done, &s);
+        if (rc != MPI_SUCCESS || done)
+            break;
+        struct timespec ts = {0, wait_ns};
+        nanosleep(&ts, NULL);
+        wait_ns = wait_ns < 2000000 ? 2 * wait_ns : 2000000;
+    }
     if (rc != MPI_SUCCESS)
         return mpi_fail(err, c, "MPI_Recv", rc);
     int n = 0;
