@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# run_search_quality.sh: search quality of `kiln tune` on the Fashion-MNIST MLP (tuning issue):
+# ASHA against random search without early stopping (the fifo scheduler), on the same search
+# space, the same sampler seed (so both draw the same trial configurations in the same order) and
+# about the same compute (epochs trained in total). Each sweep runs under
+# `mpirun -n 3 --oversubscribe kiln tune SWEEP --plain`: rank 0 coordinates, ranks 1 and 2 train
+# a trial each. Prints, per method, the trials, the epochs trained, the best validation accuracy,
+# the test accuracy of the best trial's model, the compute (epochs, in journal order) at which a
+# trial first reached the target validation accuracy, and the wall time; then the ratio of ASHA's
+# compute-to-target to random search's against the goal (<= 1/3). See bench/README.md.
+#
+#   bench/run_search_quality.sh [--max-t T] [--fifo-trials N] [--asha-trials M] [--limit L]
+#                               [--seed S] [--target X] [--out DIR] [--quick] [--analyse DIR]
+#
+# Environment: KILN (default /tmp/build-rel/kiln), MPIRUN (default mpirun), PYTHON (default
+# /usr/bin/python3, for reading the journals), DATA (default /usr/share/datasets/fashion-mnist,
+# for the test set).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+KILN=${KILN:-/tmp/build-rel/kiln}
+MPIRUN=${MPIRUN:-mpirun}
+PYTHON=${PYTHON:-/usr/bin/python3}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+base=$root/examples/fashion-mnist/mlp.yaml
+
+max_t=9         # epochs of a trial that is never stopped; ASHA's rungs at 1, 3, 9
+fifo_trials=12  # random search: 12 x 9 = 108 epochs
+asha_trials=47  # ASHA: 40 trials trained 92 epochs (2.3 a trial) here, so 47 for about 108
+limit=0         # data.limit: training samples (0: all 54000 left after the validation split)
+seed=0          # the sampler's seed, the same for both sweeps
+target=0.88     # the validation accuracy whose compute-to-reach is compared
+out=""
+analyse=""      # only read the sweeps already in this folder
+
+usage() {
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<'EOF'
+
+  --max-t T        scheduler.max_t, the epochs of a full trial (default 9)
+  --fifo-trials N  run_cap of the random search (default 12: 12 x max_t epochs)
+  --asha-trials M  run_cap of the ASHA sweep (default 47: about the same epochs as 12 x 9)
+  --limit L        data.limit for every trial (default 0: the full training split)
+  --seed S         the sampler's seed of both sweeps (default 0)
+  --target X       the validation accuracy to reach (default 0.88)
+  --out DIR        the folder for the sweep files, sweeps, models and logs (default: a new
+                   /tmp/kiln-search-quality.*); must not hold sweeps yet
+  --quick          a smoke run: max_t 3, 3 and 6 trials, data.limit 20000, target 0.80
+  --analyse DIR    run nothing: print the table for the sweeps already in DIR (from --out)
+
+Both sweep files come from one template over examples/fashion-mnist/mlp.yaml and differ only in
+run_cap and the scheduler: {type: asha, max_t, grace_period: 1, reduction_factor: 3} or
+{type: fifo, max_t}. Search space: optimizer.lr log-uniform 1e-4..1e-2, model.layers.0.units in
+[128, 256, 512], model.layers.1.rate (the first dropout) uniform 0..0.5, train.batch_size in
+[64, 128, 256]; fixed: train.threads 1 and data.limit. The metric is val_accuracy.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --max-t) max_t=$2; shift ;;
+    --fifo-trials) fifo_trials=$2; shift ;;
+    --asha-trials) asha_trials=$2; shift ;;
+    --limit) limit=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    --target) target=$2; shift ;;
+    --out) out=$2; shift ;;
+    --quick) max_t=3 fifo_trials=3 asha_trials=6 limit=20000 target=0.80 ;;
+    --analyse) analyse=$2; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run_search_quality.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for b in "$KILN" "$PYTHON"; do
+    if [ ! -x "$b" ]; then
+        echo "run_search_quality.sh: $b not found; build kiln (cmake --build /tmp/build-rel -j2" \
+             "--target kiln) or set KILN / PYTHON" >&2
+        exit 2
+    fi
+done
+for f in t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+    if [ ! -r "$DATA/$f" ]; then
+        echo "run_search_quality.sh: $DATA/$f not found (apt-get install dataset-fashion-mnist," \
+             "or set DATA)" >&2
+        exit 2
+    fi
+done
+
+if [ "$(id -u)" = 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
+    export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
+fi
+export OPENBLAS_NUM_THREADS=1
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+if [ -n "$analyse" ]; then
+    out=$analyse
+    if [ ! -f "$out/params.env" ]; then
+        echo "run_search_quality.sh: $out/params.env not found; --analyse takes a folder made" \
+             "by this script's --out" >&2
+        exit 2
+    fi
+    # shellcheck disable=SC1091
+    . "$out/params.env"
+else
+    if [ -z "$out" ]; then
+        out=$(mktemp -d /tmp/kiln-search-quality.XXXXXX)
+    fi
+    mkdir -p "$out"
+    if [ -e "$out/asha" ] || [ -e "$out/fifo" ]; then
+        echo "run_search_quality.sh: $out already holds sweeps; pick another --out, or" \
+             "--analyse $out" >&2
+        exit 2
+    fi
+    cat >"$out/params.env" <<EOF
+max_t=$max_t fifo_trials=$fifo_trials asha_trials=$asha_trials limit=$limit seed=$seed target=$target
+EOF
+
+    # One template; SCHEDULER and RUN_CAP are the only differences between the two sweeps.
+    template() {
+        cat <<EOF
+# run_search_quality.sh: $1 (max_t $max_t, run_cap $2, seed $seed, data.limit $limit)
+base: $base
+metric:
+  name: val_accuracy
+  goal: maximize
+method: random
+run_cap: $2
+seed: $seed
+parameters:
+  optimizer.lr:
+    log_uniform_values: {min: 1e-4, max: 1e-2}
+  train.batch_size:
+    values: [64, 128, 256]
+  model.layers.0.units:
+    values: [128, 256, 512]
+  model.layers.1.rate:
+    uniform: {min: 0.0, max: 0.5}
+  data.limit:
+    value: $limit
+  train.threads:
+    value: 1
+scheduler: $3
+EOF
+    }
+    template "ASHA" "$asha_trials" \
+        "{type: asha, max_t: $max_t, grace_period: 1, reduction_factor: 3}" >"$out/asha.yaml"
+    template "random search, no early stopping" "$fifo_trials" \
+        "{type: fifo, max_t: $max_t}" >"$out/fifo.yaml"
+
+    echo "# kiln: $KILN ($("$KILN" --version 2>&1 | head -1))"
+    echo "# out: $out"
+    echo "# max_t $max_t, fifo run_cap $fifo_trials, asha run_cap $asha_trials," \
+         "data.limit $limit, seed $seed, target $target"
+    for m in asha fifo; do
+        echo "# $m: start $(date -u +%H:%M:%S), load average $(loadavg)"
+        t0=$(date +%s.%N)
+        if ! "$MPIRUN" -n 3 --oversubscribe "$KILN" tune "$out/$m.yaml" --dir "$out/$m" --plain \
+            >"$out/$m.log" 2>&1; then
+            echo "run_search_quality.sh: the $m sweep failed; its output:" >&2
+            tail -n 40 "$out/$m.log" >&2
+            exit 1
+        fi
+        t1=$(date +%s.%N)
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' >"$out/$m.wall"
+        echo "# $m: done in $(cat "$out/$m.wall") s, load average $(loadavg)"
+    done
+fi
+
+# The best trial's model on the test set: its latest checkpoint (best.json), exported and scored.
+for m in asha fifo; do
+    if [ ! -f "$out/$m/best.json" ]; then
+        echo "run_search_quality.sh: $out/$m/best.json not found: did the $m sweep finish?" >&2
+        exit 1
+    fi
+    if [ ! -f "$out/$m.test" ]; then
+        ckpt=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
+            "$out/$m/best.json")
+        "$KILN" export "$ckpt" -o "$out/$m-best.h5" --no-reference --quiet
+        "$KILN" predict "$out/$m-best.h5" --input "$DATA/t10k-images-idx3-ubyte.gz" \
+            --labels "$DATA/t10k-labels-idx1-ubyte.gz" -o "$out/$m-test.csv" \
+            >"$out/$m.test" 2>&1
+    fi
+done
+
+"$PYTHON" - "$out" "$target" "$max_t" <<'EOF'
+import json, os, re, sys
+
+out, target, max_t = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+
+def journal(m):
+    ev = [json.loads(l) for l in open(os.path.join(out, m, "journal.jsonl")) if l.strip()]
+    res = [e for e in ev if e["event"] == "result"]
+    started = {e["trial"] for e in ev if e["event"] == "started"}
+    curves = {}
+    for e in res:
+        curves.setdefault(e["trial"], {})[e["t"]] = e["value"]
+    bj = json.load(open(os.path.join(out, m, "best.json")))
+    txt = open(os.path.join(out, m + ".test")).read()
+    acc = re.search(r"accuracy[ =:]+([0-9.]+)", txt)
+    wall_file = os.path.join(out, m + ".wall")
+    return dict(ev=ev, res=res, t0=ev[0]["time"], trials=len(started), epochs=len(res),
+                curves=curves, full=sum(1 for c in curves.values() if max(c) >= max_t),
+                wall=float(open(wall_file).read()) if os.path.exists(wall_file) else None,
+                jwall=ev[-1]["time"] - ev[0]["time"], best_trial=bj["trial"], best_t=bj["t"],
+                test=float(acc.group(1)) if acc else None, test_txt=txt.strip())
+
+def best_in(x, n):
+    """The best value among the first n results in journal order (n epochs of compute)."""
+    return max((e["value"] for e in x["res"][:n] if e["value"] is not None), default=None)
+
+def reach(x, level):
+    """(epochs, trial, t, seconds) at the first result >= level, in journal order; or None."""
+    for i, e in enumerate(x["res"], 1):
+        if e["value"] is not None and e["value"] >= level:
+            return i, e["trial"], e["t"], e["time"] - x["t0"]
+    return None
+
+r = {m: journal(m) for m in ("asha", "fifo")}
+common = min(r["asha"]["epochs"], r["fifo"]["epochs"])
+names = {"asha": "ASHA (eta 3, grace 1)", "fifo": "random search (fifo)"}
+f = lambda x, d=4: "-" if x is None else f"{x:.{d}f}"
+print()
+print(f"| method | trials | epochs trained | trials to max_t | best val acc | best trial (t) "
+      f"| best val acc in the first {common} epochs | test acc of the best "
+      f"| compute to {target:g} (epochs) | time to {target:g} | wall time |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for m in ("asha", "fifo"):
+    x = r[m]
+    h = reach(x, target)
+    hit = "not reached" if h is None else f"{h[0]} (trial {h[1]}, epoch {h[2]})"
+    hit_s = "-" if h is None else f"{h[3]:.0f} s"
+    wall = f"{x['wall']:.0f} s" if x["wall"] is not None else f"{x['jwall']:.0f} s (journal)"
+    best = best_in(x, x["epochs"])
+    print(f"| {names[m]} | {x['trials']} | {x['epochs']} | {x['full']} | {f(best)} "
+          f"| {x['best_trial']} ({x['best_t']}) | {f(best_in(x, common))} | {f(x['test'])} "
+          f"| {hit} | {hit_s} | {wall} |")
+print()
+for m in ("asha", "fifo"):
+    acc_lines = [l for l in r[m]["test_txt"].splitlines() if "accuracy" in l]
+    print(f"# {m} best trial {r[m]['best_trial']} on the test set: "
+          f"{acc_lines[-1] if acc_lines else r[m]['test_txt']}")
+
+# Why: the random search's full curves say how common the target is among the configurations
+# and how early it shows; ASHA's rungs say what it could see when it decided.
+fc = r["fifo"]["curves"]
+first = {t: next((k for k in sorted(c) if c[k] is not None and c[k] >= target), None)
+         for t, c in fc.items()}
+got = sorted(k for k in first.values() if k is not None)
+print(f"# random search's {len(fc)} configurations: {len(got)} reach {target:g} by epoch "
+      f"{max_t} (first at epochs {', '.join(map(str, got)) or '-'})")
+for k in (1, 3):
+    vals = [c[k] for c in r["asha"]["curves"].values() if k in c and c[k] is not None]
+    if vals:
+        print(f"# ASHA's best value at epoch {k}: {max(vals):.4f} over {len(vals)} trials")
+
+print()
+print("| target | ASHA compute (epochs) | random compute (epochs) | ASHA / random |")
+print("|---|---|---|---|")
+for level in sorted({target, 0.885, 0.89, 0.8925, 0.895}):
+    a, b = reach(r["asha"], level), reach(r["fifo"], level)
+    ratio = f"{a[0] / b[0]:.2f}" if a and b else "-"
+    print(f"| {level:g} | {a[0] if a else 'not reached'} | {b[0] if b else 'not reached'} "
+          f"| {ratio} |")
+print()
+a, b = reach(r["asha"], target), reach(r["fifo"], target)
+if a and b:
+    ratio = a[0] / b[0]
+    print(f"ASHA / random compute to {target:g}: {a[0]} / {b[0]} = {ratio:.2f} "
+          f"(goal <= 0.33): {'met' if ratio <= 1 / 3 + 1e-12 else 'NOT met'}")
+elif a:
+    print(f"ASHA / random compute to {target:g}: random search did not reach it, ASHA did in "
+          f"{a[0]} epochs (goal met)")
+else:
+    who = "neither method" if not b else "ASHA"
+    print(f"ASHA / random compute to {target:g}: {who} reached it: goal NOT met")
+EOF
