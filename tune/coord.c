@@ -75,18 +75,20 @@ static kl_decision decide(kl__tuner *tu, int64_t trial, int t, double value, kl_
     return d;
 }
 
-/* A trial's run ended badly: diverged (worst metric, the sweep goes on), or failed (retried
+/* A trial's run ended badly (status: how): diverged (worst metric, the sweep goes on), refused
+ * its config (errored at once: it would be refused every time), or failed otherwise (retried
  * until max_failures, then errored and never run again). */
-static kl_status trial_failed(kl__tuner *tu, int64_t trial, bool diverged, const char *why,
+static kl_status trial_failed(kl__tuner *tu, int64_t trial, kl_status status, const char *why,
                               kl_error *err)
 {
     kl__trial *tr = &tu->trials[trial];
     const char *event;
-    if (diverged) {
+    bool config = status == KL_EINVAL || status == KL_EUNSUPPORTED;
+    if (status == KL_ERANGE) {
         tr->diverged = true;
         kl_sched_failed(tu->sched, trial);
         event = "diverged";
-    } else if (++tr->failures >= tu->sw->max_failures) {
+    } else if (++tr->failures >= tu->sw->max_failures || config) {
         kl_sched_failed(tu->sched, trial);
         event = "errored";
     } else {
@@ -171,7 +173,7 @@ static kl_status run_local(kl__tuner *tu, kl_error *err)
                                   "stopped by a signal; the running trial "
                                   "checkpointed: continue with --resume");
         } else if (ts != KL_OK) {
-            st = trial_failed(tu, job.trial, ts == KL_ERANGE, terr.msg, err);
+            st = trial_failed(tu, job.trial, ts, terr.msg, err);
         }
     }
     kl_comm_free(self);
@@ -218,7 +220,7 @@ static kl_status coordinate(kl__tuner *tu, kl_error *err)
             running--;
             running_trial[src] = 0;
             if (m.kind == KL__MSG_FAILED) {
-                st = trial_failed(tu, m.trial, m.diverged != 0, m.text, err);
+                st = trial_failed(tu, m.trial, (kl_status)m.status, m.text, err);
             } else {
                 stopping = true;
                 kl_sched_requeue(tu->sched, m.trial);
@@ -308,8 +310,7 @@ static kl_status work(kl__tuner *tu, kl_error *err)
         if (ts == KL_ESTOPPED) {
             ready = (kl__msg){.kind = KL__MSG_STOPPED, .trial = job.trial};
         } else if (ts != KL_OK) {
-            ready =
-                (kl__msg){.kind = KL__MSG_FAILED, .trial = job.trial, .diverged = ts == KL_ERANGE};
+            ready = (kl__msg){.kind = KL__MSG_FAILED, .trial = job.trial, .status = (int32_t)ts};
             snprintf(ready.text, sizeof ready.text, "%s", terr.msg);
         }
     }
@@ -403,7 +404,7 @@ static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
     kl_status st = KL_OK;
     for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
         if (kl_sched_state(tu->sched, t) == KL_TRIAL_RUNNING)
-            st = trial_failed(tu, t, false, "the sweep ended while it ran", err);
+            st = trial_failed(tu, t, KL_EIO, "the sweep ended while it ran", err);
     return st;
 }
 

@@ -16,10 +16,10 @@
 typedef struct kl__trial {
     char **ov; /* the trial's overrides ("key=value") */
     int nov;
-    int failures;      /* failed runs so far (crashes, errors, a sweep killed while it ran) */
-    int last_t;        /* the last result journaled */
-    kl_decision last;  /* and the decision on it */
-    char *error;       /* the last failure's message */
+    int failures;     /* failed runs so far (crashes, errors, a sweep killed while it ran) */
+    int last_t;       /* the last result journaled */
+    kl_decision last; /* and the decision on it */
+    char *error;      /* the last failure's message */
     bool diverged;
 } kl__trial;
 
@@ -27,18 +27,19 @@ typedef struct kl__trial {
 enum { KL__TAG_TO_COORD = 7001, KL__TAG_TO_WORKER = 7002 };
 
 typedef enum kl__msg_kind {
-    KL__MSG_READY,     /* worker -> coordinator: idle */
-    KL__MSG_RESULT,    /* worker: trial's metric at t */
-    KL__MSG_FAILED,    /* worker: the trial's run failed (msg) or diverged */
-    KL__MSG_STOPPED,   /* worker: a signal stopped the trial after its checkpoint */
-    KL__MSG_JOB,       /* coordinator -> worker: run trial until until_t */
-    KL__MSG_DECISION,  /* coordinator: what the trial that reported does next */
-    KL__MSG_EXIT       /* coordinator: the sweep is over */
+    KL__MSG_READY,    /* worker -> coordinator: idle */
+    KL__MSG_RESULT,   /* worker: trial's metric at t */
+    KL__MSG_FAILED,   /* worker: the trial's run failed (msg) or diverged */
+    KL__MSG_STOPPED,  /* worker: a signal stopped the trial after its checkpoint */
+    KL__MSG_JOB,      /* coordinator -> worker: run trial until until_t */
+    KL__MSG_DECISION, /* coordinator: what the trial that reported does next */
+    KL__MSG_EXIT      /* coordinator: the sweep is over */
 } kl__msg_kind;
 
 typedef struct kl__msg {
     int32_t kind;
-    int32_t t, until_t, decision, diverged;
+    int32_t t, until_t, decision;
+    int32_t status; /* FAILED: the run's kl_status (KL_ERANGE: diverged) */
     int64_t trial;
     double value;
     char text[KL_ERROR_MSG_MAX];
@@ -55,10 +56,10 @@ typedef struct kl__tuner {
     kl_journal *journal;
     kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
     int rank, size, group_size, nworkers;
-    char *dir;          /* the sweep folder */
-    kl__trial *trials;  /* kl_sweep_trials() of them */
+    char *dir;         /* the sweep folder */
+    kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
-    double t0;          /* when this run of the sweep started */
+    double t0; /* when this run of the sweep started */
     /* The live table. */
     bool tty;
     int drawn_lines;
