@@ -103,8 +103,11 @@ static bool on_epoch(void *ctx, const kl_epoch_metrics *m)
 
 static int make_dirs(const char *path)
 {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
+    char buf[4200]; /* the trial's checkpoints folder: kl__tune_trial_dir's 4096 and a suffix */
+    if ((size_t)snprintf(buf, sizeof buf, "%s", path) >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = '\0';
