@@ -217,6 +217,7 @@ static kl_status make_buckets(run *r, kl_error *err)
     kl_graph *g = r->m->g;
     int np = kl_graph_num_params(g);
     size_t cap = (size_t)(r->cfg->dist.bucket_mb * 1048576.0f / sizeof(float));
+    size_t first_cap = 1048576 / sizeof(float);
     r->buckets = calloc((size_t)np + 1, sizeof *r->buckets);
     r->param_bucket = calloc((size_t)np + 1, sizeof *r->param_bucket);
     if (!r->buckets || !r->param_bucket)
@@ -224,7 +225,10 @@ static kl_status make_buckets(run *r, kl_error *err)
     kl__bucket *cur = NULL;
     for (int p = np - 1; p >= 0; p--) {
         const kl_param_info *info = kl_graph_param(g, p);
-        if (!cur || cur->hi - cur->lo >= (cap ? cap : 1)) {
+        /* The first bucket (the last layers) is capped at 1 MiB, as DDP does: it holds the first
+         * gradients of backward, so its all-reduce starts early and overlaps the rest. */
+        size_t limit = r->nbuckets == 1 && cap > first_cap ? first_cap : cap;
+        if (!cur || cur->hi - cur->lo >= (limit ? limit : 1)) {
             cur = &r->buckets[r->nbuckets++];
             cur->hi = info->offset + info->numel;
         }
