@@ -48,13 +48,12 @@ static kl_status read_all(csv_file *f, kl_error *err)
     return KL_OK;
 }
 
-/* The next line of the text at *pos (NUL-terminated in place, "\r\n" handled); NULL at the end. */
-static char *next_line(csv_file *f, size_t *pos)
+char *kl__csv_next_line(char *text, size_t len, size_t *pos)
 {
-    if (*pos >= f->len)
+    if (*pos >= len)
         return NULL;
-    char *line = f->text + *pos, *nl = memchr(line, '\n', f->len - *pos);
-    size_t n = nl ? (size_t)(nl - line) : f->len - *pos;
+    char *line = text + *pos, *nl = memchr(line, '\n', len - *pos);
+    size_t n = nl ? (size_t)(nl - line) : len - *pos;
     *pos += n + (nl != NULL);
     line[n] = '\0';
     if (n > 0 && line[n - 1] == '\r')
@@ -62,12 +61,12 @@ static char *next_line(csv_file *f, size_t *pos)
     return line;
 }
 
-static bool blank(const char *s)
+bool kl__csv_blank(const char *s)
 {
     return s[strspn(s, " \t")] == '\0';
 }
 
-static size_t count_fields(const char *s)
+size_t kl__csv_count_fields(const char *s)
 {
     size_t n = 1;
     for (; *s; s++)
@@ -75,9 +74,7 @@ static size_t count_fields(const char *s)
     return n;
 }
 
-/* Splits a line into its fields in place: fields[i] points at field i, trimmed of blanks and of
- * surrounding double quotes. */
-static void split(char *line, char **fields, size_t n)
+void kl__csv_split(char *line, char **fields, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char *end = strchr(line, ',');
@@ -147,18 +144,18 @@ static kl_status read_header(csv_file *f, size_t *pos, const char *label_column,
                              kl_error *err)
 {
     char *line;
-    while ((line = next_line(f, pos)) && blank(line))
+    while ((line = kl__csv_next_line(f->text, f->len, pos)) && kl__csv_blank(line))
         lay->header_line++;
     lay->header_line++;
     if (!line)
         return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV data set needs a header row",
                             f->path);
-    lay->ncols = count_fields(line);
+    lay->ncols = kl__csv_count_fields(line);
     lay->names = malloc(lay->ncols * sizeof *lay->names);
     lay->fields = malloc(lay->ncols * sizeof *lay->fields);
     if (!lay->names || !lay->fields)
         return kl_error_set(err, KL_ENOMEM, "%s: out of memory", f->path);
-    split(line, lay->names, lay->ncols);
+    kl__csv_split(line, lay->names, lay->ncols);
     lay->label = lay->ncols;
     for (size_t c = 0; c < lay->ncols; c++)
         if (strcmp(lay->names[c], label_column) == 0)
@@ -195,15 +192,15 @@ static kl_status parse(csv_file *f, const char *label_column, kl_task task, kl_d
         return err ? err->status : KL_ENOMEM;
     int64_t line_no = lay->header_line, r = 0;
     char *line;
-    while ((line = next_line(f, &pos))) {
+    while ((line = kl__csv_next_line(f->text, f->len, &pos))) {
         line_no++;
-        if (blank(line))
+        if (kl__csv_blank(line))
             continue;
-        size_t got = count_fields(line);
+        size_t got = kl__csv_count_fields(line);
         if (got != lay->ncols)
             return kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", f->path,
                                 (long long)line_no, lay->ncols, got);
-        split(line, lay->fields, lay->ncols);
+        kl__csv_split(line, lay->fields, lay->ncols);
         void *y = task == KL_TASK_CLASSIFICATION ? (void *)(kl_i32(out->y) + r)
                                                  : (void *)(kl_f32(out->y) + r);
         if ((st = parse_row(f, lay, line_no, task, kl_f32(out->x) + r * nf, y, err)) != KL_OK)

@@ -15,6 +15,7 @@
 
 #include "kiln/ckpt.h"
 #include "runtime/modelfile_impl.h"
+#include "trainers/data_impl.h"
 
 #define FORMAT_PREDICTIONS "kiln-predictions"
 
@@ -244,54 +245,6 @@ static char *read_text(const char *path, size_t *len, kl_error *err)
     return buf;
 }
 
-/* The next line at *pos, NUL-terminated in place ("\r\n" handled); NULL at the end. */
-static char *next_line(char *text, size_t len, size_t *pos)
-{
-    if (*pos >= len)
-        return NULL;
-    char *line = text + *pos, *nl = memchr(line, '\n', len - *pos);
-    size_t n = nl ? (size_t)(nl - line) : len - *pos;
-    *pos += n + (nl != NULL);
-    line[n] = '\0';
-    if (n > 0 && line[n - 1] == '\r')
-        line[n - 1] = '\0';
-    return line;
-}
-
-static bool blank(const char *s)
-{
-    return s[strspn(s, " \t")] == '\0';
-}
-
-static size_t count_fields(const char *s)
-{
-    size_t n = 1;
-    for (; *s; s++)
-        n += *s == ',';
-    return n;
-}
-
-/* Splits a line in place into n fields, trimmed of blanks and surrounding double quotes, as the
- * training loader does. */
-static void split(char *line, char **fields, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char *end = strchr(line, ',');
-        if (end)
-            *end = '\0';
-        line += strspn(line, " \t");
-        size_t len = strlen(line);
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-            line[--len] = '\0';
-        if (len >= 2 && line[0] == '"' && line[len - 1] == '"') {
-            line[len - 1] = '\0';
-            line++;
-        }
-        fields[i] = line;
-        line = end ? end + 1 : line + len;
-    }
-}
-
 typedef struct csv {
     const char *path;
     char *text;
@@ -303,18 +256,18 @@ typedef struct csv {
 static kl_status csv_header(csv *c, kl_error *err)
 {
     char *line;
-    while ((line = next_line(c->text, c->len, &c->pos)) && blank(line))
+    while ((line = kl__csv_next_line(c->text, c->len, &c->pos)) && kl__csv_blank(line))
         c->line++;
     c->line++;
     if (!line)
         return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV input needs a header row",
                             c->path);
-    c->ncols = count_fields(line);
+    c->ncols = kl__csv_count_fields(line);
     c->names = malloc(c->ncols * sizeof *c->names);
     c->fields = malloc(c->ncols * sizeof *c->fields);
     if (!c->names || !c->fields)
         return kl_error_set(err, KL_ENOMEM, "%s: out of memory", c->path);
-    split(line, c->names, c->ncols);
+    kl__csv_split(line, c->names, c->ncols);
     return KL_OK;
 }
 
@@ -329,17 +282,17 @@ static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
     kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, nc), err);
     kl_status st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
     char *line;
-    while (st == KL_OK && (line = next_line(c->text, c->len, &c->pos))) {
+    while (st == KL_OK && (line = kl__csv_next_line(c->text, c->len, &c->pos))) {
         c->line++;
-        if (blank(line))
+        if (kl__csv_blank(line))
             continue;
-        size_t got = count_fields(line);
+        size_t got = kl__csv_count_fields(line);
         if (got != c->ncols) {
             st = kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", c->path,
                               (long long)c->line, c->ncols, got);
             break;
         }
-        split(line, c->fields, c->ncols);
+        kl__csv_split(line, c->fields, c->ncols);
         for (size_t k = 0; st == KL_OK && k < c->ncols; k++) {
             char *end;
             errno = 0;
