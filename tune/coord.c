@@ -51,14 +51,16 @@ static const char *job_name(kl_job_kind k)
 /* ---- decisions ---- */
 
 /* A trial's result: journalled with the scheduler's decision before anyone acts on it. A result
- * already in the journal (a resumed trial training an epoch again from an older checkpoint)
- * gets the journalled decision back and changes nothing. */
+ * already in the journal (a resumed trial training an epoch again from an older checkpoint: the
+ * epoch's checkpoint is written after its result, so kill -9 can fall between them) changes
+ * nothing and says continue: the decision journalled with it was acted on already (the trial
+ * was paused, then promoted or requeued), and the trial's job runs to its until_t. */
 static kl_decision decide(kl__tuner *tu, int64_t trial, int t, double value, kl_error *err,
                           kl_status *st)
 {
     kl__trial *tr = &tu->trials[trial];
     if (t <= tr->last_t)
-        return t == tr->last_t ? tr->last : KL_DECIDE_CONTINUE;
+        return KL_DECIDE_CONTINUE;
     kl_decision d = kl_sched_result(tu->sched, trial, t, value);
     json_t *ev =
         json_pack("{s:s, s:I, s:i, s:f, s:s}", "event", "result", "trial", (json_int_t)trial, "t",
@@ -67,7 +69,6 @@ static kl_decision decide(kl__tuner *tu, int64_t trial, int t, double value, kl_
         json_object_set_new(ev, "value", json_null());
     *st = log_event(tu, ev, err);
     tr->last_t = t;
-    tr->last = d;
     kl__tune_show(tu, NULL, false);
     if (d != KL_DECIDE_CONTINUE)
         kl__tune_line(tu, "trial %lld: %s at t=%d (%s %.4g)", (long long)trial, kl_decision_name(d),
@@ -102,6 +103,16 @@ static kl_status trial_failed(kl__tuner *tu, int64_t trial, kl_status status, co
                      json_pack("{s:s, s:I, s:s, s:i}", "event", event, "trial", (json_int_t)trial,
                                "error", why, "failures", tr->failures),
                      err);
+}
+
+/* A trial's job ended without a failure: a decision should have ended it. If the scheduler
+ * still counts it as running (its run stopped before the job's until_t), it is a failure, not
+ * a trial left running forever. */
+static kl_status job_ended(kl__tuner *tu, int64_t trial, kl_error *err)
+{
+    if (kl_sched_state(tu->sched, trial) != KL_TRIAL_RUNNING)
+        return KL_OK;
+    return trial_failed(tu, trial, KL_EINTERNAL, "its run ended before the scheduler decided", err);
 }
 
 /* The next job, journalled (with the trial's hyperparameters when it is new). */
@@ -174,6 +185,8 @@ static kl_status run_local(kl__tuner *tu, kl_error *err)
                                   "checkpointed: continue with --resume");
         } else if (ts != KL_OK) {
             st = trial_failed(tu, job.trial, ts, terr.msg, err);
+        } else {
+            st = job_ended(tu, job.trial, err);
         }
     }
     kl_comm_free(self);
@@ -234,7 +247,10 @@ static kl_status coordinate(kl__tuner *tu, kl_error *err)
             m.kind = KL__MSG_READY;
         } else if (m.kind == KL__MSG_READY && running_trial[src] > 0) {
             running--; /* the worker's trial ended by a decision */
+            st = job_ended(tu, running_trial[src] - 1, err);
             running_trial[src] = 0;
+            if (st != KL_OK)
+                break;
         }
         if (m.kind != KL__MSG_READY)
             continue;
@@ -385,8 +401,7 @@ static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
         } else if (!strcmp(kind, "result")) {
             json_t *v = json_object_get(ev, "value");
             int t = (int)json_integer_value(json_object_get(ev, "t"));
-            tr->last = kl_sched_result(tu->sched, trial, t,
-                                       json_is_number(v) ? json_number_value(v) : NAN);
+            kl_sched_result(tu->sched, trial, t, json_is_number(v) ? json_number_value(v) : NAN);
             tr->last_t = t;
         } else if (!strcmp(kind, "diverged")) {
             tr->diverged = true;

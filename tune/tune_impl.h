@@ -16,10 +16,9 @@
 typedef struct kl__trial {
     char **ov; /* the trial's overrides ("key=value") */
     int nov;
-    int failures;     /* failed runs so far (crashes, errors, a sweep killed while it ran) */
-    int last_t;       /* the last result journaled */
-    kl_decision last; /* and the decision on it */
-    char *error;      /* the last failure's message */
+    int failures; /* failed runs so far (crashes, errors, a sweep killed while it ran) */
+    int last_t;   /* the last result journaled */
+    char *error;  /* the last failure's message */
     bool diverged;
 } kl__trial;
 

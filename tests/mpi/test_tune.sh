@@ -7,7 +7,9 @@
 #           groups is refused.
 #   resume: one process, killed with kill -9 in the middle of the sweep, then --resume: every
 #           (trial, t) result is journalled exactly once, and the results equal an uninterrupted
-#           sweep's (the sweep is deterministic on one process).
+#           sweep's (the sweep is deterministic on one process); so do they when the journal
+#           is cut after a promotion and no checkpoint survives (kill -9 between a result and
+#           its checkpoint).
 #   faults: a trial that diverges ends as diverged, one whose config the trainer refuses is
 #           errored at once (it would be refused every time); the sweep goes on and finishes.
 #           (Retries up to max_failures are exercised by the resume case: a killed trial.)
@@ -107,6 +109,18 @@ resume)
     check "as many results as the uninterrupted sweep" \
         test "$(results_count b/journal.jsonl)" -eq "$(results_count a/journal.jsonl)"
     check "the same results as the uninterrupted sweep" cmp -s <(core a/results.csv) <(core b/results.csv)
+    # kill -9 between a result and its checkpoint, made deterministic: the journal up to the
+    # first promotion and no checkpoint at all. The promoted trial trains again from scratch,
+    # so its rung's result arrives a second time and must not end the promotion.
+    cp -r a c
+    rm -rf c/trials c/results.csv c/best.*
+    head -n "$(grep -n '"job":"promote"' a/journal.jsonl | head -n 1 | cut -d: -f1)" \
+        a/journal.jsonl >c/journal.jsonl
+    "$kiln" tune --resume c --plain >c.txt 2>&1
+    check "a sweep resumed without its checkpoints exits 0" test $? -eq 0
+    check "and reaches the same results" \
+        eval "test -s c/results.csv && cmp -s <(core a/results.csv) <(core c/results.csv)"
+    check "with every result once" no_duplicates c/journal.jsonl
     ;;
 faults)
     # Trial values: SGD at lr 1e6 diverges; batch_size 100000 is larger than the data, so its
