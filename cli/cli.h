@@ -47,6 +47,10 @@ int kl__cli_export(int argc, char **argv);
  * --help. */
 int kl__cli_predict(int argc, char **argv);
 
+/* kiln serve (cli/serve.c): serves exported models over HTTP until SIGTERM; handles its own
+ * --help. */
+int kl__cli_serve(int argc, char **argv);
+
 /* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
  * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
  * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they

@@ -1,0 +1,60 @@
+/* kiln serve: an HTTP server for exported models (kiln-model files) speaking the Open Inference
+ * Protocol v2 (the REST API of KServe, Triton and MLServer), with Triton's binary tensor data,
+ * model repository and statistics extensions. Requests to a model version queue for a pool of
+ * instances (threads, each with its own copy of the model), which combine queued requests into
+ * batches. See docs/serve.md. cli/serve.c is the command; tests drive it over HTTP. */
+#ifndef KILN_SERVE_H
+#define KILN_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kiln/status.h"
+
+/* How a model's versions are served and batched: the defaults for every model, which a model's
+ * config.yaml in the repository overrides key by key. */
+typedef struct kl_serve_model_config {
+    int max_batch_size;         /* samples in one model call, and the most one request may carry */
+    bool dynamic_batching;      /* combine queued requests into one call (else one at a time) */
+    int64_t max_queue_delay_us; /* wait this long for more requests before a partial batch */
+    int instances;              /* threads, each with its own model copy; 0: one per core */
+    int max_queue;              /* requests waiting per version before 503 */
+    int latest;                 /* serve the latest N versions (0 with versions set, or all) */
+    bool all_versions;
+    int64_t *versions; /* these versions only (nversions > 0) */
+    int nversions;
+} kl_serve_model_config;
+
+/* The defaults above: 64, true, 0 us, 0 (cores), 1024, latest 1. */
+void kl_serve_model_config_defaults(kl_serve_model_config *c);
+
+typedef struct kl_serve_options {
+    const char *model;      /* one model file, served as its file name's stem, version 1 */
+    const char *name;       /* the name to serve `model` under (NULL: the stem) */
+    const char *repository; /* or a repository: DIR/<name>/<version>/model.h5 */
+    const char *host;       /* NULL: 127.0.0.1 */
+    int port;               /* 0: any free port (kl_server_port says which) */
+    const char *auth_token; /* required for the repository endpoints when set */
+    double poll_s;          /* > 0: rescan the repository this often */
+    int64_t max_body;       /* bytes; 0: 64 MiB */
+    int timeout_s;          /* idle connection timeout; 0: 30 s */
+    int http_threads;       /* 0: one per core */
+    int max_connections;    /* 0: 1000 */
+    kl_serve_model_config defaults;
+    FILE *log; /* what the server says (loads, failures); NULL: stderr */
+} kl_serve_options;
+
+typedef struct kl_server kl_server;
+
+/* Loads the models and starts listening. Refuses a host other than loopback without an auth
+ * token, and a model or repository that cannot be loaded (with the reason). */
+kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *err);
+int kl_server_port(const kl_server *s);
+/* Serves until kl_server_stop or kl_train_stop_signal (SIGTERM, SIGINT), then stops accepting,
+ * finishes the requests in flight and returns. */
+kl_status kl_server_wait(kl_server *s, kl_error *err);
+void kl_server_stop(kl_server *s);
+void kl_server_free(kl_server *s);
+
+#endif

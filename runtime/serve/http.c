@@ -1,0 +1,545 @@
+/* The HTTP side of kiln serve, on libmicrohttpd: a thread pool polling with epoll, one request
+ * context per request, the routes of the Open Inference Protocol v2 REST API, body limits and
+ * auth. An inference request is parsed and checked in the HTTP thread, queued on its model
+ * version, and its connection suspended; the instance that runs it resumes the connection, and
+ * the handler, called again, answers. So a slow model call never holds an HTTP thread, and
+ * thousands of connections can wait on a few threads. Every error is {"error": "..."} with the
+ * status the protocol uses: 400 bad request, 401 no token, 404 unknown model or route, 405 wrong
+ * method, 413 body too large, 503 queue full or not ready. */
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kiln/version.h"
+#include "runtime/serve/infer.h"
+#include "runtime/serve/serve_impl.h"
+
+typedef struct req_ctx {
+    kl_server *s;
+    struct MHD_Connection *conn;
+    char *body; /* NUL-terminated */
+    size_t len, cap;
+    bool too_big;
+    kl__version *v; /* an inference's version, referenced */
+    kl__infer_request req;
+    kl__job job;
+    bool submitted;
+    bool queue_full;
+} req_ctx;
+
+/* ---- answers ---- */
+
+static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const char *type,
+                                size_t header_len)
+{
+    if (b->failed || !b->p) {
+        kl__buf_free(b);
+        kl__buf_puts(b, "{\"error\":\"out of memory\"}");
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        header_len = 0;
+        type = "application/json";
+        if (b->failed)
+            return MHD_NO;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(b->n, b->p, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        kl__buf_free(b);
+        return MHD_NO;
+    }
+    *b = (kl__buf){0}; /* the response owns the bytes */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (header_len) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", header_len);
+        MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
+    }
+    if (code == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (atomic_load(&r->s->stopping))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(r->conn, code, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result send_json(req_ctx *r, unsigned code, kl__buf *b)
+{
+    return send_buf(r, code, b, "application/json", 0);
+}
+
+static enum MHD_Result send_error(req_ctx *r, unsigned code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result send_error(req_ctx *r, unsigned code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    kl__buf b = {0};
+    kl__buf_puts(&b, "{\"error\":");
+    kl__buf_json_string(&b, msg);
+    kl__buf_puts(&b, "}");
+    return send_json(r, code, &b);
+}
+
+/* A model lookup's failure: unknown (404) or known and not ready (503). */
+static enum MHD_Result send_lookup_error(req_ctx *r, const kl_error *err)
+{
+    return send_error(r,
+                      err->status == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE,
+                      "%s", err->msg);
+}
+
+/* ---- inference ---- */
+
+static void job_done(kl__job *job)
+{
+    req_ctx *r = job->ctx;
+    MHD_resume_connection(r->conn);
+}
+
+/* The request's tensors against the model's signature. */
+static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
+{
+    const kl_modelfile_signature *sig = v->sig;
+    const kl__infer_request *q = &r->req;
+    char want[128];
+    int n = snprintf(want, sizeof want, "[-1");
+    for (int d = 0; d < sig->input.ndim && n < (int)sizeof want - 24; d++)
+        n += snprintf(want + n, sizeof want - (size_t)n, ",%lld", (long long)sig->input.d[d]);
+    snprintf(want + n, sizeof want - (size_t)n, "]");
+    if (q->ninputs != 1 || strcmp(q->inputs[0].name, sig->input_name)) {
+        kl_error_set(
+            err, KL_EINVAL, "model %s takes one input, '%s' (FP32 %s); the request has %d%s%s%s",
+            v->model->name, sig->input_name, want, q->ninputs, q->ninputs == 1 ? ", named '" : "",
+            q->ninputs == 1 ? q->inputs[0].name : "", q->ninputs == 1 ? "'" : "");
+        return false;
+    }
+    const kl__infer_input *x = &q->inputs[0];
+    int64_t per = 1;
+    for (int d = 1; d < x->rank; d++)
+        per *= x->shape[d];
+    if (x->rank < 2 || per != sig->features) {
+        kl_error_set(err, KL_EINVAL,
+                     "input '%s' has shape of rank %d with %lld values per sample; model %s "
+                     "takes %s (a batch axis first, then %lld values per sample)",
+                     x->name, x->rank, (long long)(x->rank < 2 ? x->count : per), v->model->name,
+                     want, (long long)sig->features);
+        return false;
+    }
+    if (x->shape[0] < 1) {
+        kl_error_set(err, KL_EINVAL, "input '%s' holds no samples (shape[0] is 0)", x->name);
+        return false;
+    }
+    if (x->shape[0] > v->cfg.max_batch_size) {
+        kl_error_set(err, KL_EINVAL,
+                     "a request of %lld samples is larger than model %s's max_batch_size %d: "
+                     "split it",
+                     (long long)x->shape[0], v->model->name, v->cfg.max_batch_size);
+        return false;
+    }
+    for (int64_t i = 0; i < x->count; i++)
+        if (!isfinite(x->data[i])) {
+            kl_error_set(err, KL_EINVAL,
+                         "input '%s': sample %lld, value %lld is %s: the model takes finite "
+                         "numbers",
+                         x->name, (long long)(i / per), (long long)(i % per),
+                         isnan(x->data[i]) ? "NaN" : "infinite");
+            return false;
+        }
+    return true;
+}
+
+static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)
+{
+    kl_server *s = r->s;
+    kl_error err = {0};
+    if (!(r->v = kl__serve_acquire(s, model, version, &err)))
+        return send_lookup_error(r, &err);
+    size_t json_len = r->len;
+    const char *hl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+    if (hl) {
+        char *end = NULL;
+        unsigned long long x = strtoull(hl, &end, 10);
+        if (!*hl || *end || hl[0] == '-' || x > r->len)
+            return send_error(r, MHD_HTTP_BAD_REQUEST,
+                              "Inference-Header-Content-Length '%s' is not a length within the "
+                              "body's %zu bytes",
+                              hl, r->len);
+        json_len = (size_t)x;
+    }
+    kl_status st = kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, &err);
+    if (st != KL_OK)
+        return send_error(r,
+                          st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "%s", err.msg);
+    if (!check_input(r, r->v, &err) || kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
+        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+    const kl_modelfile_signature *sig = r->v->sig;
+    int64_t n = r->req.inputs[0].shape[0];
+    r->job = (kl__job){.x = r->req.inputs[0].data, .n = n, .done_fn = job_done, .ctx = r};
+    r->job.out = malloc((size_t)(n * sig->outputs) * sizeof *r->job.out);
+    r->job.classes = malloc((size_t)n * sizeof *r->job.classes);
+    if (!r->job.out || !r->job.classes)
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    /* Suspend before queueing: the instance may finish and resume at once. */
+    r->submitted = true;
+    MHD_suspend_connection(r->conn);
+    if (kl__version_submit(r->v, &r->job) != KL_OK) {
+        r->queue_full = true;
+        atomic_store(&r->job.done, true);
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+static void count_outcome(kl__version *v, bool ok, double seconds)
+{
+    pthread_mutex_lock(&v->mu);
+    kl__stat *st = ok ? &v->stats.success : &v->stats.fail;
+    st->count++;
+    st->ns += (uint64_t)(seconds > 0 ? seconds * 1e9 : 0);
+    pthread_mutex_unlock(&v->mu);
+}
+
+static enum MHD_Result infer_finish(req_ctx *r)
+{
+    kl__version *v = r->v;
+    double took = kl__serve_now() - r->job.t_queued;
+    if (r->queue_full) {
+        count_outcome(v, false, 0);
+        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "model %s version %lld has %d requests waiting: try again later",
+                          v->model->name, (long long)v->number, v->cfg.max_queue);
+    }
+    if (r->job.status != KL_OK) {
+        count_outcome(v, false, took);
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "inference failed: %s", r->job.error);
+    }
+    kl__buf b = {0};
+    size_t header_len = 0;
+    kl_error err = {0};
+    if (kl__respond_infer(v, &r->req, &r->job, &b, &header_len, &err) != KL_OK) {
+        kl__buf_free(&b);
+        count_outcome(v, false, took);
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
+    }
+    count_outcome(v, true, took);
+    if (header_len < b.n)
+        return send_buf(r, MHD_HTTP_OK, &b, "application/octet-stream", header_len);
+    return send_json(r, MHD_HTTP_OK, &b);
+}
+
+/* ---- the other routes ---- */
+
+static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t version, const char *what)
+{
+    kl_server *s = r->s;
+    kl_error err = {0};
+    kl__version *v = kl__serve_acquire(s, model, version, &err);
+    if (!v)
+        return send_lookup_error(r, &err);
+    kl__buf b = {0};
+    if (!what) {
+        pthread_rwlock_rdlock(&s->lock);
+        kl__respond_model_metadata(v->model, v, &b);
+        pthread_rwlock_unlock(&s->lock);
+    } else if (!strcmp(what, "ready")) {
+        kl__buf_puts(&b, "{\"name\":");
+        kl__buf_json_string(&b, model);
+        kl__buf_printf(&b, ",\"version\":\"%lld\",\"ready\":true}", (long long)v->number);
+    } else { /* stats: of one version, or of every version served */
+        pthread_rwlock_rdlock(&s->lock);
+        kl__model *m = v->model;
+        if (version >= 0)
+            kl__respond_stats(&v, 1, &b);
+        else
+            kl__respond_stats(m->versions, m->nversions, &b);
+        pthread_rwlock_unlock(&s->lock);
+    }
+    kl__version_release(v);
+    return send_json(r, MHD_HTTP_OK, &b);
+}
+
+static bool authorized(req_ctx *r)
+{
+    const char *tok = r->s->auth_token;
+    if (!tok)
+        return true;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7))
+        return false;
+    h += 7;
+    size_t n = strlen(tok), m = strlen(h);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++) /* the same time whatever matches */
+        diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
+    return diff == 0;
+}
+
+static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
+{
+    kl_server *s = r->s;
+    if (!authorized(r))
+        return send_error(r, MHD_HTTP_UNAUTHORIZED,
+                          "the repository endpoints need 'Authorization: Bearer <token>'");
+    if (nseg == 3 && !strcmp(seg[2], "index")) {
+        kl__buf b = {0};
+        kl__respond_index(s, &b);
+        return send_json(r, MHD_HTTP_OK, &b);
+    }
+    if (nseg != 5 || strcmp(seg[2], "models") ||
+        (strcmp(seg[4], "load") && strcmp(seg[4], "unload")))
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no such repository endpoint");
+    if (!kl__serve_name_ok(seg[3]))
+        return send_error(r, MHD_HTTP_BAD_REQUEST,
+                          "'%s' is not a model name (letters, digits, '_', '-', '.')", seg[3]);
+    kl_error err = {0};
+    bool load = !strcmp(seg[4], "load");
+    kl_status st =
+        load ? kl__serve_load_model(s, seg[3], &err) : kl__serve_unload_model(s, seg[3], &err);
+    if (st == KL_OK) {
+        kl__serve_log(s, "model %s %s through the repository API", seg[3],
+                      load ? "loaded" : "unloaded");
+        kl__buf b = {0};
+        kl__buf_puts(&b, "{}");
+        return send_json(r, MHD_HTTP_OK, &b);
+    }
+    return send_error(r, st == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_BAD_REQUEST, "%s",
+                      err.msg);
+}
+
+static bool server_ready(kl_server *s)
+{
+    if (atomic_load(&s->stopping))
+        return false;
+    bool ready = true;
+    pthread_rwlock_rdlock(&s->lock);
+    for (int i = 0; i < s->nmodels; i++)
+        ready &= s->models[i]->unloaded || s->models[i]->nversions > 0;
+    pthread_rwlock_unlock(&s->lock);
+    return ready;
+}
+
+static enum MHD_Result method_not_allowed(req_ctx *r, const char *allow)
+{
+    return send_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "use %s here", allow);
+}
+
+/* Splits "/a/b/c" into at most 8 segments (in place); -1 for more, or a path without a leading
+ * slash. Empty segments ("//", a trailing slash) come back empty. */
+static int split_path(char *path, char **seg)
+{
+    if (path[0] != '/')
+        return -1;
+    int n = 0;
+    for (char *p = path + 1;;) {
+        if (n == 8)
+            return -1;
+        seg[n++] = p;
+        char *q = strchr(p, '/');
+        if (!q)
+            return n;
+        *q = '\0';
+        p = q + 1;
+    }
+}
+
+static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
+{
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    char path[512];
+    if (strlen(url) >= sizeof path)
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no route for a path that long");
+    snprintf(path, sizeof path, "%s", url);
+    char *seg[8];
+    int n = split_path(path, seg);
+    for (int i = 0; i < n; i++)
+        if (!seg[i][0])
+            n = -1;
+    if (n < 1 || strcmp(seg[0], "v2"))
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
+    kl__buf b = {0};
+    if (n == 1) {
+        if (!get)
+            return method_not_allowed(r, "GET");
+        kl__buf_printf(&b,
+                       "{\"name\":\"kiln\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_"
+                       "data\",\"model_repository\",\"statistics\"]}",
+                       KL_VERSION);
+        return send_json(r, MHD_HTTP_OK, &b);
+    }
+    if (n == 3 && !strcmp(seg[1], "health") &&
+        (!strcmp(seg[2], "live") || !strcmp(seg[2], "ready"))) {
+        if (!get)
+            return method_not_allowed(r, "GET");
+        bool live = !strcmp(seg[2], "live");
+        bool ok = live || server_ready(r->s);
+        kl__buf_printf(&b, "{\"%s\":%s}", seg[2], ok ? "true" : "false");
+        return send_json(r, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, &b);
+    }
+    if (!strcmp(seg[1], "repository")) {
+        if (!post)
+            return method_not_allowed(r, "POST");
+        return repository_route(r, n, seg);
+    }
+    if (n < 3 || strcmp(seg[1], "models"))
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
+    const char *model = seg[2];
+    if (!kl__serve_name_ok(model))
+        return send_error(r, MHD_HTTP_BAD_REQUEST,
+                          "'%s' is not a model name (letters, digits, '_', '-', '.')", model);
+    int64_t version = -1;
+    int at = 3;
+    if (n >= 5 && !strcmp(seg[3], "versions")) {
+        char *end = NULL;
+        long long v = strtoll(seg[4], &end, 10);
+        if (*end || v <= 0 || seg[4][0] == '+' || seg[4][0] == ' ')
+            return send_error(r, MHD_HTTP_NOT_FOUND, "model '%s' has no version '%s'", model,
+                              seg[4]);
+        version = v;
+        at = 5;
+    }
+    const char *what = at < n ? seg[at] : NULL;
+    if (at + 1 < n ||
+        (what && strcmp(what, "ready") && strcmp(what, "infer") && strcmp(what, "stats")))
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
+    if (what && !strcmp(what, "infer")) {
+        if (!post)
+            return method_not_allowed(r, "POST");
+        return infer_start(r, model, version);
+    }
+    if (!get)
+        return method_not_allowed(r, "GET");
+    return model_route(r, model, version, what);
+}
+
+/* ---- libmicrohttpd's callbacks ---- */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    kl_server *s = cls;
+    req_ctx *r = *con_cls;
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r)))
+            return MHD_NO;
+        r->s = s;
+        r->conn = conn;
+        atomic_fetch_add(&s->inflight, 1);
+        *con_cls = r;
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
+            return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+                              "the body (%s bytes) is larger than the server's limit of %lld", cl,
+                              (long long)s->o.max_body);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_big)
+            return MHD_YES;
+        if (r->len + n > (size_t)s->o.max_body) {
+            r->too_big = true;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+            return MHD_YES;
+        }
+        if (r->len + n + 1 > r->cap) {
+            size_t cap = r->cap ? r->cap : 4096;
+            while (cap < r->len + n + 1)
+                cap *= 2;
+            char *p = realloc(r->body, cap);
+            if (!p)
+                return MHD_NO;
+            r->body = p;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+        return MHD_YES;
+    }
+    if (r->submitted)
+        return atomic_load(&r->job.done) ? infer_finish(r) : MHD_YES;
+    if (r->too_big)
+        return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+                          "the body is larger than the server's limit of %lld bytes",
+                          (long long)s->o.max_body);
+    return route(r, url, method);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode why)
+{
+    kl_server *s = cls;
+    req_ctx *r = *con_cls;
+    if (!r)
+        return;
+    kl__infer_request_free(&r->req);
+    free(r->job.out);
+    free(r->job.classes);
+    free(r->body);
+    kl__version_release(r->v);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+kl_status kl__http_start(kl_server *s, kl_error *err)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->o.port);
+    int rc = getaddrinfo(s->host, port, &hints, &ai);
+    if (rc != 0)
+        return kl_error_set(err, KL_EINVAL, "cannot resolve --host %s: %s", s->host,
+                            gai_strerror(rc));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!s->daemon)
+        return kl_error_set(err, KL_EIO,
+                            "cannot listen on %s:%d (in use, or not an address of this machine?)",
+                            s->host, s->o.port);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : s->o.port;
+    return KL_OK;
+}
+
+void kl__http_stop(kl_server *s, double grace_s)
+{
+    if (!s->daemon)
+        return;
+    atomic_store(&s->stopping, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    double until = kl__serve_now() + grace_s;
+    while (atomic_load(&s->inflight) > 0 && kl__serve_now() < until)
+        kl__serve_sleep(0.01);
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+}

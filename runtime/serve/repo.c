@@ -1,0 +1,677 @@
+/* Models and versions. A repository is DIR/<name>/<version>/model.h5 with an optional
+ * DIR/<name>/config.yaml; a single model file is a repository of one model and one version. A
+ * version is loaded (every instance's model built and its threads started) before it is put in
+ * the model's list, so it takes traffic only when it can answer; a retired version leaves the
+ * list at once and is freed when its last request has its answer. A version that fails to load
+ * is noted with the reason, and the versions already served stay. The admin mutex makes the
+ * poll thread and the repository API change one thing at a time; lookups only take the read
+ * lock. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "runtime/config_impl.h"
+#include "runtime/serve/serve_impl.h"
+
+double kl__serve_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void kl__serve_sleep(double seconds)
+{
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+void kl__serve_log(kl_server *s, const char *fmt, ...)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    flockfile(s->log);
+    fprintf(s->log, "[%s] ", stamp);
+    vfprintf(s->log, fmt, ap);
+    fputc('\n', s->log);
+    fflush(s->log);
+    funlockfile(s->log);
+    va_end(ap);
+}
+
+bool kl__serve_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
+            return false;
+    return true;
+}
+
+void kl_serve_model_config_defaults(kl_serve_model_config *c)
+{
+    *c = (kl_serve_model_config){.max_batch_size = 64,
+                                 .dynamic_batching = true,
+                                 .max_queue_delay_us = 0,
+                                 .instances = 0,
+                                 .max_queue = 1024,
+                                 .latest = 1};
+}
+
+/* ---- config.yaml ---- */
+
+static kl_status cfg_int(const kl__cnode *v, int64_t lo, int64_t hi, int64_t *out, kl_error *err)
+{
+    char *end = NULL;
+    long long x = v->type == KL__CN_SCALAR && v->plain ? strtoll(v->str, &end, 10) : 0;
+    if (!end || *end || end == v->str || x < lo || x > hi)
+        return kl__config_error(err, KL_EINVAL, v->pos, v->key,
+                                "expected an integer in [%lld, %lld]", (long long)lo,
+                                (long long)hi);
+    *out = x;
+    return KL_OK;
+}
+
+static kl_status cfg_versions(const kl__cnode *v, kl_serve_model_config *c, kl_error *err)
+{
+    c->latest = 0;
+    c->all_versions = false;
+    if (v->type == KL__CN_SCALAR && !strcmp(v->str, "all")) {
+        c->all_versions = true;
+        return KL_OK;
+    }
+    if (v->type == KL__CN_MAP && v->n == 1 && !strcmp(v->items[0]->key, "latest")) {
+        int64_t n;
+        kl_status st = cfg_int(v->items[0], 1, 1000, &n, err);
+        c->latest = (int)n;
+        return st;
+    }
+    if (v->type == KL__CN_SEQ && v->n > 0) {
+        c->versions = calloc((size_t)v->n, sizeof *c->versions);
+        if (!c->versions)
+            return kl_error_set(err, KL_ENOMEM, "out of memory");
+        for (int i = 0; i < v->n; i++) {
+            kl_status st = cfg_int(v->items[i], 1, INT64_MAX, &c->versions[i], err);
+            if (st != KL_OK)
+                return st;
+            c->nversions++;
+        }
+        return KL_OK;
+    }
+    return kl__config_error(err, KL_EINVAL, v->pos, "versions",
+                            "expected `all`, `{latest: N}` or a list of version numbers");
+}
+
+/* Reads DIR/config.yaml over the defaults in c, when the file exists. */
+static kl_status read_config(const char *path, kl_serve_model_config *c, kl_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT
+                   ? KL_OK
+                   : kl_error_set(err, KL_EIO, "cannot read %s: %s", path, strerror(errno));
+    char text[65536];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    if (len == sizeof text - 1)
+        return kl_error_set(err, KL_EINVAL, "%s: larger than 64 KiB", path);
+    text[len] = '\0';
+    kl__cnode *root = NULL;
+    kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
+    if (st == KL_OK && root && root->type != KL__CN_MAP)
+        st = kl__config_error(err, KL_EINVAL, root->pos, "", "expected a mapping of settings");
+    static const char *const keys[] = {"max_batch_size", "dynamic_batching", "max_queue_delay_us",
+                                       "instances",      "max_queue",        "versions"};
+    char kpath[KL__PATH_MAX] = "";
+    if (st == KL_OK && root)
+        st = kl__check_duplicates(root, kpath, err);
+    for (int i = 0; st == KL_OK && root && i < root->n; i++) {
+        const kl__cnode *v = root->items[i];
+        int64_t x = 0;
+        if (!strcmp(v->key, "max_batch_size")) {
+            if ((st = cfg_int(v, 1, 65536, &x, err)) == KL_OK)
+                c->max_batch_size = (int)x;
+        } else if (!strcmp(v->key, "dynamic_batching")) {
+            bool t = v->type == KL__CN_SCALAR && !strcmp(v->str, "true");
+            if (!t && !(v->type == KL__CN_SCALAR && !strcmp(v->str, "false")))
+                st = kl__config_error(err, KL_EINVAL, v->pos, v->key, "expected true or false");
+            c->dynamic_batching = t;
+        } else if (!strcmp(v->key, "max_queue_delay_us")) {
+            st = cfg_int(v, 0, 10000000, &c->max_queue_delay_us, err);
+        } else if (!strcmp(v->key, "instances")) {
+            if ((st = cfg_int(v, 1, 256, &x, err)) == KL_OK)
+                c->instances = (int)x;
+        } else if (!strcmp(v->key, "max_queue")) {
+            if ((st = cfg_int(v, 1, 1000000, &x, err)) == KL_OK)
+                c->max_queue = (int)x;
+        } else if (!strcmp(v->key, "versions")) {
+            st = cfg_versions(v, c, err);
+        } else {
+            st = kl__unknown_key(v, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
+        }
+    }
+    kl__cnode_free(root);
+    return st;
+}
+
+/* ---- versions ---- */
+
+static void version_free(kl__version *v)
+{
+    kl__version_stop(v);
+    for (int i = 0; v->mf && i < v->instances; i++)
+        kl_modelfile_free(v->mf[i]);
+    if (v->threads) { /* started: the sync objects exist */
+        pthread_mutex_destroy(&v->mu);
+        pthread_cond_destroy(&v->cv);
+    }
+    free(v->mf);
+    free(v->threads);
+    free(v->stats.batches);
+    free(v->path);
+    free(v);
+}
+
+void kl__version_release(kl__version *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+        version_free(v);
+}
+
+static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const char *path,
+                              kl__version **out, kl_error *err)
+{
+    kl__version *v = calloc(1, sizeof *v);
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    v->model = m;
+    v->number = number;
+    v->cfg = m->cfg;
+    v->cfg.versions = NULL; /* the model's */
+    v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
+    atomic_init(&v->refs, 1);
+    kl_status st = KL_OK;
+    if (!(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
+        st = kl_error_set(err, KL_ENOMEM, "out of memory");
+    for (int i = 0; st == KL_OK && i < v->instances; i++)
+        st = kl_modelfile_load(path, v->cfg.max_batch_size, &v->mf[i], err);
+    if (st == KL_OK) {
+        v->sig = kl_modelfile_sig(v->mf[0]);
+        st = kl__version_start(v, err);
+    }
+    if (st != KL_OK) {
+        version_free(v);
+        return st;
+    }
+    *out = v;
+    return KL_OK;
+}
+
+/* ---- models ---- */
+
+static kl__model *find_model(kl_server *s, const char *name)
+{
+    for (int i = 0; i < s->nmodels; i++)
+        if (!strcmp(s->models[i]->name, name))
+            return s->models[i];
+    return NULL;
+}
+
+static void model_free(kl__model *m)
+{
+    for (int i = 0; i < m->nversions; i++)
+        kl__version_release(m->versions[i]);
+    for (int i = 0; i < m->nnotes; i++)
+        free(m->notes[i].reason);
+    free(m->notes);
+    free(m->versions);
+    free(m->cfg.versions);
+    free(m->name);
+    free(m->dir);
+    free(m->error);
+    free(m);
+}
+
+void kl__serve_free_models(kl_server *s)
+{
+    for (int i = 0; i < s->nmodels; i++)
+        model_free(s->models[i]);
+    free(s->models);
+    s->models = NULL;
+    s->nmodels = 0;
+}
+
+/* Finds or adds model name (admin held). */
+static kl__model *get_model(kl_server *s, const char *name, const char *dir)
+{
+    kl__model *m = find_model(s, name);
+    if (m)
+        return m;
+    m = calloc(1, sizeof *m);
+    kl__model **ms = realloc(s->models, ((size_t)s->nmodels + 1) * sizeof *ms);
+    if (!m || !ms || !(m->name = strdup(name)) || (dir && !(m->dir = strdup(dir)))) {
+        if (ms)
+            s->models = ms;
+        if (m) {
+            free(m->name);
+            free(m);
+        }
+        return NULL;
+    }
+    m->cfg = s->o.defaults;
+    m->cfg.versions = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    s->models = ms;
+    s->models[s->nmodels++] = m;
+    pthread_rwlock_unlock(&s->lock);
+    return m;
+}
+
+static kl__version_note *find_note(kl__model *m, int64_t number)
+{
+    for (int i = 0; i < m->nnotes; i++)
+        if (m->notes[i].number == number)
+            return &m->notes[i];
+    return NULL;
+}
+
+static void set_note(kl__model *m, int64_t number, const char *reason, const struct stat *st)
+{
+    kl__version_note *n = find_note(m, number);
+    if (!n) {
+        kl__version_note *ns = realloc(m->notes, ((size_t)m->nnotes + 1) * sizeof *ns);
+        if (!ns)
+            return;
+        m->notes = ns;
+        n = &m->notes[m->nnotes++];
+        *n = (kl__version_note){.number = number};
+    }
+    free(n->reason);
+    n->reason = strdup(reason);
+    n->mtime = st ? (int64_t)st->st_mtime : 0;
+    n->size = st ? (int64_t)st->st_size : 0;
+}
+
+static void drop_note(kl__model *m, int64_t number)
+{
+    kl__version_note *n = find_note(m, number);
+    if (!n)
+        return;
+    free(n->reason);
+    *n = m->notes[--m->nnotes];
+}
+
+static kl__version *served(const kl__model *m, int64_t number)
+{
+    for (int i = 0; i < m->nversions; i++)
+        if (m->versions[i]->number == number)
+            return m->versions[i];
+    return NULL;
+}
+
+/* Puts v in m's list, in version order (write lock). */
+static bool add_version(kl_server *s, kl__model *m, kl__version *v)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    kl__version **vs = realloc(m->versions, ((size_t)m->nversions + 1) * sizeof *vs);
+    if (vs) {
+        m->versions = vs;
+        int i = m->nversions++;
+        while (i > 0 && vs[i - 1]->number > v->number) {
+            vs[i] = vs[i - 1];
+            i--;
+        }
+        vs[i] = v;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return vs != NULL;
+}
+
+/* Takes version number out of m's list and drops the list's reference. */
+static void retire(kl_server *s, kl__model *m, int64_t number, const char *why)
+{
+    kl__version *v = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    for (int i = 0; i < m->nversions; i++)
+        if (m->versions[i]->number == number) {
+            v = m->versions[i];
+            memmove(&m->versions[i], &m->versions[i + 1],
+                    (size_t)(m->nversions - i - 1) * sizeof *m->versions);
+            m->nversions--;
+            break;
+        }
+    pthread_rwlock_unlock(&s->lock);
+    if (v) {
+        kl__serve_log(s, "model %s version %lld retired (%s)", m->name, (long long)number, why);
+        kl__version_release(v);
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The version folders of a model directory that hold a model.h5, newest first. */
+static int64_t *list_versions(const char *dir, int *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    int64_t *vs = NULL;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end = NULL;
+        long long x = strtoll(e->d_name, &end, 10);
+        if (!isdigit((unsigned char)e->d_name[0]) || *end || x <= 0)
+            continue;
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s/model.h5", dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (*n == cap) {
+            int64_t *nv = realloc(vs, (size_t)(cap = 2 * cap + 8) * sizeof *nv);
+            if (!nv)
+                break;
+            vs = nv;
+        }
+        vs[(*n)++] = x;
+    }
+    closedir(d);
+    if (vs)
+        qsort(vs, (size_t)*n, sizeof *vs, cmp_desc);
+    return vs;
+}
+
+static bool wanted_specific(const kl_serve_model_config *c, int64_t number)
+{
+    for (int i = 0; i < c->nversions; i++)
+        if (c->versions[i] == number)
+            return true;
+    return false;
+}
+
+/* Loads the version numbered x of m unless it failed before with the same file; true when it is
+ * served after the call. */
+static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
+{
+    if (served(m, x))
+        return true;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%lld/model.h5", m->dir, (long long)x);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    kl__version_note *n = find_note(m, x);
+    if (n && n->mtime == (int64_t)st.st_mtime && n->size == (int64_t)st.st_size)
+        return false; /* failed before, and the file has not changed */
+    kl_error err = {0};
+    kl__version *v = NULL;
+    double t0 = kl__serve_now();
+    if (load_version(s, m, x, path, &v, &err) != KL_OK) {
+        kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x,
+                      err.msg);
+        set_note(m, x, err.msg, &st);
+        return false;
+    }
+    if (!add_version(s, m, v)) {
+        kl__version_release(v);
+        return false;
+    }
+    drop_note(m, x);
+    const kl_modelfile_signature *sig = v->sig;
+    kl__serve_log(s,
+                  "model %s version %lld ready in %.2f s: %lld features in, %d %s out, %d "
+                  "instances, batches up to %d%s",
+                  m->name, (long long)x, kl__serve_now() - t0, (long long)sig->features,
+                  sig->outputs, sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets",
+                  v->instances, v->cfg.max_batch_size,
+                  v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
+    return true;
+}
+
+/* Brings m's served versions in line with its folder and policy (admin held). New versions are
+ * loaded before old ones are retired; a version that fails leaves the older ones serving. */
+static void sync_versions(kl_server *s, kl__model *m)
+{
+    int n = 0;
+    int64_t *vs = list_versions(m->dir, &n);
+    const kl_serve_model_config *c = &m->cfg;
+    int64_t *keep = calloc((size_t)n + 1, sizeof *keep);
+    int nkeep = 0;
+    for (int i = 0; keep && i < n; i++) {
+        bool want = c->all_versions || (c->nversions > 0 && wanted_specific(c, vs[i])) ||
+                    (c->latest > 0 && nkeep < c->latest);
+        if (want && ensure_version(s, m, vs[i]))
+            keep[nkeep++] = vs[i];
+    }
+    for (int i = 0; keep && i < c->nversions; i++) {
+        bool found = false;
+        for (int j = 0; j < n; j++)
+            found |= vs[j] == c->versions[i];
+        if (!found)
+            set_note(m, c->versions[i],
+                     "config.yaml names it, but the repository has no model.h5 for it", NULL);
+    }
+    for (int i = m->nversions - 1; keep && i >= 0; i--) {
+        int64_t x = m->versions[i]->number;
+        bool kept = false;
+        for (int j = 0; j < nkeep; j++)
+            kept |= keep[j] == x;
+        if (!kept)
+            retire(s, m, x, "no longer in the version policy or the repository");
+    }
+    free(keep);
+    free(vs);
+}
+
+/* Reads the model's config.yaml (when it changes the batching or the policy, the versions
+ * loaded before keep their old settings until they are reloaded). */
+static kl_status model_config(kl_server *s, kl__model *m, kl_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", m->dir);
+    kl_serve_model_config c = s->o.defaults;
+    c.versions = NULL;
+    c.nversions = 0;
+    kl_status st = read_config(path, &c, err);
+    if (st != KL_OK) {
+        free(c.versions);
+        return st;
+    }
+    free(m->cfg.versions);
+    m->cfg = c;
+    return KL_OK;
+}
+
+static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", s->repository, name);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return kl_error_set(err, KL_ERANGE, "the repository has no model %s", name);
+    kl__model *m = get_model(s, name, dir);
+    if (!m)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    m->unloaded = false;
+    free(m->error);
+    m->error = NULL;
+    kl_status rc = model_config(s, m, err);
+    if (rc != KL_OK) {
+        m->error = strdup(err->msg);
+        kl__serve_log(s, "model %s: %s", name, err->msg);
+        return rc;
+    }
+    sync_versions(s, m);
+    if (m->nversions == 0) {
+        rc = kl_error_set(err, KL_EIO, "model %s has no version that loads%s%s", name,
+                          m->nnotes ? ": " : " (no <version>/model.h5 folder)",
+                          m->nnotes ? m->notes[0].reason : "");
+    }
+    return rc;
+}
+
+kl_status kl__serve_load_model(kl_server *s, const char *name, kl_error *err)
+{
+    if (!s->repository)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "the server serves a single model file, not a repository");
+    if (!kl__serve_name_ok(name))
+        return kl_error_set(err, KL_EINVAL, "'%s' is not a model name", name);
+    pthread_mutex_lock(&s->admin);
+    kl_status st = load_model_locked(s, name, err);
+    pthread_mutex_unlock(&s->admin);
+    return st;
+}
+
+kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
+{
+    pthread_mutex_lock(&s->admin);
+    kl__model *m = kl__serve_name_ok(name) ? find_model(s, name) : NULL;
+    kl_status st = KL_OK;
+    if (!m || (m->unloaded && m->nversions == 0)) {
+        st = kl_error_set(err, KL_ERANGE, "no model %s is loaded", name);
+    } else {
+        m->unloaded = true;
+        while (m->nversions > 0)
+            retire(s, m, m->versions[m->nversions - 1]->number, "unloaded");
+    }
+    pthread_mutex_unlock(&s->admin);
+    return st;
+}
+
+static kl_status load_single(kl_server *s, kl_error *err)
+{
+    const char *path = s->single;
+    char name[80];
+    if (s->single_name) {
+        snprintf(name, sizeof name, "%s", s->single_name);
+    } else {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(base, "."), base);
+    }
+    if (!kl__serve_name_ok(name))
+        return kl_error_set(err, KL_EINVAL,
+                            "'%s' is not a model name (letters, digits, '_', '-', '.'): give one "
+                            "with --name",
+                            name);
+    kl__model *m = get_model(s, name, NULL);
+    if (!m)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    kl__version *v = NULL;
+    double t0 = kl__serve_now();
+    kl_status st = load_version(s, m, 1, path, &v, err);
+    if (st != KL_OK)
+        return st;
+    if (!add_version(s, m, v)) {
+        kl__version_release(v);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    kl__serve_log(s, "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d",
+                  name, path, kl__serve_now() - t0, v->instances, v->cfg.max_batch_size);
+    return KL_OK;
+}
+
+kl_status kl__serve_load_all(kl_server *s, kl_error *err)
+{
+    if (s->single)
+        return load_single(s, err);
+    DIR *d = opendir(s->repository);
+    if (!d)
+        return kl_error_set(err, KL_EIO, "cannot open the repository %s: %s", s->repository,
+                            strerror(errno));
+    pthread_mutex_lock(&s->admin);
+    struct dirent *e;
+    int loaded = 0;
+    while ((e = readdir(d))) {
+        char dir[4200];
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s/%s", s->repository, e->d_name);
+        if (!kl__serve_name_ok(e->d_name) || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        kl_error lerr = {0};
+        if (load_model_locked(s, e->d_name, &lerr) == KL_OK)
+            loaded++;
+    }
+    closedir(d);
+    pthread_mutex_unlock(&s->admin);
+    kl__serve_log(s, "repository %s: %d of %d models ready", s->repository, loaded, s->nmodels);
+    return KL_OK;
+}
+
+void kl__serve_poll(kl_server *s)
+{
+    if (!s->repository)
+        return;
+    pthread_mutex_lock(&s->admin);
+    DIR *d = opendir(s->repository);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char dir[4200];
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s/%s", s->repository, e->d_name);
+        if (!kl__serve_name_ok(e->d_name) || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        kl__model *m = find_model(s, e->d_name);
+        kl_error err = {0};
+        if (!m)
+            load_model_locked(s, e->d_name, &err);
+        else if (!m->unloaded && !m->error)
+            sync_versions(s, m);
+    }
+    if (d)
+        closedir(d);
+    /* A model whose folder went away stops being served. */
+    for (int i = 0; i < s->nmodels; i++) {
+        kl__model *m = s->models[i];
+        struct stat st;
+        if (m->dir && stat(m->dir, &st) != 0)
+            while (m->nversions > 0)
+                retire(s, m, m->versions[m->nversions - 1]->number,
+                       "its folder left the repository");
+    }
+    pthread_mutex_unlock(&s->admin);
+}
+
+kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, kl_error *err)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    kl__model *m = find_model(s, name);
+    kl__version *v = NULL;
+    if (!m || (m->unloaded && m->nversions == 0)) {
+        kl_error_set(err, KL_ERANGE, "unknown model '%s'", name);
+    } else if (m->nversions == 0) {
+        kl_error_set(err, KL_EIO, "model '%s' has no version ready%s%s", name,
+                     m->error || m->nnotes ? ": " : "",
+                     m->error    ? m->error
+                     : m->nnotes ? m->notes[0].reason
+                                 : "");
+    } else if (number < 0) {
+        v = m->versions[m->nversions - 1];
+    } else if (!(v = served(m, number))) {
+        kl_error_set(err, KL_ERANGE, "model '%s' has no version %lld", name, (long long)number);
+    }
+    if (v)
+        atomic_fetch_add(&v->refs, 1);
+    pthread_rwlock_unlock(&s->lock);
+    return v;
+}

@@ -1,0 +1,156 @@
+/* kl_server: starting (options checked, models loaded, then the HTTP daemon), the repository
+ * poll thread, waiting for a stop, and the graceful stop: no new connections, the requests in
+ * flight answered, then the instances joined and the models freed. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kiln/train.h"
+#include "runtime/serve/serve_impl.h"
+
+void openblas_set_num_threads(int n);
+
+/* Loopback names and addresses, where no token is needed. */
+static bool loopback(const char *host)
+{
+    return !strcmp(host, "127.0.0.1") || !strcmp(host, "localhost") || !strcmp(host, "::1") ||
+           !strncmp(host, "127.", 4);
+}
+
+static void *poll_main(void *arg)
+{
+    kl_server *s = arg;
+    pthread_mutex_lock(&s->poll_mu);
+    while (!atomic_load(&s->stopping)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double at = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + s->o.poll_s;
+        ts.tv_sec = (time_t)at;
+        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&s->poll_cv, &s->poll_mu, &ts);
+        if (atomic_load(&s->stopping))
+            break;
+        pthread_mutex_unlock(&s->poll_mu);
+        kl__serve_poll(s);
+        pthread_mutex_lock(&s->poll_mu);
+    }
+    pthread_mutex_unlock(&s->poll_mu);
+    return NULL;
+}
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    *ok &= d != NULL;
+    return d;
+}
+
+kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *err)
+{
+    *out = NULL;
+    if (!o->model == !o->repository)
+        return kl_error_set(err, KL_EINVAL, "serve one model file or one --repository");
+    const char *host = o->host ? o->host : "127.0.0.1";
+    if (!loopback(host) && !(o->auth_token && o->auth_token[0]))
+        return kl_error_set(err, KL_EINVAL,
+                            "binding %s exposes the server beyond this machine: give "
+                            "--auth-token to guard the repository endpoints",
+                            host);
+    if (o->port < 0 || o->port > 65535)
+        return kl_error_set(err, KL_EINVAL, "port %d is not a TCP port", o->port);
+    kl_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    s->o = *o;
+    bool ok = true;
+    s->host = dup_or_null(host, &ok);
+    s->repository = dup_or_null(o->repository, &ok);
+    s->single = dup_or_null(o->model, &ok);
+    s->single_name = dup_or_null(o->name, &ok);
+    s->auth_token = dup_or_null(o->auth_token, &ok);
+    s->log = o->log ? o->log : stderr;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    s->cores = cores > 0 ? (int)cores : 1;
+    if (s->o.max_body <= 0)
+        s->o.max_body = 64ll << 20;
+    if (s->o.timeout_s <= 0)
+        s->o.timeout_s = 30;
+    if (s->o.http_threads <= 0)
+        s->o.http_threads = s->cores;
+    if (s->o.max_connections <= 0)
+        s->o.max_connections = 1000;
+    pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->admin, NULL);
+    pthread_mutex_init(&s->poll_mu, NULL);
+    pthread_cond_init(&s->poll_cv, NULL);
+    if (!ok) {
+        kl_server_free(s);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    /* Parallelism comes from instances (and HTTP threads), so each model call runs on its
+     * instance's thread alone. */
+    openblas_set_num_threads(1);
+    kl_status st = kl__serve_load_all(s, err);
+    if (st == KL_OK)
+        st = kl__http_start(s, err);
+    if (st == KL_OK && s->repository && s->o.poll_s > 0) {
+        if (pthread_create(&s->poller, NULL, poll_main, s) != 0)
+            st = kl_error_set(err, KL_ENOMEM, "cannot start the repository poll thread");
+        else
+            s->polling = true;
+    }
+    if (st != KL_OK) {
+        kl_server_free(s);
+        return st;
+    }
+    *out = s;
+    return KL_OK;
+}
+
+int kl_server_port(const kl_server *s)
+{
+    return s->port;
+}
+
+void kl_server_stop(kl_server *s)
+{
+    atomic_store(&s->stop_requested, true);
+}
+
+kl_status kl_server_wait(kl_server *s, kl_error *err)
+{
+    while (!atomic_load(&s->stop_requested) && !kl_train_stop_signal())
+        kl__serve_sleep(0.05);
+    kl__serve_log(s, "stopping: no new connections; answering the %d requests in flight",
+                  atomic_load(&s->inflight));
+    kl__http_stop(s, 30.0);
+    return KL_OK;
+}
+
+void kl_server_free(kl_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, true);
+    if (s->polling) {
+        pthread_mutex_lock(&s->poll_mu);
+        pthread_cond_broadcast(&s->poll_cv);
+        pthread_mutex_unlock(&s->poll_mu);
+        pthread_join(s->poller, NULL);
+    }
+    kl__http_stop(s, 30.0);
+    kl__serve_free_models(s);
+    pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->admin);
+    pthread_mutex_destroy(&s->poll_mu);
+    pthread_cond_destroy(&s->poll_cv);
+    free(s->host);
+    free(s->repository);
+    free(s->single);
+    free(s->single_name);
+    free(s->auth_token);
+    free(s);
+}
