@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,8 +21,7 @@ static const kl__cli_cmd commands[] = {
      NULL},
     {"export", "turn a training checkpoint into a self-contained model file", kl__cli_export, NULL},
     {"predict", "score a file of inputs with an exported model", kl__cli_predict, NULL},
-    {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", kl__cli_serve,
-     NULL},
+    {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", kl__cli_serve, NULL},
     {"data", "inspect datasets and convert them to HDF5", kl__cli_data, NULL},
 };
 
@@ -138,14 +138,19 @@ static void print_usage(FILE *f)
                "\n"
                "kiln trains neural networks across MPI ranks and tunes their hyperparameters.\n"
                "This version trains models (also data-parallel under mpirun), tunes their\n"
-               "hyperparameters (ASHA sweeps), exports them and scores files with them;\n"
-               "serving is planned.\n"
+               "hyperparameters (ASHA sweeps), exports them, scores files with them and\n"
+               "serves them over HTTP.\n"
                "\n"
                "commands:\n");
     print_command_rows(f, 1);
     fprintf(f, "  %-9s %s\n", "help", "show this help, or a command's help: kiln help <command>");
-    fprintf(f, "\nnot available yet (planned for a later version):\n");
-    print_command_rows(f, 0);
+    bool planned = false;
+    for (int i = 0; i < N_COMMANDS; i++)
+        planned |= commands[i].run == NULL;
+    if (planned) {
+        fprintf(f, "\nnot available yet (planned for a later version):\n");
+        print_command_rows(f, 0);
+    }
     fprintf(f, "\n"
                "options:\n"
                "  -h, --help     show this help and exit\n"

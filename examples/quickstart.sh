@@ -3,7 +3,8 @@
 # included), builds a Release kiln in build/, then runs kiln's main job on the bundled default:
 # a short ASHA sweep over the Fashion-MNIST MLP (examples/fashion-mnist/sweep.yaml) under mpirun
 # (rank 0 coordinates, the other ranks train trials), exports the best trial's model, and scores
-# the Fashion-MNIST test set with it. Serving over HTTP comes with `kiln serve` (planned).
+# the Fashion-MNIST test set with it, then serves it with `kiln serve` and asks for one
+# prediction over HTTP (Open Inference Protocol v2).
 # usage: examples/quickstart.sh          (KILN_CMAKE_ARGS adds configure arguments;
 #                                          QUICKSTART_RANKS sets the rank count, default 3)
 set -euo pipefail
@@ -44,5 +45,33 @@ build/kiln predict "$sweep_dir/model.h5" --input "$data/t10k-images-idx3-ubyte.g
     --labels "$data/t10k-labels-idx1-ubyte.gz" --output "$sweep_dir/predictions.csv"
 echo "the first prediction:"
 sed -n 2p "$sweep_dir/predictions.csv" | cut -d, -f1-2
+
+echo "== kiln serve (one prediction over HTTP)"
+build/kiln serve "$sweep_dir/model.h5" --name fashion --port 0 2>"$sweep_dir/serve.log" &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+port=""
+for _ in $(seq 1 100); do
+    port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$sweep_dir/serve.log")"
+    [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || { cat "$sweep_dir/serve.log"; exit 1; }
+    sleep 0.1
+done
+cat "$sweep_dir/serve.log"
+# The first test image as an inference request: its 784 pixels scaled to [0, 1], as kiln's IDX
+# reader gives them to training (the model standardises them itself).
+python3 - "$data/t10k-images-idx3-ubyte.gz" >"$sweep_dir/request.json" <<'PY'
+import gzip, json, sys
+with gzip.open(sys.argv[1]) as f:
+    pixels = [b / 255 for b in f.read(16 + 784)[16:]]
+print(json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
+                              "data": pixels}], "outputs": [{"name": "label_name"}]}))
+PY
+echo "POST http://127.0.0.1:$port/v2/models/fashion/infer (the first test image):"
+curl -sS --fail-with-body -H 'Content-Type: application/json' \
+    --data-binary @"$sweep_dir/request.json" "http://127.0.0.1:$port/v2/models/fashion/infer"
+echo
+kill -TERM "$server"
+wait "$server"
 
 echo "== done: $sweep_dir (results.csv, best.yaml, report.html, model.h5, predictions.csv)"

@@ -4,6 +4,8 @@
 #include "kiln/buildinfo.h"
 
 #include <hdf5.h>
+#include <jansson.h>
+#include <microhttpd.h>
 #include <mpi.h>
 #include <string.h>
 #include <yaml.h>
@@ -125,5 +127,6 @@ void kl_buildinfo_print(FILE *f)
     print_mpi(f);
     print_hdf5(f);
     fprintf(f, "libyaml: %s\n", yaml_get_version_string());
+    fprintf(f, "jansson: %s, libmicrohttpd: %s\n", jansson_version_str(), MHD_get_version());
     print_cuda(f);
 }

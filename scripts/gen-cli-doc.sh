@@ -10,7 +10,7 @@ out="$(cd "$(dirname "$0")/.." && pwd)/docs/cli.md"
 
 Every subcommand prints its own help with `kiln <command> --help`; this page collects them. A bad
 command line exits with status 2 and says what is wrong; a failure of the work itself exits 1.
-Planned commands (serve) are listed by `kiln --help` and answer "not supported yet" with status 2.
+`kiln serve` runs until SIGTERM or SIGINT, then answers what is in flight and exits 0.
 This page is generated: run `scripts/gen-cli-doc.sh build/kiln` when a help text changes.
 
 ## kiln
@@ -19,7 +19,7 @@ This page is generated: run `scripts/gen-cli-doc.sh build/kiln` when a help text
 EOF
     "$kiln" --help
     echo '```'
-    for c in train tune export predict data demo; do
+    for c in train tune export predict serve data demo; do
         printf '\n## kiln %s\n\n```\n' "$c"
         "$kiln" "$c" --help
         echo '```'

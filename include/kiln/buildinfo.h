@@ -1,6 +1,6 @@
 /* What this build of kiln is made of: the compiler, the build type and the versions of the
- * libraries libkiln runs with (OpenBLAS, MPI, HDF5, libyaml, CUDA). `kiln --version` prints it, and
- * so should any bug report. */
+ * libraries libkiln runs with (OpenBLAS, MPI, HDF5, libyaml, jansson, libmicrohttpd, CUDA).
+ * `kiln --version` prints it, and so should any bug report. */
 #ifndef KILN_BUILDINFO_H
 #define KILN_BUILDINFO_H
 

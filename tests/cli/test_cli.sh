@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the kiln command as a user would and checks exit statuses and what it prints:
-# help and version succeed, unknown commands and options exit 2 with a clear message, planned
-# commands say they are not supported yet, and the demo trains to a useful accuracy.
+# help and version succeed, unknown commands and options exit 2 with a clear message, and the
+# demo trains to a useful accuracy.
 # usage: test_cli.sh PATH_TO_KILN
 set -uo pipefail
 kiln="$1"
@@ -44,7 +44,13 @@ expect 0 'usage: kiln train' -- train --help
 expect 2 'which config' -- train
 expect 2 'KEY=VALUE' -- train x.yaml --set train.epochs
 expect 2 "unknown option '--fast'" -- train x.yaml --fast
-expect 2 'not supported yet' -- serve model.h5
+expect 0 'usage: kiln serve' -- serve --help
+expect 2 'what to serve' -- serve
+expect 2 'not both' -- serve m.h5 --repository models
+expect 2 "--port '70000'" -- serve m.h5 --port 70000
+expect 1 'auth-token' -- serve m.h5 --host 0.0.0.0
+expect 1 'no-such-model.h5' -- serve no-such-model.h5 --port 0
+expect 1 'repository' -- serve --repository no-such-dir --port 0
 expect 0 'usage: kiln tune' -- tune --help
 expect 2 'which sweep' -- tune
 expect 2 "unknown option '--fast'" -- tune s.yaml --fast
