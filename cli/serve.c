@@ -40,6 +40,7 @@ static const char serve_help[] =
     "  --no-batching           default: run every request alone\n"
     "  --max-body-mb N         largest request body, else 413 (64)\n"
     "  --timeout SECONDS       close connections idle this long (30)\n"
+    "  --queue-timeout SECONDS answer 503 to requests queued longer (60)\n"
     "  --http-threads N        threads reading and writing HTTP (0: one per core)\n"
     "  -h, --help              show this help\n";
 
@@ -58,10 +59,10 @@ static int int_arg(const char *opt, const char *v, long long lo, long long hi, l
 static int parse(int argc, char **argv, kl_serve_options *o)
 {
     static const char *const valued[] = {
-        "--repository",  "--name",      "--host",           "--port",
-        "--auth-token",  "--poll",      "--max-batch-size", "--max-queue-delay-us",
-        "--instances",   "--max-queue", "--max-body-mb",    "--timeout",
-        "--http-threads"};
+        "--repository",   "--name",         "--host",           "--port",
+        "--auth-token",   "--poll",         "--max-batch-size", "--max-queue-delay-us",
+        "--instances",    "--max-queue",    "--max-body-mb",    "--timeout",
+        "--http-threads", "--queue-timeout"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -112,6 +113,12 @@ static int parse(int argc, char **argv, kl_serve_options *o)
         } else if (!strcmp(a, "--timeout")) {
             rc = int_arg(a, v, 1, 3600, &n);
             o->timeout_s = (int)n;
+        } else if (!strcmp(a, "--queue-timeout")) {
+            char *end;
+            o->queue_timeout_s = strtod(v, &end);
+            if (*end || !(o->queue_timeout_s > 0 && o->queue_timeout_s <= 3600))
+                return kl__cli_usage_error("serve", "--queue-timeout '%s': give seconds, e.g. 10",
+                                           v);
         } else if (!strcmp(a, "--http-threads")) {
             rc = int_arg(a, v, 0, 256, &n);
             o->http_threads = (int)n;

@@ -39,6 +39,7 @@ typedef struct kl_serve_options {
     double poll_s;          /* > 0: rescan the repository this often */
     int64_t max_body;       /* bytes; 0: 64 MiB */
     int timeout_s;          /* idle connection timeout; 0: 30 s */
+    double queue_timeout_s; /* a request waiting longer in a queue gets 503; 0: 60 s */
     int http_threads;       /* 0: one per core */
     int max_connections;    /* 0: 1000 */
     kl_serve_model_config defaults;

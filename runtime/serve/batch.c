@@ -35,14 +35,39 @@ static struct timespec deadline_after(double t_queued, int64_t delay_us)
 
 /* Takes the jobs of the next batch off the queue (the lock held): returns the first, linked by
  * next, with *samples in all; NULL when the version is closing and the queue is empty. */
+/* Answers the jobs at the head of the queue that waited past the queue timeout (the lock held):
+ * their clients have likely given up, and a queue that long only grows. */
+static void expire(kl__version *v)
+{
+    double now = kl__serve_now();
+    while (v->head && now - v->head->t_queued > v->queue_timeout_s) {
+        kl__job *j = v->head;
+        v->head = j->next;
+        if (!v->head)
+            v->tail = NULL;
+        v->queued--;
+        v->stats.fail.count++;
+        j->status = KL_EIO;
+        j->expired = true;
+        snprintf(j->error, sizeof j->error,
+                 "waited %.1f s in the queue, more than the %.0f s allowed", now - j->t_queued,
+                 v->queue_timeout_s);
+        atomic_store(&j->done, true);
+        j->done_fn(j);
+    }
+}
+
 static kl__job *take_batch(kl__version *v, int64_t *samples)
 {
     const kl_serve_model_config *c = &v->cfg;
     for (;;) {
         while (!v->head && !v->closing)
             pthread_cond_wait(&v->cv, &v->mu);
-        if (!v->head)
+        expire(v);
+        if (!v->head && v->closing)
             return NULL;
+        if (!v->head)
+            continue;
         if (!c->dynamic_batching || c->max_queue_delay_us <= 0 || v->closing)
             break;
         /* Wait for the batch to fill, but not past the oldest job's deadline. Another instance

@@ -102,7 +102,9 @@ static enum MHD_Result send_lookup_error(req_ctx *r, const kl_error *err)
 static void job_done(kl__job *job)
 {
     req_ctx *r = job->ctx;
+    kl_server *s = r->s;
     MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&s->pending, 1);
 }
 
 /* The request's tensors against the model's signature. */
@@ -193,7 +195,9 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
     /* Suspend before queueing: the instance may finish and resume at once. */
     r->submitted = true;
     MHD_suspend_connection(r->conn);
+    atomic_fetch_add(&s->pending, 1);
     if (kl__version_submit(r->v, &r->job) != KL_OK) {
+        atomic_fetch_sub(&s->pending, 1);
         r->queue_full = true;
         atomic_store(&r->job.done, true);
         MHD_resume_connection(r->conn);
@@ -220,6 +224,9 @@ static enum MHD_Result infer_finish(req_ctx *r)
                           "model %s version %lld has %d requests waiting: try again later",
                           v->model->name, (long long)v->number, v->cfg.max_queue);
     }
+    if (r->job.expired) /* counted where it expired */
+        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "model %s version %lld: %s",
+                          v->model->name, (long long)v->number, r->job.error);
     if (r->job.status != KL_OK) {
         count_outcome(v, false, took);
         return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "inference failed: %s", r->job.error);
@@ -539,6 +546,12 @@ void kl__http_stop(kl_server *s, double grace_s)
         close(fd);
     double until = kl__serve_now() + grace_s;
     while (atomic_load(&s->inflight) > 0 && kl__serve_now() < until)
+        kl__serve_sleep(0.01);
+    /* Past the grace period, requests still held are slow readers, or jobs still queued: the
+     * daemon may close the first, but not a suspended connection whose job an instance will
+     * resume (and whose context it still writes to). Jobs end: a model call is bounded, and the
+     * queue times out. */
+    while (atomic_load(&s->pending) > 0)
         kl__serve_sleep(0.01);
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;

@@ -202,6 +202,7 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->number = number;
     v->cfg = m->cfg;
     v->cfg.versions = NULL; /* the model's */
+    v->queue_timeout_s = s->o.queue_timeout_s;
     v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
     atomic_init(&v->refs, 1);
     kl_status st = KL_OK;

@@ -45,6 +45,7 @@ typedef struct kl__job {
     float *out;       /* (n, outputs) */
     int32_t *classes; /* (n), classification */
     kl_status status;
+    bool expired; /* answered without running: it waited past the queue timeout */
     char error[KL_ERROR_MSG_MAX];
     double t_queued, t_started, t_done; /* seconds, monotonic */
     atomic_bool done;
@@ -69,6 +70,7 @@ typedef struct kl__version {
     int64_t number;
     char *path;
     kl_serve_model_config cfg; /* the model's, when this version was loaded */
+    double queue_timeout_s;    /* the server's */
     kl_modelfile **mf;         /* (instances) */
     int instances;
     const kl_modelfile_signature *sig;
@@ -117,6 +119,7 @@ struct kl_server {
     struct MHD_Daemon *daemon;
     int port;
     atomic_int inflight; /* requests received and not yet answered */
+    atomic_int pending;  /* jobs queued or running: their connections are suspended */
     atomic_bool stopping, stop_requested;
     pthread_t poller;
     bool polling;

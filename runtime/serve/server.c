@@ -78,6 +78,8 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         s->o.max_body = 64ll << 20;
     if (s->o.timeout_s <= 0)
         s->o.timeout_s = 30;
+    if (s->o.queue_timeout_s <= 0)
+        s->o.queue_timeout_s = 60;
     if (s->o.http_threads <= 0)
         s->o.http_threads = s->cores;
     if (s->o.max_connections <= 0)
