@@ -412,7 +412,8 @@ int kl__cli_train(int argc, char **argv)
             kl_config_print(cfg, stdout);
         goto out;
     }
-    if ((rc = agree(comm, kl_data_prepare(&cfg->data, cfg->train.seed, &data, &err), &err)) != 0)
+    if ((rc = agree(comm, kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &data, &err),
+                    &err)) != 0)
         goto out;
     if (o.summary)
         rc = lead ? summary(cfg, &data) : 0;

@@ -195,6 +195,7 @@ static const kl__field data_fields[] = {
     F("flip", KL__F_BOOL, DATA(flip), 0, 0, 0, NULL, NULL, ANY),
     F("crop_padding", KL__F_INT, DATA(crop_padding), KL__R_GE, 0, 0, NULL, NULL, ANY),
     F("limit", KL__F_I64, DATA(limit), KL__R_GE, 0, 0, NULL, NULL, ANY),
+    F("lazy", KL__F_BOOL, DATA(lazy), 0, 0, 0, NULL, NULL, ANY),
 };
 
 static kl_status data_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
@@ -218,7 +219,7 @@ static kl_status data_check(void *base, kl_config *c, const kl__cnode *map, kl_s
     return KL_OK;
 }
 
-static const kl__section data_section = {data_fields, 12, SIZE_MAX, NULL, data_check, NULL, NULL};
+static const kl__section data_section = {data_fields, 13, SIZE_MAX, NULL, data_check, NULL, NULL};
 
 /* model */
 static const kl__field model_fields[] = {

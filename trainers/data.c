@@ -7,16 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kiln/comm.h"
 #include "kiln/rng.h"
 #include "trainers/data_impl.h"
 
 /* The shuffle epoch that picks the validation subset: fixed, so the split depends on the seed only
  * and never coincides with a training epoch's order. */
 #define VAL_SPLIT_EPOCH UINT64_C(0x76616c73706c6974)
-
-/* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
- * not divide by zero. */
-#define STD_FLOOR 1e-6
 
 kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err)
 {
@@ -76,6 +73,7 @@ void kl_dataset_free(kl_dataset *d)
 {
     kl_tensor_free(d->x);
     kl_tensor_free(d->y);
+    kl__lazy_free(d->lazy);
     free(d->name);
     memset(d, 0, sizeof *d);
 }
@@ -149,6 +147,8 @@ void kl_data_splits_free(kl_data_splits *s)
 static void keep_rows(kl_tensor *t, int64_t n)
 {
     t->shape.d[0] = n;
+    if (!t->data) /* a lazy data set's x: the rows stay in the file */
+        return;
     void *p = realloc(t->data, (size_t)kl_numel(t) * kl_dtype_size(t->dtype));
     if (p)
         t->data = p;
@@ -160,6 +160,64 @@ static kl_tensor *new_like(const kl_tensor *t, int64_t n, kl_error *err)
     kl_shape s = t->shape;
     s.d[0] = n;
     return kl_tensor_new(t->dtype, s, err);
+}
+
+/* split_val for a lazy training set: the same rows go to val (in the same order) as for one in
+ * memory, but only the labels move; x's rows are renumbered into the file. Takes idx and in_val
+ * (n each, either may be NULL on failure) and frees them. */
+static kl_status split_val_lazy(kl_dataset *train, int64_t nval, uint64_t seed, kl_dataset *val,
+                                int64_t *idx, unsigned char *in_val, kl_error *err)
+{
+    int64_t n = rows(train);
+    kl_status st = KL_OK;
+    int64_t *vrows = malloc((size_t)nval * sizeof *vrows);
+    val->x = calloc(1, sizeof *val->x);
+    val->y = new_like(train->y, nval, err);
+    if (!idx || !in_val || !vrows || !val->x || !val->y) {
+        st = kl_error_set(err, KL_ENOMEM, "out of memory splitting off validation data");
+        goto out;
+    }
+    kl_data_shuffle(idx, n, seed, VAL_SPLIT_EPOCH);
+    for (int64_t i = 0; i < nval; i++)
+        in_val[idx[i]] = 1;
+    *val->x = *train->x; /* shape only */
+    val->x->shape.d[0] = nval;
+    size_t yb = (size_t)row_size(train->y) * kl_dtype_size(train->y->dtype);
+    char *ty = train->y->data, *vy = val->y->data;
+    const int64_t *file_rows = kl__lazy_rows(train);
+    int64_t nv = 0, nt = 0;
+    for (int64_t r = 0; r < n; r++) {
+        if (in_val[r]) {
+            memcpy(vy + nv * yb, ty + r * yb, yb);
+            vrows[nv++] = file_rows[r];
+        } else {
+            memmove(ty + nt * yb, ty + r * yb, yb);
+            idx[nt++] = file_rows[r];
+        }
+    }
+    if ((st = kl__lazy_share(train, val, vrows, nval, err)) != KL_OK)
+        goto out;
+    kl__lazy_set_rows(train, idx, nt);
+    keep_rows(train->x, nt);
+    keep_rows(train->y, nt);
+    val->classes = train->classes;
+    st = kl__dataset_set_name(val, train->name, err);
+    if (st == KL_OK) {
+        size_t len = strlen(train->name) + sizeof " (validation split)";
+        char *name = malloc(len);
+        if (name) {
+            snprintf(name, len, "%s (validation split)", train->name);
+            free(val->name);
+            val->name = name;
+        }
+    }
+out:
+    free(vrows);
+    free(idx);
+    free(in_val);
+    if (st != KL_OK)
+        kl_dataset_free(val);
+    return st;
 }
 
 /* Moves a seeded random fraction of train's rows into val: the chosen rows are copied out, the
@@ -176,6 +234,8 @@ static kl_status split_val(kl_dataset *train, float frac, uint64_t seed, kl_data
                             (double)frac, (long long)n, (long long)nval);
     int64_t *idx = malloc((size_t)n * sizeof *idx);
     unsigned char *in_val = calloc((size_t)n, 1);
+    if (train->lazy)
+        return split_val_lazy(train, nval, seed, val, idx, in_val, err);
     val->x = new_like(train->x, nval, err);
     val->y = val->x ? new_like(train->y, nval, err) : NULL;
     kl_status st = KL_OK;
@@ -250,7 +310,7 @@ static kl_status compute_stats(const kl_tensor *x, kl_standardize mode, kl_data_
     for (int64_t j = 0; j < k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
-        s->std[j] = (float)(sd < STD_FLOOR ? STD_FLOOR : sd);
+        s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
     }
     s->nstats = k;
     free(sum);
@@ -348,6 +408,22 @@ static kl_status settle_classes(const kl_data_config *cfg, kl_data_splits *s, kl
     return KL_OK;
 }
 
+/* A source as a lazy data set (data.lazy): HDF5 only, since IDX and CSV files cannot be read by
+ * row without reading what comes before. */
+static kl_status load_source(const kl_data_config *cfg, const kl_data_source *src,
+                             const char *which, kl_dataset *out, kl_error *err)
+{
+    if (!cfg->lazy)
+        return kl_dataset_load(src, cfg->task, out, err);
+    if (src->format != KL_DATA_HDF5)
+        return kl_error_set(err, KL_EINVAL,
+                            "data.lazy reads rows from HDF5 files, but data.%s is %s (%s); "
+                            "convert it with `kiln data convert` or leave data.lazy off",
+                            which, src->format == KL_DATA_IDX ? "IDX" : "CSV", src->path);
+    return kl__hdf5_open_lazy(src->path, src->x_dataset ? src->x_dataset : "x",
+                              src->y_dataset ? src->y_dataset : "y", cfg->task, out, err);
+}
+
 static kl_status prepare(const kl_data_config *cfg, uint64_t seed, kl_data_splits *s, char **paths,
                          kl_error *err)
 {
@@ -362,25 +438,25 @@ static kl_status prepare(const kl_data_config *cfg, uint64_t seed, kl_data_split
     if (cfg->val.format != KL_DATA_NONE && cfg->val_fraction > 0)
         return kl_error_set(err, KL_EINVAL,
                             "data.val and data.val_fraction are both set; give one of them");
-    if ((st = kl_dataset_load(&train, cfg->task, &s->train, err)) != KL_OK)
+    if ((st = load_source(cfg, &train, "train", &s->train, err)) != KL_OK)
         return st;
     if (cfg->limit > 0 && cfg->limit < rows(&s->train)) {
         keep_rows(s->train.x, cfg->limit);
         keep_rows(s->train.y, cfg->limit);
     }
     if (cfg->val.format != KL_DATA_NONE)
-        st = kl_dataset_load(&cfg->val, cfg->task, &s->val, err);
+        st = load_source(cfg, &cfg->val, "val", &s->val, err);
     else if (cfg->val_fraction > 0)
         st = split_val(&s->train, cfg->val_fraction, seed, &s->val, err);
     if (st == KL_OK && test.format != KL_DATA_NONE)
-        st = kl_dataset_load(&test, cfg->task, &s->test, err);
+        st = load_source(cfg, &test, "test", &s->test, err);
     if (st == KL_OK && s->val.x)
         st = check_like(&s->train, &s->val, err);
     if (st == KL_OK && s->test.x)
         st = check_like(&s->train, &s->test, err);
     if (st == KL_OK && cfg->task == KL_TASK_CLASSIFICATION)
         st = settle_classes(cfg, s, err);
-    if (st != KL_OK || cfg->standardize == KL_STD_NONE)
+    if (st != KL_OK || cfg->lazy || cfg->standardize == KL_STD_NONE)
         return st;
     if ((st = compute_stats(s->train.x, cfg->standardize, s, err)) != KL_OK)
         return st;
@@ -393,9 +469,30 @@ static kl_status prepare(const kl_data_config *cfg, uint64_t seed, kl_data_split
 kl_status kl_data_prepare(const kl_data_config *cfg, uint64_t seed, kl_data_splits *out,
                           kl_error *err)
 {
+    return kl_data_prepare_dist(cfg, seed, NULL, out, err);
+}
+
+kl_status kl_data_prepare_dist(const kl_data_config *cfg, uint64_t seed, struct kl_comm *comm,
+                               kl_data_splits *out, kl_error *err)
+{
     char *paths[4] = {0};
     memset(out, 0, sizeof *out);
     kl_status st = prepare(cfg, seed, out, paths, err);
+    /* The lazy pass is collective: every rank must know that every rank got this far. */
+    if (cfg->lazy && comm) {
+        int mine = st, size = kl_comm_size(comm);
+        int *all = calloc((size_t)size, sizeof *all);
+        kl_status cst = all ? kl_comm_allgather(comm, &mine, all, sizeof mine, err)
+                            : kl_error_set(err, KL_ENOMEM, "out of memory");
+        for (int r = 0; st == KL_OK && cst == KL_OK && r < size; r++)
+            if (all[r] != KL_OK)
+                st = kl_error_set(err, (kl_status)all[r], "rank %d could not open its data", r);
+        free(all);
+        if (st == KL_OK)
+            st = cst;
+    }
+    if (st == KL_OK && cfg->lazy)
+        st = kl__lazy_prepare(out, cfg->standardize, comm, err);
     for (int i = 0; i < 4; i++)
         free(paths[i]);
     if (st != KL_OK)
@@ -419,16 +516,19 @@ void kl_data_shuffle(int64_t *idx, int64_t n, uint64_t seed, uint64_t epoch)
     }
 }
 
-void kl_data_gather(const kl_dataset *d, const int64_t *idx, int64_t n, float *x, void *y)
+kl_status kl_data_gather(const kl_dataset *d, const int64_t *idx, int64_t n, float *x, void *y,
+                         kl_error *err)
 {
     int64_t xr = row_size(d->x), yr = d->y ? row_size(d->y) : 0;
     size_t yb = d->y ? (size_t)yr * kl_dtype_size(d->y->dtype) : 0;
     for (int64_t i = 0; i < n; i++) {
         KL_ASSERT(idx[i] >= 0 && idx[i] < rows(d));
-        memcpy(x + i * xr, kl_f32(d->x) + idx[i] * xr, (size_t)xr * sizeof(float));
+        if (!d->lazy)
+            memcpy(x + i * xr, kl_f32(d->x) + idx[i] * xr, (size_t)xr * sizeof(float));
         if (y && d->y)
             memcpy((char *)y + (size_t)i * yb, (const char *)d->y->data + (size_t)idx[i] * yb, yb);
     }
+    return d->lazy ? kl__lazy_gather(d, idx, n, x, err) : KL_OK;
 }
 
 /* Translates each (h, w) plane of img by (dy, dx) in place: out(r, c) = in(r + dy, c + dx), zero

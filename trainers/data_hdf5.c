@@ -142,8 +142,49 @@ static kl_status read_y(hid_t file, const char *path, const char *name, kl_task 
     return st;
 }
 
+/* x left in the file: its shape, and the open dataset handed to data_lazy.c. */
+static kl_status open_x_lazy(hid_t file, const char *path, const char *name, kl_dataset *out,
+                             kl_error *err)
+{
+    hid_t ds = -1;
+    int rank;
+    hsize_t dims[KL_MAX_DIMS] = {0};
+    H5T_class_t cls;
+    kl_status st = open_dataset(file, path, name, "x", &ds, &rank, dims, &cls, err);
+    kl__h5_close(ds, H5Dclose);
+    if (st == KL_OK && (rank < 2 || rank > 4))
+        st = kl_error_set(err, KL_ESHAPE,
+                          "%s: dataset '%s' has %d axes; x must have 2 to 4 (samples first)", path,
+                          name, rank);
+    if (st != KL_OK)
+        return st;
+    int64_t xset = -1;
+    if ((st = kl__lazy_open_x(file, name, &xset, err)) != KL_OK)
+        return st;
+    out->x = calloc(1, sizeof *out->x);
+    if (!out->x) {
+        H5Dclose(xset);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    out->x->dtype = KL_F32;
+    out->x->shape.ndim = rank;
+    int64_t features = 1;
+    for (int i = 0; i < rank; i++) {
+        out->x->shape.d[i] = (int64_t)dims[i];
+        features *= i > 0 ? (int64_t)dims[i] : 1;
+    }
+    /* The data set keeps its own reference on the file, as on the dataset. */
+    H5Iinc_ref(file);
+    st = kl__lazy_attach(out, file, xset, features, (int64_t)dims[0], err);
+    if (st != KL_OK) {
+        H5Dclose(xset);
+        H5Idec_ref(file);
+    }
+    return st;
+}
+
 static kl_status load(const char *path, const char *x_name, const char *y_name, kl_task task,
-                      kl_dataset *out, kl_error *err)
+                      bool lazy, kl_dataset *out, kl_error *err)
 {
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
@@ -153,7 +194,8 @@ static kl_status load(const char *path, const char *x_name, const char *y_name, 
                    : kl_error_set(err, KL_EFORMAT, "%s: not an HDF5 file", path);
     kl_status st = check_format(file, path, err);
     if (st == KL_OK)
-        st = read_x(file, path, x_name, out, err);
+        st =
+            lazy ? open_x_lazy(file, path, x_name, out, err) : read_x(file, path, x_name, out, err);
     if (st == KL_OK)
         st = read_y(file, path, y_name, task, out, err);
     if (st == KL_OK && out->x->shape.d[0] != out->y->shape.d[0])
@@ -176,16 +218,28 @@ static kl_status load(const char *path, const char *x_name, const char *y_name, 
     return st;
 }
 
-kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
-                        kl_dataset *out, kl_error *err)
+static kl_status load_quietly(const char *path, const char *x_name, const char *y_name,
+                              kl_task task, bool lazy, kl_dataset *out, kl_error *err)
 {
     memset(out, 0, sizeof *out);
     kl__h5_quiet q = kl__h5_quiet_begin();
-    kl_status st = load(path, x_name, y_name, task, out, err);
+    kl_status st = load(path, x_name, y_name, task, lazy, out, err);
     kl__h5_quiet_end(q);
     if (st != KL_OK)
         kl_dataset_free(out);
     return st;
+}
+
+kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
+                        kl_dataset *out, kl_error *err)
+{
+    return load_quietly(path, x_name, y_name, task, false, out, err);
+}
+
+kl_status kl__hdf5_open_lazy(const char *path, const char *x_name, const char *y_name, kl_task task,
+                             kl_dataset *out, kl_error *err)
+{
+    return load_quietly(path, x_name, y_name, task, true, out, err);
 }
 
 /* Writes t as dataset name: chunks of about 1 MiB of whole samples, shuffled and deflated

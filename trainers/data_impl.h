@@ -18,6 +18,33 @@ kl_status kl__csv_load(const char *path, const char *label_column, kl_task task,
 kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
                         kl_dataset *out, kl_error *err);
 
+/* The same, leaving x in the file: x gets its shape only, and d->lazy the open file
+ * (data_lazy.c reads rows from it). */
+kl_status kl__hdf5_open_lazy(const char *path, const char *x_name, const char *y_name, kl_task task,
+                             kl_dataset *out, kl_error *err);
+
+/* Lazy data sets (data_lazy.c). attach takes an open file and dataset (hid_t) whose rows
+ * 0..n-1 become the data set's; share gives `to` the file rows `rows` of from's file (a split);
+ * set_rows renumbers (n of the current rows, in order); prepare runs the pass that computes the
+ * training split's statistics (mode) and checks every lazy split for NaN, over comm's ranks;
+ * gather reads and standardises samples idx. */
+kl_status kl__lazy_attach(kl_dataset *d, int64_t file, int64_t xset, int64_t features, int64_t n,
+                          kl_error *err);
+kl_status kl__lazy_open_x(int64_t file, const char *name, int64_t *xset, kl_error *err);
+kl_status kl__lazy_share(const kl_dataset *from, kl_dataset *to, const int64_t *rows, int64_t n,
+                         kl_error *err);
+void kl__lazy_set_rows(kl_dataset *d, const int64_t *rows, int64_t n);
+const int64_t *kl__lazy_rows(const kl_dataset *d);
+kl_status kl__lazy_prepare(kl_data_splits *s, kl_standardize mode, struct kl_comm *comm,
+                           kl_error *err);
+kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, float *x,
+                          kl_error *err);
+void kl__lazy_free(struct kl__lazy *z);
+
+/* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
+ * not divide by zero. */
+#define KL__STD_FLOOR 1e-6
+
 /* Sets d->name to a copy of name; KL_ENOMEM when it cannot. */
 kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err);
 

@@ -256,9 +256,9 @@ static kl_status subsample(kl_modelfile *mf, const kl_dataset *train, int64_t wa
         return kl_error_set(err, KL_EFORMAT, "the training labels are not class labels");
     }
     kl_data_shuffle(idx, rows, mf->cfg->train.seed, REFERENCE_EPOCH);
-    kl_data_gather(train, idx, *n, *x, *y);
+    kl_status st = kl_data_gather(train, idx, *n, *x, *y, err);
     free(idx);
-    return KL_OK;
+    return st;
 }
 
 static kl_status compute_reference(kl_modelfile *mf, int64_t want, reference *r, kl_error *err)

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/launch.h"
 #include "kiln/train.h"
 #include "trainers/train_impl.h"
 #include "trainers/watchdog.h"
@@ -61,9 +62,11 @@ static void batch_stats(kl_model *m, int64_t b, double *loss, double *hits, doub
     }
 }
 
-static void load(kl_model *m, const kl_dataset *d, const int64_t *idx, int64_t b)
+static kl_status load(kl_model *m, const kl_dataset *d, const int64_t *idx, int64_t b,
+                      kl_error *err)
 {
-    kl_data_gather(d, idx, b, kl_f32(kl_graph_value(m->g, m->x)), kl_graph_value(m->g, m->y)->data);
+    return kl_data_gather(d, idx, b, kl_f32(kl_graph_value(m->g, m->x)),
+                          kl_graph_value(m->g, m->y)->data, err);
 }
 
 /* Sums over samples [lo, hi) of d in eval mode: the loss weighted by batch size, correct
@@ -84,7 +87,8 @@ static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t
             idx[i] = s + i;
         if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
             break;
-        load(m, d, idx, b);
+        if ((st = load(m, d, idx, b, err)) != KL_OK)
+            break;
         if ((st = kl_graph_forward(m->g, err)) == KL_OK)
             batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
     }
@@ -390,7 +394,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         for (int a = 0; a < acc; a++) {
             int64_t at = kl_train_slice(s, gb, r->rank, r->size, acc, a);
             const int64_t *batch = r->idx + at;
-            load(m, d, batch, b);
+            if ((st = load(m, d, batch, b, err)) != KL_OK)
+                return st;
             if (augment)
                 kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
                                 xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
@@ -686,11 +691,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                             (long long)cfg->train.batch_size, r.size, r.size == 1 ? "" : "s", acc,
                             r.size * acc);
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
-     * previous one's count; by default the node's cores are shared by its ranks. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int per_rank = (int)(cores > 0 ? cores : 1) / (comm ? kl_comm_local_size(comm) : 1);
-    openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads
-                                                    : (per_rank > 0 ? per_rank : 1));
+     * previous one's count; by default each rank gets Slurm's cpus-per-task, or else the node's
+     * cores are shared by its ranks. */
+    openblas_set_num_threads(cfg->train.threads > 0
+                                 ? cfg->train.threads
+                                 : kl_launch_threads(comm ? kl_comm_local_size(comm) : 1));
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);

@@ -52,7 +52,8 @@ static char *data_key(const kl__trial *t)
     return k;
 }
 
-static kl_status trial_data(kl__tuner *tu, const kl__trial *t, const kl_config *cfg, kl_error *err)
+static kl_status trial_data(kl__tuner *tu, const kl__trial *t, const kl_config *cfg, kl_comm *comm,
+                            kl_error *err)
 {
     char *key = data_key(t);
     if (!key)
@@ -62,7 +63,7 @@ static kl_status trial_data(kl__tuner *tu, const kl__trial *t, const kl_config *
         return KL_OK;
     }
     kl__tune_free_data(tu);
-    kl_status st = kl_data_prepare(&cfg->data, cfg->train.seed, &tu->data, err);
+    kl_status st = kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &tu->data, err);
     if (st != KL_OK) {
         free(key);
         return st;
@@ -141,7 +142,7 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
         kl_config_free(cfg);
         return kl_error_set(err, KL_EIO, "cannot create %s: %s", ckdir, strerror(errno));
     }
-    if ((st = trial_data(tu, t, cfg, err)) != KL_OK) {
+    if ((st = trial_data(tu, t, cfg, comm, err)) != KL_OK) {
         kl_config_free(cfg);
         return st;
     }

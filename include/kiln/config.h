@@ -102,6 +102,7 @@ typedef struct kl_data_config {
     bool flip;                       /* augmentation: random horizontal flip (default false) */
     int crop_padding;                /* augmentation: random crop after zero padding (default 0) */
     int64_t limit;                   /* use at most this many training samples (0: all) */
+    bool lazy; /* HDF5 sources: read each batch's rows from the file, not the set into memory */
 } kl_data_config;
 
 /* Early stopping on a validation metric. */

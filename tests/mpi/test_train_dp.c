@@ -3,8 +3,9 @@
  * all 4, and on 4 with many small gradient buckets; the final weights must agree within 1e-5
  * relative (dropout on: its masks follow the sample's row in the global batch), validation
  * metrics split over the ranks must match one process's, and a 4-rank run must repeat bit for
- * bit. Batch-norm statistics, averaged at each epoch's end, must be the same on every rank.
- * Needs Fashion-MNIST (skipped without). */
+ * bit. Batch-norm statistics, averaged at each epoch's end, must be the same on every rank. With
+ * data.lazy each rank reads only its rows, and training is the same. Needs Fashion-MNIST
+ * (skipped without). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kiln/comm.h"
+#include "kiln/data.h"
 #include "kiln/train.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
@@ -56,6 +59,71 @@ static double rel_diff(const float *a, const float *b, size_t n)
         s = fmax(s, fabs((double)b[i]));
     }
     return d / (s > 0 ? s : 1);
+}
+
+/* data.lazy: the training slice written to HDF5 and read by row. The ranks share the pass that
+ * computes the statistics (together reading each row twice, for the mean and the deviations,
+ * and each validation row once), training matches the in-memory run on 1 and on all ranks, and
+ * in training a rank reads exactly its rows of each global batch and its share of the
+ * validation set. */
+static void lazy_checks(kl_comm *world, kl_comm *self, kl_config *cfg, const kl_data_splits *mem,
+                        const float *p1, size_t n1)
+{
+    int rank = kl_comm_rank(world), size = kl_comm_size(world);
+    kl_error err = {0};
+    const char *path = "test_train_dp_lazy.h5";
+    int64_t limit = cfg->data.limit;
+    if (rank == 0) {
+        kl_dataset d;
+        CHECK_OK(kl_dataset_load(&cfg->data.train, cfg->data.task, &d, &err), &err);
+        d.x->shape.d[0] = d.y->shape.d[0] = limit; /* the slice training uses */
+        CHECK_OK(kl_dataset_save_hdf5(&d, path, &err), &err);
+        kl_dataset_free(&d);
+    }
+    CHECK_OK(kl_comm_barrier(world, &err), &err);
+    kl_data_source idx = cfg->data.train;
+    cfg->data.train = (kl_data_source){.format = KL_DATA_HDF5, .path = (char *)path};
+    cfg->data.lazy = true;
+    kl_data_splits lz = {0};
+    kl_status st = kl_data_prepare_dist(&cfg->data, cfg->train.seed, world, &lz, &err);
+    CHECK_OK(st, &err);
+    if (st == KL_OK && CHECK(lz.train.lazy && lz.val.lazy && lz.nstats == mem->nstats)) {
+        int64_t ntrain = lz.train.x->shape.d[0], nval = lz.val.x->shape.d[0];
+        CHECK(ntrain == mem->train.x->shape.d[0] && nval == mem->val.x->shape.d[0]);
+        CHECK(memcmp(lz.val.y->data, mem->val.y->data, (size_t)nval * sizeof(int32_t)) == 0);
+        for (int64_t k = 0; k < lz.nstats; k++)
+            CHECK(fabsf(lz.mean[k] - mem->mean[k]) <= 1e-6f * fabsf(mem->mean[k]) &&
+                  fabsf(lz.std[k] - mem->std[k]) <= 1e-6f * fabsf(mem->std[k]));
+        float pass[2] = {(float)kl_dataset_rows_read(&lz.train),
+                         (float)kl_dataset_rows_read(&lz.val)};
+        CHECK(pass[0] <= 2.0f * (float)ntrain / (float)size + 2.0f * (float)ntrain / 64 + 2);
+        CHECK_OK(kl_comm_allreduce(world, pass, 2, &err), &err);
+        CHECK(pass[0] == 2.0f * (float)ntrain && pass[1] == (float)nval);
+        size_t n = 0;
+        kl_train_result res;
+        float *q1 = train_on(self, cfg, &lz, &n, &res);
+        if (CHECK(q1 && n == n1))
+            CHECK(rel_diff(q1, p1, n1) <= 1e-5);
+        int64_t t0 = kl_dataset_rows_read(&lz.train), v0 = kl_dataset_rows_read(&lz.val);
+        float *qn = train_on(world, cfg, &lz, &n, &res);
+        if (CHECK(q1 && qn && n == n1)) {
+            double d = rel_diff(qn, q1, n1);
+            if (rank == 0)
+                printf("test_train_dp: data.lazy, %d ranks against 1: %.2e\n", size, d);
+            CHECK(d <= 1e-5);
+        }
+        int64_t steps = res.last.step, gb = cfg->train.batch_size;
+        CHECK(kl_dataset_rows_read(&lz.train) - t0 == steps * gb / size);
+        CHECK(kl_dataset_rows_read(&lz.val) - v0 == nval * (rank + 1) / size - nval * rank / size);
+        free(q1);
+        free(qn);
+    }
+    kl_data_splits_free(&lz);
+    cfg->data.train = idx;
+    cfg->data.lazy = false;
+    CHECK_OK(kl_comm_barrier(world, &err), &err);
+    if (rank == 0)
+        remove(path);
 }
 
 int main(int argc, char **argv)
@@ -149,6 +217,7 @@ int main(int argc, char **argv)
         cfg->train.batch_size = 64 + 1;
         kl_status st = kl_train_run_dist(cfg, &data, world, NULL, NULL, NULL, NULL, &err);
         CHECK(st == KL_EINVAL && strstr(err.msg, "train.batch_size") != NULL);
+        cfg->train.batch_size = 64;
     }
     /* Batch norm: each rank's running statistics come from its own slices, and the epoch-end
      * average leaves every rank with the same buffers (so the model kept is the same). */
@@ -178,6 +247,8 @@ int main(int argc, char **argv)
         }
         kl_config_free(bcfg);
     }
+    if (cfg && p1)
+        lazy_checks(world, self, cfg, &data, p1, n1);
     free(p1);
     free(p2);
     free(p4);

@@ -424,6 +424,77 @@ static void test_standardize(void)
     kl_dataset_free(&raw_test);
 }
 
+/* data.lazy against the same files read into memory: the same splits, statistics within float
+ * rounding, the same standardised rows gathered in any order (duplicates too), and the refusals:
+ * an IDX source, and a NaN found by the statistics pass. */
+static void test_lazy(void)
+{
+    kl_error err = {0};
+    kl_dataset raw;
+    kl_data_source tr = idx_source(in_dir("tr-img"), in_dir("tr-lab"));
+    CHECK_OK(kl_dataset_load(&tr, KL_TASK_CLASSIFICATION, &raw, &err), &err);
+    if (!raw.x)
+        return;
+    CHECK_OK(kl_dataset_save_hdf5(&raw, in_dir("lazy.h5"), &err), &err);
+    kl_f32(raw.x)[7 * 9 + 4] = NAN;
+    CHECK_OK(kl_dataset_save_hdf5(&raw, in_dir("lazy-nan.h5"), &err), &err);
+    kl_dataset_free(&raw);
+    for (int mode = KL_STD_NONE; mode <= KL_STD_FEATURE; mode++) {
+        kl_data_config c = {.task = KL_TASK_CLASSIFICATION, .val_fraction = 0.2f, .limit = 90};
+        c.train = h5_source(in_dir("lazy.h5"), NULL, NULL);
+        c.standardize = (kl_standardize)mode;
+        kl_data_splits m, z;
+        CHECK_OK(kl_data_prepare(&c, 7, &m, &err), &err);
+        c.lazy = true;
+        CHECK_OK(kl_data_prepare(&c, 7, &z, &err), &err);
+        if (!m.train.x || !z.train.x || !CHECK(z.train.lazy && z.val.lazy && !m.train.lazy)) {
+            kl_data_splits_free(&m);
+            kl_data_splits_free(&z);
+            continue;
+        }
+        int64_t n = m.train.x->shape.d[0], nv = m.val.x->shape.d[0], f = 9;
+        CHECK(n == 72 && nv == 18 && z.train.x->shape.d[0] == n && z.val.x->shape.d[0] == nv);
+        CHECK(z.train.x->data == NULL && z.nstats == m.nstats);
+        CHECK(memcmp(z.train.y->data, m.train.y->data, (size_t)n * sizeof(int32_t)) == 0);
+        CHECK(memcmp(z.val.y->data, m.val.y->data, (size_t)nv * sizeof(int32_t)) == 0);
+        for (int64_t k = 0; k < m.nstats; k++)
+            CHECK(fabsf(z.mean[k] - m.mean[k]) <= 1e-6f * fabsf(m.mean[k]) + 1e-7f &&
+                  fabsf(z.std[k] - m.std[k]) <= 1e-6f * fabsf(m.std[k]));
+        /* The pass: every training row twice (mean, then deviations) or once (no statistics),
+         * every validation row once. */
+        CHECK(kl_dataset_rows_read(&z.train) == (mode == KL_STD_NONE ? n : 2 * n));
+        CHECK(kl_dataset_rows_read(&z.val) == nv);
+        int64_t idx[5] = {n - 1, 3, 0, 3, n / 2};
+        float a[5 * 9], b[5 * 9];
+        int32_t ya[5], yb[5];
+        CHECK_OK(kl_data_gather(&m.train, idx, 5, a, ya, &err), &err);
+        CHECK_OK(kl_data_gather(&z.train, idx, 5, b, yb, &err), &err);
+        bool close = memcmp(ya, yb, sizeof ya) == 0;
+        for (int64_t i = 0; i < 5 * f; i++)
+            close &= fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i]));
+        CHECK(close);
+        CHECK(kl_dataset_rows_read(&z.train) == (mode == KL_STD_NONE ? n : 2 * n) + 4);
+        CHECK_OK(kl_data_gather(&m.val, idx + 1, 3, a, ya, &err), &err);
+        CHECK_OK(kl_data_gather(&z.val, idx + 1, 3, b, yb, &err), &err);
+        close = memcmp(ya, yb, 3 * sizeof *ya) == 0;
+        for (int64_t i = 0; i < 3 * f; i++)
+            close &= fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i]));
+        CHECK(close);
+        kl_data_splits_free(&m);
+        kl_data_splits_free(&z);
+    }
+    kl_data_config c = fixture_config();
+    kl_data_splits s;
+    c.lazy = true;
+    CHECK(kl_data_prepare(&c, 1, &s, &err) == KL_EINVAL && strstr(err.msg, "data.lazy") &&
+          strstr(err.msg, "kiln data convert"));
+    c = (kl_data_config){.task = KL_TASK_CLASSIFICATION, .lazy = true};
+    c.train = h5_source(in_dir("lazy-nan.h5"), NULL, NULL);
+    CHECK(kl_data_prepare(&c, 1, &s, &err) == KL_EFORMAT && strstr(err.msg, "sample 7"));
+    c.standardize = KL_STD_GLOBAL;
+    CHECK(kl_data_prepare(&c, 1, &s, &err) == KL_EFORMAT && strstr(err.msg, "sample 7"));
+}
+
 static void test_shuffle_gather(void)
 {
     int64_t a[257], b[257], c[257];
@@ -447,7 +518,8 @@ static void test_shuffle_gather(void)
     float x[3 * 6];
     int32_t y[3];
     int64_t idx[3] = {4, 0, 4};
-    kl_data_gather(&d, idx, 3, x, y);
+    kl_error err = {0};
+    CHECK_OK(kl_data_gather(&d, idx, 3, x, y, &err), &err);
     CHECK(memcmp(x, kl_f32(d.x) + 24, 6 * sizeof(float)) == 0);
     CHECK(memcmp(x + 6, kl_f32(d.x), 6 * sizeof(float)) == 0);
     CHECK(y[0] == 1 && y[1] == 0 && y[2] == 1);
@@ -565,6 +637,7 @@ int main(void)
     test_hdf5();
     test_splits();
     test_standardize();
+    test_lazy();
     test_shuffle_gather();
     test_augment();
     test_fashion_mnist();
