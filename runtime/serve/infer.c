@@ -3,7 +3,9 @@
  * issue's measurement), so the document is read in two parts: a structural scan finds each
  * input's "data" array, jansson parses the rest of the document (with the arrays cut out), and
  * kl__read_numbers reads the arrays straight into floats. When the scan does not recognise the
- * document, jansson reads all of it: the fast path is never needed for correctness. */
+ * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
+ * keys, any depth jansson takes), because numbers read through jansson's doubles can differ from
+ * strtof's (FP32 rounded twice, -0 read as 0, 1e400 refused). */
 #include "runtime/serve/infer.h"
 
 #include <errno.h>
@@ -98,7 +100,8 @@ static const char *read_number(const char *s, const char *end, kl__dtype dt, flo
         uint64_t lim = dt == KL__DT_INT32 ? (uint64_t)INT32_MAX + neg : (uint64_t)INT64_MAX + neg;
         if (m > lim)
             return NULL;
-        *out = neg ? -(float)m : (float)m;
+        /* -0 is the integer zero, as jansson reads it: +0.0f, not -0.0f. */
+        *out = neg && m ? -(float)m : (float)m;
         return p;
     }
     long e10 = e + dropped - frac;
@@ -181,15 +184,18 @@ static kl_status read_value(numreader *r, const char **pp, int depth)
             return numbers_bad(r, "expected ',' or ']'");
         }
     }
-    if (r->n >= r->count)
-        return kl_error_set(r->err, KL_EINVAL, "data holds more elements than the shape's %lld",
-                            (long long)r->count);
-    const char *q = read_number(p, r->end, r->dt, &r->out[r->n]);
+    /* The number is read before the count is checked, so that [1, 2, ] for two elements says
+     * what is wrong (no number after the comma) rather than that there are too many. */
+    float v;
+    const char *q = read_number(p, r->end, r->dt, &v);
     if (!q)
         return numbers_bad(r, r->dt == KL__DT_INT32 || r->dt == KL__DT_INT64
                                   ? "not an integer in the datatype's range"
                                   : "not a number");
-    r->n++;
+    if (r->n >= r->count)
+        return kl_error_set(r->err, KL_EINVAL, "data holds more elements than the shape's %lld",
+                            (long long)r->count);
+    r->out[r->n++] = v;
     *pp = q;
     return KL_OK;
 }
@@ -228,11 +234,15 @@ static const char *skip_string(const char *p, const char *end)
     return NULL;
 }
 
+/* Deeper than jansson reads (JSON_PARSER_MAX_DEPTH, 2048): a document the scan gives up on for
+ * its depth is one jansson refuses too, so no valid request reaches the fallback through depth. */
+#define SCAN_MAX_DEPTH 2100
+
 /* Past any JSON value at p (structure only: jansson validates what it reads later), or NULL. */
 static const char *skip_value(const char *p, const char *end, int depth)
 {
     p = skip_ws(p, end);
-    if (p >= end || depth > 64)
+    if (p >= end || depth > SCAN_MAX_DEPTH)
         return NULL;
     if (*p == '"')
         return skip_string(p, end);
@@ -269,10 +279,35 @@ typedef struct span {
     size_t at, len;
 } span;
 
+/* Whether the string [p, q) (quotes included, escapes balanced by skip_string) is key once its
+ * \uXXXX escapes are decoded: jansson reads "d\u0061ta" as "data", and the scan must too, since
+ * the fallback reads numbers through jansson's doubles (double rounding for FP32, -0 read as 0,
+ * 1e400 refused) and so would not give what the fast path gives. Keys are ASCII letters, so any
+ * other escape is a mismatch. */
 static bool key_is(const char *p, const char *q, const char *key)
 {
-    size_t n = strlen(key);
-    return (size_t)(q - p) == n + 2 && !memcmp(p + 1, key, n);
+    for (p++, q--; p < q; p++, key++) {
+        unsigned c = (unsigned char)*p;
+        if (c == '\\') {
+            if (q - p < 6 || p[1] != 'u')
+                return false;
+            c = 0;
+            for (int k = 2; k < 6; k++) {
+                int h = p[k];
+                int v = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
+                if (v < 0)
+                    return false;
+                c = c * 16 + (unsigned)v;
+            }
+            p += 5;
+        }
+        if (!*key || c != (unsigned char)*key)
+            return false;
+    }
+    return !*key;
 }
 
 /* Finds $.inputs[i].data arrays: spans[i] (len 0 where not found). false when the document's
@@ -454,7 +489,7 @@ static kl_status read_data(const char *doc, const span *sp, json_t *in, int i, c
     if (st == KL_OK)
         st = kl__read_numbers(text, n, x->dtype, x->data, x->count, err);
     free(dumped);
-    if (st == KL_EINVAL && strncmp(err->msg, "inputs[", 7)) {
+    if (st == KL_EINVAL && err && strncmp(err->msg, "inputs[", 7)) {
         char msg[KL_ERROR_MSG_MAX];
         snprintf(msg, sizeof msg, "%s", err->msg);
         kl_error_set(err, KL_EINVAL, "inputs[%d].%s", i, msg);

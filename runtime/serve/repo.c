@@ -93,7 +93,7 @@ static kl_status cfg_versions(const kl__cnode *v, kl_serve_model_config *c, kl_e
         return KL_OK;
     }
     if (v->type == KL__CN_MAP && v->n == 1 && !strcmp(v->items[0]->key, "latest")) {
-        int64_t n;
+        int64_t n = 0;
         kl_status st = cfg_int(v->items[0], 1, 1000, &n, err);
         c->latest = (int)n;
         return st;
