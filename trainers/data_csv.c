@@ -48,51 +48,6 @@ static kl_status read_all(csv_file *f, kl_error *err)
     return KL_OK;
 }
 
-char *kl__csv_next_line(char *text, size_t len, size_t *pos)
-{
-    if (*pos >= len)
-        return NULL;
-    char *line = text + *pos, *nl = memchr(line, '\n', len - *pos);
-    size_t n = nl ? (size_t)(nl - line) : len - *pos;
-    *pos += n + (nl != NULL);
-    line[n] = '\0';
-    if (n > 0 && line[n - 1] == '\r')
-        line[n - 1] = '\0';
-    return line;
-}
-
-bool kl__csv_blank(const char *s)
-{
-    return s[strspn(s, " \t")] == '\0';
-}
-
-size_t kl__csv_count_fields(const char *s)
-{
-    size_t n = 1;
-    for (; *s; s++)
-        n += *s == ',';
-    return n;
-}
-
-void kl__csv_split(char *line, char **fields, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char *end = strchr(line, ',');
-        if (end)
-            *end = '\0';
-        line += strspn(line, " \t");
-        size_t len = strlen(line);
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-            line[--len] = '\0';
-        if (len >= 2 && line[0] == '"' && line[len - 1] == '"') {
-            line[len - 1] = '\0';
-            line++;
-        }
-        fields[i] = line;
-        line = end ? end + 1 : line + len;
-    }
-}
-
 typedef struct csv_layout {
     char **names;  /* header fields, pointing into the text */
     char **fields; /* scratch for one row */

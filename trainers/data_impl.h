@@ -5,6 +5,7 @@
 #define KILN_DATA_IMPL_H
 
 #include "kiln/data.h"
+#include "runtime/csv.h"
 
 /* IDX images (magic 0x803, u8 (N, rows, cols)) and labels (magic 0x801, u8 (N)), gzip or raw. */
 kl_status kl__idx_load(const char *images, const char *labels, kl_task task, kl_dataset *out,
@@ -52,14 +53,5 @@ kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err);
  * sets *max_label. The error names what (a file) and the record. */
 kl_status kl__check_labels(const int32_t *y, int64_t n, int classes, const char *what,
                            int32_t *max_label, kl_error *err);
-
-/* CSV text, shared by the training loader (data_csv.c) and kiln predict's label-less reader
- * (modelfile_io.c): the next line at *pos, NUL-terminated in place ("\r\n" handled; NULL at the
- * end); whether a line is blank; its field count; and its fields split in place, trimmed of
- * blanks and of surrounding double quotes. */
-char *kl__csv_next_line(char *text, size_t len, size_t *pos);
-bool kl__csv_blank(const char *s);
-size_t kl__csv_count_fields(const char *s);
-void kl__csv_split(char *line, char **fields, size_t n);
 
 #endif

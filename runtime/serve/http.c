@@ -332,7 +332,7 @@ static bool server_ready(kl_server *s)
     bool ready = true;
     pthread_rwlock_rdlock(&s->lock);
     for (int i = 0; i < s->nmodels; i++)
-        ready &= s->models[i]->unloaded || s->models[i]->nversions > 0;
+        ready &= s->models[i]->unloaded || s->models[i]->removed || s->models[i]->nversions > 0;
     pthread_rwlock_unlock(&s->lock);
     return ready;
 }

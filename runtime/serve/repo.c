@@ -159,6 +159,7 @@ static kl_status read_config(const char *path, kl_serve_model_config *c, kl_erro
         } else if (!strcmp(v->key, "versions")) {
             st = cfg_versions(v, c, err);
         } else {
+            snprintf(kpath, sizeof kpath, "%s", v->key);
             st = kl__unknown_key(v, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
         }
     }
@@ -290,30 +291,54 @@ static kl__version_note *find_note(kl__model *m, int64_t number)
     return NULL;
 }
 
-static void set_note(kl__model *m, int64_t number, const char *reason, const struct stat *st)
+/* Notes are read by the index and lookups under the read lock, so they change under the write
+ * lock; a note already saying the same thing is left alone (a poll repeats itself). */
+static void set_note(kl_server *s, kl__model *m, int64_t number, const char *reason,
+                     const struct stat *st)
 {
     kl__version_note *n = find_note(m, number);
+    int64_t mtime = st ? (int64_t)st->st_mtime : 0, size = st ? (int64_t)st->st_size : 0;
+    if (n && n->reason && !strcmp(n->reason, reason) && n->mtime == mtime && n->size == size)
+        return;
+    pthread_rwlock_wrlock(&s->lock);
     if (!n) {
         kl__version_note *ns = realloc(m->notes, ((size_t)m->nnotes + 1) * sizeof *ns);
-        if (!ns)
+        if (!ns) {
+            pthread_rwlock_unlock(&s->lock);
             return;
+        }
         m->notes = ns;
         n = &m->notes[m->nnotes++];
         *n = (kl__version_note){.number = number};
     }
     free(n->reason);
     n->reason = strdup(reason);
-    n->mtime = st ? (int64_t)st->st_mtime : 0;
-    n->size = st ? (int64_t)st->st_size : 0;
+    n->mtime = mtime;
+    n->size = size;
+    pthread_rwlock_unlock(&s->lock);
 }
 
-static void drop_note(kl__model *m, int64_t number)
+static void drop_note(kl_server *s, kl__model *m, int64_t number)
 {
     kl__version_note *n = find_note(m, number);
     if (!n)
         return;
+    pthread_rwlock_wrlock(&s->lock);
     free(n->reason);
     *n = m->notes[--m->nnotes];
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* The model's flags and error, read under the read lock, change under the write lock. */
+static void set_state(kl_server *s, kl__model *m, bool unloaded, bool removed, const char *error)
+{
+    char *e = error ? strdup(error) : NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    m->unloaded = unloaded;
+    m->removed = removed;
+    free(m->error);
+    m->error = e;
+    pthread_rwlock_unlock(&s->lock);
 }
 
 static kl__version *served(const kl__model *m, int64_t number)
@@ -430,14 +455,14 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
         kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x,
                       err.msg);
-        set_note(m, x, err.msg, &st);
+        set_note(s, m, x, err.msg, &st);
         return false;
     }
     if (!add_version(s, m, v)) {
         kl__version_release(v);
         return false;
     }
-    drop_note(m, x);
+    drop_note(s, m, x);
     const kl_modelfile_signature *sig = v->sig;
     kl__serve_log(s,
                   "model %s version %lld ready in %.2f s: %lld features in, %d %s out, %d "
@@ -469,7 +494,7 @@ static void sync_versions(kl_server *s, kl__model *m)
         for (int j = 0; j < n; j++)
             found |= vs[j] == c->versions[i];
         if (!found)
-            set_note(m, c->versions[i],
+            set_note(s, m, c->versions[i],
                      "config.yaml names it, but the repository has no model.h5 for it", NULL);
     }
     for (int i = m->nversions - 1; keep && i >= 0; i--) {
@@ -513,12 +538,10 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     kl__model *m = get_model(s, name, dir);
     if (!m)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
-    m->unloaded = false;
-    free(m->error);
-    m->error = NULL;
+    set_state(s, m, false, false, NULL);
     kl_status rc = model_config(s, m, err);
     if (rc != KL_OK) {
-        m->error = strdup(err->msg);
+        set_state(s, m, false, false, err->msg);
         kl__serve_log(s, "model %s: %s", name, err->msg);
         return rc;
     }
@@ -549,10 +572,10 @@ kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
     pthread_mutex_lock(&s->admin);
     kl__model *m = kl__serve_name_ok(name) ? find_model(s, name) : NULL;
     kl_status st = KL_OK;
-    if (!m || (m->unloaded && m->nversions == 0)) {
+    if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
         st = kl_error_set(err, KL_ERANGE, "no model %s is loaded", name);
     } else {
-        m->unloaded = true;
+        set_state(s, m, true, false, m->error);
         while (m->nversions > 0)
             retire(s, m, m->versions[m->nversions - 1]->number, "unloaded");
     }
@@ -636,6 +659,8 @@ void kl__serve_poll(kl_server *s)
         kl_error err = {0};
         if (!m)
             load_model_locked(s, e->d_name, &err);
+        else if (m->removed) /* back in the repository */
+            load_model_locked(s, e->d_name, &err);
         else if (!m->unloaded && !m->error)
             sync_versions(s, m);
     }
@@ -645,10 +670,11 @@ void kl__serve_poll(kl_server *s)
     for (int i = 0; i < s->nmodels; i++) {
         kl__model *m = s->models[i];
         struct stat st;
-        if (m->dir && stat(m->dir, &st) != 0)
-            while (m->nversions > 0)
-                retire(s, m, m->versions[m->nversions - 1]->number,
-                       "its folder left the repository");
+        if (!m->dir || m->removed || stat(m->dir, &st) == 0)
+            continue;
+        while (m->nversions > 0)
+            retire(s, m, m->versions[m->nversions - 1]->number, "its folder left the repository");
+        set_state(s, m, m->unloaded, true, NULL);
     }
     pthread_mutex_unlock(&s->admin);
 }
@@ -658,7 +684,7 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     pthread_rwlock_rdlock(&s->lock);
     kl__model *m = find_model(s, name);
     kl__version *v = NULL;
-    if (!m || (m->unloaded && m->nversions == 0)) {
+    if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
         kl_error_set(err, KL_ERANGE, "unknown model '%s'", name);
     } else if (m->nversions == 0) {
         kl_error_set(err, KL_EIO, "model '%s' has no version ready%s%s", name,

@@ -334,9 +334,10 @@ void kl__respond_index(kl_server *s, kl__buf *b)
             kl__buf_printf(b, "%s{\"name\":", put++ ? "," : "");
             kl__buf_json_string(b, m->name);
             kl__buf_puts(b, ",\"state\":\"UNAVAILABLE\",\"reason\":");
-            kl__buf_json_string(b, m->unloaded ? "unloaded"
-                                   : m->error  ? m->error
-                                               : "no version to serve");
+            kl__buf_json_string(b, m->removed    ? "its folder left the repository"
+                                   : m->unloaded ? "unloaded"
+                                   : m->error    ? m->error
+                                                 : "no version to serve");
             kl__buf_puts(b, "}");
         }
     }

@@ -4,6 +4,9 @@
  *   batch.c    a version's request queue and its instance threads, which form batches;
  *   http.c     libmicrohttpd's handler: routes, bodies and limits, auth, JSON answers;
  *   respond.c  inference responses (JSON and binary tensor data) and model metadata;
+ *   metrics.c  GET /metrics (Prometheus text format), request counts and latency histograms,
+ *              the access log;
+ *   drift.c    input, prediction and concept drift over a sliding window per version;
  *   server.c   kl_server_start/wait/stop/free.
  * A request holds a reference on the version it runs on, so a version retired by a reload or an
  * unload is freed only when its last request has its answer. */
@@ -53,6 +56,45 @@ typedef struct kl__job {
     void *ctx;
 } kl__job;
 
+/* ---- metrics.c: counters and histograms, updated with atomics from any thread ---- */
+
+/* What a request asked for: the endpoint label of kiln_requests_total. */
+typedef enum kl__endpoint {
+    KL__EP_OTHER,
+    KL__EP_INFER,
+    KL__EP_METADATA,
+    KL__EP_READY,
+    KL__EP_STATS,
+    KL__EP_FEEDBACK,
+    KL__EP_HEALTH,
+    KL__EP_SERVER,
+    KL__EP_REPOSITORY,
+    KL__EP_METRICS,
+    KL__EP_COUNT
+} kl__endpoint;
+
+/* HTTP status codes counted one by one; any other lands in the last slot (code="other"). */
+#define KL__CODES 16
+
+typedef struct kl__req_counts {
+    _Atomic uint64_t n[KL__EP_COUNT][KL__CODES];
+} kl__req_counts;
+
+/* Latency buckets from 100 us to 10 s (metrics.c has the bounds), and one past the last. */
+#define KL__LATENCY_BUCKETS 16
+
+typedef struct kl__histogram {
+    _Atomic uint64_t n[KL__LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
+    _Atomic uint64_t sum_ns;
+} kl__histogram;
+
+typedef struct kl__version_metrics {
+    kl__req_counts requests;
+    kl__histogram queue, compute, total; /* per inference request */
+} kl__version_metrics;
+
+struct kl__drift;
+
 /* Counts and total nanoseconds, as Triton's statistics extension reports them. */
 typedef struct kl__stat {
     uint64_t count, ns;
@@ -84,6 +126,10 @@ typedef struct kl__version {
     int queued;
     bool closing;
     kl__version_stats stats;
+
+    atomic_int busy; /* instances inside a model call */
+    kl__version_metrics metrics;
+    struct kl__drift *drift; /* NULL when drift monitoring is off */
 } kl__version;
 
 /* A version the repository has but does not serve, with why (for the index). */
@@ -102,7 +148,9 @@ typedef struct kl__model {
     kl__version_note *notes;
     int nnotes;
     bool unloaded; /* by the repository API: a poll leaves it alone */
+    bool removed;  /* its folder left the repository: unknown until it comes back */
     char *error;   /* why the model itself (its config.yaml) could not load */
+    _Atomic uint64_t load_failures; /* versions that failed to load, and refused config.yaml */
 } kl__model;
 
 struct kl_server {
@@ -125,6 +173,13 @@ struct kl_server {
     bool polling;
     pthread_mutex_t poll_mu;
     pthread_cond_t poll_cv;
+
+    double started, started_wall; /* monotonic and Unix time, seconds */
+    kl__req_counts unrouted;      /* requests that named no served version */
+    FILE *access_log;             /* NULL: none */
+    pthread_mutex_t access_mu;
+    _Atomic uint64_t next_id; /* of generated request ids */
+    uint32_t id_prefix;
 };
 
 /* ---- repo.c ---- */
@@ -167,6 +222,100 @@ kl_status kl__respond_check_outputs(const kl__version *v, const struct kl__infer
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b);
 void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b);
 void kl__respond_index(kl_server *s, kl__buf *b);
+
+/* ---- metrics.c ---- */
+#define KL__METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Counts an answered request: on v's series, or on the server's (model="") when v is NULL; an
+ * inference answered 200 also adds seconds (since it arrived) to the request histogram. */
+void kl__metrics_count(kl_server *s, kl__version *v, kl__endpoint ep, unsigned code,
+                       double seconds);
+/* The queue and compute times of a job that ran. */
+void kl__metrics_observe_job(kl__version *v, const kl__job *job);
+/* Every metric in the Prometheus text exposition format 0.0.4. */
+void kl__metrics_render(kl_server *s, kl__buf *b);
+
+/* One access log line's fields. */
+typedef struct kl__access {
+    double arrived_wall; /* Unix time, seconds */
+    const char *id, *method, *path;
+    const kl__version *v; /* NULL: the request named no served version */
+    unsigned code;        /* 0: no answer was sent */
+    const char *ended;    /* NULL, or why the connection ended without a complete answer */
+    double seconds;
+    uint64_t bytes_in, bytes_out;
+} kl__access;
+
+/* Opens path for appending ("-": stderr); NULL: no log. */
+kl_status kl__access_log_open(kl_server *s, const char *path, kl_error *err);
+void kl__access_log_close(kl_server *s);
+/* Writes one JSON line (nothing without a log). */
+void kl__access_log(kl_server *s, const kl__access *a);
+/* A new server-generated request id into out (32 bytes or more). */
+void kl__request_id_new(kl_server *s, char *out, size_t n);
+
+/* ---- drift.c ---- */
+/* Drift of one version's traffic against its model file's reference statistics, over sliding
+ * windows: input drift (PSI per feature), prediction drift (PSI of the predicted classes, or of
+ * the binned predictions) and, from labelled feedback, windowed accuracy or mean absolute error.
+ * PSI = sum over bins of (p - q) ln(p / q), p the window's proportion and q the reference's, each
+ * raised to KL__PSI_EPS where smaller (an empty bin would make it infinite). */
+#define KL__PSI_EPS 1e-4
+
+typedef struct kl__drift kl__drift;
+
+typedef struct kl__drift_spec {
+    int64_t features;
+    int outputs;
+    bool classification;
+    const kl_modelfile_reference *ref; /* NULL: only feedback is measured */
+    int64_t window;                    /* samples in each window, > 0 */
+    int64_t min_samples;               /* the flags stay 0 while the window holds fewer */
+    double threshold;                  /* PSI at or above it counts as drift */
+} kl__drift_spec;
+
+typedef struct kl__drift_summary {
+    bool reference; /* input and prediction drift are measured */
+    bool classification;
+    int64_t window, min_samples, features;
+    double threshold;
+    int64_t samples;   /* in the input window */
+    uint64_t observed; /* samples ever observed */
+    double psi_max, psi_mean;
+    int64_t psi_max_feature; /* the feature of psi_max */
+    int64_t over;            /* features with PSI >= threshold */
+    bool input_drifted;
+    /* classification: PSI of the predicted classes; regression: the largest over outputs of the
+     * binned predictions' */
+    double prediction_psi;
+    bool prediction_drifted;
+    int64_t labelled;       /* in the feedback window */
+    uint64_t labelled_ever; /* labelled samples ever */
+    double accuracy, mae;   /* over the feedback window; NAN when empty or not the task's */
+} kl__drift_summary;
+
+kl_status kl__drift_new(const kl__drift_spec *spec, kl__drift **out, kl_error *err);
+void kl__drift_free(kl__drift *d);
+/* Adds n samples x (n, features) and the model's answers to them, classes (n) for a classifier
+ * or out (n, outputs) for regression, to the window, evicting the oldest. d may be NULL. */
+void kl__drift_observe(kl__drift *d, const float *x, int64_t n, const int32_t *classes,
+                       const float *out);
+/* Adds n labelled samples to the feedback window: predicted (n) and int32 labels (n) for a
+ * classifier, predicted_values (n, outputs) and float labels (n, outputs) for regression. */
+void kl__drift_label(kl__drift *d, const int32_t *predicted, const float *predicted_values,
+                     const void *labels, int64_t n);
+/* The summary, and with psi (features) each feature's PSI. */
+void kl__drift_read(kl__drift *d, kl__drift_summary *s, double *psi);
+/* PSI of counts (bins, n in all) against the reference proportions ref (bins); 0 when n is 0. */
+double kl__psi(const float *ref, const uint32_t *counts, int bins, int64_t n);
+/* v's drift state from its config and model file; none when monitoring is off. */
+kl_status kl__version_drift_init(kl__version *v, kl_error *err);
+/* The feedback endpoint's hook: n labelled samples for v's concept drift (kl__drift_label's
+ * arguments). */
+void kl__drift_feedback(kl__version *v, const int32_t *predicted, const float *predicted_values,
+                        const void *labels, int64_t n);
+/* v's "drift" object for the statistics endpoint (null when monitoring is off). */
+void kl__drift_json(kl__version *v, kl__buf *b);
 
 /* ---- http.c ---- */
 kl_status kl__http_start(kl_server *s, kl_error *err);

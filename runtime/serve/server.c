@@ -1,6 +1,7 @@
 /* kl_server: starting (options checked, models loaded, then the HTTP daemon), the repository
  * poll thread, waiting for a stop, and the graceful stop: no new connections, the requests in
  * flight answered, then the instances joined and the models freed. */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,11 +12,14 @@
 
 void openblas_set_num_threads(int n);
 
-/* Loopback names and addresses, where no token is needed. */
+/* Loopback addresses (and the name localhost), where no token is needed: 127.0.0.0/8 written
+ * as an address, never a name that merely starts with "127.". */
 static bool loopback(const char *host)
 {
-    return !strcmp(host, "127.0.0.1") || !strcmp(host, "localhost") || !strcmp(host, "::1") ||
-           !strncmp(host, "127.", 4);
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return !strcmp(host, "localhost") || !strcmp(host, "::1");
 }
 
 static void *poll_main(void *arg)

@@ -1,0 +1,522 @@
+#!/usr/bin/env bash
+# kiln serve end to end over HTTP, on small classifiers trained here from a synthetic CSV (784
+# features, 4 classes whose names need JSON escaping and UTF-8; no dataset needed).
+#   api:    every endpoint with curl (status and JSON); inference equals kiln predict on the same
+#           samples; flat, nested, FP64, INT32/INT64 and binary (Triton) requests agree; outputs
+#           by name; the request id echoed; the repository endpoints with and without the token,
+#           unload/load, a model that fails to load, path traversal refused; a non-loopback
+#           --host without a token refused; SIGTERM with requests in flight answers them and
+#           exits 0.
+#   bad:    malformed, mismatched and oversized requests and misbehaving sockets (stalled,
+#           closed, garbage) each get their 4xx with a JSON error or are dropped; the server
+#           keeps answering others meanwhile and afterwards.
+#   load:   32 keep-alive clients at once: all 200, every answer equals the unbatched one, and
+#           the statistics show batches formed (and none with --no-batching); a full queue
+#           answers 503 and nothing else.
+#   reload: a client hammers a repository model while a poll brings in version 2 (version 1
+#           retired), then a garbage version 3 (UNAVAILABLE with the reason, version 2 serves
+#           on), then a good version 3, then takes 3 away (version 2 again); the client sees
+#           only 200s throughout. Also: versions `all` and `[1, 3]`, a model whose config.yaml
+#           is wrong, a model whose folder goes away, unload/load churn under clients, and the
+#           index read while a fast poll rewrites it.
+# Every server is stopped with SIGTERM and must exit 0 with no sanitizer report in its log.
+# usage: test_serve.sh api|bad|load|reload PATH_TO_KILN   (exits 77 without python3 or curl)
+set -uo pipefail
+mode="${1:-}"
+kiln="${2:-}"
+[[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
+here="$(cd "$(dirname "$0")" && pwd)"
+client="$here/client.py"
+py=/usr/bin/python3
+name="test_serve ($mode)"
+[ -x "$py" ] || { echo "$name: skipped: no $py"; exit 77; }
+command -v curl >/dev/null || { echo "$name: skipped: no curl (apt-get install curl)"; exit 77; }
+unset KILN_AUTH_TOKEN
+export OPENBLAS_NUM_THREADS=1
+tmp="$(mktemp -d)"
+pids=() # servers and clients started here, killed on exit whatever happens
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1
+t_start=$SECONDS
+fails=0
+check() { # description, command...
+    local what="$1"; shift
+    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
+}
+
+# ---- servers ----
+
+# Whether process $1 runs (a zombie, exited but not yet waited for, does not).
+alive() {
+    local state=""
+    [ -r "/proc/$1/stat" ] && read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+sanitizer_clean() { ! grep -Eq 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"; }
+
+# start_server LOG ARGS...: kiln serve ARGS --port 0, its output in LOG.log; sets pid, port and
+# base once it listens and answers /v2/health/live. Returns 1 (counted) when it does not.
+start_server() {
+    local log="$1.log"
+    shift
+    "$kiln" serve "$@" --port 0 >"$log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    port=""
+    for _ in $(seq 1 300); do
+        port=$(sed -n 's|^kiln serve: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$log")
+        [ -n "$port" ] || ! alive "$pid" && break
+        sleep 0.1
+    done
+    base="http://127.0.0.1:$port"
+    local live=1
+    for _ in $(seq 1 50); do
+        [ -n "$port" ] || break
+        curl -s -o /dev/null -m 2 "$base/v2/health/live" && { live=0; break; }
+        sleep 0.1
+    done
+    check "kiln serve $* starts, says its port ($port) and answers" test $live -eq 0
+    return $live
+}
+
+# await_exit PID LOG SECONDS: the server exits 0 within SECONDS, its log free of sanitizer
+# reports.
+await_exit() {
+    local p="$1" log="$2.log" limit="$3" t=0
+    while alive "$p" && [ $t -lt $((limit * 10)) ]; do
+        sleep 0.1
+        t=$((t + 1))
+    done
+    if alive "$p"; then
+        kill -9 "$p"
+        wait "$p" 2>/dev/null
+        check "kiln serve ($2) exits within $limit s of SIGTERM" false
+        return
+    fi
+    wait "$p"
+    local rc=$?
+    check "kiln serve ($2) exits 0 on SIGTERM, in $(awk "BEGIN{print $t/10}") s" test $rc -eq 0
+    check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$log"
+}
+stop_server() { # pid, log name
+    kill -TERM "$1" 2>/dev/null
+    await_exit "$1" "$2" 15
+}
+
+# ---- HTTP with curl ----
+
+# http METHOD PATH [CURL ARGS...]: the answer's status in $code, its body in body.out, its
+# headers in head.out.
+http() {
+    local method="$1" path="$2"
+    shift 2
+    code=$(curl -sS -m 20 --path-as-is -D head.out -o body.out -w '%{http_code}' -X "$method" \
+        "$@" "$base$path" 2>curl.err) || code="curl failed: $(cat curl.err)"
+}
+is_json_error() { # the body is {"error": "<something>"}
+    "$py" -c 'import json,sys; d=json.load(open("body.out")); sys.exit(0 if isinstance(d, dict) and isinstance(d.get("error"), str) and d["error"] else 1)' 2>/dev/null
+}
+# req WHAT STATUS METHOD PATH [CURL ARGS...]: checks the status, and that an error is a JSON
+# error.
+req() {
+    local what="$1" want="$2" method="$3" path="$4"
+    shift 4
+    http "$method" "$path" "$@"
+    if [ "$code" = "$want" ] && { [ "$want" -lt 400 ] || is_json_error; }; then
+        echo "ok: $what: $method $path -> $want"
+    else
+        echo "FAILED: $what: $method $path -> $code (want $want$([ "$want" -ge 400 ] && echo ' with a JSON error')): $(head -c 300 body.out)"
+        fails=$((fails + 1))
+    fi
+}
+# body_is WHAT PYTHON-EXPRESSION: checks an expression over d, the last answer's JSON body.
+body_is() {
+    local what="$1"
+    if "$py" -c 'import json,sys; d=json.load(open("body.out")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$2" 2>py.err; then
+        echo "ok: $what"
+    else
+        echo "FAILED: $what: $2 is false for $(head -c 400 body.out) $(tail -n 1 py.err)"
+        fails=$((fails + 1))
+    fi
+}
+infer_json() { # the request body for N samples of seed S (client.py's samples)
+    "$py" -c "import sys; sys.path.insert(0, '$here'); import client; sys.stdout.buffer.write(client.infer_body(client.samples($1, $2)))"
+}
+
+# ---- models ----
+
+"$py" "$client" data . 1 || { echo "$name: cannot write the data"; exit 1; }
+# make_model NAME SEED EPOCHS: trains on train.csv and exports NAME.h5 with names.txt's labels.
+make_model() {
+    cat >"$1.yaml" <<EOF
+model: {layers: [{dense: {units: 16, activation: relu}}]}
+data:
+  train: {format: csv, path: train.csv}
+  test: {format: csv, path: test.csv}
+  val_fraction: 0.1
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: $3, batch_size: 40, seed: $2, threads: 1}
+EOF
+    "$kiln" train "$1.yaml" --name "$1" --quiet >"$1.train.txt" 2>&1 &&
+        "$kiln" export "runs/$1" -o "$1.h5" --labels names.txt >>"$1.train.txt" 2>&1
+}
+check "a test model trains and exports" make_model model 3 3
+[ -s model.h5 ] || { cat model.train.txt; exit 1; }
+
+finish() {
+    if [ $fails -ne 0 ]; then
+        for f in *.log; do # a sanitizer report whole, else the end of the log
+            echo "--- $f"
+            if sanitizer_clean "$f"; then tail -n 60 "$f"; else grep -v 'through the repository API' "$f" | head -n 150; fi
+        done
+        echo "$name: $fails FAILED ($((SECONDS - t_start)) s)"
+        exit 1
+    fi
+    echo "$name: all passed ($((SECONDS - t_start)) s)"
+    exit 0
+}
+
+case $mode in
+api)
+    start_server api model.h5 --name clf --instances 2 || finish
+    req "server metadata" 200 GET /v2
+    body_is "it names kiln and its extensions" \
+        'd["name"] == "kiln" and {"binary_tensor_data", "model_repository", "statistics"} <= set(d["extensions"])'
+    req "liveness" 200 GET /v2/health/live
+    body_is "live is true" 'd == {"live": True}'
+    req "readiness" 200 GET /v2/health/ready
+    body_is "ready is true" 'd == {"ready": True}'
+    http HEAD /v2/health/live -I
+    check "HEAD /v2/health/live answers 200" test "$code" = 200
+    req "model metadata" 200 GET /v2/models/clf
+    body_is "name, versions, the input [-1, 784] FP32" \
+        'd["name"] == "clf" and d["versions"] == ["1"] and d["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 784]}]'
+    body_is "outputs probabilities, label, label_name" \
+        '[(o["name"], o["datatype"], o["shape"]) for o in d["outputs"]] == [("probabilities", "FP32", [-1, 4]), ("label", "INT32", [-1]), ("label_name", "BYTES", [-1])]'
+    body_is "the class names from kiln export --labels" \
+        'd["parameters"]["labels"] == ["cat", "say \"hi\"", "back\\slash", "naïve café"]'
+    req "version metadata" 200 GET /v2/models/clf/versions/1
+    body_is "the same model" 'd["name"] == "clf" and d["parameters"]["version"] == "1"'
+    req "model readiness" 200 GET /v2/models/clf/ready
+    body_is "ready" 'd["ready"] is True and d["name"] == "clf"'
+    req "version readiness" 200 GET /v2/models/clf/versions/1/ready
+    req "--name clf: no model under the file's stem" 404 GET /v2/models/model
+    req "an unknown version's metadata" 404 GET /v2/models/clf/versions/2
+    req "the model's statistics before any request" 200 GET /v2/models/clf/stats
+    body_is "zero counts" \
+        'd["model_stats"][0]["name"] == "clf" and d["model_stats"][0]["version"] == "1" and d["model_stats"][0]["inference_count"] == 0 and d["model_stats"][0]["batch_stats"] == []'
+    req "a curl infer" 200 POST /v2/models/clf/infer -H 'Content-Type: application/json' \
+        --data-binary "$(infer_json 2 5)"
+    body_is "answers the three outputs for 2 samples" \
+        '[o["shape"] for o in d["outputs"]] == [[2, 4], [2], [2]]'
+    # The inference forms, against kiln predict on the same samples (x.csv).
+    "$kiln" predict model.h5 --input x.csv -o p.csv >predict.txt 2>&1
+    check "kiln predict on x.csv" test $? -eq 0
+    check "inference equals kiln predict; JSON forms, datatypes and binary data agree" \
+        "$py" "$client" api "$port" clf p.csv
+    req "the statistics after the requests" 200 GET /v2/models/clf/versions/1/stats
+    body_is "count samples, model calls, batch sizes, success and durations" \
+        '(lambda s: s["inference_count"] >= 40 and s["execution_count"] >= 20 and s["inference_stats"]["success"]["count"] >= 20 and s["inference_stats"]["success"]["ns"] > 0 and s["last_inference"] > 0 and all(b["compute_infer"]["count"] > 0 for b in s["batch_stats"]) and 16 in [b["batch_size"] for b in s["batch_stats"]])(d["model_stats"][0])'
+    stop_server "$pid" api
+
+    # A repository, with a model that fails to load and a model folder outside it.
+    mkdir -p repo/clf/1 repo/broken/1 repo/slow/1 outside/1
+    cp model.h5 repo/clf/1/model.h5
+    cp model.h5 repo/slow/1/model.h5
+    echo 'max_queue_delay_us: 1500000' >repo/slow/config.yaml
+    cp model.h5 outside/1/model.h5
+    head -c 3000 model.h5 >repo/broken/1/model.h5
+    start_server repo --repository repo --auth-token sekret --instances 1 || finish
+    check "the log says why broken failed to load" grep -q 'model broken version 1 failed to load' repo.log
+    auth=(-H 'Authorization: Bearer sekret')
+    http GET /v2/health/ready
+    check "readiness with a model that has no version: 503 ($code)" test "$code" = 503
+    body_is "ready is false" 'd == {"ready": False}'
+    req "the broken model's metadata" 503 GET /v2/models/broken
+    req "the broken model's readiness" 503 GET /v2/models/broken/ready
+    req "the index without a token" 401 POST /v2/repository/index
+    check "401 says how to authenticate" grep -qi '^WWW-Authenticate: Bearer' head.out
+    req "the index with a wrong token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekre'
+    req "the index with a longer token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekret2'
+    req "the index with the token as Basic" 401 POST /v2/repository/index -H 'Authorization: Basic sekret'
+    req "the index with the token" 200 POST /v2/repository/index "${auth[@]}"
+    body_is "lists clf READY and broken UNAVAILABLE with the reason" \
+        'sorted((e["name"], e.get("version"), e["state"]) for e in d) == [("broken", "1", "UNAVAILABLE"), ("clf", "1", "READY"), ("slow", "1", "READY")] and all(e["reason"] for e in d if e["name"] == "broken")'
+    req "GET on the index" 405 GET /v2/repository/index "${auth[@]}"
+    req "unload without the token" 401 POST /v2/repository/models/clf/unload
+    req "so clf still serves" 200 GET /v2/models/clf
+    req "unload with the token" 200 POST /v2/repository/models/clf/unload "${auth[@]}"
+    req "an unloaded model's metadata" 404 GET /v2/models/clf
+    req "an unloaded model's readiness" 404 GET /v2/models/clf/ready
+    req "infer on an unloaded model" 404 POST /v2/models/clf/infer --data-binary "$(infer_json 1 5)"
+    req "the index after unload" 200 POST /v2/repository/index "${auth[@]}"
+    body_is "says clf is unloaded" \
+        '[e["state"] for e in d if e["name"] == "clf"] == ["UNAVAILABLE"] and "unload" in [e["reason"] for e in d if e["name"] == "clf"][0]'
+    req "unload it again" 404 POST /v2/repository/models/clf/unload "${auth[@]}"
+    req "load without the token" 401 POST /v2/repository/models/clf/load
+    req "load with the token" 200 POST /v2/repository/models/clf/load "${auth[@]}"
+    req "a loaded model's metadata" 200 GET /v2/models/clf
+    req "infer after load" 200 POST /v2/models/clf/infer --data-binary "$(infer_json 1 5)"
+    req "load a model the repository lacks" 404 POST /v2/repository/models/nope/load "${auth[@]}"
+    req "load a model that fails" 400 POST /v2/repository/models/broken/load "${auth[@]}"
+    req "unload the broken model" 200 POST /v2/repository/models/broken/unload "${auth[@]}"
+    req "readiness once the broken model is unloaded" 200 GET /v2/health/ready
+    # Path traversal: refused, and nothing outside the repository is loaded.
+    for p in '..%2F..%2Fetc' '..%2Foutside' '..' '%2E%2E' '.hidden' 'clf%2F..%2F..%2Foutside' \
+        "$(printf 'a%.0s' $(seq 1 65))"; do
+        http POST "/v2/repository/models/$p/load" "${auth[@]}"
+        check "load of '$p' is refused (400/404) with a JSON error ($code)" \
+            eval '[[ $code == 400 || $code == 404 ]] && is_json_error'
+    done
+    http POST /v2/repository/models/../outside/load "${auth[@]}"
+    check "load of ../outside (raw path) is refused ($code)" eval '[[ $code == 400 || $code == 404 ]]'
+    for p in '/v2/models/../infer' '/v2/models/..%2Foutside/infer' '/v2/models/%2E%2E/infer' \
+        '/v2/models/../../v2/models/clf/infer'; do
+        http POST "$p" --data-binary "$(infer_json 1 5)"
+        check "POST $p is refused (400/404) ($code)" eval '[[ $code == 400 || $code == 404 ]]'
+    done
+    req "no model 'outside'" 404 GET /v2/models/outside
+    req "the index after the traversal attempts" 200 POST /v2/repository/index "${auth[@]}"
+    body_is "holds only the repository's models" 'sorted(set(e["name"] for e in d)) == ["broken", "clf", "slow"]'
+    check "the log shows no load but clf's" \
+        test "$(grep -c 'through the repository API' repo.log)" -eq 3
+    check "unload with requests in flight: they finish on the unloaded version" \
+        "$py" "$client" unload "$port" slow sekret
+    stop_server "$pid" repo
+
+    # A non-loopback address without a token is refused at start.
+    for host in 0.0.0.0 :: 192.0.2.1; do
+        timeout 20 "$kiln" serve model.h5 --host "$host" --port 0 >host.txt 2>&1
+        rc=$?
+        check "--host $host without --auth-token is refused at start (exit $rc)" test $rc -eq 1
+        check "saying to give --auth-token" grep -q "binding $host exposes the server.*--auth-token" host.txt
+    done
+    KILN_AUTH_TOKEN='' timeout 20 "$kiln" serve model.h5 --host 0.0.0.0 --port 0 >host.txt 2>&1
+    check "an empty KILN_AUTH_TOKEN is no token" test $? -eq 1
+
+    # SIGTERM with requests in flight: a long batching delay keeps them queued when it comes.
+    start_server term model.h5 --name clf --instances 1 --max-queue-delay-us 2500000 || finish
+    check "SIGTERM with 4 requests in flight: they get 200, new connections do not" \
+        "$py" "$client" term "$port" clf "$pid"
+    await_exit "$pid" term 5 # the requests wait at most 2.5 s for their batch
+    check "the log says it is stopping with requests in flight" \
+        grep -q 'stopping: no new connections; answering the [1-9][0-9]* requests in flight' term.log
+    ;;
+bad)
+    start_server bad model.h5 --name clf --max-body-mb 1 --timeout 2 --max-batch-size 8 \
+        --instances 1 || finish
+    check "malformed and mismatched requests: 4xx with a JSON error each" \
+        "$py" "$client" bad "$port" clf
+    # Bodies around --max-body-mb 1: whitespace pads a good request to the limit and past it.
+    "$py" - "$here" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import client
+good = client.infer_body(client.samples(1, 5))
+open("limit.json", "wb").write(good + b" " * ((1 << 20) - len(good)))
+open("over.json", "wb").write(good + b" " * ((1 << 20) + 1 - len(good)))
+open("big.json", "wb").write(good + b" " * (3 << 20))
+EOF
+    req "a body of exactly 1 MiB" 200 POST /v2/models/clf/infer --data-binary @limit.json
+    req "a body of 1 MiB + 1 byte" 413 POST /v2/models/clf/infer --data-binary @over.json
+    req "a 3 MiB body with Content-Length" 413 POST /v2/models/clf/infer --data-binary @big.json
+    req "a 3 MiB body, chunked" 413 POST /v2/models/clf/infer --data-binary @big.json \
+        -H 'Transfer-Encoding: chunked'
+    req "1 MiB + 1 byte, chunked" 413 POST /v2/models/clf/infer --data-binary @over.json \
+        -H 'Transfer-Encoding: chunked'
+    req "exactly 1 MiB, chunked" 200 POST /v2/models/clf/infer --data-binary @limit.json \
+        -H 'Transfer-Encoding: chunked'
+    req "an empty body with curl" 400 POST /v2/models/clf/infer --data-binary ''
+    req "form data" 400 POST /v2/models/clf/infer -F 'inputs=[1, 2]'
+    check "stalled, closed and garbage sockets are dropped; others answered meanwhile" \
+        "$py" "$client" raw "$port" clf 2
+    req "after all of it, a good request" 200 POST /v2/models/clf/infer \
+        --data-binary "$(infer_json 1 5)"
+    check "the server process is alive" alive "$pid"
+    req "and live" 200 GET /v2/health/live
+    # SIGTERM while a client holds a request whose body never comes: dropped after --timeout.
+    "$py" "$client" stall "$port" clf 20 >stall.txt 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 50); do grep -q stalled stall.txt && break; sleep 0.1; done
+    sleep 0.3
+    kill -TERM "$pid"
+    await_exit "$pid" bad 6
+    ;;
+load)
+    start_server batched model.h5 --name clf --max-queue-delay-us 2000 --instances 1 || finish
+    check "32 clients with dynamic batching: all 200, unbatched answers, batches formed" \
+        "$py" "$client" load "$port" clf batched
+    stop_server "$pid" batched
+    start_server unbatched model.h5 --name clf --no-batching --instances 1 || finish
+    check "32 clients with --no-batching: all 200, one request a model call" \
+        "$py" "$client" load "$port" clf unbatched
+    stop_server "$pid" unbatched
+    start_server burst model.h5 --name clf --max-queue 1 --instances 1 \
+        --max-queue-delay-us 1000000 || finish
+    check "a burst against --max-queue 1: 503s with JSON errors and 200s, nothing else" \
+        "$py" "$client" burst "$port" clf
+    stop_server "$pid" burst
+    ;;
+reload)
+    check "a second model (another seed, more epochs) trains and exports" make_model b 11 8
+    "$py" "$client" csv 1 31 h.csv # the hammer's sample
+    "$kiln" predict model.h5 --input h.csv -o pa.csv >/dev/null 2>&1 &&
+        "$kiln" predict b.h5 --input h.csv -o pb.csv >/dev/null 2>&1
+    check "kiln predict scores the hammer's sample with both models" test $? -eq 0
+    check "the two models answer differently" eval '! cmp -s pa.csv pb.csv'
+    mkdir -p repo/m/1 repo/multi/1 repo/multi/2 repo/pick/1 repo/pick/2
+    cp model.h5 repo/m/1/model.h5
+    printf 'versions: {latest: 1}\nmax_queue_delay_us: 500\n' >repo/m/config.yaml
+    # Version policies: all versions, and a list naming a version the repository lacks.
+    cp model.h5 repo/multi/1/model.h5 && cp b.h5 repo/multi/2/model.h5
+    echo 'versions: all' >repo/multi/config.yaml
+    cp model.h5 repo/pick/1/model.h5 && cp b.h5 repo/pick/2/model.h5
+    echo 'versions: [1, 3]' >repo/pick/config.yaml
+    start_server reload --repository repo --poll 0.5 --instances 1 || finish
+    req "a model with versions: all" 200 GET /v2/models/multi
+    body_is "serves both" 'd["versions"] == ["1", "2"] and d["parameters"]["version"] == "2"'
+    for v in 1 2; do
+        http POST /v2/models/multi/versions/$v/infer --data-binary "$(infer_json 1 31)"
+        cp body.out "multi$v.json"
+        check "multi version $v answers 200 ($code)" test "$code" = 200
+    done
+    check "as its own file does" "$py" -c '
+import csv, json
+for v, p in (("1", "pa.csv"), ("2", "pb.csv")):
+    d = json.load(open("multi%s.json" % v))
+    want = [float(x) for x in list(csv.reader(open(p, encoding="utf-8")))[1][2:]]
+    got = [o for o in d["outputs"] if o["name"] == "probabilities"][0]["data"]
+    assert d["model_version"] == v and max(abs(a - b) for a, b in zip(got, want)) <= 1e-6, v'
+    req "multi's statistics" 200 GET /v2/models/multi/stats
+    body_is "cover both versions" '[s["version"] for s in d["model_stats"]] == ["1", "2"] and [s["inference_count"] for s in d["model_stats"]] == [1, 1]'
+    req "a model with versions: [1, 3]" 200 GET /v2/models/pick
+    body_is "serves version 1 only" 'd["versions"] == ["1"]'
+    req "pick's version 2, outside the list" 404 GET /v2/models/pick/versions/2
+    req "the index" 200 POST /v2/repository/index
+    body_is "says version 3 of pick is missing" \
+        '[e["state"] for e in d if e["name"] == "pick" and e.get("version") == "3"] == ["UNAVAILABLE"] and "no model.h5" in [e["reason"] for e in d if e["name"] == "pick" and e.get("version") == "3"][0]'
+    "$py" "$client" hammer "$port" m hammer.json stop.flag >hammer.txt 2>&1 &
+    hpid=$!
+    pids+=("$hpid")
+    # hammer_has EXPR [SECONDS]: waits until EXPR holds over h, the hammer's summary so far.
+    hammer_has() {
+        local t=0
+        while [ $t -lt $((${2:-20} * 10)) ]; do
+            "$py" -c 'import json,sys; h=json.load(open("hammer.json")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null && return 0
+            sleep 0.1
+            t=$((t + 1))
+        done
+        return 1
+    }
+    # answer_is VERSION PRED.csv: the hammer's last answer from VERSION equals kiln predict's.
+    answer_is() {
+        "$py" -c '
+import csv, json, sys
+h = json.load(open("hammer.json"))
+want = [float(v) for v in list(csv.reader(open(sys.argv[2], encoding="utf-8")))[1][2:]]
+got = h["answers"][sys.argv[1]]
+sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "$2"
+    }
+    check "the hammer gets answers from version 1" hammer_has 'h["versions"].get("1", 0) >= 20'
+    check "version 1 answers as model.h5 does" answer_is 1 pa.csv
+    # Version 2: written elsewhere on the same file system, then moved into place.
+    mkdir staging2 && cp b.h5 staging2/model.h5 && mv staging2 repo/m/2
+    check "the poll brings version 2 into service" hammer_has 'h["last_version"] == "2"'
+    check "version 2 answers as b.h5 does" answer_is 2 pb.csv
+    for _ in $(seq 1 50); do grep -q 'model m version 1 retired' reload.log && break; sleep 0.1; done
+    check "with latest: 1, version 1 is retired" grep -q 'model m version 1 retired' reload.log
+    req "the model's versions" 200 GET /v2/models/m
+    body_is "are [2]" 'd["versions"] == ["2"]'
+    req "version 1 is gone" 404 GET /v2/models/m/versions/1/ready
+    # Version 3: garbage bytes.
+    mkdir staging3 && "$py" -c 'import random; r = random.Random(3); open("staging3/model.h5", "wb").write(bytes(r.randrange(256) for _ in range(5000)))' &&
+        mv staging3 repo/m/3
+    for _ in $(seq 1 100); do grep -q 'model m version 3 failed to load' reload.log && break; sleep 0.1; done
+    check "the log reports version 3's failure" grep -q 'model m version 3 failed to load: .' reload.log
+    served2=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"].get("2", 0))')
+    req "the repository index" 200 POST /v2/repository/index
+    body_is "shows version 3 UNAVAILABLE with a reason, version 2 READY" \
+        'sorted((e["version"], e["state"]) for e in d if e["name"] == "m") == [("2", "READY"), ("3", "UNAVAILABLE")] and [e["reason"] for e in d if e["name"] == "m" and e["version"] == "3"][0] != ""'
+    check "version 2 keeps serving" hammer_has "h['versions']['2'] >= $served2 + 30"
+    req "the model's versions after the failure" 200 GET /v2/models/m
+    body_is "are still [2]" 'd["versions"] == ["2"]'
+    sleep 1.2 # two more polls
+    check "an unchanged failed file is not retried every poll" \
+        test "$(grep -c 'model m version 3 failed to load' reload.log)" -eq 1
+    # A good file replaces the garbage: version 3 loads and takes over.
+    cp model.h5 repo/m/3/model.h5.tmp && mv repo/m/3/model.h5.tmp repo/m/3/model.h5
+    check "a good version 3 replacing the garbage comes into service" \
+        hammer_has 'h["last_version"] == "3"'
+    check "and answers as its file does" answer_is 3 pa.csv
+    req "the index then" 200 POST /v2/repository/index
+    body_is "shows only version 3 of m, READY" '[(e["version"], e["state"]) for e in d if e["name"] == "m"] == [("3", "READY")]'
+    for _ in 1 2 3; do
+        req "loading the served model again through the API" 200 POST /v2/repository/models/m/load
+    done
+    # Rolling back: version 3's folder leaves, and version 2 serves again.
+    mv repo/m/3 trash3
+    check "with version 3 gone, version 2 comes back into service" \
+        hammer_has 'h["last_version"] == "2" and h["versions"]["3"] > 0'
+    for _ in $(seq 1 50); do grep -q 'model m version 3 retired' reload.log && break; sleep 0.1; done
+    req "the model's versions after the rollback" 200 GET /v2/models/m
+    body_is "are [2]" 'd["versions"] == ["2"]'
+    touch stop.flag
+    for _ in $(seq 1 100); do alive "$hpid" || break; sleep 0.1; done
+    check "the hammer stops" eval '! alive $hpid'
+    check "over the whole run the hammer saw only 200s and no dropped connection" "$py" -c '
+import json, sys
+h = json.load(open("hammer.json"))
+print("   hammer: %d requests, codes %s, versions %s, errors %s" % (h["requests"], h["codes"],
+      h["versions"], h["errors"][:3]))
+sys.exit(0 if h.get("done") and h["requests"] > 100 and list(h["codes"]) == ["200"]
+         and not h["errors"] else 1)'
+    check "unloading and loading m while 4 clients infer: 200, 404 or 503 with JSON errors" \
+        "$py" "$client" churn "$port" m
+    # A new model whose config.yaml is wrong: reported, and loaded once fixed and asked for.
+    mkdir -p staging_n/1 && cp model.h5 staging_n/1/model.h5 &&
+        printf 'max_batch_sise: 8\n' >staging_n/config.yaml && mv staging_n repo/n
+    for _ in $(seq 1 50); do grep -q 'model n: ' reload.log && break; sleep 0.1; done
+    check "the log names n's config.yaml, the bad key and the likely one" grep -q \
+        "model n: repo/n/config.yaml:1:1: max_batch_sise: unknown key; did you mean 'max_batch_size'" \
+        reload.log
+    req "the index with n" 200 POST /v2/repository/index
+    body_is "shows n UNAVAILABLE, saying why" \
+        '[e["state"] for e in d if e["name"] == "n"] == ["UNAVAILABLE"] and "config.yaml:1:1" in [e["reason"] for e in d if e["name"] == "n"][0]'
+    req "n's metadata" 503 GET /v2/models/n
+    req "m still answers" 200 POST /v2/models/m/infer --data-binary "$(infer_json 1 5)"
+    printf 'max_batch_size: 8\n' >repo/n/config.yaml
+    req "loading n once its config.yaml is fixed" 200 POST /v2/repository/models/n/load
+    req "n's metadata then" 200 GET /v2/models/n
+    body_is "with max_batch_size 8" 'd["parameters"]["max_batch_size"] == 8'
+    req "readiness with every model serving" 200 GET /v2/health/ready
+    # A model whose folder leaves the repository stops being served, and is no longer known.
+    mv repo/n trash_n
+    for _ in $(seq 1 50); do grep -q 'model n version 1 retired' reload.log && break; sleep 0.1; done
+    check "the poll retires the removed model n" grep -q 'model n version 1 retired' reload.log
+    req "n's metadata once its folder is gone" 404 GET /v2/models/n
+    http GET /v2/health/ready
+    check "the server is still ready: every model left in the repository serves ($code)" \
+        test "$code" = 200
+    stop_server "$pid" reload
+
+    # The index read while a fast poll rewrites it: a model whose version list names 1500
+    # versions the repository lacks gets a note for each, on every poll.
+    mkdir -p race/r/1 && cp model.h5 race/r/1/model.h5
+    "$py" -c 'print("versions: [1, %s]" % ", ".join(str(i) for i in range(3, 1502)))' \
+        >race/r/config.yaml
+    start_server race --repository race --poll 0.05 --instances 1 || finish
+    check "reading the index while the poll rewrites its notes" "$py" "$client" index "$port" 3
+    check "the server survives it" alive "$pid"
+    stop_server "$pid" race
+    ;;
+*)
+    echo "usage: test_serve.sh api|bad|load|reload PATH_TO_KILN" >&2
+    exit 2
+    ;;
+esac
+finish
