@@ -17,10 +17,13 @@ static const char serve_help[] =
     "of KServe, Triton and MLServer): GET /v2/health/live|ready, GET /v2/models/NAME[/versions/V]\n"
     "[/ready|/stats], POST /v2/models/NAME[/versions/V]/infer with JSON tensors or Triton's\n"
     "binary tensor data, and POST /v2/repository/index|models/NAME/load|unload. Requests are\n"
-    "batched per model version and run on instance threads. See docs/serve.md.\n"
+    "batched per model version and run on instance threads. GET /metrics answers Prometheus\n"
+    "metrics: requests, latencies, batch sizes, queues and the drift of inputs and predictions\n"
+    "from the training data. See docs/serve.md.\n"
     "\n"
     "A repository holds DIR/<name>/<version>/model.h5 and an optional DIR/<name>/config.yaml\n"
-    "(max_batch_size, dynamic_batching, max_queue_delay_us, instances, max_queue, versions).\n"
+    "(max_batch_size, dynamic_batching, max_queue_delay_us, instances, max_queue, versions,\n"
+    "monitoring).\n"
     "One MODEL.h5 is served as its file name's stem (or --name), version 1.\n"
     "\n"
     "options:\n"
@@ -42,6 +45,11 @@ static const char serve_help[] =
     "  --timeout SECONDS       close connections idle this long (30)\n"
     "  --queue-timeout SECONDS answer 503 to requests queued longer (60)\n"
     "  --http-threads N        threads reading and writing HTTP (0: one per core)\n"
+    "  --access-log FILE       append one JSON line per request to FILE (- for stderr)\n"
+    "  --drift-window N        default samples in the drift windows (1000; 0: no drift\n"
+    "                          monitoring)\n"
+    "  --psi-threshold X       default PSI from which inputs or predictions count as drifted\n"
+    "                          (0.2)\n"
     "  -h, --help              show this help\n";
 
 static int int_arg(const char *opt, const char *v, long long lo, long long hi, long long *out)
@@ -59,10 +67,11 @@ static int int_arg(const char *opt, const char *v, long long lo, long long hi, l
 static int parse(int argc, char **argv, kl_serve_options *o)
 {
     static const char *const valued[] = {
-        "--repository",   "--name",         "--host",           "--port",
-        "--auth-token",   "--poll",         "--max-batch-size", "--max-queue-delay-us",
-        "--instances",    "--max-queue",    "--max-body-mb",    "--timeout",
-        "--http-threads", "--queue-timeout"};
+        "--repository",   "--name",          "--host",           "--port",
+        "--auth-token",   "--poll",          "--max-batch-size", "--max-queue-delay-us",
+        "--instances",    "--max-queue",     "--max-body-mb",    "--timeout",
+        "--http-threads", "--queue-timeout", "--access-log",     "--drift-window",
+        "--psi-threshold"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -118,6 +127,17 @@ static int parse(int argc, char **argv, kl_serve_options *o)
             o->queue_timeout_s = strtod(v, &end);
             if (*end || !(o->queue_timeout_s > 0 && o->queue_timeout_s <= 3600))
                 return kl__cli_usage_error("serve", "--queue-timeout '%s': give seconds, e.g. 10",
+                                           v);
+        } else if (!strcmp(a, "--access-log")) {
+            o->access_log = v;
+        } else if (!strcmp(a, "--drift-window")) {
+            rc = int_arg(a, v, 0, 1000000, &n);
+            o->defaults.drift_window = n;
+        } else if (!strcmp(a, "--psi-threshold")) {
+            char *end;
+            o->defaults.psi_threshold = strtod(v, &end);
+            if (*end || !(o->defaults.psi_threshold > 0 && o->defaults.psi_threshold <= 100))
+                return kl__cli_usage_error("serve", "--psi-threshold '%s': give a PSI, e.g. 0.2",
                                            v);
         } else if (!strcmp(a, "--http-threads")) {
             rc = int_arg(a, v, 0, 256, &n);

@@ -378,8 +378,8 @@ static inline uint32_t nonfinite(float v)
  * it in training ((v - mean) / std in float, a division, not a multiplication by 1 / std), in one
  * pass that also looks for NaN and Inf; only when it finds one does a second pass say where. first
  * is the index of x[0] in the caller's data, for the message. */
-static kl_status put_inputs(const kl_modelfile *mf, const float *x, int64_t b, int64_t first,
-                            float *dst, kl_error *err)
+kl_status kl__modelfile_put_inputs(const kl_modelfile *mf, const float *x, int64_t b, int64_t first,
+                                   float *dst, kl_error *err)
 {
     int64_t f = mf->sig.features, total = b * f;
     const float *mean = mf->mean, *std = mf->std;
@@ -475,7 +475,8 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
         int64_t b = n - s < max_b ? n - s : max_b;
         if (b != kl_graph_batch(g) && (st = kl_graph_set_batch(g, b, err)) != KL_OK)
             break;
-        if ((st = put_inputs(mf, x + s * f, b, s, kl_f32(kl_graph_value(g, mf->m.x)), err)))
+        if ((st = kl__modelfile_put_inputs(mf, x + s * f, b, s, kl_f32(kl_graph_value(g, mf->m.x)),
+                                           err)))
             break;
         /* The loss node runs in every forward; without answers it reads class 0 (or target 0)
          * and its value is not used. */

@@ -1,6 +1,7 @@
 /* Private interface of the model file (include/kiln/modelfile.h), shared by runtime/modelfile.c
- * (loading, scoring), runtime/modelfile_export.c (writing one from a checkpoint) and
- * runtime/modelfile_io.c (reading input files for it, writing its predictions). */
+ * (loading, scoring), runtime/modelfile_export.c (writing one from a checkpoint),
+ * runtime/modelfile_io.c (reading input files for it, writing its predictions) and
+ * runtime/serve/learn.c (training a copy of a served model on its raw inputs). */
 #ifndef KILN_MODELFILE_IMPL_H
 #define KILN_MODELFILE_IMPL_H
 
@@ -39,6 +40,11 @@ kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
 
 /* A 1-D dataset of n variable-length UTF-8 strings (h5py reads them as str with .asstr()). */
 bool kl__mf_put_strings(hid_t loc, const char *name, const char *const *v, int n);
+
+/* Copies b raw samples x (b, features) into dst standardised with mf's statistics, as
+ * kl_modelfile_predict does; KL_EINVAL for a NaN or Inf, naming its sample (first + row). */
+kl_status kl__modelfile_put_inputs(const kl_modelfile *mf, const float *x, int64_t b, int64_t first,
+                                   float *dst, kl_error *err);
 
 /* Scores like kl_modelfile_evaluate; y and score may be NULL. */
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,

@@ -383,15 +383,16 @@ static bool describe_preprocessing(hid_t file, const kl_modelfile *mf)
     return ok;
 }
 
-static kl_status write_file(const kl_modelfile *mf, const char *path, const reference *r,
-                            kl_error *err)
+/* Writes mf with model m's weights (mf's own model, or a copy holding other weights). */
+static kl_status write_file(const kl_modelfile *mf, const kl_model *m, const char *path,
+                            const reference *r, kl_error *err)
 {
     char tmp[PATH_MAX];
     int64_t f = kl_ckpt_create(path, FORMAT_MODEL, KL_MODEL_FORMAT_VERSION, tmp, sizeof tmp, err);
     if (f < 0)
         return err ? err->status : KL_EIO;
     kl_status st =
-        kl_ckpt_write_weights(f, mf->config_text, &mf->m, mf->mean, mf->std, mf->sig.nstats, err);
+        kl_ckpt_write_weights(f, mf->config_text, m, mf->mean, mf->std, mf->sig.nstats, err);
     if (st == KL_OK) {
         kl__h5_quiet q = kl__h5_quiet_begin();
         bool ok = describe_preprocessing(f, mf) && put_signature(f, mf) &&
@@ -419,8 +420,47 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
     if (st == KL_OK && !o->no_reference)
         st = compute_reference(mf, want, &r, err);
     if (st == KL_OK)
-        st = write_file(mf, out_path, o->no_reference ? NULL : &r, err);
+        st = write_file(mf, &mf->m, out_path, o->no_reference ? NULL : &r, err);
     reference_free(&r);
     kl_modelfile_free(mf);
+    return st;
+}
+
+/* The reference statistics mf has, as put_reference writes them (views, not copies). */
+static reference reference_view(const kl_modelfile *mf)
+{
+    const kl_modelfile_reference *f = &mf->ref;
+    return (reference){.samples = f->samples,
+                       .features = mf->sig.features,
+                       .outputs = mf->sig.outputs,
+                       .input_edges = (float *)f->input_edges,
+                       .input_props = (float *)f->input_proportions,
+                       .label_props = (float *)f->label_proportions,
+                       .pred_props = (float *)f->predicted_proportions,
+                       .target_edges = (float *)f->target_edges,
+                       .target_props = (float *)f->target_proportions,
+                       .pred_edges = (float *)f->prediction_edges,
+                       .pred_bin_props = (float *)f->prediction_proportions};
+}
+
+kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
+                            const char *path, kl_error *err)
+{
+    /* A copy of the model to hold the weights: mf's own may be scoring on another thread. */
+    kl_model m;
+    kl_model_options o = mf->m.opts;
+    o.batch = 1;
+    o.trainable = false;
+    kl_status st = kl_model_build(&mf->cfg->model, &o, &m, err);
+    if (st != KL_OK)
+        return st;
+    kl_graph *from = mf->m.g;
+    size_t np = kl_graph_param_count(m.g), nb = kl_graph_buffer_count(m.g);
+    KL_ASSERT(np == kl_graph_param_count(from) && nb == kl_graph_buffer_count(from));
+    memcpy(kl_graph_params(m.g), params ? params : kl_graph_params(from), np * sizeof(float));
+    memcpy(kl_graph_buffers(m.g), buffers ? buffers : kl_graph_buffers(from), nb * sizeof(float));
+    reference r = reference_view(mf);
+    st = write_file(mf, &m, path, mf->has_ref ? &r : NULL, err);
+    kl_model_free(&m);
     return st;
 }

@@ -113,6 +113,15 @@ typedef struct kl_modelfile_export_options {
 kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
                               const kl_modelfile_export_options *o, kl_error *err);
 
+/* Writes mf to path as a model file, atomically, with other weights: params and buffers (the
+ * non-trained state, batch normalisation's running statistics), kl_graph_param_count and
+ * kl_graph_buffer_count floats laid out as in kl_modelfile_model(mf)'s graph, which every build
+ * of mf's config shares (a trainable one too); NULL keeps mf's. Everything else is mf's: the
+ * config, the standardisation, the signature, the class names and the reference statistics.
+ * kiln serve's online learning publishes its versions with it. */
+kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
+                            const char *path, kl_error *err);
+
 /* Inputs for a model from a file: src->format (KL_DATA_NONE: from the name: .gz or -ubyte idx,
  * .h5 or .hdf5 hdf5, .csv csv) and src->path, with the answers when the file has them: the IDX
  * labels file src->labels, the HDF5 dataset src->y_dataset, the CSV column src->label_column.

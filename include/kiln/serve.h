@@ -10,7 +10,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kiln/optim.h"
 #include "kiln/status.h"
+
+/* online_learning in a model's config.yaml (docs/serve.md): SGD steps on the samples and labels
+ * posted to the model's feedback endpoint, by a learner thread with its own copy of the model,
+ * which publishes its weights as a new version every publish_every steps. */
+typedef struct kl_serve_online_config {
+    bool enabled;            /* the key is set; off by default */
+    kl_optim_kind optimizer; /* KL_OPTIM_SGD (momentum 0) or KL_OPTIM_ADAM */
+    float lr;                /* 0.01 */
+    int batch_size;          /* samples per step at most (64): n samples take ceil(n / it) */
+    int64_t publish_every;   /* steps between versions: 10 */
+    bool persist;            /* write versions into the repository (else a temporary folder) */
+    int max_queue;           /* feedback requests waiting for the learner before 503: 64 */
+} kl_serve_online_config;
 
 /* How a model's versions are served and batched: the defaults for every model, which a model's
  * config.yaml in the repository overrides key by key. */
@@ -24,9 +38,18 @@ typedef struct kl_serve_model_config {
     bool all_versions;
     int64_t *versions; /* these versions only (nversions > 0) */
     int nversions;
+    kl_serve_online_config online; /* online_learning: off unless config.yaml sets it */
+    /* Drift monitoring (monitoring: in config.yaml): samples in the sliding windows (0: off; -1:
+     * 1000, fewer when 1000 samples of bin indices would pass 64 MiB), the PSI at or above which
+     * a feature or the predictions count as drifted, and the samples a window needs before the
+     * drift flags can rise. */
+    int64_t drift_window;
+    double psi_threshold;
+    int64_t drift_min_samples;
 } kl_serve_model_config;
 
-/* The defaults above: 64, true, 0 us, 0 (cores), 1024, latest 1. */
+/* The defaults above: 64, true, 0 us, 0 (cores), 1024, latest 1; drift windows of -1 (1000),
+ * PSI threshold 0.2, at least 100 samples. */
 void kl_serve_model_config_defaults(kl_serve_model_config *c);
 
 typedef struct kl_serve_options {
@@ -43,7 +66,8 @@ typedef struct kl_serve_options {
     int http_threads;       /* 0: one per core */
     int max_connections;    /* 0: 1000 */
     kl_serve_model_config defaults;
-    FILE *log; /* what the server says (loads, failures); NULL: stderr */
+    FILE *log;              /* what the server says (loads, failures); NULL: stderr */
+    const char *access_log; /* append one JSON line per request to this file ("-": stderr) */
 } kl_serve_options;
 
 typedef struct kl_server kl_server;

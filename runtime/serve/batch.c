@@ -111,6 +111,7 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
     double t0 = kl__serve_now();
     kl_error err = {0};
     kl_status st;
+    atomic_fetch_add(&v->busy, 1);
     if (!jobs->next) { /* one job: straight from and into its buffers */
         st = kl_modelfile_predict(in->mf, jobs->x, jobs->n, jobs->out, cls ? jobs->classes : NULL,
                                   &err);
@@ -131,6 +132,7 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
             row += j->n;
         }
     }
+    atomic_fetch_sub(&v->busy, 1);
     double t1 = kl__serve_now();
     pthread_mutex_lock(&v->mu);
     kl__version_stats *s = &v->stats;

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
+#include "runtime/serve/flow_impl.h"
 #include "runtime/serve/infer.h"
-#include "runtime/serve/serve_impl.h"
 
 typedef struct req_ctx {
     kl_server *s;
@@ -25,14 +25,53 @@ typedef struct req_ctx {
     char *body; /* NUL-terminated */
     size_t len, cap;
     bool too_big;
-    kl__version *v; /* an inference's version, referenced */
+    kl__version *v; /* the served version the request named (referenced): counted on it */
     kl__infer_request req;
     kl__job job;
     bool submitted;
     bool queue_full;
+    float *px;         /* the model's input when patterns made it (lookup, pre steps) */
+    kl__flow *flow;    /* a pipeline's or ensemble's request */
+    kl_status flow_st; /* a flow that could not start */
+    char *flow_error;
+    kl__feedback *fb; /* a feedback request's samples, once checked (learn.c) */
+    /* For the metrics and the access log. */
+    kl__endpoint ep;
+    unsigned code;      /* of the answer, once queued */
+    double t0, t0_wall; /* arrival: monotonic, and Unix time */
+    uint64_t bytes_in, bytes_out;
+    char rid[136];   /* the request id, once known */
+    char method[16]; /* with an access log */
+    char *path;      /* with an access log */
 } req_ctx;
 
 /* ---- answers ---- */
+
+/* Whether a client's id can go into a header as it is: printable ASCII, no spaces, 1-128 bytes. */
+static bool header_safe(const char *id)
+{
+    size_t n = 0;
+    for (; id && id[n]; n++)
+        if (id[n] < 0x21 || id[n] > 0x7e || n == 128)
+            return false;
+    return n > 0;
+}
+
+/* The request's id: the inference request's "id", else the client's X-Request-Id header (asked
+ * only while the request's headers are there), else a new one. */
+static const char *request_id(req_ctx *r, bool headers)
+{
+    if (r->rid[0])
+        return r->rid;
+    const char *id = r->req.id;
+    if (!header_safe(id) && headers)
+        id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (header_safe(id))
+        snprintf(r->rid, sizeof r->rid, "%s", id);
+    else
+        kl__request_id_new(r->s, r->rid, sizeof r->rid);
+    return r->rid;
+}
 
 static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const char *type,
                                 size_t header_len)
@@ -46,6 +85,9 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
         if (b->failed)
             return MHD_NO;
     }
+    r->code = code;
+    r->bytes_out = b->n;
+    kl__metrics_count(r->s, r->v, r->ep, code, kl__serve_now() - r->t0);
     struct MHD_Response *resp = MHD_create_response_from_buffer(b->n, b->p, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         kl__buf_free(b);
@@ -53,6 +95,7 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
     }
     *b = (kl__buf){0}; /* the response owns the bytes */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, "X-Request-Id", request_id(r, true));
     if (header_len) {
         char n[32];
         snprintf(n, sizeof n, "%zu", header_len);
@@ -107,16 +150,117 @@ static void job_done(kl__job *job)
     atomic_fetch_sub(&s->pending, 1);
 }
 
+static void flow_done(kl__flow *f)
+{
+    req_ctx *r = f->ctx;
+    kl_server *s = r->s;
+    atomic_store(&r->job.done, true);
+    MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&s->pending, 1);
+}
+
+/* A pipeline or ensemble: its stages run as jobs on its members' queues (flow.c). */
+static enum MHD_Result flow_start(req_ctx *r, int64_t n)
+{
+    kl_server *s = r->s;
+    if (!(r->flow = calloc(1, sizeof *r->flow)))
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    r->flow->done = flow_done;
+    r->flow->ctx = r;
+    float *x = r->px;
+    r->px = NULL;
+    r->submitted = true;
+    MHD_suspend_connection(r->conn);
+    atomic_fetch_add(&s->pending, 1);
+    kl_error err = {0};
+    kl_status st = kl__patterns_flow(s, r->v, r->flow, x, n, &err);
+    if (st != KL_OK) { /* it did not start: answer from the handler, called again */
+        r->flow_st = st;
+        r->flow_error = strdup(err.msg);
+        atomic_fetch_sub(&s->pending, 1);
+        atomic_store(&r->job.done, true);
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result flow_finish(req_ctx *r)
+{
+    kl__version *v = r->v;
+    kl__flow *f = r->flow;
+    kl_status st = r->flow_error ? r->flow_st : f->status;
+    const char *msg = r->flow_error ? r->flow_error : f->error;
+    if (st != KL_OK)
+        return send_error(r,
+                          st == KL_EINVAL                   ? MHD_HTTP_BAD_REQUEST
+                          : st == KL_ERANGE || st == KL_EIO ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                            : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "model %s: %s", v->model->name, msg);
+    kl__buf b = {0};
+    size_t header_len = 0;
+    kl_error err = {0};
+    const kl__version *final = f->shape.final;
+    if (kl__respond_scores(v, &r->req, f->cur, f->classes, f->n, final ? final->mf[0] : NULL, &b,
+                           &header_len, &err) != KL_OK) {
+        kl__buf_free(&b);
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
+    }
+    pthread_mutex_lock(&v->mu);
+    v->stats.success.count++;
+    v->stats.inferences += (uint64_t)f->n;
+    pthread_mutex_unlock(&v->mu);
+    if (header_len < b.n)
+        return send_buf(r, MHD_HTTP_OK, &b, "application/octet-stream", header_len);
+    return send_json(r, MHD_HTTP_OK, &b);
+}
+
+/* "[-1,d1,d2...]": the input shape a model takes, for messages. */
+static void want_shape(const kl_modelfile_signature *sig, char *want, size_t size)
+{
+    int n = snprintf(want, size, "[-1");
+    for (int d = 0; d < sig->input.ndim && n < (int)size - 24; d++)
+        n += snprintf(want + n, size - (size_t)n, ",%lld", (long long)sig->input.d[d]);
+    snprintf(want + n, size - (size_t)n, "]");
+}
+
+kl_status kl__serve_check_input(const kl__version *v, const kl__infer_input *x, kl_error *err)
+{
+    const kl_modelfile_signature *sig = v->sig;
+    char want[128];
+    want_shape(sig, want, sizeof want);
+    int64_t per = 1;
+    for (int d = 1; d < x->rank; d++)
+        per *= x->shape[d];
+    if (x->rank < 2 || per != sig->features)
+        return kl_error_set(err, KL_EINVAL,
+                            "input '%s' has shape of rank %d with %lld values per sample; model "
+                            "%s takes %s (a batch axis first, then %lld values per sample)",
+                            x->name, x->rank, (long long)(x->rank < 2 ? x->count : per),
+                            v->model->name, want, (long long)sig->features);
+    if (x->shape[0] < 1)
+        return kl_error_set(err, KL_EINVAL, "input '%s' holds no samples (shape[0] is 0)", x->name);
+    if (x->shape[0] > v->cfg.max_batch_size)
+        return kl_error_set(err, KL_EINVAL,
+                            "a request of %lld samples is larger than model %s's max_batch_size "
+                            "%d: split it",
+                            (long long)x->shape[0], v->model->name, v->cfg.max_batch_size);
+    for (int64_t i = 0; i < x->count; i++)
+        if (!isfinite(x->data[i]))
+            return kl_error_set(err, KL_EINVAL,
+                                "input '%s': sample %lld, value %lld is %s: the model takes "
+                                "finite numbers",
+                                x->name, (long long)(i / per), (long long)(i % per),
+                                isnan(x->data[i]) ? "NaN" : "infinite");
+    return KL_OK;
+}
+
 /* The request's tensors against the model's signature. */
 static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
 {
     const kl_modelfile_signature *sig = v->sig;
     const kl__infer_request *q = &r->req;
     char want[128];
-    int n = snprintf(want, sizeof want, "[-1");
-    for (int d = 0; d < sig->input.ndim && n < (int)sizeof want - 24; d++)
-        n += snprintf(want + n, sizeof want - (size_t)n, ",%lld", (long long)sig->input.d[d]);
-    snprintf(want + n, sizeof want - (size_t)n, "]");
+    want_shape(sig, want, sizeof want);
     if (q->ninputs != 1 || strcmp(q->inputs[0].name, sig->input_name)) {
         kl_error_set(
             err, KL_EINVAL, "model %s takes one input, '%s' (FP32 %s); the request has %d%s%s%s",
@@ -124,45 +268,14 @@ static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
             q->ninputs == 1 ? q->inputs[0].name : "", q->ninputs == 1 ? "'" : "");
         return false;
     }
-    const kl__infer_input *x = &q->inputs[0];
-    int64_t per = 1;
-    for (int d = 1; d < x->rank; d++)
-        per *= x->shape[d];
-    if (x->rank < 2 || per != sig->features) {
-        kl_error_set(err, KL_EINVAL,
-                     "input '%s' has shape of rank %d with %lld values per sample; model %s "
-                     "takes %s (a batch axis first, then %lld values per sample)",
-                     x->name, x->rank, (long long)(x->rank < 2 ? x->count : per), v->model->name,
-                     want, (long long)sig->features);
-        return false;
-    }
-    if (x->shape[0] < 1) {
-        kl_error_set(err, KL_EINVAL, "input '%s' holds no samples (shape[0] is 0)", x->name);
-        return false;
-    }
-    if (x->shape[0] > v->cfg.max_batch_size) {
-        kl_error_set(err, KL_EINVAL,
-                     "a request of %lld samples is larger than model %s's max_batch_size %d: "
-                     "split it",
-                     (long long)x->shape[0], v->model->name, v->cfg.max_batch_size);
-        return false;
-    }
-    for (int64_t i = 0; i < x->count; i++)
-        if (!isfinite(x->data[i])) {
-            kl_error_set(err, KL_EINVAL,
-                         "input '%s': sample %lld, value %lld is %s: the model takes finite "
-                         "numbers",
-                         x->name, (long long)(i / per), (long long)(i % per),
-                         isnan(x->data[i]) ? "NaN" : "infinite");
-            return false;
-        }
-    return true;
+    return kl__serve_check_input(v, &q->inputs[0], err) == KL_OK;
 }
 
 static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)
 {
     kl_server *s = r->s;
     kl_error err = {0};
+    r->ep = KL__EP_INFER;
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
         return send_lookup_error(r, &err);
     size_t json_len = r->len;
@@ -183,11 +296,25 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
         return send_error(r,
                           st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
                           "%s", err.msg);
-    if (!check_input(r, r->v, &err) || kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
+    int64_t n = 0;
+    if (kl__patterned(r->v)) {
+        st = kl__patterns_input(r->v, &r->req, &r->px, &n, &err);
+        if (st != KL_OK)
+            return send_error(
+                r, st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
+                err.msg);
+    } else if (!check_input(r, r->v, &err)) {
         return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+    } else {
+        n = r->req.inputs[0].shape[0];
+    }
+    if (kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
+        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+    if (r->v->pat && r->v->pat->comp)
+        return flow_start(r, n);
     const kl_modelfile_signature *sig = r->v->sig;
-    int64_t n = r->req.inputs[0].shape[0];
-    r->job = (kl__job){.x = r->req.inputs[0].data, .n = n, .done_fn = job_done, .ctx = r};
+    r->job = (kl__job){
+        .x = r->px ? r->px : r->req.inputs[0].data, .n = n, .done_fn = job_done, .ctx = r};
     r->job.out = malloc((size_t)(n * sig->outputs) * sizeof *r->job.out);
     r->job.classes = malloc((size_t)n * sizeof *r->job.classes);
     if (!r->job.out || !r->job.classes)
@@ -217,6 +344,8 @@ static void count_outcome(kl__version *v, bool ok, double seconds)
 static enum MHD_Result infer_finish(req_ctx *r)
 {
     kl__version *v = r->v;
+    if (r->flow)
+        return flow_finish(r);
     double took = kl__serve_now() - r->job.t_queued;
     if (r->queue_full) {
         count_outcome(v, false, 0);
@@ -227,6 +356,7 @@ static enum MHD_Result infer_finish(req_ctx *r)
     if (r->job.expired) /* counted where it expired */
         return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "model %s version %lld: %s",
                           v->model->name, (long long)v->number, r->job.error);
+    kl__metrics_observe_job(v, &r->job);
     if (r->job.status != KL_OK) {
         count_outcome(v, false, took);
         return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "inference failed: %s", r->job.error);
@@ -240,8 +370,98 @@ static enum MHD_Result infer_finish(req_ctx *r)
         return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
     }
     count_outcome(v, true, took);
+    kl__drift_observe(v->drift, r->job.x, r->job.n, r->job.classes, r->job.out);
     if (header_len < b.n)
         return send_buf(r, MHD_HTTP_OK, &b, "application/octet-stream", header_len);
+    return send_json(r, MHD_HTTP_OK, &b);
+}
+
+/* ---- feedback (online learning, learn.c) ---- */
+
+/* Parses the body as an inference request into r->req (JSON, or the binary extension with
+ * Inference-Header-Content-Length); KL_EINVAL for the client. */
+static kl_status parse_body(req_ctx *r, kl_error *err)
+{
+    size_t json_len = r->len;
+    const char *hl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+    if (hl) {
+        char *end = NULL;
+        unsigned long long x = strtoull(hl, &end, 10);
+        if (!*hl || *end || hl[0] == '-' || x > r->len)
+            return kl_error_set(err, KL_EINVAL,
+                                "Inference-Header-Content-Length '%s' is not a length within "
+                                "the body's %zu bytes",
+                                hl, r->len);
+        json_len = (size_t)x;
+    }
+    return kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, err);
+}
+
+static void feedback_done(kl__feedback *fb)
+{
+    req_ctx *r = fb->ctx;
+    kl_server *s = r->s;
+    MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&s->pending, 1);
+}
+
+/* Checks and copies the samples and labels, queues them on the model's learner, and suspends
+ * the connection until the learner has taken their steps. */
+static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t version)
+{
+    kl_server *s = r->s;
+    kl_error err = {0};
+    r->ep = KL__EP_FEEDBACK;
+    if (!(r->v = kl__serve_acquire(s, model, version, &err)))
+        return send_lookup_error(r, &err);
+    kl_status st = parse_body(r, &err);
+    if (st == KL_OK)
+        st = kl__feedback_new(r->v, &r->req, &r->fb, &err);
+    if (st != KL_OK)
+        return send_error(r,
+                          st == KL_EINVAL         ? MHD_HTTP_BAD_REQUEST
+                          : st == KL_EUNSUPPORTED ? MHD_HTTP_CONFLICT
+                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "%s", err.msg);
+    r->fb->done_fn = feedback_done;
+    r->fb->ctx = r;
+    MHD_suspend_connection(r->conn);
+    atomic_fetch_add(&s->pending, 1);
+    if ((st = kl__learn_submit(s, r->fb, &err)) != KL_OK) {
+        atomic_fetch_sub(&s->pending, 1);
+        r->fb->status = st;
+        snprintf(r->fb->error, sizeof r->fb->error, "%s", err.msg);
+        atomic_store(&r->fb->done, true);
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+/* 200 with the learner's counts; 503 when its queue was full; 500 when it failed (it could not
+ * start, or a step's loss was not finite). */
+static enum MHD_Result feedback_finish(req_ctx *r)
+{
+    const kl__feedback *fb = r->fb;
+    if (fb->status != KL_OK)
+        return send_error(r,
+                          fb->status == KL_ERANGE ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "%s", fb->error);
+    kl__buf b = {0};
+    kl__buf_puts(&b, "{\"model_name\":");
+    kl__buf_json_string(&b, r->v->model->name);
+    kl__buf_printf(&b, ",\"model_version\":\"%lld\"", (long long)r->v->number);
+    if (r->req.id) {
+        kl__buf_puts(&b, ",\"id\":");
+        kl__buf_json_string(&b, r->req.id);
+    }
+    kl__buf_printf(&b, ",\"accepted\":%lld,\"steps\":%lld,\"published_version\":", (long long)fb->n,
+                   (long long)fb->steps);
+    if (fb->published)
+        kl__buf_printf(&b, "\"%lld\"}", (long long)fb->published);
+    else
+        kl__buf_puts(&b, "null}");
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
@@ -251,9 +471,11 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
 {
     kl_server *s = r->s;
     kl_error err = {0};
+    r->ep = !what ? KL__EP_METADATA : !strcmp(what, "ready") ? KL__EP_READY : KL__EP_STATS;
     kl__version *v = kl__serve_acquire(s, model, version, &err);
     if (!v)
         return send_lookup_error(r, &err);
+    r->v = v; /* the answer is counted on it; completed() releases it */
     kl__buf b = {0};
     if (!what) {
         pthread_rwlock_rdlock(&s->lock);
@@ -272,7 +494,6 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
             kl__respond_stats(m->versions, m->nversions, &b);
         pthread_rwlock_unlock(&s->lock);
     }
-    kl__version_release(v);
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
@@ -373,10 +594,19 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
     for (int i = 0; i < n; i++)
         if (!seg[i][0])
             n = -1;
+    if (n == 1 && !strcmp(seg[0], "metrics")) {
+        r->ep = KL__EP_METRICS;
+        if (!get)
+            return method_not_allowed(r, "GET");
+        kl__buf m = {0};
+        kl__metrics_render(r->s, &m);
+        return send_buf(r, MHD_HTTP_OK, &m, KL__METRICS_CONTENT_TYPE, 0);
+    }
     if (n < 1 || strcmp(seg[0], "v2"))
         return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
     kl__buf b = {0};
     if (n == 1) {
+        r->ep = KL__EP_SERVER;
         if (!get)
             return method_not_allowed(r, "GET");
         kl__buf_printf(&b,
@@ -387,6 +617,7 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
     }
     if (n == 3 && !strcmp(seg[1], "health") &&
         (!strcmp(seg[2], "live") || !strcmp(seg[2], "ready"))) {
+        r->ep = KL__EP_HEALTH;
         if (!get)
             return method_not_allowed(r, "GET");
         bool live = !strcmp(seg[2], "live");
@@ -395,6 +626,7 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         return send_json(r, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, &b);
     }
     if (!strcmp(seg[1], "repository")) {
+        r->ep = KL__EP_REPOSITORY;
         if (!post)
             return method_not_allowed(r, "POST");
         return repository_route(r, n, seg);
@@ -417,9 +649,14 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         at = 5;
     }
     const char *what = at < n ? seg[at] : NULL;
-    if (at + 1 < n ||
-        (what && strcmp(what, "ready") && strcmp(what, "infer") && strcmp(what, "stats")))
+    if (at + 1 < n || (what && strcmp(what, "ready") && strcmp(what, "infer") &&
+                       strcmp(what, "stats") && strcmp(what, "feedback")))
         return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
+    if (what && !strcmp(what, "feedback")) {
+        if (!post)
+            return method_not_allowed(r, "POST");
+        return feedback_start(r, model, version);
+    }
     if (what && !strcmp(what, "infer")) {
         if (!post)
             return method_not_allowed(r, "POST");
@@ -443,8 +680,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return MHD_NO;
         r->s = s;
         r->conn = conn;
+        r->t0 = kl__serve_now();
         atomic_fetch_add(&s->inflight, 1);
         *con_cls = r;
+        if (s->access_log) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+            snprintf(r->method, sizeof r->method, "%s", method);
+            r->path = strdup(url);
+        }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
@@ -456,6 +701,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
+        r->bytes_in += n;
         if (r->too_big)
             return MHD_YES;
         if (r->len + n > (size_t)s->o.max_body) {
@@ -480,6 +726,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         r->body[r->len] = '\0';
         return MHD_YES;
     }
+    if (r->fb)
+        return atomic_load(&r->fb->done) ? feedback_finish(r) : MHD_YES;
     if (r->submitted)
         return atomic_load(&r->job.done) ? infer_finish(r) : MHD_YES;
     if (r->too_big)
@@ -496,6 +744,33 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_ctx *r = *con_cls;
     if (!r)
         return;
+    if (s->access_log) {
+        static const char *const ended[] = {
+            [MHD_REQUEST_TERMINATED_WITH_ERROR] = "error",
+            [MHD_REQUEST_TERMINATED_TIMEOUT_REACHED] = "timeout",
+            [MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN] = "server stopping",
+            [MHD_REQUEST_TERMINATED_READ_ERROR] = "read error",
+            [MHD_REQUEST_TERMINATED_CLIENT_ABORT] = "client closed"};
+        kl__access a = {.arrived_wall = r->t0_wall,
+                        .id = request_id(r, false),
+                        .method = r->method,
+                        .path = r->path,
+                        .v = r->v,
+                        .code = r->code,
+                        .ended = (unsigned)why < sizeof ended / sizeof *ended ? ended[why] : "?",
+                        .seconds = kl__serve_now() - r->t0,
+                        .bytes_in = r->bytes_in,
+                        .bytes_out = r->bytes_out};
+        kl__access_log(s, &a);
+    }
+    free(r->path);
+    free(r->px);
+    if (r->flow) {
+        kl__flow_free(r->flow);
+        free(r->flow);
+    }
+    free(r->flow_error);
+    kl__feedback_free(r->fb);
     kl__infer_request_free(&r->req);
     free(r->job.out);
     free(r->job.classes);

@@ -409,7 +409,10 @@ static kl_status alloc_data(kl__infer_input *x, int i, size_t room, size_t per, 
                             "inputs[%d]: the shape has %lld elements, more than the request holds",
                             i, (long long)x->count);
     x->data = malloc((size_t)(x->count ? x->count : 1) * sizeof *x->data);
-    return x->data ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
+    bool ints = x->dtype == KL__DT_INT32 || x->dtype == KL__DT_INT64;
+    if (ints)
+        x->ints = malloc((size_t)(x->count ? x->count : 1) * sizeof *x->ints);
+    return x->data && (!ints || x->ints) ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
 }
 
 static kl_status read_binary(json_t *bsize, int i, const char *bin, size_t binlen, size_t *binoff,
@@ -448,18 +451,36 @@ static kl_status read_binary(json_t *bsize, int i, const char *bin, size_t binle
             int32_t v;
             memcpy(&v, b + 4 * k, 4);
             x->data[k] = (float)v;
+            x->ints[k] = v;
             break;
         }
         case KL__DT_INT64: {
             int64_t v;
             memcpy(&v, b + 8 * k, 8);
             x->data[k] = (float)v;
+            x->ints[k] = v;
             break;
         }
         }
     }
     *binoff += want;
     return KL_OK;
+}
+
+/* The exact values of an integer array kl__read_numbers accepted: its text holds only brackets,
+ * commas, blanks and integer tokens, so every token is where a sign or a digit starts. */
+static void read_ints(const char *s, size_t n, int64_t *out)
+{
+    int64_t k = 0;
+    for (const char *p = s, *end = s + n; p < end;) {
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            char *stop = NULL;
+            out[k++] = strtoll(p, &stop, 10);
+            p = stop;
+        } else {
+            p++;
+        }
+    }
 }
 
 /* Reads the data of input i: binary bytes, the scanned span, or the array jansson read. */
@@ -488,6 +509,8 @@ static kl_status read_data(const char *doc, const span *sp, json_t *in, int i, c
     kl_status st = alloc_data(x, i, n, 2, err);
     if (st == KL_OK)
         st = kl__read_numbers(text, n, x->dtype, x->data, x->count, err);
+    if (st == KL_OK && x->ints)
+        read_ints(text, n, x->ints);
     free(dumped);
     if (st == KL_EINVAL && err && strncmp(err->msg, "inputs[", 7)) {
         char msg[KL_ERROR_MSG_MAX];
@@ -628,6 +651,7 @@ void kl__infer_request_free(kl__infer_request *req)
     for (int i = 0; i < req->ninputs; i++) {
         free(req->inputs[i].name);
         free(req->inputs[i].data);
+        free(req->inputs[i].ints);
     }
     free(req->inputs);
     for (int i = 0; i < req->noutputs; i++)

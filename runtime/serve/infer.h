@@ -25,6 +25,7 @@ typedef struct kl__infer_input {
     int64_t shape[KL__INFER_MAX_RANK];
     int64_t count; /* the product of shape */
     float *data;   /* (count), converted to FP32 */
+    int64_t *ints; /* (count) INT32 and INT64 inputs exactly (entity ids), else NULL */
 } kl__infer_input;
 
 typedef struct kl__infer_output {

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "runtime/config_impl.h"
-#include "runtime/serve/serve_impl.h"
+#include "runtime/serve/flow_impl.h"
 
 double kl__serve_now(void)
 {
@@ -67,7 +67,10 @@ void kl_serve_model_config_defaults(kl_serve_model_config *c)
                                  .max_queue_delay_us = 0,
                                  .instances = 0,
                                  .max_queue = 1024,
-                                 .latest = 1};
+                                 .latest = 1,
+                                 .drift_window = -1,
+                                 .psi_threshold = 0.2,
+                                 .drift_min_samples = 100};
 }
 
 /* ---- config.yaml ---- */
@@ -114,8 +117,39 @@ static kl_status cfg_versions(const kl__cnode *v, kl_serve_model_config *c, kl_e
                             "expected `all`, `{latest: N}` or a list of version numbers");
 }
 
+/* monitoring: {window: N, psi_threshold: X, min_samples: N} */
+static kl_status cfg_monitoring(const kl__cnode *v, kl_serve_model_config *c, kl_error *err)
+{
+    static const char *const keys[] = {"window", "psi_threshold", "min_samples"};
+    char kpath[KL__PATH_MAX] = "monitoring";
+    if (v->type != KL__CN_MAP)
+        return kl__config_error(err, KL_EINVAL, v->pos, "monitoring",
+                                "expected a mapping such as {window: 1000, psi_threshold: 0.2}");
+    kl_status st = kl__check_duplicates(v, kpath, err);
+    for (int i = 0; st == KL_OK && i < v->n; i++) {
+        const kl__cnode *x = v->items[i];
+        if (!strcmp(x->key, "window")) {
+            st = cfg_int(x, 0, 1000000, &c->drift_window, err);
+        } else if (!strcmp(x->key, "min_samples")) {
+            st = cfg_int(x, 1, 1000000, &c->drift_min_samples, err);
+        } else if (!strcmp(x->key, "psi_threshold")) {
+            char *end = NULL;
+            double t = x->type == KL__CN_SCALAR && x->plain ? strtod(x->str, &end) : 0;
+            if (!end || *end || end == x->str || !(t > 0 && t <= 100))
+                st = kl__config_error(err, KL_EINVAL, x->pos, "monitoring.psi_threshold",
+                                      "expected a number in (0, 100], such as 0.2");
+            c->psi_threshold = t;
+        } else {
+            snprintf(kpath, sizeof kpath, "monitoring.%s", x->key);
+            st = kl__unknown_key(x, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
+        }
+    }
+    return st;
+}
+
 /* Reads DIR/config.yaml over the defaults in c, when the file exists. */
-static kl_status read_config(const char *path, kl_serve_model_config *c, kl_error *err)
+static kl_status read_config(const char *path, const char *dir, kl_serve_model_config *c,
+                             kl__patterns *pat, kl_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -132,8 +166,19 @@ static kl_status read_config(const char *path, kl_serve_model_config *c, kl_erro
     kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
     if (st == KL_OK && root && root->type != KL__CN_MAP)
         st = kl__config_error(err, KL_EINVAL, root->pos, "", "expected a mapping of settings");
-    static const char *const keys[] = {"max_batch_size", "dynamic_batching", "max_queue_delay_us",
-                                       "instances",      "max_queue",        "versions"};
+    static const char *const keys[] = {"max_batch_size",
+                                       "dynamic_batching",
+                                       "max_queue_delay_us",
+                                       "instances",
+                                       "max_queue",
+                                       "versions",
+                                       "pre",
+                                       "post",
+                                       "lookup",
+                                       "pipeline",
+                                       "ensemble",
+                                       "monitoring",
+                                       "online_learning"};
     char kpath[KL__PATH_MAX] = "";
     if (st == KL_OK && root)
         st = kl__check_duplicates(root, kpath, err);
@@ -158,9 +203,18 @@ static kl_status read_config(const char *path, kl_serve_model_config *c, kl_erro
                 c->max_queue = (int)x;
         } else if (!strcmp(v->key, "versions")) {
             st = cfg_versions(v, c, err);
+        } else if (!strcmp(v->key, "monitoring")) {
+            st = cfg_monitoring(v, c, err);
+        } else if (!strcmp(v->key, "online_learning")) {
+            st = kl__online_config_read(v, &c->online, err);
         } else {
-            snprintf(kpath, sizeof kpath, "%s", v->key);
-            st = kl__unknown_key(v, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
+            int r = kl__patterns_key(v, dir, pat, err);
+            if (r < 0) {
+                st = err ? err->status : KL_EINVAL;
+            } else if (r == 0) {
+                snprintf(kpath, sizeof kpath, "%s", v->key);
+                st = kl__unknown_key(v, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
+            }
         }
     }
     kl__cnode_free(root);
@@ -178,6 +232,12 @@ static void version_free(kl__version *v)
         pthread_mutex_destroy(&v->mu);
         pthread_cond_destroy(&v->cv);
     }
+    if (!v->threads && v->stats.batches) { /* a composite: no threads, its own sync */
+        pthread_mutex_destroy(&v->mu);
+        pthread_cond_destroy(&v->cv);
+    }
+    kl__patterns_release(v->pat);
+    kl__drift_free(v->drift);
     free(v->mf);
     free(v->threads);
     free(v->stats.batches);
@@ -205,6 +265,7 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->cfg.versions = NULL; /* the model's */
     v->queue_timeout_s = s->o.queue_timeout_s;
     v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
+    v->pat = kl__patterns_ref(m->pat);
     atomic_init(&v->refs, 1);
     kl_status st = KL_OK;
     if (!(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
@@ -213,13 +274,62 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
         st = kl_modelfile_load(path, v->cfg.max_batch_size, &v->mf[i], err);
     if (st == KL_OK) {
         v->sig = kl_modelfile_sig(v->mf[0]);
-        st = kl__version_start(v, err);
+        st = kl__version_drift_init(v, err);
     }
+    if (st == KL_OK)
+        st = kl__version_start(v, err);
     if (st != KL_OK) {
         version_free(v);
         return st;
     }
     *out = v;
+    return KL_OK;
+}
+
+static bool add_version(kl_server *s, kl__model *m, kl__version *v);
+
+/* A pipeline's or ensemble's one version: no files and no instances of its own (its stages
+ * run on its members' instances), the signature its members give now. */
+static kl_status composite_version(kl_server *s, kl__model *m, kl_error *err)
+{
+    kl__version *members[KL__FLOW_MAX_MEMBERS];
+    kl__flow_shape shape;
+    kl_status st = kl__flow_resolve(s, m->pat->comp, members, &shape, err);
+    if (st != KL_OK)
+        return st;
+    kl__version *v = calloc(1, sizeof *v);
+    if (v) {
+        v->model = m;
+        v->number = 1;
+        v->cfg = m->cfg;
+        v->cfg.versions = NULL;
+        v->queue_timeout_s = s->o.queue_timeout_s;
+        v->pat = kl__patterns_ref(m->pat);
+        v->own_sig = shape.input;
+        v->own_sig.outputs = (int)shape.width;
+        v->own_sig.task = shape.classify ? KL_TASK_CLASSIFICATION : KL_TASK_REGRESSION;
+        v->own_sig.output_name = shape.classify ? "probabilities"
+                                 : shape.final  ? "predictions"
+                                                : "output";
+        v->sig = &v->own_sig;
+        atomic_init(&v->refs, 1);
+        pthread_mutex_init(&v->mu, NULL);
+        pthread_cond_init(&v->cv, NULL);
+        v->stats.batches = calloc((size_t)v->cfg.max_batch_size + 1, sizeof *v->stats.batches);
+    }
+    kl__flow_release(members, m->pat->comp->kind == KL__COMP_ENSEMBLE ? m->pat->comp->nmembers
+                                                                      : m->pat->comp->nstages);
+    if (!v || !v->stats.batches || !add_version(s, m, v)) {
+        if (v)
+            kl__version_release(v);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    kl__serve_log(s, "model %s (%s of %d %s) ready: %lld values in, %lld out", m->name,
+                  m->pat->comp->kind == KL__COMP_ENSEMBLE ? "an ensemble" : "a pipeline",
+                  m->pat->comp->kind == KL__COMP_ENSEMBLE ? m->pat->comp->nmembers
+                                                          : m->pat->comp->nstages,
+                  m->pat->comp->kind == KL__COMP_ENSEMBLE ? "members" : "stages",
+                  (long long)v->sig->features, (long long)shape.width);
     return KL_OK;
 }
 
@@ -241,6 +351,7 @@ static void model_free(kl__model *m)
         free(m->notes[i].reason);
     free(m->notes);
     free(m->versions);
+    kl__patterns_release(m->pat);
     free(m->cfg.versions);
     free(m->name);
     free(m->dir);
@@ -427,6 +538,28 @@ static int64_t *list_versions(const char *dir, int *n)
     return vs;
 }
 
+/* vs (n, newest first) with the versions of extra added, each number once: the versions the
+ * model's online learner published without writing them into the repository. */
+static int64_t *add_published(int64_t *vs, int *n, const char *extra)
+{
+    int ne = 0;
+    int64_t *es = extra ? list_versions(extra, &ne) : NULL;
+    int64_t *all = ne ? realloc(vs, ((size_t)*n + (size_t)ne) * sizeof *all) : NULL;
+    if (!all) { /* none, or out of memory: the repository's alone */
+        free(es);
+        return vs;
+    }
+    memcpy(all + *n, es, (size_t)ne * sizeof *all);
+    free(es);
+    int total = *n + ne, k = 0;
+    qsort(all, (size_t)total, sizeof *all, cmp_desc);
+    for (int i = 0; i < total; i++)
+        if (k == 0 || all[k - 1] != all[i])
+            all[k++] = all[i];
+    *n = k;
+    return all;
+}
+
 static bool wanted_specific(const kl_serve_model_config *c, int64_t number)
 {
     for (int i = 0; i < c->nversions; i++)
@@ -444,6 +577,8 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
     char path[4200];
     snprintf(path, sizeof path, "%s/%lld/model.h5", m->dir, (long long)x);
     struct stat st;
+    if (stat(path, &st) != 0 && m->publish_dir) /* published by the learner, unpersisted */
+        snprintf(path, sizeof path, "%s/%lld/model.h5", m->publish_dir, (long long)x);
     if (stat(path, &st) != 0)
         return false;
     kl__version_note *n = find_note(m, x);
@@ -456,6 +591,7 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
         kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x,
                       err.msg);
         set_note(s, m, x, err.msg, &st);
+        atomic_fetch_add(&m->load_failures, 1);
         return false;
     }
     if (!add_version(s, m, v)) {
@@ -479,7 +615,7 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
 static void sync_versions(kl_server *s, kl__model *m)
 {
     int n = 0;
-    int64_t *vs = list_versions(m->dir, &n);
+    int64_t *vs = add_published(list_versions(m->dir, &n), &n, m->publish_dir);
     const kl_serve_model_config *c = &m->cfg;
     int64_t *keep = calloc((size_t)n + 1, sizeof *keep);
     int nkeep = 0;
@@ -518,13 +654,21 @@ static kl_status model_config(kl_server *s, kl__model *m, kl_error *err)
     kl_serve_model_config c = s->o.defaults;
     c.versions = NULL;
     c.nversions = 0;
-    kl_status st = read_config(path, &c, err);
+    kl__patterns *pat = kl__patterns_new();
+    kl_status st = pat ? read_config(path, m->dir, &c, pat, err)
+                       : kl_error_set(err, KL_ENOMEM, "out of memory");
+    if (st == KL_OK)
+        st = kl__patterns_check(pat, path, err);
     if (st != KL_OK) {
         free(c.versions);
+        kl__patterns_release(pat);
         return st;
     }
     free(m->cfg.versions);
     m->cfg = c;
+    /* Requests read m->pat only through the versions, which hold their own reference. */
+    kl__patterns_release(m->pat);
+    m->pat = pat;
     return KL_OK;
 }
 
@@ -541,8 +685,18 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     set_state(s, m, false, false, NULL);
     kl_status rc = model_config(s, m, err);
     if (rc != KL_OK) {
+        atomic_fetch_add(&m->load_failures, 1);
         set_state(s, m, false, false, err->msg);
         kl__serve_log(s, "model %s: %s", name, err->msg);
+        return rc;
+    }
+    if (m->pat->comp) {
+        while (m->nversions > 0) /* a reload: the new definition replaces the old */
+            retire(s, m, m->versions[m->nversions - 1]->number, "reloaded");
+        if ((rc = composite_version(s, m, err)) != KL_OK) {
+            set_state(s, m, false, false, err->msg);
+            kl__serve_log(s, "model %s: %s", name, err->msg);
+        }
         return rc;
     }
     sync_versions(s, m);
@@ -599,7 +753,7 @@ static kl_status load_single(kl_server *s, kl_error *err)
                             "with --name",
                             name);
     kl__model *m = get_model(s, name, NULL);
-    if (!m)
+    if (!m || (!m->pat && !(m->pat = kl__patterns_new())))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     kl__version *v = NULL;
     double t0 = kl__serve_now();
@@ -637,6 +791,14 @@ kl_status kl__serve_load_all(kl_server *s, kl_error *err)
             loaded++;
     }
     closedir(d);
+    /* Pipelines and ensembles whose members were not loaded yet when they were read. */
+    for (int i = 0; i < s->nmodels; i++) {
+        kl__model *m = s->models[i];
+        kl_error lerr = {0};
+        if (m->pat && m->pat->comp && m->nversions == 0 &&
+            load_model_locked(s, m->name, &lerr) == KL_OK)
+            loaded++;
+    }
     pthread_mutex_unlock(&s->admin);
     kl__serve_log(s, "repository %s: %d of %d models ready", s->repository, loaded, s->nmodels);
     return KL_OK;
@@ -661,7 +823,9 @@ void kl__serve_poll(kl_server *s)
             load_model_locked(s, e->d_name, &err);
         else if (m->removed) /* back in the repository */
             load_model_locked(s, e->d_name, &err);
-        else if (!m->unloaded && !m->error)
+        else if (m->pat && m->pat->comp && m->nversions == 0 && !m->unloaded)
+            load_model_locked(s, e->d_name, &err); /* its members may be ready now */
+        else if (!m->unloaded && !m->error && !(m->pat && m->pat->comp))
             sync_versions(s, m);
     }
     if (d)
@@ -701,4 +865,21 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
         atomic_fetch_add(&v->refs, 1);
     pthread_rwlock_unlock(&s->lock);
     return v;
+}
+
+kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err)
+{
+    pthread_mutex_lock(&s->admin);
+    kl_status st = KL_OK;
+    if (m->unloaded || m->removed)
+        st = kl_error_set(err, KL_EINVAL, "model %s was %s meanwhile", m->name,
+                          m->unloaded ? "unloaded" : "removed from the repository");
+    else
+        sync_versions(s, m);
+    const kl__version_note *n = find_note(m, number);
+    if (st == KL_OK && !served(m, number))
+        st = kl_error_set(err, KL_EIO, "version %lld %s", (long long)number,
+                          n ? n->reason : "is outside the model's version policy");
+    pthread_mutex_unlock(&s->admin);
+    return st;
 }

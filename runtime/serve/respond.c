@@ -95,109 +95,101 @@ static void put_float(kl__buf *b, float f)
     kl__buf_puts(b, s);
 }
 
-/* The outputs a model answers with. */
-typedef enum outkind { OUT_SCORES, OUT_LABEL, OUT_LABEL_NAME } outkind;
-
-static int model_outputs(const kl_modelfile_signature *sig, const char **names, outkind *kinds)
-{
-    names[0] = sig->output_name;
-    kinds[0] = OUT_SCORES;
-    if (sig->task != KL_TASK_CLASSIFICATION)
-        return 1;
-    names[1] = "label";
-    kinds[1] = OUT_LABEL;
-    names[2] = "label_name";
-    kinds[2] = OUT_LABEL_NAME;
-    return 3;
-}
-
-static void put_shape(kl__buf *b, int64_t n, int k)
-{
-    if (k > 0)
-        kl__buf_printf(b, "[%lld,%d]", (long long)n, k);
-    else
-        kl__buf_printf(b, "[%lld]", (long long)n);
-}
-
-/* One output's tensor: JSON data, or its bytes appended to bin with binary_data_size. */
-static void put_output(const kl__version *v, outkind kind, const char *name, bool binary,
-                       const kl__job *job, kl__buf *b, kl__buf *bin)
+/* The names of the outputs v answers with, in order: the scores, then for a classifier label
+ * and label_name, then what its post steps add. */
+static int output_names(const kl__version *v, const char **names)
 {
     const kl_modelfile_signature *sig = v->sig;
-    const kl_modelfile *mf = v->mf[0];
-    int64_t n = job->n;
+    int n = 0;
+    names[n++] = sig->output_name;
+    if (sig->task == KL_TASK_CLASSIFICATION) {
+        names[n++] = "label";
+        names[n++] = "label_name";
+    }
+    const kl__steps *post = v->pat ? &v->pat->post : NULL;
+    for (int i = 0; post && i < post->n && n < KL__MAX_OUTPUTS - 3; i++) {
+        if (post->v[i].kind == KL__STEP_THRESHOLD) {
+            names[n++] = "decision";
+        } else if (post->v[i].kind == KL__STEP_TOP_K) {
+            names[n++] = "top_k_labels";
+            names[n++] = "top_k_scores";
+            names[n++] = "top_k_label_names";
+        }
+    }
+    return n;
+}
+
+kl_status kl__respond_check_outputs(const kl__version *v, const kl__infer_request *req,
+                                    kl_error *err)
+{
+    const char *names[KL__MAX_OUTPUTS];
+    int nout = output_names(v, names);
+    for (int i = 0; i < req->noutputs; i++) {
+        bool known = false;
+        for (int k = 0; k < nout; k++)
+            known |= !strcmp(req->outputs[i].name, names[k]);
+        if (known)
+            continue;
+        char list[512] = "";
+        for (int k = 0; k < nout; k++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "",
+                     names[k]);
+        return kl_error_set(err, KL_EINVAL, "model %s has no output '%s' (it has %s)",
+                            v->model->name, req->outputs[i].name, list);
+    }
+    return KL_OK;
+}
+
+static void put_output_shape(kl__buf *b, const kl__output *o)
+{
+    if (o->k > 0)
+        kl__buf_printf(b, "[%lld,%lld]", (long long)o->n, (long long)o->k);
+    else
+        kl__buf_printf(b, "[%lld]", (long long)o->n);
+}
+
+/* One output tensor: JSON data, or its bytes appended to bin with binary_data_size. */
+static void put_output(const kl__output *o, bool binary, kl__buf *b, kl__buf *bin)
+{
+    static const char *const dt[] = {"FP32", "INT32", "BYTES"};
+    int64_t cnt = o->n * (o->k > 0 ? o->k : 1);
     kl__buf_puts(b, "{\"name\":");
-    kl__buf_json_string(b, name);
-    kl__buf_puts(b, ",\"datatype\":");
-    kl__buf_puts(b, kind == OUT_SCORES  ? "\"FP32\""
-                    : kind == OUT_LABEL ? "\"INT32\""
-                                        : "\"BYTES\"");
-    kl__buf_puts(b, ",\"shape\":");
-    put_shape(b, n, kind == OUT_SCORES ? sig->outputs : 0);
+    kl__buf_json_string(b, o->name);
+    kl__buf_printf(b, ",\"datatype\":\"%s\",\"shape\":", dt[o->dtype]);
+    put_output_shape(b, o);
     if (binary) {
         size_t before = bin->n;
-        if (kind == OUT_SCORES) {
-            kl__buf_put(bin, (const char *)job->out, (size_t)(n * sig->outputs) * sizeof(float));
-        } else if (kind == OUT_LABEL) {
-            kl__buf_put(bin, (const char *)job->classes, (size_t)n * sizeof(int32_t));
+        if (o->dtype == KL__O_FP32) {
+            kl__buf_put(bin, (const char *)o->f, (size_t)cnt * sizeof(float));
+        } else if (o->dtype == KL__O_INT32) {
+            kl__buf_put(bin, (const char *)o->i, (size_t)cnt * sizeof(int32_t));
         } else {
-            for (int64_t i = 0; i < n; i++) { /* Triton's BYTES: a 4-byte length, then bytes */
-                const char *l = kl_modelfile_label(mf, job->classes[i]);
-                uint32_t len = (uint32_t)strlen(l ? l : "");
+            for (int64_t i = 0; i < cnt; i++) { /* Triton's BYTES: a 4-byte length, then bytes */
+                uint32_t len = (uint32_t)strlen(o->s[i] ? o->s[i] : "");
                 kl__buf_put(bin, (const char *)&len, 4);
-                kl__buf_put(bin, l ? l : "", len);
+                kl__buf_put(bin, o->s[i] ? o->s[i] : "", len);
             }
         }
         kl__buf_printf(b, ",\"parameters\":{\"binary_data_size\":%zu}}", bin->n - before);
         return;
     }
     kl__buf_puts(b, ",\"data\":[");
-    if (kind == OUT_SCORES) {
-        for (int64_t i = 0; i < n * sig->outputs; i++) {
-            if (i)
-                kl__buf_put(b, ",", 1);
-            put_float(b, job->out[i]);
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            if (i)
-                kl__buf_put(b, ",", 1);
-            if (kind == OUT_LABEL) {
-                kl__buf_printf(b, "%d", job->classes[i]);
-            } else {
-                const char *l = kl_modelfile_label(mf, job->classes[i]);
-                kl__buf_json_string(b, l ? l : "");
-            }
-        }
+    for (int64_t i = 0; i < cnt; i++) {
+        if (i)
+            kl__buf_put(b, ",", 1);
+        if (o->dtype == KL__O_FP32)
+            put_float(b, o->f[i]);
+        else if (o->dtype == KL__O_INT32)
+            kl__buf_printf(b, "%d", o->i[i]);
+        else
+            kl__buf_json_string(b, o->s[i] ? o->s[i] : "");
     }
     kl__buf_puts(b, "]}");
 }
 
-kl_status kl__respond_check_outputs(const kl__version *v, const kl__infer_request *req,
-                                    kl_error *err)
+kl_status kl__respond_result(const kl__version *v, const kl__infer_request *req,
+                             const kl__result *res, kl__buf *b, size_t *header_len, kl_error *err)
 {
-    const char *names[3];
-    outkind kinds[3];
-    int nout = model_outputs(v->sig, names, kinds);
-    for (int i = 0; i < req->noutputs; i++) {
-        bool known = false;
-        for (int k = 0; k < nout; k++)
-            known |= !strcmp(req->outputs[i].name, names[k]);
-        if (!known)
-            return kl_error_set(err, KL_EINVAL, "model %s has no output '%s' (it has %s%s%s%s%s)",
-                                v->model->name, req->outputs[i].name, names[0],
-                                nout > 1 ? ", " : "", nout > 1 ? names[1] : "",
-                                nout > 2 ? ", " : "", nout > 2 ? names[2] : "");
-    }
-    return KL_OK;
-}
-
-kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, const kl__job *job,
-                            kl__buf *b, size_t *header_len, kl_error *err)
-{
-    const char *names[3];
-    outkind kinds[3];
-    int nout = model_outputs(v->sig, names, kinds);
     kl_status st = kl__respond_check_outputs(v, req, err);
     if (st != KL_OK)
         return st;
@@ -211,10 +203,11 @@ kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, 
     }
     kl__buf_puts(b, ",\"outputs\":[");
     int put = 0;
-    for (int k = 0; k < nout; k++) {
+    for (int k = 0; k < res->n; k++) {
+        const kl__output *o = &res->out[k];
         bool want = req->noutputs == 0, binary = req->binary_all;
         for (int i = 0; i < req->noutputs; i++)
-            if (!strcmp(req->outputs[i].name, names[k])) {
+            if (!strcmp(req->outputs[i].name, o->name)) {
                 want = true;
                 binary |= req->outputs[i].binary;
             }
@@ -222,7 +215,7 @@ kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, 
             continue;
         if (put++)
             kl__buf_put(b, ",", 1);
-        put_output(v, kinds[k], names[k], binary, job, b, &bin);
+        put_output(o, binary, b, &bin);
     }
     kl__buf_puts(b, "]}");
     *header_len = b->n;
@@ -235,6 +228,31 @@ kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, 
     return KL_OK;
 }
 
+kl_status kl__respond_scores(const kl__version *v, const kl__infer_request *req,
+                             const float *scores, const int32_t *classes, int64_t n,
+                             const kl_modelfile *names, kl__buf *b, size_t *header_len,
+                             kl_error *err)
+{
+    const kl_modelfile_signature *sig = v->sig;
+    bool cls = sig->task == KL_TASK_CLASSIFICATION;
+    kl__result res = {0};
+    kl_status st =
+        kl__result_model(&res, sig->output_name, cls, scores, classes, n, sig->outputs, names, err);
+    if (st == KL_OK && v->pat && v->pat->post.n)
+        st = kl__steps_outputs(&v->pat->post, scores, n, sig->outputs, names, &res, err);
+    if (st == KL_OK)
+        st = kl__respond_result(v, req, &res, b, header_len, err);
+    kl__result_free(&res);
+    return st;
+}
+
+kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, const kl__job *job,
+                            kl__buf *b, size_t *header_len, kl_error *err)
+{
+    return kl__respond_scores(v, req, job->out, job->classes, job->n, v->mf ? v->mf[0] : NULL, b,
+                              header_len, err);
+}
+
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b)
 {
     const kl_modelfile_signature *sig = v->sig;
@@ -243,11 +261,23 @@ void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__bu
     kl__buf_puts(b, ",\"versions\":[");
     for (int i = 0; i < m->nversions; i++)
         kl__buf_printf(b, "%s\"%lld\"", i ? "," : "", (long long)m->versions[i]->number);
-    kl__buf_puts(b, "],\"platform\":\"kiln\",\"inputs\":[{\"name\":");
-    kl__buf_json_string(b, sig->input_name);
-    kl__buf_puts(b, ",\"datatype\":\"FP32\",\"shape\":[-1");
-    for (int d = 0; d < sig->input.ndim; d++)
-        kl__buf_printf(b, ",%lld", (long long)sig->input.d[d]);
+    kl__buf_printf(
+        b, "],\"platform\":\"%s\",\"inputs\":[{\"name\":",
+        v->pat && v->pat->comp
+            ? (v->pat->comp->kind == KL__COMP_PIPELINE ? "kiln-pipeline" : "kiln-ensemble")
+            : "kiln");
+    if (v->pat && v->pat->lookup) { /* entity ids, joined with the feature table */
+        kl__buf_puts(b, "\"id\",\"datatype\":\"INT64\",\"shape\":[-1");
+    } else {
+        kl__buf_json_string(b, sig->input_name);
+        kl__buf_puts(b, ",\"datatype\":\"FP32\",\"shape\":[-1");
+        /* With pre steps the request's width can differ from the model's: leave it open. */
+        if (v->pat && v->pat->pre.n)
+            kl__buf_puts(b, ",-1");
+        else
+            for (int d = 0; d < sig->input.ndim; d++)
+                kl__buf_printf(b, ",%lld", (long long)sig->input.d[d]);
+    }
     kl__buf_puts(b, "]}],\"outputs\":[{\"name\":");
     kl__buf_json_string(b, sig->output_name);
     kl__buf_printf(b, ",\"datatype\":\"FP32\",\"shape\":[-1,%d]}", sig->outputs);
@@ -255,9 +285,24 @@ void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__bu
         kl__buf_puts(b, ",{\"name\":\"label\",\"datatype\":\"INT32\",\"shape\":[-1]}"
                         ",{\"name\":\"label_name\",\"datatype\":\"BYTES\",\"shape\":[-1]}");
     }
+    const kl__steps *post = v->pat ? &v->pat->post : NULL;
+    for (int i = 0; post && i < post->n; i++) {
+        const kl__step *p = &post->v[i];
+        if (p->kind == KL__STEP_THRESHOLD) {
+            kl__buf_puts(b, ",{\"name\":\"decision\",\"datatype\":\"INT32\",\"shape\":[-1]}");
+        } else if (p->kind == KL__STEP_TOP_K) {
+            int k = p->num < sig->outputs ? p->num : sig->outputs;
+            kl__buf_printf(b,
+                           ",{\"name\":\"top_k_labels\",\"datatype\":\"INT32\",\"shape\":[-1,%d]}"
+                           ",{\"name\":\"top_k_scores\",\"datatype\":\"FP32\",\"shape\":[-1,%d]}"
+                           ",{\"name\":\"top_k_label_names\",\"datatype\":\"BYTES\",\"shape\":["
+                           "-1,%d]}",
+                           k, k, k);
+        }
+    }
     kl__buf_printf(b, "],\"parameters\":{\"version\":\"%lld\",\"max_batch_size\":%d",
                    (long long)v->number, v->cfg.max_batch_size);
-    if (sig->task == KL_TASK_CLASSIFICATION) {
+    if (sig->task == KL_TASK_CLASSIFICATION && v->mf) {
         kl__buf_puts(b, ",\"labels\":[");
         for (int k = 0; k < sig->outputs; k++) {
             const char *l = kl_modelfile_label(v->mf[0], k);
@@ -304,7 +349,9 @@ void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b)
             kl__buf_puts(b, "}");
         }
         pthread_mutex_unlock(&v->mu);
-        kl__buf_puts(b, "]}");
+        kl__buf_puts(b, "],\"drift\":");
+        kl__drift_json(v, b);
+        kl__buf_puts(b, "}");
     }
     kl__buf_puts(b, "]}");
 }

@@ -7,7 +7,11 @@
  *   metrics.c  GET /metrics (Prometheus text format), request counts and latency histograms,
  *              the access log;
  *   drift.c    input, prediction and concept drift over a sliding window per version;
- *   server.c   kl_server_start/wait/stop/free.
+ *   learn.c    online learning: feedback requests, the learner thread of each model that learns,
+ *              publishing its weights as new versions;
+ *   server.c   kl_server_start/wait/stop/free;
+ *   steps.c, lookup.c, flow.c, patterns.c  the serving patterns (flow.h): pre and post steps,
+ *              feature lookup, pipelines and ensembles.
  * A request holds a reference on the version it runs on, so a version retired by a reload or an
  * unload is freed only when its last request has its answer. */
 #ifndef KILN_SERVE_IMPL_H
@@ -21,6 +25,7 @@
 
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
+#include "runtime/serve/flow.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -55,6 +60,24 @@ typedef struct kl__job {
     void (*done_fn)(struct kl__job *job);
     void *ctx;
 } kl__job;
+
+/* A feedback request's samples and labels, copied, queued on its model's learner (learn.c). The
+ * learner takes its SGD steps, fills steps, published and status, then sets done and calls
+ * done_fn (which resumes the HTTP connection). */
+typedef struct kl__feedback {
+    struct kl__feedback *next;
+    struct kl__version *v; /* the version the request named; the request holds the reference */
+    float *x;              /* (n, features), raw */
+    void *y;               /* i32 (n) class labels, or f32 (n, targets) */
+    int64_t n;
+    int64_t steps;     /* the learner's SGD steps so far, this request's included */
+    int64_t published; /* the version this request's steps published, or 0 */
+    kl_status status;
+    char error[KL_ERROR_MSG_MAX];
+    atomic_bool done;
+    void (*done_fn)(struct kl__feedback *fb);
+    void *ctx;
+} kl__feedback;
 
 /* ---- metrics.c: counters and histograms, updated with atomics from any thread ---- */
 
@@ -111,9 +134,11 @@ typedef struct kl__version {
     struct kl__model *model;
     int64_t number;
     char *path;
-    kl_serve_model_config cfg; /* the model's, when this version was loaded */
-    double queue_timeout_s;    /* the server's */
-    kl_modelfile **mf;         /* (instances) */
+    kl_serve_model_config cfg;      /* the model's, when this version was loaded */
+    kl__patterns *pat;              /* the model's, when this version was loaded (referenced) */
+    kl_modelfile_signature own_sig; /* a composite's (sig points here) */
+    double queue_timeout_s;         /* the server's */
+    kl_modelfile **mf;              /* (instances) */
     int instances;
     const kl_modelfile_signature *sig;
     pthread_t *threads;
@@ -130,6 +155,7 @@ typedef struct kl__version {
     atomic_int busy; /* instances inside a model call */
     kl__version_metrics metrics;
     struct kl__drift *drift; /* NULL when drift monitoring is off */
+
 } kl__version;
 
 /* A version the repository has but does not serve, with why (for the index). */
@@ -143,13 +169,16 @@ typedef struct kl__model {
     char *name;
     char *dir; /* in the repository; NULL for a single model file */
     kl_serve_model_config cfg;
+    kl__patterns *pat;      /* steps, lookup, composite (config.yaml); never NULL once loaded */
     kl__version **versions; /* served, ascending version numbers */
     int nversions;
     kl__version_note *notes;
     int nnotes;
-    bool unloaded; /* by the repository API: a poll leaves it alone */
-    bool removed;  /* its folder left the repository: unknown until it comes back */
-    char *error;   /* why the model itself (its config.yaml) could not load */
+    bool unloaded;               /* by the repository API: a poll leaves it alone */
+    bool removed;                /* its folder left the repository: unknown until it comes back */
+    char *error;                 /* why the model itself (its config.yaml) could not load */
+    struct kl__learner *learner; /* online learning: started by the first feedback (learn.c) */
+    const char *publish_dir;     /* versions its learner published unpersisted (admin held) */
     _Atomic uint64_t load_failures; /* versions that failed to load, and refused config.yaml */
 } kl__model;
 
@@ -162,7 +191,8 @@ struct kl_server {
     pthread_rwlock_t lock; /* models and each model's versions */
     kl__model **models;
     int nmodels;
-    pthread_mutex_t admin; /* one repository change at a time (poll, load, unload) */
+    pthread_mutex_t admin;    /* one repository change at a time (poll, load, unload) */
+    pthread_mutex_t learn_mu; /* starting and stopping online learners */
 
     struct MHD_Daemon *daemon;
     int port;
@@ -190,6 +220,9 @@ kl_status kl__serve_load_model(kl_server *s, const char *name, kl_error *err);
 kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err);
 /* One pass of the repository poll: new versions, new models, retired versions. */
 void kl__serve_poll(kl_server *s);
+/* Brings model m in line with its folder (and its learner's publish_dir) as a poll does, after
+ * its learner wrote version number there: KL_OK when that version serves then. */
+kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err);
 /* The served version v of model name (v < 0: the latest), with a reference the caller drops
  * with kl__version_release; NULL with a message and 404-worthy status otherwise. */
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t v, kl_error *err);
@@ -219,6 +252,14 @@ kl_status kl__respond_infer(const kl__version *v, const struct kl__infer_request
 /* KL_EINVAL when req asks for an output the model does not have. */
 kl_status kl__respond_check_outputs(const kl__version *v, const struct kl__infer_request *req,
                                     kl_error *err);
+/* The answer from a model's scores (n, outputs), labels (n) and class names: the model's
+ * outputs and its post steps'. */
+kl_status kl__respond_scores(const kl__version *v, const struct kl__infer_request *req,
+                             const float *scores, const int32_t *classes, int64_t n,
+                             const kl_modelfile *names, kl__buf *b, size_t *header_len,
+                             kl_error *err);
+kl_status kl__respond_result(const kl__version *v, const struct kl__infer_request *req,
+                             const kl__result *res, kl__buf *b, size_t *header_len, kl_error *err);
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b);
 void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b);
 void kl__respond_index(kl_server *s, kl__buf *b);
@@ -317,7 +358,30 @@ void kl__drift_feedback(kl__version *v, const int32_t *predicted, const float *p
 /* v's "drift" object for the statistics endpoint (null when monitoring is off). */
 void kl__drift_json(kl__version *v, kl__buf *b);
 
+/* ---- learn.c ---- */
+typedef struct kl__learner kl__learner;
+struct kl__infer_request;
+/* online_learning in config.yaml: v the key's value (a mapping), errors at file:line:col. */
+kl_status kl__online_config_read(const struct kl__cnode *v, kl_serve_online_config *c,
+                                 kl_error *err);
+/* A feedback request for version v: checks it (the input as inference takes it, and the labels
+ * as an input named "label") and copies it into *out. KL_EUNSUPPORTED when the model does not
+ * learn online (409), KL_EINVAL for a bad request (400). */
+kl_status kl__feedback_new(kl__version *v, const struct kl__infer_request *q, kl__feedback **out,
+                           kl_error *err);
+void kl__feedback_free(kl__feedback *fb);
+/* Queues fb on its model's learner, which the model's first feedback starts; KL_ERANGE when the
+ * learner's queue is full (503). */
+kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err);
+/* Stops every learner (after the HTTP daemon, so that no feedback is in flight) and frees it. */
+void kl__learn_stop_all(kl_server *s);
+
 /* ---- http.c ---- */
+/* One input tensor of a request against v's signature (shape, sample count within
+ * max_batch_size, finite values), as inference checks it. */
+struct kl__infer_input;
+kl_status kl__serve_check_input(const kl__version *v, const struct kl__infer_input *x,
+                                kl_error *err);
 kl_status kl__http_start(kl_server *s, kl_error *err);
 /* Stops accepting, waits for the requests in flight (up to grace_s), stops the daemon. */
 void kl__http_stop(kl_server *s, double grace_s);

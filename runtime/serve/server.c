@@ -90,16 +90,30 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         s->o.max_connections = 1000;
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
+    pthread_mutex_init(&s->learn_mu, NULL);
     pthread_mutex_init(&s->poll_mu, NULL);
     pthread_cond_init(&s->poll_cv, NULL);
+    pthread_mutex_init(&s->access_mu, NULL);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s->started = kl__serve_now();
+    s->started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
+    /* Generated request ids start with this, so that two runs' ids differ. */
+    s->id_prefix = (uint32_t)((uint64_t)wall.tv_nsec * 2654435761u ^ (uint64_t)wall.tv_sec ^
+                              ((uint64_t)getpid() << 16));
     if (!ok) {
         kl_server_free(s);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
+    kl_status st = kl__access_log_open(s, o->access_log, err);
+    if (st != KL_OK) {
+        kl_server_free(s);
+        return st;
+    }
     /* Parallelism comes from instances (and HTTP threads), so each model call runs on its
      * instance's thread alone. */
     openblas_set_num_threads(1);
-    kl_status st = kl__serve_load_all(s, err);
+    st = kl__serve_load_all(s, err);
     if (st == KL_OK)
         st = kl__http_start(s, err);
     if (st == KL_OK && s->repository && s->o.poll_s > 0) {
@@ -148,11 +162,15 @@ void kl_server_free(kl_server *s)
         pthread_join(s->poller, NULL);
     }
     kl__http_stop(s, 30.0);
+    kl__learn_stop_all(s); /* no feedback is in flight now */
     kl__serve_free_models(s);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->admin);
+    pthread_mutex_destroy(&s->learn_mu);
     pthread_mutex_destroy(&s->poll_mu);
     pthread_cond_destroy(&s->poll_cv);
+    kl__access_log_close(s);
+    pthread_mutex_destroy(&s->access_mu);
     free(s->host);
     free(s->repository);
     free(s->single);

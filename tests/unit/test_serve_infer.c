@@ -352,6 +352,8 @@ static void expect_floats_(const char *json, const float *want, int64_t n, int l
     expect_floats_(json, (const float[]){__VA_ARGS__}, \
                    (int64_t)(sizeof((const float[]){__VA_ARGS__}) / sizeof(float)), __LINE__)
 
+static char *binary_body(const char *header, const void *bytes, size_t n, size_t *len);
+
 static void test_integer_and_fp64(void)
 {
     expect_floats(ONE("INT32", "[6]", "[0, -2147483648, 2147483647, 16777217, 7, -0]"), 0,
@@ -380,6 +382,31 @@ static void test_integer_and_fp64(void)
     expect_error(ONE("INT64", "[1]", "[1e3]"), "integer");
     expect_error(ONE("INT64", "[1]", "[9223372036854775808]"), "range");
     expect_error(ONE("INT64", "[1]", "[123456789012345678901]"), "range");
+    /* Integers are also kept exactly (entity ids for a feature lookup), JSON nested or binary;
+     * float inputs have none. */
+    const char *ids = ONE("INT64", "[2, 2]",
+                          "[[9007199254740993, -9223372036854775808], [7, 9223372036854775807]]");
+    kl__infer_request q;
+    kl_error err = {0};
+    CHECK_OK(kl__infer_parse(ids, strlen(ids), strlen(ids), &q, &err), &err);
+    if (CHECK(q.ninputs == 1 && q.inputs[0].ints != NULL))
+        CHECK(q.inputs[0].ints[0] == 9007199254740993LL && q.inputs[0].ints[1] == INT64_MIN &&
+              q.inputs[0].ints[2] == 7 && q.inputs[0].ints[3] == INT64_MAX);
+    kl__infer_request_free(&q);
+    const char *fl = ONE("FP32", "[1]", "[7]");
+    CHECK_OK(kl__infer_parse(fl, strlen(fl), strlen(fl), &q, &err), &err);
+    CHECK(q.ninputs == 1 && q.inputs[0].ints == NULL);
+    kl__infer_request_free(&q);
+    int32_t raw[3] = {-5, 0, 2147483647};
+    size_t len = 0;
+    char *bin = binary_body("{\"inputs\": [{\"name\": \"id\", \"datatype\": \"INT32\", "
+                            "\"shape\": [3], \"parameters\": {\"binary_data_size\": 12}}]}",
+                            raw, sizeof raw, &len);
+    CHECK_OK(kl__infer_parse(bin, len, len - sizeof raw, &q, &err), &err);
+    if (CHECK(q.ninputs == 1 && q.inputs[0].ints != NULL))
+        CHECK(q.inputs[0].ints[0] == -5 && q.inputs[0].ints[2] == 2147483647);
+    kl__infer_request_free(&q);
+    free(bin);
 }
 
 /* A request body: the JSON header, then n bytes, then the NUL kl__infer_parse wants at len. */

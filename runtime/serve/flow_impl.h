@@ -1,0 +1,59 @@
+/* Private to runtime/serve/flow.c and its callers (http.c, repo.c): a composite model's request
+ * in flight, and how a composite's members are resolved. */
+#ifndef KILN_SERVE_FLOW_IMPL_H
+#define KILN_SERVE_FLOW_IMPL_H
+
+#include "runtime/serve/flow.h"
+#include "runtime/serve/serve_impl.h"
+
+#define KL__FLOW_MAX_MEMBERS 16
+
+/* What a composite takes and gives, from its members' current versions. */
+typedef struct kl__flow_shape {
+    kl_modelfile_signature input; /* the first model's (an ensemble's members share it) */
+    int64_t width;                /* values per sample out of the last stage */
+    const kl__version *final;     /* the last stage's model (labels), or NULL after a step */
+    bool classify;
+} kl__flow_shape;
+
+/* Acquires the latest version of every member (vs: one slot per stage or member, NULL for a
+ * step) and checks that the widths chain; releases them on failure. */
+kl_status kl__flow_resolve(kl_server *s, const kl__composite *c, kl__version **vs,
+                           kl__flow_shape *shape, kl_error *err);
+void kl__flow_release(kl__version **vs, int n);
+
+typedef struct kl__flow {
+    const kl__composite *c;
+    kl__version *members[KL__FLOW_MAX_MEMBERS]; /* referenced for the request's life */
+    kl__flow_shape shape;
+    float *cur;       /* the data: the input, then each stage's output (n, w); owned */
+    int32_t *classes; /* the last model's labels (n) */
+    int64_t n, w;
+    int stage;
+    kl__job *jobs; /* one per stage (pipeline: the current one) or member */
+    atomic_int remaining;
+    pthread_mutex_t mu;
+    kl_status status;
+    char error[KL_ERROR_MSG_MAX];
+    void (*done)(struct kl__flow *f); /* once, from whichever thread finishes */
+    void *ctx;
+} kl__flow;
+
+/* Starts f (c, members, shape, cur, n, done and ctx filled in). done is called once at the end,
+ * with f->status, f->cur (n, f->w) and f->classes. */
+kl_status kl__flow_start(kl__flow *f, kl_error *err);
+/* Frees what f holds (not f) and releases its members. */
+void kl__flow_free(kl__flow *f);
+
+/* patterns.c. Whether v's config puts a lookup, pre steps or a composite before its model. */
+bool kl__patterned(const kl__version *v);
+/* The model input of a request to a patterned v: *out (malloc'd, (*n, features)), after the
+ * lookup and the pre steps, with every check an inference gets; KL_EINVAL for the client. */
+kl_status kl__patterns_input(const kl__version *v, const struct kl__infer_request *q, float **out,
+                             int64_t *n, kl_error *err);
+/* Starts composite v's flow f on x (n, features; f takes it, also on failure), f->done and
+ * f->ctx set. On failure f holds nothing the caller must not free with kl__flow_free. */
+kl_status kl__patterns_flow(kl_server *s, kl__version *v, kl__flow *f, float *x, int64_t n,
+                            kl_error *err);
+
+#endif

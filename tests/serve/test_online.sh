@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# kiln serve's online learning end to end over HTTP (docs/serve.md, "Online learning"), on a
+# small classifier trained here from client.py's synthetic CSV (784 features, 4 classes):
+#   - feedback whose labels are shifted to one class the model rarely predicts for the samples:
+#     each answer counts the steps, every publish_every steps a version is published into the
+#     repository (a complete version folder with a kiln-model file that kiln predict reads and
+#     scores as the server does), the model's metadata lists it, and predictions move toward the
+#     fed class; a client inferring all along sees only 200s;
+#   - malformed feedback gets 4xx with a JSON error (409 for a model without online_learning)
+#     and the server keeps serving; a full learner queue answers 503;
+#   - persist: false publishes a version from a temporary folder, not the repository's, and
+#     the folder is gone once the server stops; a wrong online_learning key is reported;
+#   - the published versions are served again after a restart.
+# Every server is stopped with SIGTERM and must exit 0 with no sanitizer report in its log.
+# usage: test_online.sh PATH_TO_KILN   (exits 77 without python3 or curl)
+set -uo pipefail
+kiln="${1:-}"
+[[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
+here="$(cd "$(dirname "$0")" && pwd)"
+client="$here/client.py"
+oc="$here/online_client.py"
+py=/usr/bin/python3
+name="test_online"
+[ -x "$py" ] || { echo "$name: skipped: no $py"; exit 77; }
+command -v curl >/dev/null || { echo "$name: skipped: no curl (apt-get install curl)"; exit 77; }
+unset KILN_AUTH_TOKEN
+export OPENBLAS_NUM_THREADS=1
+tmp="$(mktemp -d)"
+pids=() # servers started here, killed on exit whatever happens
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1
+t_start=$SECONDS
+fails=0
+check() { # description, command...
+    local what="$1"; shift
+    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
+}
+alive() {
+    local state=""
+    [ -r "/proc/$1/stat" ] && read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+sanitizer_clean() { ! grep -Eq 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"; }
+
+# start_server LOG ARGS...: kiln serve ARGS --port 0 (output in LOG.log); sets pid, port, base.
+start_server() {
+    local log="$1.log"
+    shift
+    "$kiln" serve "$@" --port 0 >"$log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    port=""
+    for _ in $(seq 1 300); do
+        port=$(sed -n 's|^kiln serve: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$log")
+        [ -n "$port" ] || ! alive "$pid" && break
+        sleep 0.1
+    done
+    base="http://127.0.0.1:$port"
+    local live=1
+    for _ in $(seq 1 50); do
+        [ -n "$port" ] || break
+        curl -s -o /dev/null -m 2 "$base/v2/health/live" && { live=0; break; }
+        sleep 0.1
+    done
+    check "kiln serve $* starts, says its port ($port) and answers" test $live -eq 0
+    return $live
+}
+stop_server() { # pid, log name: SIGTERM, exit 0 within 15 s, no sanitizer report
+    local p="$1" log="$2.log" t=0
+    kill -TERM "$p" 2>/dev/null
+    while alive "$p" && [ $t -lt 150 ]; do sleep 0.1; t=$((t + 1)); done
+    if alive "$p"; then
+        kill -9 "$p"
+        wait "$p" 2>/dev/null
+        check "kiln serve ($2) exits within 15 s of SIGTERM" false
+        return
+    fi
+    wait "$p"
+    local rc=$?
+    check "kiln serve ($2) exits 0 on SIGTERM" test $rc -eq 0
+    check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$log"
+}
+finish() {
+    if [ $fails -ne 0 ]; then
+        for f in *.log; do
+            echo "--- $f"
+            if sanitizer_clean "$f"; then tail -n 40 "$f"; else head -n 150 "$f"; fi
+        done
+        echo "$name: $fails FAILED ($((SECONDS - t_start)) s)"
+        exit 1
+    fi
+    echo "$name: all passed ($((SECONDS - t_start)) s)"
+    exit 0
+}
+
+# ---- the model and the repository ----
+
+"$py" "$client" data . 1 || { echo "$name: cannot write the data"; exit 1; }
+cat >model.yaml <<EOF
+model: {layers: [{dense: {units: 16, activation: relu}}]}
+data:
+  train: {format: csv, path: train.csv}
+  test: {format: csv, path: test.csv}
+  val_fraction: 0.1
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 40, seed: 3, threads: 1}
+EOF
+"$kiln" train model.yaml --name model --quiet >train.txt 2>&1 &&
+    "$kiln" export runs/model -o model.h5 --labels names.txt >>train.txt 2>&1
+check "a test model trains and exports" test -s model.h5
+[ -s model.h5 ] || { cat train.txt; exit 1; }
+"$py" "$client" csv 32 5 s.csv # the samples online_client.py learn feeds
+
+for m in m plain vol q typo neg; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
+printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4}\n' \
+    >repo/m/config.yaml
+printf 'instances: 1\n' >repo/plain/config.yaml
+printf 'instances: 1\nonline_learning:\n  lr: 0.05\n  optimizer: adam\n  batch_size: 16\n  publish_every: 2\n  persist: false\n' \
+    >repo/vol/config.yaml
+printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1}\n' \
+    >repo/q/config.yaml
+printf 'online_learning: {publish_evry: 3}\n' >repo/typo/config.yaml
+printf 'online_learning: {lr: -1}\n' >repo/neg/config.yaml
+mkdir tmpdir
+export TMPDIR="$tmp/tmpdir" # where persist: false versions go
+
+# ---- one server: learning, bad feedback, persist: false, a full queue ----
+
+start_server online --repository repo || finish
+check "a misspelt online_learning key is reported with the likely one" grep -q \
+    "model typo: repo/typo/config.yaml:1:19: online_learning.publish_evry: unknown key; did you mean 'publish_every'" \
+    online.log
+check "a negative learning rate is reported" grep -q \
+    "model neg: repo/neg/config.yaml:1:23: online_learning.lr: expected a number in (0, 100\]" online.log
+check "shifted labels: steps, published versions, predictions moving; inference sees only 200s" \
+    "$py" "$oc" learn "$port" m learn.json
+latest=$("$py" -c 'import json; print(json.load(open("learn.json"))["published"][-1])' 2>/dev/null)
+published=$("$py" -c 'import json; print(" ".join(json.load(open("learn.json"))["published"]))' 2>/dev/null)
+check "versions were published ($published)" test -n "$latest"
+for v in $published; do
+    check "version folder repo/m/$v holds model.h5" test -s "repo/m/$v/model.h5"
+done
+check "no temporary folder is left in repo/m" test -z "$(ls -A repo/m | grep -v '^[0-9]*$' | grep -v '^config.yaml$')"
+"$kiln" predict "repo/m/$latest/model.h5" --input s.csv -o p.csv >predict.txt 2>&1
+check "kiln predict reads the published version $latest" test $? -eq 0
+check "and scores as the server's version $latest does, with the model's class names" "$py" -c '
+import csv, json
+rows = list(csv.reader(open("p.csv", encoding="utf-8")))
+assert rows[0][2:] == ["p_cat", "p_say \"hi\"", "p_back\\slash", "p_naïve café"], rows[0]
+got = json.load(open("learn.json"))["probabilities"]
+want = [[float(v) for v in r[2:]] for r in rows[1:5]]
+assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-6, (got, want)'
+check "the log says each version was published" \
+    test "$(grep -c "model m: online learning published version" online.log)" -eq "$(echo $published | wc -w)"
+check "malformed feedback: 4xx with a JSON error each; inference and feedback go on" \
+    "$py" "$oc" bad "$port" m plain
+check "persist: false publishes version 2 and serves it" "$py" "$oc" volatile "$port" vol
+check "persist: false leaves the repository alone" test ! -e repo/vol/2
+check "persist: false writes into a temporary folder" test -s "$(echo tmpdir/kiln-online-vol-*/2/model.h5)"
+check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q
+stop_server "$pid" online
+check "the temporary folder is removed when the server stops" test -z "$(ls -A tmpdir)"
+
+# ---- a restart serves the published version ----
+
+start_server again --repository repo || finish
+code=$(curl -s -o meta.json -w '%{http_code}' "$base/v2/models/m")
+check "after a restart, m serves the last published version $latest ($code)" "$py" -c '
+import json, sys
+d = json.load(open("meta.json"))
+sys.exit(0 if d["versions"] == [sys.argv[1]] else 1)' "$latest"
+stop_server "$pid" again
+finish
