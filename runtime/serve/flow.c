@@ -469,6 +469,26 @@ kl_status kl__flow_start(kl__flow *f, kl_error *err)
     return KL_OK;
 }
 
+kl_status kl__flow_member_outputs(const kl__flow *f, kl__result *r, kl_error *err)
+{
+    const kl__composite *c = f->c;
+    if (c->kind != KL__COMP_ENSEMBLE)
+        return kl_error_set(err, KL_EINVAL,
+                            "parameters.members is for ensembles; this model is a pipeline");
+    for (int m = 0; m < c->nmembers; m++) {
+        const kl__version *v = f->members[m];
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", c->members[m], v->sig->output_name);
+        kl__output *o = kl__result_add(r, name, KL__O_FP32, f->n, f->w);
+        if (!o)
+            return kl_error_set(err, KL_ENOMEM, "out of memory (or more than %d outputs)",
+                                KL__MAX_OUTPUTS);
+        memcpy(o->f, f->jobs[m].out, (size_t)(f->n * f->w) * sizeof *o->f);
+        o->always = true;
+    }
+    return KL_OK;
+}
+
 void kl__flow_free(kl__flow *f)
 {
     if (!f)

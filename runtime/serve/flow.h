@@ -30,6 +30,7 @@ typedef struct kl__output {
     float *f;       /* FP32 (n * max(k, 1)) */
     int32_t *i;     /* INT32 */
     const char **s; /* BYTES: the strings (borrowed: class names live in a model file) */
+    bool always;    /* answered even when the request names other outputs (members' outputs) */
 } kl__output;
 
 typedef struct kl__result {
@@ -61,6 +62,7 @@ typedef struct kl__step {
     kl__step_kind kind;
     float a, b;      /* clip min, max; scale factor, offset; threshold value */
     int column, num; /* one_hot column and classes; threshold column; top_k k */
+    int line, col;   /* where config.yaml has it, for errors found when a version loads */
 } kl__step;
 
 typedef struct kl__steps {
@@ -81,6 +83,9 @@ int64_t kl__steps_width(const kl__steps *s, int from, int to, int64_t w, kl_erro
  * sample a step refuses (a one_hot value that is not a class). */
 kl_status kl__steps_apply(const kl__steps *s, int from, int to, const float *x, int64_t n,
                           int64_t w, float **out, int64_t *wout, kl_error *err);
+/* Checks post steps against a model of k outputs (a threshold column past them); file is the
+ * config.yaml they came from. */
+kl_status kl__steps_check_post(const kl__steps *s, int64_t k, const char *file, kl_error *err);
 /* The post steps' outputs from a classifier's scores (n, k), with class names from names. */
 kl_status kl__steps_outputs(const kl__steps *s, const float *scores, int64_t n, int64_t k,
                             const struct kl_modelfile *names, kl__result *r, kl_error *err);

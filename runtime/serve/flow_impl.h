@@ -42,6 +42,9 @@ typedef struct kl__flow {
 /* Starts f (c, members, shape, cur, n, done and ctx filled in). done is called once at the end,
  * with f->status, f->cur (n, f->w) and f->classes. */
 kl_status kl__flow_start(kl__flow *f, kl_error *err);
+/* An ensemble's members' scores as outputs "<member>.probabilities" (or .predictions), always
+ * answered: what parameters.members asks for. KL_EINVAL for a pipeline. */
+kl_status kl__flow_member_outputs(const kl__flow *f, kl__result *r, kl_error *err);
 /* Frees what f holds (not f) and releases its members. */
 void kl__flow_free(kl__flow *f);
 

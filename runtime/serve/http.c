@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kiln/version.h"
@@ -190,6 +191,12 @@ static enum MHD_Result flow_finish(req_ctx *r)
     kl__flow *f = r->flow;
     kl_status st = r->flow_error ? r->flow_st : f->status;
     const char *msg = r->flow_error ? r->flow_error : f->error;
+    if (st != KL_OK && st != KL_EINVAL) { /* a bad request is the client's, as for a model */
+        pthread_mutex_lock(&v->mu);
+        v->stats.fail.count++;
+        v->stats.fail.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
+        pthread_mutex_unlock(&v->mu);
+    }
     if (st != KL_OK)
         return send_error(r,
                           st == KL_EINVAL                   ? MHD_HTTP_BAD_REQUEST
@@ -200,14 +207,23 @@ static enum MHD_Result flow_finish(req_ctx *r)
     size_t header_len = 0;
     kl_error err = {0};
     const kl__version *final = f->shape.final;
-    if (kl__respond_scores(v, &r->req, f->cur, f->classes, f->n, final ? final->mf[0] : NULL, &b,
-                           &header_len, &err) != KL_OK) {
+    kl__result members = {0};
+    kl_status rs = r->req.members ? kl__flow_member_outputs(f, &members, &err) : KL_OK;
+    if (rs == KL_OK)
+        rs = kl__respond_scores(v, &r->req, f->cur, f->classes, f->n, final ? final->mf[0] : NULL,
+                                &members, &b, &header_len, &err);
+    kl__result_free(&members);
+    if (rs != KL_OK) {
         kl__buf_free(&b);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
+        return send_error(r,
+                          rs == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "%s", err.msg);
     }
     pthread_mutex_lock(&v->mu);
     v->stats.success.count++;
+    v->stats.success.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
     v->stats.inferences += (uint64_t)f->n;
+    v->stats.last_ms = (uint64_t)time(NULL) * 1000;
     pthread_mutex_unlock(&v->mu);
     if (header_len < b.n)
         return send_buf(r, MHD_HTTP_OK, &b, "application/octet-stream", header_len);
@@ -553,7 +569,10 @@ static bool server_ready(kl_server *s)
     bool ready = true;
     pthread_rwlock_rdlock(&s->lock);
     for (int i = 0; i < s->nmodels; i++)
-        ready &= s->models[i]->unloaded || s->models[i]->removed || s->models[i]->nversions > 0;
+        /* A model whose config or files failed to load (m->error, or notes and no version) is in
+         * the index, not a reason to take every other model out of service. */
+        ready &= s->models[i]->unloaded || s->models[i]->removed || s->models[i]->error ||
+                 s->models[i]->nnotes > 0 || s->models[i]->nversions > 0;
     pthread_rwlock_unlock(&s->lock);
     return ready;
 }

@@ -527,6 +527,7 @@ static kl_status read_outputs(json_t *doc, kl__infer_request *req, kl_error *err
         return kl_error_set(err, KL_EINVAL, "parameters must be an object");
     json_t *ball = params ? json_object_get(params, "binary_data_output") : NULL;
     req->binary_all = json_is_true(ball);
+    req->members = params && json_is_true(json_object_get(params, "members"));
     json_t *outs = json_object_get(doc, "outputs");
     if (!outs)
         return KL_OK;

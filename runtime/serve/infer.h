@@ -40,6 +40,7 @@ typedef struct kl__infer_request {
     int noutputs;              /* 0: the client asked for none by name, so every output */
     kl__infer_output *outputs; /* (noutputs) */
     bool binary_all;           /* parameters.binary_data_output */
+    bool members;              /* parameters.members: an ensemble answers each member's output */
 } kl__infer_request;
 
 /* Parses a request body of len bytes: the first json_len bytes are the JSON document, the rest

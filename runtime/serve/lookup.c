@@ -3,8 +3,8 @@
  * column is a feature) or an HDF5 file (datasets `id`, integers (N), and `x`, (N, F)). The file
  * is checked on every lookup (one stat) and read again when it changed, so a table refreshed by
  * a batch job is picked up without a restart; a table that fails to reload leaves the old one in
- * use and the failure is in the request's error. Ids are found by binary search in a sorted
- * copy. */
+ * use, and is not read again until its file changes again. Ids are found by binary search in a
+ * sorted copy. */
 #include <errno.h>
 #include <hdf5.h>
 #include <limits.h>
@@ -34,6 +34,7 @@ struct kl__lookup {
     pthread_mutex_t mu;
     table t;
     int64_t mtime_ns, size;
+    int64_t bad_mtime_ns, bad_size; /* the last version of the file that failed to read */
 };
 
 static void table_free(table *t)
@@ -85,8 +86,19 @@ static kl_status read_csv(const char *path, const char *key, table *t, kl_error 
         return kl_error_set(err, KL_EIO, "%s: cannot read it", path);
     }
     text[len] = '\0';
-    size_t pos = 0, nf = 0;
+    if (memchr(text, '\0', (size_t)len)) {
+        free(text);
+        return kl_error_set(err, KL_EFORMAT, "%s: holds a NUL byte; a table is text", path);
+    }
+    /* Rows: the lines after the header that are not blank, counted without cutting the text. */
     int64_t lines = 0;
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        lines += p != text && (size_t)(e - p) > strspn(p, " \t\r") ? 1 : 0;
+        p = nl ? nl + 1 : end;
+    }
+    size_t pos = 0, nf = 0;
     char *line = kl__csv_next_line(text, (size_t)len, &pos);
     char **fields = NULL;
     kl_status st = KL_OK;
@@ -109,25 +121,17 @@ static kl_status read_csv(const char *path, const char *key, table *t, kl_error 
                               "feature column",
                               path, key);
     }
-    /* Count the rows, then read them. */
-    size_t start = pos;
-    for (char *l; st == KL_OK && (l = kl__csv_next_line(text, (size_t)len, &pos));)
-        lines += !kl__csv_blank(l);
-    /* kl__csv_next_line cut the lines with NULs: walk them again by length. */
     t->w = (int64_t)nf - 1;
     t->x = st == KL_OK ? malloc((size_t)((lines ? lines : 1) * t->w) * sizeof *t->x) : NULL;
     t->ids = st == KL_OK ? malloc((size_t)(lines ? lines : 1) * sizeof *t->ids) : NULL;
     if (st == KL_OK && (!t->x || !t->ids))
         st = kl_error_set(err, KL_ENOMEM, "out of memory");
     int64_t lineno = 1;
-    for (size_t p = start; st == KL_OK && p < (size_t)len;) {
-        char *l = text + p;
-        size_t n = strlen(l);
-        p += n + 1;
+    for (char *l; st == KL_OK && (l = kl__csv_next_line(text, (size_t)len, &pos));) {
         lineno++;
         if (kl__csv_blank(l))
             continue;
-        if (kl__csv_count_fields(l) != nf) {
+        if (t->n >= lines || kl__csv_count_fields(l) != nf) {
             st = kl_error_set(err, KL_EFORMAT, "%s:%lld: %zu fields, the header has %zu", path,
                               (long long)lineno, kl__csv_count_fields(l), nf);
             break;
@@ -210,6 +214,10 @@ static kl_status refresh(kl__lookup *l, kl_error *err)
     int64_t mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     if (l->t.ids && mt == l->mtime_ns && (int64_t)sb.st_size == l->size)
         return KL_OK;
+    if (l->t.ids && mt == l->bad_mtime_ns && (int64_t)sb.st_size == l->bad_size)
+        return KL_OK; /* failed before, unchanged since: keep the old table */
+    l->bad_mtime_ns = mt;
+    l->bad_size = (int64_t)sb.st_size;
     table t = {0};
     size_t n = strlen(l->path);
     bool h5 =

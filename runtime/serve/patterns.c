@@ -90,6 +90,18 @@ kl_status kl__patterns_input(const kl__version *v, const kl__infer_request *q, f
     }
     if (st != KL_OK)
         return st;
+    /* A table's values, or a scale step, can still make what the model gets not finite. */
+    for (int64_t i = 0; i < n * after; i++)
+        if (!isfinite(data[i])) {
+            bool nan = isnan(data[i]);
+            free(data);
+            return kl_error_set(err, KL_EINVAL,
+                                "sample %lld, value %lld is %s after the %s: the model takes "
+                                "finite numbers",
+                                (long long)(i / after), (long long)(i % after),
+                                nan ? "NaN" : "infinite",
+                                p->pre.n ? "pre steps" : "feature lookup");
+        }
     *out = data;
     *nout = n;
     return KL_OK;

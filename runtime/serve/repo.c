@@ -238,6 +238,9 @@ static void version_free(kl__version *v)
     }
     kl__patterns_release(v->pat);
     kl__drift_free(v->drift);
+    for (int64_t k = 0; v->labels && k < v->own_sig.outputs; k++)
+        free(v->labels[k]);
+    free(v->labels);
     free(v->mf);
     free(v->threads);
     free(v->stats.batches);
@@ -276,6 +279,11 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
         v->sig = kl_modelfile_sig(v->mf[0]);
         st = kl__version_drift_init(v, err);
     }
+    if (st == KL_OK && v->pat) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s/config.yaml", m->dir ? m->dir : ".");
+        st = kl__steps_check_post(&v->pat->post, v->sig->outputs, file, err);
+    }
     if (st == KL_OK)
         st = kl__version_start(v, err);
     if (st != KL_OK) {
@@ -287,6 +295,13 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
 }
 
 static bool add_version(kl_server *s, kl__model *m, kl__version *v);
+
+static kl_status check_post_config(const kl__model *m, const kl__version *v, kl_error *err)
+{
+    char file[4200];
+    snprintf(file, sizeof file, "%s/config.yaml", m->dir ? m->dir : ".");
+    return kl__steps_check_post(&v->pat->post, v->sig->outputs, file, err);
+}
 
 /* A pipeline's or ensemble's one version: no files and no instances of its own (its stages
  * run on its members' instances), the signature its members give now. */
@@ -316,14 +331,45 @@ static kl_status composite_version(kl_server *s, kl__model *m, kl_error *err)
         pthread_mutex_init(&v->mu, NULL);
         pthread_cond_init(&v->cv, NULL);
         v->stats.batches = calloc((size_t)v->cfg.max_batch_size + 1, sizeof *v->stats.batches);
+        /* The class names of the last model, for the metadata (answers take them from the
+         * member version a request holds). */
+        if (shape.classify && (v->labels = calloc((size_t)shape.width, sizeof *v->labels)))
+            for (int64_t k = 0; k < shape.width; k++) {
+                const char *l = kl_modelfile_label(shape.final->mf[0], (int)k);
+                v->labels[k] = strdup(l ? l : "");
+            }
     }
     kl__flow_release(members, m->pat->comp->kind == KL__COMP_ENSEMBLE ? m->pat->comp->nmembers
                                                                       : m->pat->comp->nstages);
-    if (!v || !v->stats.batches || !add_version(s, m, v)) {
+    if (v && v->stats.batches && check_post_config(m, v, err) != KL_OK) {
+        kl__version_release(v);
+        return KL_EINVAL;
+    }
+    if (!v || !v->stats.batches) {
         if (v)
             kl__version_release(v);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
+    /* The new definition replaces the old one at once: no request sees the model without a
+     * version, and a failed reload (above) leaves the old one serving. */
+    pthread_rwlock_wrlock(&s->lock);
+    kl__version **old = m->versions;
+    int nold = m->nversions;
+    m->versions = malloc(sizeof *m->versions);
+    if (m->versions) {
+        m->versions[0] = v;
+        m->nversions = 1;
+    } else {
+        m->versions = old;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    if (m->versions == old) {
+        kl__version_release(v);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < nold; i++)
+        kl__version_release(old[i]);
+    free(old);
     kl__serve_log(s, "model %s (%s of %d %s) ready: %lld values in, %lld out", m->name,
                   m->pat->comp->kind == KL__COMP_ENSEMBLE ? "an ensemble" : "a pipeline",
                   m->pat->comp->kind == KL__COMP_ENSEMBLE ? m->pat->comp->nmembers
@@ -691,10 +737,12 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
         return rc;
     }
     if (m->pat->comp) {
-        while (m->nversions > 0) /* a reload: the new definition replaces the old */
-            retire(s, m, m->versions[m->nversions - 1]->number, "reloaded");
+        if (s->deferring)
+            return KL_OK; /* its members may come later in the folder: the second pass */
         if ((rc = composite_version(s, m, err)) != KL_OK) {
-            set_state(s, m, false, false, err->msg);
+            atomic_fetch_add(&m->load_failures, 1);
+            if (m->nversions == 0) /* else the old definition goes on serving */
+                set_state(s, m, false, false, err->msg);
             kl__serve_log(s, "model %s: %s", name, err->msg);
         }
         return rc;
@@ -778,6 +826,7 @@ kl_status kl__serve_load_all(kl_server *s, kl_error *err)
         return kl_error_set(err, KL_EIO, "cannot open the repository %s: %s", s->repository,
                             strerror(errno));
     pthread_mutex_lock(&s->admin);
+    s->deferring = true;
     struct dirent *e;
     int loaded = 0;
     while ((e = readdir(d))) {
@@ -787,18 +836,19 @@ kl_status kl__serve_load_all(kl_server *s, kl_error *err)
         if (!kl__serve_name_ok(e->d_name) || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
             continue;
         kl_error lerr = {0};
-        if (load_model_locked(s, e->d_name, &lerr) == KL_OK)
-            loaded++;
+        load_model_locked(s, e->d_name, &lerr);
     }
     closedir(d);
-    /* Pipelines and ensembles whose members were not loaded yet when they were read. */
+    s->deferring = false;
+    /* Pipelines and ensembles, now that their members are loaded. */
     for (int i = 0; i < s->nmodels; i++) {
         kl__model *m = s->models[i];
         kl_error lerr = {0};
-        if (m->pat && m->pat->comp && m->nversions == 0 &&
-            load_model_locked(s, m->name, &lerr) == KL_OK)
-            loaded++;
+        if (m->pat && m->pat->comp && m->nversions == 0)
+            load_model_locked(s, m->name, &lerr);
     }
+    for (int i = 0; i < s->nmodels; i++)
+        loaded += s->models[i]->nversions > 0;
     pthread_mutex_unlock(&s->admin);
     kl__serve_log(s, "repository %s: %d of %d models ready", s->repository, loaded, s->nmodels);
     return KL_OK;

@@ -205,7 +205,7 @@ kl_status kl__respond_result(const kl__version *v, const kl__infer_request *req,
     int put = 0;
     for (int k = 0; k < res->n; k++) {
         const kl__output *o = &res->out[k];
-        bool want = req->noutputs == 0, binary = req->binary_all;
+        bool want = req->noutputs == 0 || o->always, binary = req->binary_all;
         for (int i = 0; i < req->noutputs; i++)
             if (!strcmp(req->outputs[i].name, o->name)) {
                 want = true;
@@ -230,8 +230,8 @@ kl_status kl__respond_result(const kl__version *v, const kl__infer_request *req,
 
 kl_status kl__respond_scores(const kl__version *v, const kl__infer_request *req,
                              const float *scores, const int32_t *classes, int64_t n,
-                             const kl_modelfile *names, kl__buf *b, size_t *header_len,
-                             kl_error *err)
+                             const kl_modelfile *names, const kl__result *extra, kl__buf *b,
+                             size_t *header_len, kl_error *err)
 {
     const kl_modelfile_signature *sig = v->sig;
     bool cls = sig->task == KL_TASK_CLASSIFICATION;
@@ -240,6 +240,23 @@ kl_status kl__respond_scores(const kl__version *v, const kl__infer_request *req,
         kl__result_model(&res, sig->output_name, cls, scores, classes, n, sig->outputs, names, err);
     if (st == KL_OK && v->pat && v->pat->post.n)
         st = kl__steps_outputs(&v->pat->post, scores, n, sig->outputs, names, &res, err);
+    for (int i = 0; st == KL_OK && extra && i < extra->n; i++) {
+        const kl__output *e = &extra->out[i];
+        kl__output *o = kl__result_add(&res, e->name, e->dtype, e->n, e->k);
+        if (!o) {
+            st = kl_error_set(err, KL_ENOMEM, "out of memory (or more than %d outputs)",
+                              KL__MAX_OUTPUTS);
+            break;
+        }
+        size_t cnt = (size_t)(e->n * (e->k > 0 ? e->k : 1));
+        if (e->f)
+            memcpy(o->f, e->f, cnt * sizeof *o->f);
+        if (e->i)
+            memcpy(o->i, e->i, cnt * sizeof *o->i);
+        if (e->s)
+            memcpy((void *)o->s, e->s, cnt * sizeof *o->s);
+        o->always = e->always;
+    }
     if (st == KL_OK)
         st = kl__respond_result(v, req, &res, b, header_len, err);
     kl__result_free(&res);
@@ -249,8 +266,8 @@ kl_status kl__respond_scores(const kl__version *v, const kl__infer_request *req,
 kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, const kl__job *job,
                             kl__buf *b, size_t *header_len, kl_error *err)
 {
-    return kl__respond_scores(v, req, job->out, job->classes, job->n, v->mf ? v->mf[0] : NULL, b,
-                              header_len, err);
+    return kl__respond_scores(v, req, job->out, job->classes, job->n, v->mf ? v->mf[0] : NULL, NULL,
+                              b, header_len, err);
 }
 
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b)
@@ -302,10 +319,10 @@ void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__bu
     }
     kl__buf_printf(b, "],\"parameters\":{\"version\":\"%lld\",\"max_batch_size\":%d",
                    (long long)v->number, v->cfg.max_batch_size);
-    if (sig->task == KL_TASK_CLASSIFICATION && v->mf) {
+    if (sig->task == KL_TASK_CLASSIFICATION && (v->mf || v->labels)) {
         kl__buf_puts(b, ",\"labels\":[");
         for (int k = 0; k < sig->outputs; k++) {
-            const char *l = kl_modelfile_label(v->mf[0], k);
+            const char *l = v->mf ? kl_modelfile_label(v->mf[0], k) : v->labels[k];
             if (k)
                 kl__buf_put(b, ",", 1);
             kl__buf_json_string(b, l ? l : "");

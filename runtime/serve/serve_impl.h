@@ -137,6 +137,7 @@ typedef struct kl__version {
     kl_serve_model_config cfg;      /* the model's, when this version was loaded */
     kl__patterns *pat;              /* the model's, when this version was loaded (referenced) */
     kl_modelfile_signature own_sig; /* a composite's (sig points here) */
+    char **labels;                  /* a composite classifier's class names (own_sig.outputs) */
     double queue_timeout_s;         /* the server's */
     kl_modelfile **mf;              /* (instances) */
     int instances;
@@ -192,6 +193,7 @@ struct kl_server {
     kl__model **models;
     int nmodels;
     pthread_mutex_t admin;    /* one repository change at a time (poll, load, unload) */
+    bool deferring;           /* the first pass at start: composites wait for the second */
     pthread_mutex_t learn_mu; /* starting and stopping online learners */
 
     struct MHD_Daemon *daemon;
@@ -256,8 +258,8 @@ kl_status kl__respond_check_outputs(const kl__version *v, const struct kl__infer
  * outputs and its post steps'. */
 kl_status kl__respond_scores(const kl__version *v, const struct kl__infer_request *req,
                              const float *scores, const int32_t *classes, int64_t n,
-                             const kl_modelfile *names, kl__buf *b, size_t *header_len,
-                             kl_error *err);
+                             const kl_modelfile *names, const kl__result *extra, kl__buf *b,
+                             size_t *header_len, kl_error *err);
 kl_status kl__respond_result(const kl__version *v, const struct kl__infer_request *req,
                              const kl__result *res, kl__buf *b, size_t *header_len, kl_error *err);
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b);

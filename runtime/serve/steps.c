@@ -3,6 +3,7 @@
  * named output tensors an answer is built from. The standardisation with the training
  * statistics is not a step: every kiln model file carries its own and applies it in the model
  * call, so training, `kiln predict` and serving cannot disagree on it. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,14 @@ static const char *const step_names[] = {"clip",   "scale",     "one_hot",
                                          "argmax", "threshold", "top_k"};
 enum { NSTEPS = sizeof step_names / sizeof *step_names };
 
+/* Step arguments: floats within float range, integers within [lo, hi] (a column past 65535 or
+ * a k past 1024 is a typo, and would not fit the int it is kept in). */
+#define MAX_COLUMN  65535
+#define MAX_CLASSES 65536
+#define MAX_K       1024
+
 static kl_status num_arg(const kl__cnode *map, const char *key, bool need, bool integer, double lo,
-                         double def, double *out, kl_error *err)
+                         double hi, double def, double *out, kl_error *err)
 {
     const kl__cnode *v = kl__cnode_get(map, key);
     *out = def;
@@ -85,9 +92,13 @@ static kl_status num_arg(const kl__cnode *map, const char *key, bool need, bool 
         return need ? kl__config_error(err, KL_EINVAL, map->pos, "", "%s is required", key) : KL_OK;
     char *end = NULL;
     double x = v->type == KL__CN_SCALAR && v->plain ? strtod(v->str, &end) : NAN;
-    if (!end || *end || !isfinite(x) || x < lo || (integer && x != floor(x)))
-        return kl__config_error(err, KL_EINVAL, v->pos, key, "expected %s >= %g",
-                                integer ? "an integer" : "a number", lo);
+    if (!end || *end || !isfinite(x) || x < lo || x > hi || (integer && x != floor(x))) {
+        if (integer)
+            return kl__config_error(err, KL_EINVAL, v->pos, key, "expected an integer in [%g, %g]",
+                                    lo, hi);
+        return kl__config_error(err, KL_EINVAL, v->pos, key,
+                                "expected a number within float range");
+    }
     *out = x;
     return KL_OK;
 }
@@ -142,7 +153,8 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
                                 "%s transforms inputs; post steps add outputs (threshold, "
                                 "top_k; the label output is the argmax already)",
                                 name);
-    *s = (kl__step){.kind = (kl__step_kind)kind};
+    *s = (kl__step){
+        .kind = (kl__step_kind)kind, .line = args->key_pos.line, .col = args->key_pos.col};
     const kl__cnode *m = args->type == KL__CN_MAP ? args : NULL;
     double a = 0, b = 0, c = 0;
     kl_status st = KL_OK;
@@ -150,10 +162,10 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
     case KL__STEP_CLIP: {
         static const char *const k[] = {"min", "max"};
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
-            (st = num_arg(m ? m : args, "min", false, false, -INFINITY, -INFINITY, &a, err)) ==
-                KL_OK &&
-            (st = num_arg(m ? m : args, "max", false, false, -INFINITY, INFINITY, &b, err)) ==
-                KL_OK &&
+            (st = num_arg(m ? m : args, "min", false, false, -FLT_MAX, FLT_MAX, -INFINITY, &a,
+                          err)) == KL_OK &&
+            (st = num_arg(m ? m : args, "max", false, false, -FLT_MAX, FLT_MAX, INFINITY, &b,
+                          err)) == KL_OK &&
             a > b)
             st = kl__config_error(err, KL_EINVAL, args->pos, name, "min %g is above max %g", a, b);
         break;
@@ -161,8 +173,9 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
     case KL__STEP_SCALE: {
         static const char *const k[] = {"factor", "offset"};
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
-            (st = num_arg(m ? m : args, "factor", false, false, -INFINITY, 1, &a, err)) == KL_OK)
-            st = num_arg(m ? m : args, "offset", false, false, -INFINITY, 0, &b, err);
+            (st = num_arg(m ? m : args, "factor", false, false, -FLT_MAX, FLT_MAX, 1, &a, err)) ==
+                KL_OK)
+            st = num_arg(m ? m : args, "offset", false, false, -FLT_MAX, FLT_MAX, 0, &b, err);
         break;
     }
     case KL__STEP_ONE_HOT: {
@@ -172,8 +185,8 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
                                     "column and classes are "
                                     "required");
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
-            (st = num_arg(m, "column", true, true, 0, 0, &c, err)) == KL_OK)
-            st = num_arg(m, "classes", true, true, 2, 2, &b, err);
+            (st = num_arg(m, "column", true, true, 0, MAX_COLUMN, 0, &c, err)) == KL_OK)
+            st = num_arg(m, "classes", true, true, 2, MAX_CLASSES, 2, &b, err);
         s->column = (int)c;
         s->num = (int)b;
         break;
@@ -186,15 +199,15 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
         if (!m)
             return kl__config_error(err, KL_EINVAL, args->pos, name, "value is required");
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
-            (st = num_arg(m, "value", true, false, -INFINITY, 0, &a, err)) == KL_OK)
-            st = num_arg(m, "column", false, true, 0, 1, &c, err);
+            (st = num_arg(m, "value", true, false, -FLT_MAX, FLT_MAX, 0, &a, err)) == KL_OK)
+            st = num_arg(m, "column", false, true, 0, MAX_COLUMN, 1, &c, err);
         s->column = (int)c;
         break;
     }
     case KL__STEP_TOP_K: {
         static const char *const k[] = {"k"};
         if ((st = check_keys(m, k, 1, err)) == KL_OK)
-            st = num_arg(m ? m : args, "k", false, true, 1, 3, &c, err);
+            st = num_arg(m ? m : args, "k", false, true, 1, MAX_K, 3, &c, err);
         s->num = (int)c;
         break;
     }
@@ -332,6 +345,18 @@ kl_status kl__steps_apply(const kl__steps *s, int from, int to, const float *x, 
     }
     *out = cur;
     *wout = w;
+    return KL_OK;
+}
+
+kl_status kl__steps_check_post(const kl__steps *s, int64_t k, const char *file, kl_error *err)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->v[i].kind == KL__STEP_THRESHOLD && s->v[i].column >= k)
+            return kl_error_set(err, KL_EINVAL,
+                                "%s:%d:%d: post: threshold: column %d, but the model has %lld "
+                                "outputs (columns 0..%lld)",
+                                file, s->v[i].line, s->v[i].col, s->v[i].column, (long long)k,
+                                (long long)k - 1);
     return KL_OK;
 }
 
