@@ -22,6 +22,8 @@ static const kl__cli_cmd commands[] = {
     {"export", "turn a training checkpoint into a self-contained model file", kl__cli_export, NULL},
     {"predict", "score a file of inputs with an exported model", kl__cli_predict, NULL},
     {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", kl__cli_serve, NULL},
+    {"slurm", "print a Slurm batch script for a config that survives preemption", kl__cli_slurm,
+     NULL},
     {"data", "inspect datasets and convert them to HDF5", kl__cli_data, NULL},
 };
 

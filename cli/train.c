@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "kiln/ckpt.h"
+#include "kiln/launch.h"
 #include "kiln/report.h"
 #include "kiln/train.h"
 
@@ -18,7 +19,8 @@ static const char train_help[] =
     "usage: kiln train CONFIG.yaml [options]\n"
     "\n"
     "Trains the model a config describes on its data, evaluating every epoch, then on the test\n"
-    "set. Writes the resolved config, metrics.csv and log.txt to runs/<name or timestamp>/.\n"
+    "set. Writes the resolved config, metrics.csv and log.txt to runs/<name or timestamp>/;\n"
+    "under Slurm an unnamed run is runs/<job name>-<job id>/, which a requeued job continues.\n"
     "Under mpirun or srun the ranks train one model data-parallel: each takes its share of\n"
     "every global batch (train.batch_size must divide by the rank count) and rank 0 reports.\n"
     "See docs/config.md for the config keys.\n"
@@ -300,6 +302,29 @@ void kl__cli_catch_stop_signals(void)
         sigaction(sigs[i], &sa, NULL);
 }
 
+/* Under Slurm a run without a name is named after the job ("<job name>-<job id>"), which a
+ * requeued job keeps, so a requeued start (SLURM_RESTART_COUNT > 0) of such a run continues it as
+ * --auto-resume would instead of starting over in a new folder. Returns 1 out of memory. */
+static int slurm_defaults(kl_config *cfg, train_opts *o, bool lead)
+{
+    char name[128];
+    if ((cfg->name && *cfg->name) || !kl_launch_run_name(name, sizeof name))
+        return 0;
+    free(cfg->name);
+    if (!(cfg->name = strdup(name))) {
+        fprintf(stderr, "kiln train: out of memory\n");
+        return 1;
+    }
+    int restarts = kl_launch_slurm().restart_count;
+    if (restarts > 0 && !o->resume && !o->auto_resume && !o->weights_only && !o->no_dir) {
+        o->auto_resume = true;
+        if (lead && !o->quiet && !o->json)
+            fprintf(stderr, "Slurm restarted this job (%d time%s): continuing run %s\n", restarts,
+                    restarts == 1 ? "" : "s", name);
+    }
+    return 0;
+}
+
 /* Rank 0 plans the resume and makes the run folder (it alone writes there); every rank then
  * learns the plan and the checkpoint folder from it, so the ranks never disagree on a path. */
 typedef struct shared_plan {
@@ -404,8 +429,11 @@ int kl__cli_train(int argc, char **argv)
         goto out;
     }
     lead = kl_comm_rank(comm) == 0;
+    kl_launch_check_world(kl_comm_size(comm), kl_comm_rank(comm), stderr);
     cfg = kl_config_load(o.config, o.sets, o.nsets, &err);
     if ((rc = agree(comm, cfg ? KL_OK : err.status, &err)) != 0)
+        goto out;
+    if ((rc = slurm_defaults(cfg, &o, lead)) != 0)
         goto out;
     if (o.print_config) {
         if (lead)

@@ -1,10 +1,13 @@
 /* kiln tune: runs or resumes a sweep (tune/coord.c does the work) under mpirun, srun or alone;
  * parses the command line, catches the stop signals and maps the outcome to an exit status. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "kiln/launch.h"
 #include "kiln/simulate.h"
 #include "kiln/sweep.h"
 #include "kiln/train.h"
@@ -41,7 +44,8 @@ static const char tune_help[] =
     "--trials-csv writes the per-trial outcome.\n"
     "\n"
     "On SIGTERM, SIGINT or SIGUSR1 the running trials checkpoint and the sweep exits with status\n"
-    "75; continue it with --resume. See docs/tune.md.\n"
+    "75; continue it with --resume. Under Slurm, a requeued job that runs the sweep again with\n"
+    "the same --dir continues it by itself. See docs/tune.md.\n"
     "\n"
     "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal\n";
 
@@ -103,6 +107,24 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
     kl_sim_result_free(&r);
     kl_sweep_free(sw);
     return rc;
+}
+
+/* A requeued Slurm job (SLURM_RESTART_COUNT > 0) that runs `kiln tune SWEEP --dir DIR` again
+ * finds its sweep begun in DIR and continues it, as --resume DIR would. */
+static void slurm_resume(kl_tune_options *o, bool lead)
+{
+    char journal[PATH_MAX];
+    int restarts = kl_launch_slurm().restart_count;
+    if (!o->sweep || !o->dir || o->resume || restarts == 0)
+        return;
+    snprintf(journal, sizeof journal, "%s/journal.jsonl", o->dir);
+    if (access(journal, F_OK) != 0)
+        return;
+    o->resume = true;
+    o->sweep = NULL;
+    if (lead && !o->quiet)
+        fprintf(stderr, "Slurm restarted this job (%d time%s): continuing the sweep in %s\n",
+                restarts, restarts == 1 ? "" : "s", o->dir);
 }
 
 int kl__cli_tune(int argc, char **argv)
@@ -167,6 +189,8 @@ int kl__cli_tune(int argc, char **argv)
     }
     kl__cli_catch_stop_signals();
     bool lead = kl_comm_rank(world) == 0;
+    kl_launch_check_world(kl_comm_size(world), kl_comm_rank(world), stderr);
+    slurm_resume(&o, lead);
     kl_status st = kl_tune_run(&o, world, &err);
     kl_comm_free(world);
     if (st == KL_ESTOPPED) {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/launch.h"
 #include "kiln/train.h"
 #include "trainers/train_impl.h"
 #include "trainers/watchdog.h"
@@ -690,11 +691,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                             (long long)cfg->train.batch_size, r.size, r.size == 1 ? "" : "s", acc,
                             r.size * acc);
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
-     * previous one's count; by default the node's cores are shared by its ranks. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int per_rank = (int)(cores > 0 ? cores : 1) / (comm ? kl_comm_local_size(comm) : 1);
-    openblas_set_num_threads(cfg->train.threads > 0 ? cfg->train.threads
-                                                    : (per_rank > 0 ? per_rank : 1));
+     * previous one's count; by default each rank gets Slurm's cpus-per-task, or else the node's
+     * cores are shared by its ranks. */
+    openblas_set_num_threads(cfg->train.threads > 0
+                                 ? cfg->train.threads
+                                 : kl_launch_threads(comm ? kl_comm_local_size(comm) : 1));
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
