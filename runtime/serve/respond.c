@@ -79,7 +79,9 @@ void kl__buf_free(kl__buf *b)
     *b = (kl__buf){0};
 }
 
-/* The shortest "%.*g" that reads back as the same float (at most 9 digits). */
+/* A float as text that reads back as the same float: 8 significant digits when they do (and
+ * %g drops trailing zeros, so 0.1f is "0.1"), else 9, which always do. Trying 6, 7, 8 and 9 in
+ * turn cost up to four snprintf/strtof pairs per value, 11-21% of the server's CPU. */
 static void put_float(kl__buf *b, float f)
 {
     char s[32];
@@ -87,11 +89,9 @@ static void put_float(kl__buf *b, float f)
         kl__buf_puts(b, "null");
         return;
     }
-    for (int p = 6; p <= 9; p++) {
-        snprintf(s, sizeof s, "%.*g", p, (double)f);
-        if (p == 9 || strtof(s, NULL) == f)
-            break;
-    }
+    snprintf(s, sizeof s, "%.8g", (double)f);
+    if (strtof(s, NULL) != f)
+        snprintf(s, sizeof s, "%.9g", (double)f);
     kl__buf_puts(b, s);
 }
 

@@ -150,6 +150,7 @@ typedef struct kl__version {
     pthread_cond_t cv;
     kl__job *head, *tail;
     int queued;
+    int64_t queued_samples;
     bool closing;
     kl__version_stats stats;
 
