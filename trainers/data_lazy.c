@@ -33,9 +33,7 @@ struct kl__lazy {
     const float *mean, *std;
     int64_t nstats;
     int64_t rows_read;
-    /* scratch for one gather */
-    int64_t *order; /* (cap) positions sorted by file row */
-    float *buf;     /* (cap, features) */
+    float *buf; /* (cap, features): one gather's rows as read */
     int64_t cap;
 };
 
@@ -69,7 +67,6 @@ void kl__lazy_free(struct kl__lazy *z)
         H5Fclose(z->file);
     kl__h5_quiet_end(q);
     free(z->rows);
-    free(z->order);
     free(z->buf);
     free(z);
 }
@@ -102,11 +99,14 @@ int64_t kl_dataset_rows_read(const kl_dataset *d)
     return d->lazy ? d->lazy->rows_read : 0;
 }
 
-static int64_t *sort_key; /* qsort has no context argument: gathers run on one thread */
+/* A position of a gather and the file row it wants, sorted by row. */
+typedef struct wanted {
+    int64_t row, pos;
+} wanted;
 
 static int by_row(const void *a, const void *b)
 {
-    int64_t x = sort_key[*(const int64_t *)a], y = sort_key[*(const int64_t *)b];
+    int64_t x = ((const wanted *)a)->row, y = ((const wanted *)b)->row;
     return x < y ? -1 : x > y;
 }
 
@@ -150,14 +150,10 @@ static kl_status grow(struct kl__lazy *z, int64_t n, kl_error *err)
 {
     if (n <= z->cap)
         return KL_OK;
-    int64_t *o = realloc(z->order, (size_t)n * sizeof *o);
-    if (o)
-        z->order = o;
-    float *b = o ? realloc(z->buf, (size_t)(n * z->features) * sizeof *b) : NULL;
-    if (b)
-        z->buf = b;
-    if (!o || !b)
+    float *b = realloc(z->buf, (size_t)(n * z->features) * sizeof *b);
+    if (!b)
         return kl_error_set(err, KL_ENOMEM, "out of memory gathering a batch");
+    z->buf = b;
     z->cap = n;
     return KL_OK;
 }
@@ -170,33 +166,28 @@ static kl_status gather_raw(struct kl__lazy *z, const int64_t *idx, int64_t n, f
     if (st != KL_OK)
         return st;
     /* Sorted by file row, duplicates read once; then every position takes its row. */
-    int64_t *file_rows = malloc((size_t)(n > 0 ? n : 1) * sizeof *file_rows);
-    if (!file_rows)
-        return kl_error_set(err, KL_ENOMEM, "out of memory gathering a batch");
-    for (int64_t i = 0; i < n; i++) {
-        z->order[i] = i;
-        file_rows[i] = z->rows[idx[i]];
-    }
-    sort_key = file_rows;
-    qsort(z->order, (size_t)n, sizeof *z->order, by_row);
+    wanted *w = malloc((size_t)(n > 0 ? n : 1) * sizeof *w);
     int64_t *uniq = malloc((size_t)(n > 0 ? n : 1) * sizeof *uniq), nu = 0;
-    if (!uniq) {
-        free(file_rows);
+    if (!w || !uniq) {
+        free(w);
+        free(uniq);
         return kl_error_set(err, KL_ENOMEM, "out of memory gathering a batch");
     }
     for (int64_t i = 0; i < n; i++)
-        if (nu == 0 || uniq[nu - 1] != file_rows[z->order[i]])
-            uniq[nu++] = file_rows[z->order[i]];
+        w[i] = (wanted){z->rows[idx[i]], i};
+    qsort(w, (size_t)n, sizeof *w, by_row);
+    for (int64_t i = 0; i < n; i++)
+        if (nu == 0 || uniq[nu - 1] != w[i].row)
+            uniq[nu++] = w[i].row;
     st = read_rows(z, uniq, nu, z->buf, err);
     size_t rb = (size_t)z->features * sizeof(float);
     for (int64_t i = 0, u = -1; st == KL_OK && i < n; i++) {
-        int64_t pos = z->order[i];
-        if (u < 0 || uniq[u] != file_rows[pos])
+        if (u < 0 || uniq[u] != w[i].row)
             u++;
-        memcpy(x + pos * z->features, z->buf + u * z->features, rb);
+        memcpy(x + w[i].pos * z->features, z->buf + u * z->features, rb);
     }
     free(uniq);
-    free(file_rows);
+    free(w);
     return st;
 }
 
