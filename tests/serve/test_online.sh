@@ -17,6 +17,7 @@ set -uo pipefail
 kiln="${1:-}"
 [[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh" # check, alive, start_server, stop_server, cleanup
 client="$here/client.py"
 oc="$here/online_client.py"
 py=/usr/bin/python3
@@ -27,64 +28,10 @@ unset KILN_AUTH_TOKEN
 export OPENBLAS_NUM_THREADS=1
 tmp="$(mktemp -d)"
 pids=() # servers started here, killed on exit whatever happens
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
 trap cleanup EXIT
 cd "$tmp" || exit 1
 t_start=$SECONDS
 fails=0
-check() { # description, command...
-    local what="$1"; shift
-    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
-}
-alive() {
-    local state=""
-    [ -r "/proc/$1/stat" ] && read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-sanitizer_clean() { ! grep -Eq 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"; }
-
-# start_server LOG ARGS...: kiln serve ARGS --port 0 (output in LOG.log); sets pid, port, base.
-start_server() {
-    local log="$1.log"
-    shift
-    "$kiln" serve "$@" --port 0 >"$log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    port=""
-    for _ in $(seq 1 300); do
-        port=$(sed -n 's|^kiln serve: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$log")
-        [ -n "$port" ] || ! alive "$pid" && break
-        sleep 0.1
-    done
-    base="http://127.0.0.1:$port"
-    local live=1
-    for _ in $(seq 1 50); do
-        [ -n "$port" ] || break
-        curl -s -o /dev/null -m 2 "$base/v2/health/live" && { live=0; break; }
-        sleep 0.1
-    done
-    check "kiln serve $* starts, says its port ($port) and answers" test $live -eq 0
-    return $live
-}
-stop_server() { # pid, log name: SIGTERM, exit 0 within 15 s, no sanitizer report
-    local p="$1" log="$2.log" t=0
-    kill -TERM "$p" 2>/dev/null
-    while alive "$p" && [ $t -lt 150 ]; do sleep 0.1; t=$((t + 1)); done
-    if alive "$p"; then
-        kill -9 "$p"
-        wait "$p" 2>/dev/null
-        check "kiln serve ($2) exits within 15 s of SIGTERM" false
-        return
-    fi
-    wait "$p"
-    local rc=$?
-    check "kiln serve ($2) exits 0 on SIGTERM" test $rc -eq 0
-    check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$log"
-}
 finish() {
     if [ $fails -ne 0 ]; then
         for f in *.log; do

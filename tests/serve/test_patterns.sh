@@ -37,6 +37,7 @@ set -uo pipefail
 kiln="${1:-}"
 [[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh" # check, alive, start_server, stop_server, cleanup
 client="$here/patterns_client.py"
 py=/usr/bin/python3
 name="test_patterns"
@@ -47,53 +48,13 @@ unset KILN_AUTH_TOKEN
 export OPENBLAS_NUM_THREADS=1
 tmp="$(mktemp -d)"
 pids=() # servers started here, killed on exit whatever happens
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
 trap cleanup EXIT
 cd "$tmp" || exit 1
 t_start=$SECONDS
 fails=0
-check() { # description, command...
-    local what="$1"; shift
-    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
-}
 
 # ---- the server ----
 
-alive() { # whether process $1 runs (a zombie does not)
-    local state=""
-    [ -r "/proc/$1/stat" ] && read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-sanitizer_clean() { ! grep -Eq 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"; }
-
-# start_server LOG ARGS...: kiln serve ARGS --port 0, its output in LOG.log; sets pid, port and
-# base once it listens and answers /v2/health/live.
-start_server() {
-    local log="$1.log"
-    shift
-    "$kiln" serve "$@" --port 0 >"$log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    port=""
-    for _ in $(seq 1 300); do
-        port=$(sed -n 's|^kiln serve: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$log")
-        [ -n "$port" ] || ! alive "$pid" && break
-        sleep 0.1
-    done
-    base="http://127.0.0.1:$port"
-    local live=1
-    for _ in $(seq 1 50); do
-        [ -n "$port" ] || break
-        curl -s -o /dev/null -m 2 "$base/v2/health/live" && { live=0; break; }
-        sleep 0.1
-    done
-    check "kiln serve $* starts, says its port ($port) and answers" test $live -eq 0
-    return $live
-}
 end_server() { # pid, log name: stop_server when it runs; else it died: say so, and check its log
     if alive "$1"; then
         stop_server "$1" "$2"
@@ -101,24 +62,6 @@ end_server() { # pid, log name: stop_server when it runs; else it died: say so, 
         check "kiln serve ($2) was still running at the end" false
         check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$2.log"
     fi
-}
-stop_server() { # pid, log name: SIGTERM, exit 0 within 15 s, no sanitizer report
-    local p="$1" log="$2.log" t=0
-    kill -TERM "$p" 2>/dev/null
-    while alive "$p" && [ $t -lt 150 ]; do
-        sleep 0.1
-        t=$((t + 1))
-    done
-    if alive "$p"; then
-        kill -9 "$p"
-        wait "$p" 2>/dev/null
-        check "kiln serve ($2) exits within 15 s of SIGTERM" false
-        return
-    fi
-    wait "$p"
-    local rc=$?
-    check "kiln serve ($2) exits 0 on SIGTERM ($rc)" test $rc -eq 0
-    check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$log"
 }
 
 # ---- HTTP with curl ----

@@ -26,6 +26,7 @@ mode="${1:-}"
 kiln="${2:-}"
 [[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh" # check, alive, start_server, stop_server, cleanup
 client="$here/client.py"
 py=/usr/bin/python3
 name="test_serve ($mode)"
@@ -35,54 +36,13 @@ unset KILN_AUTH_TOKEN
 export OPENBLAS_NUM_THREADS=1
 tmp="$(mktemp -d)"
 pids=() # servers and clients started here, killed on exit whatever happens
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
 trap cleanup EXIT
 cd "$tmp" || exit 1
 t_start=$SECONDS
 fails=0
-check() { # description, command...
-    local what="$1"; shift
-    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fails=$((fails + 1)); fi
-}
 
 # ---- servers ----
 
-# Whether process $1 runs (a zombie, exited but not yet waited for, does not).
-alive() {
-    local state=""
-    [ -r "/proc/$1/stat" ] && read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-sanitizer_clean() { ! grep -Eq 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"; }
-
-# start_server LOG ARGS...: kiln serve ARGS --port 0, its output in LOG.log; sets pid, port and
-# base once it listens and answers /v2/health/live. Returns 1 (counted) when it does not.
-start_server() {
-    local log="$1.log"
-    shift
-    "$kiln" serve "$@" --port 0 >"$log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    port=""
-    for _ in $(seq 1 300); do
-        port=$(sed -n 's|^kiln serve: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$log")
-        [ -n "$port" ] || ! alive "$pid" && break
-        sleep 0.1
-    done
-    base="http://127.0.0.1:$port"
-    local live=1
-    for _ in $(seq 1 50); do
-        [ -n "$port" ] || break
-        curl -s -o /dev/null -m 2 "$base/v2/health/live" && { live=0; break; }
-        sleep 0.1
-    done
-    check "kiln serve $* starts, says its port ($port) and answers" test $live -eq 0
-    return $live
-}
 
 # await_exit PID LOG SECONDS: the server exits 0 within SECONDS, its log free of sanitizer
 # reports.
@@ -102,10 +62,6 @@ await_exit() {
     local rc=$?
     check "kiln serve ($2) exits 0 on SIGTERM, in $(awk "BEGIN{print $t/10}") s" test $rc -eq 0
     check "kiln serve ($2) leaves no sanitizer report in its log" sanitizer_clean "$log"
-}
-stop_server() { # pid, log name
-    kill -TERM "$1" 2>/dev/null
-    await_exit "$1" "$2" 15
 }
 
 # ---- HTTP with curl ----
