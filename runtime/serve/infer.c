@@ -255,6 +255,27 @@ static const char *skip_value(const char *p, const char *end, int depth)
         return NULL;
     if (*p == '"')
         return skip_string(p, end);
+    if (*p == '[') {
+        /* Arrays of numbers (the data arrays, thousands of values) in one tight loop: only
+         * brackets, commas, blanks and literal characters; anything else takes the general
+         * path below, which checks the structure. The general path cost about 30 us of a
+         * 784-float request's 42 us (one call per element). */
+        const char *q = p;
+        int d = 0;
+        for (; q < end; q++) {
+            char c = *q;
+            if (c == '[') {
+                if (++d > SCAN_MAX_DEPTH - depth)
+                    break;
+            } else if (c == ']') {
+                if (--d == 0)
+                    return q + 1;
+            } else if (c != ',' && c != ' ' && c != '\n' && c != '\r' && c != '\t' &&
+                       !literal_char(c)) {
+                break;
+            }
+        }
+    }
     if (*p == '[' || *p == '{') {
         char close = *p == '[' ? ']' : '}';
         p = skip_ws(p + 1, end);
