@@ -31,6 +31,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from client import decode, read_predictions  # noqa: E402  (test_serve.sh's client: the same)
+
 failures = 0
 
 NAMES3 = ['setosa', 'ver"si\\color', "virgínica ☃"]  # JSON escapes and UTF-8
@@ -265,12 +268,6 @@ def cmd_table2(d):
               [by_id[i] for i in LOOK_IDS])
 
 
-def read_predictions(path):
-    """kiln predict's CSV: (probabilities, labels, label names) per row."""
-    rows = list(csv.reader(open(path, encoding="utf-8")))
-    assert rows[0][:2] == ["label", "label_name"], rows[0][:3]
-    return ([[float(v) for v in r[2:]] for r in rows[1:]], [int(r[0]) for r in rows[1:]],
-            [r[1] for r in rows[1:]])
 
 
 def argmax(row):
@@ -354,32 +351,6 @@ def ids_body(ids, dtype="INT64", shape=None, binary=False, outputs=None):
     return head + raw, (len(head) if binary else None)
 
 
-def decode(headers, data):
-    """An answer: (JSON header, {output name: (datatype, shape, flat values)})."""
-    hl = headers.get("inference-header-content-length")
-    n = int(hl) if hl is not None else len(data)
-    doc = json.loads(data[:n])
-    at, outs = n, {}
-    for o in doc["outputs"]:
-        size = o.get("parameters", {}).get("binary_data_size")
-        if size is None:
-            vals = o["data"]
-        else:
-            raw = data[at:at + size]
-            at += size
-            if o["datatype"] == "BYTES":
-                vals, k = [], 0
-                while k < len(raw):
-                    (m,) = struct.unpack_from("<I", raw, k)
-                    vals.append(raw[k + 4:k + 4 + m].decode("utf-8"))
-                    k += 4 + m
-            else:
-                f = {"FP32": "f", "INT32": "i"}[o["datatype"]]
-                vals = list(struct.unpack("<%d%s" % (size // 4, f), raw))
-        outs[o["name"]] = (o["datatype"], o["shape"], vals)
-    if at != len(data):
-        raise ValueError("%d bytes after the outputs" % (len(data) - at))
-    return doc, outs
 
 
 def infer(c, model, data, header_len=None):
