@@ -2,6 +2,7 @@
  * reader (trainers/modelfile_io.c) and the server's feature tables (runtime/serve/lookup.c):
  * lines, blank lines, field counts and fields split in place. Only the text: what a column
  * means is the caller's. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/csv.h"
@@ -49,4 +50,23 @@ void kl__csv_split(char *line, char **fields, size_t n)
         fields[i] = line;
         line = end ? end + 1 : line + len;
     }
+}
+
+kl_status kl__csv_header(char *text, size_t len, size_t *pos, int64_t *line, const char *path,
+                         const char *what, char ***names, char ***fields, size_t *ncols,
+                         kl_error *err)
+{
+    char *l;
+    while ((l = kl__csv_next_line(text, len, pos)) && kl__csv_blank(l))
+        (*line)++;
+    (*line)++;
+    if (!l)
+        return kl_error_set(err, KL_EFORMAT, "%s: empty file; %s needs a header row", path, what);
+    *ncols = kl__csv_count_fields(l);
+    *names = malloc(*ncols * sizeof **names);
+    *fields = malloc(*ncols * sizeof **fields);
+    if (!*names || !*fields)
+        return kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
+    kl__csv_split(l, *names, *ncols);
+    return KL_OK;
 }

@@ -6,10 +6,20 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/status.h"
 
 char *kl__csv_next_line(char *text, size_t len, size_t *pos);
 bool kl__csv_blank(const char *s);
 size_t kl__csv_count_fields(const char *s);
 void kl__csv_split(char *line, char **fields, size_t n);
+
+/* The header row from *pos on (blank lines before it skipped, *line counting them and it):
+ * its *ncols column names split in place into *names, and *fields, room for as many fields
+ * of a row (both malloc'd). An empty file is KL_EFORMAT naming path and what it is for. */
+kl_status kl__csv_header(char *text, size_t len, size_t *pos, int64_t *line, const char *path,
+                         const char *what, char ***names, char ***fields, size_t *ncols,
+                         kl_error *err);
 
 #endif

@@ -98,19 +98,10 @@ static kl_status parse_row(const csv_file *f, const csv_layout *lay, int64_t lin
 static kl_status read_header(csv_file *f, size_t *pos, const char *label_column, csv_layout *lay,
                              kl_error *err)
 {
-    char *line;
-    while ((line = kl__csv_next_line(f->text, f->len, pos)) && kl__csv_blank(line))
-        lay->header_line++;
-    lay->header_line++;
-    if (!line)
-        return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV data set needs a header row",
-                            f->path);
-    lay->ncols = kl__csv_count_fields(line);
-    lay->names = malloc(lay->ncols * sizeof *lay->names);
-    lay->fields = malloc(lay->ncols * sizeof *lay->fields);
-    if (!lay->names || !lay->fields)
-        return kl_error_set(err, KL_ENOMEM, "%s: out of memory", f->path);
-    kl__csv_split(line, lay->names, lay->ncols);
+    kl_status st = kl__csv_header(f->text, f->len, pos, &lay->header_line, f->path,
+                                  "a CSV data set", &lay->names, &lay->fields, &lay->ncols, err);
+    if (st != KL_OK)
+        return st;
     lay->label = lay->ncols;
     for (size_t c = 0; c < lay->ncols; c++)
         if (strcmp(lay->names[c], label_column) == 0)

@@ -255,20 +255,8 @@ typedef struct csv {
 
 static kl_status csv_header(csv *c, kl_error *err)
 {
-    char *line;
-    while ((line = kl__csv_next_line(c->text, c->len, &c->pos)) && kl__csv_blank(line))
-        c->line++;
-    c->line++;
-    if (!line)
-        return kl_error_set(err, KL_EFORMAT, "%s: empty file; a CSV input needs a header row",
-                            c->path);
-    c->ncols = kl__csv_count_fields(line);
-    c->names = malloc(c->ncols * sizeof *c->names);
-    c->fields = malloc(c->ncols * sizeof *c->fields);
-    if (!c->names || !c->fields)
-        return kl_error_set(err, KL_ENOMEM, "%s: out of memory", c->path);
-    kl__csv_split(line, c->names, c->ncols);
-    return KL_OK;
+    return kl__csv_header(c->text, c->len, &c->pos, &c->line, c->path, "a CSV input", &c->names,
+                          &c->fields, &c->ncols, err);
 }
 
 static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
