@@ -1,6 +1,7 @@
 /* kiln tune: runs or resumes a sweep (tune/coord.c does the work) under mpirun, srun or alone;
  * parses the command line, catches the stop signals and maps the outcome to an exit status. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ static const char tune_help[] =
     "       kiln tune --resume DIR [options]\n"
     "       kiln tune report DIR [-o FILE]\n"
     "       kiln tune --simulate CURVES.csv SWEEP.yaml [--workers N] [--trials-csv FILE]\n"
+    "                 [--target VALUE]\n"
     "\n"
     "Runs a hyperparameter sweep (docs/sweep.md): trials of the sweep's base config with sampled\n"
     "hyperparameters, scheduled by ASHA (or hyperband, median stopping, fifo) on the metric the\n"
@@ -41,7 +43,8 @@ static const char tune_help[] =
     "kiln tune --simulate drives the sweep's scheduler from a table of learning curves (CSV with\n"
     "columns trial,t,value and optionally seconds) instead of training, with N virtual workers\n"
     "(default 4): it prints the best trial, the compute used and the scheduler's own latency;\n"
-    "--trials-csv writes the per-trial outcome.\n"
+    "--trials-csv writes the per-trial outcome; --target prints the compute and simulated time\n"
+    "at which the sweep first reported a metric at least as good as VALUE.\n"
     "\n"
     "On SIGTERM, SIGINT or SIGUSR1 the running trials checkpoint and the sweep exits with status\n"
     "75; continue it with --resume. Under Slurm, a requeued job that runs the sweep again with\n"
@@ -71,7 +74,8 @@ static int report(int argc, char **argv)
     return 0;
 }
 
-static int simulate(const char *curves, const char *sweep_path, int workers, const char *csv)
+static int simulate(const char *curves, const char *sweep_path, int workers, const char *csv,
+                    const char *target)
 {
     kl_error err = {0};
     kl_sweep *sw = kl_sweep_load(sweep_path, &err);
@@ -93,6 +97,17 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
            r.makespan);
     printf("scheduler: %.3f s in %lld calls; latency p50 %.2f us, p99 %.2f us, max %.2f us\n",
            r.sched_s, (long long)r.all.calls, r.all.p50_us, r.all.p99_us, r.all.max_us);
+    if (target) {
+        const kl_sim_point *p = kl_sim_first_reaching(&r, sw->maximize, atof(target));
+        if (p)
+            printf("target %s %s: reached after %lld epochs (compute %.6g, simulated time %.6g) "
+                   "by trial %lld (%s) at t %d, %s %.6g\n",
+                   sw->metric, target, (long long)p->epochs, p->compute, p->time,
+                   (long long)p->trial, r.trial[p->trial].label, p->t, sw->metric, p->value);
+        else
+            printf("target %s %s: never reached (%lld epochs in all)\n", sw->metric, target,
+                   (long long)r.epochs);
+    }
     int rc = 0;
     if (csv) {
         FILE *f = fopen(csv, "w");
@@ -130,7 +145,7 @@ static void slurm_resume(kl_tune_options *o, bool lead)
 int kl__cli_tune(int argc, char **argv)
 {
     kl_tune_options o = {.tty = -1};
-    const char *curves = NULL, *trials_csv = NULL;
+    const char *curves = NULL, *trials_csv = NULL, *target = NULL;
     int workers = 4;
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report(argc, argv);
@@ -145,7 +160,7 @@ int kl__cli_tune(int argc, char **argv)
             o.dir = argv[++i];
             o.resume = o.resume || !strcmp(a, "--resume");
         } else if (!strcmp(a, "--simulate") || !strcmp(a, "--trials-csv") ||
-                   !strcmp(a, "--workers")) {
+                   !strcmp(a, "--workers") || !strcmp(a, "--target")) {
             if (i + 1 >= argc)
                 return kl__cli_usage_error("tune", "%s needs a value", a);
             const char *v = argv[++i];
@@ -153,7 +168,14 @@ int kl__cli_tune(int argc, char **argv)
                 curves = v;
             else if (!strcmp(a, "--trials-csv"))
                 trials_csv = v;
-            else if ((workers = atoi(v)) < 1)
+            else if (!strcmp(a, "--target")) {
+                char *end;
+                double x = strtod(v, &end);
+                if (end == v || *end || !isfinite(x))
+                    return kl__cli_usage_error("tune", "--target needs a finite number, got '%s'",
+                                               v);
+                target = v;
+            } else if ((workers = atoi(v)) < 1)
                 return kl__cli_usage_error("tune", "--workers needs a count >= 1, got '%s'", v);
         } else if (!strcmp(a, "--plain")) {
             o.tty = 0;
@@ -173,8 +195,10 @@ int kl__cli_tune(int argc, char **argv)
             return kl__cli_usage_error("tune", "--simulate needs the sweep file whose scheduler "
                                                "it runs: kiln tune --simulate CURVES.csv "
                                                "SWEEP.yaml");
-        return simulate(curves, o.sweep, workers, trials_csv);
+        return simulate(curves, o.sweep, workers, trials_csv, target);
     }
+    if (target)
+        return kl__cli_usage_error("tune", "--target goes with --simulate");
     if (!o.sweep && !o.resume)
         return kl__cli_usage_error("tune", "which sweep? e.g. kiln tune "
                                            "examples/fashion-mnist/sweep.yaml");

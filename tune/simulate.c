@@ -40,6 +40,9 @@ typedef struct sim {
     int nidle;
     lat_log next, result;
     bool *ran_out;
+    bool maximize;
+    kl_sim_point *trace;
+    int64_t ntrace, trace_cap;
     double now;
     int64_t epochs;
     double compute;
@@ -152,6 +155,29 @@ static bool start_epoch(sim *m, int w, int64_t trial, int t)
     return true;
 }
 
+/* Appends a trace point when value beats the best reported so far. */
+static void trace_add(sim *m, int64_t trial, int t, double value)
+{
+    if (!isfinite(value))
+        return;
+    if (m->ntrace > 0) {
+        double best = m->trace[m->ntrace - 1].value;
+        if (m->maximize ? value <= best : value >= best)
+            return;
+    }
+    if (m->ntrace == m->trace_cap) {
+        int64_t cap = m->trace_cap ? 2 * m->trace_cap : 64;
+        kl_sim_point *p = realloc(m->trace, (size_t)cap * sizeof *p);
+        if (!p) {
+            m->oom = true;
+            return;
+        }
+        m->trace = p;
+        m->trace_cap = cap;
+    }
+    m->trace[m->ntrace++] = (kl_sim_point){m->epochs, m->compute, m->now, value, trial, t};
+}
+
 /* Hands jobs to idle workers, lowest first, until the scheduler has none to give. */
 static void dispatch(sim *m)
 {
@@ -183,6 +209,7 @@ static void run(sim *m)
         lat_add(m, &m->result, now_ns() - t0);
         m->epochs++;
         m->compute += cost(c, w->trial, w->t);
+        trace_add(m, w->trial, w->t, value);
         if (d == KL_DECIDE_CONTINUE && start_epoch(m, e.worker, w->trial, w->t + 1))
             continue;
         idle_push(m, e.worker);
@@ -277,7 +304,7 @@ kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl
     memset(out, 0, sizeof *out);
     if (workers < 1)
         return kl_error_set(err, KL_EINVAL, "simulate: %d workers; it needs at least 1", workers);
-    sim m = {.cfg = cfg, .c = c, .workers = workers};
+    sim m = {.cfg = cfg, .c = c, .workers = workers, .maximize = maximize};
     kl_status st = KL_OK;
     m.s = kl_sched_new(cfg, maximize, c->n, err);
     if (!m.s)
@@ -295,12 +322,16 @@ kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl
     out->loop_s = (double)(now_ns() - t0) / 1e9;
     out->workers = workers;
     if (m.oom) {
-        st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for the latency log");
+        st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for the latency log or trace");
         goto done;
     }
     if ((st = kl_sched_status(m.s, err)) != KL_OK)
         goto done;
-    st = fill_result(&m, out, err);
+    if ((st = fill_result(&m, out, err)) == KL_OK) {
+        out->trace = m.trace; /* the result owns it now */
+        out->ntrace = m.ntrace;
+        m.trace = NULL;
+    }
 done:
     if (st != KL_OK)
         kl_sim_result_free(out);
@@ -309,6 +340,7 @@ done:
     free(m.ev);
     free(m.idle);
     free(m.ran_out);
+    free(m.trace);
     free(m.next.ns);
     free(m.result.ns);
     return st;
@@ -335,7 +367,16 @@ void kl_sim_result_free(kl_sim_result *r)
         return;
     free(r->trial);
     free(r->label_text);
+    free(r->trace);
     memset(r, 0, sizeof *r);
+}
+
+const kl_sim_point *kl_sim_first_reaching(const kl_sim_result *r, bool maximize, double target)
+{
+    for (int64_t i = 0; i < r->ntrace; i++)
+        if (maximize ? r->trace[i].value >= target : r->trace[i].value <= target)
+            return &r->trace[i];
+    return NULL;
 }
 
 /* A label as a CSV field: quoted when it holds a comma, a quote, a line break or edge blanks. */

@@ -50,6 +50,16 @@ typedef struct kl_sim_trial {
     bool ran_out; /* the scheduler wanted more epochs than the table has: it failed there */
 } kl_sim_trial;
 
+/* A point of the sweep's anytime curve: the best value reported so far changed to `value` (trial
+ * `trial` at its epoch `t`) when `epochs` epochs had been trained in all (costing `compute`), at
+ * simulated time `time`. */
+typedef struct kl_sim_point {
+    int64_t epochs;
+    double compute, time, value;
+    int64_t trial;
+    int t;
+} kl_sim_point;
+
 /* Wall-clock latency of scheduler calls, in microseconds; percentiles by nearest rank. */
 typedef struct kl_sim_latency {
     int64_t calls;
@@ -70,7 +80,12 @@ typedef struct kl_sim_result {
     double loop_s;  /* wall seconds of the whole simulation loop (includes sched_s) */
     double load_s;  /* wall seconds reading the table (kl_simulate only, else 0) */
     kl_sim_latency next, result, all; /* kl_sched_next, kl_sched_result, both together */
-    char *label_text;                 /* storage of the labels */
+    /* Every improvement of the best finite value reported (by any trial, at any epoch, in
+     * order of simulated time): where the sweep first reached a given value, e.g. a target
+     * accuracy, and what it had spent by then. */
+    kl_sim_point *trace;
+    int64_t ntrace;
+    char *label_text; /* storage of the labels */
 } kl_sim_result;
 
 /* Runs the sweep described by cfg (maximize: the metric's goal) over the curves in the CSV file
@@ -82,6 +97,10 @@ kl_status kl_simulate(const kl_sched_config *cfg, bool maximize, const char *cur
 kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
                              int workers, kl_sim_result *out, kl_error *err);
 void kl_sim_result_free(kl_sim_result *r);
+
+/* The first point of r's trace at least as good as target (maximize: >= target, else <=), or
+ * NULL when the sweep never reported such a value. */
+const kl_sim_point *kl_sim_first_reaching(const kl_sim_result *r, bool maximize, double target);
 
 /* The per-trial table as CSV: trial,label,state,bracket,rung,epochs,last,best (labels quoted
  * when they need it, NaN as an empty field). */

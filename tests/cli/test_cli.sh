@@ -55,6 +55,46 @@ expect 0 'usage: kiln tune' -- tune --help
 expect 2 'which sweep' -- tune
 expect 2 "unknown option '--fast'" -- tune s.yaml --fast
 expect 1 'no-such-sweep.yaml' -- tune no-such-sweep.yaml --dir tune-out
+
+# kiln tune --simulate on the hand-worked ASHA example (tests/unit/test_sched.c): 9 trials whose
+# curves are base + t / 100; eta 3, rungs 1, 3, 9 (max_t 9 fits the table's 9 epochs).
+sim="$(mktemp -d)"
+trap 'rm -f "$out"; rm -rf "$sim"' EXIT
+{
+    echo "trial,t,value"
+    i=0
+    for base in 0.5 0.7 0.6 0.9 0.4 0.8 0.3 0.95 0.2; do
+        for t in 1 2 3 4 5 6 7 8 9; do
+            awk -v i=$i -v b=$base -v t=$t 'BEGIN { printf "lr=%d,%d,%.17g\n", i, t, b + t / 100 }'
+        done
+        i=$((i + 1))
+    done
+} >"$sim/curves.csv"
+cat >"$sim/sweep.yaml" <<EOF
+base: $examples/fashion-mnist/mlp.yaml
+metric: {name: val_accuracy, goal: maximize}
+run_cap: 9
+parameters:
+  optimizer.lr: {log_uniform_values: {min: 1e-4, max: 1e-2}}
+scheduler: {type: asha, max_t: 9, grace_period: 1, reduction_factor: 3}
+EOF
+expect 0 'best: trial 7 \(lr=7\), val_accuracy 1.04' -- tune --simulate "$sim/curves.csv" \
+    "$sim/sweep.yaml" --workers 1
+expect 0 'target val_accuracy 1.0: reached after [0-9]+ epochs .* by trial 7 \(lr=7\) at t 5,' \
+    -- tune --simulate "$sim/curves.csv" "$sim/sweep.yaml" --target 1.0
+expect 0 'target val_accuracy 1.1: never reached' -- tune --simulate "$sim/curves.csv" \
+    "$sim/sweep.yaml" --target 1.1 --trials-csv "$sim/trials.csv"
+if grep -q '^7,lr=7,done,0,2,9,1.04' "$sim/trials.csv" 2>/dev/null; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL: --trials-csv should write trial 7 done at rung 2 after 9 epochs, 1.04"
+fi
+expect 2 "--target needs a finite number, got 'high'" -- tune --simulate "$sim/curves.csv" \
+    "$sim/sweep.yaml" --target high
+expect 2 '--target goes with --simulate' -- tune "$sim/sweep.yaml" --target 0.9
+expect 2 '--simulate needs the sweep file' -- tune --simulate "$sim/curves.csv"
+expect 1 'no-curves.csv' -- tune --simulate "$sim/no-curves.csv" "$sim/sweep.yaml"
 expect 0 'usage: kiln demo' -- demo --help
 expect 2 "unknown option '--nope'" -- demo --nope
 expect 2 'epochs' -- demo --epochs 0

@@ -1150,6 +1150,24 @@ static void test_simulate(void)
     CHECK(r.next.calls == 16 && r.result.calls == 29 && r.all.calls == 45);
     CHECK(r.all.p50_us <= r.all.p99_us && r.all.p99_us <= r.all.max_us);
     CHECK(r.sched_s > 0 && r.sched_s <= r.loop_s);
+    /* The anytime trace: the first result, then every improvement, ending at the best. */
+    if (CHECK(r.ntrace >= 2 && r.trace)) {
+        CHECK(r.trace[0].epochs == 1 && r.trace[0].trial == 0 && r.trace[0].t == 1 &&
+              fabs(r.trace[0].value - 0.51) < 1e-12 && r.trace[0].time == 1.0);
+        for (int64_t i = 1; i < r.ntrace; i++)
+            CHECK(r.trace[i].epochs > r.trace[i - 1].epochs &&
+                  r.trace[i].value > r.trace[i - 1].value &&
+                  r.trace[i].compute == (double)r.trace[i].epochs);
+        const kl_sim_point *end = &r.trace[r.ntrace - 1];
+        CHECK(end->trial == 7 && end->t == 9 && fabs(end->value - 1.04) < 1e-12);
+        /* 1.0 first comes from trial 7 (0.95 + t / 100) at t = 5. */
+        const kl_sim_point *p = kl_sim_first_reaching(&r, true, 1.0);
+        CHECK(p && p->trial == 7 && p->t == 5 && p->epochs >= 5 && p->epochs < end->epochs);
+        CHECK(kl_sim_first_reaching(&r, true, 1.05) == NULL);
+        CHECK(kl_sim_first_reaching(&r, true, 0.51) == &r.trace[0]);
+        CHECK(kl_sim_first_reaching(&r, false, 0.6) == &r.trace[0]);
+        CHECK(kl_sim_first_reaching(&r, false, 0.5) == NULL);
+    }
 
     /* The per-trial table. */
     FILE *f = tmpfile();
