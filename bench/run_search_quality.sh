@@ -7,10 +7,16 @@
 # a trial each. Prints, per method, the trials, the epochs trained, the best validation accuracy,
 # the test accuracy of the best trial's model, the compute (epochs, in journal order) at which a
 # trial first reached the target validation accuracy, and the wall time; then the ratio of ASHA's
-# compute-to-target to random search's against the goal (<= 1/3). See bench/README.md.
+# compute-to-target to random search's against the goal (<= 1/3).
 #
-#   bench/run_search_quality.sh [--max-t T] [--fifo-trials N] [--asha-trials M] [--limit L]
-#                               [--seed S] [--target X] [--out DIR] [--quick] [--analyse DIR]
+# One pair of sweeps is one draw of the trial order. The script then replays both schedulers
+# with `kiln tune --simulate --target` over many resampled orders of the random search's full
+# learning curves (the real curves of real configurations, with their real epoch times), which
+# gives the distribution of the ratio instead of one draw. See bench/README.md.
+#
+#   bench/run_search_quality.sh [--space wide|narrow] [--max-t T] [--fifo-trials N]
+#                               [--asha-trials M] [--limit L] [--seed S] [--target X]
+#                               [--draws D] [--out DIR] [--quick] [--analyse DIR]
 #
 # Environment: KILN (default /tmp/build-rel/kiln), MPIRUN (default mpirun), PYTHON (default
 # /usr/bin/python3, for reading the journals), DATA (default /usr/share/datasets/fashion-mnist,
@@ -25,9 +31,11 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 base=$root/examples/fashion-mnist/mlp.yaml
 
-max_t=9         # epochs of a trial that is never stopped; ASHA's rungs at 1, 3, 9
-fifo_trials=12  # random search: 12 x 9 = 108 epochs
-asha_trials=47  # ASHA: 40 trials trained 92 epochs (2.3 a trial) here, so 47 for about 108
+space=wide      # the search space (below)
+max_t=27        # epochs of a trial that is never stopped; ASHA's rungs at 1, 3, 9, 27
+fifo_trials=12  # random search: 12 x 27 = 324 epochs
+asha_trials=108 # ASHA: about 3 epochs a trial with four rungs, so about 324 epochs
+draws=400       # resampled trial orders replayed by kiln tune --simulate
 limit=0         # data.limit: training samples (0: all 54000 left after the validation split)
 seed=0          # the sampler's seed, the same for both sweeps
 target=0.88     # the validation accuracy whose compute-to-reach is compared
@@ -35,44 +43,58 @@ out=""
 analyse=""      # only read the sweeps already in this folder
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 
-  --max-t T        scheduler.max_t, the epochs of a full trial (default 9)
+  --space S        wide (default) or narrow, below
+  --max-t T        scheduler.max_t, the epochs of a full trial (default 27)
   --fifo-trials N  run_cap of the random search (default 12: 12 x max_t epochs)
-  --asha-trials M  run_cap of the ASHA sweep (default 47: about the same epochs as 12 x 9)
+  --asha-trials M  run_cap of the ASHA sweep (default 108: about the same epochs as 12 x 27)
   --limit L        data.limit for every trial (default 0: the full training split)
   --seed S         the sampler's seed of both sweeps (default 0)
   --target X       the validation accuracy to reach (default 0.88)
+  --draws D        resampled trial orders for the simulated replay (default 400; 0: none)
   --out DIR        the folder for the sweep files, sweeps, models and logs (default: a new
                    /tmp/kiln-search-quality.*); must not hold sweeps yet
-  --quick          a smoke run: max_t 3, 3 and 6 trials, data.limit 20000, target 0.80
+  --quick          a smoke run: max_t 3, 3 and 6 trials, data.limit 20000, target 0.80,
+                   50 draws
   --analyse DIR    run nothing: print the table for the sweeps already in DIR (from --out)
 
 Both sweep files come from one template over examples/fashion-mnist/mlp.yaml and differ only in
 run_cap and the scheduler: {type: asha, max_t, grace_period: 1, reduction_factor: 3} or
-{type: fifo, max_t}. Search space: optimizer.lr log-uniform 1e-4..1e-2, model.layers.0.units in
-[128, 256, 512], model.layers.1.rate (the first dropout) uniform 0..0.5, train.batch_size in
-[64, 128, 256]; fixed: train.threads 1 and data.limit. The metric is val_accuracy.
+{type: fifo, max_t}. The metric is val_accuracy; fixed: train.threads 1 and data.limit. Spaces:
+  wide    what one writes before knowing the problem: optimizer.lr log-uniform 1e-5..1e-1,
+          optimizer.weight_decay log-uniform 1e-6..1e-2, model.layers.0.units in [128, 256, 512],
+          model.layers.1.rate (the first dropout) uniform 0..0.5, train.batch_size in
+          [64, 128, 256]; schedule.min_lr is 0 (mlp.yaml's 1e-5 would exceed the
+          smallest learning rates)
+  narrow  around mlp.yaml's known-good settings (the first measurement, max_t 9): lr
+          log-uniform 1e-4..1e-2, and the same units, dropout and batch sizes
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case $1 in
+    --space) space=$2; shift ;;
     --max-t) max_t=$2; shift ;;
     --fifo-trials) fifo_trials=$2; shift ;;
     --asha-trials) asha_trials=$2; shift ;;
     --limit) limit=$2; shift ;;
     --seed) seed=$2; shift ;;
     --target) target=$2; shift ;;
+    --draws) draws=$2; shift ;;
     --out) out=$2; shift ;;
-    --quick) max_t=3 fifo_trials=3 asha_trials=6 limit=20000 target=0.80 ;;
+    --quick) max_t=3 fifo_trials=3 asha_trials=6 limit=20000 target=0.80 draws=50 ;;
     --analyse) analyse=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run_search_quality.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+case $space in
+wide | narrow) ;;
+*) echo "run_search_quality.sh: --space is wide or narrow, not '$space'" >&2; exit 2 ;;
+esac
 
 for b in "$KILN" "$PYTHON"; do
     if [ ! -x "$b" ]; then
@@ -117,13 +139,30 @@ else
         exit 2
     fi
     cat >"$out/params.env" <<EOF
-max_t=$max_t fifo_trials=$fifo_trials asha_trials=$asha_trials limit=$limit seed=$seed target=$target
+space=$space max_t=$max_t fifo_trials=$fifo_trials asha_trials=$asha_trials limit=$limit seed=$seed target=$target
 EOF
 
+    space_params() {
+        if [ "$space" = wide ]; then
+            cat <<EOF
+  optimizer.lr:
+    log_uniform_values: {min: 1e-5, max: 1e-1}
+  optimizer.weight_decay:
+    log_uniform_values: {min: 1e-6, max: 1e-2}
+  schedule.min_lr:
+    value: 0
+EOF
+        else
+            cat <<EOF
+  optimizer.lr:
+    log_uniform_values: {min: 1e-4, max: 1e-2}
+EOF
+        fi
+    }
     # One template; SCHEDULER and RUN_CAP are the only differences between the two sweeps.
     template() {
         cat <<EOF
-# run_search_quality.sh: $1 (max_t $max_t, run_cap $2, seed $seed, data.limit $limit)
+# run_search_quality.sh: $1 ($space space, max_t $max_t, run_cap $2, seed $seed, data.limit $limit)
 base: $base
 metric:
   name: val_accuracy
@@ -132,8 +171,7 @@ method: random
 run_cap: $2
 seed: $seed
 parameters:
-  optimizer.lr:
-    log_uniform_values: {min: 1e-4, max: 1e-2}
+$(space_params)
   train.batch_size:
     values: [64, 128, 256]
   model.layers.0.units:
@@ -154,7 +192,7 @@ EOF
 
     echo "# kiln: $KILN ($("$KILN" --version 2>&1 | head -1))"
     echo "# out: $out"
-    echo "# max_t $max_t, fifo run_cap $fifo_trials, asha run_cap $asha_trials," \
+    echo "# $space space, max_t $max_t, fifo run_cap $fifo_trials, asha run_cap $asha_trials," \
          "data.limit $limit, seed $seed, target $target"
     for m in asha fifo; do
         echo "# $m: start $(date -u +%H:%M:%S), load average $(loadavg)"
@@ -279,3 +317,75 @@ else:
     who = "neither method" if not b else "ASHA"
     print(f"ASHA / random compute to {target:g}: {who} reached it: goal NOT met")
 EOF
+
+# The replay: one sweep pair is one draw of the trial order, and the compute to the target
+# swings with it (the first good draw decides random search's figure). Resample orders from the
+# random search's full learning curves (real configurations with their real per-epoch times,
+# drawn with replacement: a bootstrap over the space) and let kiln's own schedulers decide on
+# each order with `kiln tune --simulate --target`, with 2 workers as in the real sweeps.
+if [ "$draws" -gt 0 ]; then
+    "$PYTHON" - "$out" "$target" "$max_t" "$KILN" "$draws" "$seed" "$asha_trials" <<'EOF'
+import json, os, random, re, statistics, subprocess, sys
+
+out, target, max_t, kiln = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+draws, seed, n = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+ev = [json.loads(l) for l in open(os.path.join(out, "fifo", "journal.jsonl")) if l.strip()]
+start, last, curves = {}, {}, {}
+for e in ev:
+    if e["event"] == "started":
+        start[e["trial"]] = last[e["trial"]] = e["time"]
+    elif e["event"] == "result":
+        k = e["trial"]
+        curves.setdefault(k, []).append((e["t"], e["value"], e["time"] - last[k]))
+        last[k] = e["time"]
+pool = [c for k, c in sorted(curves.items()) if [t for t, _, _ in c] == list(range(1, max_t + 1))]
+if not pool:
+    sys.exit("replay: the random search has no trial trained to max_t")
+
+def table(path, order):
+    with open(path, "w") as f:
+        f.write("trial,t,value,seconds\n")
+        for i, p in enumerate(order):
+            for t, v, sec in pool[p]:
+                f.write(f"r{i}-c{p},{t},{'nan' if v is None else repr(v)},{sec:.6f}\n")
+
+def reach(sweep, path):
+    txt = subprocess.run([kiln, "tune", "--simulate", path, sweep, "--workers", "2",
+                          "--target", str(target)], check=True, capture_output=True,
+                         text=True).stdout
+    m = re.search(r"reached after (\d+) epochs", txt)
+    return int(m.group(1)) if m else None
+
+csv = os.path.join(out, "replay.csv")
+# The real order first: the replay of the random search must match its real sweep.
+table(csv, range(len(pool)))
+print(f"\n# replay check: random search on its own {len(pool)} curves in the real order reaches "
+      f"{target:g} after {reach(os.path.join(out, 'fifo.yaml'), csv)} epochs")
+rng = random.Random(seed)
+ratios, a_all, f_all, none = [], [], [], 0
+for d in range(draws):
+    table(csv, [rng.randrange(len(pool)) for _ in range(n)])
+    a, f = reach(os.path.join(out, "asha.yaml"), csv), reach(os.path.join(out, "fifo.yaml"), csv)
+    if a is None or f is None:
+        none += 1
+        continue
+    a_all.append(a); f_all.append(f); ratios.append(a / f)
+os.unlink(csv)
+good = sum(1 for c in pool if any(v is not None and v >= target for _, v, _ in c))
+print(f"# replay: {draws} orders of {n} trials resampled from {len(pool)} full curves "
+      f"({good} of which reach {target:g}); {none} orders where a method never reached it")
+if ratios:
+    q = statistics.quantiles(ratios, n=4)
+    print("| method | compute to target: mean | median | quartiles |")
+    print("|---|---|---|---|")
+    for name, v in (("ASHA", a_all), ("random search", f_all)):
+        qq = statistics.quantiles(v, n=4)
+        print(f"| {name} | {statistics.mean(v):.1f} | {statistics.median(v):g} "
+              f"| {qq[0]:g} - {qq[2]:g} |")
+    met = sum(1 for r in ratios if r <= 1 / 3 + 1e-12)
+    print(f"ASHA / random compute to {target:g} over the orders: ratio of means "
+          f"{statistics.mean(a_all) / statistics.mean(f_all):.2f}, median ratio "
+          f"{statistics.median(ratios):.2f} (quartiles {q[0]:.2f} - {q[2]:.2f}); "
+          f"<= 1/3 in {met} of {len(ratios)} orders")
+EOF
+fi
