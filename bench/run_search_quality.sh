@@ -356,36 +356,49 @@ def reach(sweep, path):
     m = re.search(r"reached after (\d+) epochs", txt)
     return int(m.group(1)) if m else None
 
+# ASHA's other variant (Ray Tune's stop mode: a trial trains on unless it is below the cut of
+# the earlier arrivals at its rung, so an early good draw is never paused) is replayed too, from
+# the ASHA sweep file with only the mode changed.
+asha = open(os.path.join(out, "asha.yaml")).read()
+if "mode:" not in asha and "{type: asha," in asha:
+    with open(os.path.join(out, "asha-stop.yaml"), "w") as f:
+        f.write(asha.replace("{type: asha,", "{type: asha, mode: stop,"))
+sweeps = [("ASHA (promote)", "asha.yaml"), ("ASHA (stop)", "asha-stop.yaml"),
+          ("random search", "fifo.yaml")]
+sweeps = [(k, os.path.join(out, f)) for k, f in sweeps if os.path.exists(os.path.join(out, f))]
 csv = os.path.join(out, "replay.csv")
 # The real order first: the replay of the random search must match its real sweep.
 table(csv, range(len(pool)))
 print(f"\n# replay check: random search on its own {len(pool)} curves in the real order reaches "
       f"{target:g} after {reach(os.path.join(out, 'fifo.yaml'), csv)} epochs")
 rng = random.Random(seed)
-ratios, a_all, f_all, none = [], [], [], 0
+got, none = {k: [] for k, _ in sweeps}, 0
 for d in range(draws):
     table(csv, [rng.randrange(len(pool)) for _ in range(n)])
-    a, f = reach(os.path.join(out, "asha.yaml"), csv), reach(os.path.join(out, "fifo.yaml"), csv)
-    if a is None or f is None:
+    r = {k: reach(path, csv) for k, path in sweeps}
+    if None in r.values():
         none += 1
         continue
-    a_all.append(a); f_all.append(f); ratios.append(a / f)
+    for k in r:
+        got[k].append(r[k])
 os.unlink(csv)
 good = sum(1 for c in pool if any(v is not None and v >= target for _, v, _ in c))
 print(f"# replay: {draws} orders of {n} trials resampled from {len(pool)} full curves "
       f"({good} of which reach {target:g}); {none} orders where a method never reached it")
-if ratios:
-    q = statistics.quantiles(ratios, n=4)
-    print("| method | compute to target: mean | median | quartiles |")
-    print("|---|---|---|---|")
-    for name, v in (("ASHA", a_all), ("random search", f_all)):
+fifo = got["random search"]
+if fifo:
+    print(f"| method | compute to {target:g}: mean | median | quartiles | ratio of means to random "
+          f"| median ratio (quartiles) | orders with ratio <= 1/3 |")
+    print("|---|---|---|---|---|---|---|")
+    for k, _ in sweeps:
+        v = got[k]
         qq = statistics.quantiles(v, n=4)
-        print(f"| {name} | {statistics.mean(v):.1f} | {statistics.median(v):g} "
-              f"| {qq[0]:g} - {qq[2]:g} |")
-    met = sum(1 for r in ratios if r <= 1 / 3 + 1e-12)
-    print(f"ASHA / random compute to {target:g} over the orders: ratio of means "
-          f"{statistics.mean(a_all) / statistics.mean(f_all):.2f}, median ratio "
-          f"{statistics.median(ratios):.2f} (quartiles {q[0]:.2f} - {q[2]:.2f}); "
-          f"<= 1/3 in {met} of {len(ratios)} orders")
+        ratios = [a / b for a, b in zip(v, fifo)]
+        q = statistics.quantiles(ratios, n=4)
+        met = sum(1 for x in ratios if x <= 1 / 3 + 1e-12)
+        print(f"| {k} | {statistics.mean(v):.1f} | {statistics.median(v):g} "
+              f"| {qq[0]:g} - {qq[2]:g} | {statistics.mean(v) / statistics.mean(fifo):.2f} "
+              f"| {statistics.median(ratios):.2f} ({q[0]:.2f} - {q[2]:.2f}) "
+              f"| {met} of {len(ratios)} |")
 EOF
 fi
