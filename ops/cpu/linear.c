@@ -116,8 +116,15 @@ static kl_status linear_forward(kl__ctx *c, kl_error *err)
     const kl_tensor *x = c->in[0], *w = c->in[1];
     int out = (int)w->shape.d[0], inf = (int)w->shape.d[1], rows = (int)kl__rows(x);
     float *y = kl_f32(c->out); /* (rows, out) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, inf, 1.0f, kl_f32(x), inf,
-                kl_f32(w), inf, 0.0f, y, out);
+    /* One row (serving one request, predict with batch 1): y = W x as a GEMV. OpenBLAS 0.3.21's
+     * sgemm packs all of W on every call, which for one row costs more than the product itself
+     * (bench_predict --batch 1, RESULTS.md). */
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, inf, 1.0f, kl_f32(w), inf, kl_f32(x), 1, 0.0f,
+                    y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, inf, 1.0f, kl_f32(x), inf,
+                    kl_f32(w), inf, 0.0f, y, out);
     if (c->nin == 3) {
         const float *b = kl_f32(c->in[2]);
         for (int r = 0; r < rows; r++)

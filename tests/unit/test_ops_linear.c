@@ -133,6 +133,13 @@ static void test_linear_values(void)
     gc_leaf l3[3] = {gc_with_values(gc_in(KL_SHAPE(2, 2, 3)), x3), l[1], l[2]};
     gc_check_forward("linear values on (N, T, in)", l3, 3, build_linear_bias, NULL, KL_MODE_EVAL,
                      KL_SHAPE(2, 2, 2), want3, TOL);
+
+    /* One row takes the GEMV path: the first row above, alone. */
+    gc_leaf l1[3] = {gc_with_values(gc_in(KL_SHAPE(1, 3)), LIN_X), l[1], l[2]};
+    gc_check_forward("linear values, one row (GEMV)", l1, 2, build_linear, NULL, KL_MODE_EVAL,
+                     KL_SHAPE(1, 2), no_bias, TOL);
+    gc_check_forward("linear values with bias, one row (GEMV)", l1, 3, build_linear_bias, NULL,
+                     KL_MODE_EVAL, KL_SHAPE(1, 2), bias, TOL);
 }
 
 static void test_bias_add_values(void)
