@@ -41,6 +41,7 @@ seed=0          # the sampler's seed, the same for both sweeps
 target=0.88     # the validation accuracy whose compute-to-reach is compared
 out=""
 analyse=""      # only read the sweeps already in this folder
+target_set=""
 
 usage() {
     sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
@@ -58,7 +59,8 @@ usage() {
                    /tmp/kiln-search-quality.*); must not hold sweeps yet
   --quick          a smoke run: max_t 3, 3 and 6 trials, data.limit 20000, target 0.80,
                    50 draws
-  --analyse DIR    run nothing: print the table for the sweeps already in DIR (from --out)
+  --analyse DIR    run nothing: print the table for the sweeps already in DIR (from --out); with
+                   --target, at that target instead of the one they were run for
 
 Both sweep files come from one template over examples/fashion-mnist/mlp.yaml and differ only in
 run_cap and the scheduler: {type: asha, max_t, grace_period: 1, reduction_factor: 3} or
@@ -81,7 +83,7 @@ while [ $# -gt 0 ]; do
     --asha-trials) asha_trials=$2; shift ;;
     --limit) limit=$2; shift ;;
     --seed) seed=$2; shift ;;
-    --target) target=$2; shift ;;
+    --target) target=$2 target_set=$2; shift ;;
     --draws) draws=$2; shift ;;
     --out) out=$2; shift ;;
     --quick) max_t=3 fifo_trials=3 asha_trials=6 limit=20000 target=0.80 draws=50 ;;
@@ -128,6 +130,7 @@ if [ -n "$analyse" ]; then
     fi
     # shellcheck disable=SC1091
     . "$out/params.env"
+    target=${target_set:-$target} # --analyse DIR --target X: the same sweeps at another target
 else
     if [ -z "$out" ]; then
         out=$(mktemp -d /tmp/kiln-search-quality.XXXXXX)
