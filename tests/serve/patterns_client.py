@@ -521,12 +521,14 @@ def cmd_values(port, d):
             check("the binary BYTES names decode to the top 2 class names (quotes, backslash, "
                   "UTF-8 intact)", bo["top_k_label_names"][2] ==
                   [NAMES3[k] for r in p for k in top_k(r, 2)], bo["top_k_label_names"])
-        # One sample at a time: the same answers (no batch-dependent step).
+        # One sample at a time: the same answers (no batch-dependent step). Within 1e-6, not
+        # exactly: the model's first layer takes one GEMV a row up to 7 rows and sgemm beyond,
+        # which round differently (docs/serve.md, "Batching").
         one = [answer(c, "a", body([x]), "a on sample %d alone" % i) for i, x in enumerate(xs)]
         if all(one):
-            check("one sample a request: the same probabilities and decisions",
-                  max_diff([o["probabilities"][2] for o in one], p) == 0 and
-                  [o["decision"][2][0] for o in one] == dec[2])
+            diff = max_diff([o["probabilities"][2] for o in one], p)
+            check("one sample a request: the same probabilities (within 1e-6) and decisions",
+                  diff <= 1e-6 and [o["decision"][2][0] for o in one] == dec[2], diff)
 
     # -- the other pre steps on c (3 one-hot features to 2 classes) --
     outs = answer(c, "c-oh", body([[0], [2], [1], [2]]), "c-oh (pre: one_hot {column: 0, "
@@ -597,7 +599,8 @@ def cmd_values(port, d):
     # -- pipelines --
     want = [pc1h[argmax(r)] for r in pa_raw]
     check("pipe's expected answer (c's predict on one_hot(argmax(pa))) equals kiln predict on "
-          "pipe_in.csv", max_diff(want, pc_pipe) == 0, (want, pc_pipe))
+          "pipe_in.csv (within 1e-6: 4 rows and 8 rows round differently)",
+          max_diff(want, pc_pipe) <= 1e-6, (want, pc_pipe))
     outs = answer(c, "pipe", body(xs), "pipe (a, argmax, one_hot, c)")
     p = classifier_is("pipe = c on one_hot(argmax(pa))", outs, pc_pipe, 2, NAMES2, NS)
     if p:
@@ -667,13 +670,24 @@ def cmd_values(port, d):
         st, h, b = infer(c, model, data)
         want[model] = (st, decode(h, b)[1] if st == 200 else b)
 
+    def same(got, want):
+        """The same status and outputs; FP32 values within 1e-6 (a request batched with others
+        may go through another BLAS routine than alone), everything else exactly."""
+        if got[0] != want[0] or got[0] != 200:
+            return got == want
+        a, b = got[1], want[1]
+        return set(a) == set(b) and all(
+            a[k][:2] == b[k][:2] and len(a[k][2]) == len(b[k][2]) and
+            (all(abs(x - y) <= 1e-6 for x, y in zip(a[k][2], b[k][2]))
+             if a[k][0] in ("FP32", "FP64") else a[k][2] == b[k][2]) for k in a)
+
     def work(i):
         cl, bad = Client(port, retry=False), []
         for r in range(15):
             model, data, _ = plan[(i + r) % len(plan)]
             st, h, b = infer(cl, model, data)
             got = (st, decode(h, b)[1] if st == 200 else b)
-            if got != want[model]:
+            if not same(got, want[model]):
                 bad.append((model, st, b[:200]))
         cl.close()
         return bad
@@ -681,7 +695,7 @@ def cmd_values(port, d):
     results = parallel(8, work)
     bad = [r for r in results if isinstance(r, Exception) or r]
     check("8 clients x 15 requests over a, the ensembles, the pipeline and the lookup: each "
-          "answer equals the one alone", not bad and all(w[0] == 200 for w in want.values()),
+          "answer equals the one alone (FP32 within 1e-6)", not bad and all(w[0] == 200 for w in want.values()),
           bad[:3])
     c.close()
 

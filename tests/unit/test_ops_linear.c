@@ -134,12 +134,23 @@ static void test_linear_values(void)
     gc_check_forward("linear values on (N, T, in)", l3, 3, build_linear_bias, NULL, KL_MODE_EVAL,
                      KL_SHAPE(2, 2, 2), want3, TOL);
 
-    /* One row takes the GEMV path: the first row above, alone. */
+    /* Up to 7 rows take one GEMV a row (all of the above), more take sgemm: the first row above
+     * alone, and the two rows above repeated to 9 rows. */
     gc_leaf l1[3] = {gc_with_values(gc_in(KL_SHAPE(1, 3)), LIN_X), l[1], l[2]};
-    gc_check_forward("linear values, one row (GEMV)", l1, 2, build_linear, NULL, KL_MODE_EVAL,
+    gc_check_forward("linear values, one row", l1, 2, build_linear, NULL, KL_MODE_EVAL,
                      KL_SHAPE(1, 2), no_bias, TOL);
-    gc_check_forward("linear values with bias, one row (GEMV)", l1, 3, build_linear_bias, NULL,
+    gc_check_forward("linear values with bias, one row", l1, 3, build_linear_bias, NULL,
                      KL_MODE_EVAL, KL_SHAPE(1, 2), bias, TOL);
+    float x9[27];
+    double want9[18];
+    for (int r = 0; r < 9; r++) {
+        memcpy(x9 + 3 * r, LIN_X + 3 * (r % 2), 3 * sizeof(float));
+        want9[2 * r] = bias[2 * (r % 2)];
+        want9[2 * r + 1] = bias[2 * (r % 2) + 1];
+    }
+    gc_leaf l9[3] = {gc_with_values(gc_in(KL_SHAPE(9, 3)), x9), l[1], l[2]};
+    gc_check_forward("linear values with bias, 9 rows (sgemm)", l9, 3, build_linear_bias, NULL,
+                     KL_MODE_EVAL, KL_SHAPE(9, 2), want9, TOL);
 }
 
 static void test_bias_add_values(void)
