@@ -1,6 +1,7 @@
 /* Linear algebra ops on OpenBLAS: matmul (2-D, optional transposes), linear (x W^T + b) and
  * bias_add (a per-channel bias on axis 1). Every product, forward and backward, is one
- * cblas_sgemm call that reads operands in place through its transpose flags: no copies. */
+ * cblas_sgemm call that reads operands in place through its transpose flags: no copies; except
+ * linear's forward on at most GEMV_ROWS rows, one cblas_sgemv a row (see linear_forward). */
 #include <cblas.h>
 #include <string.h>
 
