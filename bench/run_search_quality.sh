@@ -369,11 +369,20 @@ if "mode:" not in asha and "{type: asha," in asha:
 sweeps = [("ASHA (promote)", "asha.yaml"), ("ASHA (stop)", "asha-stop.yaml"),
           ("random search", "fifo.yaml")]
 sweeps = [(k, os.path.join(out, f)) for k, f in sweeps if os.path.exists(os.path.join(out, f))]
+# The compute to the target whatever the budget: every sweep runs all n trials of an order
+# (kiln tune --simulate runs the sweep's run_cap trials, as a real sweep would).
+def uncapped(k, path):
+    text = re.sub(r"^run_cap: *\d+", f"run_cap: {n}", open(path).read(), flags=re.M)
+    p = os.path.join(out, "replay-" + os.path.basename(path))
+    with open(p, "w") as f:
+        f.write(text)
+    return k, p
+sweeps = [uncapped(k, p) for k, p in sweeps]
 csv = os.path.join(out, "replay.csv")
 # The real order first: the replay of the random search must match its real sweep.
 table(csv, range(len(pool)))
 print(f"\n# replay check: random search on its own {len(pool)} curves in the real order reaches "
-      f"{target:g} after {reach(os.path.join(out, 'fifo.yaml'), csv)} epochs")
+      f"{target:g} after {reach(dict(sweeps)['random search'], csv)} epochs")
 rng = random.Random(seed)
 got, none = {k: [] for k, _ in sweeps}, 0
 for d in range(draws):

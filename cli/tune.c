@@ -42,7 +42,8 @@ static const char tune_help[] =
     "\n"
     "kiln tune --simulate drives the sweep's scheduler from a table of learning curves (CSV with\n"
     "columns trial,t,value and optionally seconds) instead of training, with N virtual workers\n"
-    "(default 4): it prints the best trial, the compute used and the scheduler's own latency;\n"
+    "(default 4); trial i of the sweep (up to its run_cap) trains along curve i. It prints the\n"
+    "best trial, the compute used and the scheduler's own latency;\n"
     "--trials-csv writes the per-trial outcome; --target prints the compute and simulated time\n"
     "at which the sweep first reported a metric at least as good as VALUE.\n"
     "\n"
@@ -79,16 +80,30 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
 {
     kl_error err = {0};
     kl_sweep *sw = kl_sweep_load(sweep_path, &err);
+    kl_curves *table = sw ? kl_curves_load(curves, &err) : NULL;
     kl_sim_result r = {0};
-    if (!sw || kl_simulate(&sw->sched, sw->maximize, curves, workers, &r, &err) != KL_OK) {
+    /* The sweep's trial count (run_cap, or the grid's size) applies as in a real sweep: trial
+     * i trains along curve i, and the table's later curves are never drawn. */
+    int64_t have = table ? kl_curves_trials(table) : 0, want = sw ? kl_sweep_trials(sw) : 0;
+    if (table)
+        kl_curves_keep_first(table, want);
+    if (!table || kl_simulate_curves(&sw->sched, sw->maximize, table, workers, &r, &err) != KL_OK) {
         fprintf(stderr, "kiln tune --simulate: %s\n", err.msg);
+        kl_curves_free(table);
         kl_sweep_free(sw);
         return 1;
     }
+    kl_curves_free(table);
     printf("simulated %lld trials of %s on %d workers: %lld done, %lld stopped, %lld paused, "
            "%lld failed\n",
            (long long)r.ntrials, curves, r.workers, (long long)r.n_done, (long long)r.n_stopped,
            (long long)r.n_paused, (long long)r.n_failed);
+    if (have > want)
+        printf("(the sweep runs %lld trials: the first %lld of the table's %lld curves)\n",
+               (long long)want, (long long)want, (long long)have);
+    else if (have < want)
+        printf("(the table has %lld curves: fewer than the sweep's %lld trials)\n", (long long)have,
+               (long long)want);
     if (r.best_trial >= 0)
         printf("best: trial %lld (%s), %s %.6g\n", (long long)r.best_trial,
                r.trial[r.best_trial].label, sw->metric, r.best_value);

@@ -506,6 +506,12 @@ int64_t kl_curves_trials(const kl_curves *c)
     return c->n;
 }
 
+void kl_curves_keep_first(kl_curves *c, int64_t n)
+{
+    if (n >= 0 && n < c->n)
+        c->n = n;
+}
+
 const char *kl_curves_label(const kl_curves *c, int64_t trial)
 {
     return trial >= 0 && trial < c->n ? c->labels + c->label_off[trial] : NULL;

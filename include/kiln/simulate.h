@@ -34,6 +34,9 @@ kl_curves *kl_curves_load(const char *path, kl_error *err);
 kl_curves *kl_curves_parse(const char *text, size_t len, const char *name, kl_error *err);
 void kl_curves_free(kl_curves *c);
 int64_t kl_curves_trials(const kl_curves *c);
+/* Keeps only the first n trials of the table (a sweep's run_cap); n >= the trials changes
+ * nothing. */
+void kl_curves_keep_first(kl_curves *c, int64_t n);
 const char *kl_curves_label(const kl_curves *c, int64_t trial);
 int kl_curves_epochs(const kl_curves *c, int64_t trial); /* rows of trial i: t = 1..epochs */
 bool kl_curves_have_seconds(const kl_curves *c);

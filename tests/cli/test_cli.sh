@@ -90,6 +90,15 @@ else
     failed=$((failed + 1))
     echo "FAIL: --trials-csv should write trial 7 done at rung 2 after 9 epochs, 1.04"
 fi
+# The sweep's run_cap applies: 3 trials take the first 3 curves (best: lr=1, 0.7 + t / 100); 20
+# trials run the table's 9 and say so.
+sed 's/^run_cap: 9$/run_cap: 3/' "$sim/sweep.yaml" >"$sim/sweep3.yaml"
+sed 's/^run_cap: 9$/run_cap: 20/' "$sim/sweep.yaml" >"$sim/sweep20.yaml"
+expect 0 'the sweep runs 3 trials: the first 3 of the table.s 9 curves' -- tune --simulate \
+    "$sim/curves.csv" "$sim/sweep3.yaml"
+expect 0 'best: trial 1 \(lr=1\)' -- tune --simulate "$sim/curves.csv" "$sim/sweep3.yaml"
+expect 0 'the table has 9 curves: fewer than the sweep.s 20 trials' -- tune \
+    --simulate "$sim/curves.csv" "$sim/sweep20.yaml"
 expect 2 "--target needs a finite number, got 'high'" -- tune --simulate "$sim/curves.csv" \
     "$sim/sweep.yaml" --target high
 expect 2 '--target goes with --simulate' -- tune "$sim/sweep.yaml" --target 0.9
