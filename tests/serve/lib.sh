@@ -1,7 +1,24 @@
 # Shared by the kiln serve test scripts (test_serve.sh, test_monitor.sh, test_online.sh,
-# test_patterns.sh), sourced after they set kiln, tmp, pids=() and fails=0: counted checks, the
-# processes they start (killed on exit whatever happens), and a kiln serve started on a free port
-# and stopped with SIGTERM, which must exit 0 with no sanitizer report in its log.
+# test_patterns.sh), sourced after they set kiln, py and name: their common start
+# (serve_test_setup), counted checks, the processes they start (killed on exit whatever happens),
+# and a kiln serve started on a free port and stopped with SIGTERM, which must exit 0 with no
+# sanitizer report in its log.
+
+# serve_test_setup: skips the test (exit 77) without $py or curl; unsets KILN_AUTH_TOKEN, runs
+# OpenBLAS on one thread, and moves into a fresh folder $tmp, removed on exit with every process
+# in pids killed; starts the clock (t_start) and the failure count (fails).
+serve_test_setup() {
+    [ -x "$py" ] || { echo "$name: skipped: no $py"; exit 77; }
+    command -v curl >/dev/null || { echo "$name: skipped: no curl (apt-get install curl)"; exit 77; }
+    unset KILN_AUTH_TOKEN
+    export OPENBLAS_NUM_THREADS=1
+    tmp="$(mktemp -d)"
+    pids=()
+    trap cleanup EXIT
+    cd "$tmp" || exit 1
+    t_start=$SECONDS
+    fails=0
+}
 
 check() { # description, command...
     local what="$1"; shift

@@ -26,22 +26,8 @@ import urllib.parse
 
 FEATURES = 32
 CLASSES = 3
-failures = 0
-
-
-def check(what, cond, detail=""):
-    global failures
-    if cond:
-        print("ok: " + what)
-    else:
-        failures += 1
-        print("FAILED: " + what + (" (" + str(detail) + ")" if detail != "" else ""))
-    sys.stdout.flush()
-    return cond
-
-
-def finish():
-    sys.exit(1 if failures else 0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from client import check, finish  # noqa: E402  (test_serve.sh's client: one failure count)
 
 
 # ---- data: 32 features ~ N(0, 1) in steps of 1/256, 3 classes from the first 4 features ----

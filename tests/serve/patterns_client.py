@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from client import decode, read_predictions  # noqa: E402  (test_serve.sh's client: the same)
+from client import Client, decode, read_predictions  # noqa: E402  (test_serve.sh's client)
 
 failures = 0
 
@@ -292,35 +292,6 @@ def max_diff(a, b):
 
 
 # ---- requests and answers ----
-
-class Client:
-    """One keep-alive connection, reopened once when the server closed it between requests."""
-
-    def __init__(self, port, timeout=30, retry=True):
-        self.port, self.timeout, self.conn, self.retry = port, timeout, None, retry
-
-    def request(self, method, path, body=None, headers=None):
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                       timeout=self.timeout)
-            try:
-                self.conn.request(method, path, body=body, headers=headers or {})
-                r = self.conn.getresponse()
-                data = r.read()
-                if r.getheader("Connection", "").lower() == "close":
-                    self.close()
-                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if attempt or not self.retry:
-                    raise
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
 
 def body(rows, name="input", dtype="FP32", shape=None, outputs=None, params=None):
     flat = [v for r in rows for v in r]

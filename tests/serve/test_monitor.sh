@@ -26,16 +26,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 mon="$here/monitor.py"
 py=/usr/bin/python3
 name="test_monitor ($mode)"
-[ -x "$py" ] || { echo "$name: skipped: no $py"; exit 77; }
-command -v curl >/dev/null || { echo "$name: skipped: no curl (apt-get install curl)"; exit 77; }
-unset KILN_AUTH_TOKEN
-export OPENBLAS_NUM_THREADS=1
-tmp="$(mktemp -d)"
-pids=() # servers started here, killed on exit whatever happens
-trap cleanup EXIT
-cd "$tmp" || exit 1
-t_start=$SECONDS
-fails=0
+serve_test_setup # skips without python3 or curl; cd into a fresh $tmp
 
 # ---- servers (as tests/serve/test_serve.sh starts and stops them) ----
 
