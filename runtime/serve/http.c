@@ -287,13 +287,10 @@ static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
     return kl__serve_check_input(v, &q->inputs[0], err) == KL_OK;
 }
 
-static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)
+/* Parses the body as an inference request into r->req (JSON, or the binary extension with
+ * Inference-Header-Content-Length); KL_EINVAL for the client. */
+static kl_status parse_body(req_ctx *r, kl_error *err)
 {
-    kl_server *s = r->s;
-    kl_error err = {0};
-    r->ep = KL__EP_INFER;
-    if (!(r->v = kl__serve_acquire(s, model, version, &err)))
-        return send_lookup_error(r, &err);
     size_t json_len = r->len;
     const char *hl =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
@@ -301,13 +298,23 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
         char *end = NULL;
         unsigned long long x = strtoull(hl, &end, 10);
         if (!*hl || *end || hl[0] == '-' || x > r->len)
-            return send_error(r, MHD_HTTP_BAD_REQUEST,
-                              "Inference-Header-Content-Length '%s' is not a length within the "
-                              "body's %zu bytes",
-                              hl, r->len);
+            return kl_error_set(err, KL_EINVAL,
+                                "Inference-Header-Content-Length '%s' is not a length within "
+                                "the body's %zu bytes",
+                                hl, r->len);
         json_len = (size_t)x;
     }
-    kl_status st = kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, &err);
+    return kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, err);
+}
+
+static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)
+{
+    kl_server *s = r->s;
+    kl_error err = {0};
+    r->ep = KL__EP_INFER;
+    if (!(r->v = kl__serve_acquire(s, model, version, &err)))
+        return send_lookup_error(r, &err);
+    kl_status st = parse_body(r, &err);
     if (st != KL_OK)
         return send_error(r,
                           st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
@@ -393,26 +400,6 @@ static enum MHD_Result infer_finish(req_ctx *r)
 }
 
 /* ---- feedback (online learning, learn.c) ---- */
-
-/* Parses the body as an inference request into r->req (JSON, or the binary extension with
- * Inference-Header-Content-Length); KL_EINVAL for the client. */
-static kl_status parse_body(req_ctx *r, kl_error *err)
-{
-    size_t json_len = r->len;
-    const char *hl =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
-    if (hl) {
-        char *end = NULL;
-        unsigned long long x = strtoull(hl, &end, 10);
-        if (!*hl || *end || hl[0] == '-' || x > r->len)
-            return kl_error_set(err, KL_EINVAL,
-                                "Inference-Header-Content-Length '%s' is not a length within "
-                                "the body's %zu bytes",
-                                hl, r->len);
-        json_len = (size_t)x;
-    }
-    return kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, err);
-}
 
 static void feedback_done(kl__feedback *fb)
 {
