@@ -115,9 +115,20 @@ static kl_status job_ended(kl__tuner *tu, int64_t trial, kl_error *err)
     return trial_failed(tu, trial, KL_EINTERNAL, "its run ended before the scheduler decided", err);
 }
 
-/* The next job, journalled (with the trial's hyperparameters when it is new). */
-static kl_status next_job(kl__tuner *tu, kl_job *job, kl_error *err)
+/* A trial's worker let go of it (its job ended): a trial it paused may be promoted from now on. */
+static kl_status release(kl__tuner *tu, int64_t trial, kl_error *err)
 {
+    if (!kl_sched_release(tu->sched, trial))
+        return KL_OK;
+    return log_event(tu, json_pack("{s:s, s:I}", "event", "released", "trial", (json_int_t)trial),
+                     err);
+}
+
+/* The next job, journalled (with the trial's hyperparameters when it is new) with the lease
+ * that makes it the trial's current assignment. */
+static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *err)
+{
+    *lease = 0;
     /* After the time budget (or a stop request) nothing new starts; the trials running finish
      * their jobs. The scheduler is not asked, so the journal replays exactly. */
     if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) ||
@@ -131,9 +142,10 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, kl_error *err)
     kl_status st = kl__tune_overrides(tu, job->trial, err);
     if (st != KL_OK)
         return st;
-    json_t *ev =
-        json_pack("{s:s, s:I, s:s, s:i, s:i}", "event", "started", "trial", (json_int_t)job->trial,
-                  "job", job_name(job->kind), "rung", job->rung, "until_t", job->until_t);
+    *lease = tu->trials[job->trial].lease = ++tu->leases;
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:i, s:i, s:I}", "event", "started", "trial",
+                           (json_int_t)job->trial, "job", job_name(job->kind), "rung", job->rung,
+                           "until_t", job->until_t, "lease", (json_int_t)*lease);
     if (ev && job->kind == KL_JOB_NEW)
         json_object_set_new(ev, "overrides", overrides_json(&tu->trials[job->trial]));
     return log_event(tu, ev, err);
@@ -163,12 +175,14 @@ static kl_status run_local(kl__tuner *tu, kl_error *err)
     kl_status st = kl_comm_self(&self, err);
     while (st == KL_OK) {
         kl_job job;
-        if ((st = next_job(tu, &job, err)) != KL_OK)
+        int64_t lease;
+        if ((st = next_job(tu, &job, &lease, err)) != KL_OK)
             break;
         if (job.kind == KL_JOB_NONE || job.kind == KL_JOB_WAIT) /* one worker: WAIT is the end */
             break;
         kl__tune_show(tu, NULL, true);
-        kl__msg m = {.kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t};
+        kl__msg m = {
+            .kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t, .lease = lease};
         local_ctx c = {.tu = tu};
         kl_error terr = {0};
         kl_status ts = kl__tune_run_trial(tu, self, &m, local_decide, &c, &terr);
@@ -188,6 +202,8 @@ static kl_status run_local(kl__tuner *tu, kl_error *err)
         } else {
             st = job_ended(tu, job.trial, err);
         }
+        if (st == KL_OK)
+            st = release(tu, job.trial, err);
     }
     kl_comm_free(self);
     return st;
@@ -210,74 +226,176 @@ static kl_status recv_msg(kl_comm *c, int from, kl__msg *m, int *src, kl_error *
     return st;
 }
 
+kl_status kl__coord_init(kl__coord *c, int size, kl_error *err)
+{
+    *c = (kl__coord){0};
+    c->idle = calloc((size_t)size, sizeof *c->idle);
+    c->trial = calloc((size_t)size, sizeof *c->trial);
+    c->lease = calloc((size_t)size, sizeof *c->lease);
+    if (c->idle && c->trial && c->lease)
+        return KL_OK;
+    kl__coord_free(c);
+    return kl_error_set(err, KL_ENOMEM, "out of memory");
+}
+
+void kl__coord_free(kl__coord *c)
+{
+    free(c->idle);
+    free(c->trial);
+    free(c->lease);
+    *c = (kl__coord){0};
+}
+
+/* Whether rank src holds trial under this lease, and the lease is the trial's current one. */
+static bool holds(const kl__tuner *tu, const kl__coord *c, int src, int64_t trial, int64_t lease)
+{
+    return trial >= 0 && trial < tu->ntrials && c->trial[src] == trial + 1 &&
+           c->lease[src] == lease && tu->trials[trial].lease == lease;
+}
+
+static void note_stale(kl__tuner *tu, const kl__msg *m, int src, const char *what)
+{
+    kl__tune_line(tu,
+                  "ignored %s from rank %d about trial %lld: it no longer holds that trial "
+                  "(lease %lld)",
+                  what, src, (long long)m->trial, (long long)m->lease);
+}
+
+/* A worker's run of its trial ended with a failure or a stop signal. Only a trial the scheduler
+ * still counts as running is failed or requeued: one that was decided already (paused, stopped,
+ * done) keeps its decision, and its worker is done with it. */
+static kl_status run_ended(kl__tuner *tu, kl__coord *c, const kl__msg *m, int src, kl_error *err)
+{
+    if (m->kind == KL__MSG_STOPPED)
+        c->stopping = true;
+    if (!holds(tu, c, src, m->trial, m->lease)) {
+        note_stale(tu, m, src, m->kind == KL__MSG_FAILED ? "a failure" : "a stop");
+        return KL_OK;
+    }
+    if (kl_sched_state(tu->sched, m->trial) != KL_TRIAL_RUNNING) {
+        if (m->kind == KL__MSG_FAILED)
+            kl__tune_line(tu, "trial %lld failed after its decision (which stands): %s",
+                          (long long)m->trial, m->text);
+        return KL_OK;
+    }
+    if (m->kind == KL__MSG_FAILED)
+        return trial_failed(tu, m->trial, (kl_status)m->status, m->text, err);
+    kl_sched_requeue(tu->sched, m->trial);
+    return log_event(
+        tu, json_pack("{s:s, s:I}", "event", "interrupted", "trial", (json_int_t)m->trial), err);
+}
+
+/* Rank src's job is over and it is idle: the trial it held is released (if its lease is still the
+ * trial's), and a trial left running without a decision counts as failed. */
+static kl_status job_over(kl__tuner *tu, kl__coord *c, int src, kl_error *err)
+{
+    kl_status st = KL_OK;
+    if (c->trial[src] > 0) {
+        int64_t trial = c->trial[src] - 1;
+        c->running--;
+        if (tu->trials[trial].lease == c->lease[src]) {
+            st = job_ended(tu, trial, err);
+            if (st == KL_OK)
+                st = release(tu, trial, err);
+        }
+    }
+    c->trial[src] = 0;
+    c->lease[src] = 0;
+    c->idle[c->nidle++] = src;
+    return st;
+}
+
+/* Jobs for the idle workers while there are any: a result may have made several possible. */
+static kl_status serve_idle(kl__tuner *tu, kl__coord *c, kl__reply *out, int *nout, kl_error *err)
+{
+    c->stopping = c->stopping || kl_train_stop_signal() != 0;
+    while (c->nidle > 0) {
+        kl_job job = {.kind = KL_JOB_NONE};
+        int64_t lease = 0;
+        kl_status st;
+        if (!c->stopping && (st = next_job(tu, &job, &lease, err)) != KL_OK)
+            return st;
+        if (job.kind == KL_JOB_WAIT && c->running > 0)
+            break; /* a running trial's result may unlock work */
+        int w = c->idle[--c->nidle];
+        kl__reply *r = &out[(*nout)++];
+        r->to = w;
+        r->msg = (kl__msg){.kind = KL__MSG_EXIT};
+        if (job.kind == KL_JOB_NEW || job.kind == KL_JOB_PROMOTE) {
+            r->msg = (kl__msg){
+                .kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t, .lease = lease};
+            c->running++;
+            c->trial[w] = job.trial + 1;
+            c->lease[w] = lease;
+            kl__tune_show(tu, NULL, true);
+        } else {
+            c->exited++;
+        }
+    }
+    return KL_OK;
+}
+
+kl_status kl__coord_handle(kl__tuner *tu, kl__coord *c, const kl__msg *m, int src, kl__reply *out,
+                           int *nout, kl_error *err)
+{
+    *nout = 0;
+    if (src < 1 || src >= tu->size)
+        return kl_error_set(err, KL_ECOMM, "a tune message from rank %d, which is no worker", src);
+    kl_status st = KL_OK;
+    switch ((kl__msg_kind)m->kind) {
+    case KL__MSG_RESULT: {
+        kl__reply *r = &out[(*nout)++];
+        r->to = src;
+        r->msg = (kl__msg){.kind = KL__MSG_DECISION,
+                           .trial = m->trial,
+                           .lease = m->lease,
+                           .decision = KL_DECIDE_STOP};
+        bool current = holds(tu, c, src, m->trial, m->lease) &&
+                       kl_sched_state(tu->sched, m->trial) == KL_TRIAL_RUNNING && m->t >= 1;
+        if (current)
+            r->msg.decision = (int32_t)decide(tu, m->trial, m->t, m->value, err, &st);
+        else
+            note_stale(tu, m, src, "a result");
+        return st;
+    }
+    case KL__MSG_FAILED:
+    case KL__MSG_STOPPED:
+    case KL__MSG_READY:                  /* each says the worker is idle now */
+        if (m->lease != c->lease[src]) { /* it is not: it has a newer job */
+            note_stale(tu, m, src, "an end of job");
+            return KL_OK;
+        }
+        if (m->kind != KL__MSG_READY && (st = run_ended(tu, c, m, src, err)) != KL_OK)
+            return st;
+        if ((st = job_over(tu, c, src, err)) != KL_OK)
+            return st;
+        return serve_idle(tu, c, out, nout, err);
+    default:
+        return kl_error_set(err, KL_ECOMM, "a tune message of kind %d from rank %d", (int)m->kind,
+                            src);
+    }
+}
+
 /* The coordinator's loop: answer whoever speaks, until every worker has been sent home. */
 static kl_status coordinate(kl__tuner *tu, kl_error *err)
 {
-    int *idle = calloc((size_t)tu->size, sizeof *idle), nidle = 0, exited = 0, running = 0;
-    int64_t *running_trial = calloc((size_t)tu->size, sizeof *running_trial);
-    kl_status st = idle && running_trial ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
-    bool stopping = false;
-    while (st == KL_OK && exited < tu->nworkers) {
+    kl__coord c;
+    kl_status st = kl__coord_init(&c, tu->size, err);
+    kl__reply *out = st == KL_OK ? calloc((size_t)tu->size, sizeof *out) : NULL;
+    if (st == KL_OK && !out)
+        st = kl_error_set(err, KL_ENOMEM, "out of memory");
+    while (st == KL_OK && c.exited < tu->nworkers) {
         kl__msg m;
-        int src;
+        int src, n = 0;
         if ((st = recv_msg(tu->world, -1, &m, &src, err)) != KL_OK)
             break;
-        if (m.kind == KL__MSG_RESULT) {
-            kl__msg r = {.kind = KL__MSG_DECISION, .trial = m.trial};
-            r.decision = (int32_t)decide(tu, m.trial, m.t, m.value, err, &st);
-            if (st == KL_OK)
-                st = send_msg(tu->world, src, &r, err);
-            continue;
-        }
-        if (m.kind == KL__MSG_FAILED || m.kind == KL__MSG_STOPPED) {
-            running--;
-            running_trial[src] = 0;
-            if (m.kind == KL__MSG_FAILED) {
-                st = trial_failed(tu, m.trial, (kl_status)m.status, m.text, err);
-            } else {
-                stopping = true;
-                kl_sched_requeue(tu->sched, m.trial);
-                st = log_event(
-                    tu,
-                    json_pack("{s:s, s:I}", "event", "interrupted", "trial", (json_int_t)m.trial),
-                    err);
-            }
-            if (st != KL_OK)
-                break;
-            m.kind = KL__MSG_READY;
-        } else if (m.kind == KL__MSG_READY && running_trial[src] > 0) {
-            running--; /* the worker's trial ended by a decision */
-            st = job_ended(tu, running_trial[src] - 1, err);
-            running_trial[src] = 0;
-            if (st != KL_OK)
-                break;
-        }
-        if (m.kind != KL__MSG_READY)
-            continue;
-        idle[nidle++] = src;
-        stopping = stopping || kl_train_stop_signal() != 0;
-        /* Serve every idle worker: a result may have made several promotions possible. */
-        while (st == KL_OK && nidle > 0) {
-            kl_job job = {.kind = KL_JOB_NONE};
-            if (!stopping && (st = next_job(tu, &job, err)) != KL_OK)
-                break;
-            if (job.kind == KL_JOB_WAIT && running > 0)
-                break; /* a running trial's result may unlock work */
-            int w = idle[--nidle];
-            kl__msg r = {.kind = KL__MSG_EXIT};
-            if (job.kind == KL_JOB_NEW || job.kind == KL_JOB_PROMOTE) {
-                r = (kl__msg){.kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t};
-                running++;
-                running_trial[w] = job.trial + 1;
-                kl__tune_show(tu, NULL, true);
-            } else {
-                exited++;
-            }
-            st = send_msg(tu->world, w, &r, err);
-        }
+        st = kl__coord_handle(tu, &c, &m, src, out, &n, err);
+        for (int i = 0; st == KL_OK && i < n; i++)
+            st = send_msg(tu->world, out[i].to, &out[i].msg, err);
     }
-    free(idle);
-    free(running_trial);
+    bool stopping = c.stopping;
+    free(out);
+    kl__coord_free(&c);
     if (st == KL_OK && stopping)
         st = kl_error_set(err, KL_ESTOPPED,
                           "stopped by a signal; the running trials "
@@ -288,6 +406,7 @@ static kl_status coordinate(kl__tuner *tu, kl_error *err)
 /* A worker leader's side of a decision: ask the coordinator. */
 typedef struct remote_ctx {
     kl__tuner *tu;
+    int64_t lease; /* the job's */
     kl_status st;
     kl_error err;
 } remote_ctx;
@@ -295,7 +414,7 @@ typedef struct remote_ctx {
 static kl_decision remote_decide(void *ctx, int64_t trial, int t, double value)
 {
     remote_ctx *c = ctx;
-    kl__msg m = {.kind = KL__MSG_RESULT, .trial = trial, .t = t, .value = value};
+    kl__msg m = {.kind = KL__MSG_RESULT, .trial = trial, .t = t, .value = value, .lease = c->lease};
     if (c->st == KL_OK && (c->st = send_msg(c->tu->world, 0, &m, &c->err)) == KL_OK)
         c->st = recv_msg(c->tu->world, 0, &m, NULL, &c->err);
     return c->st == KL_OK ? (kl_decision)m.decision : KL_DECIDE_STOP;
@@ -317,16 +436,17 @@ static kl_status work(kl__tuner *tu, kl_error *err)
             return st;
         if (job.kind == KL__MSG_EXIT)
             return KL_OK;
-        remote_ctx c = {.tu = tu};
+        remote_ctx c = {.tu = tu, .lease = job.lease};
         kl_error terr = {0};
         kl_status ts = kl__tune_run_trial(tu, tu->group, &job, remote_decide, &c, &terr);
         if (c.st != KL_OK) /* the coordinator is gone: nothing left to do */
             return kl_error_set(err, c.st, "%s", c.err.msg);
-        ready = (kl__msg){.kind = KL__MSG_READY};
+        ready = (kl__msg){.kind = KL__MSG_READY, .trial = job.trial, .lease = job.lease};
         if (ts == KL_ESTOPPED) {
-            ready = (kl__msg){.kind = KL__MSG_STOPPED, .trial = job.trial};
+            ready.kind = KL__MSG_STOPPED;
         } else if (ts != KL_OK) {
-            ready = (kl__msg){.kind = KL__MSG_FAILED, .trial = job.trial, .status = (int32_t)ts};
+            ready.kind = KL__MSG_FAILED;
+            ready.status = (int32_t)ts;
             snprintf(ready.text, sizeof ready.text, "%s", terr.msg);
         }
     }
@@ -372,8 +492,10 @@ static uint64_t fnv1a(const char *s, size_t n)
 
 /* Replays the journal: every call the scheduler saw, in order, so that it is where it was. A
  * trial that was running when the sweep stopped counts one failure and runs again from its
- * checkpoint. */
-static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
+ * checkpoint; a trial paused but not released is released (its worker is gone). Holds are on
+ * from the event that says so: sweeps begun by a kiln without them (no "holds" in the sweep
+ * event) replay their early events as they happened. */
+kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
 {
     size_t i;
     json_t *ev;
@@ -381,6 +503,9 @@ static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
     {
         const char *kind = json_string_value(json_object_get(ev, "event"));
         int64_t trial = json_integer_value(json_object_get(ev, "trial"));
+        if (kind && (!strcmp(kind, "sweep") || !strcmp(kind, "resumed")) &&
+            json_is_true(json_object_get(ev, "holds")))
+            kl_sched_set_holds(tu->sched, true);
         if (!kind || !strcmp(kind, "sweep") || !strcmp(kind, "resumed") ||
             !strcmp(kind, "finished"))
             continue;
@@ -398,6 +523,9 @@ static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
                                     "scheduler replays trial %lld there: the sweep file or "
                                     "kiln's scheduler changed since the sweep began",
                                     tu->dir, i + 1, (long long)trial, (long long)job.trial);
+            tr->lease = ++tu->leases;
+        } else if (!strcmp(kind, "released")) {
+            kl_sched_release(tu->sched, trial);
         } else if (!strcmp(kind, "result")) {
             json_t *v = json_object_get(ev, "value");
             int t = (int)json_integer_value(json_object_get(ev, "t"));
@@ -420,6 +548,8 @@ static kl_status replay(kl__tuner *tu, json_t *events, kl_error *err)
     for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
         if (kl_sched_state(tu->sched, t) == KL_TRIAL_RUNNING)
             st = trial_failed(tu, t, KL_EIO, "the sweep ended while it ran", err);
+    for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
+        st = release(tu, t, err);
     return st;
 }
 
@@ -516,10 +646,13 @@ static kl_status start_journal(kl__tuner *tu, const char *sweep_path, kl_error *
         json_t *events = kl_journal_read(jpath, err);
         if (!events)
             return err->status;
-        kl_status st = replay(tu, events, err);
+        kl_status st = kl__tune_replay(tu, events, err);
         json_decref(events);
+        kl_sched_set_holds(tu->sched, true);
         if (st == KL_OK)
-            st = log_event(tu, json_pack("{s:s, s:i}", "event", "resumed", "ranks", tu->size), err);
+            st = log_event(
+                tu, json_pack("{s:s, s:i, s:b}", "event", "resumed", "ranks", tu->size, "holds", 1),
+                err);
         return st;
     }
     size_t len = 0;
@@ -535,11 +668,13 @@ static kl_status start_journal(kl__tuner *tu, const char *sweep_path, kl_error *
         fclose(f);
     }
     free(text);
+    kl_sched_set_holds(tu->sched, true);
     return log_event(tu,
-                     json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:i, s:i}", "event", "sweep",
+                     json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:i, s:i, s:b}", "event", "sweep",
                                "sweep", sweep_path, "sweep_hash", hex, "trials",
                                (json_int_t)tu->ntrials, "metric", tu->sw->metric, "maximize",
-                               tu->sw->maximize, "ranks", tu->size, "max_t", tu->sw->sched.max_t),
+                               tu->sw->maximize, "ranks", tu->size, "max_t", tu->sw->sched.max_t,
+                               "holds", 1),
                      err);
 }
 

@@ -292,7 +292,8 @@ static kl_job make_job(kl_job_kind kind, int64_t trial, int rung, int until_t)
 
 static kl_job idle_job(const kl_sched *s)
 {
-    return make_job(s->running > 0 ? KL_JOB_WAIT : KL_JOB_NONE, -1, -1, 0);
+    /* A held trial may be promoted once released: the sweep is not over while one is. */
+    return make_job(s->running > 0 || s->held > 0 ? KL_JOB_WAIT : KL_JOB_NONE, -1, -1, 0);
 }
 
 static kl_job new_trial(kl_sched *s)
@@ -434,8 +435,13 @@ static kl_decision promote_result(kl_sched *s, int64_t id, int t, double score, 
     if (tr->target == b->nrungs - 1)
         return finish(s, id, score, worst);
     int32_t x = record(s, id, tr->target, score, worst);
-    kl__rung *r = &b->rungs[tr->target];
-    kl__rheap_push(s->nodes, r->cand, &r->ncand, x);
+    if (s->holds) {
+        tr->held = 1;
+        s->held++;
+    } else {
+        kl__rung *r = &b->rungs[tr->target];
+        kl__rheap_push(s->nodes, r->cand, &r->ncand, x);
+    }
     return end_trial(s, tr, KL_TRIAL_PAUSED, KL_DECIDE_PAUSE);
 }
 
@@ -638,6 +644,30 @@ void kl_sched_requeue(kl_sched *s, int64_t trial)
     tr->queued = 1;
     s->queue[(s->qhead + s->qlen) % s->cap] = (int32_t)trial;
     s->qlen++;
+}
+
+void kl_sched_set_holds(kl_sched *s, bool on)
+{
+    KL_ASSERT(s);
+    s->holds = on;
+}
+
+bool kl_sched_held(const kl_sched *s, int64_t trial)
+{
+    return s && trial >= 0 && trial < s->created && s->trials[trial].held;
+}
+
+bool kl_sched_release(kl_sched *s, int64_t trial)
+{
+    if (!kl_sched_held(s, trial))
+        return false;
+    kl__trial *tr = &s->trials[trial];
+    KL_ASSERT(tr->state == KL_TRIAL_PAUSED && tr->node >= 0);
+    tr->held = 0;
+    s->held--;
+    kl__rung *r = &s->brackets[tr->bracket].rungs[tr->rung];
+    kl__rheap_push(s->nodes, r->cand, &r->ncand, tr->node);
+    return true;
 }
 
 static const kl__trial *trial_of(const kl_sched *s, int64_t trial)

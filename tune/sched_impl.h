@@ -71,6 +71,7 @@ typedef struct kl__trial {
     uint8_t state; /* kl_trial_state */
     uint8_t bracket;
     uint8_t queued;  /* requeued, waiting in the queue */
+    uint8_t held;    /* paused, but its worker has not released it yet (holds on) */
     int8_t rung;     /* the highest rung recorded at, -1: none */
     int8_t target;   /* the rung it is heading for */
     int32_t until_t; /* and that rung's epochs (max_t outside promote mode) */
@@ -95,7 +96,9 @@ struct kl_sched {
     kl_sched_config cfg; /* as given, brackets resolved */
     bool maximize;
     bool promote; /* ASHA or Hyperband in promote mode */
+    bool holds;   /* a paused trial is a candidate only once released (kl_sched_set_holds) */
     int64_t max_trials, created, running;
+    int64_t held; /* paused trials not released yet */
     kl__trial *trials;
     int64_t cap; /* trials, and each rung's candidate heap and the queue, hold this many */
 

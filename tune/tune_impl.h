@@ -20,6 +20,7 @@ typedef struct kl__trial {
     int last_t;   /* the last result journaled */
     char *error;  /* the last failure's message */
     bool diverged;
+    int64_t lease; /* its latest assignment to a worker (1, 2, ... across the sweep), 0: none */
 } kl__trial;
 
 /* Messages between the coordinator (world rank 0) and the worker groups' leaders. */
@@ -35,11 +36,15 @@ typedef enum kl__msg_kind {
     KL__MSG_EXIT      /* coordinator: the sweep is over */
 } kl__msg_kind;
 
+/* Every message about a trial carries the lease of the assignment it answers: a JOB's lease
+ * comes back in that job's RESULTs, in its FAILED or STOPPED, and in the READY that follows it.
+ * The coordinator acts only on messages of a trial's current lease. */
 typedef struct kl__msg {
     int32_t kind;
     int32_t t, until_t, decision;
     int32_t status; /* FAILED: the run's kl_status (KL_ERANGE: diverged) */
     int64_t trial;
+    int64_t lease;
     double value;
     char text[KL_ERROR_MSG_MAX];
 } kl__msg;
@@ -58,6 +63,7 @@ typedef struct kl__tuner {
     char *dir;         /* the sweep folder */
     kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
+    int64_t leases; /* assignments made so far, journalled ones included */
     double t0; /* when this run of the sweep started */
     /* The live table. */
     bool tty;
@@ -68,6 +74,32 @@ typedef struct kl__tuner {
     kl_data_splits data;
     bool have_data;
 } kl__tuner;
+
+/* The coordinator's view of its workers (world ranks 1..size-1). */
+typedef struct kl__coord {
+    int *idle; /* ranks waiting for a job */
+    int nidle, exited, running;
+    int64_t *trial; /* [size]: the trial each rank holds + 1, 0: none */
+    int64_t *lease; /* [size]: the lease of that assignment */
+    bool stopping;  /* a worker was stopped by a signal, or this process was */
+} kl__coord;
+
+/* A message the coordinator sends in answer. */
+typedef struct kl__reply {
+    int to;
+    kl__msg msg;
+} kl__reply;
+
+/* tune/coord.c, for the message loop and its tests: kl__coord_handle takes one message from
+ * world rank src, journals and decides what it implies, and writes the answers to send into
+ * out[*nout] (out holds tu->size of them). A message of an assignment the sender no longer
+ * holds changes nothing and is noted. kl__tune_replay puts a fresh scheduler where the journal's
+ * events left it (a sweep resumed from its folder). */
+kl_status kl__coord_init(kl__coord *c, int size, kl_error *err);
+void kl__coord_free(kl__coord *c);
+kl_status kl__coord_handle(kl__tuner *tu, kl__coord *c, const kl__msg *m, int src,
+                           kl__reply *out, int *nout, kl_error *err);
+kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err);
 
 /* tune/worker.c: trains trial `job->trial` on comm (the group, or self) until the scheduler says
  * otherwise, resuming from the trial folder's latest checkpoint when it has one. decide is

@@ -109,7 +109,7 @@ void kl_sched_free(kl_sched *s);
 
 /* The next job for an idle worker; a NEW or PROMOTE job marks its trial running. Requeued
  * trials come first (in the order they were requeued), then promotions, then a new trial; WAIT
- * while trials run and none of those is possible, NONE when nothing runs either. */
+ * while trials run (or are held) and none of those is possible, NONE when nothing runs either. */
 kl_job kl_sched_next(kl_sched *s);
 /* A running trial's metric at t epochs (t = 1, 2, ...); the answer says what it does next.
  * Promote mode: CONTINUE before the job's until_t, then PAUSE (recorded at that rung) or DONE at
@@ -126,6 +126,16 @@ void kl_sched_failed(kl_sched *s, int64_t trial);
  * the queue, which kl_sched_next serves before anything else, as a PROMOTE job with the same
  * target (rung, until_t); from scratch if it has no checkpoint. Until then it reads as PAUSED. */
 void kl_sched_requeue(kl_sched *s, int64_t trial);
+/* Holds. A worker that hears PAUSE still writes the trial's checkpoint before it stops; were the
+ * trial promoted in the meantime, a second worker would train it in the same folder from an older
+ * checkpoint. With holds on, a trial paused by kl_sched_result is held: its value counts at its
+ * rung at once, but it is no candidate for promotion until kl_sched_release says its worker let
+ * go of it (which returns whether it was held; a trial not held, or not created, is no error). Off (the default), it is a candidate at once, as
+ * for a simulated worker whose job ends the moment it hears the decision. Turning holds on or off
+ * affects the pauses that follow. */
+void kl_sched_set_holds(kl_sched *s, bool on);
+bool kl_sched_release(kl_sched *s, int64_t trial);
+bool kl_sched_held(const kl_sched *s, int64_t trial);
 /* KL_OK, or KL_ENOMEM (with a message in err) once the scheduler could not grow its tables for
  * a new trial: from then on it starts no new trial (it still judges results, promotes and serves
  * requeues), so kl_sched_next ends with WAIT and NONE early. Check it when the sweep ends. */

@@ -10,10 +10,14 @@
 #           sweep's (the sweep is deterministic on one process); so do they when the journal
 #           is cut after a promotion and no checkpoint survives (kill -9 between a result and
 #           its checkpoint).
+#   stress: many small ASHA sweeps under mpirun -n 3 and -n 4, where workers pause trials that
+#           are promoted at once: every one ends with exit 0, no trial failed or errored, no
+#           result twice, and no message the coordinator had to ignore (a paused trial is never
+#           handed to a second worker before its first one lets go of it).
 #   faults: a trial that diverges ends as diverged, one whose config the trainer refuses is
 #           errored at once (it would be refused every time); the sweep goes on and finishes.
 #           (Retries up to max_failures are exercised by the resume case: a killed trial.)
-# usage: test_tune.sh mpi|resume|faults PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
+# usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
 #        mpirun)
 set -uo pipefail
 mode="$1"
@@ -22,7 +26,7 @@ name="test_tune ($mode)"
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
     { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
-[ "$mode" != mpi ] || command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+[[ "$mode" != mpi && "$mode" != stress ]] || command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -89,6 +93,29 @@ mpi)
     check "4 ranks cannot form groups of 2 after the coordinator: refused" test $? -ne 0
     check "saying why" grep -q 'ranks_per_trial 2' err4.txt
     ;;
+stress)
+    # Small trials (a few hundred rows, 16 units) so that the time between a pause and the
+    # worker's next message, when the race lived, is a large part of each trial.
+    sweep 8 4 ""
+    sed -i -e 's/data.limit: {value: 1500}/data.limit: {value: 400}/' \
+        -e 's/values: \[32, 64\]/values: [8, 16]/' sweep.yaml
+    runs=${KILN_TEST_TUNE_STRESS_RUNS:-6}
+    for i in $(seq 1 "$runs"); do
+        for n in 3 4; do
+            d="s$n-$i"
+            sed -i "s/^seed: .*/seed: $((i * 10 + n))/" sweep.yaml
+            mpirun -n $n --oversubscribe "$kiln" tune sweep.yaml --dir "$d" --plain \
+                >"$d.out.txt" 2>"$d.err.txt"
+            rc=$?
+            check "sweep $d exits 0" test $rc -eq 0
+            check "sweep $d: no trial failed or errored" \
+                eval "! grep -qE '\"event\":\"(failed|errored)\"' $d/journal.jsonl"
+            check "sweep $d: no result twice" no_duplicates "$d/journal.jsonl"
+            check "sweep $d: no stale message" eval "! grep -q 'ignored' $d.err.txt"
+            check "sweep $d: a row per trial" test "$(tail -n +2 "$d/results.csv" | wc -l)" -eq 8
+        done
+    done
+    ;;
 resume)
     sweep 6 4 ""
     "$kiln" tune sweep.yaml --dir a --plain >a.txt 2>&1
@@ -121,6 +148,16 @@ resume)
     check "and reaches the same results" \
         eval "test -s c/results.csv && cmp -s <(core a/results.csv) <(core c/results.csv)"
     check "with every result once" no_duplicates c/journal.jsonl
+    # A journal an older kiln wrote (no holds, no leases, no released events) resumes too.
+    cp -r a o
+    rm -rf o/trials o/results.csv o/best.*
+    head -n "$(grep -n '"job":"promote"' a/journal.jsonl | head -n 1 | cut -d: -f1)" \
+        a/journal.jsonl | sed -e 's/,"holds":true//' -e 's/,"lease":[0-9]*//' \
+        -e '/"event":"released"/d' >o/journal.jsonl
+    "$kiln" tune --resume o --plain >o.txt 2>&1
+    check "a sweep an older kiln began resumes" test $? -eq 0
+    check "to the same results" \
+        eval "test -s o/results.csv && cmp -s <(core a/results.csv) <(core o/results.csv)"
     ;;
 faults)
     # Trial values: SGD at lr 1e6 diverges; batch_size 100000 is larger than the data, so its
@@ -149,7 +186,7 @@ EOF
     check "it is the best" grep -q '"trial": 3' f/best.json
     ;;
 *)
-    echo "usage: test_tune.sh mpi|resume|faults PATH_TO_KILN" >&2; exit 2 ;;
+    echo "usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN" >&2; exit 2 ;;
 esac
 if [ $fails -ne 0 ]; then
     for f in *.txt; do echo "--- $f"; tail -n 30 "$f"; done

@@ -645,6 +645,48 @@ static void test_fifo(void)
     kl_sched_free(s);
 }
 
+/* Holds: a paused trial counts at its rung at once but is promoted only once released, and the
+ * sweep is not over (WAIT, not NONE) while a trial is held. */
+static void test_holds(void)
+{
+    kl_sched *s = make(config(KL_SCHED_ASHA, 1, 2, 4), true, 3);
+    if (!s)
+        return;
+    kl_sched_set_holds(s, true);
+    for (int i = 0; i < 3; i++)
+        kl_sched_next(s);
+    CHECK(kl_sched_result(s, 0, 1, 0.9) == KL_DECIDE_PAUSE);
+    CHECK(kl_sched_result(s, 1, 1, 0.5) == KL_DECIDE_PAUSE);
+    CHECK(kl_sched_held(s, 0) && kl_sched_held(s, 1));
+    CHECK(kl_sched_rung_count(s, 0) == 2);
+    CHECK(kl_sched_next(s).kind == KL_JOB_WAIT); /* trial 2 runs */
+    CHECK(kl_sched_result(s, 2, 1, 0.4) == KL_DECIDE_PAUSE);
+    CHECK(kl_sched_next(s).kind == KL_JOB_WAIT); /* nothing runs, but 0 and 1 are held */
+    CHECK(kl_sched_release(s, 1) && !kl_sched_release(s, 1));
+    CHECK(kl_sched_next(s).kind == KL_JOB_WAIT); /* 1 ranks second of 3: not in the top 1 */
+    CHECK(kl_sched_release(s, 0) && kl_sched_release(s, 2));
+    kl_job j = kl_sched_next(s);
+    CHECK(j.kind == KL_JOB_PROMOTE && j.trial == 0 && j.until_t == 2);
+    CHECK(!kl_sched_held(s, 0) && kl_sched_state(s, 0) == KL_TRIAL_RUNNING);
+    CHECK(kl_sched_result(s, 0, 2, 0.95) == KL_DECIDE_PAUSE);
+    CHECK(kl_sched_next(s).kind == KL_JOB_WAIT);
+    CHECK(kl_sched_release(s, 0));
+    CHECK(kl_sched_next(s).kind == KL_JOB_NONE); /* alone at rung 1: floor(1 / 2) = 0 go up */
+    kl_sched_free(s);
+
+    /* Off (the default), a pause is a candidate at once. */
+    s = make(config(KL_SCHED_ASHA, 1, 2, 4), true, 2);
+    if (!s)
+        return;
+    kl_sched_next(s);
+    kl_sched_next(s);
+    CHECK(kl_sched_result(s, 0, 1, 0.9) == KL_DECIDE_PAUSE && !kl_sched_held(s, 0));
+    CHECK(kl_sched_result(s, 1, 1, 0.5) == KL_DECIDE_PAUSE);
+    j = kl_sched_next(s);
+    CHECK(j.kind == KL_JOB_PROMOTE && j.trial == 0 && !kl_sched_release(s, 0));
+    kl_sched_free(s);
+}
+
 static void test_failed_requeued(void)
 {
     /* Promote mode: trial 0 (the top third) is promoted, then fails: its rung-0 value now ranks
@@ -1284,6 +1326,7 @@ int main(void)
     test_hyperband();
     test_median();
     test_fifo();
+    test_holds();
     test_failed_requeued();
     test_random();
     test_simulate();
