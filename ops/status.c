@@ -42,6 +42,8 @@ const char *kl_status_str(kl_status status)
         return "communication error";
     case KL_ESTOPPED:
         return "stopped on request";
+    case KL_EBUSY:
+        return "in use by another process";
     case KL_EINTERNAL:
         return "internal error";
     }

@@ -18,7 +18,8 @@ typedef enum kl_status {
     KL_EUNSUPPORTED, /* a feature kiln does not have (yet) */
     KL_ECOMM,        /* a communicator (MPI, NCCL) failed */
     KL_EINTERNAL,    /* a bug in kiln: please report it */
-    KL_ESTOPPED      /* stopped on request (a signal) after saving a checkpoint */
+    KL_ESTOPPED,     /* stopped on request (a signal) after saving a checkpoint */
+    KL_EBUSY         /* held by another process (a locked run or sweep folder) */
 } kl_status;
 
 #define KL_ERROR_MSG_MAX 512
