@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/lock.h"
 #include "kiln/train.h"
 #include "tune/tune_impl.h"
 
@@ -604,6 +605,9 @@ static kl_status open_sweep(kl__tuner *tu, char *sweep_path, size_t size, kl_err
             return err->status;
     }
     kl_status st = make_folder(tu, err);
+    /* One coordinator per sweep folder: a second --resume of a sweep that runs is refused. */
+    if (st == KL_OK)
+        st = kl_dir_lock(tu->dir, "sweep", &tu->lock, err);
     if (st != KL_OK)
         return st;
     char jpath[PATH_MAX + 32];
@@ -751,6 +755,7 @@ static void tuner_free(kl__tuner *tu)
     kl_journal_close(tu->journal);
     kl_sweep_free(tu->sw);
     kl_comm_free(tu->group);
+    kl_dir_unlock(tu->lock);
     free(tu->dir);
 }
 

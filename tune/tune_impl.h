@@ -8,6 +8,7 @@
 
 #include "kiln/data.h"
 #include "kiln/journal.h"
+#include "kiln/lock.h"
 #include "kiln/sched.h"
 #include "kiln/sweep.h"
 #include "kiln/tune.h"
@@ -61,6 +62,7 @@ typedef struct kl__tuner {
     kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
     int rank, size, group_size, nworkers;
     char *dir;         /* the sweep folder */
+    kl_lock *lock;     /* rank 0: held on dir while the sweep runs */
     kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
     int64_t leases; /* assignments made so far, journalled ones included */
@@ -99,8 +101,8 @@ typedef struct kl__reply {
  * events left it (a sweep resumed from its folder). */
 kl_status kl__coord_init(kl__coord *c, int size, kl_error *err);
 void kl__coord_free(kl__coord *c);
-kl_status kl__coord_handle(kl__tuner *tu, kl__coord *c, const kl__msg *m, int src,
-                           kl__reply *out, int *nout, kl_error *err);
+kl_status kl__coord_handle(kl__tuner *tu, kl__coord *c, const kl__msg *m, int src, kl__reply *out,
+                           int *nout, kl_error *err);
 kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err);
 
 /* tune/worker.c: trains trial `job->trial` on comm (the group, or self) until the scheduler says

@@ -16,6 +16,8 @@
 #           handed to a second worker before its first one lets go of it).
 #   faults: a trial that diverges ends as diverged, one whose config the trainer refuses is
 #           errored at once (it would be refused every time); the sweep goes on and finishes.
+#           A sweep folder in use (its coordinator blocked reading a FIFO for its data) refuses a
+#           --resume that names the holder; once the holder is killed, --resume goes on.
 #           (Retries up to max_failures are exercised by the resume case: a killed trial.)
 # usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
 #        mpirun)
@@ -180,6 +182,32 @@ EOF
     check "and say so in results.csv" test "$(grep -c '^[02],errored,' f/results.csv)" -eq 2
     check "the good trial finished" grep -q '^3,done,' f/results.csv
     check "it is the best" grep -q '"trial": 3' f/best.json
+    # The lock: the first coordinator holds the folder while it waits for data from a FIFO that
+    # nobody writes, a wait that lasts as long as the test wants.
+    mkfifo rows.csv
+    cat >lock.yaml <<EOF
+base:
+  data: {train: {format: csv, path: rows.csv, label_column: label}, val_fraction: 0.25}
+  model: {layers: [{type: dense, units: 4}]}
+  train: {batch_size: 4}
+metric: {name: val_loss}
+run_cap: 2
+parameters:
+  optimizer.lr: {values: [0.01, 0.1]}
+scheduler: {type: fifo, max_t: 1}
+EOF
+    "$kiln" tune lock.yaml --dir l --plain >l1.txt 2>&1 &
+    holder=$!
+    for _ in $(seq 1 300); do grep -q '^pid' l/kiln.lock 2>/dev/null && break; sleep 0.1; done
+    timeout 60 "$kiln" tune --resume l --plain >l2.txt 2>&1 # without the lock: blocked too
+    check "a second coordinator on a sweep folder in use is refused" test $? -eq 1
+    check "naming the holder" grep -q "in use by another kiln process: pid $holder" l2.txt
+    kill -9 $holder
+    wait $holder 2>/dev/null
+    rm rows.csv
+    { echo "a,b,label"; for i in $(seq 1 40); do echo "$i,$((i % 7)),$((i % 2))"; done; } >rows.csv
+    "$kiln" tune --resume l --plain >l3.txt 2>&1
+    check "once the holder is killed, --resume goes on" test $? -eq 0
     ;;
 *)
     echo "usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN" >&2; exit 2 ;;
