@@ -337,7 +337,7 @@ kl_status kl_graph_forward(kl_graph *g, kl_error *err)
             continue;
         kl__ctx c;
         make_ctx(g, i, &c);
-        kl_status st = kl__ops[n->op]->forward(&c, err);
+        kl_status st = kl__ops[n->op]->cpu.forward(&c, err);
         if (st != KL_OK)
             return st;
     }
@@ -359,7 +359,7 @@ static void zero_grad_once(kl_graph *g, kl_node k)
 static bool take_fresh(kl_graph *g, const kl__node *n, int j)
 {
     kl__node *r = &g->nodes[g->nodes[n->in[j]].root];
-    if (!kl__ops[n->op]->fresh_grads || r->kind == KL__PARAM || r->grad_gen == g->pass)
+    if (!kl__ops[n->op]->cpu.fresh_grads || r->kind == KL__PARAM || r->grad_gen == g->pass)
         return false;
     for (int k = 0; k < n->nin; k++)
         if (k != j && g->nodes[n->in[k]].root == g->nodes[n->in[j]].root)
@@ -400,7 +400,7 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
                     c.din[j] = &in->grad;
                 }
             }
-            kl__ops[n->op]->backward(&c);
+            kl__ops[n->op]->cpu.backward(&c);
         }
         fire_ready(g, i);
     }

@@ -137,7 +137,8 @@ static kl_status mark_grads(kl_graph *g, kl_error *err)
             continue;
         for (int j = 0; j < n->nin; j++)
             g->nodes[n->in[j]].on_path = true;
-        if (kl__visited_in_backward(g, n) && !kl__ops[n->op]->backward && !kl__ops[n->op]->alias)
+        if (kl__visited_in_backward(g, n) && !kl__ops[n->op]->cpu.backward &&
+            !kl__ops[n->op]->alias)
             return kl_error_set(err, KL_EUNSUPPORTED,
                                 "graph: op %s (node %d) has no gradient but the loss needs one "
                                 "through it",

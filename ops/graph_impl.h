@@ -1,9 +1,12 @@
 /* The graph's private structures and the op table's contract, shared by ops/graph.c (building,
  * planning, running) and the kernel files in ops/cpu/ (one file per family of ops).
  *
- * An op is a row in kl__ops[]: a shape function that checks its inputs and sets the output's shape
- * (and how many saved or scratch floats it needs), a forward kernel and a backward kernel. Adding
- * an op touches that table, one kernel file, and the tests. */
+ * An op is a name in KL__OP_LIST (below), from which the kl__op enum, the row declarations and the
+ * kl__ops[] table are made, and a row kl__op_<name> in its kernel file: a shape function that
+ * checks its inputs and sets the output's shape (and how many saved or scratch floats it needs),
+ * then its kernels per device, a column each (the CPU's, always built and the reference, are the
+ * row's .cpu). Adding an op touches the list, one kernel file, and the tests; a name in the list
+ * without its row does not link. */
 #ifndef KILN_GRAPH_IMPL_H
 #define KILN_GRAPH_IMPL_H
 
@@ -64,49 +67,59 @@ typedef struct kl__ctx {
 
 typedef struct kl__node kl__node;
 
+/* One device's kernels for an op. */
+typedef struct kl__kernel {
+    kl_status (*forward)(kl__ctx *c, kl_error *err);
+    void (*backward)(kl__ctx *c); /* NULL: no gradient flows through this op */
+    /* The backward kernel honours din_fresh: it writes (=) a fresh gradient instead of adding,
+     * which saves the graph a zeroing pass over it. Without it the graph zeroes first. */
+    bool fresh_grads;
+} kl__kernel;
+
 typedef struct kl__op_def {
     const char *name;
     int min_in, max_in;
     /* Checks input shapes and dtypes (n->in[i] shapes are in in[]) and sets n->shape, n->batched,
      * n->saved_n and n->scratch_n (both in floats per max batch). Errors name the op. */
     kl_status (*shape)(kl__node *n, const kl__node *const *in, kl_error *err);
-    kl_status (*forward)(kl__ctx *c, kl_error *err);
-    void (*backward)(kl__ctx *c); /* NULL: no gradient flows through this op */
-    bool alias;                   /* output shares input 0's storage (reshape) */
-    /* The backward kernel honours din_fresh: it writes (=) a fresh gradient instead of adding,
-     * which saves the graph a zeroing pass over it. Without it the graph zeroes first. */
-    bool fresh_grads;
+    bool alias;     /* output shares input 0's storage (reshape): no kernels */
+    kl__kernel cpu; /* the CPU's kernels */
 } kl__op_def;
 
+/* Every op, X(ENUM, name), in kl__op order: the enum is KL__OP_<ENUM>, the row kl__op_<name>. */
+#define KL__OP_LIST(X)                  \
+    X(MATMUL, matmul)                   \
+    X(LINEAR, linear)                   \
+    X(BIAS_ADD, bias_add)               \
+    X(ADD, add)                         \
+    X(MUL, mul)                         \
+    X(SCALE, scale)                     \
+    X(RELU, relu)                       \
+    X(LEAKY_RELU, leaky_relu)           \
+    X(GELU, gelu)                       \
+    X(TANH, tanh)                       \
+    X(SIGMOID, sigmoid)                 \
+    X(SOFTMAX, softmax)                 \
+    X(DROPOUT, dropout)                 \
+    X(SOFTMAX_XENT, softmax_xent)       \
+    X(MSE, mse)                         \
+    X(SUM, sum)                         \
+    X(CONV2D, conv2d)                   \
+    X(MAX_POOL2D, max_pool2d)           \
+    X(AVG_POOL2D, avg_pool2d)           \
+    X(GLOBAL_AVG_POOL, global_avg_pool) \
+    X(BATCHNORM, batchnorm)             \
+    X(LAYERNORM, layernorm)             \
+    X(RESHAPE, reshape)                 \
+    X(CONCAT, concat)                   \
+    X(EMBEDDING, embedding)
+
+#define KL__OP_ENUM_(E, n) KL__OP_##E,
 typedef enum kl__op {
     KL__OP_NONE = 0, /* leaves */
-    KL__OP_MATMUL,
-    KL__OP_LINEAR,
-    KL__OP_BIAS_ADD,
-    KL__OP_ADD,
-    KL__OP_MUL,
-    KL__OP_SCALE,
-    KL__OP_RELU,
-    KL__OP_LEAKY_RELU,
-    KL__OP_GELU,
-    KL__OP_TANH,
-    KL__OP_SIGMOID,
-    KL__OP_SOFTMAX,
-    KL__OP_DROPOUT,
-    KL__OP_SOFTMAX_XENT,
-    KL__OP_MSE,
-    KL__OP_SUM,
-    KL__OP_CONV2D,
-    KL__OP_MAX_POOL2D,
-    KL__OP_AVG_POOL2D,
-    KL__OP_GLOBAL_AVG_POOL,
-    KL__OP_BATCHNORM,
-    KL__OP_LAYERNORM,
-    KL__OP_RESHAPE,
-    KL__OP_CONCAT,
-    KL__OP_EMBEDDING,
-    KL__OP_COUNT
+    KL__OP_LIST(KL__OP_ENUM_) KL__OP_COUNT
 } kl__op;
+#undef KL__OP_ENUM_
 
 struct kl__node {
     kl__kind kind;
@@ -174,11 +187,9 @@ static inline bool kl__visited_in_backward(const kl_graph *g, const kl__node *n)
 extern const kl__op_def *const kl__ops[KL__OP_COUNT];
 
 /* Each kernel file defines its rows. */
-extern const kl__op_def kl__op_matmul, kl__op_linear, kl__op_bias_add, kl__op_add, kl__op_mul,
-    kl__op_scale, kl__op_relu, kl__op_leaky_relu, kl__op_gelu, kl__op_tanh, kl__op_sigmoid,
-    kl__op_softmax, kl__op_dropout, kl__op_softmax_xent, kl__op_mse, kl__op_sum, kl__op_conv2d,
-    kl__op_max_pool2d, kl__op_avg_pool2d, kl__op_global_avg_pool, kl__op_batchnorm,
-    kl__op_layernorm, kl__op_reshape, kl__op_concat, kl__op_embedding;
+#define KL__OP_DECLARE_(E, n) extern const kl__op_def kl__op_##n;
+KL__OP_LIST(KL__OP_DECLARE_)
+#undef KL__OP_DECLARE_
 
 /* Adds an op node after checking its inputs with the op's shape function. Used by the kl_<op>
  * builders in the kernel files. */

@@ -278,8 +278,7 @@ const kl__op_def kl__op_conv2d = {.name = "conv2d",
                                   .min_in = 2,
                                   .max_in = 2,
                                   .shape = conv_shape,
-                                  .forward = conv_forward,
-                                  .backward = conv_backward};
+                                  .cpu = {.forward = conv_forward, .backward = conv_backward}};
 
 /* x (N, C, H, W) convolved with w (O, C, KH, KW), no bias: y (N, O, OH, OW) with
  * OH = (H + 2 pad - KH) / stride + 1 (floor), zero padding; add a bias with kl_bias_add. */

@@ -73,13 +73,12 @@ static void matmul_backward(kl__ctx *c)
                     kl_f32(a), lda, beta1, kl_f32(c->din[1]), ldb);
 }
 
-const kl__op_def kl__op_matmul = {.name = "matmul",
-                                  .min_in = 2,
-                                  .max_in = 2,
-                                  .shape = matmul_shape,
-                                  .forward = matmul_forward,
-                                  .backward = matmul_backward,
-                                  .fresh_grads = true};
+const kl__op_def kl__op_matmul = {
+    .name = "matmul",
+    .min_in = 2,
+    .max_in = 2,
+    .shape = matmul_shape,
+    .cpu = {.forward = matmul_forward, .backward = matmul_backward, .fresh_grads = true}};
 
 kl_node kl_matmul(kl_graph *g, kl_node a, kl_node b, bool trans_a, bool trans_b)
 {
@@ -159,13 +158,12 @@ static void linear_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_linear = {.name = "linear",
-                                  .min_in = 2,
-                                  .max_in = 3,
-                                  .shape = linear_shape,
-                                  .forward = linear_forward,
-                                  .backward = linear_backward,
-                                  .fresh_grads = true};
+const kl__op_def kl__op_linear = {
+    .name = "linear",
+    .min_in = 2,
+    .max_in = 3,
+    .shape = linear_shape,
+    .cpu = {.forward = linear_forward, .backward = linear_backward, .fresh_grads = true}};
 
 kl_node kl_linear(kl_graph *g, kl_node x, kl_node w, kl_node b)
 {
@@ -243,13 +241,12 @@ static void bias_add_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_bias_add = {.name = "bias_add",
-                                    .min_in = 2,
-                                    .max_in = 2,
-                                    .shape = bias_add_shape,
-                                    .forward = bias_add_forward,
-                                    .backward = bias_add_backward,
-                                    .fresh_grads = true};
+const kl__op_def kl__op_bias_add = {
+    .name = "bias_add",
+    .min_in = 2,
+    .max_in = 2,
+    .shape = bias_add_shape,
+    .cpu = {.forward = bias_add_forward, .backward = bias_add_backward, .fresh_grads = true}};
 
 kl_node kl_bias_add(kl_graph *g, kl_node x, kl_node b)
 {

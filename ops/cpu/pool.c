@@ -190,18 +190,18 @@ static void avg_pool_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_max_pool2d = {.name = "max_pool2d",
-                                      .min_in = 1,
-                                      .max_in = 1,
-                                      .shape = pool_shape,
-                                      .forward = max_pool_forward,
-                                      .backward = max_pool_backward};
-const kl__op_def kl__op_avg_pool2d = {.name = "avg_pool2d",
-                                      .min_in = 1,
-                                      .max_in = 1,
-                                      .shape = pool_shape,
-                                      .forward = avg_pool_forward,
-                                      .backward = avg_pool_backward};
+const kl__op_def kl__op_max_pool2d = {
+    .name = "max_pool2d",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = pool_shape,
+    .cpu = {.forward = max_pool_forward, .backward = max_pool_backward}};
+const kl__op_def kl__op_avg_pool2d = {
+    .name = "avg_pool2d",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = pool_shape,
+    .cpu = {.forward = avg_pool_forward, .backward = avg_pool_backward}};
 
 /* Max over each k x k window, padding counting as -inf: x (N, C, H, W) ->
  * (N, C, OH, OW) with OH = (H + 2 pad - k) / stride + 1 (floor); needs pad <= k/2. The gradient
@@ -264,12 +264,12 @@ static void global_avg_pool_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_global_avg_pool = {.name = "global_avg_pool",
-                                           .min_in = 1,
-                                           .max_in = 1,
-                                           .shape = global_avg_pool_shape,
-                                           .forward = global_avg_pool_forward,
-                                           .backward = global_avg_pool_backward};
+const kl__op_def kl__op_global_avg_pool = {
+    .name = "global_avg_pool",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = global_avg_pool_shape,
+    .cpu = {.forward = global_avg_pool_forward, .backward = global_avg_pool_backward}};
 
 kl_node kl_global_avg_pool(kl_graph *g, kl_node x)
 {

@@ -128,8 +128,7 @@ const kl__op_def kl__op_concat = {.name = "concat",
                                   .min_in = 1,
                                   .max_in = KL__MAX_IN,
                                   .shape = concat_shape,
-                                  .forward = concat_forward,
-                                  .backward = concat_backward};
+                                  .cpu = {.forward = concat_forward, .backward = concat_backward}};
 
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis)
 {
@@ -185,12 +184,12 @@ static void embedding_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_embedding = {.name = "embedding",
-                                     .min_in = 2,
-                                     .max_in = 2,
-                                     .shape = embedding_shape,
-                                     .forward = embedding_forward,
-                                     .backward = embedding_backward};
+const kl__op_def kl__op_embedding = {
+    .name = "embedding",
+    .min_in = 2,
+    .max_in = 2,
+    .shape = embedding_shape,
+    .cpu = {.forward = embedding_forward, .backward = embedding_backward}};
 
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table)
 {
