@@ -18,15 +18,15 @@
  * many evenly spaced ones. */
 enum { MAX_RUNGS = 40 };
 
-static const char *const state_names[KL__RP_NSTATES] = {
+static const char *const state_names[KL__REPORT_NSTATES] = {
     "pending", "running", "paused", "stopped", "done", "interrupted", "diverged", "failed"};
 
-const char *kl__rp_state_name(kl__rp_state s)
+const char *kl__report_state_name(kl__report_state s)
 {
     return state_names[s];
 }
 
-void kl__rp_esc(FILE *f, const char *s)
+void kl__report_esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -56,7 +56,7 @@ void kl__rp_esc(FILE *f, const char *s)
     }
 }
 
-void kl__rp_params(FILE *f, const kl__rp_trial *t)
+void kl__report_params(FILE *f, const kl__report_trial *t)
 {
     const char *key;
     json_t *v;
@@ -64,9 +64,9 @@ void kl__rp_params(FILE *f, const kl__rp_trial *t)
     json_object_foreach(t->overrides, key, v)
     {
         fputs(i++ ? ", " : "", f);
-        kl__rp_esc(f, key);
+        kl__report_esc(f, key);
         fputc('=', f);
-        kl__rp_esc(f, json_is_string(v) ? json_string_value(v) : "?");
+        kl__report_esc(f, json_is_string(v) ? json_string_value(v) : "?");
     }
 }
 
@@ -84,8 +84,8 @@ static int64_t int_member(const json_t *ev, const char *key, int64_t dflt)
 }
 
 /* The trial an event names, created (not started) when it is new. */
-static kl_status trial_of(kl__rp *rp, int64_t *cap, const json_t *ev, size_t line,
-                          kl__rp_trial **out, kl_error *err)
+static kl_status trial_of(kl__report *rp, int64_t *cap, const json_t *ev, size_t line,
+                          kl__report_trial **out, kl_error *err)
 {
     const char *kind = json_string_value(json_object_get(ev, "event"));
     int64_t id = int_member(ev, "trial", -1);
@@ -98,20 +98,20 @@ static kl_status trial_of(kl__rp *rp, int64_t *cap, const json_t *ev, size_t lin
         int64_t n = *cap ? *cap : 64;
         while (n <= id)
             n *= 2;
-        kl__rp_trial *t = realloc(rp->trials, (size_t)n * sizeof *t);
+        kl__report_trial *t = realloc(rp->trials, (size_t)n * sizeof *t);
         if (!t)
             return oom(err);
         rp->trials = t;
         *cap = n;
     }
     for (; rp->ntrials <= id; rp->ntrials++)
-        rp->trials[rp->ntrials] =
-            (kl__rp_trial){.id = rp->ntrials, .state = KL__RP_PENDING, .last = NAN, .best = NAN};
+        rp->trials[rp->ntrials] = (kl__report_trial){
+            .id = rp->ntrials, .state = KL__REPORT_PENDING, .last = NAN, .best = NAN};
     *out = &rp->trials[id];
     return KL_OK;
 }
 
-static kl_status add_milestone(kl__rp *rp, int *cap, int m)
+static kl_status add_milestone(kl__report *rp, int *cap, int m)
 {
     if (m <= 0)
         return KL_OK;
@@ -127,36 +127,36 @@ static kl_status add_milestone(kl__rp *rp, int *cap, int m)
     return KL_OK;
 }
 
-static kl_status add_point(kl__rp_trial *t, int at, double v, bool maximize)
+static kl_status add_point(kl__report_trial *t, int at, double v, bool maximize)
 {
     if (t->npts == t->cap) {
         int n = t->cap ? 2 * t->cap : 8;
-        kl__rp_point *p = realloc(t->pts, (size_t)n * sizeof *p);
+        kl__report_point *p = realloc(t->pts, (size_t)n * sizeof *p);
         if (!p)
             return KL_ENOMEM;
         t->pts = p;
         t->cap = n;
     }
-    t->pts[t->npts++] = (kl__rp_point){at, v};
+    t->pts[t->npts++] = (kl__report_point){at, v};
     if (isnan(t->best) || (maximize ? v > t->best : v < t->best))
         t->best = v;
     return KL_OK;
 }
 
-static kl__rp_state decision_state(const char *d)
+static kl__report_state decision_state(const char *d)
 {
     if (!d || !strcmp(d, "continue"))
-        return KL__RP_RUNNING;
+        return KL__REPORT_RUNNING;
     if (!strcmp(d, "pause"))
-        return KL__RP_PAUSED;
+        return KL__REPORT_PAUSED;
     if (!strcmp(d, "stop"))
-        return KL__RP_STOPPED;
-    return KL__RP_DONE;
+        return KL__REPORT_STOPPED;
+    return KL__REPORT_DONE;
 }
 
 /* A result: a point when its value is finite; a result already seen (a resumed trial training
  * an epoch again) changes nothing. */
-static kl_status on_result(kl__rp *rp, kl__rp_trial *t, const json_t *ev, int *mcap)
+static kl_status on_result(kl__report *rp, kl__report_trial *t, const json_t *ev, int *mcap)
 {
     int at = (int)int_member(ev, "t", 0);
     if (at <= t->last_t)
@@ -169,7 +169,7 @@ static kl_status on_result(kl__rp *rp, kl__rp_trial *t, const json_t *ev, int *m
     t->state = decision_state(d);
     if (at > rp->max_t)
         rp->max_t = at;
-    if ((t->state == KL__RP_PAUSED || t->state == KL__RP_STOPPED) &&
+    if ((t->state == KL__REPORT_PAUSED || t->state == KL__REPORT_STOPPED) &&
         add_milestone(rp, mcap, at) != KL_OK)
         return KL_ENOMEM;
     if (!isfinite(v))
@@ -178,12 +178,12 @@ static kl_status on_result(kl__rp *rp, kl__rp_trial *t, const json_t *ev, int *m
     return add_point(t, at, v, rp->maximize);
 }
 
-static kl_status on_started(kl__rp *rp, kl__rp_trial *t, const json_t *ev, int *mcap)
+static kl_status on_started(kl__report *rp, kl__report_trial *t, const json_t *ev, int *mcap)
 {
     int until = (int)int_member(ev, "until_t", 0);
     json_t *ov = json_object_get(ev, "overrides");
     t->started = true;
-    t->state = KL__RP_RUNNING;
+    t->state = KL__REPORT_RUNNING;
     if (json_is_object(ov))
         t->overrides = ov;
     if (until > rp->max_t)
@@ -191,7 +191,7 @@ static kl_status on_started(kl__rp *rp, kl__rp_trial *t, const json_t *ev, int *
     return add_milestone(rp, mcap, until);
 }
 
-static kl_status on_sweep(kl__rp *rp, const json_t *ev, kl_error *err)
+static kl_status on_sweep(kl__report *rp, const json_t *ev, kl_error *err)
 {
     rp->sweep = json_string_value(json_object_get(ev, "sweep"));
     rp->metric = json_string_value(json_object_get(ev, "metric"));
@@ -208,7 +208,7 @@ static kl_status on_sweep(kl__rp *rp, const json_t *ev, kl_error *err)
 
 /* One event into the trials. Events this kiln does not know are skipped: a newer kiln may
  * journal more. */
-static kl_status on_event(kl__rp *rp, const json_t *ev, size_t line, int64_t *tcap, int *mcap,
+static kl_status on_event(kl__report *rp, const json_t *ev, size_t line, int64_t *tcap, int *mcap,
                           kl_error *err)
 {
     const char *kind = json_string_value(json_object_get(ev, "event"));
@@ -226,7 +226,7 @@ static kl_status on_event(kl__rp *rp, const json_t *ev, size_t line, int64_t *tc
         k++;
     if (k == sizeof per_trial / sizeof *per_trial)
         return KL_OK;
-    kl__rp_trial *t;
+    kl__report_trial *t;
     kl_status st = trial_of(rp, tcap, ev, line, &t, err);
     if (st != KL_OK)
         return st;
@@ -235,8 +235,8 @@ static kl_status on_event(kl__rp *rp, const json_t *ev, size_t line, int64_t *tc
     else if (k == 1)
         st = on_result(rp, t, ev, mcap);
     else {
-        static const kl__rp_state ends[] = {KL__RP_PENDING, KL__RP_FAILED, KL__RP_DIVERGED,
-                                            KL__RP_INTERRUPTED};
+        static const kl__report_state ends[] = {KL__REPORT_PENDING, KL__REPORT_FAILED,
+                                                KL__REPORT_DIVERGED, KL__REPORT_INTERRUPTED};
         const char *why = json_string_value(json_object_get(ev, "error"));
         t->state = ends[k - 2];
         t->error = why ? why : t->error;
@@ -252,7 +252,7 @@ static int cmp_int(const void *a, const void *b)
 
 /* The rung milestones: until_t of the jobs handed out (promote mode), the epochs at which
  * trials paused or stopped (stop mode) and max_t, or evenly spaced ones when there are many. */
-static void finish_milestones(kl__rp *rp)
+static void finish_milestones(kl__report *rp)
 {
     int n = 0;
     if (rp->nmilestones == 0)
@@ -291,7 +291,7 @@ static int cmp_rank(const void *a, const void *b)
 }
 
 /* The started trials in rank order, and the best. */
-static kl_status finish_order(kl__rp *rp)
+static kl_status finish_order(kl__report *rp)
 {
     rank_key *k = malloc((size_t)(rp->ntrials ? rp->ntrials : 1) * sizeof *k);
     rp->order = malloc((size_t)(rp->ntrials ? rp->ntrials : 1) * sizeof *rp->order);
@@ -301,10 +301,10 @@ static kl_status finish_order(kl__rp *rp)
     }
     int64_t n = 0;
     for (int64_t i = 0; i < rp->ntrials; i++) {
-        const kl__rp_trial *t = &rp->trials[i];
+        const kl__report_trial *t = &rp->trials[i];
         if (!t->started)
             continue;
-        int group = isnan(t->best) ? 2 : kl__rp_failed(t) ? 1 : 0;
+        int group = isnan(t->best) ? 2 : kl__report_failed(t) ? 1 : 0;
         double key = isnan(t->best) ? 0 : rp->maximize ? -t->best : t->best;
         k[n++] = (rank_key){group, key, i};
     }
@@ -326,7 +326,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* The swept keys: every key of every trial's overrides, once, sorted. */
-static kl_status finish_keys(kl__rp *rp)
+static kl_status finish_keys(kl__report *rp)
 {
     size_t n = 0, cap = 0;
     for (int64_t i = 0; i < rp->ntrials; i++)
@@ -348,7 +348,7 @@ static kl_status finish_keys(kl__rp *rp)
     return KL_OK;
 }
 
-static void rp_free(kl__rp *rp)
+static void rp_free(kl__report *rp)
 {
     for (int64_t i = 0; i < rp->ntrials; i++)
         free(rp->trials[i].pts);
@@ -359,7 +359,7 @@ static void rp_free(kl__rp *rp)
     json_decref(rp->events);
 }
 
-static kl_status rp_load(kl__rp *rp, const char *dir, kl_error *err)
+static kl_status rp_load(kl__report *rp, const char *dir, kl_error *err)
 {
     char *path = malloc(strlen(dir) + sizeof "/journal.jsonl");
     if (!path)
@@ -461,44 +461,44 @@ static void row(FILE *f, const char *name)
     fprintf(f, "<tr><th>%s</th><td>", name);
 }
 
-static void summary_trials(FILE *f, const kl__rp *rp)
+static void summary_trials(FILE *f, const kl__report *rp)
 {
-    int64_t n[KL__RP_NSTATES] = {0};
+    int64_t n[KL__REPORT_NSTATES] = {0};
     for (int64_t i = 0; i < rp->ntrials; i++)
         n[rp->trials[i].state] += rp->trials[i].started;
-    static const kl__rp_state shown[] = {KL__RP_DONE,     KL__RP_STOPPED, KL__RP_PAUSED,
-                                         KL__RP_RUNNING,  KL__RP_PENDING, KL__RP_INTERRUPTED,
-                                         KL__RP_DIVERGED, KL__RP_FAILED};
+    static const kl__report_state shown[] = {
+        KL__REPORT_DONE,    KL__REPORT_STOPPED,     KL__REPORT_PAUSED,   KL__REPORT_RUNNING,
+        KL__REPORT_PENDING, KL__REPORT_INTERRUPTED, KL__REPORT_DIVERGED, KL__REPORT_FAILED};
     row(f, "trials");
     fprintf(f, "%lld started of %lld", (long long)rp->nstarted, (long long)rp->planned);
     int k = 0;
     for (size_t i = 0; i < sizeof shown / sizeof *shown; i++)
         if (n[shown[i]] > 0)
             fprintf(f, "%s%lld %s", k++ ? ", " : ": ", (long long)n[shown[i]],
-                    kl__rp_state_name(shown[i]));
+                    kl__report_state_name(shown[i]));
     fputs("</td></tr>\n", f);
 }
 
-static void summary_best(FILE *f, const kl__rp *rp)
+static void summary_best(FILE *f, const kl__report *rp)
 {
     row(f, "best");
     if (rp->best < 0) {
         fputs("none yet: no trial has reported a finite value</td></tr>\n", f);
         return;
     }
-    const kl__rp_trial *b = &rp->trials[rp->best];
+    const kl__report_trial *b = &rp->trials[rp->best];
     fprintf(f, "<strong id=\"best-trial\">trial %lld</strong>: ", (long long)b->id);
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fputc(' ', f);
     num(f, b->best);
     fprintf(f, " (last ");
     num(f, b->last);
-    fprintf(f, " at t=%d, %s)<br/><code>", b->last_t, kl__rp_state_name(b->state));
-    kl__rp_params(f, b);
+    fprintf(f, " at t=%d, %s)<br/><code>", b->last_t, kl__report_state_name(b->state));
+    kl__report_params(f, b);
     fputs("</code></td></tr>\n", f);
 }
 
-static void summary_compute(FILE *f, const kl__rp *rp)
+static void summary_compute(FILE *f, const kl__report *rp)
 {
     int64_t trained = 0;
     for (int64_t i = 0; i < rp->ntrials; i++)
@@ -515,7 +515,7 @@ static void summary_compute(FILE *f, const kl__rp *rp)
     fputs("</td></tr>\n", f);
 }
 
-static void summary_time(FILE *f, const kl__rp *rp)
+static void summary_time(FILE *f, const kl__report *rp)
 {
     row(f, "wall time");
     if (rp->timed) {
@@ -537,21 +537,21 @@ static void summary_time(FILE *f, const kl__rp *rp)
         fputs("not finished: the journal has no finished event (the sweep is running, or was "
               "stopped; <code>kiln tune --resume ",
               f);
-        kl__rp_esc(f, rp->dir);
+        kl__report_esc(f, rp->dir);
         fputs("</code> continues it)", f);
     }
     fputs("</td></tr>\n", f);
 }
 
-static void write_summary(FILE *f, const kl__rp *rp)
+static void write_summary(FILE *f, const kl__report *rp)
 {
     fputs("<table class=\"summary\">\n", f);
     row(f, "sweep file");
     fputs("<code>", f);
-    kl__rp_esc(f, rp->sweep ? rp->sweep : "?");
+    kl__report_esc(f, rp->sweep ? rp->sweep : "?");
     fputs("</code></td></tr>\n", f);
     row(f, "metric");
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fprintf(f, " (%s)</td></tr>\n", rp->maximize ? "maximize" : "minimize");
     summary_trials(f, rp);
     summary_best(f, rp);
@@ -560,7 +560,7 @@ static void write_summary(FILE *f, const kl__rp *rp)
     fputs("</table>\n", f);
 }
 
-static void write_table(FILE *f, const kl__rp *rp)
+static void write_table(FILE *f, const kl__report *rp)
 {
     fputs("<h2>Trials</h2>\n", f);
     if (rp->nstarted == 0) {
@@ -579,27 +579,27 @@ static void write_table(FILE *f, const kl__rp *rp)
           f);
     for (int k = 0; k < rp->nkeys; k++) {
         fputs("<th>", f);
-        kl__rp_esc(f, rp->keys[k]);
+        kl__report_esc(f, rp->keys[k]);
         fputs("</th>", f);
     }
     fputs("</tr></thead>\n<tbody>\n", f);
     for (int64_t r = 0; r < rows; r++) {
-        const kl__rp_trial *t = &rp->trials[rp->order[r]];
+        const kl__report_trial *t = &rp->trials[rp->order[r]];
         fprintf(f, "<tr%s><td class=\"n\">%lld</td><td", t->id == rp->best ? " class=\"best\"" : "",
                 (long long)t->id);
         if (t->error) { /* the last failure's message, on hover */
             fputs(" title=\"", f);
-            kl__rp_esc(f, t->error);
+            kl__report_esc(f, t->error);
             fputc('"', f);
         }
-        fprintf(f, ">%s</td><td class=\"n\">", kl__rp_state_name(t->state));
+        fprintf(f, ">%s</td><td class=\"n\">", kl__report_state_name(t->state));
         num(f, t->best);
         fputs("</td><td class=\"n\">", f);
         num(f, t->last);
         fprintf(f, "</td><td class=\"n\">%d</td>", t->last_t);
         for (int k = 0; k < rp->nkeys; k++) {
             fputs("<td>", f);
-            kl__rp_esc(f, json_string_value(json_object_get(t->overrides, rp->keys[k])));
+            kl__report_esc(f, json_string_value(json_object_get(t->overrides, rp->keys[k])));
             fputs("</td>", f);
         }
         fputs("</tr>\n", f);
@@ -607,40 +607,40 @@ static void write_table(FILE *f, const kl__rp *rp)
     fputs("</tbody>\n</table></div>\n", f);
 }
 
-static kl_status write_page(FILE *f, const kl__rp *rp, kl_error *err)
+static kl_status write_page(FILE *f, const kl__report *rp, kl_error *err)
 {
     fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
           "<meta charset=\"utf-8\"/>\n"
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n"
           "<title>Sweep report: ",
           f);
-    kl__rp_esc(f, rp->dir);
+    kl__report_esc(f, rp->dir);
     fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Sweep <code>", style);
-    kl__rp_esc(f, rp->dir);
+    kl__report_esc(f, rp->dir);
     fputs("</code></h1>\n", f);
     write_summary(f, rp);
     if (rp->nresults == 0)
         fputs("<p class=\"empty\">No results yet: no trial has reported a finite value of the "
               "metric, so there is nothing to plot.</p>\n",
               f);
-    kl_status st = kl__rp_plot_curves(f, rp, err);
+    kl_status st = kl__report_plot_curves(f, rp, err);
     if (st == KL_OK)
-        kl__rp_plot_rungs(f, rp);
+        kl__report_plot_rungs(f, rp);
     if (st == KL_OK)
-        st = kl__rp_plot_parallel(f, rp, err);
+        st = kl__report_plot_parallel(f, rp, err);
     if (st != KL_OK)
         return st;
     write_table(f, rp);
     fputs("<p class=\"note\">Written by kiln " KL_VERSION " <code>kiln tune report</code> from ",
           f);
-    kl__rp_esc(f, rp->dir);
+    kl__report_esc(f, rp->dir);
     fputs("/journal.jsonl.</p>\n</body>\n</html>\n", f);
     return KL_OK;
 }
 
 kl_status kl_tune_report(const char *sweep_dir, const char *out_path, kl_error *err)
 {
-    kl__rp rp = {0};
+    kl__report rp = {0};
     char *dflt = NULL;
     kl_status st = rp_load(&rp, sweep_dir, err);
     if (st == KL_OK && !out_path) {

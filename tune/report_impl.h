@@ -10,48 +10,48 @@
 
 #include "kiln/status.h"
 
-typedef enum kl__rp_state {
-    KL__RP_PENDING, /* waiting to run (again, after a failed try) */
-    KL__RP_RUNNING,
-    KL__RP_PAUSED,
-    KL__RP_STOPPED,
-    KL__RP_DONE,
-    KL__RP_INTERRUPTED, /* a signal stopped the sweep while it ran; --resume continues it */
-    KL__RP_DIVERGED,
-    KL__RP_FAILED, /* errored: failed max_failures times */
-    KL__RP_NSTATES
-} kl__rp_state;
+typedef enum kl__report_state {
+    KL__REPORT_PENDING, /* waiting to run (again, after a failed try) */
+    KL__REPORT_RUNNING,
+    KL__REPORT_PAUSED,
+    KL__REPORT_STOPPED,
+    KL__REPORT_DONE,
+    KL__REPORT_INTERRUPTED, /* a signal stopped the sweep while it ran; --resume continues it */
+    KL__REPORT_DIVERGED,
+    KL__REPORT_FAILED, /* errored: failed max_failures times */
+    KL__REPORT_NSTATES
+} kl__report_state;
 
-typedef struct kl__rp_point {
+typedef struct kl__report_point {
     int t;
     double v; /* finite: results whose value was null are not kept */
-} kl__rp_point;
+} kl__report_point;
 
-typedef struct kl__rp_trial {
+typedef struct kl__report_trial {
     int64_t id;
     bool started;
-    kl__rp_state state;
-    json_t *overrides; /* borrowed from the events: key -> value as text; NULL when none */
-    kl__rp_point *pts; /* finite results, t increasing */
+    kl__report_state state;
+    json_t *overrides;     /* borrowed from the events: key -> value as text; NULL when none */
+    kl__report_point *pts; /* finite results, t increasing */
     int npts, cap;
     int last_t;        /* the last t reported (0: none), null values included */
     double last, best; /* the last and best values (NAN: none) */
     const char *error; /* the last failure's message (borrowed), NULL when none */
-} kl__rp_trial;
+} kl__report_trial;
 
-typedef struct kl__rp {
+typedef struct kl__report {
     json_t *events; /* the journal; the strings below point into it */
     const char *dir, *sweep, *metric;
     bool maximize;
-    int64_t planned;      /* the trials the sweep runs (its `trials`) */
-    kl__rp_trial *trials; /* by id */
-    int64_t ntrials;      /* ids 0 .. ntrials - 1 appeared in the journal */
-    int64_t *order;       /* the started trials: ranked ones best first, then the failed
-                             ones by their best, then those without a value */
-    int64_t nstarted;     /* entries of order */
-    int64_t nranked;      /* the first nranked of order have a value and did not fail */
-    int64_t best;         /* the best trial, -1: none */
-    const char **keys;    /* the swept keys (from the overrides), sorted */
+    int64_t planned;          /* the trials the sweep runs (its `trials`) */
+    kl__report_trial *trials; /* by id */
+    int64_t ntrials;          /* ids 0 .. ntrials - 1 appeared in the journal */
+    int64_t *order;           /* the started trials: ranked ones best first, then the failed
+                                 ones by their best, then those without a value */
+    int64_t nstarted;         /* entries of order */
+    int64_t nranked;          /* the first nranked of order have a value and did not fail */
+    int64_t best;             /* the best trial, -1: none */
+    const char **keys;        /* the swept keys (from the overrides), sorted */
     int nkeys;
     int max_t;       /* the sweep event's max_t, else the largest until_t or t seen */
     int *milestones; /* rung milestones (epochs), increasing */
@@ -61,23 +61,23 @@ typedef struct kl__rp {
     bool timed;
     int resumed;
     bool finished;
-} kl__rp;
+} kl__report;
 
 /* True for a trial that failed or diverged: it holds the worst metric whatever it reached. */
-static inline bool kl__rp_failed(const kl__rp_trial *t)
+static inline bool kl__report_failed(const kl__report_trial *t)
 {
-    return t->state == KL__RP_FAILED || t->state == KL__RP_DIVERGED;
+    return t->state == KL__REPORT_FAILED || t->state == KL__REPORT_DIVERGED;
 }
 
 /* tune/report.c: text escaped for HTML and XML (& < > " ', control characters dropped), a
  * trial's hyperparameters as escaped "key=value, key=value", and a state's name. */
-void kl__rp_esc(FILE *f, const char *s);
-void kl__rp_params(FILE *f, const kl__rp_trial *t);
-const char *kl__rp_state_name(kl__rp_state s);
+void kl__report_esc(FILE *f, const char *s);
+void kl__report_params(FILE *f, const kl__report_trial *t);
+const char *kl__report_state_name(kl__report_state s);
 
 /* tune/report_plot.c: each plot as an <svg> element (or a line saying why there is none). */
-kl_status kl__rp_plot_curves(FILE *f, const kl__rp *rp, kl_error *err);
-void kl__rp_plot_rungs(FILE *f, const kl__rp *rp);
-kl_status kl__rp_plot_parallel(FILE *f, const kl__rp *rp, kl_error *err);
+kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err);
+void kl__report_plot_rungs(FILE *f, const kl__report *rp);
+kl_status kl__report_plot_parallel(FILE *f, const kl__report *rp, kl_error *err);
 
 #endif

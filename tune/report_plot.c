@@ -107,7 +107,7 @@ static void color(double u, char out[8])
 }
 
 /* The colour scale over the ranked trials' best values. */
-static scale color_scale(const kl__rp *rp)
+static scale color_scale(const kl__report *rp)
 {
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < rp->nranked; i++) {
@@ -118,7 +118,8 @@ static scale color_scale(const kl__rp *rp)
     return rp->nranked ? scale_new(lo, hi, true, false, 0, 1) : scale_new(0, 1, false, false, 0, 1);
 }
 
-static void trial_color(const kl__rp *rp, const scale *cs, const kl__rp_trial *t, char out[8])
+static void trial_color(const kl__report *rp, const scale *cs, const kl__report_trial *t,
+                        char out[8])
 {
     double u = scale_unit(cs, t->best);
     color(rp->maximize ? 1 - u : u, out);
@@ -159,7 +160,7 @@ static void x_axis(FILE *f, const scale *x, double y0, double y1)
 }
 
 /* The colour scale as a bar, better on top. gid names the gradient, unique in the page. */
-static void gradient(FILE *f, const kl__rp *rp, const scale *cs, double x, double y, int gid)
+static void gradient(FILE *f, const kl__report *rp, const scale *cs, double x, double y, int gid)
 {
     fprintf(f, "<defs><linearGradient id=\"kl-grad-%d\" x1=\"0\" y1=\"0\" x2=\"0\" y2=\"1\">", gid);
     for (int k = 0; k <= 8; k++) {
@@ -169,7 +170,7 @@ static void gradient(FILE *f, const kl__rp *rp, const scale *cs, double x, doubl
     }
     double hi = rp->maximize ? cs->hi : cs->lo, lo = rp->maximize ? cs->lo : cs->hi;
     fprintf(f, "</linearGradient></defs>\n<text x=\"%.1f\" y=\"%.1f\">best ", x, y + 26);
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fprintf(f,
             "</text><rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"120\" "
             "fill=\"url(#kl-grad-%d)\"/><text x=\"%.1f\" y=\"%.1f\" dy=\".32em\">%.4g "
@@ -179,7 +180,7 @@ static void gradient(FILE *f, const kl__rp *rp, const scale *cs, double x, doubl
 
 /* The legend at (x, y): the best trial, the colour scale (better on top) and grey for trials
  * that failed. */
-static void legend(FILE *f, const kl__rp *rp, const scale *cs, double x, double y, int gid)
+static void legend(FILE *f, const kl__report *rp, const scale *cs, double x, double y, int gid)
 {
     fputs("<g class=\"legend\">", f);
     if (rp->best >= 0)
@@ -192,7 +193,7 @@ static void legend(FILE *f, const kl__rp *rp, const scale *cs, double x, double 
         gradient(f, rp, cs, x, y, gid);
     bool failed = false;
     for (int64_t i = 0; i < rp->nstarted; i++)
-        failed = failed || kl__rp_failed(&rp->trials[rp->order[i]]);
+        failed = failed || kl__report_failed(&rp->trials[rp->order[i]]);
     if (failed)
         fprintf(f,
                 "<line class=\"failed\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
@@ -220,16 +221,16 @@ static void capped(FILE *f, int64_t drawn, int64_t of)
                 (long long)drawn, (long long)of, (long long)drawn / 2);
 }
 
-static void trial_title(FILE *f, const kl__rp *rp, const kl__rp_trial *t)
+static void trial_title(FILE *f, const kl__report *rp, const kl__report_trial *t)
 {
-    fprintf(f, "<title>trial %lld (%s, t=%d): best ", (long long)t->id, kl__rp_state_name(t->state),
-            t->last_t);
+    fprintf(f, "<title>trial %lld (%s, t=%d): best ", (long long)t->id,
+            kl__report_state_name(t->state), t->last_t);
     if (isnan(t->best))
         fputs("none", f);
     else
         fprintf(f, "%.6g", t->best);
     fputs("; ", f);
-    kl__rp_params(f, t);
+    kl__report_params(f, t);
     fputs("</title>", f);
 }
 
@@ -248,11 +249,11 @@ static int64_t thin(int64_t *sel, int64_t n, int64_t cap)
 }
 
 /* The trials to draw, best first: those with a finite result, within the caps. */
-static int64_t pick_curves(const kl__rp *rp, int64_t *sel, int64_t *with_points)
+static int64_t pick_curves(const kl__report *rp, int64_t *sel, int64_t *with_points)
 {
     int64_t n = 0, most = 1;
     for (int64_t i = 0; i < rp->nstarted; i++) {
-        const kl__rp_trial *t = &rp->trials[rp->order[i]];
+        const kl__report_trial *t = &rp->trials[rp->order[i]];
         if (t->npts > 0) {
             sel[n++] = rp->order[i];
             most = t->npts > most ? t->npts : most;
@@ -266,31 +267,31 @@ static int64_t pick_curves(const kl__rp *rp, int64_t *sel, int64_t *with_points)
                                                  : KL_TUNE_REPORT_MAX_LINES);
 }
 
-static void curve(FILE *f, const kl__rp *rp, const kl__rp_trial *t, const scale *x, const scale *y,
-                  const scale *cs)
+static void curve(FILE *f, const kl__report *rp, const kl__report_trial *t, const scale *x,
+                  const scale *y, const scale *cs)
 {
     char c[8] = BEST_COLOR;
-    const char *cls = t->id == rp->best  ? "curve best"
-                      : kl__rp_failed(t) ? "curve failed"
-                                         : "curve";
-    if (t->id != rp->best && !kl__rp_failed(t))
+    const char *cls = t->id == rp->best      ? "curve best"
+                      : kl__report_failed(t) ? "curve failed"
+                                             : "curve";
+    if (t->id != rp->best && !kl__report_failed(t))
         trial_color(rp, cs, t, c);
     fprintf(f, "<polyline class=\"%s\" stroke=\"%s\" points=\"", cls,
-            kl__rp_failed(t) ? "#999999" : c);
+            kl__report_failed(t) ? "#999999" : c);
     for (int i = 0; i < t->npts; i++)
         fprintf(f, "%s%.1f,%.1f", i ? " " : "", scale_at(x, t->pts[i].t), scale_at(y, t->pts[i].v));
     fputs("\">", f);
     trial_title(f, rp, t);
     fputs("</polyline>\n", f);
     /* A dot where a trial ended before max_t (paused, stopped, failed), or its only point. */
-    const kl__rp_point *e = &t->pts[t->npts - 1];
-    bool early = t->state != KL__RP_RUNNING && t->state != KL__RP_DONE && e->t < rp->max_t;
+    const kl__report_point *e = &t->pts[t->npts - 1];
+    bool early = t->state != KL__REPORT_RUNNING && t->state != KL__REPORT_DONE && e->t < rp->max_t;
     if (early || t->npts == 1)
         fprintf(f, "<circle class=\"end\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
-                scale_at(x, e->t), scale_at(y, e->v), kl__rp_failed(t) ? "#999999" : c);
+                scale_at(x, e->t), scale_at(y, e->v), kl__report_failed(t) ? "#999999" : c);
 }
 
-kl_status kl__rp_plot_curves(FILE *f, const kl__rp *rp, kl_error *err)
+kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err)
 {
     if (rp->nresults == 0)
         return KL_OK;
@@ -308,7 +309,7 @@ kl_status kl__rp_plot_curves(FILE *f, const kl__rp *rp, kl_error *err)
     scale x = {.lo = 0, .hi = rp->max_t, .integer = true, .p0 = ml, .p1 = W - mr};
     scale y = scale_new(lo, hi, true, true, H - mb, mt), cs = color_scale(rp);
     fputs("<h2>The metric per epoch</h2>\n<p class=\"note\">One line per trial: ", f);
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fputs(" after each epoch. A line that ends early is a trial the scheduler stopped or paused "
           "(a dot marks where); hover over a line for its trial and hyperparameters.",
           f);
@@ -321,7 +322,7 @@ kl_status kl__rp_plot_curves(FILE *f, const kl__rp *rp, kl_error *err)
             (ml + W - mr) / 2, H - 12, y.log ? "; log scale" : "");
     fprintf(f, "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">",
             (H - mb + mt) / 2);
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fputs("</text>\n", f);
     for (int64_t i = n - 1; i >= 0; i--) /* the best last, on top */
         curve(f, rp, &rp->trials[sel[i]], &x, &y, &cs);
@@ -333,7 +334,7 @@ kl_status kl__rp_plot_curves(FILE *f, const kl__rp *rp, kl_error *err)
 
 /* ---- plot 2: rung occupancy ---- */
 
-void kl__rp_plot_rungs(FILE *f, const kl__rp *rp)
+void kl__report_plot_rungs(FILE *f, const kl__report *rp)
 {
     if (rp->nresults == 0 || rp->nmilestones == 0)
         return;
@@ -391,7 +392,7 @@ typedef struct pc_axis {
     double x;
 } pc_axis;
 
-static const char *value_of(const kl__rp_trial *t, const char *key)
+static const char *value_of(const kl__report_trial *t, const char *key)
 {
     return json_string_value(json_object_get(t->overrides, key));
 }
@@ -409,8 +410,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* A key's axis over the drawn trials: numeric when every value is a number, else categories. */
-static kl_status axis_fit(pc_axis *a, const kl__rp *rp, const int64_t *sel, int64_t n, double p0,
-                          double p1)
+static kl_status axis_fit(pc_axis *a, const kl__report *rp, const int64_t *sel, int64_t n,
+                          double p0, double p1)
 {
     double lo = INFINITY, hi = -INFINITY, v;
     a->numeric = true;
@@ -443,10 +444,10 @@ static kl_status axis_fit(pc_axis *a, const kl__rp *rp, const int64_t *sel, int6
 }
 
 /* The pixel height of trial t on axis a, NAN when it has no value there. */
-static double axis_y(const pc_axis *a, const kl__rp_trial *t)
+static double axis_y(const pc_axis *a, const kl__report_trial *t)
 {
     if (!a->key)
-        return kl__rp_failed(t) || isnan(t->best) ? NAN : scale_at(&a->s, t->best);
+        return kl__report_failed(t) || isnan(t->best) ? NAN : scale_at(&a->s, t->best);
     const char *s = value_of(t, a->key);
     double v;
     if (!s)
@@ -462,20 +463,20 @@ static void short_label(FILE *f, const char *s)
 {
     size_t n = strlen(s);
     if (n <= LABEL_CHARS) {
-        kl__rp_esc(f, s);
+        kl__report_esc(f, s);
         return;
     }
     const char *p = s + n - (LABEL_CHARS - 1);
     while ((*p & 0xc0) == 0x80)
         p++;
     fputs("&#8230;", f);
-    kl__rp_esc(f, p);
+    kl__report_esc(f, p);
 }
 
-static void axis_draw(FILE *f, const pc_axis *a, const kl__rp *rp, double top)
+static void axis_draw(FILE *f, const pc_axis *a, const kl__report *rp, double top)
 {
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\"><title>", a->x, top - 16);
-    kl__rp_esc(f, a->key ? a->key : rp->metric);
+    kl__report_esc(f, a->key ? a->key : rp->metric);
     fputs("</title>", f);
     short_label(f, a->key ? a->key : rp->metric);
     fprintf(f, "%s</text>\n", a->key ? "" : " (best)");
@@ -499,18 +500,18 @@ static void axis_draw(FILE *f, const pc_axis *a, const kl__rp *rp, double top)
             a->s.p0, a->x, a->s.p1);
 }
 
-static void pc_line(FILE *f, const kl__rp *rp, const kl__rp_trial *t, const pc_axis *ax, int nax,
-                    const scale *cs)
+static void pc_line(FILE *f, const kl__report *rp, const kl__report_trial *t, const pc_axis *ax,
+                    int nax, const scale *cs)
 {
     char c[8] = "#999999";
     const char *cls = "pc failed";
-    if (!kl__rp_failed(t) && isnan(t->best)) { /* no result yet */
+    if (!kl__report_failed(t) && isnan(t->best)) { /* no result yet */
         cls = "pc none";
         strcpy(c, "#bbbbbb");
     } else if (t->id == rp->best) {
         cls = "pc best";
         strcpy(c, BEST_COLOR);
-    } else if (!kl__rp_failed(t) && !isnan(t->best)) {
+    } else if (!kl__report_failed(t) && !isnan(t->best)) {
         cls = "pc";
         trial_color(rp, cs, t, c);
     }
@@ -526,14 +527,14 @@ static void pc_line(FILE *f, const kl__rp *rp, const kl__rp_trial *t, const pc_a
     fputs("</polyline>\n", f);
 }
 
-static void parallel_draw(FILE *f, const kl__rp *rp, const int64_t *sel, int64_t n,
+static void parallel_draw(FILE *f, const kl__report *rp, const int64_t *sel, int64_t n,
                           const pc_axis *ax, int nax, double W, double H, double mt)
 {
     scale cs = color_scale(rp);
     fputs("<h2>Hyperparameters</h2>\n<p class=\"note\">Parallel coordinates: one axis per swept "
           "key (log scale when its values span more than a factor of 20), the best ",
           f);
-    kl__rp_esc(f, rp->metric);
+    kl__report_esc(f, rp->metric);
     fputs(" last; one line per trial, coloured by its best value.", f);
     capped(f, n, rp->nstarted);
     fputs("</p>\n", f);
@@ -546,7 +547,7 @@ static void parallel_draw(FILE *f, const kl__rp *rp, const int64_t *sel, int64_t
     fputs("</svg></div>\n", f);
 }
 
-kl_status kl__rp_plot_parallel(FILE *f, const kl__rp *rp, kl_error *err)
+kl_status kl__report_plot_parallel(FILE *f, const kl__report *rp, kl_error *err)
 {
     if (rp->nresults == 0)
         return KL_OK;

@@ -114,7 +114,7 @@ static bool reserve(kl_sched *s, int64_t need)
     int64_t ncap = cap * s->max_rungs;
     if (ncap > INT32_MAX)
         return false;
-    kl__rnode *nodes = realloc(s->nodes, (size_t)ncap * sizeof *nodes);
+    kl__rank_node *nodes = realloc(s->nodes, (size_t)ncap * sizeof *nodes);
     if (!nodes)
         return false;
     s->nodes = nodes;
@@ -243,7 +243,7 @@ kl_sched *kl_sched_new(const kl_sched_config *cfg, bool maximize, int64_t max_tr
             return NULL;
         }
     }
-    int64_t first = SCHED_RESERVE_BYTES / ((int64_t)s->max_rungs * (int64_t)sizeof(kl__rnode));
+    int64_t first = SCHED_RESERVE_BYTES / ((int64_t)s->max_rungs * (int64_t)sizeof(kl__rank_node));
     if (!reserve(s, max_trials < first ? max_trials : first)) {
         kl_error_set(err, KL_ENOMEM, "scheduler: out of memory for %lld trials",
                      (long long)max_trials);
@@ -328,9 +328,9 @@ static bool find_promotion(kl_sched *s, kl_job *job)
         int b = s->promote_order[i] >> 8, k = s->promote_order[i] & 0xff;
         kl__rung *r = &s->brackets[b].rungs[k];
         if (r->ncand == 0 || s->nodes[r->cand[0]].worst ||
-            kl__rset_rank(s->nodes, r->root, r->cand[0]) >= r->count / eta)
+            kl__rankset_rank(s->nodes, r->root, r->cand[0]) >= r->count / eta)
             continue;
-        int32_t x = kl__rheap_pop(s->nodes, r->cand, &r->ncand);
+        int32_t x = kl__candheap_pop(s->nodes, r->cand, &r->ncand);
         int64_t id = s->nodes[x].trial;
         kl__trial *tr = &s->trials[id];
         tr->state = KL_TRIAL_RUNNING;
@@ -380,7 +380,7 @@ static int32_t record(kl_sched *s, int64_t id, int k, double score, bool worst)
     kl__rung *r = &s->brackets[tr->bracket].rungs[k];
     KL_ASSERT(s->nnodes < s->nodes_cap && k > tr->rung);
     int32_t x = s->nnodes++;
-    kl__rnode *n = &s->nodes[x];
+    kl__rank_node *n = &s->nodes[x];
     n->score = score;
     n->seq = s->seq++;
     n->trial = (int32_t)id;
@@ -388,7 +388,7 @@ static int32_t record(kl_sched *s, int64_t id, int k, double score, bool worst)
     n->prio = next_prio(s);
     n->worst = worst;
     n->rung = (uint8_t)k;
-    kl__rset_insert(s->nodes, &r->root, x);
+    kl__rankset_insert(s->nodes, &r->root, x);
     r->count++;
     r->nworst += worst;
     tr->node = x;
@@ -440,7 +440,7 @@ static kl_decision promote_result(kl_sched *s, int64_t id, int t, double score, 
         s->held++;
     } else {
         kl__rung *r = &b->rungs[tr->target];
-        kl__rheap_push(s->nodes, r->cand, &r->ncand, x);
+        kl__candheap_push(s->nodes, r->cand, &r->ncand, x);
     }
     return end_trial(s, tr, KL_TRIAL_PAUSED, KL_DECIDE_PAUSE);
 }
@@ -448,7 +448,7 @@ static kl_decision promote_result(kl_sched *s, int64_t id, int t, double score, 
 /* The finite score at ascending position j (0: the lowest) of rung r, which has m of them. */
 static double ascending(const kl_sched *s, const kl__rung *r, int32_t m, int32_t j)
 {
-    return s->nodes[kl__rset_select(s->nodes, r->root, m - 1 - j)].score;
+    return s->nodes[kl__rankset_select(s->nodes, r->root, m - 1 - j)].score;
 }
 
 /* Ray Tune's cutoff, np.nanpercentile(scores, (1 - 1 / eta) * 100), over the m finite scores of
@@ -628,9 +628,9 @@ void kl_sched_failed(kl_sched *s, int64_t trial)
         if (s->nodes[x].worst)
             continue;
         kl__rung *r = &s->brackets[tr->bracket].rungs[s->nodes[x].rung];
-        kl__rset_erase(s->nodes, &r->root, x);
+        kl__rankset_erase(s->nodes, &r->root, x);
         s->nodes[x].worst = 1;
-        kl__rset_insert(s->nodes, &r->root, x);
+        kl__rankset_insert(s->nodes, &r->root, x);
         r->nworst++;
     }
 }
@@ -666,7 +666,7 @@ bool kl_sched_release(kl_sched *s, int64_t trial)
     tr->held = 0;
     s->held--;
     kl__rung *r = &s->brackets[tr->bracket].rungs[tr->rung];
-    kl__rheap_push(s->nodes, r->cand, &r->ncand, tr->node);
+    kl__candheap_push(s->nodes, r->cand, &r->ncand, tr->node);
     return true;
 }
 

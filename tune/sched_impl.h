@@ -11,7 +11,7 @@
 
 /* One value recorded at one rung. Nodes live in one pool per scheduler and are linked into a
  * treap per rung (ordered best first) and, per trial, into a list through `next`. */
-typedef struct kl__rnode {
+typedef struct kl__rank_node {
     double score; /* the value, negated when minimizing: larger is better */
     uint64_t seq; /* arrival order: the earlier of two equal scores ranks better */
     int32_t left, right, size;
@@ -20,11 +20,11 @@ typedef struct kl__rnode {
     uint32_t prio; /* treap priority */
     uint8_t worst; /* not finite, or the trial failed: below every number */
     uint8_t rung;
-} kl__rnode;
+} kl__rank_node;
 
 /* Whether node a ranks strictly before node b: not worst before worst, then the larger score,
  * then the earlier arrival. Keys are unique (seq is), so this is a strict total order. */
-static inline bool kl__rnode_better(const kl__rnode *a, const kl__rnode *b)
+static inline bool kl__rank_better(const kl__rank_node *a, const kl__rank_node *b)
 {
     if (a->worst != b->worst)
         return b->worst;
@@ -34,16 +34,16 @@ static inline bool kl__rnode_better(const kl__rnode *a, const kl__rnode *b)
 }
 
 /* The ranked set of one rung: a treap over pool nodes, root -1 when empty. */
-void kl__rset_insert(kl__rnode *pool, int32_t *root, int32_t x);
-void kl__rset_erase(kl__rnode *pool, int32_t *root, int32_t x);
+void kl__rankset_insert(kl__rank_node *pool, int32_t *root, int32_t x);
+void kl__rankset_erase(kl__rank_node *pool, int32_t *root, int32_t x);
 /* How many nodes of the set rank strictly before node x (x need not be in the set). */
-int32_t kl__rset_rank(const kl__rnode *pool, int32_t root, int32_t x);
+int32_t kl__rankset_rank(const kl__rank_node *pool, int32_t root, int32_t x);
 /* The node at rank i (0: the best), i < the set's size. */
-int32_t kl__rset_select(const kl__rnode *pool, int32_t root, int32_t i);
+int32_t kl__rankset_select(const kl__rank_node *pool, int32_t root, int32_t i);
 
-/* A max-heap of node ids by kl__rnode_better, in caller-owned storage of sufficient capacity. */
-void kl__rheap_push(const kl__rnode *pool, int32_t *heap, int32_t *n, int32_t x);
-int32_t kl__rheap_pop(const kl__rnode *pool, int32_t *heap, int32_t *n);
+/* A max-heap of node ids by kl__rank_better, in caller-owned storage of sufficient capacity. */
+void kl__candheap_push(const kl__rank_node *pool, int32_t *heap, int32_t *n, int32_t x);
+int32_t kl__candheap_pop(const kl__rank_node *pool, int32_t *heap, int32_t *n);
 
 typedef struct kl__rung {
     int milestone;  /* epochs */
@@ -108,7 +108,7 @@ struct kl_sched {
     int32_t *promote_order; /* (bracket << 8 | rung) pairs by milestone, highest first */
     int npromote;
 
-    kl__rnode *nodes;
+    kl__rank_node *nodes;
     int32_t nnodes, nodes_cap;
     uint32_t prio_state; /* xorshift32 for treap priorities: deterministic */
     uint64_t seq;

@@ -5,24 +5,24 @@
 #include "kiln/status.h"
 #include "tune/sched_impl.h"
 
-static int32_t size_of(const kl__rnode *p, int32_t i)
+static int32_t size_of(const kl__rank_node *p, int32_t i)
 {
     return i < 0 ? 0 : p[i].size;
 }
 
-static void pull(kl__rnode *p, int32_t i)
+static void pull(kl__rank_node *p, int32_t i)
 {
     p[i].size = 1 + size_of(p, p[i].left) + size_of(p, p[i].right);
 }
 
 /* Splits the tree t into the nodes that rank before node x (*l) and the others (*r). */
-static void split(kl__rnode *p, int32_t t, const kl__rnode *x, int32_t *l, int32_t *r)
+static void split(kl__rank_node *p, int32_t t, const kl__rank_node *x, int32_t *l, int32_t *r)
 {
     if (t < 0) {
         *l = *r = -1;
         return;
     }
-    if (kl__rnode_better(&p[t], x)) {
+    if (kl__rank_better(&p[t], x)) {
         split(p, p[t].right, x, &p[t].right, r);
         *l = t;
     } else {
@@ -33,7 +33,7 @@ static void split(kl__rnode *p, int32_t t, const kl__rnode *x, int32_t *l, int32
 }
 
 /* Joins two trees where every node of a ranks before every node of b. */
-static int32_t merge(kl__rnode *p, int32_t a, int32_t b)
+static int32_t merge(kl__rank_node *p, int32_t a, int32_t b)
 {
     if (a < 0)
         return b;
@@ -49,7 +49,7 @@ static int32_t merge(kl__rnode *p, int32_t a, int32_t b)
     return b;
 }
 
-static int32_t insert(kl__rnode *p, int32_t t, int32_t x)
+static int32_t insert(kl__rank_node *p, int32_t t, int32_t x)
 {
     if (t < 0)
         return x;
@@ -58,7 +58,7 @@ static int32_t insert(kl__rnode *p, int32_t t, int32_t x)
         pull(p, x);
         return x;
     }
-    if (kl__rnode_better(&p[x], &p[t]))
+    if (kl__rank_better(&p[x], &p[t]))
         p[t].left = insert(p, p[t].left, x);
     else
         p[t].right = insert(p, p[t].right, x);
@@ -66,12 +66,12 @@ static int32_t insert(kl__rnode *p, int32_t t, int32_t x)
     return t;
 }
 
-static int32_t erase(kl__rnode *p, int32_t t, int32_t x)
+static int32_t erase(kl__rank_node *p, int32_t t, int32_t x)
 {
     KL_ASSERT(t >= 0); /* x is in the tree */
     if (t == x)
         return merge(p, p[t].left, p[t].right);
-    if (kl__rnode_better(&p[x], &p[t]))
+    if (kl__rank_better(&p[x], &p[t]))
         p[t].left = erase(p, p[t].left, x);
     else
         p[t].right = erase(p, p[t].right, x);
@@ -79,19 +79,19 @@ static int32_t erase(kl__rnode *p, int32_t t, int32_t x)
     return t;
 }
 
-void kl__rset_insert(kl__rnode *pool, int32_t *root, int32_t x)
+void kl__rankset_insert(kl__rank_node *pool, int32_t *root, int32_t x)
 {
     pool[x].left = pool[x].right = -1;
     pool[x].size = 1;
     *root = insert(pool, *root, x);
 }
 
-void kl__rset_erase(kl__rnode *pool, int32_t *root, int32_t x)
+void kl__rankset_erase(kl__rank_node *pool, int32_t *root, int32_t x)
 {
     *root = erase(pool, *root, x);
 }
 
-int32_t kl__rset_rank(const kl__rnode *pool, int32_t root, int32_t x)
+int32_t kl__rankset_rank(const kl__rank_node *pool, int32_t root, int32_t x)
 {
     int32_t rank = 0;
     for (int32_t t = root; t >= 0;) {
@@ -99,7 +99,7 @@ int32_t kl__rset_rank(const kl__rnode *pool, int32_t root, int32_t x)
             rank += size_of(pool, pool[t].left);
             break;
         }
-        if (kl__rnode_better(&pool[t], &pool[x])) {
+        if (kl__rank_better(&pool[t], &pool[x])) {
             rank += size_of(pool, pool[t].left) + 1;
             t = pool[t].right;
         } else {
@@ -109,7 +109,7 @@ int32_t kl__rset_rank(const kl__rnode *pool, int32_t root, int32_t x)
     return rank;
 }
 
-int32_t kl__rset_select(const kl__rnode *pool, int32_t root, int32_t i)
+int32_t kl__rankset_select(const kl__rank_node *pool, int32_t root, int32_t i)
 {
     int32_t t = root;
     while (t >= 0) {
@@ -127,12 +127,12 @@ int32_t kl__rset_select(const kl__rnode *pool, int32_t root, int32_t i)
     return -1;
 }
 
-void kl__rheap_push(const kl__rnode *pool, int32_t *heap, int32_t *n, int32_t x)
+void kl__candheap_push(const kl__rank_node *pool, int32_t *heap, int32_t *n, int32_t x)
 {
     int32_t i = (*n)++;
     while (i > 0) {
         int32_t parent = (i - 1) / 2;
-        if (!kl__rnode_better(&pool[x], &pool[heap[parent]]))
+        if (!kl__rank_better(&pool[x], &pool[heap[parent]]))
             break;
         heap[i] = heap[parent];
         i = parent;
@@ -140,7 +140,7 @@ void kl__rheap_push(const kl__rnode *pool, int32_t *heap, int32_t *n, int32_t x)
     heap[i] = x;
 }
 
-int32_t kl__rheap_pop(const kl__rnode *pool, int32_t *heap, int32_t *n)
+int32_t kl__candheap_pop(const kl__rank_node *pool, int32_t *heap, int32_t *n)
 {
     KL_ASSERT(*n > 0);
     int32_t top = heap[0], x = heap[--*n], i = 0;
@@ -148,9 +148,9 @@ int32_t kl__rheap_pop(const kl__rnode *pool, int32_t *heap, int32_t *n)
         int32_t c = 2 * i + 1;
         if (c >= *n)
             break;
-        if (c + 1 < *n && kl__rnode_better(&pool[heap[c + 1]], &pool[heap[c]]))
+        if (c + 1 < *n && kl__rank_better(&pool[heap[c + 1]], &pool[heap[c]]))
             c++;
-        if (!kl__rnode_better(&pool[heap[c]], &pool[x]))
+        if (!kl__rank_better(&pool[heap[c]], &pool[x]))
             break;
         heap[i] = heap[c];
         i = c;

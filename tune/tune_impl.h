@@ -1,5 +1,6 @@
 /* kiln tune's private state, shared by tune/coord.c (the coordinator and the message loop),
- * tune/worker.c (running one trial) and tune/status.c (the live table and the outputs). */
+ * tune/worker.c (running one trial), tune/progress.c (the live table) and tune/results.c (the
+ * outputs). */
 #ifndef KILN_TUNE_IMPL_H
 #define KILN_TUNE_IMPL_H
 
@@ -116,10 +117,10 @@ void kl__tune_free_data(kl__tuner *tu);
 void kl__tune_trial_dir(const kl__tuner *tu, int64_t trial, char *buf, size_t size);
 kl_status kl__tune_overrides(kl__tuner *tu, int64_t trial, kl_error *err);
 
-/* tune/status.c: the live table (redrawn in place on a terminal, plain lines otherwise) and the
- * sweep's outputs: results.csv, best.yaml and best.json. */
+/* tune/progress.c: the live table (redrawn in place on a terminal, plain lines otherwise). */
 void kl__tune_show(kl__tuner *tu, const char *event, bool force);
 void kl__tune_line(kl__tuner *tu, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* tune/results.c: the sweep's outputs: results.csv, best.yaml and best.json. */
 kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err);
 
 #endif

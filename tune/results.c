@@ -1,0 +1,131 @@
+/* What a sweep leaves behind when it ends (tune/coord.c calls kl__tune_write_outputs):
+ * results.csv (one row per trial), best.yaml (a config `kiln train` runs as is) and best.json
+ * (the best trial, its metric, its checkpoint). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/ckpt.h"
+#include "tune/tune_impl.h"
+
+/* The value a trial was given for key (the text after "key="), or "". */
+static const char *value_of(const kl__trial *t, const char *key)
+{
+    size_t n = strlen(key);
+    for (int i = 0; t->ov && i < t->nov; i++)
+        if (!strncmp(t->ov[i], key, n) && t->ov[i][n] == '=')
+            return t->ov[i] + n + 1;
+    return "";
+}
+
+static void csv_field(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\n")) {
+        fputc('"', f);
+        for (; *s; s++) {
+            if (*s == '"')
+                fputc('"', f);
+            fputc(*s, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(s, f);
+    }
+}
+
+static kl_status write_results(kl__tuner *tu, kl_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", tu->dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return kl_error_set(err, KL_EIO, "cannot write %s", path);
+    fprintf(f, "trial,state,rung,t,%s_last,%s_best,failures", tu->sw->metric, tu->sw->metric);
+    for (int p = 0; p < tu->sw->nparams; p++) {
+        fputc(',', f);
+        csv_field(f, tu->sw->params[p].path);
+    }
+    fputc('\n', f);
+    for (int64_t i = 0; i < tu->ntrials; i++) {
+        kl_trial_state st = kl_sched_state(tu->sched, i);
+        if (st == KL_TRIAL_PENDING)
+            continue;
+        kl__tune_overrides(tu, i, err);
+        const kl__trial *t = &tu->trials[i];
+        double last = kl_sched_last(tu->sched, i), best = kl_sched_best(tu->sched, i);
+        fprintf(f, "%lld,%s,%d,%d,", (long long)i,
+                t->diverged             ? "diverged"
+                : st == KL_TRIAL_FAILED ? "errored"
+                                        : kl_trial_state_name(st),
+                kl_sched_rung(tu->sched, i), kl_sched_last_t(tu->sched, i));
+        if (!isnan(last))
+            fprintf(f, "%.9g", last);
+        fputc(',', f);
+        if (!isnan(best))
+            fprintf(f, "%.9g", best);
+        fprintf(f, ",%d", t->failures);
+        for (int p = 0; p < tu->sw->nparams; p++) {
+            fputc(',', f);
+            csv_field(f, value_of(t, tu->sw->params[p].path));
+        }
+        fputc('\n', f);
+    }
+    return fclose(f) == 0 ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s", path);
+}
+
+static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
+{
+    char path[4200], dir[4096], ckdir[4200];
+    const kl__trial *t = &tu->trials[best];
+    char epochs[64];
+    snprintf(epochs, sizeof epochs, "train.epochs=%d", tu->sw->sched.max_t);
+    const char *extra[] = {epochs};
+    kl_config *cfg = kl_sweep_config(tu->sw, t->ov, t->nov, extra, 1, err);
+    if (!cfg)
+        return err->status;
+    snprintf(path, sizeof path, "%s/best.yaml", tu->dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        kl_config_free(cfg);
+        return kl_error_set(err, KL_EIO, "cannot write %s", path);
+    }
+    fprintf(f, "# The best trial of sweep %s: trial %lld, %s %.6g.\n# Train it: kiln train %s\n",
+            tu->sw->path, (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best), path);
+    kl_config_print(cfg, f);
+    fclose(f);
+    kl_config_free(cfg);
+    kl__tune_trial_dir(tu, best, dir, sizeof dir);
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
+    kl_error none = {0};
+    char *ckpt = kl_ckpt_find_latest(ckdir, &none);
+    json_t *j = json_pack("{s:I, s:s, s:f, s:f, s:i, s:s?, s:s, s:o}", "trial", (json_int_t)best,
+                          "metric", tu->sw->metric, "value", kl_sched_best(tu->sched, best), "last",
+                          kl_sched_last(tu->sched, best), "t", kl_sched_last_t(tu->sched, best),
+                          "checkpoint", ckpt, "config", path, "overrides", json_object());
+    for (int i = 0; j && i < t->nov; i++) {
+        const char *eq = strchr(t->ov[i], '=');
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - t->ov[i]) : 0, t->ov[i]);
+        json_object_set_new(json_object_get(j, "overrides"), key, json_string(eq ? eq + 1 : ""));
+    }
+    snprintf(path, sizeof path, "%s/best.json", tu->dir);
+    int rc = j ? json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : -1;
+    json_decref(j);
+    if (rc == 0)
+        kl__tune_line(tu,
+                      "best: trial %lld, %s %.4f, checkpoint %s; train it again: kiln train "
+                      "%s/best.yaml",
+                      (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best),
+                      ckpt ? ckpt : "(none)", tu->dir);
+    free(ckpt);
+    return rc == 0 ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s", path);
+}
+
+kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err)
+{
+    kl_status st = write_results(tu, err);
+    int64_t best = kl_sched_best_trial(tu->sched);
+    if (st == KL_OK && best >= 0)
+        st = write_best(tu, best, err);
+    return st;
+}
