@@ -1315,21 +1315,15 @@ static void test_tables(void)
     check_table_error("trial,t,value,seconds\na,1,0.5,-1\n", "seconds is '-1'");
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_asha_hand),  CHECK_CASE(test_asha_ties),       CHECK_CASE(test_asha_nan),
+    CHECK_CASE(test_milestones), CHECK_CASE(test_config_errors),   CHECK_CASE(test_stop_mode),
+    CHECK_CASE(test_hyperband),  CHECK_CASE(test_median),          CHECK_CASE(test_fifo),
+    CHECK_CASE(test_holds),      CHECK_CASE(test_failed_requeued), CHECK_CASE(test_random),
+    CHECK_CASE(test_simulate),   CHECK_CASE(test_tables),
+};
+
+int main(int argc, char **argv)
 {
-    test_asha_hand();
-    test_asha_ties();
-    test_asha_nan();
-    test_milestones();
-    test_config_errors();
-    test_stop_mode();
-    test_hyperband();
-    test_median();
-    test_fifo();
-    test_holds();
-    test_failed_requeued();
-    test_random();
-    test_simulate();
-    test_tables();
-    return check_report("test_sched");
+    return check_run("test_sched", cases, CHECK_NCASES(cases), argc, argv);
 }

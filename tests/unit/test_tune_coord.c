@@ -360,7 +360,13 @@ static void test_random_orders(void)
     CHECK(failed == 0);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_race_held),
+    CHECK_CASE(test_race_leases),
+    CHECK_CASE(test_random_orders),
+};
+
+int main(int argc, char **argv)
 {
     /* The journal fsyncs every event: on tmpfs that costs nothing. */
     snprintf(tmpdir, sizeof tmpdir, "%s/kiln-test-coord-XXXXXX",
@@ -369,12 +375,10 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    test_race_held();
-    test_race_leases();
-    test_random_orders();
+    int rc = check_run("test_tune_coord", cases, CHECK_NCASES(cases), argc, argv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmpdir);
-    return check_report("test_tune_coord");
+    return rc;
 }
