@@ -362,17 +362,14 @@ static void test_errors(void)
     kl_graph_free(g);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),   CHECK_CASE(test_deep_gradients),
+    CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),   CHECK_CASE(test_set_batch),
+    CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name), CHECK_CASE(test_flat_views),
+    CHECK_CASE(test_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_plan_values();
-    test_plan_sizes();
-    test_deep_gradients();
-    test_grad_ready();
-    test_accumulate();
-    test_set_batch();
-    test_modes();
-    test_init_by_name();
-    test_flat_views();
-    test_errors();
-    return check_report("test_graph");
+    return check_run("test_graph", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -99,11 +99,14 @@ static void test_deterministic(void)
     kl_toy_data_free(&d);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_xor),
+    CHECK_CASE(test_spirals),
+    CHECK_CASE(test_cnn),
+    CHECK_CASE(test_deterministic),
+};
+
+int main(int argc, char **argv)
 {
-    test_xor();
-    test_spirals();
-    test_cnn();
-    test_deterministic();
-    return check_report("test_learn");
+    return check_run("test_learn", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -193,12 +193,12 @@ static void test_learns(void)
     kl_toy_data_free(&test);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_mlp),    CHECK_CASE(test_cnn),    CHECK_CASE(test_residual_and_norms),
+    CHECK_CASE(test_errors), CHECK_CASE(test_learns),
+};
+
+int main(int argc, char **argv)
 {
-    test_mlp();
-    test_cnn();
-    test_residual_and_norms();
-    test_errors();
-    test_learns();
-    return check_report("test_model");
+    return check_run("test_model", cases, CHECK_NCASES(cases), argc, argv);
 }

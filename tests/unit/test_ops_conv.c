@@ -318,9 +318,8 @@ static void test_chunked_batch(void)
     kl_graph_free(one.g);
 }
 
-int main(void)
+static void test_against_direct_cases(void)
 {
-    test_forward_by_hand();
     const ref_case refs[] = {
         {2, 3, 6, 5, 4, 3, 3, 2, 1}, /* the case the op is specified by */
         {3, 2, 7, 6, 5, 3, 3, 1, 1},
@@ -329,9 +328,15 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
         test_against_direct(&refs[i]);
-    test_gradients();
-    test_weight_grad_accumulates();
-    test_shape_errors();
-    test_chunked_batch();
-    return check_report("test_ops_conv");
+}
+
+static const check_case cases[] = {
+    CHECK_CASE(test_forward_by_hand), CHECK_CASE(test_against_direct_cases),
+    CHECK_CASE(test_gradients),       CHECK_CASE(test_weight_grad_accumulates),
+    CHECK_CASE(test_shape_errors),    CHECK_CASE(test_chunked_batch),
+};
+
+int main(int argc, char **argv)
+{
+    return check_run("test_ops_conv", cases, CHECK_NCASES(cases), argc, argv);
 }

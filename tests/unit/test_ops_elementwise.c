@@ -400,16 +400,15 @@ static void test_shape_errors(void)
     kl_graph_free(g);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_binary_values),  CHECK_CASE(test_activation_values),
+    CHECK_CASE(test_softmax_values), CHECK_CASE(test_sum_values),
+    CHECK_CASE(test_grads),          CHECK_CASE(test_dropout),
+    CHECK_CASE(test_dropout_grads),  CHECK_CASE(test_dropout_bad_p),
+    CHECK_CASE(test_shape_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_binary_values();
-    test_activation_values();
-    test_softmax_values();
-    test_sum_values();
-    test_grads();
-    test_dropout();
-    test_dropout_grads();
-    test_dropout_bad_p();
-    test_shape_errors();
-    return check_report("test_ops_elementwise");
+    return check_run("test_ops_elementwise", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -450,18 +450,16 @@ static void test_gradcheck_harness(void)
     gradcheck("two batched leaves in one gradcheck (a^T b, N=1)", l, 2, build_matmul, &c);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_matmul_values),     CHECK_CASE(test_matmul_contract_smaller_batch),
+    CHECK_CASE(test_linear_values),     CHECK_CASE(test_bias_add_values),
+    CHECK_CASE(test_matmul_grads),      CHECK_CASE(test_linear_grads),
+    CHECK_CASE(test_bias_add_grads),    CHECK_CASE(test_shared_input_grads),
+    CHECK_CASE(test_grads_accumulate),  CHECK_CASE(test_shape_errors),
+    CHECK_CASE(test_gradcheck_harness),
+};
+
+int main(int argc, char **argv)
 {
-    test_matmul_values();
-    test_matmul_contract_smaller_batch();
-    test_linear_values();
-    test_bias_add_values();
-    test_matmul_grads();
-    test_linear_grads();
-    test_bias_add_grads();
-    test_shared_input_grads();
-    test_grads_accumulate();
-    test_shape_errors();
-    test_gradcheck_harness();
-    return check_report("test_ops_linear");
+    return check_run("test_ops_linear", cases, CHECK_NCASES(cases), argc, argv);
 }

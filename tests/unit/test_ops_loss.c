@@ -325,15 +325,14 @@ static void test_mse_errors(void)
     kl_graph_free(g);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_xent_values),   CHECK_CASE(test_xent_smoothing_values),
+    CHECK_CASE(test_xent_stable),   CHECK_CASE(test_xent_gradcheck),
+    CHECK_CASE(test_xent_errors),   CHECK_CASE(test_mse_values),
+    CHECK_CASE(test_mse_gradcheck), CHECK_CASE(test_mse_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_xent_values();
-    test_xent_smoothing_values();
-    test_xent_stable();
-    test_xent_gradcheck();
-    test_xent_errors();
-    test_mse_values();
-    test_mse_gradcheck();
-    test_mse_errors();
-    return check_report("test_ops_loss");
+    return check_run("test_ops_loss", cases, CHECK_NCASES(cases), argc, argv);
 }

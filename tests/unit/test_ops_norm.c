@@ -342,14 +342,14 @@ static void test_layernorm_errors(void)
     kl_graph_free(g);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_batchnorm_values),    CHECK_CASE(test_batchnorm_4d_moments),
+    CHECK_CASE(test_batchnorm_gradcheck), CHECK_CASE(test_batchnorm_errors),
+    CHECK_CASE(test_layernorm_values),    CHECK_CASE(test_layernorm_gradcheck),
+    CHECK_CASE(test_layernorm_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_batchnorm_values();
-    test_batchnorm_4d_moments();
-    test_batchnorm_gradcheck();
-    test_batchnorm_errors();
-    test_layernorm_values();
-    test_layernorm_gradcheck();
-    test_layernorm_errors();
-    return check_report("test_ops_norm");
+    return check_run("test_ops_norm", cases, CHECK_NCASES(cases), argc, argv);
 }

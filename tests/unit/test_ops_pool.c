@@ -282,13 +282,12 @@ static void test_max_nan(void)
     }
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_max_by_hand),    CHECK_CASE(test_max_nan),   CHECK_CASE(test_avg_by_hand),
+    CHECK_CASE(test_global_by_hand), CHECK_CASE(test_gradients), CHECK_CASE(test_shape_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_max_by_hand();
-    test_max_nan();
-    test_avg_by_hand();
-    test_global_by_hand();
-    test_gradients();
-    test_shape_errors();
-    return check_report("test_ops_pool");
+    return check_run("test_ops_pool", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -393,18 +393,16 @@ static void test_embedding_errors(void)
     kl_graph_free(g);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_reshape_values),        CHECK_CASE(test_reshape_grads),
+    CHECK_CASE(test_reshape_param),         CHECK_CASE(test_reshape_errors),
+    CHECK_CASE(test_concat_values),         CHECK_CASE(test_concat_grads),
+    CHECK_CASE(test_concat_errors),         CHECK_CASE(test_embedding_values),
+    CHECK_CASE(test_embedding_grad_counts), CHECK_CASE(test_embedding_grads),
+    CHECK_CASE(test_embedding_errors),
+};
+
+int main(int argc, char **argv)
 {
-    test_reshape_values();
-    test_reshape_grads();
-    test_reshape_param();
-    test_reshape_errors();
-    test_concat_values();
-    test_concat_grads();
-    test_concat_errors();
-    test_embedding_values();
-    test_embedding_grad_counts();
-    test_embedding_grads();
-    test_embedding_errors();
-    return check_report("test_ops_shape");
+    return check_run("test_ops_shape", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -504,24 +504,27 @@ static void test_empty(void)
     kl_optim_free(NULL);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_defaults),
+    CHECK_CASE(test_sgd_plain),
+    CHECK_CASE(test_sgd_weight_decay),
+    CHECK_CASE(test_sgd_momentum),
+    CHECK_CASE(test_sgd_dampening),
+    CHECK_CASE(test_sgd_nesterov),
+    CHECK_CASE(test_sgd_momentum_weight_decay),
+    CHECK_CASE(test_adam_two_steps),
+    CHECK_CASE(test_adam_eps),
+    CHECK_CASE(test_adamw_vs_adam_l2),
+    CHECK_CASE(test_segments_sgd),
+    CHECK_CASE(test_segments_adam),
+    CHECK_CASE(test_state_layout),
+    CHECK_CASE(test_resume),
+    CHECK_CASE(test_clip),
+    CHECK_CASE(test_invalid_configs),
+    CHECK_CASE(test_empty),
+};
+
+int main(int argc, char **argv)
 {
-    test_defaults();
-    test_sgd_plain();
-    test_sgd_weight_decay();
-    test_sgd_momentum();
-    test_sgd_dampening();
-    test_sgd_nesterov();
-    test_sgd_momentum_weight_decay();
-    test_adam_two_steps();
-    test_adam_eps();
-    test_adamw_vs_adam_l2();
-    test_segments_sgd();
-    test_segments_adam();
-    test_state_layout();
-    test_resume();
-    test_clip();
-    test_invalid_configs();
-    test_empty();
-    return check_report("test_optim");
+    return check_run("test_optim", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -262,17 +262,15 @@ static void test_determinism_and_independence(void)
     CHECK(memcmp(a, b, sizeof a) != 0);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_philox_kat),      CHECK_CASE(test_block_kat),
+    CHECK_CASE(test_uniform_mapping), CHECK_CASE(test_uniform_moments),
+    CHECK_CASE(test_fill_uniform),    CHECK_CASE(test_fill_uniform_upper_bound),
+    CHECK_CASE(test_fill_normal),     CHECK_CASE(test_fill_normal_elements),
+    CHECK_CASE(test_lag_correlation), CHECK_CASE(test_determinism_and_independence),
+};
+
+int main(int argc, char **argv)
 {
-    test_philox_kat();
-    test_block_kat();
-    test_uniform_mapping();
-    test_uniform_moments();
-    test_fill_uniform();
-    test_fill_uniform_upper_bound();
-    test_fill_normal();
-    test_fill_normal_elements();
-    test_lag_correlation();
-    test_determinism_and_independence();
-    return check_report("test_rng");
+    return check_run("test_rng", cases, CHECK_NCASES(cases), argc, argv);
 }

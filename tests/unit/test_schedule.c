@@ -209,13 +209,12 @@ static void test_check_rejects(void)
     expect_valid(c, __LINE__);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_names), CHECK_CASE(test_constant), CHECK_CASE(test_warmup),
+    CHECK_CASE(test_step),  CHECK_CASE(test_cosine),   CHECK_CASE(test_check_rejects),
+};
+
+int main(int argc, char **argv)
 {
-    test_names();
-    test_constant();
-    test_warmup();
-    test_step();
-    test_cosine();
-    test_check_rejects();
-    return check_report("test_schedule");
+    return check_run("test_schedule", cases, CHECK_NCASES(cases), argc, argv);
 }

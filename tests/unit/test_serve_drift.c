@@ -391,13 +391,13 @@ static void test_threshold(void)
     kl__drift_free(d);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_psi_values),      CHECK_CASE(test_binning_rule),
+    CHECK_CASE(test_window_eviction), CHECK_CASE(test_prediction_drift),
+    CHECK_CASE(test_feedback),        CHECK_CASE(test_threshold),
+};
+
+int main(int argc, char **argv)
 {
-    test_psi_values();
-    test_binning_rule();
-    test_window_eviction();
-    test_prediction_drift();
-    test_feedback();
-    test_threshold();
-    return check_report("test_serve_drift");
+    return check_run("test_serve_drift", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -727,7 +727,25 @@ static void test_missing_file(void)
     expect_error("base: base.yaml\nmetric: [\n", "", "malformed YAML", NULL);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_every_distribution),
+    CHECK_CASE(test_defaults),
+    CHECK_CASE(test_top_level),
+    CHECK_CASE(test_inline_base),
+    CHECK_CASE(test_top_level_errors),
+    CHECK_CASE(test_scheduler_errors),
+    CHECK_CASE(test_parameter_errors),
+    CHECK_CASE(test_grid_errors),
+    CHECK_CASE(test_base_config_errors),
+    CHECK_CASE(test_reproducible),
+    CHECK_CASE(test_random_bounds),
+    CHECK_CASE(test_value_text),
+    CHECK_CASE(test_grid),
+    CHECK_CASE(test_trial_config),
+    CHECK_CASE(test_missing_file),
+};
+
+int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "/tmp/kiln-sweep-XXXXXX");
     if (!mkdtemp(dir)) {
@@ -738,24 +756,10 @@ int main(void)
     snprintf(base_path, sizeof base_path, "%s/base.yaml", dir);
     write_file(base_path, base_text);
 
-    test_every_distribution();
-    test_defaults();
-    test_top_level();
-    test_inline_base();
-    test_top_level_errors();
-    test_scheduler_errors();
-    test_parameter_errors();
-    test_grid_errors();
-    test_base_config_errors();
-    test_reproducible();
-    test_random_bounds();
-    test_value_text();
-    test_grid();
-    test_trial_config();
-    test_missing_file();
+    int rc = check_run("test_sweep", cases, CHECK_NCASES(cases), argc, argv);
 
     unlink(sweep_path);
     unlink(base_path);
     rmdir(dir);
-    return check_report("test_sweep");
+    return rc;
 }

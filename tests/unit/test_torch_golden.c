@@ -455,22 +455,45 @@ static void test_clip_grad_norm(void)
     expect_values("clip_grad_norm clipped", grad, tg_clip_clipped, TG_OPT_P);
 }
 
-int main(void)
+static void test_max_pool(void)
 {
-    test_linear();
-    test_conv2d();
     test_pool(true);
+}
+
+static void test_avg_pool(void)
+{
     test_pool(false);
-    test_global_avg_pool();
-    test_batchnorm();
-    test_layernorm();
-    test_activations();
+}
+
+static void test_xent_smoothing(void)
+{
     test_xent(TG_XENT_SMOOTHING, "cross-entropy smoothing 0.1", tg_xent_smooth_loss,
               tg_xent_smooth_dlogits);
+}
+
+static void test_xent_plain(void)
+{
     test_xent(0.0f, "cross-entropy", tg_xent_plain_loss, tg_xent_plain_dlogits);
-    test_mse();
-    test_embedding();
-    test_optimizers();
-    test_clip_grad_norm();
-    return check_report("test_torch_golden");
+}
+
+static const check_case cases[] = {
+    CHECK_CASE(test_linear),
+    CHECK_CASE(test_conv2d),
+    CHECK_CASE(test_max_pool),
+    CHECK_CASE(test_avg_pool),
+    CHECK_CASE(test_global_avg_pool),
+    CHECK_CASE(test_batchnorm),
+    CHECK_CASE(test_layernorm),
+    CHECK_CASE(test_activations),
+    CHECK_CASE(test_xent_smoothing),
+    CHECK_CASE(test_xent_plain),
+    CHECK_CASE(test_mse),
+    CHECK_CASE(test_embedding),
+    CHECK_CASE(test_optimizers),
+    CHECK_CASE(test_clip_grad_norm),
+};
+
+int main(int argc, char **argv)
+{
+    return check_run("test_torch_golden", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -123,6 +123,7 @@ static void ended(kl_journal *j, const char *event, int trial, const char *why, 
 static void write_sweep(void)
 {
     kl_error err = {0};
+    unlink(in_dir("journal.jsonl")); /* each case writes its own */
     kl_journal *j = kl_journal_open(in_dir("journal.jsonl"), &err);
     CHECK(j != NULL);
     if (!j)
@@ -215,6 +216,7 @@ static void test_missing(void)
 static void test_no_results(void)
 {
     kl_error err = {0};
+    unlink(in_dir("journal.jsonl")); /* each case writes its own */
     kl_journal *j = kl_journal_open(in_dir("journal.jsonl"), &err);
     CHECK(j != NULL);
     if (!j)
@@ -240,6 +242,7 @@ static void test_no_results(void)
 static void test_one_trial(void)
 {
     kl_error err = {0};
+    unlink(in_dir("journal.jsonl")); /* each case writes its own */
     kl_journal *j = kl_journal_open(in_dir("journal.jsonl"), &err);
     CHECK(j != NULL);
     if (!j)
@@ -328,23 +331,20 @@ static void test_damaged(void)
     CHECK(strstr(err.msg, "not the sweep event") != NULL);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_sweep),     CHECK_CASE(test_missing), CHECK_CASE(test_no_results),
+    CHECK_CASE(test_one_trial), CHECK_CASE(test_many),    CHECK_CASE(test_damaged),
+};
+
+int main(int argc, char **argv)
 {
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
     }
-    test_sweep();
-    unlink(in_dir("journal.jsonl"));
-    test_missing();
-    test_no_results();
-    unlink(in_dir("journal.jsonl"));
-    test_one_trial();
-    unlink(in_dir("journal.jsonl"));
-    test_many();
-    test_damaged();
+    int rc = check_run("test_tune_report", cases, CHECK_NCASES(cases), argc, argv);
     unlink(in_dir("journal.jsonl"));
     unlink(in_dir("report.html"));
     rmdir(dir);
-    return check_report("test_tune_report");
+    return rc;
 }
