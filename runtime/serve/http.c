@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -500,6 +501,9 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
+/* Whether the request carries the server's token: "Authorization: Bearer TOKEN" with the scheme
+ * in any case (RFC 7235 section 2.1 makes it case-insensitive) and one or more spaces before the
+ * token. The comparison takes the same time wherever the token differs. */
 static bool authorized(req_ctx *r)
 {
     const char *tok = r->s->auth_token;
@@ -507,9 +511,11 @@ static bool authorized(req_ctx *r)
         return true;
     const char *h =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncmp(h, "Bearer ", 7))
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ')
         return false;
-    h += 7;
+    h += 6;
+    while (*h == ' ')
+        h++;
     size_t n = strlen(tok), m = strlen(h);
     unsigned char diff = (unsigned char)(n != m);
     for (size_t i = 0; i < n; i++) /* the same time whatever matches */

@@ -196,6 +196,13 @@ api)
     req "the index with a wrong token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekre'
     req "the index with a longer token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekret2'
     req "the index with the token as Basic" 401 POST /v2/repository/index -H 'Authorization: Basic sekret'
+    # RFC 7235: the scheme is case-insensitive, and one or more spaces separate it from the token.
+    req "the index with 'bearer' in lower case" 200 POST /v2/repository/index -H 'Authorization: bearer sekret'
+    req "the index with 'BEARER'" 200 POST /v2/repository/index -H 'Authorization: BEARER sekret'
+    req "the index with two spaces after the scheme" 200 POST /v2/repository/index -H 'Authorization: Bearer  sekret'
+    req "a lower-case scheme with a wrong token" 401 POST /v2/repository/index -H 'Authorization: bearer sekre'
+    req "a scheme that only starts with Bearer" 401 POST /v2/repository/index -H 'Authorization: Bearersekret'
+    req "a scheme and no token" 401 POST /v2/repository/index -H 'Authorization: bearer'
     req "the index with the token" 200 POST /v2/repository/index "${auth[@]}"
     body_is "lists clf READY and broken UNAVAILABLE with the reason" \
         'sorted((e["name"], e.get("version"), e["state"]) for e in d) == [("broken", "1", "UNAVAILABLE"), ("clf", "1", "READY"), ("slow", "1", "READY")] and all(e["reason"] for e in d if e["name"] == "broken")'
