@@ -400,6 +400,40 @@ static enum MHD_Result infer_finish(req_ctx *r)
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
+/* ---- auth ---- */
+
+/* Whether the request carries the server's token: "Authorization: Bearer TOKEN" with the scheme
+ * in any case (RFC 7235 section 2.1 makes it case-insensitive) and one or more spaces before the
+ * token. The comparison takes the same time wherever the token differs. */
+static bool authorized(req_ctx *r)
+{
+    const char *tok = r->s->auth_token;
+    if (!tok)
+        return true;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ')
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(tok), m = strlen(h);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++) /* the same time whatever matches */
+        diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
+    return diff == 0;
+}
+
+/* The answer to a request for an endpoint that changes what the server serves (or shows its
+ * repository) without the server's token. */
+static enum MHD_Result send_unauthorized(req_ctx *r, const char *what)
+{
+    return send_error(r, MHD_HTTP_UNAUTHORIZED,
+                      "%s needs 'Authorization: Bearer <token>' with the token the server was "
+                      "started with (--auth-token)",
+                      what);
+}
+
 /* ---- feedback (online learning, learn.c) ---- */
 
 static void feedback_done(kl__feedback *fb)
@@ -417,6 +451,8 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     kl_server *s = r->s;
     kl_error err = {0};
     r->ep = KL__EP_FEEDBACK;
+    if (!authorized(r)) /* feedback retrains the model and publishes versions */
+        return send_unauthorized(r, "feedback (online learning)");
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
         return send_lookup_error(r, &err);
     kl_status st = parse_body(r, &err);
@@ -501,34 +537,11 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
-/* Whether the request carries the server's token: "Authorization: Bearer TOKEN" with the scheme
- * in any case (RFC 7235 section 2.1 makes it case-insensitive) and one or more spaces before the
- * token. The comparison takes the same time wherever the token differs. */
-static bool authorized(req_ctx *r)
-{
-    const char *tok = r->s->auth_token;
-    if (!tok)
-        return true;
-    const char *h =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ')
-        return false;
-    h += 6;
-    while (*h == ' ')
-        h++;
-    size_t n = strlen(tok), m = strlen(h);
-    unsigned char diff = (unsigned char)(n != m);
-    for (size_t i = 0; i < n; i++) /* the same time whatever matches */
-        diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
-    return diff == 0;
-}
-
 static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
 {
     kl_server *s = r->s;
     if (!authorized(r))
-        return send_error(r, MHD_HTTP_UNAUTHORIZED,
-                          "the repository endpoints need 'Authorization: Bearer <token>'");
+        return send_unauthorized(r, "the repository endpoints");
     if (nseg == 3 && !strcmp(seg[2], "index")) {
         kl__buf b = {0};
         kl__respond_index(s, &b);

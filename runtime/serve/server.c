@@ -74,7 +74,8 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
     s->repository = dup_or_null(o->repository, &ok);
     s->single = dup_or_null(o->model, &ok);
     s->single_name = dup_or_null(o->name, &ok);
-    s->auth_token = dup_or_null(o->auth_token, &ok);
+    /* An empty token (KILN_AUTH_TOKEN='') is none, as the loopback check above takes it. */
+    s->auth_token = dup_or_null(o->auth_token && o->auth_token[0] ? o->auth_token : NULL, &ok);
     s->log = o->log ? o->log : stderr;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     s->cores = cores > 0 ? (int)cores : 1;

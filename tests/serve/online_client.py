@@ -8,6 +8,8 @@ usage: online_client.py learn PORT MODEL SUMMARY.json   shifted labels move the 
        online_client.py bad PORT MODEL PLAIN           malformed feedback: 4xx, server serves on
        online_client.py volatile PORT MODEL            persist: false publishes a version
        online_client.py full PORT MODEL                a full learner queue answers 503
+       online_client.py auth PORT MODEL TOKEN          feedback needs the server's token
+A last argument --token TOKEN sends the server's token with every feedback request.
 """
 import json
 import os
@@ -20,6 +22,8 @@ import client  # noqa: E402  (the colleague's helpers: samples, bodies, a keep-a
 from client import check  # noqa: E402
 
 CLASSES = client.CLASSES
+# "Authorization: Bearer TOKEN" for feedback requests, when the server has a token (--token).
+AUTH = {}
 
 
 def feedback_doc(xs, labels, dtype="INT32", label_shape=None, rid=None):
@@ -29,10 +33,13 @@ def feedback_doc(xs, labels, dtype="INT32", label_shape=None, rid=None):
     return doc
 
 
-def feedback(c, model, doc, version=None, raw=None):
+def feedback(c, model, doc, version=None, raw=None, auth=None):
+    """auth: the Authorization header's value; None sends AUTH's, "" none."""
     path = "/v2/models/%s%s/feedback" % (model, "/versions/%s" % version if version else "")
     body = raw if raw is not None else json.dumps(doc).encode()
-    st, h, b = c.request("POST", path, body, {"Content-Type": "application/json"})
+    h = {"Content-Type": "application/json"}
+    h.update(AUTH if auth is None else {"Authorization": auth} if auth else {})
+    st, h, b = c.request("POST", path, body, h)
     try:
         d = json.loads(b)
     except ValueError:
@@ -246,8 +253,37 @@ def cmd_full(port, model):
           and not bad, (codes, bad[:2]))
 
 
+def cmd_auth(port, model, token):
+    """A server with --auth-token: feedback without the token, or with another, gets 401 and
+    teaches nothing; the token (the scheme in any case) is taken; inference stays open."""
+    c = client.Client(port)
+    xs = client.samples(2, 8)
+    doc = feedback_doc(xs, [0, 1])
+    st, d, b = feedback(c, model, doc, auth="Bearer " + token)
+    check("feedback with the token: 200", st == 200, b[:300])
+    steps = d["steps"] if st == 200 else -1
+    for what, auth in (("no Authorization header", ""), ("a wrong token", "Bearer x" + token),
+                       ("the token as Basic", "Basic " + token),
+                       ("the token without a scheme", token)):
+        st, _, b = c.request("POST", "/v2/models/%s/feedback" % model, json.dumps(doc).encode(),
+                             {"Authorization": auth} if auth else {})
+        check("feedback with %s: 401 with a JSON error" % what,
+              st == 401 and client.is_json_error(b), (st, b[:300]))
+    st, d, b = feedback(c, model, doc, auth="bearer " + token)
+    check("feedback with 'bearer' in lower case: 200, one step more than before the 401s "
+          "(%s)" % (d or {}).get("steps"), st == 200 and d["steps"] == steps + 1, b[:300])
+    st, _, b = client.infer(c, model, client.infer_body(xs))
+    check("inference without the token: 200", st == 200, b[:200])
+    st, _, b = c.request("GET", "/v2/models/%s" % model)
+    check("metadata without the token: 200", st == 200, b[:200])
+
+
 def main():
-    cmd, port, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    argv = sys.argv
+    if len(argv) > 2 and argv[-2] == "--token":
+        AUTH["Authorization"] = "Bearer " + argv[-1]
+        argv = argv[:-2]
+    cmd, port, args = argv[1], int(argv[2]), argv[3:]
     if cmd == "learn":
         cmd_learn(port, args[0], args[1])
     elif cmd == "bad":
@@ -256,6 +292,8 @@ def main():
         cmd_volatile(port, args[0])
     elif cmd == "full":
         cmd_full(port, args[0])
+    elif cmd == "auth":
+        cmd_auth(port, args[0], args[1])
     else:
         print(__doc__)
         sys.exit(2)

@@ -54,7 +54,7 @@ check "a test model trains and exports" test -s model.h5
 [ -s model.h5 ] || { cat train.txt; exit 1; }
 "$py" "$client" csv 32 5 s.csv # the samples online_client.py learn feeds
 
-for m in m plain vol q typo neg; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
+for m in m plain vol q typo neg sec; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
 printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4}\n' \
     >repo/m/config.yaml
 printf 'instances: 1\n' >repo/plain/config.yaml
@@ -63,20 +63,23 @@ printf 'instances: 1\nonline_learning:\n  lr: 0.05\n  optimizer: adam\n  batch_s
 printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1}\n' \
     >repo/q/config.yaml
 printf 'online_learning: {publish_evry: 3}\n' >repo/typo/config.yaml
+printf 'instances: 1\nonline_learning: {publish_every: 1000}\n' >repo/sec/config.yaml
 printf 'online_learning: {lr: -1}\n' >repo/neg/config.yaml
 mkdir tmpdir
 export TMPDIR="$tmp/tmpdir" # where persist: false versions go
 
 # ---- one server: learning, bad feedback, persist: false, a full queue ----
 
-start_server online --repository repo || finish
+# With a token, feedback needs it as the repository endpoints do: it changes the model.
+start_server online --repository repo --auth-token sekret || finish
+tok=(--token sekret)
 check "a misspelt online_learning key is reported with the likely one" grep -q \
     "model typo: repo/typo/config.yaml:1:19: online_learning.publish_evry: unknown key; did you mean 'publish_every'" \
     online.log
 check "a negative learning rate is reported" grep -q \
     "model neg: repo/neg/config.yaml:1:23: online_learning.lr: expected a number in (0, 100\]" online.log
 check "shifted labels: steps, published versions, predictions moving; inference sees only 200s" \
-    "$py" "$oc" learn "$port" m learn.json
+    "$py" "$oc" learn "$port" m learn.json "${tok[@]}"
 latest=$("$py" -c 'import json; print(json.load(open("learn.json"))["published"][-1])' 2>/dev/null)
 published=$("$py" -c 'import json; print(" ".join(json.load(open("learn.json"))["published"]))' 2>/dev/null)
 check "versions were published ($published)" test -n "$latest"
@@ -96,11 +99,13 @@ assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-6,
 check "the log says each version was published" \
     test "$(grep -c "model m: online learning published version" online.log)" -eq "$(echo $published | wc -w)"
 check "malformed feedback: 4xx with a JSON error each; inference and feedback go on" \
-    "$py" "$oc" bad "$port" m plain
-check "persist: false publishes version 2 and serves it" "$py" "$oc" volatile "$port" vol
+    "$py" "$oc" bad "$port" m plain "${tok[@]}"
+check "persist: false publishes version 2 and serves it" "$py" "$oc" volatile "$port" vol "${tok[@]}"
 check "persist: false leaves the repository alone" test ! -e repo/vol/2
 check "persist: false writes into a temporary folder" test -s "$(echo tmpdir/kiln-online-vol-*/2/model.h5)"
-check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q
+check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q "${tok[@]}"
+check "feedback without the token, or with another, gets 401 and teaches nothing" \
+    "$py" "$oc" auth "$port" sec sekret
 stop_server "$pid" online
 check "the temporary folder is removed when the server stops" test -z "$(ls -A tmpdir)"
 
