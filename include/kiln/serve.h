@@ -24,6 +24,7 @@ typedef struct kl_serve_online_config {
     int64_t publish_every;   /* steps between versions: 10 */
     bool persist;            /* write versions into the repository (else a temporary folder) */
     int max_queue;           /* feedback requests waiting for the learner before 503: 64 */
+    int keep_versions;       /* the learner's newest published versions kept; older ones pruned */
 } kl_serve_online_config;
 
 /* How a model's versions are served and batched: the defaults for every model, which a model's

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/config_impl.h"
 #include "runtime/serve/flow_impl.h"
@@ -614,17 +615,43 @@ static bool wanted_specific(const kl_serve_model_config *c, int64_t number)
     return false;
 }
 
+/* The folder of version x of m into out: in the repository, else where its learner published it
+ * unpersisted. Returns the folder that holds it. */
+static const char *version_dir(const kl__model *m, int64_t x, char *out, size_t size)
+{
+    struct stat st;
+    snprintf(out, size, "%s/%lld", m->dir, (long long)x);
+    if (stat(out, &st) == 0 || !m->publish_dir)
+        return m->dir;
+    snprintf(out, size, "%s/%lld", m->publish_dir, (long long)x);
+    return m->publish_dir;
+}
+
+/* Whether online learning wrote version x of m (its folder holds the marker). */
+static bool learned(const kl__model *m, int64_t x)
+{
+    char dir[4200], marker[4300];
+    version_dir(m, x, dir, sizeof dir);
+    snprintf(marker, sizeof marker, "%s/%s", dir, KL__ONLINE_MARKER);
+    return access(marker, F_OK) == 0;
+}
+
+/* How many of the versions its online learning wrote m keeps; 0 when it does not learn. */
+static int keep_learned(const kl__model *m)
+{
+    return m->cfg.online.enabled ? m->cfg.online.keep_versions : 0;
+}
+
 /* Loads the version numbered x of m unless it failed before with the same file; true when it is
  * served after the call. */
 static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
 {
     if (served(m, x))
         return true;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%lld/model.h5", m->dir, (long long)x);
+    char dir[4200], path[4300];
+    version_dir(m, x, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.h5", dir);
     struct stat st;
-    if (stat(path, &st) != 0 && m->publish_dir) /* published by the learner, unpersisted */
-        snprintf(path, sizeof path, "%s/%lld/model.h5", m->publish_dir, (long long)x);
     if (stat(path, &st) != 0)
         return false;
     kl__version_note *n = find_note(m, x);
@@ -664,12 +691,19 @@ static void sync_versions(kl_server *s, kl__model *m)
     int64_t *vs = add_published(list_versions(m->dir, &n), &n, m->publish_dir);
     const kl_serve_model_config *c = &m->cfg;
     int64_t *keep = calloc((size_t)n + 1, sizeof *keep);
-    int nkeep = 0;
+    int nkeep = 0, nlearned = 0, most_learned = keep_learned(m);
     for (int i = 0; keep && i < n; i++) {
-        bool want = c->all_versions || (c->nversions > 0 && wanted_specific(c, vs[i])) ||
-                    (c->latest > 0 && nkeep < c->latest);
-        if (want && ensure_version(s, m, vs[i]))
+        bool pinned = c->nversions > 0 && wanted_specific(c, vs[i]);
+        bool want = pinned || c->all_versions || (c->latest > 0 && nkeep < c->latest);
+        /* Online learning's versions past the newest keep_versions that load leave the policy
+         * (versions: all would keep every one), unless config.yaml names them. */
+        bool mine = most_learned > 0 && learned(m, vs[i]);
+        if (want && mine && !pinned && nlearned >= most_learned)
+            want = false;
+        if (want && ensure_version(s, m, vs[i])) {
             keep[nkeep++] = vs[i];
+            nlearned += mine;
+        }
     }
     for (int i = 0; keep && i < c->nversions; i++) {
         bool found = false;
@@ -917,6 +951,47 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     return v;
 }
 
+void kl__serve_remove_version(const char *dir)
+{
+    char p[4300];
+    snprintf(p, sizeof p, "%s/model.h5", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* Removes the folders of m's versions that online learning wrote, past the newest keep_versions
+ * of them (admin held). A version still served, or named in config.yaml, stays; so does every
+ * version without the marker: the user's own. The folder is renamed away first, so that no poll
+ * sees half of it. */
+static void prune_learned(kl_server *s, kl__model *m)
+{
+    int most = keep_learned(m), n = 0, seen = 0;
+    if (most <= 0)
+        return;
+    int64_t *vs = add_published(list_versions(m->dir, &n), &n, m->publish_dir);
+    for (int i = 0; vs && i < n; i++) {
+        int64_t x = vs[i];
+        if (!learned(m, x) || seen++ < most || served(m, x) || wanted_specific(&m->cfg, x))
+            continue;
+        char dir[4200], away[4300];
+        const char *parent = version_dir(m, x, dir, sizeof dir);
+        snprintf(away, sizeof away, "%s/.pruned-%lld.%ld.tmp", parent, (long long)x,
+                 (long)getpid());
+        if (rename(dir, away) != 0) {
+            kl__serve_log(s, "model %s: cannot prune version %lld (renaming %s: %s)", m->name,
+                          (long long)x, dir, strerror(errno));
+            continue;
+        }
+        kl__serve_remove_version(away);
+        drop_note(s, m, x);
+        kl__serve_log(s, "model %s: version %lld pruned (online_learning.keep_versions: %d)",
+                      m->name, (long long)x, most);
+    }
+    free(vs);
+}
+
 kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err)
 {
     pthread_mutex_lock(&s->admin);
@@ -930,6 +1005,8 @@ kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error
     if (st == KL_OK && !served(m, number))
         st = kl_error_set(err, KL_EIO, "version %lld %s", (long long)number,
                           n ? n->reason : "is outside the model's version policy");
+    if (!m->unloaded && !m->removed)
+        prune_learned(s, m);
     pthread_mutex_unlock(&s->admin);
     return st;
 }

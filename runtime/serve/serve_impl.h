@@ -216,6 +216,10 @@ struct kl_server {
 };
 
 /* ---- repo.c ---- */
+/* The file online learning writes into each version folder it publishes (beside model.h5):
+ * pruning removes no version without it, so never one a user put into the repository. */
+#define KL__ONLINE_MARKER "online.json"
+
 /* Loads what the options name (a file or the whole repository). */
 kl_status kl__serve_load_all(kl_server *s, kl_error *err);
 /* (Re)loads model name from the repository; unloads it. */
@@ -224,8 +228,12 @@ kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err);
 /* One pass of the repository poll: new versions, new models, retired versions. */
 void kl__serve_poll(kl_server *s);
 /* Brings model m in line with its folder (and its learner's publish_dir) as a poll does, after
- * its learner wrote version number there: KL_OK when that version serves then. */
+ * its learner wrote version number there: KL_OK when that version serves then. Then prunes the
+ * learner's versions past online_learning.keep_versions that nothing serves. */
 kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err);
+/* Removes a version folder: its model.h5 and online learning's marker, then the folder (which
+ * stays when it holds anything else). */
+void kl__serve_remove_version(const char *dir);
 /* The served version v of model name (v < 0: the latest), with a reference the caller drops
  * with kl__version_release; NULL with a message and 404-worthy status otherwise. */
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t v, kl_error *err);

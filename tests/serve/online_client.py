@@ -9,6 +9,9 @@ usage: online_client.py learn PORT MODEL SUMMARY.json   shifted labels move the 
        online_client.py volatile PORT MODEL            persist: false publishes a version
        online_client.py full PORT MODEL                a full learner queue answers 503
        online_client.py auth PORT MODEL TOKEN          feedback needs the server's token
+       online_client.py publish PORT MODEL N OUT.json  N feedback requests, each publishing a
+                                                         version; the versions and the served
+                                                         ones to OUT.json
 A last argument --token TOKEN sends the server's token with every feedback request.
 """
 import json
@@ -278,6 +281,24 @@ def cmd_auth(port, model, token):
     check("metadata without the token: 200", st == 200, b[:200])
 
 
+def cmd_publish(port, model, n, out_path):
+    """N feedback requests of 2 samples to a model that publishes every step: each answers 200
+    and publishes a version. OUT.json gets the published versions and the served ones."""
+    c = client.Client(port)
+    xs = client.samples(2, 12)
+    published = []
+    for i in range(n):
+        st, d, b = feedback(c, model, feedback_doc(xs, [i % CLASSES, (i + 1) % CLASSES]))
+        check("%s: feedback %d answers 200 and publishes a version" % (model, i),
+              st == 200 and d.get("published_version") is not None, b[:300])
+        published.append(d.get("published_version") if st == 200 else None)
+    st, _, b = c.request("GET", "/v2/models/%s" % model)
+    check("%s: metadata answers 200" % model, st == 200, b[:200])
+    with open(out_path, "w") as f:
+        json.dump({"published": published,
+                   "served": json.loads(b)["versions"] if st == 200 else None}, f)
+
+
 def main():
     argv = sys.argv
     if len(argv) > 2 and argv[-2] == "--token":
@@ -294,6 +315,8 @@ def main():
         cmd_full(port, args[0])
     elif cmd == "auth":
         cmd_auth(port, args[0], args[1])
+    elif cmd == "publish":
+        cmd_publish(port, args[0], int(args[1]), args[2])
     else:
         print(__doc__)
         sys.exit(2)
