@@ -25,6 +25,7 @@ typedef struct kl_serve_online_config {
     bool persist;            /* write versions into the repository (else a temporary folder) */
     int max_queue;           /* feedback requests waiting for the learner before 503: 64 */
     int keep_versions;       /* the learner's newest published versions kept; older ones pruned */
+    double max_rate;         /* feedback requests a second the model takes (bursts as many) */
 } kl_serve_online_config;
 
 /* How a model's versions are served and batched: the defaults for every model, which a model's

@@ -42,9 +42,10 @@ typedef struct req_ctx {
     unsigned code;      /* of the answer, once queued */
     double t0, t0_wall; /* arrival: monotonic, and Unix time */
     uint64_t bytes_in, bytes_out;
-    char rid[136];   /* the request id, once known */
-    char method[16]; /* with an access log */
-    char *path;      /* with an access log */
+    unsigned retry_after_s; /* > 0: a Retry-After header with the answer */
+    char rid[136];          /* the request id, once known */
+    char method[16];        /* with an access log */
+    char *path;             /* with an access log */
 } req_ctx;
 
 /* ---- answers ---- */
@@ -105,6 +106,11 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
     }
     if (code == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->retry_after_s) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", r->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
     if (atomic_load(&r->s->stopping))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, code, resp);
@@ -455,7 +461,17 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
         return send_unauthorized(r, "feedback (online learning)");
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
         return send_lookup_error(r, &err);
-    kl_status st = parse_body(r, &err);
+    double retry_s = 0;
+    kl_status st = kl__learn_admit(s, r->v, &retry_s, &err);
+    if (st == KL_OK && retry_s > 0) { /* before the body is parsed: refusing costs little */
+        r->retry_after_s = (unsigned)ceil(retry_s);
+        return send_error(r, MHD_HTTP_TOO_MANY_REQUESTS,
+                          "model %s takes %g feedback requests a second at most "
+                          "(online_learning.max_rate): try again in %u s",
+                          model, r->v->cfg.online.max_rate, r->retry_after_s);
+    }
+    if (st == KL_OK)
+        st = parse_body(r, &err);
     if (st == KL_OK)
         st = kl__feedback_new(r->v, &r->req, &r->fb, &err);
     if (st != KL_OK)

@@ -75,8 +75,8 @@ static kl_status online_bool(const kl__cnode *v, const char *path, bool *out, kl
 
 kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, kl_error *err)
 {
-    static const char *const keys[] = {"lr",      "optimizer", "batch_size",   "publish_every",
-                                       "persist", "max_queue", "keep_versions"};
+    static const char *const keys[] = {"lr",      "optimizer", "batch_size",    "publish_every",
+                                       "persist", "max_queue", "keep_versions", "max_rate"};
     char path[KL__PATH_MAX] = "online_learning";
     if (v->type != KL__CN_MAP)
         return kl__config_error(err, KL_EINVAL, v->pos, path,
@@ -88,7 +88,8 @@ kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, 
                                   .publish_every = 10,
                                   .persist = true,
                                   .max_queue = 64,
-                                  .keep_versions = 3};
+                                  .keep_versions = 3,
+                                  .max_rate = 10};
     kl_status st = kl__check_duplicates(v, path, err);
     for (int i = 0; st == KL_OK && i < v->n; i++) {
         const kl__cnode *e = v->items[i];
@@ -116,6 +117,9 @@ kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, 
         } else if (!strcmp(e->key, "keep_versions")) {
             if ((st = online_number(e, path, 1, 1000, true, &x, err)) == KL_OK)
                 c->keep_versions = (int)x;
+        } else if (!strcmp(e->key, "max_rate")) {
+            if ((st = online_number(e, path, DBL_MIN, 1e6, false, &x, err)) == KL_OK)
+                c->max_rate = x;
         } else {
             st = kl__unknown_key(e, keys, (int)(sizeof keys / sizeof *keys), path, err);
         }
@@ -209,17 +213,48 @@ static kl_status model_input(const kl__version *v, const kl__infer_request *q, f
     return KL_OK;
 }
 
+/* KL_EUNSUPPORTED (409) when version v does not learn from feedback. */
+static kl_status learns(const kl__version *v, kl_error *err)
+{
+    if (v->cfg.online.enabled && v->mf)
+        return KL_OK;
+    return kl_error_set(err, KL_EUNSUPPORTED,
+                        !v->mf ? "model %s is a pipeline or an ensemble: send feedback to the "
+                                 "models it is made of"
+                               : "model %s does not learn online: set online_learning in its "
+                                 "config.yaml, then load it again",
+                        v->model->name);
+}
+
+kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_error *err)
+{
+    *retry_s = 0;
+    kl_status st = learns(v, err);
+    if (st != KL_OK)
+        return st;
+    /* A token bucket holding up to a second's requests (at least one), refilled at max_rate. */
+    kl__model *m = v->model;
+    double rate = v->cfg.online.max_rate, burst = rate < 1 ? 1 : rate, now = kl__serve_now();
+    pthread_mutex_lock(&s->learn_mu);
+    double tokens = m->feedback_at > 0 ? m->feedback_tokens + (now - m->feedback_at) * rate : burst;
+    tokens = tokens > burst ? burst : tokens;
+    if (tokens >= 1)
+        tokens -= 1;
+    else
+        *retry_s = (1 - tokens) / rate;
+    m->feedback_tokens = tokens;
+    m->feedback_at = now;
+    pthread_mutex_unlock(&s->learn_mu);
+    return KL_OK;
+}
+
 kl_status kl__feedback_new(kl__version *v, const kl__infer_request *q, kl__feedback **out,
                            kl_error *err)
 {
     *out = NULL;
-    if (!v->cfg.online.enabled || !v->mf)
-        return kl_error_set(err, KL_EUNSUPPORTED,
-                            !v->mf ? "model %s is a pipeline or an ensemble: send feedback to the "
-                                     "models it is made of"
-                                   : "model %s does not learn online: set online_learning in its "
-                                     "config.yaml, then load it again",
-                            v->model->name);
+    kl_status learning = learns(v, err);
+    if (learning != KL_OK)
+        return learning;
     /* The request without its labels, for the input checks inference makes. */
     kl__infer_input rest[KL__INFER_MAX_INPUTS];
     kl__infer_request q2 = *q;

@@ -182,6 +182,9 @@ typedef struct kl__model {
     struct kl__learner *learner; /* online learning: started by the first feedback (learn.c) */
     const char *publish_dir;     /* versions its learner published unpersisted (admin held) */
     _Atomic uint64_t load_failures; /* versions that failed to load, and refused config.yaml */
+    /* The feedback rate's token bucket (learn.c; under the server's learn_mu): tokens left, and
+     * when they were counted (0: never, a full bucket). */
+    double feedback_tokens, feedback_at;
 } kl__model;
 
 struct kl_server {
@@ -381,6 +384,10 @@ kl_status kl__online_config_read(const struct kl__cnode *v, kl_serve_online_conf
 kl_status kl__feedback_new(kl__version *v, const struct kl__infer_request *q, kl__feedback **out,
                            kl_error *err);
 void kl__feedback_free(kl__feedback *fb);
+/* Whether v's model takes one more feedback request now: KL_EUNSUPPORTED (409) when it does not
+ * learn online; else KL_OK, with *retry_s 0, or the seconds until its rate (online_learning.
+ * max_rate) lets the next request in (429). A request let in takes its share of the rate. */
+kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_error *err);
 /* Queues fb on its model's learner, which the model's first feedback starts; KL_ERANGE when the
  * learner's queue is full (503). */
 kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err);

@@ -9,6 +9,7 @@ usage: online_client.py learn PORT MODEL SUMMARY.json   shifted labels move the 
        online_client.py volatile PORT MODEL            persist: false publishes a version
        online_client.py full PORT MODEL                a full learner queue answers 503
        online_client.py auth PORT MODEL TOKEN          feedback needs the server's token
+       online_client.py rate PORT MODEL                past max_rate (0.5/s): 429, Retry-After
        online_client.py publish PORT MODEL N OUT.json  N feedback requests, each publishing a
                                                          version; the versions and the served
                                                          ones to OUT.json
@@ -281,6 +282,30 @@ def cmd_auth(port, model, token):
     check("metadata without the token: 200", st == 200, b[:200])
 
 
+def cmd_rate(port, model):
+    """A model with max_rate 0.5 (a bucket of one request): the second request at once gets 429
+    with Retry-After and teaches nothing; after Retry-After seconds one is taken again."""
+    c = client.Client(port)
+    doc = feedback_doc(client.samples(2, 8), [0, 1])
+    st, d, b = feedback(c, model, doc)
+    check("the first feedback: 200", st == 200, b[:300])
+    steps = d["steps"] if st == 200 else -1
+    path = "/v2/models/%s/feedback" % model
+    st, h, b = c.request("POST", path, json.dumps(doc).encode(), AUTH)
+    retry = h.get("retry-after", "")
+    check("the second at once: 429 with a JSON error naming max_rate",
+          st == 429 and client.is_json_error(b) and "max_rate" in json.loads(b)["error"],
+          (st, b[:300]))
+    check("with Retry-After in whole seconds, 1 or 2 (%r)" % retry, retry in ("1", "2"), h)
+    if retry in ("1", "2"):
+        time.sleep(int(retry))  # what the server asked for
+    st, d, b = feedback(c, model, doc)
+    check("after Retry-After: 200, one step more than the first (%s)" % (d or {}).get("steps"),
+          st == 200 and d["steps"] == steps + 1, b[:300])
+    st, _, b = client.infer(c, model, client.infer_body(client.samples(2, 8)))
+    check("inference is not rate limited: 200", st == 200, b[:200])
+
+
 def cmd_publish(port, model, n, out_path):
     """N feedback requests of 2 samples to a model that publishes every step: each answers 200
     and publishes a version. OUT.json gets the published versions and the served ones."""
@@ -315,6 +340,8 @@ def main():
         cmd_full(port, args[0])
     elif cmd == "auth":
         cmd_auth(port, args[0], args[1])
+    elif cmd == "rate":
+        cmd_rate(port, args[0])
     elif cmd == "publish":
         cmd_publish(port, args[0], int(args[1]), args[2])
     else:

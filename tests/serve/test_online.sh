@@ -54,8 +54,9 @@ check "a test model trains and exports" test -s model.h5
 [ -s model.h5 ] || { cat train.txt; exit 1; }
 "$py" "$client" csv 32 5 s.csv # the samples online_client.py learn feeds
 
-for m in m plain vol q typo neg sec all pin dflt; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
-printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4, keep_versions: 2}\n' \
+for m in m plain vol q typo neg sec all pin dflt rate; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
+# m and q take many feedback requests in a row: a max_rate well above the default 10 a second.
+printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4, keep_versions: 2, max_rate: 1000}\n' \
     >repo/m/config.yaml
 # keep_versions: the default (3), with every version served, and with a published version pinned.
 printf 'instances: 1\nonline_learning: {publish_every: 1}\n' >repo/dflt/config.yaml
@@ -66,10 +67,11 @@ printf 'instances: 1\nversions: [1, 2]\nonline_learning: {publish_every: 1, keep
 printf 'instances: 1\n' >repo/plain/config.yaml
 printf 'instances: 1\nonline_learning:\n  lr: 0.05\n  optimizer: adam\n  batch_size: 16\n  publish_every: 2\n  persist: false\n' \
     >repo/vol/config.yaml
-printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1}\n' \
+printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1, max_rate: 1000}\n' \
     >repo/q/config.yaml
 printf 'online_learning: {publish_evry: 3}\n' >repo/typo/config.yaml
 printf 'instances: 1\nonline_learning: {publish_every: 1000}\n' >repo/sec/config.yaml
+printf 'instances: 1\nonline_learning: {publish_every: 1000, max_rate: 0.5}\n' >repo/rate/config.yaml
 printf 'online_learning: {lr: -1}\n' >repo/neg/config.yaml
 mkdir tmpdir
 export TMPDIR="$tmp/tmpdir" # where persist: false versions go
@@ -132,6 +134,8 @@ check "persist: false writes into a temporary folder" test -s "$(echo tmpdir/kil
 check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q "${tok[@]}"
 check "feedback without the token, or with another, gets 401 and teaches nothing" \
     "$py" "$oc" auth "$port" sec sekret
+check "past max_rate: 429 with Retry-After, nothing learnt; then taken again" \
+    "$py" "$oc" rate "$port" rate "${tok[@]}"
 check "keep_versions by default: 5 feedback requests publish versions 2 to 6" \
     "$py" "$oc" publish "$port" dflt 5 dflt.json "${tok[@]}"
 check "only the newest 3 published stay on disk, with the base version" folders_are repo/dflt "1 4 5 6"
