@@ -43,6 +43,15 @@ static const char serve_help[] =
     "  --no-batching           default: run every request alone\n"
     "  --max-body-mb N         largest request body, else 413 (64)\n"
     "  --timeout SECONDS       close connections idle this long (30)\n"
+    "  --header-timeout SECONDS\n"
+    "                          a request's headers must arrive whole within this, from its\n"
+    "                          start, else 408 and the connection closes (10)\n"
+    "  --body-timeout SECONDS  a request's body must arrive whole within this, from its\n"
+    "                          headers (60)\n"
+    "  --max-connections N     connections open at once; more are answered 503 (1000)\n"
+    "  --max-connections-per-client N\n"
+    "                          connections open at once from one client address; more are\n"
+    "                          closed at once (128; 0: no limit, e.g. behind a proxy)\n"
     "  --queue-timeout SECONDS answer 503 to requests queued longer (60)\n"
     "  --http-threads N        threads reading and writing HTTP (0: one per core)\n"
     "  --access-log FILE       append one JSON line per request to FILE (- for stderr)\n"
@@ -66,12 +75,27 @@ static int int_arg(const char *opt, const char *v, long long lo, long long hi, l
 
 static int parse(int argc, char **argv, kl_serve_options *o)
 {
-    static const char *const valued[] = {
-        "--repository",   "--name",          "--host",           "--port",
-        "--auth-token",   "--poll",          "--max-batch-size", "--max-queue-delay-us",
-        "--instances",    "--max-queue",     "--max-body-mb",    "--timeout",
-        "--http-threads", "--queue-timeout", "--access-log",     "--drift-window",
-        "--psi-threshold"};
+    static const char *const valued[] = {"--repository",
+                                         "--name",
+                                         "--host",
+                                         "--port",
+                                         "--auth-token",
+                                         "--poll",
+                                         "--max-batch-size",
+                                         "--max-queue-delay-us",
+                                         "--instances",
+                                         "--max-queue",
+                                         "--max-body-mb",
+                                         "--timeout",
+                                         "--http-threads",
+                                         "--queue-timeout",
+                                         "--access-log",
+                                         "--drift-window",
+                                         "--psi-threshold",
+                                         "--header-timeout",
+                                         "--body-timeout",
+                                         "--max-connections",
+                                         "--max-connections-per-client"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -122,6 +146,18 @@ static int parse(int argc, char **argv, kl_serve_options *o)
         } else if (!strcmp(a, "--timeout")) {
             rc = int_arg(a, v, 1, 3600, &n);
             o->timeout_s = (int)n;
+        } else if (!strcmp(a, "--header-timeout")) {
+            rc = int_arg(a, v, 1, 3600, &n);
+            o->header_timeout_s = (int)n;
+        } else if (!strcmp(a, "--body-timeout")) {
+            rc = int_arg(a, v, 1, 86400, &n);
+            o->body_timeout_s = (int)n;
+        } else if (!strcmp(a, "--max-connections")) {
+            rc = int_arg(a, v, 1, 100000, &n);
+            o->max_connections = (int)n;
+        } else if (!strcmp(a, "--max-connections-per-client")) {
+            rc = int_arg(a, v, 0, 100000, &n);
+            o->max_per_client = n ? (int)n : -1; /* 0: no limit */
         } else if (!strcmp(a, "--queue-timeout")) {
             char *end;
             o->queue_timeout_s = strtod(v, &end);

@@ -27,7 +27,9 @@ typedef struct req_ctx {
     char *body; /* NUL-terminated */
     size_t len, cap;
     bool too_big;
-    kl__version *v; /* the served version the request named (referenced): counted on it */
+    bool whole;      /* the body is read (the handler's last call has come) */
+    kl__conn *guard; /* the connection's (conn.c); NULL when it could not be made */
+    kl__version *v;  /* the served version the request named (referenced): counted on it */
     kl__infer_request req;
     kl__job job;
     bool submitted;
@@ -111,8 +113,10 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
         snprintf(secs, sizeof secs, "%u", r->retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
     }
-    if (atomic_load(&r->s->stopping))
+    /* An answer before the body is read leaves the body unread: the connection closes. */
+    if (atomic_load(&r->s->stopping) || !r->whole)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    kl__conn_answered(r->s, r->guard);
     enum MHD_Result ret = MHD_queue_response(r->conn, code, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -710,62 +714,110 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
 
 /* ---- libmicrohttpd's callbacks ---- */
 
+/* The most query parameters a request may carry: kiln's routes read none. */
+#define MAX_QUERY_PARAMS 64
+
+/* The connection guard (conn.c) of conn, or NULL. */
+static kl__conn *conn_guard(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+/* Refusals that need no body, made as soon as a request's headers are whole: a connection past
+ * --max-connections, a long query, a body in a form kiln cannot read, a body announced larger
+ * than --max-body-mb. send_buf closes the connection after any of them (the body is unread).
+ * MHD_YES with nothing queued lets the request go on. */
+static enum MHD_Result refuse_early(req_ctx *r, struct MHD_Connection *conn)
+{
+    kl_server *s = r->s;
+    if (r->guard && r->guard->over) {
+        r->retry_after_s = 1;
+        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "the server holds its limit of %d connections (--max-connections): "
+                          "try again later",
+                          s->o.max_connections);
+    }
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
+        return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+                          "the body (%s bytes) is larger than the server's limit of %lld", cl,
+                          (long long)s->o.max_body);
+    return MHD_YES;
+}
+
+/* The first call for a request, its headers whole and its body not yet read: its context. */
+static enum MHD_Result request_begin(kl_server *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, void **con_cls)
+{
+    req_ctx *r = calloc(1, sizeof *r);
+    if (!r)
+        return MHD_NO;
+    r->s = s;
+    r->conn = conn;
+    r->t0 = kl__serve_now();
+    r->guard = conn_guard(conn);
+    atomic_fetch_add(&s->inflight, 1);
+    *con_cls = r;
+    if (s->access_log) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+        snprintf(r->method, sizeof r->method, "%s", method);
+        r->path = strdup(url);
+    }
+    kl__conn_headers_done(s, r->guard);
+    return refuse_early(r, conn);
+}
+
+/* A piece of the body: kept, or counted only once it passed --max-body-mb. */
+static enum MHD_Result body_part(req_ctx *r, const char *upload, size_t n)
+{
+    size_t max = (size_t)r->s->o.max_body;
+    r->bytes_in += n;
+    if (r->too_big)
+        return MHD_YES;
+    if (r->len + n > max) {
+        r->too_big = true;
+        free(r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+        return MHD_YES;
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *p = realloc(r->body, cap);
+        if (!p)
+            return MHD_NO;
+        r->body = p;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
     kl_server *s = cls;
     req_ctx *r = *con_cls;
-    if (!r) {
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->s = s;
-        r->conn = conn;
-        r->t0 = kl__serve_now();
-        atomic_fetch_add(&s->inflight, 1);
-        *con_cls = r;
-        if (s->access_log) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-            snprintf(r->method, sizeof r->method, "%s", method);
-            r->path = strdup(url);
-        }
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
-            return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
-                              "the body (%s bytes) is larger than the server's limit of %lld", cl,
-                              (long long)s->o.max_body);
-        return MHD_YES;
-    }
+    if (!r)
+        return request_begin(s, conn, url, method, con_cls);
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        r->bytes_in += n;
-        if (r->too_big)
-            return MHD_YES;
-        if (r->len + n > (size_t)s->o.max_body) {
-            r->too_big = true;
-            free(r->body);
-            r->body = NULL;
-            r->len = r->cap = 0;
-            return MHD_YES;
-        }
-        if (r->len + n + 1 > r->cap) {
-            size_t cap = r->cap ? r->cap : 4096;
-            while (cap < r->len + n + 1)
-                cap *= 2;
-            char *p = realloc(r->body, cap);
-            if (!p)
-                return MHD_NO;
-            r->body = p;
-            r->cap = cap;
-        }
-        memcpy(r->body + r->len, upload, n);
-        r->len += n;
-        r->body[r->len] = '\0';
-        return MHD_YES;
+        return body_part(r, upload, n);
+    }
+    if (!r->whole) {
+        r->whole = true;
+        kl__conn_body_done(s, r->guard);
     }
     if (r->fb)
         return atomic_load(&r->fb->done) ? feedback_finish(r) : MHD_YES;
@@ -778,11 +830,38 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return route(r, url, method);
 }
 
+/* libmicrohttpd's first look at a request, its request line read: a kept-alive connection's
+ * next request starts its clock. */
+static void *request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    kl__conn_request_line(cls, conn_guard(conn));
+    return NULL;
+}
+
+/* A connection opens (its guard, with the headers' deadline running) or closes (before its
+ * socket does). */
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what)
+{
+    kl_server *s = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *i =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = i ? kl__conn_open(s, i->connect_fd) : NULL;
+    } else {
+        kl__conn_close(s, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode why)
 {
     kl_server *s = cls;
     req_ctx *r = *con_cls;
+    kl__conn *c = conn_guard(conn);
+    bool cut = kl__conn_was_cut(s, c);
+    kl__conn_request_done(s, c);
     if (!r)
         return;
     if (s->access_log) {
@@ -798,7 +877,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         .path = r->path,
                         .v = r->v,
                         .code = r->code,
-                        .ended = (unsigned)why < sizeof ended / sizeof *ended ? ended[why] : "?",
+                        .ended = cut                                            ? "deadline"
+                                 : (unsigned)why < sizeof ended / sizeof *ended ? ended[why]
+                                                                                : "?",
                         .seconds = kl__serve_now() - r->t0,
                         .bytes_in = r->bytes_in,
                         .bytes_out = r->bytes_out};
@@ -836,16 +917,30 @@ kl_status kl__http_start(kl_server *s, kl_error *err)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* Past --max-connections a connection is still taken, up to an eighth more, so that it can
+     * be answered 503 (conn.c marks it); past that libmicrohttpd closes new ones unanswered. A
+     * client address past its own limit is closed unanswered at once. */
+    unsigned most = (unsigned)s->o.max_connections + (unsigned)s->o.max_connections / 8 + 8;
+    unsigned per_client = s->o.max_per_client > 0 ? (unsigned)s->o.max_per_client
+                                                  : 0; /* libmicrohttpd's "no limit" */
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, most,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, MHD_OPTION_NOTIFY_CONNECTION,
+        connection_event, s, MHD_OPTION_URI_LOG_CALLBACK, request_line, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->daemon)
         return kl_error_set(err, KL_EIO,
                             "cannot listen on %s:%d (in use, or not an address of this machine?)",
                             s->host, s->o.port);
+    kl_status st = kl__conn_watch_start(s, err);
+    if (st != KL_OK) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+        return st;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : s->o.port;
     return KL_OK;
@@ -870,4 +965,5 @@ void kl__http_stop(kl_server *s, double grace_s)
         kl__serve_sleep(0.01);
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    kl__conn_watch_stop(s); /* every connection is closed: none is left to cut */
 }

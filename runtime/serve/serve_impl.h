@@ -3,6 +3,7 @@
  *              instances ready before a version takes traffic), retiring, polling;
  *   batch.c    a version's request queue and its instance threads, which form batches;
  *   http.c     libmicrohttpd's handler: routes, bodies and limits, auth, JSON answers;
+ *   conn.c     open connections, their count, and the whole-request deadlines' watchdog;
  *   respond.c  inference responses (JSON and binary tensor data) and model metadata;
  *   metrics.c  GET /metrics (Prometheus text format), request counts and latency histograms,
  *              the access log;
@@ -118,6 +119,20 @@ typedef struct kl__version_metrics {
 
 struct kl__drift;
 
+/* An open connection, from libmicrohttpd's "started" notification to its "closed" one (conn.c).
+ * Its owner, the HTTP thread that serves it, changes phase; the watchdog reads the deadline and
+ * sets cut, all under the server's conn_mu. */
+typedef struct kl__conn {
+    struct kl__conn *prev, *next; /* the server's list */
+    int fd;
+    int phase;           /* conn.c's PHASE_* */
+    int64_t deadline_ns; /* monotonic; 0: none */
+    bool over;           /* opened past --max-connections: its request gets 503 */
+    bool answered;       /* kiln queued an answer for the request being read */
+    bool cut;            /* shut down at its deadline */
+    int query_params;    /* in the request line being served */
+} kl__conn;
+
 /* Counts and total nanoseconds, as Triton's statistics extension reports them. */
 typedef struct kl__stat {
     uint64_t count, ns;
@@ -202,8 +217,15 @@ struct kl_server {
 
     struct MHD_Daemon *daemon;
     int port;
-    atomic_int inflight; /* requests received and not yet answered */
-    atomic_int pending;  /* jobs queued or running: their connections are suspended */
+    pthread_mutex_t conn_mu; /* the connections (conn.c) */
+    pthread_cond_t conn_cv;
+    kl__conn *conns;
+    int nconns;
+    pthread_t conn_watchdog;
+    bool conn_watching, conn_stop;
+    _Atomic uint64_t conn_cuts[2]; /* connections cut at their deadline: headers, body */
+    atomic_int inflight;           /* requests received and not yet answered */
+    atomic_int pending;            /* jobs queued or running: their connections are suspended */
     atomic_bool stopping, stop_requested;
     pthread_t poller;
     bool polling;
@@ -393,6 +415,25 @@ kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_erro
 kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err);
 /* Stops every learner (after the HTTP daemon, so that no feedback is in flight) and frees it. */
 void kl__learn_stop_all(kl_server *s);
+
+/* ---- conn.c: connection counts and request deadlines ---- */
+/* A new connection on socket fd, its headers' deadline running (NULL: out of memory, not
+ * guarded); kl__conn_close forgets it, before its socket is closed. */
+kl__conn *kl__conn_open(kl_server *s, int fd);
+void kl__conn_close(kl_server *s, kl__conn *c);
+/* The phases of a request on c (c may be NULL): its request line read, its headers whole, its
+ * body whole, an answer queued, its answer sent. */
+void kl__conn_request_line(kl_server *s, kl__conn *c);
+void kl__conn_headers_done(kl_server *s, kl__conn *c);
+void kl__conn_body_done(kl_server *s, kl__conn *c);
+void kl__conn_answered(kl_server *s, kl__conn *c);
+void kl__conn_request_done(kl_server *s, kl__conn *c);
+/* Whether the watchdog cut c at its deadline. */
+bool kl__conn_was_cut(kl_server *s, kl__conn *c);
+/* The watchdog thread, which cuts connections past their deadline. */
+kl_status kl__conn_watch_start(kl_server *s, kl_error *err);
+void kl__conn_watch_stop(kl_server *s);
+int kl__conn_count(kl_server *s);
 
 /* ---- http.c ---- */
 /* One input tensor of a request against v's signature (shape, sample count within

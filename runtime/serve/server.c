@@ -89,12 +89,20 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         s->o.http_threads = s->cores;
     if (s->o.max_connections <= 0)
         s->o.max_connections = 1000;
+    if (s->o.max_per_client == 0)
+        s->o.max_per_client = 128;
+    if (s->o.header_timeout_s <= 0)
+        s->o.header_timeout_s = 10;
+    if (s->o.body_timeout_s <= 0)
+        s->o.body_timeout_s = 60;
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
     pthread_mutex_init(&s->learn_mu, NULL);
     pthread_mutex_init(&s->poll_mu, NULL);
     pthread_cond_init(&s->poll_cv, NULL);
     pthread_mutex_init(&s->access_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->conn_cv, NULL);
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     s->started = kl__serve_now();
@@ -172,6 +180,8 @@ void kl_server_free(kl_server *s)
     pthread_cond_destroy(&s->poll_cv);
     kl__access_log_close(s);
     pthread_mutex_destroy(&s->access_mu);
+    pthread_mutex_destroy(&s->conn_mu);
+    pthread_cond_destroy(&s->conn_cv);
     free(s->host);
     free(s->repository);
     free(s->single);

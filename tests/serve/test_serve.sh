@@ -19,8 +19,12 @@
 #           only 200s throughout. Also: versions `all` and `[1, 3]`, a model whose config.yaml
 #           is wrong, a model whose folder goes away, unload/load churn under clients, and the
 #           index read while a fast poll rewrites it.
+#   slow:   slow-loris clients (slow_client.py) that drip their requests from other loopback
+#           addresses: the per-client and total connection limits hold, a normal request is
+#           answered at once (200, or 503 at the total), and the drips are cut with 408 at the
+#           whole-request deadlines, not the idle timeout.
 # Every server is stopped with SIGTERM and must exit 0 with no sanitizer report in its log.
-# usage: test_serve.sh api|bad|load|reload PATH_TO_KILN   (exits 77 without python3 or curl)
+# usage: test_serve.sh api|bad|load|reload|slow PATH_TO_KILN   (exits 77 without python3 or curl)
 set -uo pipefail
 mode="${1:-}"
 kiln="${2:-}"
@@ -473,8 +477,24 @@ sys.exit(0 if h.get("done") and h["requests"] > 100 and list(h["codes"]) == ["20
     check "the server survives it" alive "$pid"
     stop_server "$pid" race
     ;;
+slow)
+    # Small limits, so that a few slow clients reach them; a long idle --timeout, so that only
+    # the whole-request deadlines can cut a client that drips its request.
+    start_server slow model.h5 --name clf --instances 1 --timeout 60 --header-timeout 2 \
+        --body-timeout 2 --max-connections 24 --max-connections-per-client 8 \
+        --access-log access.log || finish
+    check "slow clients: per-client and total limits, whole-request deadlines (408)" \
+        "$py" "$here/slow_client.py" "$port" 8 24 2 2
+    curl -s "$base/metrics" >metrics.txt
+    check "the metrics count the cuts at the headers' deadline" \
+        grep -Eq '^kiln_http_deadline_cuts_total\{phase="headers"\} ([89]|[1-9][0-9]+)$' metrics.txt
+    check "and the one at the body's" grep -qx 'kiln_http_deadline_cuts_total{phase="body"} 1' metrics.txt
+    check "the access log says the slow body's request ended at its deadline" \
+        grep -q '"path":"/v2/models/clf/infer".*"ended":"deadline"' access.log
+    stop_server "$pid" slow
+    ;;
 *)
-    echo "usage: test_serve.sh api|bad|load|reload PATH_TO_KILN" >&2
+    echo "usage: test_serve.sh api|bad|load|reload|slow PATH_TO_KILN" >&2
     exit 2
     ;;
 esac
