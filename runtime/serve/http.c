@@ -5,7 +5,9 @@
  * the handler, called again, answers. So a slow model call never holds an HTTP thread, and
  * thousands of connections can wait on a few threads. Every error is {"error": "..."} with the
  * status the protocol uses: 400 bad request, 401 no token, 404 unknown model or route, 405 wrong
- * method, 413 body too large, 503 queue full or not ready. */
+ * method, 409 a model that does not learn, 413 body too large, 414 query too long, 429 feedback
+ * rate spent, 503 queue full, not ready or too many connections (408, a request not whole in
+ * time, comes from conn.c). */
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -725,6 +727,13 @@ static kl__conn *conn_guard(struct MHD_Connection *conn)
     return i ? i->socket_context : NULL;
 }
 
+static enum MHD_Result count_transfer_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
+                                               const char *value)
+{
+    *(int *)cls += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return MHD_YES;
+}
+
 /* Refusals that need no body, made as soon as a request's headers are whole: a connection past
  * --max-connections, a long query, a body in a form kiln cannot read, a body announced larger
  * than --max-body-mb. send_buf closes the connection after any of them (the body is unread).
@@ -739,8 +748,29 @@ static enum MHD_Result refuse_early(req_ctx *r, struct MHD_Connection *conn)
                           "try again later",
                           s->o.max_connections);
     }
+    /* 414: the query is part of the target URI, longer than the server will interpret. */
+    if (r->guard && r->guard->query_params > MAX_QUERY_PARAMS)
+        return send_error(r, MHD_HTTP_URI_TOO_LONG,
+                          "the query has %d parameters; kiln's routes take none and it reads at "
+                          "most %d: send the request without them",
+                          r->guard->query_params, MAX_QUERY_PARAMS);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    int nte = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_transfer_encoding, &nte);
+    /* chunked alone is the one transfer coding kiln reads. RFC 9112 section 6.3 wants 400 and
+     * the connection closed when chunked is not the final coding (the body's length cannot be
+     * known), and allows refusing, again closing, a request with both Transfer-Encoding and
+     * Content-Length (a request smuggling vector). For a coding before chunked section 6.1
+     * suggests 501, but a 5xx says the server failed; the client sent a body the API does not
+     * take, and 415 is for content codings (Content-Encoding): so 400 for every case. */
+    if (te && (nte > 1 || strcasecmp(te, "chunked") || cl))
+        return send_error(r, MHD_HTTP_BAD_REQUEST,
+                          "Transfer-Encoding '%s'%s: the server reads a body sent as it is, with "
+                          "Content-Length, or with Transfer-Encoding: chunked alone",
+                          te, cl ? " with Content-Length" : "");
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
         return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
                           "the body (%s bytes) is larger than the server's limit of %lld", cl,
@@ -830,11 +860,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return route(r, url, method);
 }
 
-/* libmicrohttpd's first look at a request, its request line read: a kept-alive connection's
- * next request starts its clock. */
+/* libmicrohttpd's first look at a request, its request line read, before it parses the query:
+ * a kept-alive connection's next request starts its clock, and the query's parameters are
+ * counted for refuse_early. libmicrohttpd keeps each parameter in its per-connection memory and
+ * cannot answer a request whose parameters do not fit: it holds the connection instead. kiln's
+ * routes take no query, so the query is cut off here, in libmicrohttpd's own buffer of the
+ * line, which this callback is given before libmicrohttpd parses or changes it. */
 static void *request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    kl__conn_request_line(cls, conn_guard(conn));
+    kl__conn *c = conn_guard(conn);
+    kl__conn_request_line(cls, c);
+    char *q = strchr(uri, '?');
+    if (q && q[1]) {
+        int n = 1;
+        for (const char *p = q + 1; *p; p++)
+            n += *p == '&';
+        if (c)
+            c->query_params = n;
+        q[1] = '\0';
+    }
     return NULL;
 }
 

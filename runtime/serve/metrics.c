@@ -17,8 +17,8 @@
 #include "kiln/version.h"
 #include "runtime/serve/serve_impl.h"
 
-static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405,
-                                              409, 413, 422, 429, 500, 503, 504};
+static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
+                                              409, 413, 414, 422, 429, 500, 503, 504};
 
 static const char *const endpoints[KL__EP_COUNT] = {
     [KL__EP_OTHER] = "other",    [KL__EP_INFER] = "infer",   [KL__EP_METADATA] = "metadata",

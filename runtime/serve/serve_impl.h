@@ -98,7 +98,7 @@ typedef enum kl__endpoint {
 } kl__endpoint;
 
 /* HTTP status codes counted one by one; any other lands in the last slot (code="other"). */
-#define KL__CODES 16
+#define KL__CODES 18
 
 typedef struct kl__req_counts {
     _Atomic uint64_t n[KL__EP_COUNT][KL__CODES];
