@@ -50,6 +50,23 @@ void kl__serve_log(kl_server *s, const char *fmt, ...)
     va_end(ap);
 }
 
+bool kl__file_id_of(const char *path, kl__file_id *id)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    *id = (kl__file_id){.dev = (uint64_t)st.st_dev,
+                        .ino = (uint64_t)st.st_ino,
+                        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                        .size = (int64_t)st.st_size};
+    return true;
+}
+
+bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->size == b->size;
+}
+
 bool kl__serve_name_ok(const char *name)
 {
     size_t n = strlen(name);
@@ -269,6 +286,8 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->cfg.versions = NULL; /* the model's */
     v->queue_timeout_s = s->o.queue_timeout_s;
     v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
+    /* Before the file is read: a file replaced meanwhile then differs, and is read again. */
+    kl__file_id_of(path, &v->file);
     v->pat = kl__patterns_ref(m->pat);
     atomic_init(&v->refs, 1);
     kl_status st = KL_OK;
@@ -450,13 +469,14 @@ static kl__version_note *find_note(kl__model *m, int64_t number)
 }
 
 /* Notes are read by the index and lookups under the read lock, so they change under the write
- * lock; a note already saying the same thing is left alone (a poll repeats itself). */
+ * lock; a note already saying the same thing is left alone (a poll repeats itself). file: the
+ * model file that failed, or NULL. */
 static void set_note(kl_server *s, kl__model *m, int64_t number, const char *reason,
-                     const struct stat *st)
+                     const kl__file_id *file)
 {
     kl__version_note *n = find_note(m, number);
-    int64_t mtime = st ? (int64_t)st->st_mtime : 0, size = st ? (int64_t)st->st_size : 0;
-    if (n && n->reason && !strcmp(n->reason, reason) && n->mtime == mtime && n->size == size)
+    kl__file_id id = file ? *file : (kl__file_id){0};
+    if (n && n->reason && !strcmp(n->reason, reason) && kl__file_same(&n->file, &id))
         return;
     pthread_rwlock_wrlock(&s->lock);
     if (!n) {
@@ -471,8 +491,7 @@ static void set_note(kl_server *s, kl__model *m, int64_t number, const char *rea
     }
     free(n->reason);
     n->reason = strdup(reason);
-    n->mtime = mtime;
-    n->size = size;
+    n->file = id;
     pthread_rwlock_unlock(&s->lock);
 }
 
@@ -523,6 +542,18 @@ static bool add_version(kl_server *s, kl__model *m, kl__version *v)
     }
     pthread_rwlock_unlock(&s->lock);
     return vs != NULL;
+}
+
+/* Puts v in m's list in place of old, which it drops (write lock): requests that hold old
+ * finish on it. */
+static void replace_version(kl_server *s, kl__model *m, kl__version *old, kl__version *v)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    for (int i = 0; i < m->nversions; i++)
+        if (m->versions[i] == old)
+            m->versions[i] = v;
+    pthread_rwlock_unlock(&s->lock);
+    kl__version_release(old);
 }
 
 /* Takes version number out of m's list and drops the list's reference. */
@@ -642,45 +673,63 @@ static int keep_learned(const kl__model *m)
     return m->cfg.online.enabled ? m->cfg.online.keep_versions : 0;
 }
 
-/* Loads the version numbered x of m unless it failed before with the same file; true when it is
- * served after the call. */
-static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
+/* Loads version x of m from path (file: its identity) into service, in place of old when that
+ * serves it now (its model.h5 changed): the new one takes traffic once it is fully loaded, and
+ * a file that does not load is noted while old serves on. True when x serves after the call. */
+static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char *path,
+                              const kl__file_id *file, kl__version *old)
 {
-    if (served(m, x))
-        return true;
-    char dir[4200], path[4300];
-    version_dir(m, x, dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    kl__version_note *n = find_note(m, x);
-    if (n && n->mtime == (int64_t)st.st_mtime && n->size == (int64_t)st.st_size)
-        return false; /* failed before, and the file has not changed */
     kl_error err = {0};
     kl__version *v = NULL;
     double t0 = kl__serve_now();
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
-        kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x,
-                      err.msg);
-        set_note(s, m, x, err.msg, &st);
+        char why[KL_ERROR_MSG_MAX + 128];
+        snprintf(why, sizeof why, "%s%s",
+                 old ? "its model.h5 changed and the file loaded before "
+                       "serves on, since the new one does not load: "
+                     : "",
+                 err.msg);
+        kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x, why);
+        set_note(s, m, x, why, file);
         atomic_fetch_add(&m->load_failures, 1);
-        return false;
+        return old != NULL;
     }
-    if (!add_version(s, m, v)) {
+    if (old) {
+        replace_version(s, m, old, v);
+    } else if (!add_version(s, m, v)) {
         kl__version_release(v);
         return false;
     }
     drop_note(s, m, x);
     const kl_modelfile_signature *sig = v->sig;
     kl__serve_log(s,
-                  "model %s version %lld ready in %.2f s: %lld features in, %d %s out, %d "
+                  "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
                   "instances, batches up to %d%s",
-                  m->name, (long long)x, kl__serve_now() - t0, (long long)sig->features,
-                  sig->outputs, sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets",
-                  v->instances, v->cfg.max_batch_size,
-                  v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
+                  m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
+                  kl__serve_now() - t0, (long long)sig->features, sig->outputs,
+                  sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
+                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
     return true;
+}
+
+/* Serves version x of m: loads it when it is new, or when its model.h5 is another file or has
+ * changed since it was loaded (device, inode, modification time or size), unless that file
+ * failed before. True when x serves after the call. */
+static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
+{
+    kl__version *cur = served(m, x);
+    char dir[4200], path[4300];
+    version_dir(m, x, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.h5", dir);
+    kl__file_id id;
+    if (!kl__file_id_of(path, &id))
+        return cur != NULL;
+    if (cur && kl__file_same(&cur->file, &id))
+        return true;
+    const kl__version_note *n = find_note(m, x);
+    if (n && kl__file_same(&n->file, &id))
+        return cur != NULL; /* failed before, and the file has not changed */
+    return load_into_service(s, m, x, path, &id, cur);
 }
 
 /* Brings m's served versions in line with its folder and policy (admin held). New versions are

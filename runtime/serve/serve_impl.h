@@ -119,6 +119,17 @@ typedef struct kl__version_metrics {
 
 struct kl__drift;
 
+/* Which file a path named when it was read: another file moved into place, or the same file
+ * rewritten, differs in one of these. */
+typedef struct kl__file_id {
+    uint64_t dev, ino;
+    int64_t mtime_ns, size;
+} kl__file_id;
+
+/* The identity of the file at path; false when it cannot be stat()ed. */
+bool kl__file_id_of(const char *path, kl__file_id *id);
+bool kl__file_same(const kl__file_id *a, const kl__file_id *b);
+
 /* An open connection, from libmicrohttpd's "started" notification to its "closed" one (conn.c).
  * Its owner, the HTTP thread that serves it, changes phase; the watchdog reads the deadline and
  * sets cut, all under the server's conn_mu. */
@@ -168,6 +179,7 @@ typedef struct kl__version {
     int64_t queued_samples;
     bool closing;
     kl__version_stats stats;
+    kl__file_id file; /* the model file as it was when loaded (a poll reloads a changed one) */
 
     atomic_int busy; /* instances inside a model call */
     kl__version_metrics metrics;
@@ -179,7 +191,7 @@ typedef struct kl__version {
 typedef struct kl__version_note {
     int64_t number;
     char *reason;
-    int64_t mtime, size; /* of the model file that failed, so a poll retries only a new file */
+    kl__file_id file; /* the model file that failed, so a poll retries only another one */
 } kl__version_note;
 
 typedef struct kl__model {

@@ -398,7 +398,7 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     req "version 1 is gone" 404 GET /v2/models/m/versions/1/ready
     # Version 3: garbage bytes.
     mkdir staging3 && "$py" -c 'import random; r = random.Random(3); open("staging3/model.h5", "wb").write(bytes(r.randrange(256) for _ in range(5000)))' &&
-        mv staging3 repo/m/3
+        cp staging3/model.h5 staging3.garbage && mv staging3 repo/m/3
     for _ in $(seq 1 100); do grep -q 'model m version 3 failed to load' reload.log && break; sleep 0.1; done
     check "the log reports version 3's failure" grep -q 'model m version 3 failed to load: .' reload.log
     served2=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"].get("2", 0))')
@@ -416,6 +416,35 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     check "a good version 3 replacing the garbage comes into service" \
         hammer_has 'h["last_version"] == "3"'
     check "and answers as its file does" answer_is 3 pa.csv
+    # Version 3's model.h5 replaced in place: another file moved over it (a new inode), then the
+    # same file rewritten (cp over it), garbage and good. Each good file serves, under the same
+    # version number, once fully loaded; the garbage is noted while the file before serves on.
+    # eventually CMD...: CMD holds within 20 s (polled). index_is EXPR: EXPR holds over d, the
+    # repository index.
+    eventually() { for _ in $(seq 1 200); do "$@" && return 0; sleep 0.1; done; return 1; }
+    index_is() {
+        http POST /v2/repository/index
+        "$py" -c 'import json,sys; d=json.load(open("body.out")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null
+    }
+    cp b.h5 repo/m/3/model.h5.new && mv repo/m/3/model.h5.new repo/m/3/model.h5
+    check "another file moved over version 3's model.h5 serves as version 3" \
+        eventually answer_is 3 pb.csv
+    check "the log says version 3 was reloaded" grep -q 'model m version 3 reloaded' reload.log
+    fails3=$(grep -c 'model m version 3 failed to load' reload.log)
+    cp staging3.garbage repo/m/3/model.h5
+    more_failures() { test "$(grep -c 'model m version 3 failed to load' reload.log)" -gt "$fails3"; }
+    check "garbage copied over it in place fails to load, and is logged" eventually more_failures
+    check "the log says the file before serves on" \
+        grep -q 'model m version 3 failed to load: its model.h5 changed and the file loaded before serves on' reload.log
+    check "the index shows version 3 READY, with the reason" eventually index_is \
+        '[(e["version"], e["state"], "changed" in e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", True)]'
+    served3=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"]["3"])')
+    check "version 3 keeps answering" hammer_has "h['versions']['3'] >= $served3 + 20"
+    check "as b.h5 does" answer_is 3 pb.csv
+    cp model.h5 repo/m/3/model.h5
+    check "a good file copied over it in place serves as version 3" eventually answer_is 3 pa.csv
+    check "the index then shows version 3 READY with no reason" eventually index_is \
+        '[(e["version"], e["state"], e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", "")]'
     req "the index then" 200 POST /v2/repository/index
     body_is "shows only version 3 of m, READY" '[(e["version"], e["state"]) for e in d if e["name"] == "m"] == [("3", "READY")]'
     for _ in 1 2 3; do
