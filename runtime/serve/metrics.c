@@ -198,6 +198,9 @@ static void process_metrics(kl_server *s, kl__buf *b)
     family(b, "kiln_requests_in_flight", "gauge",
            "HTTP requests received and not yet answered (this scrape included).");
     kl__buf_printf(b, "kiln_requests_in_flight %d\n", atomic_load(&s->inflight));
+    family(b, "kiln_repository_polls_total", "counter", "Repository polls done (--poll).");
+    kl__buf_printf(b, "kiln_repository_polls_total %llu\n",
+                   (unsigned long long)atomic_load(&s->polls));
     family(b, "kiln_http_connections", "gauge", "HTTP connections open (this scrape's included).");
     kl__buf_printf(b, "kiln_http_connections %d\n", kl__conn_count(s));
     family(b, "kiln_http_deadline_cuts_total", "counter",

@@ -689,8 +689,8 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
                        "serves on, since the new one does not load: "
                      : "",
                  err.msg);
+        set_note(s, m, x, why, file); /* first: whoever reads the log finds it in the index */
         kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x, why);
-        set_note(s, m, x, why, file);
         atomic_fetch_add(&m->load_failures, 1);
         return old != NULL;
     }
@@ -974,6 +974,7 @@ void kl__serve_poll(kl_server *s)
         set_state(s, m, m->unloaded, true, NULL);
     }
     pthread_mutex_unlock(&s->admin);
+    atomic_fetch_add(&s->polls, 1);
 }
 
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, kl_error *err)

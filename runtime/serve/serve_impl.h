@@ -241,6 +241,7 @@ struct kl_server {
     atomic_bool stopping, stop_requested;
     pthread_t poller;
     bool polling;
+    _Atomic uint64_t polls; /* repository polls done */
     pthread_mutex_t poll_mu;
     pthread_cond_t poll_cv;
 

@@ -131,6 +131,35 @@ class Client:
             self.conn = None
 
 
+def wait_for(cond, seconds):
+    """Polls cond every 20 ms until it holds or seconds pass: whether it held. Tests wait for a
+    state this way, never for a fixed time."""
+    end = time.time() + seconds
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def metric(port, name, **labels):
+    """The value of series name{labels} in GET /metrics (labels given must all match), or None
+    when it is absent or the scrape fails."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+    except (OSError, http.client.HTTPException):
+        return None
+    want = ['%s="%s"' % kv for kv in labels.items()]
+    for line in text.splitlines():
+        series, _, v = line.rpartition(" ")
+        if series.partition("{")[0] == name and all(w in series for w in want):
+            return float(v)
+    return None
+
+
 def nest(flat, shape):
     if len(shape) == 1:
         return flat
@@ -855,19 +884,23 @@ def cmd_term(port, model, pid):
     check("an idle kept-alive connection is open", st == 200)
     stalled = connect(port)
     stalled.sendall(b"GET /v2/health/live HTTP/1.1\r\nHo")
-    time.sleep(0.8)
+    check("the 4 requests wait in the queue for their batch",
+          wait_for(lambda: metric(port, "kiln_queue_depth", model=model) == 4, 10),
+          metric(port, "kiln_queue_depth", model=model))
     t0 = time.time()
     os.kill(pid, signal.SIGTERM)
-    time.sleep(0.4)
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        data, closed = read_all(s, 2)
-        s.close()
-        refused = data == b""
-    except (ConnectionRefusedError, ConnectionResetError):
-        refused = True
-    check("after SIGTERM new connections are refused (or dropped unanswered)", refused)
+
+    def refused():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            data, closed = read_all(s, 2)
+            s.close()
+            return data == b""
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+    check("after SIGTERM new connections are refused (or dropped unanswered)",
+          wait_for(refused, 2))
     for t in ts:
         t.join(60)
     check("the 4 requests in flight at SIGTERM are answered 200 (%.1f s after it)"
@@ -896,7 +929,9 @@ def cmd_unload(port, model, token):
     ts = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in ts:
         t.start()
-    time.sleep(0.5)
+    check("the 3 requests wait in the queue for their batch",
+          wait_for(lambda: metric(port, "kiln_queue_depth", model=model) == 3, 10),
+          metric(port, "kiln_queue_depth", model=model))
     c = Client(port)
     st, _, b = c.request("POST", "/v2/repository/models/%s/unload" % model, b"",
                          {"Authorization": "Bearer " + token})

@@ -24,7 +24,7 @@ import threading
 import time
 
 import client
-from client import check
+from client import check, wait_for
 
 
 def normal_request(port, timeout=5):
@@ -117,29 +117,10 @@ def headers_forever():
             b"".join(b"X-Slow-%d: drip\r\n" % i for i in range(10000)))
 
 
-def wait_for(cond, seconds):
-    """Polls cond every 20 ms until it holds or seconds pass: whether it held."""
-    end = time.time() + seconds
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 def connections(port):
-    """kiln_http_connections from /metrics (this scrape's connection included), or -1."""
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-    except (OSError, http.client.HTTPException):
-        return -1
-    for line in text.splitlines():
-        if line.startswith("kiln_http_connections "):
-            return int(float(line.split()[1]))
-    return -1
+    """kiln_http_connections (this scrape's connection included), or -1."""
+    n = client.metric(port, "kiln_http_connections")
+    return -1 if n is None else int(n)
 
 
 def answered_408(d):

@@ -95,6 +95,10 @@ body_is() {
         fails=$((fails + 1))
     fi
 }
+# eventually CMD...: CMD holds within 20 s (polled every 0.1 s).
+eventually() { for _ in $(seq 1 200); do "$@" && return 0; sleep 0.1; done; return 1; }
+# metric NAME: the value of an unlabelled series in /metrics.
+metric() { curl -s -m 5 "$base/metrics" | sed -n "s/^$1 \([0-9.e+]*\)\$/\1/p"; }
 infer_json() { # the request body for N samples of seed S (client.py's samples)
     "$py" -c "import sys; sys.path.insert(0, '$here'); import client; sys.stdout.buffer.write(client.infer_body(client.samples($1, $2)))"
 }
@@ -306,7 +310,9 @@ EOF
     "$py" "$client" stall "$port" clf 20 >stall.txt 2>&1 &
     pids+=($!)
     for _ in $(seq 1 50); do grep -q stalled stall.txt && break; sleep 0.1; done
-    sleep 0.3
+    # Its headers are in once it is a request in flight (besides the scrape asking).
+    stall_in_flight() { test "$(metric kiln_requests_in_flight)" -ge 2; }
+    check "the stalled request is in flight" eventually stall_in_flight
     kill -TERM "$pid"
     await_exit "$pid" bad 6
     ;;
@@ -408,7 +414,9 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     check "version 2 keeps serving" hammer_has "h['versions']['2'] >= $served2 + 30"
     req "the model's versions after the failure" 200 GET /v2/models/m
     body_is "are still [2]" 'd["versions"] == ["2"]'
-    sleep 1.2 # two more polls
+    polls0=$(metric kiln_repository_polls_total)
+    two_more_polls() { test "$(metric kiln_repository_polls_total)" -ge $((polls0 + 2)); }
+    check "two more polls run" eventually two_more_polls
     check "an unchanged failed file is not retried every poll" \
         test "$(grep -c 'model m version 3 failed to load' reload.log)" -eq 1
     # A good file replaces the garbage: version 3 loads and takes over.
@@ -419,9 +427,7 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     # Version 3's model.h5 replaced in place: another file moved over it (a new inode), then the
     # same file rewritten (cp over it), garbage and good. Each good file serves, under the same
     # version number, once fully loaded; the garbage is noted while the file before serves on.
-    # eventually CMD...: CMD holds within 20 s (polled). index_is EXPR: EXPR holds over d, the
-    # repository index.
-    eventually() { for _ in $(seq 1 200); do "$@" && return 0; sleep 0.1; done; return 1; }
+    # index_is EXPR: EXPR holds over d, the repository index.
     index_is() {
         http POST /v2/repository/index
         "$py" -c 'import json,sys; d=json.load(open("body.out")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null
