@@ -470,7 +470,7 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     double retry_s = 0;
     kl_status st = kl__learn_admit(s, r->v, &retry_s, &err);
     if (st == KL_OK && retry_s > 0) { /* before the body is parsed: refusing costs little */
-        r->retry_after_s = (unsigned)ceil(retry_s);
+        r->retry_after_s = retry_s < 86400 ? (unsigned)ceil(retry_s) : 86400;
         return send_error(r, MHD_HTTP_TOO_MANY_REQUESTS,
                           "model %s takes %g feedback requests a second at most "
                           "(online_learning.max_rate): try again in %u s",
