@@ -10,7 +10,6 @@
  * time, comes from conn.c). */
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -949,17 +948,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 kl_status kl__http_start(kl_server *s, kl_error *err)
 {
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->o.port);
-    int rc = getaddrinfo(s->host, port, &hints, &ai);
-    if (rc != 0)
-        return kl_error_set(err, KL_EINVAL, "cannot resolve --host %s: %s", s->host,
-                            gai_strerror(rc));
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    if (ai->ai_family == AF_INET6)
+    if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* Past --max-connections a connection is still taken, up to an eighth more, so that it can
      * be answered 503 (conn.c marks it); past that libmicrohttpd closes new ones unanswered. A
@@ -968,13 +958,12 @@ kl_status kl__http_start(kl_server *s, kl_error *err)
     unsigned per_client = s->o.max_per_client > 0 ? (unsigned)s->o.max_per_client
                                                   : 0; /* libmicrohttpd's "no limit" */
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, most,
+        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&s->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, most,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, MHD_OPTION_NOTIFY_CONNECTION,
         connection_event, s, MHD_OPTION_URI_LOG_CALLBACK, request_line, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
-    freeaddrinfo(ai);
     if (!s->daemon)
         return kl_error_set(err, KL_EIO,
                             "cannot listen on %s:%d (in use, or not an address of this machine?)",

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
@@ -217,6 +218,7 @@ typedef struct kl__model {
 struct kl_server {
     kl_serve_options o;
     char *repository, *host, *auth_token, *single, *single_name;
+    struct sockaddr_storage addr; /* --host resolved: what the daemon binds */
     FILE *log;
     int cores;
 

@@ -265,6 +265,13 @@ api)
     done
     KILN_AUTH_TOKEN='' timeout 20 "$kiln" serve model.h5 --host 0.0.0.0 --port 0 >host.txt 2>&1
     check "an empty KILN_AUTH_TOKEN is no token" test $? -eq 1
+    # What the host resolves to counts: localhost is loopback, and needs no token.
+    "$kiln" serve model.h5 --host localhost --port 0 >localhost.log 2>&1 &
+    lpid=$!
+    pids+=("$lpid")
+    listening() { grep -q 'listening on http://localhost:' localhost.log; }
+    check "--host localhost without a token starts" eventually listening
+    stop_server "$lpid" localhost
 
     # SIGTERM with requests in flight: a long batching delay keeps them queued when it comes.
     start_server term model.h5 --name clf --instances 1 --max-queue-delay-us 2500000 || finish
