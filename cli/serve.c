@@ -23,7 +23,7 @@ static const char serve_help[] =
     "\n"
     "A repository holds DIR/<name>/<version>/model.h5 and an optional DIR/<name>/config.yaml\n"
     "(max_batch_size, dynamic_batching, max_queue_delay_us, instances, max_queue, versions,\n"
-    "monitoring).\n"
+    "monitoring, online_learning).\n"
     "One MODEL.h5 is served as its file name's stem (or --name), version 1.\n"
     "\n"
     "options:\n"
@@ -32,10 +32,11 @@ static const char serve_help[] =
     "  --host ADDR             the address to bind (default 127.0.0.1; any other address needs\n"
     "                          --auth-token)\n"
     "  --port N                the TCP port (default 8000; 0: any free port, printed)\n"
-    "  --auth-token TOKEN      require 'Authorization: Bearer TOKEN' on the repository\n"
-    "                          endpoints (also read from KILN_AUTH_TOKEN)\n"
-    "  --poll SECONDS          rescan the repository this often: new versions load before they\n"
-    "                          take traffic, retired ones finish what they hold\n"
+    "  --auth-token TOKEN      require 'Authorization: Bearer TOKEN' on the repository and\n"
+    "                          feedback endpoints (also read from KILN_AUTH_TOKEN)\n"
+    "  --poll SECONDS          rescan the repository this often: new versions, and versions\n"
+    "                          whose model.h5 changed, load before they take traffic; retired\n"
+    "                          ones finish what they hold\n"
     "  --max-batch-size N      default for models without a config.yaml key (64)\n"
     "  --max-queue-delay-us N  default wait for a batch to fill (0)\n"
     "  --instances N           default instances per version (0: one per core)\n"
@@ -43,6 +44,15 @@ static const char serve_help[] =
     "  --no-batching           default: run every request alone\n"
     "  --max-body-mb N         largest request body, else 413 (64)\n"
     "  --timeout SECONDS       close connections idle this long (30)\n"
+    "  --header-timeout SECONDS\n"
+    "                          a request's headers must arrive whole within this, from its\n"
+    "                          start, else 408 and the connection closes (10)\n"
+    "  --body-timeout SECONDS  a request's body must arrive whole within this, from its\n"
+    "                          headers (60)\n"
+    "  --max-connections N     connections open at once; more are answered 503 (1000)\n"
+    "  --max-connections-per-client N\n"
+    "                          connections open at once from one client address; more are\n"
+    "                          closed at once (128; 0: no limit, e.g. behind a proxy)\n"
     "  --queue-timeout SECONDS answer 503 to requests queued longer (60)\n"
     "  --http-threads N        threads reading and writing HTTP (0: one per core)\n"
     "  --access-log FILE       append one JSON line per request to FILE (- for stderr)\n"
@@ -66,12 +76,27 @@ static int int_arg(const char *opt, const char *v, long long lo, long long hi, l
 
 static int parse(int argc, char **argv, kl_serve_options *o)
 {
-    static const char *const valued[] = {
-        "--repository",   "--name",          "--host",           "--port",
-        "--auth-token",   "--poll",          "--max-batch-size", "--max-queue-delay-us",
-        "--instances",    "--max-queue",     "--max-body-mb",    "--timeout",
-        "--http-threads", "--queue-timeout", "--access-log",     "--drift-window",
-        "--psi-threshold"};
+    static const char *const valued[] = {"--repository",
+                                         "--name",
+                                         "--host",
+                                         "--port",
+                                         "--auth-token",
+                                         "--poll",
+                                         "--max-batch-size",
+                                         "--max-queue-delay-us",
+                                         "--instances",
+                                         "--max-queue",
+                                         "--max-body-mb",
+                                         "--timeout",
+                                         "--http-threads",
+                                         "--queue-timeout",
+                                         "--access-log",
+                                         "--drift-window",
+                                         "--psi-threshold",
+                                         "--header-timeout",
+                                         "--body-timeout",
+                                         "--max-connections",
+                                         "--max-connections-per-client"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -122,6 +147,18 @@ static int parse(int argc, char **argv, kl_serve_options *o)
         } else if (!strcmp(a, "--timeout")) {
             rc = int_arg(a, v, 1, 3600, &n);
             o->timeout_s = (int)n;
+        } else if (!strcmp(a, "--header-timeout")) {
+            rc = int_arg(a, v, 1, 3600, &n);
+            o->header_timeout_s = (int)n;
+        } else if (!strcmp(a, "--body-timeout")) {
+            rc = int_arg(a, v, 1, 86400, &n);
+            o->body_timeout_s = (int)n;
+        } else if (!strcmp(a, "--max-connections")) {
+            rc = int_arg(a, v, 1, 100000, &n);
+            o->max_connections = (int)n;
+        } else if (!strcmp(a, "--max-connections-per-client")) {
+            rc = int_arg(a, v, 0, 100000, &n);
+            o->max_per_client = n ? (int)n : -1; /* 0: no limit */
         } else if (!strcmp(a, "--queue-timeout")) {
             char *end;
             o->queue_timeout_s = strtod(v, &end);

@@ -24,6 +24,8 @@ typedef struct kl_serve_online_config {
     int64_t publish_every;   /* steps between versions: 10 */
     bool persist;            /* write versions into the repository (else a temporary folder) */
     int max_queue;           /* feedback requests waiting for the learner before 503: 64 */
+    int keep_versions;       /* the learner's newest published versions kept; older ones pruned */
+    double max_rate;         /* feedback requests a second the model takes (bursts as many) */
 } kl_serve_online_config;
 
 /* How a model's versions are served and batched: the defaults for every model, which a model's
@@ -58,13 +60,16 @@ typedef struct kl_serve_options {
     const char *repository; /* or a repository: DIR/<name>/<version>/model.h5 */
     const char *host;       /* NULL: 127.0.0.1 */
     int port;               /* 0: any free port (kl_server_port says which) */
-    const char *auth_token; /* required for the repository endpoints when set */
+    const char *auth_token; /* when set, required by the endpoints that change state */
     double poll_s;          /* > 0: rescan the repository this often */
     int64_t max_body;       /* bytes; 0: 64 MiB */
     int timeout_s;          /* idle connection timeout; 0: 30 s */
+    int header_timeout_s;   /* a request's headers, whole, from its start; 0: 10 s */
+    int body_timeout_s;     /* a request's body, whole, from its headers' end; 0: 60 s */
     double queue_timeout_s; /* a request waiting longer in a queue gets 503; 0: 60 s */
     int http_threads;       /* 0: one per core */
-    int max_connections;    /* 0: 1000 */
+    int max_connections;    /* open at once; 0: 1000; up to an eighth more get 503 */
+    int max_per_client;     /* connections from one client address; 0: 128; < 0: no limit */
     kl_serve_model_config defaults;
     FILE *log;              /* what the server says (loads, failures); NULL: stderr */
     const char *access_log; /* append one JSON line per request to this file ("-": stderr) */

@@ -5,13 +5,15 @@
  * the handler, called again, answers. So a slow model call never holds an HTTP thread, and
  * thousands of connections can wait on a few threads. Every error is {"error": "..."} with the
  * status the protocol uses: 400 bad request, 401 no token, 404 unknown model or route, 405 wrong
- * method, 413 body too large, 503 queue full or not ready. */
+ * method, 409 a model that does not learn, 413 body too large, 414 query too long, 429 feedback
+ * rate spent, 503 queue full, not ready or too many connections (408, a request not whole in
+ * time, comes from conn.c). */
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +28,9 @@ typedef struct req_ctx {
     char *body; /* NUL-terminated */
     size_t len, cap;
     bool too_big;
-    kl__version *v; /* the served version the request named (referenced): counted on it */
+    bool whole;      /* the body is read (the handler's last call has come) */
+    kl__conn *guard; /* the connection's (conn.c); NULL when it could not be made */
+    kl__version *v;  /* the served version the request named (referenced): counted on it */
     kl__infer_request req;
     kl__job job;
     bool submitted;
@@ -41,9 +45,10 @@ typedef struct req_ctx {
     unsigned code;      /* of the answer, once queued */
     double t0, t0_wall; /* arrival: monotonic, and Unix time */
     uint64_t bytes_in, bytes_out;
-    char rid[136];   /* the request id, once known */
-    char method[16]; /* with an access log */
-    char *path;      /* with an access log */
+    unsigned retry_after_s; /* > 0: a Retry-After header with the answer */
+    char rid[136];          /* the request id, once known */
+    char method[16];        /* with an access log */
+    char *path;             /* with an access log */
 } req_ctx;
 
 /* ---- answers ---- */
@@ -104,8 +109,15 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
     }
     if (code == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    if (atomic_load(&r->s->stopping))
+    if (r->retry_after_s) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", r->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    /* An answer before the body is read leaves the body unread: the connection closes. */
+    if (atomic_load(&r->s->stopping) || !r->whole)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    kl__conn_answered(r->s, r->guard);
     enum MHD_Result ret = MHD_queue_response(r->conn, code, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -399,6 +411,40 @@ static enum MHD_Result infer_finish(req_ctx *r)
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
+/* ---- auth ---- */
+
+/* Whether the request carries the server's token: "Authorization: Bearer TOKEN" with the scheme
+ * in any case (RFC 7235 section 2.1 makes it case-insensitive) and one or more spaces before the
+ * token. The comparison takes the same time wherever the token differs. */
+static bool authorized(req_ctx *r)
+{
+    const char *tok = r->s->auth_token;
+    if (!tok)
+        return true;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ')
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(tok), m = strlen(h);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++) /* the same time whatever matches */
+        diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
+    return diff == 0;
+}
+
+/* The answer to a request for an endpoint that changes what the server serves (or shows its
+ * repository) without the server's token. */
+static enum MHD_Result send_unauthorized(req_ctx *r, const char *what)
+{
+    return send_error(r, MHD_HTTP_UNAUTHORIZED,
+                      "%s needs 'Authorization: Bearer <token>' with the token the server was "
+                      "started with (--auth-token)",
+                      what);
+}
+
 /* ---- feedback (online learning, learn.c) ---- */
 
 static void feedback_done(kl__feedback *fb)
@@ -416,9 +462,21 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     kl_server *s = r->s;
     kl_error err = {0};
     r->ep = KL__EP_FEEDBACK;
+    if (!authorized(r)) /* feedback retrains the model and publishes versions */
+        return send_unauthorized(r, "feedback (online learning)");
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
         return send_lookup_error(r, &err);
-    kl_status st = parse_body(r, &err);
+    double retry_s = 0;
+    kl_status st = kl__learn_admit(s, r->v, &retry_s, &err);
+    if (st == KL_OK && retry_s > 0) { /* before the body is parsed: refusing costs little */
+        r->retry_after_s = retry_s < 86400 ? (unsigned)ceil(retry_s) : 86400;
+        return send_error(r, MHD_HTTP_TOO_MANY_REQUESTS,
+                          "model %s takes %g feedback requests a second at most "
+                          "(online_learning.max_rate): try again in %u s",
+                          model, r->v->cfg.online.max_rate, r->retry_after_s);
+    }
+    if (st == KL_OK)
+        st = parse_body(r, &err);
     if (st == KL_OK)
         st = kl__feedback_new(r->v, &r->req, &r->fb, &err);
     if (st != KL_OK)
@@ -500,29 +558,11 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
-static bool authorized(req_ctx *r)
-{
-    const char *tok = r->s->auth_token;
-    if (!tok)
-        return true;
-    const char *h =
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncmp(h, "Bearer ", 7))
-        return false;
-    h += 7;
-    size_t n = strlen(tok), m = strlen(h);
-    unsigned char diff = (unsigned char)(n != m);
-    for (size_t i = 0; i < n; i++) /* the same time whatever matches */
-        diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
-    return diff == 0;
-}
-
 static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
 {
     kl_server *s = r->s;
     if (!authorized(r))
-        return send_error(r, MHD_HTTP_UNAUTHORIZED,
-                          "the repository endpoints need 'Authorization: Bearer <token>'");
+        return send_unauthorized(r, "the repository endpoints");
     if (nseg == 3 && !strcmp(seg[2], "index")) {
         kl__buf b = {0};
         kl__respond_index(s, &b);
@@ -675,62 +715,138 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
 
 /* ---- libmicrohttpd's callbacks ---- */
 
+/* The most query parameters a request may carry: kiln's routes read none. */
+#define MAX_QUERY_PARAMS 64
+
+/* The connection guard (conn.c) of conn, or NULL. */
+static kl__conn *conn_guard(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static enum MHD_Result count_transfer_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
+                                               const char *value)
+{
+    *(int *)cls += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return MHD_YES;
+}
+
+/* Refusals that need no body, made as soon as a request's headers are whole: a connection past
+ * --max-connections, a long query, a body in a form kiln cannot read, a body announced larger
+ * than --max-body-mb. send_buf closes the connection after any of them (the body is unread).
+ * MHD_YES with nothing queued lets the request go on. */
+static enum MHD_Result refuse_early(req_ctx *r, struct MHD_Connection *conn)
+{
+    kl_server *s = r->s;
+    if (r->guard && r->guard->over) {
+        r->retry_after_s = 1;
+        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "the server holds its limit of %d connections (--max-connections): "
+                          "try again later",
+                          s->o.max_connections);
+    }
+    /* 414: the query is part of the target URI, longer than the server will interpret. */
+    if (r->guard && r->guard->query_params > MAX_QUERY_PARAMS)
+        return send_error(r, MHD_HTTP_URI_TOO_LONG,
+                          "the query has %d parameters; kiln's routes take none and it reads at "
+                          "most %d: send the request without them",
+                          r->guard->query_params, MAX_QUERY_PARAMS);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    int nte = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_transfer_encoding, &nte);
+    /* chunked alone is the one transfer coding kiln reads. RFC 9112 section 6.3 wants 400 and
+     * the connection closed when chunked is not the final coding (the body's length cannot be
+     * known), and allows refusing, again closing, a request with both Transfer-Encoding and
+     * Content-Length (a request smuggling vector). For a coding before chunked section 6.1
+     * suggests 501, but a 5xx says the server failed; the client sent a body the API does not
+     * take, and 415 is for content codings (Content-Encoding): so 400 for every case. */
+    if (te && (nte > 1 || strcasecmp(te, "chunked") || cl))
+        return send_error(r, MHD_HTTP_BAD_REQUEST,
+                          "Transfer-Encoding '%s'%s: the server reads a body sent as it is, with "
+                          "Content-Length, or with Transfer-Encoding: chunked alone",
+                          te, cl ? " with Content-Length" : "");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
+        return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
+                          "the body (%s bytes) is larger than the server's limit of %lld", cl,
+                          (long long)s->o.max_body);
+    return MHD_YES;
+}
+
+/* The first call for a request, its headers whole and its body not yet read: its context. */
+static enum MHD_Result request_begin(kl_server *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, void **con_cls)
+{
+    req_ctx *r = calloc(1, sizeof *r);
+    if (!r)
+        return MHD_NO;
+    r->s = s;
+    r->conn = conn;
+    r->t0 = kl__serve_now();
+    r->guard = conn_guard(conn);
+    atomic_fetch_add(&s->inflight, 1);
+    *con_cls = r;
+    if (s->access_log) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+        snprintf(r->method, sizeof r->method, "%s", method);
+        r->path = strdup(url);
+    }
+    kl__conn_headers_done(s, r->guard);
+    return refuse_early(r, conn);
+}
+
+/* A piece of the body: kept, or counted only once it passed --max-body-mb. */
+static enum MHD_Result body_part(req_ctx *r, const char *upload, size_t n)
+{
+    size_t max = (size_t)r->s->o.max_body;
+    r->bytes_in += n;
+    if (r->too_big)
+        return MHD_YES;
+    if (r->len + n > max) {
+        r->too_big = true;
+        free(r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+        return MHD_YES;
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *p = realloc(r->body, cap);
+        if (!p)
+            return MHD_NO;
+        r->body = p;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
     kl_server *s = cls;
     req_ctx *r = *con_cls;
-    if (!r) {
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
-        r->s = s;
-        r->conn = conn;
-        r->t0 = kl__serve_now();
-        atomic_fetch_add(&s->inflight, 1);
-        *con_cls = r;
-        if (s->access_log) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-            snprintf(r->method, sizeof r->method, "%s", method);
-            r->path = strdup(url);
-        }
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->o.max_body)
-            return send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
-                              "the body (%s bytes) is larger than the server's limit of %lld", cl,
-                              (long long)s->o.max_body);
-        return MHD_YES;
-    }
+    if (!r)
+        return request_begin(s, conn, url, method, con_cls);
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        r->bytes_in += n;
-        if (r->too_big)
-            return MHD_YES;
-        if (r->len + n > (size_t)s->o.max_body) {
-            r->too_big = true;
-            free(r->body);
-            r->body = NULL;
-            r->len = r->cap = 0;
-            return MHD_YES;
-        }
-        if (r->len + n + 1 > r->cap) {
-            size_t cap = r->cap ? r->cap : 4096;
-            while (cap < r->len + n + 1)
-                cap *= 2;
-            char *p = realloc(r->body, cap);
-            if (!p)
-                return MHD_NO;
-            r->body = p;
-            r->cap = cap;
-        }
-        memcpy(r->body + r->len, upload, n);
-        r->len += n;
-        r->body[r->len] = '\0';
-        return MHD_YES;
+        return body_part(r, upload, n);
+    }
+    if (!r->whole) {
+        r->whole = true;
+        kl__conn_body_done(s, r->guard);
     }
     if (r->fb)
         return atomic_load(&r->fb->done) ? feedback_finish(r) : MHD_YES;
@@ -743,11 +859,52 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return route(r, url, method);
 }
 
+/* libmicrohttpd's first look at a request, its request line read, before it parses the query:
+ * a kept-alive connection's next request starts its clock, and the query's parameters are
+ * counted for refuse_early. libmicrohttpd keeps each parameter in its per-connection memory and
+ * cannot answer a request whose parameters do not fit: it holds the connection instead. kiln's
+ * routes take no query, so the query is cut off here, in libmicrohttpd's own buffer of the
+ * line, which this callback is given before libmicrohttpd parses or changes it. */
+static void *request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    kl__conn *c = conn_guard(conn);
+    kl__conn_request_line(cls, c);
+    char *q = strchr(uri, '?');
+    if (q && q[1]) {
+        int n = 1;
+        for (const char *p = q + 1; *p; p++)
+            n += *p == '&';
+        if (c)
+            c->query_params = n;
+        q[1] = '\0';
+    }
+    return NULL;
+}
+
+/* A connection opens (its guard, with the headers' deadline running) or closes (before its
+ * socket does). */
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what)
+{
+    kl_server *s = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *i =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = i ? kl__conn_open(s, i->connect_fd) : NULL;
+    } else {
+        kl__conn_close(s, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode why)
 {
     kl_server *s = cls;
     req_ctx *r = *con_cls;
+    kl__conn *c = conn_guard(conn);
+    bool cut = kl__conn_was_cut(s, c);
+    kl__conn_request_done(s, c);
     if (!r)
         return;
     if (s->access_log) {
@@ -763,7 +920,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         .path = r->path,
                         .v = r->v,
                         .code = r->code,
-                        .ended = (unsigned)why < sizeof ended / sizeof *ended ? ended[why] : "?",
+                        .ended = cut                                            ? "deadline"
+                                 : (unsigned)why < sizeof ended / sizeof *ended ? ended[why]
+                                                                                : "?",
                         .seconds = kl__serve_now() - r->t0,
                         .bytes_in = r->bytes_in,
                         .bytes_out = r->bytes_out};
@@ -789,28 +948,32 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 kl_status kl__http_start(kl_server *s, kl_error *err)
 {
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->o.port);
-    int rc = getaddrinfo(s->host, port, &hints, &ai);
-    if (rc != 0)
-        return kl_error_set(err, KL_EINVAL, "cannot resolve --host %s: %s", s->host,
-                            gai_strerror(rc));
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    if (ai->ai_family == AF_INET6)
+    if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* Past --max-connections a connection is still taken, up to an eighth more, so that it can
+     * be answered 503 (conn.c marks it); past that libmicrohttpd closes new ones unanswered. A
+     * client address past its own limit is closed unanswered at once. */
+    unsigned most = (unsigned)s->o.max_connections + (unsigned)s->o.max_connections / 8 + 8;
+    unsigned per_client = s->o.max_per_client > 0 ? (unsigned)s->o.max_per_client
+                                                  : 0; /* libmicrohttpd's "no limit" */
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&s->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, most,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, MHD_OPTION_NOTIFY_CONNECTION,
+        connection_event, s, MHD_OPTION_URI_LOG_CALLBACK, request_line, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
-    freeaddrinfo(ai);
     if (!s->daemon)
         return kl_error_set(err, KL_EIO,
                             "cannot listen on %s:%d (in use, or not an address of this machine?)",
                             s->host, s->o.port);
+    kl_status st = kl__conn_watch_start(s, err);
+    if (st != KL_OK) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+        return st;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : s->o.port;
     return KL_OK;
@@ -835,4 +998,5 @@ void kl__http_stop(kl_server *s, double grace_s)
         kl__serve_sleep(0.01);
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    kl__conn_watch_stop(s); /* every connection is closed: none is left to cut */
 }

@@ -75,8 +75,8 @@ static kl_status online_bool(const kl__cnode *v, const char *path, bool *out, kl
 
 kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, kl_error *err)
 {
-    static const char *const keys[] = {"lr",      "optimizer", "batch_size", "publish_every",
-                                       "persist", "max_queue"};
+    static const char *const keys[] = {"lr",      "optimizer", "batch_size",    "publish_every",
+                                       "persist", "max_queue", "keep_versions", "max_rate"};
     char path[KL__PATH_MAX] = "online_learning";
     if (v->type != KL__CN_MAP)
         return kl__config_error(err, KL_EINVAL, v->pos, path,
@@ -87,7 +87,9 @@ kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, 
                                   .batch_size = 64,
                                   .publish_every = 10,
                                   .persist = true,
-                                  .max_queue = 64};
+                                  .max_queue = 64,
+                                  .keep_versions = 3,
+                                  .max_rate = 10};
     kl_status st = kl__check_duplicates(v, path, err);
     for (int i = 0; st == KL_OK && i < v->n; i++) {
         const kl__cnode *e = v->items[i];
@@ -112,6 +114,12 @@ kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, 
         } else if (!strcmp(e->key, "max_queue")) {
             if ((st = online_number(e, path, 1, 1e6, true, &x, err)) == KL_OK)
                 c->max_queue = (int)x;
+        } else if (!strcmp(e->key, "keep_versions")) {
+            if ((st = online_number(e, path, 1, 1000, true, &x, err)) == KL_OK)
+                c->keep_versions = (int)x;
+        } else if (!strcmp(e->key, "max_rate")) {
+            if ((st = online_number(e, path, DBL_MIN, 1e6, false, &x, err)) == KL_OK)
+                c->max_rate = x;
         } else {
             st = kl__unknown_key(e, keys, (int)(sizeof keys / sizeof *keys), path, err);
         }
@@ -205,17 +213,48 @@ static kl_status model_input(const kl__version *v, const kl__infer_request *q, f
     return KL_OK;
 }
 
+/* KL_EUNSUPPORTED (409) when version v does not learn from feedback. */
+static kl_status learns(const kl__version *v, kl_error *err)
+{
+    if (v->cfg.online.enabled && v->mf)
+        return KL_OK;
+    return kl_error_set(err, KL_EUNSUPPORTED,
+                        !v->mf ? "model %s is a pipeline or an ensemble: send feedback to the "
+                                 "models it is made of"
+                               : "model %s does not learn online: set online_learning in its "
+                                 "config.yaml, then load it again",
+                        v->model->name);
+}
+
+kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_error *err)
+{
+    *retry_s = 0;
+    kl_status st = learns(v, err);
+    if (st != KL_OK)
+        return st;
+    /* A token bucket holding up to a second's requests (at least one), refilled at max_rate. */
+    kl__model *m = v->model;
+    double rate = v->cfg.online.max_rate, burst = rate < 1 ? 1 : rate, now = kl__serve_now();
+    pthread_mutex_lock(&s->learn_mu);
+    double tokens = m->feedback_at > 0 ? m->feedback_tokens + (now - m->feedback_at) * rate : burst;
+    tokens = tokens > burst ? burst : tokens;
+    if (tokens >= 1)
+        tokens -= 1;
+    else
+        *retry_s = (1 - tokens) / rate;
+    m->feedback_tokens = tokens;
+    m->feedback_at = now;
+    pthread_mutex_unlock(&s->learn_mu);
+    return KL_OK;
+}
+
 kl_status kl__feedback_new(kl__version *v, const kl__infer_request *q, kl__feedback **out,
                            kl_error *err)
 {
     *out = NULL;
-    if (!v->cfg.online.enabled || !v->mf)
-        return kl_error_set(err, KL_EUNSUPPORTED,
-                            !v->mf ? "model %s is a pipeline or an ensemble: send feedback to the "
-                                     "models it is made of"
-                                   : "model %s does not learn online: set online_learning in its "
-                                     "config.yaml, then load it again",
-                            v->model->name);
+    kl_status learning = learns(v, err);
+    if (learning != KL_OK)
+        return learning;
     /* The request without its labels, for the input checks inference makes. */
     kl__infer_input rest[KL__INFER_MAX_INPUTS];
     kl__infer_request q2 = *q;
@@ -430,6 +469,22 @@ static int64_t next_version(kl__learner *l)
     return most + 1;
 }
 
+/* Marks dir as a version online learning wrote: pruning (repo.c) takes no other. */
+static kl_status write_marker(const kl__learner *l, const char *dir, kl_error *err)
+{
+    char p[4300];
+    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return kl_error_set(err, KL_EIO, "cannot write %s: %s", p, strerror(errno));
+    fprintf(f,
+            "{\"published_by\":\"kiln serve online learning\",\"model\":\"%s\",\"steps\":%lld}\n",
+            l->m->name, (long long)l->steps);
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    return ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s: %s", p, strerror(errno));
+}
+
 /* Writes the learner's weights as version *number of the model: with persist, a folder of the
  * repository made by renaming a complete temporary one (so no poll sees half of it); else a
  * folder of the learner's temporary folder. *number moves past numbers another writer took. */
@@ -448,9 +503,11 @@ static kl_status write_version(kl__learner *l, int64_t *number, kl_error *err)
     snprintf(file, sizeof file, "%s/model.h5", tmp);
     kl_graph *g = l->lm.g;
     kl_status st = kl_modelfile_save(l->src, kl_graph_params(g), kl_graph_buffers(g), file, err);
+    if (st == KL_OK)
+        st = write_marker(l, tmp, err);
     if (st != KL_OK || !l->cfg.persist) {
         if (st != KL_OK)
-            rmdir(tmp);
+            kl__serve_remove_version(tmp);
         return st;
     }
     /* Claim a free number with an empty folder, then rename the complete one over it. */
@@ -470,8 +527,7 @@ static kl_status write_version(kl__learner *l, int64_t *number, kl_error *err)
         rmdir(dir);
     }
     if (st != KL_OK) {
-        unlink(file);
-        rmdir(tmp);
+        kl__serve_remove_version(tmp);
         return st;
     }
     return fsync_dir(parent, err);
@@ -613,7 +669,8 @@ kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err)
     return KL_OK;
 }
 
-/* Removes the learner's temporary folder: DIR/<version>/model.h5 and nothing else. */
+/* Removes the learner's temporary folder: DIR/<version>/ as the learner wrote them, and nothing
+ * else. */
 static void remove_tmp_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -622,10 +679,8 @@ static void remove_tmp_dir(const char *dir)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         char p[4300];
-        snprintf(p, sizeof p, "%s/%s/model.h5", dir, e->d_name);
-        unlink(p);
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        rmdir(p);
+        kl__serve_remove_version(p);
     }
     if (d)
         closedir(d);

@@ -12,12 +12,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "runtime/config_impl.h"
 #include "runtime/csv.h"
 #include "runtime/h5.h"
-#include "runtime/serve/flow.h"
+#include "runtime/serve/serve_impl.h"
 
 typedef struct entry {
     int64_t id, row;
@@ -33,8 +32,7 @@ struct kl__lookup {
     char *path, *key;
     pthread_mutex_t mu;
     table t;
-    int64_t mtime_ns, size;
-    int64_t bad_mtime_ns, bad_size; /* the last version of the file that failed to read */
+    kl__file_id file, bad; /* the file read, and the last one that failed to read */
 };
 
 static void table_free(table *t)
@@ -207,17 +205,15 @@ static kl_status read_h5(const char *path, table *t, kl_error *err)
 /* Reads the table when its file is new or changed (the lock held). */
 static kl_status refresh(kl__lookup *l, kl_error *err)
 {
-    struct stat sb;
-    if (stat(l->path, &sb) != 0)
+    kl__file_id id;
+    if (!kl__file_id_of(l->path, &id))
         return l->t.ids ? KL_OK /* keep serving the last good table */
                         : kl_error_set(err, KL_EIO, "%s: %s", l->path, strerror(errno));
-    int64_t mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    if (l->t.ids && mt == l->mtime_ns && (int64_t)sb.st_size == l->size)
+    if (l->t.ids && kl__file_same(&id, &l->file))
         return KL_OK;
-    if (l->t.ids && mt == l->bad_mtime_ns && (int64_t)sb.st_size == l->bad_size)
+    if (l->t.ids && kl__file_same(&id, &l->bad))
         return KL_OK; /* failed before, unchanged since: keep the old table */
-    l->bad_mtime_ns = mt;
-    l->bad_size = (int64_t)sb.st_size;
+    l->bad = id;
     table t = {0};
     size_t n = strlen(l->path);
     bool h5 =
@@ -236,8 +232,7 @@ static kl_status refresh(kl__lookup *l, kl_error *err)
     }
     table_free(&l->t);
     l->t = t;
-    l->mtime_ns = mt;
-    l->size = (int64_t)sb.st_size;
+    l->file = id;
     return KL_OK;
 }
 

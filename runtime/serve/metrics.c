@@ -17,8 +17,8 @@
 #include "kiln/version.h"
 #include "runtime/serve/serve_impl.h"
 
-static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405,
-                                              409, 413, 422, 429, 500, 503, 504};
+static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
+                                              409, 413, 414, 422, 429, 500, 503, 504};
 
 static const char *const endpoints[KL__EP_COUNT] = {
     [KL__EP_OTHER] = "other",    [KL__EP_INFER] = "infer",   [KL__EP_METADATA] = "metadata",
@@ -198,6 +198,17 @@ static void process_metrics(kl_server *s, kl__buf *b)
     family(b, "kiln_requests_in_flight", "gauge",
            "HTTP requests received and not yet answered (this scrape included).");
     kl__buf_printf(b, "kiln_requests_in_flight %d\n", atomic_load(&s->inflight));
+    family(b, "kiln_repository_polls_total", "counter", "Repository polls done (--poll).");
+    kl__buf_printf(b, "kiln_repository_polls_total %llu\n",
+                   (unsigned long long)atomic_load(&s->polls));
+    family(b, "kiln_http_connections", "gauge", "HTTP connections open (this scrape's included).");
+    kl__buf_printf(b, "kiln_http_connections %d\n", kl__conn_count(s));
+    family(b, "kiln_http_deadline_cuts_total", "counter",
+           "Connections closed because a request's headers or body were not whole within "
+           "--header-timeout or --body-timeout.");
+    for (int k = 0; k < 2; k++)
+        kl__buf_printf(b, "kiln_http_deadline_cuts_total{phase=\"%s\"} %llu\n",
+                       k ? "body" : "headers", (unsigned long long)atomic_load(&s->conn_cuts[k]));
 }
 
 /* One family with a sample per version snapshot o for which cond holds, valued expr. */

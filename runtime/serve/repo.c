@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/config_impl.h"
 #include "runtime/serve/flow_impl.h"
@@ -47,6 +48,23 @@ void kl__serve_log(kl_server *s, const char *fmt, ...)
     fflush(s->log);
     funlockfile(s->log);
     va_end(ap);
+}
+
+bool kl__file_id_of(const char *path, kl__file_id *id)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    *id = (kl__file_id){.dev = (uint64_t)st.st_dev,
+                        .ino = (uint64_t)st.st_ino,
+                        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                        .size = (int64_t)st.st_size};
+    return true;
+}
+
+bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->size == b->size;
 }
 
 bool kl__serve_name_ok(const char *name)
@@ -268,6 +286,8 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->cfg.versions = NULL; /* the model's */
     v->queue_timeout_s = s->o.queue_timeout_s;
     v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
+    /* Before the file is read: a file replaced meanwhile then differs, and is read again. */
+    kl__file_id_of(path, &v->file);
     v->pat = kl__patterns_ref(m->pat);
     atomic_init(&v->refs, 1);
     kl_status st = KL_OK;
@@ -449,13 +469,14 @@ static kl__version_note *find_note(kl__model *m, int64_t number)
 }
 
 /* Notes are read by the index and lookups under the read lock, so they change under the write
- * lock; a note already saying the same thing is left alone (a poll repeats itself). */
+ * lock; a note already saying the same thing is left alone (a poll repeats itself). file: the
+ * model file that failed, or NULL. */
 static void set_note(kl_server *s, kl__model *m, int64_t number, const char *reason,
-                     const struct stat *st)
+                     const kl__file_id *file)
 {
     kl__version_note *n = find_note(m, number);
-    int64_t mtime = st ? (int64_t)st->st_mtime : 0, size = st ? (int64_t)st->st_size : 0;
-    if (n && n->reason && !strcmp(n->reason, reason) && n->mtime == mtime && n->size == size)
+    kl__file_id id = file ? *file : (kl__file_id){0};
+    if (n && n->reason && !strcmp(n->reason, reason) && kl__file_same(&n->file, &id))
         return;
     pthread_rwlock_wrlock(&s->lock);
     if (!n) {
@@ -470,8 +491,7 @@ static void set_note(kl_server *s, kl__model *m, int64_t number, const char *rea
     }
     free(n->reason);
     n->reason = strdup(reason);
-    n->mtime = mtime;
-    n->size = size;
+    n->file = id;
     pthread_rwlock_unlock(&s->lock);
 }
 
@@ -522,6 +542,18 @@ static bool add_version(kl_server *s, kl__model *m, kl__version *v)
     }
     pthread_rwlock_unlock(&s->lock);
     return vs != NULL;
+}
+
+/* Puts v in m's list in place of old, which it drops (write lock): requests that hold old
+ * finish on it. */
+static void replace_version(kl_server *s, kl__model *m, kl__version *old, kl__version *v)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    for (int i = 0; i < m->nversions; i++)
+        if (m->versions[i] == old)
+            m->versions[i] = v;
+    pthread_rwlock_unlock(&s->lock);
+    kl__version_release(old);
 }
 
 /* Takes version number out of m's list and drops the list's reference. */
@@ -614,46 +646,90 @@ static bool wanted_specific(const kl_serve_model_config *c, int64_t number)
     return false;
 }
 
-/* Loads the version numbered x of m unless it failed before with the same file; true when it is
- * served after the call. */
-static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
+/* The folder of version x of m into out: in the repository, else where its learner published it
+ * unpersisted. Returns the folder that holds it. */
+static const char *version_dir(const kl__model *m, int64_t x, char *out, size_t size)
 {
-    if (served(m, x))
-        return true;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%lld/model.h5", m->dir, (long long)x);
     struct stat st;
-    if (stat(path, &st) != 0 && m->publish_dir) /* published by the learner, unpersisted */
-        snprintf(path, sizeof path, "%s/%lld/model.h5", m->publish_dir, (long long)x);
-    if (stat(path, &st) != 0)
-        return false;
-    kl__version_note *n = find_note(m, x);
-    if (n && n->mtime == (int64_t)st.st_mtime && n->size == (int64_t)st.st_size)
-        return false; /* failed before, and the file has not changed */
+    snprintf(out, size, "%s/%lld", m->dir, (long long)x);
+    if (stat(out, &st) == 0 || !m->publish_dir)
+        return m->dir;
+    snprintf(out, size, "%s/%lld", m->publish_dir, (long long)x);
+    return m->publish_dir;
+}
+
+/* Whether online learning wrote version x of m (its folder holds the marker). */
+static bool learned(const kl__model *m, int64_t x)
+{
+    char dir[4200], marker[4300];
+    version_dir(m, x, dir, sizeof dir);
+    snprintf(marker, sizeof marker, "%s/%s", dir, KL__ONLINE_MARKER);
+    return access(marker, F_OK) == 0;
+}
+
+/* How many of the versions its online learning wrote m keeps; 0 when it does not learn. */
+static int keep_learned(const kl__model *m)
+{
+    return m->cfg.online.enabled ? m->cfg.online.keep_versions : 0;
+}
+
+/* Loads version x of m from path (file: its identity) into service, in place of old when that
+ * serves it now (its model.h5 changed): the new one takes traffic once it is fully loaded, and
+ * a file that does not load is noted while old serves on. True when x serves after the call. */
+static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char *path,
+                              const kl__file_id *file, kl__version *old)
+{
     kl_error err = {0};
     kl__version *v = NULL;
     double t0 = kl__serve_now();
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
-        kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x,
-                      err.msg);
-        set_note(s, m, x, err.msg, &st);
+        char why[KL_ERROR_MSG_MAX + 128];
+        snprintf(why, sizeof why, "%s%s",
+                 old ? "its model.h5 changed and the file loaded before "
+                       "serves on, since the new one does not load: "
+                     : "",
+                 err.msg);
+        set_note(s, m, x, why, file); /* first: whoever reads the log finds it in the index */
+        kl__serve_log(s, "model %s version %lld failed to load: %s", m->name, (long long)x, why);
         atomic_fetch_add(&m->load_failures, 1);
-        return false;
+        return old != NULL;
     }
-    if (!add_version(s, m, v)) {
+    if (old) {
+        replace_version(s, m, old, v);
+    } else if (!add_version(s, m, v)) {
         kl__version_release(v);
         return false;
     }
     drop_note(s, m, x);
     const kl_modelfile_signature *sig = v->sig;
     kl__serve_log(s,
-                  "model %s version %lld ready in %.2f s: %lld features in, %d %s out, %d "
+                  "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
                   "instances, batches up to %d%s",
-                  m->name, (long long)x, kl__serve_now() - t0, (long long)sig->features,
-                  sig->outputs, sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets",
-                  v->instances, v->cfg.max_batch_size,
-                  v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
+                  m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
+                  kl__serve_now() - t0, (long long)sig->features, sig->outputs,
+                  sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
+                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
     return true;
+}
+
+/* Serves version x of m: loads it when it is new, or when its model.h5 is another file or has
+ * changed since it was loaded (device, inode, modification time or size), unless that file
+ * failed before. True when x serves after the call. */
+static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
+{
+    kl__version *cur = served(m, x);
+    char dir[4200], path[4300];
+    version_dir(m, x, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.h5", dir);
+    kl__file_id id;
+    if (!kl__file_id_of(path, &id))
+        return cur != NULL;
+    if (cur && kl__file_same(&cur->file, &id))
+        return true;
+    const kl__version_note *n = find_note(m, x);
+    if (n && kl__file_same(&n->file, &id))
+        return cur != NULL; /* failed before, and the file has not changed */
+    return load_into_service(s, m, x, path, &id, cur);
 }
 
 /* Brings m's served versions in line with its folder and policy (admin held). New versions are
@@ -664,12 +740,19 @@ static void sync_versions(kl_server *s, kl__model *m)
     int64_t *vs = add_published(list_versions(m->dir, &n), &n, m->publish_dir);
     const kl_serve_model_config *c = &m->cfg;
     int64_t *keep = calloc((size_t)n + 1, sizeof *keep);
-    int nkeep = 0;
+    int nkeep = 0, nlearned = 0, most_learned = keep_learned(m);
     for (int i = 0; keep && i < n; i++) {
-        bool want = c->all_versions || (c->nversions > 0 && wanted_specific(c, vs[i])) ||
-                    (c->latest > 0 && nkeep < c->latest);
-        if (want && ensure_version(s, m, vs[i]))
+        bool pinned = c->nversions > 0 && wanted_specific(c, vs[i]);
+        bool want = pinned || c->all_versions || (c->latest > 0 && nkeep < c->latest);
+        /* Online learning's versions past the newest keep_versions that load leave the policy
+         * (versions: all would keep every one), unless config.yaml names them. */
+        bool mine = most_learned > 0 && learned(m, vs[i]);
+        if (want && mine && !pinned && nlearned >= most_learned)
+            want = false;
+        if (want && ensure_version(s, m, vs[i])) {
             keep[nkeep++] = vs[i];
+            nlearned += mine;
+        }
     }
     for (int i = 0; keep && i < c->nversions; i++) {
         bool found = false;
@@ -891,6 +974,7 @@ void kl__serve_poll(kl_server *s)
         set_state(s, m, m->unloaded, true, NULL);
     }
     pthread_mutex_unlock(&s->admin);
+    atomic_fetch_add(&s->polls, 1);
 }
 
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, kl_error *err)
@@ -917,6 +1001,47 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     return v;
 }
 
+void kl__serve_remove_version(const char *dir)
+{
+    char p[4300];
+    snprintf(p, sizeof p, "%s/model.h5", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* Removes the folders of m's versions that online learning wrote, past the newest keep_versions
+ * of them (admin held). A version still served, or named in config.yaml, stays; so does every
+ * version without the marker: the user's own. The folder is renamed away first, so that no poll
+ * sees half of it. */
+static void prune_learned(kl_server *s, kl__model *m)
+{
+    int most = keep_learned(m), n = 0, seen = 0;
+    if (most <= 0)
+        return;
+    int64_t *vs = add_published(list_versions(m->dir, &n), &n, m->publish_dir);
+    for (int i = 0; vs && i < n; i++) {
+        int64_t x = vs[i];
+        if (!learned(m, x) || seen++ < most || served(m, x) || wanted_specific(&m->cfg, x))
+            continue;
+        char dir[4200], away[4300];
+        const char *parent = version_dir(m, x, dir, sizeof dir);
+        snprintf(away, sizeof away, "%s/.pruned-%lld.%ld.tmp", parent, (long long)x,
+                 (long)getpid());
+        if (rename(dir, away) != 0) {
+            kl__serve_log(s, "model %s: cannot prune version %lld (renaming %s: %s)", m->name,
+                          (long long)x, dir, strerror(errno));
+            continue;
+        }
+        kl__serve_remove_version(away);
+        drop_note(s, m, x);
+        kl__serve_log(s, "model %s: version %lld pruned (online_learning.keep_versions: %d)",
+                      m->name, (long long)x, most);
+    }
+    free(vs);
+}
+
 kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err)
 {
     pthread_mutex_lock(&s->admin);
@@ -930,6 +1055,8 @@ kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error
     if (st == KL_OK && !served(m, number))
         st = kl_error_set(err, KL_EIO, "version %lld %s", (long long)number,
                           n ? n->reason : "is outside the model's version policy");
+    if (!m->unloaded && !m->removed)
+        prune_learned(s, m);
     pthread_mutex_unlock(&s->admin);
     return st;
 }

@@ -373,6 +373,23 @@ void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b)
     kl__buf_puts(b, "]}");
 }
 
+/* The note of m's version number (a reload of it that failed, while it serves), or NULL. */
+static const kl__version_note *note_of(const kl__model *m, int64_t number)
+{
+    for (int i = 0; i < m->nnotes; i++)
+        if (m->notes[i].number == number)
+            return &m->notes[i];
+    return NULL;
+}
+
+static bool served_number(const kl__model *m, int64_t number)
+{
+    for (int i = 0; i < m->nversions; i++)
+        if (m->versions[i]->number == number)
+            return true;
+    return false;
+}
+
 void kl__respond_index(kl_server *s, kl__buf *b)
 {
     kl__buf_puts(b, "[");
@@ -381,12 +398,17 @@ void kl__respond_index(kl_server *s, kl__buf *b)
     for (int i = 0; i < s->nmodels; i++) {
         const kl__model *m = s->models[i];
         for (int k = 0; k < m->nversions; k++) {
+            const kl__version_note *n = note_of(m, m->versions[k]->number);
             kl__buf_printf(b, "%s{\"name\":", put++ ? "," : "");
             kl__buf_json_string(b, m->name);
-            kl__buf_printf(b, ",\"version\":\"%lld\",\"state\":\"READY\",\"reason\":\"\"}",
+            kl__buf_printf(b, ",\"version\":\"%lld\",\"state\":\"READY\",\"reason\":",
                            (long long)m->versions[k]->number);
+            kl__buf_json_string(b, n && n->reason ? n->reason : "");
+            kl__buf_puts(b, "}");
         }
         for (int k = 0; k < m->nnotes; k++) {
+            if (served_number(m, m->notes[k].number))
+                continue; /* its reason is on the READY entry */
             kl__buf_printf(b, "%s{\"name\":", put++ ? "," : "");
             kl__buf_json_string(b, m->name);
             kl__buf_printf(b, ",\"version\":\"%lld\",\"state\":\"UNAVAILABLE\",\"reason\":",

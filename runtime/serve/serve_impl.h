@@ -3,6 +3,7 @@
  *              instances ready before a version takes traffic), retiring, polling;
  *   batch.c    a version's request queue and its instance threads, which form batches;
  *   http.c     libmicrohttpd's handler: routes, bodies and limits, auth, JSON answers;
+ *   conn.c     open connections, their count, and the whole-request deadlines' watchdog;
  *   respond.c  inference responses (JSON and binary tensor data) and model metadata;
  *   metrics.c  GET /metrics (Prometheus text format), request counts and latency histograms,
  *              the access log;
@@ -22,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
@@ -97,7 +99,7 @@ typedef enum kl__endpoint {
 } kl__endpoint;
 
 /* HTTP status codes counted one by one; any other lands in the last slot (code="other"). */
-#define KL__CODES 16
+#define KL__CODES 18
 
 typedef struct kl__req_counts {
     _Atomic uint64_t n[KL__EP_COUNT][KL__CODES];
@@ -117,6 +119,31 @@ typedef struct kl__version_metrics {
 } kl__version_metrics;
 
 struct kl__drift;
+
+/* Which file a path named when it was read: another file moved into place, or the same file
+ * rewritten, differs in one of these. */
+typedef struct kl__file_id {
+    uint64_t dev, ino;
+    int64_t mtime_ns, size;
+} kl__file_id;
+
+/* The identity of the file at path; false when it cannot be stat()ed. */
+bool kl__file_id_of(const char *path, kl__file_id *id);
+bool kl__file_same(const kl__file_id *a, const kl__file_id *b);
+
+/* An open connection, from libmicrohttpd's "started" notification to its "closed" one (conn.c).
+ * Its owner, the HTTP thread that serves it, changes phase; the watchdog reads the deadline and
+ * sets cut, all under the server's conn_mu. */
+typedef struct kl__conn {
+    struct kl__conn *prev, *next; /* the server's list */
+    int fd;
+    int phase;           /* conn.c's PHASE_* */
+    int64_t deadline_ns; /* monotonic; 0: none */
+    bool over;           /* opened past --max-connections: its request gets 503 */
+    bool answered;       /* kiln queued an answer for the request being read */
+    bool cut;            /* shut down at its deadline */
+    int query_params;    /* in the request line being served */
+} kl__conn;
 
 /* Counts and total nanoseconds, as Triton's statistics extension reports them. */
 typedef struct kl__stat {
@@ -153,6 +180,7 @@ typedef struct kl__version {
     int64_t queued_samples;
     bool closing;
     kl__version_stats stats;
+    kl__file_id file; /* the model file as it was when loaded (a poll reloads a changed one) */
 
     atomic_int busy; /* instances inside a model call */
     kl__version_metrics metrics;
@@ -164,7 +192,7 @@ typedef struct kl__version {
 typedef struct kl__version_note {
     int64_t number;
     char *reason;
-    int64_t mtime, size; /* of the model file that failed, so a poll retries only a new file */
+    kl__file_id file; /* the model file that failed, so a poll retries only another one */
 } kl__version_note;
 
 typedef struct kl__model {
@@ -182,11 +210,15 @@ typedef struct kl__model {
     struct kl__learner *learner; /* online learning: started by the first feedback (learn.c) */
     const char *publish_dir;     /* versions its learner published unpersisted (admin held) */
     _Atomic uint64_t load_failures; /* versions that failed to load, and refused config.yaml */
+    /* The feedback rate's token bucket (learn.c; under the server's learn_mu): tokens left, and
+     * when they were counted (0: never, a full bucket). */
+    double feedback_tokens, feedback_at;
 } kl__model;
 
 struct kl_server {
     kl_serve_options o;
     char *repository, *host, *auth_token, *single, *single_name;
+    struct sockaddr_storage addr; /* --host resolved: what the daemon binds */
     FILE *log;
     int cores;
 
@@ -199,11 +231,19 @@ struct kl_server {
 
     struct MHD_Daemon *daemon;
     int port;
-    atomic_int inflight; /* requests received and not yet answered */
-    atomic_int pending;  /* jobs queued or running: their connections are suspended */
+    pthread_mutex_t conn_mu; /* the connections (conn.c) */
+    pthread_cond_t conn_cv;
+    kl__conn *conns;
+    int nconns;
+    pthread_t conn_watchdog;
+    bool conn_watching, conn_stop;
+    _Atomic uint64_t conn_cuts[2]; /* connections cut at their deadline: headers, body */
+    atomic_int inflight;           /* requests received and not yet answered */
+    atomic_int pending;            /* jobs queued or running: their connections are suspended */
     atomic_bool stopping, stop_requested;
     pthread_t poller;
     bool polling;
+    _Atomic uint64_t polls; /* repository polls done */
     pthread_mutex_t poll_mu;
     pthread_cond_t poll_cv;
 
@@ -216,6 +256,10 @@ struct kl_server {
 };
 
 /* ---- repo.c ---- */
+/* The file online learning writes into each version folder it publishes (beside model.h5):
+ * pruning removes no version without it, so never one a user put into the repository. */
+#define KL__ONLINE_MARKER "online.json"
+
 /* Loads what the options name (a file or the whole repository). */
 kl_status kl__serve_load_all(kl_server *s, kl_error *err);
 /* (Re)loads model name from the repository; unloads it. */
@@ -224,8 +268,12 @@ kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err);
 /* One pass of the repository poll: new versions, new models, retired versions. */
 void kl__serve_poll(kl_server *s);
 /* Brings model m in line with its folder (and its learner's publish_dir) as a poll does, after
- * its learner wrote version number there: KL_OK when that version serves then. */
+ * its learner wrote version number there: KL_OK when that version serves then. Then prunes the
+ * learner's versions past online_learning.keep_versions that nothing serves. */
 kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error *err);
+/* Removes a version folder: its model.h5 and online learning's marker, then the folder (which
+ * stays when it holds anything else). */
+void kl__serve_remove_version(const char *dir);
 /* The served version v of model name (v < 0: the latest), with a reference the caller drops
  * with kl__version_release; NULL with a message and 404-worthy status otherwise. */
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t v, kl_error *err);
@@ -373,11 +421,34 @@ kl_status kl__online_config_read(const struct kl__cnode *v, kl_serve_online_conf
 kl_status kl__feedback_new(kl__version *v, const struct kl__infer_request *q, kl__feedback **out,
                            kl_error *err);
 void kl__feedback_free(kl__feedback *fb);
+/* Whether v's model takes one more feedback request now: KL_EUNSUPPORTED (409) when it does not
+ * learn online; else KL_OK, with *retry_s 0, or the seconds until its rate (online_learning.
+ * max_rate) lets the next request in (429). A request let in takes its share of the rate. */
+kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_error *err);
 /* Queues fb on its model's learner, which the model's first feedback starts; KL_ERANGE when the
  * learner's queue is full (503). */
 kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err);
 /* Stops every learner (after the HTTP daemon, so that no feedback is in flight) and frees it. */
 void kl__learn_stop_all(kl_server *s);
+
+/* ---- conn.c: connection counts and request deadlines ---- */
+/* A new connection on socket fd, its headers' deadline running (NULL: out of memory, not
+ * guarded); kl__conn_close forgets it, before its socket is closed. */
+kl__conn *kl__conn_open(kl_server *s, int fd);
+void kl__conn_close(kl_server *s, kl__conn *c);
+/* The phases of a request on c (c may be NULL): its request line read, its headers whole, its
+ * body whole, an answer queued, its answer sent. */
+void kl__conn_request_line(kl_server *s, kl__conn *c);
+void kl__conn_headers_done(kl_server *s, kl__conn *c);
+void kl__conn_body_done(kl_server *s, kl__conn *c);
+void kl__conn_answered(kl_server *s, kl__conn *c);
+void kl__conn_request_done(kl_server *s, kl__conn *c);
+/* Whether the watchdog cut c at its deadline. */
+bool kl__conn_was_cut(kl_server *s, kl__conn *c);
+/* The watchdog thread, which cuts connections past their deadline. */
+kl_status kl__conn_watch_start(kl_server *s, kl_error *err);
+void kl__conn_watch_stop(kl_server *s);
+int kl__conn_count(kl_server *s);
 
 /* ---- http.c ---- */
 /* One input tensor of a request against v's signature (shape, sample count within

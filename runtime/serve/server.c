@@ -2,6 +2,9 @@
  * poll thread, waiting for a stop, and the graceful stop: no new connections, the requests in
  * flight answered, then the instances joined and the models freed. */
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,14 +15,33 @@
 
 void openblas_set_num_threads(int n);
 
-/* Loopback addresses (and the name localhost), where no token is needed: 127.0.0.0/8 written
- * as an address, never a name that merely starts with "127.". */
-static bool loopback(const char *host)
+/* The address --host names (its first, which the server binds) into *addr. */
+static kl_status resolve(const char *host, int port, struct sockaddr_storage *addr, kl_error *err)
 {
-    struct in_addr a4;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    return !strcmp(host, "localhost") || !strcmp(host, "::1");
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    int rc = getaddrinfo(host, service, &hints, &ai);
+    if (rc != 0)
+        return kl_error_set(err, KL_EINVAL, "cannot resolve --host %s: %s", host, gai_strerror(rc));
+    memcpy(addr, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return KL_OK;
+}
+
+/* Whether the server would bind a loopback address, where no token is needed: 127.0.0.0/8,
+ * ::1, or 127.0.0.0/8 mapped into IPv6. The address a name resolves to is what counts, so a
+ * name such as localhost that resolves elsewhere needs a token too. */
+static bool loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
 }
 
 static void *poll_main(void *arg)
@@ -58,23 +80,30 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
     if (!o->model == !o->repository)
         return kl_error_set(err, KL_EINVAL, "serve one model file or one --repository");
     const char *host = o->host ? o->host : "127.0.0.1";
-    if (!loopback(host) && !(o->auth_token && o->auth_token[0]))
-        return kl_error_set(err, KL_EINVAL,
-                            "binding %s exposes the server beyond this machine: give "
-                            "--auth-token to guard the repository endpoints",
-                            host);
     if (o->port < 0 || o->port > 65535)
         return kl_error_set(err, KL_EINVAL, "port %d is not a TCP port", o->port);
+    struct sockaddr_storage addr;
+    kl_status st = resolve(host, o->port, &addr, err);
+    if (st != KL_OK)
+        return st;
+    if (!loopback(&addr) && !(o->auth_token && o->auth_token[0]))
+        return kl_error_set(err, KL_EINVAL,
+                            "binding %s exposes the server beyond this machine: give "
+                            "--auth-token to guard the endpoints that change state (the "
+                            "repository's, and feedback)",
+                            host);
     kl_server *s = calloc(1, sizeof *s);
     if (!s)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     s->o = *o;
+    s->addr = addr;
     bool ok = true;
     s->host = dup_or_null(host, &ok);
     s->repository = dup_or_null(o->repository, &ok);
     s->single = dup_or_null(o->model, &ok);
     s->single_name = dup_or_null(o->name, &ok);
-    s->auth_token = dup_or_null(o->auth_token, &ok);
+    /* An empty token (KILN_AUTH_TOKEN='') is none, as the loopback check above takes it. */
+    s->auth_token = dup_or_null(o->auth_token && o->auth_token[0] ? o->auth_token : NULL, &ok);
     s->log = o->log ? o->log : stderr;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     s->cores = cores > 0 ? (int)cores : 1;
@@ -88,12 +117,20 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         s->o.http_threads = s->cores;
     if (s->o.max_connections <= 0)
         s->o.max_connections = 1000;
+    if (s->o.max_per_client == 0)
+        s->o.max_per_client = 128;
+    if (s->o.header_timeout_s <= 0)
+        s->o.header_timeout_s = 10;
+    if (s->o.body_timeout_s <= 0)
+        s->o.body_timeout_s = 60;
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
     pthread_mutex_init(&s->learn_mu, NULL);
     pthread_mutex_init(&s->poll_mu, NULL);
     pthread_cond_init(&s->poll_cv, NULL);
     pthread_mutex_init(&s->access_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->conn_cv, NULL);
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     s->started = kl__serve_now();
@@ -105,7 +142,7 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         kl_server_free(s);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
-    kl_status st = kl__access_log_open(s, o->access_log, err);
+    st = kl__access_log_open(s, o->access_log, err);
     if (st != KL_OK) {
         kl_server_free(s);
         return st;
@@ -171,6 +208,8 @@ void kl_server_free(kl_server *s)
     pthread_cond_destroy(&s->poll_cv);
     kl__access_log_close(s);
     pthread_mutex_destroy(&s->access_mu);
+    pthread_mutex_destroy(&s->conn_mu);
+    pthread_cond_destroy(&s->conn_cv);
     free(s->host);
     free(s->repository);
     free(s->single);

@@ -131,6 +131,35 @@ class Client:
             self.conn = None
 
 
+def wait_for(cond, seconds):
+    """Polls cond every 20 ms until it holds or seconds pass: whether it held. Tests wait for a
+    state this way, never for a fixed time."""
+    end = time.time() + seconds
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def metric(port, name, **labels):
+    """The value of series name{labels} in GET /metrics (labels given must all match), or None
+    when it is absent or the scrape fails."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+    except (OSError, http.client.HTTPException):
+        return None
+    want = ['%s="%s"' % kv for kv in labels.items()]
+    for line in text.splitlines():
+        series, _, v = line.rpartition(" ")
+        if series.partition("{")[0] == name and all(w in series for w in want):
+            return float(v)
+    return None
+
+
 def nest(flat, shape):
     if len(shape) == 1:
         return flat
@@ -635,6 +664,66 @@ def cmd_raw(port, model, timeout):
           data == b"" or data[9:10] == b"4", data[:200])
     st, dt = good_request()
     check("after the raw clients a good request answers 200", st == 200, st)
+    query_and_coding(port, model, good)
+
+
+def exchange(port, data, limit=5):
+    """Sends data on a new connection and reads until the server closes or limit seconds:
+    (status or None, body, closed, seconds to the whole answer)."""
+    s = connect(port)
+    t = time.time()
+    s.sendall(data)
+    got, closed = read_all(s, limit)
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = int(head[9:12]) if head.startswith(b"HTTP/1.1 ") else None
+    return status, body, closed, time.time() - t
+
+
+def query_and_coding(port, model, good):
+    """Long queries and transfer codings kiln cannot read: a 4xx at once, not a connection held
+    until a timeout."""
+    def expect(what, data, code, close):
+        st, body, closed, took = exchange(port, data)
+        ok = st == code and is_json_error(body[:body.rfind(b"}") + 1]) and took < 1.5
+        check("%s: %d with a JSON error at once%s (%.2f s)" % (
+            what, code, ", then closed" if close else "", took),
+              ok and (closed or not close), (st, body[:200], closed))
+
+    def get(query):
+        return b"GET /v2/health/live?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % query
+
+    many = b"&".join(b"a%d=%d" % (i, i) for i in range(500))
+    expect("500 query parameters", get(many), 414, False)
+    expect("3000 empty query parameters", get(b"&" * 3000), 414, False)
+    expect("65 query parameters", get(b"&".join(b"p%d=1" % i for i in range(65))), 414, False)
+    expect("500 query parameters on infer", b"POST /v2/models/%s/infer?%s HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Length: %d\r\n\r\n" % (model.encode(), many, len(good)) + good, 414, True)
+    st, _, _, _ = exchange(port, get(b"&".join(b"p%d=1" % i for i in range(64))))
+    check("64 query parameters are let through (and ignored): 200", st == 200, st)
+
+    def post(headers, body):
+        return (b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\n" % model.encode() +
+                headers + b"\r\n" + body)
+
+    def chunked(body):
+        return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    expect("Transfer-Encoding: gzip", post(b"Transfer-Encoding: gzip\r\n", good), 400, True)
+    expect("Transfer-Encoding: gzip, chunked",
+           post(b"Transfer-Encoding: gzip, chunked\r\n", chunked(good)), 400, True)
+    expect("Transfer-Encoding: identity",
+           post(b"Transfer-Encoding: identity\r\nContent-Length: %d\r\n" % len(good), good),
+           400, True)
+    expect("two Transfer-Encoding headers",
+           post(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", chunked(good)),
+           400, True)
+    expect("Transfer-Encoding: chunked with a Content-Length",
+           post(b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n" % len(good),
+                chunked(good)), 400, True)
+    st, _, _, _ = exchange(port, post(b"Transfer-Encoding: Chunked\r\nConnection: close\r\n",
+                                      chunked(good)))
+    check("Transfer-Encoding: Chunked (the coding's name in any case): 200", st == 200, st)
 
 
 # ---- load: many clients, dynamic batching ----
@@ -795,19 +884,23 @@ def cmd_term(port, model, pid):
     check("an idle kept-alive connection is open", st == 200)
     stalled = connect(port)
     stalled.sendall(b"GET /v2/health/live HTTP/1.1\r\nHo")
-    time.sleep(0.8)
+    check("the 4 requests wait in the queue for their batch",
+          wait_for(lambda: metric(port, "kiln_queue_depth", model=model) == 4, 10),
+          metric(port, "kiln_queue_depth", model=model))
     t0 = time.time()
     os.kill(pid, signal.SIGTERM)
-    time.sleep(0.4)
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        data, closed = read_all(s, 2)
-        s.close()
-        refused = data == b""
-    except (ConnectionRefusedError, ConnectionResetError):
-        refused = True
-    check("after SIGTERM new connections are refused (or dropped unanswered)", refused)
+
+    def refused():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            data, closed = read_all(s, 2)
+            s.close()
+            return data == b""
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+    check("after SIGTERM new connections are refused (or dropped unanswered)",
+          wait_for(refused, 2))
     for t in ts:
         t.join(60)
     check("the 4 requests in flight at SIGTERM are answered 200 (%.1f s after it)"
@@ -836,7 +929,9 @@ def cmd_unload(port, model, token):
     ts = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in ts:
         t.start()
-    time.sleep(0.5)
+    check("the 3 requests wait in the queue for their batch",
+          wait_for(lambda: metric(port, "kiln_queue_depth", model=model) == 3, 10),
+          metric(port, "kiln_queue_depth", model=model))
     c = Client(port)
     st, _, b = c.request("POST", "/v2/repository/models/%s/unload" % model, b"",
                          {"Authorization": "Bearer " + token})

@@ -27,7 +27,7 @@ import urllib.parse
 FEATURES = 32
 CLASSES = 3
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from client import check, finish  # noqa: E402  (test_serve.sh's client: one failure count)
+from client import check, finish, wait_for  # noqa: E402  (test_serve.sh's client: one failure count)
 
 
 # ---- data: 32 features ~ N(0, 1) in steps of 1/256, 3 classes from the first 4 features ----
@@ -458,11 +458,16 @@ def cmd_metrics(port, model, log_path, slow):
     t = threading.Thread(target=lambda: answers.append(Client(port).request(
         "POST", "/v2/models/%s/infer" % slow, infer_body(samples(1, 3)))[0]))
     t.start()
-    time.sleep(0.5)
-    _, s2 = scrape(Client(port))
+    vs = {"model": slow, "version": "1"}
+    waiting = []
+
+    def queued():
+        waiting[:] = [scrape(Client(port))[1]]
+        return value(waiting[0], "kiln_queue_depth", **vs) == 1
+    wait_for(queued, 1.4)  # the batch waits 1.5 s; the check below says whether it was seen
+    s2 = waiting[0]
     t.join()
     _, s3 = scrape(Client(port))
-    vs = {"model": slow, "version": "1"}
     check("a request waiting for its batch to fill shows in kiln_queue_depth (1, then 0)",
           value(s2, "kiln_queue_depth", **vs) == 1 and value(s3, "kiln_queue_depth", **vs) == 0
           and answers == [200], (value(s2, "kiln_queue_depth", **vs), answers))

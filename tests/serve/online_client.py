@@ -8,6 +8,12 @@ usage: online_client.py learn PORT MODEL SUMMARY.json   shifted labels move the 
        online_client.py bad PORT MODEL PLAIN           malformed feedback: 4xx, server serves on
        online_client.py volatile PORT MODEL            persist: false publishes a version
        online_client.py full PORT MODEL                a full learner queue answers 503
+       online_client.py auth PORT MODEL TOKEN          feedback needs the server's token
+       online_client.py rate PORT MODEL                past max_rate (0.5/s): 429, Retry-After
+       online_client.py publish PORT MODEL N OUT.json  N feedback requests, each publishing a
+                                                         version; the versions and the served
+                                                         ones to OUT.json
+A last argument --token TOKEN sends the server's token with every feedback request.
 """
 import json
 import os
@@ -20,6 +26,8 @@ import client  # noqa: E402  (the colleague's helpers: samples, bodies, a keep-a
 from client import check  # noqa: E402
 
 CLASSES = client.CLASSES
+# "Authorization: Bearer TOKEN" for feedback requests, when the server has a token (--token).
+AUTH = {}
 
 
 def feedback_doc(xs, labels, dtype="INT32", label_shape=None, rid=None):
@@ -29,10 +37,13 @@ def feedback_doc(xs, labels, dtype="INT32", label_shape=None, rid=None):
     return doc
 
 
-def feedback(c, model, doc, version=None, raw=None):
+def feedback(c, model, doc, version=None, raw=None, auth=None):
+    """auth: the Authorization header's value; None sends AUTH's, "" none."""
     path = "/v2/models/%s%s/feedback" % (model, "/versions/%s" % version if version else "")
     body = raw if raw is not None else json.dumps(doc).encode()
-    st, h, b = c.request("POST", path, body, {"Content-Type": "application/json"})
+    h = {"Content-Type": "application/json"}
+    h.update(AUTH if auth is None else {"Authorization": auth} if auth else {})
+    st, h, b = c.request("POST", path, body, h)
     try:
         d = json.loads(b)
     except ValueError:
@@ -81,6 +92,10 @@ class Hammer:
                     self.errors.append("%d %s" % (st, b[:200]))
         cl.close()
 
+    def seen(self, version):
+        with self.lock:
+            return version in self.versions
+
     def finish(self):
         self.stop.set()
         for t in self.ts:
@@ -103,7 +118,8 @@ def cmd_learn(port, model, summary_path):
     t = counts.index(min(counts))  # the class least predicted for these samples
     print("   version %s predicts classes %s; feeding class %d" % (v0, counts, t))
     hammer = Hammer(port, model)
-    time.sleep(0.3)
+    check("the hammer is answered by version %s" % v0,
+          client.wait_for(lambda: hammer.seen(v0), 10), hammer.versions)
     steps, published, ok = 0, [], True
     for i in range(10):
         half = xs[16 * (i % 2):16 * (i % 2) + 16]
@@ -118,7 +134,9 @@ def cmd_learn(port, model, summary_path):
                     good, (st, b[:300]))
         if good and want_pub:
             published.append(want_pub)
-    time.sleep(0.3)
+    if published:
+        check("the hammer is answered by version %s" % published[-1],
+              client.wait_for(lambda: hammer.seen(published[-1]), 10), hammer.versions)
     hammer.finish()
     st, h, b = c.request("GET", "/v2/models/%s" % model)
     meta = json.loads(b) if st == 200 else {}
@@ -246,8 +264,86 @@ def cmd_full(port, model):
           and not bad, (codes, bad[:2]))
 
 
+def cmd_auth(port, model, token):
+    """A server with --auth-token: feedback without the token, or with another, gets 401 and
+    teaches nothing; the token (the scheme in any case) is taken; inference stays open."""
+    c = client.Client(port)
+    xs = client.samples(2, 8)
+    doc = feedback_doc(xs, [0, 1])
+    st, d, b = feedback(c, model, doc, auth="Bearer " + token)
+    check("feedback with the token: 200", st == 200, b[:300])
+    steps = d["steps"] if st == 200 else -1
+    for what, auth in (("no Authorization header", ""), ("a wrong token", "Bearer x" + token),
+                       ("the token as Basic", "Basic " + token),
+                       ("the token without a scheme", token)):
+        st, _, b = c.request("POST", "/v2/models/%s/feedback" % model, json.dumps(doc).encode(),
+                             {"Authorization": auth} if auth else {})
+        check("feedback with %s: 401 with a JSON error" % what,
+              st == 401 and client.is_json_error(b), (st, b[:300]))
+    st, d, b = feedback(c, model, doc, auth="bearer " + token)
+    check("feedback with 'bearer' in lower case: 200, one step more than before the 401s "
+          "(%s)" % (d or {}).get("steps"), st == 200 and d["steps"] == steps + 1, b[:300])
+    st, _, b = client.infer(c, model, client.infer_body(xs))
+    check("inference without the token: 200", st == 200, b[:200])
+    st, _, b = c.request("GET", "/v2/models/%s" % model)
+    check("metadata without the token: 200", st == 200, b[:200])
+
+
+def cmd_rate(port, model):
+    """A model with max_rate 0.5 (a bucket of one request): the second request at once gets 429
+    with Retry-After and teaches nothing; after Retry-After seconds one is taken again."""
+    c = client.Client(port)
+    doc = feedback_doc(client.samples(2, 8), [0, 1])
+    st, d, b = feedback(c, model, doc)
+    check("the first feedback: 200", st == 200, b[:300])
+    steps = d["steps"] if st == 200 else -1
+    path = "/v2/models/%s/feedback" % model
+    st, h, b = c.request("POST", path, json.dumps(doc).encode(), AUTH)
+    retry = h.get("retry-after", "")
+    check("the second at once: 429 with a JSON error naming max_rate",
+          st == 429 and client.is_json_error(b) and "max_rate" in json.loads(b)["error"],
+          (st, b[:300]))
+    check("with Retry-After in whole seconds, 1 or 2 (%r)" % retry, retry in ("1", "2"), h)
+    t0, got = time.time(), []
+
+    def taken():
+        got[:] = [feedback(c, model, doc)]
+        return got[0][0] != 429
+    client.wait_for(taken, 5)
+    st, d, b = got[0]
+    took = time.time() - t0
+    check("asked again until taken: 200 after %.1f s, within Retry-After + 1 s" % took,
+          st == 200 and took <= int(retry or 2) + 1, (st, b[:300]))
+    check("one step more than the first: the 429s taught nothing (%s)" % (d or {}).get("steps"),
+          st == 200 and d["steps"] == steps + 1, b[:300])
+    st, _, b = client.infer(c, model, client.infer_body(client.samples(2, 8)))
+    check("inference is not rate limited: 200", st == 200, b[:200])
+
+
+def cmd_publish(port, model, n, out_path):
+    """N feedback requests of 2 samples to a model that publishes every step: each answers 200
+    and publishes a version. OUT.json gets the published versions and the served ones."""
+    c = client.Client(port)
+    xs = client.samples(2, 12)
+    published = []
+    for i in range(n):
+        st, d, b = feedback(c, model, feedback_doc(xs, [i % CLASSES, (i + 1) % CLASSES]))
+        check("%s: feedback %d answers 200 and publishes a version" % (model, i),
+              st == 200 and d.get("published_version") is not None, b[:300])
+        published.append(d.get("published_version") if st == 200 else None)
+    st, _, b = c.request("GET", "/v2/models/%s" % model)
+    check("%s: metadata answers 200" % model, st == 200, b[:200])
+    with open(out_path, "w") as f:
+        json.dump({"published": published,
+                   "served": json.loads(b)["versions"] if st == 200 else None}, f)
+
+
 def main():
-    cmd, port, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    argv = sys.argv
+    if len(argv) > 2 and argv[-2] == "--token":
+        AUTH["Authorization"] = "Bearer " + argv[-1]
+        argv = argv[:-2]
+    cmd, port, args = argv[1], int(argv[2]), argv[3:]
     if cmd == "learn":
         cmd_learn(port, args[0], args[1])
     elif cmd == "bad":
@@ -256,6 +352,12 @@ def main():
         cmd_volatile(port, args[0])
     elif cmd == "full":
         cmd_full(port, args[0])
+    elif cmd == "auth":
+        cmd_auth(port, args[0], args[1])
+    elif cmd == "rate":
+        cmd_rate(port, args[0])
+    elif cmd == "publish":
+        cmd_publish(port, args[0], int(args[1]), args[2])
     else:
         print(__doc__)
         sys.exit(2)

@@ -54,36 +54,67 @@ check "a test model trains and exports" test -s model.h5
 [ -s model.h5 ] || { cat train.txt; exit 1; }
 "$py" "$client" csv 32 5 s.csv # the samples online_client.py learn feeds
 
-for m in m plain vol q typo neg; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
-printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4}\n' \
+for m in m plain vol q typo neg sec all pin dflt rate; do mkdir -p "repo/$m/1" && cp model.h5 "repo/$m/1/model.h5"; done
+# m and q take many feedback requests in a row: a max_rate well above the default 10 a second.
+printf 'instances: 1\nonline_learning: {lr: 0.05, batch_size: 8, publish_every: 4, keep_versions: 2, max_rate: 1000}\n' \
     >repo/m/config.yaml
+# keep_versions: the default (3), with every version served, and with a published version pinned.
+printf 'instances: 1\nonline_learning: {publish_every: 1}\n' >repo/dflt/config.yaml
+printf 'instances: 1\nversions: all\nonline_learning: {publish_every: 1, keep_versions: 1}\n' \
+    >repo/all/config.yaml
+printf 'instances: 1\nversions: [1, 2]\nonline_learning: {publish_every: 1, keep_versions: 1}\n' \
+    >repo/pin/config.yaml
 printf 'instances: 1\n' >repo/plain/config.yaml
 printf 'instances: 1\nonline_learning:\n  lr: 0.05\n  optimizer: adam\n  batch_size: 16\n  publish_every: 2\n  persist: false\n' \
     >repo/vol/config.yaml
-printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1}\n' \
+printf 'instances: 1\nmax_batch_size: 256\nonline_learning: {batch_size: 1, publish_every: 100000, max_queue: 1, max_rate: 1000}\n' \
     >repo/q/config.yaml
 printf 'online_learning: {publish_evry: 3}\n' >repo/typo/config.yaml
+printf 'instances: 1\nonline_learning: {publish_every: 1000}\n' >repo/sec/config.yaml
+printf 'instances: 1\nonline_learning: {publish_every: 1000, max_rate: 0.5}\n' >repo/rate/config.yaml
 printf 'online_learning: {lr: -1}\n' >repo/neg/config.yaml
 mkdir tmpdir
 export TMPDIR="$tmp/tmpdir" # where persist: false versions go
 
 # ---- one server: learning, bad feedback, persist: false, a full queue ----
 
-start_server online --repository repo || finish
+# With a token, feedback needs it as the repository endpoints do: it changes the model.
+start_server online --repository repo --auth-token sekret || finish
+tok=(--token sekret)
 check "a misspelt online_learning key is reported with the likely one" grep -q \
     "model typo: repo/typo/config.yaml:1:19: online_learning.publish_evry: unknown key; did you mean 'publish_every'" \
     online.log
 check "a negative learning rate is reported" grep -q \
     "model neg: repo/neg/config.yaml:1:23: online_learning.lr: expected a number in (0, 100\]" online.log
 check "shifted labels: steps, published versions, predictions moving; inference sees only 200s" \
-    "$py" "$oc" learn "$port" m learn.json
+    "$py" "$oc" learn "$port" m learn.json "${tok[@]}"
 latest=$("$py" -c 'import json; print(json.load(open("learn.json"))["published"][-1])' 2>/dev/null)
 published=$("$py" -c 'import json; print(" ".join(json.load(open("learn.json"))["published"]))' 2>/dev/null)
 check "versions were published ($published)" test -n "$latest"
-for v in $published; do
-    check "version folder repo/m/$v holds model.h5" test -s "repo/m/$v/model.h5"
+# folders_are DIR "N N...": DIR holds these version folders, config.yaml and nothing else (no
+# temporary or half-pruned folder).
+folders_are() {
+    local got
+    got=$(ls -A "$1" | grep -v '^config.yaml$' | sort -n | xargs)
+    [ "$got" = "$2" ] || { echo "   $1 holds: $got"; return 1; }
+}
+# served_is MODEL "N N...": the model's metadata lists these versions.
+served_is() {
+    curl -s "$base/v2/models/$1" | "$py" -c 'import json, sys
+d = json.load(sys.stdin)
+print("   %s serves %s" % (sys.argv[1], d["versions"]))
+sys.exit(0 if d["versions"] == sys.argv[2].split() else 1)' "$1" "$2"
+}
+newest2=$(echo $published | tr ' ' '\n' | tail -n 2 | xargs)
+check "keep_versions 2: repo/m holds the base version and the newest two published ($newest2)" \
+    folders_are repo/m "1 $newest2"
+for v in $newest2; do
+    check "version folder repo/m/$v holds model.h5 and online learning's marker" \
+        test -s "repo/m/$v/model.h5" -a -s "repo/m/$v/online.json"
 done
-check "no temporary folder is left in repo/m" test -z "$(ls -A repo/m | grep -v '^[0-9]*$' | grep -v '^config.yaml$')"
+check "the base version has no marker" test ! -e repo/m/1/online.json
+check "the log says which versions were pruned" \
+    test "$(grep -c "model m: version [0-9]* pruned (online_learning.keep_versions: 2)" online.log)" -eq 3
 "$kiln" predict "repo/m/$latest/model.h5" --input s.csv -o p.csv >predict.txt 2>&1
 check "kiln predict reads the published version $latest" test $? -eq 0
 check "and scores as the server's version $latest does, with the model's class names" "$py" -c '
@@ -96,11 +127,28 @@ assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-6,
 check "the log says each version was published" \
     test "$(grep -c "model m: online learning published version" online.log)" -eq "$(echo $published | wc -w)"
 check "malformed feedback: 4xx with a JSON error each; inference and feedback go on" \
-    "$py" "$oc" bad "$port" m plain
-check "persist: false publishes version 2 and serves it" "$py" "$oc" volatile "$port" vol
+    "$py" "$oc" bad "$port" m plain "${tok[@]}"
+check "persist: false publishes version 2 and serves it" "$py" "$oc" volatile "$port" vol "${tok[@]}"
 check "persist: false leaves the repository alone" test ! -e repo/vol/2
 check "persist: false writes into a temporary folder" test -s "$(echo tmpdir/kiln-online-vol-*/2/model.h5)"
-check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q
+check "a full learner queue: 503s and 200s" "$py" "$oc" full "$port" q "${tok[@]}"
+check "feedback without the token, or with another, gets 401 and teaches nothing" \
+    "$py" "$oc" auth "$port" sec sekret
+check "past max_rate: 429 with Retry-After, nothing learnt; then taken again" \
+    "$py" "$oc" rate "$port" rate "${tok[@]}"
+check "keep_versions by default: 5 feedback requests publish versions 2 to 6" \
+    "$py" "$oc" publish "$port" dflt 5 dflt.json "${tok[@]}"
+check "only the newest 3 published stay on disk, with the base version" folders_are repo/dflt "1 4 5 6"
+check "versions: all, keep_versions: 1: 3 feedback requests publish versions 2 to 4" \
+    "$py" "$oc" publish "$port" all 3 all.json "${tok[@]}"
+check "the base version and the newest published one serve" served_is all "1 4"
+check "and only they are on disk" folders_are repo/all "1 4"
+# versions: [1, 2] pins the first published version: a later one is written but not served,
+# and pruning, which takes no version in service, leaves version 2.
+"$py" "$oc" publish "$port" pin 3 pin.json "${tok[@]}" >pin.txt
+check "versions: [1, 2]: the pinned version 2 serves beside the base version" served_is pin "1 2"
+check "version 2 stays past keep_versions: 1 (it serves); version 3 is pruned, 4 kept" \
+    folders_are repo/pin "1 2 4"
 stop_server "$pid" online
 check "the temporary folder is removed when the server stops" test -z "$(ls -A tmpdir)"
 

@@ -19,8 +19,12 @@
 #           only 200s throughout. Also: versions `all` and `[1, 3]`, a model whose config.yaml
 #           is wrong, a model whose folder goes away, unload/load churn under clients, and the
 #           index read while a fast poll rewrites it.
+#   slow:   slow-loris clients (slow_client.py) that drip their requests from other loopback
+#           addresses: the per-client and total connection limits hold, a normal request is
+#           answered at once (200, or 503 at the total), and the drips are cut with 408 at the
+#           whole-request deadlines, not the idle timeout.
 # Every server is stopped with SIGTERM and must exit 0 with no sanitizer report in its log.
-# usage: test_serve.sh api|bad|load|reload PATH_TO_KILN   (exits 77 without python3 or curl)
+# usage: test_serve.sh api|bad|load|reload|slow PATH_TO_KILN   (exits 77 without python3 or curl)
 set -uo pipefail
 mode="${1:-}"
 kiln="${2:-}"
@@ -91,6 +95,10 @@ body_is() {
         fails=$((fails + 1))
     fi
 }
+# eventually CMD...: CMD holds within 20 s (polled every 0.1 s).
+eventually() { for _ in $(seq 1 200); do "$@" && return 0; sleep 0.1; done; return 1; }
+# metric NAME: the value of an unlabelled series in /metrics.
+metric() { curl -s -m 5 "$base/metrics" | sed -n "s/^$1 \([0-9.e+]*\)\$/\1/p"; }
 infer_json() { # the request body for N samples of seed S (client.py's samples)
     "$py" -c "import sys; sys.path.insert(0, '$here'); import client; sys.stdout.buffer.write(client.infer_body(client.samples($1, $2)))"
 }
@@ -196,6 +204,13 @@ api)
     req "the index with a wrong token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekre'
     req "the index with a longer token" 401 POST /v2/repository/index -H 'Authorization: Bearer sekret2'
     req "the index with the token as Basic" 401 POST /v2/repository/index -H 'Authorization: Basic sekret'
+    # RFC 7235: the scheme is case-insensitive, and one or more spaces separate it from the token.
+    req "the index with 'bearer' in lower case" 200 POST /v2/repository/index -H 'Authorization: bearer sekret'
+    req "the index with 'BEARER'" 200 POST /v2/repository/index -H 'Authorization: BEARER sekret'
+    req "the index with two spaces after the scheme" 200 POST /v2/repository/index -H 'Authorization: Bearer  sekret'
+    req "a lower-case scheme with a wrong token" 401 POST /v2/repository/index -H 'Authorization: bearer sekre'
+    req "a scheme that only starts with Bearer" 401 POST /v2/repository/index -H 'Authorization: Bearersekret'
+    req "a scheme and no token" 401 POST /v2/repository/index -H 'Authorization: bearer'
     req "the index with the token" 200 POST /v2/repository/index "${auth[@]}"
     body_is "lists clf READY and broken UNAVAILABLE with the reason" \
         'sorted((e["name"], e.get("version"), e["state"]) for e in d) == [("broken", "1", "UNAVAILABLE"), ("clf", "1", "READY"), ("slow", "1", "READY")] and all(e["reason"] for e in d if e["name"] == "broken")'
@@ -250,6 +265,13 @@ api)
     done
     KILN_AUTH_TOKEN='' timeout 20 "$kiln" serve model.h5 --host 0.0.0.0 --port 0 >host.txt 2>&1
     check "an empty KILN_AUTH_TOKEN is no token" test $? -eq 1
+    # What the host resolves to counts: localhost is loopback, and needs no token.
+    "$kiln" serve model.h5 --host localhost --port 0 >localhost.log 2>&1 &
+    lpid=$!
+    pids+=("$lpid")
+    listening() { grep -q 'listening on http://localhost:' localhost.log; }
+    check "--host localhost without a token starts" eventually listening
+    stop_server "$lpid" localhost
 
     # SIGTERM with requests in flight: a long batching delay keeps them queued when it comes.
     start_server term model.h5 --name clf --instances 1 --max-queue-delay-us 2500000 || finish
@@ -295,7 +317,9 @@ EOF
     "$py" "$client" stall "$port" clf 20 >stall.txt 2>&1 &
     pids+=($!)
     for _ in $(seq 1 50); do grep -q stalled stall.txt && break; sleep 0.1; done
-    sleep 0.3
+    # Its headers are in once it is a request in flight (besides the scrape asking).
+    stall_in_flight() { test "$(metric kiln_requests_in_flight)" -ge 2; }
+    check "the stalled request is in flight" eventually stall_in_flight
     kill -TERM "$pid"
     await_exit "$pid" bad 6
     ;;
@@ -387,7 +411,7 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     req "version 1 is gone" 404 GET /v2/models/m/versions/1/ready
     # Version 3: garbage bytes.
     mkdir staging3 && "$py" -c 'import random; r = random.Random(3); open("staging3/model.h5", "wb").write(bytes(r.randrange(256) for _ in range(5000)))' &&
-        mv staging3 repo/m/3
+        cp staging3/model.h5 staging3.garbage && mv staging3 repo/m/3
     for _ in $(seq 1 100); do grep -q 'model m version 3 failed to load' reload.log && break; sleep 0.1; done
     check "the log reports version 3's failure" grep -q 'model m version 3 failed to load: .' reload.log
     served2=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"].get("2", 0))')
@@ -397,7 +421,9 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     check "version 2 keeps serving" hammer_has "h['versions']['2'] >= $served2 + 30"
     req "the model's versions after the failure" 200 GET /v2/models/m
     body_is "are still [2]" 'd["versions"] == ["2"]'
-    sleep 1.2 # two more polls
+    polls0=$(metric kiln_repository_polls_total)
+    two_more_polls() { test "$(metric kiln_repository_polls_total)" -ge $((polls0 + 2)); }
+    check "two more polls run" eventually two_more_polls
     check "an unchanged failed file is not retried every poll" \
         test "$(grep -c 'model m version 3 failed to load' reload.log)" -eq 1
     # A good file replaces the garbage: version 3 loads and takes over.
@@ -405,6 +431,33 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     check "a good version 3 replacing the garbage comes into service" \
         hammer_has 'h["last_version"] == "3"'
     check "and answers as its file does" answer_is 3 pa.csv
+    # Version 3's model.h5 replaced in place: another file moved over it (a new inode), then the
+    # same file rewritten (cp over it), garbage and good. Each good file serves, under the same
+    # version number, once fully loaded; the garbage is noted while the file before serves on.
+    # index_is EXPR: EXPR holds over d, the repository index.
+    index_is() {
+        http POST /v2/repository/index
+        "$py" -c 'import json,sys; d=json.load(open("body.out")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null
+    }
+    cp b.h5 repo/m/3/model.h5.new && mv repo/m/3/model.h5.new repo/m/3/model.h5
+    check "another file moved over version 3's model.h5 serves as version 3" \
+        eventually answer_is 3 pb.csv
+    check "the log says version 3 was reloaded" grep -q 'model m version 3 reloaded' reload.log
+    fails3=$(grep -c 'model m version 3 failed to load' reload.log)
+    cp staging3.garbage repo/m/3/model.h5
+    more_failures() { test "$(grep -c 'model m version 3 failed to load' reload.log)" -gt "$fails3"; }
+    check "garbage copied over it in place fails to load, and is logged" eventually more_failures
+    check "the log says the file before serves on" \
+        grep -q 'model m version 3 failed to load: its model.h5 changed and the file loaded before serves on' reload.log
+    check "the index shows version 3 READY, with the reason" eventually index_is \
+        '[(e["version"], e["state"], "changed" in e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", True)]'
+    served3=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"]["3"])')
+    check "version 3 keeps answering" hammer_has "h['versions']['3'] >= $served3 + 20"
+    check "as b.h5 does" answer_is 3 pb.csv
+    cp model.h5 repo/m/3/model.h5
+    check "a good file copied over it in place serves as version 3" eventually answer_is 3 pa.csv
+    check "the index then shows version 3 READY with no reason" eventually index_is \
+        '[(e["version"], e["state"], e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", "")]'
     req "the index then" 200 POST /v2/repository/index
     body_is "shows only version 3 of m, READY" '[(e["version"], e["state"]) for e in d if e["name"] == "m"] == [("3", "READY")]'
     for _ in 1 2 3; do
@@ -466,8 +519,24 @@ sys.exit(0 if h.get("done") and h["requests"] > 100 and list(h["codes"]) == ["20
     check "the server survives it" alive "$pid"
     stop_server "$pid" race
     ;;
+slow)
+    # Small limits, so that a few slow clients reach them; a long idle --timeout, so that only
+    # the whole-request deadlines can cut a client that drips its request.
+    start_server slow model.h5 --name clf --instances 1 --timeout 60 --header-timeout 2 \
+        --body-timeout 2 --max-connections 24 --max-connections-per-client 8 \
+        --access-log access.log || finish
+    check "slow clients: per-client and total limits, whole-request deadlines (408)" \
+        "$py" "$here/slow_client.py" "$port" 8 24 2 2
+    curl -s "$base/metrics" >metrics.txt
+    check "the metrics count the cuts at the headers' deadline" \
+        grep -Eq '^kiln_http_deadline_cuts_total\{phase="headers"\} ([89]|[1-9][0-9]+)$' metrics.txt
+    check "and the one at the body's" grep -qx 'kiln_http_deadline_cuts_total{phase="body"} 1' metrics.txt
+    check "the access log says the slow body's request ended at its deadline" \
+        grep -q '"path":"/v2/models/clf/infer".*"ended":"deadline"' access.log
+    stop_server "$pid" slow
+    ;;
 *)
-    echo "usage: test_serve.sh api|bad|load|reload PATH_TO_KILN" >&2
+    echo "usage: test_serve.sh api|bad|load|reload|slow PATH_TO_KILN" >&2
     exit 2
     ;;
 esac
