@@ -9,6 +9,7 @@
 
 #include "kiln/comm.h"
 #include "kiln/rng.h"
+#include "kiln/train.h"
 #include "trainers/data_impl.h"
 
 /* The shuffle epoch that picks the validation subset: fixed, so the split depends on the seed only
@@ -23,6 +24,16 @@ kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err)
         return kl_error_set(err, KL_ENOMEM, "out of memory naming a data set");
     strcpy(d->name, name);
     return KL_OK;
+}
+
+kl_status kl__data_stop_check(const char *what, kl_error *err)
+{
+    int signo = kl_train_stop_signal();
+    if (!signo)
+        return KL_OK;
+    return kl_error_set(err, KL_ESTOPPED,
+                        "stopped by signal %d while preparing the data (%s); nothing was trained",
+                        signo, what);
 }
 
 kl_status kl__check_labels(const int32_t *y, int64_t n, int classes, const char *what,

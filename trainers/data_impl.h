@@ -11,6 +11,9 @@
 kl_status kl__idx_load(const char *images, const char *labels, kl_task task, kl_dataset *out,
                        kl_error *err);
 
+/* IDX images alone, f32 (N, 1, rows, cols) in [0, 1]: what kiln predict reads without labels. */
+kl_status kl__idx_read_images(const char *path, kl_tensor **out, kl_error *err);
+
 /* A CSV file with a header row: label_column is y, every other column a feature. */
 kl_status kl__csv_load(const char *path, const char *label_column, kl_task task, kl_dataset *out,
                        kl_error *err);
@@ -41,6 +44,13 @@ kl_status kl__lazy_prepare(kl_data_splits *s, kl_standardize mode, struct kl_com
 kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, float *x,
                           kl_error *err);
 void kl__lazy_free(struct kl__lazy *z);
+
+/* KL_ESTOPPED once a stop was asked for (kl_train_request_stop, which kiln train's signal
+ * handler calls), with a message naming what was being read; KL_OK otherwise. The long loops of
+ * data preparation call it between blocks of at most KL__DATA_BLOCK_BYTES, so that SIGTERM ends
+ * a load within a fraction of a second instead of after it. */
+kl_status kl__data_stop_check(const char *what, kl_error *err);
+#define KL__DATA_BLOCK_BYTES ((int64_t)16 << 20)
 
 /* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
  * not divide by zero. */

@@ -11,15 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "kiln/ckpt.h"
 #include "runtime/modelfile_impl.h"
 #include "trainers/data_impl.h"
 
 #define FORMAT_PREDICTIONS "kiln-predictions"
-
-enum { IDX_IMAGES = 0x00000803, IDX_LABELS = 0x00000801, CHUNK = 1 << 20 };
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -36,97 +33,6 @@ kl_data_format kl_modelfile_input_format(const char *path)
     if (ends_with(path, ".csv"))
         return KL_DATA_CSV;
     return KL_DATA_NONE;
-}
-
-/* ---- IDX images without labels ---- */
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Reads len bytes (fewer at the end of the file); -1 on a read error. */
-static int64_t gz_read(gzFile f, unsigned char *buf, int64_t len)
-{
-    int64_t got = 0;
-    while (got < len) {
-        int r = gzread(f, buf + got, (unsigned)(len - got < CHUNK ? len - got : CHUNK));
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += r;
-    }
-    return got;
-}
-
-static kl_status idx_read(gzFile f, const char *path, kl_tensor **out, kl_error *err)
-{
-    unsigned char hdr[16];
-    int64_t got = gz_read(f, hdr, sizeof hdr);
-    uint32_t magic = got >= 4 ? be32(hdr) : 0;
-    if (got < 0)
-        return kl_error_set(err, KL_EIO, "%s: could not read", path);
-    if (magic == IDX_LABELS)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s is an IDX labels file, not images: give the images with --input "
-                            "and this file with --labels",
-                            path);
-    if (magic != IDX_IMAGES)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: not an IDX images file (magic 0x%08x, expected 0x%08x)", path,
-                            magic, IDX_IMAGES);
-    if (got < 16)
-        return kl_error_set(err, KL_EFORMAT, "%s: truncated IDX header", path);
-    int64_t n = be32(hdr + 4), rows = be32(hdr + 8), cols = be32(hdr + 12), size = rows * cols;
-    if (n == 0 || size == 0)
-        return kl_error_set(err, KL_EFORMAT, "%s: the IDX header has a dimension of 0", path);
-    if (rows > 65535 || cols > 65535 || n > ((int64_t)1 << 40) / size)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: the IDX header announces %lld images of %lld x %lld pixels, "
-                            "more than fits in memory; the file is damaged",
-                            path, (long long)n, (long long)rows, (long long)cols);
-    kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, 1, rows, cols), err);
-    unsigned char *buf = malloc(CHUNK);
-    kl_status st = x && buf ? KL_OK : kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
-    float *v = x ? kl_f32(x) : NULL;
-    for (int64_t done = 0; st == KL_OK && done < n * size;) {
-        int64_t want = n * size - done < CHUNK ? n * size - done : CHUNK;
-        if ((got = gz_read(f, buf, want)) < 0) {
-            st = kl_error_set(err, KL_EIO, "%s: could not read", path);
-            break;
-        }
-        for (int64_t i = 0; i < got; i++)
-            v[done + i] = (float)buf[i] / 255.0f; /* as the training loader scales them */
-        done += got;
-        if (got < want)
-            st = kl_error_set(err, KL_EFORMAT,
-                              "%s: truncated: the data ends at image %lld (counting from 0) of "
-                              "the %lld the header announces",
-                              path, (long long)(done / size), (long long)n);
-    }
-    if (st == KL_OK && gz_read(f, buf, 1) != 0)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: more data after the %lld images the header announces", path,
-                          (long long)n);
-    free(buf);
-    if (st != KL_OK)
-        kl_tensor_free(x);
-    else
-        *out = x;
-    return st;
-}
-
-static kl_status idx_images(const char *path, kl_tensor **out, kl_error *err)
-{
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", path,
-                            errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 256 * 1024);
-    kl_status st = idx_read(f, path, out, err);
-    gzclose(f);
-    return st;
 }
 
 /* ---- HDF5 x without y ---- */
@@ -446,7 +352,7 @@ kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *
     if (st == KL_OK && answers) {
         st = kl_dataset_load(&src, mf->sig.task, out, err);
     } else if (st == KL_OK) {
-        st = src.format == KL_DATA_IDX ? idx_images(src.path, &out->x, err)
+        st = src.format == KL_DATA_IDX ? kl__idx_read_images(src.path, &out->x, err)
              : src.format == KL_DATA_HDF5
                  ? h5_x(src.path, src.x_dataset, &out->x, err)
                  : csv_read(src.path, src.label_column, &has, &out->x, err);

@@ -143,6 +143,36 @@ static void test_idx(void)
                  "missing.gz", "cannot open", NULL);
 }
 
+/* Headers that announce more than the file holds are refused before anything is allocated: a
+ * size that overflows, a raw file shorter than its header says, and a gzip file that could not
+ * expand to it. 2^30 x 65536 x 65536 images made 2^64 bytes as f32, a 1-byte allocation that the
+ * reader wrote into. */
+static void test_idx_crafted(void)
+{
+    unsigned char px[100] = {0};
+    uint32_t wrap[3] = {1u << 30, 65536, 65536}, over[3] = {0xffffffffu, 65535, 65535};
+    write_idx(in_dir("wrap"), false, 0x803, wrap, 3, px, sizeof px);
+    write_labels(in_dir("lab"), false, 5, 3, -1, 0);
+    expect_error(idx_source(in_dir("wrap"), in_dir("lab")), KL_TASK_CLASSIFICATION,
+                 "wrap: ", "truncated: the data ends at image 0 ", "of the 1073741824");
+    write_idx(in_dir("wrap.gz"), true, 0x803, wrap, 3, px, sizeof px);
+    expect_error(idx_source(in_dir("wrap.gz"), in_dir("lab")), KL_TASK_CLASSIFICATION,
+                 "wrap.gz: the IDX header announces 1073741824 images of 4294967296 bytes",
+                 "more than a gzip file of", "expands at most 1032 times");
+    write_idx(in_dir("over"), false, 0x803, over, 3, px, sizeof px);
+    expect_error(idx_source(in_dir("over"), in_dir("lab")), KL_TASK_CLASSIFICATION,
+                 "over: the IDX header: shape [4294967295, 65535, 65535]", "overflows", NULL);
+    /* A labels header of 2^32 - 1 labels over 100 bytes. */
+    uint32_t many = 0xffffffffu;
+    write_idx(in_dir("many-lab"), false, 0x801, &many, 1, px, sizeof px);
+    write_images(in_dir("img5"), false, 5, 3, 4, 0);
+    expect_error(idx_source(in_dir("img5"), in_dir("many-lab")), KL_TASK_CLASSIFICATION,
+                 "many-lab: truncated: the data ends at label 100 ", "of the 4294967295", NULL);
+    /* A real images file given as labels says what it is. */
+    expect_error(idx_source(in_dir("img5"), in_dir("img5")), KL_TASK_CLASSIFICATION,
+                 "not an IDX labels file", "it is an IDX images file, not labels", NULL);
+}
+
 static kl_data_source csv_source(const char *path, const char *label)
 {
     return (kl_data_source){
@@ -633,6 +663,7 @@ int main(void)
         return 1;
     }
     test_idx();
+    test_idx_crafted();
     test_csv();
     test_hdf5();
     test_splits();
