@@ -70,3 +70,34 @@ kl_status kl__csv_header(char *text, size_t len, size_t *pos, int64_t *line, con
     kl__csv_split(l, *names, *ncols);
     return KL_OK;
 }
+
+/* The length of line [p, end) as kl__csv_next_line leaves it: up to a NUL, without a final '\r'. */
+static size_t line_length(const char *p, const char *end)
+{
+    const char *nul = memchr(p, '\0', (size_t)(end - p));
+    if (nul)
+        return (size_t)(nul - p);
+    return (size_t)(end - p) - (end > p && end[-1] == '\r');
+}
+
+kl_status kl__csv_count_rows(const char *text, size_t len, size_t pos, int64_t line, size_t ncols,
+                             const char *path, int64_t *rows, kl_error *err)
+{
+    int64_t n = 0;
+    for (const char *p = text + pos, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        size_t l = line_length(p, e), got = 1, blank = 1;
+        line++;
+        for (size_t i = 0; i < l; i++) {
+            got += p[i] == ',';
+            blank &= p[i] == ' ' || p[i] == '\t';
+        }
+        if (!blank && got != ncols)
+            return kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", path,
+                                (long long)line, ncols, got);
+        n += !blank;
+        p = nl ? nl + 1 : end;
+    }
+    *rows = n;
+    return KL_OK;
+}

@@ -119,38 +119,6 @@ static kl_status h5_x(const char *path, const char *name, kl_tensor **out, kl_er
 
 /* ---- CSV without a label column ---- */
 
-/* The file's text, NUL-terminated; NULL with err set. */
-static char *read_text(const char *path, size_t *len, kl_error *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, fp);
-        if (n < cap - 1)
-            break;
-        char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!nb)
-            free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (!buf || bad) {
-        free(buf);
-        kl_error_set(err, buf ? KL_EIO : KL_ENOMEM, "%s: cannot read the file", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 typedef struct csv {
     const char *path;
     char *text;
@@ -168,24 +136,23 @@ static kl_status csv_header(csv *c, kl_error *err)
 static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
 {
     int64_t n = 0, r = 0, nc = (int64_t)c->ncols;
-    for (size_t i = c->pos; i < c->len; i++)
-        n += c->text[i] == '\n';
-    n += c->len > c->pos && c->text[c->len - 1] != '\n';
+    kl_status st = kl__csv_count_rows(c->text, c->len, c->pos, c->line, c->ncols, c->path, &n, err);
+    if (st != KL_OK)
+        return st;
     if (n == 0)
         return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
+    if ((st = kl_dims_check(2, (int64_t[]){n, nc}, sizeof(float), c->path, NULL, err)) != KL_OK)
+        return st;
     kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, nc), err);
-    kl_status st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
+    st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
     char *line;
     while (st == KL_OK && (line = kl__csv_next_line(c->text, c->len, &c->pos))) {
         c->line++;
         if (kl__csv_blank(line))
             continue;
-        size_t got = kl__csv_count_fields(line);
-        if (got != c->ncols) {
-            st = kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", c->path,
-                              (long long)c->line, c->ncols, got);
+        if ((st = kl__data_stop_check(c->path, err)) != KL_OK)
             break;
-        }
+        KL_ASSERT(r < n && kl__csv_count_fields(line) == c->ncols);
         kl__csv_split(line, c->fields, c->ncols);
         for (size_t k = 0; st == KL_OK && k < c->ncols; k++) {
             char *end;
@@ -201,13 +168,10 @@ static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
         }
         r++;
     }
-    if (st == KL_OK && r == 0)
-        st = kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
     if (st != KL_OK) {
         kl_tensor_free(x);
         return st;
     }
-    x->shape.d[0] = r; /* blank lines were counted as rows */
     *out = x;
     return KL_OK;
 }
@@ -218,7 +182,8 @@ static kl_status csv_read(const char *path, const char *label_column, bool *has,
                           kl_error *err)
 {
     csv c = {.path = path};
-    kl_status st = (c.text = read_text(path, &c.len, err)) ? KL_OK : err->status;
+    c.text = kl__csv_read_text(path, &c.len, err);
+    kl_status st = c.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = csv_header(&c, err);
     *has = false;

@@ -229,6 +229,33 @@ static void test_csv(void)
                  NULL, NULL);
 }
 
+/* A header of a million columns over a million one-field lines announced 10^12 floats: the rows
+ * are counted and their fields checked before anything is allocated. */
+static void test_csv_crafted(void)
+{
+    size_t cols = 1000000, len = 2 * cols + 2 * cols + 16;
+    char *text = malloc(len), *p = text;
+    KL_ASSERT(text);
+    p += sprintf(p, "label");
+    for (size_t c = 1; c < cols; c++)
+        *p++ = ',';
+    *p++ = '\n';
+    for (size_t r = 0; r < cols; r++, p += 2)
+        memcpy(p, "1\n", 2);
+    write_file(in_dir("wide.csv"), text, (size_t)(p - text), false);
+    free(text);
+    expect_error(csv_source(in_dir("wide.csv"), NULL), KL_TASK_CLASSIFICATION,
+                 "wide.csv:2: expected 1000000 fields, got 1", NULL, NULL);
+    /* Blank lines are not rows, and a NUL ends a line as it does for the parser. */
+    write_file(in_dir("nul.csv"), "a,label\n \t\n1,0\0,2\n\n", 18, false);
+    kl_dataset d;
+    kl_error err = {0};
+    kl_data_source src = csv_source(in_dir("nul.csv"), NULL);
+    CHECK_OK(kl_dataset_load(&src, KL_TASK_CLASSIFICATION, &d, &err), &err);
+    CHECK(d.x && d.x->shape.d[0] == 1 && d.x->shape.d[1] == 1);
+    kl_dataset_free(&d);
+}
+
 static kl_data_source h5_source(const char *path, const char *x, const char *y)
 {
     return (kl_data_source){.format = KL_DATA_HDF5,
@@ -665,6 +692,7 @@ int main(void)
     test_idx();
     test_idx_crafted();
     test_csv();
+    test_csv_crafted();
     test_hdf5();
     test_splits();
     test_standardize();
