@@ -292,55 +292,91 @@ out:
     return st;
 }
 
+/* Rows of a pass over x (f floats a row) between two stop checks. */
+static int64_t rows_per_check(int64_t f)
+{
+    int64_t b = KL__DATA_BLOCK_BYTES / (f * (int64_t)sizeof(float));
+    return b > 0 ? b : 1;
+}
+
 /* Mean and (population) standard deviation of the training split: one pair over every value, or
  * one per feature (position within a sample). */
-static kl_status compute_stats(const kl_tensor *x, kl_standardize mode, kl_data_splits *s,
+static kl_status compute_stats(const kl_dataset *d, kl_standardize mode, kl_data_splits *s,
                                kl_error *err)
 {
+    const kl_tensor *x = d->x;
     int64_t n = x->shape.d[0], f = row_size(x), k = mode == KL_STD_GLOBAL ? 1 : f;
+    int64_t check = rows_per_check(f);
     double *sum = calloc((size_t)k, sizeof *sum), *sq = calloc((size_t)k, sizeof *sq);
     s->mean = malloc((size_t)k * sizeof *s->mean);
     s->std = malloc((size_t)k * sizeof *s->std);
-    if (!sum || !sq || !s->mean || !s->std) {
-        free(sum);
-        free(sq);
-        return kl_error_set(err, KL_ENOMEM, "out of memory computing standardisation statistics");
-    }
+    kl_status st =
+        sum && sq && s->mean && s->std
+            ? KL_OK
+            : kl_error_set(err, KL_ENOMEM, "out of memory computing standardisation statistics");
     const float *v = kl_f32(x);
-    for (int64_t r = 0; r < n; r++)
+    for (int64_t r = 0; st == KL_OK && r < n; r++) {
+        if (r % check == 0 && (st = kl__data_stop_check(d->name, err)) != KL_OK)
+            break;
         for (int64_t j = 0; j < f; j++)
             sum[k == 1 ? 0 : j] += v[r * f + j];
+    }
     int64_t per = k == 1 ? n * f : n;
-    for (int64_t j = 0; j < k; j++)
+    for (int64_t j = 0; st == KL_OK && j < k; j++)
         sum[j] /= (double)per;
-    for (int64_t r = 0; r < n; r++)
+    for (int64_t r = 0; st == KL_OK && r < n; r++) {
+        if (r % check == 0 && (st = kl__data_stop_check(d->name, err)) != KL_OK)
+            break;
         for (int64_t j = 0; j < f; j++) {
             double dv = v[r * f + j] - sum[k == 1 ? 0 : j];
             sq[k == 1 ? 0 : j] += dv * dv;
         }
-    for (int64_t j = 0; j < k; j++) {
+    }
+    for (int64_t j = 0; st == KL_OK && j < k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
         s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
     }
-    s->nstats = k;
+    if (st == KL_OK)
+        s->nstats = k;
     free(sum);
     free(sq);
-    return KL_OK;
+    return st;
+}
+
+/* Rows r0..r1 of v (f floats a row) standardised in place. */
+static void standardize_rows(float *v, int64_t r0, int64_t r1, int64_t f, const float *mean,
+                             const float *std, int64_t nstats)
+{
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t j = 0; j < f; j++) {
+            int64_t k = nstats == 1 ? 0 : j;
+            v[r * f + j] = (v[r * f + j] - mean[k]) / std[k];
+        }
 }
 
 void kl_data_standardize(kl_tensor *x, const float *mean, const float *std, int64_t nstats)
 {
     if (!x || nstats == 0)
         return;
-    int64_t n = x->shape.d[0], f = row_size(x);
+    int64_t f = row_size(x);
     KL_ASSERT(nstats == 1 || nstats == f);
-    float *v = kl_f32(x);
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t j = 0; j < f; j++) {
-            int64_t k = nstats == 1 ? 0 : j;
-            v[r * f + j] = (v[r * f + j] - mean[k]) / std[k];
-        }
+    standardize_rows(kl_f32(x), 0, x->shape.d[0], f, mean, std, nstats);
+}
+
+/* kl_data_standardize on a split, a block of rows at a time with a stop check between. */
+static kl_status standardize_split(kl_dataset *d, const kl_data_splits *s, kl_error *err)
+{
+    if (!d->x)
+        return KL_OK;
+    int64_t n = d->x->shape.d[0], f = row_size(d->x), check = rows_per_check(f);
+    KL_ASSERT(s->nstats == 1 || s->nstats == f);
+    kl_status st = KL_OK;
+    for (int64_t r = 0; st == KL_OK && r < n; r += check)
+        if ((st = kl__data_stop_check(d->name, err)) == KL_OK)
+            standardize_rows(kl_f32(d->x), r, r + check < n ? r + check : n, f, s->mean, s->std,
+                             s->nstats);
+    return st;
 }
 
 /* Fills src with the IDX files of a built-in data set (fashion-mnist, mnist) in dir. */
@@ -469,12 +505,12 @@ static kl_status prepare(const kl_data_config *cfg, uint64_t seed, kl_data_split
         st = settle_classes(cfg, s, err);
     if (st != KL_OK || cfg->lazy || cfg->standardize == KL_STD_NONE)
         return st;
-    if ((st = compute_stats(s->train.x, cfg->standardize, s, err)) != KL_OK)
+    if ((st = compute_stats(&s->train, cfg->standardize, s, err)) != KL_OK)
         return st;
-    kl_data_standardize(s->train.x, s->mean, s->std, s->nstats);
-    kl_data_standardize(s->val.x, s->mean, s->std, s->nstats);
-    kl_data_standardize(s->test.x, s->mean, s->std, s->nstats);
-    return KL_OK;
+    kl_dataset *all[] = {&s->train, &s->val, &s->test};
+    for (int i = 0; st == KL_OK && i < 3; i++)
+        st = standardize_split(all[i], s, err);
+    return st;
 }
 
 kl_status kl_data_prepare(const kl_data_config *cfg, uint64_t seed, kl_data_splits *out,

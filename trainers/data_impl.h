@@ -26,6 +26,10 @@ char *kl__csv_read_text(const char *path, size_t *len, kl_error *err);
 kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
                         kl_dataset *out, kl_error *err);
 
+/* x_name alone from an open HDF5 file (an hid_t): what kiln predict reads without labels. */
+kl_status kl__hdf5_read_x(int64_t file, const char *path, const char *name, kl_tensor **out,
+                          kl_error *err);
+
 /* The same, leaving x in the file: x gets its shape only, and d->lazy the open file
  * (data_lazy.c reads rows from it). */
 kl_status kl__hdf5_open_lazy(const char *path, const char *x_name, const char *y_name, kl_task task,

@@ -53,38 +53,7 @@ static kl_status h5_read_x(hid_t file, const char *path, const char *name, kl_te
         free(format);
         return st;
     }
-    int nd;
-    int64_t dims[8];
-    if (kl__h5_shape(file, name, &nd, dims) != 0 || nd < 2 || nd > KL_MAX_DIMS)
-        return kl_error_set(err, KL_ESHAPE,
-                            "%s: dataset '%s' must have 2 to %d axes (samples first)", path, name,
-                            KL_MAX_DIMS);
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), t = d >= 0 ? H5Dget_type(d) : -1;
-    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    kl__h5_close(t, H5Tclose);
-    kl_tensor *x = NULL;
-    kl_status st = KL_OK;
-    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: dataset '%s' holds neither integers nor floating-point numbers",
-                          path, name);
-    else if (!(x = kl_tensor_new(KL_F32, kl_shape_make(nd, dims), err)))
-        st = err ? err->status : KL_ENOMEM;
-    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x->data) < 0)
-        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
-    kl__h5_close(d, H5Dclose);
-    int64_t per = st == KL_OK ? kl_numel(x) / dims[0] : 0;
-    for (int64_t i = 0; st == KL_OK && i < kl_numel(x); i++)
-        if (!isfinite(kl_f32(x)[i]))
-            st = kl_error_set(err, KL_EFORMAT,
-                              "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and "
-                              "Inf are refused",
-                              path, name, (long long)(i / per), (double)kl_f32(x)[i]);
-    if (st != KL_OK)
-        kl_tensor_free(x);
-    else
-        *out = x;
-    return st;
+    return kl__hdf5_read_x(file, path, name, out, err);
 }
 
 /* Opens path as HDF5: the file id, or < 0 with err set. */

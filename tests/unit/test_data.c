@@ -2,6 +2,7 @@
  * a temporary folder, every bad-data error (with the file and record it must name), validation
  * splits, standardisation from training statistics only, shuffling, gathering and augmentation,
  * and the real Fashion-MNIST files when the dataset-fashion-mnist package is installed. */
+#include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -338,6 +339,143 @@ static void test_hdf5(void)
                  "integer labels", NULL);
     CHECK(kl_dataset_save_hdf5(&d, "/nonexistent-dir/x.h5", &err) == KL_EIO);
     kl_tensor_free(r.y);
+    kl_dataset_free(&d);
+}
+
+/* A dataset of f32 (or i32 when ints) with dims; chunk (NULL: contiguous) with deflate when gz,
+ * or in external (a file name: raw values kept outside the HDF5 file). rows of it are written
+ * from v (0: nothing is written, so nothing is stored). */
+static void h5_dataset(hid_t f, const char *name, int rank, const hsize_t *dims,
+                       const hsize_t *chunk, bool gz, const char *external, bool ints, hsize_t rows,
+                       const void *v)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    KL_ASSERT(sp >= 0 && dcpl >= 0);
+    if (chunk)
+        KL_ASSERT(H5Pset_chunk(dcpl, rank, chunk) >= 0 && (!gz || H5Pset_deflate(dcpl, 6) >= 0));
+    if (external)
+        KL_ASSERT(H5Pset_external(dcpl, external, 0, H5F_UNLIMITED) >= 0);
+    hid_t d = H5Dcreate2(f, name, ints ? H5T_STD_I32LE : H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl,
+                         H5P_DEFAULT);
+    KL_ASSERT(d >= 0);
+    if (rows) {
+        hsize_t start[4] = {0}, count[4];
+        for (int i = 0; i < rank; i++)
+            count[i] = i ? dims[i] : rows;
+        hid_t ms = H5Screate_simple(rank, count, NULL);
+        KL_ASSERT(H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0);
+        KL_ASSERT(H5Dwrite(d, ints ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, v) >=
+                  0);
+        H5Sclose(ms);
+    }
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+}
+
+/* A file with x (rank, dims, chunked and deflated or contiguous, rows of it written) and y of
+ * ny labels, all written. */
+static void h5_crafted(const char *path, int rank, const hsize_t *dims, const hsize_t *chunk,
+                       hsize_t rows, hsize_t ny)
+{
+    static float zeros[4096];
+    static int32_t labels[4096];
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    KL_ASSERT(f >= 0);
+    h5_dataset(f, "x", rank, dims, chunk, chunk != NULL, NULL, false, rows, zeros);
+    hsize_t chy = ny < 1024 ? ny : 1024;
+    h5_dataset(f, "y", 1, &ny, &chy, true, NULL, true, ny <= 4096 ? ny : 0, labels);
+    H5Fclose(f);
+}
+
+/* Loads src in memory, then lazily, expecting each to fail with the (up to 2) strings. */
+static void expect_h5_error(const char *path, const char *a, const char *b)
+{
+    kl_data_config c = {.task = KL_TASK_CLASSIFICATION, .train = h5_source(path, NULL, NULL)};
+    for (int lazy = 0; lazy < 2; lazy++) {
+        kl_error err = {0};
+        kl_data_splits s;
+        c.lazy = lazy;
+        CHECK(kl_data_prepare(&c, 1, &s, &err) != KL_OK && s.train.x == NULL);
+        const char *want[] = {a, b};
+        for (int i = 0; i < 2; i++)
+            if (want[i] && !CHECK(strstr(err.msg, want[i])))
+                fprintf(stderr, "    %s: message '%s' lacks '%s'\n", lazy ? "lazy" : "in memory",
+                        err.msg, want[i]);
+        kl_data_splits_free(&s);
+    }
+}
+
+/* HDF5 files whose datasets claim more than they store: a size that overflows (the 1.7 KB file
+ * that wrote past a 1-byte buffer), compressed chunks that were never written, a contiguous
+ * dataset never written and a chunked one half written (both read back as zeros before), values
+ * kept in an external file, and labels that claim 2^40 rows. Each is refused before anything is
+ * allocated by its size, in memory and lazily. */
+static void test_hdf5_crafted(void)
+{
+    hsize_t wrap[4] = {(hsize_t)1 << 30, 1, 65536, 65536}, wrap_chunk[4] = {1, 1, 64, 64};
+    h5_crafted(in_dir("wrap.h5"), 4, wrap, wrap_chunk, 0, 16);
+    expect_h5_error(in_dir("wrap.h5"), "wrap.h5: dataset 'x': shape [1073741824, 1, 65536, 65536]",
+                    "overflows");
+    hsize_t big[4] = {(hsize_t)1 << 20, 1, 256, 256};
+    h5_crafted(in_dir("unwritten.h5"), 4, big, wrap_chunk, 0, 16);
+    expect_h5_error(in_dir("unwritten.h5"),
+                    "unwritten.h5: dataset 'x' has shape [1048576, 1, 256, 256] (274877906944 "
+                    "bytes) but the file stores 0 bytes of it",
+                    "deflate expands at most 1032 times");
+    hsize_t small[2] = {1000, 10}, chunk[2] = {10, 10};
+    h5_crafted(in_dir("contig.h5"), 2, small, NULL, 0, 1000);
+    expect_h5_error(in_dir("contig.h5"),
+                    "contig.h5: dataset 'x' has shape [1000, 10] (40000 bytes)", "stores 0 bytes");
+    hid_t f = H5Fcreate(in_dir("half.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    static float v[500 * 10];
+    hsize_t ny = 1000;
+    static int32_t y[1000];
+    h5_dataset(f, "x", 2, small, chunk, false, NULL, false, 500, v);
+    h5_dataset(f, "y", 1, &ny, NULL, false, NULL, true, 1000, y);
+    H5Fclose(f);
+    expect_h5_error(in_dir("half.h5"), "half.h5: dataset 'x' has shape [1000, 10] (40000 bytes)",
+                    "stores 20000 bytes");
+    write_file(in_dir("outside.raw"), v, sizeof v, false);
+    f = H5Fcreate(in_dir("ext.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    h5_dataset(f, "x", 2, (hsize_t[]){500, 10}, NULL, false, in_dir("outside.raw"), false, 0, v);
+    h5_dataset(f, "y", 1, (hsize_t[]){500}, NULL, false, NULL, true, 500, y);
+    H5Fclose(f);
+    expect_h5_error(in_dir("ext.h5"), "ext.h5: dataset 'x' keeps its values outside the file",
+                    NULL);
+    hsize_t ok[2] = {16, 10};
+    h5_crafted(in_dir("y40.h5"), 2, ok, chunk, 16, (hsize_t)1 << 40);
+    expect_h5_error(in_dir("y40.h5"), "y40.h5: dataset 'y' has shape [1099511627776]", "stores");
+}
+
+/* Reading in blocks of rows: a data set of several blocks (chunks that do not divide them) comes
+ * back exactly, a NaN in the last block is found at its sample, and an all-zero x, compressed near
+ * deflate's limit, is not mistaken for a crafted one. */
+static void test_hdf5_blocks(void)
+{
+    kl_error err = {0};
+    kl_dataset d = {0}, back;
+    d.x = kl_tensor_new(KL_F32, KL_SHAPE(3000, 2000), NULL);
+    d.y = kl_tensor_new(KL_I32, KL_SHAPE(3000), NULL);
+    KL_ASSERT(d.x && d.y);
+    for (int64_t i = 0; i < kl_numel(d.x); i++)
+        kl_f32(d.x)[i] = (float)(i % 9973);
+    d.classes = 2;
+    CHECK_OK(kl_dataset_save_hdf5(&d, in_dir("blocks.h5"), &err), &err);
+    kl_data_source src = h5_source(in_dir("blocks.h5"), NULL, NULL);
+    CHECK_OK(kl_dataset_load(&src, KL_TASK_CLASSIFICATION, &back, &err), &err);
+    if (back.x)
+        CHECK(memcmp(back.x->data, d.x->data, (size_t)kl_numel(d.x) * sizeof(float)) == 0);
+    kl_dataset_free(&back);
+    kl_f32(d.x)[2500 * 2000 + 17] = NAN;
+    CHECK_OK(kl_dataset_save_hdf5(&d, in_dir("blocks-nan.h5"), &err), &err);
+    expect_error(h5_source(in_dir("blocks-nan.h5"), NULL, NULL), KL_TASK_CLASSIFICATION,
+                 "blocks-nan.h5: dataset 'x': sample 2500 ", "NaN", NULL);
+    memset(d.x->data, 0, (size_t)kl_numel(d.x) * sizeof(float));
+    CHECK_OK(kl_dataset_save_hdf5(&d, in_dir("zeros.h5"), &err), &err);
+    src = h5_source(in_dir("zeros.h5"), NULL, NULL);
+    CHECK_OK(kl_dataset_load(&src, KL_TASK_CLASSIFICATION, &back, &err), &err);
+    kl_dataset_free(&back);
     kl_dataset_free(&d);
 }
 
@@ -694,6 +832,8 @@ int main(void)
     test_csv();
     test_csv_crafted();
     test_hdf5();
+    test_hdf5_crafted();
+    test_hdf5_blocks();
     test_splits();
     test_standardize();
     test_lazy();
