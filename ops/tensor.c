@@ -53,9 +53,11 @@ kl_status kl_dims_check(int ndim, const int64_t *d, size_t elem, const char *wha
     KL_ASSERT(ndim >= 0 && elem >= 1);
     char buf[200];
     /* The running product is kept in bytes: an element count that fits while its bytes do not
-     * would still overflow the first allocation or pointer offset made from it. */
-    uint64_t total = elem, zero = 0;
-    bool over = elem > INT64_MAX;
+     * would still overflow the first allocation or pointer offset made from it. A dimension of 0
+     * makes the array empty, but the others must still multiply within range, so that no code
+     * that sizes a row or a batch from them can overflow either. */
+    uint64_t total = elem;
+    bool over = elem > INT64_MAX, zero = false;
     for (int i = 0; i < ndim; i++) {
         if (d[i] < 0)
             return kl_error_set(err, KL_ESHAPE, "%s: shape %s has a negative dimension", what,
@@ -63,11 +65,10 @@ kl_status kl_dims_check(int ndim, const int64_t *d, size_t elem, const char *wha
         zero |= d[i] == 0;
         if (d[i] > 0 && total > (uint64_t)INT64_MAX / (uint64_t)d[i])
             over = true;
-        else
+        else if (d[i] > 0)
             total *= (uint64_t)d[i];
     }
-    /* A zero dimension makes the array empty however large the others are. */
-    if (over && !zero)
+    if (over)
         return kl_error_set(err, KL_ESHAPE,
                             "%s: shape %s is too large: its size in bytes overflows 64 bits", what,
                             dims_str(ndim, d, buf, sizeof buf));

@@ -195,7 +195,14 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s: /reference has %lld bins; this kiln reads %d (deciles)", mf->path,
                           (long long)bins, B);
-    size_t n = (size_t)(f * (2 * B + 1) + (cls ? 2 * k : 2 * k * (2 * B + 1)));
+    size_t n = 0;
+    char what[300];
+    snprintf(what, sizeof what, "%s: /reference", mf->path);
+    /* An upper bound of n below, checked before it is computed: f comes from the file. */
+    if (st == KL_OK)
+        st = kl_dims_check(2, (int64_t[]){f + 2 * k, 2 * B + 1}, sizeof(float), what, NULL, err);
+    if (st == KL_OK)
+        n = (size_t)(f * (2 * B + 1) + (cls ? 2 * k : 2 * k * (2 * B + 1)));
     if (st == KL_OK && !(mf->ref_data = malloc(n * sizeof *mf->ref_data)))
         st = kl_error_set(err, KL_ENOMEM, "out of memory reading the reference statistics");
     kl_modelfile_reference *r = &mf->ref;
@@ -245,6 +252,14 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
     kl_model_options o;
     kl_status st = kl_ckpt_read_model_options(c, &o, err);
     if (st != KL_OK)
+        return st;
+    /* The graph's input holds max_batch samples of the shape the file gives. */
+    int64_t in[KL_MAX_DIMS + 1] = {max_batch};
+    memcpy(in + 1, o.input.d, (size_t)o.input.ndim * sizeof *in);
+    char what[300];
+    snprintf(what, sizeof what, "%s: /model/input_shape at a batch of %lld", mf->path,
+             (long long)max_batch);
+    if ((st = kl_dims_check(o.input.ndim + 1, in, sizeof(float), what, NULL, err)) != KL_OK)
         return st;
     o.batch = max_batch;
     o.trainable = false;

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/h5.h"
@@ -50,16 +49,12 @@ static kl_status check_format(hid_t file, const char *path, kl_error *err)
     return KL_OK;
 }
 
-/* Deflate's largest expansion (a 258-byte match in 2 bits, zlib's technical notes). */
-#define DEFLATE_MAX_RATIO 1032
-
 /* A dataset as opened: its handle, extent, type, and the rows of one chunk (0: not chunked). */
 typedef struct h5_data {
     hid_t ds;
     int rank;
     int64_t dims[KL_MAX_DIMS];
     H5T_class_t cls;
-    size_t type_size;
     int64_t chunk_rows;
 } h5_data;
 
@@ -80,7 +75,6 @@ static kl_status open_dataset(hid_t file, const char *path, const char *name, co
     for (int i = 0; i < KL_MAX_DIMS; i++)
         d->dims[i] = dims[i] > (hsize_t)INT64_MAX ? -1 : (int64_t)dims[i];
     d->cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
-    d->type_size = type >= 0 ? H5Tget_size(type) : 0;
     d->chunk_rows = 0;
     if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && d->rank >= 1 && d->rank <= KL_MAX_DIMS &&
         H5Pget_chunk(dcpl, d->rank, chunk) == d->rank)
@@ -88,55 +82,24 @@ static kl_status open_dataset(hid_t file, const char *path, const char *name, co
     kl__h5_close(space, H5Sclose);
     kl__h5_close(type, H5Tclose);
     kl__h5_close(dcpl, H5Pclose);
-    if ((d->cls != H5T_INTEGER && d->cls != H5T_FLOAT) || d->type_size == 0)
+    if (d->cls != H5T_INTEGER && d->cls != H5T_FLOAT)
         return kl_error_set(err, KL_EFORMAT,
                             "%s: dataset '%s' holds neither integers nor floating-point numbers",
                             path, name);
     return KL_OK;
 }
 
-/* What the dataset's values take in the file, and the bytes its storage can give back: the
- * stored bytes themselves, or for filtered (compressed) chunks up to DEFLATE_MAX_RATIO times
- * them. A filter that packs tighter than deflate (scale-offset of a constant, szip runs of zeros)
- * is not told apart from a header that lies, so such a file is refused too: kiln writes deflate,
- * and so do h5py's gzip and lzf. The stored bytes also cannot exceed the file's size. */
+/* The dataset's values must be in the file (kl__h5_check_stored), and there must be some. */
 static kl_status check_stored(const h5_data *d, const char *path, const char *name,
                               int64_t file_bytes, kl_error *err)
 {
     char what[300];
     snprintf(what, sizeof what, "%s: dataset '%s'", path, name);
-    int64_t bytes;
-    kl_status st = kl_dims_check(d->rank, d->dims, d->type_size, what, &bytes, err);
-    if (st != KL_OK)
-        return st;
-    if (bytes == 0)
-        return kl_error_set(err, KL_ESHAPE, "%s is empty (a dimension of 0)", what);
-    hid_t dcpl = H5Dget_create_plist(d->ds);
-    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
-    int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
-    int filters = dcpl >= 0 && layout == H5D_CHUNKED ? H5Pget_nfilters(dcpl) : 0;
-    kl__h5_close(dcpl, H5Pclose);
-    if ((layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) ||
-        external != 0 || filters < 0)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s keeps its values outside the file (external or virtual storage) "
-                            "or its layout cannot be read; kiln reads data stored in the file "
-                            "itself",
-                            what);
-    hsize_t stored = H5Dget_storage_size(d->ds);
-    int64_t room = stored < (hsize_t)file_bytes ? (int64_t)stored : file_bytes;
-    if (filters > 0 ? bytes / DEFLATE_MAX_RATIO > room : bytes > room) {
-        char shape[160];
-        kl_shape s = {.ndim = d->rank};
-        memcpy(s.d, d->dims, sizeof s.d);
-        return kl_error_set(
-            err, KL_EFORMAT,
-            "%s has shape %s (%lld bytes) but the file stores %lld bytes of it%s; "
-            "the file is truncated, damaged or was never completely written",
-            what, kl_shape_str(&s, shape, sizeof shape), (long long)bytes, (long long)room,
-            filters > 0 ? ", compressed, and deflate expands at most 1032 times" : "");
-    }
-    return KL_OK;
+    int64_t bytes = 0;
+    kl_status st = kl__h5_check_stored(d->ds, file_bytes, what, &bytes, err);
+    if (st == KL_OK && bytes == 0)
+        st = kl_error_set(err, KL_ESHAPE, "%s is empty (a dimension of 0)", what);
+    return st;
 }
 
 /* Reads the whole dataset as mem_type (elem bytes a value) into out, in blocks of whole rows of
@@ -275,17 +238,10 @@ static kl_status open_x_lazy(hid_t file, const char *path, const char *name, int
     return st;
 }
 
-/* The file's size on disk: what its datasets' stored bytes cannot exceed. */
-static int64_t file_size(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
-}
-
 kl_status kl__hdf5_read_x(int64_t file, const char *path, const char *name, kl_tensor **out,
                           kl_error *err)
 {
-    return read_x((hid_t)file, path, name, file_size(path), out, err);
+    return read_x((hid_t)file, path, name, kl__h5_file_bytes(path), out, err);
 }
 
 static kl_status load(const char *path, const char *x_name, const char *y_name, kl_task task,
@@ -297,7 +253,7 @@ static kl_status load(const char *path, const char *x_name, const char *y_name, 
                    ? kl_error_set(err, KL_EIO, "%s: cannot open: no such file or not readable",
                                   path)
                    : kl_error_set(err, KL_EFORMAT, "%s: not an HDF5 file", path);
-    int64_t bytes = file_size(path);
+    int64_t bytes = kl__h5_file_bytes(path);
     kl_status st = check_format(file, path, err);
     if (st == KL_OK)
         st = lazy ? open_x_lazy(file, path, x_name, bytes, out, err)

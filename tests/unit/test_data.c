@@ -420,13 +420,13 @@ static void test_hdf5_crafted(void)
     hsize_t big[4] = {(hsize_t)1 << 20, 1, 256, 256};
     h5_crafted(in_dir("unwritten.h5"), 4, big, wrap_chunk, 0, 16);
     expect_h5_error(in_dir("unwritten.h5"),
-                    "unwritten.h5: dataset 'x' has shape [1048576, 1, 256, 256] (274877906944 "
+                    "unwritten.h5: dataset 'x' has shape (1048576, 1, 256, 256) (274877906944 "
                     "bytes) but the file stores 0 bytes of it",
                     "deflate expands at most 1032 times");
     hsize_t small[2] = {1000, 10}, chunk[2] = {10, 10};
     h5_crafted(in_dir("contig.h5"), 2, small, NULL, 0, 1000);
     expect_h5_error(in_dir("contig.h5"),
-                    "contig.h5: dataset 'x' has shape [1000, 10] (40000 bytes)", "stores 0 bytes");
+                    "contig.h5: dataset 'x' has shape (1000, 10) (40000 bytes)", "stores 0 bytes");
     hid_t f = H5Fcreate(in_dir("half.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     static float v[500 * 10];
     hsize_t ny = 1000;
@@ -434,7 +434,7 @@ static void test_hdf5_crafted(void)
     h5_dataset(f, "x", 2, small, chunk, false, NULL, false, 500, v);
     h5_dataset(f, "y", 1, &ny, NULL, false, NULL, true, 1000, y);
     H5Fclose(f);
-    expect_h5_error(in_dir("half.h5"), "half.h5: dataset 'x' has shape [1000, 10] (40000 bytes)",
+    expect_h5_error(in_dir("half.h5"), "half.h5: dataset 'x' has shape (1000, 10) (40000 bytes)",
                     "stores 20000 bytes");
     write_file(in_dir("outside.raw"), v, sizeof v, false);
     f = H5Fcreate(in_dir("ext.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -445,7 +445,7 @@ static void test_hdf5_crafted(void)
                     NULL);
     hsize_t ok[2] = {16, 10};
     h5_crafted(in_dir("y40.h5"), 2, ok, chunk, 16, (hsize_t)1 << 40);
-    expect_h5_error(in_dir("y40.h5"), "y40.h5: dataset 'y' has shape [1099511627776]", "stores");
+    expect_h5_error(in_dir("y40.h5"), "y40.h5: dataset 'y' has shape (1099511627776)", "stores");
 }
 
 /* Reading in blocks of rows: a data set of several blocks (chunks that do not divide them) comes
