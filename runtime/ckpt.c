@@ -292,11 +292,16 @@ static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t 
                               : "");
     else if (kl__h5_get_i64(f, "format_version", version) <= 0)
         st = kl_error_set(err, KL_EFORMAT, "%s has no readable 'format_version' attribute", path);
-    else if (*version > newest || *version < 1)
+    else if (*version > newest)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s has format_version %lld, but this kiln (%s) reads versions 1 to %d: "
                           "it was written by a newer kiln; upgrade kiln to read it",
                           path, (long long)*version, KL_VERSION, newest);
+    else if (*version < 1)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s has format_version %lld, which no kiln writes (versions start at 1): "
+                          "the file is damaged or was not written by kiln",
+                          path, (long long)*version);
     free(format);
     if (st != KL_OK) {
         H5Fclose(f);

@@ -687,7 +687,11 @@ static void test_refusals(void)
     f = h5_open_rw(p);
     h5_set_i64(f, "format_version", 0);
     H5Fclose(f);
-    check_refused(__LINE__, p, false, AT_OPEN, true, KL_EFORMAT, "format_version 0", NULL);
+    check_refused(__LINE__, p, false, AT_OPEN, true, KL_EFORMAT, "format_version 0",
+                  "which no kiln writes", "damaged or was not written by kiln", NULL);
+    kl_ckpt *v0 = NULL;
+    CHECK(kl_ckpt_open(p, false, &v0, &err) == KL_EFORMAT && !strstr(err.msg, "newer"));
+    kl_ckpt_close(v0);
 
     /* An input_shape whose size overflows: refused before a model is built from it. */
     p = damaged(good, "input-shape.h5");
