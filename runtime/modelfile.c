@@ -165,15 +165,39 @@ static kl_status read_labels(kl_modelfile *mf, hid_t file, kl_error *err)
     return read_strings(file, "labels", mf->labels, k, mf->path, err);
 }
 
+/* Edges must be finite and non-decreasing (equal edges are common: a constant pixel), and
+ * proportions finite and in [0, 1]: a NaN edge puts every value in the last bin, which a drift
+ * monitor reads as a shift. which names a row in messages ("input feature"). */
+static kl_status check_table(const kl_modelfile *mf, const char *name, const char *which,
+                             const float *v, int64_t rows, int64_t cols, bool edges, kl_error *err)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < (cols ? cols : 1); b++) {
+            float x = v[r * (cols ? cols : 1) + b];
+            bool ok =
+                isfinite(x) && (edges ? b == 0 || x >= v[r * cols + b - 1] : x >= 0 && x <= 1);
+            if (!ok)
+                return kl_error_set(err, KL_EFORMAT,
+                                    "%s: /reference/%s of %s %lld: value %lld is %g, %s; the "
+                                    "reference statistics are damaged: export the model again",
+                                    mf->path, name, which, (long long)r, (long long)b, (double)x,
+                                    edges ? "and edges must be finite and in increasing order"
+                                          : "and proportions must be between 0 and 1");
+        }
+    return KL_OK;
+}
+
 /* Reads dataset name as f32 of shape (rows, cols) (cols 0: 1-D) into v. */
-static kl_status get_table(kl_modelfile *mf, hid_t ref, const char *name, int64_t rows,
-                           int64_t cols, float *v, kl_error *err)
+static kl_status get_table(kl_modelfile *mf, hid_t ref, const char *name, const char *which,
+                           int64_t rows, int64_t cols, float *v, kl_error *err)
 {
     int64_t dims[2] = {rows, cols};
     char what[96];
     snprintf(what, sizeof what, "reference statistics %s", name);
-    return kl__h5_get_f32(ref, name, v, cols ? 2 : 1, dims, cols ? rows * cols : rows, mf->path,
-                          what, err);
+    kl_status st = kl__h5_get_f32(ref, name, v, cols ? 2 : 1, dims, cols ? rows * cols : rows,
+                                  mf->path, what, err);
+    return st == KL_OK ? check_table(mf, name, which, v, rows, cols, strstr(name, "edges"), err)
+                       : st;
 }
 
 static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
@@ -213,16 +237,18 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         r->input_edges = p;
         r->input_proportions = p + f * (B + 1);
         p += f * (2 * B + 1);
-        st = get_table(mf, ref, "input/edges", f, B + 1, (float *)r->input_edges, err);
+        st = get_table(mf, ref, "input/edges", "input feature", f, B + 1, (float *)r->input_edges,
+                       err);
     }
     if (st == KL_OK)
-        st = get_table(mf, ref, "input/proportions", f, B, (float *)r->input_proportions, err);
+        st = get_table(mf, ref, "input/proportions", "input feature", f, B,
+                       (float *)r->input_proportions, err);
     if (st == KL_OK && cls) {
         r->label_proportions = p;
         r->predicted_proportions = p + k;
-        st = get_table(mf, ref, "labels/proportions", k, 0, p, err);
+        st = get_table(mf, ref, "labels/proportions", "class", k, 0, p, err);
         if (st == KL_OK)
-            st = get_table(mf, ref, "predictions/proportions", k, 0, p + k, err);
+            st = get_table(mf, ref, "predictions/proportions", "class", k, 0, p + k, err);
     } else if (st == KL_OK) {
         const char *names[4] = {"targets/edges", "targets/proportions", "predictions/edges",
                                 "predictions/proportions"};
@@ -231,7 +257,7 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         for (int i = 0; i < 4 && st == KL_OK; i++) {
             int64_t cols = i % 2 ? B : B + 1;
             *dst[i] = p;
-            st = get_table(mf, ref, names[i], k, cols, p, err);
+            st = get_table(mf, ref, names[i], i < 2 ? "target" : "prediction", k, cols, p, err);
             p += k * cols;
         }
     }
