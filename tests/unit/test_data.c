@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "kiln/data.h"
+#include "kiln/train.h"
 
 static char dir[64];
 
@@ -479,6 +480,29 @@ static void test_hdf5_blocks(void)
     kl_dataset_free(&d);
 }
 
+/* A stop request (what kiln train's SIGTERM handler makes) ends every reader with KL_ESTOPPED
+ * and a message naming what it was reading, in memory and lazily. */
+static void test_stop_request(void)
+{
+    kl_data_source srcs[] = {
+        idx_source(in_dir("img"), in_dir("lab")), idx_source(in_dir("img.gz"), in_dir("lab.gz")),
+        csv_source(in_dir("a.csv"), NULL), h5_source(in_dir("blocks.h5"), NULL, NULL)};
+    const char *names[] = {"img", "img.gz", "a.csv", "dataset 'x' of"};
+    kl_train_request_stop(15);
+    for (int i = 0; i < 5; i++) {
+        kl_data_config c = {.task = KL_TASK_CLASSIFICATION, .train = srcs[i < 4 ? i : 3]};
+        c.lazy = i == 4;
+        kl_data_splits s;
+        kl_error err = {0};
+        CHECK(kl_data_prepare(&c, 1, &s, &err) == KL_ESTOPPED && !s.train.x);
+        if (!CHECK(strstr(err.msg, "stopped by signal 15 while preparing the data") &&
+                   strstr(err.msg, i < 4 ? names[i] : "blocks.h5")))
+            fprintf(stderr, "    message: %s\n", err.msg);
+        kl_data_splits_free(&s);
+    }
+    kl_train_clear_stop();
+}
+
 /* The index written into pixel 0 of each fixture image. */
 static int sample_id(const kl_dataset *d, int64_t i, const float *mean, const float *std,
                      int64_t nstats)
@@ -834,6 +858,7 @@ int main(void)
     test_hdf5();
     test_hdf5_crafted();
     test_hdf5_blocks();
+    test_stop_request();
     test_splits();
     test_standardize();
     test_lazy();
