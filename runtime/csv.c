@@ -2,6 +2,8 @@
  * reader (trainers/modelfile_io.c) and the server's feature tables (runtime/serve/lookup.c):
  * lines, blank lines, field counts and fields split in place. Only the text: what a column
  * means is the caller's. */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,4 +102,16 @@ kl_status kl__csv_count_rows(const char *text, size_t len, size_t pos, int64_t l
     }
     *rows = n;
     return KL_OK;
+}
+
+bool kl__csv_number(const char *field, double *v)
+{
+    char *end;
+    if (!*field)
+        return false;
+    errno = 0;
+    *v = strtod(field, &end);
+    /* Below 0x1.ffffffp127 a double rounds to at most FLT_MAX as a float; from there on it would
+     * become Inf in an f32 tensor. */
+    return *end == '\0' && isfinite(*v) && errno != ERANGE && fabs(*v) < 0x1.ffffffp127;
 }

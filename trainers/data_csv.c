@@ -62,27 +62,16 @@ typedef struct csv_layout {
     int64_t header_line; /* 1-based */
 } csv_layout;
 
-/* Parses a finite number; false when field is not one. */
-static bool parse_number(const char *field, double *v)
-{
-    char *end;
-    if (!*field)
-        return false;
-    errno = 0;
-    *v = strtod(field, &end);
-    return *end == '\0' && isfinite(*v) && errno != ERANGE;
-}
-
 static kl_status parse_row(const csv_file *f, const csv_layout *lay, int64_t line, kl_task task,
                            float *x, void *y, kl_error *err)
 {
     size_t k = 0;
     for (size_t c = 0; c < lay->ncols; c++) {
         double v;
-        if (!parse_number(lay->fields[c], &v))
+        if (!kl__csv_number(lay->fields[c], &v))
             return kl_error_set(err, KL_EFORMAT,
-                                "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf and "
-                                "empty fields are refused)",
+                                "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf, "
+                                "empty fields and values past 3.4e38, float's range, are refused)",
                                 f->path, (long long)line, lay->names[c], lay->fields[c]);
         if (c != lay->label) {
             x[k++] = (float)v;

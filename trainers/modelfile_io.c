@@ -124,13 +124,12 @@ static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
         KL_ASSERT(r < n && kl__csv_count_fields(line) == c->ncols);
         kl__csv_split(line, c->fields, c->ncols);
         for (size_t k = 0; st == KL_OK && k < c->ncols; k++) {
-            char *end;
-            errno = 0;
-            double v = strtod(c->fields[k], &end);
-            if (!*c->fields[k] || *end || !isfinite(v) || errno == ERANGE)
+            double v;
+            if (!kl__csv_number(c->fields[k], &v))
                 st = kl_error_set(err, KL_EFORMAT,
-                                  "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf "
-                                  "and empty fields are refused)",
+                                  "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf, "
+                                  "empty fields and values past 3.4e38, float's range, are "
+                                  "refused)",
                                   c->path, (long long)c->line, c->names[k], c->fields[k]);
             else
                 kl_f32(x)[r * nc + (int64_t)k] = (float)v;

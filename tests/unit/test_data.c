@@ -215,6 +215,13 @@ static void test_csv(void)
     write_text(in_dir("inf.csv"), "a,b,label\n1,inf,0\n");
     expect_error(csv_source(in_dir("inf.csv"), NULL), KL_TASK_CLASSIFICATION, "inf.csv:2:", "'b'",
                  NULL);
+    /* Finite as a double, Inf as a float: found by the CSV fuzz target. */
+    write_text(
+        in_dir("big.csv"),
+        "a,b,label\n1,2,0\n3.4028234e38,\"4555555555555555555555555555555555555555555\",1\n");
+    expect_error(csv_source(in_dir("big.csv"), NULL), KL_TASK_CLASSIFICATION, "big.csv:3:",
+                 "column 'b': '4555555555555555555555555555555555555555555' is not a finite number",
+                 "float's range");
     write_text(in_dir("word.csv"), "a,b,label\n1,two,0\n");
     expect_error(csv_source(in_dir("word.csv"), NULL), KL_TASK_CLASSIFICATION,
                  "word.csv:2:", "'two'", NULL);
