@@ -267,14 +267,50 @@ int64_t kl__h5_file_bytes(const char *path)
     return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
 }
 
-/* The rule is explained in docs/data.md ("Sizes from headers"): a filter that packs tighter than
- * deflate (scale-offset of a constant, szip runs of zeros) cannot be told apart from a header that
- * lies, so it is refused too. */
+/* The rule is explained in docs/data.md ("Sizes from headers"). Only deflate compresses among the
+ * filters kiln accepts, so deflate's limit bounds what a stored byte can expand to; other filters
+ * (scale-offset, n-bit, szip, plugins) are refused, as kiln cannot bound them and HDF5 1.10's
+ * scale-offset decoder misbehaves on crafted chunks. */
+static kl_status check_filters(hid_t dcpl, int filters, const char *what, kl_error *err)
+{
+    for (int i = 0; i < filters; i++) {
+        unsigned flags, config;
+        size_t nvalues = 0;
+        char name[64] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof name, name, &config);
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
+            return kl_error_set(
+                err, KL_EUNSUPPORTED,
+                "%s is stored with the HDF5 filter '%s' (id %d); kiln reads data "
+                "stored plain or with gzip (deflate), shuffle and fletcher32: write "
+                "it with one of those (h5py: compression=\"gzip\")",
+                what, name, (int)id);
+    }
+    return KL_OK;
+}
+
+/* The dataset's values are in the file itself, in a layout kiln reads, through filters it
+ * accepts; *filters is their number. */
+static kl_status check_layout(hid_t dcpl, const char *what, int *filters, kl_error *err)
+{
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    *filters = layout == H5D_CHUNKED ? H5Pget_nfilters(dcpl) : 0;
+    if ((layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) ||
+        H5Pget_external_count(dcpl) != 0 || *filters < 0)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s keeps its values outside the file (external or virtual storage) "
+                            "or its layout cannot be read; kiln reads data stored in the file "
+                            "itself",
+                            what);
+    return check_filters(dcpl, *filters, what, err);
+}
+
 kl_status kl__h5_check_stored(hid_t ds, int64_t file_bytes, const char *what, int64_t *bytes,
                               kl_error *err)
 {
     hid_t sp = H5Dget_space(ds), type = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
-    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1, filters = 0;
     hsize_t hd[H5S_MAX_RANK];
     int64_t dims[H5S_MAX_RANK], need = 0;
     bool ok = rank >= 0 && H5Sget_simple_extent_dims(sp, hd, NULL) >= 0 && type >= 0 &&
@@ -284,19 +320,11 @@ kl_status kl__h5_check_stored(hid_t ds, int64_t file_bytes, const char *what, in
     kl_status st =
         ok ? kl_dims_check(rank, dims, H5Tget_size(type), what, &need, err)
            : kl_error_set(err, KL_EFORMAT, "%s cannot be read: the file is damaged", what);
-    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
-    int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
-    int filters = dcpl >= 0 && layout == H5D_CHUNKED ? H5Pget_nfilters(dcpl) : 0;
+    if (st == KL_OK)
+        st = check_layout(dcpl, what, &filters, err);
     kl__h5_close(sp, H5Sclose);
     kl__h5_close(type, H5Tclose);
     kl__h5_close(dcpl, H5Pclose);
-    if (st == KL_OK &&
-        ((layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) ||
-         external != 0 || filters < 0))
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s keeps its values outside the file (external or virtual storage) or "
-                          "its layout cannot be read; kiln reads data stored in the file itself",
-                          what);
     hsize_t stored = st == KL_OK ? H5Dget_storage_size(ds) : 0;
     int64_t room = stored < (hsize_t)file_bytes ? (int64_t)stored : file_bytes;
     if (st == KL_OK && (filters > 0 ? need / DEFLATE_MAX_RATIO > room : need > room)) {
