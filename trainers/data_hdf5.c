@@ -4,6 +4,7 @@
  * format_version=1 and classes. HDF5's own error printing is off while kiln calls it, so errors
  * reach the user once, through kl_error. */
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +25,17 @@ static int64_t first_nonfinite(const float *v, int64_t n)
     return -1;
 }
 
-/* Reads an integer attribute of the root group, if it exists: 1 when read, 0 when absent. */
+/* Reads an integer attribute of the root group, if it exists: 1 when read, 0 when absent, -1 when
+ * it is not one number that fits an int (an array, a string, a huge value). */
 static int read_int_attr(hid_t file, const char *name, int *v)
 {
-    if (H5Aexists(file, name) <= 0)
-        return 0;
-    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_INT, v) >= 0;
-    kl__h5_close(a, H5Aclose);
-    return ok ? 1 : -1;
+    int64_t x = 0;
+    int rc = kl__h5_get_i64(file, name, &x);
+    if (rc == 1 && (x < INT_MIN || x > INT_MAX))
+        rc = -1;
+    if (rc == 1)
+        *v = (int)x;
+    return rc;
 }
 
 /* A file that says it is a kiln-dataset must be a version this kiln reads. */

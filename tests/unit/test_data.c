@@ -485,6 +485,29 @@ static void test_hdf5_crafted(void)
             kl_dataset_free(&back);
         }
     }
+    /* Root attributes that are arrays, not one number: HDF5 wrote all of classes into one int on
+     * the stack (found by the HDF5 fuzz target). They are ignored as unreadable. */
+    kl_dataset set = make_set(6, 3), back;
+    kl_error err = {0};
+    CHECK_OK(kl_dataset_save_hdf5(&set, in_dir("attrs.h5"), &err), &err);
+    kl_dataset_free(&set);
+    f = H5Fopen(in_dir("attrs.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t four = 4;
+    int32_t many[4] = {7, 7, 7, 7};
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "format_version" : "classes";
+        hid_t sp = H5Screate_simple(1, &four, NULL);
+        KL_ASSERT(H5Adelete(f, name) >= 0);
+        hid_t a = H5Acreate2(f, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        KL_ASSERT(a >= 0 && H5Awrite(a, H5T_NATIVE_INT32, many) >= 0);
+        H5Aclose(a);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    kl_data_source src = h5_source(in_dir("attrs.h5"), NULL, NULL);
+    CHECK_OK(kl_dataset_load(&src, KL_TASK_CLASSIFICATION, &back, &err), &err);
+    CHECK(back.classes == 3);
+    kl_dataset_free(&back);
     hsize_t ok[2] = {16, 10};
     h5_crafted(in_dir("y40.h5"), 2, ok, chunk, 16, (hsize_t)1 << 40);
     expect_h5_error(in_dir("y40.h5"), "y40.h5: dataset 'y' has shape (1099511627776)", "stores");
