@@ -503,6 +503,25 @@ static void add_score(const kl_modelfile *mf, const float *logits, const void *y
     }
 }
 
+/* Finite weights can still overflow on an input (a crafted or diverged model: a row of -2e38
+ * against inputs of both signs sums to Inf - Inf): such a batch is refused instead of answered
+ * with NaN probabilities. first is the index of the batch's first sample. */
+static kl_status check_outputs(const kl_modelfile *mf, const float *logits, int64_t b,
+                               int64_t first, kl_error *err)
+{
+    int64_t k = mf->sig.outputs;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < b * k; i++)
+        bad |= nonfinite(logits[i]);
+    for (int64_t i = 0; bad && i < b * k; i++)
+        if (nonfinite(logits[i]))
+            return kl_error_set(err, KL_ERANGE,
+                                "%s: the model's output for sample %lld (counting from 0) is %g: "
+                                "its weights overflow float on this input",
+                                mf->path, (long long)(first + i / k), (double)logits[i]);
+    return KL_OK;
+}
+
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
                             int32_t *classes, kl_modelfile_score *score, kl_error *err)
 {
@@ -530,6 +549,8 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
         if ((st = kl_graph_forward(g, err)) != KL_OK)
             break;
         const float *logits = kl_f32(kl_graph_value(g, mf->m.output));
+        if ((st = check_outputs(mf, logits, b, s, err)) != KL_OK)
+            break;
         if (out && cls)
             softmax_rows(logits, b, k, mf->exps, out + s * k);
         else if (out)

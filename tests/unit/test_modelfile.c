@@ -375,6 +375,34 @@ static void test_damaged_reference(void)
     CHECK(kl_modelfile_load(p, 4, &mf, &err) == KL_EFORMAT && !mf);
     kl_modelfile_free(mf);
     CHECK(contains(err.msg, "format_version 0, which no kiln writes") && !strstr(err.msg, "newer"));
+
+    /* Finite weights that overflow on an input: the batch is refused, not answered with NaN
+     * (found by the model-file fuzz target). */
+    char cmd[600];
+    p = in_tmp("overflow.h5");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", in_tmp("c.h5"), p);
+    KL_ASSERT(system(cmd) == 0);
+    h = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = h >= 0 ? H5Dopen2(h, "params/layers.0.weight", H5P_DEFAULT) : -1;
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    float w[4096];
+    KL_ASSERT(sp >= 0 && H5Sget_simple_extent_npoints(sp) <= 4096 &&
+              H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0);
+    for (int j = 0; j < 4; j++)
+        w[j] = -2.3e38f; /* row 0: the first unit's weights on the 4 features */
+    KL_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(h);
+    CHECK_OK(kl_modelfile_load(p, 4, &mf, &err), &err);
+    if (mf) {
+        float x[8] = {-3, -2, -1, 0, 1, 2, 3, -3}, out[2 * 3]; /* the fuzzer's inputs */
+        int32_t cls[2];
+        CHECK(kl_modelfile_predict(mf, x, 2, out, cls, &err) == KL_ERANGE);
+        CHECK(contains(err.msg, "overflow.h5: the model's output for sample ") &&
+              contains(err.msg, "its weights overflow float"));
+    }
+    kl_modelfile_free(mf);
 }
 
 static void test_shapes_and_damage(void)
