@@ -112,6 +112,8 @@ fi
 artifacts="$build/fuzz-artifacts/$target"
 mkdir -p "$artifacts"
 cd "$tmp"
+# The targets write each input to a file under TMPDIR (fuzz_util.h); keep those with the rest.
+export TMPDIR="$tmp"
 # shellcheck disable=SC2086
 if ! ./fuzz_"$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} corpus; then
