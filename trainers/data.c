@@ -344,15 +344,36 @@ static kl_status compute_stats(const kl_dataset *d, kl_standardize mode, kl_data
     return st;
 }
 
-/* Rows r0..r1 of v (f floats a row) standardised in place. */
-static void standardize_rows(float *v, int64_t r0, int64_t r1, int64_t f, const float *mean,
-                             const float *std, int64_t nstats)
+/* Whether v is NaN or infinite, from its bits, so that the loop below still vectorises. */
+static inline uint32_t nonfinite(float v)
 {
-    for (int64_t r = r0; r < r1; r++)
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+kl_status kl__standardize(float *v, int64_t rows, int64_t f, const float *mean, const float *std,
+                          int64_t nstats, const char *name, const int64_t *sample, int64_t first,
+                          kl_error *err)
+{
+    uint32_t bad = 0;
+    for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < f; j++) {
             int64_t k = nstats == 1 ? 0 : j;
             v[r * f + j] = (v[r * f + j] - mean[k]) / std[k];
+            bad |= nonfinite(v[r * f + j]);
         }
+    for (int64_t i = 0; bad && i < rows * f; i++) {
+        int64_t k = nstats == 1 ? 0 : i % f;
+        if (nonfinite(v[i]))
+            return kl_error_set(err, KL_ERANGE,
+                                "%s: sample %lld (counting from 0), feature %lld standardises to "
+                                "%g with mean %g and std %g: its values are too far apart for "
+                                "32-bit floats; rescale the data",
+                                name, (long long)(sample ? sample[i / f] : first + i / f),
+                                (long long)(i % f), (double)v[i], (double)mean[k], (double)std[k]);
+    }
+    return KL_OK;
 }
 
 void kl_data_standardize(kl_tensor *x, const float *mean, const float *std, int64_t nstats)
@@ -361,10 +382,11 @@ void kl_data_standardize(kl_tensor *x, const float *mean, const float *std, int6
         return;
     int64_t f = row_size(x);
     KL_ASSERT(nstats == 1 || nstats == f);
-    standardize_rows(kl_f32(x), 0, x->shape.d[0], f, mean, std, nstats);
+    kl__standardize(kl_f32(x), x->shape.d[0], f, mean, std, nstats, "", NULL, 0, NULL);
 }
 
-/* kl_data_standardize on a split, a block of rows at a time with a stop check between. */
+/* kl_data_standardize on a split, a block of rows at a time with a stop check between; a value
+ * that overflows float is an error naming it. */
 static kl_status standardize_split(kl_dataset *d, const kl_data_splits *s, kl_error *err)
 {
     if (!d->x)
@@ -374,8 +396,8 @@ static kl_status standardize_split(kl_dataset *d, const kl_data_splits *s, kl_er
     kl_status st = KL_OK;
     for (int64_t r = 0; st == KL_OK && r < n; r += check)
         if ((st = kl__data_stop_check(d->name, err)) == KL_OK)
-            standardize_rows(kl_f32(d->x), r, r + check < n ? r + check : n, f, s->mean, s->std,
-                             s->nstats);
+            st = kl__standardize(kl_f32(d->x) + r * f, r + check < n ? check : n - r, f, s->mean,
+                                 s->std, s->nstats, d->name, NULL, r, err);
     return st;
 }
 

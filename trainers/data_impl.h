@@ -60,6 +60,14 @@ void kl__lazy_free(struct kl__lazy *z);
 kl_status kl__data_stop_check(const char *what, kl_error *err);
 #define KL__DATA_BLOCK_BYTES ((int64_t)16 << 20)
 
+/* Standardises rows (f floats each) of v in place, (v - mean) / std in float as kiln serves it
+ * (nstats 1: global, else per feature). Finite values can still overflow (values near 3.4e38 of
+ * both signs): KL_ERANGE naming name, the sample (sample[r], or first + r when sample is NULL)
+ * and the feature. */
+kl_status kl__standardize(float *v, int64_t rows, int64_t f, const float *mean, const float *std,
+                          int64_t nstats, const char *name, const int64_t *sample, int64_t first,
+                          kl_error *err);
+
 /* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
  * not divide by zero. */
 #define KL__STD_FLOOR 1e-6

@@ -200,13 +200,7 @@ kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, fl
     if (st != KL_OK || z->nstats == 0)
         return st;
     /* The same arithmetic as kl_data_standardize applies to a data set in memory. */
-    int64_t f = z->features;
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t j = 0; j < f; j++) {
-            int64_t k = z->nstats == 1 ? 0 : j;
-            x[r * f + j] = (x[r * f + j] - z->mean[k]) / z->std[k];
-        }
-    return KL_OK;
+    return kl__standardize(x, n, z->features, z->mean, z->std, z->nstats, d->name, idx, 0, err);
 }
 
 /* ---- the statistics pass ---- */

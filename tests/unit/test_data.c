@@ -544,6 +544,33 @@ static void test_hdf5_blocks(void)
     kl_dataset_free(&d);
 }
 
+/* Finite values of both signs near float's limit standardise to Inf ((v - mean) overflows):
+ * refused with the sample and feature, in memory while preparing, lazily when gathered, instead
+ * of training into NaN ("training diverged"). */
+static void test_standardize_overflow(void)
+{
+    kl_dataset d = make_set(10, 2);
+    for (int64_t i = 0; i < 10; i++)
+        kl_f32(d.x)[i * 6 + 4] = i == 9 ? 3.4e38f : -3.4e38f;
+    kl_error err = {0};
+    CHECK_OK(kl_dataset_save_hdf5(&d, in_dir("huge.h5"), &err), &err);
+    kl_dataset_free(&d);
+    kl_data_config c = {.task = KL_TASK_CLASSIFICATION, .standardize = KL_STD_FEATURE};
+    c.train = h5_source(in_dir("huge.h5"), NULL, NULL);
+    kl_data_splits s;
+    CHECK(kl_data_prepare(&c, 1, &s, &err) == KL_ERANGE);
+    CHECK(strstr(err.msg, "huge.h5: sample 9 (counting from 0), feature 4 standardises to inf") &&
+          strstr(err.msg, "too far apart for 32-bit floats"));
+    kl_data_splits_free(&s);
+    c.lazy = true;
+    CHECK_OK(kl_data_prepare(&c, 1, &s, &err), &err);
+    int64_t idx[2] = {3, 9};
+    float x[2 * 6];
+    CHECK(s.train.x && kl_data_gather(&s.train, idx, 2, x, NULL, &err) == KL_ERANGE);
+    CHECK(strstr(err.msg, "sample 9 (counting from 0), feature 4 standardises to inf"));
+    kl_data_splits_free(&s);
+}
+
 /* A stop request (what kiln train's SIGTERM handler makes) ends every reader with KL_ESTOPPED
  * and a message naming what it was reading, in memory and lazily. */
 static void test_stop_request(void)
@@ -923,6 +950,7 @@ int main(void)
     test_hdf5_crafted();
     test_hdf5_blocks();
     test_stop_request();
+    test_standardize_overflow();
     test_splits();
     test_standardize();
     test_lazy();
