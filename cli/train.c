@@ -46,7 +46,8 @@ static const char train_help[] =
     "\n"
     "Checkpoints go to <run folder>/checkpoints/: step-N.h5 as checkpoint.every says, and\n"
     "final.h5 at the end. On SIGTERM, SIGINT or SIGUSR1 the ranks finish the current step,\n"
-    "write a checkpoint and exit with status 75; a second SIGINT exits at once.\n"
+    "write a checkpoint and exit with status 75 (while the data loads, they stop loading and\n"
+    "exit 75 without one); a second SIGINT exits at once.\n"
     "\n"
     "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal after a checkpoint\n";
 
@@ -422,7 +423,7 @@ int kl__cli_train(int argc, char **argv)
         rc = rc < 0 ? 0 : rc;
         goto out;
     }
-    /* From the start: a stop asked for while the data loads is honoured after the first step. */
+    /* From the start: a stop asked for while the data loads ends the load (exit 75). */
     kl__cli_catch_stop_signals();
     if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
         rc = fail(&err);
@@ -440,9 +441,11 @@ int kl__cli_train(int argc, char **argv)
             kl_config_print(cfg, stdout);
         goto out;
     }
-    if ((rc = agree(comm, kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &data, &err),
-                    &err)) != 0)
+    kl_status dst = kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &data, &err);
+    if ((rc = agree(comm, dst, &err)) != 0) {
+        rc = dst == KL_ESTOPPED ? EXIT_STOPPED : rc;
         goto out;
+    }
     if (o.summary)
         rc = lead ? summary(cfg, &data) : 0;
     else

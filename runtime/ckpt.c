@@ -170,9 +170,12 @@ kl_status kl_ckpt_read_model_options(kl_ckpt *c, kl_model_options *o, kl_error *
         o->batch = 1;
     }
     free(task);
-    return ok ? KL_OK
-              : kl_error_set(err, KL_EFORMAT,
-                             "%s: the model description (/model) is missing or damaged", c->path);
+    if (!ok)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: the model description (/model) is missing or damaged", c->path);
+    char what[PATH_MAX + 32];
+    snprintf(what, sizeof what, "%s: /model/input_shape", c->path);
+    return kl_shape_check(&o->input, KL_F32, what, NULL, err);
 }
 
 kl_status kl_ckpt_write_weights(int64_t file, const char *config_text, const kl_model *mdl,
@@ -289,11 +292,16 @@ static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t 
                               : "");
     else if (kl__h5_get_i64(f, "format_version", version) <= 0)
         st = kl_error_set(err, KL_EFORMAT, "%s has no readable 'format_version' attribute", path);
-    else if (*version > newest || *version < 1)
+    else if (*version > newest)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s has format_version %lld, but this kiln (%s) reads versions 1 to %d: "
                           "it was written by a newer kiln; upgrade kiln to read it",
                           path, (long long)*version, KL_VERSION, newest);
+    else if (*version < 1)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s has format_version %lld, which no kiln writes (versions start at 1): "
+                          "the file is damaged or was not written by kiln",
+                          path, (long long)*version);
     free(format);
     if (st != KL_OK) {
         H5Fclose(f);
@@ -409,6 +417,11 @@ kl_status kl_ckpt_read_stats(kl_ckpt *c, float **mean, float **std, int64_t *nst
     if (pre < 0 || kl__h5_get_i64(pre, "nstats", &n) <= 0 || n < 0 || n > ((int64_t)1 << 32))
         st = kl_error_set(err, KL_EFORMAT, "%s: the preprocessing group is missing or damaged",
                           c->path);
+    /* Both are checked (shape, type, stored in the file) before memory is taken for them. */
+    if (st == KL_OK && n > 0)
+        st = kl__h5_get_f32(pre, "mean", NULL, 1, &n, 0, c->path, "the standardisation mean", err);
+    if (st == KL_OK && n > 0)
+        st = kl__h5_get_f32(pre, "std", NULL, 1, &n, 0, c->path, "the standardisation std", err);
     if (st == KL_OK && n > 0) {
         *mean = malloc((size_t)n * sizeof **mean);
         *std = malloc((size_t)n * sizeof **std);
@@ -532,12 +545,14 @@ static kl_status read_optimizer(kl_ckpt *c, kl_ckpt_state *st, kl_error *err)
     if (s == KL_OK && kl__h5_exists(o, "state")) {
         if (kl__h5_shape(o, "state", &nd, dims) != 0 || nd != 1 || dims[0] > ((int64_t)1 << 34))
             s = kl_error_set(err, KL_EFORMAT, "%s: the optimizer state is damaged", c->path);
-        else if (!(st->optim_state = malloc(((size_t)dims[0] + 1) * sizeof(float))))
+        else /* checked (stored in the file) before memory is taken for it */
+            s = kl__h5_get_f32(o, "state", NULL, 1, dims, 0, c->path, "the optimizer state", err);
+        if (s == KL_OK && !(st->optim_state = malloc(((size_t)dims[0] + 1) * sizeof(float))))
             s = kl_error_set(err, KL_ENOMEM, "out of memory loading the optimizer state");
-        else
+        else if (s == KL_OK)
             s = kl__h5_get_f32(o, "state", st->optim_state, 1, dims, dims[0], c->path,
                                "the optimizer state", err);
-        st->optim_state_size = (size_t)dims[0];
+        st->optim_state_size = s == KL_OK ? (size_t)dims[0] : 0;
     }
     kl__h5_close(o, H5Gclose);
     return s;

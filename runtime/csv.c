@@ -2,6 +2,8 @@
  * reader (trainers/modelfile_io.c) and the server's feature tables (runtime/serve/lookup.c):
  * lines, blank lines, field counts and fields split in place. Only the text: what a column
  * means is the caller's. */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,4 +71,47 @@ kl_status kl__csv_header(char *text, size_t len, size_t *pos, int64_t *line, con
         return kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
     kl__csv_split(l, *names, *ncols);
     return KL_OK;
+}
+
+/* The length of line [p, end) as kl__csv_next_line leaves it: up to a NUL, without a final '\r'. */
+static size_t line_length(const char *p, const char *end)
+{
+    const char *nul = memchr(p, '\0', (size_t)(end - p));
+    if (nul)
+        return (size_t)(nul - p);
+    return (size_t)(end - p) - (end > p && end[-1] == '\r');
+}
+
+kl_status kl__csv_count_rows(const char *text, size_t len, size_t pos, int64_t line, size_t ncols,
+                             const char *path, int64_t *rows, kl_error *err)
+{
+    int64_t n = 0;
+    for (const char *p = text + pos, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        size_t l = line_length(p, e), got = 1, blank = 1;
+        line++;
+        for (size_t i = 0; i < l; i++) {
+            got += p[i] == ',';
+            blank &= p[i] == ' ' || p[i] == '\t';
+        }
+        if (!blank && got != ncols)
+            return kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", path,
+                                (long long)line, ncols, got);
+        n += !blank;
+        p = nl ? nl + 1 : end;
+    }
+    *rows = n;
+    return KL_OK;
+}
+
+bool kl__csv_number(const char *field, double *v)
+{
+    char *end;
+    if (!*field)
+        return false;
+    errno = 0;
+    *v = strtod(field, &end);
+    /* Below 0x1.ffffffp127 a double rounds to at most FLT_MAX as a float; from there on it would
+     * become Inf in an f32 tensor. */
+    return *end == '\0' && isfinite(*v) && errno != ERANGE && fabs(*v) < 0x1.ffffffp127;
 }

@@ -22,4 +22,15 @@ kl_status kl__csv_header(char *text, size_t len, size_t *pos, int64_t *line, con
                          const char *what, char ***names, char ***fields, size_t *ncols,
                          kl_error *err);
 
+/* Parses field as a number that is finite as a 32-bit float (what kiln stores); false when it is
+ * empty, not a number, NaN, Inf, or past float's range. */
+bool kl__csv_number(const char *field, double *v);
+
+/* Counts the rows that are not blank from *pos on, without changing the text, and checks that
+ * each has ncols fields: KL_EFORMAT naming path:line (line is the 1-based number of the line
+ * before pos) for the first that does not. So a reader knows its exact size, which the file's
+ * length bounds, before it allocates anything. */
+kl_status kl__csv_count_rows(const char *text, size_t len, size_t pos, int64_t line, size_t ncols,
+                             const char *path, int64_t *rows, kl_error *err);
+
 #endif

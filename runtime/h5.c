@@ -3,8 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "kiln/tensor.h"
 #include "runtime/h5.h"
+
+/* Deflate's largest expansion (a 258-byte match in 2 bits, zlib's technical notes). */
+#define DEFLATE_MAX_RATIO 1032
 
 kl__h5_quiet kl__h5_quiet_begin(void)
 {
@@ -254,6 +259,89 @@ int kl__h5_shape(hid_t loc, const char *name, int *ndim, int64_t *dims)
     return ok ? 0 : -1;
 }
 
+static void shape_str(char *buf, size_t size, int ndim, const int64_t *dims);
+
+int64_t kl__h5_file_bytes(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* The rule is explained in docs/data.md ("Sizes from headers"). Only deflate compresses among the
+ * filters kiln accepts, so deflate's limit bounds what a stored byte can expand to; other filters
+ * (scale-offset, n-bit, szip, plugins) are refused, as kiln cannot bound them and HDF5 1.10's
+ * scale-offset decoder misbehaves on crafted chunks. */
+static kl_status check_filters(hid_t dcpl, int filters, const char *what, kl_error *err)
+{
+    for (int i = 0; i < filters; i++) {
+        unsigned flags, config;
+        size_t nvalues = 0;
+        char name[64] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof name, name, &config);
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
+            return kl_error_set(
+                err, KL_EUNSUPPORTED,
+                "%s is stored with the HDF5 filter '%s' (id %d); kiln reads data "
+                "stored plain or with gzip (deflate), shuffle and fletcher32: write "
+                "it with one of those (h5py: compression=\"gzip\")",
+                what, name, (int)id);
+    }
+    return KL_OK;
+}
+
+/* The dataset's values are in the file itself, in a layout kiln reads, through filters it
+ * accepts; *filters is their number. */
+static kl_status check_layout(hid_t dcpl, const char *what, int *filters, kl_error *err)
+{
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    *filters = layout == H5D_CHUNKED ? H5Pget_nfilters(dcpl) : 0;
+    if ((layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) ||
+        H5Pget_external_count(dcpl) != 0 || *filters < 0)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s keeps its values outside the file (external or virtual storage) "
+                            "or its layout cannot be read; kiln reads data stored in the file "
+                            "itself",
+                            what);
+    return check_filters(dcpl, *filters, what, err);
+}
+
+kl_status kl__h5_check_stored(hid_t ds, int64_t file_bytes, const char *what, int64_t *bytes,
+                              kl_error *err)
+{
+    hid_t sp = H5Dget_space(ds), type = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1, filters = 0;
+    hsize_t hd[H5S_MAX_RANK];
+    int64_t dims[H5S_MAX_RANK], need = 0;
+    bool ok = rank >= 0 && H5Sget_simple_extent_dims(sp, hd, NULL) >= 0 && type >= 0 &&
+              H5Tget_size(type) > 0 && dcpl >= 0;
+    for (int i = 0; ok && i < rank; i++)
+        dims[i] = hd[i] > (hsize_t)INT64_MAX ? -1 : (int64_t)hd[i];
+    kl_status st =
+        ok ? kl_dims_check(rank, dims, H5Tget_size(type), what, &need, err)
+           : kl_error_set(err, KL_EFORMAT, "%s cannot be read: the file is damaged", what);
+    if (st == KL_OK)
+        st = check_layout(dcpl, what, &filters, err);
+    kl__h5_close(sp, H5Sclose);
+    kl__h5_close(type, H5Tclose);
+    kl__h5_close(dcpl, H5Pclose);
+    hsize_t stored = st == KL_OK ? H5Dget_storage_size(ds) : 0;
+    int64_t room = stored < (hsize_t)file_bytes ? (int64_t)stored : file_bytes;
+    if (st == KL_OK && (filters > 0 ? need / DEFLATE_MAX_RATIO > room : need > room)) {
+        char shape[200];
+        shape_str(shape, sizeof shape, rank, dims);
+        st =
+            kl_error_set(err, KL_EFORMAT,
+                         "%s has shape %s (%lld bytes) but the file stores %lld bytes of it%s; the "
+                         "file is truncated, damaged or was never completely written",
+                         what, shape, (long long)need, (long long)room,
+                         filters > 0 ? ", compressed, and deflate expands at most 1032 times" : "");
+    }
+    if (st == KL_OK && bytes)
+        *bytes = need;
+    return st;
+}
+
 static void shape_str(char *buf, size_t size, int ndim, const int64_t *dims)
 {
     size_t at = (size_t)snprintf(buf, size, "(");
@@ -273,9 +361,13 @@ kl_status kl__h5_get_f32(hid_t loc, const char *name, float *v, int ndim, const 
     if (kl__h5_shape(loc, name, &have_ndim, have) != 0)
         return kl_error_set(err, KL_EFORMAT, "%s: %s (%s) cannot be read: the file is damaged",
                             file, what, name);
-    int64_t n = 1;
-    for (int i = 0; i < have_ndim; i++)
-        n *= have[i];
+    char full[400];
+    snprintf(full, sizeof full, "%s: %s (%s)", file, what, name);
+    int64_t n = 0;
+    kl_status st = kl_dims_check(have_ndim, have, sizeof(float), full, &n, err);
+    if (st != KL_OK)
+        return st;
+    n /= (int64_t)sizeof(float);
     bool same = ndim == 0 ? n == want : have_ndim == ndim;
     for (int i = 0; same && ndim > 0 && i < ndim; i++)
         same = have[i] == dims[i];
@@ -297,6 +389,10 @@ kl_status kl__h5_get_f32(hid_t loc, const char *name, float *v, int ndim, const 
         kl__h5_close(d, H5Dclose);
         return kl_error_set(err, KL_EFORMAT, "%s: %s (%s) does not hold floating-point numbers",
                             file, what, name);
+    }
+    if ((st = kl__h5_check_stored(d, kl__h5_file_bytes(file), full, NULL, err)) != KL_OK) {
+        H5Dclose(d);
+        return st;
     }
     ok = want == 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
     H5Dclose(d);

@@ -41,10 +41,21 @@ bool kl__h5_put_f64s(hid_t loc, const char *name, const double *v, int64_t n);
 bool kl__h5_put_i32(hid_t loc, const char *name, const int32_t *v, int ndim, const int64_t *dims);
 
 /* Reads dataset name (under loc) into v, which holds want floats, after checking that it exists,
- * holds floating-point numbers and has exactly ndim axes of dims (ndim 0: any shape of want
- * elements). what names the object in messages ("parameter layers.0.weight"); file the file. */
+ * holds floating-point numbers, has exactly ndim axes of dims (ndim 0: any shape of want
+ * elements) and stores them (kl__h5_check_stored). what names the object in messages ("parameter
+ * layers.0.weight"); file is the file's path. With want 0 it only checks. */
 kl_status kl__h5_get_f32(hid_t loc, const char *name, float *v, int ndim, const int64_t *dims,
                          int64_t want, const char *file, const char *what, kl_error *err);
+/* Checks that dataset ds stores its values in the file (of file_bytes bytes, kl__h5_file_bytes)
+ * before anything is allocated for them: their size through kl_dims_check, no external or
+ * virtual storage, and as many stored bytes as the values take, or for filtered (compressed)
+ * chunks at least 1/1032 of them, deflate's largest expansion. Sets *bytes (may be NULL) to the
+ * values' size in the file's type; what names the dataset in messages ("d.h5: dataset 'x'"). */
+kl_status kl__h5_check_stored(hid_t ds, int64_t file_bytes, const char *what, int64_t *bytes,
+                              kl_error *err);
+/* A file's size on disk (0 when it cannot be read). */
+int64_t kl__h5_file_bytes(const char *path);
+
 /* Rank and dims of a dataset (up to 8 axes): 0 on success. */
 int kl__h5_shape(hid_t loc, const char *name, int *ndim, int64_t *dims);
 bool kl__h5_exists(hid_t loc, const char *path);

@@ -165,15 +165,39 @@ static kl_status read_labels(kl_modelfile *mf, hid_t file, kl_error *err)
     return read_strings(file, "labels", mf->labels, k, mf->path, err);
 }
 
+/* Edges must be finite and non-decreasing (equal edges are common: a constant pixel), and
+ * proportions finite and in [0, 1]: a NaN edge puts every value in the last bin, which a drift
+ * monitor reads as a shift. which names a row in messages ("input feature"). */
+static kl_status check_table(const kl_modelfile *mf, const char *name, const char *which,
+                             const float *v, int64_t rows, int64_t cols, bool edges, kl_error *err)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < (cols ? cols : 1); b++) {
+            float x = v[r * (cols ? cols : 1) + b];
+            bool ok =
+                isfinite(x) && (edges ? b == 0 || x >= v[r * cols + b - 1] : x >= 0 && x <= 1);
+            if (!ok)
+                return kl_error_set(err, KL_EFORMAT,
+                                    "%s: /reference/%s of %s %lld: value %lld is %g, %s; the "
+                                    "reference statistics are damaged: export the model again",
+                                    mf->path, name, which, (long long)r, (long long)b, (double)x,
+                                    edges ? "and edges must be finite and in increasing order"
+                                          : "and proportions must be between 0 and 1");
+        }
+    return KL_OK;
+}
+
 /* Reads dataset name as f32 of shape (rows, cols) (cols 0: 1-D) into v. */
-static kl_status get_table(kl_modelfile *mf, hid_t ref, const char *name, int64_t rows,
-                           int64_t cols, float *v, kl_error *err)
+static kl_status get_table(kl_modelfile *mf, hid_t ref, const char *name, const char *which,
+                           int64_t rows, int64_t cols, float *v, kl_error *err)
 {
     int64_t dims[2] = {rows, cols};
     char what[96];
     snprintf(what, sizeof what, "reference statistics %s", name);
-    return kl__h5_get_f32(ref, name, v, cols ? 2 : 1, dims, cols ? rows * cols : rows, mf->path,
-                          what, err);
+    kl_status st = kl__h5_get_f32(ref, name, v, cols ? 2 : 1, dims, cols ? rows * cols : rows,
+                                  mf->path, what, err);
+    return st == KL_OK ? check_table(mf, name, which, v, rows, cols, strstr(name, "edges"), err)
+                       : st;
 }
 
 static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
@@ -195,7 +219,14 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s: /reference has %lld bins; this kiln reads %d (deciles)", mf->path,
                           (long long)bins, B);
-    size_t n = (size_t)(f * (2 * B + 1) + (cls ? 2 * k : 2 * k * (2 * B + 1)));
+    size_t n = 0;
+    char what[300];
+    snprintf(what, sizeof what, "%s: /reference", mf->path);
+    /* An upper bound of n below, checked before it is computed: f comes from the file. */
+    if (st == KL_OK)
+        st = kl_dims_check(2, (int64_t[]){f + 2 * k, 2 * B + 1}, sizeof(float), what, NULL, err);
+    if (st == KL_OK)
+        n = (size_t)(f * (2 * B + 1) + (cls ? 2 * k : 2 * k * (2 * B + 1)));
     if (st == KL_OK && !(mf->ref_data = malloc(n * sizeof *mf->ref_data)))
         st = kl_error_set(err, KL_ENOMEM, "out of memory reading the reference statistics");
     kl_modelfile_reference *r = &mf->ref;
@@ -206,16 +237,18 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         r->input_edges = p;
         r->input_proportions = p + f * (B + 1);
         p += f * (2 * B + 1);
-        st = get_table(mf, ref, "input/edges", f, B + 1, (float *)r->input_edges, err);
+        st = get_table(mf, ref, "input/edges", "input feature", f, B + 1, (float *)r->input_edges,
+                       err);
     }
     if (st == KL_OK)
-        st = get_table(mf, ref, "input/proportions", f, B, (float *)r->input_proportions, err);
+        st = get_table(mf, ref, "input/proportions", "input feature", f, B,
+                       (float *)r->input_proportions, err);
     if (st == KL_OK && cls) {
         r->label_proportions = p;
         r->predicted_proportions = p + k;
-        st = get_table(mf, ref, "labels/proportions", k, 0, p, err);
+        st = get_table(mf, ref, "labels/proportions", "class", k, 0, p, err);
         if (st == KL_OK)
-            st = get_table(mf, ref, "predictions/proportions", k, 0, p + k, err);
+            st = get_table(mf, ref, "predictions/proportions", "class", k, 0, p + k, err);
     } else if (st == KL_OK) {
         const char *names[4] = {"targets/edges", "targets/proportions", "predictions/edges",
                                 "predictions/proportions"};
@@ -224,7 +257,7 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
         for (int i = 0; i < 4 && st == KL_OK; i++) {
             int64_t cols = i % 2 ? B : B + 1;
             *dst[i] = p;
-            st = get_table(mf, ref, names[i], k, cols, p, err);
+            st = get_table(mf, ref, names[i], i < 2 ? "target" : "prediction", k, cols, p, err);
             p += k * cols;
         }
     }
@@ -245,6 +278,14 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
     kl_model_options o;
     kl_status st = kl_ckpt_read_model_options(c, &o, err);
     if (st != KL_OK)
+        return st;
+    /* The graph's input holds max_batch samples of the shape the file gives. */
+    int64_t in[KL_MAX_DIMS + 1] = {max_batch};
+    memcpy(in + 1, o.input.d, (size_t)o.input.ndim * sizeof *in);
+    char what[300];
+    snprintf(what, sizeof what, "%s: /model/input_shape at a batch of %lld", mf->path,
+             (long long)max_batch);
+    if ((st = kl_dims_check(o.input.ndim + 1, in, sizeof(float), what, NULL, err)) != KL_OK)
         return st;
     o.batch = max_batch;
     o.trainable = false;
@@ -462,6 +503,25 @@ static void add_score(const kl_modelfile *mf, const float *logits, const void *y
     }
 }
 
+/* Finite weights can still overflow on an input (a crafted or diverged model: a row of -2e38
+ * against inputs of both signs sums to Inf - Inf): such a batch is refused instead of answered
+ * with NaN probabilities. first is the index of the batch's first sample. */
+static kl_status check_outputs(const kl_modelfile *mf, const float *logits, int64_t b,
+                               int64_t first, kl_error *err)
+{
+    int64_t k = mf->sig.outputs;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < b * k; i++)
+        bad |= nonfinite(logits[i]);
+    for (int64_t i = 0; bad && i < b * k; i++)
+        if (nonfinite(logits[i]))
+            return kl_error_set(err, KL_ERANGE,
+                                "%s: the model's output for sample %lld (counting from 0) is %g: "
+                                "its weights overflow float on this input",
+                                mf->path, (long long)(first + i / k), (double)logits[i]);
+    return KL_OK;
+}
+
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
                             int32_t *classes, kl_modelfile_score *score, kl_error *err)
 {
@@ -489,6 +549,8 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
         if ((st = kl_graph_forward(g, err)) != KL_OK)
             break;
         const float *logits = kl_f32(kl_graph_value(g, mf->m.output));
+        if ((st = check_outputs(mf, logits, b, s, err)) != KL_OK)
+            break;
         if (out && cls)
             softmax_rows(logits, b, k, mf->exps, out + s * k);
         else if (out)

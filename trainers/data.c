@@ -9,6 +9,7 @@
 
 #include "kiln/comm.h"
 #include "kiln/rng.h"
+#include "kiln/train.h"
 #include "trainers/data_impl.h"
 
 /* The shuffle epoch that picks the validation subset: fixed, so the split depends on the seed only
@@ -23,6 +24,16 @@ kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err)
         return kl_error_set(err, KL_ENOMEM, "out of memory naming a data set");
     strcpy(d->name, name);
     return KL_OK;
+}
+
+kl_status kl__data_stop_check(const char *what, kl_error *err)
+{
+    int signo = kl_train_stop_signal();
+    if (!signo)
+        return KL_OK;
+    return kl_error_set(err, KL_ESTOPPED,
+                        "stopped by signal %d while preparing the data (%s); nothing was trained",
+                        signo, what);
 }
 
 kl_status kl__check_labels(const int32_t *y, int64_t n, int classes, const char *what,
@@ -281,40 +292,87 @@ out:
     return st;
 }
 
+/* Rows of a pass over x (f floats a row) between two stop checks. */
+static int64_t rows_per_check(int64_t f)
+{
+    int64_t b = KL__DATA_BLOCK_BYTES / (f * (int64_t)sizeof(float));
+    return b > 0 ? b : 1;
+}
+
 /* Mean and (population) standard deviation of the training split: one pair over every value, or
  * one per feature (position within a sample). */
-static kl_status compute_stats(const kl_tensor *x, kl_standardize mode, kl_data_splits *s,
+static kl_status compute_stats(const kl_dataset *d, kl_standardize mode, kl_data_splits *s,
                                kl_error *err)
 {
+    const kl_tensor *x = d->x;
     int64_t n = x->shape.d[0], f = row_size(x), k = mode == KL_STD_GLOBAL ? 1 : f;
+    int64_t check = rows_per_check(f);
     double *sum = calloc((size_t)k, sizeof *sum), *sq = calloc((size_t)k, sizeof *sq);
     s->mean = malloc((size_t)k * sizeof *s->mean);
     s->std = malloc((size_t)k * sizeof *s->std);
-    if (!sum || !sq || !s->mean || !s->std) {
-        free(sum);
-        free(sq);
-        return kl_error_set(err, KL_ENOMEM, "out of memory computing standardisation statistics");
-    }
+    kl_status st =
+        sum && sq && s->mean && s->std
+            ? KL_OK
+            : kl_error_set(err, KL_ENOMEM, "out of memory computing standardisation statistics");
     const float *v = kl_f32(x);
-    for (int64_t r = 0; r < n; r++)
+    for (int64_t r = 0; st == KL_OK && r < n; r++) {
+        if (r % check == 0 && (st = kl__data_stop_check(d->name, err)) != KL_OK)
+            break;
         for (int64_t j = 0; j < f; j++)
             sum[k == 1 ? 0 : j] += v[r * f + j];
+    }
     int64_t per = k == 1 ? n * f : n;
-    for (int64_t j = 0; j < k; j++)
+    for (int64_t j = 0; st == KL_OK && j < k; j++)
         sum[j] /= (double)per;
-    for (int64_t r = 0; r < n; r++)
+    for (int64_t r = 0; st == KL_OK && r < n; r++) {
+        if (r % check == 0 && (st = kl__data_stop_check(d->name, err)) != KL_OK)
+            break;
         for (int64_t j = 0; j < f; j++) {
             double dv = v[r * f + j] - sum[k == 1 ? 0 : j];
             sq[k == 1 ? 0 : j] += dv * dv;
         }
-    for (int64_t j = 0; j < k; j++) {
+    }
+    for (int64_t j = 0; st == KL_OK && j < k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
         s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
     }
-    s->nstats = k;
+    if (st == KL_OK)
+        s->nstats = k;
     free(sum);
     free(sq);
+    return st;
+}
+
+/* Whether v is NaN or infinite, from its bits, so that the loop below still vectorises. */
+static inline uint32_t nonfinite(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+kl_status kl__standardize(float *v, int64_t rows, int64_t f, const float *mean, const float *std,
+                          int64_t nstats, const char *name, const int64_t *sample, int64_t first,
+                          kl_error *err)
+{
+    uint32_t bad = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < f; j++) {
+            int64_t k = nstats == 1 ? 0 : j;
+            v[r * f + j] = (v[r * f + j] - mean[k]) / std[k];
+            bad |= nonfinite(v[r * f + j]);
+        }
+    for (int64_t i = 0; bad && i < rows * f; i++) {
+        int64_t k = nstats == 1 ? 0 : i % f;
+        if (nonfinite(v[i]))
+            return kl_error_set(err, KL_ERANGE,
+                                "%s: sample %lld (counting from 0), feature %lld standardises to "
+                                "%g with mean %g and std %g: its values are too far apart for "
+                                "32-bit floats; rescale the data",
+                                name, (long long)(sample ? sample[i / f] : first + i / f),
+                                (long long)(i % f), (double)v[i], (double)mean[k], (double)std[k]);
+    }
     return KL_OK;
 }
 
@@ -322,14 +380,25 @@ void kl_data_standardize(kl_tensor *x, const float *mean, const float *std, int6
 {
     if (!x || nstats == 0)
         return;
-    int64_t n = x->shape.d[0], f = row_size(x);
+    int64_t f = row_size(x);
     KL_ASSERT(nstats == 1 || nstats == f);
-    float *v = kl_f32(x);
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t j = 0; j < f; j++) {
-            int64_t k = nstats == 1 ? 0 : j;
-            v[r * f + j] = (v[r * f + j] - mean[k]) / std[k];
-        }
+    kl__standardize(kl_f32(x), x->shape.d[0], f, mean, std, nstats, "", NULL, 0, NULL);
+}
+
+/* kl_data_standardize on a split, a block of rows at a time with a stop check between; a value
+ * that overflows float is an error naming it. */
+static kl_status standardize_split(kl_dataset *d, const kl_data_splits *s, kl_error *err)
+{
+    if (!d->x)
+        return KL_OK;
+    int64_t n = d->x->shape.d[0], f = row_size(d->x), check = rows_per_check(f);
+    KL_ASSERT(s->nstats == 1 || s->nstats == f);
+    kl_status st = KL_OK;
+    for (int64_t r = 0; st == KL_OK && r < n; r += check)
+        if ((st = kl__data_stop_check(d->name, err)) == KL_OK)
+            st = kl__standardize(kl_f32(d->x) + r * f, r + check < n ? check : n - r, f, s->mean,
+                                 s->std, s->nstats, d->name, NULL, r, err);
+    return st;
 }
 
 /* Fills src with the IDX files of a built-in data set (fashion-mnist, mnist) in dir. */
@@ -458,12 +527,12 @@ static kl_status prepare(const kl_data_config *cfg, uint64_t seed, kl_data_split
         st = settle_classes(cfg, s, err);
     if (st != KL_OK || cfg->lazy || cfg->standardize == KL_STD_NONE)
         return st;
-    if ((st = compute_stats(s->train.x, cfg->standardize, s, err)) != KL_OK)
+    if ((st = compute_stats(&s->train, cfg->standardize, s, err)) != KL_OK)
         return st;
-    kl_data_standardize(s->train.x, s->mean, s->std, s->nstats);
-    kl_data_standardize(s->val.x, s->mean, s->std, s->nstats);
-    kl_data_standardize(s->test.x, s->mean, s->std, s->nstats);
-    return KL_OK;
+    kl_dataset *all[] = {&s->train, &s->val, &s->test};
+    for (int i = 0; st == KL_OK && i < 3; i++)
+        st = standardize_split(all[i], s, err);
+    return st;
 }
 
 kl_status kl_data_prepare(const kl_data_config *cfg, uint64_t seed, kl_data_splits *out,

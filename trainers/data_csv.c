@@ -1,6 +1,7 @@
 /* CSV data sets: a header row naming the columns, one sample per line, comma-separated numbers.
  * The label column (by name) becomes y, every other column a feature of x, f32 (N, features).
- * The file is read whole, counted, then parsed; every error names file:line and the column.
+ * The file is read whole, its rows counted and their fields checked, then parsed into tensors of
+ * exactly that size; every error names file:line and the column.
  * Called by kl_dataset_load (trainers/data.c). */
 #include <errno.h>
 #include <math.h>
@@ -15,37 +16,43 @@ typedef struct csv_file {
     size_t len;
 } csv_file;
 
-static kl_status read_all(csv_file *f, kl_error *err)
+char *kl__csv_read_text(const char *path, size_t *len, kl_error *err)
 {
-    FILE *fp = fopen(f->path, "rb");
-    if (!fp)
-        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", f->path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    kl_status st = KL_OK;
-    while (buf) {
-        len += fread(buf + len, 1, cap - len - 1, fp);
-        if (len < cap - 1)
+    kl_status st = buf ? KL_OK : kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
+    /* In pieces of a bounded size, so that a stop request is seen between them. */
+    while (st == KL_OK && (st = kl__data_stop_check(path, err)) == KL_OK) {
+        size_t want =
+            cap - n - 1 < (size_t)KL__DATA_BLOCK_BYTES ? cap - n - 1 : (size_t)KL__DATA_BLOCK_BYTES;
+        size_t got = fread(buf + n, 1, want, fp);
+        n += got;
+        if (got < want)
             break;
+        if (n + 1 < cap)
+            continue;
         char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
         if (!nb)
-            free(buf);
-        buf = nb;
+            st = kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the file", path);
+        else
+            buf = nb;
         cap *= 2;
     }
-    if (!buf)
-        st = kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the file", f->path);
-    else if (ferror(fp))
-        st = kl_error_set(err, KL_EIO, "%s: read error: %s", f->path, strerror(errno));
+    if (st == KL_OK && ferror(fp))
+        st = kl_error_set(err, KL_EIO, "%s: read error: %s", path, strerror(errno));
     fclose(fp);
     if (st != KL_OK) {
         free(buf);
-        return st;
+        return NULL;
     }
-    buf[len] = '\0';
-    f->text = buf;
-    f->len = len;
-    return KL_OK;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
 typedef struct csv_layout {
@@ -55,27 +62,16 @@ typedef struct csv_layout {
     int64_t header_line; /* 1-based */
 } csv_layout;
 
-/* Parses a finite number; false when field is not one. */
-static bool parse_number(const char *field, double *v)
-{
-    char *end;
-    if (!*field)
-        return false;
-    errno = 0;
-    *v = strtod(field, &end);
-    return *end == '\0' && isfinite(*v) && errno != ERANGE;
-}
-
 static kl_status parse_row(const csv_file *f, const csv_layout *lay, int64_t line, kl_task task,
                            float *x, void *y, kl_error *err)
 {
     size_t k = 0;
     for (size_t c = 0; c < lay->ncols; c++) {
         double v;
-        if (!parse_number(lay->fields[c], &v))
+        if (!kl__csv_number(lay->fields[c], &v))
             return kl_error_set(err, KL_EFORMAT,
-                                "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf and "
-                                "empty fields are refused)",
+                                "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf, "
+                                "empty fields and values past 3.4e38, float's range, are refused)",
                                 f->path, (long long)line, lay->names[c], lay->fields[c]);
         if (c != lay->label) {
             x[k++] = (float)v;
@@ -123,13 +119,14 @@ static kl_status parse(csv_file *f, const char *label_column, kl_task task, kl_d
     kl_status st = read_header(f, &pos, label_column, lay, err);
     if (st != KL_OK)
         return st;
-    int64_t n = 0;
-    for (const char *p = f->text + pos; p < f->text + f->len; p++)
-        n += *p == '\n';
-    n += f->len > pos && f->text[f->len - 1] != '\n';
+    int64_t n = 0, nf = (int64_t)lay->ncols - 1;
+    st = kl__csv_count_rows(f->text, f->len, pos, lay->header_line, lay->ncols, f->path, &n, err);
+    if (st != KL_OK)
+        return st;
     if (n == 0)
         return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", f->path);
-    int64_t nf = (int64_t)lay->ncols - 1;
+    if ((st = kl_dims_check(2, (int64_t[]){n, nf}, sizeof(float), f->path, NULL, err)) != KL_OK)
+        return st;
     out->x = kl_tensor_new(KL_F32, KL_SHAPE(n, nf), err);
     out->y = !out->x                          ? NULL
              : task == KL_TASK_CLASSIFICATION ? kl_tensor_new(KL_I32, KL_SHAPE(n), err)
@@ -142,10 +139,9 @@ static kl_status parse(csv_file *f, const char *label_column, kl_task task, kl_d
         line_no++;
         if (kl__csv_blank(line))
             continue;
-        size_t got = kl__csv_count_fields(line);
-        if (got != lay->ncols)
-            return kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", f->path,
-                                (long long)line_no, lay->ncols, got);
+        if ((st = kl__data_stop_check(f->path, err)) != KL_OK)
+            return st;
+        KL_ASSERT(r < n && kl__csv_count_fields(line) == lay->ncols);
         kl__csv_split(line, lay->fields, lay->ncols);
         void *y = task == KL_TASK_CLASSIFICATION ? (void *)(kl_i32(out->y) + r)
                                                  : (void *)(kl_f32(out->y) + r);
@@ -153,9 +149,6 @@ static kl_status parse(csv_file *f, const char *label_column, kl_task task, kl_d
             return st;
         r++;
     }
-    if (r == 0)
-        return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", f->path);
-    out->x->shape.d[0] = out->y->shape.d[0] = r; /* blank lines were counted as rows */
     int32_t max = 0;
     if (task == KL_TASK_CLASSIFICATION &&
         (st = kl__check_labels(kl_i32(out->y), r, 0, f->path, &max, err)) != KL_OK)
@@ -170,7 +163,8 @@ kl_status kl__csv_load(const char *path, const char *label_column, kl_task task,
     csv_file f = {.path = path};
     csv_layout lay = {0};
     memset(out, 0, sizeof *out);
-    kl_status st = read_all(&f, err);
+    f.text = kl__csv_read_text(path, &f.len, err);
+    kl_status st = f.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = parse(&f, label_column, task, out, &lay, err);
     free(lay.names);

@@ -4,6 +4,7 @@
  * format_version=1 and classes. HDF5's own error printing is off while kiln calls it, so errors
  * reach the user once, through kl_error. */
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +25,17 @@ static int64_t first_nonfinite(const float *v, int64_t n)
     return -1;
 }
 
-/* Reads an integer attribute of the root group, if it exists: 1 when read, 0 when absent. */
+/* Reads an integer attribute of the root group, if it exists: 1 when read, 0 when absent, -1 when
+ * it is not one number that fits an int (an array, a string, a huge value). */
 static int read_int_attr(hid_t file, const char *name, int *v)
 {
-    if (H5Aexists(file, name) <= 0)
-        return 0;
-    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_INT, v) >= 0;
-    kl__h5_close(a, H5Aclose);
-    return ok ? 1 : -1;
+    int64_t x = 0;
+    int rc = kl__h5_get_i64(file, name, &x);
+    if (rc == 1 && (x < INT_MIN || x > INT_MAX))
+        rc = -1;
+    if (rc == 1)
+        *v = (int)x;
+    return rc;
 }
 
 /* A file that says it is a kiln-dataset must be a version this kiln reads. */
@@ -49,113 +52,172 @@ static kl_status check_format(hid_t file, const char *path, kl_error *err)
     return KL_OK;
 }
 
-/* Opens dataset name and gives its rank, dims and type class. */
+/* A dataset as opened: its handle, extent, type, and the rows of one chunk (0: not chunked). */
+typedef struct h5_data {
+    hid_t ds;
+    int rank;
+    int64_t dims[KL_MAX_DIMS];
+    H5T_class_t cls;
+    int64_t chunk_rows;
+} h5_data;
+
+/* Opens dataset name and gives its rank, dims, type class and chunking. */
 static kl_status open_dataset(hid_t file, const char *path, const char *name, const char *which,
-                              hid_t *ds, int *rank, hsize_t *dims, H5T_class_t *cls, kl_error *err)
+                              h5_data *d, kl_error *err)
 {
-    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || (*ds = H5Dopen2(file, name, H5P_DEFAULT)) < 0)
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || (d->ds = H5Dopen2(file, name, H5P_DEFAULT)) < 0)
         return kl_error_set(err, KL_EFORMAT,
                             "%s: no dataset '%s' (the %s); name it with data.*.%s_dataset or "
                             "--%s",
                             path, name, which, which, which);
-    hid_t space = H5Dget_space(*ds), type = H5Dget_type(*ds);
-    *rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
-    if (*rank >= 0 && *rank <= KL_MAX_DIMS)
+    hid_t space = H5Dget_space(d->ds), type = H5Dget_type(d->ds), dcpl = H5Dget_create_plist(d->ds);
+    hsize_t dims[KL_MAX_DIMS] = {0}, chunk[KL_MAX_DIMS] = {0};
+    d->rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (d->rank >= 0 && d->rank <= KL_MAX_DIMS)
         H5Sget_simple_extent_dims(space, dims, NULL);
-    *cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    for (int i = 0; i < KL_MAX_DIMS; i++)
+        d->dims[i] = dims[i] > (hsize_t)INT64_MAX ? -1 : (int64_t)dims[i];
+    d->cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    d->chunk_rows = 0;
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && d->rank >= 1 && d->rank <= KL_MAX_DIMS &&
+        H5Pget_chunk(dcpl, d->rank, chunk) == d->rank)
+        d->chunk_rows = (int64_t)chunk[0];
     kl__h5_close(space, H5Sclose);
     kl__h5_close(type, H5Tclose);
-    if (*cls != H5T_INTEGER && *cls != H5T_FLOAT)
+    kl__h5_close(dcpl, H5Pclose);
+    if (d->cls != H5T_INTEGER && d->cls != H5T_FLOAT)
         return kl_error_set(err, KL_EFORMAT,
                             "%s: dataset '%s' holds neither integers nor floating-point numbers",
                             path, name);
     return KL_OK;
 }
 
-static kl_status read_x(hid_t file, const char *path, const char *name, kl_dataset *out,
-                        kl_error *err)
+/* The dataset's values must be in the file (kl__h5_check_stored), and there must be some. */
+static kl_status check_stored(const h5_data *d, const char *path, const char *name,
+                              int64_t file_bytes, kl_error *err)
 {
-    hid_t ds = -1;
-    int rank;
-    hsize_t dims[KL_MAX_DIMS] = {0};
-    H5T_class_t cls;
-    kl_status st = open_dataset(file, path, name, "x", &ds, &rank, dims, &cls, err);
-    if (st == KL_OK && (rank < 2 || rank > 4))
+    char what[300];
+    snprintf(what, sizeof what, "%s: dataset '%s'", path, name);
+    int64_t bytes = 0;
+    kl_status st = kl__h5_check_stored(d->ds, file_bytes, what, &bytes, err);
+    if (st == KL_OK && bytes == 0)
+        st = kl_error_set(err, KL_ESHAPE, "%s is empty (a dimension of 0)", what);
+    return st;
+}
+
+/* Reads the whole dataset as mem_type (elem bytes a value) into out, in blocks of whole rows of
+ * about KL__DATA_BLOCK_BYTES, a multiple of a chunk's rows so that each chunk is decompressed
+ * once, with a stop check between blocks; with finite, a block holding NaN or Inf stops it. */
+static kl_status read_blocks(const h5_data *d, const char *path, const char *name, hid_t mem_type,
+                             size_t elem, bool finite, void *out, kl_error *err)
+{
+    int64_t row = 1, n = d->dims[0];
+    for (int i = 1; i < d->rank; i++)
+        row *= d->dims[i];
+    int64_t per = KL__DATA_BLOCK_BYTES / (row * (int64_t)elem);
+    per = per > 0 ? per : 1;
+    if (d->chunk_rows > 0)
+        per = per > d->chunk_rows ? per / d->chunk_rows * d->chunk_rows : d->chunk_rows;
+    hid_t fs = H5Dget_space(d->ds);
+    kl_status st =
+        fs >= 0 ? KL_OK : kl_error_set(err, KL_EIO, "%s: cannot read dataset '%s'", path, name);
+    for (int64_t r0 = 0; st == KL_OK && r0 < n; r0 += per) {
+        char doing[300];
+        snprintf(doing, sizeof doing, "dataset '%s' of %s", name, path);
+        if ((st = kl__data_stop_check(doing, err)) != KL_OK)
+            break;
+        hsize_t start[KL_MAX_DIMS] = {(hsize_t)r0}, count[KL_MAX_DIMS];
+        count[0] = (hsize_t)(n - r0 < per ? n - r0 : per);
+        for (int i = 1; i < d->rank; i++)
+            count[i] = (hsize_t)d->dims[i];
+        hsize_t m = count[0] * (hsize_t)row;
+        hid_t ms = H5Screate_simple(1, &m, NULL);
+        char *dst = (char *)out + (size_t)(r0 * row) * elem;
+        if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            H5Dread(d->ds, mem_type, ms, fs, H5P_DEFAULT, dst) < 0)
+            st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
+        kl__h5_close(ms, H5Sclose);
+        int64_t bad = st == KL_OK && finite ? first_nonfinite((const float *)dst, (int64_t)m) : -1;
+        if (bad >= 0)
+            st = kl_error_set(err, KL_EFORMAT,
+                              "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and "
+                              "Inf are refused",
+                              path, name, (long long)(r0 + bad / row), (double)((float *)dst)[bad]);
+    }
+    kl__h5_close(fs, H5Sclose);
+    return st;
+}
+
+/* Opens x and checks its rank and storage: what every reader of x does first. */
+static kl_status open_x(hid_t file, const char *path, const char *name, int64_t file_bytes,
+                        h5_data *d, kl_error *err)
+{
+    kl_status st = open_dataset(file, path, name, "x", d, err);
+    if (st == KL_OK && (d->rank < 2 || d->rank > 4))
         st = kl_error_set(err, KL_ESHAPE,
                           "%s: dataset '%s' has %d axes; x must have 2 to 4 (samples first)", path,
-                          name, rank);
-    kl_shape s = {.ndim = rank};
-    for (int i = 0; st == KL_OK && i < rank; i++)
-        s.d[i] = (int64_t)dims[i];
-    if (st == KL_OK && !(out->x = kl_tensor_new(KL_F32, s, err)))
+                          name, d->rank);
+    if (st == KL_OK)
+        st = check_stored(d, path, name, file_bytes, err);
+    return st;
+}
+
+static kl_status read_x(hid_t file, const char *path, const char *name, int64_t file_bytes,
+                        kl_tensor **out, kl_error *err)
+{
+    h5_data d = {.ds = -1};
+    kl_status st = open_x(file, path, name, file_bytes, &d, err);
+    kl_tensor *x = NULL;
+    if (st == KL_OK && !(x = kl_tensor_new(KL_F32, kl_shape_make(d.rank, d.dims), err)))
         st = err ? err->status : KL_ENOMEM;
-    if (st == KL_OK &&
-        H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->x->data) < 0)
-        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
-    int64_t bad = st == KL_OK ? first_nonfinite(kl_f32(out->x), kl_numel(out->x)) : -1;
-    if (bad >= 0)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and Inf "
-                          "are refused",
-                          path, name, (long long)(bad / (kl_numel(out->x) / s.d[0])),
-                          (double)kl_f32(out->x)[bad]);
-    kl__h5_close(ds, H5Dclose);
+    if (st == KL_OK)
+        st = read_blocks(&d, path, name, H5T_NATIVE_FLOAT, sizeof(float), true, x->data, err);
+    kl__h5_close(d.ds, H5Dclose);
+    if (st != KL_OK)
+        kl_tensor_free(x);
+    else
+        *out = x;
     return st;
 }
 
 static kl_status read_y(hid_t file, const char *path, const char *name, kl_task task,
-                        kl_dataset *out, kl_error *err)
+                        int64_t file_bytes, kl_dataset *out, kl_error *err)
 {
-    hid_t ds = -1;
-    int rank;
-    hsize_t dims[KL_MAX_DIMS] = {0};
-    H5T_class_t cls;
+    h5_data d = {.ds = -1};
     bool classify = task == KL_TASK_CLASSIFICATION;
-    kl_status st = open_dataset(file, path, name, "y", &ds, &rank, dims, &cls, err);
-    if (st == KL_OK && classify && cls != H5T_INTEGER)
+    kl_status st = open_dataset(file, path, name, "y", &d, err);
+    if (st == KL_OK && classify && d.cls != H5T_INTEGER)
         st = kl_error_set(err, KL_EFORMAT,
                           "%s: dataset '%s' holds floating-point numbers; classification needs "
                           "integer labels (or set task: regression)",
                           path, name);
-    if (st == KL_OK && (rank < 1 || rank > 2 || (classify && rank == 2 && dims[1] != 1)))
+    if (st == KL_OK && (d.rank < 1 || d.rank > 2 || (classify && d.rank == 2 && d.dims[1] != 1)))
         st = kl_error_set(err, KL_ESHAPE,
                           "%s: dataset '%s' has %d axes; y must be (N) labels or (N, targets)",
-                          path, name, rank);
+                          path, name, d.rank);
+    if (st == KL_OK)
+        st = check_stored(&d, path, name, file_bytes, err);
     if (st == KL_OK) {
-        int64_t n = (int64_t)dims[0], t = rank == 2 ? (int64_t)dims[1] : 1;
+        int64_t n = d.dims[0], t = d.rank == 2 ? d.dims[1] : 1;
         out->y = classify ? kl_tensor_new(KL_I32, KL_SHAPE(n), err)
                           : kl_tensor_new(KL_F32, KL_SHAPE(n, t), err);
         if (!out->y)
             st = err ? err->status : KL_ENOMEM;
     }
-    if (st == KL_OK && H5Dread(ds, classify ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
-                               H5P_DEFAULT, out->y->data) < 0)
-        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
-    int64_t bad = st == KL_OK && !classify ? first_nonfinite(kl_f32(out->y), kl_numel(out->y)) : -1;
-    if (bad >= 0)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and Inf "
-                          "are refused",
-                          path, name, (long long)(bad / (kl_numel(out->y) / out->y->shape.d[0])),
-                          (double)kl_f32(out->y)[bad]);
-    kl__h5_close(ds, H5Dclose);
+    if (st == KL_OK)
+        st = read_blocks(&d, path, name, classify ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, 4,
+                         !classify, out->y->data, err);
+    kl__h5_close(d.ds, H5Dclose);
     return st;
 }
 
 /* x left in the file: its shape, and the open dataset handed to data_lazy.c. */
-static kl_status open_x_lazy(hid_t file, const char *path, const char *name, kl_dataset *out,
-                             kl_error *err)
+static kl_status open_x_lazy(hid_t file, const char *path, const char *name, int64_t file_bytes,
+                             kl_dataset *out, kl_error *err)
 {
-    hid_t ds = -1;
-    int rank;
-    hsize_t dims[KL_MAX_DIMS] = {0};
-    H5T_class_t cls;
-    kl_status st = open_dataset(file, path, name, "x", &ds, &rank, dims, &cls, err);
-    kl__h5_close(ds, H5Dclose);
-    if (st == KL_OK && (rank < 2 || rank > 4))
-        st = kl_error_set(err, KL_ESHAPE,
-                          "%s: dataset '%s' has %d axes; x must have 2 to 4 (samples first)", path,
-                          name, rank);
+    h5_data d = {.ds = -1};
+    kl_status st = open_x(file, path, name, file_bytes, &d, err);
+    kl__h5_close(d.ds, H5Dclose);
     if (st != KL_OK)
         return st;
     int64_t xset = -1;
@@ -167,20 +229,22 @@ static kl_status open_x_lazy(hid_t file, const char *path, const char *name, kl_
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
     out->x->dtype = KL_F32;
-    out->x->shape.ndim = rank;
-    int64_t features = 1;
-    for (int i = 0; i < rank; i++) {
-        out->x->shape.d[i] = (int64_t)dims[i];
-        features *= i > 0 ? (int64_t)dims[i] : 1;
-    }
+    out->x->shape = kl_shape_make(d.rank, d.dims);
+    int64_t features = kl_numel(out->x) / d.dims[0];
     /* The data set keeps its own reference on the file, as on the dataset. */
     H5Iinc_ref(file);
-    st = kl__lazy_attach(out, file, xset, features, (int64_t)dims[0], err);
+    st = kl__lazy_attach(out, file, xset, features, d.dims[0], err);
     if (st != KL_OK) {
         H5Dclose(xset);
         H5Idec_ref(file);
     }
     return st;
+}
+
+kl_status kl__hdf5_read_x(int64_t file, const char *path, const char *name, kl_tensor **out,
+                          kl_error *err)
+{
+    return read_x((hid_t)file, path, name, kl__h5_file_bytes(path), out, err);
 }
 
 static kl_status load(const char *path, const char *x_name, const char *y_name, kl_task task,
@@ -192,12 +256,13 @@ static kl_status load(const char *path, const char *x_name, const char *y_name, 
                    ? kl_error_set(err, KL_EIO, "%s: cannot open: no such file or not readable",
                                   path)
                    : kl_error_set(err, KL_EFORMAT, "%s: not an HDF5 file", path);
+    int64_t bytes = kl__h5_file_bytes(path);
     kl_status st = check_format(file, path, err);
     if (st == KL_OK)
-        st =
-            lazy ? open_x_lazy(file, path, x_name, out, err) : read_x(file, path, x_name, out, err);
+        st = lazy ? open_x_lazy(file, path, x_name, bytes, out, err)
+                  : read_x(file, path, x_name, bytes, &out->x, err);
     if (st == KL_OK)
-        st = read_y(file, path, y_name, task, out, err);
+        st = read_y(file, path, y_name, task, bytes, out, err);
     if (st == KL_OK && out->x->shape.d[0] != out->y->shape.d[0])
         st = kl_error_set(err, KL_ESHAPE,
                           "%s: '%s' has %lld samples but '%s' has %lld; they must have one row "

@@ -1,15 +1,23 @@
 /* IDX files, the format of MNIST and Fashion-MNIST: a big-endian header (magic, then one u32 per
  * dimension) and u8 records. Read through zlib's gzread, which reads gzip and raw files alike, in
  * large chunks; images become f32 (N, 1, rows, cols) in [0, 1], labels i32 (N). Called by
- * kl_dataset_load (trainers/data.c). */
+ * kl_dataset_load (trainers/data.c), and for images alone by kiln predict (modelfile_io.c).
+ * The header's size is checked against the file before anything is allocated. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "trainers/data_impl.h"
 
 enum { IDX_IMAGES = 0x00000803, IDX_LABELS = 0x00000801, CHUNK = 1 << 20 };
+
+/* Deflate's largest expansion (a 258-byte match in 2 bits, zlib's technical notes): a gzip file
+ * of n bytes never holds more than n times this. */
+#define DEFLATE_MAX_RATIO 1032
 
 /* Reads up to len bytes; returns the count read, or -1 on a read error (message in err). */
 static int64_t read_full(gzFile f, void *buf, size_t len, const char *path, kl_error *err)
@@ -37,40 +45,86 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Opens path and reads its header: checks the magic and returns the ndim dimensions. */
+static const char *idx_kind(uint32_t magic)
+{
+    return magic == IDX_IMAGES ? "images" : "labels";
+}
+
+static kl_status truncated(const char *path, const char *what, int64_t at, int64_t n, kl_error *err)
+{
+    return kl_error_set(err, KL_EFORMAT,
+                        "%s: truncated: the data ends at %s %lld (counting from 0) of the %lld "
+                        "the header announces; the file is incomplete, download it again",
+                        path, what, (long long)at, (long long)n);
+}
+
+/* The records the header announces (n of rec bytes) must fit in the file before any memory is
+ * taken for them: a raw file must hold them all; a gzip file cannot expand more than deflate
+ * allows. */
+static kl_status check_size(gzFile f, int64_t file_bytes, const char *path, const char *what,
+                            const int64_t *dims, int ndim, int64_t hlen, kl_error *err)
+{
+    int64_t bytes, rec = 1;
+    char name[300];
+    snprintf(name, sizeof name, "%s: the IDX header", path);
+    kl_status st = kl_dims_check(ndim, dims, 1, name, &bytes, err);
+    if (st != KL_OK)
+        return st;
+    for (int i = 1; i < ndim; i++)
+        rec *= dims[i];
+    if (gzdirect(f) && file_bytes - hlen < bytes)
+        return truncated(path, what, (file_bytes - hlen) / rec, dims[0], err);
+    if (!gzdirect(f) && bytes / DEFLATE_MAX_RATIO > file_bytes)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: the IDX header announces %lld %ss of %lld bytes, more than a "
+                            "gzip file of %lld bytes can hold (deflate expands at most %d times); "
+                            "the file is damaged",
+                            path, (long long)dims[0], what, (long long)rec, (long long)file_bytes,
+                            DEFLATE_MAX_RATIO);
+    return KL_OK;
+}
+
+/* Opens path and reads its header: checks the magic and returns the ndim dimensions, after
+ * checking that the file can hold what they announce. */
 static kl_status open_idx(const char *path, uint32_t magic, int ndim, int64_t *dims, gzFile *out,
                           kl_error *err)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    gzFile f = fd >= 0 && fstat(fd, &sb) == 0 ? gzdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
         return kl_error_set(err, KL_EIO, "%s: cannot open: %s", path,
-                            errno ? strerror(errno) : "out of memory");
+                            e ? strerror(e) : "out of memory");
+    }
     gzbuffer(f, 256 * 1024);
     unsigned char hdr[4 + 4 * 3];
     size_t hlen = 4 + 4 * (size_t)ndim;
     int64_t got = read_full(f, hdr, hlen, path, err);
-    if (got < 0) {
-        gzclose(f);
-        return err ? err->status : KL_EIO;
-    }
-    if (got < 4 || be32(hdr) != magic) {
-        uint32_t m = got >= 4 ? be32(hdr) : 0;
-        gzclose(f);
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)", path,
-                            magic == IDX_IMAGES ? "images" : "labels", m, magic);
-    }
-    if (got < (int64_t)hlen) {
-        gzclose(f);
-        return kl_error_set(err, KL_EFORMAT, "%s: truncated IDX header", path);
-    }
-    for (int i = 0; i < ndim; i++) {
+    kl_status st = got < 0 ? (err ? err->status : KL_EIO) : KL_OK;
+    uint32_t m = got >= 4 ? be32(hdr) : 0;
+    char hint[64] = "";
+    if (m == IDX_IMAGES || m == IDX_LABELS)
+        snprintf(hint, sizeof hint, ": it is an IDX %s file, not %s", idx_kind(m), idx_kind(magic));
+    if (st == KL_OK && m != magic)
+        st = kl_error_set(err, KL_EFORMAT,
+                          "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)%s", path,
+                          idx_kind(magic), m, magic, hint);
+    if (st == KL_OK && got < (int64_t)hlen)
+        st = kl_error_set(err, KL_EFORMAT, "%s: truncated IDX header", path);
+    for (int i = 0; st == KL_OK && i < ndim; i++) {
         dims[i] = be32(hdr + 4 + 4 * i);
-        if (dims[i] == 0) {
-            gzclose(f);
-            return kl_error_set(err, KL_EFORMAT, "%s: dimension %d of the IDX header is 0", path,
-                                i);
-        }
+        if (dims[i] == 0)
+            st = kl_error_set(err, KL_EFORMAT, "%s: dimension %d of the IDX header is 0", path, i);
+    }
+    if (st == KL_OK)
+        st = check_size(f, (int64_t)sb.st_size, path, magic == IDX_IMAGES ? "image" : "label", dims,
+                        ndim, (int64_t)hlen, err);
+    if (st != KL_OK) {
+        gzclose(f);
+        return st;
     }
     *out = f;
     return KL_OK;
@@ -88,7 +142,7 @@ static kl_status read_records(gzFile f, const char *path, const char *what, int6
         return kl_error_set(err, KL_ENOMEM, "%s: out of memory reading", path);
     int64_t total = n * rec, done = 0;
     kl_status st = KL_OK;
-    while (done < total) {
+    while (done < total && (st = kl__data_stop_check(path, err)) == KL_OK) {
         size_t want = (size_t)(total - done < CHUNK ? total - done : CHUNK);
         int64_t got = read_full(f, buf, want, path, err);
         if (got < 0) {
@@ -98,11 +152,7 @@ static kl_status read_records(gzFile f, const char *path, const char *what, int6
         to(dst, done, buf, got);
         done += got;
         if ((size_t)got < want) {
-            st = kl_error_set(
-                err, KL_EFORMAT,
-                "%s: truncated: the data ends at %s %lld (counting from 0) of the %lld "
-                "the header announces; the file is incomplete, download it again",
-                path, what, (long long)(done / rec), (long long)n);
+            st = truncated(path, what, done / rec, n, err);
             break;
         }
     }
@@ -140,7 +190,7 @@ static void u8_to_f32(void *dst, int64_t at, const unsigned char *src, int64_t n
         y[i] = src[i];
 }
 
-static kl_status read_images(const char *path, kl_tensor **out, kl_error *err)
+kl_status kl__idx_read_images(const char *path, kl_tensor **out, kl_error *err)
 {
     int64_t d[3];
     gzFile f = NULL;
@@ -191,7 +241,7 @@ kl_status kl__idx_load(const char *images, const char *labels, kl_task task, kl_
                             "%s: an IDX images file needs its labels file (data.*.labels, or "
                             "--labels)",
                             images);
-    kl_status st = read_images(images, &out->x, err);
+    kl_status st = kl__idx_read_images(images, &out->x, err);
     if (st == KL_OK)
         st = read_labels(labels, task, &out->y, err);
     if (st == KL_OK && out->x->shape.d[0] != out->y->shape.d[0])

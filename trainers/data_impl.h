@@ -11,13 +11,24 @@
 kl_status kl__idx_load(const char *images, const char *labels, kl_task task, kl_dataset *out,
                        kl_error *err);
 
+/* IDX images alone, f32 (N, 1, rows, cols) in [0, 1]: what kiln predict reads without labels. */
+kl_status kl__idx_read_images(const char *path, kl_tensor **out, kl_error *err);
+
 /* A CSV file with a header row: label_column is y, every other column a feature. */
 kl_status kl__csv_load(const char *path, const char *label_column, kl_task task, kl_dataset *out,
                        kl_error *err);
 
+/* A text file whole and NUL-terminated (its length in *len), read in pieces with a stop check
+ * between them; NULL with err set. */
+char *kl__csv_read_text(const char *path, size_t *len, kl_error *err);
+
 /* An HDF5 file: x_name (rank 2-4, any float or integer type) and y_name. */
 kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
                         kl_dataset *out, kl_error *err);
+
+/* x_name alone from an open HDF5 file (an hid_t): what kiln predict reads without labels. */
+kl_status kl__hdf5_read_x(int64_t file, const char *path, const char *name, kl_tensor **out,
+                          kl_error *err);
 
 /* The same, leaving x in the file: x gets its shape only, and d->lazy the open file
  * (data_lazy.c reads rows from it). */
@@ -41,6 +52,21 @@ kl_status kl__lazy_prepare(kl_data_splits *s, kl_standardize mode, struct kl_com
 kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, float *x,
                           kl_error *err);
 void kl__lazy_free(struct kl__lazy *z);
+
+/* KL_ESTOPPED once a stop was asked for (kl_train_request_stop, which kiln train's signal
+ * handler calls), with a message naming what was being read; KL_OK otherwise. The long loops of
+ * data preparation call it between blocks of at most KL__DATA_BLOCK_BYTES, so that SIGTERM ends
+ * a load within a fraction of a second instead of after it. */
+kl_status kl__data_stop_check(const char *what, kl_error *err);
+#define KL__DATA_BLOCK_BYTES ((int64_t)16 << 20)
+
+/* Standardises rows (f floats each) of v in place, (v - mean) / std in float as kiln serves it
+ * (nstats 1: global, else per feature). Finite values can still overflow (values near 3.4e38 of
+ * both signs): KL_ERANGE naming name, the sample (sample[r], or first + r when sample is NULL)
+ * and the feature. */
+kl_status kl__standardize(float *v, int64_t rows, int64_t f, const float *mean, const float *std,
+                          int64_t nstats, const char *name, const int64_t *sample, int64_t first,
+                          kl_error *err);
 
 /* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
  * not divide by zero. */

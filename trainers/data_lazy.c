@@ -21,7 +21,8 @@ _Static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t travels as int64_t in da
 
 /* Chunks of the statistics pass: fixed, so the summation order never depends on the rank count. */
 #define SCAN_CHUNKS 64
-/* Rows read at once by the pass. */
+/* Rows read at once by the pass: at most this many, and at most KL__DATA_BLOCK_BYTES of them, so
+ * that wide samples do not make the buffer huge and a stop request is seen between reads. */
 #define SCAN_BLOCK 1024
 /* The file's chunk cache for random row reads. */
 #define CHUNK_CACHE_BYTES (64u << 20)
@@ -199,13 +200,7 @@ kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, fl
     if (st != KL_OK || z->nstats == 0)
         return st;
     /* The same arithmetic as kl_data_standardize applies to a data set in memory. */
-    int64_t f = z->features;
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t j = 0; j < f; j++) {
-            int64_t k = z->nstats == 1 ? 0 : j;
-            x[r * f + j] = (x[r * f + j] - z->mean[k]) / z->std[k];
-        }
-    return KL_OK;
+    return kl__standardize(x, n, z->features, z->mean, z->std, z->nstats, d->name, idx, 0, err);
 }
 
 /* ---- the statistics pass ---- */
@@ -223,15 +218,18 @@ static kl_status scan_chunk(const kl_dataset *d, const scan *sc, int64_t lo, int
                             double *out, int64_t *bad, kl_error *err)
 {
     struct kl__lazy *z = d->lazy;
-    int64_t f = z->features;
-    float *buf = malloc((size_t)(SCAN_BLOCK * f) * sizeof *buf);
-    int64_t *idx = malloc(SCAN_BLOCK * sizeof *idx);
+    int64_t f = z->features, block = KL__DATA_BLOCK_BYTES / (f * (int64_t)sizeof(float));
+    block = block < 1 ? 1 : block > SCAN_BLOCK ? SCAN_BLOCK : block;
+    float *buf = malloc((size_t)(block * f) * sizeof *buf);
+    int64_t *idx = malloc((size_t)block * sizeof *idx);
     kl_status st = buf && idx ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int64_t j = 0; j < sc->k; j++)
         out[j] = 0;
     *bad = -1;
-    for (int64_t r0 = lo; st == KL_OK && r0 < hi; r0 += SCAN_BLOCK) {
-        int64_t n = hi - r0 < SCAN_BLOCK ? hi - r0 : SCAN_BLOCK;
+    for (int64_t r0 = lo; st == KL_OK && r0 < hi; r0 += block) {
+        if ((st = kl__data_stop_check(d->name, err)) != KL_OK)
+            break;
+        int64_t n = hi - r0 < block ? hi - r0 : block;
         for (int64_t i = 0; i < n; i++)
             idx[i] = r0 + i;
         if ((st = gather_raw(z, idx, n, buf, err)) != KL_OK)
@@ -290,12 +288,14 @@ static kl_status scan_all(const kl_dataset *d, const scan *sc, double *all, int6
     *bad = -1;
     for (int64_t c = 0; st == KL_OK && c < SCAN_CHUNKS; c++) {
         const double *o = every + (size_t)((c % sc->size) * per + c / sc->size) * (size_t)slot;
-        if (o[sc->k + 1] != KL_OK)
-            st = local.status != KL_OK ? kl_error_set(err, local.status, "%s", local.msg)
-                                       : kl_error_set(err, KL_EIO,
-                                                      "another rank could not read its share "
-                                                      "of %s",
-                                                      d->name);
+        kl_status other = (kl_status)o[sc->k + 1];
+        if (other != KL_OK)
+            st =
+                local.status != KL_OK ? kl_error_set(err, local.status, "%s", local.msg)
+                : other == KL_ESTOPPED
+                    ? kl_error_set(err, other, "another rank was stopped while reading %s", d->name)
+                    : kl_error_set(err, KL_EIO, "another rank could not read its share of %s",
+                                   d->name);
         if (o[sc->k] >= 0 && *bad < 0)
             *bad = (int64_t)o[sc->k];
         if (sc->k)

@@ -11,15 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "kiln/ckpt.h"
 #include "runtime/modelfile_impl.h"
 #include "trainers/data_impl.h"
 
 #define FORMAT_PREDICTIONS "kiln-predictions"
-
-enum { IDX_IMAGES = 0x00000803, IDX_LABELS = 0x00000801, CHUNK = 1 << 20 };
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -36,97 +33,6 @@ kl_data_format kl_modelfile_input_format(const char *path)
     if (ends_with(path, ".csv"))
         return KL_DATA_CSV;
     return KL_DATA_NONE;
-}
-
-/* ---- IDX images without labels ---- */
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Reads len bytes (fewer at the end of the file); -1 on a read error. */
-static int64_t gz_read(gzFile f, unsigned char *buf, int64_t len)
-{
-    int64_t got = 0;
-    while (got < len) {
-        int r = gzread(f, buf + got, (unsigned)(len - got < CHUNK ? len - got : CHUNK));
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += r;
-    }
-    return got;
-}
-
-static kl_status idx_read(gzFile f, const char *path, kl_tensor **out, kl_error *err)
-{
-    unsigned char hdr[16];
-    int64_t got = gz_read(f, hdr, sizeof hdr);
-    uint32_t magic = got >= 4 ? be32(hdr) : 0;
-    if (got < 0)
-        return kl_error_set(err, KL_EIO, "%s: could not read", path);
-    if (magic == IDX_LABELS)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s is an IDX labels file, not images: give the images with --input "
-                            "and this file with --labels",
-                            path);
-    if (magic != IDX_IMAGES)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: not an IDX images file (magic 0x%08x, expected 0x%08x)", path,
-                            magic, IDX_IMAGES);
-    if (got < 16)
-        return kl_error_set(err, KL_EFORMAT, "%s: truncated IDX header", path);
-    int64_t n = be32(hdr + 4), rows = be32(hdr + 8), cols = be32(hdr + 12), size = rows * cols;
-    if (n == 0 || size == 0)
-        return kl_error_set(err, KL_EFORMAT, "%s: the IDX header has a dimension of 0", path);
-    if (rows > 65535 || cols > 65535 || n > ((int64_t)1 << 40) / size)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: the IDX header announces %lld images of %lld x %lld pixels, "
-                            "more than fits in memory; the file is damaged",
-                            path, (long long)n, (long long)rows, (long long)cols);
-    kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, 1, rows, cols), err);
-    unsigned char *buf = malloc(CHUNK);
-    kl_status st = x && buf ? KL_OK : kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
-    float *v = x ? kl_f32(x) : NULL;
-    for (int64_t done = 0; st == KL_OK && done < n * size;) {
-        int64_t want = n * size - done < CHUNK ? n * size - done : CHUNK;
-        if ((got = gz_read(f, buf, want)) < 0) {
-            st = kl_error_set(err, KL_EIO, "%s: could not read", path);
-            break;
-        }
-        for (int64_t i = 0; i < got; i++)
-            v[done + i] = (float)buf[i] / 255.0f; /* as the training loader scales them */
-        done += got;
-        if (got < want)
-            st = kl_error_set(err, KL_EFORMAT,
-                              "%s: truncated: the data ends at image %lld (counting from 0) of "
-                              "the %lld the header announces",
-                              path, (long long)(done / size), (long long)n);
-    }
-    if (st == KL_OK && gz_read(f, buf, 1) != 0)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: more data after the %lld images the header announces", path,
-                          (long long)n);
-    free(buf);
-    if (st != KL_OK)
-        kl_tensor_free(x);
-    else
-        *out = x;
-    return st;
-}
-
-static kl_status idx_images(const char *path, kl_tensor **out, kl_error *err)
-{
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", path,
-                            errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 256 * 1024);
-    kl_status st = idx_read(f, path, out, err);
-    gzclose(f);
-    return st;
 }
 
 /* ---- HDF5 x without y ---- */
@@ -147,38 +53,7 @@ static kl_status h5_read_x(hid_t file, const char *path, const char *name, kl_te
         free(format);
         return st;
     }
-    int nd;
-    int64_t dims[8];
-    if (kl__h5_shape(file, name, &nd, dims) != 0 || nd < 2 || nd > KL_MAX_DIMS)
-        return kl_error_set(err, KL_ESHAPE,
-                            "%s: dataset '%s' must have 2 to %d axes (samples first)", path, name,
-                            KL_MAX_DIMS);
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), t = d >= 0 ? H5Dget_type(d) : -1;
-    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    kl__h5_close(t, H5Tclose);
-    kl_tensor *x = NULL;
-    kl_status st = KL_OK;
-    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-        st = kl_error_set(err, KL_EFORMAT,
-                          "%s: dataset '%s' holds neither integers nor floating-point numbers",
-                          path, name);
-    else if (!(x = kl_tensor_new(KL_F32, kl_shape_make(nd, dims), err)))
-        st = err ? err->status : KL_ENOMEM;
-    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x->data) < 0)
-        st = kl_error_set(err, KL_EIO, "%s: could not read dataset '%s'", path, name);
-    kl__h5_close(d, H5Dclose);
-    int64_t per = st == KL_OK ? kl_numel(x) / dims[0] : 0;
-    for (int64_t i = 0; st == KL_OK && i < kl_numel(x); i++)
-        if (!isfinite(kl_f32(x)[i]))
-            st = kl_error_set(err, KL_EFORMAT,
-                              "%s: dataset '%s': sample %lld (counting from 0) holds %g; NaN and "
-                              "Inf are refused",
-                              path, name, (long long)(i / per), (double)kl_f32(x)[i]);
-    if (st != KL_OK)
-        kl_tensor_free(x);
-    else
-        *out = x;
-    return st;
+    return kl__hdf5_read_x(file, path, name, out, err);
 }
 
 /* Opens path as HDF5: the file id, or < 0 with err set. */
@@ -213,38 +88,6 @@ static kl_status h5_x(const char *path, const char *name, kl_tensor **out, kl_er
 
 /* ---- CSV without a label column ---- */
 
-/* The file's text, NUL-terminated; NULL with err set. */
-static char *read_text(const char *path, size_t *len, kl_error *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, fp);
-        if (n < cap - 1)
-            break;
-        char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!nb)
-            free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (!buf || bad) {
-        free(buf);
-        kl_error_set(err, buf ? KL_EIO : KL_ENOMEM, "%s: cannot read the file", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 typedef struct csv {
     const char *path;
     char *text;
@@ -262,46 +105,41 @@ static kl_status csv_header(csv *c, kl_error *err)
 static kl_status csv_rows(csv *c, kl_tensor **out, kl_error *err)
 {
     int64_t n = 0, r = 0, nc = (int64_t)c->ncols;
-    for (size_t i = c->pos; i < c->len; i++)
-        n += c->text[i] == '\n';
-    n += c->len > c->pos && c->text[c->len - 1] != '\n';
+    kl_status st = kl__csv_count_rows(c->text, c->len, c->pos, c->line, c->ncols, c->path, &n, err);
+    if (st != KL_OK)
+        return st;
     if (n == 0)
         return kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
+    if ((st = kl_dims_check(2, (int64_t[]){n, nc}, sizeof(float), c->path, NULL, err)) != KL_OK)
+        return st;
     kl_tensor *x = kl_tensor_new(KL_F32, KL_SHAPE(n, nc), err);
-    kl_status st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
+    st = x ? KL_OK : (err ? err->status : KL_ENOMEM);
     char *line;
     while (st == KL_OK && (line = kl__csv_next_line(c->text, c->len, &c->pos))) {
         c->line++;
         if (kl__csv_blank(line))
             continue;
-        size_t got = kl__csv_count_fields(line);
-        if (got != c->ncols) {
-            st = kl_error_set(err, KL_EFORMAT, "%s:%lld: expected %zu fields, got %zu", c->path,
-                              (long long)c->line, c->ncols, got);
+        if ((st = kl__data_stop_check(c->path, err)) != KL_OK)
             break;
-        }
+        KL_ASSERT(r < n && kl__csv_count_fields(line) == c->ncols);
         kl__csv_split(line, c->fields, c->ncols);
         for (size_t k = 0; st == KL_OK && k < c->ncols; k++) {
-            char *end;
-            errno = 0;
-            double v = strtod(c->fields[k], &end);
-            if (!*c->fields[k] || *end || !isfinite(v) || errno == ERANGE)
+            double v;
+            if (!kl__csv_number(c->fields[k], &v))
                 st = kl_error_set(err, KL_EFORMAT,
-                                  "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf "
-                                  "and empty fields are refused)",
+                                  "%s:%lld: column '%s': '%s' is not a finite number (NaN, Inf, "
+                                  "empty fields and values past 3.4e38, float's range, are "
+                                  "refused)",
                                   c->path, (long long)c->line, c->names[k], c->fields[k]);
             else
                 kl_f32(x)[r * nc + (int64_t)k] = (float)v;
         }
         r++;
     }
-    if (st == KL_OK && r == 0)
-        st = kl_error_set(err, KL_EFORMAT, "%s: a header but no data rows", c->path);
     if (st != KL_OK) {
         kl_tensor_free(x);
         return st;
     }
-    x->shape.d[0] = r; /* blank lines were counted as rows */
     *out = x;
     return KL_OK;
 }
@@ -312,7 +150,8 @@ static kl_status csv_read(const char *path, const char *label_column, bool *has,
                           kl_error *err)
 {
     csv c = {.path = path};
-    kl_status st = (c.text = read_text(path, &c.len, err)) ? KL_OK : err->status;
+    c.text = kl__csv_read_text(path, &c.len, err);
+    kl_status st = c.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = csv_header(&c, err);
     *has = false;
@@ -446,7 +285,7 @@ kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *
     if (st == KL_OK && answers) {
         st = kl_dataset_load(&src, mf->sig.task, out, err);
     } else if (st == KL_OK) {
-        st = src.format == KL_DATA_IDX ? idx_images(src.path, &out->x, err)
+        st = src.format == KL_DATA_IDX ? kl__idx_read_images(src.path, &out->x, err)
              : src.format == KL_DATA_HDF5
                  ? h5_x(src.path, src.x_dataset, &out->x, err)
                  : csv_read(src.path, src.label_column, &has, &out->x, err);

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/tensor.h"
+
 int kl__dtype_parse(const char *name)
 {
     static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
@@ -414,18 +416,22 @@ static kl_status read_shape(json_t *in, int i, kl__infer_input *x, kl_error *err
         return kl_error_set(err, KL_EINVAL, "inputs[%d]: shape has %zu dimensions, at most %d", i,
                             json_array_size(shape), KL__INFER_MAX_RANK);
     x->rank = (int)json_array_size(shape);
-    x->count = 1;
     for (int d = 0; d < x->rank; d++) {
         json_t *v = json_array_get(shape, (size_t)d);
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             return kl_error_set(err, KL_EINVAL,
                                 "inputs[%d]: shape[%d] must be a non-negative integer", i, d);
         x->shape[d] = json_integer_value(v);
-        if (x->shape[d] > 0 && x->count > INT64_MAX / 8 / x->shape[d])
-            return kl_error_set(err, KL_EINVAL, "inputs[%d]: the shape's element count overflows",
-                                i);
-        x->count *= x->shape[d];
     }
+    /* Sized for 8 bytes a value, the widest datatype a request carries (INT64, FP64), so that
+     * every buffer and byte count made from count stays in range. */
+    char what[32];
+    snprintf(what, sizeof what, "inputs[%d]", i);
+    kl_error e = {0};
+    int64_t bytes = 0;
+    if (kl_dims_check(x->rank, x->shape, 8, what, &bytes, &e) != KL_OK)
+        return kl_error_set(err, KL_EINVAL, "%s", e.msg);
+    x->count = bytes / 8;
     return KL_OK;
 }
 

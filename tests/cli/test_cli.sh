@@ -243,5 +243,106 @@ if command -v mpirun >/dev/null && [ -e /usr/share/datasets/fashion-mnist/train-
     rm -f "$out.1"
 fi
 
+# Crafted input files that announce far more data than they hold: an IDX header of 2^30 images of
+# 65536 x 65536 pixels over 100 bytes (raw and gzip), a CSV header of 100000 columns over 100000
+# one-field rows, and a 1.7 KB HDF5 file whose x is 2^30 x 1 x 65536 x 65536 floats in chunks never
+# written (written with h5py where it is installed). kiln data info, kiln train (also with
+# data.lazy) and kiln predict refuse each with a message naming the file, before allocating by it;
+# they used to crash (heap overflow) or grow to tens of GB.
+craft="$(mktemp -d)"
+trap 'rm -f "$out"; rm -rf "$sim" "$craft"' EXIT
+{
+    printf '\x00\x00\x08\x03\x40\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00'
+    head -c 100 /dev/zero
+} >"$craft/wrap-ubyte"
+gzip -c "$craft/wrap-ubyte" >"$craft/wrap-ubyte.gz"
+{
+    printf '\x00\x00\x08\x01\x00\x00\x00\x05'
+    head -c 5 /dev/zero
+} >"$craft/labels-ubyte"
+awk 'BEGIN { printf "label"; for (i = 1; i < 100000; i++) printf ",f%d", i; print "";
+             for (i = 0; i < 100000; i++) print "1" }' >"$craft/wide.csv"
+awk 'BEGIN { OFS = ","; print "a,b,label"; for (i = 0; i < 40; i++) print i % 7, i % 5, i % 3 }' \
+    >"$craft/small.csv"
+printf 'name: small\nmodel: {layers: [{dense: {units: 4}}]}\ndata: {train: {format: csv, path: %s}}\ntrain: {epochs: 1, batch_size: 8}\n' \
+    "$craft/small.csv" >"$craft/small.yaml"
+(cd "$craft" && "$kiln" train small.yaml --quiet >/dev/null 2>&1 &&
+    "$kiln" export runs/small -o model.h5 >/dev/null 2>&1)
+check "a small CSV model for kiln predict trains and exports" test -s "$craft/model.h5"
+idx_msg='wrap-ubyte: truncated: the data ends at image 0 \(counting from 0\) of the 1073741824'
+gz_msg='wrap-ubyte.gz: the IDX header announces 1073741824 images of 4294967296 bytes, more than a gzip file'
+csv_msg='wide.csv:2: expected 100000 fields, got 1'
+expect 1 "$idx_msg" -- data info "$craft/wrap-ubyte" --labels "$craft/labels-ubyte"
+expect 1 "$gz_msg" -- data info "$craft/wrap-ubyte.gz" --labels "$craft/labels-ubyte"
+expect 1 "$csv_msg" -- data info "$craft/wide.csv"
+expect 1 "$idx_msg" -- predict "$craft/model.h5" --input "$craft/wrap-ubyte" -o "$craft/p.csv"
+expect 1 "$gz_msg" -- predict "$craft/model.h5" --input "$craft/wrap-ubyte.gz" -o "$craft/p.csv"
+expect 1 "$csv_msg" -- predict "$craft/model.h5" --input "$craft/wide.csv" -o "$craft/p.csv"
+expect 1 "$idx_msg" -- train "$craft/small.yaml" --no-run-dir \
+    --set "data.train={format: idx, path: $craft/wrap-ubyte, labels: $craft/labels-ubyte}"
+expect 1 "$csv_msg" -- train "$craft/small.yaml" --no-run-dir \
+    --set "data.train={format: csv, path: $craft/wide.csv}"
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    /usr/bin/python3 -c '
+import sys, h5py
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("x", shape=(2**30, 1, 65536, 65536), dtype="f4", chunks=(1, 1, 64, 64),
+                     compression="gzip")
+    f.create_dataset("y", shape=(2**30,), dtype="i4", chunks=(1024,), compression="gzip")
+' "$craft/wrap.h5"
+    h5_msg="wrap.h5: dataset 'x': shape \[1073741824, 1, 65536, 65536\] is too large"
+    expect 1 "$h5_msg" -- data info "$craft/wrap.h5"
+    expect 1 "$h5_msg" -- predict "$craft/model.h5" --input "$craft/wrap.h5" -o "$craft/p.csv"
+    for lazy in false true; do
+        expect 1 "$h5_msg" -- train "$craft/small.yaml" --no-run-dir --set data.lazy=$lazy \
+            --set "data.train={format: hdf5, path: $craft/wrap.h5}"
+    done
+fi
+rm -rf "$craft"
+
+# SIGTERM while kiln train prepares its data, in memory and with data.lazy: the load stops and
+# kiln exits with the stop status 75 within 2 s, saying so. The data set (400 MB of u8) takes many
+# seconds to prepare; the signal is sent once the process has the file open (seen in /proc), not
+# after a fixed sleep. The file is written with h5py (skipped without it).
+if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null && [[ -d /proc/self/fd ]]; then
+    stop="$(mktemp -d)"
+    trap 'rm -f "$out"; rm -rf "$sim" "$craft" "$stop"' EXIT
+    /usr/bin/python3 - "$stop/big.h5" <<'EOF'
+import sys, h5py, numpy as np
+n, f, step = 400000, 1000, 20000
+with h5py.File(sys.argv[1], "w") as h:
+    x = h.create_dataset("x", (n, f), dtype="u1")
+    block = np.tile((np.arange(f) % 251).astype("u1"), (step, 1))
+    for i in range(0, n, step):
+        x[i:i + step] = block
+    h.create_dataset("y", data=(np.arange(n) % 3).astype("i4"))
+EOF
+    printf 'model: {layers: [{dense: {units: 4}}]}\ndata: {train: {format: hdf5, path: %s}}\n' \
+        "$stop/big.h5" >"$stop/cfg.yaml"
+    for lazy in false true; do
+        "$kiln" train "$stop/cfg.yaml" --no-run-dir --set data.lazy=$lazy >"$out" 2>&1 &
+        pid=$!
+        for ((i = 0; i < 6000; i++)); do
+            if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q "$stop/big.h5" ||
+                ! kill -0 "$pid" 2>/dev/null; then
+                break
+            fi
+            sleep 0.01
+        done
+        start=$(date +%s%N)
+        kill -TERM "$pid"
+        wait "$pid"
+        status=$?
+        ms=$((($(date +%s%N) - start) / 1000000))
+        check "SIGTERM while preparing data (lazy: $lazy) exits 75 within 2 s (status $status, $ms ms)" \
+            test "$status" -eq 75 -a "$ms" -lt 2000
+        check "kiln train says the signal stopped the data preparation (lazy: $lazy)" \
+            grep -q 'stopped by signal 15 while preparing the data' "$out"
+    done
+    rm -rf "$stop"
+else
+    echo "test_cli: no h5py for /usr/bin/python3; the SIGTERM-during-data-preparation case is skipped"
+fi
+
 echo "test_cli: $passed passed, $failed failed"
 ((failed == 0))

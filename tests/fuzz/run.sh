@@ -1,26 +1,49 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the inference-request parser (tests/fuzz/fuzz_infer.c) with
-# clang, without CMake (libFuzzer wants its own -fsanitize=fuzzer build of the code under test),
-# and runs it from a copy of tests/fuzz/corpus for a time budget. ctest runs it as
-# test_fuzz_infer (label fuzz). A crash leaves its input in BUILD_DIR/fuzz-artifacts/.
-# usage: tests/fuzz/run.sh BUILD_DIR [SECONDS]   (default 30 s; BUILD_DIR/include holds the
-# generated kiln/version.h). Exits 77 (skipped) without clang, libFuzzer (libclang-rt-14-dev)
-# or jansson's pkg-config file, and non-zero when the fuzzer finds a crash, a leak or UB.
+# Builds one libFuzzer target, tests/fuzz/fuzz_NAME.c, with clang, without CMake (libFuzzer wants
+# its own -fsanitize=fuzzer build of the code under test), and runs it from a copy of
+# tests/fuzz/corpus-NAME for a time budget. ctest runs each as test_fuzz_NAME (label fuzz).
+# Targets: infer (the inference-request parser), idx, csv, hdf5 (the data set readers), config
+# (the YAML config loader), modelfile (the model-file loader).
+#
+# usage: tests/fuzz/run.sh BUILD_DIR NAME [SECONDS]   (default 30 s; BUILD_DIR/include holds the
+# generated kiln/version.h). The library is compiled once into BUILD_DIR/fuzz/ (make keeps it up
+# to date, with a lock so that targets run side by side share it); a crash, leak, hang or UB leaves
+# its input in BUILD_DIR/fuzz-artifacts/NAME/. FUZZ_ARGS adds libFuzzer options (-jobs=2, ...).
+# The hdf5 and modelfile targets read recipes that edit the real files in tests/fuzz/seeds-NAME
+# (fuzz_h5.h says why); this script points them there with FUZZ_SEEDS.
+# Exits 77 (skipped) without clang, libFuzzer (libclang-rt-14-dev) or a dependency's pkg-config
+# file, and non-zero when the fuzzer finds a failure.
 set -euo pipefail
-name="test_fuzz_infer"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="$(cd "${1:?usage: run.sh BUILD_DIR [SECONDS]}" && pwd)"
-seconds="${2:-30}"
+usage="usage: run.sh BUILD_DIR NAME [SECONDS]"
+build="$(cd "${1:?$usage}" && pwd)"
+target="${2:?$usage}"
+seconds="${3:-30}"
+name="test_fuzz_$target"
+source="$root/tests/fuzz/fuzz_$target.c"
+if [[ ! -f $source ]]; then
+    echo "$name: no fuzz target $source" >&2
+    exit 2
+fi
 
 cc="$(command -v clang || command -v clang-14 || true)"
 if [[ -z "$cc" ]]; then
     echo "$name: clang not found, skipped"
     exit 77
 fi
-if ! pkg-config --exists jansson; then
-    echo "$name: jansson (libjansson-dev) not found by pkg-config, skipped"
-    exit 77
+# The inference parser needs jansson alone; the others link the whole library and its
+# dependencies (MPI's pkg-config name is Open MPI's).
+if [[ $target == infer ]]; then
+    packages=(jansson)
+else
+    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c)
 fi
+for p in "${packages[@]}"; do
+    if ! pkg-config --exists "$p"; then
+        echo "$name: $p not found by pkg-config, skipped"
+        exit 77
+    fi
+done
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -39,22 +62,65 @@ fi
 # is an error, as its pointer result would be cut to an int. Word splitting of pkg-config's
 # output is intended: it is several flags.
 # shellcheck disable=SC2046
-"$cc" -std=c17 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra \
-    -Werror=implicit-function-declaration -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=undefined \
-    -I"$root/include" -I"$root" -I"$build/include" \
-    "$root/runtime/serve/infer.c" "$root/ops/status.c" "$root/tests/fuzz/fuzz_infer.c" \
-    $(pkg-config --cflags --libs jansson) -lm -o "$tmp/fuzz_infer"
+cflags=(-std=c17 -D_POSIX_C_SOURCE=200809L -DKILN_BUILD_TYPE='"fuzz"' -g -O1 -Wall -Wextra
+    -Werror=implicit-function-declaration -fno-sanitize-recover=undefined
+    -I"$root/include" -I"$root" -I"$build/include"
+    $(pkg-config --cflags "${packages[@]}"))
+# shellcheck disable=SC2046
+libs=($(pkg-config --libs "${packages[@]}") -lpthread -lm)
 
-cp -R "$root/tests/fuzz/corpus" "$tmp/corpus"
-artifacts="$build/fuzz-artifacts"
+if [[ $target == infer ]]; then
+    sources=("$root/runtime/serve/infer.c" "$root/ops/status.c" "$root/ops/tensor.c")
+else
+    # The library's sources, as CMakeLists.txt lists them, compiled once for every target: a
+    # generated Makefile rebuilds what changed (-MMD dependencies), under a lock.
+    lib="$build/fuzz"
+    mkdir -p "$lib"
+    srcs="$(sed -n '/^add_library(libkiln/,/)/p' "$root/CMakeLists.txt" | grep -o '[a-z0-9_/]*\.c')"
+    {
+        echo "ROOT := $root"
+        echo "CC := $cc"
+        printf 'CFLAGS :='
+        printf ' %q' "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined
+        echo
+        echo "OBJS := $(echo "$srcs" | sed 's|^\(.*\)\.c$|obj/\1.o|' | tr '\n' ' ')"
+        echo 'libkiln-fuzz.a: $(OBJS)'
+        printf '\trm -f $@ && ar rcs $@ $^\n'
+        echo 'obj/%.o: $(ROOT)/%.c'
+        printf '\t@mkdir -p $(@D)\n\t$(CC) $(CFLAGS) -MMD -MP -c $< -o $@\n'
+        echo '-include $(OBJS:.o=.d)'
+    } >"$lib/Makefile.new"
+    if ! cmp -s "$lib/Makefile.new" "$lib/Makefile"; then
+        mv "$lib/Makefile.new" "$lib/Makefile"
+        rm -rf "$lib/obj" "$lib/libkiln-fuzz.a" # other flags: build everything again
+    fi
+    if ! flock "$lib/lock" make -s -C "$lib" -j"$(nproc)" libkiln-fuzz.a >"$tmp/make.log" 2>&1; then
+        cat "$tmp/make.log" >&2
+        echo "$name: building the library for fuzzing failed" >&2
+        exit 1
+    fi
+    sources=("$lib/libkiln-fuzz.a")
+fi
+"$cc" "${cflags[@]}" -fsanitize=fuzzer,address,undefined "$source" "${sources[@]}" "${libs[@]}" \
+    -o "$tmp/fuzz_$target"
+
+cp -R "$root/tests/fuzz/corpus-$target" "$tmp/corpus"
+# The HDF5 targets' recipes start from real files (tests/fuzz/fuzz_h5.h).
+if [[ -d $root/tests/fuzz/seeds-$target ]]; then
+    export FUZZ_SEEDS="$root/tests/fuzz/seeds-$target"
+fi
+artifacts="$build/fuzz-artifacts/$target"
 mkdir -p "$artifacts"
 cd "$tmp"
-if ! ./fuzz_infer -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" corpus; then
-    cp fuzz_infer "$artifacts/"
+# The targets write each input to a file under TMPDIR (fuzz_util.h); keep those with the rest.
+export TMPDIR="$tmp"
+# shellcheck disable=SC2086
+if ! ./fuzz_"$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} corpus; then
+    cp fuzz_"$target" "$artifacts/"
     echo "$name: the fuzzer found a failure; its input is in $artifacts/" >&2
-    echo "    replay it with: $artifacts/fuzz_infer $artifacts/crash-..." >&2
+    echo "    replay it with: ${FUZZ_SEEDS:+FUZZ_SEEDS=$FUZZ_SEEDS }$artifacts/fuzz_$target" \
+        "$artifacts/crash-..." >&2
     exit 1
 fi
 echo "$name: no failure in $seconds s"

@@ -687,7 +687,52 @@ static void test_refusals(void)
     f = h5_open_rw(p);
     h5_set_i64(f, "format_version", 0);
     H5Fclose(f);
-    check_refused(__LINE__, p, false, AT_OPEN, true, KL_EFORMAT, "format_version 0", NULL);
+    check_refused(__LINE__, p, false, AT_OPEN, true, KL_EFORMAT, "format_version 0",
+                  "which no kiln writes", "damaged or was not written by kiln", NULL);
+    kl_ckpt *v0 = NULL;
+    CHECK(kl_ckpt_open(p, false, &v0, &err) == KL_EFORMAT && !strstr(err.msg, "newer"));
+    kl_ckpt_close(v0);
+
+    /* An input_shape whose size overflows: refused before a model is built from it. */
+    p = damaged(good, "input-shape.h5");
+    f = h5_open_rw(p);
+    int32_t huge[3] = {INT32_MAX, INT32_MAX, INT32_MAX};
+    hsize_t three = 3;
+    KL_ASSERT(H5Ldelete(f, "model/input_shape", H5P_DEFAULT) >= 0);
+    hid_t sp = H5Screate_simple(1, &three, NULL);
+    hid_t d = H5Dcreate2(f, "model/input_shape", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    KL_ASSERT(d >= 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, huge) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+    check_refused(__LINE__, p, false, AT_OPTIONS, true, KL_ESHAPE, "/model/input_shape",
+                  "[2147483647, 2147483647, 2147483647]", "overflows", NULL);
+
+    /* Statistics that claim 2^26 values, in compressed chunks never written: refused before
+     * 2 x 256 MB are taken for them (HDF5 would read zeros into them). */
+    p = damaged(good, "stats.h5");
+    f = h5_open_rw(p);
+    hsize_t many = (hsize_t)1 << 26, chunk = 4096;
+    hid_t pre = H5Gopen2(f, "preprocessing", H5P_DEFAULT), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    KL_ASSERT(pre >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &chunk) >= 0 &&
+              H5Pset_deflate(dcpl, 6) >= 0);
+    h5_set_i64(pre, "nstats", (int64_t)many);
+    sp = H5Screate_simple(1, &many, NULL);
+    for (int i = 0; i < 2; i++) {
+        const char *stat = i ? "std" : "mean";
+        if (H5Lexists(pre, stat, H5P_DEFAULT) > 0)
+            KL_ASSERT(H5Ldelete(pre, stat, H5P_DEFAULT) >= 0);
+        d = H5Dcreate2(pre, stat, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        KL_ASSERT(d >= 0);
+        H5Dclose(d);
+    }
+    H5Sclose(sp);
+    H5Pclose(dcpl);
+    H5Gclose(pre);
+    H5Fclose(f);
+    check_refused(__LINE__, p, false, AT_STATE, false, KL_EFORMAT, "the standardisation mean",
+                  "has shape (67108864) (268435456 bytes) but the file stores 0 bytes of it", NULL);
 
     /* An exported model where a checkpoint is expected, and the other way round. */
     p = damaged(good, "model.h5");

@@ -331,6 +331,80 @@ static void write_x(const char *path, int ndim, const hsize_t *dims, const float
     H5Fclose(f);
 }
 
+/* A copy of c.h5 at name with edge (feature, b) of /reference/input/edges set to v. */
+static const char *with_edge(const char *name, int64_t feature, int b, float v)
+{
+    const char *path = in_tmp(name);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", in_tmp("c.h5"), path);
+    KL_ASSERT(system(cmd) == 0);
+    hid_t h = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = h >= 0 ? H5Dopen2(h, "reference/input/edges", H5P_DEFAULT) : -1;
+    float e[4][KL_MODELFILE_BINS + 1];
+    KL_ASSERT(d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, e) >= 0);
+    e[feature][b] = v == INFINITY ? e[feature][KL_MODELFILE_BINS] + 1 : v;
+    KL_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, e) >= 0);
+    H5Dclose(d);
+    H5Fclose(h);
+    return path;
+}
+
+/* Reference statistics with a NaN edge (every value then falls in the last bin: a false drift
+ * alarm) or edges out of order are refused at load, naming the file and the input feature; so is
+ * a format_version no kiln writes, without calling it newer. */
+static void test_damaged_reference(void)
+{
+    kl_error err = {0};
+    kl_modelfile *mf = NULL;
+    const char *p = with_edge("nan-edge.h5", 2, 5, NAN);
+    CHECK(kl_modelfile_load(p, 4, &mf, &err) == KL_EFORMAT && !mf);
+    kl_modelfile_free(mf);
+    CHECK(contains(err.msg,
+                   "nan-edge.h5: /reference/input/edges of input feature 2: value 5 is nan"));
+    p = with_edge("unsorted-edge.h5", 1, 3, INFINITY); /* past the maximum, before edge 4 */
+    CHECK(kl_modelfile_load(p, 4, &mf, &err) == KL_EFORMAT && !mf);
+    kl_modelfile_free(mf);
+    CHECK(contains(err.msg, "/reference/input/edges of input feature 1: value 4 "));
+    CHECK(contains(err.msg, "finite and in increasing order"));
+    hid_t h = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    int64_t zero = 0;
+    hid_t a = h >= 0 ? H5Aopen(h, "format_version", H5P_DEFAULT) : -1;
+    KL_ASSERT(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &zero) >= 0);
+    H5Aclose(a);
+    H5Fclose(h);
+    CHECK(kl_modelfile_load(p, 4, &mf, &err) == KL_EFORMAT && !mf);
+    kl_modelfile_free(mf);
+    CHECK(contains(err.msg, "format_version 0, which no kiln writes") && !strstr(err.msg, "newer"));
+
+    /* Finite weights that overflow on an input: the batch is refused, not answered with NaN
+     * (found by the model-file fuzz target). */
+    char cmd[600];
+    p = in_tmp("overflow.h5");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", in_tmp("c.h5"), p);
+    KL_ASSERT(system(cmd) == 0);
+    h = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = h >= 0 ? H5Dopen2(h, "params/layers.0.weight", H5P_DEFAULT) : -1;
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    float w[4096];
+    KL_ASSERT(sp >= 0 && H5Sget_simple_extent_npoints(sp) <= 4096 &&
+              H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0);
+    for (int j = 0; j < 4; j++)
+        w[j] = -2.3e38f; /* row 0: the first unit's weights on the 4 features */
+    KL_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(h);
+    CHECK_OK(kl_modelfile_load(p, 4, &mf, &err), &err);
+    if (mf) {
+        float x[8] = {-3, -2, -1, 0, 1, 2, 3, -3}, out[2 * 3]; /* the fuzzer's inputs */
+        int32_t cls[2];
+        CHECK(kl_modelfile_predict(mf, x, 2, out, cls, &err) == KL_ERANGE);
+        CHECK(contains(err.msg, "overflow.h5: the model's output for sample ") &&
+              contains(err.msg, "its weights overflow float"));
+    }
+    kl_modelfile_free(mf);
+}
+
 static void test_shapes_and_damage(void)
 {
     kl_error err = {0};
@@ -379,6 +453,7 @@ static void test_shapes_and_damage(void)
     H5Fclose(h);
     CHECK(kl_modelfile_load(in_tmp("nolab.h5"), 4, &mf, &err) == KL_EFORMAT);
     CHECK(contains(err.msg, "/labels must hold one name per class (3)"));
+    test_damaged_reference();
 }
 
 static const char reg_yaml[] = "model: {layers: [{dense: {units: 16, activation: tanh}}]}\n"

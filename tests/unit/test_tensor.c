@@ -1,7 +1,7 @@
 /* Tests for ops/tensor.c: building shapes (kl_shape_make, KL_SHAPE), counting and comparing them,
  * formatting them for messages (including a 0-D shape and a buffer too small), dtype sizes and
  * names, and owned tensors: zero-filled, freed, and refused with a message for a dimension that is
- * not positive. */
+ * not positive or a size that overflows; kl_dims_check, the overflow gate for untrusted shapes. */
 #include <string.h>
 
 #include "check.h"
@@ -141,6 +141,54 @@ static void test_tensor_new_rejects(void)
     CHECK(kl_tensor_new(KL_I32, KL_SHAPE(0), NULL) == NULL);
 }
 
+/* The dimensions of a crafted HDF5 file: 2^30 x 1 x 65536 x 65536 floats are 2^64 bytes, which
+ * wrapped to a 1-byte allocation that the reader then wrote gigabytes into. */
+static void test_tensor_new_overflow(void)
+{
+    kl_error err = {0};
+    kl_shape s = KL_SHAPE(INT64_C(1) << 30, 1, 65536, 65536);
+    kl_tensor *t = kl_tensor_new(KL_F32, s, &err);
+    CHECK(t == NULL);
+    if (!CHECK(err.status == KL_ESHAPE && strstr(err.msg, "[1073741824, 1, 65536, 65536]") &&
+               strstr(err.msg, "overflows")))
+        fprintf(stderr, "    status %d, message '%s'\n", (int)err.status, err.msg);
+    kl_tensor_free(t);
+    /* The element count fits in 64 bits here, its bytes do not. */
+    CHECK(kl_tensor_new(KL_I32, KL_SHAPE(INT64_C(1) << 31, INT64_C(1) << 31), &err) == NULL);
+    CHECK(err.status == KL_ESHAPE && strstr(err.msg, "overflows"));
+    /* kl_shape_numel on a shape no check has passed wraps instead of being undefined (UBSan
+     * halts the test on a signed overflow): 2^93 elements wrap to 0. */
+    kl_shape w = KL_SHAPE(INT64_C(1) << 31, INT64_C(1) << 31, INT64_C(1) << 31);
+    CHECK(kl_shape_numel(&w) == 0);
+}
+
+/* kl_dims_check: the one gate, with the name of the thing in its message, any number of axes,
+ * and empty arrays allowed as long as their other dimensions multiply within range. */
+static void test_dims_check(void)
+{
+    kl_error err = {0};
+    int64_t bytes = -1;
+    const int64_t ok[] = {3, 5, 7};
+    CHECK(kl_dims_check(3, ok, 4, "ok", &bytes, &err) == KL_OK && bytes == 3 * 5 * 7 * 4);
+    CHECK(kl_dims_check(0, NULL, 8, "scalar", &bytes, &err) == KL_OK && bytes == 8);
+    const int64_t edge[] = {INT64_MAX / 8};
+    CHECK(kl_dims_check(1, edge, 8, "edge", &bytes, &err) == KL_OK && bytes == INT64_MAX / 8 * 8);
+    CHECK(kl_dims_check(1, edge, 16, "past the edge", NULL, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "past the edge: shape [1152921504606846975] is too large") != NULL);
+    const int64_t empty[] = {1 << 20, 0, 1 << 20, 2, 3, 4, 5, 6};
+    CHECK(kl_dims_check(8, empty, 4, "empty", &bytes, &err) == KL_OK && bytes == 0);
+    const int64_t empty_huge[] = {INT64_MAX, 0, 2};
+    CHECK(kl_dims_check(3, empty_huge, 4, "empty but huge", &bytes, &err) == KL_ESHAPE);
+    const int64_t big[] = {1000000000, 1000000000, 1000000000, 1, 1, 1, 1, 1};
+    CHECK(kl_dims_check(8, big, 1, "inputs[0]", &bytes, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "inputs[0]: shape [1000000000, 1000000000, 1000000000, 1, 1, 1, 1, 1]"));
+    const int64_t neg[] = {2, -3};
+    CHECK(kl_dims_check(2, neg, 4, "d.h5: dataset 'x'", &bytes, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "d.h5: dataset 'x': shape [2, -3] has a negative dimension") != NULL);
+    kl_shape five = {.ndim = 5};
+    CHECK(kl_shape_check(&five, KL_F32, "t", &bytes, &err) == KL_ESHAPE);
+}
+
 int main(void)
 {
     test_shape_make();
@@ -150,5 +198,7 @@ int main(void)
     test_dtype();
     test_tensor_new();
     test_tensor_new_rejects();
+    test_tensor_new_overflow();
+    test_dims_check();
     return check_report("test_tensor");
 }
