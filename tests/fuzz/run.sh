@@ -89,12 +89,17 @@ else
         echo 'obj/%.o: $(ROOT)/%.c'
         printf '\t@mkdir -p $(@D)\n\t$(CC) $(CFLAGS) -MMD -MP -c $< -o $@\n'
         echo '-include $(OBJS:.o=.d)'
-    } >"$lib/Makefile.new"
-    if ! cmp -s "$lib/Makefile.new" "$lib/Makefile"; then
-        mv "$lib/Makefile.new" "$lib/Makefile"
-        rm -rf "$lib/obj" "$lib/libkiln-fuzz.a" # other flags: build everything again
-    fi
-    if ! flock "$lib/lock" make -s -C "$lib" -j"$(nproc)" libkiln-fuzz.a >"$tmp/make.log" 2>&1; then
+    } >"$tmp/Makefile"
+    # Targets run side by side (ctest -j): the Makefile is compared, replaced and made under one
+    # lock, so that no target sees another's half-done library.
+    if ! (
+        flock 9
+        if ! cmp -s "$tmp/Makefile" "$lib/Makefile"; then
+            cp "$tmp/Makefile" "$lib/Makefile"
+            rm -rf "$lib/obj" "$lib/libkiln-fuzz.a" # other flags: build everything again
+        fi
+        make -s -C "$lib" -j"$(nproc)" libkiln-fuzz.a
+    ) 9>"$lib/lock" >"$tmp/make.log" 2>&1; then
         cat "$tmp/make.log" >&2
         echo "$name: building the library for fuzzing failed" >&2
         exit 1
