@@ -15,6 +15,7 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/optim.h"
+#include "kiln/stop.h"
 #include "kiln/version.h"
 #include "runtime/h5.h"
 
@@ -38,6 +39,8 @@ int64_t kl_ckpt_create(const char *path, const char *format, int version, char *
         return -1;
     }
     kl__h5_quiet q = kl__h5_quiet_begin();
+    /* A stop that ends this process in a quit phase (kiln export) takes the file with it. */
+    kl_stop_remove_on_quit(tmp);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         kl__h5_quiet_end(q);
@@ -60,6 +63,7 @@ int64_t kl_ckpt_create(const char *path, const char *format, int version, char *
         kl_error_set(err, KL_EIO, "cannot write the header of %s", tmp);
         return -1;
     }
+    kl_stop_test_point("write", 0, -1);
     return f;
 }
 

@@ -349,7 +349,9 @@ kl_status kl__train_resume(kl__trun *r, kl_error *err)
     kl_status s = KL_OK;
     if (r->rank == 0)
         s = load_on_root(r, &st, err);
+    kl__train_phase(r, "checkpoint broadcast", -1);
     s = share(r, s, &st, err);
+    kl__train_phase(r, NULL, -1);
     if (s == KL_OK && r->rank == 0 && !r->opts->weights_only)
         s = take_history(r, &st, err);
     kl_ckpt_state_free(&st);

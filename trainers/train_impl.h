@@ -5,7 +5,6 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/train.h"
-#include "trainers/watchdog.h"
 
 /* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
  * buffer holding whole parameters, started as soon as its last parameter's gradient is final. */
@@ -24,7 +23,6 @@ typedef struct kl__trun {
     int nbuckets;
     int *param_bucket; /* per parameter */
     kl_error comm_err; /* the first all-reduce failure inside backward's callback */
-    kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
     bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
     kl_status comm_st;
     double comm_wait; /* seconds this epoch spent waiting for buckets after backward */
@@ -52,6 +50,10 @@ typedef struct kl__trun {
 } kl__trun;
 
 #define KL__HISTORY_COLS 10
+
+/* Names the collectives that follow (until the next call; NULL: none) in a dist.timeout message:
+ * kl_comm_set_phase on the run's communicator. */
+void kl__train_phase(kl__trun *r, const char *what, int64_t step);
 
 /* Checkpoints (trainers/train_ckpt.c). Rank 0 writes; every rank calls, so that the writes are
  * at the same point everywhere. `file` is a name inside opts->ckpt_dir; sums and seconds are
