@@ -184,16 +184,15 @@ static int train_failed(kl_comm *comm, const kl_error *err)
     return 1;
 }
 
+/* The summary needs shapes only: no weights are allocated, so a model too large for this machine
+ * can still be described. */
 static int summary(const kl_config *cfg, const kl_data_splits *data)
 {
     kl_error err = {0};
-    kl_model m;
     kl_model_options o = kl_train_model_options(cfg, data);
     o.trainable = false;
-    if (kl_model_build(&cfg->model, &o, &m, &err) != KL_OK)
+    if (kl_model_summarize(&cfg->model, &o, stdout, &err) != KL_OK)
         return fail(&err);
-    kl_model_summary(&m, stdout);
-    kl_model_free(&m);
     return 0;
 }
 

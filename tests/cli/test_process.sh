@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# kiln as a process among others: stops in every phase. Signals go to a process that has stopped
-# itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
+# kiln as a process among others: stops in every phase and summaries of models too large to build.
+# Signals go to a process that has stopped itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
 # test sends the signal while the process is stopped, then SIGCONT, and times the rest.
-#   stop:      SIGTERM (SIGUSR1, SIGINT) before training (the model build), in an evaluation,
-#              in the test evaluation, in a checkpoint write, in kiln export and in
+#   summary:   --summary of a 3.2-billion-parameter model in little memory and time; of 100,000
+#              layers in bounded time, and linear in the layers (10,000 against 40,000).
+#   stop:      SIGTERM (SIGUSR1, SIGINT) in the summary, before training (the model build), in
+#              an evaluation, in the test evaluation, in a checkpoint write, in kiln export and in
 #              kiln predict (reading, scoring): each ends within 2 s with status 75, leaving no
 #              temporary file; stops in evaluations resume to the uninterrupted run's weights.
-# usage: test_process.sh stop PATH_TO_KILN   (exits 77 to skip without
+# usage: test_process.sh summary|stop PATH_TO_KILN   (exits 77 to skip without
 #        Fashion-MNIST, which every mode but summary trains on)
 set -uo pipefail
 mode="$1"
@@ -76,7 +78,67 @@ fm_train=(--set data.limit=1200 --set train.threads=1 --set schedule.warmup_step
 cp "$examples/fashion-mnist/mlp.yaml" mlp.yaml
 
 case $mode in
+summary)
+    # Summaries need the data's shape only: a tiny CSV of 4 features and 3 classes.
+    printf 'a,b,c,d,label\n' >tiny.csv
+    for i in $(seq 0 11); do echo "$((i % 3)),$((i % 5)),$((i % 7)),$i,$((i % 3))" >>tiny.csv; done
+    { printf 'data:\n  train: {format: csv, path: tiny.csv}\nmodel:\n  layers:\n'
+      yes '    - dense: {units: 40000}' | head -n 3; } >big.yaml
+    deep() { # layers
+        { printf 'data:\n  train: {format: csv, path: tiny.csv}\nmodel:\n  layers:\n'
+          yes '    - dense: {units: 4}' | head -n "$1"; } >"deep$1.yaml"
+    }
+    # Runs kiln ARGS, killing it if its resident memory passes 1 GiB (the weights alone of
+    # big.yaml are 12 GiB); peak is its peak RSS in KiB as far as it was seen, took its ms.
+    run_capped() {
+        local start job rss
+        start=$(ms)
+        "$kiln" "$@" >out.txt 2>err.txt &
+        job=$!
+        peak=0
+        while kill -0 $job 2>/dev/null; do
+            rss="$(awk '/^VmHWM/ {print $2}' /proc/$job/status 2>/dev/null)"
+            [[ -n $rss && $rss -gt $peak ]] && peak=$rss
+            if [[ $peak -gt 1048576 ]]; then kill -9 $job; fi
+            sleep 0.02
+        done
+        wait $job
+        rc=$?
+        took=$(($(ms) - start))
+    }
+    run_capped train big.yaml --summary --no-run-dir
+    echo "big.yaml: exit $rc in $took ms, peak RSS seen $peak KiB"
+    check "a 3.2-billion-parameter summary: exit 0" test "$rc" -eq 0
+    check "it counts them all" grep -q '^total: 3200400003 parameters' out.txt
+    check "with a row per layer as built" grep -Eq '^layers.2 +dense +\[40000\] +1.60G' out.txt
+    check "in under 1 GiB (no weights)" test "$peak" -le 1048576
+    check "within 20 s" test "$took" -le 20000
+    deep 10000
+    deep 40000
+    deep 100000
+    run_capped train deep10000.yaml --summary --no-run-dir
+    t10=$took
+    run_capped train deep40000.yaml --summary --no-run-dir
+    t40=$took
+    run_capped train deep100000.yaml --summary --no-run-dir
+    echo "10,000 layers: ${t10} ms; 40,000: ${t40} ms; 100,000: ${took} ms (exit $rc)"
+    check "100,000 layers: exit 0" test "$rc" -eq 0
+    check "100,000 layers: every row" test "$(grep -c '^layers\.' out.txt)" -eq 100000
+    check "100,000 layers within 60 s" test "$took" -le 60000
+    # Four times the layers in at most eight times the time (the start-up is in both): the
+    # quadratic summary took fifteen times as long.
+    check "linear in the layers: 40,000 take under 8 x 10,000's time" test "$t40" -le $((8 * t10))
+    ;;
 stop)
+    # The summary (after its first row) of a model large enough that it would still be running.
+    printf 'a,b,c,d,label\n1,2,3,4,0\n2,3,4,5,1\n3,4,5,6,2\n' >tiny.csv
+    { printf 'data:\n  train: {format: csv, path: tiny.csv}\nmodel:\n  layers:\n'
+      yes '    - dense: {units: 4}' | head -n 20000; } >deep.yaml
+    stop_in summary summary TERM train deep.yaml --summary --no-run-dir
+    check "summary: status 75 within 2 s" stopped_fast
+    check "summary: says where it stopped" \
+        grep -q '^kiln train: stopped by signal 15 while printing the model summary' summary.err
+
     # Before training: in the model build, with nothing to save.
     stop_in build build USR1 train mlp.yaml "${fm_train[@]}" --name b --json
     check "build: status 75 within 2 s" stopped_fast
@@ -144,7 +206,7 @@ stop)
     check "no temporary file in any run folder" no_temporaries runs
     ;;
 *)
-    echo "usage: test_process.sh stop PATH_TO_KILN" >&2
+    echo "usage: test_process.sh summary|stop PATH_TO_KILN" >&2
     exit 2
     ;;
 esac
