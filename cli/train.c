@@ -47,9 +47,16 @@ static const char train_help[] =
     "\n"
     "Checkpoints go to <run folder>/checkpoints/: step-N.h5 as checkpoint.every says, and\n"
     "final.h5 at the end. On SIGTERM, SIGINT or SIGUSR1 the ranks finish the current step,\n"
-    "write a checkpoint and exit with status 75; a second SIGINT exits at once.\n"
+    "write a checkpoint and exit with status 75; a second SIGINT exits at once. A signal\n"
+    "during evaluation checkpoints the epoch's training and stops; during a checkpoint write,\n"
+    "that checkpoint is the last. Before training starts (loading, building the model,\n"
+    "--summary) a signal ends the run at once with status 75 and nothing saved. A run folder\n"
+    "is locked (kiln.lock) while a run writes it: a second kiln on it is refused, naming the\n"
+    "holder. Under mpirun a rank that waits longer than dist.timeout in any collective ends\n"
+    "the job with status 3, naming the rank that did not arrive when it can tell.\n"
     "\n"
-    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal after a checkpoint\n";
+    "exit status: 0 done, 1 error, 2 usage error, 3 a rank waited past dist.timeout,\n"
+    "4 the run folder is in use by another kiln, 75 stopped by a signal\n";
 
 typedef struct train_opts {
     const char *config;
@@ -60,9 +67,10 @@ typedef struct train_opts {
     const char *resume_path; /* --resume PATH or --resume-weights-only PATH */
 } train_opts;
 
-/* The exit status of a run stopped by a signal after its checkpoint (EX_TEMPFAIL: "try again"),
- * which a requeueing job script can tell from a failure. */
-enum { EXIT_STOPPED = 75 };
+/* The exit statuses a job script can tell apart: a run stopped by a signal (KL_STOP_EXIT, 75,
+ * EX_TEMPFAIL: "try again"), and one refused because another kiln holds its run folder, which
+ * trying again at once would not help. A collective timeout exits KL_COMM_EXIT_TIMEOUT (3). */
+enum { EXIT_STOPPED = KL_STOP_EXIT, EXIT_LOCKED = 4 };
 
 static int parse(int argc, char **argv, train_opts *o, char **name_set)
 {
@@ -383,9 +391,10 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
     if (sp->status != KL_OK) { /* rank 0 says why; the others just stop */
         if (lead)
             fprintf(stderr, "kiln train: %s\n", sp->msg);
+        int rc = sp->status == KL_EBUSY ? EXIT_LOCKED : 1;
         free(sp);
         kl_reporter_free(rep);
-        return 1;
+        return rc;
     }
     if (lead && !o->quiet && !o->json) {
         const kl_tensor *x = data->train.x;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# kiln as a process among others: stops in every phase and summaries of models too large to build.
-# Signals go to a process that has stopped itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
+# kiln as a process among others: stops in every phase, run-folder locks and summaries of models
+# too large to build. Signals go to a process that has stopped itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
 # test sends the signal while the process is stopped, then SIGCONT, and times the rest.
 #   summary:   --summary of a 3.2-billion-parameter model in little memory and time; of 100,000
 #              layers in bounded time, and linear in the layers (10,000 against 40,000).
@@ -8,7 +8,10 @@
 #              an evaluation, in the test evaluation, in a checkpoint write, in kiln export and in
 #              kiln predict (reading, scoring): each ends within 2 s with status 75, leaving no
 #              temporary file; stops in evaluations resume to the uninterrupted run's weights.
-# usage: test_process.sh summary|stop PATH_TO_KILN   (exits 77 to skip without
+#   lock:      two kiln train --auto-resume on one run: the second is refused (status 4) naming
+#              the first's pid; metrics.csv has each epoch once; a holder killed with SIGKILL
+#              leaves its lock file but not its lock.
+# usage: test_process.sh summary|stop|lock PATH_TO_KILN   (exits 77 to skip without
 #        Fashion-MNIST, which every mode but summary trains on)
 set -uo pipefail
 mode="$1"
@@ -205,8 +208,41 @@ stop)
         test ! -e p.csv -a ! -e p.h5 -a -z "$(ls | grep '\.tmp\.')"
     check "no temporary file in any run folder" no_temporaries runs
     ;;
+lock)
+    three=("${fm_train[@]}" --set train.epochs=3 --json)
+    # The first holds the run folder, stopped in its model build; the second comes then.
+    KILN_TEST_STOP_AT=build "$kiln" train mlp.yaml "${three[@]}" --name r --auto-resume \
+        >first.out 2>first.err &
+    job=$!
+    holder="$(stopped_pid first.err)"
+    check "the first run holds the folder" test -n "$holder"
+    "$kiln" train mlp.yaml "${three[@]}" --name r --auto-resume >second.out 2>second.err
+    rc=$?
+    sed 's/^/    second: /' second.err
+    check "the second is refused with status 4" test "$rc" -eq 4
+    check "naming the holder's pid and what to do" \
+        grep -q "the run folder runs/r is in use by another kiln process: pid $holder on host .*kill -TERM $holder" second.err
+    kill -CONT "$holder"
+    wait $job
+    check "the first run finishes: exit 0" test $? -eq 0
+    check "metrics.csv: one header and each epoch once, in order" \
+        test "$(cut -d, -f1 runs/r/metrics.csv | tr '\n' ' ')" = "epoch 1 2 3 "
+    check "the lock file stays" test -e runs/r/kiln.lock
+    # A holder killed with SIGKILL (a node lost, a requeued job) takes its lock with it.
+    KILN_TEST_STOP_AT=build "$kiln" train mlp.yaml "${three[@]}" --set train.epochs=4 --name r \
+        --auto-resume >third.out 2>third.err &
+    job=$!
+    holder="$(stopped_pid third.err)"
+    kill -9 "$holder"
+    wait $job
+    "$kiln" train mlp.yaml "${three[@]}" --set train.epochs=4 --name r --auto-resume \
+        >fourth.out 2>fourth.err
+    check "after the holder's SIGKILL the run continues: exit 0" test $? -eq 0
+    check "metrics.csv goes on to epoch 4" \
+        test "$(cut -d, -f1 runs/r/metrics.csv | tr '\n' ' ')" = "epoch 1 2 3 4 "
+    ;;
 *)
-    echo "usage: test_process.sh summary|stop PATH_TO_KILN" >&2
+    echo "usage: test_process.sh summary|stop|lock PATH_TO_KILN" >&2
     exit 2
     ;;
 esac
