@@ -145,6 +145,7 @@ static kl_status run_init(run *r, kl_error *err)
                             "checkpoint.every needs a place for checkpoints: run with a run "
                             "folder (without --no-run-dir), or remove checkpoint.every");
     r->last_ckpt = now_s();
+    kl__train_remove_stale(r);
     if (r->opts->ckpt_dir) {
         size_t len = 0;
         FILE *f = open_memstream(&r->config_text, &len);

@@ -81,11 +81,18 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void kl__train_remove_stale(kl__trun *r)
+{
+    if (r->rank == 0 && r->opts->ckpt_dir)
+        kl_ckpt_remove_stale(r->opts->ckpt_dir, NULL);
+}
+
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
- * step); final.h5 is never pruned. */
+ * step); final.h5 is never pruned. Temporaries of dead writers go too. */
 void kl__train_prune(kl__trun *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
+    kl__train_remove_stale(r);
     if (r->rank != 0 || keep <= 0 || !r->opts->ckpt_dir)
         return;
     DIR *d = opendir(r->opts->ckpt_dir);

@@ -63,6 +63,9 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
 /* Periodic checkpoints: the name for step `step`, and the pruning to checkpoint.keep_last. */
 void kl__train_ckpt_name(char *buf, size_t size, int64_t step);
 void kl__train_prune(kl__trun *r);
+/* Removes the temporaries that writers killed mid-checkpoint left in the checkpoint folder (rank
+ * 0; at the start of a run, and with every pruning). */
+void kl__train_remove_stale(kl__trun *r);
 /* Loads opts->resume (rank 0 reads, every rank receives) into the model, optimizer and run. */
 kl_status kl__train_resume(kl__trun *r, kl_error *err);
 /* Appends a finished epoch to the history. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kiln as a process among others: stops in every phase, run-folder locks and summaries of models
-# too large to build. Signals go to a process that has stopped itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
+# kiln as a process among others: stops in every phase, run-folder locks, what a killed writer
+# leaves, and summaries of models too large to build. Signals go to a process that has stopped
+# itself at a named point (KILN_TEST_STOP_AT, docs/architecture.md), never after a sleep: the
 # test sends the signal while the process is stopped, then SIGCONT, and times the rest.
 #   summary:   --summary of a 3.2-billion-parameter model in little memory and time; of 100,000
 #              layers in bounded time, and linear in the layers (10,000 against 40,000).
@@ -11,7 +12,9 @@
 #   lock:      two kiln train --auto-resume on one run: the second is refused (status 4) naming
 #              the first's pid; metrics.csv has each epoch once; a holder killed with SIGKILL
 #              leaves its lock file but not its lock.
-# usage: test_process.sh summary|stop|lock PATH_TO_KILN   (exits 77 to skip without
+#   leftovers: a writer killed (SIGKILL) in the middle of a checkpoint leaves step-N.h5.tmp.PID;
+#              the run's next start removes it, and keeps a live writer's.
+# usage: test_process.sh summary|stop|lock|leftovers PATH_TO_KILN   (exits 77 to skip without
 #        Fashion-MNIST, which every mode but summary trains on)
 set -uo pipefail
 mode="$1"
@@ -241,8 +244,31 @@ lock)
     check "metrics.csv goes on to epoch 4" \
         test "$(cut -d, -f1 runs/r/metrics.csv | tr '\n' ' ')" = "epoch 1 2 3 4 "
     ;;
+leftovers)
+    every=("${fm_train[@]}" --set train.epochs=2 --set "checkpoint.every=5 steps" --json)
+    # SIGKILL while the step-5 checkpoint is being written: its temporary stays behind.
+    KILN_TEST_STOP_AT=write "$kiln" train mlp.yaml "${every[@]}" --name k >k.out 2>k.err &
+    job=$!
+    writer="$(stopped_pid k.err)"
+    check "the writer stopped inside a checkpoint write" test -n "$writer"
+    kill -9 "$writer"
+    wait $job
+    dead="runs/k/checkpoints/step-0000000005.h5.tmp.$writer"
+    check "kill -9 left $dead" test -s "$dead"
+    # A live writer's temporary (this sleep's pid stands for a process still writing).
+    sleep 600 &
+    live_pid=$!
+    live="runs/k/checkpoints/step-0000000009.h5.tmp.$live_pid"
+    echo x >"$live"
+    "$kiln" train mlp.yaml "${every[@]}" --name k --auto-resume >k2.out 2>k2.err
+    check "the next start of the run: exit 0" test $? -eq 0
+    check "it removed the dead writer's temporary" test ! -e "$dead"
+    check "it kept the live writer's" test -e "$live"
+    kill "$live_pid"
+    wait "$live_pid" 2>/dev/null
+    ;;
 *)
-    echo "usage: test_process.sh summary|stop|lock PATH_TO_KILN" >&2
+    echo "usage: test_process.sh summary|stop|lock|leftovers PATH_TO_KILN" >&2
     exit 2
     ;;
 esac
