@@ -428,6 +428,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_graph_set_loss_scale(m->g, 1.0f / (float)(r->size * acc));
     for (int64_t s = first; s < r->steps_per_epoch; s++) {
         float ctl[CTL_N] = {0};
+        kl_stop_test_point("step", r->rank, r->step);
         kl_graph_zero_grad(m->g);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
