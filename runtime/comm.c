@@ -74,8 +74,10 @@ static kl_status wrap(MPI_Comm comm, kl_comm **out, kl_error *err)
     MPI_Comm_size(comm, &c->size);
     const char *call = "MPI_Comm_split_type";
     rc = MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
-    if (rc == MPI_SUCCESS && (call = "MPI_Comm_dup") != NULL)
+    if (rc == MPI_SUCCESS) {
+        call = "MPI_Comm_dup";
         rc = MPI_Comm_dup(comm, &c->coll);
+    }
     if (rc != MPI_SUCCESS) {
         kl_status st = mpi_fail(err, c, call, rc);
         kl_comm_free(c);

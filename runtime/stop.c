@@ -93,13 +93,12 @@ void kl_stop_test_point(const char *point, int rank, int64_t n)
     static int fired;
     const char *spec = getenv("KILN_TEST_STOP_AT");
     size_t len = strlen(point);
-    if (fired || !spec || strncmp(spec, point, len) != 0 ||
-        !strchr(":@", spec[len] ? spec[len] : '@'))
+    if (fired || !spec || strncmp(spec, point, len) != 0)
         return;
-    const char *at = spec + len;
-    if (*at == ':' && strtoll(at + 1, NULL, 10) != n)
+    const char *rest = spec + len, *at = strchr(rest, '@');
+    if (*rest != '\0' && *rest != ':' && *rest != '@') /* another point whose name starts so */
         return;
-    if (strchr(at, '@') && atoi(strchr(at, '@') + 1) != rank)
+    if ((*rest == ':' && strtoll(rest + 1, NULL, 10) != n) || (at && atoi(at + 1) != rank))
         return;
     fired = 1;
     fprintf(stderr, "kiln: KILN_TEST_STOP_AT=%s: rank %d stops itself at %s (pid %ld)\n", spec,

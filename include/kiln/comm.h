@@ -36,8 +36,9 @@ const char *kl_comm_backend(const kl_comm *c); /* "self" or "mpi" */
  * waited in (kl_comm_set_phase) and, where the collective can tell, the ranks that did not
  * arrive. A stopped or stuck rank cannot report itself and the others would wait for it forever;
  * the launcher ends the job once one rank exits. With a timeout, small all-gathers go to rank 0
- * point to point and back, so rank 0 knows who never sent. 0 (the default) waits forever. Only
- * collectives are watched, not kl_comm_send/recv. */
+ * point to point and back, so rank 0 knows who never sent: every rank of c sets the same
+ * timeout, or none. 0 (the default) waits forever. Only collectives are watched, not
+ * kl_comm_send/recv. */
 kl_status kl_comm_set_timeout(kl_comm *c, double seconds, kl_error *err);
 double kl_comm_timeout(const kl_comm *c);
 /* What the next collectives are for, as a timeout's message names it ("startup agreement",
