@@ -368,7 +368,8 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
                                 .json = o->json,
                                 .tty = -1,
                                 .no_dir = o->no_dir,
-                                .dir = sp->p.dir[0] ? sp->p.dir : NULL};
+                                .dir = sp->p.dir[0] ? sp->p.dir : NULL,
+                                .lock = true};
         if (st == KL_OK && !(rep = kl_reporter_new(cfg, &ro, &err)))
             st = err.status;
         if (st == KL_OK && kl_reporter_dir(rep)) {

@@ -1,6 +1,6 @@
 /* Training output: the progress bar (terminal only, redrawn at most ten times a second), epoch
  * lines, JSON lines, and the run directory (config.yaml, metrics.csv, log.txt), which the
- * reporter locks (kiln.lock) for as long as it writes there. The trainer calls these through
+ * reporter can lock (kiln.lock) for as long as it writes there. The trainer calls these through
  * kl_train_hooks and never prints itself. */
 #include <errno.h>
 #include <math.h>
@@ -136,7 +136,7 @@ kl_reporter *kl_reporter_new(const kl_config *cfg, const kl_report_options *o, k
         /* Locked before anything in it is written: a second kiln on the same run (two
          * --auto-resume starts) is refused instead of interleaving metrics.csv. */
         if ((o->dir ? use_run_dir(r, o->dir, err) : make_run_dir(r, cfg, err)) != KL_OK ||
-            kl_dir_lock(r->dir, "run", &r->lock, err) != KL_OK ||
+            (o->lock && kl_dir_lock(r->dir, "run", &r->lock, err) != KL_OK) ||
             !(conf = open_in(r, "config.yaml", "w", err)) ||
             !(r->csv = open_in(r, "metrics.csv", mode, err)) ||
             !(r->log = open_in(r, "log.txt", mode, err))) {
