@@ -640,8 +640,10 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
             char name[64], where[48];
             double zero[3] = {0};
             bool stop = false;
-            if ((st = checkpoint_here(r, epoch + 1, 0, zero, true, 0, name, sizeof name, err)) ||
-                (st = stop_check(r, &stop, err)))
+            st = checkpoint_here(r, epoch + 1, 0, zero, true, 0, name, sizeof name, err);
+            if (st == KL_OK)
+                st = stop_check(r, &stop, err);
+            if (st != KL_OK)
                 return st;
             snprintf(where, sizeof where, "at the end of epoch %d", epoch + 1);
             if (stop)
