@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "kiln/modelfile.h"
+#include "kiln/stop.h"
 
 static const char export_help[] =
     "usage: kiln export CHECKPOINT|RUN_DIR -o MODEL.h5 [options]\n"
@@ -31,7 +32,12 @@ static const char export_help[] =
     "                           subset seeded by train.seed (default 10000)\n"
     "  --no-reference           write no reference statistics (and load no training data)\n"
     "  --quiet                  print nothing on success\n"
-    "  -h, --help               show this help\n";
+    "  -h, --help               show this help\n"
+    "\n"
+    "SIGTERM, SIGINT or SIGUSR1 ends it at once, whatever it is doing, leaving no partial\n"
+    "model file.\n"
+    "\n"
+    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal\n";
 
 typedef struct export_opts {
     const char *source, *output;
@@ -208,8 +214,13 @@ int kl__cli_export(int argc, char **argv)
         return 1;
     kl_error err = {0};
     kl_modelfile *mf = NULL;
-    if (kl_modelfile_export(ckpt, o.output, &o.x, &err) != KL_OK ||
-        kl_modelfile_load(o.output, 1, &mf, &err) != KL_OK) {
+    /* A stop ends it at once, taking the model file's temporary with it (kl_ckpt_create). */
+    kl__cli_catch_stop_signals();
+    kl_stop_quit_begin("kiln export", "while exporting");
+    rc = kl_modelfile_export(ckpt, o.output, &o.x, &err) != KL_OK ||
+         kl_modelfile_load(o.output, 1, &mf, &err) != KL_OK;
+    kl_stop_quit_end();
+    if (rc) {
         fprintf(stderr, "kiln export: %s\n", err.msg);
         return 1;
     }

@@ -3,6 +3,7 @@
  * predictions. Parsing and printing only; reading, scoring and writing are runtime/modelfile*.c,
  * the same calls kiln serve makes. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "kiln/modelfile.h"
+#include "kiln/stop.h"
 
 static const char predict_help[] =
     "usage: kiln predict MODEL.h5 --input FILE [options]\n"
@@ -36,7 +38,12 @@ static const char predict_help[] =
     "                       regression: predictions\n"
     "  --batch-size N       samples per forward pass (default 256)\n"
     "  --quiet              no progress or summary lines, only the loss and accuracy\n"
-    "  -h, --help           show this help\n";
+    "  -h, --help           show this help\n"
+    "\n"
+    "SIGTERM, SIGINT or SIGUSR1 ends it at once, whatever it is doing, leaving no partial\n"
+    "output file.\n"
+    "\n"
+    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal\n";
 
 typedef struct predict_opts {
     const char *model, *output;
@@ -187,6 +194,7 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
                               (long long)i);
         }
         progress_show(&p, i + b, n, i + b >= n);
+        kl_stop_test_point("predict-score", 0, -1);
     }
     *seconds = now_s() - p.start;
     return st;
@@ -217,8 +225,9 @@ static int predict(const predict_opts *o)
     float *out = NULL;
     int32_t *classes = NULL;
     int rc = 1;
-    if (kl_modelfile_load(o->model, o->batch, &mf, &err) != KL_OK ||
-        kl_modelfile_read_input(mf, &o->src, &d, &err) != KL_OK) {
+    if (kl_modelfile_load(o->model, o->batch, &mf, &err) == KL_OK)
+        kl_stop_test_point("predict-read", 0, -1);
+    if (!mf || kl_modelfile_read_input(mf, &o->src, &d, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
@@ -242,6 +251,11 @@ static int predict(const predict_opts *o)
     if (d.y)
         print_metrics(mf, &sc);
     if (o->output) {
+        /* The CSV writer's temporary, named as every atomic write's (HDF5 ones register
+         * themselves): a stop while it is written removes it. */
+        char tmp[PATH_MAX];
+        if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->output, (long)getpid()) < sizeof tmp)
+            kl_stop_remove_on_quit(tmp);
         if (kl_modelfile_write_predictions(mf, o->output, o->src.path, out, classes, n, &err)) {
             rc = fail(&err);
             goto out;
@@ -264,5 +278,10 @@ int kl__cli_predict(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    return predict(&o);
+    /* Nothing here is worth saving: a stop ends it at once, in reading, scoring or writing. */
+    kl__cli_catch_stop_signals();
+    kl_stop_quit_begin("kiln predict", "while scoring");
+    rc = predict(&o);
+    kl_stop_quit_end();
+    return rc;
 }

@@ -13,6 +13,7 @@
 #include "kiln/ckpt.h"
 #include "kiln/launch.h"
 #include "kiln/report.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 
 static const char train_help[] =
@@ -46,10 +47,17 @@ static const char train_help[] =
     "\n"
     "Checkpoints go to <run folder>/checkpoints/: step-N.h5 as checkpoint.every says, and\n"
     "final.h5 at the end. On SIGTERM, SIGINT or SIGUSR1 the ranks finish the current step,\n"
-    "write a checkpoint and exit with status 75 (while the data loads, they stop loading and\n"
-    "exit 75 without one); a second SIGINT exits at once.\n"
+    "write a checkpoint and exit with status 75; a second SIGINT exits at once. A signal\n"
+    "during evaluation checkpoints the epoch's training and stops; during a checkpoint write,\n"
+    "that checkpoint is the last. While the data loads, the ranks stop loading and exit 75\n"
+    "without a checkpoint; otherwise before training starts (building the model, --summary) a\n"
+    "signal ends the run at once with status 75 and nothing saved. A run folder is locked\n"
+    "(kiln.lock) while a run writes it: a second kiln on it is refused, naming the holder.\n"
+    "Under mpirun a rank that waits longer than dist.timeout in any collective ends the job\n"
+    "with status 3, naming the rank that did not arrive when it can tell.\n"
     "\n"
-    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal after a checkpoint\n";
+    "exit status: 0 done, 1 error, 2 usage error, 3 a rank waited past dist.timeout,\n"
+    "4 the run folder is in use by another kiln, 75 stopped by a signal\n";
 
 typedef struct train_opts {
     const char *config;
@@ -60,9 +68,10 @@ typedef struct train_opts {
     const char *resume_path; /* --resume PATH or --resume-weights-only PATH */
 } train_opts;
 
-/* The exit status of a run stopped by a signal after its checkpoint (EX_TEMPFAIL: "try again"),
- * which a requeueing job script can tell from a failure. */
-enum { EXIT_STOPPED = 75 };
+/* The exit statuses a job script can tell apart: a run stopped by a signal (KL_STOP_EXIT, 75,
+ * EX_TEMPFAIL: "try again"), and one refused because another kiln holds its run folder, which
+ * trying again at once would not help. A collective timeout exits KL_COMM_EXIT_TIMEOUT (3). */
+enum { EXIT_STOPPED = KL_STOP_EXIT, EXIT_LOCKED = 4 };
 
 static int parse(int argc, char **argv, train_opts *o, char **name_set)
 {
@@ -140,26 +149,35 @@ static int fail(const kl_error *err)
 
 /* Every rank loads the same config and data, so a mistake there is found by all of them at
  * once: the ranks compare outcomes and only the first failing rank prints, so a bad key is one
- * message and not one per rank. Returns 0 when every rank succeeded, 1 otherwise (every rank
- * then exits 1). */
-static int agree(kl_comm *comm, kl_status st, const kl_error *err)
+ * message and not one per rank. This is the job's first collective and runs under the
+ * communicator's timeout: the all-gather goes through rank 0, which names a rank that never comes
+ * (stopped or stuck while loading). Returns 0 when every rank succeeded, else the exit status
+ * every rank returns: EXIT_STOPPED when the first failure was a stop request, 1 otherwise. */
+static int agree(kl_comm *comm, const char *phase, kl_status st, const kl_error *err)
 {
     int size = kl_comm_size(comm), mine = st, rank = kl_comm_rank(comm);
     int *all = size > 1 ? calloc((size_t)size, sizeof *all) : NULL;
     kl_error cerr = {0};
-    if (size == 1 || !all || kl_comm_allgather(comm, &mine, all, sizeof mine, &cerr) != KL_OK) {
+    kl_comm_set_phase(comm, phase, -1);
+    kl_status cst =
+        size > 1 && all ? kl_comm_allgather(comm, &mine, all, sizeof mine, &cerr) : KL_OK;
+    kl_comm_set_phase(comm, NULL, -1);
+    if (size == 1 || !all || cst != KL_OK) {
         free(all);
-        return st == KL_OK ? (cerr.status ? fail(&cerr) : 0) : fail(err);
+        if (st == KL_OK)
+            return cerr.status ? fail(&cerr) : 0;
+        return st == KL_ESTOPPED ? (fail(err), EXIT_STOPPED) : fail(err);
     }
     int first = -1;
     for (int k = 0; k < size && first < 0; k++)
         first = all[k] != KL_OK ? k : -1;
+    int stopped = first >= 0 && all[first] == KL_ESTOPPED;
     free(all);
     if (first == rank && rank == 0)
         fail(err);
     else if (first == rank)
         fprintf(stderr, "kiln train: rank %d: %s\n", rank, err->msg);
-    return first >= 0;
+    return first < 0 ? 0 : stopped ? EXIT_STOPPED : 1;
 }
 
 /* The trainer's own refusals of a config (KL_EINVAL, KL_EUNSUPPORTED) come before any step and
@@ -175,16 +193,15 @@ static int train_failed(kl_comm *comm, const kl_error *err)
     return 1;
 }
 
+/* The summary needs shapes only: no weights are allocated, so a model too large for this machine
+ * can still be described. */
 static int summary(const kl_config *cfg, const kl_data_splits *data)
 {
     kl_error err = {0};
-    kl_model m;
     kl_model_options o = kl_train_model_options(cfg, data);
     o.trainable = false;
-    if (kl_model_build(&cfg->model, &o, &m, &err) != KL_OK)
+    if (kl_model_summarize(&cfg->model, &o, stdout, &err) != KL_OK)
         return fail(&err);
-    kl_model_summary(&m, stdout);
-    kl_model_free(&m);
     return 0;
 }
 
@@ -281,16 +298,16 @@ static kl_status plan_resume(const kl_config *cfg, const train_opts *o, resume_p
     return ok ? KL_OK : (err->status ? err->status : KL_EINVAL);
 }
 
-/* SIGTERM, SIGINT and SIGUSR1 ask the trainer to checkpoint and stop; a second SIGINT (an
- * impatient Ctrl-C) ends the process at once. */
+/* SIGTERM, SIGINT and SIGUSR1 request a stop: the trainer checkpoints and stops, a quit phase
+ * ends the process; a second SIGINT (an impatient Ctrl-C) ends the process at once. */
 static void on_signal(int signo)
 {
-    if (signo == SIGINT && kl_train_stop_signal() == SIGINT) {
+    if (signo == SIGINT && kl_stop_signal() == SIGINT) {
         signal(SIGINT, SIG_DFL);
         raise(SIGINT);
         return;
     }
-    kl_train_request_stop(signo);
+    kl_stop_request(signo);
 }
 
 void kl__cli_catch_stop_signals(void)
@@ -352,7 +369,8 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
                                 .json = o->json,
                                 .tty = -1,
                                 .no_dir = o->no_dir,
-                                .dir = sp->p.dir[0] ? sp->p.dir : NULL};
+                                .dir = sp->p.dir[0] ? sp->p.dir : NULL,
+                                .lock = true};
         if (st == KL_OK && !(rep = kl_reporter_new(cfg, &ro, &err)))
             st = err.status;
         if (st == KL_OK && kl_reporter_dir(rep)) {
@@ -364,7 +382,10 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
         sp->status = st;
         snprintf(sp->msg, sizeof sp->msg, "%s", err.msg);
     }
-    if (kl_comm_size(comm) > 1 && kl_comm_bcast(comm, sp, sizeof *sp, 0, &err) != KL_OK) {
+    kl_comm_set_phase(comm, "run folder broadcast", -1);
+    kl_status bst = kl_comm_size(comm) > 1 ? kl_comm_bcast(comm, sp, sizeof *sp, 0, &err) : KL_OK;
+    kl_comm_set_phase(comm, NULL, -1);
+    if (bst != KL_OK) {
         free(sp);
         kl_reporter_free(rep);
         return fail(&err);
@@ -372,9 +393,10 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
     if (sp->status != KL_OK) { /* rank 0 says why; the others just stop */
         if (lead)
             fprintf(stderr, "kiln train: %s\n", sp->msg);
+        int rc = sp->status == KL_EBUSY ? EXIT_LOCKED : 1;
         free(sp);
         kl_reporter_free(rep);
-        return 1;
+        return rc;
     }
     if (lead && !o->quiet && !o->json) {
         const kl_tensor *x = data->train.x;
@@ -423,16 +445,30 @@ int kl__cli_train(int argc, char **argv)
         rc = rc < 0 ? 0 : rc;
         goto out;
     }
-    /* From the start: a stop asked for while the data loads ends the load (exit 75). */
+    /* From the start: until training begins a stop ends the process at once (a quit phase),
+     * except while the data loads, which honours it itself (KL_ESTOPPED). */
     kl__cli_catch_stop_signals();
     if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
-    lead = kl_comm_rank(comm) == 0;
-    kl_launch_check_world(kl_comm_size(comm), kl_comm_rank(comm), stderr);
+    int rank = kl_comm_rank(comm);
+    lead = rank == 0;
+    const char *who = lead ? "kiln train" : NULL; /* rank 0 speaks for all */
+    kl_launch_check_world(kl_comm_size(comm), rank, stderr);
+    kl_stop_quit_begin(who, "while loading the config");
+    kl_stop_test_point("config", rank, -1);
     cfg = kl_config_load(o.config, o.sets, o.nsets, &err);
-    if ((rc = agree(comm, cfg ? KL_OK : err.status, &err)) != 0)
+    /* Every collective from here on is watched, the first one included: a rank stopped or stuck
+     * while loading cannot hang the others. A rank whose config did not load uses the default. */
+    kl_error terr = {0};
+    double timeout = cfg ? cfg->dist.timeout : KL_DIST_TIMEOUT_DEFAULT;
+    if (kl_comm_set_timeout(comm, timeout, &terr) != KL_OK) {
+        rc = fail(&terr);
+        goto out;
+    }
+    rc = agree(comm, "startup agreement after loading the config", cfg ? KL_OK : err.status, &err);
+    if (rc != 0)
         goto out;
     if ((rc = slurm_defaults(cfg, &o, lead)) != 0)
         goto out;
@@ -441,16 +477,22 @@ int kl__cli_train(int argc, char **argv)
             kl_config_print(cfg, stdout);
         goto out;
     }
-    kl_status dst = kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &data, &err);
-    if ((rc = agree(comm, dst, &err)) != 0) {
-        rc = dst == KL_ESTOPPED ? EXIT_STOPPED : rc;
-        goto out;
-    }
+    kl_stop_quit_end();
+    kl_stop_test_point("data", rank, -1);
+    kl_comm_set_phase(comm, "data preparation", -1);
+    kl_status st = kl_data_prepare_dist(&cfg->data, cfg->train.seed, comm, &data, &err);
+    kl_comm_set_phase(comm, NULL, -1);
+    if ((rc = agree(comm, "startup agreement after preparing the data", st, &err)) != 0)
+        goto out; /* a stop while the data loaded: EXIT_STOPPED */
+    /* The trainer ends this phase when its first step begins. */
+    kl_stop_quit_begin(who, o.summary ? "while printing the model summary"
+                                      : "before training started (building the model)");
     if (o.summary)
         rc = lead ? summary(cfg, &data) : 0;
     else
         rc = train(cfg, &data, &o, comm);
 out:
+    kl_stop_quit_end();
     kl_comm_free(comm);
     kl_data_splits_free(&data);
     kl_config_free(cfg);

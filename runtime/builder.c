@@ -1,10 +1,14 @@
 /* The model builder: a model spec becomes graph nodes layer by layer, with stable parameter names
  * ("layers.3.weight", "layers.4.layers.0.bias", "head.weight"), an output head sized from the
- * data, a loss, and one summary row per layer (shape, parameters, FLOPs) for --summary. */
+ * data, a loss, and one summary row per layer (shape, parameters, FLOPs) for --summary. A summary
+ * alone builds each layer into a scratch graph of its own and prints its row at once: the op
+ * shape functions give the shapes, nothing is compiled or allocated, and the work grows linearly
+ * with the layers (one graph of all of them would look up every parameter name among all). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kiln/model.h"
+#include "kiln/stop.h"
 
 typedef struct kl_model_row {
     char name[48]; /* "layers.3" */
@@ -14,13 +18,16 @@ typedef struct kl_model_row {
     int64_t params, flops;
 } kl_model_row;
 
-/* Building state: the current node and its per-sample shape. */
+/* Building state: the current node and its per-sample shape. A summary (out set) builds into
+ * scratch graphs, one per layer, and prints rows instead of keeping them. */
 typedef struct build {
     kl_graph *g;
     kl_model *m;
     kl_node h;
     kl_shape s; /* per sample */
     kl_error *err;
+    FILE *out;             /* a summary's rows go here; NULL: a real build */
+    int64_t params, flops; /* a summary's totals */
 } build;
 
 static const kl_init k_weight = {KL_INIT_HE_UNIFORM, 0, 0}; /* PyTorch's Linear/Conv2d default */
@@ -66,22 +73,51 @@ static int64_t per_sample(const kl_shape *s)
     return kl_shape_numel(s);
 }
 
-/* Adds a row for the layer just built; its shape is the graph's (batch dropped). */
+static void human(double v, char *buf, size_t n);
+
+static void print_row(FILE *f, const kl_model_row *r)
+{
+    char sh[96], p[32], fl[32];
+    human((double)r->params, p, sizeof p);
+    human((double)r->flops, fl, sizeof fl);
+    fprintf(f, "%-20s %-16s %-18s %12s %12s\n", r->name,
+            r->head ? "dense (head)" : kl_layer_kind_name(r->kind),
+            kl_shape_str(&r->out, sh, sizeof sh), r->params ? p : "-", fl);
+}
+
+/* Adds a row for the layer just built; its shape is the graph's (batch dropped). A summary prints
+ * it at once. */
 static kl_status add_row(build *b, const char *name, kl_layer_kind kind, bool head, int64_t params,
                          int64_t flops)
 {
     kl_model *m = b->m;
-    kl_model_row *rows = realloc(m->rows, ((size_t)m->nlayers + 1) * sizeof *rows);
-    if (!rows)
-        return kl_error_set(b->err, KL_ENOMEM, "out of memory building the model");
-    m->rows = rows;
-    kl_model_row *r = &rows[m->nlayers++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    r->kind = kind;
-    r->head = head;
-    r->out = b->s;
-    r->params = params;
-    r->flops = flops;
+    kl_model_row row = {.kind = kind, .head = head, .out = b->s, .params = params, .flops = flops};
+    snprintf(row.name, sizeof row.name, "%s", name);
+    if (b->out) {
+        print_row(b->out, &row);
+        b->params += params;
+        b->flops += flops;
+        kl_stop_test_point("summary", 0, -1);
+        return KL_OK;
+    }
+    if ((m->nlayers & (m->nlayers - 1)) == 0) { /* grown by doubling: at 0, 1, 2, 4, ... */
+        size_t cap = m->nlayers ? 2 * (size_t)m->nlayers : 1;
+        kl_model_row *rows = realloc(m->rows, cap * sizeof *rows);
+        if (!rows)
+            return kl_error_set(b->err, KL_ENOMEM, "out of memory building the model");
+        m->rows = rows;
+    }
+    m->rows[m->nlayers++] = row;
+    return KL_OK;
+}
+
+/* A summary's fresh scratch graph, whose input has the current per-sample shape. */
+static kl_status scratch(build *b)
+{
+    kl_graph_free(b->g);
+    if (!(b->g = kl_graph_new()))
+        return kl_error_set(b->err, KL_ENOMEM, "out of memory describing the model");
+    b->h = kl_input(b->g, "x", KL_F32, b->s);
     return KL_OK;
 }
 
@@ -174,6 +210,11 @@ static kl_status residual(build *b, const kl_layer_spec *l, const char *name)
                  kl_shape_str(&in, si, sizeof si), kl_shape_str(&b->s, so, sizeof so));
         return layer_error(b, l, name, msg);
     }
+    if (b->out) { /* the block's layers each had their own graph: add in a new one */
+        if ((st = scratch(b)) != KL_OK)
+            return st;
+        skip = kl_input(b->g, "skip", KL_F32, in);
+    }
     b->h = activate(b, kl_residual(b->g, b->h, skip), l->activation, l->alpha);
     return KL_OK;
 }
@@ -181,8 +222,10 @@ static kl_status residual(build *b, const kl_layer_spec *l, const char *name)
 static kl_status build_layer(build *b, const kl_layer_spec *l, const char *name)
 {
     int64_t params = 0, flops = 0;
-    kl_status st = KL_OK;
+    kl_status st = b->out && l->kind != KL_LAYER_RESIDUAL ? scratch(b) : KL_OK;
     int64_t numel_in = per_sample(&b->s);
+    if (st != KL_OK)
+        return st;
     switch (l->kind) {
     case KL_LAYER_DENSE:
         st = dense(b, l, name, &params, &flops);
@@ -264,14 +307,21 @@ static kl_status head(build *b, const kl_model_options *o)
     return add_row(b, "head", KL_LAYER_DENSE, true, params, flops);
 }
 
+static kl_status check_outputs(const kl_model_options *opts, kl_error *err)
+{
+    if (opts->outputs < 1)
+        return kl_error_set(err, KL_EINVAL, "model: %d outputs; the data gives no classes",
+                            opts->outputs);
+    return KL_OK;
+}
+
 kl_status kl_model_build(const kl_model_spec *spec, const kl_model_options *opts, kl_model *m,
                          kl_error *err)
 {
     memset(m, 0, sizeof *m);
     m->opts = *opts;
-    if (opts->outputs < 1)
-        return kl_error_set(err, KL_EINVAL, "model: %d outputs; the data gives no classes",
-                            opts->outputs);
+    if (check_outputs(opts, err) != KL_OK)
+        return err ? err->status : KL_EINVAL;
     if (!(m->g = kl_graph_new()))
         return kl_error_set(err, KL_ENOMEM, "out of memory building the model");
     build b = {.g = m->g, .m = m, .s = opts->input, .err = err};
@@ -284,6 +334,39 @@ kl_status kl_model_build(const kl_model_spec *spec, const kl_model_options *opts
                               err);
     if (st != KL_OK)
         kl_model_free(m);
+    return st;
+}
+
+static void print_header(FILE *f, const kl_shape *input)
+{
+    char sh[96];
+    fprintf(f, "%-20s %-16s %-18s %12s %12s\n", "layer", "type", "output", "params", "FLOPs");
+    fprintf(f, "%-20s %-16s %-18s %12s %12s\n", "input", "", kl_shape_str(input, sh, sizeof sh), "",
+            "");
+}
+
+static void print_total(FILE *f, int64_t params, int64_t flops)
+{
+    char fl[32];
+    human((double)flops, fl, sizeof fl);
+    fprintf(f, "total: %lld parameters (%.2f MiB), %s FLOPs per sample forward\n",
+            (long long)params, (double)params * 4.0 / 1048576.0, fl);
+}
+
+kl_status kl_model_summarize(const kl_model_spec *spec, const kl_model_options *opts, FILE *f,
+                             kl_error *err)
+{
+    kl_model m = {.opts = *opts}; /* the head's nodes land here; no graph is kept */
+    build b = {.m = &m, .s = opts->input, .err = err, .out = f};
+    if (check_outputs(opts, err) != KL_OK)
+        return err ? err->status : KL_EINVAL;
+    print_header(f, &opts->input);
+    kl_status st = build_layers(&b, spec->layers, spec->nlayers, "layers");
+    if (st == KL_OK && (st = scratch(&b)) == KL_OK)
+        st = head(&b, opts);
+    if (st == KL_OK)
+        print_total(f, b.params, b.flops);
+    kl_graph_free(b.g);
     return st;
 }
 
@@ -322,21 +405,11 @@ static void human(double v, char *buf, size_t n)
 
 void kl_model_summary(const kl_model *m, FILE *f)
 {
-    char sh[96], p[32], fl[32];
     int64_t params = 0;
-    fprintf(f, "%-20s %-16s %-18s %12s %12s\n", "layer", "type", "output", "params", "FLOPs");
-    fprintf(f, "%-20s %-16s %-18s %12s %12s\n", "input", "",
-            kl_shape_str(&m->opts.input, sh, sizeof sh), "", "");
+    print_header(f, &m->opts.input);
     for (int i = 0; i < m->nlayers; i++) {
-        const kl_model_row *r = &m->rows[i];
-        human((double)r->params, p, sizeof p);
-        human((double)r->flops, fl, sizeof fl);
-        fprintf(f, "%-20s %-16s %-18s %12s %12s\n", r->name,
-                r->head ? "dense (head)" : kl_layer_kind_name(r->kind),
-                kl_shape_str(&r->out, sh, sizeof sh), r->params ? p : "-", fl);
-        params += r->params;
+        print_row(f, &m->rows[i]);
+        params += m->rows[i].params;
     }
-    human((double)kl_model_flops(m), fl, sizeof fl);
-    fprintf(f, "total: %lld parameters (%.2f MiB), %s FLOPs per sample forward\n",
-            (long long)params, (double)params * 4.0 / 1048576.0, fl);
+    print_total(f, params, kl_model_flops(m));
 }

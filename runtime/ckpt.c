@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/optim.h"
+#include "kiln/stop.h"
 #include "kiln/version.h"
 #include "runtime/h5.h"
 
@@ -38,6 +40,8 @@ int64_t kl_ckpt_create(const char *path, const char *format, int version, char *
         return -1;
     }
     kl__h5_quiet q = kl__h5_quiet_begin();
+    /* A stop that ends this process in a quit phase (kiln export) takes the file with it. */
+    kl_stop_remove_on_quit(tmp);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         kl__h5_quiet_end(q);
@@ -60,6 +64,7 @@ int64_t kl_ckpt_create(const char *path, const char *format, int version, char *
         kl_error_set(err, KL_EIO, "cannot write the header of %s", tmp);
         return -1;
     }
+    kl_stop_test_point("write", 0, -1);
     return f;
 }
 
@@ -642,4 +647,42 @@ char *kl_ckpt_find_latest(const char *dir, kl_error *err)
     if (!best)
         kl_error_set(err, KL_EINVAL, "no checkpoint in %s", dir);
     return best;
+}
+
+/* ---- temporaries left by dead writers ---- */
+
+/* The writer's pid in a temporary name kl_ckpt_create makes ("<name>.h5.tmp.<pid>"), else 0. */
+static long temp_writer(const char *name)
+{
+    const char *tag = strstr(name, ".h5.tmp.");
+    if (!tag || tag == name)
+        return 0;
+    const char *digits = tag + strlen(".h5.tmp.");
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    return *digits >= '0' && *digits <= '9' && !*end && !errno && pid > 0 ? pid : 0;
+}
+
+int kl_ckpt_remove_stale(const char *dir, kl_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        kl_error_set(err, KL_EIO, "cannot read the folder %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long pid = temp_writer(e->d_name);
+        /* Only a writer that is gone: kill(pid, 0) tells without signalling. A live pid, or one
+         * this process may not signal (EPERM), is a writer that may still be at work. */
+        if (pid == 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < sizeof path &&
+            unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

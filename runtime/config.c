@@ -342,7 +342,7 @@ static bool set_defaults(kl_config *c)
         .epochs = 10, .batch_size = 64, .eval_every = 1, .seed = 1, .accumulate = 1};
     c->checkpoint.keep_last = 3;
     c->dist.bucket_mb = 25.0f;
-    c->dist.timeout = 300.0f;
+    c->dist.timeout = KL_DIST_TIMEOUT_DEFAULT;
     c->dist.overlap = true;
     c->data.task = KL_TASK_CLASSIFICATION;
     c->data.standardize = KL_STD_GLOBAL;

@@ -33,6 +33,9 @@ void kl__cnode_free(kl__cnode *node);
 kl_status kl__cnode_push(kl__cnode *parent, kl__cnode *child, kl_error *err);
 /* The value of key in a MAP, or NULL (also when map is NULL or not a MAP). */
 kl__cnode *kl__cnode_get(const kl__cnode *map, const char *key);
+/* The first value of a MAP whose key an earlier one has (its index; the earlier one's in *first),
+ * -1 when every key differs, -2 out of memory. Linear in the keys: they are hashed. */
+int kl__cnode_find_duplicate(const kl__cnode *map, int *first);
 /* True for a plain empty scalar, which is what `key:` with nothing after it gives. */
 bool kl__cnode_is_empty(const kl__cnode *node);
 

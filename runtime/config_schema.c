@@ -102,17 +102,17 @@ kl_status kl__unknown_key(const kl__cnode *value, const char *const *names, int 
 
 kl_status kl__check_duplicates(const kl__cnode *map, char *path, kl_error *err)
 {
-    for (int i = 1; i < map->n; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(map->items[i]->key, map->items[j]->key) == 0) {
-                size_t len = kl__path_push(path, map->items[i]->key);
-                kl_status st = kl__config_error(err, KL_EINVAL, map->items[i]->key_pos, path,
-                                                "duplicate key (first set at line %d)",
-                                                map->items[j]->key_pos.line);
-                kl__path_pop(path, len);
-                return st;
-            }
-    return KL_OK;
+    int j = -1, i = kl__cnode_find_duplicate(map, &j);
+    if (i == -2)
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading the config");
+    if (i < 0)
+        return KL_OK;
+    size_t len = kl__path_push(path, map->items[i]->key);
+    kl_status st =
+        kl__config_error(err, KL_EINVAL, map->items[i]->key_pos, path,
+                         "duplicate key (first set at line %d)", map->items[j]->key_pos.line);
+    kl__path_pop(path, len);
+    return st;
 }
 
 /* "an integer >= 1", "a positive number", "a number in [0, 1)". */

@@ -4,6 +4,7 @@
  * are 1-based as editors show them. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -60,6 +61,40 @@ kl__cnode *kl__cnode_get(const kl__cnode *map, const char *key)
         if (strcmp(map->items[i]->key, key) == 0)
             return map->items[i];
     return NULL;
+}
+
+/* FNV-1a: the keys of one mapping, spread over a table of indices. */
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
+int kl__cnode_find_duplicate(const kl__cnode *map, int *first)
+{
+    size_t cap = 16;
+    while (cap < 2 * (size_t)map->n)
+        cap *= 2;
+    int *slot = malloc(cap * sizeof *slot); /* item index + 1; 0: empty */
+    if (!slot)
+        return -2;
+    memset(slot, 0, cap * sizeof *slot);
+    int found = -1;
+    for (int i = 0; i < map->n && found < 0; i++) {
+        size_t at = key_hash(map->items[i]->key) & (cap - 1);
+        while (slot[at] && strcmp(map->items[slot[at] - 1]->key, map->items[i]->key) != 0)
+            at = (at + 1) & (cap - 1);
+        if (slot[at]) {
+            found = i;
+            *first = slot[at] - 1;
+        } else {
+            slot[at] = i + 1;
+        }
+    }
+    free(slot);
+    return found;
 }
 
 bool kl__cnode_is_empty(const kl__cnode *node)

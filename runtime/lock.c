@@ -95,6 +95,8 @@ static kl_status refuse(int fd, const char *dir, const char *what, kl_error *err
     field(text, "host", host, sizeof host);
     field(text, "started", started, sizeof started);
     field(text, "command", cmd, sizeof cmd);
+    if (strlen(cmd) > 160) /* the message has room for the start of it */
+        memcpy(cmd + 157, "...", 4);
     return kl_error_set(err, KL_EBUSY,
                         "the %s folder %s is in use by another kiln process: pid %s on host %s "
                         "since %s (%.160s). Wait for it to end, stop it (kill -TERM %s on %s), "

@@ -1,6 +1,7 @@
 /* Training output: the progress bar (terminal only, redrawn at most ten times a second), epoch
- * lines, JSON lines, and the run directory (config.yaml, metrics.csv, log.txt). The trainer calls
- * these through kl_train_hooks and never prints itself. */
+ * lines, JSON lines, and the run directory (config.yaml, metrics.csv, log.txt), which the
+ * reporter can lock (kiln.lock) for as long as it writes there. The trainer calls these through
+ * kl_train_hooks and never prints itself. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/lock.h"
 #include "kiln/report.h"
 
 struct kl_reporter {
@@ -18,6 +20,7 @@ struct kl_reporter {
     bool bar_shown;
     double last_draw;
     char *dir;
+    kl_lock *lock; /* held on dir: one writer per run folder */
     FILE *csv, *log;
 };
 
@@ -130,7 +133,10 @@ kl_reporter *kl_reporter_new(const kl_config *cfg, const kl_report_options *o, k
     if (!o->no_dir) {
         FILE *conf = NULL;
         const char *mode = o->dir ? "a" : "w";
+        /* Locked before anything in it is written: a second kiln on the same run (two
+         * --auto-resume starts) is refused instead of interleaving metrics.csv. */
         if ((o->dir ? use_run_dir(r, o->dir, err) : make_run_dir(r, cfg, err)) != KL_OK ||
+            (o->lock && kl_dir_lock(r->dir, "run", &r->lock, err) != KL_OK) ||
             !(conf = open_in(r, "config.yaml", "w", err)) ||
             !(r->csv = open_in(r, "metrics.csv", mode, err)) ||
             !(r->log = open_in(r, "log.txt", mode, err))) {
@@ -156,6 +162,7 @@ void kl_reporter_free(kl_reporter *r)
         fclose(r->csv);
     if (r->log)
         fclose(r->log);
+    kl_dir_unlock(r->lock);
     free(r->dir);
     free(r);
 }

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "kiln/launch.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 #include "trainers/train_impl.h"
-#include "trainers/watchdog.h"
 
 /* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
 void openblas_set_num_threads(int n);
@@ -70,9 +70,10 @@ static kl_status load(kl_model *m, const kl_dataset *d, const int64_t *idx, int6
 }
 
 /* Sums over samples [lo, hi) of d in eval mode: the loss weighted by batch size, correct
- * predictions and absolute errors, into sums[0..3). */
-static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t hi, double *sums,
-                           kl_error *err)
+ * predictions and absolute errors, into sums[0..3). A stoppable evaluation (the trainer's) looks
+ * for a stop request before every batch and returns KL_ESTOPPED. */
+static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t hi, bool stoppable,
+                           double *sums, kl_error *err)
 {
     int64_t max_b = kl_graph_max_batch(m->g);
     int64_t *idx = malloc((size_t)max_b * sizeof *idx);
@@ -83,6 +84,13 @@ static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t
     kl_graph_set_mode(m->g, KL_MODE_EVAL);
     for (int64_t s = lo; s < hi && st == KL_OK; s += max_b) {
         int64_t b = s + max_b <= hi ? max_b : hi - s;
+        if (stoppable && s > lo)
+            kl_stop_test_point("eval", 0, -1);
+        if (stoppable && kl_stop_signal()) {
+            st =
+                kl_error_set(err, KL_ESTOPPED, "evaluation stopped by signal %d", kl_stop_signal());
+            break;
+        }
         for (int64_t i = 0; i < b; i++)
             idx[i] = s + i;
         if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
@@ -113,7 +121,7 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
 {
     double sums[3];
     int64_t n = d->x->shape.d[0];
-    kl_status st = eval_sums(m, d, 0, n, sums, err);
+    kl_status st = eval_sums(m, d, 0, n, false, sums, err);
     eval_means(m, sums, n, loss, accuracy, mae);
     return st;
 }
@@ -137,6 +145,7 @@ static kl_status run_init(run *r, kl_error *err)
                             "checkpoint.every needs a place for checkpoints: run with a run "
                             "folder (without --no-run-dir), or remove checkpoint.every");
     r->last_ckpt = now_s();
+    kl__train_remove_stale(r);
     if (r->opts->ckpt_dir) {
         size_t len = 0;
         FILE *f = open_memstream(&r->config_text, &len);
@@ -189,15 +198,12 @@ static kl_status run_init(run *r, kl_error *err)
         if ((st = make_buckets(r, err)) != KL_OK)
             return st;
         kl_graph_on_grad_ready(g, grad_ready, r);
-        if (!(r->wd = kl__watchdog_start(r->rank, cfg->dist.timeout)))
-            return kl_error_set(err, KL_ENOMEM, "cannot start the collective watchdog thread");
     }
     return KL_OK;
 }
 
 static void run_free(run *r)
 {
-    kl__watchdog_stop(r->wd);
     if (r->m->g) {
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
         kl_graph_set_loss_scale(r->m->g, 1.0f);
@@ -290,7 +296,7 @@ static kl_status average(run *r, float *ctl, kl_error *err)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
     if (r->comm_st != KL_OK)
         st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
-    kl__watchdog_enter(r->wd, "gradient all-reduce", r->step + 1);
+    kl__train_phase(r, "gradient all-reduce", r->step + 1);
     double t0 = now_s();
     for (int i = 0; i < r->nbuckets; i++) {
         kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
@@ -300,7 +306,7 @@ static kl_status average(run *r, float *ctl, kl_error *err)
     r->comm_wait += now_s() - t0;
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
-    kl__watchdog_leave(r->wd);
+    kl__train_phase(r, NULL, -1);
     if (st != KL_OK)
         return st;
     ctl[CTL_LOSS] /= (float)r->size;
@@ -313,16 +319,69 @@ static kl_status reduce_sums(run *r, double *sums, kl_error *err)
     if (r->size == 1)
         return KL_OK;
     float f[3] = {(float)sums[0], (float)sums[1], (float)sums[2]};
-    kl__watchdog_enter(r->wd, "epoch metrics all-reduce", r->step);
+    kl__train_phase(r, "epoch metrics all-reduce", r->step);
     kl_status st = kl_comm_allreduce(r->comm, f, 3, err);
-    kl__watchdog_leave(r->wd);
+    kl__train_phase(r, NULL, -1);
     for (int i = 0; i < 3; i++)
         sums[i] = f[i];
     return st;
 }
 
+/* Whether a stop was requested on any rank, where no step's all-reduce carries the request (after
+ * a checkpoint write): one small all-reduce, so that every rank decides the same. */
+static kl_status stop_check(run *r, bool *stop, kl_error *err)
+{
+    float f = kl_stop_signal() != 0;
+    kl_status st = KL_OK;
+    if (r->size > 1) {
+        kl__train_phase(r, "stop check", r->step);
+        st = kl_comm_allreduce(r->comm, &f, 1, err);
+        kl__train_phase(r, NULL, -1);
+    }
+    *stop = f > 0;
+    return st;
+}
+
+/* Ends the run for a stop request: KL_ESTOPPED, saying where it stopped (`where`: "at epoch 3,
+ * step 40") and which checkpoint to continue from (name NULL: none was written). */
+static kl_status stopped(run *r, const char *where, const char *name, kl_error *err)
+{
+    /* The request travels with the all-reduce, so a rank may stop for another rank's signal. */
+    char cause[48] = "a signal to another rank";
+    if (kl_stop_signal())
+        snprintf(cause, sizeof cause, "signal %d", kl_stop_signal());
+    if (!name)
+        return kl_error_set(err, KL_ESTOPPED,
+                            "stopped by %s %s (no checkpoint: this run has no run folder)", cause,
+                            where);
+    return kl_error_set(err, KL_ESTOPPED,
+                        "stopped by %s %s; checkpoint %s/%s written: continue with --resume", cause,
+                        where, r->opts->ckpt_dir, name);
+}
+
+/* The checkpoint of where the run stands (rank 0 writes, every rank calls): epochs_done and s
+ * batches into the next, with the epoch's sums and seconds. At an epoch's end (synced) the sums
+ * are every rank's already and the buffers averaged; mid-epoch both are done here. */
+static kl_status checkpoint_here(run *r, int epochs_done, int64_t s, const double *epoch_sums,
+                                 bool synced, double seconds, char *name, size_t size,
+                                 kl_error *err)
+{
+    double sums[3] = {epoch_sums[0], epoch_sums[1], epoch_sums[2]};
+    kl__train_ckpt_name(name, size, r->step);
+    /* Every rank resumes with rank 0's batch-norm statistics: make them everyone's now. */
+    kl_status st = synced ? KL_OK : reduce_sums(r, sums, err);
+    if (st == KL_OK && !synced)
+        st = sync_buffers(r, err);
+    if (st == KL_OK)
+        st = kl__train_save(r, epochs_done, s, sums, seconds, name, err);
+    if (st == KL_OK)
+        kl__train_prune(r);
+    return st;
+}
+
 /* After a step: a checkpoint when checkpoint.every says so or a stop was requested (then
- * KL_ESTOPPED). s is the number of the epoch's batches done. */
+ * KL_ESTOPPED). A request that comes during the write stops the run at that checkpoint. s is the
+ * number of the epoch's batches done. */
 static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, double seconds,
                             kl_error *err)
 {
@@ -330,36 +389,16 @@ static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, doub
     bool stop = ctl[CTL_STOP] > 0;
     bool due = ctl[CTL_CKPT] > 0 ||
                (ck->every_unit == KL_EVERY_STEPS && r->step % (int64_t)ck->every_n == 0);
-    /* The request travels with the all-reduce, so a rank may stop for another rank's signal. */
-    char cause[48] = "";
-    if (stop && kl_train_stop_signal())
-        snprintf(cause, sizeof cause, "signal %d", kl_train_stop_signal());
-    else if (stop)
-        snprintf(cause, sizeof cause, "a signal to another rank");
+    char where[64], name[64];
+    snprintf(where, sizeof where, "at epoch %d, step %lld", epoch + 1, (long long)r->step);
     if (!r->opts->ckpt_dir || !(stop || due))
-        return stop ? kl_error_set(err, KL_ESTOPPED,
-                                   "stopped by %s at epoch %d, step %lld (no checkpoint: this "
-                                   "run has no run folder)",
-                                   cause, epoch + 1, (long long)r->step)
-                    : KL_OK;
-    double sums[3] = {r->sums[0], r->sums[1], r->sums[2]};
-    char name[64];
-    kl__train_ckpt_name(name, sizeof name, r->step);
-    /* Every rank resumes with rank 0's batch-norm statistics: make them everyone's now. */
-    kl_status st = reduce_sums(r, sums, err);
-    if (st == KL_OK)
-        st = sync_buffers(r, err);
-    if (st == KL_OK)
-        st = kl__train_save(r, epoch, s, sums, seconds, name, err);
+        return stop ? stopped(r, where, NULL, err) : KL_OK;
+    kl_status st = checkpoint_here(r, epoch, s, r->sums, false, seconds, name, sizeof name, err);
+    if (st == KL_OK && !stop)
+        st = stop_check(r, &stop, err);
     if (st != KL_OK)
         return st;
-    kl__train_prune(r);
-    if (stop)
-        return kl_error_set(err, KL_ESTOPPED,
-                            "stopped by %s at epoch %d, step %lld; checkpoint %s/%s written: "
-                            "continue with --resume",
-                            cause, epoch + 1, (long long)r->step, r->opts->ckpt_dir, name);
-    return KL_OK;
+    return stop ? stopped(r, where, name, err) : KL_OK;
 }
 
 /* One pass over the shuffled training set in full batches (the shuffled remainder differs every
@@ -389,6 +428,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     kl_graph_set_loss_scale(m->g, 1.0f / (float)(r->size * acc));
     for (int64_t s = first; s < r->steps_per_epoch; s++) {
         float ctl[CTL_N] = {0};
+        kl_stop_test_point("step", r->rank, r->step);
         kl_graph_zero_grad(m->g);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
@@ -449,29 +489,35 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
                              : 1e-9);
     em->comm_wait_s = r->comm_wait;
     em->step = r->step;
-    sums[0] = sums[1] = sums[2] = 0;
+    /* sums stay: every rank's totals now, what a checkpoint during evaluation stores. */
     return KL_OK;
 }
 
 /* Evaluation split over the ranks: each takes a contiguous share of d and the sums are
- * all-reduced, so every rank gets the whole set's metrics for 1/N of the work. */
+ * all-reduced, so every rank gets the whole set's metrics for 1/N of the work. A stop request
+ * abandons it (KL_ESTOPPED on every rank: it travels with the sums). */
 static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double *accuracy,
                                double *mae, kl_error *err)
 {
-    if (r->size == 1)
-        return kl_evaluate(r->m, d, loss, accuracy, mae, err);
     int64_t n = d->x->shape.d[0];
     int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
     double sums[3];
-    kl_status st = eval_sums(r->m, d, lo, hi, sums, err);
-    float part[4] = {(float)sums[0], (float)sums[1], (float)sums[2], st == KL_OK ? 0.0f : 1.0f};
-    kl__watchdog_enter(r->wd, "evaluation all-reduce", r->step);
-    kl_status cst = kl_comm_allreduce(r->comm, part, 4, err);
-    kl__watchdog_leave(r->wd);
-    if (st != KL_OK || cst != KL_OK)
-        return st != KL_OK ? st : cst;
+    kl_status st = eval_sums(r->m, d, lo, hi, true, sums, err);
+    if (r->size == 1) {
+        eval_means(r->m, sums, n, loss, accuracy, mae);
+        return st;
+    }
+    float part[5] = {(float)sums[0], (float)sums[1], (float)sums[2],
+                     st == KL_OK || st == KL_ESTOPPED ? 0.0f : 1.0f, st == KL_ESTOPPED};
+    kl__train_phase(r, "evaluation all-reduce", r->step);
+    kl_status cst = kl_comm_allreduce(r->comm, part, 5, err);
+    kl__train_phase(r, NULL, -1);
+    if ((st != KL_OK && st != KL_ESTOPPED) || cst != KL_OK)
+        return cst != KL_OK ? cst : st;
     if (part[3] > 0)
         return kl_error_set(err, KL_ECOMM, "evaluation failed on another rank");
+    if (part[4] > 0)
+        return st == KL_ESTOPPED ? st : kl_error_set(err, KL_ESTOPPED, "evaluation stopped");
     sums[0] = part[0];
     sums[1] = part[1];
     sums[2] = part[2];
@@ -489,9 +535,9 @@ static kl_status sync_buffers(run *r, kl_error *err)
     if (r->size == 1 || n == 0)
         return KL_OK;
     float *b = kl_graph_buffers(g), inv = 1.0f / (float)r->size;
-    kl__watchdog_enter(r->wd, "buffer all-reduce", r->step);
+    kl__train_phase(r, "buffer all-reduce", r->step);
     kl_status st = kl_comm_allreduce(r->comm, b, n, err);
-    kl__watchdog_leave(r->wd);
+    kl__train_phase(r, NULL, -1);
     for (size_t i = 0; st == KL_OK && i < n; i++)
         b[i] *= inv;
     return st;
@@ -520,12 +566,44 @@ static bool improved(run *r, const kl_epoch_metrics *em)
     return better;
 }
 
+/* A stop during an epoch's evaluation: its training is kept in a checkpoint at the epoch's last
+ * batch, from which a resumed run evaluates it again. */
+static kl_status stop_in_eval(run *r, int epoch, double seconds, kl_error *err)
+{
+    char where[80], name[64];
+    snprintf(where, sizeof where, "during evaluation at epoch %d, step %lld", epoch + 1,
+             (long long)r->step);
+    if (!r->opts->ckpt_dir)
+        return stopped(r, where, NULL, err);
+    kl_status st = checkpoint_here(r, epoch, r->steps_per_epoch, r->sums, true, seconds, name,
+                                   sizeof name, err);
+    return st == KL_OK ? stopped(r, where, name, err) : st;
+}
+
+/* A stop during the test evaluation: every epoch is done, so the checkpoint resumes straight to
+ * the test evaluation. */
+static kl_status stop_in_test(run *r, const kl_train_result *res, kl_error *err)
+{
+    char name[64];
+    double zero[3] = {0};
+    if (!r->opts->ckpt_dir)
+        return stopped(r, "during the test evaluation", NULL, err);
+    kl_status st = checkpoint_here(r, res->epochs_run, 0, zero, true, 0, name, sizeof name, err);
+    return st == KL_OK ? stopped(r, "during the test evaluation", name, err) : st;
+}
+
 static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
     bool have_val = r->data->val.x != NULL;
     int patience = cfg->train.early_stop.patience;
     for (int epoch = r->start_epoch; epoch < cfg->train.epochs; epoch++) {
+        /* A run resumed after early stopping had decided (a stop during its test evaluation)
+         * trains no further. */
+        if (patience > 0 && r->bad_epochs >= patience) {
+            res->early_stopped = true;
+            break;
+        }
         kl_epoch_metrics em = {.epoch = epoch + 1, .epochs = cfg->train.epochs};
         em.val_loss = em.val_accuracy = em.val_mae = NAN;
         kl_status st = train_epoch(r, epoch, &em, err);
@@ -537,7 +615,7 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
             return st;
         if (eval && (st = evaluate_dist(r, &r->data->val, &em.val_loss, &em.val_accuracy,
                                         &em.val_mae, err)) != KL_OK)
-            return st;
+            return st == KL_ESTOPPED ? stop_in_eval(r, epoch, em.seconds, err) : st;
         em.best = eval && improved(r, &em);
         res->epochs_run = epoch + 1;
         res->last = em;
@@ -546,9 +624,9 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         bool go_on = !r->hooks || !r->hooks->on_epoch || r->hooks->on_epoch(r->hooks->ctx, &em);
         if (r->size > 1) { /* rank 0's hook decides for every rank */
             unsigned char flag = go_on;
-            kl__watchdog_enter(r->wd, "end-of-epoch broadcast", r->step);
+            kl__train_phase(r, "end-of-epoch broadcast", r->step);
             st = kl_comm_bcast(r->comm, &flag, 1, 0, err);
-            kl__watchdog_leave(r->wd);
+            kl__train_phase(r, NULL, -1);
             if (st != KL_OK)
                 return st;
             go_on = flag;
@@ -559,12 +637,17 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
         const kl_checkpoint_section *ck = &cfg->checkpoint;
         if (r->opts->ckpt_dir && ck->every_unit == KL_EVERY_EPOCHS &&
             (epoch + 1) % (int)ck->every_n == 0) {
-            char name[64];
+            char name[64], where[48];
             double zero[3] = {0};
-            kl__train_ckpt_name(name, sizeof name, r->step);
-            if ((st = kl__train_save(r, epoch + 1, 0, zero, 0, name, err)) != KL_OK)
+            bool stop = false;
+            st = checkpoint_here(r, epoch + 1, 0, zero, true, 0, name, sizeof name, err);
+            if (st == KL_OK)
+                st = stop_check(r, &stop, err);
+            if (st != KL_OK)
                 return st;
-            kl__train_prune(r);
+            snprintf(where, sizeof where, "at the end of epoch %d", epoch + 1);
+            if (stop)
+                return stopped(r, where, name, err);
         }
         if (!go_on)
             break;
@@ -594,7 +677,9 @@ static kl_status check_same(run *r, kl_error *err)
     uint64_t *all = malloc((size_t)r->size * sizeof mine);
     if (!all)
         return kl_error_set(err, KL_ENOMEM, "out of memory comparing ranks");
+    kl__train_phase(r, "model check", -1);
     kl_status st = kl_comm_allgather(r->comm, mine, all, sizeof mine, err);
+    kl__train_phase(r, NULL, -1);
     for (int k = 1; st == KL_OK && k < r->size; k++) {
         const uint64_t *a = all, *b = all + 3 * k;
         if (a[0] != b[0])
@@ -624,30 +709,36 @@ int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, 
 static kl_status share_weights(run *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
+    kl__train_phase(r, "initial weights broadcast", -1);
     kl_status st =
         kl_comm_bcast(r->comm, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float), 0, err);
     if (st == KL_OK)
         st = kl_comm_bcast(r->comm, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float),
                            0, err);
+    kl__train_phase(r, NULL, -1);
     return st;
 }
 
-/* The stop request: a process has one (signals are per process), so it is global. */
-static volatile sig_atomic_t stop_signal;
+void kl__train_phase(run *r, const char *what, int64_t step)
+{
+    if (r->comm)
+        kl_comm_set_phase(r->comm, what, step);
+}
 
+/* The stop request lives in runtime/stop.c, where quit phases can honour it too. */
 void kl_train_request_stop(int signo)
 {
-    stop_signal = signo > 0 ? signo : 1;
+    kl_stop_request(signo);
 }
 
 int kl_train_stop_signal(void)
 {
-    return stop_signal;
+    return kl_stop_signal();
 }
 
 void kl_train_clear_stop(void)
 {
-    stop_signal = 0;
+    kl_stop_clear();
 }
 
 /* The run's end: the final checkpoint holds the model the run kept (the best epoch's under early
@@ -696,21 +787,37 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     openblas_set_num_threads(cfg->train.threads > 0
                                  ? cfg->train.threads
                                  : kl_launch_threads(comm ? kl_comm_local_size(comm) : 1));
+    /* Every collective of the run is watched: a rank that waits past dist.timeout ends the job. */
+    double caller_timeout = comm ? kl_comm_timeout(comm) : 0;
+    if (comm && kl_comm_set_timeout(comm, cfg->dist.timeout, err) != KL_OK)
+        return err->status;
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
+    kl_stop_test_point("build", r.rank, -1);
     kl_status st = kl_model_build(&cfg->model, &o, &m, err);
-    if (st != KL_OK)
+    if (st != KL_OK) {
+        if (comm)
+            kl_comm_set_timeout(comm, caller_timeout, NULL);
         return st;
+    }
     if (r.size > 1 && (st = check_same(&r, err)) == KL_OK)
         st = share_weights(&r, err);
     if (st == KL_OK && (st = run_init(&r, err)) == KL_OK && r.opts->resume)
         st = kl__train_resume(&r, err);
     res.epochs_run = r.start_epoch;
-    if (st == KL_OK && (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x)
+    /* From the first step on, a stop request is honoured with a checkpoint: a caller's quit phase
+     * (kiln train's, around loading and building) ends here. */
+    kl_stop_quit_end();
+    if (st == KL_OK && (st = run_epochs(&r, &res, err)) == KL_OK && data->test.x) {
         st = evaluate_dist(&r, &data->test, &res.test_loss, &res.test_accuracy, &res.test_mae, err);
+        if (st == KL_ESTOPPED)
+            st = stop_in_test(&r, &res, err);
+    }
     if (st == KL_OK)
         st = finish(&r, &res, err);
     run_free(&r);
+    if (comm)
+        kl_comm_set_timeout(comm, caller_timeout, NULL);
     res.seconds = now_s() - t0;
     if (st == KL_OK && hooks && hooks->on_done)
         hooks->on_done(hooks->ctx, &res);

@@ -81,11 +81,18 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void kl__train_remove_stale(kl__trun *r)
+{
+    if (r->rank == 0 && r->opts->ckpt_dir)
+        kl_ckpt_remove_stale(r->opts->ckpt_dir, NULL);
+}
+
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
- * step); final.h5 is never pruned. */
+ * step); final.h5 is never pruned. Temporaries of dead writers go too. */
 void kl__train_prune(kl__trun *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
+    kl__train_remove_stale(r);
     if (r->rank != 0 || keep <= 0 || !r->opts->ckpt_dir)
         return;
     DIR *d = opendir(r->opts->ckpt_dir);
@@ -349,7 +356,9 @@ kl_status kl__train_resume(kl__trun *r, kl_error *err)
     kl_status s = KL_OK;
     if (r->rank == 0)
         s = load_on_root(r, &st, err);
+    kl__train_phase(r, "checkpoint broadcast", -1);
     s = share(r, s, &st, err);
+    kl__train_phase(r, NULL, -1);
     if (s == KL_OK && r->rank == 0 && !r->opts->weights_only)
         s = take_history(r, &st, err);
     kl_ckpt_state_free(&st);

@@ -5,7 +5,6 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/train.h"
-#include "trainers/watchdog.h"
 
 /* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
  * buffer holding whole parameters, started as soon as its last parameter's gradient is final. */
@@ -24,7 +23,6 @@ typedef struct kl__trun {
     int nbuckets;
     int *param_bucket; /* per parameter */
     kl_error comm_err; /* the first all-reduce failure inside backward's callback */
-    kl__watchdog *wd;  /* ends the job when a collective waits longer than dist.timeout */
     bool reducing;     /* this backward is the step's last micro-batch: buckets all-reduce */
     kl_status comm_st;
     double comm_wait; /* seconds this epoch spent waiting for buckets after backward */
@@ -53,6 +51,10 @@ typedef struct kl__trun {
 
 #define KL__HISTORY_COLS 10
 
+/* Names the collectives that follow (until the next call; NULL: none) in a dist.timeout message:
+ * kl_comm_set_phase on the run's communicator. */
+void kl__train_phase(kl__trun *r, const char *what, int64_t step);
+
 /* Checkpoints (trainers/train_ckpt.c). Rank 0 writes; every rank calls, so that the writes are
  * at the same point everywhere. `file` is a name inside opts->ckpt_dir; sums and seconds are
  * the unfinished epoch's (all ranks' sums), epochs_done and step_in_epoch where it stands. */
@@ -61,6 +63,9 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
 /* Periodic checkpoints: the name for step `step`, and the pruning to checkpoint.keep_last. */
 void kl__train_ckpt_name(char *buf, size_t size, int64_t step);
 void kl__train_prune(kl__trun *r);
+/* Removes the temporaries that writers killed mid-checkpoint left in the checkpoint folder (rank
+ * 0; at the start of a run, and with every pruning). */
+void kl__train_remove_stale(kl__trun *r);
 /* Loads opts->resume (rank 0 reads, every rank receives) into the model, optimizer and run. */
 kl_status kl__train_resume(kl__trun *r, kl_error *err);
 /* Appends a finished epoch to the history. */

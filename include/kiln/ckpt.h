@@ -109,4 +109,10 @@ int64_t kl_ckpt_create(const char *path, const char *format, int version, char *
                        size_t tmp_size, kl_error *err);
 kl_status kl_ckpt_commit(int64_t file, const char *tmp, const char *path, bool ok, kl_error *err);
 
+/* Removes from folder dir the temporaries of atomic writes whose writer is dead: files named as
+ * kl_ckpt_create names them ("<name>.h5.tmp.<pid>") whose pid no process on this host has (a
+ * writer killed mid-write leaves one). A live writer's file, and every other file, stays. Returns
+ * how many it removed, or -1 with err set when dir cannot be read. */
+int kl_ckpt_remove_stale(const char *dir, kl_error *err);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kiln/status.h"
 
@@ -27,6 +28,24 @@ int kl_comm_local_rank(const kl_comm *c); /* among the ranks on this node */
 int kl_comm_local_size(const kl_comm *c);
 const char *kl_comm_backend(const kl_comm *c); /* "self" or "mpi" */
 
+/* The exit status of a process that a collective timeout ended. */
+#define KL_COMM_EXIT_TIMEOUT 3
+
+/* A timeout for every collective of c (dist.timeout): a rank that waits longer than `seconds` in
+ * one of them ends its process with KL_COMM_EXIT_TIMEOUT and a message naming itself, what it
+ * waited in (kl_comm_set_phase) and, where the collective can tell, the ranks that did not
+ * arrive. A stopped or stuck rank cannot report itself and the others would wait for it forever;
+ * the launcher ends the job once one rank exits. With a timeout, small all-gathers go to rank 0
+ * point to point and back, so rank 0 knows who never sent: every rank of c sets the same
+ * timeout, or none. 0 (the default) waits forever. Only collectives are watched, not
+ * kl_comm_send/recv. */
+kl_status kl_comm_set_timeout(kl_comm *c, double seconds, kl_error *err);
+double kl_comm_timeout(const kl_comm *c);
+/* What the next collectives are for, as a timeout's message names it ("startup agreement",
+ * "gradient all-reduce"), and the training step (-1: none); what must outlive those calls (a
+ * literal). NULL goes back to naming the call ("broadcast"). */
+void kl_comm_set_phase(kl_comm *c, const char *what, int64_t step);
+
 /* Sums n floats in place across the ranks. _start returns at once with a request that
  * kl_comm_wait completes (and frees); buf must not be touched in between. */
 kl_status kl_comm_allreduce_start(kl_comm *c, float *buf, size_t n, kl_comm_request **req,
@@ -40,7 +59,7 @@ kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err);
 
 kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err);
 kl_status kl_comm_barrier(kl_comm *c, kl_error *err);
-/* recv holds size * bytes: every rank's send block in rank order. */
+/* recv holds size * bytes: every rank's send block in rank order; send and recv do not overlap. */
 kl_status kl_comm_allgather(kl_comm *c, const void *send, void *recv, size_t bytes, kl_error *err);
 /* Point-to-point messages (the tune coordinator's, blocking): send bytes to rank dest, and
  * receive one message with tag from rank src (-1: any rank) into buf of cap bytes, learning who

@@ -125,6 +125,9 @@ typedef struct kl_train_section {
 } kl_train_section;
 
 /* Data parallelism (`dist.*`). */
+/* dist.timeout's default: also the startup timeout of a rank whose config did not load. */
+#define KL_DIST_TIMEOUT_DEFAULT 300.0f
+
 typedef struct kl_dist_section {
     float bucket_mb; /* gradients are all-reduced in buckets of about this size (default 25) */
     float timeout;   /* seconds a rank may wait in one collective before it aborts the job (300) */

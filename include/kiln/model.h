@@ -42,6 +42,12 @@ void kl_model_free(kl_model *m);
 /* One line per layer: index, type, output shape per sample, parameters, forward FLOPs per sample
  * (a multiply-add counts 2), then totals. */
 void kl_model_summary(const kl_model *m, FILE *f);
+/* The same summary from the spec alone, without building the model: shapes come from the ops'
+ * shape functions, no weights are allocated and the time is linear in the layers, so a model too
+ * large for this machine can still be described. Rows are printed as they are found; a bad layer
+ * is refused as kl_model_build refuses it. */
+kl_status kl_model_summarize(const kl_model_spec *spec, const kl_model_options *opts, FILE *f,
+                             kl_error *err);
 int64_t kl_model_flops(const kl_model *m); /* forward FLOPs per sample */
 
 #endif

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# A rank that fails in the middle of data-parallel training must not hang the job.
-#   kill: SIGKILL one rank; the whole job must end with a non-zero status well within 60 s.
-#   stop: SIGSTOP one rank (alive but stuck); with dist.timeout 3 s, another rank's watchdog must
-#         end the job within 30 s, naming the rank, the collective and the step.
-# usage: test_rank_fault.sh kill|stop PATH_TO_KILN   (needs mpirun and Fashion-MNIST; exits 77 to
-#        skip without)
+# A rank that fails must not hang the job, in the middle of data-parallel training or before it.
+#   kill:    SIGKILL one rank; the whole job must end with a non-zero status well within 60 s.
+#   stop:    SIGSTOP one rank (alive but stuck); with dist.timeout 3 s, another rank's watchdog
+#            must end the job within 30 s, naming the rank, the collective and the step.
+#   startup: one rank stops itself (KILN_TEST_STOP_AT, SIGSTOP) as it starts preparing the data,
+#            and, in a second job, as it starts building the model; with dist.timeout 3 s the job
+#            must end with status 3 within dist.timeout + 10 s of the stop, rank 0 naming the rank
+#            that did not arrive in the startup agreement (or the model check).
+# usage: test_rank_fault.sh kill|stop|startup PATH_TO_KILN   (needs mpirun and Fashion-MNIST;
+#        exits 77 to skip without)
 set -uo pipefail
 mode="$1"
 kiln="$2"
@@ -12,7 +16,8 @@ name="test_rank_fault ($mode)"
 case $mode in
 kill) signal=-9 limit=60 extra=() ;;
 stop) signal=-STOP limit=30 extra=(--set dist.timeout=3) ;;
-*) echo "usage: test_rank_fault.sh kill|stop PATH_TO_KILN" >&2; exit 2 ;;
+startup) ;;
+*) echo "usage: test_rank_fault.sh kill|stop|startup PATH_TO_KILN" >&2; exit 2 ;;
 esac
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
 command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
@@ -22,6 +27,51 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+# A rank stuck before training: $1 the point where rank 1 stops itself, $2 what rank 0 waits in.
+stuck_at_start() {
+    local point="$1" where="$2" job stopped="" rc=-1 took
+    mpirun -n 2 --oversubscribe -x KILN_TEST_STOP_AT="$point@1" "$kiln" train \
+        "$examples/fashion-mnist/mlp.yaml" --set data.limit=640 --set train.epochs=1 \
+        --set train.threads=1 --set dist.timeout=3 --no-run-dir >"$point.out" 2>"$point.err" &
+    job=$!
+    for _ in $(seq 1 240); do # the rank has stopped itself: the hook says so, then SIGSTOPs
+        stopped="$(grep -o "stops itself at $point (pid [0-9]*" "$point.err" | grep -o '[0-9]*$')"
+        [ -n "$stopped" ] && [ "$(awk '{print $3}' /proc/"$stopped"/stat 2>/dev/null)" = T ] && break
+        sleep 0.25
+    done
+    if [ -z "$stopped" ]; then
+        echo "$name: rank 1 never reached $point"; cat "$point.err"; kill -9 $job; return 1
+    fi
+    local start=$SECONDS
+    for _ in $(seq 1 120); do
+        kill -0 $job 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 $job 2>/dev/null; then
+        echo "$name: the job still waits 60 s after rank 1 stopped at $point"
+        kill -9 $job "$stopped" 2>/dev/null
+        wait $job
+        return 1
+    fi
+    wait $job
+    rc=$?
+    took=$((SECONDS - start))
+    kill -9 "$stopped" 2>/dev/null
+    echo "$name: rank 1 stopped at $point; mpirun exited with status $rc ${took}s later"
+    grep 'dist.timeout' "$point.err"
+    [ "$rc" -eq 3 ] && [ "$took" -le 13 ] &&
+        grep -q "rank 0 waited more than 3 s in the $where (dist.timeout): rank 1 did not arrive" \
+            "$point.err"
+}
+if [ "$mode" = startup ]; then
+    fails=0
+    stuck_at_start data "startup agreement after preparing the data" || fails=$((fails + 1))
+    stuck_at_start build "model check" || fails=$((fails + 1))
+    echo "$name: $((2 - fails)) passed, $fails failed"
+    [ $fails -eq 0 ]
+    exit
+fi
 # Long enough that it is still training when the fault comes: many epochs on a slice.
 mpirun -n 2 --oversubscribe "$kiln" train "$examples/fashion-mnist/mlp.yaml" \
     --set data.limit=6400 --set train.epochs=500 --set schedule.warmup_steps=0 \

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # A run stopped by a signal and resumed with `kiln train --resume` ends with the weights of a run
 # that was never stopped, compared with h5py (tests/unit/ckpt_h5py.py) in the final checkpoints.
-#   mpi:    2 ranks under mpirun; SIGUSR1 to one rank stops both (exit 75, a checkpoint); the
-#           resumed 2-rank run is bit-identical to the uninterrupted one, and the stop checkpoint
-#           resumed on 1 process (the same global batch) ends within 1e-4 relative of it.
-#   single: one process; SIGTERM stops it (exit 75), the resumed run is stopped again by SIGINT,
-#           and the run resumed from that ends bit-identical to the uninterrupted one.
+#   mpi:    2 ranks under mpirun; SIGUSR1 to one rank (stopped before step 41 by
+#           KILN_TEST_STOP_AT) stops both (exit 75, a checkpoint); the resumed 2-rank run is
+#           bit-identical to the uninterrupted one, and the stop checkpoint resumed on 1 process
+#           (the same global batch) ends within 1e-4 relative of it.
+#   single: one process; SIGTERM stops it at step 40 (exit 75), the resumed run is stopped again by
+#           SIGINT at step 70, and the run resumed from that ends bit-identical to the
+#           uninterrupted one.
 # usage: test_resume_mpi.sh mpi|single PATH_TO_KILN   (needs Fashion-MNIST, h5py and, for mpi,
 #        mpirun; exits 77 to skip without)
 set -uo pipefail
@@ -31,8 +33,8 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# 1800 training images in 28 batches of 64 per epoch; 4 epochs, so that a signal sent after the
-# first epoch arrives mid-run. The config is copied here so that these runs' command lines differ
+# 1800 training images in 28 batches of 64 per epoch; 4 epochs (112 steps), stopped at steps 40
+# and 70. The config is copied here so that these runs' command lines differ
 # from other tests' (test_rank_fault.sh kills what matches "kiln train .../mlp.yaml").
 cp "$examples/fashion-mnist/mlp.yaml" resume.yaml
 train=(train resume.yaml --set data.limit=2000 --set train.epochs=4
@@ -44,26 +46,30 @@ check() { # description, command...
 }
 same() { /usr/bin/python3 "$peer" compare "$@"; } # A B [RTOL]
 
-# Starts a run in the background (output in $1.out and $1.err), waits for its first epoch line,
-# sends signal $2 to the process `pick` names, and waits for the run: its status is in rc.
-stop_run() { # tag, signal, pick (self | a-rank), kiln arguments...
-    local tag="$1" sig="$2" pick="$3"; shift 3
-    "${launch[@]}" "${train[@]}" "$@" >"$tag.out" 2>"$tag.err" &
-    local job=$! target
+# Starts a run in the background (output in $1.out and $1.err) that stops itself (SIGSTOP) before
+# its step $4 (KILN_TEST_STOP_AT; under mpirun, rank 1 does), sends signal $2 to the process
+# `pick` names while it is stopped, then SIGCONT, and waits for the run: its status is in rc. The
+# stop is at a step, not after a sleep, so a fast machine cannot finish the run first.
+stop_run() { # tag, signal, pick (self | a-rank), step, kiln arguments...
+    local tag="$1" sig="$2" pick="$3" step="$4" point pid=""
+    shift 4
+    point="step:$step"
+    [ "$pick" = a-rank ] && point="step:$step@1"
+    KILN_TEST_STOP_AT="$point" "${launch[@]}" "${train[@]}" "$@" >"$tag.out" 2>"$tag.err" &
+    local job=$!
     for _ in $(seq 1 480); do
-        grep -q '"epoch"' "$tag.out" 2>/dev/null && break
+        pid="$(grep -o 'stops itself at step (pid [0-9]*' "$tag.err" | grep -o '[0-9]*$')"
+        [ -n "$pid" ] && [ "$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null)" = T ] && break
         sleep 0.25
     done
-    if ! grep -q '"epoch"' "$tag.out"; then
-        echo "$name: $tag never finished an epoch"; cat "$tag.err"; kill -9 $job; exit 1
+    if [ -z "$pid" ]; then
+        echo "$name: $tag never reached step $step"; cat "$tag.err"; kill -9 $job; exit 1
     fi
-    target=$job
-    [ "$pick" = a-rank ] && target="$(pgrep -P $job -f 'kiln train' | tail -n 1)"
-    [ -n "$target" ] || { echo "$name: no rank process under mpirun"; kill -9 $job; exit 1; }
-    kill "-$sig" "$target"
+    kill "-$sig" "$pid"
+    kill -CONT "$pid"
     wait $job
     rc=$?
-    echo "$tag: SIG$sig to $pick (pid $target) after $(grep -c '"epoch"' "$tag.out") epoch(s): exit $rc"
+    echo "$tag: SIG$sig to $pick (pid $pid) before step $((step + 1)): exit $rc"
 }
 
 # The stop's message (once, from rank 0) and its checkpoint, with nothing half-written beside it.
@@ -86,7 +92,7 @@ check "run a: final.h5" test -s runs/a/checkpoints/final.h5
 if [ "$mode" = mpi ]; then
     # SIGUSR1 to one rank (mpirun forwards a SIGUSR1 sent to itself to every rank, which works
     # too; one rank is the harder case: the request travels with the step's all-reduce).
-    stop_run b USR1 a-rank --name b
+    stop_run b USR1 a-rank 40 --name b
     check_stop b b
     cp runs/b/checkpoints/step-*.h5 stop.h5
     "${launch[@]}" "${train[@]}" --name b --resume >b2.out 2>b2.err
@@ -108,9 +114,9 @@ if [ "$mode" = mpi ]; then
     check "on 1 process: within 1e-4 relative of a" \
         same runs/a/checkpoints/final.h5 runs/c/checkpoints/final.h5 1e-4
 else
-    stop_run t TERM self --name t
+    stop_run t TERM self 40 --name t
     check_stop t t
-    stop_run t2 INT self --name t --resume
+    stop_run t2 INT self 70 --name t --resume
     check "t resumed, then SIGINT: exit 75" test "$rc" -eq 75
     check "t2: stopped by signal 2 with a checkpoint" \
         grep -q 'stopped by signal 2 .*checkpoint runs/t/checkpoints/step-' t2.err

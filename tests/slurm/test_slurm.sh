@@ -4,11 +4,13 @@
 #            and its run folder runs/kiln-train-<job id>/ has final.h5 and a metrics row per epoch.
 #   tune:    `sbatch --wait slurm/tune.sbatch SWEEP` with 2 tasks (a coordinator and a worker)
 #            finishes with results.csv, best.json and a journal that says so; the same sweep
-#            preempted with USR1 once a result is in requeues itself, and its restart continues
-#            the sweep (--resume) to the same results, none journalled twice.
+#            preempted with USR1 once a result is in (its worker stopped at a step by
+#            KILN_TEST_STOP_AT) requeues itself, and its restart continues the sweep (--resume) to
+#            the same results, none journalled twice.
 #   preempt: a script from `kiln slurm script train` runs uninterrupted once; then again, and
-#            after its first epoch's checkpoint `scancel --batch --signal=USR1` (what Slurm sends
-#            --grace seconds before the time limit) stops it: kiln exits 75, the script requeues
+#            with its ranks stopped before step 41 (KILN_TEST_STOP_AT), after the first epoch's
+#            checkpoint, `scancel --batch --signal=USR1` (what Slurm sends --grace seconds before
+#            the time limit) stops it: kiln exits 75, the script requeues
 #            the job, and the requeued start resumes from the stop checkpoint and ends with
 #            final weights bit-identical to the uninterrupted run's (h5py). The same again with
 #            the mpirun fallback (--launcher mpirun), which the script signals with USR1 too.
@@ -62,6 +64,47 @@ wait_job() {
     echo "$name: job $1 still ${s:-unknown} after $2 s"
     return 1
 }
+# The processes of a job that stopped themselves at a step (KILN_TEST_STOP_AT=step:N, printed in
+# log $1 with their pids), once $2 of them are stopped.
+stopped_pids() { # log, count
+    local pids=""
+    for _ in $(seq 1 480); do
+        pids="$(grep -o 'stops itself at step (pid [0-9]*' "$1" 2>/dev/null | grep -o '[0-9]*$')"
+        [ "$(echo $pids | wc -w)" -eq "$2" ] && in_state T $pids && break
+        sleep 0.25
+    done
+    [ "$(echo $pids | wc -w)" -eq "$2" ] && in_state T $pids && echo $pids
+}
+in_state() { # state pid...
+    local want="$1" pid
+    shift
+    for pid in "$@"; do [ "$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null)" = "$want" ] || return 1; done
+}
+usr1_pending() { # pid...: SIGUSR1 (10, bit 9) waits in each process's pending set
+    local pid mask
+    for pid in "$@"; do
+        mask="$(awk '/^ShdPnd/ {print $2}' /proc/"$pid"/status 2>/dev/null)"
+        [ -n "$mask" ] && (((0x$mask >> 9) & 1)) || return 1
+    done
+}
+# USR1 to job $1's batch shell, as Slurm sends it --grace seconds before the time limit, while $3
+# of its processes are stopped at a step (log $2), never after a sleep: a fast machine cannot
+# finish first. Once the launcher has passed the signal on (pending in the stopped processes)
+# they go on, and must stop at that step.
+usr1_while_stopped() { # job, log, processes
+    local pids
+    pids="$(stopped_pids "$2" "$3")"
+    if [ -z "$pids" ]; then
+        echo "$name: job $1 did not stop at its step"; return 1
+    fi
+    scancel --batch --signal=USR1 "$1"
+    for _ in $(seq 1 240); do
+        usr1_pending $pids && break
+        sleep 0.25
+    done
+    usr1_pending $pids || echo "$name: job $1's stopped processes never got USR1"
+    kill -CONT $pids
+}
 # Small and quick: 1800 training images in batches of 64, one BLAS thread per rank.
 small=(--set data.limit=2000 --set schedule.warmup_steps=0 --set train.threads=1)
 
@@ -113,15 +156,25 @@ EOF
     # The same sweep preempted once a result is in: USR1 to the batch shell, the trials
     # checkpoint, kiln exits 75, the job requeues itself and its restart continues the sweep
     # (kiln tune --resume) to the same results, each journalled once.
-    job="$(sbatch --parsable --ntasks=2 "$root/slurm/tune.sbatch" sweep.yaml | cut -d';' -f1)"
+    # The worker stops itself in its first trial's second epoch (step 30 of 21 a epoch), after
+    # that trial's first result.
+    job="$(KILN_TEST_STOP_AT=step:30 sbatch --parsable --ntasks=2 "$root/slurm/tune.sbatch" \
+        sweep.yaml | cut -d';' -f1)"
     dir2="sweeps/kiln-tune-$job"
     log2="kiln-tune-$job.out"
-    for _ in $(seq 1 240); do
-        grep -q '"event":"result"' "$dir2/journal.jsonl" 2>/dev/null && break
-        sleep 0.25
-    done
-    scancel --batch --signal=USR1 "$job"
+    usr1_while_stopped "$job" "$log2" 1
+    # The restart has the job's environment too, so its worker may stop at a step 30 of its own:
+    # it is let go.
+    while [ -z "$(field "$job" JobState | grep -x 'COMPLETED\|FAILED\|CANCELLED')" ]; do
+        for pid in $(grep -o 'stops itself at step (pid [0-9]*' "$log2" | grep -o '[0-9]*$'); do
+            in_state T "$pid" && kill -CONT "$pid"
+        done
+        sleep 0.5
+    done &
+    releaser=$!
     check "preempted: the job ended after a requeue" wait_job "$job" 200
+    kill $releaser 2>/dev/null
+    wait $releaser 2>/dev/null
     check "preempted: COMPLETED, exit 0:0, requeued once" \
         test "$(field "$job" JobState) $(field "$job" ExitCode) $(field "$job" Restarts)" = \
         "COMPLETED 0:0 1"
@@ -139,20 +192,11 @@ preempt)
     # A checkpoint every epoch, all kept: the stop's too, to check that it differs.
     train=("${small[@]}" --set train.epochs=5 --set "checkpoint.every=1 epoch"
         --set checkpoint.keep_last=0)
-    # Starts a job from script $1; prints its id.
-    submit() { sbatch --parsable "$1" | cut -d';' -f1; }
-    # Waits for the first epoch's checkpoint of run $1 (job $2), then sends USR1 to the batch
-    # shell, as Slurm does --grace seconds before the time limit.
-    preempt() {
-        for _ in $(seq 1 240); do
-            ls "$1"/checkpoints/step-*.h5 >/dev/null 2>&1 && break
-            sleep 0.25
-        done
-        if ! ls "$1"/checkpoints/step-*.h5 >/dev/null 2>&1; then
-            echo "$name: job $2 wrote no checkpoint"; return 1
-        fi
-        scancel --batch --signal=USR1 "$2"
-    }
+    # Starts a job from script $1 whose ranks stop themselves (SIGSTOP) before step 41, in the
+    # second of its 5 epochs (KILN_TEST_STOP_AT); prints its id.
+    submit() { KILN_TEST_STOP_AT=step:40 sbatch --parsable "$1" | cut -d';' -f1; }
+    # USR1 while both ranks are stopped before step 41 (usr1_while_stopped).
+    preempt() { usr1_while_stopped "$2" "kiln-train-$2.out" 2; }
     # The checks of one preempted job: $1 tag, $2 job id.
     check_preempted() {
         local tag="$1" job="$2" run="runs/kiln-train-$2" log="kiln-train-$2.out"

@@ -1301,6 +1301,46 @@ static int test_resume(void)
     return check_report("test_ckpt resume");
 }
 
+/* Temporaries of dead writers (a kill -9 mid-write leaves "<name>.h5.tmp.<pid>") are removed; a
+ * live writer's, and every file that is not kiln's temporary name, stay. */
+static void test_remove_stale(void)
+{
+    char dir[80], path[160], dead[32], live[32];
+    snprintf(dir, sizeof dir, "%s", in_tmp("stale"));
+    KL_ASSERT(mkdir(dir, 0755) == 0);
+    pid_t child = fork(); /* a pid that was a process and is none now */
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0);
+    snprintf(dead, sizeof dead, "%ld", (long)child);
+    snprintf(live, sizeof live, "%ld", (long)getpid());
+    struct {
+        const char *name, *pid;
+        bool removed;
+    } files[] = {{"step-0000000004.h5.tmp.", dead, true},
+                 {"final.h5.tmp.", dead, true},
+                 {"step-0000000005.h5.tmp.", live, false},
+                 {"step-0000000003.h5", "", false},
+                 {"notes.txt.tmp.", dead, false},
+                 {"step-0000000006.h5.tmp.12ab", "", false},
+                 {".h5.tmp.", dead, false}};
+    int n = (int)(sizeof files / sizeof *files);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s%s", dir, files[i].name, files[i].pid);
+        FILE *f = fopen(path, "w");
+        KL_ASSERT(f && fputs("x", f) >= 0 && fclose(f) == 0);
+    }
+    kl_error err = {0};
+    CHECK(kl_ckpt_remove_stale(dir, &err) == 2);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s%s", dir, files[i].name, files[i].pid);
+        if (!CHECK(exists(path) != files[i].removed))
+            fprintf(stderr, "    %s %s\n", path, files[i].removed ? "was left" : "was removed");
+    }
+    CHECK(kl_ckpt_remove_stale(in_tmp("no-such-folder"), &err) == -1 &&
+          strstr(err.msg, "no-such-folder") != NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *group = argc > 1 ? argv[1] : "format";
@@ -1321,6 +1361,7 @@ int main(int argc, char **argv)
         test_atomic();
         test_refusals();
         test_find_latest();
+        test_remove_stale();
         rc = check_report("test_ckpt format");
     }
     fixture_free();

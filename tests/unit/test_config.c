@@ -4,9 +4,11 @@
  * Error paths run under AddressSanitizer, so a leak on any of them fails the test. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "kiln/config.h"
+#include "runtime/config_impl.h"
 
 #define NAME "t.yaml"
 
@@ -480,6 +482,45 @@ static void test_names(void)
     CHECK(strcmp(kl_activation_name(KL_ACT_SIGMOID), "sigmoid") == 0);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A mapping of 200,000 keys (hostile input, or a generated sweep) loads in time linear in the
+ * keys: duplicates are found by hashing, not by comparing every pair. A duplicate among them is
+ * still refused at its second line, naming the first. The bound is loose (sanitizers, a busy
+ * machine); comparing every pair took minutes. */
+static void test_many_keys(void)
+{
+    enum { KEYS = 200000 };
+    size_t cap = (size_t)KEYS * 24 + 64, at = 0;
+    char *text = malloc(cap);
+    if (!check_(text != NULL, __FILE__, __LINE__, "memory for the text"))
+        return;
+    at += (size_t)snprintf(text, cap, "data: {dataset: mnist}\n");
+    for (int i = 0; i < KEYS; i++)
+        at += (size_t)snprintf(text + at, cap - at, "k%06d: %d\n", i, i);
+    double t0 = now_s();
+    kl__cnode *root = NULL;
+    kl_error err = {0};
+    CHECK_OK(kl__yaml_parse(NAME, text, at, 0, 0, &root, &err), &err);
+    int first = -1;
+    CHECK(root && root->n == KEYS + 1 && kl__cnode_find_duplicate(root, &first) == -1);
+    kl__cnode_free(root);
+    /* The whole loader: the keys are checked for duplicates before they are refused as unknown. */
+    expect_error_(text, NULL, 0, "t.yaml:2:1: k000000: unknown key", NULL, __LINE__);
+    snprintf(text + at, cap - at, "k000005: again\n");
+    expect_error_(text, NULL, 0, "t.yaml:200002:1: k000005: duplicate key (first set at line 7)",
+                  NULL, __LINE__);
+    double seconds = now_s() - t0;
+    if (!CHECK(seconds < 20))
+        fprintf(stderr, "    200,000 keys took %.1f s\n", seconds);
+    free(text);
+}
+
 int main(void)
 {
     test_minimal_defaults();
@@ -497,5 +538,6 @@ int main(void)
     test_round_trip();
     test_hash();
     test_names();
+    test_many_keys();
     return check_report("test_config");
 }

@@ -806,9 +806,65 @@ static void test_slices(void)
         }
 }
 
+/* --summary from shapes alone (kl_model_summarize) prints what the built model's summary prints,
+ * for every kind of layer, a residual block included, and for either head. */
+static void test_summary_from_shapes(void)
+{
+    static const char yaml[] = "data: {dataset: mnist}\n"
+                               "model:\n"
+                               "  layers:\n"
+                               "    - conv2d: {filters: 4, kernel: 3, padding: 1}\n"
+                               "    - batchnorm\n"
+                               "    - max_pool: {kernel: 2}\n"
+                               "    - type: residual\n"
+                               "      activation: relu\n"
+                               "      layers:\n"
+                               "        - conv2d: {filters: 4, kernel: 3, padding: 1, bias: no}\n"
+                               "        - layernorm\n"
+                               "    - avg_pool: {kernel: 2}\n"
+                               "    - global_avg_pool\n"
+                               "    - flatten\n"
+                               "    - dropout: {rate: 0.5}\n"
+                               "    - dense: {units: 6, activation: gelu}\n"
+                               "    - activation: {activation: tanh}\n";
+    kl_error err = {0};
+    kl_config *cfg = kl_config_parse("summary.yaml", yaml, strlen(yaml), NULL, 0, &err);
+    if (!CHECK(cfg != NULL))
+        return;
+    for (int task = 0; task < 2; task++) {
+        kl_model_options o = {.input = KL_SHAPE(3, 8, 8),
+                              .task = task ? KL_TASK_REGRESSION : KL_TASK_CLASSIFICATION,
+                              .outputs = 5,
+                              .batch = 2,
+                              .seed = 1};
+        char built[8192] = {0}, shapes[8192] = {0};
+        kl_model m;
+        FILE *f = fmemopen(built, sizeof built - 1, "w");
+        CHECK_OK(kl_model_build(&cfg->model, &o, &m, &err), &err);
+        kl_model_summary(&m, f);
+        fclose(f);
+        kl_model_free(&m);
+        f = fmemopen(shapes, sizeof shapes - 1, "w");
+        CHECK_OK(kl_model_summarize(&cfg->model, &o, f, &err), &err);
+        fclose(f);
+        if (!CHECK(strcmp(built, shapes) == 0))
+            fprintf(stderr, "    built:\n%s    from shapes:\n%s", built, shapes);
+        CHECK(strstr(shapes, "layers.3.1 ") != NULL && strstr(shapes, "total: ") != NULL);
+    }
+    /* A bad layer is refused as the build refuses it. */
+    kl_model_options o = {.input = KL_SHAPE(10), .outputs = 3, .batch = 1};
+    char out[4096];
+    FILE *f = fmemopen(out, sizeof out, "w");
+    CHECK(kl_model_summarize(&cfg->model, &o, f, &err) == KL_EINVAL &&
+          strstr(err.msg, "model.layers.0 (conv2d)") != NULL);
+    fclose(f);
+    kl_config_free(cfg);
+}
+
 int main(void)
 {
     test_slices();
+    test_summary_from_shapes();
     snprintf(tmp, sizeof tmp, "/tmp/kiln-test-train-XXXXXX");
     KL_ASSERT(mkdtemp(tmp));
     write_regression_csv(in_tmp("reg_train.csv"), 200, 1);
