@@ -51,7 +51,11 @@ static const char tune_help[] =
     "75; continue it with --resume. Under Slurm, a requeued job that runs the sweep again with\n"
     "the same --dir continues it by itself. See docs/tune.md.\n"
     "\n"
-    "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal\n";
+    "A sweep folder is locked (kiln.lock) while a coordinator runs it: a second one is refused,\n"
+    "naming the holder.\n"
+    "\n"
+    "exit status: 0 done, 1 error, 2 usage error, 4 the sweep folder is in use by another kiln,\n"
+    "75 stopped by a signal\n";
 
 static int report(int argc, char **argv)
 {
@@ -239,5 +243,5 @@ int kl__cli_tune(int argc, char **argv)
     }
     if (st != KL_OK && (lead || st == KL_ECOMM))
         fprintf(stderr, "kiln tune: %s\n", err.msg);
-    return st == KL_OK ? 0 : 1;
+    return st == KL_OK ? 0 : st == KL_EBUSY ? 4 : 1;
 }

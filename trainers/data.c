@@ -9,6 +9,7 @@
 
 #include "kiln/comm.h"
 #include "kiln/rng.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 #include "trainers/data_impl.h"
 
@@ -28,7 +29,7 @@ kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err)
 
 kl_status kl__data_stop_check(const char *what, kl_error *err)
 {
-    int signo = kl_train_stop_signal();
+    int signo = kl_stop_signal();
     if (!signo)
         return KL_OK;
     return kl_error_set(err, KL_ESTOPPED,

@@ -53,7 +53,7 @@ kl_status kl__lazy_gather(const kl_dataset *d, const int64_t *idx, int64_t n, fl
                           kl_error *err);
 void kl__lazy_free(struct kl__lazy *z);
 
-/* KL_ESTOPPED once a stop was asked for (kl_train_request_stop, which kiln train's signal
+/* KL_ESTOPPED once a stop was asked for (kl_stop_request, which kiln train's signal
  * handler calls), with a message naming what was being read; KL_OK otherwise. The long loops of
  * data preparation call it between blocks of at most KL__DATA_BLOCK_BYTES, so that SIGTERM ends
  * a load within a fraction of a second instead of after it. */

@@ -449,7 +449,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
             ctl[CTL_LOSS] += kl_f32(kl_graph_value(m->g, m->loss))[0];
             batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
         }
-        ctl[CTL_STOP] = kl_train_stop_signal() != 0;
+        ctl[CTL_STOP] = kl_stop_signal() != 0;
         ctl[CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
                         now_s() - r->last_ckpt >= cfg->checkpoint.every_n;
         /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
@@ -723,22 +723,6 @@ void kl__train_phase(run *r, const char *what, int64_t step)
 {
     if (r->comm)
         kl_comm_set_phase(r->comm, what, step);
-}
-
-/* The stop request lives in runtime/stop.c, where quit phases can honour it too. */
-void kl_train_request_stop(int signo)
-{
-    kl_stop_request(signo);
-}
-
-int kl_train_stop_signal(void)
-{
-    return kl_stop_signal();
-}
-
-void kl_train_clear_stop(void)
-{
-    kl_stop_clear();
 }
 
 /* The run's end: the final checkpoint holds the model the run kept (the best epoch's under early

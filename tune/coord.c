@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "kiln/lock.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 #include "tune/tune_impl.h"
 
@@ -71,10 +71,10 @@ static kl_decision decide(kl__tuner *tu, int64_t trial, int t, double value, kl_
         json_object_set_new(ev, "value", json_null());
     *st = log_event(tu, ev, err);
     tr->last_t = t;
-    /* The tests' kill -9 at a known point: right after the Nth result is journalled, before it is
-     * acted on (KILN_TEST_KILL_AFTER_RESULTS, docs/tune.md). */
-    if (*st == KL_OK && ++tu->results_logged == tu->kill_after_results)
-        raise(SIGKILL);
+    /* Tests stop the coordinator here to kill it at a known point: right after its Nth result is
+     * journalled, before it is acted on (KILN_TEST_STOP_AT=result:N, include/kiln/stop.h). */
+    if (*st == KL_OK)
+        kl_stop_test_point("result", 0, ++tu->results_logged);
     kl__tune_show(tu, NULL, false);
     if (d != KL_DECIDE_CONTINUE)
         kl__tune_line(tu, "trial %lld: %s at t=%d (%s %.4g)", (long long)trial, kl_decision_name(d),
@@ -137,8 +137,7 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *
     *lease = 0;
     /* After the time budget (or a stop request) nothing new starts; the trials running finish
      * their jobs. The scheduler is not asked, so the journal replays exactly. */
-    if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) ||
-        kl_train_stop_signal()) {
+    if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) || kl_stop_signal()) {
         *job = (kl_job){.kind = KL_JOB_WAIT, .trial = -1};
         return KL_OK;
     }
@@ -314,7 +313,7 @@ static kl_status job_over(kl__tuner *tu, kl__coord *c, int src, kl_error *err)
 /* Jobs for the idle workers while there are any: a result may have made several possible. */
 static kl_status serve_idle(kl__tuner *tu, kl__coord *c, kl__reply *out, int *nout, kl_error *err)
 {
-    c->stopping = c->stopping || kl_train_stop_signal() != 0;
+    c->stopping = c->stopping || kl_stop_signal() != 0;
     while (c->nidle > 0) {
         kl_job job = {.kind = KL_JOB_NONE};
         int64_t lease = 0;
@@ -762,8 +761,6 @@ static void tuner_free(kl__tuner *tu)
 kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
 {
     kl__tuner tu = {.o = o, .world = world, .t0 = now_s()};
-    const char *kill_after = getenv("KILN_TEST_KILL_AFTER_RESULTS");
-    tu.kill_after_results = kill_after ? strtoll(kill_after, NULL, 10) : 0;
     tu.rank = kl_comm_rank(world);
     tu.size = kl_comm_size(world);
     kl_status st = setup(&tu, err);

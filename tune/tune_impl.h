@@ -66,10 +66,9 @@ typedef struct kl__tuner {
     kl_lock *lock;     /* rank 0: held on dir while the sweep runs */
     kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
-    int64_t leases; /* assignments made so far, journalled ones included */
-    /* Results journalled by this process; at kill_after_results (> 0) it kills itself. */
-    int64_t results_logged, kill_after_results;
-    double t0; /* when this run of the sweep started */
+    int64_t leases;         /* assignments made so far, journalled ones included */
+    int64_t results_logged; /* by this process: the test point "result" counts them */
+    double t0;              /* when this run of the sweep started */
     /* The live table. */
     bool tty;
     int drawn_lines;

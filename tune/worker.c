@@ -154,7 +154,9 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     trial_ctx c = {
         .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
     if (lead) {
-        kl_report_options ro = {.quiet = true, .tty = 0, .dir = dir};
+        /* The trial folder is locked while this group trains it: the coordinator hands a trial
+         * to one worker at a time (tune/coord.c), and the lock makes that a checked fact. */
+        kl_report_options ro = {.quiet = true, .tty = 0, .dir = dir, .lock = true};
         FILE *devnull = fopen("/dev/null", "w");
         ro.out = ro.err = devnull;
         rep = kl_reporter_new(cfg, &ro, err);

@@ -81,7 +81,7 @@ typedef struct kl_server kl_server;
  * token, and a model or repository that cannot be loaded (with the reason). */
 kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *err);
 int kl_server_port(const kl_server *s);
-/* Serves until kl_server_stop or kl_train_stop_signal (SIGTERM, SIGINT), then stops accepting,
+/* Serves until kl_server_stop or kl_stop_signal (SIGTERM, SIGINT), then stops accepting,
  * finishes the requests in flight and returns. */
 kl_status kl_server_wait(kl_server *s, kl_error *err);
 void kl_server_stop(kl_server *s);

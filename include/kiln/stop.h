@@ -38,7 +38,8 @@ void kl_stop_remove_on_quit(const char *path);
  * its signals and SIGCONT (or leaves it stopped: a stuck rank). Points: config, data, build,
  * summary (after its first row), step (n: steps taken; before the next), eval (after the first
  * batch), write (an atomic write has created its temporary file), predict-read, predict-score
- * (after the first batch). docs/architecture.md says the same for test writers. */
+ * (after the first batch), result (kiln tune's coordinator; n: results journalled, right after
+ * the nth). docs/architecture.md says the same for test writers. */
 void kl_stop_test_point(const char *point, int rank, int64_t n);
 
 #endif

@@ -52,13 +52,9 @@ typedef struct kl_train_options {
     bool weights_only;    /* take only resume's weights: a new run (the config may differ) */
 } kl_train_options;
 
-/* Asks every trainer in this process to stop after its current step, write a checkpoint and
- * return KL_ESTOPPED (on every rank: the request travels with the step's all-reduce). Safe to
- * call from a signal handler; `kiln train` calls it on SIGTERM, SIGINT and SIGUSR1. */
-void kl_train_request_stop(int signo);
-/* The signal that asked for the stop (0: none), and clearing it (tests, tune workers). */
-int kl_train_stop_signal(void);
-void kl_train_clear_stop(void);
+/* A stop request (kl_stop_request, include/kiln/stop.h) makes every trainer in this process stop
+ * after its current step, write a checkpoint and return KL_ESTOPPED (on every rank: the request
+ * travels with the step's all-reduce). */
 
 /* Builds the model from cfg for data, trains it, evaluates on the test split, and leaves the
  * trained model in *model (free it with kl_model_free) when model is not NULL. */

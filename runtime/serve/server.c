@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/stop.h"
 #include "kiln/train.h"
 #include "runtime/serve/serve_impl.h"
 
@@ -179,7 +180,7 @@ void kl_server_stop(kl_server *s)
 
 kl_status kl_server_wait(kl_server *s, kl_error *err)
 {
-    while (!atomic_load(&s->stop_requested) && !kl_train_stop_signal())
+    while (!atomic_load(&s->stop_requested) && !kl_stop_signal())
         kl__serve_sleep(0.05);
     kl__serve_log(s, "stopping: no new connections; answering the %d requests in flight",
                   atomic_load(&s->inflight));

@@ -122,10 +122,19 @@ resume)
     sweep 6 4 ""
     "$kiln" tune sweep.yaml --dir a --plain >a.txt 2>&1
     check "the uninterrupted sweep exits 0" test $? -eq 0
-    # Killed (SIGKILL, as kill -9) by kiln itself right after its 4th result is journalled, in
-    # the middle of a trial, at the same point however fast the machine is.
-    KILN_TEST_KILL_AFTER_RESULTS=4 "$kiln" tune sweep.yaml --dir b --plain >b.txt 2>&1
-    check "it died of SIGKILL" test $? -eq 137
+    # Killed with kill -9 right after its 4th result is journalled, in the middle of a trial: it
+    # stops itself there (KILN_TEST_STOP_AT), at the same point however fast the machine is.
+    KILN_TEST_STOP_AT=result:4 "$kiln" tune sweep.yaml --dir b --plain >b.txt 2>&1 &
+    job=$!
+    pid=""
+    for _ in $(seq 1 600); do
+        pid="$(grep -o 'stops itself at result (pid [0-9]*' b.txt | grep -o '[0-9]*$')"
+        [ -n "$pid" ] && [ "$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null)" = T ] && break
+        sleep 0.1
+    done
+    check "it stopped itself after its 4th result" test -n "$pid"
+    kill -9 $job
+    wait $job 2>/dev/null
     killed_at=$(results_count b/journal.jsonl)
     check "it was killed mid-sweep ($killed_at results in)" test "$killed_at" -lt "$(results_count a/journal.jsonl)"
     "$kiln" tune --resume b --plain >b2.txt 2>&1
@@ -200,7 +209,7 @@ EOF
     holder=$!
     for _ in $(seq 1 300); do grep -q '^pid' l/kiln.lock 2>/dev/null && break; sleep 0.1; done
     timeout 60 "$kiln" tune --resume l --plain >l2.txt 2>&1 # without the lock: blocked too
-    check "a second coordinator on a sweep folder in use is refused" test $? -eq 1
+    check "a second coordinator on a sweep folder in use is refused (exit 4)" test $? -eq 4
     check "naming the holder" grep -q "in use by another kiln process: pid $holder" l2.txt
     kill -9 $holder
     wait $holder 2>/dev/null

@@ -25,6 +25,7 @@
 #include "check.h"
 #include "kiln/ckpt.h"
 #include "kiln/optim.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 #include "kiln/version.h"
 
@@ -987,7 +988,7 @@ static void stop_at(void *ctx, int epoch, int64_t s, int64_t per_epoch, double l
     (void)t;
     int64_t at = *(const int64_t *)ctx;
     if (at > 0 && (int64_t)(epoch - 1) * per_epoch + s == at)
-        kl_train_request_stop(SIGTERM);
+        kl_stop_request(SIGTERM);
 }
 
 static kl_config *parse(const char *const *sets, int nsets)
@@ -1016,7 +1017,7 @@ static void train(outcome *o, const kl_config *cfg, kl_data_splits *data, const 
     kl_train_options to = {
         .ckpt_dir = dir ? o->dir : NULL, .resume = resume, .weights_only = weights_only};
     o->st = kl_train_run_dist(cfg, data, NULL, &to, &hooks, &o->m, &o->res, &o->err);
-    kl_train_clear_stop();
+    kl_stop_clear();
 }
 
 static void outcome_free(outcome *o)

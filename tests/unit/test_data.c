@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "kiln/data.h"
+#include "kiln/stop.h"
 #include "kiln/train.h"
 
 static char dir[64];
@@ -579,7 +580,7 @@ static void test_stop_request(void)
         idx_source(in_dir("img"), in_dir("lab")), idx_source(in_dir("img.gz"), in_dir("lab.gz")),
         csv_source(in_dir("a.csv"), NULL), h5_source(in_dir("blocks.h5"), NULL, NULL)};
     const char *names[] = {"img", "img.gz", "a.csv", "dataset 'x' of"};
-    kl_train_request_stop(15);
+    kl_stop_request(15);
     for (int i = 0; i < 5; i++) {
         kl_data_config c = {.task = KL_TASK_CLASSIFICATION, .train = srcs[i < 4 ? i : 3]};
         c.lazy = i == 4;
@@ -591,7 +592,7 @@ static void test_stop_request(void)
             fprintf(stderr, "    message: %s\n", err.msg);
         kl_data_splits_free(&s);
     }
-    kl_train_clear_stop();
+    kl_stop_clear();
 }
 
 /* The index written into pixel 0 of each fixture image. */
