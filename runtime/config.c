@@ -41,12 +41,12 @@ static const char *named_in(const char *msg, const char *const *names)
 }
 
 /* An error from a check outside this file, placed at the key it names (or at the section). */
-static kl_status place_error(const kl__cnode *map, kl_source_pos pos, char *path, const char *key,
+static kl_status place_error(const kl__ynode *map, kl_source_pos pos, char *path, const char *key,
                              const char *msg, kl_error *err)
 {
-    const kl__cnode *node = key ? kl__cnode_get(map, key) : NULL;
+    const kl__ynode *node = key ? kl__ynode_get(map, key) : NULL;
     size_t len = key ? kl__path_push(path, key) : strlen(path);
-    kl_status st = kl__config_error(err, KL_EINVAL, node ? node->pos : pos, path, "%s", msg);
+    kl_status st = kl__yaml_error(err, KL_EINVAL, node ? node->pos : pos, path, "%s", msg);
     kl__path_pop(path, len);
     return st;
 }
@@ -67,7 +67,7 @@ static const kl__field optim_fields[] = {
     F("eps", KL__F_FLOAT, OPT(eps), KL__R_GT, 0, 0, NULL, NULL, ADAMS),
 };
 
-static kl_status optim_prepare(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status optim_prepare(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                                char *path, kl_error *err)
 {
     /* `name` read into a lone int: the field's offset is into a kl_config, so read it through a
@@ -76,7 +76,7 @@ static kl_status optim_prepare(void *base, kl_config *c, const kl__cnode *map, k
     int kind = KL_OPTIM_ADAM;
     kl__field name_field = optim_fields[0];
     name_field.off = 0;
-    const kl__cnode *name = kl__cnode_get(map, "name");
+    const kl__ynode *name = kl__ynode_get(map, "name");
     size_t len = kl__path_push(path, "name");
     kl_status st = name ? kl__field_read(&name_field, &kind, c, name, path, err) : KL_OK;
     kl__path_pop(path, len);
@@ -84,7 +84,7 @@ static kl_status optim_prepare(void *base, kl_config *c, const kl__cnode *map, k
     return st;
 }
 
-static kl_status optim_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status optim_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                              char *path, kl_error *err)
 {
     static const char *const keys[] = {"nesterov", "dampening", "momentum", "weight_decay",
@@ -123,7 +123,7 @@ static const kl__field lr_fields[] = {
 
 /* total_steps 0 means "from the epochs", which the trainer fills in; everything else is checked
  * now, with a stand-in total. */
-static kl_status lr_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status lr_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                           char *path, kl_error *err)
 {
     static const char *const keys[] = {"warmup_steps", "step_size", "gamma",
@@ -156,11 +156,11 @@ static const kl__field source_fields[] = {
     F("label_column", KL__F_STR, SRC(label_column), 0, 0, 0, NULL, NULL, 1u << KL_DATA_CSV),
 };
 
-static kl_status source_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status source_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                               char *path, kl_error *err)
 {
     kl_data_source *s = base;
-    if (!map || (s->format == KL_DATA_NONE && map->n == 1 && kl__cnode_get(map, "format")))
+    if (!map || (s->format == KL_DATA_NONE && map->n == 1 && kl__ynode_get(map, "format")))
         return KL_OK;
     if (s->format == KL_DATA_NONE)
         return place_error(NULL, pos, path, "format", "missing; one of (idx, hdf5, csv)", err);
@@ -198,7 +198,7 @@ static const kl__field data_fields[] = {
     F("lazy", KL__F_BOOL, DATA(lazy), 0, 0, 0, NULL, NULL, ANY),
 };
 
-static kl_status data_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status data_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                             char *path, kl_error *err)
 {
     kl_data_config *d = base;
@@ -267,7 +267,7 @@ static const kl__field ckpt_fields[] = {
 };
 /* checkpoint.every: a positive number and a unit, parsed here so that a typo is placed at its
  * file:line:col like any other bad value. */
-static kl_status ckpt_check(void *base, kl_config *c, const kl__cnode *map, kl_source_pos pos,
+static kl_status ckpt_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
                             char *path, kl_error *err)
 {
     (void)base;
@@ -380,23 +380,23 @@ void kl_config_free(kl_config *c)
 
 /* The tree of the file with the overrides applied; an empty file is an empty mapping. */
 static kl_status build_tree(kl_config *c, const char *text, size_t len,
-                            const char *const *overrides, int noverrides, kl__cnode **root,
+                            const char *const *overrides, int noverrides, kl__ynode **root,
                             kl_error *err)
 {
     kl_source_pos top = {c->path, 1, 1};
     kl_status st = kl__yaml_parse(c->path, text, len, 0, 0, root, err);
-    if (st == KL_OK && (!*root || kl__cnode_is_empty(*root))) {
-        kl__cnode_free(*root);
-        if (!(*root = kl__cnode_new(KL__CN_MAP, top)))
+    if (st == KL_OK && (!*root || kl__ynode_is_empty(*root))) {
+        kl__ynode_free(*root);
+        if (!(*root = kl__ynode_new(KL__YN_MAP, top)))
             return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", c->path);
     }
     for (int i = 0; st == KL_OK && i < noverrides; i++)
         st = kl__config_override(root, overrides[i], i + 1, err);
-    if (st == KL_OK && (*root)->type != KL__CN_MAP)
-        st = kl__config_error(err, KL_EINVAL, (*root)->pos, NULL,
-                              "a config is a mapping of sections (name, model, data, optimizer, "
-                              "schedule, train, dist, checkpoint), not a %s",
-                              (*root)->type == KL__CN_SEQ ? "sequence" : "single value");
+    if (st == KL_OK && (*root)->type != KL__YN_MAP)
+        st = kl__yaml_error(err, KL_EINVAL, (*root)->pos, NULL,
+                            "a config is a mapping of sections (name, model, data, optimizer, "
+                            "schedule, train, dist, checkpoint), not a %s",
+                            (*root)->type == KL__YN_SEQ ? "sequence" : "single value");
     return st;
 }
 
@@ -409,13 +409,13 @@ kl_config *kl_config_parse(const char *name, const char *text, size_t len,
         kl_error_set(err, KL_ENOMEM, "out of memory reading a config");
         return NULL;
     }
-    kl__cnode *root = NULL;
+    kl__ynode *root = NULL;
     char path[KL__PATH_MAX] = "";
     kl_status st =
         build_tree(c, text ? text : "", text ? len : 0, overrides, noverrides, &root, err);
     if (st == KL_OK)
         st = kl__section_read(&root_section, c, c, root, root->pos, path, err);
-    kl__cnode_free(root);
+    kl__ynode_free(root);
     if (st != KL_OK) {
         kl_config_free(c);
         return NULL;

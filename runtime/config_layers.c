@@ -1,7 +1,7 @@
 /* model.layers: each item is a layer, written `- type: dense` with the layer's fields beside it,
  * or compactly `- dense: {units: 128}` (`- flatten` alone for a layer without fields). Which
  * fields a kind takes, which it needs and their defaults live here; the model builder reads the
- * resulting kl_layer_spec array. Called from the schema walk (config_schema.c). */
+ * resulting kl_layer_spec array. Called from the schema walk (schema.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,58 +115,58 @@ static const char *shorthand_field(kl_layer_kind kind)
 }
 
 /* `- dense: {units: 128}`: the key names the kind, the value holds the fields. */
-static kl_status compact_form(const kl__cnode *inner, kl_layer_kind *kind, const kl__cnode **fields,
-                              const kl__cnode **shorthand, char *path, kl_error *err)
+static kl_status compact_form(const kl__ynode *inner, kl_layer_kind *kind, const kl__ynode **fields,
+                              const kl__ynode **shorthand, char *path, kl_error *err)
 {
-    kl__cnode name = {
-        .type = KL__CN_SCALAR, .str = inner->key, .plain = true, .pos = inner->key_pos};
+    kl__ynode name = {
+        .type = KL__YN_SCALAR, .str = inner->key, .plain = true, .pos = inner->key_pos};
     size_t len = kl__path_push(path, "type");
     kl_status st = kl__field_read(&type_field, kind, NULL, &name, path, err);
     kl__path_pop(path, len);
     if (st != KL_OK)
         return st;
-    *fields = inner->type == KL__CN_MAP ? inner : NULL;
-    if (inner->type == KL__CN_SCALAR && !kl__cnode_is_empty(inner) && shorthand_field(*kind)) {
+    *fields = inner->type == KL__YN_MAP ? inner : NULL;
+    if (inner->type == KL__YN_SCALAR && !kl__ynode_is_empty(inner) && shorthand_field(*kind)) {
         *shorthand = inner;
         return KL_OK;
     }
-    if (inner->type != KL__CN_MAP && !kl__cnode_is_empty(inner)) {
+    if (inner->type != KL__YN_MAP && !kl__ynode_is_empty(inner)) {
         const char *names[16];
         int n = kind_fields(*kind, false, names);
-        return kl__config_error(err, KL_EINVAL, inner->pos, path,
-                                "the fields of %s %s layer go in a mapping, e.g. '- %s: {%s: ...}'",
-                                inner->key[0] && strchr("aeiou", inner->key[0]) ? "an" : "a",
-                                inner->key, inner->key, n ? names[0] : "");
+        return kl__yaml_error(err, KL_EINVAL, inner->pos, path,
+                              "the fields of %s %s layer go in a mapping, e.g. '- %s: {%s: ...}'",
+                              inner->key[0] && strchr("aeiou", inner->key[0]) ? "an" : "a",
+                              inner->key, inner->key, n ? names[0] : "");
     }
     return KL_OK;
 }
 
 /* The kind of a layer item and the mapping that holds its fields (NULL: none). */
-static kl_status layer_form(const kl__cnode *item, kl_layer_kind *kind, const kl__cnode **fields,
-                            const kl__cnode **shorthand, bool *typed, char *path, kl_error *err)
+static kl_status layer_form(const kl__ynode *item, kl_layer_kind *kind, const kl__ynode **fields,
+                            const kl__ynode **shorthand, bool *typed, char *path, kl_error *err)
 {
-    const kl__cnode *type = kl__cnode_get(item, "type");
+    const kl__ynode *type = kl__ynode_get(item, "type");
     *typed = type != NULL;
-    *fields = item->type == KL__CN_MAP ? item : NULL;
+    *fields = item->type == KL__YN_MAP ? item : NULL;
     if (type) {
         size_t len = kl__path_push(path, "type");
         kl_status st = kl__field_read(&type_field, kind, NULL, type, path, err);
         kl__path_pop(path, len);
         return st;
     }
-    if (item->type == KL__CN_SCALAR) {
+    if (item->type == KL__YN_SCALAR) {
         size_t len = kl__path_push(path, "type");
         kl_status st = kl__field_read(&type_field, kind, NULL, item, path, err);
         kl__path_pop(path, len);
         return st;
     }
-    if (item->type == KL__CN_MAP && item->n == 1 &&
+    if (item->type == KL__YN_MAP && item->n == 1 &&
         (is_kind(item->items[0]->key) || field_index(item->items[0]->key) < 0))
         return compact_form(item->items[0], kind, fields, shorthand, path, err);
-    return kl__config_error(err, KL_EINVAL, item->pos, path,
-                            "a layer needs 'type:' (one of dense, conv2d, max_pool, avg_pool, "
-                            "global_avg_pool, batchnorm, layernorm, dropout, activation, flatten, "
-                            "residual), or the compact form '- dense: {units: 128}'");
+    return kl__yaml_error(err, KL_EINVAL, item->pos, path,
+                          "a layer needs 'type:' (one of dense, conv2d, max_pool, avg_pool, "
+                          "global_avg_pool, batchnorm, layernorm, dropout, activation, flatten, "
+                          "residual), or the compact form '- dense: {units: 128}'");
 }
 
 static void layer_defaults(kl_layer_spec *l, kl_layer_kind kind, kl_source_pos pos)
@@ -177,7 +177,7 @@ static void layer_defaults(kl_layer_spec *l, kl_layer_kind kind, kl_source_pos p
     l->eps = 1e-5f;
 }
 
-static kl_status field_not_for_kind(const kl__cnode *value, kl_layer_kind kind, char *path,
+static kl_status field_not_for_kind(const kl__ynode *value, kl_layer_kind kind, char *path,
                                     kl_error *err)
 {
     const char *names[16];
@@ -186,19 +186,19 @@ static kl_status field_not_for_kind(const kl__cnode *value, kl_layer_kind kind, 
     for (int i = 0, len = 0; i < n; i++)
         len += snprintf(list + len, sizeof list - (size_t)len, "%s%s", i ? ", " : "", names[i]);
     if (n == 0)
-        return kl__config_error(err, KL_EINVAL, value->key_pos, path,
-                                "not a field of %s; %s takes no fields", kind_names[kind],
-                                kind_names[kind]);
-    return kl__config_error(err, KL_EINVAL, value->key_pos, path,
-                            "not a field of %s; its fields are: %s", kind_names[kind], list);
+        return kl__yaml_error(err, KL_EINVAL, value->key_pos, path,
+                              "not a field of %s; %s takes no fields", kind_names[kind],
+                              kind_names[kind]);
+    return kl__yaml_error(err, KL_EINVAL, value->key_pos, path,
+                          "not a field of %s; its fields are: %s", kind_names[kind], list);
 }
 
-static kl_status read_fields(const kl__cnode *map, kl_layer_spec *l, bool typed, unsigned *seen,
+static kl_status read_fields(const kl__ynode *map, kl_layer_spec *l, bool typed, unsigned *seen,
                              kl_config *c, char *path, int depth, kl_error *err)
 {
     kl_status st = kl__check_duplicates(map, path, err);
     for (int i = 0; st == KL_OK && i < map->n; i++) {
-        const kl__cnode *v = map->items[i];
+        const kl__ynode *v = map->items[i];
         if (typed && strcmp(v->key, "type") == 0)
             continue;
         size_t len = kl__path_push(path, v->key);
@@ -225,22 +225,22 @@ static kl_status check_required(const kl_layer_spec *l, unsigned seen, kl_source
     for (int i = 0; missing && i < kl__nlayer_fields; i++)
         if (missing & (1u << i)) {
             size_t len = kl__path_push(path, kl__layer_fields[i].name);
-            kl_status st = kl__config_error(err, KL_EINVAL, pos, path, "missing; %s needs %s",
-                                            kind_names[l->kind], kl__layer_fields[i].name);
+            kl_status st = kl__yaml_error(err, KL_EINVAL, pos, path, "missing; %s needs %s",
+                                          kind_names[l->kind], kl__layer_fields[i].name);
             kl__path_pop(path, len);
             return st;
         }
     if (l->kind == KL_LAYER_RESIDUAL && l->nlayers == 0)
-        return kl__config_error(err, KL_EINVAL, pos, path,
-                                "a residual block needs at least one layer in 'layers'");
+        return kl__yaml_error(err, KL_EINVAL, pos, path,
+                              "a residual block needs at least one layer in 'layers'");
     return KL_OK;
 }
 
-static kl_status read_layer(const kl__cnode *item, kl_layer_spec *l, kl_config *c, char *path,
+static kl_status read_layer(const kl__ynode *item, kl_layer_spec *l, kl_config *c, char *path,
                             int depth, kl_error *err)
 {
     kl_layer_kind kind = KL_LAYER_DENSE;
-    const kl__cnode *fields, *shorthand = NULL;
+    const kl__ynode *fields, *shorthand = NULL;
     bool typed;
     kl_status st = layer_form(item, &kind, &fields, &shorthand, &typed, path, err);
     if (st != KL_OK)
@@ -265,16 +265,16 @@ static kl_status read_layer(const kl__cnode *item, kl_layer_spec *l, kl_config *
     return KL_OK;
 }
 
-kl_status kl__layers_read(const kl__cnode *node, kl_layer_spec **layers, int *n, kl_config *c,
+kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, kl_config *c,
                           char *path, int depth, kl_error *err)
 {
     if (depth >= MAX_NESTING)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "residual blocks nested more than %d deep", MAX_NESTING);
-    if (node->type != KL__CN_SEQ)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected a sequence of layers (lines starting with '- '), got %s",
-                                node->type == KL__CN_MAP ? "a mapping" : "a scalar");
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "residual blocks nested more than %d deep", MAX_NESTING);
+    if (node->type != KL__YN_SEQ)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected a sequence of layers (lines starting with '- '), got %s",
+                              node->type == KL__YN_MAP ? "a mapping" : "a scalar");
     kl__layers_free(*layers, *n);
     *n = 0;
     *layers = node->n ? calloc((size_t)node->n, sizeof **layers) : NULL;

@@ -24,96 +24,96 @@ static kl_source_pos at(const override *o, const char *p)
 
 static kl_status bad_syntax(const override *o, const char *p)
 {
-    return kl__config_error(o->err, KL_EINVAL, at(o, p), NULL,
-                            "bad override '%s': expected key.path=value, e.g. train.epochs=3",
-                            o->text);
+    return kl__yaml_error(o->err, KL_EINVAL, at(o, p), NULL,
+                          "bad override '%s': expected key.path=value, e.g. train.epochs=3",
+                          o->text);
 }
 
 /* A placeholder for a key or item the file does not have: an empty plain scalar. */
-static kl__cnode *placeholder(kl_source_pos pos, const char *key, kl_error *err)
+static kl__ynode *placeholder(kl_source_pos pos, const char *key, kl_error *err)
 {
-    kl__cnode *node = kl__cnode_new(KL__CN_SCALAR, pos);
+    kl__ynode *node = kl__ynode_new(KL__YN_SCALAR, pos);
     if (node) {
         node->str = calloc(1, 1);
         node->key = key ? strdup(key) : NULL;
         node->key_pos = pos;
     }
     if (!node || !node->str || (key && !node->key)) {
-        kl__cnode_free(node);
+        kl__ynode_free(node);
         kl_error_set(err, KL_ENOMEM, "out of memory applying an override");
         return NULL;
     }
     return node;
 }
 
-static kl__cnode **map_slot(override *o, kl__cnode *map, const char *name, kl_source_pos pos)
+static kl__ynode **map_slot(override *o, kl__ynode *map, const char *name, kl_source_pos pos)
 {
     for (int i = 0; i < map->n; i++)
         if (strcmp(map->items[i]->key, name) == 0)
             return &map->items[i];
-    kl__cnode *node = placeholder(pos, name, o->err);
-    if (!node || kl__cnode_push(map, node, o->err) != KL_OK)
+    kl__ynode *node = placeholder(pos, name, o->err);
+    if (!node || kl__ynode_push(map, node, o->err) != KL_OK)
         return NULL;
     return &map->items[map->n - 1];
 }
 
-static kl__cnode **seq_slot(override *o, kl__cnode *seq, const char *name, kl_source_pos pos)
+static kl__ynode **seq_slot(override *o, kl__ynode *seq, const char *name, kl_source_pos pos)
 {
     char *end;
     long idx = strtol(name, &end, 10);
     if (*end || end == name || idx < 0 || idx > seq->n) {
-        kl__config_error(o->err, KL_EINVAL, pos, o->path,
-                         "no item '%s' in a sequence of %d; use an index from 0 to %d", name,
-                         seq->n, seq->n);
+        kl__yaml_error(o->err, KL_EINVAL, pos, o->path,
+                       "no item '%s' in a sequence of %d; use an index from 0 to %d", name, seq->n,
+                       seq->n);
         return NULL;
     }
     if (idx == seq->n) { /* one past the end appends */
-        kl__cnode *node = placeholder(pos, NULL, o->err);
-        if (!node || kl__cnode_push(seq, node, o->err) != KL_OK)
+        kl__ynode *node = placeholder(pos, NULL, o->err);
+        if (!node || kl__ynode_push(seq, node, o->err) != KL_OK)
             return NULL;
     }
     return &seq->items[idx];
 }
 
 /* Where name lives inside cur: an existing value, or a new placeholder. */
-static kl__cnode **slot_in(override *o, kl__cnode *cur, const char *name, kl_source_pos pos)
+static kl__ynode **slot_in(override *o, kl__ynode *cur, const char *name, kl_source_pos pos)
 {
-    if (cur->type == KL__CN_MAP)
+    if (cur->type == KL__YN_MAP)
         return map_slot(o, cur, name, pos);
-    if (cur->type == KL__CN_SEQ)
+    if (cur->type == KL__YN_SEQ)
         return seq_slot(o, cur, name, pos);
-    kl__config_error(o->err, KL_EINVAL, pos, o->path,
-                     "the value there is \"%s\", not a mapping; set the whole value instead",
-                     cur->str);
+    kl__yaml_error(o->err, KL_EINVAL, pos, o->path,
+                   "the value there is \"%s\", not a mapping; set the whole value instead",
+                   cur->str);
     return NULL;
 }
 
 /* An empty `key:` becomes a mapping so that keys can be set inside it. */
-static void make_map(kl__cnode *node)
+static void make_map(kl__ynode *node)
 {
-    if (kl__cnode_is_empty(node)) {
+    if (kl__ynode_is_empty(node)) {
         free(node->str);
         node->str = NULL;
-        node->type = KL__CN_MAP;
+        node->type = KL__YN_MAP;
     }
 }
 
 /* A layer written `- dense: {units: 128}`: its fields live one level down, so
  * model.layers.0.units reaches into the inner mapping. */
-static kl__cnode *compact_inner(kl__cnode *item, const char *next)
+static kl__ynode *compact_inner(kl__ynode *item, const char *next)
 {
-    if (item->type != KL__CN_MAP || item->n != 1)
+    if (item->type != KL__YN_MAP || item->n != 1)
         return item;
-    kl__cnode *inner = item->items[0];
+    kl__ynode *inner = item->items[0];
     if (strcmp(inner->key, "type") == 0 || strcmp(inner->key, next) == 0)
         return item;
-    if (inner->type != KL__CN_MAP && !kl__cnode_is_empty(inner))
+    if (inner->type != KL__YN_MAP && !kl__ynode_is_empty(inner))
         return item;
     make_map(inner);
     return inner;
 }
 
-static kl_status parse_value(override *o, kl__cnode **value)
+static kl_status parse_value(override *o, kl__ynode **value)
 {
     const char *v = o->eq + 1;
     int col0 = (int)(v - o->text);
@@ -124,17 +124,17 @@ static kl_status parse_value(override *o, kl__cnode **value)
 }
 
 /* Puts value into *slot, keeping the key the slot had. */
-static void replace(kl__cnode **slot, kl__cnode *value)
+static void replace(kl__ynode **slot, kl__ynode *value)
 {
-    kl__cnode *old = *slot;
+    kl__ynode *old = *slot;
     value->key = old->key;
     value->key_pos = old->key_pos;
     old->key = NULL;
-    kl__cnode_free(old);
+    kl__ynode_free(old);
     *slot = value;
 }
 
-static kl_status walk(override *o, kl__cnode *cur, kl__cnode *value)
+static kl_status walk(override *o, kl__ynode *cur, kl__ynode *value)
 {
     const char *seg = o->text;
     for (;;) {
@@ -146,8 +146,8 @@ static kl_status walk(override *o, kl__cnode *cur, kl__cnode *value)
         memcpy(name, seg, (size_t)(end - seg));
         name[end - seg] = '\0';
         kl__path_push(o->path, name);
-        bool in_seq = cur->type == KL__CN_SEQ;
-        kl__cnode **slot = slot_in(o, cur, name, at(o, seg));
+        bool in_seq = cur->type == KL__YN_SEQ;
+        kl__ynode **slot = slot_in(o, cur, name, at(o, seg));
         if (!slot)
             return o->err ? o->err->status : KL_EINVAL;
         if (!dot) {
@@ -169,7 +169,7 @@ static kl_status walk(override *o, kl__cnode *cur, kl__cnode *value)
     }
 }
 
-kl_status kl__config_override(kl__cnode **root, const char *text, int index, kl_error *err)
+kl_status kl__config_override(kl__ynode **root, const char *text, int index, kl_error *err)
 {
     override o = {.text = text, .index = index, .err = err};
     kl_error local = {0};
@@ -178,16 +178,16 @@ kl_status kl__config_override(kl__cnode **root, const char *text, int index, kl_
     o.eq = strchr(text, '=');
     if (!o.eq || o.eq == text)
         return bad_syntax(&o, text);
-    if ((*root)->type != KL__CN_MAP)
-        return kl__config_error(o.err, KL_EINVAL, (*root)->pos, NULL,
-                                "the config is not a mapping of sections, so '%s' cannot be set",
-                                text);
-    kl__cnode *value;
+    if ((*root)->type != KL__YN_MAP)
+        return kl__yaml_error(o.err, KL_EINVAL, (*root)->pos, NULL,
+                              "the config is not a mapping of sections, so '%s' cannot be set",
+                              text);
+    kl__ynode *value;
     kl_status st = parse_value(&o, &value);
     if (st != KL_OK)
         return st;
     st = walk(&o, *root, value);
     if (st != KL_OK)
-        kl__cnode_free(value);
+        kl__ynode_free(value);
     return st;
 }

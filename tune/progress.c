@@ -148,4 +148,3 @@ void kl__tune_line(kl__tuner *tu, const char *fmt, ...)
     if (tu->tty && tu->sched)
         draw(tu);
 }
-

@@ -39,9 +39,9 @@ static const unsigned sched_uses[] = {
     K_TYPE | K_MAX_T | K_GRACE,                               /* median */
 };
 
-kl_status kl__sweep_number(const kl__cnode *node, char *path, double *out, kl_error *err)
+kl_status kl__sweep_number(const kl__ynode *node, char *path, double *out, kl_error *err)
 {
-    if (node->type == KL__CN_SCALAR && node->plain && kl__numeric_text(node->str, false)) {
+    if (node->type == KL__YN_SCALAR && node->plain && kl__numeric_text(node->str, false)) {
         char *end;
         errno = 0;
         double v = strtod(node->str, &end);
@@ -50,34 +50,34 @@ kl_status kl__sweep_number(const kl__cnode *node, char *path, double *out, kl_er
             return KL_OK;
         }
     }
-    return kl__config_expected(node, "a number", path, err);
+    return kl__schema_expected(node, "a number", path, err);
 }
 
-kl_status kl__sweep_integer(const kl__cnode *node, char *path, int64_t lo, int64_t hi, int64_t *out,
+kl_status kl__sweep_integer(const kl__ynode *node, char *path, int64_t lo, int64_t hi, int64_t *out,
                             kl_error *err)
 {
     char what[64];
     snprintf(what, sizeof what, "an integer >= %lld", (long long)lo);
-    if (node->type != KL__CN_SCALAR || !node->plain || !kl__numeric_text(node->str, true))
-        return kl__config_expected(node, what, path, err);
+    if (node->type != KL__YN_SCALAR || !node->plain || !kl__numeric_text(node->str, true))
+        return kl__schema_expected(node, what, path, err);
     char *end;
     errno = 0;
     long long v = strtoll(node->str, &end, 10);
     if (*end || v < lo)
-        return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", what,
-                                node->str);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", what,
+                              node->str);
     if (errno == ERANGE || v > hi)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "%s is too large; expected at most %lld", node->str, (long long)hi);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "%s is too large; expected at most %lld", node->str, (long long)hi);
     *out = v;
     return KL_OK;
 }
 
-kl_status kl__sweep_map(const kl__cnode *node, const char *const *names, int n, char *path,
+kl_status kl__sweep_map(const kl__ynode *node, const char *const *names, int n, char *path,
                         kl_error *err)
 {
-    if (node->type != KL__CN_MAP)
-        return kl__config_expected(node, "a mapping", path, err);
+    if (node->type != KL__YN_MAP)
+        return kl__schema_expected(node, "a mapping", path, err);
     kl_status st = kl__check_duplicates(node, path, err);
     for (int i = 0; st == KL_OK && i < node->n; i++) {
         int j = 0;
@@ -93,10 +93,10 @@ kl_status kl__sweep_map(const kl__cnode *node, const char *const *names, int n, 
 }
 
 /* The index of node's text among names, or an error listing them (with "did you mean"). */
-static kl_status read_choice(const kl__cnode *node, const char *const *names, int n, char *path,
+static kl_status read_choice(const kl__ynode *node, const char *const *names, int n, char *path,
                              int *out, kl_error *err)
 {
-    for (int i = 0; node->type == KL__CN_SCALAR && i < n; i++)
+    for (int i = 0; node->type == KL__YN_SCALAR && i < n; i++)
         if (strcmp(node->str, names[i]) == 0) {
             *out = i;
             return KL_OK;
@@ -107,24 +107,23 @@ static kl_status read_choice(const kl__cnode *node, const char *const *names, in
     snprintf(list + strlen(list), sizeof list - strlen(list), ")");
     /* A name the text begins (val_acc) beats the nearest by edit distance (val_mae). */
     const char *near = NULL;
-    for (int i = 0; node->type == KL__CN_SCALAR && node->str[0] && i < n && !near; i++)
+    for (int i = 0; node->type == KL__YN_SCALAR && node->str[0] && i < n && !near; i++)
         if (strncmp(names[i], node->str, strlen(node->str)) == 0)
             near = names[i];
-    if (!near && node->type == KL__CN_SCALAR)
+    if (!near && node->type == KL__YN_SCALAR)
         near = kl__suggest(node->str, names, n);
     if (near)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected %s, got \"%s\"; did you mean '%s'?", list, node->str,
-                                near);
-    return kl__config_expected(node, list, path, err);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected %s, got \"%s\"; did you mean '%s'?", list, node->str, near);
+    return kl__schema_expected(node, list, path, err);
 }
 
 /* The readers below take a mapping and a key, do nothing when the key is absent, and extend path
  * by the key for their messages. */
-static kl_status get_choice(const kl__cnode *map, const char *key, const char *const *names, int n,
+static kl_status get_choice(const kl__ynode *map, const char *key, const char *const *names, int n,
                             int *out, char *path, kl_error *err)
 {
-    const kl__cnode *node = kl__cnode_get(map, key);
+    const kl__ynode *node = kl__ynode_get(map, key);
     if (!node)
         return KL_OK;
     size_t len = kl__path_push(path, key);
@@ -133,10 +132,10 @@ static kl_status get_choice(const kl__cnode *map, const char *key, const char *c
     return st;
 }
 
-static kl_status get_i64(const kl__cnode *map, const char *key, int64_t lo, int64_t hi,
+static kl_status get_i64(const kl__ynode *map, const char *key, int64_t lo, int64_t hi,
                          int64_t *out, char *path, kl_error *err)
 {
-    const kl__cnode *node = kl__cnode_get(map, key);
+    const kl__ynode *node = kl__ynode_get(map, key);
     if (!node)
         return KL_OK;
     size_t len = kl__path_push(path, key);
@@ -145,7 +144,7 @@ static kl_status get_i64(const kl__cnode *map, const char *key, int64_t lo, int6
     return st;
 }
 
-static kl_status get_int(const kl__cnode *map, const char *key, int lo, int *out, char *path,
+static kl_status get_int(const kl__ynode *map, const char *key, int lo, int *out, char *path,
                          kl_error *err)
 {
     int64_t v = *out;
@@ -158,14 +157,14 @@ static kl_status missing(kl_source_pos pos, char *path, const char *key, const c
                          kl_error *err)
 {
     size_t len = kl__path_push(path, key);
-    kl_status st = kl__config_error(err, KL_EINVAL, pos, path, "missing; %s", what);
+    kl_status st = kl__yaml_error(err, KL_EINVAL, pos, path, "missing; %s", what);
     kl__path_pop(path, len);
     return st;
 }
 
 /* base: a path resolved against the sweep file's folder (checked to be readable here, so that
  * the error points at the sweep file), or an inline mapping. */
-static kl_status read_base_path(kl_sweep *s, const kl__cnode *node, char *path, kl_error *err)
+static kl_status read_base_path(kl_sweep *s, const kl__ynode *node, char *path, kl_error *err)
 {
     const char *slash = strrchr(s->path, '/');
     size_t dir = node->str[0] == '/' || !slash ? 0 : (size_t)(slash - s->path) + 1;
@@ -179,10 +178,10 @@ static kl_status read_base_path(kl_sweep *s, const kl__cnode *node, char *path, 
         fclose(f);
         return KL_OK;
     }
-    return kl__config_error(err, KL_EIO, node->pos, path,
-                            "cannot read the base config %s: %s; base is a train config's path "
-                            "relative to the sweep file's folder, or an inline mapping",
-                            s->base_path, strerror(errno));
+    return kl__yaml_error(err, KL_EIO, node->pos, path,
+                          "cannot read the base config %s: %s; base is a train config's path "
+                          "relative to the sweep file's folder, or an inline mapping",
+                          s->base_path, strerror(errno));
 }
 
 /* The byte offset of 1-based (line, col) in text; columns count characters, as libyaml does. */
@@ -201,7 +200,7 @@ static size_t offset_of(const char *text, size_t len, kl_source_pos pos)
 /* An inline base: the sweep file's text with everything outside the mapping blanked (line
  * breaks kept, each other character a space), so the config loader's messages give the sweep
  * file's own line:col. */
-static kl_status read_base_inline(kl_sweep *s, const kl__cnode *node, const char *text, size_t len,
+static kl_status read_base_inline(kl_sweep *s, const kl__ynode *node, const char *text, size_t len,
                                   kl_error *err)
 {
     size_t start = offset_of(text, len, node->pos), end = offset_of(text, len, node->end);
@@ -221,10 +220,10 @@ static kl_status read_base_inline(kl_sweep *s, const kl__cnode *node, const char
     return KL_OK;
 }
 
-static kl_status read_base(kl_sweep *s, const kl__cnode *root, const char *text, size_t len,
+static kl_status read_base(kl_sweep *s, const kl__ynode *root, const char *text, size_t len,
                            char *path, kl_error *err)
 {
-    const kl__cnode *node = kl__cnode_get(root, "base");
+    const kl__ynode *node = kl__ynode_get(root, "base");
     if (!node)
         return missing(root->pos, path, "base",
                        "give the train config to tune: a path (relative to this file) or a "
@@ -232,22 +231,22 @@ static kl_status read_base(kl_sweep *s, const kl__cnode *root, const char *text,
                        err);
     size_t plen = kl__path_push(path, "base");
     kl_status st;
-    if (node->type == KL__CN_MAP)
+    if (node->type == KL__YN_MAP)
         st = read_base_inline(s, node, text, len, err);
-    else if (node->type == KL__CN_SCALAR && node->str[0])
+    else if (node->type == KL__YN_SCALAR && node->str[0])
         st = read_base_path(s, node, path, err);
     else
-        st = kl__config_expected(node, "a train config's path or a mapping", path, err);
+        st = kl__schema_expected(node, "a train config's path or a mapping", path, err);
     kl__path_pop(path, plen);
     return st;
 }
 
-static kl_status read_metric_map(kl_sweep *s, const kl__cnode *map, char *path, kl_error *err)
+static kl_status read_metric_map(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
 {
     static const char *const keys[] = {"name", "goal"};
     int metric = 0, goal = -1;
     kl_status st = kl__sweep_map(map, keys, 2, path, err);
-    if (st == KL_OK && !kl__cnode_get(map, "name"))
+    if (st == KL_OK && !kl__ynode_get(map, "name"))
         st = missing(map->pos, path, "name",
                      "one of (val_loss, val_accuracy, val_mae, train_loss, train_accuracy)", err);
     if (st == KL_OK)
@@ -264,9 +263,9 @@ static kl_status read_metric_map(kl_sweep *s, const kl__cnode *map, char *path, 
     return KL_OK;
 }
 
-static kl_status read_metric(kl_sweep *s, const kl__cnode *root, char *path, kl_error *err)
+static kl_status read_metric(kl_sweep *s, const kl__ynode *root, char *path, kl_error *err)
 {
-    const kl__cnode *map = kl__cnode_get(root, "metric");
+    const kl__ynode *map = kl__ynode_get(root, "metric");
     if (!map)
         return missing(root->pos, path, "metric",
                        "say what to optimize, e.g. metric: {name: val_accuracy, goal: maximize}",
@@ -278,7 +277,7 @@ static kl_status read_metric(kl_sweep *s, const kl__cnode *root, char *path, kl_
 }
 
 /* time_budget: seconds, or a number and a unit ("2h", "30 min", "90 s"). */
-static kl_status read_budget(kl_sweep *s, const kl__cnode *node, char *path, kl_error *err)
+static kl_status read_budget(kl_sweep *s, const kl__ynode *node, char *path, kl_error *err)
 {
     static const struct {
         const char *unit;
@@ -287,7 +286,7 @@ static kl_status read_budget(kl_sweep *s, const kl__cnode *node, char *path, kl_
                  {"seconds", 1},  {"m", 60},    {"min", 60},    {"mins", 60},   {"minute", 60},
                  {"minutes", 60}, {"h", 3600},  {"hr", 3600},   {"hrs", 3600},  {"hour", 3600},
                  {"hours", 3600}, {"d", 86400}, {"day", 86400}, {"days", 86400}};
-    const char *t = node->type == KL__CN_SCALAR ? node->str : "";
+    const char *t = node->type == KL__YN_SCALAR ? node->str : "";
     if (((*t >= '0' && *t <= '9') || *t == '.') && !strpbrk(t, "xX")) { /* no hex floats */
         char *end;
         errno = 0;
@@ -301,15 +300,15 @@ static kl_status read_budget(kl_sweep *s, const kl__cnode *node, char *path, kl_
                 return KL_OK;
             }
     }
-    return kl__config_expected(node,
+    return kl__schema_expected(node,
                                "a positive duration: seconds, or a number and a unit as in "
                                "\"2h\", \"30 min\" or \"90 s\" (leave time_budget out for none)",
                                path, err);
 }
 
-static kl_status read_seed(kl_sweep *s, const kl__cnode *node, char *path, kl_error *err)
+static kl_status read_seed(kl_sweep *s, const kl__ynode *node, char *path, kl_error *err)
 {
-    if (node->type == KL__CN_SCALAR && node->plain && kl__numeric_text(node->str, true) &&
+    if (node->type == KL__YN_SCALAR && node->plain && kl__numeric_text(node->str, true) &&
         node->str[0] != '-') {
         char *end;
         errno = 0;
@@ -319,11 +318,11 @@ static kl_status read_seed(kl_sweep *s, const kl__cnode *node, char *path, kl_er
             return KL_OK;
         }
     }
-    return kl__config_expected(node, "an integer in [0, 2^64)", path, err);
+    return kl__schema_expected(node, "an integer in [0, 2^64)", path, err);
 }
 
 /* type first: it says which other keys apply. */
-static kl_status read_sched_kind(kl_sweep *s, const kl__cnode *map, char *path, kl_error *err)
+static kl_status read_sched_kind(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
 {
     int kind = KL_SCHED_ASHA;
     kl_status st = get_choice(map, "type", sched_names, 4, &kind, path, err);
@@ -340,15 +339,15 @@ static kl_status read_sched_kind(kl_sweep *s, const kl__cnode *map, char *path, 
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
                          list[0] ? ", " : "", sched_keys[j]);
         size_t len = kl__path_push(path, map->items[i]->key);
-        st = kl__config_error(err, KL_EINVAL, map->items[i]->key_pos, path,
-                              "not used by the %s scheduler; its keys are: %s", sched_names[kind],
-                              list);
+        st = kl__yaml_error(err, KL_EINVAL, map->items[i]->key_pos, path,
+                            "not used by the %s scheduler; its keys are: %s", sched_names[kind],
+                            list);
         kl__path_pop(path, len);
     }
     return st;
 }
 
-static kl_status read_sched_map(kl_sweep *s, const kl__cnode *map, char *path, kl_error *err)
+static kl_status read_sched_map(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
 {
     kl_sched_config *c = &s->sched;
     int mode = 0;
@@ -371,10 +370,10 @@ static kl_status read_sched_map(kl_sweep *s, const kl__cnode *map, char *path, k
 
 /* scheduler: the numbers here; max_t's default and the checks against it need the base config
  * (sweep_check.c). */
-static kl_status read_sched(kl_sweep *s, const kl__cnode *root, char *path, kl_error *err)
+static kl_status read_sched(kl_sweep *s, const kl__ynode *root, char *path, kl_error *err)
 {
     s->sched = (kl_sched_config){.kind = KL_SCHED_ASHA, .grace_period = 1, .reduction_factor = 3};
-    const kl__cnode *map = kl__cnode_get(root, "scheduler");
+    const kl__ynode *map = kl__ynode_get(root, "scheduler");
     if (!map)
         return KL_OK;
     size_t len = kl__path_push(path, "scheduler");
@@ -383,7 +382,7 @@ static kl_status read_sched(kl_sweep *s, const kl__cnode *root, char *path, kl_e
     return st;
 }
 
-static kl_status read_limits(kl_sweep *s, const kl__cnode *root, char *path, kl_error *err)
+static kl_status read_limits(kl_sweep *s, const kl__ynode *root, char *path, kl_error *err)
 {
     int method = 0;
     s->max_failures = 3;
@@ -396,8 +395,8 @@ static kl_status read_limits(kl_sweep *s, const kl__cnode *root, char *path, kl_
         st = get_int(root, "max_failures", 1, &s->max_failures, path, err);
     if (st == KL_OK)
         st = get_int(root, "ranks_per_trial", 1, &s->ranks_per_trial, path, err);
-    const kl__cnode *seed = kl__cnode_get(root, "seed"),
-                    *budget = kl__cnode_get(root, "time_budget");
+    const kl__ynode *seed = kl__ynode_get(root, "seed"),
+                    *budget = kl__ynode_get(root, "time_budget");
     size_t len = kl__path_push(path, "seed");
     if (st == KL_OK && seed)
         st = read_seed(s, seed, path, err);
@@ -412,32 +411,32 @@ static kl_status read_limits(kl_sweep *s, const kl__cnode *root, char *path, kl_
     return st;
 }
 
-static kl_status read_params(kl_sweep *s, const kl__cnode *root, char *path, kl_error *err)
+static kl_status read_params(kl_sweep *s, const kl__ynode *root, char *path, kl_error *err)
 {
-    const kl__cnode *map = kl__cnode_get(root, "parameters");
-    if (!map || (map->type == KL__CN_MAP && map->n == 0))
+    const kl__ynode *map = kl__ynode_get(root, "parameters");
+    if (!map || (map->type == KL__YN_MAP && map->n == 0))
         return missing(map ? map->pos : root->pos, path, "parameters",
                        "give at least one, e.g. optimizer.lr: {values: [1e-3, 3e-4]}", err);
     size_t plen = kl__path_push(path, "parameters");
     kl_status st = kl__sweep_params_read(s, map, path, err);
     if (st == KL_OK && kl__sweep_grid_size(s) < 0)
-        st = kl__config_error(err, KL_EINVAL, map->key_pos, path,
-                              "the grid has more than 2^63 points; use fewer values");
+        st = kl__yaml_error(err, KL_EINVAL, map->key_pos, path,
+                            "the grid has more than 2^63 points; use fewer values");
     kl__path_pop(path, plen);
     return st;
 }
 
-static kl_status read_root(kl_sweep *s, const kl__cnode *root, const char *text, size_t len,
+static kl_status read_root(kl_sweep *s, const kl__ynode *root, const char *text, size_t len,
                            kl_error *err)
 {
     char path[KL__PATH_MAX] = "";
-    if (!root || kl__cnode_is_empty(root))
+    if (!root || kl__ynode_is_empty(root))
         return kl_error_set(err, KL_EINVAL,
                             "%s: the sweep file is empty; it needs base, metric, parameters "
                             "(see docs/sweep.md)",
                             s->path);
-    if (root->type != KL__CN_MAP)
-        return kl__config_expected(root, "a sweep: a mapping of base, metric, parameters, ...",
+    if (root->type != KL__YN_MAP)
+        return kl__schema_expected(root, "a sweep: a mapping of base, metric, parameters, ...",
                                    path, err);
     kl_status st = kl__sweep_map(root, top_keys, NTOP, path, err);
     if (st == KL_OK)
@@ -494,11 +493,11 @@ kl_sweep *kl_sweep_load(const char *path, kl_error *err)
     }
     size_t len = 0;
     char *text = read_text(path, &len, err);
-    kl__cnode *root = NULL;
+    kl__ynode *root = NULL;
     kl_status st = text ? kl__yaml_parse(s->path, text, len, 0, 0, &root, err) : KL_EIO;
     if (st == KL_OK)
         st = read_root(s, root, text, len, err);
-    kl__cnode_free(root);
+    kl__ynode_free(root);
     free(text);
     if (st != KL_OK) {
         kl_sweep_free(s);

@@ -45,16 +45,16 @@ static void blame(const kl_sweep *s, int j, const char *ov, kl_source_pos where,
     snprintf(key_path, sizeof key_path, "parameters.%s", p->path);
     const char *base = s->base_path ? s->base_path : "inline";
     if (at_key) {
-        kl__config_error(e, KL_EINVAL, p->pos, key_path, "not a key the base config (%s) takes: %s",
-                         base, rest);
+        kl__yaml_error(e, KL_EINVAL, p->pos, key_path, "not a key the base config (%s) takes: %s",
+                       base, rest);
         return;
     }
     bool fractional = p->dist == KL_DIST_UNIFORM || p->dist == KL_DIST_LOG_UNIFORM;
-    kl__config_error(e, KL_EINVAL, where, where_path ? where_path : key_path,
-                     "the base config (%s) refuses %s: %s%s", base, ov, rest,
-                     fractional && strstr(rest, "expected an integer")
-                         ? " (this distribution draws fractions; int_uniform draws integers)"
-                         : "");
+    kl__yaml_error(e, KL_EINVAL, where, where_path ? where_path : key_path,
+                   "the base config (%s) refuses %s: %s%s", base, ov, rest,
+                   fractional && strstr(rest, "expected an integer")
+                       ? " (this distribution draws fractions; int_uniform draws integers)"
+                       : "");
 }
 
 /* Builds a config from trial 0's overrides with parameter j's replaced by value; on failure
@@ -81,11 +81,11 @@ static kl_status probe(const kl_sweep *s, char **trial0, int j, const char *valu
 }
 
 /* Every listed value of parameter j, or both ends of its range. */
-static kl_status probe_param(const kl_sweep *s, char **trial0, int j, const kl__cnode *map,
+static kl_status probe_param(const kl_sweep *s, char **trial0, int j, const kl__ynode *map,
                              kl_error *e)
 {
     const kl_sweep_param *p = &s->params[j];
-    const kl__cnode *dist = NULL;
+    const kl__ynode *dist = NULL;
     for (int i = 0; i < map->n && !dist; i++)
         if (strcmp(map->items[i]->key, "probabilities") != 0)
             dist = map->items[i];
@@ -105,25 +105,25 @@ static kl_status probe_param(const kl_sweep *s, char **trial0, int j, const kl__
     char lo[64], hi[64];
     kl__sweep_range_ends(p, lo, hi, sizeof lo);
     snprintf(path + len, sizeof path - len, ".min");
-    st = probe(s, trial0, j, lo, kl__cnode_get(dist, "min")->pos, path, e);
+    st = probe(s, trial0, j, lo, kl__ynode_get(dist, "min")->pos, path, e);
     snprintf(path + len, sizeof path - len, ".max");
     if (st == KL_OK)
-        st = probe(s, trial0, j, hi, kl__cnode_get(dist, "max")->pos, path, e);
+        st = probe(s, trial0, j, hi, kl__ynode_get(dist, "max")->pos, path, e);
     return st;
 }
 
 /* The scheduler's key to blame: the first of keys the file has, else the scheduler mapping, else
  * the top of the file. */
-static kl_source_pos sched_pos(const kl__cnode *root, const char *a, const char *b, char *path)
+static kl_source_pos sched_pos(const kl__ynode *root, const char *a, const char *b, char *path)
 {
-    const kl__cnode *map = kl__cnode_get(root, "scheduler");
-    const kl__cnode *node = kl__cnode_get(map, a) ? kl__cnode_get(map, a) : kl__cnode_get(map, b);
-    const char *key = kl__cnode_get(map, a) ? a : b;
+    const kl__ynode *map = kl__ynode_get(root, "scheduler");
+    const kl__ynode *node = kl__ynode_get(map, a) ? kl__ynode_get(map, a) : kl__ynode_get(map, b);
+    const char *key = kl__ynode_get(map, a) ? a : b;
     snprintf(path, KL__PATH_MAX, "scheduler.%s", key);
     return node ? node->pos : map ? map->pos : root->pos;
 }
 
-static kl_status check_sched(kl_sweep *s, const kl__cnode *root, int epochs, kl_error *e)
+static kl_status check_sched(kl_sweep *s, const kl__ynode *root, int epochs, kl_error *e)
 {
     kl_sched_config *c = &s->sched;
     char path[KL__PATH_MAX];
@@ -131,11 +131,11 @@ static kl_status check_sched(kl_sweep *s, const kl__cnode *root, int epochs, kl_
     if (from_base)
         c->max_t = epochs;
     if (c->grace_period > c->max_t)
-        return kl__config_error(e, KL_EINVAL, sched_pos(root, "grace_period", "max_t", path), path,
-                                "grace_period %d is above max_t %d%s; a trial must reach the "
-                                "first rung: lower grace_period or raise max_t",
-                                c->grace_period, c->max_t,
-                                from_base ? " (the base config's train.epochs)" : "");
+        return kl__yaml_error(e, KL_EINVAL, sched_pos(root, "grace_period", "max_t", path), path,
+                              "grace_period %d is above max_t %d%s; a trial must reach the "
+                              "first rung: lower grace_period or raise max_t",
+                              c->grace_period, c->max_t,
+                              from_base ? " (the base config's train.epochs)" : "");
     /* Rungs at grace * eta^k <= max_t, counted with integers (no log rounding). */
     int rungs = 0;
     for (long long r = c->grace_period; r <= c->max_t; r *= c->reduction_factor)
@@ -145,49 +145,49 @@ static kl_status check_sched(kl_sweep *s, const kl__cnode *root, int epochs, kl_
     else if (c->brackets == 0)
         c->brackets = rungs < 4 ? rungs : 4;
     else if (c->brackets > rungs)
-        return kl__config_error(e, KL_EINVAL, sched_pos(root, "brackets", "brackets", path), path,
-                                "%d brackets do not fit: bracket b starts at grace_period * "
-                                "reduction_factor^b epochs, and with %d, %d and max_t %d at most "
-                                "%d fit",
-                                c->brackets, c->grace_period, c->reduction_factor, c->max_t, rungs);
+        return kl__yaml_error(e, KL_EINVAL, sched_pos(root, "brackets", "brackets", path), path,
+                              "%d brackets do not fit: bracket b starts at grace_period * "
+                              "reduction_factor^b epochs, and with %d, %d and max_t %d at most "
+                              "%d fit",
+                              c->brackets, c->grace_period, c->reduction_factor, c->max_t, rungs);
     return KL_OK;
 }
 
 /* The metric must be one the trials report: validation metrics need validation data, accuracy a
  * classification task, mae a regression one. */
-static kl_status check_metric(const kl_sweep *s, const kl_config *c, const kl__cnode *root,
+static kl_status check_metric(const kl_sweep *s, const kl_config *c, const kl__ynode *root,
                               kl_error *e)
 {
-    const kl__cnode *name = kl__cnode_get(kl__cnode_get(root, "metric"), "name");
+    const kl__ynode *name = kl__ynode_get(kl__ynode_get(root, "metric"), "name");
     const char *m = s->metric;
     kl_source_pos pos = name ? name->pos : root->pos;
     if (strncmp(m, "val_", 4) == 0 && c->data.val.format == KL_DATA_NONE &&
         c->data.val_fraction <= 0)
-        return kl__config_error(e, KL_EINVAL, pos, "metric.name",
-                                "%s needs validation data, and the base config has none: set "
-                                "data.val_fraction (e.g. 0.1) or data.val there",
-                                m);
+        return kl__yaml_error(e, KL_EINVAL, pos, "metric.name",
+                              "%s needs validation data, and the base config has none: set "
+                              "data.val_fraction (e.g. 0.1) or data.val there",
+                              m);
     if (strstr(m, "accuracy") && c->data.task == KL_TASK_REGRESSION)
-        return kl__config_error(e, KL_EINVAL, pos, "metric.name",
-                                "%s is for classification, and the base config's data.task is "
-                                "regression: use val_mae or val_loss",
-                                m);
+        return kl__yaml_error(e, KL_EINVAL, pos, "metric.name",
+                              "%s is for classification, and the base config's data.task is "
+                              "regression: use val_mae or val_loss",
+                              m);
     if (strstr(m, "mae") && c->data.task == KL_TASK_CLASSIFICATION)
-        return kl__config_error(e, KL_EINVAL, pos, "metric.name",
-                                "%s is for regression, and the base config's data.task is "
-                                "classification: use val_accuracy or val_loss",
-                                m);
+        return kl__yaml_error(e, KL_EINVAL, pos, "metric.name",
+                              "%s is for regression, and the base config's data.task is "
+                              "classification: use val_accuracy or val_loss",
+                              m);
     return KL_OK;
 }
 
-static kl_status check_params(kl_sweep *s, const kl__cnode *root, kl_error *e)
+static kl_status check_params(kl_sweep *s, const kl__ynode *root, kl_error *e)
 {
     char **trial0;
     int n;
     kl_status st = kl_sweep_overrides(s, 0, &trial0, &n, e);
     if (st != KL_OK)
         return st;
-    const kl__cnode *params = kl__cnode_get(root, "parameters");
+    const kl__ynode *params = kl__ynode_get(root, "parameters");
     for (int j = 0; st == KL_OK && j < s->nparams; j++)
         st = probe_param(s, trial0, j, params->items[j], e);
     /* Trial 0 itself: a draw inside a range can fail where its ends did not (an integer key
@@ -206,7 +206,7 @@ static kl_status check_params(kl_sweep *s, const kl__cnode *root, kl_error *e)
     return st;
 }
 
-kl_status kl__sweep_check(kl_sweep *s, const kl__cnode *root, kl_error *err)
+kl_status kl__sweep_check(kl_sweep *s, const kl__ynode *root, kl_error *err)
 {
     kl_error e = {0};
     kl_config *base = build(s, NULL, 0, &e);

@@ -1,7 +1,7 @@
 /* Private to tune/sweep*.c: the helpers the three parts of the sweep loader share. sweep.c reads
  * the top level of a sweep file (base, metric, method, limits, scheduler), sweep_space.c reads the
  * parameters and draws trials from them, sweep_check.c tries the parameters on the base config and
- * builds each trial's config. All of them read the config loader's YAML tree (kl__cnode), so a
+ * builds each trial's config. All of them read the config loader's YAML tree (kl__ynode), so a
  * sweep file's errors look like a train config's: file:line:col, the dotted key, what to do. */
 #ifndef KILN_TUNE_SWEEP_IMPL_H
 #define KILN_TUNE_SWEEP_IMPL_H
@@ -10,20 +10,20 @@
 #include <stdint.h>
 
 #include "kiln/sweep.h"
-#include "runtime/config_impl.h"
+#include "runtime/schema.h"
 
 /* A plain decimal number (not "inf", not quoted) into *out. */
-kl_status kl__sweep_number(const kl__cnode *node, char *path, double *out, kl_error *err);
+kl_status kl__sweep_number(const kl__ynode *node, char *path, double *out, kl_error *err);
 /* A plain decimal integer in [lo, hi] into *out. */
-kl_status kl__sweep_integer(const kl__cnode *node, char *path, int64_t lo, int64_t hi, int64_t *out,
+kl_status kl__sweep_integer(const kl__ynode *node, char *path, int64_t lo, int64_t hi, int64_t *out,
                             kl_error *err);
 /* node is a mapping without duplicate keys whose keys are all among names (else an error that
  * suggests the nearest). path is node's. */
-kl_status kl__sweep_map(const kl__cnode *node, const char *const *names, int n, char *path,
+kl_status kl__sweep_map(const kl__ynode *node, const char *const *names, int n, char *path,
                         kl_error *err);
 
 /* sweep_space.c: the parameters mapping into s->params (s->grid already read). */
-kl_status kl__sweep_params_read(kl_sweep *s, const kl__cnode *map, char *path, kl_error *err);
+kl_status kl__sweep_params_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err);
 void kl__sweep_params_free(kl_sweep_param *params, int n);
 /* Points in the grid (every parameter's count multiplied), or -1 when that overflows int64. */
 int64_t kl__sweep_grid_size(const kl_sweep *s);
@@ -35,6 +35,6 @@ char *kl__sweep_override(const kl_sweep_param *p, const char *value);
 
 /* sweep_check.c: loads the base config, fills the scheduler's defaults that depend on it, and
  * tries every parameter on it. root is the sweep file's tree. */
-kl_status kl__sweep_check(kl_sweep *s, const kl__cnode *root, kl_error *err);
+kl_status kl__sweep_check(kl_sweep *s, const kl__ynode *root, kl_error *err);
 
 #endif

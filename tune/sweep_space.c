@@ -66,16 +66,16 @@ static bool flow_safe(const char *s)
 
 /* A node as YAML an override reads back to the same node: plain scalars as written, quoted
  * ones double-quoted (so "3" stays a string), collections in flow style. */
-static void emit(const kl__cnode *node, bool flow, FILE *f)
+static void emit(const kl__ynode *node, bool flow, FILE *f)
 {
-    if (node->type == KL__CN_SCALAR) {
+    if (node->type == KL__YN_SCALAR) {
         if (!node->plain || (flow && !flow_safe(node->str) && node->str[0]))
             kl__print_quoted(node->str, f);
         else
             fputs(flow && !node->str[0] ? "null" : node->str, f);
         return;
     }
-    bool map = node->type == KL__CN_MAP;
+    bool map = node->type == KL__YN_MAP;
     fputc(map ? '{' : '[', f);
     for (int i = 0; i < node->n; i++) {
         fputs(i ? ", " : "", f);
@@ -91,7 +91,7 @@ static void emit(const kl__cnode *node, bool flow, FILE *f)
     fputc(map ? '}' : ']', f);
 }
 
-static char *node_text(const kl__cnode *node)
+static char *node_text(const kl__ynode *node)
 {
     char *text = NULL;
     size_t len = 0;
@@ -107,13 +107,13 @@ static char *node_text(const kl__cnode *node)
 }
 
 /* values / grid / value: each item's override text. */
-static kl_status read_list(kl_sweep_param *p, const kl__cnode *node, const char *dist, char *path,
+static kl_status read_list(kl_sweep_param *p, const kl__ynode *node, const char *dist, char *path,
                            kl_error *err)
 {
     bool one = p->dist == KL_DIST_VALUE;
-    if (!one && (node->type != KL__CN_SEQ || node->n == 0))
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected a non-empty sequence, e.g. %s: [64, 128, 256]", dist);
+    if (!one && (node->type != KL__YN_SEQ || node->n == 0))
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected a non-empty sequence, e.g. %s: [64, 128, 256]", dist);
     int n = one ? 1 : node->n;
     if (!(p->values = calloc((size_t)n, sizeof *p->values)))
         return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
@@ -123,14 +123,14 @@ static kl_status read_list(kl_sweep_param *p, const kl__cnode *node, const char 
     return KL_OK;
 }
 
-static kl_status read_probabilities(kl_sweep_param *p, const kl__cnode *node, char *path,
+static kl_status read_probabilities(kl_sweep_param *p, const kl__ynode *node, char *path,
                                     kl_error *err)
 {
-    if (node->type != KL__CN_SEQ || node->n != p->nvalues)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected a sequence of %d numbers, one per value, got %s%d",
-                                p->nvalues, node->type == KL__CN_SEQ ? "" : "not a sequence but ",
-                                node->type == KL__CN_SEQ ? node->n : 0);
+    if (node->type != KL__YN_SEQ || node->n != p->nvalues)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected a sequence of %d numbers, one per value, got %s%d",
+                              p->nvalues, node->type == KL__YN_SEQ ? "" : "not a sequence but ",
+                              node->type == KL__YN_SEQ ? node->n : 0);
     if (!(p->probabilities = calloc((size_t)node->n, sizeof *p->probabilities)))
         return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
     double sum = 0;
@@ -140,16 +140,16 @@ static kl_status read_probabilities(kl_sweep_param *p, const kl__cnode *node, ch
         size_t len = kl__path_push(path, index);
         kl_status st = kl__sweep_number(node->items[i], path, &p->probabilities[i], err);
         if (st == KL_OK && p->probabilities[i] < 0)
-            st = kl__config_error(err, KL_EINVAL, node->items[i]->pos, path,
-                                  "a probability cannot be negative, got %s", node->items[i]->str);
+            st = kl__yaml_error(err, KL_EINVAL, node->items[i]->pos, path,
+                                "a probability cannot be negative, got %s", node->items[i]->str);
         kl__path_pop(path, len);
         if (st != KL_OK)
             return st;
         sum += p->probabilities[i];
     }
     if (fabs(sum - 1) > 1e-6)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "the probabilities sum to %.9g; they must sum to 1", sum);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "the probabilities sum to %.9g; they must sum to 1", sum);
     return KL_OK;
 }
 
@@ -162,36 +162,36 @@ static void q_range(const kl_sweep_param *p, double *lo, double *hi)
     *hi = floor(b + 1e-9 * fmax(1, fabs(b)));
 }
 
-static kl_status read_bound(const kl_sweep_param *p, const kl__cnode *map, const char *key,
+static kl_status read_bound(const kl_sweep_param *p, const kl__ynode *map, const char *key,
                             double *out, char *path, kl_error *err)
 {
-    const kl__cnode *node = kl__cnode_get(map, key);
+    const kl__ynode *node = kl__ynode_get(map, key);
     size_t len = kl__path_push(path, key);
     kl_status st = kl__sweep_number(node, path, out, err);
     if (st == KL_OK && p->dist == KL_DIST_INT_UNIFORM && *out != nearbyint(*out))
-        st = kl__config_error(err, KL_EINVAL, node->pos, path,
-                              "expected an integer: int_uniform draws integers between min and "
-                              "max, both included; got %s",
-                              node->str);
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                            "expected an integer: int_uniform draws integers between min and "
+                            "max, both included; got %s",
+                            node->str);
     if (st == KL_OK && p->dist == KL_DIST_INT_UNIFORM && fabs(*out) > 0x1p53)
-        st = kl__config_error(err, KL_EINVAL, node->pos, path,
-                              "%s is too large for int_uniform; use at most 2^53 in magnitude",
-                              node->str);
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                            "%s is too large for int_uniform; use at most 2^53 in magnitude",
+                            node->str);
     kl__path_pop(path, len);
     return st;
 }
 
 /* A problem with a bound, at that bound. */
-static kl_status bound_error(const kl__cnode *map, const char *key, char *path, const char *msg,
+static kl_status bound_error(const kl__ynode *map, const char *key, char *path, const char *msg,
                              kl_error *err)
 {
     size_t len = kl__path_push(path, key);
-    kl_status st = kl__config_error(err, KL_EINVAL, kl__cnode_get(map, key)->pos, path, "%s", msg);
+    kl_status st = kl__yaml_error(err, KL_EINVAL, kl__ynode_get(map, key)->pos, path, "%s", msg);
     kl__path_pop(path, len);
     return st;
 }
 
-static kl_status check_range(kl_sweep_param *p, const kl__cnode *map, const char *dist, char *path,
+static kl_status check_range(kl_sweep_param *p, const kl__ynode *map, const char *dist, char *path,
                              kl_error *err)
 {
     char msg[256];
@@ -228,7 +228,7 @@ static kl_status check_range(kl_sweep_param *p, const kl__cnode *map, const char
 }
 
 /* uniform, log_uniform_values, q_uniform, int_uniform: {min, max} (and q). */
-static kl_status read_range(kl_sweep_param *p, const kl__cnode *map, const char *dist, char *path,
+static kl_status read_range(kl_sweep_param *p, const kl__ynode *map, const char *dist, char *path,
                             kl_error *err)
 {
     static const char *const keys[] = {"min", "max", "q"};
@@ -237,10 +237,10 @@ static kl_status read_range(kl_sweep_param *p, const kl__cnode *map, const char 
     if (st != KL_OK)
         return st;
     for (int i = 0; i < (q ? 3 : 2); i++)
-        if (!kl__cnode_get(map, keys[i])) {
+        if (!kl__ynode_get(map, keys[i])) {
             size_t len = kl__path_push(path, keys[i]);
-            st = kl__config_error(err, KL_EINVAL, map->pos, path, "missing; %s needs %s", dist,
-                                  q ? "min, max and q" : "min and max");
+            st = kl__yaml_error(err, KL_EINVAL, map->pos, path, "missing; %s needs %s", dist,
+                                q ? "min, max and q" : "min and max");
             kl__path_pop(path, len);
             return st;
         }
@@ -252,12 +252,12 @@ static kl_status read_range(kl_sweep_param *p, const kl__cnode *map, const char 
 }
 
 /* The distribution's node in a parameter mapping: the one key besides probabilities. */
-static kl_status find_dist(const kl__cnode *map, const kl__cnode **dist, int *which, char *path,
+static kl_status find_dist(const kl__ynode *map, const kl__ynode **dist, int *which, char *path,
                            kl_error *err)
 {
     *dist = NULL;
     for (int i = 0; i < map->n; i++) {
-        const kl__cnode *node = map->items[i];
+        const kl__ynode *node = map->items[i];
         int d = 0;
         while (d < NDISTS && strcmp(dists[d].name, node->key) != 0)
             d++;
@@ -265,10 +265,10 @@ static kl_status find_dist(const kl__cnode *map, const kl__cnode **dist, int *wh
             continue; /* probabilities */
         if (*dist) {
             size_t len = kl__path_push(path, node->key);
-            kl_status st = kl__config_error(err, KL_EINVAL, node->key_pos, path,
-                                            "a parameter has one distribution, and this one "
-                                            "already has '%s'; keep one of them",
-                                            (*dist)->key);
+            kl_status st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                                          "a parameter has one distribution, and this one "
+                                          "already has '%s'; keep one of them",
+                                          (*dist)->key);
             kl__path_pop(path, len);
             return st;
         }
@@ -276,20 +276,20 @@ static kl_status find_dist(const kl__cnode *map, const kl__cnode **dist, int *wh
         *which = d;
     }
     if (!*dist)
-        return kl__config_error(err, KL_EINVAL, map->pos, path,
-                                "no distribution; give one of " DIST_LIST);
+        return kl__yaml_error(err, KL_EINVAL, map->pos, path,
+                              "no distribution; give one of " DIST_LIST);
     return KL_OK;
 }
 
-static kl_status check_param_keys(const kl__cnode *map, char *path, kl_error *err)
+static kl_status check_param_keys(const kl__ynode *map, char *path, kl_error *err)
 {
-    if (map->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, map->pos, path,
-                                "expected a mapping with one distribution (" DIST_LIST
-                                "), e.g. {values: [64, 128]}");
+    if (map->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, map->pos, path,
+                              "expected a mapping with one distribution (" DIST_LIST
+                              "), e.g. {values: [64, 128]}");
     kl_status st = kl__check_duplicates(map, path, err);
     for (int i = 0; st == KL_OK && i < map->n; i++) {
-        const kl__cnode *node = map->items[i];
+        const kl__ynode *node = map->items[i];
         int k = 0;
         while (k < NPARAM_KEYS && strcmp(param_keys[k], node->key) != 0)
             k++;
@@ -298,27 +298,27 @@ static kl_status check_param_keys(const kl__cnode *map, char *path, kl_error *er
         const char *near = kl__suggest(node->key, param_keys, NPARAM_KEYS);
         size_t len = kl__path_push(path, node->key);
         if (near)
-            st = kl__config_error(err, KL_EINVAL, node->key_pos, path,
-                                  "unknown distribution; did you mean '%s'?", near);
+            st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                                "unknown distribution; did you mean '%s'?", near);
         else
-            st = kl__config_error(err, KL_EINVAL, node->key_pos, path,
-                                  "unknown distribution; use one of " DIST_LIST);
+            st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                                "unknown distribution; use one of " DIST_LIST);
         kl__path_pop(path, len);
     }
     return st;
 }
 
-static kl_status read_dist(const kl_sweep *s, kl_sweep_param *p, const kl__cnode *map,
-                           const kl__cnode *dist, char *path, kl_error *err)
+static kl_status read_dist(const kl_sweep *s, kl_sweep_param *p, const kl__ynode *map,
+                           const kl__ynode *dist, char *path, kl_error *err)
 {
-    const kl__cnode *probs = kl__cnode_get(map, "probabilities");
+    const kl__ynode *probs = kl__ynode_get(map, "probabilities");
     size_t len = kl__path_push(path, dist->key);
     kl_status st = KL_OK;
     if (s->grid && is_range(p->dist))
-        st = kl__config_error(err, KL_EINVAL, dist->key_pos, path,
-                              "method grid enumerates values, and %s is a range; list the values "
-                              "(values: [...]) or use method: random",
-                              dist->key);
+        st = kl__yaml_error(err, KL_EINVAL, dist->key_pos, path,
+                            "method grid enumerates values, and %s is a range; list the values "
+                            "(values: [...]) or use method: random",
+                            dist->key);
     else if (is_range(p->dist))
         st = read_range(p, dist, dist->key, path, err);
     else
@@ -328,22 +328,22 @@ static kl_status read_dist(const kl_sweep *s, kl_sweep_param *p, const kl__cnode
         return st;
     len = kl__path_push(path, "probabilities");
     if (p->dist != KL_DIST_VALUES)
-        st = kl__config_error(err, KL_EINVAL, probs->key_pos, path,
-                              "probabilities go with values, not with %s", dist->key);
+        st = kl__yaml_error(err, KL_EINVAL, probs->key_pos, path,
+                            "probabilities go with values, not with %s", dist->key);
     else if (s->grid)
-        st = kl__config_error(err, KL_EINVAL, probs->key_pos, path,
-                              "method grid tries every value once; remove probabilities or use "
-                              "method: random");
+        st = kl__yaml_error(err, KL_EINVAL, probs->key_pos, path,
+                            "method grid tries every value once; remove probabilities or use "
+                            "method: random");
     else
         st = read_probabilities(p, probs, path, err);
     kl__path_pop(path, len);
     return st;
 }
 
-static kl_status read_param(const kl_sweep *s, kl_sweep_param *p, const kl__cnode *map, char *path,
+static kl_status read_param(const kl_sweep *s, kl_sweep_param *p, const kl__ynode *map, char *path,
                             kl_error *err)
 {
-    const kl__cnode *dist;
+    const kl__ynode *dist;
     int which = 0;
     kl_status st = check_param_keys(map, path, err);
     if (st == KL_OK)
@@ -353,19 +353,19 @@ static kl_status read_param(const kl_sweep *s, kl_sweep_param *p, const kl__cnod
     p->dist = dists[which].dist;
     p->pos = map->key_pos;
     if (strcmp(map->key, "train.epochs") == 0)
-        return kl__config_error(err, KL_EINVAL, map->key_pos, path,
-                                "the scheduler sets train.epochs; set scheduler.max_t instead");
+        return kl__yaml_error(err, KL_EINVAL, map->key_pos, path,
+                              "the scheduler sets train.epochs; set scheduler.max_t instead");
     if (!(p->path = strdup(map->key)))
         return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
     return read_dist(s, p, map, dist, path, err);
 }
 
-kl_status kl__sweep_params_read(kl_sweep *s, const kl__cnode *map, char *path, kl_error *err)
+kl_status kl__sweep_params_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
 {
-    if (map->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, map->pos, path,
-                                "expected a mapping of config keys to distributions, e.g. "
-                                "optimizer.lr: {values: [1e-3, 3e-4]}");
+    if (map->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, map->pos, path,
+                              "expected a mapping of config keys to distributions, e.g. "
+                              "optimizer.lr: {values: [1e-3, 3e-4]}");
     kl_status st = kl__check_duplicates(map, path, err);
     if (st != KL_OK)
         return st;

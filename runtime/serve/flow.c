@@ -9,40 +9,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/config_impl.h"
+#include "runtime/schema.h"
 #include "runtime/serve/flow_impl.h"
 
 /* ---- reading ---- */
 
-static kl_status read_pipeline(const kl__cnode *v, kl__composite *c, kl_error *err)
+static kl_status read_pipeline(const kl__ynode *v, kl__composite *c, kl_error *err)
 {
-    if (v->type != KL__CN_SEQ || v->n == 0)
-        return kl__config_error(err, KL_EINVAL, v->pos, "pipeline",
-                                "expected a list of stages: `- model: NAME` or a step");
+    if (v->type != KL__YN_SEQ || v->n == 0)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "pipeline",
+                              "expected a list of stages: `- model: NAME` or a step");
     if (!(c->stages = calloc((size_t)v->n, sizeof *c->stages)))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     if (v->n > KL__FLOW_MAX_MEMBERS)
-        return kl__config_error(err, KL_EINVAL, v->pos, "pipeline", "at most %d stages",
-                                KL__FLOW_MAX_MEMBERS);
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "pipeline", "at most %d stages",
+                              KL__FLOW_MAX_MEMBERS);
     int models = 0;
     for (int i = 0; i < v->n; i++) {
-        const kl__cnode *s = v->items[i];
-        const kl__cnode *m = s->type == KL__CN_MAP && s->n == 1 ? kl__cnode_get(s, "model") : NULL;
+        const kl__ynode *s = v->items[i];
+        const kl__ynode *m = s->type == KL__YN_MAP && s->n == 1 ? kl__ynode_get(s, "model") : NULL;
         kl__stage *st = &c->stages[c->nstages];
         if (m) {
-            if (m->type != KL__CN_SCALAR || !kl__serve_name_ok(m->str))
-                return kl__config_error(err, KL_EINVAL, m->pos, "model",
-                                        "expected the name of a model in the repository");
+            if (m->type != KL__YN_SCALAR || !kl__serve_name_ok(m->str))
+                return kl__yaml_error(err, KL_EINVAL, m->pos, "model",
+                                      "expected the name of a model in the repository");
             if (!(st->model = strdup(m->str)))
                 return kl_error_set(err, KL_ENOMEM, "out of memory");
             models++;
         } else if (i == 0) {
-            return kl__config_error(err, KL_EINVAL, s->pos, "pipeline",
-                                    "a pipeline starts with a model (`- model: NAME`); steps on "
-                                    "the request's inputs go in pre");
+            return kl__yaml_error(err, KL_EINVAL, s->pos, "pipeline",
+                                  "a pipeline starts with a model (`- model: NAME`); steps on "
+                                  "the request's inputs go in pre");
         } else {
             /* A step: read it as a one-step list. */
-            kl__cnode seq = {.type = KL__CN_SEQ, .pos = s->pos, .items = (kl__cnode **)&s, .n = 1};
+            kl__ynode seq = {.type = KL__YN_SEQ, .pos = s->pos, .items = (kl__ynode **)&s, .n = 1};
             kl__steps one;
             kl_status rs = kl__steps_read(&seq, "pipeline", &one, err);
             if (rs != KL_OK)
@@ -53,16 +53,16 @@ static kl_status read_pipeline(const kl__cnode *v, kl__composite *c, kl_error *e
         c->nstages++;
     }
     if (models == 0)
-        return kl__config_error(err, KL_EINVAL, v->pos, "pipeline", "a pipeline needs a model");
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "pipeline", "a pipeline needs a model");
     return KL_OK;
 }
 
-static kl_status read_ensemble(const kl__cnode *v, kl__composite *c, kl_error *err)
+static kl_status read_ensemble(const kl__ynode *v, kl__composite *c, kl_error *err)
 {
     static const char *const keys[] = {"members", "combine", "weights"};
-    if (v->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, v->pos, "ensemble",
-                                "expected {members: [A, B], combine: mean|weighted_mean|vote}");
+    if (v->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "ensemble",
+                              "expected {members: [A, B], combine: mean|weighted_mean|vote}");
     char path[KL__PATH_MAX];
     for (int i = 0; i < v->n; i++) {
         bool known = false;
@@ -73,14 +73,14 @@ static kl_status read_ensemble(const kl__cnode *v, kl__composite *c, kl_error *e
             return kl__unknown_key(v->items[i], keys, 3, path, err);
         }
     }
-    const kl__cnode *mem = kl__cnode_get(v, "members"), *comb = kl__cnode_get(v, "combine");
-    const kl__cnode *w = kl__cnode_get(v, "weights");
-    if (!mem || mem->type != KL__CN_SEQ || mem->n < 2 || mem->n > KL__FLOW_MAX_MEMBERS)
-        return kl__config_error(err, KL_EINVAL, mem ? mem->pos : v->pos, "ensemble.members",
-                                "expected a list of 2 to %d model names", KL__FLOW_MAX_MEMBERS);
+    const kl__ynode *mem = kl__ynode_get(v, "members"), *comb = kl__ynode_get(v, "combine");
+    const kl__ynode *w = kl__ynode_get(v, "weights");
+    if (!mem || mem->type != KL__YN_SEQ || mem->n < 2 || mem->n > KL__FLOW_MAX_MEMBERS)
+        return kl__yaml_error(err, KL_EINVAL, mem ? mem->pos : v->pos, "ensemble.members",
+                              "expected a list of 2 to %d model names", KL__FLOW_MAX_MEMBERS);
     c->combine = KL__COMBINE_MEAN;
     if (comb) {
-        const char *n = comb->type == KL__CN_SCALAR ? comb->str : "";
+        const char *n = comb->type == KL__YN_SCALAR ? comb->str : "";
         if (!strcmp(n, "mean"))
             c->combine = KL__COMBINE_MEAN;
         else if (!strcmp(n, "weighted_mean"))
@@ -88,46 +88,46 @@ static kl_status read_ensemble(const kl__cnode *v, kl__composite *c, kl_error *e
         else if (!strcmp(n, "vote"))
             c->combine = KL__COMBINE_VOTE;
         else
-            return kl__config_error(err, KL_EINVAL, comb->pos, "ensemble.combine",
-                                    "expected mean, weighted_mean or vote");
+            return kl__yaml_error(err, KL_EINVAL, comb->pos, "ensemble.combine",
+                                  "expected mean, weighted_mean or vote");
     }
     if ((c->combine == KL__COMBINE_WEIGHTED) != (w != NULL))
-        return kl__config_error(err, KL_EINVAL, w ? w->pos : v->pos, "ensemble.weights",
-                                "weights go with combine: weighted_mean, one per member");
+        return kl__yaml_error(err, KL_EINVAL, w ? w->pos : v->pos, "ensemble.weights",
+                              "weights go with combine: weighted_mean, one per member");
     c->members = calloc((size_t)mem->n, sizeof *c->members);
     c->weights = calloc((size_t)mem->n, sizeof *c->weights);
     if (!c->members || !c->weights)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     double total = 0;
     for (int i = 0; i < mem->n; i++) {
-        const kl__cnode *m = mem->items[i];
-        if (m->type != KL__CN_SCALAR || !kl__serve_name_ok(m->str))
-            return kl__config_error(err, KL_EINVAL, m->pos, "ensemble.members",
-                                    "expected the name of a model in the repository");
+        const kl__ynode *m = mem->items[i];
+        if (m->type != KL__YN_SCALAR || !kl__serve_name_ok(m->str))
+            return kl__yaml_error(err, KL_EINVAL, m->pos, "ensemble.members",
+                                  "expected the name of a model in the repository");
         if (!(c->members[i] = strdup(m->str)))
             return kl_error_set(err, KL_ENOMEM, "out of memory");
         c->nmembers++;
         double x = 1;
         if (w) {
-            const kl__cnode *wi = w->type == KL__CN_SEQ && w->n == mem->n ? w->items[i] : NULL;
+            const kl__ynode *wi = w->type == KL__YN_SEQ && w->n == mem->n ? w->items[i] : NULL;
             char *end = NULL;
-            x = wi && wi->type == KL__CN_SCALAR ? strtod(wi->str, &end) : NAN;
+            x = wi && wi->type == KL__YN_SCALAR ? strtod(wi->str, &end) : NAN;
             if (!wi || !end || *end || !(x >= 0 && isfinite(x)))
-                return kl__config_error(err, KL_EINVAL, wi ? wi->pos : w->pos, "ensemble.weights",
-                                        "expected %d non-negative numbers, one per member", mem->n);
+                return kl__yaml_error(err, KL_EINVAL, wi ? wi->pos : w->pos, "ensemble.weights",
+                                      "expected %d non-negative numbers, one per member", mem->n);
         }
         c->weights[i] = (float)x;
         total += x;
     }
     if (!(total > 0))
-        return kl__config_error(err, KL_EINVAL, w ? w->pos : v->pos, "ensemble.weights",
-                                "the weights add up to 0");
+        return kl__yaml_error(err, KL_EINVAL, w ? w->pos : v->pos, "ensemble.weights",
+                              "the weights add up to 0");
     for (int i = 0; i < c->nmembers; i++)
         c->weights[i] = (float)(c->weights[i] / total);
     return KL_OK;
 }
 
-kl_status kl__composite_read(const kl__cnode *v, kl__composite **out, kl_error *err)
+kl_status kl__composite_read(const kl__ynode *v, kl__composite **out, kl_error *err)
 {
     kl__composite *c = calloc(1, sizeof *c);
     if (!c)
@@ -185,7 +185,7 @@ void kl__patterns_release(kl__patterns *p)
     free(p);
 }
 
-int kl__patterns_key(const kl__cnode *v, const char *dir, kl__patterns *p, kl_error *err)
+int kl__patterns_key(const kl__ynode *v, const char *dir, kl__patterns *p, kl_error *err)
 {
     kl_status st;
     if (!strcmp(v->key, "pre"))
@@ -195,8 +195,8 @@ int kl__patterns_key(const kl__cnode *v, const char *dir, kl__patterns *p, kl_er
     else if (!strcmp(v->key, "lookup"))
         st = kl__lookup_read(v, dir, &p->lookup, err);
     else if (!strcmp(v->key, "pipeline") || !strcmp(v->key, "ensemble"))
-        st = p->comp ? kl__config_error(err, KL_EINVAL, v->key_pos, v->key,
-                                        "a model is a pipeline or an ensemble, not both")
+        st = p->comp ? kl__yaml_error(err, KL_EINVAL, v->key_pos, v->key,
+                                      "a model is a pipeline or an ensemble, not both")
                      : kl__composite_read(v, &p->comp, err);
     else
         return 0;

@@ -12,7 +12,7 @@
 
 #include "kiln/status.h"
 
-struct kl__cnode;
+struct kl__ynode;
 struct kl__version;
 struct kl_server;
 struct kl_modelfile;
@@ -73,7 +73,7 @@ typedef struct kl__steps {
 /* Reads a YAML sequence of steps (`- clip: {min: 0, max: 1}`), errors at file:line:col. where
  * is "pre", "post" or "pipeline": post steps add outputs (threshold, top_k); the others
  * transform the data (top_k is post only). */
-kl_status kl__steps_read(const struct kl__cnode *seq, const char *where, kl__steps *out,
+kl_status kl__steps_read(const struct kl__ynode *seq, const char *where, kl__steps *out,
                          kl_error *err);
 void kl__steps_free(kl__steps *s);
 /* The width the transforming steps s[from, to) make of width w; -1 (err set) when one of them
@@ -95,7 +95,7 @@ kl_status kl__steps_outputs(const kl__steps *s, const float *scores, int64_t n, 
 typedef struct kl__lookup kl__lookup;
 /* Reads `lookup: {table: FILE, key: COLUMN}` (a CSV with a header, or an HDF5 file with
  * datasets id (integers) and x (N, F)); relative paths are from the model's folder. */
-kl_status kl__lookup_read(const struct kl__cnode *v, const char *dir, kl__lookup **out,
+kl_status kl__lookup_read(const struct kl__ynode *v, const char *dir, kl__lookup **out,
                           kl_error *err);
 void kl__lookup_free(kl__lookup *l);
 /* The table's rows for ids (n): *out (malloc'd, (n, *w)), reloading the table first when its
@@ -125,7 +125,7 @@ typedef struct kl__composite {
 } kl__composite;
 
 /* Reads `pipeline: [...]` or `ensemble: {...}` (the key names which). */
-kl_status kl__composite_read(const struct kl__cnode *v, kl__composite **out, kl_error *err);
+kl_status kl__composite_read(const struct kl__ynode *v, kl__composite **out, kl_error *err);
 void kl__composite_free(kl__composite *c);
 
 /* ---- a model's patterns, from its config.yaml ---- */
@@ -143,7 +143,7 @@ kl__patterns *kl__patterns_new(void);
 /* Reads one config.yaml key into p if it is a pattern's (pre, post, lookup, pipeline,
  * ensemble): 1 when it was, 0 when it is not a pattern key, -1 on an error (err set). dir is
  * the model's folder (lookup tables are relative to it). */
-int kl__patterns_key(const struct kl__cnode *v, const char *dir, kl__patterns *p, kl_error *err);
+int kl__patterns_key(const struct kl__ynode *v, const char *dir, kl__patterns *p, kl_error *err);
 /* Checks the keys together (a composite takes no lookup; pre needs a model to feed). */
 kl_status kl__patterns_check(const kl__patterns *p, const char *file, kl_error *err);
 kl__patterns *kl__patterns_ref(kl__patterns *p);

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/config_impl.h"
 #include "runtime/modelfile_impl.h"
+#include "runtime/schema.h"
 #include "runtime/serve/flow_impl.h"
 #include "runtime/serve/infer.h"
 
@@ -48,39 +48,39 @@ struct kl__learner {
 
 /* ---- config.yaml ---- */
 
-static kl_status online_number(const kl__cnode *v, const char *path, double lo, double hi,
+static kl_status online_number(const kl__ynode *v, const char *path, double lo, double hi,
                                bool integer, double *out, kl_error *err)
 {
     char *end = NULL;
-    double x = v->type == KL__CN_SCALAR && v->plain && kl__numeric_text(v->str, integer)
+    double x = v->type == KL__YN_SCALAR && v->plain && kl__numeric_text(v->str, integer)
                    ? strtod(v->str, &end)
                    : NAN;
     if (!end || *end || !(x >= lo && x <= hi))
-        return integer ? kl__config_error(err, KL_EINVAL, v->pos, path,
-                                          "expected an integer in [%.0f, %.0f]", lo, hi)
-                       : kl__config_error(err, KL_EINVAL, v->pos, path,
-                                          "expected a number in (0, %g]", hi);
+        return integer ? kl__yaml_error(err, KL_EINVAL, v->pos, path,
+                                        "expected an integer in [%.0f, %.0f]", lo, hi)
+                       : kl__yaml_error(err, KL_EINVAL, v->pos, path,
+                                        "expected a number in (0, %g]", hi);
     *out = x;
     return KL_OK;
 }
 
-static kl_status online_bool(const kl__cnode *v, const char *path, bool *out, kl_error *err)
+static kl_status online_bool(const kl__ynode *v, const char *path, bool *out, kl_error *err)
 {
-    bool t = v->type == KL__CN_SCALAR && !strcmp(v->str, "true");
-    if (!t && !(v->type == KL__CN_SCALAR && !strcmp(v->str, "false")))
-        return kl__config_error(err, KL_EINVAL, v->pos, path, "expected true or false");
+    bool t = v->type == KL__YN_SCALAR && !strcmp(v->str, "true");
+    if (!t && !(v->type == KL__YN_SCALAR && !strcmp(v->str, "false")))
+        return kl__yaml_error(err, KL_EINVAL, v->pos, path, "expected true or false");
     *out = t;
     return KL_OK;
 }
 
-kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, kl_error *err)
+kl_status kl__online_config_read(const kl__ynode *v, kl_serve_online_config *c, kl_error *err)
 {
     static const char *const keys[] = {"lr",      "optimizer", "batch_size",    "publish_every",
                                        "persist", "max_queue", "keep_versions", "max_rate"};
     char path[KL__PATH_MAX] = "online_learning";
-    if (v->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, v->pos, path,
-                                "expected a mapping such as {lr: 0.01, publish_every: 10}");
+    if (v->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, path,
+                              "expected a mapping such as {lr: 0.01, publish_every: 10}");
     *c = (kl_serve_online_config){.enabled = true,
                                   .optimizer = KL_OPTIM_SGD,
                                   .lr = 0.01f,
@@ -92,16 +92,16 @@ kl_status kl__online_config_read(const kl__cnode *v, kl_serve_online_config *c, 
                                   .max_rate = 10};
     kl_status st = kl__check_duplicates(v, path, err);
     for (int i = 0; st == KL_OK && i < v->n; i++) {
-        const kl__cnode *e = v->items[i];
+        const kl__ynode *e = v->items[i];
         size_t len = kl__path_push(path, e->key);
         double x = 0;
         if (!strcmp(e->key, "lr")) {
             if ((st = online_number(e, path, DBL_MIN, 100, false, &x, err)) == KL_OK)
                 c->lr = (float)x;
         } else if (!strcmp(e->key, "optimizer")) {
-            bool sgd = e->type == KL__CN_SCALAR && !strcmp(e->str, "sgd");
-            if (!sgd && !(e->type == KL__CN_SCALAR && !strcmp(e->str, "adam")))
-                st = kl__config_error(err, KL_EINVAL, e->pos, path, "expected sgd or adam");
+            bool sgd = e->type == KL__YN_SCALAR && !strcmp(e->str, "sgd");
+            if (!sgd && !(e->type == KL__YN_SCALAR && !strcmp(e->str, "adam")))
+                st = kl__yaml_error(err, KL_EINVAL, e->pos, path, "expected sgd or adam");
             c->optimizer = sgd ? KL_OPTIM_SGD : KL_OPTIM_ADAM;
         } else if (!strcmp(e->key, "batch_size")) {
             if ((st = online_number(e, path, 1, 65536, true, &x, err)) == KL_OK)

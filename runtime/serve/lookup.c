@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/config_impl.h"
 #include "runtime/csv.h"
 #include "runtime/h5.h"
+#include "runtime/schema.h"
 #include "runtime/serve/serve_impl.h"
 
 typedef struct entry {
@@ -236,12 +236,12 @@ static kl_status refresh(kl__lookup *l, kl_error *err)
     return KL_OK;
 }
 
-kl_status kl__lookup_read(const kl__cnode *v, const char *dir, kl__lookup **out, kl_error *err)
+kl_status kl__lookup_read(const kl__ynode *v, const char *dir, kl__lookup **out, kl_error *err)
 {
     *out = NULL;
-    if (v->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, v->pos, "lookup",
-                                "expected {table: FILE, key: COLUMN}");
+    if (v->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "lookup",
+                              "expected {table: FILE, key: COLUMN}");
     static const char *const keys[] = {"table", "key"};
     char path[KL__PATH_MAX];
     for (int i = 0; i < v->n; i++)
@@ -249,13 +249,13 @@ kl_status kl__lookup_read(const kl__cnode *v, const char *dir, kl__lookup **out,
             snprintf(path, sizeof path, "lookup.%s", v->items[i]->key);
             return kl__unknown_key(v->items[i], keys, 2, path, err);
         }
-    const kl__cnode *file = kl__cnode_get(v, "table"), *key = kl__cnode_get(v, "key");
-    if (!file || file->type != KL__CN_SCALAR || !*file->str)
-        return kl__config_error(err, KL_EINVAL, v->pos, "lookup.table",
-                                "the table file is "
-                                "required");
-    if (key && key->type != KL__CN_SCALAR)
-        return kl__config_error(err, KL_EINVAL, key->pos, "lookup.key", "expected a column name");
+    const kl__ynode *file = kl__ynode_get(v, "table"), *key = kl__ynode_get(v, "key");
+    if (!file || file->type != KL__YN_SCALAR || !*file->str)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "lookup.table",
+                              "the table file is "
+                              "required");
+    if (key && key->type != KL__YN_SCALAR)
+        return kl__yaml_error(err, KL_EINVAL, key->pos, "lookup.key", "expected a column name");
     kl__lookup *l = calloc(1, sizeof *l);
     char full[PATH_MAX];
     snprintf(full, sizeof full, "%s%s%s", file->str[0] == '/' ? "" : dir,

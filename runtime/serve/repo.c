@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/config_impl.h"
+#include "runtime/schema.h"
 #include "runtime/serve/flow_impl.h"
 
 double kl__serve_now(void)
@@ -93,33 +93,32 @@ void kl_serve_model_config_defaults(kl_serve_model_config *c)
 
 /* ---- config.yaml ---- */
 
-static kl_status cfg_int(const kl__cnode *v, int64_t lo, int64_t hi, int64_t *out, kl_error *err)
+static kl_status cfg_int(const kl__ynode *v, int64_t lo, int64_t hi, int64_t *out, kl_error *err)
 {
     char *end = NULL;
-    long long x = v->type == KL__CN_SCALAR && v->plain ? strtoll(v->str, &end, 10) : 0;
+    long long x = v->type == KL__YN_SCALAR && v->plain ? strtoll(v->str, &end, 10) : 0;
     if (!end || *end || end == v->str || x < lo || x > hi)
-        return kl__config_error(err, KL_EINVAL, v->pos, v->key,
-                                "expected an integer in [%lld, %lld]", (long long)lo,
-                                (long long)hi);
+        return kl__yaml_error(err, KL_EINVAL, v->pos, v->key, "expected an integer in [%lld, %lld]",
+                              (long long)lo, (long long)hi);
     *out = x;
     return KL_OK;
 }
 
-static kl_status cfg_versions(const kl__cnode *v, kl_serve_model_config *c, kl_error *err)
+static kl_status cfg_versions(const kl__ynode *v, kl_serve_model_config *c, kl_error *err)
 {
     c->latest = 0;
     c->all_versions = false;
-    if (v->type == KL__CN_SCALAR && !strcmp(v->str, "all")) {
+    if (v->type == KL__YN_SCALAR && !strcmp(v->str, "all")) {
         c->all_versions = true;
         return KL_OK;
     }
-    if (v->type == KL__CN_MAP && v->n == 1 && !strcmp(v->items[0]->key, "latest")) {
+    if (v->type == KL__YN_MAP && v->n == 1 && !strcmp(v->items[0]->key, "latest")) {
         int64_t n = 0;
         kl_status st = cfg_int(v->items[0], 1, 1000, &n, err);
         c->latest = (int)n;
         return st;
     }
-    if (v->type == KL__CN_SEQ && v->n > 0) {
+    if (v->type == KL__YN_SEQ && v->n > 0) {
         c->versions = calloc((size_t)v->n, sizeof *c->versions);
         if (!c->versions)
             return kl_error_set(err, KL_ENOMEM, "out of memory");
@@ -131,31 +130,31 @@ static kl_status cfg_versions(const kl__cnode *v, kl_serve_model_config *c, kl_e
         }
         return KL_OK;
     }
-    return kl__config_error(err, KL_EINVAL, v->pos, "versions",
-                            "expected `all`, `{latest: N}` or a list of version numbers");
+    return kl__yaml_error(err, KL_EINVAL, v->pos, "versions",
+                          "expected `all`, `{latest: N}` or a list of version numbers");
 }
 
 /* monitoring: {window: N, psi_threshold: X, min_samples: N} */
-static kl_status cfg_monitoring(const kl__cnode *v, kl_serve_model_config *c, kl_error *err)
+static kl_status cfg_monitoring(const kl__ynode *v, kl_serve_model_config *c, kl_error *err)
 {
     static const char *const keys[] = {"window", "psi_threshold", "min_samples"};
     char kpath[KL__PATH_MAX] = "monitoring";
-    if (v->type != KL__CN_MAP)
-        return kl__config_error(err, KL_EINVAL, v->pos, "monitoring",
-                                "expected a mapping such as {window: 1000, psi_threshold: 0.2}");
+    if (v->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, v->pos, "monitoring",
+                              "expected a mapping such as {window: 1000, psi_threshold: 0.2}");
     kl_status st = kl__check_duplicates(v, kpath, err);
     for (int i = 0; st == KL_OK && i < v->n; i++) {
-        const kl__cnode *x = v->items[i];
+        const kl__ynode *x = v->items[i];
         if (!strcmp(x->key, "window")) {
             st = cfg_int(x, 0, 1000000, &c->drift_window, err);
         } else if (!strcmp(x->key, "min_samples")) {
             st = cfg_int(x, 1, 1000000, &c->drift_min_samples, err);
         } else if (!strcmp(x->key, "psi_threshold")) {
             char *end = NULL;
-            double t = x->type == KL__CN_SCALAR && x->plain ? strtod(x->str, &end) : 0;
+            double t = x->type == KL__YN_SCALAR && x->plain ? strtod(x->str, &end) : 0;
             if (!end || *end || end == x->str || !(t > 0 && t <= 100))
-                st = kl__config_error(err, KL_EINVAL, x->pos, "monitoring.psi_threshold",
-                                      "expected a number in (0, 100], such as 0.2");
+                st = kl__yaml_error(err, KL_EINVAL, x->pos, "monitoring.psi_threshold",
+                                    "expected a number in (0, 100], such as 0.2");
             c->psi_threshold = t;
         } else {
             snprintf(kpath, sizeof kpath, "monitoring.%s", x->key);
@@ -180,10 +179,10 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
     if (len == sizeof text - 1)
         return kl_error_set(err, KL_EINVAL, "%s: larger than 64 KiB", path);
     text[len] = '\0';
-    kl__cnode *root = NULL;
+    kl__ynode *root = NULL;
     kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
-    if (st == KL_OK && root && root->type != KL__CN_MAP)
-        st = kl__config_error(err, KL_EINVAL, root->pos, "", "expected a mapping of settings");
+    if (st == KL_OK && root && root->type != KL__YN_MAP)
+        st = kl__yaml_error(err, KL_EINVAL, root->pos, "", "expected a mapping of settings");
     static const char *const keys[] = {"max_batch_size",
                                        "dynamic_batching",
                                        "max_queue_delay_us",
@@ -201,15 +200,15 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
     if (st == KL_OK && root)
         st = kl__check_duplicates(root, kpath, err);
     for (int i = 0; st == KL_OK && root && i < root->n; i++) {
-        const kl__cnode *v = root->items[i];
+        const kl__ynode *v = root->items[i];
         int64_t x = 0;
         if (!strcmp(v->key, "max_batch_size")) {
             if ((st = cfg_int(v, 1, 65536, &x, err)) == KL_OK)
                 c->max_batch_size = (int)x;
         } else if (!strcmp(v->key, "dynamic_batching")) {
-            bool t = v->type == KL__CN_SCALAR && !strcmp(v->str, "true");
-            if (!t && !(v->type == KL__CN_SCALAR && !strcmp(v->str, "false")))
-                st = kl__config_error(err, KL_EINVAL, v->pos, v->key, "expected true or false");
+            bool t = v->type == KL__YN_SCALAR && !strcmp(v->str, "true");
+            if (!t && !(v->type == KL__YN_SCALAR && !strcmp(v->str, "false")))
+                st = kl__yaml_error(err, KL_EINVAL, v->pos, v->key, "expected true or false");
             c->dynamic_batching = t;
         } else if (!strcmp(v->key, "max_queue_delay_us")) {
             st = cfg_int(v, 0, 10000000, &c->max_queue_delay_us, err);
@@ -235,7 +234,7 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
             }
         }
     }
-    kl__cnode_free(root);
+    kl__ynode_free(root);
     return st;
 }
 

@@ -413,7 +413,7 @@ void kl__drift_json(kl__version *v, kl__buf *b);
 typedef struct kl__learner kl__learner;
 struct kl__infer_request;
 /* online_learning in config.yaml: v the key's value (a mapping), errors at file:line:col. */
-kl_status kl__online_config_read(const struct kl__cnode *v, kl_serve_online_config *c,
+kl_status kl__online_config_read(const struct kl__ynode *v, kl_serve_online_config *c,
                                  kl_error *err);
 /* A feedback request for version v: checks it (the input as inference takes it, and the labels
  * as an input named "label") and copies it into *out. KL_EUNSUPPORTED when the model does not

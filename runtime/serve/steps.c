@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "kiln/modelfile.h"
-#include "runtime/config_impl.h"
+#include "runtime/schema.h"
 #include "runtime/serve/flow.h"
 
 /* ---- results ---- */
@@ -83,27 +83,26 @@ enum { NSTEPS = sizeof step_names / sizeof *step_names };
 #define MAX_CLASSES 65536
 #define MAX_K       1024
 
-static kl_status num_arg(const kl__cnode *map, const char *key, bool need, bool integer, double lo,
+static kl_status num_arg(const kl__ynode *map, const char *key, bool need, bool integer, double lo,
                          double hi, double def, double *out, kl_error *err)
 {
-    const kl__cnode *v = kl__cnode_get(map, key);
+    const kl__ynode *v = kl__ynode_get(map, key);
     *out = def;
     if (!v)
-        return need ? kl__config_error(err, KL_EINVAL, map->pos, "", "%s is required", key) : KL_OK;
+        return need ? kl__yaml_error(err, KL_EINVAL, map->pos, "", "%s is required", key) : KL_OK;
     char *end = NULL;
-    double x = v->type == KL__CN_SCALAR && v->plain ? strtod(v->str, &end) : NAN;
+    double x = v->type == KL__YN_SCALAR && v->plain ? strtod(v->str, &end) : NAN;
     if (!end || *end || !isfinite(x) || x < lo || x > hi || (integer && x != floor(x))) {
         if (integer)
-            return kl__config_error(err, KL_EINVAL, v->pos, key, "expected an integer in [%g, %g]",
-                                    lo, hi);
-        return kl__config_error(err, KL_EINVAL, v->pos, key,
-                                "expected a number within float range");
+            return kl__yaml_error(err, KL_EINVAL, v->pos, key, "expected an integer in [%g, %g]",
+                                  lo, hi);
+        return kl__yaml_error(err, KL_EINVAL, v->pos, key, "expected a number within float range");
     }
     *out = x;
     return KL_OK;
 }
 
-static kl_status check_keys(const kl__cnode *map, const char *const *keys, int n, kl_error *err)
+static kl_status check_keys(const kl__ynode *map, const char *const *keys, int n, kl_error *err)
 {
     char path[KL__PATH_MAX] = "";
     for (int i = 0; map && i < map->n; i++) {
@@ -111,8 +110,8 @@ static kl_status check_keys(const kl__cnode *map, const char *const *keys, int n
         for (int k = 0; k < n; k++)
             known |= !strcmp(map->items[i]->key, keys[k]);
         if (!known && n == 0)
-            return kl__config_error(err, KL_EINVAL, map->items[i]->key_pos, map->items[i]->key,
-                                    "this step takes no arguments");
+            return kl__yaml_error(err, KL_EINVAL, map->items[i]->key_pos, map->items[i]->key,
+                                  "this step takes no arguments");
         if (!known) {
             snprintf(path, sizeof path, "%s", map->items[i]->key);
             return kl__unknown_key(map->items[i], keys, n, path, err);
@@ -122,12 +121,12 @@ static kl_status check_keys(const kl__cnode *map, const char *const *keys, int n
 }
 
 /* One step: a mapping of one key, the step's name, to its arguments. */
-static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s, kl_error *err)
+static kl_status read_step(const kl__ynode *node, const char *where, kl__step *s, kl_error *err)
 {
-    if (node->type != KL__CN_MAP || node->n != 1)
-        return kl__config_error(err, KL_EINVAL, node->pos, where,
-                                "a step is one key, its name, e.g. `- clip: {min: 0, max: 1}`");
-    const kl__cnode *args = node->items[0];
+    if (node->type != KL__YN_MAP || node->n != 1)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, where,
+                              "a step is one key, its name, e.g. `- clip: {min: 0, max: 1}`");
+    const kl__ynode *args = node->items[0];
     const char *name = args->key;
     int kind = -1;
     for (int i = 0; i < NSTEPS; i++)
@@ -135,27 +134,27 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
             kind = i;
     if (kind < 0) {
         const char *near = kl__suggest(name, step_names, NSTEPS);
-        return kl__config_error(err, KL_EINVAL, args->key_pos, where,
-                                "unknown step '%s'%s%s%s (steps: clip, scale, one_hot, argmax, "
-                                "threshold, top_k; the standardisation is the model's own)",
-                                name, near ? "; did you mean '" : "", near ? near : "",
-                                near ? "'?" : "");
+        return kl__yaml_error(err, KL_EINVAL, args->key_pos, where,
+                              "unknown step '%s'%s%s%s (steps: clip, scale, one_hot, argmax, "
+                              "threshold, top_k; the standardisation is the model's own)",
+                              name, near ? "; did you mean '" : "", near ? near : "",
+                              near ? "'?" : "");
     }
-    if (!(args->type == KL__CN_MAP || kl__cnode_is_empty(args)))
-        return kl__config_error(err, KL_EINVAL, args->pos, name,
-                                "expected a mapping of arguments (`{}` for none)");
+    if (!(args->type == KL__YN_MAP || kl__ynode_is_empty(args)))
+        return kl__yaml_error(err, KL_EINVAL, args->pos, name,
+                              "expected a mapping of arguments (`{}` for none)");
     bool post = !strcmp(where, "post");
     if (kind == KL__STEP_TOP_K && !post)
-        return kl__config_error(err, KL_EINVAL, args->key_pos, where,
-                                "top_k adds outputs, so it is a post step");
+        return kl__yaml_error(err, KL_EINVAL, args->key_pos, where,
+                              "top_k adds outputs, so it is a post step");
     if (post && kind != KL__STEP_TOP_K && kind != KL__STEP_THRESHOLD)
-        return kl__config_error(err, KL_EINVAL, args->key_pos, where,
-                                "%s transforms inputs; post steps add outputs (threshold, "
-                                "top_k; the label output is the argmax already)",
-                                name);
+        return kl__yaml_error(err, KL_EINVAL, args->key_pos, where,
+                              "%s transforms inputs; post steps add outputs (threshold, "
+                              "top_k; the label output is the argmax already)",
+                              name);
     *s = (kl__step){
         .kind = (kl__step_kind)kind, .line = args->key_pos.line, .col = args->key_pos.col};
-    const kl__cnode *m = args->type == KL__CN_MAP ? args : NULL;
+    const kl__ynode *m = args->type == KL__YN_MAP ? args : NULL;
     double a = 0, b = 0, c = 0;
     kl_status st = KL_OK;
     switch (s->kind) {
@@ -167,7 +166,7 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
             (st = num_arg(m ? m : args, "max", false, false, -FLT_MAX, FLT_MAX, INFINITY, &b,
                           err)) == KL_OK &&
             a > b)
-            st = kl__config_error(err, KL_EINVAL, args->pos, name, "min %g is above max %g", a, b);
+            st = kl__yaml_error(err, KL_EINVAL, args->pos, name, "min %g is above max %g", a, b);
         break;
     }
     case KL__STEP_SCALE: {
@@ -181,9 +180,9 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
     case KL__STEP_ONE_HOT: {
         static const char *const k[] = {"column", "classes"};
         if (!m)
-            return kl__config_error(err, KL_EINVAL, args->pos, name,
-                                    "column and classes are "
-                                    "required");
+            return kl__yaml_error(err, KL_EINVAL, args->pos, name,
+                                  "column and classes are "
+                                  "required");
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
             (st = num_arg(m, "column", true, true, 0, MAX_COLUMN, 0, &c, err)) == KL_OK)
             st = num_arg(m, "classes", true, true, 2, MAX_CLASSES, 2, &b, err);
@@ -197,7 +196,7 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
     case KL__STEP_THRESHOLD: {
         static const char *const k[] = {"value", "column"};
         if (!m)
-            return kl__config_error(err, KL_EINVAL, args->pos, name, "value is required");
+            return kl__yaml_error(err, KL_EINVAL, args->pos, name, "value is required");
         if ((st = check_keys(m, k, 2, err)) == KL_OK &&
             (st = num_arg(m, "value", true, false, -FLT_MAX, FLT_MAX, 0, &a, err)) == KL_OK)
             st = num_arg(m, "column", false, true, 0, MAX_COLUMN, 1, &c, err);
@@ -217,11 +216,11 @@ static kl_status read_step(const kl__cnode *node, const char *where, kl__step *s
     return st;
 }
 
-kl_status kl__steps_read(const kl__cnode *seq, const char *where, kl__steps *out, kl_error *err)
+kl_status kl__steps_read(const kl__ynode *seq, const char *where, kl__steps *out, kl_error *err)
 {
     *out = (kl__steps){0};
-    if (seq->type != KL__CN_SEQ)
-        return kl__config_error(err, KL_EINVAL, seq->pos, where, "expected a list of steps");
+    if (seq->type != KL__YN_SEQ)
+        return kl__yaml_error(err, KL_EINVAL, seq->pos, where, "expected a list of steps");
     if (!(out->v = calloc((size_t)seq->n + 1, sizeof *out->v)))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int i = 0; i < seq->n; i++) {

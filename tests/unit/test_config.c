@@ -504,12 +504,12 @@ static void test_many_keys(void)
     for (int i = 0; i < KEYS; i++)
         at += (size_t)snprintf(text + at, cap - at, "k%06d: %d\n", i, i);
     double t0 = now_s();
-    kl__cnode *root = NULL;
+    kl__ynode *root = NULL;
     kl_error err = {0};
     CHECK_OK(kl__yaml_parse(NAME, text, at, 0, 0, &root, &err), &err);
     int first = -1;
-    CHECK(root && root->n == KEYS + 1 && kl__cnode_find_duplicate(root, &first) == -1);
-    kl__cnode_free(root);
+    CHECK(root && root->n == KEYS + 1 && kl__ynode_find_duplicate(root, &first) == -1);
+    kl__ynode_free(root);
     /* The whole loader: the keys are checked for duplicates before they are refused as unknown. */
     expect_error_(text, NULL, 0, "t.yaml:2:1: k000000: unknown key", NULL, __LINE__);
     snprintf(text + at, cap - at, "k000005: again\n");

@@ -1,8 +1,8 @@
-/* The schema walk: reads the node tree into a kl_config field by field, driven by the tables in
- * config.c. Every value is typed like YAML 1.1 (plain scalars are numbers, booleans or null;
- * quoted scalars are strings), checked against its range, and every problem is reported as
- * file:line:col, the dotted key and what was expected. Unknown keys suggest the nearest valid key.
- */
+/* The schema walk (runtime/schema.h): reads a mapping of the YAML tree into a struct field by
+ * field, driven by a table of rows (the train config's are in config.c). Every value is typed
+ * like YAML 1.1 (plain scalars are numbers, booleans or null; quoted scalars are strings),
+ * checked against its range, and every problem is reported as file:line:col, the dotted key and
+ * what was expected. Unknown keys suggest the nearest valid key. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "runtime/config_impl.h"
+#include "runtime/schema.h"
 
 _Static_assert(sizeof(kl_optim_kind) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(kl_layer_kind) == sizeof(int), "enums are stored as int");
@@ -84,33 +85,33 @@ static void join(char *buf, size_t cap, const char *const *names, int n)
         len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", names[i]);
 }
 
-kl_status kl__unknown_key(const kl__cnode *value, const char *const *names, int n, char *path,
+kl_status kl__unknown_key(const kl__ynode *value, const char *const *names, int n, char *path,
                           kl_error *err)
 {
     const char *near = kl__suggest(value->key, names, n);
     if (near)
-        return kl__config_error(err, KL_EINVAL, value->key_pos, path,
-                                "unknown key; did you mean '%s'?", near);
+        return kl__yaml_error(err, KL_EINVAL, value->key_pos, path,
+                              "unknown key; did you mean '%s'?", near);
     char list[320];
     join(list, sizeof list, names, n);
     if (n == 0)
-        return kl__config_error(err, KL_EINVAL, value->key_pos, path,
-                                "unknown key; this mapping takes no keys");
-    return kl__config_error(err, KL_EINVAL, value->key_pos, path, "unknown key; valid keys: %s",
-                            list);
+        return kl__yaml_error(err, KL_EINVAL, value->key_pos, path,
+                              "unknown key; this mapping takes no keys");
+    return kl__yaml_error(err, KL_EINVAL, value->key_pos, path, "unknown key; valid keys: %s",
+                          list);
 }
 
-kl_status kl__check_duplicates(const kl__cnode *map, char *path, kl_error *err)
+kl_status kl__check_duplicates(const kl__ynode *map, char *path, kl_error *err)
 {
-    int j = -1, i = kl__cnode_find_duplicate(map, &j);
+    int j = -1, i = kl__ynode_find_duplicate(map, &j);
     if (i == -2)
         return kl_error_set(err, KL_ENOMEM, "out of memory reading the config");
     if (i < 0)
         return KL_OK;
     size_t len = kl__path_push(path, map->items[i]->key);
     kl_status st =
-        kl__config_error(err, KL_EINVAL, map->items[i]->key_pos, path,
-                         "duplicate key (first set at line %d)", map->items[j]->key_pos.line);
+        kl__yaml_error(err, KL_EINVAL, map->items[i]->key_pos, path,
+                       "duplicate key (first set at line %d)", map->items[j]->key_pos.line);
     kl__path_pop(path, len);
     return st;
 }
@@ -146,22 +147,22 @@ static bool in_range(const kl__field *f, double v)
     return true;
 }
 
-static const char *node_kind(const kl__cnode *node)
+static const char *node_kind(const kl__ynode *node)
 {
-    return node->type == KL__CN_MAP ? "a mapping" : node->type == KL__CN_SEQ ? "a sequence" : "";
+    return node->type == KL__YN_MAP ? "a mapping" : node->type == KL__YN_SEQ ? "a sequence" : "";
 }
 
-kl_status kl__config_expected(const kl__cnode *node, const char *expected, char *path,
+kl_status kl__schema_expected(const kl__ynode *node, const char *expected, char *path,
                               kl_error *err)
 {
-    if (node->type != KL__CN_SCALAR)
-        return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
-                                node_kind(node));
+    if (node->type != KL__YN_SCALAR)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
+                              node_kind(node));
     if (!node->plain)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected %s, got the quoted string \"%s\"", expected, node->str);
-    return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got \"%s\"", expected,
-                            node->str);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected %s, got the quoted string \"%s\"", expected, node->str);
+    return kl__yaml_error(err, KL_EINVAL, node->pos, path, "expected %s, got \"%s\"", expected,
+                          node->str);
 }
 
 bool kl__numeric_text(const char *s, bool integer)
@@ -176,27 +177,27 @@ bool kl__numeric_text(const char *s, bool integer)
     return digit;
 }
 
-static kl_status read_number(const kl__field *f, const kl__cnode *node, double *out, char *path,
+static kl_status read_number(const kl__field *f, const kl__ynode *node, double *out, char *path,
                              kl_error *err)
 {
     char expected[96];
     describe(f, expected, sizeof expected);
     bool integer = f->type != KL__F_FLOAT;
     char *end = NULL;
-    if (node->type != KL__CN_SCALAR || !node->plain || !kl__numeric_text(node->str, integer))
-        return kl__config_expected(node, expected, path, err);
+    if (node->type != KL__YN_SCALAR || !node->plain || !kl__numeric_text(node->str, integer))
+        return kl__schema_expected(node, expected, path, err);
     errno = 0;
     double v = integer ? (double)strtoll(node->str, &end, 10) : strtod(node->str, &end);
     if (*end || errno == ERANGE || !isfinite(v))
-        return kl__config_expected(node, expected, path, err);
+        return kl__schema_expected(node, expected, path, err);
     if (!in_range(f, v))
-        return kl__config_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
-                                node->str);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path, "expected %s, got %s", expected,
+                              node->str);
     *out = v;
     return KL_OK;
 }
 
-static kl_status read_integer(const kl__field *f, void *dst, const kl__cnode *node, char *path,
+static kl_status read_integer(const kl__field *f, void *dst, const kl__ynode *node, char *path,
                               kl_error *err)
 {
     double v;
@@ -205,8 +206,8 @@ static kl_status read_integer(const kl__field *f, void *dst, const kl__cnode *no
         return st;
     long long ll = strtoll(node->str, NULL, 10);
     if (f->type == KL__F_INT && (ll > INT32_MAX || ll < INT32_MIN))
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "%s is too large; expected at most %d", node->str, INT32_MAX);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "%s is too large; expected at most %d", node->str, INT32_MAX);
     if (f->type == KL__F_INT)
         *(int *)dst = (int)ll;
     else if (f->type == KL__F_I64)
@@ -216,16 +217,16 @@ static kl_status read_integer(const kl__field *f, void *dst, const kl__cnode *no
     return KL_OK;
 }
 
-static kl_status read_bool(bool *dst, const kl__cnode *node, char *path, kl_error *err)
+static kl_status read_bool(bool *dst, const kl__ynode *node, char *path, kl_error *err)
 {
     static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
-    for (int i = 0; node->type == KL__CN_SCALAR && node->plain && i < 3; i++) {
+    for (int i = 0; node->type == KL__YN_SCALAR && node->plain && i < 3; i++) {
         if (strcasecmp(node->str, yes[i]) == 0 || strcasecmp(node->str, no[i]) == 0) {
             *dst = strcasecmp(node->str, yes[i]) == 0;
             return KL_OK;
         }
     }
-    return kl__config_expected(node, "a boolean (true/false, yes/no)", path, err);
+    return kl__schema_expected(node, "a boolean (true/false, yes/no)", path, err);
 }
 
 static int name_count(const char *const *names)
@@ -236,40 +237,40 @@ static int name_count(const char *const *names)
     return n;
 }
 
-static kl_status not_one_of(const kl__field *f, const kl__cnode *node, char *path, kl_error *err)
+static kl_status not_one_of(const kl__field *f, const kl__ynode *node, char *path, kl_error *err)
 {
     char list[256], expected[300];
     int n = name_count(f->names);
     join(list, sizeof list, f->names, n);
     snprintf(expected, sizeof expected, "one of (%s)", list);
-    const char *near = node->type == KL__CN_SCALAR ? kl__suggest(node->str, f->names, n) : NULL;
+    const char *near = node->type == KL__YN_SCALAR ? kl__suggest(node->str, f->names, n) : NULL;
     if (near)
-        return kl__config_error(err, KL_EINVAL, node->pos, path,
-                                "expected %s, got \"%s\"; did you mean '%s'?", expected, node->str,
-                                near);
-    return kl__config_expected(node, expected, path, err);
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected %s, got \"%s\"; did you mean '%s'?", expected, node->str,
+                              near);
+    return kl__schema_expected(node, expected, path, err);
 }
 
 /* The index of the scalar among names, or -1. */
-static int choice(const kl__field *f, const kl__cnode *node)
+static int choice(const kl__field *f, const kl__ynode *node)
 {
-    for (int i = 0; node->type == KL__CN_SCALAR && f->names[i]; i++)
+    for (int i = 0; node->type == KL__YN_SCALAR && f->names[i]; i++)
         if (strcmp(node->str, f->names[i]) == 0)
             return i;
     return -1;
 }
 
-static bool is_null(const kl__cnode *node)
+static bool is_null(const kl__ynode *node)
 {
-    return node->type == KL__CN_SCALAR && node->plain &&
+    return node->type == KL__YN_SCALAR && node->plain &&
            (!node->str[0] || strcmp(node->str, "~") == 0 || strcmp(node->str, "null") == 0);
 }
 
-static kl_status read_string(const kl__field *f, char **dst, const kl__cnode *node, char *path,
+static kl_status read_string(const kl__field *f, char **dst, const kl__ynode *node, char *path,
                              kl_error *err)
 {
-    if (node->type != KL__CN_SCALAR)
-        return kl__config_expected(node, "a string", path, err);
+    if (node->type != KL__YN_SCALAR)
+        return kl__schema_expected(node, "a string", path, err);
     if (is_null(node))
         return kl__strset(dst, NULL) ? KL_OK : KL_ENOMEM;
     if (f->names && choice(f, node) < 0)
@@ -279,7 +280,7 @@ static kl_status read_string(const kl__field *f, char **dst, const kl__cnode *no
     return KL_OK;
 }
 
-kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl__cnode *node,
+kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl__ynode *node,
                          char *path, kl_error *err)
 {
     char *dst = (char *)base + f->off;
@@ -304,9 +305,9 @@ kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl_
         *(int *)dst = choice(f, node);
         return KL_OK;
     case KL__F_SECTION:
-        if (node->type != KL__CN_MAP && !kl__cnode_is_empty(node))
-            return kl__config_expected(node, "a mapping", path, err);
-        return kl__section_read(f->sub, dst, c, node->type == KL__CN_MAP ? node : NULL, node->pos,
+        if (node->type != KL__YN_MAP && !kl__ynode_is_empty(node))
+            return kl__schema_expected(node, "a mapping", path, err);
+        return kl__section_read(f->sub, dst, c, node->type == KL__YN_MAP ? node : NULL, node->pos,
                                 path, err);
     case KL__F_LAYERS:
         return kl__layers_read(node, (kl_layer_spec **)dst, (int *)((char *)base + f->off_n), c,
@@ -315,7 +316,7 @@ kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl_
     return kl_error_set(err, KL_EINTERNAL, "%s: unknown field type %d", path, (int)f->type);
 }
 
-static kl_status check_keys(const kl__section *s, const kl__cnode *map, char *path, kl_error *err)
+static kl_status check_keys(const kl__section *s, const kl__ynode *map, char *path, kl_error *err)
 {
     kl_status st = kl__check_duplicates(map, path, err);
     const char *names[32];
@@ -335,13 +336,13 @@ static kl_status check_keys(const kl__section *s, const kl__cnode *map, char *pa
 }
 
 /* Keys the current kind does not use (momentum for adam, labels for csv) are errors. */
-static kl_status check_kinds(const kl__section *s, const void *base, const kl__cnode *map,
+static kl_status check_kinds(const kl__section *s, const void *base, const kl__ynode *map,
                              char *path, kl_error *err)
 {
     int kind = s->kind_of(base);
     for (int i = 0; i < s->nfields; i++) {
         const kl__field *f = &s->fields[i];
-        const kl__cnode *node = kl__cnode_get(map, f->name);
+        const kl__ynode *node = kl__ynode_get(map, f->name);
         if (!node || !f->kinds || (f->kinds & (1u << kind)))
             continue;
         const char *names[32];
@@ -353,15 +354,15 @@ static kl_status check_kinds(const kl__section *s, const void *base, const kl__c
         join(list, sizeof list, names, n);
         size_t len = kl__path_push(path, f->name);
         kl_status st =
-            kl__config_error(err, KL_EINVAL, node->key_pos, path,
-                             "not used by %s; its keys are: %s", s->kind_names[kind], list);
+            kl__yaml_error(err, KL_EINVAL, node->key_pos, path, "not used by %s; its keys are: %s",
+                           s->kind_names[kind], list);
         kl__path_pop(path, len);
         return st;
     }
     return KL_OK;
 }
 
-kl_status kl__section_read(const kl__section *s, void *base, kl_config *c, const kl__cnode *map,
+kl_status kl__section_read(const kl__section *s, void *base, kl_config *c, const kl__ynode *map,
                            kl_source_pos pos, char *path, kl_error *err)
 {
     kl_status st = map ? check_keys(s, map, path, err) : KL_OK;
@@ -371,7 +372,7 @@ kl_status kl__section_read(const kl__section *s, void *base, kl_config *c, const
         st = s->prepare(base, c, map, pos, path, err);
     for (int i = 0; st == KL_OK && i < s->nfields; i++) {
         const kl__field *f = &s->fields[i];
-        const kl__cnode *node = kl__cnode_get(map, f->name);
+        const kl__ynode *node = kl__ynode_get(map, f->name);
         size_t len = kl__path_push(path, f->name);
         if (node)
             st = kl__field_read(f, base, c, node, path, err);

@@ -1,7 +1,7 @@
-/* YAML text to a small node tree that remembers where every key and value was written, and the
- * `--set key.path=value` overrides applied to that tree. Called by kl_config_parse (config.c);
- * the schema walk (config_schema.c) reads the tree. libyaml's marks are 0-based; positions here
- * are 1-based as editors show them. */
+/* The positioned YAML tree (runtime/yaml_tree.h): libyaml's events to a small node tree that
+ * remembers where every key and value was written, duplicate keys found by hashing, and the
+ * positioned error messages every reader of the tree uses. libyaml's marks are 0-based; positions
+ * here are 1-based as editors show them. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -9,14 +9,14 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "runtime/config_impl.h"
+#include "runtime/yaml_tree.h"
 
 /* Deeper nesting than this is refused instead of recursing without bound on hostile input. */
 #define MAX_DEPTH 64
 
-kl__cnode *kl__cnode_new(kl__cnode_type type, kl_source_pos pos)
+kl__ynode *kl__ynode_new(kl__ynode_type type, kl_source_pos pos)
 {
-    kl__cnode *node = calloc(1, sizeof *node);
+    kl__ynode *node = calloc(1, sizeof *node);
     if (node) {
         node->type = type;
         node->pos = pos;
@@ -25,25 +25,25 @@ kl__cnode *kl__cnode_new(kl__cnode_type type, kl_source_pos pos)
     return node;
 }
 
-void kl__cnode_free(kl__cnode *node)
+void kl__ynode_free(kl__ynode *node)
 {
     if (!node)
         return;
     for (int i = 0; i < node->n; i++)
-        kl__cnode_free(node->items[i]);
+        kl__ynode_free(node->items[i]);
     free(node->items);
     free(node->str);
     free(node->key);
     free(node);
 }
 
-kl_status kl__cnode_push(kl__cnode *parent, kl__cnode *child, kl_error *err)
+kl_status kl__ynode_push(kl__ynode *parent, kl__ynode *child, kl_error *err)
 {
     if (parent->n == parent->cap) {
         int cap = parent->cap ? 2 * parent->cap : 8;
-        kl__cnode **items = realloc(parent->items, (size_t)cap * sizeof *items);
+        kl__ynode **items = realloc(parent->items, (size_t)cap * sizeof *items);
         if (!items) {
-            kl__cnode_free(child);
+            kl__ynode_free(child);
             return kl_error_set(err, KL_ENOMEM, "out of memory reading the config");
         }
         parent->items = items;
@@ -53,9 +53,9 @@ kl_status kl__cnode_push(kl__cnode *parent, kl__cnode *child, kl_error *err)
     return KL_OK;
 }
 
-kl__cnode *kl__cnode_get(const kl__cnode *map, const char *key)
+kl__ynode *kl__ynode_get(const kl__ynode *map, const char *key)
 {
-    if (!map || map->type != KL__CN_MAP)
+    if (!map || map->type != KL__YN_MAP)
         return NULL;
     for (int i = 0; i < map->n; i++)
         if (strcmp(map->items[i]->key, key) == 0)
@@ -72,7 +72,7 @@ static uint64_t key_hash(const char *key)
     return h;
 }
 
-int kl__cnode_find_duplicate(const kl__cnode *map, int *first)
+int kl__ynode_find_duplicate(const kl__ynode *map, int *first)
 {
     size_t cap = 16;
     while (cap < 2 * (size_t)map->n)
@@ -97,13 +97,13 @@ int kl__cnode_find_duplicate(const kl__cnode *map, int *first)
     return found;
 }
 
-bool kl__cnode_is_empty(const kl__cnode *node)
+bool kl__ynode_is_empty(const kl__ynode *node)
 {
-    return node && node->type == KL__CN_SCALAR && node->plain && node->str[0] == '\0';
+    return node && node->type == KL__YN_SCALAR && node->plain && node->str[0] == '\0';
 }
 
-kl_status kl__config_error(kl_error *err, kl_status status, kl_source_pos pos, const char *path,
-                           const char *fmt, ...)
+kl_status kl__yaml_error(kl_error *err, kl_status status, kl_source_pos pos, const char *path,
+                         const char *fmt, ...)
 {
     char msg[KL_ERROR_MSG_MAX];
     va_list ap;
@@ -138,9 +138,9 @@ static kl_status parser_error(builder *b)
     kl_source_pos pos = mark_pos(b, p->problem_mark);
     const char *problem = p->problem ? p->problem : "unknown problem";
     if (p->context)
-        return kl__config_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s (%s)", problem,
-                                p->context);
-    return kl__config_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s", problem);
+        return kl__yaml_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s (%s)", problem,
+                              p->context);
+    return kl__yaml_error(b->err, KL_EFORMAT, pos, NULL, "malformed YAML: %s", problem);
 }
 
 static kl_status next_event(builder *b, yaml_event_t *ev)
@@ -150,16 +150,16 @@ static kl_status next_event(builder *b, yaml_event_t *ev)
     return KL_OK;
 }
 
-static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__cnode **out);
+static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__ynode **out);
 
-static kl_status make_scalar(builder *b, yaml_event_t *ev, kl__cnode **out)
+static kl_status make_scalar(builder *b, yaml_event_t *ev, kl__ynode **out)
 {
-    kl__cnode *node = kl__cnode_new(KL__CN_SCALAR, mark_pos(b, ev->start_mark));
+    kl__ynode *node = kl__ynode_new(KL__YN_SCALAR, mark_pos(b, ev->start_mark));
     size_t len = ev->data.scalar.length;
     if (node)
         node->str = malloc(len + 1);
     if (!node || !node->str) {
-        kl__cnode_free(node);
+        kl__ynode_free(node);
         return kl_error_set(b->err, KL_ENOMEM, "out of memory reading the config");
     }
     memcpy(node->str, ev->data.scalar.value, len);
@@ -171,7 +171,7 @@ static kl_status make_scalar(builder *b, yaml_event_t *ev, kl__cnode **out)
 }
 
 /* Reads the next event and, unless it is `end`, the node it starts. *child is NULL at the end. */
-static kl_status next_child(builder *b, yaml_event_type_t end, int depth, kl__cnode **child)
+static kl_status next_child(builder *b, yaml_event_type_t end, int depth, kl__ynode **child)
 {
     yaml_event_t ev;
     *child = NULL;
@@ -186,66 +186,65 @@ static kl_status next_child(builder *b, yaml_event_type_t end, int depth, kl__cn
     return st;
 }
 
-static kl_status build_seq(builder *b, kl__cnode *seq, int depth)
+static kl_status build_seq(builder *b, kl__ynode *seq, int depth)
 {
     for (;;) {
-        kl__cnode *item;
+        kl__ynode *item;
         kl_status st = next_child(b, YAML_SEQUENCE_END_EVENT, depth, &item);
         if (st != KL_OK || !item)
             return st;
-        if ((st = kl__cnode_push(seq, item, b->err)) != KL_OK)
+        if ((st = kl__ynode_push(seq, item, b->err)) != KL_OK)
             return st;
     }
 }
 
-static kl_status build_map(builder *b, kl__cnode *map, int depth)
+static kl_status build_map(builder *b, kl__ynode *map, int depth)
 {
     for (;;) {
-        kl__cnode *key, *value;
+        kl__ynode *key, *value;
         kl_status st = next_child(b, YAML_MAPPING_END_EVENT, depth, &key);
         if (st != KL_OK || !key)
             return st;
-        if (key->type != KL__CN_SCALAR) {
-            st = kl__config_error(b->err, KL_EFORMAT, key->pos, NULL,
-                                  "a mapping key must be a name, not a %s",
-                                  key->type == KL__CN_MAP ? "mapping" : "sequence");
-            kl__cnode_free(key);
+        if (key->type != KL__YN_SCALAR) {
+            st = kl__yaml_error(b->err, KL_EFORMAT, key->pos, NULL,
+                                "a mapping key must be a name, not a %s",
+                                key->type == KL__YN_MAP ? "mapping" : "sequence");
+            kl__ynode_free(key);
             return st;
         }
         st = next_child(b, YAML_MAPPING_END_EVENT, depth, &value);
         if (st == KL_OK && !value)
             st = kl_error_set(b->err, KL_EINTERNAL, "%s: a YAML key without a value", b->file);
-        if (st == KL_OK && (st = kl__cnode_push(map, value, b->err)) == KL_OK) {
+        if (st == KL_OK && (st = kl__ynode_push(map, value, b->err)) == KL_OK) {
             value->key = key->str;
             value->key_pos = key->pos;
             key->str = NULL;
         }
-        kl__cnode_free(key);
+        kl__ynode_free(key);
         if (st != KL_OK)
             return st;
     }
 }
 
-static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__cnode **out)
+static kl_status build_node(builder *b, yaml_event_t *ev, int depth, kl__ynode **out)
 {
     kl_source_pos pos = mark_pos(b, ev->start_mark);
     if (ev->type == YAML_SCALAR_EVENT)
         return make_scalar(b, ev, out);
     if (ev->type == YAML_ALIAS_EVENT)
-        return kl__config_error(b->err, KL_EUNSUPPORTED, pos, NULL,
-                                "YAML aliases (*%s) are not supported; write the value out",
-                                (const char *)ev->data.alias.anchor);
+        return kl__yaml_error(b->err, KL_EUNSUPPORTED, pos, NULL,
+                              "YAML aliases (*%s) are not supported; write the value out",
+                              (const char *)ev->data.alias.anchor);
     if (depth >= MAX_DEPTH)
-        return kl__config_error(b->err, KL_EFORMAT, pos, NULL,
-                                "nested deeper than %d levels; a config is not this deep",
-                                MAX_DEPTH);
+        return kl__yaml_error(b->err, KL_EFORMAT, pos, NULL,
+                              "nested deeper than %d levels; a config is not this deep", MAX_DEPTH);
     bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
-    kl__cnode *node = kl__cnode_new(seq ? KL__CN_SEQ : KL__CN_MAP, pos);
+    kl__ynode *node = kl__ynode_new(seq ? KL__YN_SEQ : KL__YN_MAP, pos);
     if (!node)
         return kl_error_set(b->err, KL_ENOMEM, "out of memory reading the config");
     kl_status st = seq ? build_seq(b, node, depth + 1) : build_map(b, node, depth + 1);
     if (st != KL_OK) {
-        kl__cnode_free(node);
+        kl__ynode_free(node);
         return st;
     }
     node->end = b->end;
@@ -261,13 +260,13 @@ static kl_status expect_event(builder *b, yaml_event_type_t want)
     if (st != KL_OK)
         return st;
     if (ev.type != want)
-        st = kl__config_error(b->err, KL_EFORMAT, mark_pos(b, ev.start_mark), NULL,
-                              "a second YAML document; a config is one document (remove '---')");
+        st = kl__yaml_error(b->err, KL_EFORMAT, mark_pos(b, ev.start_mark), NULL,
+                            "a second YAML document; a config is one document (remove '---')");
     yaml_event_delete(&ev);
     return st;
 }
 
-static kl_status build_document(builder *b, kl__cnode **out)
+static kl_status build_document(builder *b, kl__ynode **out)
 {
     kl_status st = expect_event(b, YAML_STREAM_START_EVENT);
     yaml_event_t ev;
@@ -286,7 +285,7 @@ static kl_status build_document(builder *b, kl__cnode **out)
 }
 
 kl_status kl__yaml_parse(const char *file, const char *text, size_t len, int line, int col0,
-                         kl__cnode **out, kl_error *err)
+                         kl__ynode **out, kl_error *err)
 {
     builder b = {.file = file, .line = line, .col0 = col0, .err = err};
     *out = NULL;
@@ -296,7 +295,7 @@ kl_status kl__yaml_parse(const char *file, const char *text, size_t len, int lin
     kl_status st = build_document(&b, out);
     yaml_parser_delete(&b.parser);
     if (st != KL_OK) {
-        kl__cnode_free(*out);
+        kl__ynode_free(*out);
         *out = NULL;
     }
     return st;

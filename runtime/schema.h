@@ -1,0 +1,100 @@
+/* Field tables: a struct described as rows {name, type, offset, range, names, sub-section} that
+ * kl__section_read fills from a mapping of the positioned YAML tree (runtime/yaml_tree.h), refusing
+ * duplicate and unknown keys (with a "did you mean") and values of the wrong type or range, each
+ * error at its file:line:col. runtime/schema.c walks the tables; the train config
+ * (runtime/config.c), and every other reader of a YAML file, describe their keys with them. */
+#ifndef KILN_RUNTIME_SCHEMA_H
+#define KILN_RUNTIME_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "runtime/yaml_tree.h"
+
+typedef enum kl__ftype {
+    KL__F_INT,
+    KL__F_I64,
+    KL__F_U64,
+    KL__F_FLOAT,
+    KL__F_BOOL,
+    KL__F_STR,     /* char *; names, when set, lists the values allowed */
+    KL__F_ENUM,    /* an enum stored as int; names lists the values in enum order */
+    KL__F_SECTION, /* a nested mapping described by sub */
+    KL__F_LAYERS   /* a sequence of layers: kl_layer_spec * at off, int count at off_n */
+} kl__ftype;
+
+/* Ranges of numeric fields: lower bound inclusive or exclusive, upper likewise. */
+enum { KL__R_GE = 1, KL__R_GT = 2, KL__R_LE = 4, KL__R_LT = 8 };
+
+typedef struct kl__section kl__section;
+
+typedef struct kl__field {
+    const char *name;
+    kl__ftype type;
+    size_t off, off_n;
+    unsigned range;
+    double lo, hi;
+    const char *const *names; /* NULL-terminated */
+    const kl__section *sub;
+    unsigned kinds; /* when the section has kind_of: the kinds (bits) the field applies to */
+} kl__field;
+
+/* Hooks get the section's struct (base), the mapping (NULL when the section is absent) and its
+ * position (the parent's when absent). */
+typedef kl_status (*kl__section_hook)(void *base, kl_config *c, const kl__ynode *map,
+                                      kl_source_pos pos, char *path, kl_error *err);
+
+struct kl__section {
+    const kl__field *fields;
+    int nfields;
+    size_t pos_off;           /* where to record the mapping's kl_source_pos, or SIZE_MAX */
+    kl__section_hook prepare; /* before the fields are read (defaults that depend on a key) */
+    kl__section_hook check;   /* after: checks across fields, derived defaults */
+    /* Sections whose fields depend on a kind (optimizer.name, data.*.format): the current kind,
+     * and its names for messages. A key whose field's kinds miss the current kind is an error;
+     * print leaves such fields out. */
+    int (*kind_of)(const void *base);
+    const char *const *kind_names;
+};
+
+#define KL__PATH_MAX 256
+
+/* Appends ".seg" (or "seg" at the start) to path; returns the old length for kl__path_pop. */
+size_t kl__path_push(char *path, const char *seg);
+static inline void kl__path_pop(char *path, size_t len)
+{
+    path[len] = '\0';
+}
+
+/* Walks a mapping against a section: duplicate and unknown keys, then each field in table
+ * order, then the hooks. map may be NULL (the section is absent: defaults and hooks only). */
+kl_status kl__section_read(const kl__section *s, void *base, kl_config *c, const kl__ynode *map,
+                           kl_source_pos pos, char *path, kl_error *err);
+/* Reads one value into its field at base. */
+kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl__ynode *node,
+                         char *path, kl_error *err);
+/* Duplicate keys in a MAP are an error at the second one. */
+kl_status kl__check_duplicates(const kl__ynode *map, char *path, kl_error *err);
+/* The error for an unknown key: the nearest of names by edit distance, or the list. */
+kl_status kl__unknown_key(const kl__ynode *value, const char *const *names, int n, char *path,
+                          kl_error *err);
+/* The candidate among names closest to s when it is close enough to be a typo, else NULL. */
+const char *kl__suggest(const char *s, const char *const *names, int n);
+/* Replaces *dst with a copy of s (NULL allowed); false when out of memory. */
+bool kl__strset(char **dst, const char *s);
+
+/* Printing one field's value as YAML (config_print.c). */
+void kl__print_value(const kl__field *fd, const void *base, FILE *f);
+void kl__print_section(const kl__section *s, const void *base, FILE *f, int indent);
+
+/* "expected WHAT, got ..." placed at node (the key path in path): for readers beyond the config
+ * schema (tune/sweep*.c) to word their type errors like it. */
+kl_status kl__schema_expected(const kl__ynode *node, const char *expected, char *path,
+                              kl_error *err);
+/* Plain decimal text only: strtod alone would take "inf", "nan" and hex floats. */
+bool kl__numeric_text(const char *s, bool integer);
+/* s as a double-quoted YAML string, escaping quotes, backslashes and control bytes. */
+void kl__print_quoted(const char *s, FILE *f);
+
+#endif
