@@ -34,6 +34,17 @@ static kl_sched *make(kl_sched_config c, bool maximize, int64_t n)
     return s;
 }
 
+/* A scheduler for n trials with the first k started (each checked to be new trial i). */
+static kl_sched *started(kl_sched_config c, bool maximize, int64_t n, int k)
+{
+    kl_sched *s = make(c, maximize, n);
+    for (int i = 0; s && i < k; i++) {
+        kl_job j = kl_sched_next(s);
+        CHECK(j.kind == KL_JOB_NEW && j.trial == i);
+    }
+    return s;
+}
+
 typedef double (*curve_fn)(int64_t trial, int t);
 
 /* One worker: takes jobs until NONE, trains each from the trial's last t on, reporting
@@ -84,6 +95,20 @@ static bool check_seq(const char *got, const char *want)
     }
     fprintf(stderr, "    got  %s\n    want %s\n", got, want);
     return false;
+}
+
+/* A scheduler for n trials driven by one worker along curve (drive_serial), its job sequence
+ * checked against want; returned for further checks (NULL when it could not be made). */
+static kl_sched *serial(kl_sched_config c, bool maximize, int64_t n, curve_fn curve,
+                        const char *want)
+{
+    char got[1024];
+    kl_sched *s = make(c, maximize, n);
+    if (s) {
+        drive_serial(s, curve, got, sizeof got);
+        check_seq(got, want);
+    }
+    return s;
 }
 
 /* The hand-worked example: 9 trials whose curves are base + t / 100, so every trial keeps its
@@ -142,21 +167,18 @@ static void test_asha_hand(void)
     kl_sched_free(s);
 
     /* The same goal minimized: the same sequence. */
-    s = make(config(KL_SCHED_ASHA, 1, 3, 27), false, 9);
+    s = serial(config(KL_SCHED_ASHA, 1, 3, 27), false, 9, hand_curve_neg, hand_want);
     if (!s)
         return;
-    drive_serial(s, hand_curve_neg, got, sizeof got);
-    check_seq(got, hand_want);
     CHECK(kl_sched_best_trial(s) == 7);
     kl_sched_free(s);
 
     /* R = 9 (rungs 1, 3, 9): the rung-2 promotions are the top, so they end DONE. */
-    s = make(config(KL_SCHED_ASHA, 1, 3, 9), true, 9);
+    s = serial(config(KL_SCHED_ASHA, 1, 3, 9), true, 9, hand_curve,
+               "N0/1P N1/1P N2/1P P1>1/3P N3/1P P3>1/3P N4/1P N5/1P P5>1/3P P3>2/9D N6/1P "
+               "N7/1P P7>1/3P P7>2/9D N8/1P X");
     if (!s)
         return;
-    drive_serial(s, hand_curve, got, sizeof got);
-    check_seq(got, "N0/1P N1/1P N2/1P P1>1/3P N3/1P P3>1/3P N4/1P N5/1P P5>1/3P P3>2/9D N6/1P "
-                   "N7/1P P7>1/3P P7>2/9D N8/1P X");
     CHECK(kl_sched_state(s, 3) == KL_TRIAL_DONE && kl_sched_state(s, 7) == KL_TRIAL_DONE);
     CHECK(kl_sched_best_trial(s) == 7);
     kl_sched_free(s);
@@ -170,13 +192,11 @@ static double flat_curve(int64_t i, int t)
 /* Ties rank by arrival at the rung: the earlier one is better. */
 static void test_asha_ties(void)
 {
-    char got[512];
     /* All equal, one worker: trial 0 arrived first, so it is the top third of 3. */
-    kl_sched *s = make(config(KL_SCHED_ASHA, 1, 3, 27), true, 3);
+    kl_sched *s =
+        serial(config(KL_SCHED_ASHA, 1, 3, 27), true, 3, flat_curve, "N0/1P N1/1P N2/1P P0>1/3P X");
     if (!s)
         return;
-    drive_serial(s, flat_curve, got, sizeof got);
-    check_seq(got, "N0/1P N1/1P N2/1P P0>1/3P X");
     kl_sched_free(s);
 
     /* Three workers report in the order 2, 0, 1 with equal values: 2 arrived first. */
@@ -208,11 +228,9 @@ static void test_asha_ties(void)
 /* Values that are not finite rank last and are never promoted. */
 static void test_asha_nan(void)
 {
-    kl_sched *s = make(config(KL_SCHED_ASHA, 1, 3, 27), true, 4);
+    kl_sched *s = started(config(KL_SCHED_ASHA, 1, 3, 27), true, 4, 3);
     if (!s)
         return;
-    for (int i = 0; i < 3; i++)
-        kl_sched_next(s);
     CHECK(kl_sched_result(s, 0, 1, NAN) == KL_DECIDE_PAUSE);
     CHECK(kl_sched_result(s, 1, 1, INFINITY) == KL_DECIDE_PAUSE); /* not finite: the worst */
     CHECK(kl_sched_result(s, 2, 1, -1e300) == KL_DECIDE_PAUSE);
@@ -381,52 +399,77 @@ static void stop_example(bool maximize)
     kl_sched_free(s);
 }
 
-/* The cutoff at the boundary: a value equal to the cutoff goes on (Ray stops only below it). */
-static void test_stop_boundary(void)
-{
-    kl_sched_config c = config(KL_SCHED_ASHA, 1, 3, 27);
-    c.stop_mode = true;
-    kl_sched *s = make(c, true, 4);
-    if (!s)
-        return;
-    for (int i = 0; i < 4; i++)
-        kl_sched_next(s);
-    kl_sched_result(s, 0, 1, 0.5);
-    kl_sched_result(s, 1, 1, 0.3);
-    CHECK(kl_sched_result(s, 2, 1, 0.43333333333333335) == KL_DECIDE_CONTINUE);
-    kl_sched_free(s);
+/* Stop-mode decisions as tables: results reported in order by trials started 0, 1, ..., each
+ * with the decision it must get (ANY: not checked). FAIL as t fails the trial instead. */
+enum { ANY = -1, FAIL = -1 };
+typedef struct report {
+    int trial, t; /* t = 0 ends the list */
+    double value;
+    int want;   /* a kl_decision, or ANY */
+    bool below; /* report the largest double below value */
+} report;
 
-    s = make(c, true, 4);
-    if (!s)
-        return;
-    for (int i = 0; i < 4; i++)
-        kl_sched_next(s);
-    kl_sched_result(s, 0, 1, 0.5);
-    kl_sched_result(s, 1, 1, 0.3);
-    CHECK(kl_sched_result(s, 2, 1, nextafter(0.43333333333333335, 0)) == KL_DECIDE_STOP);
-    kl_sched_free(s);
+#define R(trial, t, value, want)     \
+    {                                \
+        trial, t, value, want, false \
+    }
+#define BELOW(trial, t, value, want) \
+    {                                \
+        trial, t, value, want, true  \
+    }
+#define FAILED(trial)                \
+    {                                \
+        trial, FAIL, 0.0, ANY, false \
+    }
 
+typedef struct decision_case {
+    const char *what;
+    int trials;
+    report reports[8];
+} decision_case;
+
+static const decision_case stop_cases[] = {
+    {"a value equal to the cutoff goes on (Ray stops only below it)",
+     4,
+     {R(0, 1, 0.5, ANY), R(1, 1, 0.3, ANY), R(2, 1, 0.43333333333333335, KL_DECIDE_CONTINUE)}},
+    {"a value just below the cutoff stops",
+     4,
+     {R(0, 1, 0.5, ANY), R(1, 1, 0.3, ANY), BELOW(2, 1, 0.43333333333333335, KL_DECIDE_STOP)}},
     /* numpy's lerp is two-sided: np.nanpercentile([.29, .5], 200 / 3) is exactly 0.43, where
      * a + (b - a) g would give 0.43000000000000005 and stop a value of 0.43. */
-    s = make(c, true, 3);
-    if (!s)
-        return;
-    for (int i = 0; i < 3; i++)
-        kl_sched_next(s);
-    kl_sched_result(s, 0, 1, 0.29);
-    kl_sched_result(s, 1, 1, 0.5);
-    CHECK(kl_sched_result(s, 2, 1, 0.43) == KL_DECIDE_CONTINUE);
-    kl_sched_free(s);
+    {"numpy's two-sided lerp",
+     3,
+     {R(0, 1, 0.29, ANY), R(1, 1, 0.5, ANY), R(2, 1, 0.43, KL_DECIDE_CONTINUE)}},
+    {"NaN stops even as the first at its rung, and sets no cutoff for the next",
+     3,
+     {R(0, 1, NAN, KL_DECIDE_STOP), R(1, 1, 0.1, KL_DECIDE_CONTINUE),
+      R(2, 1, -INFINITY, KL_DECIDE_STOP)}},
+    /* A failed trial's values leave the percentile, as NaN does for np.nanpercentile: the cutoff
+     * is over [.5, .9] = .7667 while 1 stands, over [.5] = .5 once it failed. */
+    {"a trial's values count while it stands",
+     3,
+     {R(0, 1, 0.5, ANY), R(1, 1, 0.9, ANY), R(2, 1, 0.6, KL_DECIDE_STOP)}},
+    {"a failed trial's values leave the percentile",
+     3,
+     {R(0, 1, 0.5, ANY), R(1, 1, 0.9, ANY), FAILED(1), R(2, 1, 0.6, KL_DECIDE_CONTINUE)}},
+};
 
-    s = make(c, true, 3);
+static void run_decision_case(kl_sched_config c, const decision_case *dc)
+{
+    kl_sched *s = started(c, true, dc->trials, dc->trials);
     if (!s)
         return;
-    for (int i = 0; i < 3; i++)
-        kl_sched_next(s);
-    /* NaN stops even as the first at its rung, and sets no cutoff for the next. */
-    CHECK(kl_sched_result(s, 0, 1, NAN) == KL_DECIDE_STOP);
-    CHECK(kl_sched_result(s, 1, 1, 0.1) == KL_DECIDE_CONTINUE);
-    CHECK(kl_sched_result(s, 2, 1, -INFINITY) == KL_DECIDE_STOP);
+    for (const report *r = dc->reports; r->t != 0; r++) {
+        if (r->t == FAIL) {
+            kl_sched_failed(s, r->trial);
+            continue;
+        }
+        double v = r->below ? nextafter(r->value, -INFINITY) : r->value;
+        kl_decision d = kl_sched_result(s, r->trial, r->t, v);
+        if (r->want != ANY && !check_(d == (kl_decision)r->want, __FILE__, __LINE__, dc->what))
+            fprintf(stderr, "    trial %d at t=%d: %s, want %s\n", r->trial, r->t,
+                    kl_decision_name(d), kl_decision_name((kl_decision)r->want));
+    }
     kl_sched_free(s);
 }
 
@@ -434,25 +477,10 @@ static void test_stop_mode(void)
 {
     stop_example(true);
     stop_example(false);
-    test_stop_boundary();
-
-    /* A failed trial's values leave the percentile, as NaN does for np.nanpercentile. */
     kl_sched_config c = config(KL_SCHED_ASHA, 1, 3, 27);
     c.stop_mode = true;
-    for (int fail = 0; fail < 2; fail++) {
-        kl_sched *s = make(c, true, 3);
-        if (!s)
-            return;
-        for (int i = 0; i < 3; i++)
-            kl_sched_next(s);
-        kl_sched_result(s, 0, 1, 0.5);
-        kl_sched_result(s, 1, 1, 0.9);
-        if (fail)
-            kl_sched_failed(s, 1);
-        /* Cutoff over [.5] = .5 when 1 failed, else over [.5, .9] = .7667. */
-        CHECK(kl_sched_result(s, 2, 1, 0.6) == (fail ? KL_DECIDE_CONTINUE : KL_DECIDE_STOP));
-        kl_sched_free(s);
-    }
+    for (size_t i = 0; i < sizeof stop_cases / sizeof *stop_cases; i++)
+        run_decision_case(c, &stop_cases[i]);
 }
 
 /* Hyperband: brackets, their milestones and grace periods, and round-robin assignment. */
@@ -583,27 +611,22 @@ static void test_median(void)
         CHECK(kl_sched_rung_count(s, 0) == 4 && kl_sched_rung(s, 3) == -1);
         kl_sched_free(s);
     }
-    kl_sched *s = make(config(KL_SCHED_MEDIAN, 2, 3, 5), true, 6);
+    kl_sched *s = serial(config(KL_SCHED_MEDIAN, 2, 3, 5), true, 6, med_curve,
+                         "N0/5D N1/5D N2/5D N3/2S N4/5D N5/4S X");
     if (!s)
         return;
-    drive_serial(s, med_curve, got, sizeof got);
-    check_seq(got, "N0/5D N1/5D N2/5D N3/2S N4/5D N5/4S X");
     kl_sched_free(s);
 
     /* T0, T1, then T3: only two others, fewer than KL_SCHED_MEDIAN_MIN_SAMPLES: T3 goes on. */
-    s = make(config(KL_SCHED_MEDIAN, 1, 3, 5), true, 3);
+    s = serial(config(KL_SCHED_MEDIAN, 1, 3, 5), true, 3, med_curve_013, "N0/5D N1/5D N2/5D X");
     if (!s)
         return;
-    drive_serial(s, med_curve_013, got, sizeof got);
-    check_seq(got, "N0/5D N1/5D N2/5D X");
     kl_sched_free(s);
 
     /* Before any trial finishes, the best is the best value at the most epochs reported. */
-    s = make(config(KL_SCHED_MEDIAN, 1, 3, 5), true, 3);
+    s = started(config(KL_SCHED_MEDIAN, 1, 3, 5), true, 3, 3);
     if (!s)
         return;
-    for (int i = 0; i < 3; i++)
-        kl_sched_next(s);
     kl_sched_result(s, 0, 1, 0.9);
     kl_sched_result(s, 1, 1, 0.5);
     CHECK(kl_sched_best_trial(s) == 0);
@@ -619,12 +642,10 @@ static double fifo_curve(int64_t i, int t)
 
 static void test_fifo(void)
 {
-    char got[256];
-    kl_sched *s = make(config(KL_SCHED_FIFO, 1, 3, 4), true, 3);
+    kl_sched *s =
+        serial(config(KL_SCHED_FIFO, 1, 3, 4), true, 3, fifo_curve, "N0/4D N1/4D N2/4D X");
     if (!s)
         return;
-    drive_serial(s, fifo_curve, got, sizeof got);
-    check_seq(got, "N0/4D N1/4D N2/4D X");
     CHECK(kl_sched_best_trial(s) == 2); /* at t = 4: 4, 6, 8 */
     kl_sched_free(s);
     s = make(config(KL_SCHED_FIFO, 1, 3, 4), false, 3);
@@ -691,11 +712,9 @@ static void test_failed_requeued(void)
 {
     /* Promote mode: trial 0 (the top third) is promoted, then fails: its rung-0 value now ranks
      * last, so trial 1 takes its place in the top third. */
-    kl_sched *s = make(config(KL_SCHED_ASHA, 1, 3, 27), true, 5);
+    kl_sched *s = started(config(KL_SCHED_ASHA, 1, 3, 27), true, 5, 3);
     if (!s)
         return;
-    for (int i = 0; i < 3; i++)
-        kl_sched_next(s);
     kl_sched_result(s, 0, 1, 0.9);
     kl_sched_result(s, 1, 1, 0.5);
     kl_sched_result(s, 2, 1, 0.4);
