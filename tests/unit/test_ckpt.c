@@ -1358,12 +1358,11 @@ int main(int argc, char **argv)
     } else if (!strcmp(group, "resume")) {
         rc = test_resume();
     } else {
-        test_round_trip();
-        test_atomic();
-        test_refusals();
-        test_find_latest();
-        test_remove_stale();
-        rc = check_report("test_ckpt format");
+        static const check_case cases[] = {
+            CHECK_CASE(test_round_trip),  CHECK_CASE(test_atomic),       CHECK_CASE(test_refusals),
+            CHECK_CASE(test_find_latest), CHECK_CASE(test_remove_stale),
+        };
+        rc = check_run("test_ckpt format", cases, CHECK_NCASES(cases), argc - 1, argv + 1);
     }
     fixture_free();
     if (!getenv("KEEP_TMP"))

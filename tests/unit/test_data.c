@@ -936,31 +936,35 @@ static void test_fashion_mnist(void)
     kl_data_splits_free(&s);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_idx),
+    CHECK_CASE(test_idx_crafted),
+    CHECK_CASE(test_csv),
+    CHECK_CASE(test_csv_crafted),
+    CHECK_CASE(test_hdf5),
+    CHECK_CASE(test_hdf5_crafted),
+    CHECK_CASE(test_hdf5_blocks),
+    CHECK_CASE(test_stop_request),
+    CHECK_CASE(test_standardize_overflow),
+    CHECK_CASE(test_splits),
+    CHECK_CASE(test_standardize),
+    CHECK_CASE(test_lazy),
+    CHECK_CASE(test_shuffle_gather),
+    CHECK_CASE(test_augment),
+    CHECK_CASE(test_fashion_mnist),
+};
+
+int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "/tmp/kiln-test-data-XXXXXX");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
     }
-    test_idx();
-    test_idx_crafted();
-    test_csv();
-    test_csv_crafted();
-    test_hdf5();
-    test_hdf5_crafted();
-    test_hdf5_blocks();
-    test_stop_request();
-    test_standardize_overflow();
-    test_splits();
-    test_standardize();
-    test_lazy();
-    test_shuffle_gather();
-    test_augment();
-    test_fashion_mnist();
+    int rc = check_run("test_data", cases, CHECK_NCASES(cases), argc, argv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "test_data: could not remove %s\n", dir);
-    return check_report("test_data");
+    return rc;
 }

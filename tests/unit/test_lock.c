@@ -40,7 +40,9 @@ static int try_in_child(const char *dir, char *msg, size_t size)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static void test_exclusive(const char *dir)
+static char dir[] = "/tmp/kiln-test-lock-XXXXXX";
+
+static void test_exclusive(void)
 {
     kl_lock *a = NULL, *b = NULL;
     kl_error err = {0};
@@ -61,7 +63,7 @@ static void test_exclusive(const char *dir)
 }
 
 /* A holder killed with SIGKILL leaves its lock file, not its lock. */
-static void test_holder_killed(const char *dir)
+static void test_holder_killed(void)
 {
     int ready[2];
     CHECK(pipe(ready) == 0);
@@ -99,19 +101,22 @@ static void test_no_folder(void)
     CHECK(strstr(err.msg, "/nonexistent/kiln-lock-test/" KL_DIR_LOCK_FILE) != NULL);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_exclusive),
+    CHECK_CASE(test_holder_killed),
+    CHECK_CASE(test_no_folder),
+};
+
+int main(int argc, char **argv)
 {
-    char dir[] = "/tmp/kiln-test-lock-XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
     }
-    test_exclusive(dir);
-    test_holder_killed(dir);
-    test_no_folder();
+    int rc = check_run("test_lock", cases, CHECK_NCASES(cases), argc, argv);
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, KL_DIR_LOCK_FILE);
     unlink(path);
     rmdir(dir);
-    return check_report("test_lock");
+    return rc;
 }

@@ -494,17 +494,21 @@ static void test_regression(void)
     trained_free(&t);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_bin_rule),
+    CHECK_CASE(test_classification),
+    CHECK_CASE(test_shapes_and_damage),
+    CHECK_CASE(test_regression),
+};
+
+int main(int argc, char **argv)
 {
     snprintf(tmp, sizeof tmp, "/tmp/kiln-test-modelfile-XXXXXX");
     KL_ASSERT(mkdtemp(tmp));
-    test_bin_rule();
-    test_classification();
-    test_shapes_and_damage();
-    test_regression();
+    int rc = check_run("test_modelfile", cases, CHECK_NCASES(cases), argc, argv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmp);
-    return check_report("test_modelfile");
+    return rc;
 }

@@ -189,16 +189,19 @@ static void test_dims_check(void)
     CHECK(kl_shape_check(&five, KL_F32, "t", &bytes, &err) == KL_ESHAPE);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_shape_make),
+    CHECK_CASE(test_numel),
+    CHECK_CASE(test_eq),
+    CHECK_CASE(test_shape_str),
+    CHECK_CASE(test_dtype),
+    CHECK_CASE(test_tensor_new),
+    CHECK_CASE(test_tensor_new_rejects),
+    CHECK_CASE(test_tensor_new_overflow),
+    CHECK_CASE(test_dims_check),
+};
+
+int main(int argc, char **argv)
 {
-    test_shape_make();
-    test_numel();
-    test_eq();
-    test_shape_str();
-    test_dtype();
-    test_tensor_new();
-    test_tensor_new_rejects();
-    test_tensor_new_overflow();
-    test_dims_check();
-    return check_report("test_tensor");
+    return check_run("test_tensor", cases, CHECK_NCASES(cases), argc, argv);
 }

@@ -861,28 +861,43 @@ static void test_summary_from_shapes(void)
     kl_config_free(cfg);
 }
 
-int main(void)
+/* The cases that train on Fashion-MNIST say so and pass when it is not installed. */
+#define FMNIST_CASE(fn)                                                                        \
+    static void fn##_fmnist(void)                                                              \
+    {                                                                                          \
+        if (have_fmnist())                                                                     \
+            fn();                                                                              \
+        else                                                                                   \
+            printf("%s: %s not found (apt-get install dataset-fashion-mnist), skipped\n", #fn, \
+                   FMNIST);                                                                    \
+    }
+FMNIST_CASE(test_errors)
+FMNIST_CASE(test_learns)
+FMNIST_CASE(test_reproducible)
+FMNIST_CASE(test_early_stop)
+FMNIST_CASE(test_hook_stops)
+FMNIST_CASE(test_run_dir)
+
+static const check_case cases[] = {
+    CHECK_CASE(test_slices),
+    CHECK_CASE(test_summary_from_shapes),
+    CHECK_CASE(test_regression),
+    CHECK_CASE(test_json),
+    {"test_errors", test_errors_fmnist},
+    {"test_learns", test_learns_fmnist},
+    {"test_reproducible", test_reproducible_fmnist},
+    {"test_early_stop", test_early_stop_fmnist},
+    {"test_hook_stops", test_hook_stops_fmnist},
+    {"test_run_dir", test_run_dir_fmnist},
+};
+
+int main(int argc, char **argv)
 {
-    test_slices();
-    test_summary_from_shapes();
     snprintf(tmp, sizeof tmp, "/tmp/kiln-test-train-XXXXXX");
     KL_ASSERT(mkdtemp(tmp));
     write_regression_csv(in_tmp("reg_train.csv"), 200, 1);
     write_regression_csv(in_tmp("reg_test.csv"), 60, 2);
-    test_regression();
-    test_json();
-    if (have_fmnist()) {
-        test_errors();
-        test_learns();
-        test_reproducible();
-        test_early_stop();
-        test_hook_stops();
-        test_run_dir();
-    } else {
-        printf("test_train: %s not found (apt-get install dataset-fashion-mnist); its cases are "
-               "skipped\n",
-               FMNIST);
-    }
+    int rc = check_run("test_train", cases, CHECK_NCASES(cases), argc, argv);
     remove_tree(tmp);
-    return check_report("test_train");
+    return rc;
 }
