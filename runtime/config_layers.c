@@ -54,6 +54,8 @@ const kl__field kl__layer_fields[] = {
 };
 /* clang-format on */
 const int kl__layer_field_count = (int)(sizeof kl__layer_fields / sizeof kl__layer_fields[0]);
+_Static_assert(sizeof kl__layer_fields / sizeof kl__layer_fields[0] <= KL__SECTION_MAX_FIELDS,
+               "a layer's fields are bits of an unsigned (seen, required)");
 
 static int field_index(const char *name)
 {
