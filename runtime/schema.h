@@ -64,8 +64,8 @@ struct kl__field {
     double lo, hi;
     const char *const *names; /* NULL-terminated */
     const kl__section *sub;
-    unsigned
-        kinds; /* when the section has kind_of: the kinds (bits) the field applies to; 0: all */
+    /* When the section has kind_of: the kinds (bits) the field applies to; 0: every kind. */
+    unsigned kinds;
     /* The value when the key is absent, as YAML text read like a written value ("1e-3", "true",
      * "global", "runs"). NULL: none (the field keeps zero, or what a prepare hook set). */
     const char *def;
