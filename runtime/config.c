@@ -11,17 +11,17 @@
 
 #include "runtime/config_impl.h"
 
-#define ANY 0u
-#define F(name, type, off, range, lo, hi, names, sub, kinds) \
-    {                                                        \
-        name, type, off, 0, range, lo, hi, names, sub, kinds \
-    }
+_Static_assert(sizeof(kl_optim_kind) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_lr_kind) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_data_format) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_task) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_standardize) == sizeof(int), "KL__F_ENUM fields are stored as int");
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const lr_names[] = {"constant", "step", "cosine", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
 static const char *const format_names[] = {"none", "idx", "hdf5", "csv", NULL};
 static const char *const task_names[] = {"classification", "regression", NULL};
-static const char *const std_names[] = {"none", "global", "feature", NULL};
+static const char *const standardize_names[] = {"none", "global", "feature", NULL};
 static const char *const dataset_names[] = {"fashion-mnist", "mnist", NULL};
 static const char *const metric_names[] = {"val_loss", "val_accuracy", NULL};
 
@@ -51,42 +51,49 @@ static kl_status place_error(const kl__ynode *map, kl_source_pos pos, char *path
     return st;
 }
 
-/* optimizer: defaults come from the kind, so `name` is read first. */
-#define OPT(m) offsetof(kl_config, optimizer.m)
-#define SGD    (1u << KL_OPTIM_SGD)
-#define ADAMS  (1u << KL_OPTIM_ADAM | 1u << KL_OPTIM_ADAMW)
+/* optimizer: the defaults of every key but lr depend on the kind (kl_optim_defaults, set by
+ * optim_prepare), so `name` is read first. */
+#define OPTIM(m) offsetof(kl_config, optimizer.m)
+#define SGD      (1u << KL_OPTIM_SGD)
+#define ADAMS    (1u << KL_OPTIM_ADAM | 1u << KL_OPTIM_ADAMW)
+/* clang-format off */
 static const kl__field optim_fields[] = {
-    F("name", KL__F_ENUM, OPT(kind), 0, 0, 0, optim_names, NULL, ANY),
-    F("lr", KL__F_FLOAT, offsetof(kl_config, schedule.base_lr), KL__R_GT, 0, 0, NULL, NULL, ANY),
-    F("momentum", KL__F_FLOAT, OPT(momentum), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, SGD),
-    F("dampening", KL__F_FLOAT, OPT(dampening), KL__R_GE | KL__R_LE, 0, 1, NULL, NULL, SGD),
-    F("nesterov", KL__F_BOOL, OPT(nesterov), 0, 0, 0, NULL, NULL, SGD),
-    F("weight_decay", KL__F_FLOAT, OPT(weight_decay), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("beta1", KL__F_FLOAT, OPT(beta1), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, ADAMS),
-    F("beta2", KL__F_FLOAT, OPT(beta2), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, ADAMS),
-    F("eps", KL__F_FLOAT, OPT(eps), KL__R_GT, 0, 0, NULL, NULL, ADAMS),
+    {.name = "name", .type = KL__F_ENUM, .off = OPTIM(kind), .names = optim_names, .def = "adam"},
+    {.name = "lr", .type = KL__F_FLOAT, .off = offsetof(kl_config, schedule.base_lr), KL__GT(0),
+     .def = "1e-3"},
+    {.name = "momentum", .type = KL__F_FLOAT, .off = OPTIM(momentum), KL__GE_LT(0, 1),
+     .kinds = SGD},
+    {.name = "dampening", .type = KL__F_FLOAT, .off = OPTIM(dampening), KL__GE_LE(0, 1),
+     .kinds = SGD},
+    {.name = "nesterov", .type = KL__F_BOOL, .off = OPTIM(nesterov), .kinds = SGD},
+    {.name = "weight_decay", .type = KL__F_FLOAT, .off = OPTIM(weight_decay), KL__GE(0)},
+    {.name = "beta1", .type = KL__F_FLOAT, .off = OPTIM(beta1), KL__GE_LT(0, 1), .kinds = ADAMS},
+    {.name = "beta2", .type = KL__F_FLOAT, .off = OPTIM(beta2), KL__GE_LT(0, 1), .kinds = ADAMS},
+    {.name = "eps", .type = KL__F_FLOAT, .off = OPTIM(eps), KL__GT(0), .kinds = ADAMS},
 };
+/* clang-format on */
 
-static kl_status optim_prepare(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
+static kl_status optim_prepare(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                                char *path, kl_error *err)
 {
-    /* `name` read into a lone int: the field's offset is into a kl_config, so read it through a
-     * copy whose offset is 0 (with the table's entry, the write landed off the end of `kind`,
-     * in the caller's stack frame). */
+    /* `name` is read into a lone int through a copy of its row with offset 0: the row's offset
+     * is into a kl_config, which is also this section's base. */
+    kl_config *c = base;
     int kind = KL_OPTIM_ADAM;
     kl__field name_field = optim_fields[0];
     name_field.off = 0;
     const kl__ynode *name = kl__ynode_get(map, "name");
     size_t len = kl__path_push(path, "name");
-    kl_status st = name ? kl__field_read(&name_field, &kind, c, name, path, err) : KL_OK;
+    kl_status st = name ? kl__field_read(&name_field, &kind, ctx, name, path, err) : KL_OK;
     kl__path_pop(path, len);
     c->optimizer = kl_optim_defaults((kl_optim_kind)kind);
     return st;
 }
 
-static kl_status optim_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
+static kl_status optim_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                              char *path, kl_error *err)
 {
+    kl_config *c = base;
     static const char *const keys[] = {"nesterov", "dampening", "momentum", "weight_decay",
                                        "beta1",    "beta2",     "eps",      NULL};
     kl_error e = {0};
@@ -105,30 +112,44 @@ static int optim_kind(const void *base)
     return (int)((const kl_config *)base)->optimizer.kind;
 }
 
-static const kl__section optim_section = {optim_fields, 9,          SIZE_MAX,   optim_prepare,
-                                          optim_check,  optim_kind, optim_names};
+/* clang-format off */
+static const kl__section optim_section = {
+    KL__FIELDS(optim_fields),
+    .prepare = optim_prepare,
+    .check = optim_check,
+    .kind_of = optim_kind,
+    .kind_names = optim_names,
+};
+/* clang-format on */
 
 /* schedule */
-#define LR(m)  offsetof(kl_lr_schedule, m)
-#define STEP   (1u << KL_LR_STEP)
-#define COSINE (1u << KL_LR_COSINE)
-static const kl__field lr_fields[] = {
-    F("name", KL__F_ENUM, LR(kind), 0, 0, 0, lr_names, NULL, ANY),
-    F("warmup_steps", KL__F_I64, LR(warmup_steps), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("step_size", KL__F_I64, LR(step_size), KL__R_GT, 0, 0, NULL, NULL, STEP),
-    F("gamma", KL__F_FLOAT, LR(gamma), KL__R_GT | KL__R_LE, 0, 1, NULL, NULL, STEP),
-    F("min_lr", KL__F_FLOAT, LR(min_lr), KL__R_GE, 0, 0, NULL, NULL, COSINE),
-    F("total_steps", KL__F_I64, LR(total_steps), KL__R_GE, 0, 0, NULL, NULL, COSINE),
+#define SCHEDULE(m) offsetof(kl_lr_schedule, m)
+#define STEP        (1u << KL_LR_STEP)
+#define COSINE      (1u << KL_LR_COSINE)
+/* clang-format off */
+static const kl__field schedule_fields[] = {
+    {.name = "name", .type = KL__F_ENUM, .off = SCHEDULE(kind), .names = schedule_names,
+     .def = "constant"},
+    {.name = "warmup_steps", .type = KL__F_I64, .off = SCHEDULE(warmup_steps), KL__GE(0),
+     .def = "0"},
+    {.name = "step_size", .type = KL__F_I64, .off = SCHEDULE(step_size), KL__GT(0), .kinds = STEP},
+    {.name = "gamma", .type = KL__F_FLOAT, .off = SCHEDULE(gamma), KL__GT_LE(0, 1), .kinds = STEP,
+     .def = "0.1"},
+    {.name = "min_lr", .type = KL__F_FLOAT, .off = SCHEDULE(min_lr), KL__GE(0), .kinds = COSINE,
+     .def = "0"},
+    {.name = "total_steps", .type = KL__F_I64, .off = SCHEDULE(total_steps), KL__GE(0),
+     .kinds = COSINE, .def = "0"},
 };
+/* clang-format on */
 
 /* total_steps 0 means "from the epochs", which the trainer fills in; everything else is checked
  * now, with a stand-in total. */
-static kl_status lr_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
-                          char *path, kl_error *err)
+static kl_status schedule_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
+                                char *path, kl_error *err)
 {
     static const char *const keys[] = {"warmup_steps", "step_size", "gamma",
                                        "total_steps",  "min_lr",    NULL};
-    kl_lr_schedule s = c->schedule;
+    kl_lr_schedule s = *(const kl_lr_schedule *)base;
     if (s.kind == KL_LR_COSINE && s.total_steps == 0)
         s.total_steps = s.warmup_steps + 1;
     kl_error e = {0};
@@ -137,26 +158,37 @@ static kl_status lr_check(void *base, kl_config *c, const kl__ynode *map, kl_sou
     return place_error(map, pos, path, named_in(e.msg, keys), e.msg, err);
 }
 
-static int lr_kind(const void *base)
+static int schedule_kind(const void *base)
 {
     return (int)((const kl_lr_schedule *)base)->kind;
 }
 
-static const kl__section lr_section = {lr_fields, 6, SIZE_MAX, NULL, lr_check, lr_kind, lr_names};
-
-/* data.train, data.val, data.test */
-#define SRC(m) offsetof(kl_data_source, m)
-#define FILES  (1u << KL_DATA_IDX | 1u << KL_DATA_HDF5 | 1u << KL_DATA_CSV)
-static const kl__field source_fields[] = {
-    F("format", KL__F_ENUM, SRC(format), 0, 0, 0, format_names, NULL, ANY),
-    F("path", KL__F_STR, SRC(path), 0, 0, 0, NULL, NULL, FILES),
-    F("labels", KL__F_STR, SRC(labels), 0, 0, 0, NULL, NULL, 1u << KL_DATA_IDX),
-    F("x_dataset", KL__F_STR, SRC(x_dataset), 0, 0, 0, NULL, NULL, 1u << KL_DATA_HDF5),
-    F("y_dataset", KL__F_STR, SRC(y_dataset), 0, 0, 0, NULL, NULL, 1u << KL_DATA_HDF5),
-    F("label_column", KL__F_STR, SRC(label_column), 0, 0, 0, NULL, NULL, 1u << KL_DATA_CSV),
+static const kl__section schedule_section = {
+    KL__FIELDS(schedule_fields),
+    .check = schedule_check,
+    .kind_of = schedule_kind,
+    .kind_names = schedule_names,
 };
 
-static kl_status source_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
+/* data.train, data.val, data.test */
+#define SOURCE(m) offsetof(kl_data_source, m)
+#define FILES     (1u << KL_DATA_IDX | 1u << KL_DATA_HDF5 | 1u << KL_DATA_CSV)
+/* clang-format off */
+static const kl__field source_fields[] = {
+    {.name = "format", .type = KL__F_ENUM, .off = SOURCE(format), .names = format_names,
+     .def = "none"},
+    {.name = "path", .type = KL__F_STR, .off = SOURCE(path), .kinds = FILES},
+    {.name = "labels", .type = KL__F_STR, .off = SOURCE(labels), .kinds = 1u << KL_DATA_IDX},
+    {.name = "x_dataset", .type = KL__F_STR, .off = SOURCE(x_dataset), .kinds = 1u << KL_DATA_HDF5,
+     .def = "x"},
+    {.name = "y_dataset", .type = KL__F_STR, .off = SOURCE(y_dataset), .kinds = 1u << KL_DATA_HDF5,
+     .def = "y"},
+    {.name = "label_column", .type = KL__F_STR, .off = SOURCE(label_column),
+     .kinds = 1u << KL_DATA_CSV, .def = "label"},
+};
+/* clang-format on */
+
+static kl_status source_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                               char *path, kl_error *err)
 {
     kl_data_source *s = base;
@@ -177,28 +209,41 @@ static int source_kind(const void *base)
     return (int)((const kl_data_source *)base)->format;
 }
 
+/* clang-format off */
 static const kl__section source_section = {
-    source_fields, 6, offsetof(kl_data_source, pos), NULL, source_check, source_kind, format_names};
+    KL__FIELDS(source_fields),
+    .keep_pos = true,
+    .pos_off = offsetof(kl_data_source, pos),
+    .check = source_check,
+    .kind_of = source_kind,
+    .kind_names = format_names,
+};
+/* clang-format on */
 
 /* data */
 #define DATA(m) offsetof(kl_data_config, m)
+/* clang-format off */
 static const kl__field data_fields[] = {
-    F("dataset", KL__F_STR, DATA(dataset), 0, 0, 0, dataset_names, NULL, ANY),
-    F("dir", KL__F_STR, DATA(dir), 0, 0, 0, NULL, NULL, ANY),
-    F("train", KL__F_SECTION, DATA(train), 0, 0, 0, NULL, &source_section, ANY),
-    F("val", KL__F_SECTION, DATA(val), 0, 0, 0, NULL, &source_section, ANY),
-    F("test", KL__F_SECTION, DATA(test), 0, 0, 0, NULL, &source_section, ANY),
-    F("val_fraction", KL__F_FLOAT, DATA(val_fraction), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, ANY),
-    F("task", KL__F_ENUM, DATA(task), 0, 0, 0, task_names, NULL, ANY),
-    F("classes", KL__F_INT, DATA(classes), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("standardize", KL__F_ENUM, DATA(standardize), 0, 0, 0, std_names, NULL, ANY),
-    F("flip", KL__F_BOOL, DATA(flip), 0, 0, 0, NULL, NULL, ANY),
-    F("crop_padding", KL__F_INT, DATA(crop_padding), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("limit", KL__F_I64, DATA(limit), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("lazy", KL__F_BOOL, DATA(lazy), 0, 0, 0, NULL, NULL, ANY),
+    {.name = "dataset", .type = KL__F_STR, .off = DATA(dataset), .names = dataset_names},
+    {.name = "dir", .type = KL__F_STR, .off = DATA(dir)}, /* from dataset: data_check */
+    {.name = "train", .type = KL__F_SECTION, .off = DATA(train), .sub = &source_section},
+    {.name = "val", .type = KL__F_SECTION, .off = DATA(val), .sub = &source_section},
+    {.name = "test", .type = KL__F_SECTION, .off = DATA(test), .sub = &source_section},
+    {.name = "val_fraction", .type = KL__F_FLOAT, .off = DATA(val_fraction), KL__GE_LT(0, 1),
+     .def = "0"},
+    {.name = "task", .type = KL__F_ENUM, .off = DATA(task), .names = task_names,
+     .def = "classification"},
+    {.name = "classes", .type = KL__F_INT, .off = DATA(classes), KL__GE(0), .def = "0"},
+    {.name = "standardize", .type = KL__F_ENUM, .off = DATA(standardize),
+     .names = standardize_names, .def = "global"},
+    {.name = "flip", .type = KL__F_BOOL, .off = DATA(flip), .def = "false"},
+    {.name = "crop_padding", .type = KL__F_INT, .off = DATA(crop_padding), KL__GE(0), .def = "0"},
+    {.name = "limit", .type = KL__F_I64, .off = DATA(limit), KL__GE(0), .def = "0"},
+    {.name = "lazy", .type = KL__F_BOOL, .off = DATA(lazy), .def = "false"},
 };
+/* clang-format on */
 
-static kl_status data_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
+static kl_status data_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                             char *path, kl_error *err)
 {
     kl_data_config *d = base;
@@ -219,59 +264,75 @@ static kl_status data_check(void *base, kl_config *c, const kl__ynode *map, kl_s
     return KL_OK;
 }
 
-static const kl__section data_section = {data_fields, 13, SIZE_MAX, NULL, data_check, NULL, NULL};
+static const kl__section data_section = {
+    KL__FIELDS(data_fields),
+    .check = data_check,
+};
 
 /* model */
+/* clang-format off */
 static const kl__field model_fields[] = {
-    {"layers", KL__F_LAYERS, offsetof(kl_model_spec, layers), offsetof(kl_model_spec, nlayers), 0,
-     0, 0, NULL, NULL, ANY},
+    {.name = "layers", .type = KL__F_CUSTOM, .off = offsetof(kl_model_spec, layers),
+     .off_count = offsetof(kl_model_spec, nlayers), .read = kl__layers_field_read,
+     .print = kl__layers_field_print},
 };
-static const kl__section model_section = {model_fields, 1, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* clang-format on */
+static const kl__section model_section = {KL__FIELDS(model_fields)};
 
 /* train */
-#define ES(m) offsetof(kl_early_stop, m)
-static const kl__field early_fields[] = {
-    F("metric", KL__F_STR, ES(metric), 0, 0, 0, metric_names, NULL, ANY),
-    F("patience", KL__F_INT, ES(patience), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("min_delta", KL__F_FLOAT, ES(min_delta), KL__R_GE, 0, 0, NULL, NULL, ANY),
+#define EARLY_STOP(m) offsetof(kl_early_stop, m)
+/* clang-format off */
+static const kl__field early_stop_fields[] = {
+    {.name = "metric", .type = KL__F_STR, .off = EARLY_STOP(metric), .names = metric_names,
+     .def = "val_loss"},
+    {.name = "patience", .type = KL__F_INT, .off = EARLY_STOP(patience), KL__GE(0), .def = "0"},
+    {.name = "min_delta", .type = KL__F_FLOAT, .off = EARLY_STOP(min_delta), KL__GE(0), .def = "0"},
 };
-static const kl__section early_section = {early_fields, 3, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* clang-format on */
+static const kl__section early_stop_section = {KL__FIELDS(early_stop_fields)};
 
-#define TR(m) offsetof(kl_train_section, m)
+#define TRAIN(m) offsetof(kl_train_section, m)
+/* clang-format off */
 static const kl__field train_fields[] = {
-    F("epochs", KL__F_INT, TR(epochs), KL__R_GE, 1, 0, NULL, NULL, ANY),
-    F("batch_size", KL__F_I64, TR(batch_size), KL__R_GE, 1, 0, NULL, NULL, ANY),
-    F("eval_every", KL__F_INT, TR(eval_every), KL__R_GE, 1, 0, NULL, NULL, ANY),
-    F("seed", KL__F_U64, TR(seed), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("threads", KL__F_INT, TR(threads), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("clip_norm", KL__F_FLOAT, TR(clip_norm), KL__R_GE, 0, 0, NULL, NULL, ANY),
-    F("accumulate", KL__F_INT, TR(accumulate), KL__R_GE, 1, 0, NULL, NULL, ANY),
-    F("label_smoothing", KL__F_FLOAT, TR(label_smoothing), KL__R_GE | KL__R_LT, 0, 1, NULL, NULL,
-      ANY),
-    F("early_stop", KL__F_SECTION, TR(early_stop), 0, 0, 0, NULL, &early_section, ANY),
+    {.name = "epochs", .type = KL__F_INT, .off = TRAIN(epochs), KL__GE(1), .def = "10"},
+    {.name = "batch_size", .type = KL__F_I64, .off = TRAIN(batch_size), KL__GE(1), .def = "64"},
+    {.name = "eval_every", .type = KL__F_INT, .off = TRAIN(eval_every), KL__GE(1), .def = "1"},
+    {.name = "seed", .type = KL__F_U64, .off = TRAIN(seed), KL__GE(0), .def = "1"},
+    {.name = "threads", .type = KL__F_INT, .off = TRAIN(threads), KL__GE(0), .def = "0"},
+    {.name = "clip_norm", .type = KL__F_FLOAT, .off = TRAIN(clip_norm), KL__GE(0), .def = "0"},
+    {.name = "accumulate", .type = KL__F_INT, .off = TRAIN(accumulate), KL__GE(1), .def = "1"},
+    {.name = "label_smoothing", .type = KL__F_FLOAT, .off = TRAIN(label_smoothing), KL__GE_LT(0, 1),
+     .def = "0"},
+    {.name = "early_stop", .type = KL__F_SECTION, .off = TRAIN(early_stop),
+     .sub = &early_stop_section},
 };
-static const kl__section train_section = {train_fields, 9, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* clang-format on */
+static const kl__section train_section = {KL__FIELDS(train_fields)};
 
-#define DI(m) offsetof(kl_dist_section, m)
+/* dist.timeout's default is KL_DIST_TIMEOUT_DEFAULT (test_config checks that they agree). */
+#define DIST(m) offsetof(kl_dist_section, m)
+/* clang-format off */
 static const kl__field dist_fields[] = {
-    F("bucket_mb", KL__F_FLOAT, DI(bucket_mb), KL__R_GT, 0, 0, NULL, NULL, ANY),
-    F("timeout", KL__F_FLOAT, DI(timeout), KL__R_GT, 0, 0, NULL, NULL, ANY),
-    F("overlap", KL__F_BOOL, DI(overlap), 0, 0, 0, NULL, NULL, ANY),
+    {.name = "bucket_mb", .type = KL__F_FLOAT, .off = DIST(bucket_mb), KL__GT(0), .def = "25"},
+    {.name = "timeout", .type = KL__F_FLOAT, .off = DIST(timeout), KL__GT(0), .def = "300"},
+    {.name = "overlap", .type = KL__F_BOOL, .off = DIST(overlap), .def = "true"},
 };
-static const kl__section dist_section = {dist_fields, 3, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* clang-format on */
+static const kl__section dist_section = {KL__FIELDS(dist_fields)};
 
-#define CK(m) offsetof(kl_checkpoint_section, m)
-static const kl__field ckpt_fields[] = {
-    F("every", KL__F_STR, CK(every), 0, 0, 0, NULL, NULL, ANY),
-    F("keep_last", KL__F_INT, CK(keep_last), KL__R_GE, 0, 0, NULL, NULL, ANY),
+#define CHECKPOINT(m) offsetof(kl_checkpoint_section, m)
+/* clang-format off */
+static const kl__field checkpoint_fields[] = {
+    {.name = "every", .type = KL__F_STR, .off = CHECKPOINT(every)}, /* parsed by checkpoint_check */
+    {.name = "keep_last", .type = KL__F_INT, .off = CHECKPOINT(keep_last), KL__GE(0), .def = "3"},
 };
+/* clang-format on */
 /* checkpoint.every: a positive number and a unit, parsed here so that a typo is placed at its
  * file:line:col like any other bad value. */
-static kl_status ckpt_check(void *base, kl_config *c, const kl__ynode *map, kl_source_pos pos,
-                            char *path, kl_error *err)
+static kl_status checkpoint_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
+                                  char *path, kl_error *err)
 {
-    (void)base;
-    kl_checkpoint_section *k = &c->checkpoint;
+    kl_checkpoint_section *k = base;
     k->every_unit = KL_EVERY_OFF;
     if (!k->every || !*k->every)
         return KL_OK;
@@ -305,50 +366,33 @@ static kl_status ckpt_check(void *base, kl_config *c, const kl__ynode *map, kl_s
     return place_error(map, pos, path, "every", msg, err);
 }
 
-static const kl__section ckpt_section = {ckpt_fields, 2, SIZE_MAX, NULL, ckpt_check, NULL, NULL};
+static const kl__section checkpoint_section = {
+    KL__FIELDS(checkpoint_fields),
+    .check = checkpoint_check,
+};
 
 /* The top level, in the order kl_config_print writes it. The optimizer's fields are placed
  * relative to kl_config itself because optimizer.lr lands in the schedule. */
-#define C(m) offsetof(kl_config, m)
+#define CONFIG(m) offsetof(kl_config, m)
+/* clang-format off */
 static const kl__field root_fields[] = {
-    F("name", KL__F_STR, C(name), 0, 0, 0, NULL, NULL, ANY),
-    F("runs_dir", KL__F_STR, C(runs_dir), 0, 0, 0, NULL, NULL, ANY),
-    F("model", KL__F_SECTION, C(model), 0, 0, 0, NULL, &model_section, ANY),
-    F("data", KL__F_SECTION, C(data), 0, 0, 0, NULL, &data_section, ANY),
-    F("optimizer", KL__F_SECTION, 0, 0, 0, 0, NULL, &optim_section, ANY),
-    F("schedule", KL__F_SECTION, C(schedule), 0, 0, 0, NULL, &lr_section, ANY),
-    F("train", KL__F_SECTION, C(train), 0, 0, 0, NULL, &train_section, ANY),
-    F("dist", KL__F_SECTION, C(dist), 0, 0, 0, NULL, &dist_section, ANY),
-    F("checkpoint", KL__F_SECTION, C(checkpoint), 0, 0, 0, NULL, &ckpt_section, ANY),
+    {.name = "name", .type = KL__F_STR, .off = CONFIG(name)}, /* NULL: a timestamp */
+    {.name = "runs_dir", .type = KL__F_STR, .off = CONFIG(runs_dir), .def = "runs"},
+    {.name = "model", .type = KL__F_SECTION, .off = CONFIG(model), .sub = &model_section},
+    {.name = "data", .type = KL__F_SECTION, .off = CONFIG(data), .sub = &data_section},
+    {.name = "optimizer", .type = KL__F_SECTION, .off = 0, .sub = &optim_section},
+    {.name = "schedule", .type = KL__F_SECTION, .off = CONFIG(schedule), .sub = &schedule_section},
+    {.name = "train", .type = KL__F_SECTION, .off = CONFIG(train), .sub = &train_section},
+    {.name = "dist", .type = KL__F_SECTION, .off = CONFIG(dist), .sub = &dist_section},
+    {.name = "checkpoint", .type = KL__F_SECTION, .off = CONFIG(checkpoint),
+     .sub = &checkpoint_section},
 };
-static const kl__section root_section = {root_fields, 9, SIZE_MAX, NULL, NULL, NULL, NULL};
+/* clang-format on */
+static const kl__section root_section = {KL__FIELDS(root_fields)};
 
 const kl__section *kl__config_schema(void)
 {
     return &root_section;
-}
-
-static bool source_defaults(kl_data_source *s)
-{
-    return kl__strset(&s->x_dataset, "x") && kl__strset(&s->y_dataset, "y") &&
-           kl__strset(&s->label_column, "label");
-}
-
-static bool set_defaults(kl_config *c)
-{
-    c->optimizer = kl_optim_defaults(KL_OPTIM_ADAM);
-    c->schedule = (kl_lr_schedule){.kind = KL_LR_CONSTANT, .base_lr = 1e-3f, .gamma = 0.1f};
-    c->train = (kl_train_section){
-        .epochs = 10, .batch_size = 64, .eval_every = 1, .seed = 1, .accumulate = 1};
-    c->checkpoint.keep_last = 3;
-    c->dist.bucket_mb = 25.0f;
-    c->dist.timeout = KL_DIST_TIMEOUT_DEFAULT;
-    c->dist.overlap = true;
-    c->data.task = KL_TASK_CLASSIFICATION;
-    c->data.standardize = KL_STD_GLOBAL;
-    return kl__strset(&c->runs_dir, "runs") &&
-           kl__strset(&c->train.early_stop.metric, "val_loss") && source_defaults(&c->data.train) &&
-           source_defaults(&c->data.val) && source_defaults(&c->data.test);
 }
 
 static void free_source(kl_data_source *s)
@@ -404,7 +448,7 @@ kl_config *kl_config_parse(const char *name, const char *text, size_t len,
                            const char *const *overrides, int noverrides, kl_error *err)
 {
     kl_config *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(name ? name : "<config>")) || !set_defaults(c)) {
+    if (!c || !(c->path = strdup(name ? name : "<config>"))) {
         kl_config_free(c);
         kl_error_set(err, KL_ENOMEM, "out of memory reading a config");
         return NULL;

@@ -15,13 +15,19 @@
  * for keys the file does not have. */
 kl_status kl__config_override(kl__ynode **root, const char *text, int index, kl_error *err);
 
-/* model.layers (config_layers.c). */
-kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, kl_config *c,
+/* model.layers (config_layers.c): a sequence read into an array at f->off with its count at
+ * f->off_count, as a KL__F_CUSTOM row's read and print (model.layers, a residual's layers). */
+kl_status kl__layers_field_read(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                                char *path, kl_error *err);
+void kl__layers_field_print(const kl__field *f, const void *base, FILE *out, int indent);
+/* depth: how many residual blocks hold this sequence. */
+kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, void *ctx,
                           char *path, int depth, kl_error *err);
 void kl__layers_free(kl_layer_spec *layers, int n);
 void kl__layers_print(const kl_layer_spec *layers, int n, FILE *f, int indent);
+/* A layer's fields, every kind's; each row's kinds say which kinds take it. */
 extern const kl__field kl__layer_fields[];
-extern const int kl__nlayer_fields;
+extern const int kl__layer_field_count;
 
 /* The top-level section (config.c). */
 const kl__section *kl__config_schema(void);

@@ -7,54 +7,89 @@
 
 #include "runtime/config_impl.h"
 
+_Static_assert(sizeof(kl_layer_kind) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_activation) == sizeof(int), "KL__F_ENUM fields are stored as int");
+
 /* Residual blocks nest; deeper than this is certainly a mistake. */
 #define MAX_NESTING 16
 
 static const char *const kind_names[] = {"dense",           "conv2d",    "max_pool",  "avg_pool",
                                          "global_avg_pool", "batchnorm", "layernorm", "dropout",
                                          "activation",      "flatten",   "residual",  NULL};
-static const char *const act_names[] = {"none", "relu",    "leaky_relu", "gelu",
-                                        "tanh", "sigmoid", NULL};
+static const char *const activation_names[] = {"none", "relu",    "leaky_relu", "gelu",
+                                               "tanh", "sigmoid", NULL};
 
-#define K(kind) (1u << KL_LAYER_##kind)
-#define POOLS   (K(MAX_POOL) | K(AVG_POOL))
-#define ACTS    (K(DENSE) | K(CONV2D) | K(ACTIVATION) | K(RESIDUAL))
-#define L(m)    offsetof(kl_layer_spec, m)
+#define KIND(kind) (1u << KL_LAYER_##kind)
+#define POOLS      (KIND(MAX_POOL) | KIND(AVG_POOL))
+#define ACTIVATED  (KIND(DENSE) | KIND(CONV2D) | KIND(ACTIVATION) | KIND(RESIDUAL))
+#define LAYER(m)   offsetof(kl_layer_spec, m)
 
-/* The order is the order fields are printed in. */
+/* The order is the order fields are printed in. stride's default depends on the kind (conv2d 1,
+ * pools their kernel): read_layer sets it. */
+/* clang-format off */
 const kl__field kl__layer_fields[] = {
-    {"units", KL__F_INT, L(units), 0, KL__R_GT, 0, 0, NULL, NULL, K(DENSE)},
-    {"filters", KL__F_INT, L(filters), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D)},
-    {"kernel", KL__F_INT, L(kernel), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
-    {"stride", KL__F_INT, L(stride), 0, KL__R_GT, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
-    {"padding", KL__F_INT, L(padding), 0, KL__R_GE, 0, 0, NULL, NULL, K(CONV2D) | POOLS},
-    {"bias", KL__F_BOOL, L(bias), 0, 0, 0, 0, NULL, NULL, K(DENSE) | K(CONV2D)},
-    {"activation", KL__F_ENUM, L(activation), 0, 0, 0, 0, act_names, NULL, ACTS},
-    {"alpha", KL__F_FLOAT, L(alpha), 0, KL__R_GE, 0, 0, NULL, NULL, ACTS},
-    {"rate", KL__F_FLOAT, L(rate), 0, KL__R_GE | KL__R_LT, 0, 1, NULL, NULL, K(DROPOUT)},
-    {"momentum", KL__F_FLOAT, L(momentum), 0, KL__R_GE | KL__R_LE, 0, 1, NULL, NULL, K(BATCHNORM)},
-    {"eps", KL__F_FLOAT, L(eps), 0, KL__R_GT, 0, 0, NULL, NULL, K(BATCHNORM) | K(LAYERNORM)},
-    {"layers", KL__F_LAYERS, L(layers), L(nlayers), 0, 0, 0, NULL, NULL, K(RESIDUAL)},
+    {.name = "units", .type = KL__F_INT, .off = LAYER(units), KL__GT(0), .kinds = KIND(DENSE)},
+    {.name = "filters", .type = KL__F_INT, .off = LAYER(filters), KL__GT(0), .kinds = KIND(CONV2D)},
+    {.name = "kernel", .type = KL__F_INT, .off = LAYER(kernel), KL__GT(0),
+     .kinds = KIND(CONV2D) | POOLS},
+    {.name = "stride", .type = KL__F_INT, .off = LAYER(stride), KL__GT(0),
+     .kinds = KIND(CONV2D) | POOLS},
+    {.name = "padding", .type = KL__F_INT, .off = LAYER(padding), KL__GE(0),
+     .kinds = KIND(CONV2D) | POOLS, .def = "0"},
+    {.name = "bias", .type = KL__F_BOOL, .off = LAYER(bias), .kinds = KIND(DENSE) | KIND(CONV2D),
+     .def = "true"},
+    {.name = "activation", .type = KL__F_ENUM, .off = LAYER(activation), .names = activation_names,
+     .kinds = ACTIVATED, .def = "none"},
+    {.name = "alpha", .type = KL__F_FLOAT, .off = LAYER(alpha), KL__GE(0), .kinds = ACTIVATED,
+     .def = "0.01"},
+    {.name = "rate", .type = KL__F_FLOAT, .off = LAYER(rate), KL__GE_LT(0, 1),
+     .kinds = KIND(DROPOUT)},
+    {.name = "momentum", .type = KL__F_FLOAT, .off = LAYER(momentum), KL__GE_LE(0, 1),
+     .kinds = KIND(BATCHNORM), .def = "0.1"},
+    {.name = "eps", .type = KL__F_FLOAT, .off = LAYER(eps), KL__GT(0),
+     .kinds = KIND(BATCHNORM) | KIND(LAYERNORM), .def = "1e-5"},
+    /* a residual's block: read one level deeper by read_fields */
+    {.name = "layers", .type = KL__F_CUSTOM, .off = LAYER(layers), .off_count = LAYER(nlayers),
+     .kinds = KIND(RESIDUAL), .read = kl__layers_field_read, .print = kl__layers_field_print},
 };
-const int kl__nlayer_fields = (int)(sizeof kl__layer_fields / sizeof kl__layer_fields[0]);
+/* clang-format on */
+const int kl__layer_field_count = (int)(sizeof kl__layer_fields / sizeof kl__layer_fields[0]);
+_Static_assert(sizeof kl__layer_fields / sizeof kl__layer_fields[0] <= KL__SECTION_MAX_FIELDS,
+               "a layer's fields are bits of an unsigned (seen, required)");
 
-/* The fields each kind must be given, as bits of kl__layer_fields indices. */
+static int field_index(const char *name)
+{
+    for (int i = 0; i < kl__layer_field_count; i++)
+        if (strcmp(kl__layer_fields[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* A field as a bit of the masks below: 1 << its index in kl__layer_fields. */
+static unsigned field_bit(const char *name)
+{
+    int i = field_index(name);
+    KL_ASSERT(i >= 0);
+    return 1u << i;
+}
+
+/* The fields each kind must be given. */
 static unsigned required(kl_layer_kind kind)
 {
     switch (kind) {
     case KL_LAYER_DENSE:
-        return 1u << 0;
+        return field_bit("units");
     case KL_LAYER_CONV2D:
-        return 1u << 1 | 1u << 2;
+        return field_bit("filters") | field_bit("kernel");
     case KL_LAYER_MAX_POOL:
     case KL_LAYER_AVG_POOL:
-        return 1u << 2;
+        return field_bit("kernel");
     case KL_LAYER_DROPOUT:
-        return 1u << 8;
+        return field_bit("rate");
     case KL_LAYER_ACTIVATION:
-        return 1u << 6;
+        return field_bit("activation");
     case KL_LAYER_RESIDUAL:
-        return 1u << 11;
+        return field_bit("layers");
     default:
         return 0;
     }
@@ -67,7 +102,7 @@ const char *kl_layer_kind_name(kl_layer_kind k)
 
 const char *kl_activation_name(kl_activation a)
 {
-    return (unsigned)a <= KL_ACT_SIGMOID ? act_names[a] : "unknown";
+    return (unsigned)a <= KL_ACT_SIGMOID ? activation_names[a] : "unknown";
 }
 
 void kl__layers_free(kl_layer_spec *layers, int n)
@@ -85,7 +120,7 @@ static bool is_kind(const char *name)
     return false;
 }
 
-static const kl__field type_field = {"type", KL__F_ENUM, 0, 0, 0, 0, 0, kind_names, NULL, 0};
+static const kl__field type_field = {.name = "type", .type = KL__F_ENUM, .names = kind_names};
 
 /* The field names kind takes ("type" first when written with type:). */
 static int kind_fields(kl_layer_kind kind, bool with_type, const char **names)
@@ -93,18 +128,10 @@ static int kind_fields(kl_layer_kind kind, bool with_type, const char **names)
     int n = 0;
     if (with_type)
         names[n++] = "type";
-    for (int i = 0; i < kl__nlayer_fields; i++)
+    for (int i = 0; i < kl__layer_field_count; i++)
         if (kl__layer_fields[i].kinds & (1u << kind))
             names[n++] = kl__layer_fields[i].name;
     return n;
-}
-
-static int field_index(const char *name)
-{
-    for (int i = 0; i < kl__nlayer_fields; i++)
-        if (strcmp(kl__layer_fields[i].name, name) == 0)
-            return i;
-    return -1;
 }
 
 /* The one field a layer kind may take as a plain value in the compact form: `- activation: relu`
@@ -169,12 +196,19 @@ static kl_status layer_form(const kl__ynode *item, kl_layer_kind *kind, const kl
                           "residual), or the compact form '- dense: {units: 128}'");
 }
 
-static void layer_defaults(kl_layer_spec *l, kl_layer_kind kind, kl_source_pos pos)
+/* Every row's default (whatever the kind: print shows only the kind's), then conv2d's stride. */
+static kl_status layer_defaults(kl_layer_spec *l, kl_layer_kind kind, kl_source_pos pos, void *ctx,
+                                char *path, kl_error *err)
 {
-    *l = (kl_layer_spec){.kind = kind, .bias = true, .alpha = 0.01f, .pos = pos};
+    *l = (kl_layer_spec){.kind = kind, .pos = pos};
     l->stride = kind == KL_LAYER_CONV2D ? 1 : 0;
-    l->momentum = 0.1f;
-    l->eps = 1e-5f;
+    kl_status st = KL_OK;
+    for (int i = 0; st == KL_OK && i < kl__layer_field_count; i++) {
+        size_t len = kl__path_push(path, kl__layer_fields[i].name);
+        st = kl__field_default(&kl__layer_fields[i], l, ctx, pos, path, err);
+        kl__path_pop(path, len);
+    }
+    return st;
 }
 
 static kl_status field_not_for_kind(const kl__ynode *value, kl_layer_kind kind, char *path,
@@ -194,7 +228,7 @@ static kl_status field_not_for_kind(const kl__ynode *value, kl_layer_kind kind, 
 }
 
 static kl_status read_fields(const kl__ynode *map, kl_layer_spec *l, bool typed, unsigned *seen,
-                             kl_config *c, char *path, int depth, kl_error *err)
+                             void *ctx, char *path, int depth, kl_error *err)
 {
     kl_status st = kl__check_duplicates(map, path, err);
     for (int i = 0; st == KL_OK && i < map->n; i++) {
@@ -208,10 +242,10 @@ static kl_status read_fields(const kl__ynode *map, kl_layer_spec *l, bool typed,
             st = kl__unknown_key(v, names, kind_fields(l->kind, typed, names), path, err);
         else if (!(kl__layer_fields[fi].kinds & (1u << l->kind)))
             st = field_not_for_kind(v, l->kind, path, err);
-        else if (kl__layer_fields[fi].type == KL__F_LAYERS)
-            st = kl__layers_read(v, &l->layers, &l->nlayers, c, path, depth + 1, err);
+        else if (kl__layer_fields[fi].type == KL__F_CUSTOM) /* a residual's block */
+            st = kl__layers_read(v, &l->layers, &l->nlayers, ctx, path, depth + 1, err);
         else
-            st = kl__field_read(&kl__layer_fields[fi], l, c, v, path, err);
+            st = kl__field_read(&kl__layer_fields[fi], l, ctx, v, path, err);
         *seen |= fi >= 0 ? 1u << fi : 0;
         kl__path_pop(path, len);
     }
@@ -222,7 +256,7 @@ static kl_status check_required(const kl_layer_spec *l, unsigned seen, kl_source
                                 char *path, kl_error *err)
 {
     unsigned missing = required(l->kind) & ~seen;
-    for (int i = 0; missing && i < kl__nlayer_fields; i++)
+    for (int i = 0; missing && i < kl__layer_field_count; i++)
         if (missing & (1u << i)) {
             size_t len = kl__path_push(path, kl__layer_fields[i].name);
             kl_status st = kl__yaml_error(err, KL_EINVAL, pos, path, "missing; %s needs %s",
@@ -236,7 +270,7 @@ static kl_status check_required(const kl_layer_spec *l, unsigned seen, kl_source
     return KL_OK;
 }
 
-static kl_status read_layer(const kl__ynode *item, kl_layer_spec *l, kl_config *c, char *path,
+static kl_status read_layer(const kl__ynode *item, kl_layer_spec *l, void *ctx, char *path,
                             int depth, kl_error *err)
 {
     kl_layer_kind kind = KL_LAYER_DENSE;
@@ -245,27 +279,28 @@ static kl_status read_layer(const kl__ynode *item, kl_layer_spec *l, kl_config *
     kl_status st = layer_form(item, &kind, &fields, &shorthand, &typed, path, err);
     if (st != KL_OK)
         return st;
-    layer_defaults(l, kind, item->pos);
+    if ((st = layer_defaults(l, kind, item->pos, ctx, path, err)) != KL_OK)
+        return st;
     unsigned seen = 0;
     if (shorthand) {
         int fi = field_index(shorthand_field(kind));
         size_t len = kl__path_push(path, shorthand_field(kind));
-        st = kl__field_read(&kl__layer_fields[fi], l, c, shorthand, path, err);
+        st = kl__field_read(&kl__layer_fields[fi], l, ctx, shorthand, path, err);
         kl__path_pop(path, len);
         if (st != KL_OK)
             return st;
         seen |= 1u << fi;
     }
-    if (fields && (st = read_fields(fields, l, typed, &seen, c, path, depth, err)) != KL_OK)
+    if (fields && (st = read_fields(fields, l, typed, &seen, ctx, path, depth, err)) != KL_OK)
         return st;
     if ((st = check_required(l, seen, item->pos, path, err)) != KL_OK)
         return st;
-    if ((kind == KL_LAYER_MAX_POOL || kind == KL_LAYER_AVG_POOL) && !(seen & (1u << 3)))
+    if ((kind == KL_LAYER_MAX_POOL || kind == KL_LAYER_AVG_POOL) && !(seen & field_bit("stride")))
         l->stride = l->kernel;
     return KL_OK;
 }
 
-kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, kl_config *c,
+kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, void *ctx,
                           char *path, int depth, kl_error *err)
 {
     if (depth >= MAX_NESTING)
@@ -286,10 +321,17 @@ kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n,
         char idx[16];
         snprintf(idx, sizeof idx, "%d", i);
         size_t len = kl__path_push(path, idx);
-        kl_status st = read_layer(node->items[i], &(*layers)[i], c, path, depth, err);
+        kl_status st = read_layer(node->items[i], &(*layers)[i], ctx, path, depth, err);
         kl__path_pop(path, len);
         if (st != KL_OK)
             return st;
     }
     return KL_OK;
+}
+
+kl_status kl__layers_field_read(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                                char *path, kl_error *err)
+{
+    return kl__layers_read(node, (kl_layer_spec **)((char *)base + f->off),
+                           (int *)((char *)base + f->off_count), ctx, path, 0, err);
 }

@@ -71,7 +71,7 @@ void kl__print_value(const kl__field *fd, const void *base, FILE *f)
         fputs(fd->names[*(const int *)p], f);
         break;
     case KL__F_SECTION:
-    case KL__F_LAYERS:
+    case KL__F_CUSTOM:
         break;
     }
 }
@@ -82,11 +82,8 @@ static void print_field(const kl__field *fd, const void *base, FILE *f, int inde
     if (fd->type == KL__F_SECTION) {
         fputc('\n', f);
         kl__print_section(fd->sub, (const char *)base + fd->off, f, indent + 2);
-    } else if (fd->type == KL__F_LAYERS) {
-        const kl_layer_spec *layers = *(kl_layer_spec *const *)((const char *)base + fd->off);
-        int n = *(const int *)((const char *)base + fd->off_n);
-        fputs(n ? "\n" : " []\n", f);
-        kl__layers_print(layers, n, f, indent + 2);
+    } else if (fd->type == KL__F_CUSTOM) {
+        fd->print(fd, base, f, indent);
     } else {
         fputc(' ', f);
         kl__print_value(fd, base, f);
@@ -110,10 +107,18 @@ void kl__layers_print(const kl_layer_spec *layers, int n, FILE *f, int indent)
     for (int i = 0; i < n; i++) {
         const kl_layer_spec *l = &layers[i];
         fprintf(f, "%*s- type: %s\n", indent, "", kl_layer_kind_name(l->kind));
-        for (int j = 0; j < kl__nlayer_fields; j++)
+        for (int j = 0; j < kl__layer_field_count; j++)
             if (kl__layer_fields[j].kinds & (1u << l->kind))
                 print_field(&kl__layer_fields[j], l, f, indent + 2);
     }
+}
+
+void kl__layers_field_print(const kl__field *fd, const void *base, FILE *f, int indent)
+{
+    const kl_layer_spec *layers = *(kl_layer_spec *const *)((const char *)base + fd->off);
+    int n = *(const int *)((const char *)base + fd->off_count);
+    fputs(n ? "\n" : " []\n", f);
+    kl__layers_print(layers, n, f, indent + 2);
 }
 
 void kl_config_print(const kl_config *c, FILE *f)

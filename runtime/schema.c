@@ -1,8 +1,9 @@
 /* The schema walk (runtime/schema.h): reads a mapping of the YAML tree into a struct field by
- * field, driven by a table of rows (the train config's are in config.c). Every value is typed
- * like YAML 1.1 (plain scalars are numbers, booleans or null; quoted scalars are strings),
- * checked against its range, and every problem is reported as file:line:col, the dotted key and
- * what was expected. Unknown keys suggest the nearest valid key. */
+ * field, driven by a table of rows (the train config's are in config.c), and knows nothing of the
+ * document it reads beyond the rows. Every value is typed like YAML 1.1 (plain scalars are
+ * numbers, booleans or null; quoted scalars are strings), checked against its range, and every
+ * problem is reported as file:line:col, the dotted key and what was expected. Unknown keys
+ * suggest the nearest valid key. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -10,11 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "runtime/config_impl.h"
 #include "runtime/schema.h"
-
-_Static_assert(sizeof(kl_optim_kind) == sizeof(int), "enums are stored as int");
-_Static_assert(sizeof(kl_layer_kind) == sizeof(int), "enums are stored as int");
 
 size_t kl__path_push(char *path, const char *seg)
 {
@@ -280,7 +277,7 @@ static kl_status read_string(const kl__field *f, char **dst, const kl__ynode *no
     return KL_OK;
 }
 
-kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl__ynode *node,
+kl_status kl__field_read(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
                          char *path, kl_error *err)
 {
     char *dst = (char *)base + f->off;
@@ -307,20 +304,28 @@ kl_status kl__field_read(const kl__field *f, void *base, kl_config *c, const kl_
     case KL__F_SECTION:
         if (node->type != KL__YN_MAP && !kl__ynode_is_empty(node))
             return kl__schema_expected(node, "a mapping", path, err);
-        return kl__section_read(f->sub, dst, c, node->type == KL__YN_MAP ? node : NULL, node->pos,
+        return kl__section_read(f->sub, dst, ctx, node->type == KL__YN_MAP ? node : NULL, node->pos,
                                 path, err);
-    case KL__F_LAYERS:
-        return kl__layers_read(node, (kl_layer_spec **)dst, (int *)((char *)base + f->off_n), c,
-                               path, 0, err);
+    case KL__F_CUSTOM:
+        return f->read(f, base, ctx, node, path, err);
     }
     return kl_error_set(err, KL_EINTERNAL, "%s: unknown field type %d", path, (int)f->type);
+}
+
+kl_status kl__field_default(const kl__field *f, void *base, void *ctx, kl_source_pos pos,
+                            char *path, kl_error *err)
+{
+    if (!f->def)
+        return KL_OK;
+    kl__ynode value = {.type = KL__YN_SCALAR, .str = (char *)f->def, .plain = true, .pos = pos};
+    return kl__field_read(f, base, ctx, &value, path, err);
 }
 
 static kl_status check_keys(const kl__section *s, const kl__ynode *map, char *path, kl_error *err)
 {
     kl_status st = kl__check_duplicates(map, path, err);
-    const char *names[32];
-    for (int i = 0; i < s->nfields && i < 32; i++)
+    const char *names[KL__SECTION_MAX_FIELDS];
+    for (int i = 0; i < s->nfields && i < KL__SECTION_MAX_FIELDS; i++)
         names[i] = s->fields[i].name;
     for (int i = 0; st == KL_OK && i < map->n; i++) {
         int j = 0;
@@ -329,7 +334,9 @@ static kl_status check_keys(const kl__section *s, const kl__ynode *map, char *pa
         if (j < s->nfields)
             continue;
         size_t len = kl__path_push(path, map->items[i]->key);
-        st = kl__unknown_key(map->items[i], names, s->nfields < 32 ? s->nfields : 32, path, err);
+        st = kl__unknown_key(
+            map->items[i], names,
+            s->nfields < KL__SECTION_MAX_FIELDS ? s->nfields : KL__SECTION_MAX_FIELDS, path, err);
         kl__path_pop(path, len);
     }
     return st;
@@ -345,9 +352,9 @@ static kl_status check_kinds(const kl__section *s, const void *base, const kl__y
         const kl__ynode *node = kl__ynode_get(map, f->name);
         if (!node || !f->kinds || (f->kinds & (1u << kind)))
             continue;
-        const char *names[32];
+        const char *names[KL__SECTION_MAX_FIELDS];
         int n = 0;
-        for (int j = 0; j < s->nfields && n < 32; j++)
+        for (int j = 0; j < s->nfields && n < KL__SECTION_MAX_FIELDS; j++)
             if (!s->fields[j].kinds || (s->fields[j].kinds & (1u << kind)))
                 names[n++] = s->fields[j].name;
         char list[320];
@@ -362,26 +369,28 @@ static kl_status check_kinds(const kl__section *s, const void *base, const kl__y
     return KL_OK;
 }
 
-kl_status kl__section_read(const kl__section *s, void *base, kl_config *c, const kl__ynode *map,
+kl_status kl__section_read(const kl__section *s, void *base, void *ctx, const kl__ynode *map,
                            kl_source_pos pos, char *path, kl_error *err)
 {
     kl_status st = map ? check_keys(s, map, path, err) : KL_OK;
-    if (map && s->pos_off != SIZE_MAX)
+    if (map && s->keep_pos)
         *(kl_source_pos *)((char *)base + s->pos_off) = map->pos;
     if (st == KL_OK && s->prepare)
-        st = s->prepare(base, c, map, pos, path, err);
+        st = s->prepare(base, ctx, map, pos, path, err);
     for (int i = 0; st == KL_OK && i < s->nfields; i++) {
         const kl__field *f = &s->fields[i];
         const kl__ynode *node = kl__ynode_get(map, f->name);
         size_t len = kl__path_push(path, f->name);
         if (node)
-            st = kl__field_read(f, base, c, node, path, err);
-        else if (f->type == KL__F_SECTION) /* absent: its hooks still run */
-            st = kl__section_read(f->sub, (char *)base + f->off, c, NULL, pos, path, err);
+            st = kl__field_read(f, base, ctx, node, path, err);
+        else if (f->type == KL__F_SECTION) /* absent: its defaults and hooks still apply */
+            st = kl__section_read(f->sub, (char *)base + f->off, ctx, NULL, pos, path, err);
+        else
+            st = kl__field_default(f, base, ctx, pos, path, err);
         kl__path_pop(path, len);
     }
     if (st == KL_OK && s->check)
-        st = s->check(base, c, map, pos, path, err);
+        st = s->check(base, ctx, map, pos, path, err);
     if (st == KL_OK && s->kind_of && map)
         st = check_kinds(s, base, map, path, err);
     return st;

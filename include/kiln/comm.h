@@ -1,7 +1,7 @@
 /* Communicators: how data-parallel ranks exchange gradients and agree on state. A kl_comm has a
  * rank, a size, a local (same-node) rank and a backend: `self` (one process, every collective a
- * no-op) or `mpi` (CPU buffers, nonblocking all-reduce). An NCCL backend for GPU buffers is meant
- * to drop in behind the same calls. */
+ * no-op) or `mpi` (CPU buffers, nonblocking all-reduce). Backends are rows of one table
+ * (runtime/comm_impl.h); an NCCL backend for GPU buffers is one more row behind the same calls. */
 #ifndef KILN_COMM_H
 #define KILN_COMM_H
 

@@ -1,6 +1,7 @@
 /* The communicator, run alone (the self backend) and under mpirun -n 2 and -n 4 (the MPI
  * backend): sums, overlapping nonblocking all-reduces, broadcast, all-gather, split, barrier and
- * node-local ranks. Every rank checks its own results; mpirun fails if any rank does. */
+ * node-local ranks, and what the self backend refuses. Every rank checks its own results; mpirun
+ * fails if any rank does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,25 @@ static void test_split(kl_comm *c)
     kl_comm_free(g);
 }
 
+/* The self backend's rows beyond the one-rank collectives: it has no peer to message, and a
+ * split gives another self communicator. */
+static void test_self_rows(kl_comm *self)
+{
+    kl_error err = {0};
+    int v = 0, from = -1;
+    size_t got = 0;
+    CHECK(kl_comm_send(self, 0, 1, &v, sizeof v, &err) == KL_EINVAL);
+    CHECK(strstr(err.msg, "send: a one-process communicator has no peer") != NULL);
+    CHECK(kl_comm_recv(self, -1, 1, &v, sizeof v, &from, &got, &err) == KL_EINVAL);
+    CHECK(strstr(err.msg, "recv: a one-process communicator has no peer") != NULL);
+    kl_comm *g = NULL;
+    CHECK_OK(kl_comm_split(self, 3, 0, &g, &err), &err);
+    if (g)
+        CHECK(kl_comm_size(g) == 1 && !strcmp(kl_comm_backend(g), "self"));
+    kl_comm_free(g);
+    CHECK(kl_comm_test(self, NULL));
+}
+
 int main(int argc, char **argv)
 {
     kl_error err = {0};
@@ -89,6 +109,7 @@ int main(int argc, char **argv)
     if (self) {
         CHECK(kl_comm_size(self) == 1 && kl_comm_rank(self) == 0);
         test_allreduce(self);
+        test_self_rows(self);
         kl_comm_free(self);
     }
     char name[32];
