@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "kiln/clock.h"
 #include "kiln/modelfile.h"
 
 void openblas_set_num_threads(int num_threads);
@@ -34,13 +34,6 @@ typedef struct options {
     double min_rep_s;
     bool csv;
 } options;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -210,12 +203,12 @@ static kl_status pass_predict(run *r, kl_error *err)
 static double rate(run *r, kl_status (*pass)(run *, kl_error *), double min_s, kl_error *err)
 {
     int64_t done = 0;
-    double t0 = now_s(), t;
+    double t0 = kl_now(), t;
     do {
         if (pass(r, err) != KL_OK)
             return -1;
         done += r->n;
-    } while ((t = now_s()) - t0 < min_s);
+    } while ((t = kl_now()) - t0 < min_s);
     return (double)done / (t - t0);
 }
 

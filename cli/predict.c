@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "kiln/clock.h"
 #include "kiln/modelfile.h"
 #include "kiln/stop.h"
 
@@ -141,13 +141,6 @@ static int parse(int argc, char **argv, predict_opts *o)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The progress line: redrawn with \r on a terminal, a plain line every 10 s otherwise. */
 typedef struct progress {
     bool on, tty;
@@ -156,7 +149,7 @@ typedef struct progress {
 
 static void progress_show(progress *p, int64_t done, int64_t n, bool final)
 {
-    double t = now_s();
+    double t = kl_now();
     if (!p->on || (!final && t - p->last < (p->tty ? 0.2 : 10.0)) || (final && !p->tty))
         return;
     p->last = t;
@@ -177,7 +170,7 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
     const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t n = d->x->shape.d[0], f = s->features, k = s->outputs;
     size_t yb = s->task == KL_TASK_CLASSIFICATION ? sizeof(int32_t) : (size_t)k * sizeof(float);
-    progress p = {.on = !quiet, .tty = isatty(2), .start = now_s()};
+    progress p = {.on = !quiet, .tty = isatty(2), .start = kl_now()};
     p.last = p.start;
     kl_status st = KL_OK;
     for (int64_t i = 0; i < n && st == KL_OK; i += batch) {
@@ -196,7 +189,7 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
         progress_show(&p, i + b, n, i + b >= n);
         kl_stop_test_point("predict-score", 0, -1);
     }
-    *seconds = now_s() - p.start;
+    *seconds = kl_now() - p.start;
     return st;
 }
 

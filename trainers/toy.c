@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "kiln/data.h"
 #include "kiln/rng.h"
 #include "kiln/toy.h"
@@ -168,13 +168,6 @@ static void load_batch(kl_toy_model *m, const kl_toy_data *d, const int64_t *idx
                          kl_graph_value(m->g, m->y)->data, NULL);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_config *cfg, FILE *log,
                      float *final_loss, kl_error *err)
 {
@@ -202,7 +195,7 @@ kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_con
         segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
     }
     for (int epoch = 0; epoch < cfg->epochs; epoch++) {
-        double t0 = now_s(), loss_sum = 0;
+        double t0 = kl_now(), loss_sum = 0;
         kl_data_shuffle(idx, n, cfg->seed, (uint64_t)epoch);
         kl_graph_set_mode(m->g, KL_MODE_TRAIN);
         for (int64_t s = 0; s < steps_per_epoch; s++, step++) {
@@ -231,7 +224,7 @@ kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_con
             *final_loss = loss;
         if (log) {
             float acc = 0;
-            double dt = now_s() - t0;
+            double dt = kl_now() - t0;
             if ((st = kl_toy_accuracy(m, d, &acc, err)) != KL_OK)
                 goto out;
             fprintf(log, "  epoch %3d/%d  loss %.4f  train acc %5.1f%%  lr %.4g  %8.0f samples/s\n",

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/launch.h"
 #include "kiln/stop.h"
 #include "kiln/train.h"
@@ -17,13 +17,6 @@
 
 /* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
 void openblas_set_num_threads(int n);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data)
 {
@@ -144,7 +137,7 @@ static kl_status run_init(run *r, kl_error *err)
         return kl_error_set(err, KL_EINVAL,
                             "checkpoint.every needs a place for checkpoints: run with a run "
                             "folder (without --no-run-dir), or remove checkpoint.every");
-    r->last_ckpt = now_s();
+    r->last_ckpt = kl_now();
     kl__train_remove_stale(r);
     if (r->opts->ckpt_dir) {
         size_t len = 0;
@@ -297,13 +290,13 @@ static kl_status average(run *r, float *ctl, kl_error *err)
     if (r->comm_st != KL_OK)
         st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
     kl__train_phase(r, "gradient all-reduce", r->step + 1);
-    double t0 = now_s();
+    double t0 = kl_now();
     for (int i = 0; i < r->nbuckets; i++) {
         kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
         st = st == KL_OK ? wst : st;
     }
-    r->comm_wait += now_s() - t0;
+    r->comm_wait += kl_now() - t0;
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
     kl__train_phase(r, NULL, -1);
@@ -415,7 +408,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
     bool resumed = epoch == r->start_epoch && r->start_step > 0;
     int64_t first = resumed ? r->start_step : 0;
-    double t0 = now_s() - (resumed ? r->epoch_seconds : 0);
+    double t0 = kl_now() - (resumed ? r->epoch_seconds : 0);
     double *sums = r->sums; /* restored by a resume, else zero */
     kl_status st;
     if (!resumed)
@@ -451,7 +444,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         }
         ctl[CTL_STOP] = kl_stop_signal() != 0;
         ctl[CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
-                        now_s() - r->last_ckpt >= cfg->checkpoint.every_n;
+                        kl_now() - r->last_ckpt >= cfg->checkpoint.every_n;
         /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
          * backward started on this buffer: only then may it be scaled. */
         if (r->size > 1 && (st = average(r, ctl, err)) != KL_OK)
@@ -471,8 +464,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         r->step++;
         if (r->hooks && r->hooks->on_step)
             r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
-                              (double)step_loss, now_s() - t0);
-        if ((st = after_step(r, epoch, s + 1, ctl, now_s() - t0, err)) != KL_OK)
+                              (double)step_loss, kl_now() - t0);
+        if ((st = after_step(r, epoch, s + 1, ctl, kl_now() - t0, err)) != KL_OK)
             return st;
     }
     /* The epoch's last step's rate, also when a run resumed at its last batch took none here. */
@@ -482,7 +475,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     double seen = (double)(r->steps_per_epoch * gb);
     em->train_loss = sums[0] / seen;
     em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? sums[1] / seen : NAN;
-    em->seconds = now_s() - t0;
+    em->seconds = kl_now() - t0;
     em->samples_per_s = (double)((r->steps_per_epoch - first) * gb) /
                         (em->seconds - (resumed ? r->epoch_seconds : 0) > 0
                              ? em->seconds - (resumed ? r->epoch_seconds : 0)
@@ -750,7 +743,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
              .m = &m,
              .size = 1,
              .opts = opts ? opts : &none};
-    double t0 = now_s();
+    double t0 = kl_now();
     if (!err)
         err = &local;
     if (comm) {
@@ -802,7 +795,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     run_free(&r);
     if (comm)
         kl_comm_set_timeout(comm, caller_timeout, NULL);
-    res.seconds = now_s() - t0;
+    res.seconds = kl_now() - t0;
     if (st == KL_OK && hooks && hooks->on_done)
         hooks->on_done(hooks->ctx, &res);
     if (result)

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "trainers/train_impl.h"
 
 kl_status kl__train_history_add(kl__trun *r, const kl_epoch_metrics *m, kl_error *err)
@@ -70,9 +70,7 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
     snprintf(path, len, "%s/%s", r->opts->ckpt_dir, file);
     kl_status s = kl_ckpt_save(path, r->config_text, r->m, &st, err);
     free(path);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->last_ckpt = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    r->last_ckpt = kl_now();
     return s;
 }
 

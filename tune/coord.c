@@ -12,17 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/lock.h"
 #include "kiln/stop.h"
 #include "kiln/train.h"
 #include "tune/tune_impl.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- journal events ---- */
 
@@ -137,7 +131,7 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *
     *lease = 0;
     /* After the time budget (or a stop request) nothing new starts; the trials running finish
      * their jobs. The scheduler is not asked, so the journal replays exactly. */
-    if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) || kl_stop_signal()) {
+    if ((tu->sw->time_budget > 0 && kl_now() - tu->t0 >= tu->sw->time_budget) || kl_stop_signal()) {
         *job = (kl_job){.kind = KL_JOB_WAIT, .trial = -1};
         return KL_OK;
     }
@@ -760,7 +754,7 @@ static void tuner_free(kl__tuner *tu)
 
 kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
 {
-    kl__tuner tu = {.o = o, .world = world, .t0 = now_s()};
+    kl__tuner tu = {.o = o, .world = world, .t0 = kl_now()};
     tu.rank = kl_comm_rank(world);
     tu.size = kl_comm_size(world);
     kl_status st = setup(&tu, err);
