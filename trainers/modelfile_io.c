@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "runtime/file.h"
 #include "runtime/modelfile_impl.h"
 #include "trainers/data_impl.h"
 
@@ -150,7 +151,7 @@ static kl_status csv_read(const char *path, const char *label_column, bool *has,
                           kl_error *err)
 {
     csv c = {.path = path};
-    c.text = kl__csv_read_text(path, &c.len, err);
+    c.text = kl__file_read_polled(path, "CSV file", kl__data_stop_check, &c.len, err);
     kl_status st = c.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = csv_header(&c, err);
