@@ -2,7 +2,6 @@
  * progress line, prints the loss and accuracy (or MAE) when the file has answers, and writes the
  * predictions. Parsing and printing only; reading, scoring and writing are runtime/modelfile*.c,
  * the same calls kiln serve makes. */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +66,8 @@ static int parse_format(const char *v, kl_data_format *f)
 
 static int parse_batch(const char *v, int64_t *batch)
 {
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (*end || errno || n < 1 || n > (1 << 20))
+    long long n;
+    if (!kl__cli_int(v, 1, 1 << 20, &n))
         return kl__cli_usage_error("predict", "--batch-size '%s': give a number from 1 to %d", v,
                                    1 << 20);
     *batch = n;
