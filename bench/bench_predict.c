@@ -17,6 +17,8 @@
 #include "kiln/ckpt.h"
 #include "kiln/clock.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
+#include "kiln/predict_io.h"
 
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
@@ -149,7 +151,7 @@ static float *inputs(kl_modelfile *mf, int64_t n, const char **what)
     kl_error err = {0};
     if (!x)
         return NULL;
-    if (access(FMNIST_IMAGES, R_OK) == 0 && kl_modelfile_read_input(mf, &src, &d, &err) == KL_OK) {
+    if (access(FMNIST_IMAGES, R_OK) == 0 && kl_predict_read_input(mf, &src, &d, &err) == KL_OK) {
         int64_t have = d.x->shape.d[0];
         for (int64_t i = 0; i < n; i++)
             memcpy(x + i * f, kl_f32(d.x) + (i % have) * f, (size_t)f * sizeof *x);

@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
 #include "kiln/stop.h"
 
 static const char export_help[] =

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "kiln/clock.h"
 #include "kiln/modelfile.h"
+#include "kiln/predict_io.h"
 #include "kiln/stop.h"
 
 static const char predict_help[] =
@@ -126,7 +127,7 @@ static int parse(int argc, char **argv, predict_opts *o)
                                               "test.csv");
     if (!o->src.path)
         return kl__cli_usage_error("predict", "what to score? give --input FILE");
-    kl_data_format f = o->src.format ? o->src.format : kl_modelfile_input_format(o->src.path);
+    kl_data_format f = o->src.format ? o->src.format : kl_predict_input_format(o->src.path);
     if (f == KL_DATA_NONE)
         return kl__cli_usage_error("predict",
                                    "cannot tell the format of '%s' from its name; give --format "
@@ -217,7 +218,7 @@ static int predict(const predict_opts *o)
     int rc = 1;
     if (kl_modelfile_load(o->model, o->batch, &mf, &err) == KL_OK)
         kl_stop_test_point("predict-read", 0, -1);
-    if (!mf || kl_modelfile_read_input(mf, &o->src, &d, &err) != KL_OK) {
+    if (!mf || kl_predict_read_input(mf, &o->src, &d, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
@@ -246,7 +247,7 @@ static int predict(const predict_opts *o)
         char tmp[PATH_MAX];
         if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->output, (long)getpid()) < sizeof tmp)
             kl_stop_remove_on_quit(tmp);
-        if (kl_modelfile_write_predictions(mf, o->output, o->src.path, out, classes, n, &err)) {
+        if (kl_predict_write(mf, o->output, o->src.path, out, classes, n, &err)) {
             rc = fail(&err);
             goto out;
         }
