@@ -11,6 +11,7 @@
 
 #include "kiln/clock.h"
 #include "kiln/launch.h"
+#include "kiln/step.h"
 #include "kiln/stop.h"
 #include "kiln/train.h"
 #include "trainers/train_impl.h"
@@ -157,35 +158,31 @@ static kl_status run_init(run *r, kl_error *err)
                             "the training data has %d axes; remove them for this data",
                             r->data->train.x->shape.ndim);
     r->steps_per_epoch = n / cfg->train.batch_size;
-    r->lr = cfg->schedule;
-    if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0) {
-        r->lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
-        if (r->lr.total_steps <= r->lr.warmup_steps)
+    kl_step_config sc = {.optim = cfg->optimizer,
+                         .lr = cfg->schedule,
+                         .clip_norm = cfg->train.clip_norm > 0 ? cfg->train.clip_norm : 0};
+    if (sc.lr.kind == KL_LR_COSINE && sc.lr.total_steps == 0) {
+        sc.lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
+        if (sc.lr.total_steps <= sc.lr.warmup_steps)
             return kl_error_set(err, KL_EINVAL,
                                 "schedule.warmup_steps is %lld but this run has only %lld steps "
                                 "(train.epochs %d x %lld full batches of train.batch_size %lld); "
                                 "lower schedule.warmup_steps or train longer",
-                                (long long)r->lr.warmup_steps, (long long)r->lr.total_steps,
+                                (long long)sc.lr.warmup_steps, (long long)sc.lr.total_steps,
                                 cfg->train.epochs, (long long)r->steps_per_epoch,
                                 (long long)cfg->train.batch_size);
     }
-    kl_status st = kl_lr_check(&r->lr, err);
+    kl_status st = kl_lr_check(&sc.lr, err);
     if (st != KL_OK)
         return st;
     kl_graph *g = r->m->g;
-    if (!(r->opt = kl_optim_new(&cfg->optimizer, kl_graph_param_count(g), err)))
+    if (!(r->train_step = kl_step_new(g, &sc, err)))
         return err->status;
-    r->nsegs = kl_graph_num_params(g);
-    r->segs = calloc((size_t)r->nsegs + 1, sizeof *r->segs);
     r->idx = malloc((size_t)n * sizeof *r->idx);
     r->best_params = malloc((kl_graph_param_count(g) + 1) * sizeof(float));
     r->best_buffers = malloc((kl_graph_buffer_count(g) + 1) * sizeof(float));
-    if (!r->segs || !r->idx || !r->best_params || !r->best_buffers)
+    if (!r->idx || !r->best_params || !r->best_buffers)
         return kl_error_set(err, KL_ENOMEM, "out of memory starting training");
-    for (int i = 0; i < r->nsegs; i++) {
-        const kl_param_info *p = kl_graph_param(g, i);
-        r->segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
-    }
     r->best_metric = NAN;
     if (r->size > 1) {
         if ((st = make_buckets(r, err)) != KL_OK)
@@ -203,8 +200,7 @@ static void run_free(run *r)
     }
     free(r->buckets);
     free(r->param_bucket);
-    kl_optim_free(r->opt);
-    free(r->segs);
+    kl_step_free(r->train_step);
     free(r->idx);
     free(r->best_params);
     free(r->best_buffers);
@@ -422,24 +418,25 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     for (int64_t s = first; s < r->steps_per_epoch; s++) {
         float ctl[CTL_N] = {0};
         kl_stop_test_point("step", r->rank, r->step);
-        kl_graph_zero_grad(m->g);
+        kl_step_begin(r->train_step);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
             int64_t at = kl_train_slice(s, gb, r->rank, r->size, acc, a);
             const int64_t *batch = r->idx + at;
+            float loss;
             if ((st = load(m, d, batch, b, err)) != KL_OK)
                 return st;
             if (augment)
                 kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
                                 xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
                                 cfg->data.flip, cfg->train.seed, (uint64_t)epoch);
-            kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step, at - s * gb);
             r->reducing = r->size > 1 && a == acc - 1;
             if (r->reducing)
                 arm_buckets(r);
-            if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
+            if ((st = kl_step_pass(r->train_step, cfg->train.seed, r->step, at - s * gb, &loss,
+                                   err)) != KL_OK)
                 return st;
-            ctl[CTL_LOSS] += kl_f32(kl_graph_value(m->g, m->loss))[0];
+            ctl[CTL_LOSS] += loss;
             batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
         }
         ctl[CTL_STOP] = kl_stop_signal() != 0;
@@ -450,17 +447,12 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
         if (r->size > 1 && (st = average(r, ctl, err)) != KL_OK)
             return st;
         float step_loss = ctl[CTL_LOSS] / (float)acc; /* gradients: scaled by the loss scale */
-        if (!isfinite(step_loss))
+        if (kl_step_end(r->train_step, r->step, step_loss, err) != KL_OK)
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
                                 "lower optimizer.lr or set train.clip_norm",
                                 (double)step_loss, epoch + 1, (long long)r->step + 1);
-        if (cfg->train.clip_norm > 0)
-            kl_clip_grad_norm(kl_graph_grads(m->g), kl_graph_param_count(m->g),
-                              cfg->train.clip_norm);
-        em->lr = kl_lr_at(&r->lr, r->step);
-        kl_optim_step(r->opt, kl_graph_params(m->g), kl_graph_grads(m->g), (float)em->lr, r->segs,
-                      r->nsegs);
+        em->lr = kl_step_lr(r->train_step, r->step);
         r->step++;
         if (r->hooks && r->hooks->on_step)
             r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
@@ -469,7 +461,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
             return st;
     }
     /* The epoch's last step's rate, also when a run resumed at its last batch took none here. */
-    em->lr = kl_lr_at(&r->lr, r->step - 1);
+    em->lr = kl_step_lr(r->train_step, r->step - 1);
     if ((st = reduce_sums(r, sums, err)) != KL_OK)
         return st;
     double seen = (double)(r->steps_per_epoch * gb);

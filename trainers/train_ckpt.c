@@ -42,6 +42,7 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
     int ncols;
     const char *const *cols = kl_ckpt_history_columns(&ncols);
     KL_ASSERT(ncols == KL__HISTORY_COLS);
+    kl_optim *opt = kl_step_optim(r->train_step);
     kl_ckpt_state st = {
         .step = r->step,
         .epoch = epochs_done,
@@ -55,9 +56,9 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
         .best_params = early ? r->best_params : NULL,
         .best_buffers = early ? r->best_buffers : NULL,
         .optim_kind = (int)r->cfg->optimizer.kind,
-        .optim_steps = kl_optim_steps(r->opt),
-        .optim_state = kl_optim_state(r->opt),
-        .optim_state_size = kl_optim_state_size(r->opt),
+        .optim_steps = kl_optim_steps(opt),
+        .optim_state = kl_optim_state(opt),
+        .optim_state_size = kl_optim_state_size(opt),
         .mean = r->data->mean,
         .std = r->data->std,
         .nstats = r->data->nstats,
@@ -223,6 +224,7 @@ static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error
 static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
 {
     kl_ckpt *c = NULL;
+    size_t state_size = kl_optim_state_size(kl_step_optim(r->train_step));
     kl_status s = kl_ckpt_open(r->opts->resume, false, &c, err);
     if (s == KL_OK && !r->opts->weights_only)
         s = config_mismatch(r, kl_ckpt_config_text(c), err);
@@ -230,11 +232,11 @@ static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
         s = kl_ckpt_read_weights(c, r->m->g, err);
     if (s == KL_OK && !r->opts->weights_only) {
         s = kl_ckpt_read_state(c, r->m->g, st, err);
-        if (s == KL_OK && st->optim_state_size != kl_optim_state_size(r->opt))
+        if (s == KL_OK && st->optim_state_size != state_size)
             s = kl_error_set(err, KL_EFORMAT,
                              "%s: the optimizer state holds %zu values, but this optimizer needs "
                              "%zu: the file is damaged",
-                             r->opts->resume, st->optim_state_size, kl_optim_state_size(r->opt));
+                             r->opts->resume, st->optim_state_size, state_size);
         if (s == KL_OK && st->epoch > r->cfg->train.epochs)
             s = kl_error_set(err, KL_EINVAL,
                              "%s has already trained %d epochs, more than train.epochs %d: "
@@ -294,8 +296,9 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
         return cs;
     if (r->opts->weights_only)
         return KL_OK;
-    float *state = kl_optim_state(r->opt);
-    size_t n = kl_optim_state_size(r->opt);
+    kl_optim *opt = kl_step_optim(r->train_step);
+    float *state = kl_optim_state(opt);
+    size_t n = kl_optim_state_size(opt);
     if (r->rank == 0 && n > 0)
         memcpy(state, st->optim_state, n * sizeof *state);
     if (n > 0 && (cs = bcast(r, state, n * sizeof *state, err)) != KL_OK)
@@ -314,7 +317,7 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
     r->start_epoch = hdr.epoch;
     r->start_step = hdr.step_in_epoch;
     r->step = hdr.step;
-    kl_optim_set_steps(r->opt, hdr.optim_steps);
+    kl_optim_set_steps(opt, hdr.optim_steps);
     r->best_metric = hdr.best_metric;
     r->best_epoch = hdr.best_epoch;
     r->bad_epochs = hdr.bad_epochs;

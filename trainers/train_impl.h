@@ -4,6 +4,7 @@
 #define KILN_TRAINERS_TRAIN_IMPL_H
 
 #include "kiln/ckpt.h"
+#include "kiln/step.h"
 #include "kiln/train.h"
 
 /* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
@@ -29,10 +30,7 @@ typedef struct kl__trun {
     kl_data_splits *data;
     const kl_train_hooks *hooks;
     kl_model *m;
-    kl_optim *opt;
-    kl_optim_segment *segs;
-    int nsegs;
-    kl_lr_schedule lr;
+    kl_step *train_step; /* the optimizer, the schedule and the clip of every step */
     int64_t *idx, steps_per_epoch, step;
     float *best_params, *best_buffers; /* early stopping keeps the best weights */
     double best_metric;
