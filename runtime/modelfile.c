@@ -86,7 +86,7 @@ static bool signature_entry_is(hid_t file, const char *kind, const char *name, c
     int64_t shape[KL_MAX_DIMS + 2];
     int n = g >= 0 ? get_i64s_attr(g, "shape", shape, KL_MAX_DIMS + 2) : -1;
     bool ok = n == ndim + 1 && shape[0] == -1 && kl__h5_get_str(g, "datatype", &dt) > 0 &&
-              !strcmp(dt, KL__MF_DATATYPE);
+              !strcmp(dt, KL__MODELFILE_DATATYPE);
     for (int i = 0; ok && i < ndim; i++)
         ok = shape[i + 1] == dims[i];
     free(dt);
@@ -296,9 +296,9 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
     if ((st = kl_ckpt_read_weights(c, mf->m.g, err)) != KL_OK)
         return st;
     kl_modelfile_signature *s = &mf->sig;
-    s->input_name = KL__MF_INPUT_NAME;
+    s->input_name = KL__MODELFILE_INPUT_NAME;
     s->output_name = o.task == KL_TASK_CLASSIFICATION ? "probabilities" : "predictions";
-    s->datatype = KL__MF_DATATYPE;
+    s->datatype = KL__MODELFILE_DATATYPE;
     s->input = o.input;
     s->features = kl_shape_numel(&o.input);
     s->outputs = o.outputs;

@@ -10,8 +10,8 @@
 #include "runtime/h5.h"
 
 /* The HDF5 names of the signature, shared by the writer and the reader. */
-#define KL__MF_INPUT_NAME "input"
-#define KL__MF_DATATYPE   "FP32"
+#define KL__MODELFILE_INPUT_NAME "input"
+#define KL__MODELFILE_DATATYPE   "FP32"
 
 struct kl_modelfile {
     char *path;

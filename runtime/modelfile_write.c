@@ -73,7 +73,7 @@ static bool put_signature_entry(hid_t loc, const char *name, const kl_shape *per
     for (int i = 0; i < per_sample->ndim; i++)
         shape[i + 1] = per_sample->d[i];
     hid_t g = new_group(loc, name);
-    bool ok = g >= 0 && kl__h5_put_str(g, "datatype", KL__MF_DATATYPE) &&
+    bool ok = g >= 0 && kl__h5_put_str(g, "datatype", KL__MODELFILE_DATATYPE) &&
               put_i64s_attr(g, "shape", shape, per_sample->ndim + 1);
     kl__h5_close(g, H5Gclose);
     return ok;

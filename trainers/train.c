@@ -120,13 +120,11 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
     return st;
 }
 
-typedef kl__trun run;
-
-static kl_status make_buckets(run *r, kl_error *err);
-static kl_status sync_buffers(run *r, kl_error *err);
+static kl_status make_buckets(kl__train_state *r, kl_error *err);
+static kl_status sync_buffers(kl__train_state *r, kl_error *err);
 static void grad_ready(void *ctx, int param);
 
-static kl_status run_init(run *r, kl_error *err)
+static kl_status run_init(kl__train_state *r, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
     int64_t n = r->data->train.x->shape.d[0];
@@ -192,7 +190,7 @@ static kl_status run_init(run *r, kl_error *err)
     return KL_OK;
 }
 
-static void run_free(run *r)
+static void run_free(kl__train_state *r)
 {
     if (r->m->g) {
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
@@ -211,7 +209,7 @@ static void run_free(run *r)
 /* Gradient buckets, made once: parameters are laid out in creation order and their gradients
  * become final in reverse, so walking them from the last one and cutting every dist.bucket_mb
  * gives contiguous ranges that complete one after another during backward. */
-static kl_status make_buckets(run *r, kl_error *err)
+static kl_status make_buckets(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     int np = kl_graph_num_params(g);
@@ -238,7 +236,7 @@ static kl_status make_buckets(run *r, kl_error *err)
     return KL_OK;
 }
 
-static void start_bucket(run *r, kl__bucket *b)
+static void start_bucket(kl__train_state *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
@@ -251,7 +249,7 @@ static void start_bucket(run *r, kl__bucket *b)
  * buckets in flight: that is what lets them make progress while backward computes. */
 static void grad_ready(void *ctx, int param)
 {
-    run *r = ctx;
+    kl__train_state *r = ctx;
     if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
     kl__bucket *b = &r->buckets[r->param_bucket[param]];
@@ -262,7 +260,7 @@ static void grad_ready(void *ctx, int param)
             kl_comm_test(r->comm, r->buckets[i].req);
 }
 
-static void arm_buckets(run *r)
+static void arm_buckets(kl__train_state *r)
 {
     for (int i = 0; i < r->nbuckets; i++) {
         r->buckets[i].pending = r->buckets[i].nparams;
@@ -278,7 +276,7 @@ enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
 /* Waits for every bucket: each rank's gradients are its slice's mean already scaled by 1 / ranks
  * (the loss scale), so their sum is the global batch's mean. The loss is averaged too, so that
  * every rank sees the same value and a divergence stops all of them at the same step. */
-static kl_status average(run *r, float *ctl, kl_error *err)
+static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
 {
     kl_status st = KL_OK;
     for (int i = 0; i < r->nbuckets; i++)
@@ -303,7 +301,7 @@ static kl_status average(run *r, float *ctl, kl_error *err)
 }
 
 /* The epoch's training sums over every rank's slices (every rank calls it). */
-static kl_status reduce_sums(run *r, double *sums, kl_error *err)
+static kl_status reduce_sums(kl__train_state *r, double *sums, kl_error *err)
 {
     if (r->size == 1)
         return KL_OK;
@@ -318,7 +316,7 @@ static kl_status reduce_sums(run *r, double *sums, kl_error *err)
 
 /* Whether a stop was requested on any rank, where no step's all-reduce carries the request (after
  * a checkpoint write): one small all-reduce, so that every rank decides the same. */
-static kl_status stop_check(run *r, bool *stop, kl_error *err)
+static kl_status stop_check(kl__train_state *r, bool *stop, kl_error *err)
 {
     float f = kl_stop_signal() != 0;
     kl_status st = KL_OK;
@@ -333,7 +331,7 @@ static kl_status stop_check(run *r, bool *stop, kl_error *err)
 
 /* Ends the run for a stop request: KL_ESTOPPED, saying where it stopped (`where`: "at epoch 3,
  * step 40") and which checkpoint to continue from (name NULL: none was written). */
-static kl_status stopped(run *r, const char *where, const char *name, kl_error *err)
+static kl_status stopped(kl__train_state *r, const char *where, const char *name, kl_error *err)
 {
     /* The request travels with the all-reduce, so a rank may stop for another rank's signal. */
     char cause[48] = "a signal to another rank";
@@ -351,9 +349,9 @@ static kl_status stopped(run *r, const char *where, const char *name, kl_error *
 /* The checkpoint of where the run stands (rank 0 writes, every rank calls): epochs_done and s
  * batches into the next, with the epoch's sums and seconds. At an epoch's end (synced) the sums
  * are every rank's already and the buffers averaged; mid-epoch both are done here. */
-static kl_status checkpoint_here(run *r, int epochs_done, int64_t s, const double *epoch_sums,
-                                 bool synced, double seconds, char *name, size_t size,
-                                 kl_error *err)
+static kl_status checkpoint_here(kl__train_state *r, int epochs_done, int64_t s,
+                                 const double *epoch_sums, bool synced, double seconds, char *name,
+                                 size_t size, kl_error *err)
 {
     double sums[3] = {epoch_sums[0], epoch_sums[1], epoch_sums[2]};
     kl__train_ckpt_name(name, size, r->step);
@@ -371,8 +369,8 @@ static kl_status checkpoint_here(run *r, int epochs_done, int64_t s, const doubl
 /* After a step: a checkpoint when checkpoint.every says so or a stop was requested (then
  * KL_ESTOPPED). A request that comes during the write stops the run at that checkpoint. s is the
  * number of the epoch's batches done. */
-static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, double seconds,
-                            kl_error *err)
+static kl_status after_step(kl__train_state *r, int epoch, int64_t s, const float *ctl,
+                            double seconds, kl_error *err)
 {
     const kl_checkpoint_section *ck = &r->cfg->checkpoint;
     bool stop = ctl[CTL_STOP] > 0;
@@ -393,7 +391,7 @@ static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, doub
 /* One pass over the shuffled training set in full batches (the shuffled remainder differs every
  * epoch, so every sample is used; equal batches also split evenly across ranks). A resumed run
  * starts its first epoch at the batch where the checkpoint left it. */
-static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *err)
+static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em, kl_error *err)
 {
     kl_model *m = r->m;
     const kl_config *cfg = r->cfg;
@@ -481,8 +479,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
 /* Evaluation split over the ranks: each takes a contiguous share of d and the sums are
  * all-reduced, so every rank gets the whole set's metrics for 1/N of the work. A stop request
  * abandons it (KL_ESTOPPED on every rank: it travels with the sums). */
-static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double *accuracy,
-                               double *mae, kl_error *err)
+static kl_status evaluate_dist(kl__train_state *r, const kl_dataset *d, double *loss,
+                               double *accuracy, double *mae, kl_error *err)
 {
     int64_t n = d->x->shape.d[0];
     int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
@@ -513,7 +511,7 @@ static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double
 /* Batch-norm running statistics are updated from each rank's own slice (as in DDP without
  * SyncBatchNorm), so they drift apart; averaging them at every epoch's end gives every rank the
  * same model to evaluate, keep and save. */
-static kl_status sync_buffers(run *r, kl_error *err)
+static kl_status sync_buffers(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     size_t n = kl_graph_buffer_count(g);
@@ -529,7 +527,7 @@ static kl_status sync_buffers(run *r, kl_error *err)
 }
 
 /* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
-static bool improved(run *r, const kl_epoch_metrics *em)
+static bool improved(kl__train_state *r, const kl_epoch_metrics *em)
 {
     const kl_early_stop *es = &r->cfg->train.early_stop;
     bool acc = es->metric && !strcmp(es->metric, "val_accuracy");
@@ -553,7 +551,7 @@ static bool improved(run *r, const kl_epoch_metrics *em)
 
 /* A stop during an epoch's evaluation: its training is kept in a checkpoint at the epoch's last
  * batch, from which a resumed run evaluates it again. */
-static kl_status stop_in_eval(run *r, int epoch, double seconds, kl_error *err)
+static kl_status stop_in_eval(kl__train_state *r, int epoch, double seconds, kl_error *err)
 {
     char where[80], name[64];
     snprintf(where, sizeof where, "during evaluation at epoch %d, step %lld", epoch + 1,
@@ -567,7 +565,7 @@ static kl_status stop_in_eval(run *r, int epoch, double seconds, kl_error *err)
 
 /* A stop during the test evaluation: every epoch is done, so the checkpoint resumes straight to
  * the test evaluation. */
-static kl_status stop_in_test(run *r, const kl_train_result *res, kl_error *err)
+static kl_status stop_in_test(kl__train_state *r, const kl_train_result *res, kl_error *err)
 {
     char name[64];
     double zero[3] = {0};
@@ -577,7 +575,7 @@ static kl_status stop_in_test(run *r, const kl_train_result *res, kl_error *err)
     return st == KL_OK ? stopped(r, "during the test evaluation", name, err) : st;
 }
 
-static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
+static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
     bool have_val = r->data->val.x != NULL;
@@ -653,7 +651,7 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
 
 /* Every rank must train the same thing: the resolved configs and the parameter layouts (and so
  * the data shapes behind them) are compared through their hashes before any step. */
-static kl_status check_same(run *r, kl_error *err)
+static kl_status check_same(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     uint64_t mine[3] = {kl_config_hash(r->cfg), kl_graph_param_count(g),
@@ -691,7 +689,7 @@ int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, 
 
 /* Rank 0's initial parameters and buffers for everyone, so that ranks start identical even if
  * initialisation ever depended on something rank-local. */
-static kl_status share_weights(run *r, kl_error *err)
+static kl_status share_weights(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     kl__train_phase(r, "initial weights broadcast", -1);
@@ -704,7 +702,7 @@ static kl_status share_weights(run *r, kl_error *err)
     return st;
 }
 
-void kl__train_phase(run *r, const char *what, int64_t step)
+void kl__train_phase(kl__train_state *r, const char *what, int64_t step)
 {
     if (r->comm)
         kl_comm_set_phase(r->comm, what, step);
@@ -712,7 +710,7 @@ void kl__train_phase(run *r, const char *what, int64_t step)
 
 /* The run's end: the final checkpoint holds the model the run kept (the best epoch's under early
  * stopping) and the state to continue it with more epochs. */
-static kl_status finish(run *r, const kl_train_result *res, kl_error *err)
+static kl_status finish(kl__train_state *r, const kl_train_result *res, kl_error *err)
 {
     if (!r->opts->ckpt_dir)
         return KL_OK;
@@ -728,13 +726,13 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_error local;
     kl_model m;
     kl_train_result res = {.test_loss = NAN, .test_accuracy = NAN, .test_mae = NAN};
-    run r = {.cfg = cfg,
-             .comm = comm,
-             .data = data,
-             .hooks = hooks,
-             .m = &m,
-             .size = 1,
-             .opts = opts ? opts : &none};
+    kl__train_state r = {.cfg = cfg,
+                         .comm = comm,
+                         .data = data,
+                         .hooks = hooks,
+                         .m = &m,
+                         .size = 1,
+                         .opts = opts ? opts : &none};
     double t0 = kl_now();
     if (!err)
         err = &local;

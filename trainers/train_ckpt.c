@@ -11,7 +11,7 @@
 #include "kiln/clock.h"
 #include "trainers/train_impl.h"
 
-kl_status kl__train_history_add(kl__trun *r, const kl_epoch_metrics *m, kl_error *err)
+kl_status kl__train_history_add(kl__train_state *r, const kl_epoch_metrics *m, kl_error *err)
 {
     if (r->nhistory == r->cap_history) {
         int cap = r->cap_history ? 2 * r->cap_history : 16;
@@ -33,8 +33,8 @@ void kl__train_ckpt_name(char *buf, size_t size, int64_t step)
     snprintf(buf, size, "step-%010lld.h5", (long long)step);
 }
 
-kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, const double *sums,
-                         double seconds, const char *file, kl_error *err)
+kl_status kl__train_save(kl__train_state *r, int epochs_done, int64_t step_in_epoch,
+                         const double *sums, double seconds, const char *file, kl_error *err)
 {
     if (r->rank != 0 || !r->opts->ckpt_dir)
         return KL_OK;
@@ -80,7 +80,7 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void kl__train_remove_stale(kl__trun *r)
+void kl__train_remove_stale(kl__train_state *r)
 {
     if (r->rank == 0 && r->opts->ckpt_dir)
         kl_ckpt_remove_stale(r->opts->ckpt_dir, NULL);
@@ -88,7 +88,7 @@ void kl__train_remove_stale(kl__trun *r)
 
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
  * step); final.h5 is never pruned. Temporaries of dead writers go too. */
-void kl__train_prune(kl__trun *r)
+void kl__train_prune(kl__train_state *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
     kl__train_remove_stale(r);
@@ -180,7 +180,7 @@ static void section_of(const char *text, const char *line, char *out, size_t siz
 }
 
 /* The first line where the two configs differ, as "key: a" vs "key: b", for the message. */
-static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error *err)
+static kl_status config_mismatch(const kl__train_state *r, const char *stored, kl_error *err)
 {
     kl_error perr = {0};
     kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored), NULL, 0, &perr);
@@ -221,7 +221,7 @@ static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error
 }
 
 /* Rank 0's part of a resume: everything read and checked into st and the model. */
-static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
+static kl_status load_on_root(kl__train_state *r, kl_ckpt_state *st, kl_error *err)
 {
     kl_ckpt *c = NULL;
     size_t state_size = kl_optim_state_size(kl_step_optim(r->train_step));
@@ -254,14 +254,14 @@ static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
 }
 
 /* A broadcast from rank 0, nothing on one process. */
-static kl_status bcast(kl__trun *r, void *buf, size_t bytes, kl_error *err)
+static kl_status bcast(kl__train_state *r, void *buf, size_t bytes, kl_error *err)
 {
     return r->size > 1 ? kl_comm_bcast(r->comm, buf, bytes, 0, err) : KL_OK;
 }
 
 /* Broadcasts what rank 0 loaded and applies it; a failure on rank 0 travels first so that every
  * rank returns its message. */
-static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *err)
+static kl_status share(kl__train_state *r, kl_status s, kl_ckpt_state *st, kl_error *err)
 {
     kl_graph *g = r->m->g;
     struct {
@@ -329,7 +329,7 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
     return KL_OK;
 }
 
-static kl_status take_history(kl__trun *r, const kl_ckpt_state *st, kl_error *err)
+static kl_status take_history(kl__train_state *r, const kl_ckpt_state *st, kl_error *err)
 {
     const kl_ckpt_table *h = &st->history;
     for (int i = 0; i < h->nrows; i++) {
@@ -351,7 +351,7 @@ static kl_status take_history(kl__trun *r, const kl_ckpt_state *st, kl_error *er
     return KL_OK;
 }
 
-kl_status kl__train_resume(kl__trun *r, kl_error *err)
+kl_status kl__train_resume(kl__train_state *r, kl_error *err)
 {
     kl_ckpt_state st = {0};
     kl_status s = KL_OK;
