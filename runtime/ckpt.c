@@ -384,8 +384,7 @@ static kl_status read_group_weights(kl_ckpt *c, const kl_graph *g, bool buffers,
 
 /* Every object is checked (present, floating point, the right shape) before the first byte is
  * read, so a checkpoint of another model changes nothing; the data is then read straight into
- * the graph, without a staging copy (bench/bench_ckpt.c: a copy of 1.2 GB costs a tenth of the
- * read). */
+ * the graph, without a staging copy (bench/RESULTS.md, checkpoints, says what one costs). */
 kl_status kl_ckpt_read_weights(kl_ckpt *c, kl_graph *g, kl_error *err)
 {
     kl__h5_quiet q = kl__h5_quiet_begin();
