@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "kiln/comm.h"
 
 #ifndef BENCH_SIZES_FILE
@@ -52,13 +52,6 @@ typedef struct gradset {
 } gradset;
 
 static kl_comm *comm;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *fmt, const char *what)
 {
@@ -285,9 +278,9 @@ int main(int argc, char **argv)
     for (int r = 0; r < o.reps; r++) {
         for (int w = 0; w < NWAYS; w++) {
             check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
-            double t0 = now_s();
+            double t0 = kl_now();
             run_way(&g, w);
-            double t = now_s() - t0, slowest;
+            double t = kl_now() - t0, slowest;
             check_mpi(MPI_Allreduce(&t, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
                       "MPI_Allreduce");
             times[w][r] = slowest;

@@ -21,14 +21,8 @@
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "kiln/clock.h"
 #include "kiln/optim.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Let the disk finish what earlier writes left it (see --settle above). */
 static void quiet(double settle)
@@ -58,7 +52,7 @@ static double raw_write(const char *dir, const float *const *bufs, const size_t 
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/raw.bin.tmp", dir);
     snprintf(path, sizeof path, "%s/raw.bin", dir);
-    double t0 = now_s();
+    double t0 = kl_now();
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         perror(tmp);
@@ -83,7 +77,7 @@ static double raw_write(const char *dir, const float *const *bufs, const size_t 
     int dfd = open(dir, O_RDONLY);
     fsync(dfd);
     close(dfd);
-    return now_s() - t0;
+    return kl_now() - t0;
 }
 
 /* Into freshly allocated buffers, as kiln's reader does (a resumed process has touched none of
@@ -93,7 +87,7 @@ static double raw_read(const char *dir, const size_t *sizes, int n)
     char path[4096];
     float *bufs[8];
     snprintf(path, sizeof path, "%s/raw.bin", dir);
-    double t0 = now_s();
+    double t0 = kl_now();
     for (int i = 0; i < n; i++)
         if (!(bufs[i] = malloc(sizes[i] * sizeof(float)))) {
             perror("malloc");
@@ -114,7 +108,7 @@ static double raw_read(const char *dir, const size_t *sizes, int n)
         }
     }
     close(fd);
-    double t = now_s() - t0;
+    double t = kl_now() - t0;
     for (int i = 0; i < n; i++)
         free(bufs[i]);
     return t;
@@ -202,19 +196,19 @@ int main(int argc, char **argv)
             bw[r] = raw_write(dir, wbufs, sizes, 2);
         }
         quiet(settle);
-        double t0 = now_s();
+        double t0 = kl_now();
         if (kl_ckpt_save(path, "model: {}\n", &m, &st, &err) != KL_OK) {
             fprintf(stderr, "bench_ckpt: %s\n", err.msg);
             return 1;
         }
-        tw[r] = now_s() - t0;
+        tw[r] = kl_now() - t0;
         if (r % 2 == 1) {
             quiet(settle);
             bw[r] = raw_write(dir, wbufs, sizes, 2);
         }
         if (r % 2 == 0)
             br[r] = raw_read(dir, sizes, 2);
-        t0 = now_s();
+        t0 = kl_now();
         kl_ckpt *c = NULL;
         kl_ckpt_state back = {0};
         if (kl_ckpt_open(path, false, &c, &err) != KL_OK ||
@@ -223,7 +217,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_ckpt: %s\n", err.msg);
             return 1;
         }
-        tr[r] = now_s() - t0;
+        tr[r] = kl_now() - t0;
         if (r % 2 == 1)
             br[r] = raw_read(dir, sizes, 2);
         if (back.optim_state_size != st.optim_state_size ||

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "kiln/graph.h"
 
 /* OpenBLAS extensions, declared here rather than trusted to whichever cblas.h was found. */
@@ -56,13 +56,6 @@ typedef struct kiln_dense {
     kl_graph *g;
     kl_node x, w, b, y, loss;
 } kiln_dense;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* xorshift64*: uniform floats in [-1, 1), the same on every run. */
 static float next_uniform(uint64_t *s)
@@ -245,19 +238,19 @@ static double verify(kiln_dense *k, bare_dense *d, int print)
 /* Times iters steps of one path; returns seconds per step, or a negative number on error. */
 static double time_kiln(kiln_dense *k, long iters)
 {
-    double t0 = now_s();
+    double t0 = kl_now();
     for (long i = 0; i < iters; i++)
         if (kiln_step(k) != 0)
             return -1;
-    return (now_s() - t0) / (double)iters;
+    return (kl_now() - t0) / (double)iters;
 }
 
 static double time_bare(bare_dense *d, long iters)
 {
-    double t0 = now_s();
+    double t0 = kl_now();
     for (long i = 0; i < iters; i++)
         bare_step(d);
-    return (now_s() - t0) / (double)iters;
+    return (kl_now() - t0) / (double)iters;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "kiln/clock.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
+#include "kiln/predict_io.h"
 
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
@@ -34,13 +36,6 @@ typedef struct options {
     double min_rep_s;
     bool csv;
 } options;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -156,7 +151,7 @@ static float *inputs(kl_modelfile *mf, int64_t n, const char **what)
     kl_error err = {0};
     if (!x)
         return NULL;
-    if (access(FMNIST_IMAGES, R_OK) == 0 && kl_modelfile_read_input(mf, &src, &d, &err) == KL_OK) {
+    if (access(FMNIST_IMAGES, R_OK) == 0 && kl_predict_read_input(mf, &src, &d, &err) == KL_OK) {
         int64_t have = d.x->shape.d[0];
         for (int64_t i = 0; i < n; i++)
             memcpy(x + i * f, kl_f32(d.x) + (i % have) * f, (size_t)f * sizeof *x);
@@ -210,12 +205,12 @@ static kl_status pass_predict(run *r, kl_error *err)
 static double rate(run *r, kl_status (*pass)(run *, kl_error *), double min_s, kl_error *err)
 {
     int64_t done = 0;
-    double t0 = now_s(), t;
+    double t0 = kl_now(), t;
     do {
         if (pass(r, err) != KL_OK)
             return -1;
         done += r->n;
-    } while ((t = now_s()) - t0 < min_s);
+    } while ((t = kl_now()) - t0 < min_s);
     return (double)done / (t - t0);
 }
 

@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/simulate.h"
 
 typedef struct opts {
@@ -67,13 +67,6 @@ static int write_curves(const char *path, int64_t n, int max_t, uint64_t seed)
         return 1;
     }
     return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void print_load(const char *when)
@@ -200,14 +193,14 @@ int main(int argc, char **argv)
         o.curves = path;
     }
     kl_error err = {0};
-    double t0 = now_s();
+    double t0 = kl_now();
     kl_curves *c = kl_curves_load(o.curves, &err);
     if (!c) {
         fprintf(stderr, "bench_sched: %s\n", err.msg);
         return 1;
     }
     printf("# curves: %s (%lld trials, read in %.3f s); ASHA eta %d, grace %d, max_t %d\n",
-           o.curves, (long long)kl_curves_trials(c), now_s() - t0, o.eta, o.grace, o.max_t);
+           o.curves, (long long)kl_curves_trials(c), kl_now() - t0, o.eta, o.grace, o.max_t);
     print_load("before");
     printf("%-8s %7s %4s %8s %9s %6s %8s %9s %9s %9s %7s %7s %8s\n", "mode", "workers", "rep",
            "trials", "epochs", "best", "value", "loop_ms", "sched_ms", "calls", "p50_us", "p99_us",

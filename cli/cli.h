@@ -5,6 +5,8 @@
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include <stdbool.h>
+
 /* Exit status of the kiln command when the command line itself is wrong (or names a subcommand this
  * version does not have). Failures of the work itself exit with 1. */
 #define KL__CLI_EXIT_USAGE 2
@@ -62,5 +64,10 @@ int kl__cli_slurm(int argc, char **argv);
  * name the top-level 'kiln' instead. */
 int kl__cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Whether v is a whole number from lo to hi, written as decimal digits with an optional leading
+ * minus (no blanks, no plus, nothing after), and that number in *out. Every integer option of
+ * every subcommand is read with it; the caller's usage error says what the option takes. */
+bool kl__cli_int(const char *v, long long lo, long long hi, long long *out);
 
 #endif

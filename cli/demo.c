@@ -101,12 +101,11 @@ out:
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || *end || v < lo || v > hi)
+    long long v;
+    if (!s || !kl__cli_int(s, lo, hi, &v))
         return kl__cli_usage_error("demo", "%s needs an integer in %ld..%ld, got '%s'", opt, lo, hi,
                                    s ? s : "");
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
 #include "kiln/stop.h"
 
 static const char export_help[] =
@@ -64,10 +65,8 @@ static int parse(int argc, char **argv, export_opts *o)
             if (!strcmp(a, "--labels")) {
                 o->x.labels_file = v;
             } else if (!strcmp(a, "--reference-samples")) {
-                char *end;
-                errno = 0;
-                long long n = strtoll(v, &end, 10);
-                if (*end || errno || n < 1)
+                long long n;
+                if (!kl__cli_int(v, 1, LLONG_MAX, &n))
                     return kl__cli_usage_error(
                         "export", "--reference-samples '%s': give a positive number of samples", v);
                 o->x.reference_samples = n;

@@ -6,10 +6,12 @@
 #include "kiln/buildinfo.h"
 #include "kiln/version.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const kl__cli_cmd commands[] = {
@@ -43,6 +45,20 @@ int kl__cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nrun 'kiln%s%s --help' for usage\n", sep, cmd ? cmd : "");
     return KL__CLI_EXIT_USAGE;
+}
+
+bool kl__cli_int(const char *v, long long lo, long long hi, long long *out)
+{
+    const char *digits = v && *v == '-' ? v + 1 : v;
+    if (!digits || !isdigit((unsigned char)*digits))
+        return false;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*end || errno || n < lo || n > hi)
+        return false;
+    *out = n;
+    return true;
 }
 
 static int is_help(const char *arg)

@@ -2,16 +2,16 @@
  * progress line, prints the loss and accuracy (or MAE) when the file has answers, and writes the
  * predictions. Parsing and printing only; reading, scoring and writing are runtime/modelfile*.c,
  * the same calls kiln serve makes. */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "kiln/clock.h"
 #include "kiln/modelfile.h"
+#include "kiln/predict_io.h"
 #include "kiln/stop.h"
 
 static const char predict_help[] =
@@ -67,10 +67,8 @@ static int parse_format(const char *v, kl_data_format *f)
 
 static int parse_batch(const char *v, int64_t *batch)
 {
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (*end || errno || n < 1 || n > (1 << 20))
+    long long n;
+    if (!kl__cli_int(v, 1, 1 << 20, &n))
         return kl__cli_usage_error("predict", "--batch-size '%s': give a number from 1 to %d", v,
                                    1 << 20);
     *batch = n;
@@ -129,7 +127,7 @@ static int parse(int argc, char **argv, predict_opts *o)
                                               "test.csv");
     if (!o->src.path)
         return kl__cli_usage_error("predict", "what to score? give --input FILE");
-    kl_data_format f = o->src.format ? o->src.format : kl_modelfile_input_format(o->src.path);
+    kl_data_format f = o->src.format ? o->src.format : kl_predict_input_format(o->src.path);
     if (f == KL_DATA_NONE)
         return kl__cli_usage_error("predict",
                                    "cannot tell the format of '%s' from its name; give --format "
@@ -141,13 +139,6 @@ static int parse(int argc, char **argv, predict_opts *o)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The progress line: redrawn with \r on a terminal, a plain line every 10 s otherwise. */
 typedef struct progress {
     bool on, tty;
@@ -156,7 +147,7 @@ typedef struct progress {
 
 static void progress_show(progress *p, int64_t done, int64_t n, bool final)
 {
-    double t = now_s();
+    double t = kl_now();
     if (!p->on || (!final && t - p->last < (p->tty ? 0.2 : 10.0)) || (final && !p->tty))
         return;
     p->last = t;
@@ -177,7 +168,7 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
     const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t n = d->x->shape.d[0], f = s->features, k = s->outputs;
     size_t yb = s->task == KL_TASK_CLASSIFICATION ? sizeof(int32_t) : (size_t)k * sizeof(float);
-    progress p = {.on = !quiet, .tty = isatty(2), .start = now_s()};
+    progress p = {.on = !quiet, .tty = isatty(2), .start = kl_now()};
     p.last = p.start;
     kl_status st = KL_OK;
     for (int64_t i = 0; i < n && st == KL_OK; i += batch) {
@@ -196,7 +187,7 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
         progress_show(&p, i + b, n, i + b >= n);
         kl_stop_test_point("predict-score", 0, -1);
     }
-    *seconds = now_s() - p.start;
+    *seconds = kl_now() - p.start;
     return st;
 }
 
@@ -227,7 +218,7 @@ static int predict(const predict_opts *o)
     int rc = 1;
     if (kl_modelfile_load(o->model, o->batch, &mf, &err) == KL_OK)
         kl_stop_test_point("predict-read", 0, -1);
-    if (!mf || kl_modelfile_read_input(mf, &o->src, &d, &err) != KL_OK) {
+    if (!mf || kl_predict_read_input(mf, &o->src, &d, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
@@ -256,7 +247,7 @@ static int predict(const predict_opts *o)
         char tmp[PATH_MAX];
         if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->output, (long)getpid()) < sizeof tmp)
             kl_stop_remove_on_quit(tmp);
-        if (kl_modelfile_write_predictions(mf, o->output, o->src.path, out, classes, n, &err)) {
+        if (kl_predict_write(mf, o->output, o->src.path, out, classes, n, &err)) {
             rc = fail(&err);
             goto out;
         }

@@ -159,9 +159,8 @@ static bool all_of(const char *v, const char *allowed)
 
 static bool is_count(const char *v, long max)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
-    return isdigit((unsigned char)*v) && !*end && n >= 1 && n <= max;
+    long long n;
+    return kl__cli_int(v, 1, max, &n);
 }
 
 /* Checks one option's value; a usage error (exit 2) names the option and what it takes. */

@@ -166,6 +166,7 @@ int kl__cli_tune(int argc, char **argv)
     kl_tune_options o = {.tty = -1};
     const char *curves = NULL, *trials_csv = NULL, *target = NULL;
     int workers = 4;
+    long long count;
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report(argc, argv);
     for (int i = 1; i < argc; i++) {
@@ -194,8 +195,11 @@ int kl__cli_tune(int argc, char **argv)
                     return kl__cli_usage_error("tune", "--target needs a finite number, got '%s'",
                                                v);
                 target = v;
-            } else if ((workers = atoi(v)) < 1)
+            } else if (!kl__cli_int(v, 1, INT_MAX, &count)) {
                 return kl__cli_usage_error("tune", "--workers needs a count >= 1, got '%s'", v);
+            } else {
+                workers = (int)count;
+            }
         } else if (!strcmp(a, "--plain")) {
             o.tty = 0;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {

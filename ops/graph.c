@@ -292,6 +292,12 @@ int64_t kl_graph_max_batch(const kl_graph *g)
 {
     return g->max_batch;
 }
+
+kl_node kl_graph_loss(const kl_graph *g)
+{
+    return g->loss;
+}
+
 void kl_graph_set_mode(kl_graph *g, kl_mode mode)
 {
     g->mode = mode;

@@ -20,9 +20,6 @@
 #include "kiln/version.h"
 #include "runtime/h5.h"
 
-#define FORMAT_CKPT  "kiln-checkpoint"
-#define FORMAT_MODEL "kiln-model"
-
 struct kl_ckpt {
     hid_t file;
     char *path;
@@ -250,7 +247,7 @@ kl_status kl_ckpt_save(const char *path, const char *config_text, const kl_model
 {
     const kl_graph *g = m->g;
     char tmp[PATH_MAX];
-    hid_t f = kl_ckpt_create(path, FORMAT_CKPT, KL_CKPT_FORMAT_VERSION, tmp, sizeof tmp, err);
+    hid_t f = kl_ckpt_create(path, KL_CKPT_FORMAT, KL_CKPT_FORMAT_VERSION, tmp, sizeof tmp, err);
     if (f < 0)
         return err ? err->status : KL_EIO;
     kl_status s = kl_ckpt_write_weights(f, config_text, m, st->mean, st->std, st->nstats, err);
@@ -269,7 +266,7 @@ kl_status kl_ckpt_save(const char *path, const char *config_text, const kl_model
 static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t *version,
                               kl_error *err)
 {
-    const char *want = model ? FORMAT_MODEL : FORMAT_CKPT;
+    const char *want = model ? KL_MODEL_FORMAT : KL_CKPT_FORMAT;
     int newest = model ? KL_MODEL_FORMAT_VERSION : KL_CKPT_FORMAT_VERSION;
     if (access(path, R_OK) != 0)
         return kl_error_set(err, KL_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -290,9 +287,9 @@ static kl_status open_checked(const char *path, bool model, hid_t *out, int64_t 
                           "%s is an HDF5 file without a 'format' attribute: not a %s", path, want);
     else if (strcmp(format, want) != 0)
         st = kl_error_set(err, KL_EFORMAT, "%s is a %s file, not a %s%s", path, format, want,
-                          !strcmp(format, FORMAT_MODEL)
+                          !strcmp(format, KL_MODEL_FORMAT)
                               ? " (an exported model holds weights only; resume needs a checkpoint)"
-                          : !strcmp(format, FORMAT_CKPT)
+                          : !strcmp(format, KL_CKPT_FORMAT)
                               ? " (export it first: kiln export CKPT -o model.h5)"
                               : "");
     else if (kl__h5_get_i64(f, "format_version", version) <= 0)
@@ -387,8 +384,7 @@ static kl_status read_group_weights(kl_ckpt *c, const kl_graph *g, bool buffers,
 
 /* Every object is checked (present, floating point, the right shape) before the first byte is
  * read, so a checkpoint of another model changes nothing; the data is then read straight into
- * the graph, without a staging copy (bench/bench_ckpt.c: a copy of 1.2 GB costs a tenth of the
- * read). */
+ * the graph, without a staging copy (bench/RESULTS.md, checkpoints, says what one costs). */
 kl_status kl_ckpt_read_weights(kl_ckpt *c, kl_graph *g, kl_error *err)
 {
     kl__h5_quiet q = kl__h5_quiet_begin();

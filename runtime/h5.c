@@ -182,6 +182,19 @@ bool kl__h5_put_text(hid_t loc, const char *name, const char *text)
     return ok;
 }
 
+bool kl__h5_put_strings(hid_t loc, const char *name, const char *const *v, int n)
+{
+    hid_t t = vstr_type(), sp = -1, d = -1;
+    hsize_t dims = (hsize_t)n;
+    bool ok = t >= 0 && (sp = H5Screate_simple(1, &dims, NULL)) >= 0 &&
+              (d = H5Dcreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+              H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
+    kl__h5_close(d, H5Dclose);
+    kl__h5_close(sp, H5Sclose);
+    kl__h5_close(t, H5Tclose);
+    return ok;
+}
+
 int kl__h5_get_text(hid_t loc, const char *name, char **text)
 {
     if (!kl__h5_exists(loc, name))

@@ -35,6 +35,9 @@ int kl__h5_get_f64(hid_t obj, const char *name, double *v);
 bool kl__h5_put_text(hid_t loc, const char *name, const char *text);
 int kl__h5_get_text(hid_t loc, const char *name, char **text);
 
+/* A 1-D dataset of n variable-length UTF-8 strings (h5py reads them as str with .asstr()). */
+bool kl__h5_put_strings(hid_t loc, const char *name, const char *const *v, int n);
+
 /* Writes n values as an f32 (or f64, i32) dataset of rank ndim with dims; ndim 0 writes 1-D n. */
 bool kl__h5_put_f32(hid_t loc, const char *name, const float *v, int ndim, const int64_t *dims);
 bool kl__h5_put_f64s(hid_t loc, const char *name, const double *v, int64_t n);

@@ -1,7 +1,8 @@
-/* The model file at inference time (include/kiln/modelfile.h): opening a kiln-model file (or, for
- * export, a checkpoint), rebuilding its model from the stored config, and scoring raw inputs in
- * batches with the stored standardisation applied on the way into the graph. `kiln predict`,
- * `kiln export` (for the reference predictions) and the benchmarks call it; `kiln serve` will. */
+/* The model file's reader (include/kiln/modelfile.h): opening a kiln-model file (or, for export,
+ * a checkpoint), rebuilding its model from the stored config, and scoring raw inputs in batches
+ * with the stored standardisation applied on the way into the graph. `kiln predict`, `kiln serve`,
+ * `kiln export` (for the reference predictions) and the benchmarks call it; its writer is
+ * runtime/modelfile_write.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static bool signature_entry_is(hid_t file, const char *kind, const char *name, c
     int64_t shape[KL_MAX_DIMS + 2];
     int n = g >= 0 ? get_i64s_attr(g, "shape", shape, KL_MAX_DIMS + 2) : -1;
     bool ok = n == ndim + 1 && shape[0] == -1 && kl__h5_get_str(g, "datatype", &dt) > 0 &&
-              !strcmp(dt, KL__MF_DATATYPE);
+              !strcmp(dt, KL__MODELFILE_DATATYPE);
     for (int i = 0; ok && i < ndim; i++)
         ok = shape[i + 1] == dims[i];
     free(dt);
@@ -296,9 +297,9 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
     if ((st = kl_ckpt_read_weights(c, mf->m.g, err)) != KL_OK)
         return st;
     kl_modelfile_signature *s = &mf->sig;
-    s->input_name = KL__MF_INPUT_NAME;
+    s->input_name = KL__MODELFILE_INPUT_NAME;
     s->output_name = o.task == KL_TASK_CLASSIFICATION ? "probabilities" : "predictions";
-    s->datatype = KL__MF_DATATYPE;
+    s->datatype = KL__MODELFILE_DATATYPE;
     s->input = o.input;
     s->features = kl_shape_numel(&o.input);
     s->outputs = o.outputs;
@@ -406,8 +407,8 @@ int kl_modelfile_bin(const float *edges, float v)
 
 /* ---- scoring ---- */
 
-/* Whether v is NaN or infinite, from its bits (all-ones exponent), so that the loop testing a
- * whole batch vectorises; isfinite() in it kept it scalar, at 4% of predict's time. */
+/* Whether v is NaN or infinite, from its bits (all-ones exponent): unlike isfinite(), it lets the
+ * loop that tests a whole batch vectorise (bench/RESULTS.md, what predict costs). */
 static inline uint32_t nonfinite(float v)
 {
     uint32_t u;
@@ -454,7 +455,7 @@ kl_status kl__modelfile_put_inputs(const kl_modelfile *mf, const float *x, int64
 
 /* Softmax of logits rows into p: shifted by the row maximum, so no exp() overflows, with the
  * exponentials (kept in e, k doubles) and their sum in double: one exp() per value, where
- * exp(x - lse) would take two (at batch 256 the exponentials were 2% of predict's time). */
+ * exp(x - lse) would take two. */
 static void softmax_rows(const float *logits, int64_t b, int64_t k, double *e, float *p)
 {
     for (int64_t i = 0; i < b; i++) {

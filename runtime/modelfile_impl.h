@@ -1,7 +1,8 @@
-/* Private interface of the model file (include/kiln/modelfile.h), shared by runtime/modelfile.c
- * (loading, scoring), runtime/modelfile_export.c (writing one from a checkpoint),
- * runtime/modelfile_io.c (reading input files for it, writing its predictions) and
- * runtime/serve/learn.c (training a copy of a served model on its raw inputs). */
+/* Private interface of the model file (include/kiln/modelfile.h), shared by its reader
+ * runtime/modelfile.c (loading, scoring) and its writer runtime/modelfile_write.c, and used by
+ * trainers/modelfile_export.c (a model file from a checkpoint), trainers/predict_io.c (kiln
+ * predict's files) and kiln serve's online learning (training a copy of a served model on its raw
+ * inputs). */
 #ifndef KILN_MODELFILE_IMPL_H
 #define KILN_MODELFILE_IMPL_H
 
@@ -9,8 +10,8 @@
 #include "runtime/h5.h"
 
 /* The HDF5 names of the signature, shared by the writer and the reader. */
-#define KL__MF_INPUT_NAME "input"
-#define KL__MF_DATATYPE   "FP32"
+#define KL__MODELFILE_INPUT_NAME "input"
+#define KL__MODELFILE_DATATYPE   "FP32"
 
 struct kl_modelfile {
     char *path;
@@ -38,8 +39,11 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl
  * "0".."K-1". Replaces mf->labels. */
 kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
 
-/* A 1-D dataset of n variable-length UTF-8 strings (h5py reads them as str with .asstr()). */
-bool kl__mf_put_strings(hid_t loc, const char *name, const char *const *v, int n);
+/* Writes mf as a model file at path, atomically, with model m's weights (mf's own model, or a
+ * copy of it holding other weights) and reference statistics ref (NULL: none; the seed written is
+ * mf's train.seed, the one they were drawn with). */
+kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
+                              const kl_modelfile_reference *ref, const char *path, kl_error *err);
 
 /* Copies b raw samples x (b, features) into dst standardised with mf's statistics, as
  * kl_modelfile_predict does; KL_EINVAL for a NaN or Inf, naming its sample (first + row). */

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/comm.h"
 #include "runtime/watchdog.h"
 
@@ -27,13 +28,6 @@ struct kl__watchdog {
     int64_t step;
     char missing[160]; /* "rank 1 did not arrive"; "" when unknown */
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void give_up(const kl__watchdog *w)
 {
@@ -62,7 +56,7 @@ static void *watch(void *arg)
             until.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&w->wake, &w->lock, &until);
-        if (!w->stop && w->deadline_ns && now_ns() > w->deadline_ns)
+        if (!w->stop && w->deadline_ns && kl_now_ns() > w->deadline_ns)
             give_up(w);
     }
     pthread_mutex_unlock(&w->lock);
@@ -96,7 +90,7 @@ void kl__watchdog_enter(kl__watchdog *w, double timeout, double grace, const cha
     w->what = what;
     w->step = step;
     w->missing[0] = '\0';
-    w->deadline_ns = now_ns() + (int64_t)((timeout + grace) * 1e9);
+    w->deadline_ns = kl_now_ns() + (int64_t)((timeout + grace) * 1e9);
     pthread_mutex_unlock(&w->lock);
 }
 

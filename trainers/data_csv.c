@@ -3,11 +3,11 @@
  * The file is read whole, its rows counted and their fields checked, then parsed into tensors of
  * exactly that size; every error names file:line and the column.
  * Called by kl_dataset_load (trainers/data.c). */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/file.h"
 #include "trainers/data_impl.h"
 
 typedef struct csv_file {
@@ -15,45 +15,6 @@ typedef struct csv_file {
     char *text; /* the whole file, NUL-terminated */
     size_t len;
 } csv_file;
-
-char *kl__csv_read_text(const char *path, size_t *len, kl_error *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    kl_status st = buf ? KL_OK : kl_error_set(err, KL_ENOMEM, "%s: out of memory", path);
-    /* In pieces of a bounded size, so that a stop request is seen between them. */
-    while (st == KL_OK && (st = kl__data_stop_check(path, err)) == KL_OK) {
-        size_t want =
-            cap - n - 1 < (size_t)KL__DATA_BLOCK_BYTES ? cap - n - 1 : (size_t)KL__DATA_BLOCK_BYTES;
-        size_t got = fread(buf + n, 1, want, fp);
-        n += got;
-        if (got < want)
-            break;
-        if (n + 1 < cap)
-            continue;
-        char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!nb)
-            st = kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the file", path);
-        else
-            buf = nb;
-        cap *= 2;
-    }
-    if (st == KL_OK && ferror(fp))
-        st = kl_error_set(err, KL_EIO, "%s: read error: %s", path, strerror(errno));
-    fclose(fp);
-    if (st != KL_OK) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 typedef struct csv_layout {
     char **names;  /* header fields, pointing into the text */
@@ -163,7 +124,7 @@ kl_status kl__csv_load(const char *path, const char *label_column, kl_task task,
     csv_file f = {.path = path};
     csv_layout lay = {0};
     memset(out, 0, sizeof *out);
-    f.text = kl__csv_read_text(path, &f.len, err);
+    f.text = kl__file_read_polled(path, "CSV file", kl__data_stop_check, &f.len, err);
     kl_status st = f.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = parse(&f, label_column, task, out, &lay, err);

@@ -1,7 +1,7 @@
 /* IDX files, the format of MNIST and Fashion-MNIST: a big-endian header (magic, then one u32 per
  * dimension) and u8 records. Read through zlib's gzread, which reads gzip and raw files alike, in
  * large chunks; images become f32 (N, 1, rows, cols) in [0, 1], labels i32 (N). Called by
- * kl_dataset_load (trainers/data.c), and for images alone by kiln predict (modelfile_io.c).
+ * kl_dataset_load (trainers/data.c), and for images alone by kiln predict (predict_io.c).
  * The header's size is checked against the file before anything is allocated. */
 #include <errno.h>
 #include <fcntl.h>

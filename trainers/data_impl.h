@@ -18,10 +18,6 @@ kl_status kl__idx_read_images(const char *path, kl_tensor **out, kl_error *err);
 kl_status kl__csv_load(const char *path, const char *label_column, kl_task task, kl_dataset *out,
                        kl_error *err);
 
-/* A text file whole and NUL-terminated (its length in *len), read in pieces with a stop check
- * between them; NULL with err set. */
-char *kl__csv_read_text(const char *path, size_t *len, kl_error *err);
-
 /* An HDF5 file: x_name (rank 2-4, any float or integer type) and y_name. */
 kl_status kl__hdf5_load(const char *path, const char *x_name, const char *y_name, kl_task task,
                         kl_dataset *out, kl_error *err);

@@ -1,18 +1,18 @@
-/* `kiln export`: writes a kiln-model file from a training checkpoint (docs/formats.md): the
- * checkpoint's weights layout, then the signature, the class names and the reference statistics
- * of the training data for drift monitoring, all into a temporary file renamed into place. */
+/* `kiln export`: a kiln-model file from a training checkpoint (docs/formats.md). What it adds to
+ * the checkpoint's model is computed here, in trainers/, because it needs the training data: the
+ * class names (a labels file, or the data set's) and the reference statistics of the training
+ * inputs and outputs for drift monitoring. The file itself is written by the model file's writer,
+ * runtime/modelfile_write.c. */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
-#include "kiln/ckpt.h"
+#include "kiln/data.h"
+#include "kiln/modelfile_export.h"
 #include "runtime/modelfile_impl.h"
-
-#define FORMAT_MODEL "kiln-model"
 
 /* The shuffle epoch that picks the reference subsample from the training split: fixed, so the
  * subsample depends on train.seed only and is never a training epoch's order. */
@@ -20,40 +20,6 @@
 
 /* The batch export scores the reference subsample in. */
 #define EXPORT_BATCH 256
-
-/* ---- HDF5 writing helpers, shared with runtime/modelfile_io.c ---- */
-
-bool kl__mf_put_strings(hid_t loc, const char *name, const char *const *v, int n)
-{
-    hid_t t = H5Tcopy(H5T_C_S1), sp = -1, d = -1;
-    hsize_t dims = (hsize_t)n;
-    bool ok = t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0 &&
-              (sp = H5Screate_simple(1, &dims, NULL)) >= 0 &&
-              (d = H5Dcreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-              H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
-    kl__h5_close(d, H5Dclose);
-    kl__h5_close(sp, H5Sclose);
-    kl__h5_close(t, H5Tclose);
-    return ok;
-}
-
-/* An int64 array attribute (h5py reads it as a numpy array). */
-static bool put_i64s_attr(hid_t obj, const char *name, const int64_t *v, int n)
-{
-    hsize_t dims = (hsize_t)n;
-    hid_t sp = H5Screate_simple(1, &dims, NULL), a = -1;
-    bool ok = sp >= 0 &&
-              (a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-              H5Awrite(a, H5T_NATIVE_INT64, v) >= 0;
-    kl__h5_close(a, H5Aclose);
-    kl__h5_close(sp, H5Sclose);
-    return ok;
-}
-
-static hid_t new_group(hid_t loc, const char *name)
-{
-    return H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-}
 
 /* ---- class names ---- */
 
@@ -112,8 +78,10 @@ static kl_status read_labels_file(kl_modelfile *mf, const char *path, kl_error *
 
 /* ---- reference statistics ---- */
 
+/* The statistics being computed, owned here; the writer takes them as a kl_modelfile_reference
+ * (reference_view). */
 typedef struct reference {
-    int64_t samples, features, outputs;
+    int64_t samples;
     float *input_edges, *input_props;   /* (features, BINS + 1), (features, BINS) */
     float *label_props, *pred_props;    /* classification (outputs) */
     float *target_edges, *target_props; /* regression (outputs, BINS + 1), (outputs, BINS) */
@@ -273,8 +241,6 @@ static kl_status compute_reference(kl_modelfile *mf, int64_t want, reference *r,
         st = subsample(mf, &sp.train, want, &x, &y, &n, err);
     kl_data_splits_free(&sp);
     r->samples = n;
-    r->features = mf->sig.features;
-    r->outputs = k;
     if (st == KL_OK)
         st = table_bins(x, n, mf->sig.features, &r->input_edges, &r->input_props, err);
     bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
@@ -299,111 +265,19 @@ static kl_status compute_reference(kl_modelfile *mf, int64_t want, reference *r,
     return st;
 }
 
-/* ---- writing ---- */
-
-static bool put_table(hid_t loc, const char *group, const float *edges, const float *props,
-                      int64_t rows, bool one_d)
+/* r as the writer takes it: views, not copies. */
+static kl_modelfile_reference reference_view(const kl_modelfile *mf, const reference *r)
 {
-    const int64_t B = KL_MODELFILE_BINS;
-    hid_t g = new_group(loc, group);
-    int64_t de[2] = {rows, B + 1}, dp[2] = {rows, B};
-    bool ok = g >= 0 && (!edges || kl__h5_put_f32(g, "edges", edges, 2, de)) &&
-              kl__h5_put_f32(g, "proportions", props, one_d ? 1 : 2, one_d ? &rows : dp);
-    kl__h5_close(g, H5Gclose);
-    return ok;
-}
-
-static bool put_reference(hid_t file, const kl_modelfile *mf, const reference *r)
-{
-    hid_t g = new_group(file, "reference");
-    bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
-    bool ok =
-        g >= 0 && kl__h5_put_i64(g, "samples", r->samples) &&
-        kl__h5_put_i64(g, "seed", (int64_t)mf->cfg->train.seed) &&
-        kl__h5_put_i64(g, "bins", KL_MODELFILE_BINS) &&
-        kl__h5_put_str(g, "source",
-                       "the training split of /config (data.train or data.dataset, after "
-                       "data.limit and the validation split), raw values before standardisation") &&
-        kl__h5_put_str(g, "method",
-                       "edges: min, deciles and max by linear interpolation (numpy.quantile's "
-                       "default); bin b holds edges[b] <= v < edges[b+1], the last bin also v == "
-                       "edges[10]") &&
-        put_table(g, "input", r->input_edges, r->input_props, r->features, false);
-    if (ok && cls)
-        ok = put_table(g, "labels", NULL, r->label_props, r->outputs, true) &&
-             put_table(g, "predictions", NULL, r->pred_props, r->outputs, true);
-    else if (ok)
-        ok = put_table(g, "targets", r->target_edges, r->target_props, r->outputs, false) &&
-             put_table(g, "predictions", r->pred_edges, r->pred_bin_props, r->outputs, false);
-    kl__h5_close(g, H5Gclose);
-    return ok;
-}
-
-static bool put_signature_entry(hid_t loc, const char *name, const kl_shape *per_sample)
-{
-    int64_t shape[KL_MAX_DIMS + 1] = {-1};
-    for (int i = 0; i < per_sample->ndim; i++)
-        shape[i + 1] = per_sample->d[i];
-    hid_t g = new_group(loc, name);
-    bool ok = g >= 0 && kl__h5_put_str(g, "datatype", KL__MF_DATATYPE) &&
-              put_i64s_attr(g, "shape", shape, per_sample->ndim + 1);
-    kl__h5_close(g, H5Gclose);
-    return ok;
-}
-
-static bool put_signature(hid_t file, const kl_modelfile *mf)
-{
-    const kl_modelfile_signature *s = &mf->sig;
-    kl_shape out = KL_SHAPE(s->outputs);
-    hid_t g = new_group(file, "signature"), in = -1, o = -1;
-    bool ok = g >= 0 &&
-              kl__h5_put_str(g, "task",
-                             s->task == KL_TASK_CLASSIFICATION ? "classification" : "regression") &&
-              (in = new_group(g, "inputs")) >= 0 &&
-              put_signature_entry(in, s->input_name, &s->input) &&
-              (o = new_group(g, "outputs")) >= 0 && put_signature_entry(o, s->output_name, &out);
-    kl__h5_close(o, H5Gclose);
-    kl__h5_close(in, H5Gclose);
-    kl__h5_close(g, H5Gclose);
-    return ok;
-}
-
-/* Says in words what /preprocessing holds, for readers other than kiln. */
-static bool describe_preprocessing(hid_t file, const kl_modelfile *mf)
-{
-    int64_t n = mf->sig.nstats;
-    hid_t g = H5Gopen2(file, "preprocessing", H5P_DEFAULT);
-    bool ok = g >= 0 &&
-              kl__h5_put_str(g, "standardize",
-                             n == 0   ? "none"
-                             : n == 1 ? "global"
-                                      : "feature") &&
-              kl__h5_put_str(g, "formula", "x' = (x - mean) / std, in float32, before the model");
-    kl__h5_close(g, H5Gclose);
-    return ok;
-}
-
-/* Writes mf with model m's weights (mf's own model, or a copy holding other weights). */
-static kl_status write_file(const kl_modelfile *mf, const kl_model *m, const char *path,
-                            const reference *r, kl_error *err)
-{
-    char tmp[PATH_MAX];
-    int64_t f = kl_ckpt_create(path, FORMAT_MODEL, KL_MODEL_FORMAT_VERSION, tmp, sizeof tmp, err);
-    if (f < 0)
-        return err ? err->status : KL_EIO;
-    kl_status st =
-        kl_ckpt_write_weights(f, mf->config_text, m, mf->mean, mf->std, mf->sig.nstats, err);
-    if (st == KL_OK) {
-        kl__h5_quiet q = kl__h5_quiet_begin();
-        bool ok = describe_preprocessing(f, mf) && put_signature(f, mf) &&
-                  (mf->nlabels == 0 ||
-                   kl__mf_put_strings(f, "labels", (const char *const *)mf->labels, mf->nlabels)) &&
-                  (!r || put_reference(f, mf, r));
-        kl__h5_quiet_end(q);
-        if (!ok)
-            st = kl_error_set(err, KL_EIO, "cannot write the model file %s (disk full?)", tmp);
-    }
-    return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
+    return (kl_modelfile_reference){.samples = r->samples,
+                                    .seed = mf->cfg->train.seed,
+                                    .input_edges = r->input_edges,
+                                    .input_proportions = r->input_props,
+                                    .label_proportions = r->label_props,
+                                    .predicted_proportions = r->pred_props,
+                                    .target_edges = r->target_edges,
+                                    .target_proportions = r->target_props,
+                                    .prediction_edges = r->pred_edges,
+                                    .prediction_proportions = r->pred_bin_props};
 }
 
 kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
@@ -419,48 +293,11 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
         st = read_labels_file(mf, o->labels_file, err);
     if (st == KL_OK && !o->no_reference)
         st = compute_reference(mf, want, &r, err);
-    if (st == KL_OK)
-        st = write_file(mf, &mf->m, out_path, o->no_reference ? NULL : &r, err);
+    if (st == KL_OK) {
+        kl_modelfile_reference view = reference_view(mf, &r);
+        st = kl__modelfile_write(mf, &mf->m, o->no_reference ? NULL : &view, out_path, err);
+    }
     reference_free(&r);
     kl_modelfile_free(mf);
-    return st;
-}
-
-/* The reference statistics mf has, as put_reference writes them (views, not copies). */
-static reference reference_view(const kl_modelfile *mf)
-{
-    const kl_modelfile_reference *f = &mf->ref;
-    return (reference){.samples = f->samples,
-                       .features = mf->sig.features,
-                       .outputs = mf->sig.outputs,
-                       .input_edges = (float *)f->input_edges,
-                       .input_props = (float *)f->input_proportions,
-                       .label_props = (float *)f->label_proportions,
-                       .pred_props = (float *)f->predicted_proportions,
-                       .target_edges = (float *)f->target_edges,
-                       .target_props = (float *)f->target_proportions,
-                       .pred_edges = (float *)f->prediction_edges,
-                       .pred_bin_props = (float *)f->prediction_proportions};
-}
-
-kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
-                            const char *path, kl_error *err)
-{
-    /* A copy of the model to hold the weights: mf's own may be scoring on another thread. */
-    kl_model m;
-    kl_model_options o = mf->m.opts;
-    o.batch = 1;
-    o.trainable = false;
-    kl_status st = kl_model_build(&mf->cfg->model, &o, &m, err);
-    if (st != KL_OK)
-        return st;
-    kl_graph *from = mf->m.g;
-    size_t np = kl_graph_param_count(m.g), nb = kl_graph_buffer_count(m.g);
-    KL_ASSERT(np == kl_graph_param_count(from) && nb == kl_graph_buffer_count(from));
-    memcpy(kl_graph_params(m.g), params ? params : kl_graph_params(from), np * sizeof(float));
-    memcpy(kl_graph_buffers(m.g), buffers ? buffers : kl_graph_buffers(from), nb * sizeof(float));
-    reference r = reference_view(mf);
-    st = write_file(mf, &m, path, mf->has_ref ? &r : NULL, err);
-    kl_model_free(&m);
     return st;
 }

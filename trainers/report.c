@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/lock.h"
 #include "kiln/report.h"
 
@@ -23,13 +24,6 @@ struct kl_reporter {
     kl_lock *lock; /* held on dir: one writer per run folder */
     FILE *csv, *log;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* mkdir -p for the runs folder. */
 static int make_dirs(char *path)
@@ -185,7 +179,7 @@ static void rate(double v, char *buf, size_t n)
 static void on_step(void *ctx, int epoch, int64_t step, int64_t steps, double loss, double elapsed)
 {
     kl_reporter *r = ctx;
-    double t = now_s();
+    double t = kl_now();
     if (!r->bar || (step < steps && t - r->last_draw < 0.1))
         return;
     r->last_draw = t;

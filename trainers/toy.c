@@ -4,10 +4,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "kiln/data.h"
 #include "kiln/rng.h"
+#include "kiln/step.h"
 #include "kiln/toy.h"
 #include "kiln/train.h"
 
@@ -168,13 +169,6 @@ static void load_batch(kl_toy_model *m, const kl_toy_data *d, const int64_t *idx
                          kl_graph_value(m->g, m->y)->data, NULL);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_config *cfg, FILE *log,
                      float *final_loss, kl_error *err)
 {
@@ -189,60 +183,51 @@ kl_status kl_toy_fit(kl_toy_model *m, const kl_toy_data *d, const kl_toy_fit_con
     kl_status st = kl_lr_check(&cfg->lr, err);
     if (st != KL_OK)
         return st;
-    kl_optim *opt = kl_optim_new(&cfg->optim, kl_graph_param_count(m->g), err);
-    int np = kl_graph_num_params(m->g);
-    kl_optim_segment *segs = calloc((size_t)np + 1, sizeof *segs);
+    kl_step_config sc = {.optim = cfg->optim, .lr = cfg->lr};
+    kl_step *train_step = kl_step_new(m->g, &sc, err);
     int64_t *idx = malloc((size_t)n * sizeof *idx);
-    if (!opt || !segs || !idx) {
-        st = opt ? kl_error_set(err, KL_ENOMEM, "out of memory starting to fit") : err->status;
+    if (!train_step || !idx) {
+        st = train_step ? kl_error_set(err, KL_ENOMEM, "out of memory starting to fit")
+                        : err->status;
         goto out;
     }
-    for (int i = 0; i < np; i++) {
-        const kl_param_info *p = kl_graph_param(m->g, i);
-        segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
-    }
     for (int epoch = 0; epoch < cfg->epochs; epoch++) {
-        double t0 = now_s(), loss_sum = 0;
+        double t0 = kl_now(), loss_sum = 0;
         kl_data_shuffle(idx, n, cfg->seed, (uint64_t)epoch);
         kl_graph_set_mode(m->g, KL_MODE_TRAIN);
         for (int64_t s = 0; s < steps_per_epoch; s++, step++) {
             int64_t b = s * batch + batch <= n ? batch : n - s * batch;
+            float loss = 0;
             if ((st = kl_graph_set_batch(m->g, b, err)) != KL_OK)
                 goto out;
             load_batch(m, d, idx + s * batch, b);
-            kl_graph_set_rng(m->g, cfg->seed, (uint64_t)step, 0);
-            kl_graph_zero_grad(m->g);
-            if ((st = kl_graph_forward(m->g, err)) != KL_OK ||
-                (st = kl_graph_backward(m->g, err)) != KL_OK)
+            kl_step_begin(train_step);
+            if ((st = kl_step_pass(train_step, cfg->seed, step, 0, &loss, err)) != KL_OK)
                 goto out;
-            loss_sum += kl_f32(kl_graph_value(m->g, m->loss))[0] * (double)b;
-            kl_optim_step(opt, kl_graph_params(m->g), kl_graph_grads(m->g),
-                          kl_lr_at(&cfg->lr, step), segs, np);
+            if ((st = kl_step_end(train_step, step, loss, err)) != KL_OK) {
+                st = kl_error_set(err, KL_ERANGE,
+                                  "the loss diverged to %g at epoch %d; lower the learning rate",
+                                  (double)loss, epoch + 1);
+                goto out;
+            }
+            loss_sum += loss * (double)b;
         }
         float loss = (float)(loss_sum / (double)n);
-        if (!isfinite(loss)) {
-            st = kl_error_set(err, KL_ERANGE,
-                              "the loss diverged to %g at epoch %d; lower the "
-                              "learning rate",
-                              (double)loss, epoch + 1);
-            goto out;
-        }
         if (final_loss)
             *final_loss = loss;
         if (log) {
             float acc = 0;
-            double dt = now_s() - t0;
+            double dt = kl_now() - t0;
             if ((st = kl_toy_accuracy(m, d, &acc, err)) != KL_OK)
                 goto out;
             fprintf(log, "  epoch %3d/%d  loss %.4f  train acc %5.1f%%  lr %.4g  %8.0f samples/s\n",
                     epoch + 1, cfg->epochs, (double)loss, 100.0 * acc,
-                    (double)kl_lr_at(&cfg->lr, step - 1), (double)n / (dt > 0 ? dt : 1e-9));
+                    (double)kl_step_lr(train_step, step - 1), (double)n / (dt > 0 ? dt : 1e-9));
             fflush(log);
         }
     }
 out:
-    kl_optim_free(opt);
-    free(segs);
+    kl_step_free(train_step);
     free(idx);
     return st;
 }

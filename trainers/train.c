@@ -7,23 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/launch.h"
+#include "kiln/step.h"
 #include "kiln/stop.h"
 #include "kiln/train.h"
 #include "trainers/train_impl.h"
 
 /* OpenBLAS's thread control; kiln links OpenBLAS (see CMakeLists.txt). */
 void openblas_set_num_threads(int n);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_splits *data)
 {
@@ -126,13 +120,11 @@ kl_status kl_evaluate(kl_model *m, const kl_dataset *d, double *loss, double *ac
     return st;
 }
 
-typedef kl__trun run;
-
-static kl_status make_buckets(run *r, kl_error *err);
-static kl_status sync_buffers(run *r, kl_error *err);
+static kl_status make_buckets(kl__train_state *r, kl_error *err);
+static kl_status sync_buffers(kl__train_state *r, kl_error *err);
 static void grad_ready(void *ctx, int param);
 
-static kl_status run_init(run *r, kl_error *err)
+static kl_status run_init(kl__train_state *r, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
     int64_t n = r->data->train.x->shape.d[0];
@@ -144,7 +136,7 @@ static kl_status run_init(run *r, kl_error *err)
         return kl_error_set(err, KL_EINVAL,
                             "checkpoint.every needs a place for checkpoints: run with a run "
                             "folder (without --no-run-dir), or remove checkpoint.every");
-    r->last_ckpt = now_s();
+    r->last_ckpt = kl_now();
     kl__train_remove_stale(r);
     if (r->opts->ckpt_dir) {
         size_t len = 0;
@@ -164,35 +156,31 @@ static kl_status run_init(run *r, kl_error *err)
                             "the training data has %d axes; remove them for this data",
                             r->data->train.x->shape.ndim);
     r->steps_per_epoch = n / cfg->train.batch_size;
-    r->lr = cfg->schedule;
-    if (r->lr.kind == KL_LR_COSINE && r->lr.total_steps == 0) {
-        r->lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
-        if (r->lr.total_steps <= r->lr.warmup_steps)
+    kl_step_config sc = {.optim = cfg->optimizer,
+                         .lr = cfg->schedule,
+                         .clip_norm = cfg->train.clip_norm > 0 ? cfg->train.clip_norm : 0};
+    if (sc.lr.kind == KL_LR_COSINE && sc.lr.total_steps == 0) {
+        sc.lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
+        if (sc.lr.total_steps <= sc.lr.warmup_steps)
             return kl_error_set(err, KL_EINVAL,
                                 "schedule.warmup_steps is %lld but this run has only %lld steps "
                                 "(train.epochs %d x %lld full batches of train.batch_size %lld); "
                                 "lower schedule.warmup_steps or train longer",
-                                (long long)r->lr.warmup_steps, (long long)r->lr.total_steps,
+                                (long long)sc.lr.warmup_steps, (long long)sc.lr.total_steps,
                                 cfg->train.epochs, (long long)r->steps_per_epoch,
                                 (long long)cfg->train.batch_size);
     }
-    kl_status st = kl_lr_check(&r->lr, err);
+    kl_status st = kl_lr_check(&sc.lr, err);
     if (st != KL_OK)
         return st;
     kl_graph *g = r->m->g;
-    if (!(r->opt = kl_optim_new(&cfg->optimizer, kl_graph_param_count(g), err)))
+    if (!(r->train_step = kl_step_new(g, &sc, err)))
         return err->status;
-    r->nsegs = kl_graph_num_params(g);
-    r->segs = calloc((size_t)r->nsegs + 1, sizeof *r->segs);
     r->idx = malloc((size_t)n * sizeof *r->idx);
     r->best_params = malloc((kl_graph_param_count(g) + 1) * sizeof(float));
     r->best_buffers = malloc((kl_graph_buffer_count(g) + 1) * sizeof(float));
-    if (!r->segs || !r->idx || !r->best_params || !r->best_buffers)
+    if (!r->idx || !r->best_params || !r->best_buffers)
         return kl_error_set(err, KL_ENOMEM, "out of memory starting training");
-    for (int i = 0; i < r->nsegs; i++) {
-        const kl_param_info *p = kl_graph_param(g, i);
-        r->segs[i] = (kl_optim_segment){p->offset, p->numel, !(p->flags & KL_PARAM_NO_DECAY)};
-    }
     r->best_metric = NAN;
     if (r->size > 1) {
         if ((st = make_buckets(r, err)) != KL_OK)
@@ -202,7 +190,7 @@ static kl_status run_init(run *r, kl_error *err)
     return KL_OK;
 }
 
-static void run_free(run *r)
+static void run_free(kl__train_state *r)
 {
     if (r->m->g) {
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
@@ -210,8 +198,7 @@ static void run_free(run *r)
     }
     free(r->buckets);
     free(r->param_bucket);
-    kl_optim_free(r->opt);
-    free(r->segs);
+    kl_step_free(r->train_step);
     free(r->idx);
     free(r->best_params);
     free(r->best_buffers);
@@ -222,7 +209,7 @@ static void run_free(run *r)
 /* Gradient buckets, made once: parameters are laid out in creation order and their gradients
  * become final in reverse, so walking them from the last one and cutting every dist.bucket_mb
  * gives contiguous ranges that complete one after another during backward. */
-static kl_status make_buckets(run *r, kl_error *err)
+static kl_status make_buckets(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     int np = kl_graph_num_params(g);
@@ -249,7 +236,7 @@ static kl_status make_buckets(run *r, kl_error *err)
     return KL_OK;
 }
 
-static void start_bucket(run *r, kl__bucket *b)
+static void start_bucket(kl__train_state *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
@@ -262,7 +249,7 @@ static void start_bucket(run *r, kl__bucket *b)
  * buckets in flight: that is what lets them make progress while backward computes. */
 static void grad_ready(void *ctx, int param)
 {
-    run *r = ctx;
+    kl__train_state *r = ctx;
     if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
     kl__bucket *b = &r->buckets[r->param_bucket[param]];
@@ -273,7 +260,7 @@ static void grad_ready(void *ctx, int param)
             kl_comm_test(r->comm, r->buckets[i].req);
 }
 
-static void arm_buckets(run *r)
+static void arm_buckets(kl__train_state *r)
 {
     for (int i = 0; i < r->nbuckets; i++) {
         r->buckets[i].pending = r->buckets[i].nparams;
@@ -289,7 +276,7 @@ enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
 /* Waits for every bucket: each rank's gradients are its slice's mean already scaled by 1 / ranks
  * (the loss scale), so their sum is the global batch's mean. The loss is averaged too, so that
  * every rank sees the same value and a divergence stops all of them at the same step. */
-static kl_status average(run *r, float *ctl, kl_error *err)
+static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
 {
     kl_status st = KL_OK;
     for (int i = 0; i < r->nbuckets; i++)
@@ -297,13 +284,13 @@ static kl_status average(run *r, float *ctl, kl_error *err)
     if (r->comm_st != KL_OK)
         st = kl_error_set(err, r->comm_st, "%s", r->comm_err.msg);
     kl__train_phase(r, "gradient all-reduce", r->step + 1);
-    double t0 = now_s();
+    double t0 = kl_now();
     for (int i = 0; i < r->nbuckets; i++) {
         kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
         st = st == KL_OK ? wst : st;
     }
-    r->comm_wait += now_s() - t0;
+    r->comm_wait += kl_now() - t0;
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
     kl__train_phase(r, NULL, -1);
@@ -314,7 +301,7 @@ static kl_status average(run *r, float *ctl, kl_error *err)
 }
 
 /* The epoch's training sums over every rank's slices (every rank calls it). */
-static kl_status reduce_sums(run *r, double *sums, kl_error *err)
+static kl_status reduce_sums(kl__train_state *r, double *sums, kl_error *err)
 {
     if (r->size == 1)
         return KL_OK;
@@ -329,7 +316,7 @@ static kl_status reduce_sums(run *r, double *sums, kl_error *err)
 
 /* Whether a stop was requested on any rank, where no step's all-reduce carries the request (after
  * a checkpoint write): one small all-reduce, so that every rank decides the same. */
-static kl_status stop_check(run *r, bool *stop, kl_error *err)
+static kl_status stop_check(kl__train_state *r, bool *stop, kl_error *err)
 {
     float f = kl_stop_signal() != 0;
     kl_status st = KL_OK;
@@ -344,7 +331,7 @@ static kl_status stop_check(run *r, bool *stop, kl_error *err)
 
 /* Ends the run for a stop request: KL_ESTOPPED, saying where it stopped (`where`: "at epoch 3,
  * step 40") and which checkpoint to continue from (name NULL: none was written). */
-static kl_status stopped(run *r, const char *where, const char *name, kl_error *err)
+static kl_status stopped(kl__train_state *r, const char *where, const char *name, kl_error *err)
 {
     /* The request travels with the all-reduce, so a rank may stop for another rank's signal. */
     char cause[48] = "a signal to another rank";
@@ -362,9 +349,9 @@ static kl_status stopped(run *r, const char *where, const char *name, kl_error *
 /* The checkpoint of where the run stands (rank 0 writes, every rank calls): epochs_done and s
  * batches into the next, with the epoch's sums and seconds. At an epoch's end (synced) the sums
  * are every rank's already and the buffers averaged; mid-epoch both are done here. */
-static kl_status checkpoint_here(run *r, int epochs_done, int64_t s, const double *epoch_sums,
-                                 bool synced, double seconds, char *name, size_t size,
-                                 kl_error *err)
+static kl_status checkpoint_here(kl__train_state *r, int epochs_done, int64_t s,
+                                 const double *epoch_sums, bool synced, double seconds, char *name,
+                                 size_t size, kl_error *err)
 {
     double sums[3] = {epoch_sums[0], epoch_sums[1], epoch_sums[2]};
     kl__train_ckpt_name(name, size, r->step);
@@ -382,8 +369,8 @@ static kl_status checkpoint_here(run *r, int epochs_done, int64_t s, const doubl
 /* After a step: a checkpoint when checkpoint.every says so or a stop was requested (then
  * KL_ESTOPPED). A request that comes during the write stops the run at that checkpoint. s is the
  * number of the epoch's batches done. */
-static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, double seconds,
-                            kl_error *err)
+static kl_status after_step(kl__train_state *r, int epoch, int64_t s, const float *ctl,
+                            double seconds, kl_error *err)
 {
     const kl_checkpoint_section *ck = &r->cfg->checkpoint;
     bool stop = ctl[CTL_STOP] > 0;
@@ -404,7 +391,7 @@ static kl_status after_step(run *r, int epoch, int64_t s, const float *ctl, doub
 /* One pass over the shuffled training set in full batches (the shuffled remainder differs every
  * epoch, so every sample is used; equal batches also split evenly across ranks). A resumed run
  * starts its first epoch at the batch where the checkpoint left it. */
-static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *err)
+static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em, kl_error *err)
 {
     kl_model *m = r->m;
     const kl_config *cfg = r->cfg;
@@ -415,7 +402,7 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
     bool resumed = epoch == r->start_epoch && r->start_step > 0;
     int64_t first = resumed ? r->start_step : 0;
-    double t0 = now_s() - (resumed ? r->epoch_seconds : 0);
+    double t0 = kl_now() - (resumed ? r->epoch_seconds : 0);
     double *sums = r->sums; /* restored by a resume, else zero */
     kl_status st;
     if (!resumed)
@@ -429,60 +416,56 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
     for (int64_t s = first; s < r->steps_per_epoch; s++) {
         float ctl[CTL_N] = {0};
         kl_stop_test_point("step", r->rank, r->step);
-        kl_graph_zero_grad(m->g);
+        kl_step_begin(r->train_step);
         /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
         for (int a = 0; a < acc; a++) {
             int64_t at = kl_train_slice(s, gb, r->rank, r->size, acc, a);
             const int64_t *batch = r->idx + at;
+            float loss;
             if ((st = load(m, d, batch, b, err)) != KL_OK)
                 return st;
             if (augment)
                 kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
                                 xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
                                 cfg->data.flip, cfg->train.seed, (uint64_t)epoch);
-            kl_graph_set_rng(m->g, cfg->train.seed, (uint64_t)r->step, at - s * gb);
             r->reducing = r->size > 1 && a == acc - 1;
             if (r->reducing)
                 arm_buckets(r);
-            if ((st = kl_graph_forward(m->g, err)) || (st = kl_graph_backward(m->g, err)))
+            if ((st = kl_step_pass(r->train_step, cfg->train.seed, r->step, at - s * gb, &loss,
+                                   err)) != KL_OK)
                 return st;
-            ctl[CTL_LOSS] += kl_f32(kl_graph_value(m->g, m->loss))[0];
+            ctl[CTL_LOSS] += loss;
             batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
         }
         ctl[CTL_STOP] = kl_stop_signal() != 0;
         ctl[CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
-                        now_s() - r->last_ckpt >= cfg->checkpoint.every_n;
+                        kl_now() - r->last_ckpt >= cfg->checkpoint.every_n;
         /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
          * backward started on this buffer: only then may it be scaled. */
         if (r->size > 1 && (st = average(r, ctl, err)) != KL_OK)
             return st;
         float step_loss = ctl[CTL_LOSS] / (float)acc; /* gradients: scaled by the loss scale */
-        if (!isfinite(step_loss))
+        if (kl_step_end(r->train_step, r->step, step_loss, err) != KL_OK)
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
                                 "lower optimizer.lr or set train.clip_norm",
                                 (double)step_loss, epoch + 1, (long long)r->step + 1);
-        if (cfg->train.clip_norm > 0)
-            kl_clip_grad_norm(kl_graph_grads(m->g), kl_graph_param_count(m->g),
-                              cfg->train.clip_norm);
-        em->lr = kl_lr_at(&r->lr, r->step);
-        kl_optim_step(r->opt, kl_graph_params(m->g), kl_graph_grads(m->g), (float)em->lr, r->segs,
-                      r->nsegs);
+        em->lr = kl_step_lr(r->train_step, r->step);
         r->step++;
         if (r->hooks && r->hooks->on_step)
             r->hooks->on_step(r->hooks->ctx, epoch + 1, s + 1, r->steps_per_epoch,
-                              (double)step_loss, now_s() - t0);
-        if ((st = after_step(r, epoch, s + 1, ctl, now_s() - t0, err)) != KL_OK)
+                              (double)step_loss, kl_now() - t0);
+        if ((st = after_step(r, epoch, s + 1, ctl, kl_now() - t0, err)) != KL_OK)
             return st;
     }
     /* The epoch's last step's rate, also when a run resumed at its last batch took none here. */
-    em->lr = kl_lr_at(&r->lr, r->step - 1);
+    em->lr = kl_step_lr(r->train_step, r->step - 1);
     if ((st = reduce_sums(r, sums, err)) != KL_OK)
         return st;
     double seen = (double)(r->steps_per_epoch * gb);
     em->train_loss = sums[0] / seen;
     em->train_accuracy = m->opts.task == KL_TASK_CLASSIFICATION ? sums[1] / seen : NAN;
-    em->seconds = now_s() - t0;
+    em->seconds = kl_now() - t0;
     em->samples_per_s = (double)((r->steps_per_epoch - first) * gb) /
                         (em->seconds - (resumed ? r->epoch_seconds : 0) > 0
                              ? em->seconds - (resumed ? r->epoch_seconds : 0)
@@ -496,8 +479,8 @@ static kl_status train_epoch(run *r, int epoch, kl_epoch_metrics *em, kl_error *
 /* Evaluation split over the ranks: each takes a contiguous share of d and the sums are
  * all-reduced, so every rank gets the whole set's metrics for 1/N of the work. A stop request
  * abandons it (KL_ESTOPPED on every rank: it travels with the sums). */
-static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double *accuracy,
-                               double *mae, kl_error *err)
+static kl_status evaluate_dist(kl__train_state *r, const kl_dataset *d, double *loss,
+                               double *accuracy, double *mae, kl_error *err)
 {
     int64_t n = d->x->shape.d[0];
     int64_t lo = n * r->rank / r->size, hi = n * (r->rank + 1) / r->size;
@@ -528,7 +511,7 @@ static kl_status evaluate_dist(run *r, const kl_dataset *d, double *loss, double
 /* Batch-norm running statistics are updated from each rank's own slice (as in DDP without
  * SyncBatchNorm), so they drift apart; averaging them at every epoch's end gives every rank the
  * same model to evaluate, keep and save. */
-static kl_status sync_buffers(run *r, kl_error *err)
+static kl_status sync_buffers(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     size_t n = kl_graph_buffer_count(g);
@@ -544,7 +527,7 @@ static kl_status sync_buffers(run *r, kl_error *err)
 }
 
 /* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
-static bool improved(run *r, const kl_epoch_metrics *em)
+static bool improved(kl__train_state *r, const kl_epoch_metrics *em)
 {
     const kl_early_stop *es = &r->cfg->train.early_stop;
     bool acc = es->metric && !strcmp(es->metric, "val_accuracy");
@@ -568,7 +551,7 @@ static bool improved(run *r, const kl_epoch_metrics *em)
 
 /* A stop during an epoch's evaluation: its training is kept in a checkpoint at the epoch's last
  * batch, from which a resumed run evaluates it again. */
-static kl_status stop_in_eval(run *r, int epoch, double seconds, kl_error *err)
+static kl_status stop_in_eval(kl__train_state *r, int epoch, double seconds, kl_error *err)
 {
     char where[80], name[64];
     snprintf(where, sizeof where, "during evaluation at epoch %d, step %lld", epoch + 1,
@@ -582,7 +565,7 @@ static kl_status stop_in_eval(run *r, int epoch, double seconds, kl_error *err)
 
 /* A stop during the test evaluation: every epoch is done, so the checkpoint resumes straight to
  * the test evaluation. */
-static kl_status stop_in_test(run *r, const kl_train_result *res, kl_error *err)
+static kl_status stop_in_test(kl__train_state *r, const kl_train_result *res, kl_error *err)
 {
     char name[64];
     double zero[3] = {0};
@@ -592,7 +575,7 @@ static kl_status stop_in_test(run *r, const kl_train_result *res, kl_error *err)
     return st == KL_OK ? stopped(r, "during the test evaluation", name, err) : st;
 }
 
-static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
+static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
     bool have_val = r->data->val.x != NULL;
@@ -668,7 +651,7 @@ static kl_status run_epochs(run *r, kl_train_result *res, kl_error *err)
 
 /* Every rank must train the same thing: the resolved configs and the parameter layouts (and so
  * the data shapes behind them) are compared through their hashes before any step. */
-static kl_status check_same(run *r, kl_error *err)
+static kl_status check_same(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     uint64_t mine[3] = {kl_config_hash(r->cfg), kl_graph_param_count(g),
@@ -706,7 +689,7 @@ int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, 
 
 /* Rank 0's initial parameters and buffers for everyone, so that ranks start identical even if
  * initialisation ever depended on something rank-local. */
-static kl_status share_weights(run *r, kl_error *err)
+static kl_status share_weights(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     kl__train_phase(r, "initial weights broadcast", -1);
@@ -719,7 +702,7 @@ static kl_status share_weights(run *r, kl_error *err)
     return st;
 }
 
-void kl__train_phase(run *r, const char *what, int64_t step)
+void kl__train_phase(kl__train_state *r, const char *what, int64_t step)
 {
     if (r->comm)
         kl_comm_set_phase(r->comm, what, step);
@@ -727,7 +710,7 @@ void kl__train_phase(run *r, const char *what, int64_t step)
 
 /* The run's end: the final checkpoint holds the model the run kept (the best epoch's under early
  * stopping) and the state to continue it with more epochs. */
-static kl_status finish(run *r, const kl_train_result *res, kl_error *err)
+static kl_status finish(kl__train_state *r, const kl_train_result *res, kl_error *err)
 {
     if (!r->opts->ckpt_dir)
         return KL_OK;
@@ -743,14 +726,14 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_error local;
     kl_model m;
     kl_train_result res = {.test_loss = NAN, .test_accuracy = NAN, .test_mae = NAN};
-    run r = {.cfg = cfg,
-             .comm = comm,
-             .data = data,
-             .hooks = hooks,
-             .m = &m,
-             .size = 1,
-             .opts = opts ? opts : &none};
-    double t0 = now_s();
+    kl__train_state r = {.cfg = cfg,
+                         .comm = comm,
+                         .data = data,
+                         .hooks = hooks,
+                         .m = &m,
+                         .size = 1,
+                         .opts = opts ? opts : &none};
+    double t0 = kl_now();
     if (!err)
         err = &local;
     if (comm) {
@@ -802,7 +785,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     run_free(&r);
     if (comm)
         kl_comm_set_timeout(comm, caller_timeout, NULL);
-    res.seconds = now_s() - t0;
+    res.seconds = kl_now() - t0;
     if (st == KL_OK && hooks && hooks->on_done)
         hooks->on_done(hooks->ctx, &res);
     if (result)

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "trainers/train_impl.h"
 
-kl_status kl__train_history_add(kl__trun *r, const kl_epoch_metrics *m, kl_error *err)
+kl_status kl__train_history_add(kl__train_state *r, const kl_epoch_metrics *m, kl_error *err)
 {
     if (r->nhistory == r->cap_history) {
         int cap = r->cap_history ? 2 * r->cap_history : 16;
@@ -33,8 +33,8 @@ void kl__train_ckpt_name(char *buf, size_t size, int64_t step)
     snprintf(buf, size, "step-%010lld.h5", (long long)step);
 }
 
-kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, const double *sums,
-                         double seconds, const char *file, kl_error *err)
+kl_status kl__train_save(kl__train_state *r, int epochs_done, int64_t step_in_epoch,
+                         const double *sums, double seconds, const char *file, kl_error *err)
 {
     if (r->rank != 0 || !r->opts->ckpt_dir)
         return KL_OK;
@@ -42,6 +42,7 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
     int ncols;
     const char *const *cols = kl_ckpt_history_columns(&ncols);
     KL_ASSERT(ncols == KL__HISTORY_COLS);
+    kl_optim *opt = kl_step_optim(r->train_step);
     kl_ckpt_state st = {
         .step = r->step,
         .epoch = epochs_done,
@@ -55,9 +56,9 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
         .best_params = early ? r->best_params : NULL,
         .best_buffers = early ? r->best_buffers : NULL,
         .optim_kind = (int)r->cfg->optimizer.kind,
-        .optim_steps = kl_optim_steps(r->opt),
-        .optim_state = kl_optim_state(r->opt),
-        .optim_state_size = kl_optim_state_size(r->opt),
+        .optim_steps = kl_optim_steps(opt),
+        .optim_state = kl_optim_state(opt),
+        .optim_state_size = kl_optim_state_size(opt),
         .mean = r->data->mean,
         .std = r->data->std,
         .nstats = r->data->nstats,
@@ -70,9 +71,7 @@ kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, co
     snprintf(path, len, "%s/%s", r->opts->ckpt_dir, file);
     kl_status s = kl_ckpt_save(path, r->config_text, r->m, &st, err);
     free(path);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->last_ckpt = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    r->last_ckpt = kl_now();
     return s;
 }
 
@@ -81,7 +80,7 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void kl__train_remove_stale(kl__trun *r)
+void kl__train_remove_stale(kl__train_state *r)
 {
     if (r->rank == 0 && r->opts->ckpt_dir)
         kl_ckpt_remove_stale(r->opts->ckpt_dir, NULL);
@@ -89,7 +88,7 @@ void kl__train_remove_stale(kl__trun *r)
 
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
  * step); final.h5 is never pruned. Temporaries of dead writers go too. */
-void kl__train_prune(kl__trun *r)
+void kl__train_prune(kl__train_state *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
     kl__train_remove_stale(r);
@@ -181,7 +180,7 @@ static void section_of(const char *text, const char *line, char *out, size_t siz
 }
 
 /* The first line where the two configs differ, as "key: a" vs "key: b", for the message. */
-static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error *err)
+static kl_status config_mismatch(const kl__train_state *r, const char *stored, kl_error *err)
 {
     kl_error perr = {0};
     kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored), NULL, 0, &perr);
@@ -222,9 +221,10 @@ static kl_status config_mismatch(const kl__trun *r, const char *stored, kl_error
 }
 
 /* Rank 0's part of a resume: everything read and checked into st and the model. */
-static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
+static kl_status load_on_root(kl__train_state *r, kl_ckpt_state *st, kl_error *err)
 {
     kl_ckpt *c = NULL;
+    size_t state_size = kl_optim_state_size(kl_step_optim(r->train_step));
     kl_status s = kl_ckpt_open(r->opts->resume, false, &c, err);
     if (s == KL_OK && !r->opts->weights_only)
         s = config_mismatch(r, kl_ckpt_config_text(c), err);
@@ -232,11 +232,11 @@ static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
         s = kl_ckpt_read_weights(c, r->m->g, err);
     if (s == KL_OK && !r->opts->weights_only) {
         s = kl_ckpt_read_state(c, r->m->g, st, err);
-        if (s == KL_OK && st->optim_state_size != kl_optim_state_size(r->opt))
+        if (s == KL_OK && st->optim_state_size != state_size)
             s = kl_error_set(err, KL_EFORMAT,
                              "%s: the optimizer state holds %zu values, but this optimizer needs "
                              "%zu: the file is damaged",
-                             r->opts->resume, st->optim_state_size, kl_optim_state_size(r->opt));
+                             r->opts->resume, st->optim_state_size, state_size);
         if (s == KL_OK && st->epoch > r->cfg->train.epochs)
             s = kl_error_set(err, KL_EINVAL,
                              "%s has already trained %d epochs, more than train.epochs %d: "
@@ -254,14 +254,14 @@ static kl_status load_on_root(kl__trun *r, kl_ckpt_state *st, kl_error *err)
 }
 
 /* A broadcast from rank 0, nothing on one process. */
-static kl_status bcast(kl__trun *r, void *buf, size_t bytes, kl_error *err)
+static kl_status bcast(kl__train_state *r, void *buf, size_t bytes, kl_error *err)
 {
     return r->size > 1 ? kl_comm_bcast(r->comm, buf, bytes, 0, err) : KL_OK;
 }
 
 /* Broadcasts what rank 0 loaded and applies it; a failure on rank 0 travels first so that every
  * rank returns its message. */
-static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *err)
+static kl_status share(kl__train_state *r, kl_status s, kl_ckpt_state *st, kl_error *err)
 {
     kl_graph *g = r->m->g;
     struct {
@@ -296,8 +296,9 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
         return cs;
     if (r->opts->weights_only)
         return KL_OK;
-    float *state = kl_optim_state(r->opt);
-    size_t n = kl_optim_state_size(r->opt);
+    kl_optim *opt = kl_step_optim(r->train_step);
+    float *state = kl_optim_state(opt);
+    size_t n = kl_optim_state_size(opt);
     if (r->rank == 0 && n > 0)
         memcpy(state, st->optim_state, n * sizeof *state);
     if (n > 0 && (cs = bcast(r, state, n * sizeof *state, err)) != KL_OK)
@@ -316,7 +317,7 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
     r->start_epoch = hdr.epoch;
     r->start_step = hdr.step_in_epoch;
     r->step = hdr.step;
-    kl_optim_set_steps(r->opt, hdr.optim_steps);
+    kl_optim_set_steps(opt, hdr.optim_steps);
     r->best_metric = hdr.best_metric;
     r->best_epoch = hdr.best_epoch;
     r->bad_epochs = hdr.bad_epochs;
@@ -328,7 +329,7 @@ static kl_status share(kl__trun *r, kl_status s, kl_ckpt_state *st, kl_error *er
     return KL_OK;
 }
 
-static kl_status take_history(kl__trun *r, const kl_ckpt_state *st, kl_error *err)
+static kl_status take_history(kl__train_state *r, const kl_ckpt_state *st, kl_error *err)
 {
     const kl_ckpt_table *h = &st->history;
     for (int i = 0; i < h->nrows; i++) {
@@ -350,7 +351,7 @@ static kl_status take_history(kl__trun *r, const kl_ckpt_state *st, kl_error *er
     return KL_OK;
 }
 
-kl_status kl__train_resume(kl__trun *r, kl_error *err)
+kl_status kl__train_resume(kl__train_state *r, kl_error *err)
 {
     kl_ckpt_state st = {0};
     kl_status s = KL_OK;

@@ -4,6 +4,7 @@
 #define KILN_TRAINERS_TRAIN_IMPL_H
 
 #include "kiln/ckpt.h"
+#include "kiln/step.h"
 #include "kiln/train.h"
 
 /* A bucket of gradients all-reduced together: a contiguous run [lo, hi) of the flat gradient
@@ -15,7 +16,7 @@ typedef struct kl__bucket {
 } kl__bucket;
 
 /* Everything one run holds besides the model. */
-typedef struct kl__trun {
+typedef struct kl__train_state {
     const kl_config *cfg;
     kl_comm *comm; /* NULL: one process */
     int rank, size;
@@ -29,10 +30,7 @@ typedef struct kl__trun {
     kl_data_splits *data;
     const kl_train_hooks *hooks;
     kl_model *m;
-    kl_optim *opt;
-    kl_optim_segment *segs;
-    int nsegs;
-    kl_lr_schedule lr;
+    kl_step *train_step; /* the optimizer, the schedule and the clip of every step */
     int64_t *idx, steps_per_epoch, step;
     float *best_params, *best_buffers; /* early stopping keeps the best weights */
     double best_metric;
@@ -47,28 +45,28 @@ typedef struct kl__trun {
     double last_ckpt;             /* when the last checkpoint was written (checkpoint.every s) */
     double *history;              /* KL__HISTORY_COLS doubles per finished epoch */
     int nhistory, cap_history;
-} kl__trun;
+} kl__train_state;
 
 #define KL__HISTORY_COLS 10
 
 /* Names the collectives that follow (until the next call; NULL: none) in a dist.timeout message:
  * kl_comm_set_phase on the run's communicator. */
-void kl__train_phase(kl__trun *r, const char *what, int64_t step);
+void kl__train_phase(kl__train_state *r, const char *what, int64_t step);
 
 /* Checkpoints (trainers/train_ckpt.c). Rank 0 writes; every rank calls, so that the writes are
  * at the same point everywhere. `file` is a name inside opts->ckpt_dir; sums and seconds are
  * the unfinished epoch's (all ranks' sums), epochs_done and step_in_epoch where it stands. */
-kl_status kl__train_save(kl__trun *r, int epochs_done, int64_t step_in_epoch, const double *sums,
-                         double seconds, const char *file, kl_error *err);
+kl_status kl__train_save(kl__train_state *r, int epochs_done, int64_t step_in_epoch,
+                         const double *sums, double seconds, const char *file, kl_error *err);
 /* Periodic checkpoints: the name for step `step`, and the pruning to checkpoint.keep_last. */
 void kl__train_ckpt_name(char *buf, size_t size, int64_t step);
-void kl__train_prune(kl__trun *r);
+void kl__train_prune(kl__train_state *r);
 /* Removes the temporaries that writers killed mid-checkpoint left in the checkpoint folder (rank
  * 0; at the start of a run, and with every pruning). */
-void kl__train_remove_stale(kl__trun *r);
+void kl__train_remove_stale(kl__train_state *r);
 /* Loads opts->resume (rank 0 reads, every rank receives) into the model, optimizer and run. */
-kl_status kl__train_resume(kl__trun *r, kl_error *err);
+kl_status kl__train_resume(kl__train_state *r, kl_error *err);
 /* Appends a finished epoch to the history. */
-kl_status kl__train_history_add(kl__trun *r, const kl_epoch_metrics *m, kl_error *err);
+kl_status kl__train_history_add(kl__train_state *r, const kl_epoch_metrics *m, kl_error *err);
 
 #endif

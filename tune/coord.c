@@ -12,17 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/lock.h"
 #include "kiln/stop.h"
 #include "kiln/train.h"
+#include "runtime/file.h"
 #include "tune/tune_impl.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- journal events ---- */
 
@@ -137,7 +132,7 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *
     *lease = 0;
     /* After the time budget (or a stop request) nothing new starts; the trials running finish
      * their jobs. The scheduler is not asked, so the journal replays exactly. */
-    if ((tu->sw->time_budget > 0 && now_s() - tu->t0 >= tu->sw->time_budget) || kl_stop_signal()) {
+    if ((tu->sw->time_budget > 0 && kl_now() - tu->t0 >= tu->sw->time_budget) || kl_stop_signal()) {
         *job = (kl_job){.kind = KL_JOB_WAIT, .trial = -1};
         return KL_OK;
     }
@@ -459,34 +454,6 @@ static kl_status work(kl__tuner *tu, kl_error *err)
 
 /* ---- opening, resuming, replaying ---- */
 
-static char *file_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            char *nb = realloc(buf, cap = 2 * cap + 8192);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, 4096, f);
-        n += r;
-        if (r < 4096)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static uint64_t fnv1a(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
@@ -626,7 +593,7 @@ static kl_status open_sweep(kl__tuner *tu, char *sweep_path, size_t size, kl_err
         }
         snprintf(sweep_path, size, "%s", p);
         size_t len = 0;
-        char *text = file_text(p, &len);
+        char *text = kl__file_read(p, "sweep file", &len, NULL);
         uint64_t h = text ? fnv1a(text, len) : 0;
         free(text);
         char hex[32];
@@ -664,7 +631,7 @@ static kl_status start_journal(kl__tuner *tu, const char *sweep_path, kl_error *
         return st;
     }
     size_t len = 0;
-    char *text = file_text(sweep_path, &len), hex[32];
+    char *text = kl__file_read(sweep_path, "sweep file", &len, NULL), hex[32];
     if (!text)
         return kl_error_set(err, KL_EIO, "cannot read %s", sweep_path);
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a(text, len));
@@ -760,7 +727,7 @@ static void tuner_free(kl__tuner *tu)
 
 kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
 {
-    kl__tuner tu = {.o = o, .world = world, .t0 = now_s()};
+    kl__tuner tu = {.o = o, .world = world, .t0 = kl_now()};
     tu.rank = kl_comm_rank(world);
     tu.size = kl_comm_size(world);
     kl_status st = setup(&tu, err);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/file.h"
 #include "tune/curves_impl.h"
 
 /* One CSV record split into NUL-terminated fields in buf. */
@@ -452,37 +453,10 @@ fail:
 
 kl_curves *kl_curves_load(const char *path, kl_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kl_error_set(err, KL_EIO, "cannot open the curve table %s: %s", path, strerror(errno));
+    size_t len = 0;
+    char *text = kl__file_read(path, "the curve table", &len, err);
+    if (!text)
         return NULL;
-    }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *t = realloc(text, cap);
-            if (!t) {
-                free(text);
-                fclose(f);
-                kl_error_set(err, KL_ENOMEM, "%s: out of memory reading it", path);
-                return NULL;
-            }
-            text = t;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        kl_error_set(err, KL_EIO, "cannot read the curve table %s", path);
-        return NULL;
-    }
     kl_curves *c = kl_curves_parse(text, len, path, err);
     free(text);
     return c;

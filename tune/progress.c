@@ -6,18 +6,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "tune/tune_impl.h"
 
 enum { TABLE_ROWS = 12 };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void clear_table(kl__tuner *tu)
 {
@@ -33,7 +26,7 @@ static void summary_line(const kl__tuner *tu, char *buf, size_t size)
     for (int64_t i = 0; i < tu->ntrials; i++)
         n[kl_sched_state(tu->sched, i)]++;
     int64_t best = kl_sched_best_trial(tu->sched);
-    double el = mono_s() - tu->t0;
+    double el = kl_now() - tu->t0;
     int at = snprintf(buf, size,
                       "[%02d:%02d:%02d] %lld/%lld trials: %lld running, %lld paused, %lld "
                       "stopped, %lld done, %lld failed",
@@ -121,7 +114,7 @@ void kl__tune_show(kl__tuner *tu, const char *event, bool force)
     (void)event;
     if (!tu->sched || tu->o->quiet)
         return;
-    double now = mono_s();
+    double now = kl_now();
     if (tu->tty) {
         if (force || now - tu->last_draw >= 0.2) {
             draw(tu);

@@ -5,8 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kiln/clock.h"
 #include "kiln/simulate.h"
 #include "tune/curves_impl.h"
 
@@ -48,13 +48,6 @@ typedef struct sim {
     double compute;
     bool oom;
 } sim;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static bool ev_before(const sim_event *a, const sim_event *b)
 {
@@ -182,9 +175,9 @@ static void trace_add(sim *m, int64_t trial, int t, double value)
 static void dispatch(sim *m)
 {
     while (m->nidle > 0) {
-        int64_t t0 = now_ns();
+        int64_t t0 = kl_now_ns();
         kl_job job = kl_sched_next(m->s);
-        lat_add(m, &m->next, now_ns() - t0);
+        lat_add(m, &m->next, kl_now_ns() - t0);
         if (job.kind == KL_JOB_WAIT || job.kind == KL_JOB_NONE)
             return;
         int w = m->idle[0];
@@ -204,9 +197,9 @@ static void run(sim *m)
         sim_worker *w = &m->w[e.worker];
         const kl_curves *c = m->c;
         double value = c->value[c->off[w->trial] + w->t - 1];
-        int64_t t0 = now_ns();
+        int64_t t0 = kl_now_ns();
         kl_decision d = kl_sched_result(m->s, w->trial, w->t, value);
-        lat_add(m, &m->result, now_ns() - t0);
+        lat_add(m, &m->result, kl_now_ns() - t0);
         m->epochs++;
         m->compute += cost(c, w->trial, w->t);
         trace_add(m, w->trial, w->t, value);
@@ -317,9 +310,9 @@ kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl
         st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for %d workers", workers);
         goto done;
     }
-    int64_t t0 = now_ns();
+    int64_t t0 = kl_now_ns();
     run(&m);
-    out->loop_s = (double)(now_ns() - t0) / 1e9;
+    out->loop_s = (double)(kl_now_ns() - t0) / 1e9;
     out->workers = workers;
     if (m.oom) {
         st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for the latency log or trace");
@@ -350,11 +343,11 @@ kl_status kl_simulate(const kl_sched_config *cfg, bool maximize, const char *cur
                       int workers, kl_sim_result *out, kl_error *err)
 {
     memset(out, 0, sizeof *out);
-    int64_t t0 = now_ns();
+    int64_t t0 = kl_now_ns();
     kl_curves *c = kl_curves_load(curves_csv, err);
     if (!c)
         return err ? err->status : KL_EIO;
-    double load_s = (double)(now_ns() - t0) / 1e9;
+    double load_s = (double)(kl_now_ns() - t0) / 1e9;
     kl_status st = kl_simulate_curves(cfg, maximize, c, workers, out, err);
     out->load_s = load_s;
     kl_curves_free(c);

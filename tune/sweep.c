@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/file.h"
 #include "tune/sweep_impl.h"
 
 static const char *const top_keys[] = {
@@ -454,35 +455,6 @@ static kl_status read_root(kl_sweep *s, const kl__ynode *root, const char *text,
     return st;
 }
 
-static char *read_text(const char *path, size_t *len, kl_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kl_error_set(err, KL_EIO, "cannot read sweep file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t n = 0, cap = 4096;
-    char *buf = malloc(cap);
-    while (buf && (n += fread(buf + n, 1, cap - n, f)) == cap) {
-        char *bigger = realloc(buf, 2 * cap);
-        if (!bigger)
-            free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    if (!buf)
-        kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
-    else if (ferror(f)) {
-        kl_error_set(err, KL_EIO, "cannot read sweep file %s: %s", path, strerror(errno));
-        free(buf);
-        buf = NULL;
-    } else
-        buf[n] = '\0';
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 kl_sweep *kl_sweep_load(const char *path, kl_error *err)
 {
     kl_sweep *s = calloc(1, sizeof *s);
@@ -492,7 +464,7 @@ kl_sweep *kl_sweep_load(const char *path, kl_error *err)
         return NULL;
     }
     size_t len = 0;
-    char *text = read_text(path, &len, err);
+    char *text = kl__file_read(path, "sweep file", &len, err);
     kl__ynode *root = NULL;
     kl_status st = text ? kl__yaml_parse(s->path, text, len, 0, 0, &root, err) : KL_EIO;
     if (st == KL_OK)

@@ -18,9 +18,12 @@
 #include "kiln/model.h"
 #include "kiln/status.h"
 
-/* The newest layout this kiln writes and reads; older ones it reads too. */
+/* The root `format` attribute of a checkpoint, and the newest layout this kiln writes and reads
+ * (older ones it reads too). */
+#define KL_CKPT_FORMAT         "kiln-checkpoint"
 #define KL_CKPT_FORMAT_VERSION 1
-/* The same for exported model files (`format = "kiln-model"`), versioned on their own. */
+/* The same for exported model files, versioned on their own. */
+#define KL_MODEL_FORMAT         "kiln-model"
 #define KL_MODEL_FORMAT_VERSION 1
 
 /* A table of doubles by column (the metric history): ncols names, nrows x ncols values row by

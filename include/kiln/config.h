@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #include "kiln/optim.h"
-#include "kiln/schedule.h"
+#include "kiln/lr_schedule.h"
 #include "kiln/status.h"
 
 /* Where a value came from, for error messages of later stages (the builder, the loaders). */

@@ -120,6 +120,8 @@ void kl_graph_require_grad(kl_graph *g, kl_node input);
  * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */
 kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,
                            kl_error *err);
+/* The loss the graph was compiled with, or KL_NONE. */
+kl_node kl_graph_loss(const kl_graph *g);
 
 kl_status kl_graph_set_batch(kl_graph *g, int64_t batch, kl_error *err);
 int64_t kl_graph_batch(const kl_graph *g);

@@ -7,7 +7,12 @@
  * Load a file once with kl_modelfile_load, then call kl_modelfile_predict on raw inputs (as a
  * client sends them): the stored standardisation is applied inside, so training, batch
  * prediction and serving cannot disagree on preprocessing. A kl_modelfile runs one call at a
- * time (it owns one compiled graph); a server keeps one per worker thread. */
+ * time (it owns one compiled graph); a server keeps one per worker thread.
+ *
+ * This header is the format alone, read (runtime/modelfile.c) and written (kl_modelfile_save,
+ * runtime/modelfile_write.c), below both trainers and serving. Making one from a checkpoint is
+ * kiln/modelfile_export.h (trainers/), `kiln predict`'s input and prediction files
+ * kiln/predict_io.h (trainers/). */
 #ifndef KILN_MODELFILE_H
 #define KILN_MODELFILE_H
 
@@ -15,14 +20,11 @@
 #include <stdint.h>
 
 #include "kiln/config.h"
-#include "kiln/data.h"
 #include "kiln/model.h"
 #include "kiln/status.h"
 
 /* Quantile bins of the reference statistics: deciles, so 11 edges and 10 proportions. */
 #define KL_MODELFILE_BINS 10
-/* Training samples the reference statistics are computed over unless told otherwise. */
-#define KL_MODELFILE_REFERENCE_SAMPLES 10000
 
 typedef struct kl_modelfile kl_modelfile;
 
@@ -101,18 +103,6 @@ void kl_modelfile_score_means(const kl_modelfile *mf, const kl_modelfile_score *
 /* The bin of v among BINS + 1 ascending edges (the rule of kl_modelfile_reference). */
 int kl_modelfile_bin(const float *edges, float v);
 
-typedef struct kl_modelfile_export_options {
-    const char *labels_file;   /* class names, one a line; NULL: from data.dataset or "0".."K-1" */
-    int64_t reference_samples; /* 0: KL_MODELFILE_REFERENCE_SAMPLES */
-    bool no_reference;         /* write no /reference (and load no training data) */
-} kl_modelfile_export_options;
-
-/* Writes the model file out_path from checkpoint ckpt_path, atomically: the weights layout, the
- * signature, class labels and (unless no_reference) reference statistics of the training data
- * the checkpoint's config names, which must then be loadable here. */
-kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
-                              const kl_modelfile_export_options *o, kl_error *err);
-
 /* Writes mf to path as a model file, atomically, with other weights: params and buffers (the
  * non-trained state, batch normalisation's running statistics), kl_graph_param_count and
  * kl_graph_buffer_count floats laid out as in kl_modelfile_model(mf)'s graph, which every build
@@ -121,28 +111,5 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
  * kiln serve's online learning publishes its versions with it. */
 kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
                             const char *path, kl_error *err);
-
-/* Inputs for a model from a file: src->format (KL_DATA_NONE: from the name: .gz or -ubyte idx,
- * .h5 or .hdf5 hdf5, .csv csv) and src->path, with the answers when the file has them: the IDX
- * labels file src->labels, the HDF5 dataset src->y_dataset, the CSV column src->label_column.
- * Names left NULL default to those of the model's training source when it had the same format,
- * else x, y and label, and are then optional: out->y is NULL when the file has no answers.
- * Samples must have the model's input shape (size-1 axes aside), or be flat rows of as many
- * values (a CSV row for an image model); out->x is reshaped to the model's. */
-kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *src,
-                                  kl_dataset *out, kl_error *err);
-/* The input format a file name implies, or KL_DATA_NONE. */
-kl_data_format kl_modelfile_input_format(const char *path);
-
-/* The predictions file's layout version (`format = "kiln-predictions"`, docs/formats.md). */
-#define KL_PREDICTIONS_FORMAT_VERSION 1
-
-/* Writes the predictions of n samples to path, atomically, as HDF5 (.h5, .hdf5: datasets
- * probabilities (n, classes), labels (n) and label_names, or predictions (n, targets)) or CSV
- * (.csv: a header `label,label_name,p_<name>...`, or `prediction...`, and one row per sample).
- * out and classes are kl_modelfile_predict's; input names the scored file in the HDF5 file. */
-kl_status kl_modelfile_write_predictions(const kl_modelfile *mf, const char *path,
-                                         const char *input, const float *out,
-                                         const int32_t *classes, int64_t n, kl_error *err);
 
 #endif

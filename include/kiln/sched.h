@@ -6,55 +6,9 @@
  * same code. It is deterministic: the same calls in the same order give the same answers, so a
  * journal replayed into a fresh scheduler puts it exactly where it was.
  *
- * Rungs. A bracket with grace period r has milestones r * eta^k for k = 0, 1, ... while they are
- * below max_t, then max_t itself as the top rung: r = 1, eta = 3 gives 1, 3, 9, 27 for
- * max_t = 27, 1, 3, 9, 27, 81 for 81, and 1, 3, 9, 27, 30 for 30 (the last step may be shorter
- * than a factor eta; Ray Tune's ASHA has the same milestones and treats max_t as completion).
- * They are computed with integer loops, never floor(log(x) / log(eta)), which loses a rung at
- * exact powers. fifo and the median rule have one rung, max_t.
- *
- * Values. Each value is ranked by its goal (larger is better when maximizing); a value that is
- * not finite (NaN, +-inf: the journal stores them as null) ranks below every number, and so does
- * every value of a failed trial. Equal values rank by arrival: the one recorded at the rung
- * first ranks better.
- *
- * ASHA, promote mode (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys
- * 2020, algorithm 2): a new trial trains to the first milestone and pauses; kl_sched_next looks
- * at the rungs from the highest below the top down to 0 and promotes the best paused trial of the
- * first rung where it ranks within the top floor(n / eta) of the n values recorded there, to the
- * next milestone; otherwise it starts a new trial. A trial is promoted from a rung at most once,
- * and never with a value that is not finite.
- * Promoted trials can outnumber floor(n / eta) when good values arrive late (a trial promoted
- * when n was 3 keeps its promotion when better ones arrive), as in the paper.
- *
- * ASHA, stop mode (Ray Tune's AsyncHyperBandScheduler): a new trial trains toward max_t. When it
- * first reports at or past a rung's milestone (the highest such rung below the top), the cutoff
- * is np.nanpercentile over the finite values recorded at that rung before it, at
- * (1 - 1 / eta) * 100, numpy's linear method, on values negated when minimizing (Ray's rule, to
- * the bit); the trial goes on when its value is at least the cutoff and stops when below it, and
- * its value is recorded either way. With no finite value recorded there yet there is no cutoff
- * and the trial goes on. A value that is not finite stops the trial at any rung (Ray would let a
- * NaN continue). Reaching max_t is DONE; values between milestones are not judged.
- *
- * Hyperband: brackets of ASHA (promote or stop mode as configured), bracket s with grace period
- * grace * eta^s for s = 0, 1, ..., as many as `brackets` asks (0: up to 4) of those whose grace
- * period is at most max_t. Trial i goes to bracket i mod brackets (Ray draws it at random, with
- * a softmax over the brackets' rung counts). Promotions are looked for from the highest milestone
- * down, across brackets; at equal milestones the lower bracket first.
- *
- * Median stopping rule (Golovin et al., "Google Vizier", KDD 2017, as Ray Tune's
- * MedianStoppingRule): from t = grace_period on, a trial reporting t stops if its best value so
- * far is strictly worse than the median of the running averages at t (the mean of each one's
- * values for epochs 1..t; Ray averages from grace_period on) of the other trials that reached t,
- * once there are at least KL_SCHED_MEDIAN_MIN_SAMPLES of them. A running average that includes a
- * value that is not finite is the worst. It never pauses.
- *
- * fifo: every trial trains to max_t (CONTINUE, then DONE).
- *
- * The best trial is the one whose latest recording is at the most epochs, with the best value
- * there (ties: the earlier arrival). Recordings are rung values for ASHA and Hyperband (a trial
- * half-way between rungs counts at the rung it last reached) and every report for fifo and the
- * median rule. */
+ * The rules each scheduler follows (rungs, how values rank, ASHA in promote and stop mode,
+ * Hyperband, the median stopping rule, fifo and which trial is best) are specified in
+ * tune/README.md, "Trial schedulers"; tests/unit/test_sched.c checks them. */
 #ifndef KILN_SCHED_H
 #define KILN_SCHED_H
 

@@ -8,7 +8,7 @@
 
 #include "kiln/graph.h"
 #include "kiln/optim.h"
-#include "kiln/schedule.h"
+#include "kiln/lr_schedule.h"
 
 typedef struct kl_toy_data {
     kl_tensor *x; /* f32 (N, features...) */

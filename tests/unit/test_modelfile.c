@@ -13,6 +13,8 @@
 #include "check.h"
 #include "kiln/ckpt.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
+#include "kiln/predict_io.h"
 #include "kiln/train.h"
 
 static char tmp[64]; /* this test's temporary folder */
@@ -125,7 +127,7 @@ static void check_equals_training(kl_modelfile *mf, const char *input, trained *
     /* The label column is left to default: "label", or for the regression model "y", the
      * column it was trained with. */
     kl_data_source src = {.path = (char *)input};
-    CHECK_OK(kl_modelfile_read_input(mf, &src, &d, &err), &err);
+    CHECK_OK(kl_predict_read_input(mf, &src, &d, &err), &err);
     if (!d.x)
         return;
     int64_t n = d.x->shape.d[0], k = kl_modelfile_sig(mf)->outputs;
@@ -255,7 +257,7 @@ static void test_classification(void)
     /* Without a label column: no answers, the same probabilities as the first rows. */
     kl_dataset d;
     kl_data_source src = {.path = (char *)in_tmp("nolabel.csv")};
-    CHECK_OK(kl_modelfile_read_input(mf, &src, &d, &err), &err);
+    CHECK_OK(kl_predict_read_input(mf, &src, &d, &err), &err);
     CHECK(d.x && !d.y && d.x->shape.d[0] == 5 && d.x->shape.d[1] == 4);
     float p[5 * 3], q[5 * 3];
     int32_t c[5];
@@ -283,7 +285,7 @@ static void test_classification(void)
         CHECK(!strcmp(kl_modelfile_label(mf2, 2), "a,b") && !kl_modelfile_ref(mf2));
         int32_t cl[2] = {1, 2};
         float pr[6] = {0.1f, 0.6f, 0.3f, 0.2f, 0.2f, 0.6f};
-        CHECK_OK(kl_modelfile_write_predictions(mf2, in_tmp("p.csv"), "in", pr, cl, 2, &err), &err);
+        CHECK_OK(kl_predict_write(mf2, in_tmp("p.csv"), "in", pr, cl, 2, &err), &err);
         char text[512] = {0};
         f = fopen(in_tmp("p.csv"), "r");
         KL_ASSERT(f);
@@ -291,8 +293,7 @@ static void test_classification(void)
         fclose(f);
         CHECK(contains(text, "label,label_name,p_zero,\"p_say \"\"hi\"\"\",\"p_a,b\"\n"));
         CHECK(contains(text, "1,\"say \"\"hi\"\"\",0.100000001,0.600000024,0.300000012\n"));
-        CHECK(kl_modelfile_write_predictions(mf2, in_tmp("p.txt"), "in", pr, cl, 2, &err) ==
-              KL_EINVAL);
+        CHECK(kl_predict_write(mf2, in_tmp("p.txt"), "in", pr, cl, 2, &err) == KL_EINVAL);
     }
     kl_modelfile_free(mf2);
 
@@ -418,23 +419,23 @@ static void test_shapes_and_damage(void)
     kl_dataset d;
     kl_data_source src = {.path = (char *)in_tmp("x.h5")};
     write_x(in_tmp("x.h5"), 3, (hsize_t[]){3, 1, 4}, v);
-    CHECK_OK(kl_modelfile_read_input(mf, &src, &d, &err), &err);
+    CHECK_OK(kl_predict_read_input(mf, &src, &d, &err), &err);
     CHECK(d.x && !d.y && d.x->shape.ndim == 2 && d.x->shape.d[1] == 4);
     kl_dataset_free(&d);
     write_x(in_tmp("x.h5"), 3, (hsize_t[]){3, 2, 2}, v);
-    CHECK(kl_modelfile_read_input(mf, &src, &d, &err) == KL_ESHAPE);
+    CHECK(kl_predict_read_input(mf, &src, &d, &err) == KL_ESHAPE);
     CHECK(contains(err.msg, "has samples of shape [2, 2], but the model"));
     CHECK(contains(err.msg, "takes input of shape [4] (4 values per sample)"));
     v[7] = INFINITY;
     write_x(in_tmp("x.h5"), 2, (hsize_t[]){3, 4}, v);
-    CHECK(kl_modelfile_read_input(mf, &src, &d, &err) == KL_EFORMAT);
+    CHECK(kl_predict_read_input(mf, &src, &d, &err) == KL_EFORMAT);
     CHECK(contains(err.msg, "sample 1 (counting from 0) holds inf"));
     src.format = KL_DATA_NONE;
     src.path = (char *)in_tmp("x.txt");
     FILE *f = fopen(src.path, "w");
     KL_ASSERT(f);
     fclose(f);
-    CHECK(kl_modelfile_read_input(mf, &src, &d, &err) == KL_EINVAL);
+    CHECK(kl_predict_read_input(mf, &src, &d, &err) == KL_EINVAL);
     CHECK(contains(err.msg, "give --format idx, hdf5 or csv"));
     kl_modelfile_free(mf);
 
@@ -488,7 +489,7 @@ static void test_regression(void)
         float x[2] = {0.5f, -0.5f}, y;
         CHECK_OK(kl_modelfile_predict(mf, x, 1, &y, NULL, &err), &err);
         CHECK(fabsf(y - 2.0f) < 0.5f); /* 2a - b + 0.5 = 2, roughly learnt */
-        CHECK_OK(kl_modelfile_write_predictions(mf, in_tmp("r.csv"), "x", &y, NULL, 1, &err), &err);
+        CHECK_OK(kl_predict_write(mf, in_tmp("r.csv"), "x", &y, NULL, 1, &err), &err);
     }
     kl_modelfile_free(mf);
     trained_free(&t);

@@ -14,6 +14,7 @@
 #include "check.h"
 #include "kiln/ckpt.h"
 #include "kiln/modelfile.h"
+#include "kiln/modelfile_export.h"
 #include "kiln/train.h"
 #include "runtime/modelfile_impl.h"
 

@@ -1,10 +1,10 @@
-/* Tests for trainers/schedule.c: warmup, step decay at its boundaries, cosine at its start,
+/* Tests for ops/lr_schedule.c: warmup, step decay at its boundaries, cosine at its start,
  * middle and end, and every schedule kl_lr_check must refuse, against values worked out by hand. */
 #include <math.h>
 #include <string.h>
 
 #include "check.h"
-#include "kiln/schedule.h"
+#include "kiln/lr_schedule.h"
 
 #define TOL 1e-6
 

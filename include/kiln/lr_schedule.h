@@ -1,7 +1,7 @@
 /* Learning-rate schedules: constant, step decay and cosine, each with optional linear warmup.
  * kl_lr_at is a pure function of the step, so a resumed run gets the same rates. */
-#ifndef KILN_SCHEDULE_H
-#define KILN_SCHEDULE_H
+#ifndef KILN_LR_SCHEDULE_H
+#define KILN_LR_SCHEDULE_H
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
-/* What `kiln predict` reads and writes around a model file: input files (IDX, HDF5, CSV) checked
- * against the model's signature, with or without answers, and the predictions as HDF5 or CSV.
+/* `kiln predict`'s files (include/kiln/predict_io.h): input files (IDX, HDF5, CSV) checked
+ * against a model file's signature, with or without answers, and the predictions as HDF5 or CSV.
  * Inputs with answers go through the training loaders (kl_dataset_load), which need labels; the
  * label-less readers here cover what those cannot: IDX images alone, HDF5 without y, CSV without
  * a label column. They refuse the same things with the same kind of message (the file and the
@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "kiln/predict_io.h"
+#include "runtime/file.h"
 #include "runtime/modelfile_impl.h"
 #include "trainers/data_impl.h"
-
-#define FORMAT_PREDICTIONS "kiln-predictions"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -24,7 +24,7 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-kl_data_format kl_modelfile_input_format(const char *path)
+kl_data_format kl_predict_input_format(const char *path)
 {
     if (ends_with(path, ".gz") || ends_with(path, "-ubyte") || ends_with(path, ".idx"))
         return KL_DATA_IDX;
@@ -150,7 +150,7 @@ static kl_status csv_read(const char *path, const char *label_column, bool *has,
                           kl_error *err)
 {
     csv c = {.path = path};
-    c.text = kl__csv_read_text(path, &c.len, err);
+    c.text = kl__file_read_polled(path, "CSV file", kl__data_stop_check, &c.len, err);
     kl_status st = c.text ? KL_OK : (err ? err->status : KL_EIO);
     if (st == KL_OK)
         st = csv_header(&c, err);
@@ -270,13 +270,13 @@ static kl_status has_answers(const kl_data_source *src, const kl_data_source *na
                         src->path);
 }
 
-kl_status kl_modelfile_read_input(const kl_modelfile *mf, const kl_data_source *in, kl_dataset *out,
-                                  kl_error *err)
+kl_status kl_predict_read_input(const kl_modelfile *mf, const kl_data_source *in, kl_dataset *out,
+                                kl_error *err)
 {
     memset(out, 0, sizeof *out);
     kl_data_source src = *in;
     if (src.format == KL_DATA_NONE)
-        src.format = kl_modelfile_input_format(src.path);
+        src.format = kl_predict_input_format(src.path);
     if (access(src.path, R_OK) != 0)
         return kl_error_set(err, KL_EIO, "cannot open %s: %s", src.path, strerror(errno));
     default_names(mf, &src);
@@ -307,7 +307,7 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
                           const float *out, const int32_t *classes, int64_t n, kl_error *err)
 {
     char tmp[PATH_MAX];
-    int64_t f = kl_ckpt_create(path, FORMAT_PREDICTIONS, KL_PREDICTIONS_FORMAT_VERSION, tmp,
+    int64_t f = kl_ckpt_create(path, KL_PREDICTIONS_FORMAT, KL_PREDICTIONS_FORMAT_VERSION, tmp,
                                sizeof tmp, err);
     if (f < 0)
         return err ? err->status : KL_EIO;
@@ -318,7 +318,7 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
               kl__h5_put_f32(f, s->output_name, out, 2, dims);
     if (ok && s->task == KL_TASK_CLASSIFICATION)
         ok = kl__h5_put_i32(f, "labels", classes, 1, &n) &&
-             kl__mf_put_strings(f, "label_names", (const char *const *)mf->labels, mf->nlabels);
+             kl__h5_put_strings(f, "label_names", (const char *const *)mf->labels, mf->nlabels);
     kl__h5_quiet_end(q);
     kl_status st = ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s (disk full?)", tmp);
     return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
@@ -393,9 +393,8 @@ static kl_status write_csv(const kl_modelfile *mf, const char *path, const float
     return KL_OK;
 }
 
-kl_status kl_modelfile_write_predictions(const kl_modelfile *mf, const char *path,
-                                         const char *input, const float *out,
-                                         const int32_t *classes, int64_t n, kl_error *err)
+kl_status kl_predict_write(const kl_modelfile *mf, const char *path, const char *input,
+                           const float *out, const int32_t *classes, int64_t n, kl_error *err)
 {
     if (ends_with(path, ".h5") || ends_with(path, ".hdf5"))
         return write_h5(mf, path, input, out, classes, n, err);

@@ -1,9 +1,10 @@
-/* Learning-rate schedules: linear warmup followed by constant, step-decay or cosine rates.
- * The trainer calls kl_lr_check once on the configured schedule and kl_lr_at every step; the rate
- * depends only on the step number, so a run resumed from a checkpoint sees the same rates. */
+/* Learning-rate schedules: linear warmup followed by constant, step-decay or cosine rates. They
+ * sit next to the optimizer because they are maths, not a loop: the config (runtime/config.c)
+ * calls kl_lr_check on the configured schedule and the trainers call kl_lr_at every step; the
+ * rate depends only on the step number, so a run resumed from a checkpoint sees the same rates. */
 #include <math.h>
 
-#include "kiln/schedule.h"
+#include "kiln/lr_schedule.h"
 
 /* C17 has no M_PI; this is pi to more digits than a double holds. */
 static const double schedule_pi = 3.14159265358979323846;
