@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime/config_impl.h"
+#include "runtime/file.h"
 
 _Static_assert(sizeof(kl_optim_kind) == sizeof(int), "KL__F_ENUM fields are stored as int");
 _Static_assert(sizeof(kl_lr_kind) == sizeof(int), "KL__F_ENUM fields are stored as int");
@@ -467,42 +468,11 @@ kl_config *kl_config_parse(const char *name, const char *text, size_t len,
     return c;
 }
 
-static char *read_file(const char *path, size_t *len, kl_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kl_error_set(err, KL_EIO, "cannot read config %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger)
-            free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    if (!buf)
-        kl_error_set(err, KL_ENOMEM, "out of memory reading config %s", path);
-    else if (ferror(f)) {
-        kl_error_set(err, KL_EIO, "cannot read config %s: %s", path, strerror(errno));
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 kl_config *kl_config_load(const char *path, const char *const *overrides, int noverrides,
                           kl_error *err)
 {
     size_t len;
-    char *text = read_file(path, &len, err);
+    char *text = kl__file_read(path, "config", &len, err);
     if (!text)
         return NULL;
     kl_config *c = kl_config_parse(path, text, len, overrides, noverrides, err);
