@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "kiln/clock.h"
 #include "kiln/config.h"
 #include "runtime/config_impl.h"
 
@@ -482,13 +483,6 @@ static void test_names(void)
     CHECK(strcmp(kl_activation_name(KL_ACT_SIGMOID), "sigmoid") == 0);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* A mapping of 200,000 keys (hostile input, or a generated sweep) loads in time linear in the
  * keys: duplicates are found by hashing, not by comparing every pair. A duplicate among them is
  * still refused at its second line, naming the first. The bound is loose (sanitizers, a busy
@@ -503,7 +497,7 @@ static void test_many_keys(void)
     at += (size_t)snprintf(text, cap, "data: {dataset: mnist}\n");
     for (int i = 0; i < KEYS; i++)
         at += (size_t)snprintf(text + at, cap - at, "k%06d: %d\n", i, i);
-    double t0 = now_s();
+    double t0 = kl_now();
     kl__ynode *root = NULL;
     kl_error err = {0};
     CHECK_OK(kl__yaml_parse(NAME, text, at, 0, 0, &root, &err), &err);
@@ -515,7 +509,7 @@ static void test_many_keys(void)
     snprintf(text + at, cap - at, "k000005: again\n");
     expect_error_(text, NULL, 0, "t.yaml:200002:1: k000005: duplicate key (first set at line 7)",
                   NULL, __LINE__);
-    double seconds = now_s() - t0;
+    double seconds = kl_now() - t0;
     if (!CHECK(seconds < 20))
         fprintf(stderr, "    200,000 keys took %.1f s\n", seconds);
     free(text);
