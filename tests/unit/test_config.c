@@ -515,23 +515,26 @@ static void test_many_keys(void)
     free(text);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_minimal_defaults),
+    CHECK_CASE(test_full),
+    CHECK_CASE(test_type_and_range_errors),
+    CHECK_CASE(test_key_errors),
+    CHECK_CASE(test_yaml_errors),
+    CHECK_CASE(test_layer_errors),
+    CHECK_CASE(test_layer_shorthand),
+    CHECK_CASE(test_cross_field_errors),
+    CHECK_CASE(test_missing_file),
+    CHECK_CASE(test_load_file),
+    CHECK_CASE(test_overrides),
+    CHECK_CASE(test_override_errors),
+    CHECK_CASE(test_round_trip),
+    CHECK_CASE(test_hash),
+    CHECK_CASE(test_names),
+    CHECK_CASE(test_many_keys),
+};
+
+int main(int argc, char **argv)
 {
-    test_minimal_defaults();
-    test_full();
-    test_type_and_range_errors();
-    test_key_errors();
-    test_yaml_errors();
-    test_layer_errors();
-    test_layer_shorthand();
-    test_cross_field_errors();
-    test_missing_file();
-    test_load_file();
-    test_overrides();
-    test_override_errors();
-    test_round_trip();
-    test_hash();
-    test_names();
-    test_many_keys();
-    return check_report("test_config");
+    return check_run("test_config", cases, CHECK_NCASES(cases), argc, argv);
 }
