@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "kiln/stop.h"
-#include "kiln/train.h"
 #include "runtime/serve/serve_impl.h"
 
 void openblas_set_num_threads(int n);
