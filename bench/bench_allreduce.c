@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_stats.h"
 #include "kiln/clock.h"
 #include "kiln/comm.h"
 
@@ -217,18 +218,6 @@ static int check_way(gradset *g, int way, int rank, int size)
     return all_bad == 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 int main(int argc, char **argv)
 {
     kl_error err = {0};
@@ -290,7 +279,7 @@ int main(int argc, char **argv)
     if (rank == 0) {
         double med[NWAYS], lo[NWAYS], hi[NWAYS];
         for (int w = 0; w < NWAYS; w++) {
-            med[w] = median(times[w], o.reps); /* sorts */
+            med[w] = bench_median(times[w], o.reps); /* sorts */
             lo[w] = times[w][0];
             hi[w] = times[w][o.reps - 1];
         }

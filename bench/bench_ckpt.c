@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "kiln/ckpt.h"
 #include "kiln/clock.h"
 #include "kiln/optim.h"
@@ -31,18 +32,6 @@ static void quiet(double settle)
         return;
     struct timespec ts = {(time_t)settle, (long)((settle - (double)(time_t)settle) * 1e9)};
     nanosleep(&ts, NULL);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* The baseline: the same bytes through write() + fsync, then rename and a folder fsync, which is
@@ -230,8 +219,8 @@ int main(int argc, char **argv)
         printf("  rep %d: write kiln %.2f s, raw %.2f s; read kiln %.2f s, raw %.2f s\n", r + 1,
                tw[r], bw[r], tr[r], br[r]);
     }
-    double w = median(tw, reps), wb = median(bw, reps), rd = median(tr, reps),
-           rb = median(br, reps);
+    double w = bench_median(tw, reps), wb = bench_median(bw, reps), rd = bench_median(tr, reps),
+           rb = bench_median(br, reps);
     printf("write: kiln %.0f MB/s, write()+fsync %.0f MB/s: %.0f%% of raw (goal >= 80%%)\n",
            bytes / w / 1e6, bytes / wb / 1e6, 100 * wb / w);
     printf("read:  kiln %.0f MB/s, read() %.0f MB/s: %.0f%% of raw (goal >= 80%%)\n",

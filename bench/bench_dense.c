@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_stats.h"
 #include "kiln/clock.h"
 #include "kiln/graph.h"
 
@@ -253,18 +254,6 @@ static double time_bare(bare_dense *d, long iters)
     return (kl_now() - t0) / (double)iters;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int count)
-{
-    qsort(v, (size_t)count, sizeof *v, cmp_double);
-    return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
-}
-
 typedef struct result {
     double kiln_s, bare_s;       /* median seconds per step */
     double ratio_min, ratio_max; /* kiln/bare within one repetition, the spread over them */
@@ -305,8 +294,8 @@ static int measure(kiln_dense *k, bare_dense *d, const options *o, result *res)
         res->ratio_min = fmin(res->ratio_min, kt[r] / bt[r]);
         res->ratio_max = fmax(res->ratio_max, kt[r] / bt[r]);
     }
-    res->kiln_s = median(kt, o->reps);
-    res->bare_s = median(bt, o->reps);
+    res->kiln_s = bench_median(kt, o->reps);
+    res->bare_s = bench_median(bt, o->reps);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "kiln/ckpt.h"
 #include "kiln/clock.h"
 #include "kiln/modelfile.h"
@@ -36,18 +37,6 @@ typedef struct options {
     double min_rep_s;
     bool csv;
 } options;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int usage(FILE *f, int rc)
 {
@@ -314,7 +303,7 @@ int main(int argc, char **argv)
     }
     /* The figure is the median of the per-repetition ratios: each pair ran back to back, so a
      * burst of load from another process moves both of its rates, not one median. */
-    double mf_fw = median(fw, o.reps), mf_pr = median(pr, o.reps), q = median(ratio, o.reps);
+    double mf_fw = bench_median(fw, o.reps), mf_pr = bench_median(pr, o.reps), q = bench_median(ratio, o.reps);
     if (o.csv) {
         printf("# batch,threads,forward_samples_per_s,predict_samples_per_s,ratio,ratio_min,"
                "ratio_max\n");

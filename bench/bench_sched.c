@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "kiln/clock.h"
 #include "kiln/simulate.h"
 
@@ -81,18 +82,6 @@ static void print_load(const char *when)
     printf("# load average %s: %s", when, line);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-}
-
 /* R runs of one mode; prints each and the medians. */
 static int run_mode(const opts *o, const kl_curves *c, bool stop_mode)
 {
@@ -130,8 +119,8 @@ static int run_mode(const opts *o, const kl_curves *c, bool stop_mode)
     printf("bench_sched: mode=%s workers=%d trials=%lld epochs=%lld best_trial=%lld "
            "loop_ms=%.3f sched_ms=%.3f p50_us=%.3f p99_us=%.3f max_us=%.1f (medians of %d)\n",
            mode, o->workers, (long long)r.ntrials, (long long)r.epochs, (long long)r.best_trial,
-           1e3 * median(loop, o->reps), 1e3 * median(sched, o->reps), median(p50, o->reps),
-           median(p99, o->reps), median(mx, o->reps), o->reps);
+           1e3 * bench_median(loop, o->reps), 1e3 * bench_median(sched, o->reps), bench_median(p50, o->reps),
+           bench_median(p99, o->reps), bench_median(mx, o->reps), o->reps);
     kl_sim_result_free(&r);
     return 0;
 }

@@ -9,14 +9,15 @@
  * forward, dW += dY^T X, and dX = dY W for every layer but the first (the input needs no
  * gradient). Its GFLOP/s is the sum of those GEMMs' flops over the median time of the whole
  * sequence: the best a framework on OpenBLAS could do on this model if it did nothing but GEMMs. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c17 */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "bench_stats.h"
+#include "kiln/clock.h"
 
 /* OpenBLAS extensions, declared here rather than trusted to whichever cblas.h was found. */
 void openblas_set_num_threads(int num_threads);
@@ -59,13 +60,6 @@ typedef struct options {
     int csv;
 } options;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static float *alloc_floats(size_t count)
 {
     float *p = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
@@ -103,12 +97,6 @@ static double flops_of(const gemm *g)
     return 2.0 * g->m * g->n * g->k;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median seconds of one pass over gemms[0..count) (only those with in_mix when mix_only),
  * over reps repetitions of at least min_rep_s, after a warm-up. */
 static double time_gemms(const gemm *gs, const operands *ops, int count, int mix_only,
@@ -117,12 +105,12 @@ static double time_gemms(const gemm *gs, const operands *ops, int count, int mix
     long iters = 1;
     double t;
     for (;;) { /* warm up and size a repetition */
-        double t0 = now_s();
+        double t0 = kl_now();
         for (long it = 0; it < iters; it++)
             for (int i = 0; i < count; i++)
                 if (!mix_only || gs[i].in_mix)
                     run_gemm(&gs[i], &ops[i]);
-        t = now_s() - t0;
+        t = kl_now() - t0;
         if (t >= o->min_rep_s)
             break;
         iters = t > 0 ? (long)ceil((double)iters * 1.2 * o->min_rep_s / t) : iters * 2;
@@ -131,15 +119,14 @@ static double time_gemms(const gemm *gs, const operands *ops, int count, int mix
     }
     double times[64];
     for (int r = 0; r < o->reps; r++) {
-        double t0 = now_s();
+        double t0 = kl_now();
         for (long it = 0; it < iters; it++)
             for (int i = 0; i < count; i++)
                 if (!mix_only || gs[i].in_mix)
                     run_gemm(&gs[i], &ops[i]);
-        times[r] = (now_s() - t0) / (double)iters;
+        times[r] = (kl_now() - t0) / (double)iters;
     }
-    qsort(times, (size_t)o->reps, sizeof times[0], cmp_double);
-    return o->reps % 2 ? times[o->reps / 2] : 0.5 * (times[o->reps / 2 - 1] + times[o->reps / 2]);
+    return bench_median(times, o->reps);
 }
 
 static void usage(FILE *f)
