@@ -226,7 +226,7 @@ static kl_status on_event(kl__report *rp, const json_t *ev, size_t line, int64_t
         k++;
     if (k == sizeof per_trial / sizeof *per_trial)
         return KL_OK;
-    kl__report_trial *t;
+    kl__report_trial *t = NULL; /* set by trial_of when it succeeds */
     kl_status st = trial_of(rp, tcap, ev, line, &t, err);
     if (st != KL_OK)
         return st;
