@@ -48,13 +48,7 @@ static void *watch(void *arg)
     kl__watchdog *w = arg;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200000000; /* look five times a second */
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        struct timespec until = kl_wall_deadline(0.2); /* look five times a second */
         pthread_cond_timedwait(&w->wake, &w->lock, &until);
         if (!w->stop && w->deadline_ns && kl_now_ns() > w->deadline_ns)
             give_up(w);

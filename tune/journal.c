@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kiln/clock.h"
 #include "kiln/journal.h"
 
 struct kl_journal {
@@ -74,11 +74,8 @@ void kl_journal_close(kl_journal *j)
 
 kl_status kl_journal_append(kl_journal *j, json_t *ev, kl_error *err)
 {
-    if (!json_object_get(ev, "time")) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        json_object_set_new(ev, "time", json_real((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec));
-    }
+    if (!json_object_get(ev, "time"))
+        json_object_set_new(ev, "time", json_real(kl_wall_now()));
     char *line = json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(ev);
     if (!line)
