@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "kiln/ckpt.h"
-#include "runtime/modelfile_impl.h"
+#include "runtime/modelfile_parts.h"
 
 static const char *const fashion_mnist_labels[] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -375,6 +375,17 @@ const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf)
 const char *kl_modelfile_label(const kl_modelfile *mf, int k)
 {
     return k >= 0 && k < mf->nlabels ? mf->labels[k] : NULL;
+}
+
+const char *const *kl_modelfile_labels(const kl_modelfile *mf, int *n)
+{
+    *n = mf->nlabels;
+    return mf->nlabels ? (const char *const *)mf->labels : NULL;
+}
+
+const kl_config *kl_modelfile_config(const kl_modelfile *mf)
+{
+    return mf->cfg;
 }
 
 const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "kiln/ckpt.h"
-#include "runtime/modelfile_impl.h"
+#include "runtime/modelfile_parts.h"
 
 /* An int64 array attribute (h5py reads it as a numpy array). */
 static bool put_i64s_attr(hid_t obj, const char *name, const int64_t *v, int n)

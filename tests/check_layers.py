@@ -6,7 +6,9 @@ The table lives in docs/architecture.md, between the lines `<!-- layers -->` and
 backticks (a folder ends with `/`). A source file or public header belongs to the layer whose path
 matches it most specifically. A file may include headers of its own layer and of layers of a lower
 rank; layers of the same rank (trainers and serve) may not include each other. Every header under
-include/kiln/ must be in the table, so that a new one cannot slip past the check.
+include/kiln/ must be in the table, so that a new one cannot slip past the check. A private
+header (a name ending in _impl.h) may be included only from its own folder and the folders below
+it: an internal API other folders use gets a name of its own.
 
 With --objects BUILD_DIR it also checks the calls themselves, which an include cannot show (a
 function declared in a low layer's header but defined in a higher layer's file): every symbol an
@@ -129,6 +131,9 @@ def main():
                         if target is None:
                             continue  # generated into the build folder (kiln/version.h)
                         theirs = layer_of(target, table)
+                        home = os.path.dirname(target) + "/"
+                        if target.endswith("_impl.h") and not rel.startswith(home):
+                            bad.append(f"{rel}:{no}: includes {target}, private to {home}")
                         if theirs is None:
                             bad.append(f"{rel}:{no}: includes {target}, which is in no layer")
                         elif theirs[0] != mine[0] and theirs[1] >= mine[1]:

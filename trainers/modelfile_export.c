@@ -12,7 +12,7 @@
 
 #include "kiln/data.h"
 #include "kiln/modelfile_export.h"
-#include "runtime/modelfile_impl.h"
+#include "runtime/modelfile_parts.h"
 
 /* The shuffle epoch that picks the reference subsample from the training split: fixed, so the
  * subsample depends on train.seed only and is never a training epoch's order. */

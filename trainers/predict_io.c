@@ -15,7 +15,7 @@
 #include "kiln/ckpt.h"
 #include "kiln/predict_io.h"
 #include "runtime/file.h"
-#include "runtime/modelfile_impl.h"
+#include "runtime/h5.h"
 #include "trainers/data_impl.h"
 
 static bool ends_with(const char *s, const char *suffix)
@@ -179,7 +179,7 @@ static kl_shape squeeze(kl_shape s)
 
 static kl_status fit_shape(const kl_modelfile *mf, const char *path, kl_tensor *x, kl_error *err)
 {
-    const kl_modelfile_signature *s = &mf->sig;
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     kl_shape per = {.ndim = x->shape.ndim - 1};
     for (int i = 1; i < x->shape.ndim; i++)
         per.d[i - 1] = x->shape.d[i];
@@ -190,7 +190,7 @@ static kl_status fit_shape(const kl_modelfile *mf, const char *path, kl_tensor *
         return kl_error_set(err, KL_ESHAPE,
                             "%s has samples of shape %s, but the model %s takes input of shape %s "
                             "(%lld values per sample)",
-                            path, kl_shape_str(&per, have, sizeof have), mf->path,
+                            path, kl_shape_str(&per, have, sizeof have), kl_modelfile_path(mf),
                             kl_shape_str(&s->input, want, sizeof want), (long long)s->features);
     }
     int64_t n = x->shape.d[0];
@@ -204,7 +204,7 @@ static kl_status fit_shape(const kl_modelfile *mf, const char *path, kl_tensor *
 static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, const char *what,
                                kl_error *err)
 {
-    const kl_modelfile_signature *s = &mf->sig;
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t n = d->y->shape.d[0];
     if (s->task == KL_TASK_REGRESSION) {
         int64_t t = kl_numel(d->y) / (n > 0 ? n : 1);
@@ -212,7 +212,7 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
             return kl_error_set(err, KL_ESHAPE,
                                 "%s has %lld regression targets per sample, but the model %s "
                                 "predicts %d",
-                                what, (long long)t, mf->path, s->outputs);
+                                what, (long long)t, kl_modelfile_path(mf), s->outputs);
         return KL_OK;
     }
     for (int64_t i = 0; i < n; i++)
@@ -221,7 +221,7 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
                                 "%s: label %d of record %lld (counting from 0) is out of range: "
                                 "the model %s has %d classes (labels 0..%d); check that the "
                                 "labels belong to this model's data",
-                                what, (int)kl_i32(d->y)[i], (long long)i, mf->path, s->outputs,
+                                what, (int)kl_i32(d->y)[i], (long long)i, kl_modelfile_path(mf), s->outputs,
                                 s->outputs - 1);
     return KL_OK;
 }
@@ -231,7 +231,7 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
  * y and label. */
 static void default_names(const kl_modelfile *mf, kl_data_source *src)
 {
-    const kl_data_source *t = &mf->cfg->data.train;
+    const kl_data_source *t = &kl_modelfile_config(mf)->data.train;
     bool same = t->format == src->format;
     if (!src->x_dataset)
         src->x_dataset = same && t->x_dataset ? t->x_dataset : (char *)"x";
@@ -283,7 +283,7 @@ kl_status kl_predict_read_input(const kl_modelfile *mf, const kl_data_source *in
     bool answers, has;
     kl_status st = has_answers(&src, in, &answers, err);
     if (st == KL_OK && answers) {
-        st = kl_dataset_load(&src, mf->sig.task, out, err);
+        st = kl_dataset_load(&src, kl_modelfile_sig(mf)->task, out, err);
     } else if (st == KL_OK) {
         st = src.format == KL_DATA_IDX ? kl__idx_read_images(src.path, &out->x, err)
              : src.format == KL_DATA_HDF5
@@ -303,6 +303,13 @@ kl_status kl_predict_read_input(const kl_modelfile *mf, const kl_data_source *in
 
 /* ---- predictions ---- */
 
+static bool put_label_names(int64_t f, const kl_modelfile *mf)
+{
+    int n;
+    const char *const *names = kl_modelfile_labels(mf, &n);
+    return kl__h5_put_strings(f, "label_names", names, n);
+}
+
 static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *input,
                           const float *out, const int32_t *classes, int64_t n, kl_error *err)
 {
@@ -311,14 +318,14 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
                                sizeof tmp, err);
     if (f < 0)
         return err ? err->status : KL_EIO;
-    const kl_modelfile_signature *s = &mf->sig;
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t dims[2] = {n, s->outputs};
     kl__h5_quiet q = kl__h5_quiet_begin();
-    bool ok = kl__h5_put_str(f, "model", mf->path) && kl__h5_put_str(f, "input", input) &&
+    bool ok = kl__h5_put_str(f, "model", kl_modelfile_path(mf)) && kl__h5_put_str(f, "input", input) &&
               kl__h5_put_f32(f, s->output_name, out, 2, dims);
     if (ok && s->task == KL_TASK_CLASSIFICATION)
         ok = kl__h5_put_i32(f, "labels", classes, 1, &n) &&
-             kl__h5_put_strings(f, "label_names", (const char *const *)mf->labels, mf->nlabels);
+             put_label_names(f, mf);
     kl__h5_quiet_end(q);
     kl_status st = ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s (disk full?)", tmp);
     return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
@@ -347,13 +354,13 @@ static void csv_field(FILE *f, const char *prefix, const char *s)
 static void csv_write(FILE *f, const kl_modelfile *mf, const float *out, const int32_t *classes,
                       int64_t n)
 {
-    const kl_modelfile_signature *s = &mf->sig;
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     bool cls = s->task == KL_TASK_CLASSIFICATION;
     if (cls) {
         fputs("label,label_name", f);
         for (int k = 0; k < s->outputs; k++) {
             fputc(',', f);
-            csv_field(f, "p_", mf->labels[k]);
+            csv_field(f, "p_", kl_modelfile_label(mf, k));
         }
     } else if (s->outputs == 1) {
         fputs("prediction", f);
@@ -365,7 +372,7 @@ static void csv_write(FILE *f, const kl_modelfile *mf, const float *out, const i
     for (int64_t i = 0; i < n; i++) {
         if (cls) {
             fprintf(f, "%d,", (int)classes[i]);
-            csv_field(f, "", mf->labels[classes[i]]);
+            csv_field(f, "", kl_modelfile_label(mf, classes[i]));
         }
         for (int k = 0; k < s->outputs; k++)
             fprintf(f, "%s%.9g", cls || k ? "," : "", (double)out[i * s->outputs + k]);

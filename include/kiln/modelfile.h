@@ -66,6 +66,10 @@ void kl_modelfile_free(kl_modelfile *mf);
 const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf);
 /* Class k's name (classification), else NULL. */
 const char *kl_modelfile_label(const kl_modelfile *mf, int k);
+/* Every class name (n of them, the signature's outputs), or NULL with n = 0 (regression). */
+const char *const *kl_modelfile_labels(const kl_modelfile *mf, int *n);
+/* The training config the model was built from, as the file stores it. */
+const kl_config *kl_modelfile_config(const kl_modelfile *mf);
 /* The reference statistics, or NULL when the file has none (exported with --no-reference). */
 const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf);
 /* The built model (for its parameters and summary) and the file it came from. */

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/modelfile_impl.h"
+#include "runtime/modelfile_parts.h"
 #include "runtime/schema.h"
 #include "runtime/serve/flow_impl.h"
 #include "runtime/serve/infer.h"

@@ -16,7 +16,7 @@
 #include "kiln/modelfile.h"
 #include "kiln/modelfile_export.h"
 #include "kiln/train.h"
-#include "runtime/modelfile_impl.h"
+#include "runtime/modelfile_parts.h"
 
 static char tmp[64]; /* this test's temporary folder */
 

@@ -1,10 +1,12 @@
-/* Private interface of the model file (include/kiln/modelfile.h), shared by its reader
- * runtime/modelfile.c (loading, scoring) and its writer runtime/modelfile_write.c, and used by
- * trainers/modelfile_export.c (a model file from a checkpoint), trainers/predict_io.c (kiln
- * predict's files) and kiln serve's online learning (training a copy of a served model on its raw
- * inputs). */
-#ifndef KILN_MODELFILE_IMPL_H
-#define KILN_MODELFILE_IMPL_H
+/* The model file's parts (include/kiln/modelfile.h keeps them opaque) and the steps that
+ * assemble, write and feed one: the internal API of the format for those who build or train a
+ * model file rather than only score it. Used by its reader runtime/modelfile.c and its writer
+ * runtime/modelfile_write.c, by kiln export (trainers/modelfile_export.c: a model file assembled
+ * from a checkpoint and the training data) and by kiln serve's online learning (a copy of a
+ * served model trained on its raw inputs). Scoring and reading a model file need only the public
+ * header. */
+#ifndef KILN_MODELFILE_PARTS_H
+#define KILN_MODELFILE_PARTS_H
 
 #include "kiln/modelfile.h"
 #include "runtime/h5.h"
