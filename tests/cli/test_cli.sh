@@ -8,26 +8,11 @@ kiln="$1"
 # Absolute, so that the kiln train cases can run from a folder of their own.
 [[ $kiln == */* && $kiln != /* ]] && kiln="$PWD/$kiln"
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
-passed=0
-failed=0
+# shellcheck source=expect.sh
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
-# expect STATUS PATTERN -- ARGS...: runs kiln ARGS, checks the exit status and that the combined
-# output matches the extended regular expression PATTERN.
-expect() {
-    local want="$1" pattern="$2"
-    shift 3
-    "$kiln" "$@" >"$out" 2>&1
-    local got=$?
-    if [[ $got == "$want" ]] && grep -Eq -- "$pattern" "$out"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: kiln $* -> status $got (want $want), output should match /$pattern/:"
-        sed 's/^/    /' "$out"
-    fi
-}
 
 expect 0 'usage: kiln' -- --help
 expect 0 'usage: kiln' -- -h

@@ -16,28 +16,13 @@ if [[ ! -e $fm/train-images-idx3-ubyte.gz ]]; then
     echo "test_export_predict: skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
     exit 77
 fi
-passed=0
-failed=0
+# shellcheck source=expect.sh
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 out="$tmp/out"
 
-# expect STATUS PATTERN -- ARGS...: runs kiln ARGS, checks the exit status and that the combined
-# output matches the extended regular expression PATTERN.
-expect() {
-    local want="$1" pattern="$2"
-    shift 3
-    "$kiln" "$@" >"$out" 2>&1
-    local got=$?
-    if [[ $got == "$want" ]] && grep -Eq -- "$pattern" "$out"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: kiln $* -> status $got (want $want), output should match /$pattern/:"
-        sed 's/^/    /' "$out"
-    fi
-}
 
 # check WHAT COMMAND...: counts a check of this script's own.
 check() {
