@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_tmp.h"
 #include "kiln/ckpt.h"
 #include "kiln/optim.h"
 #include "kiln/stop.h"
@@ -31,17 +32,6 @@
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define PYTHON "/usr/bin/python3"
-
-static char tmp[64]; /* this test's temporary folder */
-
-static const char *in_tmp(const char *name)
-{
-    static char buf[8][256]; /* a ring, so that a call can take several paths */
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
 
 static bool exists(const char *path)
 {
@@ -117,14 +107,6 @@ static int count_temporaries(const char *dir)
         n += strstr(e->d_name, ".tmp.") != NULL;
     closedir(d);
     return n;
-}
-
-static void remove_tree(const char *path)
-{
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", path);
 }
 
 /* Checks that err holds status want and a message holding each NULL-terminated string. */
@@ -415,7 +397,7 @@ static void test_atomic(void)
     make_dir(dir);
     char path[256], good[256], sibling[300];
     snprintf(path, sizeof path, "%s/ck.h5", dir);
-    snprintf(good, sizeof good, "%s/good.copy", tmp);
+    snprintf(good, sizeof good, "%s/good.copy", check_tmp);
     CHECK_OK(kl_ckpt_save(path, fx.config_text, &fx.m, &fx.st, &err), &err);
     CHECK(count_temporaries(dir) == 0);
     copy_file(path, good);
@@ -642,7 +624,7 @@ static void test_refusals(void)
 {
     kl_error err = {0};
     char good[256], name[256], want[128];
-    snprintf(good, sizeof good, "%s/refuse-good.h5", tmp);
+    snprintf(good, sizeof good, "%s/refuse-good.h5", check_tmp);
     CHECK_OK(kl_ckpt_save(good, fx.config_text, &fx.m, &fx.st, &err), &err);
     long size = file_size(good);
     check_refused(__LINE__, good, false, ALL_READ, false, KL_OK, NULL); /* the helper itself */
@@ -824,7 +806,7 @@ static void test_refusals(void)
     /* A path that does not exist, and a folder. */
     check_refused(__LINE__, in_tmp("absent.h5"), false, AT_OPEN, true, KL_EIO, "cannot open",
                   strerror(ENOENT), NULL);
-    check_refused(__LINE__, tmp, false, AT_OPEN, true, KL_EFORMAT, "not an HDF5 file", NULL);
+    check_refused(__LINE__, check_tmp, false, AT_OPEN, true, KL_EFORMAT, "not an HDF5 file", NULL);
 }
 
 /* kl_ckpt_find_latest: the most steps wins, final.h5 on a tie; other files are skipped. */
@@ -1009,7 +991,7 @@ static void train(outcome *o, const kl_config *cfg, kl_data_splits *data, const 
 {
     memset(o, 0, sizeof *o);
     if (dir) {
-        snprintf(o->dir, sizeof o->dir, "%s/%s", tmp, dir);
+        snprintf(o->dir, sizeof o->dir, "%s/%s", check_tmp, dir);
         snprintf(o->final, sizeof o->final, "%s/final.h5", o->dir);
         make_dir(o->dir);
     }
@@ -1349,8 +1331,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_ckpt [format | h5py PATH_TO_ckpt_h5py.py | resume]\n");
         return 2;
     }
-    snprintf(tmp, sizeof tmp, "/tmp/kiln-test-ckpt-XXXXXX");
-    KL_ASSERT(mkdtemp(tmp));
+    check_tmp_make("ckpt");
     fixture_init();
     int rc;
     if (!strcmp(group, "h5py")) {
@@ -1366,6 +1347,6 @@ int main(int argc, char **argv)
     }
     fixture_free();
     if (!getenv("KEEP_TMP"))
-        remove_tree(tmp);
+        check_tmp_remove();
     return rc;
 }

@@ -11,28 +11,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_tmp.h"
 #include "kiln/ckpt.h"
 #include "kiln/modelfile.h"
 #include "kiln/modelfile_export.h"
 #include "kiln/predict_io.h"
 #include "kiln/train.h"
-
-static char tmp[64]; /* this test's temporary folder */
-
-static const char *in_tmp(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
-
-static uint32_t lcg(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
 
 /* Three classes from four features in [-1, 1]: the sign pattern of a + b and c - d, with the
  * label column between the features (the loader takes every other column as a feature). */
@@ -44,7 +28,7 @@ static void write_class_csv(const char *path, int n, uint32_t seed, bool labels)
     for (int i = 0; i < n; i++) {
         float v[4];
         for (int k = 0; k < 4; k++)
-            v[k] = (float)lcg(&seed) / (float)(1u << 24) * 2 - 1;
+            v[k] = (float)check_lcg(&seed) / (float)(1u << 24) * 2 - 1;
         int y = v[0] + v[1] > 0 ? (v[2] - v[3] > 0 ? 2 : 1) : 0;
         if (labels)
             fprintf(f, "%.6f,%.6f,%d,%.6f,%.6f\n", v[0], v[1], y, v[2] * 3, v[3] + 5);
@@ -61,8 +45,8 @@ static void write_reg_csv(const char *path, int n, uint32_t seed)
     KL_ASSERT(f);
     fprintf(f, "a,b,y\n");
     for (int i = 0; i < n; i++) {
-        float a = (float)lcg(&seed) / (float)(1u << 24) * 2 - 1;
-        float b = (float)lcg(&seed) / (float)(1u << 24) * 2 - 1;
+        float a = (float)check_lcg(&seed) / (float)(1u << 24) * 2 - 1;
+        float b = (float)check_lcg(&seed) / (float)(1u << 24) * 2 - 1;
         fprintf(f, "%.6f,%.6f,%.6f\n", a, b, 2 * a - b + 0.5f);
     }
     KL_ASSERT(fclose(f) == 0);
@@ -504,12 +488,8 @@ static const check_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/kiln-test-modelfile-XXXXXX");
-    KL_ASSERT(mkdtemp(tmp));
+    check_tmp_make("modelfile");
     int rc = check_run("test_modelfile", cases, CHECK_NCASES(cases), argc, argv);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    check_tmp_remove();
     return rc;
 }

@@ -12,32 +12,16 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_tmp.h"
 #include "kiln/ckpt.h"
 #include "kiln/modelfile.h"
 #include "kiln/modelfile_export.h"
 #include "kiln/train.h"
 #include "runtime/modelfile_parts.h"
 
-static char tmp[64]; /* this test's temporary folder */
-
-static const char *in_tmp(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
-
-static uint32_t lcg(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
 static float uniform(uint32_t *s)
 {
-    return (float)lcg(s) / (float)(1u << 24) * 2 - 1;
+    return (float)check_lcg(s) / (float)(1u << 24) * 2 - 1;
 }
 
 /* Three classes from four features (classification), or y = 2a - b + 0.5 from two. */
@@ -214,7 +198,7 @@ static void round_trip(const char *path)
 /* Nothing but the files named is left in the folder (no temporary files). */
 static void check_folder_holds(const char *const *names, int n)
 {
-    DIR *d = opendir(tmp);
+    DIR *d = opendir(check_tmp);
     KL_ASSERT(d);
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -245,8 +229,7 @@ static const char reg_yaml[] = "model: {layers: [{dense: {units: 8, activation: 
 
 int main(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/kiln-test-modelfile-save-XXXXXX");
-    KL_ASSERT(mkdtemp(tmp));
+    check_tmp_make("modelfile-save");
     char yaml[1024];
     write_csv(in_tmp("c.csv"), 300, 7, false);
     write_csv(in_tmp("r.csv"), 200, 11, true);
@@ -263,9 +246,6 @@ int main(void)
                                         "cn.h5", "r.h5",  "same.h5", "moved.h5"};
     check_folder_holds(files, (int)(sizeof files / sizeof *files));
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    check_tmp_remove();
     return check_report("test_modelfile_save");
 }

@@ -15,21 +15,11 @@
 #endif
 
 #include "check.h"
+#include "check_tmp.h"
 #include "kiln/report.h"
 #include "kiln/train.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
-
-static char tmp[64]; /* this test's temporary folder */
-
-static const char *in_tmp(const char *name)
-{
-    static char buf[8][256]; /* a ring, so that one config can hold several paths */
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
 
 static bool have_fmnist(void)
 {
@@ -771,14 +761,6 @@ static void test_json(void)
     fclose(out);
 }
 
-static void remove_tree(const char *path)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", path);
-}
-
 /* The slices ranks take: in every epoch, the full batches of the shuffled order are covered
  * exactly once by (rank, micro-batch) slices that never overlap, for any rank count. */
 static void test_slices(void)
@@ -893,11 +875,10 @@ static const check_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/kiln-test-train-XXXXXX");
-    KL_ASSERT(mkdtemp(tmp));
+    check_tmp_make("train");
     write_regression_csv(in_tmp("reg_train.csv"), 200, 1);
     write_regression_csv(in_tmp("reg_test.csv"), 60, 2);
     int rc = check_run("test_train", cases, CHECK_NCASES(cases), argc, argv);
-    remove_tree(tmp);
+    check_tmp_remove();
     return rc;
 }
