@@ -119,10 +119,9 @@ static kl_status linear_forward(kl__ctx *c, kl_error *err)
     int out = (int)w->shape.d[0], inf = (int)w->shape.d[1], rows = (int)kl__rows(x);
     float *y = kl_f32(c->out); /* (rows, out) */
     /* A few rows (serving a request or a small dynamic batch): y_r = W x_r, one GEMV a row.
-     * OpenBLAS 0.3.21's sgemm packs all of W on every call, which for so few rows costs more than
-     * the products: a forward pass of the Fashion-MNIST MLP took 89 us for 1 row and 97 us for 2
-     * by sgemm, 16.6 us a row by GEMV, and sgemm wins only from 8 rows on (bench_predict --batch
-     * N, RESULTS.md "Serving"). */
+     * OpenBLAS's sgemm packs all of W on every call, which for so few rows costs more than the
+     * products; past GEMV_ROWS rows sgemm wins (bench/RESULTS.md, "After the GEMV path
+     * for few rows"). */
     if (rows <= GEMV_ROWS)
         for (int r = 0; r < rows; r++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, out, inf, 1.0f, kl_f32(w), inf,
