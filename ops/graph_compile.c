@@ -2,6 +2,8 @@
  * laid out in flat buffers and initialised, and every activation, activation gradient and saved
  * value planned into one arena by lifetime. Called once per graph by kl_graph_compile. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +12,9 @@
 
 /* Arena buffers start on 64-byte boundaries (16 floats) so kernels get aligned rows. */
 #define KL__ALIGN_FLOATS 16
+/* The most floats one plan may hold: their bytes, with room to spare for alignment padding, fit
+ * in a size_t, so no size or offset computed below can wrap. */
+#define KL__MAX_FLOATS (SIZE_MAX / sizeof(float) / 2)
 
 static uint64_t name_hash(const char *s)
 {
@@ -56,6 +61,15 @@ static void init_values(const kl__node *n, float *v, uint64_t seed)
     }
 }
 
+/* *total += n floats, unless the total would pass KL__MAX_FLOATS. */
+static bool add_floats(size_t *total, size_t n)
+{
+    if (n > KL__MAX_FLOATS || *total > KL__MAX_FLOATS - n)
+        return false;
+    *total += n;
+    return true;
+}
+
 /* Lays out parameters (and their gradients) and buffers in flat buffers, in creation order. */
 static kl_status alloc_flat(kl_graph *g, uint64_t seed, kl_error *err)
 {
@@ -75,7 +89,11 @@ static kl_status alloc_flat(kl_graph *g, uint64_t seed, kl_error *err)
         p->numel = (size_t)kl_shape_numel(&n->shape);
         p->offset = *total;
         p->flags = n->flags;
-        *total += p->numel;
+        if (!add_floats(total, p->numel))
+            return kl_error_set(err, KL_ESHAPE,
+                                "graph: the parameters and buffers hold more values than memory "
+                                "can address (at %s)",
+                                n->name ? n->name : "an unnamed parameter");
     }
     g->param_data = calloc(g->param_total + 1, sizeof(float));
     g->grad_data = calloc(g->param_total + 1, sizeof(float));
@@ -114,6 +132,20 @@ static kl_status reshape_all(kl_graph *g, int64_t batch, kl_error *err)
             if (st != KL_OK)
                 return st;
         }
+        /* A model built from a file or a config can ask for any size: each node's must fit
+         * before anything is planned from it, and then its consumers' shape functions, which
+         * multiply its dimensions, cannot overflow either. */
+        char what[160];
+        snprintf(what, sizeof what, "graph: node %d (%s)", i,
+                 n->name                 ? n->name
+                 : n->kind == KL__OP    ? kl__ops[n->op]->name
+                 : n->kind == KL__INPUT ? "input"
+                                        : "parameter");
+        if (kl_shape_check(&n->shape, n->dtype, what, NULL, err) != KL_OK)
+            return KL_ESHAPE;
+        if (n->saved_n > KL__MAX_FLOATS || n->scratch_n > KL__MAX_FLOATS)
+            return kl_error_set(err, KL_ESHAPE, "%s: needs more working memory than memory can "
+                                "address", what);
     }
     return KL_OK;
 }
@@ -252,12 +284,16 @@ static kl_status plan_arena(kl_graph *g, kl_error *err)
             b[nb++] = (plan_buf){aligned(n->saved_n), i,
                                  kl__visited_in_backward(g, n) ? end - 1 - i : i, &n->saved_off};
     }
-    for (int i = 0; i < nb; i++)
-        g->unplanned_n += b[i].size;
-    g->arena_n = place(b, nb);
+    bool fits = true; /* then no offset place() computes can overflow: each is below this sum */
+    for (int i = 0; i < nb && fits; i++)
+        fits = add_floats(&g->unplanned_n, b[i].size);
+    g->arena_n = fits ? place(b, nb) : 0;
     free(val_end);
     free(grad_start);
     free(b);
+    if (!fits)
+        return kl_error_set(err, KL_ESHAPE,
+                            "graph: the activations hold more values than memory can address");
 
     size_t bytes = (g->arena_n + KL__ALIGN_FLOATS) * sizeof(float);
     g->arena = aligned_alloc(64, (bytes + 63) / 64 * 64);

@@ -362,11 +362,44 @@ static void test_errors(void)
     kl_graph_free(g);
 }
 
+/* Sizes a model file or a config can ask for are refused at compile, before any allocation,
+ * with KL_ESHAPE naming what is too large: a node whose shape at the batch size overflows, and
+ * parameters or activations that fit one by one but not together. */
+static void test_sizes_refused(void)
+{
+    kl_error err = {0};
+    kl_graph *g = kl_graph_new();
+    kl_node x = kl_input(g, "x", KL_F32, KL_SHAPE((int64_t)1 << 40));
+    kl_relu(g, x);
+    CHECK(kl_graph_compile(g, (int64_t)1 << 30, KL_NONE, 1, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "x") != NULL);
+    kl_graph_free(g);
+
+    g = kl_graph_new();
+    for (int i = 0; i < 16; i++) { /* 2^60 floats each, 2^64 together */
+        char name[8];
+        snprintf(name, sizeof name, "w%d", i);
+        kl_param(g, name, KL_SHAPE((int64_t)1 << 30, (int64_t)1 << 30),
+                 (kl_init){KL_INIT_ZEROS, 0, 0}, 0);
+    }
+    CHECK(kl_graph_compile(g, 1, KL_NONE, 1, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "parameters and buffers") != NULL);
+    kl_graph_free(g);
+
+    g = kl_graph_new();
+    kl_node h = kl_input(g, "x", KL_F32, KL_SHAPE((int64_t)1 << 28));
+    for (int i = 0; i < 64; i++) /* 2^58 floats each at batch 2^30, 2^64 together */
+        h = kl_scale(g, h, 2.0f);
+    CHECK(kl_graph_compile(g, (int64_t)1 << 30, KL_NONE, 1, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "activations") != NULL);
+    kl_graph_free(g);
+}
+
 static const check_case cases[] = {
     CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),   CHECK_CASE(test_deep_gradients),
     CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),   CHECK_CASE(test_set_batch),
     CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name), CHECK_CASE(test_flat_views),
-    CHECK_CASE(test_errors),
+    CHECK_CASE(test_errors),      CHECK_CASE(test_sizes_refused),
 };
 
 int main(int argc, char **argv)
