@@ -1,4 +1,4 @@
-/* kiln serve: parses the options, starts the server (runtime/serve/), says where it listens,
+/* kiln serve: parses the options, starts the server (serve/), says where it listens,
  * and waits for SIGTERM or SIGINT, on which it stops accepting, answers what is in flight and
  * exits 0. */
 #include <errno.h>

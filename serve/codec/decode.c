@@ -6,7 +6,7 @@
  * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
  * keys, any depth jansson takes), because numbers read through jansson's doubles can differ from
  * strtof's (FP32 rounded twice, -0 read as 0, 1e400 refused). */
-#include "runtime/serve/infer.h"
+#include "serve/codec/decode.h"
 
 #include <errno.h>
 #include <float.h>

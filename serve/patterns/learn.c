@@ -18,8 +18,8 @@
 
 #include "runtime/modelfile_impl.h"
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/patterns/flow_impl.h"
+#include "serve/codec/decode.h"
 
 /* The name of the labels' input in a feedback request. */
 #define LABEL_INPUT "label"

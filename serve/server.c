@@ -12,7 +12,7 @@
 
 #include "kiln/stop.h"
 #include "kiln/train.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/serve_impl.h"
 
 void openblas_set_num_threads(int n);
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
+#include "serve/patterns/flow_impl.h"
 
 double kl__serve_now(void)
 {

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/serve_impl.h"
 
 static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
                                               409, 413, 414, 422, 429, 500, 503, 504};

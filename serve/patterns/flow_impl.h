@@ -1,10 +1,10 @@
-/* Private to runtime/serve/flow.c and its callers (http.c, repo.c): a composite model's request
+/* Private to serve/patterns/flow.c and its callers (http.c, repo.c): a composite model's request
  * in flight, and how a composite's members are resolved. */
 #ifndef KILN_SERVE_FLOW_IMPL_H
 #define KILN_SERVE_FLOW_IMPL_H
 
-#include "runtime/serve/flow.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/patterns/flow.h"
+#include "serve/serve_impl.h"
 
 #define KL__FLOW_MAX_MEMBERS 16
 

@@ -1,4 +1,4 @@
-/* Private to runtime/serve/: the Open Inference Protocol v2 inference request as kiln reads it,
+/* Private to serve/: the Open Inference Protocol v2 inference request as kiln reads it,
  * from JSON (flat or nested data) or Triton's binary tensor extension, into FP32 tensors; and the
  * fast number-array reader that keeps JSON parsing off the critical path. The server
  * (serve_http.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */

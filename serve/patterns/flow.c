@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
+#include "serve/patterns/flow_impl.h"
 
 /* ---- reading ---- */
 

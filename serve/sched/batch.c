@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/serve/serve_impl.h"
+#include "serve/serve_impl.h"
 
 typedef struct instance {
     kl__version *v;

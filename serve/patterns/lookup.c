@@ -16,7 +16,7 @@
 #include "runtime/csv.h"
 #include "runtime/h5.h"
 #include "runtime/schema.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/serve_impl.h"
 
 typedef struct entry {
     int64_t id, row;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/serve/infer.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/codec/decode.h"
+#include "serve/serve_impl.h"
 
 static bool buf_reserve(kl__buf *b, size_t more)
 {

@@ -1,4 +1,4 @@
-/* Private to runtime/serve/: the server's objects and how the files share them.
+/* Private to serve/: the server's objects and how the files share them.
  *   repo.c     models and versions: the repository scan, model config.yaml, loading (all
  *              instances ready before a version takes traffic), retiring, polling;
  *   batch.c    a version's request queue and its instance threads, which form batches;
@@ -27,7 +27,7 @@
 
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
-#include "runtime/serve/flow.h"
+#include "serve/patterns/flow.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/patterns/flow_impl.h"
+#include "serve/codec/decode.h"
 
 typedef struct req_ctx {
     kl_server *s;

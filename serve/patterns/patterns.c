@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/patterns/flow_impl.h"
+#include "serve/codec/decode.h"
 
 bool kl__patterned(const kl__version *v)
 {
