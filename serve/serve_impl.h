@@ -262,7 +262,8 @@ struct kl_server {
 
 /* Loads what the options name (a file or the whole repository). */
 kl_status kl__serve_load_all(kl_server *s, kl_error *err);
-/* (Re)loads model name from the repository; unloads it. */
+/* (Re)loads model name from the repository: KL_ENOTFOUND when it has no such model, KL_EINVAL
+ * when the model cannot load as it is. Unloads it: KL_ENOTFOUND when none is loaded. */
 kl_status kl__serve_load_model(kl_server *s, const char *name, kl_error *err);
 kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err);
 /* One pass of the repository poll: new versions, new models, retired versions. */
@@ -275,7 +276,8 @@ kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error
  * stays when it holds anything else). */
 void kl__serve_remove_version(const char *dir);
 /* The served version v of model name (v < 0: the latest), with a reference the caller drops
- * with kl__version_release; NULL with a message and 404-worthy status otherwise. */
+ * with kl__version_release; NULL with a message otherwise: KL_ENOTFOUND for an unknown model or version, KL_EIO for one
+ * with no version ready. */
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t v, kl_error *err);
 void kl__version_release(kl__version *v);
 void kl__serve_free_models(kl_server *s);
@@ -290,7 +292,7 @@ void kl__serve_sleep(double seconds);
 kl_status kl__version_start(kl__version *v, kl_error *err);
 /* Stops them after the queue is empty. */
 void kl__version_stop(kl__version *v);
-/* Queues a job; KL_ERANGE when the queue is full (a 503). */
+/* Queues a job; KL_EFULL when the queue is full. */
 kl_status kl__version_submit(kl__version *v, kl__job *job);
 
 /* ---- respond.c ---- */
@@ -425,8 +427,8 @@ void kl__feedback_free(kl__feedback *fb);
  * learn online; else KL_OK, with *retry_s 0, or the seconds until its rate (online_learning.
  * max_rate) lets the next request in (429). A request let in takes its share of the rate. */
 kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_error *err);
-/* Queues fb on its model's learner, which the model's first feedback starts; KL_ERANGE when the
- * learner's queue is full (503). */
+/* Queues fb on its model's learner, which the model's first feedback starts; KL_EFULL when the
+ * learner's queue is full. */
 kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err);
 /* Stops every learner (after the HTTP daemon, so that no feedback is in flight) and frees it. */
 void kl__learn_stop_all(kl_server *s);
@@ -451,6 +453,8 @@ void kl__conn_watch_stop(kl_server *s);
 int kl__conn_count(kl_server *s);
 
 /* ---- http.c ---- */
+/* The HTTP status that answers a failed kiln call (status_map.c). */
+int kl__http_status(kl_status st);
 /* One input tensor of a request against v's signature (shape, sample count within
  * max_batch_size, finite values), as inference checks it. */
 struct kl__infer_input;

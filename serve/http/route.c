@@ -145,12 +145,10 @@ static enum MHD_Result send_error(req_ctx *r, unsigned code, const char *fmt, ..
     return send_json(r, code, &b);
 }
 
-/* A model lookup's failure: unknown (404) or known and not ready (503). */
-static enum MHD_Result send_lookup_error(req_ctx *r, const kl_error *err)
+/* A kiln call's failure, answered with the status kl__http_status gives it and its message. */
+static enum MHD_Result send_failure(req_ctx *r, const kl_error *err)
 {
-    return send_error(r,
-                      err->status == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE,
-                      "%s", err->msg);
+    return send_error(r, kl__http_status(err->status), "%s", err->msg);
 }
 
 /* ---- inference ---- */
@@ -177,7 +175,7 @@ static enum MHD_Result flow_start(req_ctx *r, int64_t n)
 {
     kl_server *s = r->s;
     if (!(r->flow = calloc(1, sizeof *r->flow)))
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
     r->flow->done = flow_done;
     r->flow->ctx = r;
     float *x = r->px;
@@ -210,11 +208,7 @@ static enum MHD_Result flow_finish(req_ctx *r)
         pthread_mutex_unlock(&v->mu);
     }
     if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL                   ? MHD_HTTP_BAD_REQUEST
-                          : st == KL_ERANGE || st == KL_EIO ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                            : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "model %s: %s", v->model->name, msg);
+        return send_error(r, kl__http_status(st), "model %s: %s", v->model->name, msg);
     kl__buf b = {0};
     size_t header_len = 0;
     kl_error err = {0};
@@ -227,9 +221,7 @@ static enum MHD_Result flow_finish(req_ctx *r)
     kl__result_free(&members);
     if (rs != KL_OK) {
         kl__buf_free(&b);
-        return send_error(r,
-                          rs == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
     }
     pthread_mutex_lock(&v->mu);
     v->stats.success.count++;
@@ -325,26 +317,20 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
     kl_error err = {0};
     r->ep = KL__EP_INFER;
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
-        return send_lookup_error(r, &err);
-    kl_status st = parse_body(r, &err);
-    if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
+    if (parse_body(r, &err) != KL_OK)
+        return send_failure(r, &err);
     int64_t n = 0;
     if (kl__patterned(r->v)) {
-        st = kl__patterns_input(r->v, &r->req, &r->px, &n, &err);
-        if (st != KL_OK)
-            return send_error(
-                r, st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
-                err.msg);
+        if (kl__patterns_input(r->v, &r->req, &r->px, &n, &err) != KL_OK)
+            return send_failure(r, &err);
     } else if (!check_input(r, r->v, &err)) {
-        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+        return send_failure(r, &err);
     } else {
         n = r->req.inputs[0].shape[0];
     }
     if (kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
-        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+        return send_failure(r, &err);
     if (r->v->pat && r->v->pat->comp)
         return flow_start(r, n);
     const kl_modelfile_signature *sig = r->v->sig;
@@ -353,7 +339,7 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
     r->job.out = malloc((size_t)(n * sig->outputs) * sizeof *r->job.out);
     r->job.classes = malloc((size_t)n * sizeof *r->job.classes);
     if (!r->job.out || !r->job.classes)
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
     /* Suspend before queueing: the instance may finish and resume at once. */
     r->submitted = true;
     MHD_suspend_connection(r->conn);
@@ -384,17 +370,18 @@ static enum MHD_Result infer_finish(req_ctx *r)
     double took = kl__serve_now() - r->job.t_queued;
     if (r->queue_full) {
         count_outcome(v, false, 0);
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return send_error(r, kl__http_status(KL_EFULL),
                           "model %s version %lld has %d requests waiting: try again later",
                           v->model->name, (long long)v->number, v->cfg.max_queue);
     }
     if (r->job.expired) /* counted where it expired */
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "model %s version %lld: %s",
+        return send_error(r, kl__http_status(r->job.status), "model %s version %lld: %s",
                           v->model->name, (long long)v->number, r->job.error);
     kl__metrics_observe_job(v, &r->job);
     if (r->job.status != KL_OK) {
         count_outcome(v, false, took);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "inference failed: %s", r->job.error);
+        return send_error(r, kl__http_status(r->job.status), "inference failed: %s",
+                          r->job.error);
     }
     kl__buf b = {0};
     size_t header_len = 0;
@@ -402,7 +389,7 @@ static enum MHD_Result infer_finish(req_ctx *r)
     if (kl__respond_infer(v, &r->req, &r->job, &b, &header_len, &err) != KL_OK) {
         kl__buf_free(&b);
         count_outcome(v, false, took);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
+        return send_failure(r, &err);
     }
     count_outcome(v, true, took);
     kl__drift_observe(v->drift, r->job.x, r->job.n, r->job.classes, r->job.out);
@@ -465,7 +452,7 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     if (!authorized(r)) /* feedback retrains the model and publishes versions */
         return send_unauthorized(r, "feedback (online learning)");
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
-        return send_lookup_error(r, &err);
+        return send_failure(r, &err);
     double retry_s = 0;
     kl_status st = kl__learn_admit(s, r->v, &retry_s, &err);
     if (st == KL_OK && retry_s > 0) { /* before the body is parsed: refusing costs little */
@@ -480,11 +467,7 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     if (st == KL_OK)
         st = kl__feedback_new(r->v, &r->req, &r->fb, &err);
     if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL         ? MHD_HTTP_BAD_REQUEST
-                          : st == KL_EUNSUPPORTED ? MHD_HTTP_CONFLICT
-                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
     r->fb->done_fn = feedback_done;
     r->fb->ctx = r;
     MHD_suspend_connection(r->conn);
@@ -499,16 +482,13 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     return MHD_YES;
 }
 
-/* 200 with the learner's counts; 503 when its queue was full; 500 when it failed (it could not
- * start, or a step's loss was not finite). */
+/* 200 with the learner's counts; else the learner's status (KL_EFULL: its queue was full) and
+ * message. */
 static enum MHD_Result feedback_finish(req_ctx *r)
 {
     const kl__feedback *fb = r->fb;
     if (fb->status != KL_OK)
-        return send_error(r,
-                          fb->status == KL_ERANGE ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", fb->error);
+        return send_error(r, kl__http_status(fb->status), "%s", fb->error);
     kl__buf b = {0};
     kl__buf_puts(&b, "{\"model_name\":");
     kl__buf_json_string(&b, r->v->model->name);
@@ -535,7 +515,7 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
     r->ep = !what ? KL__EP_METADATA : !strcmp(what, "ready") ? KL__EP_READY : KL__EP_STATS;
     kl__version *v = kl__serve_acquire(s, model, version, &err);
     if (!v)
-        return send_lookup_error(r, &err);
+        return send_failure(r, &err);
     r->v = v; /* the answer is counted on it; completed() releases it */
     kl__buf b = {0};
     if (!what) {
@@ -572,7 +552,7 @@ static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
         (strcmp(seg[4], "load") && strcmp(seg[4], "unload")))
         return send_error(r, MHD_HTTP_NOT_FOUND, "no such repository endpoint");
     if (!kl__serve_name_ok(seg[3]))
-        return send_error(r, MHD_HTTP_BAD_REQUEST,
+        return send_error(r, kl__http_status(KL_EINVAL),
                           "'%s' is not a model name (letters, digits, '_', '-', '.')", seg[3]);
     kl_error err = {0};
     bool load = !strcmp(seg[4], "load");
@@ -585,8 +565,7 @@ static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
         kl__buf_puts(&b, "{}");
         return send_json(r, MHD_HTTP_OK, &b);
     }
-    return send_error(r, st == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_BAD_REQUEST, "%s",
-                      err.msg);
+    return send_failure(r, &err);
 }
 
 static bool server_ready(kl_server *s)
@@ -681,7 +660,7 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
     const char *model = seg[2];
     if (!kl__serve_name_ok(model))
-        return send_error(r, MHD_HTTP_BAD_REQUEST,
+        return send_error(r, kl__http_status(KL_EINVAL),
                           "'%s' is not a model name (letters, digits, '_', '-', '.')", model);
     int64_t version = -1;
     int at = 3;
@@ -689,7 +668,8 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         char *end = NULL;
         long long v = strtoll(seg[4], &end, 10);
         if (*end || v <= 0 || seg[4][0] == '+' || seg[4][0] == ' ')
-            return send_error(r, MHD_HTTP_NOT_FOUND, "model '%s' has no version '%s'", model,
+            return send_error(r, kl__http_status(KL_ENOTFOUND), "model '%s' has no version '%s'",
+                              model,
                               seg[4]);
         version = v;
         at = 5;
@@ -742,7 +722,7 @@ static enum MHD_Result refuse_early(req_ctx *r, struct MHD_Connection *conn)
     kl_server *s = r->s;
     if (r->guard && r->guard->over) {
         r->retry_after_s = 1;
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return send_error(r, kl__http_status(KL_EFULL),
                           "the server holds its limit of %d connections (--max-connections): "
                           "try again later",
                           s->o.max_connections);

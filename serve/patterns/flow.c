@@ -369,7 +369,7 @@ static void pipeline_next(kl__flow *f)
         fail(f, KL_ENOMEM, "out of memory");
         flow_finish(f);
     } else if (kl__version_submit(v, j) != KL_OK) {
-        fail(f, KL_ERANGE, "a member's queue is full: try again later");
+        fail(f, KL_EFULL, "a member's queue is full: try again later");
         flow_finish(f);
     }
 }

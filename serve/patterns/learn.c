@@ -413,7 +413,7 @@ static kl_status step(kl__learner *l, kl__feedback *fb, int64_t first, int64_t b
     size_t np = kl_graph_param_count(g);
     float norm = kl_clip_grad_norm(kl_graph_grads(g), np, FLT_MAX); /* FLT_MAX: measures only */
     if (!isfinite(loss) || !isfinite(norm))
-        return kl_error_set(err, KL_EINVAL,
+        return kl_error_set(err, KL_ERANGE,
                             "model %s: the loss (%g) or its gradient became non-finite at online "
                             "step %lld; the step was not taken: lower online_learning.lr",
                             l->m->name, (double)loss, (long long)l->steps + 1);
@@ -652,7 +652,7 @@ kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err)
     pthread_mutex_lock(&l->mu);
     if (l->closing || l->queued >= l->cfg.max_queue) {
         pthread_mutex_unlock(&l->mu);
-        return kl_error_set(err, KL_ERANGE,
+        return kl_error_set(err, KL_EFULL,
                             "model %s's online learner has %d feedback requests waiting: try "
                             "again later",
                             m->name, l->cfg.max_queue);

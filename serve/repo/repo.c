@@ -806,7 +806,7 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     snprintf(dir, sizeof dir, "%s/%s", s->repository, name);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return kl_error_set(err, KL_ERANGE, "the repository has no model %s", name);
+        return kl_error_set(err, KL_ENOTFOUND, "the repository has no model %s", name);
     kl__model *m = get_model(s, name, dir);
     if (!m)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
@@ -841,14 +841,17 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
 kl_status kl__serve_load_model(kl_server *s, const char *name, kl_error *err)
 {
     if (!s->repository)
-        return kl_error_set(err, KL_EUNSUPPORTED,
+        return kl_error_set(err, KL_EINVAL,
                             "the server serves a single model file, not a repository");
     if (!kl__serve_name_ok(name))
         return kl_error_set(err, KL_EINVAL, "'%s' is not a model name", name);
     pthread_mutex_lock(&s->admin);
     kl_status st = load_model_locked(s, name, err);
     pthread_mutex_unlock(&s->admin);
-    return st;
+    /* A model the repository has that cannot load as it is: the request to load it is refused. */
+    if (st != KL_OK && st != KL_ENOTFOUND && err)
+        err->status = KL_EINVAL;
+    return st == KL_OK || st == KL_ENOTFOUND ? st : KL_EINVAL;
 }
 
 kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
@@ -857,7 +860,7 @@ kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
     kl__model *m = kl__serve_name_ok(name) ? find_model(s, name) : NULL;
     kl_status st = KL_OK;
     if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
-        st = kl_error_set(err, KL_ERANGE, "no model %s is loaded", name);
+        st = kl_error_set(err, KL_ENOTFOUND, "no model %s is loaded", name);
     } else {
         set_state(s, m, true, false, m->error);
         while (m->nversions > 0)
@@ -982,7 +985,7 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     kl__model *m = find_model(s, name);
     kl__version *v = NULL;
     if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
-        kl_error_set(err, KL_ERANGE, "unknown model '%s'", name);
+        kl_error_set(err, KL_ENOTFOUND, "unknown model '%s'", name);
     } else if (m->nversions == 0) {
         kl_error_set(err, KL_EIO, "model '%s' has no version ready%s%s", name,
                      m->error || m->nnotes ? ": " : "",
@@ -992,7 +995,7 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     } else if (number < 0) {
         v = m->versions[m->nversions - 1];
     } else if (!(v = served(m, number))) {
-        kl_error_set(err, KL_ERANGE, "model '%s' has no version %lld", name, (long long)number);
+        kl_error_set(err, KL_ENOTFOUND, "model '%s' has no version %lld", name, (long long)number);
     }
     if (v)
         atomic_fetch_add(&v->refs, 1);

@@ -239,7 +239,7 @@ kl_status kl__version_submit(kl__version *v, kl__job *job)
     pthread_mutex_lock(&v->mu);
     if (v->queued >= v->cfg.max_queue || v->closing) {
         pthread_mutex_unlock(&v->mu);
-        return KL_ERANGE;
+        return KL_EFULL;
     }
     job->next = NULL;
     job->t_queued = kl__serve_now();
