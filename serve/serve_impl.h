@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "kiln/clock.h"
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
 #include "serve/patterns/flow.h"
@@ -284,7 +285,6 @@ void kl__serve_free_models(kl_server *s);
 /* Model names: letters, digits, '_', '-', '.', not starting with '.', at most 64 bytes. */
 bool kl__serve_name_ok(const char *name);
 void kl__serve_log(kl_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-double kl__serve_now(void);
 void kl__serve_sleep(double seconds);
 
 /* ---- batch.c ---- */

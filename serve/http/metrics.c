@@ -177,7 +177,7 @@ static void process_metrics(kl_server *s, kl__buf *b)
            "When the server started, in seconds since the Unix epoch.");
     kl__buf_printf(b, "process_start_time_seconds %.3f\n", s->started_wall);
     family(b, "kiln_uptime_seconds", "gauge", "Seconds since the server started.");
-    kl__buf_printf(b, "kiln_uptime_seconds %.3f\n", kl__serve_now() - s->started);
+    kl__buf_printf(b, "kiln_uptime_seconds %.3f\n", kl_now() - s->started);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         family(b, "process_cpu_seconds_total", "counter", "User and system CPU time, seconds.");

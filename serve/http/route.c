@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "serve/patterns/flow_impl.h"
 #include "serve/codec/decode.h"
+#include "serve/patterns/flow_impl.h"
 
 typedef struct req_ctx {
     kl_server *s;
@@ -93,7 +93,7 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
     }
     r->code = code;
     r->bytes_out = b->n;
-    kl__metrics_count(r->s, r->v, r->ep, code, kl__serve_now() - r->t0);
+    kl__metrics_count(r->s, r->v, r->ep, code, kl_now() - r->t0);
     struct MHD_Response *resp = MHD_create_response_from_buffer(b->n, b->p, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         kl__buf_free(b);
@@ -204,7 +204,7 @@ static enum MHD_Result flow_finish(req_ctx *r)
     if (st != KL_OK && st != KL_EINVAL) { /* a bad request is the client's, as for a model */
         pthread_mutex_lock(&v->mu);
         v->stats.fail.count++;
-        v->stats.fail.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
+        v->stats.fail.ns += (uint64_t)((kl_now() - r->t0) * 1e9);
         pthread_mutex_unlock(&v->mu);
     }
     if (st != KL_OK)
@@ -225,7 +225,7 @@ static enum MHD_Result flow_finish(req_ctx *r)
     }
     pthread_mutex_lock(&v->mu);
     v->stats.success.count++;
-    v->stats.success.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
+    v->stats.success.ns += (uint64_t)((kl_now() - r->t0) * 1e9);
     v->stats.inferences += (uint64_t)f->n;
     v->stats.last_ms = (uint64_t)time(NULL) * 1000;
     pthread_mutex_unlock(&v->mu);
@@ -367,7 +367,7 @@ static enum MHD_Result infer_finish(req_ctx *r)
     kl__version *v = r->v;
     if (r->flow)
         return flow_finish(r);
-    double took = kl__serve_now() - r->job.t_queued;
+    double took = kl_now() - r->job.t_queued;
     if (r->queue_full) {
         count_outcome(v, false, 0);
         return send_error(r, kl__http_status(KL_EFULL),
@@ -380,8 +380,7 @@ static enum MHD_Result infer_finish(req_ctx *r)
     kl__metrics_observe_job(v, &r->job);
     if (r->job.status != KL_OK) {
         count_outcome(v, false, took);
-        return send_error(r, kl__http_status(r->job.status), "inference failed: %s",
-                          r->job.error);
+        return send_error(r, kl__http_status(r->job.status), "inference failed: %s", r->job.error);
     }
     kl__buf b = {0};
     size_t header_len = 0;
@@ -669,8 +668,7 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         long long v = strtoll(seg[4], &end, 10);
         if (*end || v <= 0 || seg[4][0] == '+' || seg[4][0] == ' ')
             return send_error(r, kl__http_status(KL_ENOTFOUND), "model '%s' has no version '%s'",
-                              model,
-                              seg[4]);
+                              model, seg[4]);
         version = v;
         at = 5;
     }
@@ -766,7 +764,7 @@ static enum MHD_Result request_begin(kl_server *s, struct MHD_Connection *conn, 
         return MHD_NO;
     r->s = s;
     r->conn = conn;
-    r->t0 = kl__serve_now();
+    r->t0 = kl_now();
     r->guard = conn_guard(conn);
     atomic_fetch_add(&s->inflight, 1);
     *con_cls = r;
@@ -903,7 +901,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         .ended = cut                                            ? "deadline"
                                  : (unsigned)why < sizeof ended / sizeof *ended ? ended[why]
                                                                                 : "?",
-                        .seconds = kl__serve_now() - r->t0,
+                        .seconds = kl_now() - r->t0,
                         .bytes_in = r->bytes_in,
                         .bytes_out = r->bytes_out};
         kl__access_log(s, &a);
@@ -967,8 +965,8 @@ void kl__http_stop(kl_server *s, double grace_s)
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    double until = kl__serve_now() + grace_s;
-    while (atomic_load(&s->inflight) > 0 && kl__serve_now() < until)
+    double until = kl_now() + grace_s;
+    while (atomic_load(&s->inflight) > 0 && kl_now() < until)
         kl__serve_sleep(0.01);
     /* Past the grace period, requests still held are slow readers, or jobs still queued: the
      * daemon may close the first, but not a suspended connection whose job an instance will

@@ -16,15 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/file.h"
 #include "runtime/schema.h"
 #include "serve/patterns/flow_impl.h"
-
-double kl__serve_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void kl__serve_sleep(double seconds)
 {
@@ -164,21 +158,24 @@ static kl_status cfg_monitoring(const kl__ynode *v, kl_serve_model_config *c, kl
     return st;
 }
 
+/* A model's config.yaml is small: a larger one is refused. */
+#define MAX_CONFIG_BYTES 65536
+
 /* Reads DIR/config.yaml over the defaults in c, when the file exists. */
 static kl_status read_config(const char *path, const char *dir, kl_serve_model_config *c,
                              kl__patterns *pat, kl_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT
-                   ? KL_OK
-                   : kl_error_set(err, KL_EIO, "cannot read %s: %s", path, strerror(errno));
-    char text[65536];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    if (len == sizeof text - 1)
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return KL_OK;
+    size_t len = 0;
+    char *text = kl__file_read(path, "the model config", &len, err);
+    if (!text)
+        return err ? err->status : KL_EIO;
+    if (len >= MAX_CONFIG_BYTES - 1) {
+        free(text);
         return kl_error_set(err, KL_EINVAL, "%s: larger than 64 KiB", path);
-    text[len] = '\0';
+    }
     kl__ynode *root = NULL;
     kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
     if (st == KL_OK && root && root->type != KL__YN_MAP)
@@ -235,6 +232,7 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
         }
     }
     kl__ynode_free(root);
+    free(text);
     return st;
 }
 
@@ -680,7 +678,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
 {
     kl_error err = {0};
     kl__version *v = NULL;
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
         char why[KL_ERROR_MSG_MAX + 128];
         snprintf(why, sizeof why, "%s%s",
@@ -705,7 +703,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
                   "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
                   "instances, batches up to %d%s",
                   m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
-                  kl__serve_now() - t0, (long long)sig->features, sig->outputs,
+                  kl_now() - t0, (long long)sig->features, sig->outputs,
                   sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
                   v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
     return true;
@@ -889,7 +887,7 @@ static kl_status load_single(kl_server *s, kl_error *err)
     if (!m || (!m->pat && !(m->pat = kl__patterns_new())))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     kl__version *v = NULL;
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     kl_status st = load_version(s, m, 1, path, &v, err);
     if (st != KL_OK)
         return st;
@@ -898,7 +896,7 @@ static kl_status load_single(kl_server *s, kl_error *err)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
     kl__serve_log(s, "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d",
-                  name, path, kl__serve_now() - t0, v->instances, v->cfg.max_batch_size);
+                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size);
     return KL_OK;
 }
 
