@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "kiln/stop.h"
-#include "serve/serve_impl.h"
+#include "serve/http/http.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
 
 void openblas_set_num_threads(int n);
 

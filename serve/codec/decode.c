@@ -682,6 +682,35 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
     return st;
 }
 
+/* The one finiteness check of a served request's values: every stage after the decoder (the
+ * input checks, the lookup and pre steps, the model call, online learning's labels) relies on
+ * the inputs being finite and does not look again. Values a stage computes itself (a pre step
+ * that overflows) are that stage's to check. */
+static kl_status check_finite(const kl__infer_input *x, kl_error *err)
+{
+    int64_t per = 1;
+    for (int d = 1; d < x->rank; d++)
+        per *= x->shape[d];
+    per = per > 0 ? per : 1;
+    for (int64_t i = 0; i < x->count; i++)
+        if (!isfinite(x->data[i]))
+            return kl_error_set(err, KL_EINVAL,
+                                "input '%s': sample %lld, value %lld is %s: the model takes "
+                                "finite numbers",
+                                x->name, (long long)(i / per), (long long)(i % per),
+                                isnan(x->data[i]) ? "NaN" : "infinite");
+    return KL_OK;
+}
+
+kl_status kl__infer_decode(const char *body, size_t len, size_t json_len, kl__infer_request *req,
+                           kl_error *err)
+{
+    kl_status st = kl__infer_parse(body, len, json_len, req, err);
+    for (int i = 0; st == KL_OK && i < req->ninputs; i++)
+        st = check_finite(&req->inputs[i], err);
+    return st;
+}
+
 void kl__infer_request_free(kl__infer_request *req)
 {
     for (int i = 0; i < req->ninputs; i++) {

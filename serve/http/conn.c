@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "serve/serve_impl.h"
+#include "serve/http/http_impl.h"
 
 /* What a connection is doing, which says what its deadline bounds. */
 enum {

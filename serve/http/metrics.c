@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "serve/serve_impl.h"
+#include "serve/http/http_impl.h"
+#include "serve/patterns/patterns.h"
 
 static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
                                               409, 413, 414, 422, 429, 500, 503, 504};

@@ -19,8 +19,12 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "serve/codec/decode.h"
+#include "serve/codec/codec.h"
+#include "serve/http/http_impl.h"
 #include "serve/patterns/flow_impl.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 typedef struct req_ctx {
     kl_server *s;
@@ -234,53 +238,13 @@ static enum MHD_Result flow_finish(req_ctx *r)
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
-/* "[-1,d1,d2...]": the input shape a model takes, for messages. */
-static void want_shape(const kl_modelfile_signature *sig, char *want, size_t size)
-{
-    int n = snprintf(want, size, "[-1");
-    for (int d = 0; d < sig->input.ndim && n < (int)size - 24; d++)
-        n += snprintf(want + n, size - (size_t)n, ",%lld", (long long)sig->input.d[d]);
-    snprintf(want + n, size - (size_t)n, "]");
-}
-
-kl_status kl__serve_check_input(const kl__version *v, const kl__infer_input *x, kl_error *err)
-{
-    const kl_modelfile_signature *sig = v->sig;
-    char want[128];
-    want_shape(sig, want, sizeof want);
-    int64_t per = 1;
-    for (int d = 1; d < x->rank; d++)
-        per *= x->shape[d];
-    if (x->rank < 2 || per != sig->features)
-        return kl_error_set(err, KL_EINVAL,
-                            "input '%s' has shape of rank %d with %lld values per sample; model "
-                            "%s takes %s (a batch axis first, then %lld values per sample)",
-                            x->name, x->rank, (long long)(x->rank < 2 ? x->count : per),
-                            v->model->name, want, (long long)sig->features);
-    if (x->shape[0] < 1)
-        return kl_error_set(err, KL_EINVAL, "input '%s' holds no samples (shape[0] is 0)", x->name);
-    if (x->shape[0] > v->cfg.max_batch_size)
-        return kl_error_set(err, KL_EINVAL,
-                            "a request of %lld samples is larger than model %s's max_batch_size "
-                            "%d: split it",
-                            (long long)x->shape[0], v->model->name, v->cfg.max_batch_size);
-    for (int64_t i = 0; i < x->count; i++)
-        if (!isfinite(x->data[i]))
-            return kl_error_set(err, KL_EINVAL,
-                                "input '%s': sample %lld, value %lld is %s: the model takes "
-                                "finite numbers",
-                                x->name, (long long)(i / per), (long long)(i % per),
-                                isnan(x->data[i]) ? "NaN" : "infinite");
-    return KL_OK;
-}
-
 /* The request's tensors against the model's signature. */
 static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
 {
     const kl_modelfile_signature *sig = v->sig;
     const kl__infer_request *q = &r->req;
     char want[128];
-    want_shape(sig, want, sizeof want);
+    kl__want_shape(sig, want, sizeof want);
     if (q->ninputs != 1 || strcmp(q->inputs[0].name, sig->input_name)) {
         kl_error_set(
             err, KL_EINVAL, "model %s takes one input, '%s' (FP32 %s); the request has %d%s%s%s",
@@ -288,7 +252,7 @@ static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
             q->ninputs == 1 ? q->inputs[0].name : "", q->ninputs == 1 ? "'" : "");
         return false;
     }
-    return kl__serve_check_input(v, &q->inputs[0], err) == KL_OK;
+    return kl__check_input(v, &q->inputs[0], err) == KL_OK;
 }
 
 /* Parses the body as an inference request into r->req (JSON, or the binary extension with
@@ -308,7 +272,7 @@ static kl_status parse_body(req_ctx *r, kl_error *err)
                                 hl, r->len);
         json_len = (size_t)x;
     }
-    return kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, err);
+    return kl__infer_decode(r->body ? r->body : "", r->len, json_len, &r->req, err);
 }
 
 static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)

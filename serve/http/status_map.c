@@ -5,7 +5,7 @@
  * gets says so (a model that cannot be loaded through the repository API is KL_EINVAL). */
 #include <microhttpd.h>
 
-#include "serve/serve_impl.h"
+#include "serve/http/http.h"
 
 int kl__http_status(kl_status st)
 {

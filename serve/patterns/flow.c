@@ -11,6 +11,8 @@
 
 #include "runtime/schema.h"
 #include "serve/patterns/flow_impl.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 /* ---- reading ---- */
 

@@ -6,6 +6,8 @@
 #include "serve/patterns/flow.h"
 #include "serve/serve_impl.h"
 
+struct kl__infer_request;
+
 #define KL__FLOW_MAX_MEMBERS 16
 
 /* What a composite takes and gives, from its members' current versions. */

@@ -19,8 +19,10 @@
 #include "kiln/step.h"
 #include "runtime/modelfile_impl.h"
 #include "runtime/schema.h"
-#include "serve/codec/decode.h"
+#include "serve/codec/codec.h"
 #include "serve/patterns/flow_impl.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
 
 /* The name of the labels' input in a feedback request. */
 #define LABEL_INPUT "label"
@@ -140,8 +142,8 @@ void kl__feedback_free(kl__feedback *fb)
     free(fb);
 }
 
-/* The labels against the model's task, for n samples: class indices in [0, classes), or finite
- * targets. */
+/* The labels against the model's task, for n samples: class indices in [0, classes), or
+ * targets (finite: the decoder checked). */
 static kl_status check_labels(const kl__version *v, int64_t n, const kl__infer_input *y,
                               kl_error *err)
 {
@@ -175,12 +177,6 @@ static kl_status check_labels(const kl__version *v, int64_t n, const kl__infer_i
                                 "to %d",
                                 LABEL_INPUT, (long long)i, (double)l, v->model->name,
                                 sig->outputs - 1);
-        if (!cls && !isfinite(l))
-            return kl_error_set(err, KL_EINVAL,
-                                "input '%s': sample %lld, target %lld is %s: targets must be "
-                                "finite",
-                                LABEL_INPUT, (long long)(i / per), (long long)(i % per),
-                                isnan(l) ? "NaN" : "infinite");
     }
     return KL_OK;
 }
@@ -203,7 +199,7 @@ static kl_status model_input(const kl__version *v, const kl__infer_request *q, f
                             "it) and '%s' (the answers); besides '%s' the request has %s",
                             v->model->name, sig->input_name, LABEL_INPUT, LABEL_INPUT, names);
     }
-    kl_status st = kl__serve_check_input(v, &q->inputs[0], err);
+    kl_status st = kl__check_input(v, &q->inputs[0], err);
     if (st != KL_OK)
         return st;
     *n = q->inputs[0].shape[0];

@@ -17,6 +17,7 @@
 #include "runtime/file.h"
 #include "runtime/h5.h"
 #include "runtime/schema.h"
+#include "serve/patterns/flow.h"
 #include "serve/serve_impl.h"
 
 typedef struct entry {

@@ -19,58 +19,9 @@
 #include "runtime/file.h"
 #include "runtime/schema.h"
 #include "serve/patterns/flow_impl.h"
-
-void kl__serve_sleep(double seconds)
-{
-    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
-void kl__serve_log(kl_server *s, const char *fmt, ...)
-{
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
-    va_list ap;
-    va_start(ap, fmt);
-    flockfile(s->log);
-    fprintf(s->log, "[%s] ", stamp);
-    vfprintf(s->log, fmt, ap);
-    fputc('\n', s->log);
-    fflush(s->log);
-    funlockfile(s->log);
-    va_end(ap);
-}
-
-bool kl__file_id_of(const char *path, kl__file_id *id)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    *id = (kl__file_id){.dev = (uint64_t)st.st_dev,
-                        .ino = (uint64_t)st.st_ino,
-                        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                        .size = (int64_t)st.st_size};
-    return true;
-}
-
-bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->size == b->size;
-}
-
-bool kl__serve_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 64 || name[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
-            return false;
-    return true;
-}
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 void kl_serve_model_config_defaults(kl_serve_model_config *c)
 {
@@ -999,16 +950,6 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
         atomic_fetch_add(&v->refs, 1);
     pthread_rwlock_unlock(&s->lock);
     return v;
-}
-
-void kl__serve_remove_version(const char *dir)
-{
-    char p[4300];
-    snprintf(p, sizeof p, "%s/model.h5", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
-    unlink(p);
-    rmdir(dir);
 }
 
 /* Removes the folders of m's versions that online learning wrote, past the newest keep_versions

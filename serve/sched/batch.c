@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "serve/serve_impl.h"
+#include "serve/sched/sched.h"
 
 typedef struct instance {
     kl__version *v;

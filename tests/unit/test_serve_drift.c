@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "serve/serve_impl.h"
+#include "serve/patterns/patterns.h"
 
 #define B KL_MODELFILE_BINS
 
