@@ -1,6 +1,5 @@
-/* Reading Open Inference Protocol v2 inference requests. Parsing the number array of one
- * 784-float request took 213 us with jansson and 59 us with a strtof loop on these machines (the
- * issue's measurement), so the document is read in two parts: a structural scan finds each
+/* Reading Open Inference Protocol v2 inference requests. jansson is slow on long number arrays
+ * (bench/RESULTS.md, "Serving"), so the document is read in two parts: a structural scan finds each
  * input's "data" array, jansson parses the rest of the document (with the arrays cut out), and
  * kl__read_numbers reads the arrays straight into floats. When the scan does not recognise the
  * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
@@ -241,8 +240,7 @@ static const char *skip_string(const char *p, const char *end)
 #define SCAN_MAX_DEPTH 2100
 
 /* Characters of numbers and of true/false/null. A range test, not strchr: the scan passes
- * every character of a request's number arrays, and strchr there was 13% of the server's CPU
- * on 784-float requests (bench/RESULTS.md, "Serving"). */
+ * every character of a request's number arrays (bench/RESULTS.md, "Serving"). */
 static inline bool literal_char(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '.' || c == '-' || c == '+' ||
@@ -260,8 +258,7 @@ static const char *skip_value(const char *p, const char *end, int depth)
     if (*p == '[') {
         /* Arrays of numbers (the data arrays, thousands of values) in one tight loop: only
          * brackets, commas, blanks and literal characters; anything else takes the general
-         * path below, which checks the structure. The general path cost about 30 us of a
-         * 784-float request's 42 us (one call per element). */
+         * path below, which checks the structure (one call per element). */
         const char *q = p;
         int d = 0;
         for (; q < end; q++) {
