@@ -1,7 +1,6 @@
-/* kiln serve: parses the options, starts the server (runtime/serve/), says where it listens,
+/* kiln serve: parses the options, starts the server (serve/), says where it listens,
  * and waits for SIGTERM or SIGINT, on which it stops accepting, answers what is in flight and
  * exits 0. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,13 +63,9 @@ static const char serve_help[] =
 
 static int int_arg(const char *opt, const char *v, long long lo, long long hi, long long *out)
 {
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || errno || n < lo || n > hi)
+    if (!kl__cli_int(v, lo, hi, out))
         return kl__cli_usage_error("serve", "%s '%s': give a whole number from %lld to %lld", opt,
                                    v, lo, hi);
-    *out = n;
     return 0;
 }
 

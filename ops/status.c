@@ -46,6 +46,10 @@ const char *kl_status_str(kl_status status)
         return "in use by another process";
     case KL_EINTERNAL:
         return "internal error";
+    case KL_ENOTFOUND:
+        return "not found";
+    case KL_EFULL:
+        return "over capacity";
     }
     return "unknown status";
 }

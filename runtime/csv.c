@@ -1,5 +1,5 @@
 /* CSV text, shared by the training loader (trainers/data_csv.c), kiln predict's label-less
- * reader (trainers/predict_io.c) and the server's feature tables (runtime/serve/lookup.c):
+ * reader (trainers/predict_io.c) and the server's feature tables (serve/patterns/lookup.c):
  * lines, blank lines, field counts and fields split in place. Only the text: what a column
  * means is the caller's. */
 #include <errno.h>

@@ -19,7 +19,9 @@ typedef enum kl_status {
     KL_ECOMM,        /* a communicator (MPI, NCCL) failed */
     KL_EINTERNAL,    /* a bug in kiln: please report it */
     KL_ESTOPPED,     /* stopped on request (a signal) after saving a checkpoint */
-    KL_EBUSY         /* held by another process (a locked run or sweep folder) */
+    KL_EBUSY,        /* held by another process (a locked run or sweep folder) */
+    KL_ENOTFOUND,    /* a model, version or other named thing that does not exist */
+    KL_EFULL         /* over capacity (a queue, a rate or a connection limit): try again later */
 } kl_status;
 
 #define KL_ERROR_MSG_MAX 512

@@ -1,4 +1,4 @@
-/* A libFuzzer target for the inference-request parser (runtime/serve/infer.c), which reads bytes
+/* A libFuzzer target for the inference-request parser (serve/codec/decode.c), which reads bytes
  * straight from HTTP clients: kl__infer_parse on the input as a pure JSON body or as a JSON header
  * followed by Triton's binary tensor data, and kl__read_numbers on the same bytes for every
  * datatype. Besides what the sanitizers catch, it traps when a parsed request breaks the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/serve/infer.h"
+#include "serve/codec/decode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

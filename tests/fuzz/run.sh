@@ -70,7 +70,7 @@ cflags=(-std=c17 -D_POSIX_C_SOURCE=200809L -DKILN_BUILD_TYPE='"fuzz"' -g -O1 -Wa
 libs=($(pkg-config --libs "${packages[@]}") -lpthread -lm)
 
 if [[ $target == infer ]]; then
-    sources=("$root/runtime/serve/infer.c" "$root/ops/status.c" "$root/ops/tensor.c")
+    sources=("$root/serve/codec/decode.c" "$root/ops/status.c" "$root/ops/tensor.c")
 else
     # The library's sources, as CMakeLists.txt lists them, compiled once for every target: a
     # generated Makefile rebuilds what changed (-MMD dependencies), under a lock.

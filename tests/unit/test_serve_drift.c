@@ -1,4 +1,4 @@
-/* Tests for runtime/serve/drift.c, kiln serve's drift monitoring: PSI against hand-computed values
+/* Tests for serve/patterns/drift.c, kiln serve's drift monitoring: PSI against hand-computed values
  * (empty bins included), the binning rule against kl_modelfile_bin (ties and values outside the
  * edges), the sliding window's eviction (sample by sample and a request larger than the window),
  * prediction drift for classifiers and regression, windowed accuracy and mean absolute error from
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/patterns/patterns.h"
 
 #define B KL_MODELFILE_BINS
 

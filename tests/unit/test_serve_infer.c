@@ -1,4 +1,4 @@
-/* Tests for runtime/serve/infer.c, the Open Inference Protocol v2 request parser: flat and nested
+/* Tests for serve/codec/decode.c, the Open Inference Protocol v2 request parser: flat and nested
  * data, FP32 numbers read bit for bit as strtof reads them (20,000 random decimal strings, through
  * the number reader, the scanned document and documents whose keys the scan must decode), INT32,
  * INT64 and FP64 conversion, Triton's binary tensor extension, and every class of malformed
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "runtime/serve/infer.h"
+#include "serve/codec/decode.h"
 
 /* One input named x: the members of a request for the error cases, and the request itself. */
 #define ONE_MEMBERS(dt, shape, data)                                             \

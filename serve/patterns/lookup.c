@@ -14,9 +14,11 @@
 #include <string.h>
 
 #include "runtime/csv.h"
+#include "runtime/file.h"
 #include "runtime/h5.h"
 #include "runtime/schema.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/patterns/flow.h"
+#include "serve/serve_impl.h"
 
 typedef struct entry {
     int64_t id, row;
@@ -70,20 +72,10 @@ static bool parse_i64(const char *s, int64_t *v)
 
 static kl_status read_csv(const char *path, const char *key, table *t, kl_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kl_error_set(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = len >= 0 ? malloc((size_t)len + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)len, f) : 0;
-    fclose(f);
-    if (!text || got != (size_t)len) {
-        free(text);
-        return kl_error_set(err, KL_EIO, "%s: cannot read it", path);
-    }
-    text[len] = '\0';
+    size_t len = 0;
+    char *text = kl__file_read(path, "the lookup table", &len, err);
+    if (!text)
+        return err ? err->status : KL_EIO;
     if (memchr(text, '\0', (size_t)len)) {
         free(text);
         return kl_error_set(err, KL_EFORMAT, "%s: holds a NUL byte; a table is text", path);

@@ -19,8 +19,12 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/codec/codec.h"
+#include "serve/http/http_impl.h"
+#include "serve/patterns/composite.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 typedef struct req_ctx {
     kl_server *s;
@@ -93,7 +97,7 @@ static enum MHD_Result send_buf(req_ctx *r, unsigned code, kl__buf *b, const cha
     }
     r->code = code;
     r->bytes_out = b->n;
-    kl__metrics_count(r->s, r->v, r->ep, code, kl__serve_now() - r->t0);
+    kl__metrics_count(r->s, r->v, r->ep, code, kl_now() - r->t0);
     struct MHD_Response *resp = MHD_create_response_from_buffer(b->n, b->p, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         kl__buf_free(b);
@@ -145,12 +149,10 @@ static enum MHD_Result send_error(req_ctx *r, unsigned code, const char *fmt, ..
     return send_json(r, code, &b);
 }
 
-/* A model lookup's failure: unknown (404) or known and not ready (503). */
-static enum MHD_Result send_lookup_error(req_ctx *r, const kl_error *err)
+/* A kiln call's failure, answered with the status kl__http_status gives it and its message. */
+static enum MHD_Result send_failure(req_ctx *r, const kl_error *err)
 {
-    return send_error(r,
-                      err->status == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE,
-                      "%s", err->msg);
+    return send_error(r, kl__http_status(err->status), "%s", err->msg);
 }
 
 /* ---- inference ---- */
@@ -177,7 +179,7 @@ static enum MHD_Result flow_start(req_ctx *r, int64_t n)
 {
     kl_server *s = r->s;
     if (!(r->flow = calloc(1, sizeof *r->flow)))
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
     r->flow->done = flow_done;
     r->flow->ctx = r;
     float *x = r->px;
@@ -206,15 +208,11 @@ static enum MHD_Result flow_finish(req_ctx *r)
     if (st != KL_OK && st != KL_EINVAL) { /* a bad request is the client's, as for a model */
         pthread_mutex_lock(&v->mu);
         v->stats.fail.count++;
-        v->stats.fail.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
+        v->stats.fail.ns += (uint64_t)((kl_now() - r->t0) * 1e9);
         pthread_mutex_unlock(&v->mu);
     }
     if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL                   ? MHD_HTTP_BAD_REQUEST
-                          : st == KL_ERANGE || st == KL_EIO ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                            : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "model %s: %s", v->model->name, msg);
+        return send_error(r, kl__http_status(st), "model %s: %s", v->model->name, msg);
     kl__buf b = {0};
     size_t header_len = 0;
     kl_error err = {0};
@@ -227,13 +225,11 @@ static enum MHD_Result flow_finish(req_ctx *r)
     kl__result_free(&members);
     if (rs != KL_OK) {
         kl__buf_free(&b);
-        return send_error(r,
-                          rs == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
     }
     pthread_mutex_lock(&v->mu);
     v->stats.success.count++;
-    v->stats.success.ns += (uint64_t)((kl__serve_now() - r->t0) * 1e9);
+    v->stats.success.ns += (uint64_t)((kl_now() - r->t0) * 1e9);
     v->stats.inferences += (uint64_t)f->n;
     v->stats.last_ms = (uint64_t)time(NULL) * 1000;
     pthread_mutex_unlock(&v->mu);
@@ -242,53 +238,13 @@ static enum MHD_Result flow_finish(req_ctx *r)
     return send_json(r, MHD_HTTP_OK, &b);
 }
 
-/* "[-1,d1,d2...]": the input shape a model takes, for messages. */
-static void want_shape(const kl_modelfile_signature *sig, char *want, size_t size)
-{
-    int n = snprintf(want, size, "[-1");
-    for (int d = 0; d < sig->input.ndim && n < (int)size - 24; d++)
-        n += snprintf(want + n, size - (size_t)n, ",%lld", (long long)sig->input.d[d]);
-    snprintf(want + n, size - (size_t)n, "]");
-}
-
-kl_status kl__serve_check_input(const kl__version *v, const kl__infer_input *x, kl_error *err)
-{
-    const kl_modelfile_signature *sig = v->sig;
-    char want[128];
-    want_shape(sig, want, sizeof want);
-    int64_t per = 1;
-    for (int d = 1; d < x->rank; d++)
-        per *= x->shape[d];
-    if (x->rank < 2 || per != sig->features)
-        return kl_error_set(err, KL_EINVAL,
-                            "input '%s' has shape of rank %d with %lld values per sample; model "
-                            "%s takes %s (a batch axis first, then %lld values per sample)",
-                            x->name, x->rank, (long long)(x->rank < 2 ? x->count : per),
-                            v->model->name, want, (long long)sig->features);
-    if (x->shape[0] < 1)
-        return kl_error_set(err, KL_EINVAL, "input '%s' holds no samples (shape[0] is 0)", x->name);
-    if (x->shape[0] > v->cfg.max_batch_size)
-        return kl_error_set(err, KL_EINVAL,
-                            "a request of %lld samples is larger than model %s's max_batch_size "
-                            "%d: split it",
-                            (long long)x->shape[0], v->model->name, v->cfg.max_batch_size);
-    for (int64_t i = 0; i < x->count; i++)
-        if (!isfinite(x->data[i]))
-            return kl_error_set(err, KL_EINVAL,
-                                "input '%s': sample %lld, value %lld is %s: the model takes "
-                                "finite numbers",
-                                x->name, (long long)(i / per), (long long)(i % per),
-                                isnan(x->data[i]) ? "NaN" : "infinite");
-    return KL_OK;
-}
-
 /* The request's tensors against the model's signature. */
 static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
 {
     const kl_modelfile_signature *sig = v->sig;
     const kl__infer_request *q = &r->req;
     char want[128];
-    want_shape(sig, want, sizeof want);
+    kl__want_shape(sig, want, sizeof want);
     if (q->ninputs != 1 || strcmp(q->inputs[0].name, sig->input_name)) {
         kl_error_set(
             err, KL_EINVAL, "model %s takes one input, '%s' (FP32 %s); the request has %d%s%s%s",
@@ -296,7 +252,7 @@ static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
             q->ninputs == 1 ? q->inputs[0].name : "", q->ninputs == 1 ? "'" : "");
         return false;
     }
-    return kl__serve_check_input(v, &q->inputs[0], err) == KL_OK;
+    return kl__check_input(v, &q->inputs[0], err) == KL_OK;
 }
 
 /* Parses the body as an inference request into r->req (JSON, or the binary extension with
@@ -316,7 +272,7 @@ static kl_status parse_body(req_ctx *r, kl_error *err)
                                 hl, r->len);
         json_len = (size_t)x;
     }
-    return kl__infer_parse(r->body ? r->body : "", r->len, json_len, &r->req, err);
+    return kl__infer_decode(r->body ? r->body : "", r->len, json_len, &r->req, err);
 }
 
 static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t version)
@@ -325,26 +281,20 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
     kl_error err = {0};
     r->ep = KL__EP_INFER;
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
-        return send_lookup_error(r, &err);
-    kl_status st = parse_body(r, &err);
-    if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
+    if (parse_body(r, &err) != KL_OK)
+        return send_failure(r, &err);
     int64_t n = 0;
     if (kl__patterned(r->v)) {
-        st = kl__patterns_input(r->v, &r->req, &r->px, &n, &err);
-        if (st != KL_OK)
-            return send_error(
-                r, st == KL_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
-                err.msg);
+        if (kl__patterns_input(r->v, &r->req, &r->px, &n, &err) != KL_OK)
+            return send_failure(r, &err);
     } else if (!check_input(r, r->v, &err)) {
-        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+        return send_failure(r, &err);
     } else {
         n = r->req.inputs[0].shape[0];
     }
     if (kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
-        return send_error(r, MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+        return send_failure(r, &err);
     if (r->v->pat && r->v->pat->comp)
         return flow_start(r, n);
     const kl_modelfile_signature *sig = r->v->sig;
@@ -353,7 +303,7 @@ static enum MHD_Result infer_start(req_ctx *r, const char *model, int64_t versio
     r->job.out = malloc((size_t)(n * sig->outputs) * sizeof *r->job.out);
     r->job.classes = malloc((size_t)n * sizeof *r->job.classes);
     if (!r->job.out || !r->job.classes)
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
     /* Suspend before queueing: the instance may finish and resume at once. */
     r->submitted = true;
     MHD_suspend_connection(r->conn);
@@ -381,20 +331,20 @@ static enum MHD_Result infer_finish(req_ctx *r)
     kl__version *v = r->v;
     if (r->flow)
         return flow_finish(r);
-    double took = kl__serve_now() - r->job.t_queued;
+    double took = kl_now() - r->job.t_queued;
     if (r->queue_full) {
         count_outcome(v, false, 0);
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return send_error(r, kl__http_status(KL_EFULL),
                           "model %s version %lld has %d requests waiting: try again later",
                           v->model->name, (long long)v->number, v->cfg.max_queue);
     }
     if (r->job.expired) /* counted where it expired */
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "model %s version %lld: %s",
+        return send_error(r, kl__http_status(r->job.status), "model %s version %lld: %s",
                           v->model->name, (long long)v->number, r->job.error);
     kl__metrics_observe_job(v, &r->job);
     if (r->job.status != KL_OK) {
         count_outcome(v, false, took);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "inference failed: %s", r->job.error);
+        return send_error(r, kl__http_status(r->job.status), "inference failed: %s", r->job.error);
     }
     kl__buf b = {0};
     size_t header_len = 0;
@@ -402,7 +352,7 @@ static enum MHD_Result infer_finish(req_ctx *r)
     if (kl__respond_infer(v, &r->req, &r->job, &b, &header_len, &err) != KL_OK) {
         kl__buf_free(&b);
         count_outcome(v, false, took);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
+        return send_failure(r, &err);
     }
     count_outcome(v, true, took);
     kl__drift_observe(v->drift, r->job.x, r->job.n, r->job.classes, r->job.out);
@@ -465,7 +415,7 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     if (!authorized(r)) /* feedback retrains the model and publishes versions */
         return send_unauthorized(r, "feedback (online learning)");
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
-        return send_lookup_error(r, &err);
+        return send_failure(r, &err);
     double retry_s = 0;
     kl_status st = kl__learn_admit(s, r->v, &retry_s, &err);
     if (st == KL_OK && retry_s > 0) { /* before the body is parsed: refusing costs little */
@@ -480,11 +430,7 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     if (st == KL_OK)
         st = kl__feedback_new(r->v, &r->req, &r->fb, &err);
     if (st != KL_OK)
-        return send_error(r,
-                          st == KL_EINVAL         ? MHD_HTTP_BAD_REQUEST
-                          : st == KL_EUNSUPPORTED ? MHD_HTTP_CONFLICT
-                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", err.msg);
+        return send_failure(r, &err);
     r->fb->done_fn = feedback_done;
     r->fb->ctx = r;
     MHD_suspend_connection(r->conn);
@@ -499,16 +445,13 @@ static enum MHD_Result feedback_start(req_ctx *r, const char *model, int64_t ver
     return MHD_YES;
 }
 
-/* 200 with the learner's counts; 503 when its queue was full; 500 when it failed (it could not
- * start, or a step's loss was not finite). */
+/* 200 with the learner's counts; else the learner's status (KL_EFULL: its queue was full) and
+ * message. */
 static enum MHD_Result feedback_finish(req_ctx *r)
 {
     const kl__feedback *fb = r->fb;
     if (fb->status != KL_OK)
-        return send_error(r,
-                          fb->status == KL_ERANGE ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                          "%s", fb->error);
+        return send_error(r, kl__http_status(fb->status), "%s", fb->error);
     kl__buf b = {0};
     kl__buf_puts(&b, "{\"model_name\":");
     kl__buf_json_string(&b, r->v->model->name);
@@ -535,7 +478,7 @@ static enum MHD_Result model_route(req_ctx *r, const char *model, int64_t versio
     r->ep = !what ? KL__EP_METADATA : !strcmp(what, "ready") ? KL__EP_READY : KL__EP_STATS;
     kl__version *v = kl__serve_acquire(s, model, version, &err);
     if (!v)
-        return send_lookup_error(r, &err);
+        return send_failure(r, &err);
     r->v = v; /* the answer is counted on it; completed() releases it */
     kl__buf b = {0};
     if (!what) {
@@ -572,7 +515,7 @@ static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
         (strcmp(seg[4], "load") && strcmp(seg[4], "unload")))
         return send_error(r, MHD_HTTP_NOT_FOUND, "no such repository endpoint");
     if (!kl__serve_name_ok(seg[3]))
-        return send_error(r, MHD_HTTP_BAD_REQUEST,
+        return send_error(r, kl__http_status(KL_EINVAL),
                           "'%s' is not a model name (letters, digits, '_', '-', '.')", seg[3]);
     kl_error err = {0};
     bool load = !strcmp(seg[4], "load");
@@ -585,8 +528,7 @@ static enum MHD_Result repository_route(req_ctx *r, int nseg, char **seg)
         kl__buf_puts(&b, "{}");
         return send_json(r, MHD_HTTP_OK, &b);
     }
-    return send_error(r, st == KL_ERANGE ? MHD_HTTP_NOT_FOUND : MHD_HTTP_BAD_REQUEST, "%s",
-                      err.msg);
+    return send_failure(r, &err);
 }
 
 static bool server_ready(kl_server *s)
@@ -681,7 +623,7 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         return send_error(r, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
     const char *model = seg[2];
     if (!kl__serve_name_ok(model))
-        return send_error(r, MHD_HTTP_BAD_REQUEST,
+        return send_error(r, kl__http_status(KL_EINVAL),
                           "'%s' is not a model name (letters, digits, '_', '-', '.')", model);
     int64_t version = -1;
     int at = 3;
@@ -689,8 +631,8 @@ static enum MHD_Result route(req_ctx *r, const char *url, const char *method)
         char *end = NULL;
         long long v = strtoll(seg[4], &end, 10);
         if (*end || v <= 0 || seg[4][0] == '+' || seg[4][0] == ' ')
-            return send_error(r, MHD_HTTP_NOT_FOUND, "model '%s' has no version '%s'", model,
-                              seg[4]);
+            return send_error(r, kl__http_status(KL_ENOTFOUND), "model '%s' has no version '%s'",
+                              model, seg[4]);
         version = v;
         at = 5;
     }
@@ -742,7 +684,7 @@ static enum MHD_Result refuse_early(req_ctx *r, struct MHD_Connection *conn)
     kl_server *s = r->s;
     if (r->guard && r->guard->over) {
         r->retry_after_s = 1;
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return send_error(r, kl__http_status(KL_EFULL),
                           "the server holds its limit of %d connections (--max-connections): "
                           "try again later",
                           s->o.max_connections);
@@ -786,7 +728,7 @@ static enum MHD_Result request_begin(kl_server *s, struct MHD_Connection *conn, 
         return MHD_NO;
     r->s = s;
     r->conn = conn;
-    r->t0 = kl__serve_now();
+    r->t0 = kl_now();
     r->guard = conn_guard(conn);
     atomic_fetch_add(&s->inflight, 1);
     *con_cls = r;
@@ -923,7 +865,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         .ended = cut                                            ? "deadline"
                                  : (unsigned)why < sizeof ended / sizeof *ended ? ended[why]
                                                                                 : "?",
-                        .seconds = kl__serve_now() - r->t0,
+                        .seconds = kl_now() - r->t0,
                         .bytes_in = r->bytes_in,
                         .bytes_out = r->bytes_out};
         kl__access_log(s, &a);
@@ -987,8 +929,8 @@ void kl__http_stop(kl_server *s, double grace_s)
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    double until = kl__serve_now() + grace_s;
-    while (atomic_load(&s->inflight) > 0 && kl__serve_now() < until)
+    double until = kl_now() + grace_s;
+    while (atomic_load(&s->inflight) > 0 && kl_now() < until)
         kl__serve_sleep(0.01);
     /* Past the grace period, requests still held are slow readers, or jobs still queued: the
      * daemon may close the first, but not a suspended connection whose job an instance will

@@ -10,7 +10,7 @@
 
 #include "kiln/modelfile.h"
 #include "runtime/schema.h"
-#include "runtime/serve/flow.h"
+#include "serve/patterns/flow.h"
 
 /* ---- results ---- */
 

@@ -16,67 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/file.h"
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
-
-double kl__serve_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void kl__serve_sleep(double seconds)
-{
-    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
-void kl__serve_log(kl_server *s, const char *fmt, ...)
-{
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
-    va_list ap;
-    va_start(ap, fmt);
-    flockfile(s->log);
-    fprintf(s->log, "[%s] ", stamp);
-    vfprintf(s->log, fmt, ap);
-    fputc('\n', s->log);
-    fflush(s->log);
-    funlockfile(s->log);
-    va_end(ap);
-}
-
-bool kl__file_id_of(const char *path, kl__file_id *id)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    *id = (kl__file_id){.dev = (uint64_t)st.st_dev,
-                        .ino = (uint64_t)st.st_ino,
-                        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                        .size = (int64_t)st.st_size};
-    return true;
-}
-
-bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->size == b->size;
-}
-
-bool kl__serve_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 64 || name[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
-            return false;
-    return true;
-}
+#include "serve/patterns/composite.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 void kl_serve_model_config_defaults(kl_serve_model_config *c)
 {
@@ -164,21 +109,24 @@ static kl_status cfg_monitoring(const kl__ynode *v, kl_serve_model_config *c, kl
     return st;
 }
 
+/* A model's config.yaml is small: a larger one is refused. */
+#define MAX_CONFIG_BYTES 65536
+
 /* Reads DIR/config.yaml over the defaults in c, when the file exists. */
 static kl_status read_config(const char *path, const char *dir, kl_serve_model_config *c,
                              kl__patterns *pat, kl_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT
-                   ? KL_OK
-                   : kl_error_set(err, KL_EIO, "cannot read %s: %s", path, strerror(errno));
-    char text[65536];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    if (len == sizeof text - 1)
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return KL_OK;
+    size_t len = 0;
+    char *text = kl__file_read(path, "the model config", &len, err);
+    if (!text)
+        return err ? err->status : KL_EIO;
+    if (len >= MAX_CONFIG_BYTES - 1) {
+        free(text);
         return kl_error_set(err, KL_EINVAL, "%s: larger than 64 KiB", path);
-    text[len] = '\0';
+    }
     kl__ynode *root = NULL;
     kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
     if (st == KL_OK && root && root->type != KL__YN_MAP)
@@ -235,6 +183,7 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
         }
     }
     kl__ynode_free(root);
+    free(text);
     return st;
 }
 
@@ -680,7 +629,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
 {
     kl_error err = {0};
     kl__version *v = NULL;
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
         char why[KL_ERROR_MSG_MAX + 128];
         snprintf(why, sizeof why, "%s%s",
@@ -705,7 +654,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
                   "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
                   "instances, batches up to %d%s",
                   m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
-                  kl__serve_now() - t0, (long long)sig->features, sig->outputs,
+                  kl_now() - t0, (long long)sig->features, sig->outputs,
                   sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
                   v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
     return true;
@@ -806,7 +755,7 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     snprintf(dir, sizeof dir, "%s/%s", s->repository, name);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return kl_error_set(err, KL_ERANGE, "the repository has no model %s", name);
+        return kl_error_set(err, KL_ENOTFOUND, "the repository has no model %s", name);
     kl__model *m = get_model(s, name, dir);
     if (!m)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
@@ -841,14 +790,17 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
 kl_status kl__serve_load_model(kl_server *s, const char *name, kl_error *err)
 {
     if (!s->repository)
-        return kl_error_set(err, KL_EUNSUPPORTED,
+        return kl_error_set(err, KL_EINVAL,
                             "the server serves a single model file, not a repository");
     if (!kl__serve_name_ok(name))
         return kl_error_set(err, KL_EINVAL, "'%s' is not a model name", name);
     pthread_mutex_lock(&s->admin);
     kl_status st = load_model_locked(s, name, err);
     pthread_mutex_unlock(&s->admin);
-    return st;
+    /* A model the repository has that cannot load as it is: the request to load it is refused. */
+    if (st != KL_OK && st != KL_ENOTFOUND && err)
+        err->status = KL_EINVAL;
+    return st == KL_OK || st == KL_ENOTFOUND ? st : KL_EINVAL;
 }
 
 kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
@@ -857,7 +809,7 @@ kl_status kl__serve_unload_model(kl_server *s, const char *name, kl_error *err)
     kl__model *m = kl__serve_name_ok(name) ? find_model(s, name) : NULL;
     kl_status st = KL_OK;
     if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
-        st = kl_error_set(err, KL_ERANGE, "no model %s is loaded", name);
+        st = kl_error_set(err, KL_ENOTFOUND, "no model %s is loaded", name);
     } else {
         set_state(s, m, true, false, m->error);
         while (m->nversions > 0)
@@ -886,7 +838,7 @@ static kl_status load_single(kl_server *s, kl_error *err)
     if (!m || (!m->pat && !(m->pat = kl__patterns_new())))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     kl__version *v = NULL;
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     kl_status st = load_version(s, m, 1, path, &v, err);
     if (st != KL_OK)
         return st;
@@ -895,7 +847,7 @@ static kl_status load_single(kl_server *s, kl_error *err)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
     kl__serve_log(s, "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d",
-                  name, path, kl__serve_now() - t0, v->instances, v->cfg.max_batch_size);
+                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size);
     return KL_OK;
 }
 
@@ -982,7 +934,7 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     kl__model *m = find_model(s, name);
     kl__version *v = NULL;
     if (!m || ((m->unloaded || m->removed) && m->nversions == 0)) {
-        kl_error_set(err, KL_ERANGE, "unknown model '%s'", name);
+        kl_error_set(err, KL_ENOTFOUND, "unknown model '%s'", name);
     } else if (m->nversions == 0) {
         kl_error_set(err, KL_EIO, "model '%s' has no version ready%s%s", name,
                      m->error || m->nnotes ? ": " : "",
@@ -992,22 +944,12 @@ kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t number, k
     } else if (number < 0) {
         v = m->versions[m->nversions - 1];
     } else if (!(v = served(m, number))) {
-        kl_error_set(err, KL_ERANGE, "model '%s' has no version %lld", name, (long long)number);
+        kl_error_set(err, KL_ENOTFOUND, "model '%s' has no version %lld", name, (long long)number);
     }
     if (v)
         atomic_fetch_add(&v->refs, 1);
     pthread_rwlock_unlock(&s->lock);
     return v;
-}
-
-void kl__serve_remove_version(const char *dir)
-{
-    char p[4300];
-    snprintf(p, sizeof p, "%s/model.h5", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
-    unlink(p);
-    rmdir(dir);
 }
 
 /* Removes the folders of m's versions that online learning wrote, past the newest keep_versions

@@ -16,10 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kiln/step.h"
 #include "runtime/modelfile_parts.h"
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/codec/codec.h"
+#include "serve/patterns/composite.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
 
 /* The name of the labels' input in a feedback request. */
 #define LABEL_INPUT "label"
@@ -40,7 +43,7 @@ struct kl__learner {
     kl_modelfile *src; /* the version it started from: all but the weights of what it publishes */
     kl_model lm;       /* trainable, batches of up to cfg.batch_size */
     bool built;
-    kl_optim *opt;
+    kl_step *step;    /* the training step every trainer takes (ops/step.c) */
     int32_t *classes; /* (batch_size) */
     int64_t steps, unpublished;
     char *tmp_dir; /* persist: false: where the published versions are written */
@@ -139,8 +142,8 @@ void kl__feedback_free(kl__feedback *fb)
     free(fb);
 }
 
-/* The labels against the model's task, for n samples: class indices in [0, classes), or finite
- * targets. */
+/* The labels against the model's task, for n samples: class indices in [0, classes), or
+ * targets (finite: the decoder checked). */
 static kl_status check_labels(const kl__version *v, int64_t n, const kl__infer_input *y,
                               kl_error *err)
 {
@@ -174,12 +177,6 @@ static kl_status check_labels(const kl__version *v, int64_t n, const kl__infer_i
                                 "to %d",
                                 LABEL_INPUT, (long long)i, (double)l, v->model->name,
                                 sig->outputs - 1);
-        if (!cls && !isfinite(l))
-            return kl_error_set(err, KL_EINVAL,
-                                "input '%s': sample %lld, target %lld is %s: targets must be "
-                                "finite",
-                                LABEL_INPUT, (long long)(i / per), (long long)(i % per),
-                                isnan(l) ? "NaN" : "infinite");
     }
     return KL_OK;
 }
@@ -202,7 +199,7 @@ static kl_status model_input(const kl__version *v, const kl__infer_request *q, f
                             "it) and '%s' (the answers); besides '%s' the request has %s",
                             v->model->name, sig->input_name, LABEL_INPUT, LABEL_INPUT, names);
     }
-    kl_status st = kl__serve_check_input(v, &q->inputs[0], err);
+    kl_status st = kl__check_input(v, &q->inputs[0], err);
     if (st != KL_OK)
         return st;
     *n = q->inputs[0].shape[0];
@@ -234,7 +231,7 @@ kl_status kl__learn_admit(kl_server *s, kl__version *v, double *retry_s, kl_erro
         return st;
     /* A token bucket holding up to a second's requests (at least one), refilled at max_rate. */
     kl__model *m = v->model;
-    double rate = v->cfg.online.max_rate, burst = rate < 1 ? 1 : rate, now = kl__serve_now();
+    double rate = v->cfg.online.max_rate, burst = rate < 1 ? 1 : rate, now = kl_now();
     pthread_mutex_lock(&s->learn_mu);
     double tokens = m->feedback_at > 0 ? m->feedback_tokens + (now - m->feedback_at) * rate : burst;
     tokens = tokens > burst ? burst : tokens;
@@ -305,8 +302,8 @@ static void learner_reset(kl__learner *l)
     if (l->built)
         kl_model_free(&l->lm);
     l->built = false;
-    kl_optim_free(l->opt);
-    l->opt = NULL;
+    kl_step_free(l->step);
+    l->step = NULL;
     kl_modelfile_free(l->src);
     l->src = NULL;
     free(l->classes);
@@ -353,8 +350,11 @@ static kl_status learner_init(kl__learner *l, const kl__version *v, kl_error *er
                             kl_graph_buffer_count(from));
     memcpy(kl_graph_params(g), kl_graph_params(from), np * sizeof(float));
     memcpy(kl_graph_buffers(g), kl_graph_buffers(from), nb * sizeof(float));
-    kl_optim_config oc = kl_optim_defaults(l->cfg.optimizer); /* SGD: momentum 0 */
-    if (!(l->opt = kl_optim_new(&oc, np, err)))
+    /* SGD: momentum 0. The gradients' norm is checked too: one sample can make it overflow. */
+    kl_step_config sc = {.optim = kl_optim_defaults(l->cfg.optimizer),
+                         .lr = {.kind = KL_LR_CONSTANT, .base_lr = l->cfg.lr},
+                         .check_grads = true};
+    if (!(l->step = kl_step_new(g, &sc, err)))
         return err->status;
     if (!(l->classes = malloc((size_t)l->cfg.batch_size * sizeof *l->classes)))
         return kl_error_set(err, KL_ENOMEM, "out of memory starting the online learner");
@@ -377,7 +377,8 @@ static kl_status load_batch(kl__learner *l, const float *x, const void *y, int64
 /* One SGD step on samples [first, first + b) of fb. Before it, the model's predictions for them
  * (eval mode, the weights as they are) go to the drift monitor of the version fb names, which
  * keeps its windowed accuracy or error. */
-static kl_status step(kl__learner *l, kl__feedback *fb, int64_t first, int64_t b, kl_error *err)
+static kl_status take_step(kl__learner *l, kl__feedback *fb, int64_t first, int64_t b,
+                           kl_error *err)
 {
     kl_graph *g = l->lm.g;
     const kl_modelfile_signature *sig = &l->src->sig;
@@ -404,20 +405,16 @@ static kl_status step(kl__learner *l, kl__feedback *fb, int64_t first, int64_t b
     kl__drift_feedback(fb->v, cls ? l->classes : NULL, cls ? NULL : out, y, b);
 
     kl_graph_set_mode(g, KL_MODE_TRAIN);
-    kl_graph_set_rng(g, l->src->cfg->train.seed, (uint64_t)l->steps, 0);
-    kl_graph_zero_grad(g);
+    kl_step_begin(l->step);
+    float loss = 0;
     if ((st = load_batch(l, x, y, b, first, err)) != KL_OK ||
-        (st = kl_graph_forward(g, err)) != KL_OK || (st = kl_graph_backward(g, err)) != KL_OK)
+        (st = kl_step_pass(l->step, l->src->cfg->train.seed, l->steps, 0, &loss, err)) != KL_OK)
         return st;
-    float loss = kl_f32(kl_graph_value(g, l->lm.loss))[0];
-    size_t np = kl_graph_param_count(g);
-    float norm = kl_clip_grad_norm(kl_graph_grads(g), np, FLT_MAX); /* FLT_MAX: measures only */
-    if (!isfinite(loss) || !isfinite(norm))
-        return kl_error_set(err, KL_EINVAL,
+    if (kl_step_end(l->step, l->steps, loss, err) != KL_OK)
+        return kl_error_set(err, KL_ERANGE,
                             "model %s: the loss (%g) or its gradient became non-finite at online "
                             "step %lld; the step was not taken: lower online_learning.lr",
                             l->m->name, (double)loss, (long long)l->steps + 1);
-    kl_optim_step(l->opt, kl_graph_params(g), kl_graph_grads(g), l->cfg.lr, NULL, 0);
     l->steps++;
     return KL_OK;
 }
@@ -546,7 +543,7 @@ static int64_t publish(kl__learner *l)
     }
     kl_error err = {0};
     int64_t number = next_version(l);
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     kl_status st = write_version(l, &number, &err);
     if (st == KL_OK)
         st = kl__serve_publish(s, m, number, &err);
@@ -558,7 +555,7 @@ static int64_t publish(kl__learner *l)
     kl__serve_log(s,
                   "model %s: online learning published version %lld after %lld steps (%s, %.2f s)",
                   m->name, (long long)number, (long long)l->steps,
-                  l->cfg.persist ? "in the repository" : "not persisted", kl__serve_now() - t0);
+                  l->cfg.persist ? "in the repository" : "not persisted", kl_now() - t0);
     return number;
 }
 
@@ -574,7 +571,7 @@ static void learn(kl__learner *l, kl__feedback *fb)
     }
     for (int64_t i = 0; st == KL_OK && i < fb->n; i += l->cfg.batch_size) {
         int64_t b = fb->n - i < l->cfg.batch_size ? fb->n - i : l->cfg.batch_size;
-        if ((st = step(l, fb, i, b, &err)) != KL_OK)
+        if ((st = take_step(l, fb, i, b, &err)) != KL_OK)
             break;
         if (++l->unpublished >= l->cfg.publish_every) {
             l->unpublished = 0;
@@ -652,7 +649,7 @@ kl_status kl__learn_submit(kl_server *s, kl__feedback *fb, kl_error *err)
     pthread_mutex_lock(&l->mu);
     if (l->closing || l->queued >= l->cfg.max_queue) {
         pthread_mutex_unlock(&l->mu);
-        return kl_error_set(err, KL_ERANGE,
+        return kl_error_set(err, KL_EFULL,
                             "model %s's online learner has %d feedback requests waiting: try "
                             "again later",
                             m->name, l->cfg.max_queue);

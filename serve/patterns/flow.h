@@ -1,4 +1,4 @@
-/* Private to runtime/serve/: the serving patterns a model's config.yaml declares around kiln
+/* Private to serve/: the serving patterns a model's config.yaml declares around kiln
  * models. Business logic: pre steps on the request's inputs, post steps that add outputs
  * (steps.c). Feature lookup: inputs joined from a table by entity id (lookup.c). Pipelines and
  * ensembles: composite models whose stages are other served models (flow.c). And the named

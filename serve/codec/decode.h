@@ -1,4 +1,4 @@
-/* Private to runtime/serve/: the Open Inference Protocol v2 inference request as kiln reads it,
+/* Private to serve/: the Open Inference Protocol v2 inference request as kiln reads it,
  * from JSON (flat or nested data) or Triton's binary tensor extension, into FP32 tensors; and the
  * fast number-array reader that keeps JSON parsing off the critical path. The server
  * (serve_http.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */
@@ -51,6 +51,11 @@ typedef struct kl__infer_request {
 kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__infer_request *req,
                           kl_error *err);
 void kl__infer_request_free(kl__infer_request *req);
+/* What the server decodes a request with: kl__infer_parse, then the one finiteness check of the
+ * request's values (a NaN or an infinity is KL_EINVAL naming the input, sample and value).
+ * Every stage after it relies on the inputs being finite and does not check again. */
+kl_status kl__infer_decode(const char *body, size_t len, size_t json_len, kl__infer_request *req,
+                           kl_error *err);
 
 /* Reads a JSON array of numbers, possibly nested ([1, 2] or [[1], [2]]), of exactly count
  * elements, from s[0, n) into out as FP32: correctly rounded for FP32 text (Clinger's fast path

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/http/http_impl.h"
+#include "serve/patterns/patterns.h"
 
 static const unsigned codes[KL__CODES - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
                                               409, 413, 414, 422, 429, 500, 503, 504};
@@ -177,7 +178,7 @@ static void process_metrics(kl_server *s, kl__buf *b)
            "When the server started, in seconds since the Unix epoch.");
     kl__buf_printf(b, "process_start_time_seconds %.3f\n", s->started_wall);
     family(b, "kiln_uptime_seconds", "gauge", "Seconds since the server started.");
-    kl__buf_printf(b, "kiln_uptime_seconds %.3f\n", kl__serve_now() - s->started);
+    kl__buf_printf(b, "kiln_uptime_seconds %.3f\n", kl_now() - s->started);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         family(b, "process_cpu_seconds_total", "counter", "User and system CPU time, seconds.");

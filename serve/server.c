@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "kiln/stop.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/http/http.h"
+#include "serve/patterns/patterns.h"
+#include "serve/repo/repo.h"
 
 void openblas_set_num_threads(int n);
 
@@ -133,7 +135,7 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
     pthread_cond_init(&s->conn_cv, NULL);
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
-    s->started = kl__serve_now();
+    s->started = kl_now();
     s->started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
     /* Generated request ids start with this, so that two runs' ids differ. */
     s->id_prefix = (uint32_t)((uint64_t)wall.tv_nsec * 2654435761u ^ (uint64_t)wall.tv_sec ^

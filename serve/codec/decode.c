@@ -1,12 +1,11 @@
-/* Reading Open Inference Protocol v2 inference requests. Parsing the number array of one
- * 784-float request took 213 us with jansson and 59 us with a strtof loop on these machines (the
- * issue's measurement), so the document is read in two parts: a structural scan finds each
+/* Reading Open Inference Protocol v2 inference requests. jansson is slow on long number arrays
+ * (bench/RESULTS.md, "Serving"), so the document is read in two parts: a structural scan finds each
  * input's "data" array, jansson parses the rest of the document (with the arrays cut out), and
  * kl__read_numbers reads the arrays straight into floats. When the scan does not recognise the
  * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
  * keys, any depth jansson takes), because numbers read through jansson's doubles can differ from
  * strtof's (FP32 rounded twice, -0 read as 0, 1e400 refused). */
-#include "runtime/serve/infer.h"
+#include "serve/codec/decode.h"
 
 #include <errno.h>
 #include <float.h>
@@ -241,8 +240,7 @@ static const char *skip_string(const char *p, const char *end)
 #define SCAN_MAX_DEPTH 2100
 
 /* Characters of numbers and of true/false/null. A range test, not strchr: the scan passes
- * every character of a request's number arrays, and strchr there was 13% of the server's CPU
- * on 784-float requests (bench/RESULTS.md, "Serving"). */
+ * every character of a request's number arrays (bench/RESULTS.md, "Serving"). */
 static inline bool literal_char(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '.' || c == '-' || c == '+' ||
@@ -260,8 +258,7 @@ static const char *skip_value(const char *p, const char *end, int depth)
     if (*p == '[') {
         /* Arrays of numbers (the data arrays, thousands of values) in one tight loop: only
          * brackets, commas, blanks and literal characters; anything else takes the general
-         * path below, which checks the structure. The general path cost about 30 us of a
-         * 784-float request's 42 us (one call per element). */
+         * path below, which checks the structure (one call per element). */
         const char *q = p;
         int d = 0;
         for (; q < end; q++) {
@@ -679,6 +676,35 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
     if (st == KL_OK)
         st = read_outputs(doc, req, err);
     json_decref(doc);
+    return st;
+}
+
+/* The one finiteness check of a served request's values: every stage after the decoder (the
+ * input checks, the lookup and pre steps, the model call, online learning's labels) relies on
+ * the inputs being finite and does not look again. Values a stage computes itself (a pre step
+ * that overflows) are that stage's to check. */
+static kl_status check_finite(const kl__infer_input *x, kl_error *err)
+{
+    int64_t per = 1;
+    for (int d = 1; d < x->rank; d++)
+        per *= x->shape[d];
+    per = per > 0 ? per : 1;
+    for (int64_t i = 0; i < x->count; i++)
+        if (!isfinite(x->data[i]))
+            return kl_error_set(err, KL_EINVAL,
+                                "input '%s': sample %lld, value %lld is %s: the model takes "
+                                "finite numbers",
+                                x->name, (long long)(i / per), (long long)(i % per),
+                                isnan(x->data[i]) ? "NaN" : "infinite");
+    return KL_OK;
+}
+
+kl_status kl__infer_decode(const char *body, size_t len, size_t json_len, kl__infer_request *req,
+                           kl_error *err)
+{
+    kl_status st = kl__infer_parse(body, len, json_len, req, err);
+    for (int i = 0; st == KL_OK && i < req->ninputs; i++)
+        st = check_finite(&req->inputs[i], err);
     return st;
 }
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/serve/serve_impl.h"
+#include "serve/patterns/patterns.h"
 
 #define BINS KL_MODELFILE_BINS
 

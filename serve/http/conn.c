@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "runtime/serve/serve_impl.h"
+#include "serve/http/http_impl.h"
 
 /* What a connection is doing, which says what its deadline bounds. */
 enum {
@@ -23,13 +23,6 @@ enum {
     PHASE_ANSWERING, /* the request is whole: no deadline until its answer has gone */
     PHASE_WAITING    /* kept alive between requests: the idle timeout, then the headers' */
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t secs_ns(double s)
 {
@@ -43,7 +36,7 @@ kl__conn *kl__conn_open(kl_server *s, int fd)
         return NULL;
     c->fd = fd;
     c->phase = PHASE_HEADERS;
-    c->deadline_ns = now_ns() + secs_ns(s->o.header_timeout_s);
+    c->deadline_ns = kl_now_ns() + secs_ns(s->o.header_timeout_s);
     pthread_mutex_lock(&s->conn_mu);
     c->next = s->conns;
     if (c->next)
@@ -76,7 +69,7 @@ static void set_phase(kl_server *s, kl__conn *c, int phase, double after, bool k
 {
     if (!c)
         return;
-    int64_t at = after > 0 ? now_ns() + secs_ns(after) : 0;
+    int64_t at = after > 0 ? kl_now_ns() + secs_ns(after) : 0;
     pthread_mutex_lock(&s->conn_mu);
     if (!(keep_sooner && c->deadline_ns && c->deadline_ns < at))
         c->deadline_ns = at;
@@ -160,7 +153,7 @@ static void *watchdog_main(void *arg)
     kl_server *s = arg;
     pthread_mutex_lock(&s->conn_mu);
     while (!s->conn_stop) {
-        int64_t now = now_ns();
+        int64_t now = kl_now_ns();
         for (kl__conn *c = s->conns; c; c = c->next)
             if (c->deadline_ns && now >= c->deadline_ns && !c->cut)
                 cut(s, c);

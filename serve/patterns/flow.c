@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "runtime/schema.h"
-#include "runtime/serve/flow_impl.h"
+#include "serve/patterns/composite.h"
+#include "serve/repo/repo.h"
+#include "serve/sched/sched.h"
 
 /* ---- reading ---- */
 
@@ -369,7 +371,7 @@ static void pipeline_next(kl__flow *f)
         fail(f, KL_ENOMEM, "out of memory");
         flow_finish(f);
     } else if (kl__version_submit(v, j) != KL_OK) {
-        fail(f, KL_ERANGE, "a member's queue is full: try again later");
+        fail(f, KL_EFULL, "a member's queue is full: try again later");
         flow_finish(f);
     }
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/serve/serve_impl.h"
+#include "serve/sched/sched.h"
 
 typedef struct instance {
     kl__version *v;
@@ -39,7 +39,7 @@ static struct timespec deadline_after(double t_queued, int64_t delay_us)
  * their clients have likely given up, and a queue that long only grows. */
 static void expire(kl__version *v)
 {
-    double now = kl__serve_now();
+    double now = kl_now();
     while (v->head && now - v->head->t_queued > v->queue_timeout_s) {
         kl__job *j = v->head;
         v->head = j->next;
@@ -111,7 +111,7 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
     kl__version *v = in->v;
     const kl_modelfile_signature *sig = v->sig;
     bool cls = sig->task == KL_TASK_CLASSIFICATION;
-    double t0 = kl__serve_now();
+    double t0 = kl_now();
     kl_error err = {0};
     kl_status st;
     atomic_fetch_add(&v->busy, 1);
@@ -136,7 +136,7 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
         }
     }
     atomic_fetch_sub(&v->busy, 1);
-    double t1 = kl__serve_now();
+    double t1 = kl_now();
     pthread_mutex_lock(&v->mu);
     kl__version_stats *s = &v->stats;
     s->executions++;
@@ -239,10 +239,10 @@ kl_status kl__version_submit(kl__version *v, kl__job *job)
     pthread_mutex_lock(&v->mu);
     if (v->queued >= v->cfg.max_queue || v->closing) {
         pthread_mutex_unlock(&v->mu);
-        return KL_ERANGE;
+        return KL_EFULL;
     }
     job->next = NULL;
-    job->t_queued = kl__serve_now();
+    job->t_queued = kl_now();
     if (v->tail)
         v->tail->next = job;
     else

@@ -1,10 +1,13 @@
-/* Private to runtime/serve/flow.c and its callers (http.c, repo.c): a composite model's request
- * in flight, and how a composite's members are resolved. */
-#ifndef KILN_SERVE_FLOW_IMPL_H
-#define KILN_SERVE_FLOW_IMPL_H
+/* What the patterns part exports about composite models (pipelines and ensembles) to the routes
+ * (serve/http/route.c) and the repository (serve/repo/repo.c): a composite's request in flight,
+ * how its members are resolved, and a patterned version's input. */
+#ifndef KILN_SERVE_COMPOSITE_H
+#define KILN_SERVE_COMPOSITE_H
 
-#include "runtime/serve/flow.h"
-#include "runtime/serve/serve_impl.h"
+#include "serve/patterns/flow.h"
+#include "serve/serve_impl.h"
+
+struct kl__infer_request;
 
 #define KL__FLOW_MAX_MEMBERS 16
 

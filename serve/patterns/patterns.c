@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/serve/flow_impl.h"
-#include "runtime/serve/infer.h"
+#include "serve/codec/codec.h"
+#include "serve/patterns/composite.h"
 
 bool kl__patterned(const kl__version *v)
 {
@@ -57,13 +57,6 @@ kl_status kl__patterns_input(const kl__version *v, const kl__infer_request *q, f
             return kl_error_set(err, KL_EINVAL,
                                 "input '%s' needs a batch axis first: shape [n, values...]",
                                 x->name);
-        for (int64_t i = 0; i < x->count; i++)
-            if (!isfinite(x->data[i]))
-                return kl_error_set(err, KL_EINVAL,
-                                    "input '%s': sample %lld, value %lld is %s: the model takes "
-                                    "finite numbers",
-                                    x->name, (long long)(i / per), (long long)(i % per),
-                                    isnan(x->data[i]) ? "NaN" : "infinite");
         if (!(data = malloc((size_t)(n * w) * sizeof *data)))
             return kl_error_set(err, KL_ENOMEM, "out of memory");
         memcpy(data, x->data, (size_t)(n * w) * sizeof *data);
