@@ -117,7 +117,7 @@ static size_t bytes_of(const kl_tensor *t)
 static void *dev_copy(const void *host, size_t bytes)
 {
     void *d = kl__cuda_alloc(bytes ? bytes : 4);
-    if (d && bytes)
+    if (d && host && bytes)
         CHECK(kl__cuda_to_device(d, host, bytes) == 0);
     return d;
 }
@@ -220,20 +220,33 @@ static void run_spec(const spec *s, bool fresh)
     for (int i = 0; i < s->nin; i++) {
         h.in[i] = (kl_tensor){s->dtype[i], s->in[i], NULL};
         h.in[i].data = malloc(bytes_of(&h.in[i]) + 4);
-        fill(h.in[i].data, kl_numel(&h.in[i]), s->dtype[i], s->range[i], s->positive >> i & 1);
-        if (s->dtype[i] == KL_F32 && !(s->no_grad >> i & 1) && !(s->buffer >> i & 1)) {
+        if (h.in[i].data)
+            fill(h.in[i].data, kl_numel(&h.in[i]), s->dtype[i], s->range[i], s->positive >> i & 1);
+        if (h.in[i].data && s->dtype[i] == KL_F32 && !(s->no_grad >> i & 1) &&
+            !(s->buffer >> i & 1)) {
             h.din[i] = (kl_tensor){KL_F32, s->in[i], malloc(bytes_of(&h.in[i]) + 4)};
+            if (!CHECK(h.din[i].data))
+                continue;
             fill(h.din[i].data, kl_numel(&h.din[i]), KL_F32, 0, false);
             if (fresh)
                 for (int64_t k = 0; k < kl_numel(&h.din[i]); k++)
                     kl_f32(&h.din[i])[k] = 12345.0f; /* must be overwritten */
         }
     }
-    h.out = (kl_tensor){KL_F32, n.shape, malloc(bytes_of(&(kl_tensor){KL_F32, n.shape, 0}) + 4)};
-    h.dout = (kl_tensor){KL_F32, n.shape, malloc(bytes_of(&h.out) + 4)};
-    fill(h.dout.data, kl_numel(&h.dout), KL_F32, 0, false);
+    h.out =
+        (kl_tensor){KL_F32, n.shape, calloc((size_t)kl_shape_numel(&n.shape) + 1, sizeof(float))};
+    h.dout = (kl_tensor){KL_F32, n.shape, calloc((size_t)kl_numel(&h.out) + 1, sizeof(float))};
+    if (h.dout.data)
+        fill(h.dout.data, kl_numel(&h.dout), KL_F32, 0, false);
     h.saved = calloc(n.saved_n + 1, sizeof(float));
     h.scratch = calloc(n.scratch_n + 1, sizeof(float));
+    bool allocated = h.out.data && h.dout.data && h.saved && h.scratch;
+    for (int i = 0; i < s->nin; i++)
+        allocated = allocated && h.in[i].data;
+    if (!CHECK(allocated)) {
+        free_buffers(&h, s->nin, free);
+        return;
+    }
     to_device(&d, &h, &n); /* before the CPU changes anything */
 
     kl__ctx c;
