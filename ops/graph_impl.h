@@ -5,8 +5,9 @@
  * kl__ops[] table are made, and a row kl__op_<name> in its kernel file: a shape function that
  * checks its inputs and sets the output's shape (and how many saved or scratch floats it needs),
  * then its kernels per device, a column each (the CPU's, always built and the reference, are the
- * row's .cpu). Adding an op touches the list, one kernel file, and the tests; a name in the list
- * without its row does not link. */
+ * row's .cpu; the CUDA ones, in ops/cuda/, are the row's .cuda). Adding an op touches the list,
+ * one kernel file per device, and the tests; a name in the list without its row, or in a CUDA
+ * build without its CUDA kernels, does not link. */
 #ifndef KILN_GRAPH_IMPL_H
 #define KILN_GRAPH_IMPL_H
 
@@ -63,6 +64,9 @@ typedef struct kl__ctx {
     uint64_t seed, step; /* for counter-based randomness */
     int64_t first_row;   /* this batch's first row within the global batch (rank slices) */
     uint32_t node;       /* this node's id: a stable stream for randomness */
+    /* The CUDA kernels' stream (a cudaStream_t; NULL is the default stream). Every pointer above
+     * is a device pointer when a CUDA kernel runs; shapes and attributes stay on the host. */
+    void *stream;
 } kl__ctx;
 
 typedef struct kl__node kl__node;
@@ -84,6 +88,12 @@ typedef struct kl__op_def {
     kl_status (*shape)(kl__node *n, const kl__node *const *in, kl_error *err);
     bool alias;     /* output shares input 0's storage (reshape): no kernels */
     kl__kernel cpu; /* the CPU's kernels */
+    /* The CUDA kernels (the .cu files of ops/cuda/), or NULL in a build without CUDA. A pointer
+     * because the kernels are defined in another file: a C row cannot copy an object of another
+     * translation unit into its initialiser, only take its address. Rows write .cuda =
+     * KL__CUDA_KERNELS(name).
+     */
+    const kl__kernel *cuda;
 } kl__op_def;
 
 /* Every op, X(ENUM, name), in kl__op order: the enum is KL__OP_<ENUM>, the row kl__op_<name>. */
@@ -191,6 +201,23 @@ extern const kl__op_def *const kl__ops[KL__OP_COUNT];
 KL__OP_LIST(KL__OP_DECLARE_)
 #undef KL__OP_DECLARE_
 
+/* The CUDA column: ops/cuda/<family>.cu defines kl__cuda_<name> for every op of the list (alias
+ * ops an empty kernel), so a name without its CUDA kernels does not link in a CUDA build. The rows
+ * take the address under KILN_HAVE_CUDA and NULL otherwise; the C files never see CUDA. */
+#ifdef KILN_HAVE_CUDA
+#define KL__CUDA_DECLARE_(E, n) extern const kl__kernel kl__cuda_##n;
+KL__OP_LIST(KL__CUDA_DECLARE_)
+#undef KL__CUDA_DECLARE_
+#define KL__CUDA_KERNELS(n) (&kl__cuda_##n)
+#else
+#define KL__CUDA_KERNELS(n) NULL
+#endif
+
+/* The kernels of op on the CPU or (cuda) on a CUDA device. A device without a kernel for the op
+ * (a build without CUDA, or a kernel not written) is KL_EUNSUPPORTED naming the op and the
+ * device: never a silent fallback to the CPU. Alias ops have no kernels and are never asked. */
+const kl__kernel *kl__op_kernels(kl__op op, bool cuda, kl_error *err);
+
 /* Adds an op node after checking its inputs with the op's shape function. Used by the kl_<op>
  * builders in the kernel files. */
 kl_node kl__graph_add(kl_graph *g, kl__op op, const kl_node *in, int nin, const kl__attr *attr);
@@ -204,6 +231,20 @@ kl_status kl__expect_f32(const char *op, const kl__node *n, kl_error *err);
 static inline int64_t kl__rows(const kl_tensor *t)
 {
     return kl_numel(t) / t->shape.d[t->shape.ndim - 1];
+}
+
+/* conv2d's samples per GEMM: as many as keep the column block and the GEMM's output block within
+ * KL__CONV_BUDGET floats (32 MiB). One GEMM over many samples is much wider than one per sample
+ * (conv1 of a small CNN has K = 9), which BLAS runs faster and splits across threads. Here because
+ * the shape function sizes the scratch with it and the kernels of every device cut their chunks
+ * with it: they must agree. */
+#define KL__CONV_BUDGET ((int64_t)8 << 20)
+
+static inline int64_t kl__conv_chunk(int64_t n, int64_t k, int64_t o, int64_t l)
+{
+    int64_t chunk = KL__CONV_BUDGET / ((k + o) * l);
+    chunk = chunk < 1 ? 1 : chunk;
+    return chunk < n ? chunk : n;
 }
 
 #endif

@@ -10,3 +10,17 @@ const kl__op_def *const kl__ops[KL__OP_COUNT] = {[KL__OP_NONE] = NULL, KL__OP_LI
 /* Changing the count means an op was added or removed: its tests and docs/architecture.md's op
  * list change with it. */
 _Static_assert(KL__OP_COUNT == 26, "an op was added or removed: update its tests and this count");
+
+const kl__kernel *kl__op_kernels(kl__op op, bool cuda, kl_error *err)
+{
+    KL_ASSERT(op > KL__OP_NONE && op < KL__OP_COUNT && !kl__ops[op]->alias);
+    const kl__op_def *row = kl__ops[op];
+    if (!cuda)
+        return &row->cpu;
+    if (!row->cuda || !row->cuda->forward) {
+        kl_error_set(err, KL_EUNSUPPORTED, "op %s has no CUDA kernel%s; run this model on the CPU",
+                     row->name, row->cuda ? "" : " (this kiln was built without CUDA)");
+        return NULL;
+    }
+    return row->cuda;
+}

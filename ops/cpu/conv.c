@@ -10,7 +10,7 @@
 /* Why im2col + GEMM: the multiply-adds, which are nearly all of a convolution's cost, then run at
  * BLAS speed, and the gradients reuse the same lowering. The columns of several samples sit side
  * by side so that each GEMM is wide; the block is capped (KL__CONV_BUDGET) so that the graph's
- * shared scratch stays bounded whatever the batch. */
+ * shared scratch stays bounded whatever the batch (kl__conv_chunk, ops/graph_impl.h). */
 
 /* The sizes of one convolution, read from the tensors a kernel sees (the current batch). */
 typedef struct conv_geom {
@@ -26,18 +26,6 @@ typedef struct conv_geom {
 static bool conv_is_pointwise(int64_t kh, int64_t kw, int stride, int pad)
 {
     return kh == 1 && kw == 1 && stride == 1 && pad == 0;
-}
-
-/* Samples per GEMM: as many as keep the column block and the GEMM's output block within
- * KL__CONV_BUDGET floats (32 MiB). One GEMM over many samples is much wider than one per sample
- * (conv1 of a small CNN has K = 9), which BLAS runs faster and splits across threads. */
-#define KL__CONV_BUDGET ((int64_t)8 << 20)
-
-static int64_t conv_chunk(int64_t n, int64_t k, int64_t o, int64_t l)
-{
-    int64_t chunk = KL__CONV_BUDGET / ((k + o) * l);
-    chunk = chunk < 1 ? 1 : chunk;
-    return chunk < n ? chunk : n;
 }
 
 static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *err)
@@ -83,7 +71,7 @@ static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *er
     n->shape = KL_SHAPE(x->shape.d[0], w->shape.d[0], oh, ow);
     n->batched = x->batched;
     n->saved_n = 0;
-    int64_t chunk = conv_chunk(x->shape.d[0], k, w->shape.d[0], l);
+    int64_t chunk = kl__conv_chunk(x->shape.d[0], k, w->shape.d[0], l);
     n->scratch_n =
         conv_is_pointwise(kh, kw, stride, pad) ? 0 : (size_t)((k + w->shape.d[0]) * chunk * l);
     return KL_OK;
@@ -218,7 +206,7 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
         pointwise_forward(&g, x, w, y);
         return KL_OK;
     }
-    int64_t chunk = conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
+    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
     float *col = c->scratch, *yt = c->scratch + g.k * chunk * g.l;
     for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
         int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
@@ -250,7 +238,7 @@ static void conv_backward(kl__ctx *c)
         pointwise_backward(&g, x, w, dy, dx, dw);
         return;
     }
-    int64_t chunk = conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
+    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
     float *col = c->scratch, *dyt = c->scratch + g.k * chunk * g.l;
     int o = (int)g.o, k = (int)g.k;
     for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
@@ -278,7 +266,8 @@ const kl__op_def kl__op_conv2d = {.name = "conv2d",
                                   .min_in = 2,
                                   .max_in = 2,
                                   .shape = conv_shape,
-                                  .cpu = {.forward = conv_forward, .backward = conv_backward}};
+                                  .cpu = {.forward = conv_forward, .backward = conv_backward},
+                                  .cuda = KL__CUDA_KERNELS(conv2d)};
 
 /* x (N, C, H, W) convolved with w (O, C, KH, KW), no bias: y (N, O, OH, OW) with
  * OH = (H + 2 pad - KH) / stride + 1 (floor), zero padding; add a bias with kl_bias_add. */

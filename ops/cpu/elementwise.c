@@ -305,67 +305,78 @@ const kl__op_def kl__op_add = {
     .min_in = 2,
     .max_in = 2,
     .shape = same_shape,
-    .cpu = {.forward = add_forward, .backward = add_backward, .fresh_grads = true}};
+    .cpu = {.forward = add_forward, .backward = add_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(add)};
 const kl__op_def kl__op_mul = {
     .name = "mul",
     .min_in = 2,
     .max_in = 2,
     .shape = same_shape,
-    .cpu = {.forward = mul_forward, .backward = mul_backward, .fresh_grads = true}};
+    .cpu = {.forward = mul_forward, .backward = mul_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(mul)};
 const kl__op_def kl__op_scale = {
     .name = "scale",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = scale_forward, .backward = scale_backward, .fresh_grads = true}};
+    .cpu = {.forward = scale_forward, .backward = scale_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(scale)};
 const kl__op_def kl__op_relu = {
     .name = "relu",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = relu_forward, .backward = relu_backward, .fresh_grads = true}};
+    .cpu = {.forward = relu_forward, .backward = relu_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(relu)};
 const kl__op_def kl__op_leaky_relu = {
     .name = "leaky_relu",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = leaky_relu_forward, .backward = leaky_relu_backward, .fresh_grads = true}};
+    .cpu = {.forward = leaky_relu_forward, .backward = leaky_relu_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(leaky_relu)};
 const kl__op_def kl__op_gelu = {
     .name = "gelu",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = gelu_forward, .backward = gelu_backward, .fresh_grads = true}};
+    .cpu = {.forward = gelu_forward, .backward = gelu_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(gelu)};
 const kl__op_def kl__op_tanh = {
     .name = "tanh",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = tanh_forward, .backward = tanh_backward, .fresh_grads = true}};
+    .cpu = {.forward = tanh_forward, .backward = tanh_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(tanh)};
 const kl__op_def kl__op_sigmoid = {
     .name = "sigmoid",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = sigmoid_forward, .backward = sigmoid_backward, .fresh_grads = true}};
+    .cpu = {.forward = sigmoid_forward, .backward = sigmoid_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(sigmoid)};
 const kl__op_def kl__op_softmax = {
     .name = "softmax",
     .min_in = 1,
     .max_in = 1,
     .shape = same_shape,
-    .cpu = {.forward = softmax_forward, .backward = softmax_backward, .fresh_grads = true}};
+    .cpu = {.forward = softmax_forward, .backward = softmax_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(softmax)};
 const kl__op_def kl__op_dropout = {
     .name = "dropout",
     .min_in = 1,
     .max_in = 1,
     .shape = dropout_shape,
-    .cpu = {.forward = dropout_forward, .backward = dropout_backward, .fresh_grads = true}};
+    .cpu = {.forward = dropout_forward, .backward = dropout_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(dropout)};
 const kl__op_def kl__op_sum = {
     .name = "sum",
     .min_in = 1,
     .max_in = 1,
     .shape = sum_shape,
-    .cpu = {.forward = sum_forward, .backward = sum_backward, .fresh_grads = true}};
+    .cpu = {.forward = sum_forward, .backward = sum_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(sum)};
 
 static kl_node unary(kl_graph *g, kl__op op, kl_node x, const kl__attr *at)
 {

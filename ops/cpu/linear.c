@@ -78,7 +78,8 @@ const kl__op_def kl__op_matmul = {
     .min_in = 2,
     .max_in = 2,
     .shape = matmul_shape,
-    .cpu = {.forward = matmul_forward, .backward = matmul_backward, .fresh_grads = true}};
+    .cpu = {.forward = matmul_forward, .backward = matmul_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(matmul)};
 
 kl_node kl_matmul(kl_graph *g, kl_node a, kl_node b, bool trans_a, bool trans_b)
 {
@@ -162,7 +163,8 @@ const kl__op_def kl__op_linear = {
     .min_in = 2,
     .max_in = 3,
     .shape = linear_shape,
-    .cpu = {.forward = linear_forward, .backward = linear_backward, .fresh_grads = true}};
+    .cpu = {.forward = linear_forward, .backward = linear_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(linear)};
 
 kl_node kl_linear(kl_graph *g, kl_node x, kl_node w, kl_node b)
 {
@@ -245,7 +247,8 @@ const kl__op_def kl__op_bias_add = {
     .min_in = 2,
     .max_in = 2,
     .shape = bias_add_shape,
-    .cpu = {.forward = bias_add_forward, .backward = bias_add_backward, .fresh_grads = true}};
+    .cpu = {.forward = bias_add_forward, .backward = bias_add_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(bias_add)};
 
 kl_node kl_bias_add(kl_graph *g, kl_node x, kl_node b)
 {

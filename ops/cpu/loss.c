@@ -96,12 +96,12 @@ static void xent_backward(kl__ctx *c)
     }
 }
 
-const kl__op_def kl__op_softmax_xent = {
-    .name = "softmax_xent",
-    .min_in = 2,
-    .max_in = 2,
-    .shape = xent_shape,
-    .cpu = {.forward = xent_forward, .backward = xent_backward}};
+const kl__op_def kl__op_softmax_xent = {.name = "softmax_xent",
+                                        .min_in = 2,
+                                        .max_in = 2,
+                                        .shape = xent_shape,
+                                        .cpu = {.forward = xent_forward, .backward = xent_backward},
+                                        .cuda = KL__CUDA_KERNELS(softmax_xent)};
 
 kl_node kl_softmax_xent(kl_graph *g, kl_node logits, kl_node labels, float smoothing)
 {
@@ -156,7 +156,8 @@ const kl__op_def kl__op_mse = {.name = "mse",
                                .min_in = 2,
                                .max_in = 2,
                                .shape = mse_shape,
-                               .cpu = {.forward = mse_forward, .backward = mse_backward}};
+                               .cpu = {.forward = mse_forward, .backward = mse_backward},
+                               .cuda = KL__CUDA_KERNELS(mse)};
 
 kl_node kl_mse(kl_graph *g, kl_node pred, kl_node target)
 {

@@ -172,7 +172,8 @@ const kl__op_def kl__op_batchnorm = {.name = "batchnorm",
                                      .min_in = 5,
                                      .max_in = 5,
                                      .shape = bn_shape,
-                                     .cpu = {.forward = bn_forward, .backward = bn_backward}};
+                                     .cpu = {.forward = bn_forward, .backward = bn_backward},
+                                     .cuda = KL__CUDA_KERNELS(batchnorm)};
 
 kl_node kl_batchnorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, kl_node running_mean,
                      kl_node running_var, float momentum, float eps)
@@ -276,7 +277,8 @@ const kl__op_def kl__op_layernorm = {.name = "layernorm",
                                      .min_in = 3,
                                      .max_in = 3,
                                      .shape = ln_shape,
-                                     .cpu = {.forward = ln_forward, .backward = ln_backward}};
+                                     .cpu = {.forward = ln_forward, .backward = ln_backward},
+                                     .cuda = KL__CUDA_KERNELS(layernorm)};
 
 kl_node kl_layernorm(kl_graph *g, kl_node x, kl_node gamma, kl_node beta, float eps)
 {

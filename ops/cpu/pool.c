@@ -195,13 +195,15 @@ const kl__op_def kl__op_max_pool2d = {
     .min_in = 1,
     .max_in = 1,
     .shape = pool_shape,
-    .cpu = {.forward = max_pool_forward, .backward = max_pool_backward}};
+    .cpu = {.forward = max_pool_forward, .backward = max_pool_backward},
+    .cuda = KL__CUDA_KERNELS(max_pool2d)};
 const kl__op_def kl__op_avg_pool2d = {
     .name = "avg_pool2d",
     .min_in = 1,
     .max_in = 1,
     .shape = pool_shape,
-    .cpu = {.forward = avg_pool_forward, .backward = avg_pool_backward}};
+    .cpu = {.forward = avg_pool_forward, .backward = avg_pool_backward},
+    .cuda = KL__CUDA_KERNELS(avg_pool2d)};
 
 /* Max over each k x k window, padding counting as -inf: x (N, C, H, W) ->
  * (N, C, OH, OW) with OH = (H + 2 pad - k) / stride + 1 (floor); needs pad <= k/2. The gradient
@@ -269,7 +271,8 @@ const kl__op_def kl__op_global_avg_pool = {
     .min_in = 1,
     .max_in = 1,
     .shape = global_avg_pool_shape,
-    .cpu = {.forward = global_avg_pool_forward, .backward = global_avg_pool_backward}};
+    .cpu = {.forward = global_avg_pool_forward, .backward = global_avg_pool_backward},
+    .cuda = KL__CUDA_KERNELS(global_avg_pool)};
 
 kl_node kl_global_avg_pool(kl_graph *g, kl_node x)
 {

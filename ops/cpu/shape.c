@@ -31,8 +31,12 @@ static kl_status reshape_shape(kl__node *n, const kl__node *const *in, kl_error 
 
 /* An alias op: the graph points its value and gradient at the input's storage, so there is no
  * forward or backward work at all. */
-const kl__op_def kl__op_reshape = {
-    .name = "reshape", .min_in = 1, .max_in = 1, .shape = reshape_shape, .alias = true};
+const kl__op_def kl__op_reshape = {.name = "reshape",
+                                   .min_in = 1,
+                                   .max_in = 1,
+                                   .shape = reshape_shape,
+                                   .alias = true,
+                                   .cuda = KL__CUDA_KERNELS(reshape)};
 
 kl_node kl_reshape(kl_graph *g, kl_node x, kl_shape per_sample)
 {
@@ -128,7 +132,8 @@ const kl__op_def kl__op_concat = {.name = "concat",
                                   .min_in = 1,
                                   .max_in = KL__MAX_IN,
                                   .shape = concat_shape,
-                                  .cpu = {.forward = concat_forward, .backward = concat_backward}};
+                                  .cpu = {.forward = concat_forward, .backward = concat_backward},
+                                  .cuda = KL__CUDA_KERNELS(concat)};
 
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis)
 {
@@ -189,7 +194,8 @@ const kl__op_def kl__op_embedding = {
     .min_in = 2,
     .max_in = 2,
     .shape = embedding_shape,
-    .cpu = {.forward = embedding_forward, .backward = embedding_backward}};
+    .cpu = {.forward = embedding_forward, .backward = embedding_backward},
+    .cuda = KL__CUDA_KERNELS(embedding)};
 
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table)
 {

@@ -1,8 +1,15 @@
 /* The C interface of kiln's CUDA backend (the .cu files in ops/cuda/), callable from C code such
- * as runtime/buildinfo.c. It is only built when CMake finds nvcc (KILN_HAVE_CUDA), so callers
- * guard their use with that macro. */
+ * as runtime/buildinfo.c: device queries and memory, the optimizer and clipping on flat device
+ * buffers. The op kernels are reached through the op table's .cuda column (ops/graph_impl.h). It
+ * is only built when CMake finds nvcc (KILN_HAVE_CUDA), so callers guard their use with that
+ * macro. A stream argument is a cudaStream_t; NULL is the default stream. */
 #ifndef KILN_OPS_CUDA_H
 #define KILN_OPS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,6 +22,30 @@ int kl__cuda_device_count(void);
  * to the device and y is copied back. Returns 0 on success (also for n == 0), -1 on a CUDA error or
  * a bad argument (n < 0, a NULL pointer). */
 int kl__cuda_saxpy(int n, float a, const float *x, float *y);
+
+/* Device memory: alloc returns NULL on failure (and for 0 bytes); copies wait for the copy (and
+ * the work queued before it) and return 0, or -1 on a CUDA error; sync waits for the device. */
+void *kl__cuda_alloc(size_t bytes);
+void kl__cuda_free(void *p);
+int kl__cuda_to_device(void *dst, const void *src, size_t bytes);
+int kl__cuda_to_host(void *dst, const void *src, size_t bytes);
+int kl__cuda_sync(void);
+
+/* kl_optim_step on device buffers: params, grads and state (the layout of kl_optim_state: SGD's
+ * momentum, or Adam(W)'s m then v; unused for SGD without momentum) hold n floats each (2n for
+ * Adam's state). steps is the number of updates taken before this one (kl_optim_steps), which the
+ * caller counts. cfg must have passed kl_optim_new's checks. Returns 0, or -1 on bad segments or a
+ * launch error. Nothing waits for the device. */
+int kl__cuda_optim_step(const kl_optim_config *cfg, int64_t steps, float *params,
+                        const float *grads, float *state, size_t n, float lr,
+                        const kl_optim_segment *segs, int nsegs, void *stream);
+
+/* kl_clip_grad_norm on a device buffer: the norm before clipping goes to *norm (device memory) and
+ * the gradients are scaled on the device; work is device scratch of KL__CUDA_CLIP_WORK doubles.
+ * Returns 0, or -1 on a launch error. Nothing waits for the device. */
+enum { KL__CUDA_CLIP_BLOCKS = 512, KL__CUDA_CLIP_WORK = KL__CUDA_CLIP_BLOCKS + 1 };
+int kl__cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm, double *work,
+                            void *stream);
 
 #ifdef __cplusplus
 }

@@ -64,3 +64,45 @@ out:
     cudaFree(d_y);
     return status;
 }
+
+extern "C" void *kl__cuda_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0 || cudaMalloc(&p, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void kl__cuda_free(void *p)
+{
+    if (p)
+        cudaFree(p);
+}
+
+static int copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    if (bytes == 0)
+        return 0;
+    if (cudaMemcpy(dst, src, bytes, kind) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int kl__cuda_to_device(void *dst, const void *src, size_t bytes)
+{
+    return copy(dst, src, bytes, cudaMemcpyHostToDevice);
+}
+
+extern "C" int kl__cuda_to_host(void *dst, const void *src, size_t bytes)
+{
+    return copy(dst, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+extern "C" int kl__cuda_sync(void)
+{
+    return cudaDeviceSynchronize() == cudaSuccess ? 0 : -1;
+}
