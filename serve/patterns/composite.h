@@ -1,5 +1,5 @@
 /* What the patterns part exports about composite models (pipelines and ensembles) to the routes
- * (serve/http/route.c) and the repository (serve/repo/repo.c): a composite's request in flight,
+ * (serve/http/infer_route.c) and the repository (serve/repo/repo.c): a composite's request in flight,
  * how its members are resolved, and a patterned version's input. */
 #ifndef KILN_SERVE_COMPOSITE_H
 #define KILN_SERVE_COMPOSITE_H
