@@ -14,6 +14,40 @@
 #include "serve/repo/repo.h"
 #include "serve/sched/sched.h"
 
+/* The inference route's state. */
+typedef struct infer_state {
+    kl__route_state base;
+    kl__infer_request req;
+    kl__job job; /* a single model's; a flow's end sets its done too */
+    bool queue_full;
+    float *px;         /* the model's input when patterns made it (lookup, pre steps) */
+    kl__flow *flow;    /* a pipeline's or ensemble's request */
+    kl_status flow_st; /* a flow that could not start */
+    char *flow_error;
+} infer_state;
+
+static infer_state *state_of(req_ctx *r)
+{
+    return (infer_state *)r->route;
+}
+
+static void state_free(kl__route_state *base)
+{
+    infer_state *in = (infer_state *)base;
+    free(in->px);
+    if (in->flow) {
+        kl__flow_free(in->flow);
+        free(in->flow);
+    }
+    free(in->flow_error);
+    kl__infer_request_free(&in->req);
+    free(in->job.out);
+    free(in->job.classes);
+    free(in);
+}
+
+static enum MHD_Result infer_finish(req_ctx *r);
+
 static void job_done(kl__job *job)
 {
     req_ctx *r = job->ctx;
@@ -26,7 +60,7 @@ static void flow_done(kl__flow *f)
 {
     req_ctx *r = f->ctx;
     kl_server *s = r->s;
-    atomic_store(&r->job.done, true);
+    atomic_store(&state_of(r)->job.done, true);
     MHD_resume_connection(r->conn);
     atomic_fetch_sub(&s->pending, 1);
 }
@@ -35,22 +69,23 @@ static void flow_done(kl__flow *f)
 static enum MHD_Result flow_start(req_ctx *r, int64_t n)
 {
     kl_server *s = r->s;
-    if (!(r->flow = calloc(1, sizeof *r->flow)))
+    infer_state *in = state_of(r);
+    if (!(in->flow = calloc(1, sizeof *in->flow)))
         return kl__http_send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
-    r->flow->done = flow_done;
-    r->flow->ctx = r;
-    float *x = r->px;
-    r->px = NULL;
-    r->submitted = true;
+    in->flow->done = flow_done;
+    in->flow->ctx = r;
+    float *x = in->px;
+    in->px = NULL;
+    in->base.resumed = infer_finish;
     MHD_suspend_connection(r->conn);
     atomic_fetch_add(&s->pending, 1);
     kl_error err = {0};
-    kl_status st = kl__patterns_flow(s, r->v, r->flow, x, n, &err);
+    kl_status st = kl__patterns_flow(s, r->v, in->flow, x, n, &err);
     if (st != KL_OK) { /* it did not start: answer from the handler, called again */
-        r->flow_st = st;
-        r->flow_error = strdup(err.msg);
+        in->flow_st = st;
+        in->flow_error = strdup(err.msg);
         atomic_fetch_sub(&s->pending, 1);
-        atomic_store(&r->job.done, true);
+        atomic_store(&in->job.done, true);
         MHD_resume_connection(r->conn);
     }
     return MHD_YES;
@@ -58,10 +93,11 @@ static enum MHD_Result flow_start(req_ctx *r, int64_t n)
 
 static enum MHD_Result flow_finish(req_ctx *r)
 {
+    infer_state *in = state_of(r);
     kl__version *v = r->v;
-    kl__flow *f = r->flow;
-    kl_status st = r->flow_error ? r->flow_st : f->status;
-    const char *msg = r->flow_error ? r->flow_error : f->error;
+    kl__flow *f = in->flow;
+    kl_status st = in->flow_error ? in->flow_st : f->status;
+    const char *msg = in->flow_error ? in->flow_error : f->error;
     if (st != KL_OK && st != KL_EINVAL) { /* a bad request is the client's, as for a model */
         pthread_mutex_lock(&v->mu);
         v->stats.fail.count++;
@@ -75,9 +111,9 @@ static enum MHD_Result flow_finish(req_ctx *r)
     kl_error err = {0};
     const kl__version *final = f->shape.final;
     kl__result members = {0};
-    kl_status rs = r->req.members ? kl__flow_member_outputs(f, &members, &err) : KL_OK;
+    kl_status rs = in->req.members ? kl__flow_member_outputs(f, &members, &err) : KL_OK;
     if (rs == KL_OK)
-        rs = kl__respond_scores(v, &r->req, f->cur, f->classes, f->n, final ? final->mf[0] : NULL,
+        rs = kl__respond_scores(v, &in->req, f->cur, f->classes, f->n, final ? final->mf[0] : NULL,
                                 &members, &b, &header_len, &err);
     kl__result_free(&members);
     if (rs != KL_OK) {
@@ -96,10 +132,9 @@ static enum MHD_Result flow_finish(req_ctx *r)
 }
 
 /* The request's tensors against the model's signature. */
-static bool check_input(req_ctx *r, const kl__version *v, kl_error *err)
+static bool check_input(const kl__infer_request *q, const kl__version *v, kl_error *err)
 {
     const kl_modelfile_signature *sig = v->sig;
-    const kl__infer_request *q = &r->req;
     char want[128];
     kl__want_shape(sig, want, sizeof want);
     if (q->ninputs != 1 || strcmp(q->inputs[0].name, sig->input_name)) {
@@ -117,38 +152,43 @@ enum MHD_Result kl__http_infer(req_ctx *r, const char *model, int64_t version)
     kl_server *s = r->s;
     kl_error err = {0};
     r->ep = KL__EP_INFER;
+    infer_state *in = calloc(1, sizeof *in);
+    if (!in)
+        return kl__http_send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
+    in->base.free = state_free;
+    r->route = &in->base;
     if (!(r->v = kl__serve_acquire(s, model, version, &err)))
         return kl__http_send_failure(r, &err);
-    if (kl__http_parse_body(r, &err) != KL_OK)
+    if (kl__http_parse_body(r, &in->req, &err) != KL_OK)
         return kl__http_send_failure(r, &err);
     int64_t n = 0;
     if (kl__patterned(r->v)) {
-        if (kl__patterns_input(r->v, &r->req, &r->px, &n, &err) != KL_OK)
+        if (kl__patterns_input(r->v, &in->req, &in->px, &n, &err) != KL_OK)
             return kl__http_send_failure(r, &err);
-    } else if (!check_input(r, r->v, &err)) {
+    } else if (!check_input(&in->req, r->v, &err)) {
         return kl__http_send_failure(r, &err);
     } else {
-        n = r->req.inputs[0].shape[0];
+        n = in->req.inputs[0].shape[0];
     }
-    if (kl__respond_check_outputs(r->v, &r->req, &err) != KL_OK)
+    if (kl__respond_check_outputs(r->v, &in->req, &err) != KL_OK)
         return kl__http_send_failure(r, &err);
     if (r->v->pat && r->v->pat->comp)
         return flow_start(r, n);
     const kl_modelfile_signature *sig = r->v->sig;
-    r->job = (kl__job){
-        .x = r->px ? r->px : r->req.inputs[0].data, .n = n, .done_fn = job_done, .ctx = r};
-    r->job.out = malloc((size_t)(n * sig->outputs) * sizeof *r->job.out);
-    r->job.classes = malloc((size_t)n * sizeof *r->job.classes);
-    if (!r->job.out || !r->job.classes)
+    in->job = (kl__job){
+        .x = in->px ? in->px : in->req.inputs[0].data, .n = n, .done_fn = job_done, .ctx = r};
+    in->job.out = malloc((size_t)(n * sig->outputs) * sizeof *in->job.out);
+    in->job.classes = malloc((size_t)n * sizeof *in->job.classes);
+    if (!in->job.out || !in->job.classes)
         return kl__http_send_error(r, kl__http_status(KL_ENOMEM), "out of memory");
     /* Suspend before queueing: the instance may finish and resume at once. */
-    r->submitted = true;
+    in->base.resumed = infer_finish;
     MHD_suspend_connection(r->conn);
     atomic_fetch_add(&s->pending, 1);
-    if (kl__version_submit(r->v, &r->job) != KL_OK) {
+    if (kl__version_submit(r->v, &in->job) != KL_OK) {
         atomic_fetch_sub(&s->pending, 1);
-        r->queue_full = true;
-        atomic_store(&r->job.done, true);
+        in->queue_full = true;
+        atomic_store(&in->job.done, true);
         MHD_resume_connection(r->conn);
     }
     return MHD_YES;
@@ -163,37 +203,41 @@ static void count_outcome(kl__version *v, bool ok, double seconds)
     pthread_mutex_unlock(&v->mu);
 }
 
-enum MHD_Result kl__http_infer_finish(req_ctx *r)
+/* Once the job or flow is done: its answer. */
+static enum MHD_Result infer_finish(req_ctx *r)
 {
     kl__version *v = r->v;
-    if (r->flow)
+    infer_state *in = state_of(r);
+    if (!atomic_load(&in->job.done))
+        return MHD_YES;
+    if (in->flow)
         return flow_finish(r);
-    double took = kl_now() - r->job.t_queued;
-    if (r->queue_full) {
+    double took = kl_now() - in->job.t_queued;
+    if (in->queue_full) {
         count_outcome(v, false, 0);
         return kl__http_send_error(r, kl__http_status(KL_EFULL),
                                    "model %s version %lld has %d requests waiting: try again later",
                                    v->model->name, (long long)v->number, v->cfg.max_queue);
     }
-    if (r->job.expired) /* counted where it expired */
-        return kl__http_send_error(r, kl__http_status(r->job.status), "model %s version %lld: %s",
-                                   v->model->name, (long long)v->number, r->job.error);
-    kl__metrics_observe_job(v, &r->job);
-    if (r->job.status != KL_OK) {
+    if (in->job.expired) /* counted where it expired */
+        return kl__http_send_error(r, kl__http_status(in->job.status), "model %s version %lld: %s",
+                                   v->model->name, (long long)v->number, in->job.error);
+    kl__metrics_observe_job(v, &in->job);
+    if (in->job.status != KL_OK) {
         count_outcome(v, false, took);
-        return kl__http_send_error(r, kl__http_status(r->job.status), "inference failed: %s",
-                                   r->job.error);
+        return kl__http_send_error(r, kl__http_status(in->job.status), "inference failed: %s",
+                                   in->job.error);
     }
     kl__buf b = {0};
     size_t header_len = 0;
     kl_error err = {0};
-    if (kl__respond_infer(v, &r->req, &r->job, &b, &header_len, &err) != KL_OK) {
+    if (kl__respond_infer(v, &in->req, &in->job, &b, &header_len, &err) != KL_OK) {
         kl__buf_free(&b);
         count_outcome(v, false, took);
         return kl__http_send_failure(r, &err);
     }
     count_outcome(v, true, took);
-    kl__drift_observe(v->drift, r->job.x, r->job.n, r->job.classes, r->job.out);
+    kl__drift_observe(v->drift, in->job.x, in->job.n, in->job.classes, in->job.out);
     if (header_len < b.n)
         return kl__http_send_buf(r, MHD_HTTP_OK, &b, "application/octet-stream", header_len);
     return kl__http_send_json(r, MHD_HTTP_OK, &b);

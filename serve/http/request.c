@@ -19,15 +19,12 @@ static bool header_safe(const char *id)
     return n > 0;
 }
 
-/* The request's id: the inference request's "id", else the client's X-Request-Id header (asked
- * only while the request's headers are there), else a new one. */
 const char *kl__http_request_id(req_ctx *r, bool headers)
 {
     if (r->rid[0])
         return r->rid;
-    const char *id = r->req.id;
-    if (!header_safe(id) && headers)
-        id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *id =
+        headers ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id") : NULL;
     if (header_safe(id))
         snprintf(r->rid, sizeof r->rid, "%s", id);
     else
@@ -104,9 +101,7 @@ enum MHD_Result kl__http_send_failure(req_ctx *r, const kl_error *err)
     return kl__http_send_error(r, kl__http_status(err->status), "%s", err->msg);
 }
 
-/* Parses the body as an inference request into r->req (JSON, or the binary extension with
- * Inference-Header-Content-Length); KL_EINVAL for the client. */
-kl_status kl__http_parse_body(req_ctx *r, kl_error *err)
+kl_status kl__http_parse_body(req_ctx *r, kl__infer_request *q, kl_error *err)
 {
     size_t json_len = r->len;
     const char *hl =
@@ -121,5 +116,8 @@ kl_status kl__http_parse_body(req_ctx *r, kl_error *err)
                                 hl, r->len);
         json_len = (size_t)x;
     }
-    return kl__infer_decode(r->body ? r->body : "", r->len, json_len, &r->req, err);
+    kl_status st = kl__infer_decode(r->body ? r->body : "", r->len, json_len, q, err);
+    if (header_safe(q->id)) /* the request's id from now on, even when the rest is refused */
+        snprintf(r->rid, sizeof r->rid, "%s", q->id);
+    return st;
 }

@@ -17,10 +17,7 @@
 #include <unistd.h>
 
 #include "kiln/version.h"
-#include "serve/codec/codec.h"
 #include "serve/http/http_impl.h"
-#include "serve/patterns/composite.h"
-#include "serve/patterns/patterns.h"
 #include "serve/repo/repo.h"
 
 static bool server_ready(kl_server *s)
@@ -197,10 +194,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         r->whole = true;
         kl__conn_body_done(s, r->guard);
     }
-    if (r->fb)
-        return atomic_load(&r->fb->done) ? kl__http_feedback_finish(r) : MHD_YES;
-    if (r->submitted)
-        return atomic_load(&r->job.done) ? kl__http_infer_finish(r) : MHD_YES;
+    if (r->route && r->route->resumed)
+        return r->route->resumed(r);
     if (r->too_big)
         return kl__http_send_error(r, MHD_HTTP_CONTENT_TOO_LARGE,
                                    "the body is larger than the server's limit of %lld bytes",
@@ -278,16 +273,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         kl__access_log(s, &a);
     }
     free(r->path);
-    free(r->px);
-    if (r->flow) {
-        kl__flow_free(r->flow);
-        free(r->flow);
-    }
-    free(r->flow_error);
-    kl__feedback_free(r->fb);
-    kl__infer_request_free(&r->req);
-    free(r->job.out);
-    free(r->job.classes);
+    if (r->route) /* before the version it may hold */
+        r->route->free(r->route);
     free(r->body);
     kl__version_release(r->v);
     free(r);
