@@ -158,14 +158,8 @@ static void *watchdog_main(void *arg)
             if (c->deadline_ns && now >= c->deadline_ns && !c->cut)
                 cut(s, c);
         /* A tenth of a second past a deadline at most, whatever the deadlines. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &ts);
+        struct timespec until = kl_wall_deadline(0.1);
+        pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &until);
     }
     pthread_mutex_unlock(&s->conn_mu);
     return NULL;

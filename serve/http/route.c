@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kiln/version.h"
@@ -167,9 +166,7 @@ static enum MHD_Result request_begin(kl_server *s, struct MHD_Connection *conn, 
     atomic_fetch_add(&s->inflight, 1);
     *con_cls = r;
     if (s->access_log) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        r->t0_wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+        r->t0_wall = kl_wall_now();
         snprintf(r->method, sizeof r->method, "%s", method);
         r->path = strdup(url);
     }
