@@ -1,15 +1,8 @@
 /* Private to serve/: the core every part shares. The server, its models and their versions (the
  * objects the parts work on), a queued job, the answer buffer, the counters the metrics read,
- * the log and the name rules. Each part has a header of its own that declares what it exports:
- *   http/http.h          the HTTP front (routes, limits, auth, connections, metrics);
- *   codec/codec.h        the request decoder and the answer encoder;
- *   sched/sched.h        a version's queue and instance threads (dynamic batching);
- *   repo/repo.h          the repository: model configs, versions, loading, polling;
- *   patterns/patterns.h  pipelines and ensembles, steps, lookup, drift, online learning.
- * Dependencies go one way: http uses the other parts, they use the core, and the core uses
- * none of them (server.c, which starts and stops them all, is their one caller at the top).
- * A request holds a reference on the version it runs on, so a version retired by a reload or an
- * unload is freed only when its last request has its answer. */
+ * the log and the name rules. A request holds a reference on the version it runs on, so a
+ * version retired by a reload or an unload is freed only when its last request has its answer.
+ * serve/README.md maps the parts and which way they call. */
 #ifndef KILN_SERVE_IMPL_H
 #define KILN_SERVE_IMPL_H
 

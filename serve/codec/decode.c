@@ -1,10 +1,6 @@
-/* Reading Open Inference Protocol v2 inference requests. jansson is slow on long number arrays
- * (bench/RESULTS.md, "Serving"), so the document is read in two parts: a structural scan finds each
- * input's "data" array, jansson parses the rest of the document (with the arrays cut out), and
- * kl__read_numbers reads the arrays straight into floats. When the scan does not recognise the
- * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
- * keys, any depth jansson takes), because numbers read through jansson's doubles can differ from
- * strtof's (FP32 rounded twice, -0 read as 0, 1e400 refused). */
+/* Reading Open Inference Protocol v2 inference requests: a structural scan cuts out the number
+ * arrays, which are read straight into floats, and jansson reads the rest (serve/README.md,
+ * "Decoding a request"). The one finiteness check of served inputs is here. */
 #include "serve/codec/decode.h"
 
 #include <errno.h>

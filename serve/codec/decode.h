@@ -1,7 +1,7 @@
 /* Private to serve/: the Open Inference Protocol v2 inference request as kiln reads it,
  * from JSON (flat or nested data) or Triton's binary tensor extension, into FP32 tensors; and the
  * fast number-array reader that keeps JSON parsing off the critical path. The server
- * (serve_http.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */
+ * (serve/http/request.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */
 #ifndef KILN_SERVE_INFER_H
 #define KILN_SERVE_INFER_H
 

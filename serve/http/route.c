@@ -1,14 +1,7 @@
-/* The HTTP front's entry, on libmicrohttpd: a thread pool polling with epoll, one request
- * context per request (made when its headers are whole, freed when it ends however it ends),
- * and the dispatch of a path to its route (infer_route.c, feedback_route.c, model_route.c; the
- * server's own: metadata, health, metrics, here). An inference request is parsed and checked in
- * the HTTP thread, queued on its model version, and its connection suspended; the instance that
- * runs it resumes the connection, and the handler, called again, answers. So a slow model call
- * never holds an HTTP thread, and thousands of connections can wait on a few threads. Every
- * error is {"error": "..."} with the status the protocol uses: 400 bad request, 401 no token,
- * 404 unknown model or route, 405 wrong method, 409 a model that does not learn, 413 body too
- * large, 414 query too long, 429 feedback rate spent, 503 queue full, not ready or too many
- * connections (408, a request not whole in time, comes from conn.c). */
+/* The HTTP front's entry, on libmicrohttpd: its callbacks, a request's context from its headers
+ * to its end however it ends, the dispatch of a path to its route, and the server's own routes
+ * (metadata, health, metrics). serve/README.md, "A request in http/", has a request's life:
+ * suspended while its work is queued, answered when the handler is called again. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
-/* What the patterns part exports about composite models (pipelines and ensembles) to the routes
- * (serve/http/infer_route.c) and the repository (serve/repo/repo.c): a composite's request in flight,
- * how its members are resolved, and a patterned version's input. */
+/* What the patterns part exports about composite models (pipelines and ensembles) to the
+ * routes (serve/http/infer_route.c) and the repository (serve/repo/repo.c): a composite's request
+ * in flight, how its members are resolved, and a patterned version's input. */
 #ifndef KILN_SERVE_COMPOSITE_H
 #define KILN_SERVE_COMPOSITE_H
 

@@ -1,10 +1,6 @@
-/* Pipelines and ensembles: composite models whose stages are other served models. A request to a
- * composite holds a reference on the latest version of each member for its whole life, so a
- * reload in the middle changes nothing under it. Its stages run as jobs on the members' own
- * queues, batched with everyone else's requests there, and chain by continuation: the instance
- * that finishes a stage applies the steps that follow and queues the next stage (a pipeline), or
- * the last member to finish combines the members' outputs (an ensemble). No thread ever waits for
- * another model, and the request's connection stays suspended until the end. */
+/* Pipelines and ensembles: composite models whose stages are other served models, run as jobs on
+ * the members' own queues and chained by continuation, so no thread waits for another model
+ * (serve/README.md, "Pipelines and ensembles"). Also resolves a composite's members. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

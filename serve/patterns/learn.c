@@ -1,11 +1,7 @@
 /* Online learning (docs/serve.md, "Online learning"): a model whose config.yaml sets
- * online_learning learns from labelled samples posted to its feedback endpoint. http.c parses a
- * request; kl__feedback_new checks it and copies its samples; kl__learn_submit queues them on the
- * model's learner, a thread started by the model's first feedback. The learner keeps its own
- * trainable copy of the model, takes SGD steps on it, and answers each request after its steps.
- * Every publish_every steps it writes its weights as a new version (kl_modelfile_save), into the
- * repository or a temporary folder, and has the repository load it as a poll would
- * (kl__serve_publish), so that inference never waits for learning. */
+ * online_learning learns from labelled samples posted to its feedback endpoint, on a learner
+ * thread with its own trainable copy, and publishes its weights as new versions every
+ * publish_every steps (serve/README.md, "Online learning"). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,11 +1,7 @@
-/* Models and versions. A repository is DIR/<name>/<version>/model.h5 with an optional
- * DIR/<name>/config.yaml; a single model file is a repository of one model and one version. A
- * version is loaded (every instance's model built and its threads started) before it is put in
- * the model's list, so it takes traffic only when it can answer; a retired version leaves the
- * list at once and is freed when its last request has its answer. A version that fails to load
- * is noted with the reason, and the versions already served stay. The admin mutex makes the
- * poll thread and the repository API change one thing at a time; lookups only take the read
- * lock. */
+/* Models and versions: the repository (DIR/<name>/<version>/model.h5 and DIR/<name>/config.yaml,
+ * or one model file), each model's config, and its versions brought in line with the folder and
+ * the version policy by polls, the repository API and online learning's publishing
+ * (serve/README.md, "Versions and their policy"). The HTTP routes look versions up here. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
