@@ -14,17 +14,10 @@
 
 int kl__dtype_parse(const char *name)
 {
-    static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
-    for (int i = 0; i < 4; i++)
-        if (name && !strcmp(name, names[i]))
+    for (int i = KL__DT_FP32; i <= KL__DT_INT64; i++)
+        if (name && !strcmp(name, kl__dtype_name((kl__dtype)i)))
             return i;
     return -1;
-}
-
-const char *kl__dtype_name(kl__dtype dt)
-{
-    static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
-    return names[dt];
 }
 
 static size_t dtype_size(kl__dtype dt)

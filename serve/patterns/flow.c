@@ -7,7 +7,6 @@
 
 #include "runtime/schema.h"
 #include "serve/patterns/composite.h"
-#include "serve/repo/repo.h"
 #include "serve/sched/sched.h"
 
 /* ---- reading ---- */
@@ -240,7 +239,7 @@ kl_status kl__flow_resolve(kl_server *s, const kl__composite *c, kl__version **v
         if (!name)
             continue; /* a step */
         kl_error e = {0};
-        if (!(vs[i] = kl__serve_acquire(s, name, -1, &e)))
+        if (!(vs[i] = s->acquire(s, name, -1, &e)))
             st = kl_error_set(err, KL_EIO, "member model %s is not ready: %s", name, e.msg);
         else if (vs[i]->model->pat->comp)
             st = kl_error_set(err, KL_EINVAL, "member %s is itself a pipeline or ensemble", name);

@@ -15,10 +15,9 @@
 #include "kiln/step.h"
 #include "runtime/modelfile_parts.h"
 #include "runtime/schema.h"
-#include "serve/codec/codec.h"
+#include "serve/codec/decode.h"
 #include "serve/patterns/composite.h"
 #include "serve/patterns/patterns.h"
-#include "serve/repo/repo.h"
 
 /* The name of the labels' input in a feedback request. */
 #define LABEL_INPUT "label"
@@ -511,7 +510,7 @@ static int64_t publish(kl__learner *l)
     double t0 = kl_now();
     kl_status st = write_version(l, &number, &err);
     if (st == KL_OK)
-        st = kl__serve_publish(s, m, number, &err);
+        st = s->publish(s, m, number, &err);
     if (st != KL_OK) {
         kl__serve_log(s, "model %s: online learning could not publish version %lld: %s", m->name,
                       (long long)number, err.msg);

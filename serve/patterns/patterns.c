@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve/codec/codec.h"
+#include "serve/codec/decode.h"
 #include "serve/patterns/composite.h"
 
 bool kl__patterned(const kl__version *v)

@@ -211,12 +211,6 @@ static void version_free(kl__version *v)
     free(v);
 }
 
-void kl__version_release(kl__version *v)
-{
-    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
-        version_free(v);
-}
-
 static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const char *path,
                               kl__version **out, kl_error *err)
 {
@@ -225,6 +219,7 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
         free(v);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
+    v->free = version_free;
     v->model = m;
     v->number = number;
     v->cfg = m->cfg;
@@ -279,6 +274,7 @@ static kl_status composite_version(kl_server *s, kl__model *m, kl_error *err)
         return st;
     kl__version *v = calloc(1, sizeof *v);
     if (v) {
+        v->free = version_free;
         v->model = m;
         v->number = 1;
         v->cfg = m->cfg;
@@ -850,6 +846,8 @@ static kl_status load_single(kl_server *s, kl_error *err)
 
 kl_status kl__serve_load_all(kl_server *s, kl_error *err)
 {
+    s->acquire = kl__serve_acquire;
+    s->publish = kl__serve_publish;
     if (s->single)
         return load_single(s, err);
     DIR *d = opendir(s->repository);
