@@ -8,16 +8,17 @@
 
 #include "runtime/config_impl.h"
 
-static void print_float(float v, FILE *f)
+/* The shortest text that reads back as v (a float when single is set). */
+static void print_number(double v, bool single, FILE *f)
 {
     char buf[32];
-    if (v == (float)(long)v && fabsf(v) < 1e9f) { /* 300, not the shortest form 3e+02 */
+    if (v == (double)(long)v && fabs(v) < 1e9) { /* 300, not the shortest form 3e+02 */
         fprintf(f, "%ld", (long)v);
         return;
     }
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-        if (strtof(buf, NULL) == v)
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
             break;
     }
     fputs(buf, f);
@@ -59,7 +60,10 @@ void kl__print_value(const kl__field *fd, const void *base, FILE *f)
         fprintf(f, "%" PRIu64, *(const uint64_t *)p);
         break;
     case KL__F_FLOAT:
-        print_float(*(const float *)p, f);
+        print_number(*(const float *)p, true, f);
+        break;
+    case KL__F_DOUBLE:
+        print_number(*(const double *)p, false, f);
         break;
     case KL__F_BOOL:
         fputs(*(const bool *)p ? "true" : "false", f);

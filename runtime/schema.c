@@ -120,12 +120,12 @@ static void describe(const kl__field *f, char *buf, size_t cap)
     const char *noun = integer ? "integer" : "number";
     bool lo = f->range & (KL__R_GE | KL__R_GT), hi = f->range & (KL__R_LE | KL__R_LT);
     if (lo && hi)
-        snprintf(buf, cap, "a%s %s in %c%g, %g%c", integer ? "n" : "", noun,
+        snprintf(buf, cap, "a%s %s in %c%.15g, %.15g%c", integer ? "n" : "", noun,
                  f->range & KL__R_GE ? '[' : '(', f->lo, f->hi, f->range & KL__R_LE ? ']' : ')');
     else if ((f->range & KL__R_GT) && f->lo == 0)
         snprintf(buf, cap, "a positive %s", noun);
     else if (lo)
-        snprintf(buf, cap, "a%s %s %s %g", integer ? "n" : "", noun,
+        snprintf(buf, cap, "a%s %s %s %.15g", integer ? "n" : "", noun,
                  f->range & KL__R_GE ? ">=" : ">", f->lo);
     else
         snprintf(buf, cap, "a%s %s", integer ? "n" : "", noun);
@@ -179,7 +179,7 @@ static kl_status read_number(const kl__field *f, const kl__ynode *node, double *
 {
     char expected[96];
     describe(f, expected, sizeof expected);
-    bool integer = f->type != KL__F_FLOAT;
+    bool integer = f->type != KL__F_FLOAT && f->type != KL__F_DOUBLE;
     char *end = NULL;
     if (node->type != KL__YN_SCALAR || !node->plain || !kl__numeric_text(node->str, integer))
         return kl__schema_expected(node, expected, path, err);
@@ -291,6 +291,10 @@ kl_status kl__field_read(const kl__field *f, void *base, void *ctx, const kl__yn
     case KL__F_FLOAT:
         if ((st = read_number(f, node, &v, path, err)) == KL_OK)
             *(float *)dst = (float)v;
+        return st;
+    case KL__F_DOUBLE:
+        if ((st = read_number(f, node, &v, path, err)) == KL_OK)
+            *(double *)dst = v;
         return st;
     case KL__F_BOOL:
         return read_bool((bool *)dst, node, path, err);

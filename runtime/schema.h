@@ -26,6 +26,7 @@ typedef enum kl__ftype {
     KL__F_I64,
     KL__F_U64,
     KL__F_FLOAT,
+    KL__F_DOUBLE,
     KL__F_BOOL,
     KL__F_STR,     /* char *; names, when set, lists the values allowed */
     KL__F_ENUM,    /* an enum stored as int; names lists the values in enum order */

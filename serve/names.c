@@ -2,6 +2,7 @@
  * model name may be, which file a path named when it was read, and how a version folder is
  * removed. */
 #include <ctype.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,10 +39,12 @@ bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
 
 void kl__serve_remove_version(const char *dir)
 {
-    char p[4300];
-    snprintf(p, sizeof p, "%s/model.h5", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/%s", dir, KL__ONLINE_MARKER);
-    unlink(p);
+    static const char *const files[] = {"model.h5", KL__ONLINE_MARKER};
+    char p[PATH_MAX];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        int n = snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (n > 0 && (size_t)n < sizeof p) /* a longer path names no file the system could open */
+            unlink(p);
+    }
     rmdir(dir);
 }

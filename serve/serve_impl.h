@@ -1,15 +1,8 @@
 /* Private to serve/: the core every part shares. The server, its models and their versions (the
  * objects the parts work on), a queued job, the answer buffer, the counters the metrics read,
- * the log and the name rules. Each part has a header of its own that declares what it exports:
- *   http/http.h          the HTTP front (routes, limits, auth, connections, metrics);
- *   codec/codec.h        the request decoder and the answer encoder;
- *   sched/sched.h        a version's queue and instance threads (dynamic batching);
- *   repo/repo.h          the repository: model configs, versions, loading, polling;
- *   patterns/patterns.h  pipelines and ensembles, steps, lookup, drift, online learning.
- * Dependencies go one way: http uses the other parts, they use the core, and the core uses
- * none of them (server.c, which starts and stops them all, is their one caller at the top).
- * A request holds a reference on the version it runs on, so a version retired by a reload or an
- * unload is freed only when its last request has its answer. */
+ * the log and the name rules. A request holds a reference on the version it runs on, so a
+ * version retired by a reload or an unload is freed only when its last request has its answer.
+ * serve/README.md maps the parts and which way they call. */
 #ifndef KILN_SERVE_IMPL_H
 #define KILN_SERVE_IMPL_H
 
@@ -135,6 +128,7 @@ typedef struct kl__version {
     pthread_t *threads;
     int nthreads;
     atomic_int refs; /* the model's list holds one; each request in flight one */
+    void (*free)(struct kl__version *v); /* its maker's (repo/), when the last reference goes */
 
     pthread_mutex_t mu; /* the queue and the stats */
     pthread_cond_t cv;
@@ -216,7 +210,20 @@ struct kl_server {
     pthread_mutex_t access_mu;
     _Atomic uint64_t next_id; /* of generated request ids */
     uint32_t id_prefix;
+
+    /* What the repository (repo/, which calls the patterns) lends the patterns, which do not
+     * call it: a served version with a reference (kl__serve_acquire), and a version online
+     * learning wrote put into service (kl__serve_publish). kl__serve_load_all sets them. */
+    kl__version *(*acquire)(kl_server *s, const char *name, int64_t v, kl_error *err);
+    kl_status (*publish)(kl_server *s, kl__model *m, int64_t number, kl_error *err);
 };
+
+/* Drops a reference on v (NULL: nothing); the last one frees it with its maker's free. */
+static inline void kl__version_release(kl__version *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+        v->free(v);
+}
 
 /* ---- log.c, names.c: what every part uses ---- */
 /* A line of the server's log, with the time of day. */

@@ -51,12 +51,8 @@ static void *poll_main(void *arg)
     kl_server *s = arg;
     pthread_mutex_lock(&s->poll_mu);
     while (!atomic_load(&s->stopping)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double at = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + s->o.poll_s;
-        ts.tv_sec = (time_t)at;
-        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&s->poll_cv, &s->poll_mu, &ts);
+        struct timespec until = kl_wall_deadline(s->o.poll_s);
+        pthread_cond_timedwait(&s->poll_cv, &s->poll_mu, &until);
         if (atomic_load(&s->stopping))
             break;
         pthread_mutex_unlock(&s->poll_mu);
@@ -133,13 +129,12 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
     pthread_mutex_init(&s->access_mu, NULL);
     pthread_mutex_init(&s->conn_mu, NULL);
     pthread_cond_init(&s->conn_cv, NULL);
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
     s->started = kl_now();
-    s->started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
+    s->started_wall = kl_wall_now();
     /* Generated request ids start with this, so that two runs' ids differ. */
-    s->id_prefix = (uint32_t)((uint64_t)wall.tv_nsec * 2654435761u ^ (uint64_t)wall.tv_sec ^
-                              ((uint64_t)getpid() << 16));
+    uint64_t wall_ns = (uint64_t)(s->started_wall * 1e9);
+    s->id_prefix =
+        (uint32_t)(wall_ns * 2654435761u ^ wall_ns / 1000000000 ^ ((uint64_t)getpid() << 16));
     if (!ok) {
         kl_server_free(s);
         return kl_error_set(err, KL_ENOMEM, "out of memory");

@@ -1,5 +1,4 @@
-/* Private to serve/: the codec's answers (serve/codec/respond.c) and the checks of a decoded
- * request against a version (serve/codec/check.c). The request decoder itself is
+/* Private to serve/: the codec's answers (serve/codec/respond.c). The request decoder itself is
  * serve/codec/decode.h, which the fuzz target builds alone. */
 #ifndef KILN_SERVE_CODEC_H
 #define KILN_SERVE_CODEC_H
@@ -28,12 +27,5 @@ kl_status kl__respond_result(const kl__version *v, const struct kl__infer_reques
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b);
 void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b);
 void kl__respond_index(kl_server *s, kl__buf *b);
-
-/* "[-1,d1,d2...]": the input shape a model takes, for messages. */
-void kl__want_shape(const kl_modelfile_signature *sig, char *want, size_t size);
-/* One input tensor of a request against v's signature (shape, sample count within
- * max_batch_size), as inference checks it. */
-struct kl__infer_input;
-kl_status kl__check_input(const kl__version *v, const struct kl__infer_input *x, kl_error *err);
 
 #endif

@@ -1,10 +1,6 @@
-/* Reading Open Inference Protocol v2 inference requests. jansson is slow on long number arrays
- * (bench/RESULTS.md, "Serving"), so the document is read in two parts: a structural scan finds each
- * input's "data" array, jansson parses the rest of the document (with the arrays cut out), and
- * kl__read_numbers reads the arrays straight into floats. When the scan does not recognise the
- * document, jansson reads all of it; the scan recognises every document jansson accepts (escaped
- * keys, any depth jansson takes), because numbers read through jansson's doubles can differ from
- * strtof's (FP32 rounded twice, -0 read as 0, 1e400 refused). */
+/* Reading Open Inference Protocol v2 inference requests: a structural scan cuts out the number
+ * arrays, which are read straight into floats, and jansson reads the rest (serve/README.md,
+ * "Decoding a request"). The one finiteness check of served inputs is here. */
 #include "serve/codec/decode.h"
 
 #include <errno.h>
@@ -18,17 +14,10 @@
 
 int kl__dtype_parse(const char *name)
 {
-    static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
-    for (int i = 0; i < 4; i++)
-        if (name && !strcmp(name, names[i]))
+    for (int i = KL__DT_FP32; i <= KL__DT_INT64; i++)
+        if (name && !strcmp(name, kl__dtype_name((kl__dtype)i)))
             return i;
     return -1;
-}
-
-const char *kl__dtype_name(kl__dtype dt)
-{
-    static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
-    return names[dt];
 }
 
 static size_t dtype_size(kl__dtype dt)

@@ -1,7 +1,7 @@
 /* Private to serve/: the Open Inference Protocol v2 inference request as kiln reads it,
  * from JSON (flat or nested data) or Triton's binary tensor extension, into FP32 tensors; and the
  * fast number-array reader that keeps JSON parsing off the critical path. The server
- * (serve_http.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */
+ * (serve/http/request.c) and the fuzz target (tests/fuzz/fuzz_infer.c) call it. */
 #ifndef KILN_SERVE_INFER_H
 #define KILN_SERVE_INFER_H
 
@@ -66,6 +66,12 @@ kl_status kl__read_numbers(const char *s, size_t n, kl__dtype dt, float *out, in
 
 /* "FP32" and so on; -1 for a name kiln does not take. */
 int kl__dtype_parse(const char *name);
-const char *kl__dtype_name(kl__dtype dt);
+/* The name of dt: inline, so that the patterns, which read decoded requests but call nothing in
+ * the codec, can name a tensor's type. */
+static inline const char *kl__dtype_name(kl__dtype dt)
+{
+    static const char *const names[] = {"FP32", "FP64", "INT32", "INT64"};
+    return names[dt];
+}
 
 #endif

@@ -1,13 +1,7 @@
-/* Connection guards for kiln serve: the count of open connections, and a deadline on each
- * request's reading. libmicrohttpd's own timeout (--timeout) is idle-based: a client that sends
- * a byte now and then keeps its connection for ever, and enough such clients hold every slot.
- * Here a request's headers must be whole within --header-timeout of its start and its body
- * within --body-timeout of its headers; a watchdog thread answers a connection past its deadline
- * 408 on its socket and shuts the socket down, and libmicrohttpd, reading end of file, closes
- * it. http.c calls these functions from libmicrohttpd's callbacks; this file knows sockets only.
- * A connection's record lives from libmicrohttpd's "started" notification to its "closed" one,
- * which comes before the socket is closed: the watchdog touches only sockets still listed, under
- * the list's lock, so never a descriptor that was closed and reused. */
+/* Connection guards: the count of open connections, and a deadline on each request's reading
+ * that a watchdog thread enforces with 408, since libmicrohttpd's own timeout is idle-based
+ * (serve/README.md, "A request in http/"). route.c calls these from libmicrohttpd's callbacks;
+ * this file knows sockets only. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,14 +152,8 @@ static void *watchdog_main(void *arg)
             if (c->deadline_ns && now >= c->deadline_ns && !c->cut)
                 cut(s, c);
         /* A tenth of a second past a deadline at most, whatever the deadlines. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &ts);
+        struct timespec until = kl_wall_deadline(0.1);
+        pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &until);
     }
     pthread_mutex_unlock(&s->conn_mu);
     return NULL;

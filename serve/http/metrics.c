@@ -1,11 +1,6 @@
 /* What kiln serve tells about itself: GET /metrics in the Prometheus text exposition format
- * (0.0.4), and the access log. Request counts and latency histograms are atomics that the HTTP
- * threads add to (http.c, as each answer is queued); the rest is read at scrape time from what
- * the server already keeps: queues and batch sizes (batch.c's statistics), busy instances, load
- * failures (repo.c) and the drift windows (drift.c). A version's series live and die with it: a
- * reloaded version starts its counters again, which Prometheus's rate() takes as a reset. Requests
- * that name no served version are counted once for the server, with empty model and version
- * labels, so client-chosen names never become labels. */
+ * (0.0.4), and the access log. The routes count each answer as it is queued; the rest is read at
+ * scrape time from what the server keeps (serve/README.md, "A request in http/"). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
-/* What the patterns part exports about composite models (pipelines and ensembles) to the routes
- * (serve/http/route.c) and the repository (serve/repo/repo.c): a composite's request in flight,
- * how its members are resolved, and a patterned version's input. */
+/* What the patterns part exports about composite models (pipelines and ensembles) to the
+ * routes (serve/http/infer_route.c) and the repository (serve/repo/repo.c): a composite's request
+ * in flight, how its members are resolved, a patterned version's input, and the check of an
+ * input against a version. */
 #ifndef KILN_SERVE_COMPOSITE_H
 #define KILN_SERVE_COMPOSITE_H
 
@@ -10,6 +11,13 @@
 struct kl__infer_request;
 
 #define KL__FLOW_MAX_MEMBERS 16
+
+/* "[-1,d1,d2...]": the input shape a model takes, for messages (check.c). */
+void kl__want_shape(const kl_modelfile_signature *sig, char *want, size_t size);
+/* One input tensor of a request against v's signature (shape, sample count within
+ * max_batch_size), as inference checks it (check.c). */
+struct kl__infer_input;
+kl_status kl__check_input(const kl__version *v, const struct kl__infer_input *x, kl_error *err);
 
 /* What a composite takes and gives, from its members' current versions. */
 typedef struct kl__flow_shape {

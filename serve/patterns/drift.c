@@ -1,12 +1,7 @@
-/* Drift monitoring of a served model version: how far its recent traffic has moved from the
- * training data the model file describes (its /reference statistics: per input feature 10
- * quantile bins and their proportions, the proportions of the predicted classes or of binned
- * predictions). The HTTP thread that answers an inference adds its samples to a sliding window of
- * the last W samples, kept as a ring of per-sample bin indices (one byte per feature) with
- * running counts per bin, so that adding a sample is O(features) and reading the PSI of every
- * feature is O(features x bins). The feedback endpoint adds labelled samples to a second window,
- * for windowed accuracy (classification) or mean absolute error (regression). metrics.c and the
- * statistics endpoint read the summaries. */
+/* Drift monitoring of a served version: sliding windows of its traffic's bin indices against the
+ * reference statistics of its model file, read as PSI per feature and of the predictions, and a
+ * window of labelled feedback (serve/README.md, "Drift"). metrics.c and the statistics endpoint
+ * read the summaries. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

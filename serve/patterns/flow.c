@@ -1,17 +1,12 @@
-/* Pipelines and ensembles: composite models whose stages are other served models. A request to a
- * composite holds a reference on the latest version of each member for its whole life, so a
- * reload in the middle changes nothing under it. Its stages run as jobs on the members' own
- * queues, batched with everyone else's requests there, and chain by continuation: the instance
- * that finishes a stage applies the steps that follow and queues the next stage (a pipeline), or
- * the last member to finish combines the members' outputs (an ensemble). No thread ever waits for
- * another model, and the request's connection stays suspended until the end. */
+/* Pipelines and ensembles: composite models whose stages are other served models, run as jobs on
+ * the members' own queues and chained by continuation, so no thread waits for another model
+ * (serve/README.md, "Pipelines and ensembles"). Also resolves a composite's members. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/schema.h"
 #include "serve/patterns/composite.h"
-#include "serve/repo/repo.h"
 #include "serve/sched/sched.h"
 
 /* ---- reading ---- */
@@ -244,7 +239,7 @@ kl_status kl__flow_resolve(kl_server *s, const kl__composite *c, kl__version **v
         if (!name)
             continue; /* a step */
         kl_error e = {0};
-        if (!(vs[i] = kl__serve_acquire(s, name, -1, &e)))
+        if (!(vs[i] = s->acquire(s, name, -1, &e)))
             st = kl_error_set(err, KL_EIO, "member model %s is not ready: %s", name, e.msg);
         else if (vs[i]->model->pat->comp)
             st = kl_error_set(err, KL_EINVAL, "member %s is itself a pipeline or ensemble", name);

@@ -1,16 +1,12 @@
 /* Online learning (docs/serve.md, "Online learning"): a model whose config.yaml sets
- * online_learning learns from labelled samples posted to its feedback endpoint. http.c parses a
- * request; kl__feedback_new checks it and copies its samples; kl__learn_submit queues them on the
- * model's learner, a thread started by the model's first feedback. The learner keeps its own
- * trainable copy of the model, takes SGD steps on it, and answers each request after its steps.
- * Every publish_every steps it writes its weights as a new version (kl_modelfile_save), into the
- * repository or a temporary folder, and has the repository load it as a poll would
- * (kl__serve_publish), so that inference never waits for learning. */
+ * online_learning learns from labelled samples posted to its feedback endpoint, on a learner
+ * thread with its own trainable copy, and publishes its weights as new versions every
+ * publish_every steps (serve/README.md, "Online learning"). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,10 +15,9 @@
 #include "kiln/step.h"
 #include "runtime/modelfile_parts.h"
 #include "runtime/schema.h"
-#include "serve/codec/codec.h"
+#include "serve/codec/decode.h"
 #include "serve/patterns/composite.h"
 #include "serve/patterns/patterns.h"
-#include "serve/repo/repo.h"
 
 /* The name of the labels' input in a feedback request. */
 #define LABEL_INPUT "label"
@@ -51,84 +46,53 @@ struct kl__learner {
 
 /* ---- config.yaml ---- */
 
-static kl_status online_number(const kl__ynode *v, const char *path, double lo, double hi,
-                               bool integer, double *out, kl_error *err)
-{
-    char *end = NULL;
-    double x = v->type == KL__YN_SCALAR && v->plain && kl__numeric_text(v->str, integer)
-                   ? strtod(v->str, &end)
-                   : NAN;
-    if (!end || *end || !(x >= lo && x <= hi))
-        return integer ? kl__yaml_error(err, KL_EINVAL, v->pos, path,
-                                        "expected an integer in [%.0f, %.0f]", lo, hi)
-                       : kl__yaml_error(err, KL_EINVAL, v->pos, path,
-                                        "expected a number in (0, %g]", hi);
-    *out = x;
-    return KL_OK;
-}
-
-static kl_status online_bool(const kl__ynode *v, const char *path, bool *out, kl_error *err)
-{
-    bool t = v->type == KL__YN_SCALAR && !strcmp(v->str, "true");
-    if (!t && !(v->type == KL__YN_SCALAR && !strcmp(v->str, "false")))
-        return kl__yaml_error(err, KL_EINVAL, v->pos, path, "expected true or false");
-    *out = t;
-    return KL_OK;
-}
+#define ONLINE(f) offsetof(kl_serve_online_config, f)
+/* In kl_optim_kind's order. */
+static const char *const online_optimizers[] = {"sgd", "adam", NULL};
+static const kl__field online_fields[] = {
+    {.name = "lr", .type = KL__F_FLOAT, .off = ONLINE(lr), KL__GT_LE(0, 100), .def = "0.01"},
+    {.name = "optimizer",
+     .type = KL__F_ENUM,
+     .off = ONLINE(optimizer),
+     .names = online_optimizers,
+     .def = "sgd"},
+    {.name = "batch_size",
+     .type = KL__F_INT,
+     .off = ONLINE(batch_size),
+     KL__GE_LE(1, 65536),
+     .def = "64"},
+    {.name = "publish_every",
+     .type = KL__F_I64,
+     .off = ONLINE(publish_every),
+     KL__GE_LE(1, 1e9),
+     .def = "10"},
+    {.name = "persist", .type = KL__F_BOOL, .off = ONLINE(persist), .def = "true"},
+    {.name = "max_queue",
+     .type = KL__F_INT,
+     .off = ONLINE(max_queue),
+     KL__GE_LE(1, 1e6),
+     .def = "64"},
+    {.name = "keep_versions",
+     .type = KL__F_INT,
+     .off = ONLINE(keep_versions),
+     KL__GE_LE(1, 1000),
+     .def = "3"},
+    {.name = "max_rate",
+     .type = KL__F_DOUBLE,
+     .off = ONLINE(max_rate),
+     KL__GT_LE(0, 1e6),
+     .def = "10"},
+};
+static const kl__section online_section = {KL__FIELDS(online_fields)};
 
 kl_status kl__online_config_read(const kl__ynode *v, kl_serve_online_config *c, kl_error *err)
 {
-    static const char *const keys[] = {"lr",      "optimizer", "batch_size",    "publish_every",
-                                       "persist", "max_queue", "keep_versions", "max_rate"};
     char path[KL__PATH_MAX] = "online_learning";
     if (v->type != KL__YN_MAP)
         return kl__yaml_error(err, KL_EINVAL, v->pos, path,
                               "expected a mapping such as {lr: 0.01, publish_every: 10}");
-    *c = (kl_serve_online_config){.enabled = true,
-                                  .optimizer = KL_OPTIM_SGD,
-                                  .lr = 0.01f,
-                                  .batch_size = 64,
-                                  .publish_every = 10,
-                                  .persist = true,
-                                  .max_queue = 64,
-                                  .keep_versions = 3,
-                                  .max_rate = 10};
-    kl_status st = kl__check_duplicates(v, path, err);
-    for (int i = 0; st == KL_OK && i < v->n; i++) {
-        const kl__ynode *e = v->items[i];
-        size_t len = kl__path_push(path, e->key);
-        double x = 0;
-        if (!strcmp(e->key, "lr")) {
-            if ((st = online_number(e, path, DBL_MIN, 100, false, &x, err)) == KL_OK)
-                c->lr = (float)x;
-        } else if (!strcmp(e->key, "optimizer")) {
-            bool sgd = e->type == KL__YN_SCALAR && !strcmp(e->str, "sgd");
-            if (!sgd && !(e->type == KL__YN_SCALAR && !strcmp(e->str, "adam")))
-                st = kl__yaml_error(err, KL_EINVAL, e->pos, path, "expected sgd or adam");
-            c->optimizer = sgd ? KL_OPTIM_SGD : KL_OPTIM_ADAM;
-        } else if (!strcmp(e->key, "batch_size")) {
-            if ((st = online_number(e, path, 1, 65536, true, &x, err)) == KL_OK)
-                c->batch_size = (int)x;
-        } else if (!strcmp(e->key, "publish_every")) {
-            if ((st = online_number(e, path, 1, 1e9, true, &x, err)) == KL_OK)
-                c->publish_every = (int64_t)x;
-        } else if (!strcmp(e->key, "persist")) {
-            st = online_bool(e, path, &c->persist, err);
-        } else if (!strcmp(e->key, "max_queue")) {
-            if ((st = online_number(e, path, 1, 1e6, true, &x, err)) == KL_OK)
-                c->max_queue = (int)x;
-        } else if (!strcmp(e->key, "keep_versions")) {
-            if ((st = online_number(e, path, 1, 1000, true, &x, err)) == KL_OK)
-                c->keep_versions = (int)x;
-        } else if (!strcmp(e->key, "max_rate")) {
-            if ((st = online_number(e, path, DBL_MIN, 1e6, false, &x, err)) == KL_OK)
-                c->max_rate = x;
-        } else {
-            st = kl__unknown_key(e, keys, (int)(sizeof keys / sizeof *keys), path, err);
-        }
-        kl__path_pop(path, len);
-    }
-    return st;
+    *c = (kl_serve_online_config){.enabled = true};
+    return kl__section_read(&online_section, c, NULL, v, v->pos, path, err);
 }
 
 /* ---- feedback requests ---- */
@@ -546,7 +510,7 @@ static int64_t publish(kl__learner *l)
     double t0 = kl_now();
     kl_status st = write_version(l, &number, &err);
     if (st == KL_OK)
-        st = kl__serve_publish(s, m, number, &err);
+        st = s->publish(s, m, number, &err);
     if (st != KL_OK) {
         kl__serve_log(s, "model %s: online learning could not publish version %lld: %s", m->name,
                       (long long)number, err.msg);

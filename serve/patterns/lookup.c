@@ -1,10 +1,5 @@
 /* Feature lookup: a request names entities by id and the server joins their features from a
- * table loaded at start: a CSV file (a header row; the key column holds integer ids, every other
- * column is a feature) or an HDF5 file (datasets `id`, integers (N), and `x`, (N, F)). The file
- * is checked on every lookup (one stat) and read again when it changed, so a table refreshed by
- * a batch job is picked up without a restart; a table that fails to reload leaves the old one in
- * use, and is not read again until its file changes again. Ids are found by binary search in a
- * sorted copy. */
+ * CSV or HDF5 table, read again when its file changes (serve/README.md, "Steps and lookup"). */
 #include <errno.h>
 #include <hdf5.h>
 #include <limits.h>

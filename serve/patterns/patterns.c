@@ -2,12 +2,12 @@
  * lookup (the request names entities by id, their rows come from the table), pre steps (which
  * may change the width), and the checks every inference request gets (one input of the right
  * name, a batch axis, the per-sample width the model takes, the batch size, finite values). A
- * model without patterns takes the request's data as it is (http.c's check_input). */
+ * model without patterns takes the request's data as it is (infer_route.c's check_input). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve/codec/codec.h"
+#include "serve/codec/decode.h"
 #include "serve/patterns/composite.h"
 
 bool kl__patterned(const kl__version *v)

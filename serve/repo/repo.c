@@ -1,15 +1,12 @@
-/* Models and versions. A repository is DIR/<name>/<version>/model.h5 with an optional
- * DIR/<name>/config.yaml; a single model file is a repository of one model and one version. A
- * version is loaded (every instance's model built and its threads started) before it is put in
- * the model's list, so it takes traffic only when it can answer; a retired version leaves the
- * list at once and is freed when its last request has its answer. A version that fails to load
- * is noted with the reason, and the versions already served stay. The admin mutex makes the
- * poll thread and the repository API change one thing at a time; lookups only take the read
- * lock. */
+/* Models and versions: the repository (DIR/<name>/<version>/model.h5 and DIR/<name>/config.yaml,
+ * or one model file), each model's config, and its versions brought in line with the folder and
+ * the version policy by polls, the repository API and online learning's publishing
+ * (serve/README.md, "Versions and their policy"). The HTTP routes look versions up here. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -79,35 +76,82 @@ static kl_status cfg_versions(const kl__ynode *v, kl_serve_model_config *c, kl_e
                           "expected `all`, `{latest: N}` or a list of version numbers");
 }
 
-/* monitoring: {window: N, psi_threshold: X, min_samples: N} */
-static kl_status cfg_monitoring(const kl__ynode *v, kl_serve_model_config *c, kl_error *err)
+/* What the custom rows of config.yaml read beside the config: the model's folder (lookup tables
+ * are relative to it) and its patterns. */
+typedef struct cfg_doc {
+    const char *dir;
+    kl__patterns *pat;
+} cfg_doc;
+
+static kl_status read_versions(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                               char *path, kl_error *err)
 {
-    static const char *const keys[] = {"window", "psi_threshold", "min_samples"};
-    char kpath[KL__PATH_MAX] = "monitoring";
-    if (v->type != KL__YN_MAP)
-        return kl__yaml_error(err, KL_EINVAL, v->pos, "monitoring",
-                              "expected a mapping such as {window: 1000, psi_threshold: 0.2}");
-    kl_status st = kl__check_duplicates(v, kpath, err);
-    for (int i = 0; st == KL_OK && i < v->n; i++) {
-        const kl__ynode *x = v->items[i];
-        if (!strcmp(x->key, "window")) {
-            st = cfg_int(x, 0, 1000000, &c->drift_window, err);
-        } else if (!strcmp(x->key, "min_samples")) {
-            st = cfg_int(x, 1, 1000000, &c->drift_min_samples, err);
-        } else if (!strcmp(x->key, "psi_threshold")) {
-            char *end = NULL;
-            double t = x->type == KL__YN_SCALAR && x->plain ? strtod(x->str, &end) : 0;
-            if (!end || *end || end == x->str || !(t > 0 && t <= 100))
-                st = kl__yaml_error(err, KL_EINVAL, x->pos, "monitoring.psi_threshold",
-                                    "expected a number in (0, 100], such as 0.2");
-            c->psi_threshold = t;
-        } else {
-            snprintf(kpath, sizeof kpath, "monitoring.%s", x->key);
-            st = kl__unknown_key(x, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
-        }
-    }
-    return st;
+    return cfg_versions(node, base, err);
 }
+
+#define CFG(f) offsetof(kl_serve_model_config, f)
+static const kl__field monitoring_fields[] = {
+    {.name = "window", .type = KL__F_I64, .off = CFG(drift_window), KL__GE_LE(0, 1000000)},
+    {.name = "psi_threshold", .type = KL__F_DOUBLE, .off = CFG(psi_threshold), KL__GT_LE(0, 100)},
+    {.name = "min_samples",
+     .type = KL__F_I64,
+     .off = CFG(drift_min_samples),
+     KL__GE_LE(1, 1000000)},
+};
+static const kl__section monitoring_section = {KL__FIELDS(monitoring_fields)};
+
+/* monitoring: {window: N, psi_threshold: X, min_samples: N} */
+static kl_status read_monitoring(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                                 char *path, kl_error *err)
+{
+    if (node->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected a mapping such as {window: 1000, psi_threshold: 0.2}");
+    return kl__section_read(&monitoring_section, base, ctx, node, node->pos, path, err);
+}
+
+static kl_status read_online(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                             char *path, kl_error *err)
+{
+    return kl__online_config_read(node, &((kl_serve_model_config *)base)->online, err);
+}
+
+/* pre, post, lookup, pipeline, ensemble: patterns/ reads them. */
+static kl_status read_pattern(const kl__field *f, void *base, void *ctx, const kl__ynode *node,
+                              char *path, kl_error *err)
+{
+    const cfg_doc *d = ctx;
+    int r = kl__patterns_key(node, d->dir, d->pat, err);
+    if (r == 0)
+        return kl_error_set(err, KL_EINTERNAL, "%s: not a pattern key", path);
+    return r > 0 ? KL_OK : err ? err->status : KL_EINVAL;
+}
+
+#define CFG_CUSTOM(n, fn)                               \
+    {                                                   \
+        .name = (n), .type = KL__F_CUSTOM, .read = (fn) \
+    }
+/* The keys of config.yaml. None has a default here: a key left out keeps the server's (the
+ * command line's), which the caller set. */
+static const kl__field config_fields[] = {
+    {.name = "max_batch_size", .type = KL__F_INT, .off = CFG(max_batch_size), KL__GE_LE(1, 65536)},
+    {.name = "dynamic_batching", .type = KL__F_BOOL, .off = CFG(dynamic_batching)},
+    {.name = "max_queue_delay_us",
+     .type = KL__F_I64,
+     .off = CFG(max_queue_delay_us),
+     KL__GE_LE(0, 10000000)},
+    {.name = "instances", .type = KL__F_INT, .off = CFG(instances), KL__GE_LE(1, 256)},
+    {.name = "max_queue", .type = KL__F_INT, .off = CFG(max_queue), KL__GE_LE(1, 1000000)},
+    CFG_CUSTOM("versions", read_versions),
+    CFG_CUSTOM("pre", read_pattern),
+    CFG_CUSTOM("post", read_pattern),
+    CFG_CUSTOM("lookup", read_pattern),
+    CFG_CUSTOM("pipeline", read_pattern),
+    CFG_CUSTOM("ensemble", read_pattern),
+    CFG_CUSTOM("monitoring", read_monitoring),
+    CFG_CUSTOM("online_learning", read_online),
+};
+static const kl__section config_section = {KL__FIELDS(config_fields)};
 
 /* A model's config.yaml is small: a larger one is refused. */
 #define MAX_CONFIG_BYTES 65536
@@ -131,57 +175,10 @@ static kl_status read_config(const char *path, const char *dir, kl_serve_model_c
     kl_status st = kl__yaml_parse(path, text, len, 0, 0, &root, err);
     if (st == KL_OK && root && root->type != KL__YN_MAP)
         st = kl__yaml_error(err, KL_EINVAL, root->pos, "", "expected a mapping of settings");
-    static const char *const keys[] = {"max_batch_size",
-                                       "dynamic_batching",
-                                       "max_queue_delay_us",
-                                       "instances",
-                                       "max_queue",
-                                       "versions",
-                                       "pre",
-                                       "post",
-                                       "lookup",
-                                       "pipeline",
-                                       "ensemble",
-                                       "monitoring",
-                                       "online_learning"};
     char kpath[KL__PATH_MAX] = "";
+    cfg_doc doc = {.dir = dir, .pat = pat};
     if (st == KL_OK && root)
-        st = kl__check_duplicates(root, kpath, err);
-    for (int i = 0; st == KL_OK && root && i < root->n; i++) {
-        const kl__ynode *v = root->items[i];
-        int64_t x = 0;
-        if (!strcmp(v->key, "max_batch_size")) {
-            if ((st = cfg_int(v, 1, 65536, &x, err)) == KL_OK)
-                c->max_batch_size = (int)x;
-        } else if (!strcmp(v->key, "dynamic_batching")) {
-            bool t = v->type == KL__YN_SCALAR && !strcmp(v->str, "true");
-            if (!t && !(v->type == KL__YN_SCALAR && !strcmp(v->str, "false")))
-                st = kl__yaml_error(err, KL_EINVAL, v->pos, v->key, "expected true or false");
-            c->dynamic_batching = t;
-        } else if (!strcmp(v->key, "max_queue_delay_us")) {
-            st = cfg_int(v, 0, 10000000, &c->max_queue_delay_us, err);
-        } else if (!strcmp(v->key, "instances")) {
-            if ((st = cfg_int(v, 1, 256, &x, err)) == KL_OK)
-                c->instances = (int)x;
-        } else if (!strcmp(v->key, "max_queue")) {
-            if ((st = cfg_int(v, 1, 1000000, &x, err)) == KL_OK)
-                c->max_queue = (int)x;
-        } else if (!strcmp(v->key, "versions")) {
-            st = cfg_versions(v, c, err);
-        } else if (!strcmp(v->key, "monitoring")) {
-            st = cfg_monitoring(v, c, err);
-        } else if (!strcmp(v->key, "online_learning")) {
-            st = kl__online_config_read(v, &c->online, err);
-        } else {
-            int r = kl__patterns_key(v, dir, pat, err);
-            if (r < 0) {
-                st = err ? err->status : KL_EINVAL;
-            } else if (r == 0) {
-                snprintf(kpath, sizeof kpath, "%s", v->key);
-                st = kl__unknown_key(v, keys, (int)(sizeof keys / sizeof *keys), kpath, err);
-            }
-        }
-    }
+        st = kl__section_read(&config_section, c, &doc, root, root->pos, kpath, err);
     kl__ynode_free(root);
     free(text);
     return st;
@@ -214,12 +211,6 @@ static void version_free(kl__version *v)
     free(v);
 }
 
-void kl__version_release(kl__version *v)
-{
-    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
-        version_free(v);
-}
-
 static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const char *path,
                               kl__version **out, kl_error *err)
 {
@@ -228,6 +219,7 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
         free(v);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
+    v->free = version_free;
     v->model = m;
     v->number = number;
     v->cfg = m->cfg;
@@ -282,6 +274,7 @@ static kl_status composite_version(kl_server *s, kl__model *m, kl_error *err)
         return st;
     kl__version *v = calloc(1, sizeof *v);
     if (v) {
+        v->free = version_free;
         v->model = m;
         v->number = 1;
         v->cfg = m->cfg;
@@ -853,6 +846,8 @@ static kl_status load_single(kl_server *s, kl_error *err)
 
 kl_status kl__serve_load_all(kl_server *s, kl_error *err)
 {
+    s->acquire = kl__serve_acquire;
+    s->publish = kl__serve_publish;
     if (s->single)
         return load_single(s, err);
     DIR *d = opendir(s->repository);

@@ -1,6 +1,7 @@
 /* Private to serve/: the repository (serve/repo/). Models and versions from DIR/<name>/<version>/
  * and each model's config.yaml: loading before traffic, retiring, polling, the repository API,
- * and the versions online learning publishes. http/ and the patterns call it. */
+ * and the versions online learning publishes. http/ calls it; the patterns, below it, reach
+ * kl__serve_acquire and kl__serve_publish through the server's acquire and publish. */
 #ifndef KILN_SERVE_REPO_H
 #define KILN_SERVE_REPO_H
 
@@ -22,7 +23,6 @@ kl_status kl__serve_publish(kl_server *s, kl__model *m, int64_t number, kl_error
  * with kl__version_release; NULL with a message otherwise: KL_ENOTFOUND for an unknown model or
  * version, KL_EIO for one with no version ready. */
 kl__version *kl__serve_acquire(kl_server *s, const char *name, int64_t v, kl_error *err);
-void kl__version_release(kl__version *v);
 void kl__serve_free_models(kl_server *s);
 
 #endif

@@ -1,10 +1,6 @@
-/* A model version's request queue and its instances. Each instance is a thread with its own
- * kl_modelfile (its own compiled graph and workspace). An idle instance takes the oldest job and,
- * with dynamic batching, every following job that still fits in max_batch_size samples, waiting
- * up to max_queue_delay_us after the oldest arrived for the batch to fill; then it runs one model
- * call for all of them and hands each job its rows. Requests never wait for a batch to fill
- * longer than that delay, and under load batches form by themselves from what queued while the
- * instances were busy. */
+/* A model version's request queue and its instances, threads that each hold their own model
+ * copy and take dynamic batches off the queue (serve/README.md, "Dynamic batching"). The
+ * repository starts and stops them; the inference route and flows queue jobs. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -106,6 +106,7 @@ static void other_value(const kl__field *f, const char *def, char *text, char *p
             snprintf(text, cap, "%lld", (long long)lo + 2 + attempt);
             break;
         case KL__F_FLOAT:
+        case KL__F_DOUBLE:
             snprintf(text, cap, "%g",
                      bounded ? lo + (f->hi - lo) * (attempt + 1) / 8 : lo + 0.5 + attempt);
             break;

@@ -1,9 +1,11 @@
 /* A decoded input tensor against the version it is sent to: its shape, and its sample count
  * within the model's max_batch_size. The inference route, the patterns and online learning check
- * a model's input with it. Its values are finite already: the decoder refused any other. */
+ * a model's input with it; it is the patterns' because they decide what a model's input is.
+ * Its values are finite already: the decoder refused any other. */
 #include <stdio.h>
 
-#include "serve/codec/codec.h"
+#include "serve/codec/decode.h"
+#include "serve/patterns/composite.h"
 
 /* "[-1,d1,d2...]": the input shape a model takes, for messages. */
 void kl__want_shape(const kl_modelfile_signature *sig, char *want, size_t size)
