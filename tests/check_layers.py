@@ -5,7 +5,10 @@ The table lives in docs/architecture.md, between the lines `<!-- layers -->` and
 `<!-- /layers -->`: a Markdown table whose rows are `| layer | rank | paths |`, the paths in
 backticks (a folder ends with `/`). A source file or public header belongs to the layer whose path
 matches it most specifically. A file may include headers of its own layer and of layers of a lower
-rank; layers of the same rank (trainers and serve) may not include each other. Every header under
+rank; layers of the same rank (trainers and serve) may not include each other. A layer named
+FAMILY.PART (serve.http) is a part of layer FAMILY: between parts of one family the whole rank
+counts (2.5 may use 2.3), between families only its integer part (serve.http, 2.5, may not use
+trainers, 2). Every header under
 include/kiln/ must be in the table, so that a new one cannot slip past the check. A private
 header (a name ending in _impl.h) may be included only from its own folder and the folders below
 it: an internal API other folders use gets a name of its own.
@@ -36,9 +39,9 @@ def read_table(root):
     layers = []  # (path, layer, rank)
     for line in m.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 3 or not cells[1].isdigit():
+        if len(cells) != 3 or not re.fullmatch(r"\d+(\.\d+)?", cells[1]):
             continue  # the header row and its rule
-        name, rank = cells[0].strip("`"), int(cells[1])
+        name, rank = cells[0].strip("`"), float(cells[1])
         for p in re.findall(r"`([^`]+)`", cells[2]):
             layers.append((p, name, rank))
     if not layers:
@@ -54,6 +57,15 @@ def layer_of(rel, table):
         if hit and (best is None or len(p) > len(best[0])):
             best = (p, name, rank)
     return (best[1], best[2]) if best else None
+
+
+def points_up(mine, theirs):
+    """Whether a file of layer mine (name, rank) may not use one of layer theirs."""
+    if theirs[0] == mine[0]:
+        return False
+    if theirs[0].split(".")[0] == mine[0].split(".")[0]:
+        return theirs[1] >= mine[1]
+    return int(theirs[1]) >= int(mine[1])
 
 
 def resolve(inc, src_rel, root):
@@ -97,9 +109,9 @@ def check_objects(build, root, table):
             if not where or not mine:
                 continue
             theirs = layer_of(where, table)
-            if theirs and theirs[0] != mine[0] and theirs[1] >= mine[1]:
-                bad.append(f"{src}: {mine[0]} (rank {mine[1]}) calls {sym}, defined in {where} "
-                           f"of {theirs[0]} (rank {theirs[1]}): dependencies point down only")
+            if theirs and points_up(mine, theirs):
+                bad.append(f"{src}: {mine[0]} (rank {mine[1]:g}) calls {sym}, defined in {where} "
+                           f"of {theirs[0]} (rank {theirs[1]:g}): dependencies point down only")
     return bad
 
 
@@ -136,9 +148,9 @@ def main():
                             bad.append(f"{rel}:{no}: includes {target}, private to {home}")
                         if theirs is None:
                             bad.append(f"{rel}:{no}: includes {target}, which is in no layer")
-                        elif theirs[0] != mine[0] and theirs[1] >= mine[1]:
-                            bad.append(f"{rel}:{no}: {mine[0]} (rank {mine[1]}) includes "
-                                       f"{target}, of {theirs[0]} (rank {theirs[1]}): "
+                        elif points_up(mine, theirs):
+                            bad.append(f"{rel}:{no}: {mine[0]} (rank {mine[1]:g}) includes "
+                                       f"{target}, of {theirs[0]} (rank {theirs[1]:g}): "
                                        f"dependencies point down only")
     for b in bad:
         print(b)
