@@ -303,7 +303,8 @@ int main(int argc, char **argv)
     }
     /* The figure is the median of the per-repetition ratios: each pair ran back to back, so a
      * burst of load from another process moves both of its rates, not one median. */
-    double mf_fw = bench_median(fw, o.reps), mf_pr = bench_median(pr, o.reps), q = bench_median(ratio, o.reps);
+    double mf_fw = bench_median(fw, o.reps), mf_pr = bench_median(pr, o.reps),
+           q = bench_median(ratio, o.reps);
     if (o.csv) {
         printf("# batch,threads,forward_samples_per_s,predict_samples_per_s,ratio,ratio_min,"
                "ratio_max\n");

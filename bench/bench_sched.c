@@ -119,8 +119,9 @@ static int run_mode(const opts *o, const kl_curves *c, bool stop_mode)
     printf("bench_sched: mode=%s workers=%d trials=%lld epochs=%lld best_trial=%lld "
            "loop_ms=%.3f sched_ms=%.3f p50_us=%.3f p99_us=%.3f max_us=%.1f (medians of %d)\n",
            mode, o->workers, (long long)r.ntrials, (long long)r.epochs, (long long)r.best_trial,
-           1e3 * bench_median(loop, o->reps), 1e3 * bench_median(sched, o->reps), bench_median(p50, o->reps),
-           bench_median(p99, o->reps), bench_median(mx, o->reps), o->reps);
+           1e3 * bench_median(loop, o->reps), 1e3 * bench_median(sched, o->reps),
+           bench_median(p50, o->reps), bench_median(p99, o->reps), bench_median(mx, o->reps),
+           o->reps);
     kl_sim_result_free(&r);
     return 0;
 }

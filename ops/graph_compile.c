@@ -137,15 +137,17 @@ static kl_status reshape_all(kl_graph *g, int64_t batch, kl_error *err)
          * multiply its dimensions, cannot overflow either. */
         char what[160];
         snprintf(what, sizeof what, "graph: node %d (%s)", i,
-                 n->name                 ? n->name
+                 n->name                ? n->name
                  : n->kind == KL__OP    ? kl__ops[n->op]->name
                  : n->kind == KL__INPUT ? "input"
                                         : "parameter");
         if (kl_shape_check(&n->shape, n->dtype, what, NULL, err) != KL_OK)
             return KL_ESHAPE;
         if (n->saved_n > KL__MAX_FLOATS || n->scratch_n > KL__MAX_FLOATS)
-            return kl_error_set(err, KL_ESHAPE, "%s: needs more working memory than memory can "
-                                "address", what);
+            return kl_error_set(err, KL_ESHAPE,
+                                "%s: needs more working memory than memory can "
+                                "address",
+                                what);
     }
     return KL_OK;
 }

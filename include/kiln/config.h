@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kiln/optim.h"
 #include "kiln/lr_schedule.h"
+#include "kiln/optim.h"
 #include "kiln/status.h"
 
 /* Where a value came from, for error messages of later stages (the builder, the loaders). */

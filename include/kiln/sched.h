@@ -84,9 +84,9 @@ void kl_sched_requeue(kl_sched *s, int64_t trial);
  * trial promoted in the meantime, a second worker would train it in the same folder from an older
  * checkpoint. With holds on, a trial paused by kl_sched_result is held: its value counts at its
  * rung at once, but it is no candidate for promotion until kl_sched_release says its worker let
- * go of it (which returns whether it was held; a trial not held, or not created, is no error). Off (the default), it is a candidate at once, as
- * for a simulated worker whose job ends the moment it hears the decision. Turning holds on or off
- * affects the pauses that follow. */
+ * go of it (which returns whether it was held; a trial not held, or not created, is no error). Off
+ * (the default), it is a candidate at once, as for a simulated worker whose job ends the moment it
+ * hears the decision. Turning holds on or off affects the pauses that follow. */
 void kl_sched_set_holds(kl_sched *s, bool on);
 bool kl_sched_release(kl_sched *s, int64_t trial);
 bool kl_sched_held(const kl_sched *s, int64_t trial);

@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include "kiln/graph.h"
-#include "kiln/optim.h"
 #include "kiln/lr_schedule.h"
+#include "kiln/optim.h"
 
 typedef struct kl_toy_data {
     kl_tensor *x; /* f32 (N, features...) */

@@ -396,9 +396,9 @@ static void test_sizes_refused(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),   CHECK_CASE(test_deep_gradients),
-    CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),   CHECK_CASE(test_set_batch),
-    CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name), CHECK_CASE(test_flat_views),
+    CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),    CHECK_CASE(test_deep_gradients),
+    CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),    CHECK_CASE(test_set_batch),
+    CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name),  CHECK_CASE(test_flat_views),
     CHECK_CASE(test_errors),      CHECK_CASE(test_sizes_refused),
 };
 
