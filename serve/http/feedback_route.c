@@ -30,10 +30,7 @@ static enum MHD_Result feedback_finish(req_ctx *r);
 
 static void feedback_done(kl__feedback *fb)
 {
-    req_ctx *r = fb->ctx;
-    kl_server *s = r->s;
-    MHD_resume_connection(r->conn);
-    atomic_fetch_sub(&s->pending, 1);
+    kl__http_resume(fb->ctx);
 }
 
 /* Checks and copies the samples and labels, queues them on the model's learner, and suspends

@@ -102,6 +102,10 @@ struct req_ctx {
     char *path;             /* with an access log */
 };
 
+/* A suspended request's work is done (called from the worker that finished it): resumes its
+ * connection, so that the route's finish runs, and counts it out of the server's pending work. */
+void kl__http_resume(req_ctx *r);
+
 /* Answers (request.c). Each counts the answer on r->v, or on the server when r->v is NULL, and
  * closes the connection when the body was not read or the server stops; header_len > 0 marks a
  * binary answer's JSON header. */

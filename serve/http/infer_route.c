@@ -50,19 +50,14 @@ static enum MHD_Result infer_finish(req_ctx *r);
 
 static void job_done(kl__job *job)
 {
-    req_ctx *r = job->ctx;
-    kl_server *s = r->s;
-    MHD_resume_connection(r->conn);
-    atomic_fetch_sub(&s->pending, 1);
+    kl__http_resume(job->ctx);
 }
 
 static void flow_done(kl__flow *f)
 {
     req_ctx *r = f->ctx;
-    kl_server *s = r->s;
     atomic_store(&state_of(r)->job.done, true);
-    MHD_resume_connection(r->conn);
-    atomic_fetch_sub(&s->pending, 1);
+    kl__http_resume(r);
 }
 
 /* A pipeline or ensemble: its stages run as jobs on its members' queues (flow.c). */

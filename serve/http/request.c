@@ -3,6 +3,7 @@
  * callbacks in route.c call these. */
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,4 +121,11 @@ kl_status kl__http_parse_body(req_ctx *r, kl__infer_request *q, kl_error *err)
     if (header_safe(q->id)) /* the request's id from now on, even when the rest is refused */
         snprintf(r->rid, sizeof r->rid, "%s", q->id);
     return st;
+}
+
+void kl__http_resume(req_ctx *r)
+{
+    kl_server *s = r->s; /* read first: once resumed, the request may end and free r */
+    MHD_resume_connection(r->conn);
+    atomic_fetch_sub(&s->pending, 1);
 }
