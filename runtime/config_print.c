@@ -12,7 +12,9 @@
 static void print_number(double v, bool single, FILE *f)
 {
     char buf[32];
-    if (v == (double)(long)v && fabs(v) < 1e9) { /* 300, not the shortest form 3e+02 */
+    /* 300, not the shortest form 3e+02; the range test comes first, as casting a double out of
+     * long's range is undefined. */
+    if (fabs(v) < 1e9 && v == (double)(long)v) {
         fprintf(f, "%ld", (long)v);
         return;
     }

@@ -401,7 +401,7 @@ int64_t kl__sweep_grid_size(const kl_sweep *s)
 static void format_float(double x, char *buf, size_t cap)
 {
     float v = (float)x;
-    if (v == (float)(long)v && fabsf(v) < 1e9f) {
+    if (fabsf(v) < 1e9f && v == (float)(long)v) { /* range first: the cast is UB beyond it */
         snprintf(buf, cap, "%ld", (long)v);
         return;
     }
