@@ -279,6 +279,11 @@ enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
 static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
 {
     kl_status st = KL_OK;
+    /* On a device the gradients go through host memory (the MPI fallback): backward has only
+     * queued its work, so no bucket started during it; all start here, on the host copies. */
+    if (r->dev.device != KL_DEVICE_CPU &&
+        (st = kl_graph_to_host(r->m->g, KL_GRAPH_GRADS, err)) != KL_OK)
+        return st;
     for (int i = 0; i < r->nbuckets; i++)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
     if (r->comm_st != KL_OK)
@@ -291,6 +296,8 @@ static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
         st = st == KL_OK ? wst : st;
     }
     r->comm_wait += kl_now() - t0;
+    if (st == KL_OK && r->dev.device != KL_DEVICE_CPU)
+        st = kl_graph_to_device(r->m->g, KL_GRAPH_GRADS, err);
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
     kl__train_phase(r, NULL, -1);
@@ -518,12 +525,15 @@ static kl_status sync_buffers(kl__train_state *r, kl_error *err)
     if (r->size == 1 || n == 0)
         return KL_OK;
     float *b = kl_graph_buffers(g), inv = 1.0f / (float)r->size;
+    kl_status st = kl_graph_to_host(g, KL_GRAPH_BUFFERS, err);
+    if (st != KL_OK)
+        return st;
     kl__train_phase(r, "buffer all-reduce", r->step);
-    kl_status st = kl_comm_allreduce(r->comm, b, n, err);
+    st = kl_comm_allreduce(r->comm, b, n, err);
     kl__train_phase(r, NULL, -1);
     for (size_t i = 0; st == KL_OK && i < n; i++)
         b[i] *= inv;
-    return st;
+    return st == KL_OK ? kl_graph_to_device(g, KL_GRAPH_BUFFERS, err) : st;
 }
 
 /* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
@@ -599,6 +609,10 @@ static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *
         if (eval && (st = evaluate_dist(r, &r->data->val, &em.val_loss, &em.val_accuracy,
                                         &em.val_mae, err)) != KL_OK)
             return st == KL_ESTOPPED ? stop_in_eval(r, epoch, em.seconds, err) : st;
+        /* improved() keeps a copy of the weights: the host's must be current. */
+        if (eval && patience > 0 &&
+            (st = kl_graph_to_host(r->m->g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err)) != KL_OK)
+            return st;
         em.best = eval && improved(r, &em);
         res->epochs_run = epoch + 1;
         res->last = em;
@@ -644,6 +658,9 @@ static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *
         kl_graph *g = r->m->g;
         memcpy(kl_graph_params(g), r->best_params, kl_graph_param_count(g) * sizeof(float));
         memcpy(kl_graph_buffers(g), r->best_buffers, kl_graph_buffer_count(g) * sizeof(float));
+        kl_status st = kl_graph_to_device(g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
+        if (st != KL_OK)
+            return st;
     }
     res->best_epoch = r->best_epoch;
     return KL_OK;
@@ -692,14 +709,18 @@ int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, 
 static kl_status share_weights(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
+    const unsigned both = KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS;
+    kl_status st = kl_graph_to_host(g, both, err);
+    if (st != KL_OK)
+        return st;
     kl__train_phase(r, "initial weights broadcast", -1);
-    kl_status st =
+    st =
         kl_comm_bcast(r->comm, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float), 0, err);
     if (st == KL_OK)
         st = kl_comm_bcast(r->comm, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float),
                            0, err);
     kl__train_phase(r, NULL, -1);
-    return st;
+    return st == KL_OK ? kl_graph_to_device(g, both, err) : st;
 }
 
 void kl__train_phase(kl__train_state *r, const char *what, int64_t step)
@@ -761,7 +782,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
     kl_stop_test_point("build", r.rank, -1);
-    kl_status st = kl_model_build(&cfg->model, &o, &m, err);
+    kl_status st = kl_train_pick_device(cfg, comm, &r.dev, err);
+    o.device = r.dev.device;
+    o.device_index = r.dev.index;
+    if (st == KL_OK)
+        st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK) {
         if (comm)
             kl_comm_set_timeout(comm, caller_timeout, NULL);
@@ -782,6 +807,9 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     }
     if (st == KL_OK)
         st = finish(&r, &res, err);
+    /* The model handed back (and exported from it) reads the host copies. */
+    if (st == KL_OK && model)
+        st = kl_graph_to_host(m.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
     run_free(&r);
     if (comm)
         kl_comm_set_timeout(comm, caller_timeout, NULL);
@@ -795,6 +823,15 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     else
         kl_model_free(&m);
     return st;
+}
+
+kl_status kl_train_pick_device(const kl_config *cfg, kl_comm *comm, kl_device_choice *c,
+                               kl_error *err)
+{
+    int local_rank = comm ? kl_comm_local_rank(comm) : 0;
+    int local_size = comm ? kl_comm_local_size(comm) : 1;
+    return kl_device_pick(cfg->train.device, local_rank, local_size, cfg->train.device_share, c,
+                          err);
 }
 
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,

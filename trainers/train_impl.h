@@ -20,6 +20,9 @@ typedef struct kl__train_state {
     const kl_config *cfg;
     kl_comm *comm; /* NULL: one process */
     int rank, size;
+    /* On a device (train.device), gradients, buffers and weights cross to the host where MPI or
+     * a checkpoint needs them (kl_graph_to_host / to_device). */
+    kl_device_choice dev;
     kl__bucket *buckets;
     int nbuckets;
     int *param_bucket; /* per parameter */

@@ -125,8 +125,9 @@ void kl_graph_require_grad(kl_graph *g, kl_node input);
  * stream of the graph's own. The host sees a device graph through copies:
  *   - kl_graph_value(input) is a host buffer that forward copies to the device first;
  *     kl_graph_value of an output or the loss is a host buffer that forward fills at its end
- *     (it waits for the device: the loss is read once per forward). Any other node's value, and
- *     kl_graph_grad of every node, is NULL on a device graph.
+ *     (it waits for the device: the loss is read once per forward); that of a parameter or
+ *     buffer is its place in the host copies below. Any other node's value, and kl_graph_grad
+ *     of every node, is NULL on a device graph.
  *   - kl_graph_params, kl_graph_grads and kl_graph_buffers are host copies, current only after
  *     kl_graph_to_host; after writing them (loading a checkpoint, a broadcast) kl_graph_to_device
  *     puts them on the device.
