@@ -412,7 +412,9 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
             char what[320];
             kl_device_describe(&dev, what, sizeof what);
             fprintf(stderr, " on %s", what);
-            if (dev.device != KL_DEVICE_CPU && kl_comm_size(comm) > 1)
+            if (kl_train_uses_nccl(&dev, kl_comm_size(comm)))
+                fprintf(stderr, ", gradients all-reduced with NCCL");
+            else if (dev.device != KL_DEVICE_CPU && kl_comm_size(comm) > 1)
                 fprintf(stderr, ", gradients through host memory (MPI fallback)");
         }
         if (kl_reporter_dir(rep))

@@ -17,6 +17,16 @@ kl_device kl_graph_device(const kl_graph *g)
     return g->device;
 }
 
+void *kl_graph_stream(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CPU ? NULL : g->stream;
+}
+
+float *kl_graph_device_grads(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CPU ? NULL : g->dev_grads;
+}
+
 /* Zeroed host memory, 64-byte aligned, with 16 floats to spare. */
 static kl_status host_alloc(float **p, size_t floats, const char *what, kl_error *err)
 {

@@ -124,6 +124,26 @@ static kl_status make_buckets(kl__train_state *r, kl_error *err);
 static kl_status sync_buffers(kl__train_state *r, kl_error *err);
 static void grad_ready(void *ctx, int param);
 
+/* NCCL for the gradients when every rank can use it (each has a GPU of its own), else MPI. */
+static kl_status start_nccl(kl__train_state *r, kl_error *err)
+{
+    float can = kl_train_uses_nccl(&r->dev, r->size);
+    kl__train_phase(r, "device check", -1);
+    kl_status st = kl_comm_allreduce(r->comm, &can, 1, err);
+    kl__train_phase(r, NULL, -1);
+    if (st != KL_OK || can < (float)r->size)
+        return st;
+    kl_graph *g = r->m->g;
+    if ((st = kl_comm_nccl(r->comm, r->dev.index, kl_graph_stream(g), &r->gcomm, err)) != KL_OK)
+        return st;
+    return kl_comm_set_timeout(r->gcomm, r->cfg->dist.timeout, err);
+}
+
+bool kl_train_uses_nccl(const kl_device_choice *dev, int ranks)
+{
+    return ranks > 1 && dev->device == KL_DEVICE_CUDA && !dev->shared && kl_comm_have_nccl();
+}
+
 static kl_status run_init(kl__train_state *r, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
@@ -187,7 +207,7 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
             return st;
         kl_graph_on_grad_ready(g, grad_ready, r);
     }
-    return KL_OK;
+    return r->size > 1 ? start_nccl(r, err) : KL_OK;
 }
 
 static void run_free(kl__train_state *r)
@@ -196,6 +216,7 @@ static void run_free(kl__train_state *r)
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
         kl_graph_set_loss_scale(r->m->g, 1.0f);
     }
+    kl_comm_free(r->gcomm);
     free(r->buckets);
     free(r->param_bucket);
     kl_step_free(r->train_step);
@@ -240,8 +261,10 @@ static void start_bucket(kl__train_state *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
-    r->comm_st = kl_comm_allreduce_start(r->comm, kl_graph_grads(r->m->g) + b->lo, b->hi - b->lo,
-                                         &b->req, &r->comm_err);
+    /* NCCL sums the device's gradients, queued after backward on the graph's stream. */
+    float *grads = r->gcomm ? kl_graph_device_grads(r->m->g) : kl_graph_grads(r->m->g);
+    r->comm_st = kl_comm_allreduce_start(r->gcomm ? r->gcomm : r->comm, grads + b->lo,
+                                         b->hi - b->lo, &b->req, &r->comm_err);
 }
 
 /* Backward's gradient-ready callback: the bucket's all-reduce starts with its last gradient.
@@ -281,8 +304,8 @@ static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
     kl_status st = KL_OK;
     /* On a device the gradients go through host memory (the MPI fallback): backward has only
      * queued its work, so no bucket started during it; all start here, on the host copies. */
-    if (r->dev.device != KL_DEVICE_CPU &&
-        (st = kl_graph_to_host(r->m->g, KL_GRAPH_GRADS, err)) != KL_OK)
+    bool staged = r->dev.device != KL_DEVICE_CPU && !r->gcomm;
+    if (staged && (st = kl_graph_to_host(r->m->g, KL_GRAPH_GRADS, err)) != KL_OK)
         return st;
     for (int i = 0; i < r->nbuckets; i++)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
@@ -291,12 +314,13 @@ static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
     kl__train_phase(r, "gradient all-reduce", r->step + 1);
     double t0 = kl_now();
     for (int i = 0; i < r->nbuckets; i++) {
-        kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
+        kl_comm *c = r->gcomm ? r->gcomm : r->comm;
+        kl_status wst = r->buckets[i].req ? kl_comm_wait(c, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
         st = st == KL_OK ? wst : st;
     }
     r->comm_wait += kl_now() - t0;
-    if (st == KL_OK && r->dev.device != KL_DEVICE_CPU)
+    if (st == KL_OK && staged)
         st = kl_graph_to_device(r->m->g, KL_GRAPH_GRADS, err);
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);

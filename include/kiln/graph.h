@@ -143,6 +143,10 @@ enum { KL_GRAPH_PARAMS = 1u << 0, KL_GRAPH_GRADS = 1u << 1, KL_GRAPH_BUFFERS = 1
  * copies; waits for the device. KL_EIO naming the CUDA error on a failure. */
 kl_status kl_graph_to_host(kl_graph *g, unsigned what, kl_error *err);
 kl_status kl_graph_to_device(kl_graph *g, unsigned what, kl_error *err);
+/* A device graph's stream (a cudaStream_t) and its flat gradient buffer in device memory, for a
+ * device communicator (kl_comm_nccl); NULL on a CPU graph. */
+void *kl_graph_stream(kl_graph *g);
+float *kl_graph_device_grads(kl_graph *g);
 
 /* Plans memory for batches of up to max_batch. With loss != KL_NONE the graph is trainable:
  * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */

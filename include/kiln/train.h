@@ -63,6 +63,11 @@ typedef struct kl_train_options {
 kl_status kl_train_pick_device(const kl_config *cfg, kl_comm *comm, kl_device_choice *c,
                                kl_error *err);
 
+/* Whether ranks on device dev all-reduce their gradients with NCCL: several ranks, each with a
+ * CUDA device of its own, in a build with NCCL. Otherwise a GPU run's gradients go through host
+ * memory and MPI (the MPI fallback). The trainer also checks that every rank agrees. */
+bool kl_train_uses_nccl(const kl_device_choice *dev, int ranks);
+
 /* Builds the model from cfg for data, trains it, evaluates on the test split, and leaves the
  * trained model in *model (free it with kl_model_free) when model is not NULL. */
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,

@@ -68,6 +68,26 @@ enum { KL__CUDA_CLIP_BLOCKS = 512, KL__CUDA_CLIP_WORK = KL__CUDA_CLIP_BLOCKS + 1
 int kl__cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm, double *work,
                             void *stream);
 
+/* NCCL (ops/cuda/nccl.cu, only in a build where CMake found NCCL: KILN_HAVE_NCCL), for the
+ * communicator's nccl backend. A comm is an ncclComm_t, an event a cudaEvent_t. Each returns 0,
+ * or -1 with the reason in kl__nccl_last_error. unique_id writes KL__NCCL_ID_BYTES bytes; init
+ * makes device the thread's current device and joins the nranks ranks of the id (it waits for
+ * all of them); allreduce sums n floats of device memory in place, queued on stream; async_error
+ * is -1 once the communicator has failed (ncclCommGetAsyncError); abort ends it without waiting
+ * (ncclCommAbort). event_query is 1 when the work before the event is done, 0 when not yet. */
+enum { KL__NCCL_ID_BYTES = 128 };
+const char *kl__nccl_last_error(void);
+int kl__nccl_unique_id(void *id);
+int kl__nccl_init(void **comm, int nranks, const void *id, int rank, int device);
+int kl__nccl_allreduce(void *comm, float *buf, size_t n, void *stream);
+int kl__nccl_async_error(void *comm);
+void kl__nccl_abort(void *comm);
+void kl__nccl_destroy(void *comm);
+int kl__nccl_event_new(void **event);
+int kl__nccl_event_record(void *event, void *stream);
+int kl__nccl_event_query(void *event);
+void kl__nccl_event_free(void *event);
+
 #ifdef __cplusplus
 }
 #endif
