@@ -162,16 +162,14 @@ ran resume-gpu-first "$kiln" train "$mlp" "${res[@]}" --name gr --set train.epoc
     compare "resume on the GPU: bit-exact" resume-gpu-then resume-gpu-whole exact
 ran resume-cpu-whole "$kiln" train "$mlp" "${res[@]}" --name cw --set train.epochs=2 \
     --set train.device=cpu
-ran resume-c2g-first "$kiln" train "$mlp" "${res[@]}" --name c2g --set train.epochs=1 \
-    --set train.device=cpu &&
-    ran resume-c2g-then "$kiln" train "$mlp" "${res[@]}" --name c2g --set train.epochs=2 \
-        --set train.device=cuda --resume &&
-    compare "resume CPU -> GPU" resume-c2g-then resume-cpu-whole near
-ran resume-g2c-first "$kiln" train "$mlp" "${res[@]}" --name g2c --set train.epochs=1 \
-    --set train.device=cuda &&
-    ran resume-g2c-then "$kiln" train "$mlp" "${res[@]}" --name g2c --set train.epochs=2 \
-        --set train.device=cpu --resume &&
-    compare "resume GPU -> CPU" resume-g2c-then resume-cpu-whole near
+for pair in cpu:cuda cuda:cpu; do
+    from=${pair%:*} to=${pair#*:}
+    ran "resume-$from-$to-first" "$kiln" train "$mlp" "${res[@]}" --name "$from-$to" \
+        --set train.epochs=1 --set train.device="$from" &&
+        ran "resume-$from-$to-then" "$kiln" train "$mlp" "${res[@]}" --name "$from-$to" \
+            --set train.epochs=2 --set train.device="$to" --resume &&
+        compare "resume $from -> $to" "resume-$from-$to-then" resume-cpu-whole near
+done
 
 # Two ranks on one GPU (the MPI fallback) against one rank: the same global batch.
 if command -v mpirun >/dev/null; then
