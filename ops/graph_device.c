@@ -148,21 +148,31 @@ kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
 {
     if (!on_device(g))
         return KL_OK;
-    for (int i = 0; i < g->n; i++) {
+    /* Staged: inputs, outputs, the loss, and any other node nothing consumes (a loss built
+     * but not compiled as one, which an evaluation reads as the CPU lets it). */
+    bool *used = calloc((size_t)g->n + 1, sizeof *used);
+    if (!used)
+        return kl_error_set(err, KL_ENOMEM, "graph: out of memory staging the outputs");
+    for (int i = 0; i < g->n; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            used[g->nodes[i].in[j]] = true;
+    kl_status st = KL_OK;
+    for (int i = 0; i < g->n && st == KL_OK; i++) {
         kl__node *n = &g->nodes[i];
         if (n->kind == KL__OP && !kl__ops[n->op]->alias && !kl__op_kernels(n->op, true, err))
-            return KL_EUNSUPPORTED;
-        if (n->kind == KL__PARAM || n->kind == KL__BUFFER || n->host.data)
+            st = KL_EUNSUPPORTED;
+        if (st != KL_OK || n->kind == KL__PARAM || n->kind == KL__BUFFER || n->host.data)
             continue; /* host set by alloc_flat */
-        if (n->kind != KL__INPUT && !n->output && i != g->loss)
+        if (n->kind != KL__INPUT && !n->output && i != g->loss && used[i])
             continue;
         size_t bytes = (size_t)kl_numel(&n->val) * kl_dtype_size(n->dtype);
         n->host = (kl_tensor){n->dtype, n->val.shape, calloc(1, bytes + sizeof(float))};
         if (!n->host.data)
-            return kl_error_set(err, KL_ENOMEM, "graph: out of memory staging node %d", i);
-        n->host_owned = true;
+            st = kl_error_set(err, KL_ENOMEM, "graph: out of memory staging node %d", i);
+        n->host_owned = n->host.data != NULL;
     }
-    return KL_OK;
+    free(used);
+    return st;
 }
 
 /* Copies the inputs up (up) or the outputs and the loss down, at the current batch. */

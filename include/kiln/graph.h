@@ -124,7 +124,8 @@ void kl_graph_require_grad(kl_graph *g, kl_node input);
  * device's kernels (kl__op_kernels: an op without a CUDA kernel fails compile, naming it) on a
  * stream of the graph's own. The host sees a device graph through copies:
  *   - kl_graph_value(input) is a host buffer that forward copies to the device first;
- *     kl_graph_value of an output or the loss is a host buffer that forward fills at its end
+ *     kl_graph_value of an output, the loss, or a node nothing consumes (a loss the graph was not
+ *     compiled with) is a host buffer that forward fills at its end
  *     (it waits for the device: the loss is read once per forward); that of a parameter or
  *     buffer is its place in the host copies below. Any other node's value, and kl_graph_grad
  *     of every node, is NULL on a device graph.

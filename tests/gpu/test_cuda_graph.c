@@ -2,11 +2,11 @@
  * same seed gives the same initial weights, and a few training steps of kl_step (Adam with
  * clipping; SGD with Nesterov momentum and weight decay) on the same batches keep the losses,
  * parameters, batchnorm's running statistics and the optimizer state within a tolerance; the
- * host copies (to_host / to_device) round-trip; eval mode and a smaller batch run; and the same
- * steps run twice on the device give the same bits (what bit-exact resume needs). Models: an MLP
- * with dropout and a small CNN with batchnorm and pooling. `--refuse` (label unit, no device
- * needed) checks that a device is refused with KL_EUNSUPPORTED when none is visible; the rest
- * exits 77 without a device. */
+ * host copies (to_host / to_device) round-trip; eval mode, a smaller batch and a graph compiled
+ * without its loss run; and the same steps run twice on the device give the same bits (what
+ * bit-exact resume needs). Models: an MLP with dropout and a small CNN with batchnorm and pooling.
+ * `--refuse` (label unit, no device needed) checks that a device is refused with KL_EUNSUPPORTED
+ * when none is visible; the rest exits 77 without a device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +249,35 @@ static void test_device_repeats(void)
     kl_graph_free(c.g);
 }
 
+/* Compiled for inference (no loss, as kiln predict's graph): the loss node, which nothing
+ * consumes, is still read back, as evaluation with labels needs. */
+static void test_inference_graph(void)
+{
+    net c, d;
+    kl_error err = {0};
+    make_mlp(&c);
+    make_mlp(&d);
+    kl_graph_mark_output(c.g, c.logits);
+    kl_graph_mark_output(d.g, d.logits);
+    CHECK_OK(kl_graph_set_device(d.g, KL_DEVICE_CUDA, 0, &err), &err);
+    CHECK_OK(kl_graph_compile(c.g, BATCH, KL_NONE, 42, &err), &err);
+    CHECK_OK(kl_graph_compile(d.g, BATCH, KL_NONE, 42, &err), &err);
+    kl_graph_set_mode(c.g, KL_MODE_EVAL);
+    kl_graph_set_mode(d.g, KL_MODE_EVAL);
+    fill_batch(&c, 3, BATCH, 5);
+    fill_batch(&d, 3, BATCH, 5);
+    CHECK_OK(kl_graph_forward(c.g, &err), &err);
+    CHECK_OK(kl_graph_forward(d.g, &err), &err);
+    const kl_tensor *lc = kl_graph_value(c.g, c.loss), *ld = kl_graph_value(d.g, d.loss);
+    CHECK(ld != NULL);
+    if (ld)
+        CHECK_NEAR(kl_f32(ld)[0], kl_f32(lc)[0], TOL);
+    const kl_tensor *oc = kl_graph_value(c.g, c.logits), *od = kl_graph_value(d.g, d.logits);
+    CHECK(max_rel(kl_f32(od), kl_f32(oc), (size_t)kl_numel(oc)) <= TOL);
+    kl_graph_free(c.g);
+    kl_graph_free(d.g);
+}
+
 /* Without a device (this case runs where there is none): a clear KL_EUNSUPPORTED. */
 static void test_refused(void)
 {
@@ -262,10 +291,8 @@ static void test_refused(void)
 }
 
 static const check_case device_cases[] = {
-    CHECK_CASE(test_same_start),
-    CHECK_CASE(test_mlp_adam),
-    CHECK_CASE(test_cnn_sgd),
-    CHECK_CASE(test_device_repeats),
+    CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),        CHECK_CASE(test_cnn_sgd),
+    CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph),
 };
 
 static const check_case refuse_cases[] = {
