@@ -99,12 +99,17 @@ static double max_rel(const float *a, const float *b, size_t n)
     return worst;
 }
 
+/* Adam divides each update by the gradient's running RMS, so a gradient that is zero up to
+ * rounding (where the two devices may disagree on its sign) would move its weight by about lr
+ * on one device and the opposite way on the other; eps 1e-4 keeps such updates below
+ * lr * 1e-3 while a real gradient still gets a full step. */
 static kl_step_config adam_clip(void)
 {
     kl_step_config c = {.optim = kl_optim_defaults(KL_OPTIM_ADAM),
                         .lr = {.kind = KL_LR_CONSTANT, .base_lr = 1e-2f},
                         .clip_norm = 1.0f,
                         .check_grads = true};
+    c.optim.eps = 1e-4f;
     return c;
 }
 
