@@ -72,7 +72,9 @@ static kl_status device_end(kl_step *s, int64_t t, kl_error *err)
     if (s->clip_norm > 0 || s->check_grads) {
         if (kl__cuda_clip_grad_norm(g->dev_grads, n, s->clip_norm > 0 ? s->clip_norm : FLT_MAX,
                                     s->dev_norm, s->dev_work, stream) != 0)
-            return cuda_failed("clipping the gradients", err);
+            return kl_error_set(err, KL_EIO,
+                                "training step: clipping could not be launched on the CUDA "
+                                "device");
         float norm = 0;
         if (s->check_grads && kl__cuda_to_host_on(&norm, s->dev_norm, sizeof norm, stream) != 0)
             return cuda_failed("clipping the gradients", err);
@@ -85,7 +87,10 @@ static kl_status device_end(kl_step *s, int64_t t, kl_error *err)
     int64_t steps = kl_optim_steps(s->opt);
     if (kl__cuda_optim_step(&s->optim, steps, g->dev_params, g->dev_grads, s->dev_state, n,
                             kl_lr_at(&s->lr, t), s->segs, s->nsegs, stream) != 0)
-        return cuda_failed("the optimizer update", err);
+        return kl_error_set(err, KL_EIO,
+                            "training step: the optimizer update could not be launched on the "
+                            "CUDA device (%zu parameters in %d segments)",
+                            n, s->nsegs);
     kl_optim_set_steps(s->opt, steps + 1);
     return KL_OK;
 }
