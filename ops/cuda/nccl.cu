@@ -57,9 +57,9 @@ extern "C" int kl__nccl_init(void **comm, int nranks, const void *id, int rank, 
 
 extern "C" int kl__nccl_allreduce(void *comm, float *buf, size_t n, void *stream)
 {
-    return nccl_failed(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, (ncclComm_t)comm,
-                                     (cudaStream_t)stream),
-                       "ncclAllReduce");
+    return nccl_failed(
+        ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, (ncclComm_t)comm, (cudaStream_t)stream),
+        "ncclAllReduce");
 }
 
 extern "C" int kl__nccl_async_error(void *comm)
