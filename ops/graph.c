@@ -384,7 +384,7 @@ static bool take_fresh(kl_graph *g, const kl__node *n, int j)
 
 static void fire_ready(kl_graph *g, kl_node i)
 {
-    if (!g->ready_fn || g->device != KL_DEVICE_CPU)
+    if (!g->ready_fn)
         return;
     for (int p = g->ready_first[i]; p >= 0; p = g->ready_next[p])
         g->ready_fn(g->ready_ctx, p);

@@ -2,10 +2,13 @@
  * gradients of ranks that each have a GPU of their own. It is made from an MPI communicator
  * (kl_comm_nccl): rank 0 creates NCCL's unique id and broadcasts it over MPI, and every call but
  * the all-reduce (broadcast, barrier, all-gather, send, receive: host buffers) goes to that
- * communicator. The all-reduce is queued on the stream given at creation (the graph's, so it
- * runs after backward and before the optimizer without a host wait); its wait polls an event
- * recorded after it, and NCCL's asynchronous error, and past the communicator's timeout aborts
- * NCCL (ncclCommAbort) and fails naming the rank, the collective and the step. Built only when
+ * communicator. The all-reduce runs on a communication stream of its own, after the work queued
+ * so far on the stream given at creation (the graph's: an event recorded there, which the
+ * communication stream waits for on the device), so a bucket started from backward's
+ * gradient-ready callback overlaps the rest of backward and the host never waits during it. Its
+ * wait polls an event recorded after the all-reduce, and NCCL's asynchronous error, and past the
+ * communicator's timeout aborts NCCL (ncclCommAbort) and fails naming the rank, the collective
+ * and the step. Built only when
  * CMake finds NCCL (KILN_HAVE_NCCL); without it kl_comm_nccl says so. */
 #include <stdio.h>
 #include <string.h>
@@ -20,13 +23,15 @@
 #ifdef KILN_HAVE_NCCL
 
 typedef struct nccl_state {
-    kl_comm *host; /* the MPI communicator it was made from (not owned) */
-    void *nccl;    /* ncclComm_t, NULL after an abort */
-    void *stream;  /* cudaStream_t */
+    kl_comm *host;     /* the MPI communicator it was made from (not owned) */
+    void *nccl;        /* ncclComm_t, NULL after an abort */
+    void *stream;      /* cudaStream_t: the caller's, whose work comes before an all-reduce */
+    void *comm_stream; /* the all-reduces' own */
     int device;
 } nccl_state;
 
 typedef struct nccl_request {
+    void *ready; /* recorded on the caller's stream before the all-reduce */
     void *event; /* recorded after the all-reduce */
 } nccl_request;
 
@@ -57,6 +62,13 @@ static void abort_nccl(kl_comm *c)
     state(c)->nccl = NULL;
 }
 
+static void free_events(nccl_request *r)
+{
+    kl__nccl_event_free(r->ready);
+    kl__nccl_event_free(r->event);
+    r->ready = r->event = NULL;
+}
+
 static kl_status nccl_allreduce_start(kl_comm *c, float *buf, size_t n, void *req, kl_error *err)
 {
     nccl_state *s = state(c);
@@ -65,11 +77,18 @@ static kl_status nccl_allreduce_start(kl_comm *c, float *buf, size_t n, void *re
         return kl_error_set(err, KL_ECOMM,
                             "rank %d: the NCCL communicator was aborted after an earlier failure",
                             c->rank);
-    if (kl__nccl_allreduce(s->nccl, buf, n, s->stream) != 0)
+    if (kl__nccl_event_new(&r->ready) != 0 || kl__nccl_event_record(r->ready, s->stream) != 0 ||
+        kl__nccl_stream_wait(s->comm_stream, r->ready) != 0) {
+        free_events(r);
+        return nccl_fail(c, "could not be ordered after backward", err);
+    }
+    if (kl__nccl_allreduce(s->nccl, buf, n, s->comm_stream) != 0) {
+        free_events(r);
         return nccl_fail(c, "could not start", err);
-    if (kl__nccl_event_new(&r->event) != 0 || kl__nccl_event_record(r->event, s->stream) != 0) {
-        kl__nccl_event_free(r->event);
-        r->event = NULL;
+    }
+    if (kl__nccl_event_new(&r->event) != 0 ||
+        kl__nccl_event_record(r->event, s->comm_stream) != 0) {
+        free_events(r);
         return nccl_fail(c, "could not be followed", err);
     }
     return KL_OK;
@@ -119,8 +138,7 @@ static kl_status nccl_wait(kl_comm *c, void *req, kl_error *err)
         }
     }
     kl__comm_unwatch(c);
-    kl__nccl_event_free(r->event);
-    r->event = NULL;
+    free_events(r);
     return st;
 }
 
@@ -163,6 +181,7 @@ static kl_status nccl_split(kl_comm *c, int color, int key, kl_comm **out, kl_er
 static void nccl_free(kl_comm *c)
 {
     kl__nccl_destroy(state(c)->nccl);
+    kl__cuda_stream_free(state(c)->comm_stream);
 }
 
 const kl__comm_backend kl__comm_nccl_backend = {
@@ -211,10 +230,15 @@ kl_status kl_comm_nccl(kl_comm *host, int device, void *stream, kl_comm **out, k
     c->local_rank = host->local_rank;
     c->local_size = host->local_size;
     *state(c) = (nccl_state){.host = host, .stream = stream, .device = device};
-    if (kl__nccl_init(&state(c)->nccl, c->size, id, c->rank, device) != 0) {
+    const char *why = NULL;
+    if (kl__nccl_init(&state(c)->nccl, c->size, id, c->rank, device) != 0)
+        why = kl__nccl_last_error();
+    else if (kl__cuda_stream_new(&state(c)->comm_stream) != 0)
+        why = kl__cuda_last_error();
+    if (why) {
         st =
             kl_error_set(err, KL_ECOMM, "rank %d of %d: NCCL could not start on CUDA device %d: %s",
-                         c->rank, c->size, device, kl__nccl_last_error());
+                         c->rank, c->size, device, why);
         kl_comm_free(c);
         return st;
     }

@@ -261,7 +261,7 @@ static void start_bucket(kl__train_state *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
-    /* NCCL sums the device's gradients, queued after backward on the graph's stream. */
+    /* NCCL sums the device's gradients once the graph's stream has computed them. */
     float *grads = r->gcomm ? kl_graph_device_grads(r->m->g) : kl_graph_grads(r->m->g);
     r->comm_st = kl_comm_allreduce_start(r->gcomm ? r->gcomm : r->comm, grads + b->lo,
                                          b->hi - b->lo, &b->req, &r->comm_err);
@@ -275,12 +275,16 @@ static void grad_ready(void *ctx, int param)
     kl__train_state *r = ctx;
     if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
+    /* On a device the callback means queued, not done: NCCL orders its all-reduce after the
+     * gradient on the device; the MPI fallback must wait for the host copy after backward. */
+    if (r->dev.device != KL_DEVICE_CPU && !r->gcomm)
+        return;
     kl__bucket *b = &r->buckets[r->param_bucket[param]];
     if (--b->pending == 0)
         start_bucket(r, b);
     for (int i = 0; i < r->nbuckets; i++)
         if (r->buckets[i].req)
-            kl_comm_test(r->comm, r->buckets[i].req);
+            kl_comm_test(r->gcomm ? r->gcomm : r->comm, r->buckets[i].req);
 }
 
 static void arm_buckets(kl__train_state *r)

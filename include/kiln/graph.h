@@ -132,8 +132,9 @@ void kl_graph_require_grad(kl_graph *g, kl_node input);
  *   - kl_graph_params, kl_graph_grads and kl_graph_buffers are host copies, current only after
  *     kl_graph_to_host; after writing them (loading a checkpoint, a broadcast) kl_graph_to_device
  *     puts them on the device.
- *   - kl_graph_on_grad_ready's callback is not called: backward only queues work, no gradient is
- *     final on the host when it returns.
+ *   - kl_graph_on_grad_ready's callback comes when the gradient's work has been queued on the
+ *     graph's stream (kl_graph_stream), not when it is done: a consumer orders itself after it
+ *     on the device (an event recorded on that stream), as kl_comm_nccl's all-reduce does.
  * A build without CUDA refuses KL_DEVICE_CUDA with KL_EUNSUPPORTED, as does a build with it
  * where the device is not visible. On a CPU graph to_host and to_device do nothing. */
 typedef enum kl_device { KL_DEVICE_CPU = 0, KL_DEVICE_CUDA = 1 } kl_device;

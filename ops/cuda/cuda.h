@@ -86,6 +86,9 @@ void kl__nccl_destroy(void *comm);
 int kl__nccl_event_new(void **event);
 int kl__nccl_event_record(void *event, void *stream);
 int kl__nccl_event_query(void *event);
+/* Work queued on stream after this waits for the work queued before event (cudaStreamWaitEvent),
+ * without the host waiting. */
+int kl__nccl_stream_wait(void *stream, void *event);
 void kl__nccl_event_free(void *event);
 
 #ifdef __cplusplus

@@ -105,6 +105,12 @@ extern "C" int kl__nccl_event_query(void *event)
     return cuda_failed(e, "cudaEventQuery") ? -1 : 1;
 }
 
+extern "C" int kl__nccl_stream_wait(void *stream, void *event)
+{
+    return cuda_failed(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)event, 0),
+                       "cudaStreamWaitEvent");
+}
+
 extern "C" void kl__nccl_event_free(void *event)
 {
     if (event)

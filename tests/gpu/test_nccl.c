@@ -1,9 +1,10 @@
 /* The nccl communicator backend on one rank (the most one GPU allows: NCCL refuses two ranks on
  * one device): kl_comm_nccl made from a one-rank communicator joins NCCL, and its all-reduce,
  * called through the backend row (kl_comm's own calls answer a one-rank communicator without
- * the backend), sums device buffers in place on the given stream: with one rank the sum is the
- * buffer itself, bit for bit, for a bucket-sized and an odd-sized buffer; wait after test; the
- * other collectives go to the host communicator. Exits 77 without a device or without NCCL. */
+ * the backend), sums device buffers in place after the work on the given stream: with one rank the
+ * sum is the buffer itself, bit for bit, for a bucket-sized and an odd-sized buffer; wait after
+ * test; the other collectives go to the host communicator. Exits 77 without a device or without
+ * NCCL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
