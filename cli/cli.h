@@ -58,6 +58,10 @@ int kl__cli_serve(int argc, char **argv);
  * templates in slurm/, embedded at build time; handles its own --help. */
 int kl__cli_slurm(int argc, char **argv);
 
+/* kiln runs (cli/runs.c): lists, shows, compares, tags and deletes recorded runs; handles its own
+ * --help. */
+int kl__cli_runs(int argc, char **argv);
+
 /* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
  * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
  * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they

@@ -7,7 +7,8 @@ set -euo pipefail
 
 # Compiler, build tools and the libraries libkiln links.
 build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
-    libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev)
+    libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
+    nettle-dev)
 # What the test suites use besides the build: Python checks of HDF5 files and golden values,
 # xmllint for the sweep report's page, curl for the HTTP server, clang and its libFuzzer runtime
 # for the request parser's fuzz target, and a Prometheus server that scrapes kiln serve's
