@@ -509,6 +509,10 @@ static int tag(runs_ctx *c, int argc, char **argv)
         *eq = '\0';
         if (kl_runs_tag(c->ix, id, argv[i], eq[1] ? eq + 1 : NULL, &err) != KL_OK)
             rc = fail(&err);
+        else if (eq[1])
+            printf("%s: tag %s=%s\n", id, argv[i], eq + 1);
+        else
+            printf("%s: tag %s removed\n", id, argv[i]);
         *eq = '=';
     }
     free(id);
