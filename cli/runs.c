@@ -38,6 +38,12 @@ static const char runs_help[] =
     "                    side by side, and provenance\n"
     "  tag RUN K=V...    set tags (K= removes K)\n"
     "  delete RUN...     move runs to DIR/.trash/ (--purge: remove them for good)\n"
+    "  report RUN... -o compare.html [--metric NAME]\n"
+    "                    one self-contained page: learning curves overlaid, parallel\n"
+    "                    coordinates of the differing parameters against the final metric\n"
+    "                    NAME (default: the first of val_loss, val_accuracy, val_mae,\n"
+    "                    train_loss, train_accuracy the runs have), and the table of\n"
+    "                    differing parameters, metrics and provenance\n"
     "\n"
     "RUN is a run's id under the root (mlp, or my-sweep/trials/trial-0003), its folder's path,\n"
     "its name, or the last part of its id when that is unique.\n"
@@ -59,15 +65,24 @@ static int fail(const kl_error *err)
     return 1;
 }
 
-/* Opens and syncs the index of the root. */
-static int open_root(runs_ctx *c)
+kl_runs_index *kl__cli_runs_open(const char *root)
 {
     kl_error err = {0};
     int changed;
-    if (kl_runs_index_open(c->root, &c->ix, &err) != KL_OK ||
-        kl_runs_index_sync(c->ix, &changed, &err) != KL_OK)
-        return fail(&err);
-    return 0;
+    kl_runs_index *ix = NULL;
+    if (kl_runs_index_open(root, &ix, &err) != KL_OK ||
+        kl_runs_index_sync(ix, &changed, &err) != KL_OK) {
+        fail(&err);
+        kl_runs_index_close(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+/* Opens and syncs the index of the root. */
+static int open_root(runs_ctx *c)
+{
+    return (c->ix = kl__cli_runs_open(c->root)) ? 0 : 1;
 }
 
 /* --- list ------------------------------------------------------------------------------- */
@@ -207,27 +222,36 @@ typedef struct run_doc {
     json_t *doc;
 } run_doc;
 
-static int load_run(runs_ctx *c, const char *run, run_doc *out)
+json_t *kl__cli_run_load(kl_runs_index *ix, const char *run, char **id)
 {
     kl_error err = {0};
-    out->id = kl_runs_resolve(c->ix, run, &err);
-    if (!out->id)
-        return fail(&err);
-    size_t n = strlen(c->root) + strlen(out->id) + 16;
+    *id = kl_runs_resolve(ix, run, &err);
+    if (!*id) {
+        fail(&err);
+        return NULL;
+    }
+    const char *root = kl_runs_index_root(ix);
+    size_t n = strlen(root) + strlen(*id) + 16;
     char *path = malloc(n);
     if (!path)
-        return 1;
-    snprintf(path, n, "%s/%s/run.json", c->root, out->id);
+        return NULL;
+    snprintf(path, n, "%s/%s/run.json", root, *id);
     json_error_t je;
-    out->doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(out->doc)) {
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(doc)) {
         fprintf(stderr, "kiln runs: %s:%d: %s\n", path, je.line,
-                out->doc ? "not a JSON object" : je.text);
-        free(path);
-        return 1;
+                doc ? "not a JSON object" : je.text);
+        json_decref(doc);
+        doc = NULL;
     }
     free(path);
-    return 0;
+    return doc;
+}
+
+static int load_run(runs_ctx *c, const char *run, run_doc *out)
+{
+    out->doc = kl__cli_run_load(c->ix, run, &out->id);
+    return out->doc ? 0 : 1;
 }
 
 static void free_runs(run_doc *r, int n)
@@ -602,13 +626,18 @@ static int delete_runs(runs_ctx *c, int argc, char **argv)
     return rc;
 }
 
+static int report(runs_ctx *c, int argc, char **argv)
+{
+    return kl__cli_runs_report(c->root, argc, argv);
+}
+
 /* --- dispatch ---------------------------------------------------------------------------- */
 
 static const struct {
     const char *name;
     int (*run)(runs_ctx *c, int argc, char **argv);
-} subcommands[] = {
-    {"list", list}, {"show", show}, {"compare", compare}, {"tag", tag}, {"delete", delete_runs}};
+} subcommands[] = {{"list", list}, {"show", show},          {"compare", compare},
+                   {"tag", tag},   {"delete", delete_runs}, {"report", report}};
 
 int kl__cli_runs(int argc, char **argv)
 {
@@ -634,13 +663,15 @@ int kl__cli_runs(int argc, char **argv)
             break;
     }
     if (rc < 0 && n == 0)
-        rc = kl__cli_usage_error("runs", "which command? list, show, compare, tag or delete");
+        rc = kl__cli_usage_error("runs",
+                                 "which command? list, show, compare, tag, delete or report");
     for (size_t k = 0; rc < 0 && k < sizeof subcommands / sizeof *subcommands; k++)
         if (!strcmp(args[0], subcommands[k].name))
             rc = subcommands[k].run(&c, n, args);
     if (rc < 0)
         rc = kl__cli_usage_error(
-            "runs", "unknown command '%s': use list, show, compare, tag or delete", args[0]);
+            "runs", "unknown command '%s': use list, show, compare, tag, delete or report",
+            args[0]);
     kl_runs_index_close(c.ix);
     free(args);
     return rc;
