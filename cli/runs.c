@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,10 @@ static const char runs_help[] =
     "                    side by side, and provenance\n"
     "  tag RUN K=V...    set tags (K= removes K)\n"
     "  delete RUN...     move runs to DIR/.trash/ (--purge: remove them for good)\n"
+    "  export --mlflow DIR [RUN...] [--experiment NAME]\n"
+    "                    write the runs (all of them without RUN) in MLflow's file-store\n"
+    "                    layout under DIR, as experiment NAME (default: the root's folder\n"
+    "                    name); MLflow 3.13 and later read it with MLFLOW_ALLOW_FILE_STORE=true\n"
     "  report RUN... -o compare.html [--metric NAME]\n"
     "                    one self-contained page: learning curves overlaid, parallel\n"
     "                    coordinates of the differing parameters against the final metric\n"
@@ -626,6 +631,82 @@ static int delete_runs(runs_ctx *c, int argc, char **argv)
     return rc;
 }
 
+/* The ids of every run in the index, oldest first. */
+typedef struct id_list {
+    char **v;
+    int n, cap;
+} id_list;
+
+static bool collect_id(void *ctx, const kl_runs_row *r)
+{
+    id_list *l = ctx;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return false;
+        l->v = v;
+        l->cap = cap;
+    }
+    return (l->v[l->n] = strdup(r->id)) && ++l->n;
+}
+
+static int export_runs(runs_ctx *c, int argc, char **argv)
+{
+    const char *dir = NULL, *name = NULL;
+    id_list ids = {0};
+    int rc = 0;
+    kl_error err = {0};
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (!strcmp(argv[i], "--mlflow") || !strcmp(argv[i], "--experiment")) {
+            if (i + 1 >= argc)
+                rc = kl__cli_usage_error("runs", "export: %s needs a value", argv[i]);
+            else if (!strcmp(argv[i], "--mlflow"))
+                dir = argv[++i];
+            else
+                name = argv[++i];
+        } else if (argv[i][0] == '-') {
+            rc = kl__cli_usage_error("runs", "export: unknown option '%s'", argv[i]);
+        }
+    }
+    if (rc == 0 && !dir)
+        rc = kl__cli_usage_error("runs", "export: which format? --mlflow DIR (the only one so "
+                                         "far)");
+    if (rc == 0)
+        rc = open_root(c);
+    for (int i = 1; i < argc && rc == 0; i++) { /* RUN...; none: every run */
+        if (!strcmp(argv[i], "--mlflow") || !strcmp(argv[i], "--experiment"))
+            i++;
+        else {
+            char *id = kl_runs_resolve(c->ix, argv[i], &err);
+            if (!id)
+                rc = fail(&err);
+            else if (!collect_id(&ids, &(kl_runs_row){.id = id}))
+                rc = 1;
+            free(id);
+        }
+    }
+    bool all = rc == 0 && ids.n == 0;
+    if (all &&
+        kl_runs_index_list(c->ix, NULL, 0, NULL, false, NULL, 0, collect_id, &ids, &err) != KL_OK)
+        rc = fail(&err);
+    char base[PATH_MAX];
+    if (rc == 0 && !name) { /* the root's folder name */
+        const char *r = realpath(c->root, base) ? base : c->root;
+        name = strrchr(r, '/') && strrchr(r, '/')[1] ? strrchr(r, '/') + 1 : r;
+    }
+    if (rc == 0 &&
+        kl_runs_export_mlflow(c->ix, (const char *const *)ids.v, ids.n, dir, name, &err) != KL_OK)
+        rc = fail(&err);
+    if (rc == 0)
+        printf("exported %d run%s to %s (MLflow file store, experiment '%s')\n", ids.n,
+               ids.n == 1 ? "" : "s", dir, name);
+    for (int i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    return rc;
+}
+
 static int report(runs_ctx *c, int argc, char **argv)
 {
     return kl__cli_runs_report(c->root, argc, argv);
@@ -636,8 +717,9 @@ static int report(runs_ctx *c, int argc, char **argv)
 static const struct {
     const char *name;
     int (*run)(runs_ctx *c, int argc, char **argv);
-} subcommands[] = {{"list", list}, {"show", show},          {"compare", compare},
-                   {"tag", tag},   {"delete", delete_runs}, {"report", report}};
+} subcommands[] = {{"list", list},         {"show", show},          {"compare", compare},
+                   {"tag", tag},           {"delete", delete_runs}, {"report", report},
+                   {"export", export_runs}};
 
 int kl__cli_runs(int argc, char **argv)
 {
@@ -663,14 +745,14 @@ int kl__cli_runs(int argc, char **argv)
             break;
     }
     if (rc < 0 && n == 0)
-        rc = kl__cli_usage_error("runs",
-                                 "which command? list, show, compare, tag, delete or report");
+        rc = kl__cli_usage_error(
+            "runs", "which command? list, show, compare, tag, delete, report or export");
     for (size_t k = 0; rc < 0 && k < sizeof subcommands / sizeof *subcommands; k++)
         if (!strcmp(args[0], subcommands[k].name))
             rc = subcommands[k].run(&c, n, args);
     if (rc < 0)
         rc = kl__cli_usage_error(
-            "runs", "unknown command '%s': use list, show, compare, tag, delete or report",
+            "runs", "unknown command '%s': use list, show, compare, tag, delete, report or export",
             args[0]);
     kl_runs_index_close(c.ix);
     free(args);

@@ -123,4 +123,12 @@ kl_status kl_runs_tag(kl_runs_index *ix, const char *id, const char *key, const 
  * final metrics. NAN is ignored. */
 void kl_run_record_metric(kl_run_recorder *r, const char *name, double value);
 
+/* Writes the runs ids (n of them) under MLflow's file-store layout in dir (created when missing)
+ * as experiment experiment_name (reused when dir has one of that name): meta.yaml files,
+ * params, metrics with timestamps and steps, tags (mlflow.runName, mlflow.source.git.commit,
+ * ...) and run.json, config.yaml, metrics.csv, log.txt and git.diff as artifacts. A run's MLflow
+ * id comes from its folder's path: exporting again replaces it. */
+kl_status kl_runs_export_mlflow(kl_runs_index *ix, const char *const *ids, int n, const char *dir,
+                                const char *experiment_name, kl_error *err);
+
 #endif

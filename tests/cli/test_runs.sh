@@ -147,6 +147,73 @@ expect 0 'status +killed \(stopped by signal 15' -- runs show killed
 expect 1 '' -- train tiny.yaml --name failed -q --set train.batch_size=1000
 expect 0 'status +failed' -- runs show failed
 
+# MLflow's file store, read back as mlflow.store.tracking.file_store.FileStore reads it: numeric
+# experiment folders with meta.yaml, run folders named by their 32-hex id with meta.yaml (status
+# as RunStatus numbers), params/KEY holding the value, metrics/NAME lines "timestamp value step",
+# tags/KEY, artifacts/.
+expect 2 'export: which format\? --mlflow DIR' -- runs export
+expect 2 "export: unknown option '--csv'" -- runs export --csv x
+expect 0 'exported 2 runs to mlruns \(MLflow file store, experiment .runs.\)' -- \
+    runs export --mlflow mlruns clean fast
+expect 0 'exported 5 runs to mlruns' -- runs export --mlflow mlruns
+mlcheck() {
+    python3 - "$@" <<'EOF2'
+import os, re, sys, yaml
+root, commit = sys.argv[1], sys.argv[2]
+exps = {}
+for e in os.listdir(root):
+    if not e.isdigit():
+        assert e == ".trash", e
+        continue
+    meta = yaml.safe_load(open(os.path.join(root, e, "meta.yaml")))
+    assert meta["experiment_id"] == e and meta["lifecycle_stage"] == "active", meta
+    assert meta["artifact_location"] == "file://" + os.path.abspath(os.path.join(root, e))
+    assert isinstance(meta["creation_time"], int)
+    exps[meta["name"]] = e
+assert set(exps) == {"Default", "runs"}, exps
+runs = {}
+exp = os.path.join(root, exps["runs"])
+for r in os.listdir(exp):
+    if r == "meta.yaml":
+        continue
+    assert re.fullmatch(r"[0-9a-f]{32}", r), r
+    d = os.path.join(exp, r)
+    meta = yaml.safe_load(open(os.path.join(d, "meta.yaml")))
+    assert meta["run_id"] == meta["run_uuid"] == r and meta["experiment_id"] == exps["runs"]
+    assert meta["status"] in (1, 3, 4, 5) and meta["source_type"] == 4 and meta["tags"] == []
+    assert meta["artifact_uri"] == "file://" + os.path.abspath(d) + "/artifacts"
+    assert isinstance(meta["start_time"], int) and meta["lifecycle_stage"] == "active"
+    tags = {t: open(os.path.join(d, "tags", t)).read() for t in os.listdir(os.path.join(d, "tags"))}
+    params = {p: open(os.path.join(d, "params", p)).read() for p in os.listdir(os.path.join(d, "params"))}
+    metrics = {}
+    for m in os.listdir(os.path.join(d, "metrics")):
+        lines = open(os.path.join(d, "metrics", m)).read().splitlines()
+        pts = []
+        for line in lines:
+            f = line.strip().split(" ")
+            assert len(f) in (2, 3), (m, line)
+            pts.append((int(f[0]), float(f[1]), int(f[2]) if len(f) == 3 else 0))
+        metrics[m] = pts
+    assert tags["mlflow.runName"] == meta["run_name"]
+    assert os.path.exists(os.path.join(d, "artifacts", "run.json"))
+    runs[meta["run_name"]] = (meta, tags, params, metrics)
+assert set(runs) == {"clean", "fast", "slow", "killed", "failed"}, set(runs)
+meta, tags, params, metrics = runs["fast"]
+assert meta["status"] == 3 and meta["end_time"] >= meta["start_time"]
+assert params["optimizer.lr"] == "0.05" and params["train.batch_size"] == "16", params
+assert tags["mlflow.source.git.commit"] == commit and tags["kiln.git.dirty"] == "true"
+assert [p[2] for p in metrics["val_loss"]] == [1, 2, 3], metrics["val_loss"]
+ts = [p[0] for p in metrics["val_loss"]]
+assert ts == sorted(ts) and ts[0] >= meta["start_time"], ts
+assert runs["killed"][0]["status"] == 5 and runs["failed"][0]["status"] == 4
+assert runs["clean"][1]["kiln.git.dirty"] == "false"
+print("mlflow layout ok:", len(runs), "runs")
+EOF2
+}
+check "MLflow file-store layout" mlcheck mlruns "$commit"
+expect 0 'exported 5 runs to mlruns' -- runs export --mlflow mlruns
+check "export again: the same runs and experiment" mlcheck mlruns "$commit"
+
 # the index is a cache: removed, it is rebuilt from the folders
 rm -f runs/index.sqlite runs/index.sqlite-wal runs/index.sqlite-shm
 expect 0 'slow .*finished' -- runs list
