@@ -445,6 +445,14 @@ static kl_status indexed(kl_runs_index *ix, seen_list *l, kl_error *err)
     return rc == SQLITE_DONE ? KL_OK : db_error(ix, "reading runs", err);
 }
 
+static bool run_json_exists(const char *root, const char *id)
+{
+    char path[8192];
+    struct stat sb;
+    return (size_t)snprintf(path, sizeof path, "%s/%s/run.json", root, id) < sizeof path &&
+           stat(path, &sb) == 0;
+}
+
 /* Applies the differences between disk and index (both sorted by id) in one transaction. A
  * run.json that cannot be read is left out with a warning rather than failing the listing. */
 static kl_status apply(kl_runs_index *ix, const seen_list *disk, const seen_list *rows,
@@ -472,14 +480,17 @@ static kl_status apply(kl_runs_index *ix, const seen_list *disk, const seen_list
             return st;
         begun = true;
         kl_error e = {0};
-        if (del)
+        /* The folders were listed before this transaction began: a run another process has
+         * made and indexed since is not gone. Only a record that is still missing is dropped. */
+        const char *id = put ? put : del;
+        if (del && !run_json_exists(ix->root, del))
             st = delete_rows(ix, del, err);
-        else if (put_locked(ix, put, &e) != KL_OK) {
+        else if (put_locked(ix, id, &e) != KL_OK) {
             if (e.status == KL_EIO && strstr(e.msg, "runs index"))
                 st = (*err = e).status;
             else
                 fprintf(stderr, "kiln runs: warning: %s (left out of the index)\n", e.msg);
-            delete_rows(ix, put, NULL);
+            delete_rows(ix, id, NULL);
         }
         (*changed)++;
     }

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <math.h>
 #include <nettle/sha2.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +33,21 @@ typedef struct exporter {
 static kl_status io_error(exporter *x, const char *path)
 {
     return kl_error_set(x->err, KL_EIO, "cannot write %s: %s", path, strerror(errno));
+}
+
+/* fmt into buf as a path; false, with the error set, when it would not fit. */
+static bool path_fmt(exporter *x, char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool path_fmt(exporter *x, char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < n)
+        return true;
+    kl_error_set(x->err, KL_EINVAL, "a path under %s is too long (%.64s...)", x->dir, buf);
+    return false;
 }
 
 static int mkdir_p(const char *path)
@@ -105,8 +121,11 @@ static kl_status experiment(exporter *x, const char *name)
         if (end == e->d_name || *end)
             continue;
         next = id >= next ? id + 1 : next;
-        snprintf(path, sizeof path, "%s/%s/meta.yaml", x->dir, e->d_name);
-        FILE *f = fopen(path, "r");
+        kl_error skip = {0};
+        exporter y = {.dir = x->dir, .err = &skip};
+        FILE *f = path_fmt(&y, path, sizeof path, "%s/%s/meta.yaml", x->dir, e->d_name)
+                      ? fopen(path, "r")
+                      : NULL;
         char line[4096];
         bool same = false;
         while (f && fgets(line, sizeof line, f))
@@ -127,18 +146,23 @@ static kl_status experiment(exporter *x, const char *name)
     const char *names[] = {"Default", name};
     long long ids[] = {0, next};
     for (int k = 0; k < 2; k++) {
-        snprintf(path, sizeof path, "%s/%lld", x->dir, ids[k]);
+        if (!path_fmt(x, path, sizeof path, "%s/%lld", x->dir, ids[k]))
+            return x->err->status;
         if (k == 0 && access(path, F_OK) == 0)
             continue;
         if (mkdir_p(path) != 0)
             return io_error(x, path);
-        snprintf(path, sizeof path, "%s/%lld/meta.yaml", x->dir, ids[k]);
+        if (!path_fmt(x, path, sizeof path, "%s/%lld/meta.yaml", x->dir, ids[k]))
+            return x->err->status;
         FILE *f = fopen(path, "w");
         if (!f)
             return io_error(x, path);
         fprintf(f, "artifact_location: ");
         char uri[PATH_MAX + 64];
-        snprintf(uri, sizeof uri, "file://%s/%lld", x->dir, ids[k]);
+        if (!path_fmt(x, uri, sizeof uri, "file://%s/%lld", x->dir, ids[k])) {
+            fclose(f);
+            return x->err->status;
+        }
         yaml_str(f, uri);
         fprintf(f,
                 "\ncreation_time: %lld\nexperiment_id: '%lld'\nlast_update_time: %lld\n"
@@ -149,8 +173,8 @@ static kl_status experiment(exporter *x, const char *name)
         if (fclose(f) != 0)
             return io_error(x, path);
     }
-    snprintf(path, sizeof path, "%s/.trash", x->dir);
-    mkdir(path, 0755);
+    if (path_fmt(x, path, sizeof path, "%s/.trash", x->dir))
+        mkdir(path, 0755);
     snprintf(x->exp_id, sizeof x->exp_id, "%lld", next);
     return KL_OK;
 }
@@ -173,8 +197,9 @@ static kl_status put_kv(exporter *x, const char *run_dir, const char *sub, const
     char path[PATH_MAX * 2];
     if (strchr(key, '/') || !strcmp(key, ".") || !strcmp(key, ".."))
         return KL_OK; /* not a name MLflow stores as one file; run.json has it */
-    snprintf(path, sizeof path, "%s/%s/%s", run_dir, sub, key);
-    return write_text(x, path, value);
+    return path_fmt(x, path, sizeof path, "%s/%s/%s", run_dir, sub, key)
+               ? write_text(x, path, value)
+               : x->err->status;
 }
 
 static void value_text(const json_t *v, char *buf, size_t n)
@@ -197,7 +222,8 @@ static kl_status put_metrics(exporter *x, const char *src, const char *run_dir, 
 {
     char path[PATH_MAX * 2], line[4096], *names[32];
     int ncol = 0, epoch_col = -1, secs_col = -1;
-    snprintf(path, sizeof path, "%s/metrics.csv", src);
+    if (!path_fmt(x, path, sizeof path, "%s/metrics.csv", src))
+        return x->err->status;
     FILE *in = fopen(path, "r");
     FILE *out[32] = {0};
     kl_status st = KL_OK;
@@ -229,8 +255,9 @@ static kl_status put_metrics(exporter *x, const char *src, const char *run_dir, 
             if (k == epoch_col || k == secs_col || isnan(v[k]) || !names[k])
                 continue;
             if (!out[k]) {
-                snprintf(path, sizeof path, "%s/metrics/%s", run_dir, names[k]);
-                if (!(out[k] = fopen(path, "w")))
+                if (!path_fmt(x, path, sizeof path, "%s/metrics/%s", run_dir, names[k]))
+                    st = x->err->status;
+                else if (!(out[k] = fopen(path, "w")))
                     st = io_error(x, path);
             }
             if (out[k])
@@ -245,7 +272,10 @@ static kl_status put_metrics(exporter *x, const char *src, const char *run_dir, 
     {
         if (strncmp(k, "test_", 5) || !json_is_number(v) || st != KL_OK)
             continue;
-        snprintf(path, sizeof path, "%s/metrics/%s", run_dir, k);
+        if (!path_fmt(x, path, sizeof path, "%s/metrics/%s", run_dir, k)) {
+            st = x->err->status;
+            break;
+        }
         char text[128];
         snprintf(text, sizeof text, "%lld %.17g %lld\n", t1 >= 0 ? t1 : 0, json_number_value(v),
                  json_is_integer(ep) ? (long long)json_integer_value(ep) : 0LL);
@@ -324,11 +354,12 @@ static kl_status put_meta(exporter *x, const char *run_dir, const char *uuid, co
                : !strcmp(status, "killed")   ? MLFLOW_KILLED
                                              : MLFLOW_RUNNING;
     char path[PATH_MAX * 2], uri[PATH_MAX * 2];
-    snprintf(path, sizeof path, "%s/meta.yaml", run_dir);
+    if (!path_fmt(x, path, sizeof path, "%s/meta.yaml", run_dir) ||
+        !path_fmt(x, uri, sizeof uri, "file://%s/artifacts", run_dir))
+        return x->err->status;
     FILE *f = fopen(path, "w");
     if (!f)
         return io_error(x, path);
-    snprintf(uri, sizeof uri, "file://%s/artifacts", run_dir);
     fprintf(f, "artifact_uri: ");
     yaml_str(f, uri);
     if (t1 >= 0 && code != MLFLOW_RUNNING)
@@ -353,19 +384,24 @@ static kl_status export_run(exporter *x, const char *root, const char *id)
     snprintf(src, sizeof src, "%s/%s", root, id);
     if (!realpath(src, abs))
         return kl_error_set(x->err, KL_EIO, "%s: %s", src, strerror(errno));
-    snprintf(path, sizeof path, "%s/run.json", abs);
+    if (!path_fmt(x, path, sizeof path, "%s/run.json", abs))
+        return x->err->status;
     json_t *doc = kl__track_read_json(path, x->err);
     if (!doc)
         return x->err->status;
     run_uuid(abs, uuid);
-    snprintf(run_dir, sizeof run_dir, "%s/%s/%s", x->dir, x->exp_id, uuid);
+    if (!path_fmt(x, run_dir, sizeof run_dir, "%s/%s/%s", x->dir, x->exp_id, uuid)) {
+        json_decref(doc);
+        return x->err->status;
+    }
     long long t0 = ms_of(json_string_value(json_object_get(doc, "start")));
     long long t1 = ms_of(json_string_value(json_object_get(doc, "end")));
     kl_status st = KL_OK;
     const char *subs[] = {"params", "metrics", "tags", "artifacts"};
     for (int i = 0; i < 4 && st == KL_OK; i++) {
-        snprintf(path, sizeof path, "%s/%s", run_dir, subs[i]);
-        if (mkdir_p(path) != 0)
+        if (!path_fmt(x, path, sizeof path, "%s/%s", run_dir, subs[i]))
+            st = x->err->status;
+        else if (mkdir_p(path) != 0)
             st = io_error(x, path);
     }
     if (st == KL_OK)
@@ -386,9 +422,10 @@ static kl_status export_run(exporter *x, const char *root, const char *id)
     const char *files[] = {"run.json", "config.yaml", "metrics.csv", "log.txt", "git.diff"};
     for (int i = 0; i < 5 && st == KL_OK; i++) {
         char from[PATH_MAX + 32];
-        snprintf(from, sizeof from, "%s/%s", abs, files[i]);
-        snprintf(path, sizeof path, "%s/artifacts/%s", run_dir, files[i]);
-        st = copy_file(x, from, path);
+        st = path_fmt(x, from, sizeof from, "%s/%s", abs, files[i]) &&
+                     path_fmt(x, path, sizeof path, "%s/artifacts/%s", run_dir, files[i])
+                 ? copy_file(x, from, path)
+                 : x->err->status;
     }
     json_decref(doc);
     return st;

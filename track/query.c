@@ -154,7 +154,7 @@ static void field_sql(const kl_runs_cond *c, bool want_text, char *buf, size_t n
     else if (!strcmp(c->table, "tags"))
         snprintf(buf, n, "(SELECT value FROM tags WHERE run=r.id AND key=?%d)", param);
     else
-        snprintf(buf, n, "r.%s", c->key); /* a whitelisted column: is_run_column */
+        snprintf(buf, n, "r.%.32s", c->key); /* a whitelisted column: is_run_column */
 }
 
 /* A params column as a value: the number when it is one, else its text. */
