@@ -306,6 +306,23 @@ static void print_git(const json_t *prov)
     }
 }
 
+/* Whether a kiln process holds the run's folder (kiln.lock): a record that says running while
+ * none does was left by a process that could not finish it. */
+static bool still_running(const char *root, const char *id)
+{
+    size_t n = strlen(root) + strlen(id) + 2;
+    char *dir = malloc(n);
+    kl_lock *lock = NULL;
+    kl_error err = {0};
+    if (!dir)
+        return true;
+    snprintf(dir, n, "%s/%s", root, id);
+    kl_status st = kl_dir_lock(dir, "run", &lock, &err);
+    kl_dir_unlock(lock);
+    free(dir);
+    return st == KL_EBUSY;
+}
+
 static int show(runs_ctx *c, int argc, char **argv)
 {
     if (argc != 2)
@@ -324,6 +341,9 @@ static int show(runs_ctx *c, int argc, char **argv)
     printf("status    %s", str(d, "status"));
     if (json_object_get(d, "exit_reason"))
         printf(" (%s)", str(d, "exit_reason"));
+    else if (!strcmp(str(d, "status"), "running") && !still_running(c->root, r.id))
+        printf(" (but no kiln holds its folder: the process ended without saying how, "
+               "killed with SIGKILL or its machine lost)");
     printf("\nstart     %s\nend       %s\n", str(d, "start"), str(d, "end"));
     printf("kiln      %s\n", str(prov, "kiln_version"));
     print_git(prov);

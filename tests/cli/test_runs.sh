@@ -143,6 +143,21 @@ check "killed exits 75" [ $? = 75 ]
 job=
 expect 0 'status +killed \(stopped by signal 15' -- runs show killed
 
+# a run killed with SIGKILL cannot say so: its record says running, and show tells it apart
+KILN_TEST_STOP_AT=step:20 "$kiln" train tiny.yaml --name lost -q --set train.epochs=50 \
+    2>"$tmp/lost.err" &
+job=$!
+for _ in $(seq 1 200); do
+    [[ "$(awk '{print $3}' /proc/$job/stat 2>/dev/null)" == T ]] && break
+    sleep 0.1
+done
+expect 0 'status +running$' -- runs show lost
+kill -KILL "$job"
+wait "$job" 2>/dev/null
+job=
+expect 0 'status +running \(but no kiln holds its folder' -- runs show lost
+expect 0 'removed runs/lost' -- runs delete lost --purge
+
 # a failed run says why
 expect 1 '' -- train tiny.yaml --name failed -q --set train.batch_size=1000
 expect 0 'status +failed' -- runs show failed
