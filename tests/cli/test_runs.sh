@@ -158,6 +158,13 @@ job=
 expect 0 'status +running \(but no kiln holds its folder' -- runs show lost
 expect 0 'removed runs/lost' -- runs delete lost --purge
 
+# recording never stops training: an index that cannot be opened (a folder where the file goes)
+# is a warning, and run.json is still written
+mkdir -p broken/index.sqlite
+expect 0 'warning: run record .*opening the runs index.*training goes on' -- \
+    train tiny.yaml --name warned -q --set runs_dir=broken
+check "the run finished and recorded itself" [ "$(json broken/warned/run.json "d['status']")" = finished ]
+
 # a failed run says why
 expect 1 '' -- train tiny.yaml --name failed -q --set train.batch_size=1000
 expect 0 'status +failed' -- runs show failed
