@@ -58,6 +58,22 @@ int kl__cli_serve(int argc, char **argv);
  * templates in slurm/, embedded at build time; handles its own --help. */
 int kl__cli_slurm(int argc, char **argv);
 
+/* kiln runs (cli/runs.c): lists, shows, compares, tags and deletes recorded runs; handles its own
+ * --help. */
+int kl__cli_runs(int argc, char **argv);
+
+struct json_t;
+struct kl_runs_index;
+/* kiln runs report (cli/runs_report.c): the HTML page comparing runs under root; argv[0] is
+ * "report". */
+int kl__cli_runs_report(const char *root, int argc, char **argv);
+/* Opens the runs index of root and syncs it with the folders (cli/runs.c); NULL after saying
+ * why on stderr. */
+struct kl_runs_index *kl__cli_runs_open(const char *root);
+/* The run.json of the run RUN names (cli/runs.c), its id in *id (malloc'd); NULL after saying
+ * why on stderr. */
+struct json_t *kl__cli_run_load(struct kl_runs_index *ix, const char *run, char **id);
+
 /* Reports a bad command line uniformly and returns KL__CLI_EXIT_USAGE, so that a subcommand can
  * write `return kl__cli_usage_error("demo", "unknown option '%s'", arg);`. It prints two lines to
  * stderr, "kiln <cmd>: <message>" and "run 'kiln <cmd> --help' for usage"; when cmd is NULL they

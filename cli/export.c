@@ -189,6 +189,9 @@ static void describe(const kl_modelfile *mf, const char *ckpt)
             printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
         printf("\n");
     }
+    const kl_modelfile_lineage *lin = kl_modelfile_lineage_of(mf);
+    if (lin->run)
+        printf("  lineage: run %s\n", lin->run);
     const kl_modelfile_reference *r = kl_modelfile_ref(mf);
     if (r)
         printf("  reference: %lld training samples (seed %llu): %lld input features in %d "

@@ -26,6 +26,7 @@ static const kl__cli_cmd commands[] = {
     {"serve", "serve exported models over HTTP (Open Inference Protocol v2)", kl__cli_serve, NULL},
     {"slurm", "print a Slurm batch script for a config that survives preemption", kl__cli_slurm,
      NULL},
+    {"runs", "list, show, compare, tag and delete recorded runs", kl__cli_runs, NULL},
     {"data", "inspect datasets and convert them to HDF5", kl__cli_data, NULL},
 };
 

@@ -14,6 +14,7 @@
 #include "kiln/launch.h"
 #include "kiln/report.h"
 #include "kiln/stop.h"
+#include "kiln/track.h"
 #include "kiln/train.h"
 
 static const char train_help[] =
@@ -352,6 +353,32 @@ typedef struct shared_plan {
     char ckpt_dir[PATH_MAX + 16];
 } shared_plan;
 
+/* Rank 0 records the run in its folder (run.json, docs/runs.md); recording never stops it. */
+static kl_run_recorder *record_begin(const kl_config *cfg, const train_opts *o, kl_comm *comm,
+                                     kl_reporter *rep)
+{
+    if (!rep || !kl_reporter_dir(rep))
+        return NULL;
+    kl_run_info ri = {.dir = kl_reporter_dir(rep),
+                      .kind = "train",
+                      .cfg = cfg,
+                      .config_path = o->config,
+                      .ranks = kl_comm_size(comm),
+                      .trial = -1};
+    return kl_run_record_begin(&ri);
+}
+
+static void record_end(kl_run_recorder *rec, kl_status st, const kl_train_result *res,
+                       const kl_error *err)
+{
+    if (st == KL_OK) {
+        kl_run_record_metric(rec, "test_loss", res->test_loss);
+        kl_run_record_metric(rec, "test_accuracy", res->test_accuracy);
+        kl_run_record_metric(rec, "test_mae", res->test_mae);
+    }
+    kl_run_record_end(rec, st, err->msg);
+}
+
 /* Rank 0 reports and writes the run folder; the other ranks train silently beside it. */
 static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o, kl_comm *comm)
 {
@@ -432,7 +459,10 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
     kl_train_options to = {.ckpt_dir = sp->ckpt_dir[0] ? sp->ckpt_dir : NULL,
                            .resume = sp->p.ckpt[0] ? sp->p.ckpt : NULL,
                            .weights_only = o->weights_only};
-    kl_status st = kl_train_run_dist(cfg, data, comm, &to, rep ? &hooks : NULL, NULL, NULL, &err);
+    kl_run_recorder *rec = record_begin(cfg, o, comm, rep);
+    kl_train_result res = {0};
+    kl_status st = kl_train_run_dist(cfg, data, comm, &to, rep ? &hooks : NULL, NULL, &res, &err);
+    record_end(rec, st, &res, &err);
     kl_reporter_free(rep);
     free(sp);
     if (st == KL_ESTOPPED) {

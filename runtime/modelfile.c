@@ -37,7 +37,41 @@ void kl_modelfile_free(kl_modelfile *mf)
     free(mf->std);
     free(mf->config_text);
     free(mf->path);
+    free(mf->lineage.run);
+    free(mf->lineage.checkpoint);
+    free(mf->lineage.parent);
     free(mf);
+}
+
+kl_status kl__modelfile_set_lineage(char **field, const char *value, kl_error *err)
+{
+    char *copy = value ? strdup(value) : NULL;
+    if (value && !copy)
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    free(*field);
+    *field = copy;
+    return KL_OK;
+}
+
+const kl_modelfile_lineage *kl_modelfile_lineage_of(const kl_modelfile *mf)
+{
+    return &mf->lineage;
+}
+
+/* /lineage, when the file has one (files written before it have not). */
+static kl_status read_lineage(kl_modelfile *mf, hid_t file, kl_error *err)
+{
+    if (!kl__h5_exists(file, "lineage"))
+        return KL_OK;
+    hid_t g = H5Gopen2(file, "lineage", H5P_DEFAULT);
+    bool ok = g >= 0 && kl__h5_get_str(g, "run", &mf->lineage.run) >= 0 &&
+              kl__h5_get_str(g, "checkpoint", &mf->lineage.checkpoint) >= 0 &&
+              kl__h5_get_str(g, "parent", &mf->lineage.parent) >= 0 &&
+              kl__h5_get_i64(g, "parent_version", &mf->lineage.parent_version) >= 0;
+    kl__h5_close(g, H5Gclose);
+    return ok ? KL_OK
+              : kl_error_set(err, KL_EFORMAT,
+                             "%s: /lineage is damaged (an attribute of another type)", mf->path);
 }
 
 kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err)
@@ -353,6 +387,8 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
             st = read_labels(mf, f, err);
         if (st == KL_OK)
             st = read_reference(mf, f, err);
+        if (st == KL_OK)
+            st = read_lineage(mf, f, err);
         kl__h5_quiet_end(q);
     } else if (st == KL_OK) {
         st = kl__modelfile_default_labels(mf, err);

@@ -29,7 +29,11 @@ struct kl_modelfile {
     kl_modelfile_reference ref; /* views into ref_data */
     float *ref_data;
     double *exps; /* (outputs): softmax scratch */
+    kl_modelfile_lineage lineage;
 };
+
+/* Sets a lineage field (a copy of value; NULL clears it). */
+kl_status kl__modelfile_set_lineage(char **field, const char *value, kl_error *err);
 
 /* Opens path (a kiln-model file, or with model false a checkpoint) and builds its model with the
  * weights and statistics loaded; for a model file also reads /signature, /labels and

@@ -111,6 +111,20 @@ static bool describe_preprocessing(hid_t file, const kl_modelfile *mf)
     return ok;
 }
 
+/* /lineage: only the fields that are known. */
+static bool put_lineage(hid_t file, const kl_modelfile_lineage *l)
+{
+    if (!l->run && !l->checkpoint && !l->parent && !l->parent_version)
+        return true;
+    hid_t g = new_group(file, "lineage");
+    bool ok = g >= 0 && (!l->run || kl__h5_put_str(g, "run", l->run)) &&
+              (!l->checkpoint || kl__h5_put_str(g, "checkpoint", l->checkpoint)) &&
+              (!l->parent || kl__h5_put_str(g, "parent", l->parent)) &&
+              (!l->parent_version || kl__h5_put_i64(g, "parent_version", l->parent_version));
+    kl__h5_close(g, H5Gclose);
+    return ok;
+}
+
 kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
                               const kl_modelfile_reference *ref, const char *path, kl_error *err)
 {
@@ -126,7 +140,7 @@ kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
         bool ok = describe_preprocessing(f, mf) && put_signature(f, mf) &&
                   (mf->nlabels == 0 ||
                    kl__h5_put_strings(f, "labels", (const char *const *)mf->labels, mf->nlabels)) &&
-                  (!ref || put_reference(f, mf, ref));
+                  (!ref || put_reference(f, mf, ref)) && put_lineage(f, &mf->lineage);
         kl__h5_quiet_end(q);
         if (!ok)
             st = kl_error_set(err, KL_EIO, "cannot write the model file %s (disk full?)", tmp);

@@ -19,7 +19,7 @@ This page is generated: run `scripts/gen-cli-doc.sh build/kiln` when a help text
 EOF
     "$kiln" --help
     echo '```'
-    for c in train tune export predict serve slurm data demo; do
+    for c in train tune export predict serve slurm runs data demo; do
         printf '\n## kiln %s\n\n```\n' "$c"
         "$kiln" "$c" --help
         echo '```'

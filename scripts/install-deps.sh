@@ -7,13 +7,15 @@ set -euo pipefail
 
 # Compiler, build tools and the libraries libkiln links.
 build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
-    libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev)
+    libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
+    nettle-dev)
 # What the test suites use besides the build: Python checks of HDF5 files and golden values,
 # xmllint for the sweep report's page, curl for the HTTP server, clang and its libFuzzer runtime
 # for the request parser's fuzz target, and a Prometheus server that scrapes kiln serve's
-# /metrics in tests/serve/test_monitor.sh.
+# /metrics in tests/serve/test_monitor.sh, and headless Chromium, which loads kiln runs report's
+# page in tests/cli/test_runs_report.sh.
 test_pkgs=(python3 python3-numpy python3-h5py procps libxml2-utils curl clang libclang-rt-14-dev
-    prometheus)
+    prometheus chromium)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1) and the tools of the serving

@@ -3,12 +3,15 @@
  * class names (a labels file, or the data set's) and the reference statistics of the training
  * inputs and outputs for drift monitoring. The file itself is written by the model file's writer,
  * runtime/modelfile_write.c. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "kiln/data.h"
 #include "kiln/modelfile_export.h"
@@ -280,6 +283,26 @@ static kl_modelfile_reference reference_view(const kl_modelfile *mf, const refer
                                     .prediction_proportions = r->pred_bin_props};
 }
 
+/* The checkpoint's absolute path and, when it lies in <run>/checkpoints/ beside a run.json (a
+ * recorded run, docs/runs.md), that run's folder: the model file's /lineage. */
+static kl_status set_lineage(kl_modelfile *mf, const char *ckpt_path, kl_error *err)
+{
+    char abs[PATH_MAX], run[PATH_MAX + 16];
+    if (!realpath(ckpt_path, abs))
+        return kl__modelfile_set_lineage(&mf->lineage.checkpoint, ckpt_path, err);
+    kl_status st = kl__modelfile_set_lineage(&mf->lineage.checkpoint, abs, err);
+    char *slash = strrchr(abs, '/');
+    if (st != KL_OK || !slash)
+        return st;
+    *slash = '\0';
+    slash = strrchr(abs, '/');
+    if (!slash || strcmp(slash + 1, "checkpoints") != 0)
+        return KL_OK;
+    *slash = '\0';
+    snprintf(run, sizeof run, "%s/run.json", abs);
+    return access(run, F_OK) == 0 ? kl__modelfile_set_lineage(&mf->lineage.run, abs, err) : KL_OK;
+}
+
 kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
                               const kl_modelfile_export_options *o, kl_error *err)
 {
@@ -289,6 +312,8 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
     kl_modelfile *mf = NULL;
     reference r = {0};
     kl_status st = kl__modelfile_open(ckpt_path, false, EXPORT_BATCH, NULL, &mf, err);
+    if (st == KL_OK)
+        st = set_lineage(mf, ckpt_path, err);
     if (st == KL_OK && o->labels_file)
         st = read_labels_file(mf, o->labels_file, err);
     if (st == KL_OK && !o->no_reference)

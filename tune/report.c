@@ -12,6 +12,7 @@
 #include "kiln/journal.h"
 #include "kiln/tune_report.h"
 #include "kiln/version.h"
+#include "tune/plot.h"
 #include "tune/report_impl.h"
 
 /* More milestones than this (the median stopping rule stops at any epoch) are drawn as this
@@ -24,36 +25,6 @@ static const char *const state_names[KL__REPORT_NSTATES] = {
 const char *kl__report_state_name(kl__report_state s)
 {
     return state_names[s];
-}
-
-void kl__report_esc(FILE *f, const char *s)
-{
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        switch (c) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            /* XML 1.0 allows no other control characters, not even as references. */
-            if (c >= 0x20 || c == '\t' || c == '\n')
-                fputc(c, f);
-            else if (c != '\r')
-                fputc('?', f);
-        }
-    }
 }
 
 void kl__report_params(FILE *f, const kl__report_trial *t)
@@ -402,28 +373,6 @@ static kl_status rp_load(kl__report *rp, const char *dir, kl_error *err)
 
 /* ---- the page ---- */
 
-static const char style[] =
-    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
-    "color:#222;max-width:1200px;margin:1.5em auto;padding:0 1em}\n"
-    "h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}\n"
-    "table{border-collapse:collapse;font-size:14px}\n"
-    "th,td{padding:3px 10px;text-align:left;border-bottom:1px solid #e3e3e3;vertical-align:top}\n"
-    "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-    "tr.best td{background:#fde3e1}\n"
-    ".note{color:#555;font-size:13px}\n"
-    ".scroll{overflow-x:auto}\n"
-    "code{font-size:13px}\n"
-    "svg{display:block;font-family:inherit;font-size:11px}\n"
-    "svg .grid{stroke:#ececec}\n"
-    "svg .axis{stroke:#555;fill:none}\n"
-    "svg text{fill:#333;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}\n"
-    "svg .curve,svg .pc{fill:none;stroke-width:1.2;stroke-opacity:.55}\n"
-    "svg .curve:hover,svg .pc:hover{stroke-width:3;stroke-opacity:1}\n"
-    "svg .best{stroke:#d62728;stroke-width:2.5;stroke-opacity:1}\n"
-    "svg .failed{stroke:#999;stroke-dasharray:3 3}\n"
-    "svg .end{stroke:none}\n"
-    "svg .bar{fill:#4c78a8}svg .bar:hover{fill:#2b5a8a}\n";
-
 static void num(FILE *f, double v)
 {
     if (isnan(v))
@@ -615,7 +564,7 @@ static kl_status write_page(FILE *f, const kl__report *rp, kl_error *err)
           "<title>Sweep report: ",
           f);
     kl__report_esc(f, rp->dir);
-    fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Sweep <code>", style);
+    fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Sweep <code>", kl__plot_style);
     kl__report_esc(f, rp->dir);
     fputs("</code></h1>\n", f);
     write_summary(f, rp);

@@ -69,9 +69,8 @@ static inline bool kl__report_failed(const kl__report_trial *t)
     return t->state == KL__REPORT_FAILED || t->state == KL__REPORT_DIVERGED;
 }
 
-/* tune/report.c: text escaped for HTML and XML (& < > " ', control characters dropped), a
- * trial's hyperparameters as escaped "key=value, key=value", and a state's name. */
-void kl__report_esc(FILE *f, const char *s);
+/* tune/report.c: a trial's hyperparameters as escaped "key=value, key=value" (escaped with
+ * kl__report_esc, tune/plot.h), and a state's name. */
 void kl__report_params(FILE *f, const kl__report_trial *t);
 const char *kl__report_state_name(kl__report_state s);
 

@@ -1,113 +1,20 @@
 /* The plots of kiln tune report, each one inline <svg>: the metric against epochs per trial,
- * how many trials reached each rung, and parallel coordinates of the hyperparameters. Scales
- * are linear, or log10 when every value is positive and they span more than MAX_LINEAR, with
- * ticks at 1, 2 or 5 times a power of ten. Trials are coloured by their best metric on one
- * sequential scale (viridis, darkest for the best), the best trial in red on top. */
+ * how many trials reached each rung, and parallel coordinates of the hyperparameters, drawn with
+ * the scales and axes of tune/plot.h. Trials are coloured by their best metric on one sequential
+ * scale (viridis, darkest for the best), the best trial in red on top. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kiln/tune_report.h"
+#include "tune/plot.h"
 #include "tune/report_impl.h"
 
-#define MAX_LINEAR 20.0 /* max / min beyond which a positive axis is drawn log */
 #define BEST_COLOR "#d62728"
-enum { MAX_TICKS = 64, LABEL_CHARS = 22 };
+enum { LABEL_CHARS = 22 };
 
-typedef struct scale {
-    double lo, hi; /* the domain, lo < hi (powers of ten when log) */
-    bool log, integer;
-    double p0, p1; /* the pixels of lo and hi */
-} scale;
-
-static double nice_step(double span, int n)
-{
-    double raw = span / n, mag = pow(10, floor(log10(raw))), f = raw / mag;
-    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
-}
-
-/* A scale over [lo, hi]; nice: widened to tick values (decades when log). */
-static scale scale_new(double lo, double hi, bool allow_log, bool nice, double p0, double p1)
-{
-    scale s = {.lo = lo, .hi = hi, .p0 = p0, .p1 = p1};
-    s.log = allow_log && lo > 0 && hi / lo > MAX_LINEAR;
-    if (s.log) {
-        if (nice) {
-            s.lo = pow(10, floor(log10(lo) + 1e-9));
-            s.hi = pow(10, ceil(log10(hi) - 1e-9));
-        }
-        return s;
-    }
-    if (!(hi > lo)) { /* one value: a band around it */
-        double d = lo != 0 ? fabs(lo) * 0.1 : 1;
-        s.lo = lo - d;
-        s.hi = hi + d;
-    }
-    if (nice && isfinite(s.hi - s.lo)) {
-        double step = nice_step(s.hi - s.lo, 5);
-        s.lo = floor(s.lo / step + 1e-9) * step;
-        s.hi = ceil(s.hi / step - 1e-9) * step;
-    }
-    return s;
-}
-
-/* Where v falls, 0 at lo and 1 at hi. */
-static double scale_unit(const scale *s, double v)
-{
-    if (s->log)
-        return (log10(v) - log10(s->lo)) / (log10(s->hi) - log10(s->lo));
-    return s->hi > s->lo ? (v - s->lo) / (s->hi - s->lo) : 0;
-}
-
-/* The pixel of v; values the domain cannot hold (overflowing spans) go to its low end. */
-static double scale_at(const scale *s, double v)
-{
-    double u = scale_unit(s, v);
-    return s->p0 + (isfinite(u) ? u : 0) * (s->p1 - s->p0);
-}
-
-static int scale_ticks(const scale *s, double *out)
-{
-    int n = 0;
-    if (s->log) {
-        int d0 = (int)lround(floor(log10(s->lo) + 1e-9)),
-            d1 = (int)lround(ceil(log10(s->hi) - 1e-9));
-        int every = (d1 - d0 + 7) / 8;
-        for (int d = d0; d <= d1 && n < MAX_TICKS - 3; d += every ? every : 1)
-            for (int m = 1; m <= 5; m += m == 1 ? 1 : 3) { /* 1, 2, 5 */
-                double v = m * pow(10, d);
-                if ((m == 1 || d1 - d0 <= 2) && v >= s->lo * (1 - 1e-9) && v <= s->hi * (1 + 1e-9))
-                    out[n++] = v;
-            }
-        return n;
-    }
-    double step = nice_step(s->hi - s->lo, 5);
-    if (s->integer)
-        step = step < 1 ? 1 : round(step);
-    for (double k = ceil(s->lo / step - 1e-9); k * step <= s->hi + 1e-9 * step && n < MAX_TICKS;
-         k++)
-        out[n++] = k * step == 0 ? 0 : k * step; /* no -0 */
-    return n;
-}
-
-/* The colour of unit position u (0: the best) on viridis, cut before its palest yellow. */
-static void color(double u, char out[8])
-{
-    static const unsigned char stops[][3] = {
-        {0x44, 0x01, 0x54}, {0x47, 0x2d, 0x7b}, {0x3b, 0x52, 0x8b},
-        {0x2c, 0x72, 0x8e}, {0x21, 0x91, 0x8c}, {0x28, 0xae, 0x80},
-        {0x5e, 0xc9, 0x62}, {0xad, 0xdc, 0x30}, {0xfd, 0xe7, 0x25}};
-    double x = (isnan(u) ? 1 : fmin(fmax(u, 0), 1)) * 0.9 * 8;
-    int i = (int)x < 8 ? (int)x : 7;
-    double f = x - i;
-    int c[3];
-    for (int k = 0; k < 3; k++)
-        c[k] = (int)lround(stops[i][k] + f * (stops[i + 1][k] - stops[i][k]));
-    snprintf(out, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
-}
-
-/* The colour scale over the ranked trials' best values. */
-static scale color_scale(const kl__report *rp)
+/* The colour kl__scale over the ranked trials' best values. */
+static kl__scale color_scale(const kl__report *rp)
 {
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < rp->nranked; i++) {
@@ -115,57 +22,25 @@ static scale color_scale(const kl__report *rp)
         lo = fmin(lo, v);
         hi = fmax(hi, v);
     }
-    return rp->nranked ? scale_new(lo, hi, true, false, 0, 1) : scale_new(0, 1, false, false, 0, 1);
+    return rp->nranked ? kl__scale_new(lo, hi, true, false, 0, 1)
+                       : kl__scale_new(0, 1, false, false, 0, 1);
 }
 
-static void trial_color(const kl__report *rp, const scale *cs, const kl__report_trial *t,
+static void trial_color(const kl__report *rp, const kl__scale *cs, const kl__report_trial *t,
                         char out[8])
 {
-    double u = scale_unit(cs, t->best);
-    color(rp->maximize ? 1 - u : u, out);
+    double u = kl__scale_unit(cs, t->best);
+    kl__plot_color(rp->maximize ? 1 - u : u, out);
 }
 
-static void y_axis(FILE *f, const scale *y, double x0, double x1, bool grid)
-{
-    double v[MAX_TICKS];
-    int n = scale_ticks(y, v);
-    for (int i = 0; i < n; i++) {
-        double py = scale_at(y, v[i]);
-        if (grid)
-            fprintf(f, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x0,
-                    py, x1, py);
-        fprintf(f,
-                "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                "<text x=\"%.1f\" y=\"%.1f\" dy=\".32em\" text-anchor=\"end\">%g</text>\n",
-                x0 - 4, py, x0, py, x0 - 6, py, v[i]);
-    }
-    fprintf(f, "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0,
-            y->p0, x0, y->p1);
-}
-
-static void x_axis(FILE *f, const scale *x, double y0, double y1)
-{
-    double v[MAX_TICKS];
-    int n = scale_ticks(x, v);
-    for (int i = 0; i < n; i++) {
-        double px = scale_at(x, v[i]);
-        fprintf(f,
-                "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
-                px, y0, px, y1, px, y0, px, y0 + 4, px, y0 + 16, v[i]);
-    }
-    fprintf(f, "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x->p0,
-            y0, x->p1, y0);
-}
-
-/* The colour scale as a bar, better on top. gid names the gradient, unique in the page. */
-static void gradient(FILE *f, const kl__report *rp, const scale *cs, double x, double y, int gid)
+/* The colour kl__scale as a bar, better on top. gid names the gradient, unique in the page. */
+static void gradient(FILE *f, const kl__report *rp, const kl__scale *cs, double x, double y,
+                     int gid)
 {
     fprintf(f, "<defs><linearGradient id=\"kl-grad-%d\" x1=\"0\" y1=\"0\" x2=\"0\" y2=\"1\">", gid);
     for (int k = 0; k <= 8; k++) {
         char c[8];
-        color(k / 8.0, c);
+        kl__plot_color(k / 8.0, c);
         fprintf(f, "<stop offset=\"%.3f\" stop-color=\"%s\"/>", k / 8.0, c);
     }
     double hi = rp->maximize ? cs->hi : cs->lo, lo = rp->maximize ? cs->lo : cs->hi;
@@ -180,7 +55,7 @@ static void gradient(FILE *f, const kl__report *rp, const scale *cs, double x, d
 
 /* The legend at (x, y): the best trial, the colour scale (better on top) and grey for trials
  * that failed. */
-static void legend(FILE *f, const kl__report *rp, const scale *cs, double x, double y, int gid)
+static void legend(FILE *f, const kl__report *rp, const kl__scale *cs, double x, double y, int gid)
 {
     fputs("<g class=\"legend\">", f);
     if (rp->best >= 0)
@@ -200,15 +75,6 @@ static void legend(FILE *f, const kl__report *rp, const scale *cs, double x, dou
                 "<text x=\"%.1f\" y=\"%.1f\" dy=\".32em\">failed, diverged</text>\n",
                 x, y + 180, x + 24, y + 180, x + 30, y + 180);
     fputs("</g>\n", f);
-}
-
-static void svg_open(FILE *f, const char *id, double w, double h, const char *label)
-{
-    fprintf(f,
-            "<div class=\"scroll\"><svg xmlns=\"http://www.w3.org/2000/svg\" id=\"%s\" "
-            "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
-            "aria-label=\"%s\">\n",
-            id, w, h, w, h, label);
 }
 
 /* What thin() left out, when it did. */
@@ -267,8 +133,8 @@ static int64_t pick_curves(const kl__report *rp, int64_t *sel, int64_t *with_poi
                                                  : KL_TUNE_REPORT_MAX_LINES);
 }
 
-static void curve(FILE *f, const kl__report *rp, const kl__report_trial *t, const scale *x,
-                  const scale *y, const scale *cs)
+static void curve(FILE *f, const kl__report *rp, const kl__report_trial *t, const kl__scale *x,
+                  const kl__scale *y, const kl__scale *cs)
 {
     char c[8] = BEST_COLOR;
     const char *cls = t->id == rp->best      ? "curve best"
@@ -279,7 +145,8 @@ static void curve(FILE *f, const kl__report *rp, const kl__report_trial *t, cons
     fprintf(f, "<polyline class=\"%s\" stroke=\"%s\" points=\"", cls,
             kl__report_failed(t) ? "#999999" : c);
     for (int i = 0; i < t->npts; i++)
-        fprintf(f, "%s%.1f,%.1f", i ? " " : "", scale_at(x, t->pts[i].t), scale_at(y, t->pts[i].v));
+        fprintf(f, "%s%.1f,%.1f", i ? " " : "", kl__scale_at(x, t->pts[i].t),
+                kl__scale_at(y, t->pts[i].v));
     fputs("\">", f);
     trial_title(f, rp, t);
     fputs("</polyline>\n", f);
@@ -288,7 +155,7 @@ static void curve(FILE *f, const kl__report *rp, const kl__report_trial *t, cons
     bool early = t->state != KL__REPORT_RUNNING && t->state != KL__REPORT_DONE && e->t < rp->max_t;
     if (early || t->npts == 1)
         fprintf(f, "<circle class=\"end\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
-                scale_at(x, e->t), scale_at(y, e->v), kl__report_failed(t) ? "#999999" : c);
+                kl__scale_at(x, e->t), kl__scale_at(y, e->v), kl__report_failed(t) ? "#999999" : c);
 }
 
 kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err)
@@ -306,8 +173,8 @@ kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err)
             hi = fmax(hi, rp->trials[sel[i]].pts[k].v);
         }
     const double W = 900, H = 420, ml = 70, mr = 190, mt = 16, mb = 50;
-    scale x = {.lo = 0, .hi = rp->max_t, .integer = true, .p0 = ml, .p1 = W - mr};
-    scale y = scale_new(lo, hi, true, true, H - mb, mt), cs = color_scale(rp);
+    kl__scale x = {.lo = 0, .hi = rp->max_t, .integer = true, .p0 = ml, .p1 = W - mr};
+    kl__scale y = kl__scale_new(lo, hi, true, true, H - mb, mt), cs = color_scale(rp);
     fputs("<h2>The metric per epoch</h2>\n<p class=\"note\">One line per trial: ", f);
     kl__report_esc(f, rp->metric);
     fputs(" after each epoch. A line that ends early is a trial the scheduler stopped or paused "
@@ -315,9 +182,9 @@ kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err)
           f);
     capped(f, n, with_points);
     fputs("</p>\n", f);
-    svg_open(f, "plot-curves", W, H, "the metric against epochs, one line per trial");
-    y_axis(f, &y, ml, W - mr, true);
-    x_axis(f, &x, H - mb, mt);
+    kl__plot_svg_open(f, "plot-curves", W, H, "the metric against epochs, one line per trial");
+    kl__plot_y_axis(f, &y, ml, W - mr, true);
+    kl__plot_x_axis(f, &x, H - mb, mt);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">epochs (t)%s</text>\n",
             (ml + W - mr) / 2, H - 12, y.log ? "; log scale" : "");
     fprintf(f, "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">",
@@ -346,15 +213,15 @@ void kl__report_plot_rungs(FILE *f, const kl__report *rp)
         most = c > most ? c : most;
     }
     const double W = 900, H = 300, ml = 70, mr = 30, mt = 24, mb = 50;
-    scale y = scale_new(0, (double)most, false, true, H - mb, mt);
+    kl__scale y = kl__scale_new(0, (double)most, false, true, H - mb, mt);
     y.integer = true;
     double band = (W - ml - mr) / rp->nmilestones, bw = fmin(band * 0.7, 80);
     int every = (rp->nmilestones + 19) / 20;
     fputs("<h2>Rung occupancy</h2>\n<p class=\"note\">How many trials trained to each rung's "
           "milestone (the epochs at which the scheduler decides, and max_t).</p>\n",
           f);
-    svg_open(f, "plot-rungs", W, H, "trials that reached each rung");
-    y_axis(f, &y, ml, W - mr, true);
+    kl__plot_svg_open(f, "plot-rungs", W, H, "trials that reached each rung");
+    kl__plot_y_axis(f, &y, ml, W - mr, true);
     fprintf(f, "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", ml,
             H - mb, W - mr, H - mb);
     for (int r = 0; r < rp->nmilestones; r++) {
@@ -362,7 +229,7 @@ void kl__report_plot_rungs(FILE *f, const kl__report *rp)
         int64_t c = 0;
         for (int64_t i = 0; i < rp->ntrials; i++)
             c += rp->trials[i].started && rp->trials[i].last_t >= m;
-        double cx = ml + band * (r + 0.5), top = scale_at(&y, (double)c);
+        double cx = ml + band * (r + 0.5), top = kl__scale_at(&y, (double)c);
         fprintf(f,
                 "<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\">"
                 "<title>t &#8805; %d: %lld of %lld trials (%.0f%%)</title></rect>"
@@ -386,7 +253,7 @@ void kl__report_plot_rungs(FILE *f, const kl__report *rp)
 typedef struct pc_axis {
     const char *key; /* NULL: the metric */
     bool numeric;
-    scale s;
+    kl__scale s;
     const char **cats; /* categorical: the values, sorted */
     int ncats;
     double x;
@@ -425,10 +292,11 @@ static kl_status axis_fit(pc_axis *a, const kl__report *rp, const int64_t *sel, 
         }
     }
     if (a->numeric) {
-        a->s = isfinite(lo) ? scale_new(lo, hi, true, true, p0, p1) : scale_new(0, 1, 0, 0, p0, p1);
+        a->s = isfinite(lo) ? kl__scale_new(lo, hi, true, true, p0, p1)
+                            : kl__scale_new(0, 1, 0, 0, p0, p1);
         return KL_OK;
     }
-    a->s = (scale){.lo = 0, .hi = 1, .p0 = p0, .p1 = p1};
+    a->s = (kl__scale){.lo = 0, .hi = 1, .p0 = p0, .p1 = p1};
     if (!(a->cats = malloc((size_t)n * sizeof *a->cats)))
         return KL_ENOMEM;
     for (int64_t i = 0; i < n; i++)
@@ -447,13 +315,13 @@ static kl_status axis_fit(pc_axis *a, const kl__report *rp, const int64_t *sel, 
 static double axis_y(const pc_axis *a, const kl__report_trial *t)
 {
     if (!a->key)
-        return kl__report_failed(t) || isnan(t->best) ? NAN : scale_at(&a->s, t->best);
+        return kl__report_failed(t) || isnan(t->best) ? NAN : kl__scale_at(&a->s, t->best);
     const char *s = value_of(t, a->key);
     double v;
     if (!s)
         return NAN;
     if (a->numeric)
-        return parse_num(s, &v) ? scale_at(&a->s, v) : NAN;
+        return parse_num(s, &v) ? kl__scale_at(&a->s, v) : NAN;
     const char **at = bsearch(&s, a->cats, (size_t)a->ncats, sizeof *a->cats, cmp_str);
     return at ? a->s.p0 + (a->s.p1 - a->s.p0) * ((double)(at - a->cats) + 0.5) / a->ncats : NAN;
 }
@@ -481,7 +349,7 @@ static void axis_draw(FILE *f, const pc_axis *a, const kl__report *rp, double to
     short_label(f, a->key ? a->key : rp->metric);
     fprintf(f, "%s</text>\n", a->key ? "" : " (best)");
     if (a->numeric) {
-        y_axis(f, &a->s, a->x, a->x, false);
+        kl__plot_y_axis(f, &a->s, a->x, a->x, false);
         return;
     }
     int every = (a->ncats + 19) / 20;
@@ -501,7 +369,7 @@ static void axis_draw(FILE *f, const pc_axis *a, const kl__report *rp, double to
 }
 
 static void pc_line(FILE *f, const kl__report *rp, const kl__report_trial *t, const pc_axis *ax,
-                    int nax, const scale *cs)
+                    int nax, const kl__scale *cs)
 {
     char c[8] = "#999999";
     const char *cls = "pc failed";
@@ -530,15 +398,15 @@ static void pc_line(FILE *f, const kl__report *rp, const kl__report_trial *t, co
 static void parallel_draw(FILE *f, const kl__report *rp, const int64_t *sel, int64_t n,
                           const pc_axis *ax, int nax, double W, double H, double mt)
 {
-    scale cs = color_scale(rp);
+    kl__scale cs = color_scale(rp);
     fputs("<h2>Hyperparameters</h2>\n<p class=\"note\">Parallel coordinates: one axis per swept "
-          "key (log scale when its values span more than a factor of 20), the best ",
+          "key (log kl__scale when its values span more than a factor of 20), the best ",
           f);
     kl__report_esc(f, rp->metric);
     fputs(" last; one line per trial, coloured by its best value.", f);
     capped(f, n, rp->nstarted);
     fputs("</p>\n", f);
-    svg_open(f, "plot-parallel", W, H, "parallel coordinates of the hyperparameters");
+    kl__plot_svg_open(f, "plot-parallel", W, H, "parallel coordinates of the hyperparameters");
     for (int i = 0; i < nax; i++)
         axis_draw(f, &ax[i], rp, mt);
     for (int64_t i = n - 1; i >= 0; i--)
@@ -568,9 +436,9 @@ kl_status kl__report_plot_parallel(FILE *f, const kl__report *rp, kl_error *err)
             st = axis_fit(&ax[i], rp, sel, n, H - mb, mt);
             continue;
         }
-        scale cs = color_scale(rp); /* the metric: the ranked trials' best values */
+        kl__scale cs = color_scale(rp); /* the metric: the ranked trials' best values */
         ax[i].numeric = true;
-        ax[i].s = scale_new(cs.lo, cs.hi, true, true, H - mb, mt);
+        ax[i].s = kl__scale_new(cs.lo, cs.hi, true, true, H - mb, mt);
     }
     if (st == KL_OK)
         parallel_draw(f, rp, sel, n, ax, nax, W, H, mt);

@@ -11,6 +11,7 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/report.h"
+#include "kiln/track.h"
 #include "kiln/train.h"
 #include "tune/tune_impl.h"
 
@@ -176,7 +177,15 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
         d.test = (kl_dataset){0}; /* a trial is judged on validation; the test set is for the
                                      best model, after the sweep */
         kl_train_options to = {.ckpt_dir = ckdir, .resume = resume};
+        kl_run_info ri = {.dir = dir,
+                          .kind = "trial",
+                          .cfg = cfg,
+                          .ranks = kl_comm_size(comm),
+                          .sweep = tu->dir,
+                          .trial = job->trial};
+        kl_run_recorder *rec = kl_run_record_begin(&ri);
         st = kl_train_run_dist(cfg, &d, comm, &to, &h, NULL, NULL, err);
+        kl_run_record_end(rec, st, err->msg);
         kl_reporter_free(rep);
         fclose(devnull);
     } else {

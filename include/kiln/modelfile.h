@@ -73,6 +73,16 @@ const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf);
 const char *kl_modelfile_label(const kl_modelfile *mf, int k);
 /* Every class name (n of them, the signature's outputs), or NULL with n = 0 (regression). */
 const char *const *kl_modelfile_labels(const kl_modelfile *mf, int *n);
+
+/* Where a model file's weights came from (/lineage, docs/formats.md); NULL fields are unknown. */
+typedef struct kl_modelfile_lineage {
+    char *run;              /* the run folder that trained it (kiln export) */
+    char *checkpoint;       /* the checkpoint it was exported from */
+    char *parent;           /* online learning: the model file of the version it continued */
+    int64_t parent_version; /* that version's number; 0 when none */
+} kl_modelfile_lineage;
+
+const kl_modelfile_lineage *kl_modelfile_lineage_of(const kl_modelfile *mf);
 /* The training config the model was built from, as the file stores it. */
 const kl_config *kl_modelfile_config(const kl_modelfile *mf);
 /* The reference statistics, or NULL when the file has none (exported with --no-reference). */

@@ -201,6 +201,26 @@ kl_status kl__respond_infer(const kl__version *v, const kl__infer_request *req, 
                               b, header_len, err);
 }
 
+/* Where the served weights came from (the model file's /lineage), when it says. */
+static void put_lineage(kl__buf *b, const kl_modelfile_lineage *l)
+{
+    if (!l->run && !l->checkpoint && !l->parent)
+        return;
+    kl__buf_puts(b, ",\"lineage\":{");
+    const char *keys[] = {"run", "checkpoint", "parent"};
+    const char *vals[] = {l->run, l->checkpoint, l->parent};
+    bool first = true;
+    for (int i = 0; i < 3; i++)
+        if (vals[i]) {
+            kl__buf_printf(b, "%s\"%s\":", first ? "" : ",", keys[i]);
+            kl__buf_json_string(b, vals[i]);
+            first = false;
+        }
+    if (l->parent_version)
+        kl__buf_printf(b, ",\"parent_version\":\"%lld\"", (long long)l->parent_version);
+    kl__buf_puts(b, "}");
+}
+
 void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__buf *b)
 {
     const kl_modelfile_signature *sig = v->sig;
@@ -260,6 +280,8 @@ void kl__respond_model_metadata(const kl__model *m, const kl__version *v, kl__bu
         }
         kl__buf_puts(b, "]");
     }
+    if (v->mf)
+        put_lineage(b, kl_modelfile_lineage_of(v->mf[0]));
     kl__buf_puts(b, "}}");
 }
 

@@ -298,6 +298,11 @@ static kl_status learner_init(kl__learner *l, const kl__version *v, kl_error *er
         return st;
     if ((st = kl_modelfile_load(v->path, 1, &l->src, err)) != KL_OK)
         return st;
+    /* What it publishes continues this version: its lineage says so (the run and checkpoint
+     * stay the source's). */
+    l->src->lineage.parent_version = v->number;
+    if ((st = kl__modelfile_set_lineage(&l->src->lineage.parent, v->path, err)) != KL_OK)
+        return st;
     kl_model_options o = l->src->m.opts;
     o.batch = l->cfg.batch_size;
     o.trainable = true;
@@ -520,6 +525,12 @@ static int64_t publish(kl__learner *l)
                   "model %s: online learning published version %lld after %lld steps (%s, %.2f s)",
                   m->name, (long long)number, (long long)l->steps,
                   l->cfg.persist ? "in the repository" : "not persisted", kl_now() - t0);
+    /* The next version continues this one. */
+    char file[4300];
+    snprintf(file, sizeof file, "%s/%lld/model.h5", l->cfg.persist ? m->dir : l->tmp_dir,
+             (long long)number);
+    if (kl__modelfile_set_lineage(&l->src->lineage.parent, file, &err) == KL_OK)
+        l->src->lineage.parent_version = number;
     return number;
 }
 

@@ -3,7 +3,8 @@
 # its own -fsanitize=fuzzer build of the code under test), and runs it from a copy of
 # tests/fuzz/corpus-NAME for a time budget. ctest runs each as test_fuzz_NAME (label fuzz).
 # Targets: infer (the inference-request parser), idx, csv, hdf5 (the data set readers), config
-# (the YAML config loader), modelfile (the model-file loader).
+# (the YAML config loader), modelfile (the model-file loader), runjson (run records and --where
+# expressions: the runs index, kiln runs).
 #
 # usage: tests/fuzz/run.sh BUILD_DIR NAME [SECONDS]   (default 30 s; BUILD_DIR/include holds the
 # generated kiln/version.h). The library is compiled once into BUILD_DIR/fuzz/ (make keeps it up
@@ -36,7 +37,7 @@ fi
 if [[ $target == infer ]]; then
     packages=(jansson)
 else
-    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c)
+    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle)
 fi
 for p in "${packages[@]}"; do
     if ! pkg-config --exists "$p"; then

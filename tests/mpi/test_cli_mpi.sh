@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kiln train under mpirun, from the command line: a config mistake is one message (not one per
 # rank) and a non-zero exit on every rank; a batch that does not split over the ranks likewise;
-# and a short 2-rank run ends with the same test metrics line shape as one rank's.
+# and a short 2-rank run ends with the same test metrics line shape as one rank's; a 2-rank run
+# records itself once, from rank 0, naming both ranks.
 # usage: test_cli_mpi.sh PATH_TO_KILN   (needs mpirun; exits 77 to skip without)
 set -uo pipefail
 kiln="$1"
@@ -32,6 +33,17 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     check "a batch of 64 over 3 ranks is refused" test $rc -ne 0
     check "naming train.batch_size, once" test "$(grep -c 'train.batch_size 64' err.txt)" -eq 1
 fi
+# The run record (docs/runs.md) of a 2-rank run: written by rank 0, once, naming both ranks.
+printf 'a,b,label\n' >d.csv
+for i in $(seq 1 64); do echo "$((i % 7)),$((i % 5)),$((i % 2))" >>d.csv; done
+printf 'model:\n  layers:\n    - dense: {units: 4}\ndata: {train: {format: csv, path: d.csv}}\ntrain: {epochs: 2, batch_size: 16}\n' >csv.yaml
+mpirun -n 2 --oversubscribe "$kiln" train csv.yaml --name two -q >out.txt 2>err.txt
+rc=$?
+check "a 2-rank run with a run folder succeeds" test $rc -eq 0
+check "its run.json says finished on 2 ranks" python3 -c '
+import json; d = json.load(open("runs/two/run.json"))
+assert d["status"] == "finished" and d["provenance"]["ranks"] == 2, d["status"]'
+check "one record: no other rank wrote a temporary file" test -z "$(ls runs/two | grep tmp)"
 if [ $fails -ne 0 ]; then
     echo "--- stderr of the last run:"; cat err.txt
     exit 1

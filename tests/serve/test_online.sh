@@ -91,6 +91,17 @@ check "shifted labels: steps, published versions, predictions moving; inference 
 latest=$("$py" -c 'import json; print(json.load(open("learn.json"))["published"][-1])' 2>/dev/null)
 published=$("$py" -c 'import json; print(" ".join(json.load(open("learn.json"))["published"]))' 2>/dev/null)
 check "versions were published ($published)" test -n "$latest"
+# Each published version names the one it continued (the model file's /lineage, shown in the
+# metadata): the first the base version 1, each later one the version published before it.
+parent=$(echo 1 $published | tr ' ' '\n' | tail -n 2 | head -n 1)
+check "version $latest's metadata names its parent, version $parent" "$py" -c '
+import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1]))
+lin = d["parameters"]["lineage"]
+print("   lineage", lin)
+assert lin["parent_version"] == sys.argv[2], lin
+assert lin["parent"].endswith("/%s/model.h5" % sys.argv[2]), lin' \
+    "$base/v2/models/m/versions/$latest" "$parent"
 # folders_are DIR "N N...": DIR holds these version folders, config.yaml and nothing else (no
 # temporary or half-pruned folder).
 folders_are() {
