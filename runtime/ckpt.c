@@ -612,7 +612,8 @@ char *kl_ckpt_find_latest(const char *dir, kl_error *err)
     kl__h5_quiet q = kl__h5_quiet_begin();
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t l = strlen(e->d_name);
-        if (l < 4 || strcmp(e->d_name + l - 3, ".h5") != 0)
+        /* best.h5 is an earlier epoch kept for its metric, never where a run stands. */
+        if (l < 4 || strcmp(e->d_name + l - 3, ".h5") != 0 || !strcmp(e->d_name, "best.h5"))
             continue;
         size_t len = strlen(dir) + l + 2;
         char *path = malloc(len);

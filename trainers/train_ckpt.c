@@ -87,7 +87,7 @@ void kl__train_remove_stale(kl__train_state *r)
 }
 
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
- * step); final.h5 is never pruned. Temporaries of dead writers go too. */
+ * step); final.h5 and best.h5 are never pruned. Temporaries of dead writers go too. */
 void kl__train_prune(kl__train_state *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
@@ -344,6 +344,10 @@ static kl_status take_history(kl__train_state *r, const kl_ckpt_state *st, kl_er
                               .lr = row[7],
                               .seconds = row[8],
                               .samples_per_s = row[9]};
+        /* best.h5's value so far, from the epochs the history holds: with early stopping the
+         * checkpoint's own state carries it instead. */
+        if (r->opts->best_metric)
+            kl__train_is_best(r, &m, false);
         kl_status s = kl__train_history_add(r, &m, err);
         if (s != KL_OK)
             return s;
