@@ -136,6 +136,31 @@ static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
     return rc == 0 ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s", path);
 }
 
+kl_status kl__tune_check_failed(const kl__tuner *tu, kl_error *err)
+{
+    int64_t created = kl_sched_created(tu->sched), first = -1, same = 0;
+    if (created == 0 || kl_sched_best_trial(tu->sched) >= 0)
+        return KL_OK;
+    for (int64_t i = 0; i < created; i++) {
+        const char *e = tu->trials[i].error;
+        if (!e)
+            continue;
+        if (first < 0)
+            first = i;
+        same += !strcmp(e, tu->trials[first].error);
+    }
+    if (first < 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "none of the %lld trials that ran reported a finite %s: nothing to "
+                            "rank (val_* metrics need validation data)",
+                            (long long)created, tu->sw->metric);
+    return kl_error_set(err, KL_EINVAL,
+                        "every one of the %lld trials failed, so there is no best trial; %lld of "
+                        "them with the error of the first, trial %lld: %s",
+                        (long long)created, (long long)same, (long long)first,
+                        tu->trials[first].error);
+}
+
 kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err)
 {
     kl_status st = write_results(tu, err);

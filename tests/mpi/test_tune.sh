@@ -194,6 +194,24 @@ EOF
     check "and say so in results.csv" test "$(grep -c '^[02],errored,' f/results.csv)" -eq 2
     check "the good trial finished" grep -q '^3,done,' f/results.csv
     check "it is the best" grep -q '"trial": 3' f/best.json
+    # Every trial fails, all 6 with batch_size 100000 (the same error). The sweep exits
+    # 1 and says why; on a terminal (script(1) gives it one, where a pseudo-terminal can be
+    # opened) its table shows no rung -1 or nan for trials without a value.
+    sed -i 's/grid: \[100000, 64\]/grid: [100000, 100000]/; s/grid: \[1e6, 0.05\]/grid: [1e6, 0.05, 0.01]/' sweep.yaml
+    "$kiln" tune sweep.yaml --dir allfail --plain >af.txt 2>&1
+    check "a sweep whose every trial failed exits 1" test $? -eq 1
+    check "saying so, with the first error and how many trials hit it" grep -q \
+        "every one of the 6 trials failed, so there is no best trial; 6 of them with the error of the first, trial 0: .*batch_size" af.txt
+    check "and writes no best.json" test ! -e allfail/best.json
+    if script -qec true /dev/null >/dev/null 2>&1; then
+        script -qec "$kiln tune sweep.yaml --dir allfail-tty" /dev/null >aft.txt 2>&1
+        check "on a terminal too (exit 1)" grep -q "every one of the 6 trials failed" aft.txt
+        check "its table shows no rung -1, nor nan" bash -c "! grep -Eq ' -1 |nan' aft.txt"
+    elif [ "${CI:-}" = true ]; then
+        check "a pseudo-terminal under CI" false
+    else
+        echo "skipped: the live table on a terminal (no pseudo-terminal)"
+    fi
     # The lock: the first coordinator holds the folder while it waits for data from a FIFO that
     # nobody writes, a wait that lasts as long as the test wants.
     mkfifo rows.csv
