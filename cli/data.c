@@ -220,6 +220,11 @@ static int convert(const data_opts *o)
     char name[32];
     const char *prefixes[2];
     int n;
+    if (o->nsrc == 2 && !o->output)
+        return kl__cli_usage_error("data",
+                                   "convert takes one SOURCE and writes where -o says: kiln data "
+                                   "convert %s -o %s",
+                                   o->src[0].source, o->src[1].source);
     if (o->nsrc != 1)
         return kl__cli_usage_error("data", "convert takes one SOURCE, got %d", o->nsrc);
     if (!o->output)

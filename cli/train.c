@@ -470,6 +470,13 @@ int kl__cli_train(int argc, char **argv)
         goto out;
     }
     rc = agree(comm, "startup agreement after loading the config", cfg ? KL_OK : err.status, &err);
+    /* A --set that does not apply is a bad command line: its errors point into the override
+     * ("--set:N:col", runtime/config_override.c), and every rank loads the same one. */
+    if (rc == 1 && !cfg && !strncmp(err.msg, "--set:", 6)) {
+        if (lead)
+            fprintf(stderr, "run 'kiln train --help' for usage\n");
+        rc = KL__CLI_EXIT_USAGE;
+    }
     if (rc != 0)
         goto out;
     if ((rc = slurm_defaults(cfg, &o, lead)) != 0)

@@ -28,6 +28,12 @@ expect 1 'cannot read config' -- train no-such-model.yaml
 expect 0 'usage: kiln train' -- train --help
 expect 2 'which config' -- train
 expect 2 'KEY=VALUE' -- train x.yaml --set train.epochs
+# A --set that does not apply is a bad command line too (exit 2), before any work.
+expect 2 '--set:1:14: optimizer.lr: expected a positive number, got "abc"' -- \
+    train "$examples/fashion-mnist/mlp.yaml" --set optimizer.lr=abc
+expect 2 "--set:1:11: optimizer.nope: unknown key" -- \
+    train "$examples/fashion-mnist/mlp.yaml" --set optimizer.nope=1 --print-config
+expect 1 "nope.yaml" -- train nope.yaml --set optimizer.lr=0.1
 expect 2 "unknown option '--fast'" -- train x.yaml --fast
 expect 0 'usage: kiln serve' -- serve --help
 expect 2 'what to serve' -- serve
@@ -108,6 +114,8 @@ expect 1 'nope.csv' -- data info "$tmp/nope.csv"
 expect 0 'wrote .*ok.h5: 3 samples' -- data convert "$tmp/ok.csv" -o "$tmp/ok.h5"
 expect 0 'x: f32 \[3, 2\]' -- data info "$tmp/ok.h5"
 expect 2 'needs -o' -- data convert "$tmp/ok.csv"
+expect 2 "writes where -o says: kiln data convert .*ok.csv -o .*ok2.h5" -- \
+    data convert "$tmp/ok.csv" "$tmp/ok2.h5"
 expect 2 'needs --labels' -- data info "$tmp/images-idx3-ubyte"
 expect 2 "unknown action 'frob'" -- data frob
 expect 0 'mlp: test accuracy (9[0-9]|100)\.[0-9]%' -- demo --model mlp --epochs 15 --quiet
@@ -140,7 +148,7 @@ printf 'model:\n  layers:\n    - dense: {units: 8}\ndata:\n  dataset: fashion-mn
 printf 'train:\n  epoch: 3\n' >>typo.yaml
 expect 1 "^kiln train: typo.yaml:7:3: train.epoch: unknown key; did you mean 'epochs'\?" -- \
     train typo.yaml
-expect 1 "^kiln train: --set:1:7: train.epoch: unknown key; did you mean 'epochs'\?" -- \
+expect 2 "^kiln train: --set:1:7: train.epoch: unknown key; did you mean 'epochs'\?" -- \
     train "$mlp" --set train.epoch=3
 printf 'data:\n  dataset: fashion-mnist\noptimizer:\n  name: adam\n  lr: fast\n' >badvalue.yaml
 expect 1 'badvalue.yaml:5:7: optimizer.lr: expected a positive number, got "fast"' -- \
