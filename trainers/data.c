@@ -336,7 +336,7 @@ static kl_status compute_stats(const kl_dataset *d, kl_standardize mode, kl_data
     for (int64_t j = 0; st == KL_OK && j < k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
-        s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
+        s->std[j] = kl__std_scale(sd, sum[j]);
     }
     if (st == KL_OK)
         s->nstats = k;

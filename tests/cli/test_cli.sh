@@ -291,6 +291,27 @@ with h5py.File(sys.argv[1], "w") as f:
             --set "data.train={format: hdf5, path: $craft/wrap.h5}"
     done
 fi
+
+# standardize: feature with a feature that is constant (0) in the training split and 1 in the
+# test split: its scale is 1, so the test loss kiln train reports stays that of a few epochs of
+# training (a scale of 1e-6 made it 1e5 and more), and kiln predict on the exported model, which
+# standardises as kiln serve does (runtime/modelfile.c), gives the same loss.
+awk 'BEGIN { OFS = ","; print "a,b,c,label"; for (i = 0; i < 60; i++) print i % 7, i % 5, 0, i % 2 }' \
+    >"$craft/const.csv"
+awk 'BEGIN { OFS = ","; print "a,b,c,label"; for (i = 0; i < 20; i++) print i % 7, i % 5, 1, i % 2 }' \
+    >"$craft/const-test.csv"
+printf 'name: const\nmodel: {layers: [{dense: {units: 4}}]}\ndata: {train: {format: csv, path: %s}, test: {format: csv, path: %s}, standardize: feature, val_fraction: 0}\ntrain: {epochs: 3, batch_size: 10}\n' \
+    "$craft/const.csv" "$craft/const-test.csv" >"$craft/const.yaml"
+(cd "$craft" && "$kiln" train const.yaml --json >const.json 2>/dev/null &&
+    "$kiln" export runs/const -o const.h5 --no-reference >/dev/null 2>&1 &&
+    "$kiln" predict const.h5 --input const-test.csv -o const-p.csv >const-p.txt 2>&1)
+check "a constant training feature: train, export and predict run" test -s "$craft/const-p.csv"
+test_loss=$(sed -n 's/.*"test_loss": \([-0-9.e+]*\).*/\1/p' "$craft/const.json" | tail -n 1)
+predict_loss=$(sed -n 's/^loss \([-0-9.e+]*\) .*/\1/p' "$craft/const-p.txt")
+check "its test loss is that of a trained model, not of a feature scaled by 1e6 ($test_loss)" \
+    awk -v l="$test_loss" 'BEGIN { exit !(l != "" && l + 0 < 5) }'
+check "kiln predict gives the same loss ($predict_loss)" \
+    awk -v a="$test_loss" -v b="$predict_loss" 'BEGIN { d = a - b; exit !(b != "" && d * d <= 1e-12 * a * a) }'
 rm -rf "$craft"
 
 # SIGTERM while kiln train prepares its data, in memory and with data.lazy: the load stops and

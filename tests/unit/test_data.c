@@ -715,8 +715,18 @@ static void test_standardize(void)
             CHECK_NEAR(sqrt(sq / (double)cnt), 1, 1e-4);
         }
         if (mode == KL_STD_FEATURE) {
-            CHECK_NEAR(s.std[8], 1e-6, 1e-12); /* the constant pixel: floored, not zero */
+            /* The constant pixel (7/255): scale 1, so that a value it never took in training
+             * stays at its distance from the mean, as scikit-learn's StandardScaler keeps it. */
+            CHECK(s.std[8] == 1.0f);
+            CHECK_NEAR(s.mean[8], 7.0 / 255, 1e-7);
             CHECK_NEAR(kl_f32(s.train.x)[8], 0, 0);
+            kl_tensor *t = kl_tensor_new(KL_F32, KL_SHAPE(1, 9), &err);
+            KL_ASSERT(t);
+            for (int k = 0; k < 9; k++)
+                kl_f32(t)[k] = 200.0f / 255;
+            kl_data_standardize(t, s.mean, s.std, s.nstats);
+            CHECK_NEAR(kl_f32(t)[8], (200.0 - 7.0) / 255, 1e-6);
+            kl_tensor_free(t);
         }
         /* The test split got exactly the training statistics. */
         int exact = 1;
