@@ -206,6 +206,13 @@ assert 0 < last["test_accuracy"] <= 1 and last["test_loss"] > 0 and last["test_m
     check "kiln train --quiet prints one line" test "$(wc -l <"$out")" -eq 1
     check "a second run of fashion-mlp goes to runs/fashion-mlp-2" \
         test -s runs/fashion-mlp-2/metrics.csv
+    # A name given on the command line names the folder: an existing one is refused before any
+    # work (the data is not even looked for), as is --set name=, and nothing is written.
+    expect 1 'run runs/fashion-mlp exists already: continue it with --resume, or give another --name' -- \
+        train "$mlp" "${short[@]}" --name fashion-mlp
+    expect 1 'run runs/fashion-mlp-2 exists already' -- \
+        train "$mlp" "${short[@]}" --set name=fashion-mlp-2 --set data.dir=/nonexistent
+    check "and makes no runs/fashion-mlp-3" test ! -e runs/fashion-mlp-3
 
     # Plain lines when not on a terminal (no progress bar); --name and --no-run-dir.
     expect 0 '^epoch   1/1  train loss [0-9.]+ acc [0-9.]+%  val loss [0-9.]+ acc [0-9.]+%' -- \
