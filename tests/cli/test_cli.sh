@@ -114,6 +114,8 @@ expect 1 'nope.csv' -- data info "$tmp/nope.csv"
 expect 0 'wrote .*ok.h5: 3 samples' -- data convert "$tmp/ok.csv" -o "$tmp/ok.h5"
 expect 0 'x: f32 \[3, 2\]' -- data info "$tmp/ok.h5"
 expect 2 'needs -o' -- data convert "$tmp/ok.csv"
+expect 1 'mnist: the folder /nonexistent does not exist; Debian 12 has no package for MNIST' -- \
+    data info mnist --dir /nonexistent
 expect 2 "writes where -o says: kiln data convert .*ok.csv -o .*ok2.h5" -- \
     data convert "$tmp/ok.csv" "$tmp/ok2.h5"
 expect 2 'needs --labels' -- data info "$tmp/images-idx3-ubyte"

@@ -680,6 +680,11 @@ static void test_splits(void)
     kl_data_config m = {.dataset = "fashion-mnist", .dir = "/nonexistent/fm"};
     CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EIO);
     CHECK(strstr(err.msg, "apt-get install dataset-fashion-mnist") != NULL);
+    /* Debian 12 has no MNIST package: the hint says so and names the files instead. */
+    m.dataset = "mnist";
+    CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EIO);
+    CHECK(!strstr(err.msg, "apt-get") && strstr(err.msg, "no package for MNIST") &&
+          strstr(err.msg, "t10k-labels-idx1-ubyte.gz"));
     m.dataset = "cifar";
     CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EINVAL && strstr(err.msg, "cifar"));
 }
