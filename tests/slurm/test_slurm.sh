@@ -23,10 +23,12 @@ name="test_slurm ($mode)"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 peer="$root/tests/unit/ckpt_h5py.py"
+# shellcheck source=../skip.sh
+source "$here/../skip.sh"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
-    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
 if [ "$mode" = preempt ] && ! /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
-    echo "$name: /usr/bin/python3 without h5py (python3-h5py), skipped"; exit 77
+    skip_missing "$name" "/usr/bin/python3 without h5py (python3-h5py)"
 fi
 
 tmp="$(mktemp -d /tmp/kiln-slurm.XXXXXX)"

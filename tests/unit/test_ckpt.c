@@ -897,12 +897,9 @@ static int run_status(const char *cmd)
 
 static int test_h5py(const char *script)
 {
-    if (access(PYTHON, X_OK) != 0 || run_status(PYTHON " -c 'import h5py' 2>/dev/null") != 0) {
-        printf("test_ckpt h5py: %s with h5py not found (apt-get install python3-h5py), "
-               "skipped\n",
-               PYTHON);
-        return 77;
-    }
+    if (access(PYTHON, X_OK) != 0 || run_status(PYTHON " -c 'import h5py' 2>/dev/null") != 0)
+        return check_missing("test_ckpt h5py",
+                             PYTHON " with h5py not found (apt-get install python3-h5py)");
     kl_error err = {0};
     const char *dir = in_tmp("peer");
     make_dir(dir);
@@ -1185,12 +1182,9 @@ static void test_best(const kl_config *cfg, kl_data_splits *data, outcome *ref)
 
 static int test_resume(void)
 {
-    if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0) {
-        printf("test_ckpt resume: %s not found (apt-get install dataset-fashion-mnist), "
-               "skipped\n",
-               FMNIST);
-        return 77;
-    }
+    if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        return check_missing("test_ckpt resume",
+                             FMNIST " not found (apt-get install dataset-fashion-mnist)");
     kl_error err = {0};
     kl_config *cfg = parse(NULL, 0);
     kl_data_splits data = {0};

@@ -913,7 +913,8 @@ static void test_fashion_mnist(void)
     const char *fm = "/usr/share/datasets/fashion-mnist";
     struct stat sb;
     if (stat(fm, &sb) != 0) {
-        printf("test_data: %s is not installed; skipped the Fashion-MNIST checks\n", fm);
+        check_missing("test_data: the Fashion-MNIST checks",
+                      "/usr/share/datasets/fashion-mnist is not installed");
         return;
     }
     kl_error err = {0};
