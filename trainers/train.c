@@ -138,14 +138,6 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
                             "folder (without --no-run-dir), or remove checkpoint.every");
     r->last_ckpt = kl_now();
     kl__train_remove_stale(r);
-    if (r->opts->ckpt_dir) {
-        size_t len = 0;
-        FILE *f = open_memstream(&r->config_text, &len);
-        if (!f)
-            return kl_error_set(err, KL_ENOMEM, "out of memory");
-        kl_config_print(cfg, f);
-        fclose(f);
-    }
     if (cfg->train.early_stop.patience > 0 && !r->data->val.x)
         return kl_error_set(err, KL_EINVAL,
                             "train.early_stop needs validation data: set data.val_fraction or "
@@ -173,6 +165,18 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
     kl_status st = kl_lr_check(&sc.lr, err);
     if (st != KL_OK)
         return st;
+    /* Checkpoints store the config with the schedule this run follows: a total_steps of 0 (from
+     * the epochs) as the number of steps it stands for. */
+    if (r->opts->ckpt_dir) {
+        kl_config used = *cfg;
+        used.schedule.total_steps = sc.lr.total_steps;
+        size_t len = 0;
+        FILE *f = open_memstream(&r->config_text, &len);
+        if (!f)
+            return kl_error_set(err, KL_ENOMEM, "out of memory");
+        kl_config_print(&used, f);
+        fclose(f);
+    }
     kl_graph *g = r->m->g;
     if (!(r->train_step = kl_step_new(g, &sc, err)))
         return err->status;

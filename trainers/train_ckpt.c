@@ -187,6 +187,12 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
     if (!old)
         return kl_error_set(err, KL_EFORMAT, "%s: its stored config does not parse: %s",
                             r->opts->resume, perr.msg);
+    /* The stored total_steps is the one the run used; when that is the epochs' (the config
+     * said 0) and this run says 0 too, both mean "from the epochs", which may change. */
+    const kl_lr_schedule *ls = &old->schedule;
+    if (r->cfg->schedule.total_steps == 0 && ls->kind == KL_LR_COSINE &&
+        ls->total_steps == r->steps_per_epoch * old->train.epochs)
+        old->schedule.total_steps = 0;
     char *a = comparable(old), *b = comparable(r->cfg);
     kl_config_free(old);
     kl_status st = KL_OK;

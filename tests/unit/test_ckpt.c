@@ -1315,6 +1315,23 @@ static int test_resume(void)
     outcome_free(&resumed);
     kl_config_free(shorter);
 
+    /* /config stores the schedule the run followed: cosine's total_steps 0 as the 3 x 36 steps it
+     * stood for; a run resuming it with more epochs (total_steps 0 again: from the epochs) is not
+     * refused for that. */
+    kl_ckpt *stored = NULL;
+    if (CHECK(kl_ckpt_open(ref.final, false, &stored, &err) == KL_OK)) {
+        if (!CHECK(strstr(kl_ckpt_config_text(stored), "total_steps: 108\n")))
+            fprintf(stderr, "    %s\n", kl_ckpt_config_text(stored));
+        kl_ckpt_close(stored);
+    }
+    const char *long_sets[] = {"train.epochs=4"};
+    kl_config *longer = parse(long_sets, 1);
+    train(&resumed, longer, &data, "longer", ref.final, false, 0);
+    CHECK_OK(resumed.st, &resumed.err);
+    CHECK(resumed.res.epochs_run == 4);
+    outcome_free(&resumed);
+    kl_config_free(longer);
+
     /* Another model's weights, even with --resume-weights-only: refused naming the parameter. */
     const char *wide_sets[] = {"model.layers.0.units=16"};
     kl_config *wide = parse(wide_sets, 1);
