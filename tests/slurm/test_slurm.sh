@@ -152,7 +152,7 @@ EOF
     check "the job completed" test "$(field "$job" JobState)" = COMPLETED
     check "the sweep folder is named after the job" test -s "$dir/journal.jsonl"
     check "results.csv has a row per trial" test "$(tail -n +2 "$dir/results.csv" | wc -l)" -eq 4
-    check "best.json names a checkpoint" grep -q '"checkpoint": ".*final.h5"' "$dir/best.json"
+    check "best.json names the best epoch's checkpoint" grep -q '"checkpoint": ".*best.h5"' "$dir/best.json"
     check "the journal says the sweep finished" grep -q '"event":"finished"' "$dir/journal.jsonl"
     check "rank 0 coordinated, rank 1 trained" has "$log" "1 worker, folder $dir"
     # The same sweep preempted once a result is in: USR1 to the batch shell, the trials
