@@ -17,7 +17,9 @@ static const char data_help[] =
     "(docs/data.md) that data.train: {format: hdf5, path: OUT.h5} reads.\n"
     "\n"
     "SOURCE is one of:\n"
-    "  fashion-mnist[:train|:test]  Debian's dataset-fashion-mnist (IDX files); mnist likewise\n"
+    "  fashion-mnist[:train|:test]  Debian's dataset-fashion-mnist (IDX files); mnist in the\n"
+    "                               same layout (Debian has no package for it: put its files\n"
+    "                               in /usr/share/datasets/mnist or --dir)\n"
     "  FILE.h5, FILE.hdf5           an HDF5 file with datasets x and y (see --x, --y)\n"
     "  FILE.csv                     a CSV file with a header row and a label column\n"
     "  IMAGES --labels LABELS       IDX images and labels files, gzip or raw\n"
@@ -128,10 +130,8 @@ static int load(const data_opts *o, const data_arg *a, const char *builtin, cons
         const char *dir = o->dir ? o->dir : def;
         struct stat sb;
         if (stat(dir, &sb) != 0) {
-            fprintf(stderr,
-                    "kiln data: %s: the folder %s does not exist; install the data set with "
-                    "`apt-get install dataset-%s` or give --dir\n",
-                    builtin, dir, builtin);
+            fprintf(stderr, "kiln data: %s: the folder %s does not exist; %s, or give --dir\n",
+                    builtin, dir, kl_data_install_hint(builtin));
             return 1;
         }
         snprintf(l.paths[0], sizeof l.paths[0], "%s/%s-images-idx3-ubyte.gz", dir, prefix);
@@ -220,6 +220,11 @@ static int convert(const data_opts *o)
     char name[32];
     const char *prefixes[2];
     int n;
+    if (o->nsrc == 2 && !o->output)
+        return kl__cli_usage_error("data",
+                                   "convert takes one SOURCE and writes where -o says: kiln data "
+                                   "convert %s -o %s",
+                                   o->src[0].source, o->src[1].source);
     if (o->nsrc != 1)
         return kl__cli_usage_error("data", "convert takes one SOURCE, got %d", o->nsrc);
     if (!o->output)

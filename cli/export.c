@@ -22,7 +22,8 @@ static const char export_help[] =
     "data's standardisation, the input/output signature, class names, and reference statistics\n"
     "of the training inputs and outputs (per-feature decile bins and proportions) for drift\n"
     "monitoring. RUN_DIR is a run folder: its checkpoints/final.h5, else its newest\n"
-    "checkpoints/*.h5. The reference statistics need the training data the checkpoint's config\n"
+    "checkpoints/*.h5 other than best.h5 (name that file to export the best epoch). The reference "
+    "statistics need the training data the checkpoint's config\n"
     "names; without it, pass --no-reference. The file is written atomically.\n"
     "\n"
     "options:\n"
@@ -97,7 +98,8 @@ static int parse(int argc, char **argv, export_opts *o)
     return 0;
 }
 
-/* The newest *.h5 in dir (by modification time, then name) into out; false when none. */
+/* The newest *.h5 in dir but best.h5 (by modification time, then name) into out; false when
+ * none. */
 static bool newest_h5(const char *dir, char *out, size_t size)
 {
     DIR *d = opendir(dir);
@@ -108,7 +110,7 @@ static bool newest_h5(const char *dir, char *out, size_t size)
     while (d && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
         struct stat sb;
-        if (n < 4 || strcmp(e->d_name + n - 3, ".h5") != 0 ||
+        if (n < 4 || strcmp(e->d_name + n - 3, ".h5") != 0 || !strcmp(e->d_name, "best.h5") ||
             (size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path ||
             stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
             continue;

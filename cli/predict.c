@@ -35,7 +35,8 @@ static const char predict_help[] =
     "                       y; y used when the file has it)\n"
     "  -o, --output FILE    write the predictions to FILE.h5 (datasets probabilities, labels,\n"
     "                       label_names) or FILE.csv (columns label,label_name,p_<name>...);\n"
-    "                       regression: predictions\n"
+    "                       regression: predictions. Without -o they go to standard output as\n"
+    "                       CSV, and the summary and metrics lines to standard error\n"
     "  --batch-size N       samples per forward pass (default 256)\n"
     "  --device D           cpu (default), cuda (the first visible GPU; an error without one)\n"
     "                       or auto (cuda when kiln has CUDA and a GPU is visible)\n"
@@ -148,6 +149,11 @@ static int parse(int argc, char **argv, predict_opts *o)
                                    "cannot tell the format of '%s' from its name; give --format "
                                    "idx, hdf5 or csv",
                                    o->src.path);
+    if (o->output && !kl_predict_output_named(o->output))
+        return kl__cli_usage_error("predict",
+                                   "-o %s: name the predictions file .h5, .hdf5 or .csv (it "
+                                   "says the format), or leave -o out for CSV on standard output",
+                                   o->output);
     if (o->src.labels && f != KL_DATA_IDX)
         return kl__cli_usage_error("predict", "--labels is for IDX inputs; CSV and HDF5 files "
                                               "carry their answers (--label-column, --y)");
@@ -206,15 +212,15 @@ static kl_status score_all(kl_modelfile *mf, const kl_dataset *d, int64_t batch,
     return st;
 }
 
-static void print_metrics(const kl_modelfile *mf, const kl_modelfile_score *sc)
+static void print_metrics(FILE *f, const kl_modelfile *mf, const kl_modelfile_score *sc)
 {
     double loss, acc, mae;
     kl_modelfile_score_means(mf, sc, &loss, &acc, &mae);
     if (kl_modelfile_sig(mf)->task == KL_TASK_CLASSIFICATION)
-        printf("loss %.9g  accuracy %.9g (%lld of %lld)\n", loss, acc, (long long)sc->hits,
-               (long long)sc->n);
+        fprintf(f, "loss %.9g  accuracy %.9g (%lld of %lld)\n", loss, acc, (long long)sc->hits,
+                (long long)sc->n);
     else
-        printf("loss %.9g  mae %.9g (%lld samples)\n", loss, mae, (long long)sc->n);
+        fprintf(f, "loss %.9g  mae %.9g (%lld samples)\n", loss, mae, (long long)sc->n);
 }
 
 static int fail(const kl_error *err)
@@ -255,12 +261,18 @@ static int predict(const predict_opts *o)
         rc = fail(&err);
         goto out;
     }
+    /* Without -o standard output carries the predictions alone. */
+    FILE *say = o->output ? stdout : stderr;
     if (!o->quiet)
-        printf("scored %lld samples of %s in %.2f s (%.0f samples/s, batch %lld, %s)\n",
-               (long long)n, o->src.path, secs, secs > 0 ? (double)n / secs : 0.0,
-               (long long)o->batch, dev_name);
+        fprintf(say, "scored %lld samples of %s in %.2f s (%.0f samples/s, batch %lld, %s)\n",
+                (long long)n, o->src.path, secs, secs > 0 ? (double)n / secs : 0.0,
+                (long long)o->batch, dev_name);
     if (d.y)
-        print_metrics(mf, &sc);
+        print_metrics(say, mf, &sc);
+    if (!o->output && kl_predict_write_csv(stdout, mf, out, classes, n, &err) != KL_OK) {
+        rc = fail(&err);
+        goto out;
+    }
     if (o->output) {
         /* The CSV writer's temporary, named as every atomic write's (HDF5 ones register
          * themselves): a stop while it is written removes it. */

@@ -30,7 +30,10 @@ static const char train_help[] =
     "options:\n"
     "  --set KEY=VALUE   override a config key, typed like YAML (repeatable), e.g.\n"
     "                    --set optimizer.lr=0.01 --set train.epochs=3\n"
-    "  --name NAME       the run's name (its folder under runs/), same as --set name=NAME\n"
+    "  --name NAME       the run's name: its folder runs/NAME, which must not exist yet\n"
+    "                    (continue a run with --resume); same as --set name=NAME. A name\n"
+    "                    from the config's name: key, or the timestamp used without one,\n"
+    "                    gets -2, -3, ... appended when its folder exists\n"
     "  --print-config    print the resolved config (defaults filled in) and exit\n"
     "  --summary         print the model's layers, output shapes, parameters and FLOPs and exit\n"
     "  --quiet           print only the final line\n"
@@ -47,7 +50,9 @@ static const char train_help[] =
     "                    history are left behind, and the config may differ)\n"
     "\n"
     "Checkpoints go to <run folder>/checkpoints/: step-N.h5 as checkpoint.every says, and\n"
-    "final.h5 at the end. On SIGTERM, SIGINT or SIGUSR1 the ranks finish the current step,\n"
+    "final.h5 at the end; with train.early_stop, best.h5 too, rewritten whenever the watched\n"
+    "metric improves (final.h5 then holds the same best weights). On SIGTERM, SIGINT or SIGUSR1 "
+    "the ranks finish the current step,\n"
     "write a checkpoint and exit with status 75; a second SIGINT exits at once. A signal\n"
     "during evaluation checkpoints the epoch's training and stops; during a checkpoint write,\n"
     "that checkpoint is the last. While the data loads, the ranks stop loading and exit 75\n"
@@ -66,6 +71,7 @@ typedef struct train_opts {
     int nsets;
     bool print_config, summary, quiet, json, no_dir;
     bool resume, auto_resume, weights_only;
+    bool named;              /* --name NAME or --set name=NAME: the folder must be new */
     const char *resume_path; /* --resume PATH or --resume-weights-only PATH */
 } train_opts;
 
@@ -90,6 +96,7 @@ static int parse(int argc, char **argv, train_opts *o, char **name_set)
             const char *v = argv[++i];
             if (!strcmp(a, "--set") && !strchr(v, '='))
                 return kl__cli_usage_error("train", "--set needs KEY=VALUE, got '%s'", v);
+            o->named = o->named || !strcmp(a, "--name") || !strncmp(v, "name=", 5);
             if (!strcmp(a, "--name")) {
                 size_t n = strlen(v) + 6;
                 char *s = malloc(n);
@@ -297,6 +304,25 @@ static kl_status plan_resume(const kl_config *cfg, const train_opts *o, resume_p
     free(found);
     free(dir);
     return ok ? KL_OK : (err->status ? err->status : KL_EINVAL);
+}
+
+/* A name given on the command line names the folder: an existing one is refused (rank 0 looks,
+ * before the data loads) instead of silently becoming NAME-2, which names from the config or a
+ * timestamp do, as --help says. */
+static kl_status check_name(const kl_config *cfg, const train_opts *o, kl_error *err)
+{
+    if (o->resume || o->auto_resume || !o->named || o->no_dir || o->print_config || o->summary ||
+        !cfg->name || !*cfg->name)
+        return KL_OK;
+    char dir[PATH_MAX];
+    const char *runs = cfg->runs_dir && *cfg->runs_dir ? cfg->runs_dir : "runs";
+    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", runs, cfg->name) >= sizeof dir ||
+        access(dir, F_OK) != 0)
+        return KL_OK;
+    return kl_error_set(err, KL_EINVAL,
+                        "run %s exists already: continue it with --resume, or give another "
+                        "--name",
+                        dir);
 }
 
 /* SIGTERM, SIGINT and SIGUSR1 request a stop: the trainer checkpoints and stops, a quit phase
@@ -510,9 +536,19 @@ int kl__cli_train(int argc, char **argv)
         goto out;
     }
     rc = agree(comm, "startup agreement after loading the config", cfg ? KL_OK : err.status, &err);
+    /* A --set that does not apply is a bad command line: its errors point into the override
+     * ("--set:N:col", runtime/config_override.c), and every rank loads the same one. */
+    if (rc == 1 && !cfg && !strncmp(err.msg, "--set:", 6)) {
+        if (lead)
+            fprintf(stderr, "run 'kiln train --help' for usage\n");
+        rc = KL__CLI_EXIT_USAGE;
+    }
     if (rc != 0)
         goto out;
     if ((rc = slurm_defaults(cfg, &o, lead)) != 0)
+        goto out;
+    kl_status nst = lead ? check_name(cfg, &o, &err) : KL_OK;
+    if ((rc = agree(comm, "startup agreement on the run's name", nst, &err)) != 0)
         goto out;
     if (o.print_config) {
         if (lead)

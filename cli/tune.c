@@ -54,8 +54,9 @@ static const char tune_help[] =
     "A sweep folder is locked (kiln.lock) while a coordinator runs it: a second one is refused,\n"
     "naming the holder.\n"
     "\n"
-    "exit status: 0 done, 1 error, 2 usage error, 4 the sweep folder is in use by another kiln,\n"
-    "75 stopped by a signal\n";
+    "exit status: 0 done, 1 error (also a sweep whose every trial failed: it prints the first\n"
+    "error and how many trials hit it), 2 usage error, 4 the sweep folder is in use by another\n"
+    "kiln, 75 stopped by a signal\n";
 
 static int report(int argc, char **argv)
 {

@@ -75,3 +75,12 @@ kill -TERM "$server"
 wait "$server"
 
 echo "== done: $sweep_dir (results.csv, best.yaml, report.html, model.h5, predictions.csv)"
+cat <<EOF
+
+kiln is built in $root/build/kiln; nothing is installed yet. To run it as \`kiln\`:
+  cmake --install $root/build
+(into /usr/local: bin/kiln, and libkiln with its headers, a CMake package and kiln.pc for
+other C projects), or: export PATH="$root/build:\$PATH". Then, for example:
+  kiln train $root/examples/fashion-mnist/mlp.yaml
+  kiln train $sweep_dir/best.yaml --name best    (the best trial's config, trained again)
+EOF

@@ -218,6 +218,13 @@ static bool put_state(hid_t file, const kl_graph *g, const kl_ckpt_state *st)
     if (ok && st->optim_state_size > 0) {
         int64_t n = (int64_t)st->optim_state_size;
         ok = kl__h5_put_f32(o, "state", st->optim_state, 1, &n);
+        /* The order of the parameters in state, for readers of the file: their names. */
+        int np = kl_graph_num_params(g);
+        const char **names = malloc(((size_t)np + 1) * sizeof *names);
+        for (int i = 0; names && i < np; i++)
+            names[i] = kl_graph_param(g, i)->name;
+        ok = ok && names && kl__h5_put_strings(o, "params", names, np);
+        free(names);
     }
     kl__h5_close(o, H5Gclose);
     if (ok && st->best_params) {
@@ -612,7 +619,8 @@ char *kl_ckpt_find_latest(const char *dir, kl_error *err)
     kl__h5_quiet q = kl__h5_quiet_begin();
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t l = strlen(e->d_name);
-        if (l < 4 || strcmp(e->d_name + l - 3, ".h5") != 0)
+        /* best.h5 is an earlier epoch kept for its metric, never where a run stands. */
+        if (l < 4 || strcmp(e->d_name + l - 3, ".h5") != 0 || !strcmp(e->d_name, "best.h5"))
             continue;
         size_t len = strlen(dir) + l + 2;
         char *path = malloc(len);

@@ -8,10 +8,21 @@ out="$(cd "$(dirname "$0")/.." && pwd)/docs/cli.md"
     cat <<'EOF'
 # The kiln command
 
-Every subcommand prints its own help with `kiln <command> --help`; this page collects them. A bad
-command line exits with status 2 and says what is wrong; a failure of the work itself exits 1.
-`kiln serve` runs until SIGTERM or SIGINT, then answers what is in flight and exits 0.
+Every subcommand prints its own help with `kiln <command> --help`; this page collects them.
 This page is generated: run `scripts/gen-cli-doc.sh build/kiln` when a help text changes.
+
+## Exit statuses
+
+Every status any `kiln` command returns (each command's help lists its own):
+
+| status | meaning | from |
+|---|---|---|
+| 0 | done; `kiln serve` after SIGTERM or SIGINT, once what was in flight is answered | every command |
+| 1 | the work failed, and the message says why (a file that cannot be read, a config the trainer refuses, a port in use, a sweep whose every trial failed) | every command |
+| 2 | a bad command line, found before any work starts: an unknown option, a missing or malformed value, a `--set` that does not apply (its message points into the override, `--set:1:COL`), an output file whose name says no format | every command |
+| 3 | a rank waited past `dist.timeout` for a collective (a killed or stuck rank): the rank that noticed names what it waited for | `kiln train`, `kiln tune` |
+| 4 | the run or sweep folder is in use by another kiln process (`kiln.lock` names it) | `kiln train`, `kiln tune` |
+| 75 | stopped by SIGTERM, SIGINT or SIGUSR1: training and sweeps after writing a checkpoint (continue with `--resume`), the other commands at once, leaving no partial output | `kiln train`, `kiln tune`, `kiln export`, `kiln predict` |
 
 ## kiln
 

@@ -187,6 +187,7 @@ struct kl_server {
     pthread_mutex_t learn_mu; /* starting and stopping online learners */
 
     struct MHD_Daemon *daemon;
+    int listen_fd; /* bound and listening before the models load, until the daemon takes it */
     int port;
     pthread_mutex_t conn_mu; /* the connections (conn.c) */
     pthread_cond_t conn_cv;

@@ -95,6 +95,7 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     s->o = *o;
     s->addr = addr;
+    s->listen_fd = -1;
     bool ok = true;
     s->host = dup_or_null(host, &ok);
     s->repository = dup_or_null(o->repository, &ok);
@@ -147,7 +148,9 @@ kl_status kl_server_start(const kl_serve_options *o, kl_server **out, kl_error *
     /* Parallelism comes from instances (and HTTP threads), so each model call runs on its
      * instance's thread alone. */
     openblas_set_num_threads(1);
-    st = kl__serve_load_all(s, err);
+    st = kl__http_listen(s, err); /* a port in use fails before minutes of loading */
+    if (st == KL_OK)
+        st = kl__serve_load_all(s, err);
     if (st == KL_OK)
         st = kl__http_start(s, err);
     if (st == KL_OK && s->repository && s->o.poll_s > 0) {

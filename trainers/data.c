@@ -336,7 +336,7 @@ static kl_status compute_stats(const kl_dataset *d, kl_standardize mode, kl_data
     for (int64_t j = 0; st == KL_OK && j < k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
-        s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
+        s->std[j] = kl__std_scale(sd, sum[j]);
     }
     if (st == KL_OK)
         s->nstats = k;
@@ -417,6 +417,15 @@ static kl_status builtin_source(const char *dir, const char *prefix, kl_data_sou
     return KL_OK;
 }
 
+const char *kl_data_install_hint(const char *dataset)
+{
+    if (!strcmp(dataset, "fashion-mnist"))
+        return "install it with `apt-get install dataset-fashion-mnist`";
+    return "Debian 12 has no package for MNIST: put its four IDX files "
+           "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+           "t10k-labels-idx1-ubyte.gz) in /usr/share/datasets/mnist/";
+}
+
 static kl_status builtin(const kl_data_config *cfg, kl_data_source *train, kl_data_source *test,
                          char **paths, kl_error *err)
 {
@@ -431,10 +440,9 @@ static kl_status builtin(const kl_data_config *cfg, kl_data_source *train, kl_da
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return kl_error_set(err, KL_EIO,
-                            "data.dataset %s: the folder %s does not exist; install the data set "
-                            "with `apt-get install dataset-%s` or set data.dir to where its IDX "
-                            "files are",
-                            cfg->dataset, dir, cfg->dataset);
+                            "data.dataset %s: the folder %s does not exist; %s, or set data.dir "
+                            "to where its IDX files are",
+                            cfg->dataset, dir, kl_data_install_hint(cfg->dataset));
     kl_status st = KL_OK;
     if (train->format == KL_DATA_NONE)
         st = builtin_source(dir, "train", train, paths, err);

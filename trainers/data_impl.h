@@ -4,6 +4,8 @@
 #ifndef KILN_DATA_IMPL_H
 #define KILN_DATA_IMPL_H
 
+#include <math.h>
+
 #include "kiln/data.h"
 #include "runtime/csv.h"
 
@@ -64,9 +66,18 @@ kl_status kl__standardize(float *v, int64_t rows, int64_t f, const float *mean, 
                           int64_t nstats, const char *name, const int64_t *sample, int64_t first,
                           kl_error *err);
 
-/* Standard deviations are floored here so that constant inputs (an always-black border pixel) do
- * not divide by zero. */
-#define KL__STD_FLOOR 1e-6
+/* The scale a feature's standardisation divides by, given its training mean and (population)
+ * standard deviation. A (near-)constant feature, sd below KL__STD_CONSTANT x (1 + |mean|): an
+ * always-black border pixel, a column of one value up to rounding, gets scale 1, as
+ * scikit-learn's StandardScaler gives it, so that a value it never took in training (in a test
+ * split, a file kiln predict scores, a served request) moves by its distance from the mean, not
+ * by a million times that. The scale is stored with the mean in checkpoints and model files, so
+ * training, export, predict and serve all divide by the same number. */
+#define KL__STD_CONSTANT 1e-6
+static inline float kl__std_scale(double sd, double mean)
+{
+    return sd < KL__STD_CONSTANT * (1.0 + fabs(mean)) ? 1.0f : (float)sd;
+}
 
 /* Sets d->name to a copy of name; KL_ENOMEM when it cannot. */
 kl_status kl__dataset_set_name(kl_dataset *d, const char *name, kl_error *err);

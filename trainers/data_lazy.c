@@ -367,7 +367,7 @@ kl_status kl__lazy_prepare(kl_data_splits *s, kl_standardize mode, struct kl_com
     for (int64_t j = 0; st == KL_OK && j < sc.k; j++) {
         double sd = sqrt(sq[j] / (double)per);
         s->mean[j] = (float)sum[j];
-        s->std[j] = (float)(sd < KL__STD_FLOOR ? KL__STD_FLOOR : sd);
+        s->std[j] = kl__std_scale(sd, sum[j]);
     }
     free(all);
     free(sum);

@@ -221,8 +221,8 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
                                 "%s: label %d of record %lld (counting from 0) is out of range: "
                                 "the model %s has %d classes (labels 0..%d); check that the "
                                 "labels belong to this model's data",
-                                what, (int)kl_i32(d->y)[i], (long long)i, kl_modelfile_path(mf), s->outputs,
-                                s->outputs - 1);
+                                what, (int)kl_i32(d->y)[i], (long long)i, kl_modelfile_path(mf),
+                                s->outputs, s->outputs - 1);
     return KL_OK;
 }
 
@@ -321,11 +321,10 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
     const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t dims[2] = {n, s->outputs};
     kl__h5_quiet q = kl__h5_quiet_begin();
-    bool ok = kl__h5_put_str(f, "model", kl_modelfile_path(mf)) && kl__h5_put_str(f, "input", input) &&
-              kl__h5_put_f32(f, s->output_name, out, 2, dims);
+    bool ok = kl__h5_put_str(f, "model", kl_modelfile_path(mf)) &&
+              kl__h5_put_str(f, "input", input) && kl__h5_put_f32(f, s->output_name, out, 2, dims);
     if (ok && s->task == KL_TASK_CLASSIFICATION)
-        ok = kl__h5_put_i32(f, "labels", classes, 1, &n) &&
-             put_label_names(f, mf);
+        ok = kl__h5_put_i32(f, "labels", classes, 1, &n) && put_label_names(f, mf);
     kl__h5_quiet_end(q);
     kl_status st = ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s (disk full?)", tmp);
     return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
@@ -351,8 +350,13 @@ static void csv_field(FILE *f, const char *prefix, const char *s)
     fputc('"', f);
 }
 
-static void csv_write(FILE *f, const kl_modelfile *mf, const float *out, const int32_t *classes,
-                      int64_t n)
+bool kl_predict_output_named(const char *path)
+{
+    return ends_with(path, ".h5") || ends_with(path, ".hdf5") || ends_with(path, ".csv");
+}
+
+kl_status kl_predict_write_csv(FILE *f, const kl_modelfile *mf, const float *out,
+                               const int32_t *classes, int64_t n, kl_error *err)
 {
     const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     bool cls = s->task == KL_TASK_CLASSIFICATION;
@@ -378,6 +382,9 @@ static void csv_write(FILE *f, const kl_modelfile *mf, const float *out, const i
             fprintf(f, "%s%.9g", cls || k ? "," : "", (double)out[i * s->outputs + k]);
         fputc('\n', f);
     }
+    return fflush(f) == 0 && !ferror(f)
+               ? KL_OK
+               : kl_error_set(err, KL_EIO, "cannot write the predictions: %s", strerror(errno));
 }
 
 static kl_status write_csv(const kl_modelfile *mf, const char *path, const float *out,
@@ -389,8 +396,7 @@ static kl_status write_csv(const kl_modelfile *mf, const char *path, const float
     FILE *f = fopen(tmp, "w");
     if (!f)
         return kl_error_set(err, KL_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    csv_write(f, mf, out, classes, n);
-    bool ok = !ferror(f);
+    bool ok = kl_predict_write_csv(f, mf, out, classes, n, err) == KL_OK;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         int e = errno;

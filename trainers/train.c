@@ -158,14 +158,6 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
                             "folder (without --no-run-dir), or remove checkpoint.every");
     r->last_ckpt = kl_now();
     kl__train_remove_stale(r);
-    if (r->opts->ckpt_dir) {
-        size_t len = 0;
-        FILE *f = open_memstream(&r->config_text, &len);
-        if (!f)
-            return kl_error_set(err, KL_ENOMEM, "out of memory");
-        kl_config_print(cfg, f);
-        fclose(f);
-    }
     if (cfg->train.early_stop.patience > 0 && !r->data->val.x)
         return kl_error_set(err, KL_EINVAL,
                             "train.early_stop needs validation data: set data.val_fraction or "
@@ -193,6 +185,18 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
     kl_status st = kl_lr_check(&sc.lr, err);
     if (st != KL_OK)
         return st;
+    /* Checkpoints store the config with the schedule this run follows: a total_steps of 0 (from
+     * the epochs) as the number of steps it stands for. */
+    if (r->opts->ckpt_dir) {
+        kl_config used = *cfg;
+        used.schedule.total_steps = sc.lr.total_steps;
+        size_t len = 0;
+        FILE *f = open_memstream(&r->config_text, &len);
+        if (!f)
+            return kl_error_set(err, KL_ENOMEM, "out of memory");
+        kl_config_print(&used, f);
+        fclose(f);
+    }
     kl_graph *g = r->m->g;
     if (!(r->train_step = kl_step_new(g, &sc, err)))
         return err->status;
@@ -201,7 +205,7 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
     r->best_buffers = malloc((kl_graph_buffer_count(g) + 1) * sizeof(float));
     if (!r->idx || !r->best_params || !r->best_buffers)
         return kl_error_set(err, KL_ENOMEM, "out of memory starting training");
-    r->best_metric = NAN;
+    r->best_metric = r->kept_best = NAN;
     if (r->size > 1) {
         if ((st = make_buckets(r, err)) != KL_OK)
             return st;
@@ -587,6 +591,32 @@ static bool improved(kl__train_state *r, const kl_epoch_metrics *em)
     return better;
 }
 
+double kl_epoch_metric(const kl_epoch_metrics *m, const char *name)
+{
+    return !strcmp(name, "val_accuracy")     ? m->val_accuracy
+           : !strcmp(name, "val_loss")       ? m->val_loss
+           : !strcmp(name, "val_mae")        ? m->val_mae
+           : !strcmp(name, "train_accuracy") ? m->train_accuracy
+           : !strcmp(name, "train_loss")     ? m->train_loss
+                                             : NAN;
+}
+
+/* Whether this epoch is best.h5's (kl_train_options.best_metric); improved_es: it improved early
+ * stopping's metric. Rank 0, which writes best.h5, is the one whose kept_best counts: after a
+ * resume only it holds the history that value comes from. */
+bool kl__train_is_best(kl__train_state *r, const kl_epoch_metrics *em, bool improved_es)
+{
+    const kl_train_options *o = r->opts;
+    if (!o->best_metric)
+        return improved_es && r->cfg->train.early_stop.patience > 0;
+    double v = kl_epoch_metric(em, o->best_metric);
+    if (!isfinite(v) ||
+        !(isnan(r->kept_best) || (o->best_maximize ? v > r->kept_best : v < r->kept_best)))
+        return false;
+    r->kept_best = v;
+    return true;
+}
+
 /* A stop during an epoch's evaluation: its training is kept in a checkpoint at the epoch's last
  * batch, from which a resumed run evaluates it again. */
 static kl_status stop_in_eval(kl__train_state *r, int epoch, double seconds, kl_error *err)
@@ -656,9 +686,16 @@ static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *
                 return st;
             go_on = flag;
         }
-        /* The checkpoint comes after the hooks have seen the epoch: a tune coordinator journals
+        /* The checkpoints come after the hooks have seen the epoch: a tune coordinator journals
          * the result first, so a crash in between makes the resumed trial report it again
-         * (which the coordinator recognises) instead of skipping it. */
+         * (which the coordinator recognises) instead of skipping it. best.h5 comes before the
+         * periodic one, so that a run resumed from that one never lacks its best epoch. */
+        bool best = kl__train_is_best(r, &em, em.best);
+        if (best && r->opts->ckpt_dir) {
+            double zero[3] = {0};
+            if ((st = kl__train_save(r, epoch + 1, 0, zero, 0, "best.h5", err)) != KL_OK)
+                return st;
+        }
         const kl_checkpoint_section *ck = &cfg->checkpoint;
         if (r->opts->ckpt_dir && ck->every_unit == KL_EVERY_EPOCHS &&
             (epoch + 1) % (int)ck->every_n == 0) {

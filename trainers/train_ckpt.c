@@ -93,7 +93,7 @@ void kl__train_remove_stale(kl__train_state *r)
 }
 
 /* Keeps the newest checkpoint.keep_last periodic checkpoints (step-*.h5; their names sort by
- * step); final.h5 is never pruned. Temporaries of dead writers go too. */
+ * step); final.h5 and best.h5 are never pruned. Temporaries of dead writers go too. */
 void kl__train_prune(kl__train_state *r)
 {
     int keep = r->cfg->checkpoint.keep_last;
@@ -196,6 +196,12 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
     if (!old)
         return kl_error_set(err, KL_EFORMAT, "%s: its stored config does not parse: %s",
                             r->opts->resume, perr.msg);
+    /* The stored total_steps is the one the run used; when that is the epochs' (the config
+     * said 0) and this run says 0 too, both mean "from the epochs", which may change. */
+    const kl_lr_schedule *ls = &old->schedule;
+    if (r->cfg->schedule.total_steps == 0 && ls->kind == KL_LR_COSINE &&
+        ls->total_steps == r->steps_per_epoch * old->train.epochs)
+        old->schedule.total_steps = 0;
     char *a = comparable(old), *b = comparable(r->cfg);
     kl_config_free(old);
     kl_status st = KL_OK;
@@ -357,6 +363,10 @@ static kl_status take_history(kl__train_state *r, const kl_ckpt_state *st, kl_er
                               .lr = row[7],
                               .seconds = row[8],
                               .samples_per_s = row[9]};
+        /* best.h5's value so far, from the epochs the history holds: with early stopping the
+         * checkpoint's own state carries it instead. */
+        if (r->opts->best_metric)
+            kl__train_is_best(r, &m, false);
         kl_status s = kl__train_history_add(r, &m, err);
         if (s != KL_OK)
             return s;

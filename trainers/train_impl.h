@@ -39,6 +39,7 @@ typedef struct kl__train_state {
     float *best_params, *best_buffers; /* early stopping keeps the best weights */
     double best_metric;
     int best_epoch, bad_epochs;
+    double kept_best; /* opts->best_metric's best value in best.h5 (NAN: none yet) */
     /* Checkpoints and resume. */
     const kl_train_options *opts; /* never NULL inside the trainer */
     char *config_text;            /* the resolved config, as checkpoints store it */
@@ -70,6 +71,9 @@ void kl__train_prune(kl__train_state *r);
 void kl__train_remove_stale(kl__train_state *r);
 /* Loads opts->resume (rank 0 reads, every rank receives) into the model, optimizer and run. */
 kl_status kl__train_resume(kl__train_state *r, kl_error *err);
+/* Whether epoch em goes into best.h5 (trainers/train.c), noting its value as the best so far;
+ * improved_es: it improved early stopping's metric. */
+bool kl__train_is_best(kl__train_state *r, const kl_epoch_metrics *em, bool improved_es);
 /* Appends a finished epoch to the history. */
 kl_status kl__train_history_add(kl__train_state *r, const kl_epoch_metrics *m, kl_error *err);
 

@@ -503,7 +503,15 @@ kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
             int t = (int)json_integer_value(json_object_get(ev, "t"));
             kl_sched_result(tu->sched, trial, t, json_is_number(v) ? json_number_value(v) : NAN);
             tr->last_t = t;
-        } else if (!strcmp(kind, "diverged")) {
+        }
+        const char *why = json_string_value(json_object_get(ev, "error"));
+        bool failure =
+            !strcmp(kind, "diverged") || !strcmp(kind, "errored") || !strcmp(kind, "failed");
+        if (why && failure) {
+            free(tr->error);
+            tr->error = strdup(why);
+        }
+        if (!strcmp(kind, "diverged")) {
             tr->diverged = true;
             kl_sched_failed(tu->sched, trial);
         } else if (!strcmp(kind, "errored")) {
@@ -760,6 +768,8 @@ kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
             }
             if (st == KL_OK)
                 st = log_event(&tu, json_pack("{s:s}", "event", "finished"), err);
+            if (st == KL_OK)
+                st = kl__tune_check_failed(&tu, err);
         }
     } else if (st == KL_OK) {
         st = work(&tu, err);

@@ -87,6 +87,23 @@ static int row_order(const kl__tuner *tu, int64_t *rows, int max)
     return n;
 }
 
+/* A table cell: the number, or "-" for none yet (a rung below 0, t 0, a value that is NAN). */
+static const char *cell_int(char *buf, size_t size, int v, int none)
+{
+    if (v <= none)
+        return "-";
+    snprintf(buf, size, "%d", v);
+    return buf;
+}
+
+static const char *cell_num(char *buf, size_t size, double v)
+{
+    if (isnan(v))
+        return "-";
+    snprintf(buf, size, "%.4f", v);
+    return buf;
+}
+
 static void draw(kl__tuner *tu)
 {
     char line[512], cfg[256];
@@ -99,10 +116,13 @@ static void draw(kl__tuner *tu)
     int n = row_order(tu, rows, TABLE_ROWS);
     for (int i = 0; i < n; i++) {
         int64_t t = rows[i];
+        char rung[16], at[16], last[32], best[32];
         config_str(&tu->trials[t], cfg, sizeof cfg);
-        fprintf(stderr, "  %-6lld %-4d %-4d %-12.4f %-12.4f %-9s %.60s\n", (long long)t,
-                kl_sched_rung(tu->sched, t), kl_sched_last_t(tu->sched, t),
-                kl_sched_last(tu->sched, t), kl_sched_best(tu->sched, t),
+        fprintf(stderr, "  %-6lld %-4s %-4s %-12s %-12s %-9s %.60s\n", (long long)t,
+                cell_int(rung, sizeof rung, kl_sched_rung(tu->sched, t), -1),
+                cell_int(at, sizeof at, kl_sched_last_t(tu->sched, t), 0),
+                cell_num(last, sizeof last, kl_sched_last(tu->sched, t)),
+                cell_num(best, sizeof best, kl_sched_best(tu->sched, t)),
                 kl_trial_state_name(kl_sched_state(tu->sched, t)), cfg);
     }
     fflush(stderr);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln/ckpt.h"
 #include "tune/tune_impl.h"
@@ -73,9 +74,23 @@ static kl_status write_results(kl__tuner *tu, kl_error *err)
     return fclose(f) == 0 ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s", path);
 }
 
+/* The model of the epoch whose value best.json gives: the trial's checkpoints/best.h5 (a sweep
+ * begun by an older kiln has none; then its latest checkpoint). malloc'd, NULL: none. */
+static char *best_checkpoint(const kl__tuner *tu, int64_t trial)
+{
+    char dir[4096], path[4200];
+    kl__tune_trial_dir(tu, trial, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/checkpoints/best.h5", dir);
+    if (access(path, R_OK) == 0)
+        return strdup(path);
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    kl_error none = {0};
+    return kl_ckpt_find_latest(path, &none);
+}
+
 static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
 {
-    char path[4200], dir[4096], ckdir[4200];
+    char path[4200];
     const kl__trial *t = &tu->trials[best];
     char epochs[64];
     snprintf(epochs, sizeof epochs, "train.epochs=%d", tu->sw->sched.max_t);
@@ -89,15 +104,15 @@ static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
         kl_config_free(cfg);
         return kl_error_set(err, KL_EIO, "cannot write %s", path);
     }
-    fprintf(f, "# The best trial of sweep %s: trial %lld, %s %.6g.\n# Train it: kiln train %s\n",
-            tu->sw->path, (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best), path);
+    char *ckpt = best_checkpoint(tu, best);
+    fprintf(f,
+            "# The best trial of sweep %s: trial %lld, %s %.6g at its best epoch.\n"
+            "# That epoch's model: %s\n# Train it again: kiln train %s\n",
+            tu->sw->path, (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best),
+            ckpt ? ckpt : "(none)", path);
     kl_config_print(cfg, f);
     fclose(f);
     kl_config_free(cfg);
-    kl__tune_trial_dir(tu, best, dir, sizeof dir);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
-    kl_error none = {0};
-    char *ckpt = kl_ckpt_find_latest(ckdir, &none);
     json_t *j = json_pack("{s:I, s:s, s:f, s:f, s:i, s:s?, s:s, s:o}", "trial", (json_int_t)best,
                           "metric", tu->sw->metric, "value", kl_sched_best(tu->sched, best), "last",
                           kl_sched_last(tu->sched, best), "t", kl_sched_last_t(tu->sched, best),
@@ -113,12 +128,37 @@ static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
     json_decref(j);
     if (rc == 0)
         kl__tune_line(tu,
-                      "best: trial %lld, %s %.4f, checkpoint %s; train it again: kiln train "
-                      "%s/best.yaml",
+                      "best: trial %lld, %s %.4f, its best epoch's model %s; train it again: "
+                      "kiln train %s/best.yaml",
                       (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best),
                       ckpt ? ckpt : "(none)", tu->dir);
     free(ckpt);
     return rc == 0 ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s", path);
+}
+
+kl_status kl__tune_check_failed(const kl__tuner *tu, kl_error *err)
+{
+    int64_t created = kl_sched_created(tu->sched), first = -1, same = 0;
+    if (created == 0 || kl_sched_best_trial(tu->sched) >= 0)
+        return KL_OK;
+    for (int64_t i = 0; i < created; i++) {
+        const char *e = tu->trials[i].error;
+        if (!e)
+            continue;
+        if (first < 0)
+            first = i;
+        same += !strcmp(e, tu->trials[first].error);
+    }
+    if (first < 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "none of the %lld trials that ran reported a finite %s: nothing to "
+                            "rank (val_* metrics need validation data)",
+                            (long long)created, tu->sw->metric);
+    return kl_error_set(err, KL_EINVAL,
+                        "every one of the %lld trials failed, so there is no best trial; %lld of "
+                        "them with the error of the first, trial %lld: %s",
+                        (long long)created, (long long)same, (long long)first,
+                        tu->trials[first].error);
 }
 
 kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err)

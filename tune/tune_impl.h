@@ -121,5 +121,8 @@ void kl__tune_show(kl__tuner *tu, const char *event, bool force);
 void kl__tune_line(kl__tuner *tu, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* tune/results.c: the sweep's outputs: results.csv, best.yaml and best.json. */
 kl_status kl__tune_write_outputs(kl__tuner *tu, kl_error *err);
+/* A finished sweep whose every trial failed (none has a value to rank): an error that says why,
+ * the first failed trial's error and how many trials hit the same one. */
+kl_status kl__tune_check_failed(const kl__tuner *tu, kl_error *err);
 
 #endif

@@ -4,7 +4,6 @@
  * trial resumes from its latest checkpoint whenever it has one: a promoted trial continues from
  * its rung, a requeued one from where it stopped. */
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,17 +73,6 @@ static kl_status trial_data(kl__tuner *tu, const kl__trial *t, const kl_config *
     return KL_OK;
 }
 
-static double metric_of(const kl_sweep *sw, const kl_epoch_metrics *m)
-{
-    const char *n = sw->metric;
-    return !strcmp(n, "val_accuracy")     ? m->val_accuracy
-           : !strcmp(n, "val_loss")       ? m->val_loss
-           : !strcmp(n, "val_mae")        ? m->val_mae
-           : !strcmp(n, "train_accuracy") ? m->train_accuracy
-           : !strcmp(n, "train_loss")     ? m->train_loss
-                                          : NAN;
-}
-
 typedef struct trial_ctx {
     kl__tuner *tu;
     int64_t trial;
@@ -99,7 +87,7 @@ static bool on_epoch(void *ctx, const kl_epoch_metrics *m)
     trial_ctx *c = ctx;
     if (c->report.on_epoch)
         c->report.on_epoch(c->report.ctx, m);
-    kl_decision d = c->decide(c->ctx, c->trial, m->epoch, metric_of(c->tu->sw, m));
+    kl_decision d = c->decide(c->ctx, c->trial, m->epoch, kl_epoch_metric(m, c->tu->sw->metric));
     return d == KL_DECIDE_CONTINUE && m->epoch < c->until_t;
 }
 
@@ -152,6 +140,12 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     kl_error none = {0};
     char *resume = kl_ckpt_find_latest(ckdir, &none);
     kl_reporter *rep = NULL;
+    /* best.h5 holds the epoch whose value is the trial's best (kl_sched_best), the model
+     * best.json names. */
+    kl_train_options to = {.ckpt_dir = ckdir,
+                           .resume = resume,
+                           .best_metric = tu->sw->metric,
+                           .best_maximize = tu->sw->maximize};
     trial_ctx c = {
         .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
     if (lead) {
@@ -176,7 +170,6 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
         kl_data_splits d = tu->data;
         d.test = (kl_dataset){0}; /* a trial is judged on validation; the test set is for the
                                      best model, after the sweep */
-        kl_train_options to = {.ckpt_dir = ckdir, .resume = resume};
         kl_run_info ri = {.dir = dir,
                           .kind = "trial",
                           .cfg = cfg,
@@ -191,7 +184,6 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     } else {
         kl_data_splits d = tu->data;
         d.test = (kl_dataset){0};
-        kl_train_options to = {.ckpt_dir = ckdir, .resume = resume};
         st = kl_train_run_dist(cfg, &d, comm, &to, NULL, NULL, NULL, err);
     }
     free(resume);

@@ -95,8 +95,9 @@ kl_status kl_ckpt_read_state(kl_ckpt *c, const kl_graph *g, kl_ckpt_state *st, k
 void kl_ckpt_state_free(kl_ckpt_state *st);
 
 /* The checkpoint in folder dir with the most steps (files that are not readable checkpoints are
- * skipped; on equal steps final.h5 wins). Returns a malloc'd path, or NULL with err set:
- * KL_EIO when dir cannot be read, KL_EINVAL when it holds no checkpoint. */
+ * skipped, and so is best.h5, the best epoch's; on equal steps final.h5 wins). Returns a malloc'd
+ * path, or NULL with err set: KL_EIO when dir cannot be read, KL_EINVAL when it holds no
+ * checkpoint. */
 char *kl_ckpt_find_latest(const char *dir, kl_error *err);
 
 /* Writes the weights layout (/config, /model, /params, /buffers, /preprocessing) into an open

@@ -46,6 +46,10 @@ typedef struct kl_data_splits {
     int64_t nstats;
 } kl_data_splits;
 
+/* How to get a built-in data set's files on Debian 12 (fashion-mnist, mnist), as a clause for a
+ * message: Debian packages Fashion-MNIST but not MNIST. */
+const char *kl_data_install_hint(const char *dataset);
+
 /* Loads the configured sources (data.dataset shorthand included), applies data.limit, splits off
  * data.val_fraction of train when no val source is given (a seeded random subset), checks that
  * classes agree across splits and with data.classes, and standardises every split with the

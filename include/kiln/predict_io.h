@@ -5,7 +5,9 @@
 #ifndef KILN_PREDICT_IO_H
 #define KILN_PREDICT_IO_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kiln/data.h"
 #include "kiln/modelfile.h"
@@ -33,5 +35,11 @@ kl_data_format kl_predict_input_format(const char *path);
  * out and classes are kl_modelfile_predict's; input names the scored file in the HDF5 file. */
 kl_status kl_predict_write(const kl_modelfile *mf, const char *path, const char *input,
                            const float *out, const int32_t *classes, int64_t n, kl_error *err);
+/* Whether path's name says a format kl_predict_write writes (.h5, .hdf5, .csv): what a caller
+ * checks before any work. */
+bool kl_predict_output_named(const char *path);
+/* The CSV layout of kl_predict_write, to an open stream (kiln predict without -o: stdout). */
+kl_status kl_predict_write_csv(FILE *f, const kl_modelfile *mf, const float *out,
+                               const int32_t *classes, int64_t n, kl_error *err);
 
 #endif

@@ -51,7 +51,19 @@ typedef struct kl_train_options {
                              NULL: none, and a config with checkpoint.every is refused */
     const char *resume;   /* a checkpoint to continue from exactly; NULL: a fresh start */
     bool weights_only;    /* take only resume's weights: a new run (the config may differ) */
+    /* best.h5 in ckpt_dir: a checkpoint of the epoch whose best_metric (a kl_epoch_metric name)
+     * is the best finite value so far (strictly: on a tie the earlier epoch stays), written when
+     * it improves, before that epoch's periodic checkpoint. NULL: best.h5 follows early stopping
+     * (the epochs that improve train.early_stop's metric by min_delta), and without early
+     * stopping none is written. A resumed run takes the best so far from the checkpoint's
+     * metric history. */
+    const char *best_metric;
+    bool best_maximize;
 } kl_train_options;
+
+/* An epoch's metric by name: val_accuracy, val_loss, val_mae, train_accuracy or train_loss
+ * (NAN: another name, or not measured this epoch). */
+double kl_epoch_metric(const kl_epoch_metrics *m, const char *name);
 
 /* A stop request (kl_stop_request, include/kiln/stop.h) makes every trainer in this process stop
  * after its current step, write a checkpoint and return KL_ESTOPPED (on every rank: the request

@@ -2,7 +2,9 @@
  * to its end however it ends, the dispatch of a path to its route, and the server's own routes
  * (metadata, health, metrics). serve/README.md, "A request in http/", has a request's life:
  * suspended while its work is queued, answered when the handler is called again. */
+#include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -272,6 +274,39 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->inflight, 1);
 }
 
+kl_status kl__http_listen(kl_server *s, kl_error *err)
+{
+    int fam = s->addr.ss_family, one = 1;
+    socklen_t len = fam == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return kl_error_set(err, KL_EIO, "cannot open a socket: %s", strerror(errno));
+    /* As libmicrohttpd's own listening sockets: a restart binds a port whose old connections
+     * linger in TIME_WAIT, and an IPv6 address is IPv6 only. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fam == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&s->addr, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return kl_error_set(err, KL_EIO,
+                                "cannot listen on %s:%d: the port is in use (another kiln "
+                                "serve?); stop what holds it, choose another --port, or give "
+                                "--port 0 for any free one (kiln serve prints it)",
+                                s->host, s->o.port);
+        return kl_error_set(err, KL_EIO, "cannot listen on %s:%d: %s", s->host, s->o.port,
+                            strerror(e));
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+        s->port = ntohs(fam == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                        : ((struct sockaddr_in *)&bound)->sin_port);
+    s->listen_fd = fd;
+    return KL_OK;
+}
+
 kl_status kl__http_start(kl_server *s, kl_error *err)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
@@ -284,29 +319,29 @@ kl_status kl__http_start(kl_server *s, kl_error *err)
     unsigned per_client = s->o.max_per_client > 0 ? (unsigned)s->o.max_per_client
                                                   : 0; /* libmicrohttpd's "no limit" */
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&s->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads,
+        flags, (uint16_t)s->port, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)s->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, most,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, MHD_OPTION_NOTIFY_CONNECTION,
         connection_event, s, MHD_OPTION_URI_LOG_CALLBACK, request_line, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
     if (!s->daemon)
-        return kl_error_set(err, KL_EIO,
-                            "cannot listen on %s:%d (in use, or not an address of this machine?)",
-                            s->host, s->o.port);
+        return kl_error_set(err, KL_EIO, "cannot start the HTTP server on %s:%d", s->host, s->port);
+    s->listen_fd = -1; /* the daemon's now: MHD_quiesce_daemon hands it back to close */
     kl_status st = kl__conn_watch_start(s, err);
     if (st != KL_OK) {
         MHD_stop_daemon(s->daemon);
         s->daemon = NULL;
         return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : s->o.port;
     return KL_OK;
 }
 
 void kl__http_stop(kl_server *s, double grace_s)
 {
+    if (s->listen_fd >= 0) /* listening, but the daemon never started */
+        close(s->listen_fd);
+    s->listen_fd = -1;
     if (!s->daemon)
         return;
     atomic_store(&s->stopping, true);

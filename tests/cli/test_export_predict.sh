@@ -12,10 +12,12 @@ kiln="$1"
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
 fm=/usr/share/datasets/fashion-mnist
 py=/usr/bin/python3
-if [[ ! -e $fm/train-images-idx3-ubyte.gz ]]; then
-    echo "test_export_predict: skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
-    exit 77
-fi
+# shellcheck source=../skip.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../skip.sh"
+[[ -e $fm/train-images-idx3-ubyte.gz ]] ||
+    skip_missing test_export_predict "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+"$py" -c 'import h5py, numpy' 2>/dev/null ||
+    skip_missing test_export_predict "no python3-h5py (h5py, the peer reader, checks the files)"
 # shellcheck source=expect.sh
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 tmp="$(mktemp -d)"
@@ -128,7 +130,8 @@ check "predict says how fast it went" \
 check "predict off a terminal draws no progress line" test "$(grep -c $'\r' predict.out)" -eq 0
 expect 0 '^loss' -- predict model.h5 --input "$images" --labels "$labels" --batch-size 50
 check "predict (batch 50, training's) gives train's test loss and accuracy" same_as_training "$out"
-expect 0 '^loss' -- predict model.h5 --input "$images" --labels "$labels" --batch-size 7 --quiet
+expect 0 '^loss' -- predict model.h5 --input "$images" --labels "$labels" --batch-size 7 --quiet \
+    -o p7.csv
 check "predict --quiet prints only the metrics" test "$(wc -l <"$out")" -eq 1
 check "predict (batch 7) gives train's test loss and accuracy" same_as_training "$out"
 expect 2 "--device 'gpu': use cpu, cuda or auto" -- predict model.h5 --input "$images" --device gpu
@@ -161,6 +164,16 @@ with open("x64.csv", "w") as f:
 EOF
 expect 0 'wrote p64_h5.csv' -- predict model.h5 --input x64.h5 -o p64_h5.csv
 expect 0 'wrote p64_csv.h5' -- predict model.h5 --input x64.csv -o p64_csv.h5
+# Without -o: the predictions as CSV on standard output, the other lines on standard error.
+"$kiln" predict model.h5 --input x64.h5 >stdout.csv 2>stderr.txt
+check "predict without -o exits 0" test $? -eq 0
+check "and writes the CSV predictions to standard output" cmp -s stdout.csv p64_h5.csv
+check "and its summary to standard error" grep -q '^scored 64 samples' stderr.txt
+# An output name that says no format: refused as a usage error before any work (the model is
+# not even opened).
+expect 2 "-o out.txt: name the predictions file .h5, .hdf5 or .csv" -- \
+    predict absent.h5 --input x64.h5 -o out.txt
+check "nothing written" test ! -e out.txt
 check "IDX, HDF5 and CSV inputs and outputs agree, labels are the argmax" "$py" - <<'EOF'
 import csv
 import h5py, numpy as np
@@ -184,12 +197,16 @@ assert np.abs(q - p[:64]).max() < 1e-6
 assert np.abs(h5py.File("p64_csv.h5", "r")["probabilities"][:] - p[:64]).max() < 1e-6
 EOF
 
-if command -v script >/dev/null; then # on a terminal the progress line redraws itself
+# On a terminal the progress line redraws itself; script(1) gives one where a pseudo-terminal
+# can be opened (not in a container without /dev/pts).
+if script -qec true /dev/null >/dev/null 2>&1; then
     script -qc "'$kiln' predict model.h5 --input x64.h5 --batch-size 16" /dev/null >tty.out 2>&1
     check "predict on a terminal draws a progress line" \
         grep -q $'\r\033\\[Kpredict: 64/64 samples  [0-9]* samples/s' tty.out
-    script -qc "'$kiln' predict model.h5 --input x64.h5 --quiet" /dev/null >tty.out 2>&1
+    script -qc "'$kiln' predict model.h5 --input x64.h5 --quiet -o tty.csv" /dev/null >tty.out 2>&1
     check "predict --quiet on a terminal draws none" test ! -s tty.out
+else
+    echo "skipped: the progress line on a terminal (no pseudo-terminal can be opened here)"
 fi
 
 # Bad input gets a clear error that names the thing.
@@ -222,7 +239,7 @@ expect 1 'is not an HDF5 file' -- predict three.csv --input x64.h5
 head -c 20000 model.h5 >truncated.h5
 expect 1 'truncated.h5 cannot be opened as HDF5: the file is truncated or damaged' -- \
     predict truncated.h5 --input x64.h5
-expect 1 'name the predictions file .h5, .hdf5 or .csv' -- \
+expect 2 'name the predictions file .h5, .hdf5 or .csv' -- \
     predict model.h5 --input x64.h5 -o preds.txt
 expect 2 "cannot tell the format of 'x64.txt'" -- predict model.h5 --input x64.txt
 expect 2 'give --input FILE' -- predict model.h5

@@ -25,9 +25,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 examples="$(cd "$here/../../examples" && pwd)"
 peer="$here/../unit/ckpt_h5py.py"
 fm=/usr/share/datasets/fashion-mnist
+# shellcheck source=../skip.sh
+source "$here/../skip.sh"
 if [[ $mode != summary && ! -e $fm/train-images-idx3-ubyte.gz ]]; then
-    echo "$name: Fashion-MNIST not installed, skipped"
-    exit 77
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -27,11 +27,10 @@ if [[ ! -f $source ]]; then
     exit 2
 fi
 
+# shellcheck source=../skip.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../skip.sh"
 cc="$(command -v clang || command -v clang-14 || true)"
-if [[ -z "$cc" ]]; then
-    echo "$name: clang not found, skipped"
-    exit 77
-fi
+[[ -n "$cc" ]] || skip_missing "$name" "clang not found"
 # The inference parser needs jansson alone; the others link the whole library and its
 # dependencies (MPI's pkg-config name is Open MPI's).
 if [[ $target == infer ]]; then
@@ -40,10 +39,7 @@ else
     packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle)
 fi
 for p in "${packages[@]}"; do
-    if ! pkg-config --exists "$p"; then
-        echo "$name: $p not found by pkg-config, skipped"
-        exit 77
-    fi
+    pkg-config --exists "$p" || skip_missing "$name" "$p not found by pkg-config"
 done
 
 tmp="$(mktemp -d)"
@@ -54,9 +50,8 @@ trap 'rm -rf "$tmp"' EXIT
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
     >"$tmp/probe.c"
 if ! "$cc" -fsanitize=fuzzer "$tmp/probe.c" -o "$tmp/probe" 2>"$tmp/probe.err"; then
-    echo "$name: clang cannot link libFuzzer (install libclang-rt-14-dev), skipped"
     sed 's/^/    /' "$tmp/probe.err"
-    exit 77
+    skip_missing "$name" "clang cannot link libFuzzer (install libclang-rt-14-dev)"
 fi
 
 # The flags kiln's CMake build gives (C17 with POSIX 2008, for strdup); an undeclared function

@@ -7,7 +7,9 @@
 set -uo pipefail
 kiln="$1"
 name="test_cli_mpi"
-command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+# shellcheck source=../skip.sh
+source "$(dirname "$0")/../skip.sh"
+command -v mpirun >/dev/null || skip_missing "$name" "no mpirun (openmpi-bin)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -32,6 +34,8 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     rc=$?
     check "a batch of 64 over 3 ranks is refused" test $rc -ne 0
     check "naming train.batch_size, once" test "$(grep -c 'train.batch_size 64' err.txt)" -eq 1
+else
+    part_missing "the batch that does not split over 3 ranks (dataset-fashion-mnist)"
 fi
 # The run record (docs/runs.md) of a 2-rank run: written by rank 0, once, naming both ranks.
 printf 'a,b,label\n' >d.csv

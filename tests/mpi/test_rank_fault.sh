@@ -20,9 +20,11 @@ startup) ;;
 *) echo "usage: test_rank_fault.sh kill|stop|startup PATH_TO_KILN" >&2; exit 2 ;;
 esac
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
-command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+# shellcheck source=../skip.sh
+source "$(dirname "$0")/../skip.sh"
+command -v mpirun >/dev/null || skip_missing "$name" "no mpirun (openmpi-bin)"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
-    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"

@@ -22,13 +22,15 @@ esac
 here="$(cd "$(dirname "$0")" && pwd)"
 examples="$(cd "$here/../../examples" && pwd)"
 peer="$here/../unit/ckpt_h5py.py"
+# shellcheck source=../skip.sh
+source "$here/../skip.sh"
 if [ "$mode" = mpi ] && ! command -v mpirun >/dev/null; then
-    echo "$name: no mpirun, skipped"; exit 77
+    skip_missing "$name" "no mpirun (openmpi-bin)"
 fi
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
-    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
 /usr/bin/python3 -c 'import h5py' 2>/dev/null ||
-    { echo "$name: /usr/bin/python3 without h5py (python3-h5py), skipped"; exit 77; }
+    skip_missing "$name" "/usr/bin/python3 without h5py (python3-h5py)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"

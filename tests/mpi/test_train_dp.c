@@ -136,9 +136,8 @@ int main(int argc, char **argv)
     }
     int rank = kl_comm_rank(world), size = kl_comm_size(world);
     if (access(FMNIST "train-images-idx3-ubyte.gz", R_OK) != 0) {
-        printf("test_train_dp: Fashion-MNIST not installed, skipped\n");
         kl_comm_free(world);
-        return 77;
+        return check_missing("test_train_dp", "Fashion-MNIST not installed");
     }
     kl_config *cfg = kl_config_parse("dp.yaml", yaml, strlen(yaml), NULL, 0, &err);
     kl_data_splits data = {0};

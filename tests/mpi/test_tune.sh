@@ -19,16 +19,22 @@
 #           A sweep folder in use (its coordinator blocked reading a FIFO for its data) refuses a
 #           --resume that names the holder; once the holder is killed, --resume goes on.
 #           (Retries up to max_failures are exercised by the resume case: a killed trial.)
-# usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
+#   best:   best.json, best.yaml and the closing line name the best trial's best epoch's model
+#           (checkpoints/best.h5), not its last epoch's: with train_loss maximized the best epoch
+#           is the first; kiln export takes it.
+# usage: test_tune.sh mpi|stress|resume|faults|best PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
 #        mpirun)
 set -uo pipefail
 mode="$1"
 kiln="$2"
 name="test_tune ($mode)"
 examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
+# shellcheck source=../skip.sh
+source "$(dirname "$0")/../skip.sh"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
-    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
-[[ "$mode" != mpi && "$mode" != stress ]] || command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
+[[ "$mode" != mpi && "$mode" != stress ]] || command -v mpirun >/dev/null ||
+    skip_missing "$name" "no mpirun (openmpi-bin)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -73,7 +79,7 @@ mpi)
     rc=$?
     check "the 3-rank sweep exits 0" test $rc -eq 0
     check "results.csv has a row per trial" test "$(tail -n +2 s/results.csv | wc -l)" -eq 8
-    check "best.json names a checkpoint" grep -q '"checkpoint": ".*final.h5"' s/best.json
+    check "best.json names the best epoch's checkpoint" grep -q '"checkpoint": ".*best.h5"' s/best.json
     check "best.yaml is a config kiln train loads" "$kiln" train s/best.yaml --print-config -q
     check "no result journalled twice" no_duplicates s/journal.jsonl
     check "some trial was promoted" grep -q '"job":"promote"' s/journal.jsonl
@@ -191,6 +197,22 @@ EOF
     check "and say so in results.csv" test "$(grep -c '^[02],errored,' f/results.csv)" -eq 2
     check "the good trial finished" grep -q '^3,done,' f/results.csv
     check "it is the best" grep -q '"trial": 3' f/best.json
+    # Every trial fails, all 6 with batch_size 100000 (the same error). The sweep exits
+    # 1 and says why; on a terminal (script(1) gives it one, where a pseudo-terminal can be
+    # opened) its table shows no rung -1 or nan for trials without a value.
+    sed -i 's/grid: \[100000, 64\]/grid: [100000, 100000]/; s/grid: \[1e6, 0.05\]/grid: [1e6, 0.05, 0.01]/' sweep.yaml
+    "$kiln" tune sweep.yaml --dir allfail --plain >af.txt 2>&1
+    check "a sweep whose every trial failed exits 1" test $? -eq 1
+    check "saying so, with the first error and how many trials hit it" grep -q \
+        "every one of the 6 trials failed, so there is no best trial; 6 of them with the error of the first, trial 0: .*batch_size" af.txt
+    check "and writes no best.json" test ! -e allfail/best.json
+    if script -qec true /dev/null >/dev/null 2>&1; then
+        script -qec "$kiln tune sweep.yaml --dir allfail-tty" /dev/null >aft.txt 2>&1
+        check "on a terminal too (exit 1)" grep -q "every one of the 6 trials failed" aft.txt
+        check "its table shows no rung -1, nor nan" bash -c "! grep -Eq ' -1 |nan' aft.txt"
+    else
+        echo "skipped: the live table on a terminal (no pseudo-terminal can be opened here)"
+    fi
     # The lock: the first coordinator holds the folder while it waits for data from a FIFO that
     # nobody writes, a wait that lasts as long as the test wants.
     mkfifo rows.csv
@@ -218,8 +240,44 @@ EOF
     "$kiln" tune --resume l --plain >l3.txt 2>&1
     check "once the holder is killed, --resume goes on" test $? -eq 0
     ;;
+best)
+    # The training loss falls epoch after epoch, so maximizing it makes epoch 1 every trial's
+    # best and epoch 3 its last.
+    cat >sweep.yaml <<EOF
+base: base.yaml
+metric: {name: train_loss, goal: maximize}
+method: grid
+parameters:
+  optimizer.lr: {grid: [1e-3, 2e-3]}
+  data.limit: {value: 1000}
+  schedule.warmup_steps: {value: 0}
+  train.threads: {value: 1}
+scheduler: {type: fifo, max_t: 3}
+EOF
+    "$kiln" tune sweep.yaml --dir b --plain >out.txt 2>&1
+    check "the sweep exits 0" test $? -eq 0
+    trial=$(sed -n 's/.*"trial": \([0-9]*\).*/\1/p' b/best.json)
+    ck="b/trials/trial-000$trial/checkpoints"
+    check "best.json names the trial's best.h5" grep -q "\"checkpoint\": \"$ck/best.h5\"" b/best.json
+    check "beside its final.h5, another file" bash -c "test -s $ck/final.h5 && ! cmp -s $ck/final.h5 $ck/best.h5"
+    first=$(awk -F, 'NR == 2 {print $3}' "b/trials/trial-000$trial/metrics.csv")
+    value=$(sed -n 's/.*"value": \([-0-9.e]*\).*/\1/p' b/best.json)
+    check "best.json's value is epoch 1's ($first ~ $value)" \
+        python3 -c "import sys; sys.exit(abs($first - $value) > 1e-6 * abs($value))"
+    check "best.yaml names that model" grep -q "model: $ck/best.h5" b/best.yaml
+    check "so does the closing line" grep -q "best epoch's model $ck/best.h5" out.txt
+    if /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+        check "best.h5 holds epoch 1 (h5py)" /usr/bin/python3 -c "
+import h5py, sys
+sys.exit(int(h5py.File('$ck/best.h5')['state'].attrs['epoch']) != 1)"
+    else
+        part_missing "best.h5's epoch (no python3-h5py)"
+    fi
+    "$kiln" export "$(sed -n 's/.*"checkpoint": "\(.*\)".*/\1/p' b/best.json)" -o m.h5 >x.txt 2>&1
+    check "kiln export takes it" test $? -eq 0
+    ;;
 *)
-    echo "usage: test_tune.sh mpi|stress|resume|faults PATH_TO_KILN" >&2; exit 2 ;;
+    echo "usage: test_tune.sh mpi|stress|resume|faults|best PATH_TO_KILN" >&2; exit 2 ;;
 esac
 if [ $fails -ne 0 ]; then
     for f in *.txt; do echo "--- $f"; tail -n 30 "$f"; done

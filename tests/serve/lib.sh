@@ -8,8 +8,10 @@
 # OpenBLAS on one thread, and moves into a fresh folder $tmp, removed on exit with every process
 # in pids killed; starts the clock (t_start) and the failure count (fails).
 serve_test_setup() {
-    [ -x "$py" ] || { echo "$name: skipped: no $py"; exit 77; }
-    command -v curl >/dev/null || { echo "$name: skipped: no curl (apt-get install curl)"; exit 77; }
+    # shellcheck source=../skip.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../skip.sh"
+    [ -x "$py" ] || skip_missing "$name" "no $py"
+    command -v curl >/dev/null || skip_missing "$name" "no curl (apt-get install curl)"
     unset KILN_AUTH_TOKEN
     export OPENBLAS_NUM_THREADS=1
     tmp="$(mktemp -d)"

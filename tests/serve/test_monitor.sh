@@ -151,8 +151,7 @@ prometheus)
             DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; } >apt.txt 2>&1
         command -v prometheus >/dev/null || {
             tail -n 5 apt.txt
-            echo "$name: skipped: no prometheus (apt-get install prometheus)"
-            exit 77
+            skip_missing "$name" "no prometheus (apt-get install prometheus)"
         }
     fi
     start_server kiln model.h5 --name clf --instances 1 || finish

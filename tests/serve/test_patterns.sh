@@ -228,7 +228,7 @@ if [ $h5rc -eq 0 ]; then
     model_dir look-h5 a.h5 'lookup: {table: features.h5}'
     cp features.h5 repo/look-h5/features.h5
 elif [ $h5rc -eq 77 ]; then
-    echo "skipped: the HDF5 feature table ($(cat h5table.txt))"
+    part_missing "the HDF5 feature table ($(cat h5table.txt))"
 else
     check "the HDF5 feature table is written" false
     cat h5table.txt

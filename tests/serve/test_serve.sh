@@ -139,10 +139,14 @@ finish() {
 case $mode in
 api)
     start_server api model.h5 --name clf --instances 2 || finish
-    # A port a server holds is refused to another (no SO_REUSEPORT sharing it).
+    # A port a server holds is refused to another (no SO_REUSEPORT sharing it), before the
+    # model loads (a model file that does not exist is not even looked at), suggesting --port 0.
     "$kiln" serve model.h5 --name clf2 --port "$port" >second.log 2>&1
     check "a second server on the same port exits 1" test $? -eq 1
     check "saying it cannot listen there" grep -q "cannot listen on 127.0.0.1:$port" second.log
+    "$kiln" serve absent.h5 --port "$port" >third.log 2>&1
+    check "before loading the model, suggesting --port 0" \
+        grep -q "cannot listen on 127.0.0.1:$port: the port is in use .*--port 0" third.log
     req "server metadata" 200 GET /v2
     body_is "it names kiln and its extensions" \
         'd["name"] == "kiln" and {"binary_tensor_data", "model_repository", "statistics"} <= set(d["extensions"])'

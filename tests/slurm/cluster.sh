@@ -34,6 +34,8 @@ cluster_install() {
         apt-get install -y -q --no-install-recommends slurm-wlm munge >>"$1/apt.log" 2>&1 || {
             tail -n 20 "$1/apt.log"
             cluster_log "apt-get could not install slurm-wlm and munge"
+            # CI installs them: there their absence fails the test instead of skipping it.
+            [ "${CI:-}" = true ] && return 1
             return 77
         }
     fi

@@ -23,10 +23,12 @@ name="test_slurm ($mode)"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 peer="$root/tests/unit/ckpt_h5py.py"
+# shellcheck source=../skip.sh
+source "$here/../skip.sh"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
-    { echo "$name: Fashion-MNIST not installed, skipped"; exit 77; }
+    skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
 if [ "$mode" = preempt ] && ! /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
-    echo "$name: /usr/bin/python3 without h5py (python3-h5py), skipped"; exit 77
+    skip_missing "$name" "/usr/bin/python3 without h5py (python3-h5py)"
 fi
 
 tmp="$(mktemp -d /tmp/kiln-slurm.XXXXXX)"
@@ -150,7 +152,7 @@ EOF
     check "the job completed" test "$(field "$job" JobState)" = COMPLETED
     check "the sweep folder is named after the job" test -s "$dir/journal.jsonl"
     check "results.csv has a row per trial" test "$(tail -n +2 "$dir/results.csv" | wc -l)" -eq 4
-    check "best.json names a checkpoint" grep -q '"checkpoint": ".*final.h5"' "$dir/best.json"
+    check "best.json names the best epoch's checkpoint" grep -q '"checkpoint": ".*best.h5"' "$dir/best.json"
     check "the journal says the sweep finished" grep -q '"event":"finished"' "$dir/journal.jsonl"
     check "rank 0 coordinated, rank 1 trained" has "$log" "1 worker, folder $dir"
     # The same sweep preempted once a result is in: USR1 to the batch shell, the trials

@@ -96,6 +96,10 @@ def check_one(path, folder):
               "/optimizer/state has %s values, got %s" % (facts["optimizer_state"], state.shape))
         check(np.asarray(state[()], dtype="<f4").tobytes() == raw(folder, "optimizer.f32").tobytes(),
               "/optimizer/state holds the values kiln wrote")
+        order = [t[1] for t in sorted((t for t in tensors if t[0] == "param"), key=lambda t: t[2])]
+        got = [as_str(s) for s in f["optimizer"]["params"][()]] if "params" in f["optimizer"] else None
+        check(got == order, "/optimizer/params names the parameters in the state's order %s, got %s"
+              % (order, got))
         check(isinstance(f["config"][()], (bytes, str)), "/config is a string")
 
 

@@ -5,7 +5,8 @@
  *   test_ckpt h5py SCRIPT  h5py, the peer reader, finds what kiln wrote (tests/unit/ckpt_h5py.py)
  *   test_ckpt resume       training stopped mid-epoch (a stop request) or after an epoch and
  *                          resumed ends bit-identical to an uninterrupted run, early stopping
- *                          included; a changed config is refused unless only weights are taken
+ *                          included; a changed config is refused unless only weights are taken;
+ *                          best.h5 holds the best epoch, through a resume
  * h5py and resume exit 77 (skipped) without h5py or Fashion-MNIST. With KEEP_TMP set in the
  * environment the temporary folder (/tmp/kiln-test-ckpt-*) is kept for a look. */
 #include <dirent.h>
@@ -896,12 +897,9 @@ static int run_status(const char *cmd)
 
 static int test_h5py(const char *script)
 {
-    if (access(PYTHON, X_OK) != 0 || run_status(PYTHON " -c 'import h5py' 2>/dev/null") != 0) {
-        printf("test_ckpt h5py: %s with h5py not found (apt-get install python3-h5py), "
-               "skipped\n",
-               PYTHON);
-        return 77;
-    }
+    if (access(PYTHON, X_OK) != 0 || run_status(PYTHON " -c 'import h5py' 2>/dev/null") != 0)
+        return check_missing("test_ckpt h5py",
+                             PYTHON " with h5py not found (apt-get install python3-h5py)");
     kl_error err = {0};
     const char *dir = in_tmp("peer");
     make_dir(dir);
@@ -1131,14 +1129,62 @@ static void check_stopped(int line, const outcome *o, int64_t at, char *ckpt, si
     kl_ckpt_close(c);
 }
 
+/* The epoch best.h5 in dir holds (-1: no best.h5, 0: unreadable), checking that it is a whole
+ * checkpoint of that epoch (its history ends there). */
+static int best_epoch_in(const char *dir, kl_graph *g)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/best.h5", dir);
+    if (!exists(path))
+        return -1;
+    kl_ckpt_state st;
+    if (!read_state(path, g, &st))
+        return 0;
+    int epoch = st.history.nrows == st.epoch && st.step_in_epoch == 0 ? st.epoch : 0;
+    kl_ckpt_state_free(&st);
+    return epoch;
+}
+
+/* (e) best.h5: the epoch whose kl_train_options.best_metric is best (train_loss maximized: epoch
+ * 1, as the loss falls), kept through a stop and a resume into the same folder, where a resumed
+ * run that forgot the best so far would overwrite it with epoch 2. Never what a run resumes
+ * from. */
+static void test_best(const kl_config *cfg, kl_data_splits *data, outcome *ref)
+{
+    char ckpt[300];
+    int64_t stop = 50;
+    kl_train_hooks hooks = {.ctx = &stop, .on_step = stop_at};
+    outcome o = {0};
+    snprintf(o.dir, sizeof o.dir, "%s/best", check_tmp);
+    snprintf(o.final, sizeof o.final, "%s/final.h5", o.dir);
+    make_dir(o.dir);
+    kl_train_options to = {.ckpt_dir = o.dir, .best_metric = "train_loss", .best_maximize = true};
+    o.st = kl_train_run_dist(cfg, data, NULL, &to, &hooks, &o.m, &o.res, &o.err);
+    kl_stop_clear();
+    check_stopped(__LINE__, &o, 50, ckpt, sizeof ckpt);
+    kl_graph *g = ref->m.g;
+    CHECK(best_epoch_in(o.dir, g) == 1);
+    outcome_free(&o);
+    stop = 0;
+    to.resume = ckpt;
+    o.st = kl_train_run_dist(cfg, data, NULL, &to, &hooks, &o.m, &o.res, &o.err);
+    CHECK_OK(o.st, &o.err);
+    if (!CHECK(best_epoch_in(o.dir, g) == 1))
+        fprintf(stderr, "    best.h5 holds epoch %d after the resume\n", best_epoch_in(o.dir, g));
+    kl_error err = {0};
+    char *latest = kl_ckpt_find_latest(o.dir, &err);
+    CHECK(latest && !strcmp(latest, o.final));
+    free(latest);
+    outcome_free(&o);
+    /* Without best_metric and early stopping, no best.h5. */
+    CHECK(best_epoch_in(ref->dir, g) == -1);
+}
+
 static int test_resume(void)
 {
-    if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0) {
-        printf("test_ckpt resume: %s not found (apt-get install dataset-fashion-mnist), "
-               "skipped\n",
-               FMNIST);
-        return 77;
-    }
+    if (access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        return check_missing("test_ckpt resume",
+                             FMNIST " not found (apt-get install dataset-fashion-mnist)");
     kl_error err = {0};
     kl_config *cfg = parse(NULL, 0);
     kl_data_splits data = {0};
@@ -1151,6 +1197,8 @@ static int test_resume(void)
     train(&ref, cfg, &data, "ref", NULL, false, 0);
     CHECK_OK(ref.st, &ref.err);
     CHECK(ref.res.epochs_run == 3 && ref.res.last.step == 3 * STEPS_PER_EPOCH);
+    if (ref.st == KL_OK)
+        test_best(cfg, &data, &ref);
 
     /* (a) Stopped inside the first epoch (no history yet), then resumed from its checkpoint. */
     train(&stopped, cfg, &data, "a", NULL, false, 20);
@@ -1222,6 +1270,8 @@ static int test_resume(void)
     train(&es_ref, es, &data, "es", NULL, false, 0);
     CHECK_OK(es_ref.st, &es_ref.err);
     CHECK(es_ref.res.early_stopped && es_ref.res.best_epoch == 1 && es_ref.res.epochs_run == 2);
+    if (es_ref.st == KL_OK) /* best.h5 follows early stopping: epoch 1 */
+        CHECK(best_epoch_in(es_ref.dir, es_ref.m.g) == 1);
     train(&stopped, es, &data, "es-stopped", NULL, false, 45);
     check_stopped(__LINE__, &stopped, 45, ckpt, sizeof ckpt);
     kl_ckpt_state st;
@@ -1264,6 +1314,23 @@ static int test_resume(void)
                 "raise train.epochs", NULL);
     outcome_free(&resumed);
     kl_config_free(shorter);
+
+    /* /config stores the schedule the run followed: cosine's total_steps 0 as the 3 x 36 steps it
+     * stood for; a run resuming it with more epochs (total_steps 0 again: from the epochs) is not
+     * refused for that. */
+    kl_ckpt *stored = NULL;
+    if (CHECK(kl_ckpt_open(ref.final, false, &stored, &err) == KL_OK)) {
+        if (!CHECK(strstr(kl_ckpt_config_text(stored), "total_steps: 108\n")))
+            fprintf(stderr, "    %s\n", kl_ckpt_config_text(stored));
+        kl_ckpt_close(stored);
+    }
+    const char *long_sets[] = {"train.epochs=4"};
+    kl_config *longer = parse(long_sets, 1);
+    train(&resumed, longer, &data, "longer", ref.final, false, 0);
+    CHECK_OK(resumed.st, &resumed.err);
+    CHECK(resumed.res.epochs_run == 4);
+    outcome_free(&resumed);
+    kl_config_free(longer);
 
     /* Another model's weights, even with --resume-weights-only: refused naming the parameter. */
     const char *wide_sets[] = {"model.layers.0.units=16"};

@@ -680,6 +680,11 @@ static void test_splits(void)
     kl_data_config m = {.dataset = "fashion-mnist", .dir = "/nonexistent/fm"};
     CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EIO);
     CHECK(strstr(err.msg, "apt-get install dataset-fashion-mnist") != NULL);
+    /* Debian 12 has no MNIST package: the hint says so and names the files instead. */
+    m.dataset = "mnist";
+    CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EIO);
+    CHECK(!strstr(err.msg, "apt-get") && strstr(err.msg, "no package for MNIST") &&
+          strstr(err.msg, "t10k-labels-idx1-ubyte.gz"));
     m.dataset = "cifar";
     CHECK(kl_data_prepare(&m, 1, &s, &err) == KL_EINVAL && strstr(err.msg, "cifar"));
 }
@@ -715,8 +720,18 @@ static void test_standardize(void)
             CHECK_NEAR(sqrt(sq / (double)cnt), 1, 1e-4);
         }
         if (mode == KL_STD_FEATURE) {
-            CHECK_NEAR(s.std[8], 1e-6, 1e-12); /* the constant pixel: floored, not zero */
+            /* The constant pixel (7/255): scale 1, so that a value it never took in training
+             * stays at its distance from the mean, as scikit-learn's StandardScaler keeps it. */
+            CHECK(s.std[8] == 1.0f);
+            CHECK_NEAR(s.mean[8], 7.0 / 255, 1e-7);
             CHECK_NEAR(kl_f32(s.train.x)[8], 0, 0);
+            kl_tensor *t = kl_tensor_new(KL_F32, KL_SHAPE(1, 9), &err);
+            KL_ASSERT(t);
+            for (int k = 0; k < 9; k++)
+                kl_f32(t)[k] = 200.0f / 255;
+            kl_data_standardize(t, s.mean, s.std, s.nstats);
+            CHECK_NEAR(kl_f32(t)[8], (200.0 - 7.0) / 255, 1e-6);
+            kl_tensor_free(t);
         }
         /* The test split got exactly the training statistics. */
         int exact = 1;
@@ -898,7 +913,8 @@ static void test_fashion_mnist(void)
     const char *fm = "/usr/share/datasets/fashion-mnist";
     struct stat sb;
     if (stat(fm, &sb) != 0) {
-        printf("test_data: %s is not installed; skipped the Fashion-MNIST checks\n", fm);
+        check_missing("test_data: the Fashion-MNIST checks",
+                      "/usr/share/datasets/fashion-mnist is not installed");
         return;
     }
     kl_error err = {0};
