@@ -6,6 +6,7 @@
 #ifndef KILN_TUNE_SWEEP_IMPL_H
 #define KILN_TUNE_SWEEP_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,9 @@ kl_status kl__sweep_map(const kl__ynode *node, const char *const *names, int n, 
 /* sweep_space.c: the parameters mapping into s->params (s->grid already read). */
 kl_status kl__sweep_params_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err);
 void kl__sweep_params_free(kl_sweep_param *params, int n);
+/* Whether a parameter's mapping is in W&B's form ({distribution: uniform, min: 0, max: 1}): it has
+ * distribution, min, max or q (a {values: [...]} or {value: x} reads the same in both forms). */
+bool kl__sweep_flat(const kl__ynode *map);
 /* Points in the grid (every parameter's count multiplied), or -1 when that overflows int64. */
 int64_t kl__sweep_grid_size(const kl_sweep *s);
 /* The lowest and highest values a range distribution draws, as override text (q_uniform: the
