@@ -155,7 +155,7 @@ static kl_status read_probabilities(kl_sweep_param *p, const kl__ynode *node, ch
 
 /* The multiples of q a q_uniform draws: k * q for k in [lo, hi]. A bound that is a multiple of
  * q up to rounding (0.3 / 0.1 = 2.9999999999999996) counts as one. */
-static void q_range(const kl_sweep_param *p, double *lo, double *hi)
+void kl__sweep_q_range(const kl_sweep_param *p, double *lo, double *hi)
 {
     double a = p->min / p->q, b = p->max / p->q;
     *lo = ceil(a - 1e-9 * fmax(1, fabs(a)));
@@ -218,7 +218,7 @@ static kl_status check_range(kl_sweep_param *p, const kl__ynode *map, const char
         snprintf(msg, sizeof msg, "q must be positive, got %.9g: values are multiples of q", p->q);
         return bound_error(map, "q", path, msg, err);
     }
-    q_range(p, &lo, &hi);
+    kl__sweep_q_range(p, &lo, &hi);
     if (lo > hi || hi - lo > 0x1p53) {
         snprintf(msg, sizeof msg, "%s multiple of q = %.9g lies in [%.9g, %.9g]",
                  lo > hi ? "no" : "too many a", p->q, p->min, p->max);
@@ -403,8 +403,8 @@ static const struct {
     {"q_beta", KL_DIST_VALUE},
 };
 #define NWANDB_SUPPORTED 7
-#define NWANDB ((int)(sizeof wandb_dists / sizeof *wandb_dists))
-#define WANDB_LIST                                                                                 \
+#define NWANDB           ((int)(sizeof wandb_dists / sizeof *wandb_dists))
+#define WANDB_LIST \
     "constant, categorical, uniform, int_uniform, q_uniform, log_uniform_values or log_uniform"
 
 bool kl__sweep_flat(const kl__ynode *map)
@@ -431,8 +431,8 @@ static unsigned flat_uses(kl_sweep_dist d)
 
 /* W&B's distribution name at node, or the one W&B infers without it: categorical for values,
  * constant for value, int_uniform when min and max are both integers, else uniform. */
-static kl_status flat_dist(const kl__ynode *map, const char **name, kl_sweep_dist *dist,
-                           char *path, kl_error *err)
+static kl_status flat_dist(const kl__ynode *map, const char **name, kl_sweep_dist *dist, char *path,
+                           kl_error *err)
 {
     const kl__ynode *node = kl__ynode_get(map, "distribution");
     if (!node) {
@@ -466,9 +466,8 @@ static kl_status flat_dist(const kl__ynode *map, const char **name, kl_sweep_dis
             names[i] = wandb_dists[i].name;
         const char *near = kl__suggest(node->str, names, NWANDB);
         st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
-                            "unknown distribution \"%s\"%s%s%s; use one of " WANDB_LIST,
-                            node->str, near ? "; did you mean '" : "", near ? near : "",
-                            near ? "'?" : "");
+                            "unknown distribution \"%s\"%s%s%s; use one of " WANDB_LIST, node->str,
+                            near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
     } else {
         *name = wandb_dists[d].name;
         *dist = wandb_dists[d].dist;
@@ -492,10 +491,9 @@ static kl_status flat_keys_fit(const kl__ynode *map, const char *name, kl_sweep_
             continue;
         size_t len = kl__path_push(path, node->key);
         st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
-                            "%s does not go with distribution %s, which takes %s", node->key,
-                            name,
-                            dist == KL_DIST_VALUE    ? "value"
-                            : dist == KL_DIST_VALUES ? "values (and probabilities)"
+                            "%s does not go with distribution %s, which takes %s", node->key, name,
+                            dist == KL_DIST_VALUE       ? "value"
+                            : dist == KL_DIST_VALUES    ? "values (and probabilities)"
                             : dist == KL_DIST_Q_UNIFORM ? "min, max and q"
                                                         : "min and max");
         kl__path_pop(path, len);
@@ -609,7 +607,7 @@ static void format_float(double x, char *buf, size_t cap)
     }
 }
 
-static void format_value(const kl_sweep_param *p, double x, char *buf, size_t cap)
+void kl__sweep_format(const kl_sweep_param *p, double x, char *buf, size_t cap)
 {
     if (p->dist == KL_DIST_INT_UNIFORM)
         snprintf(buf, cap, "%lld", (long long)x);
@@ -621,16 +619,16 @@ void kl__sweep_range_ends(const kl_sweep_param *p, char *lo, char *hi, size_t ca
 {
     double a = p->min, b = p->max;
     if (p->dist == KL_DIST_Q_UNIFORM) {
-        q_range(p, &a, &b);
+        kl__sweep_q_range(p, &a, &b);
         a *= p->q;
         b *= p->q;
     }
-    format_value(p, a, lo, cap);
-    format_value(p, b, hi, cap);
+    kl__sweep_format(p, a, lo, cap);
+    kl__sweep_format(p, b, hi, cap);
 }
 
 /* A uniform double in [0, 1) with 53 random bits, keyed by (seed, trial, parameter). */
-static double unit(uint64_t seed, int64_t trial, int param)
+double kl__sweep_unit(uint64_t seed, int64_t trial, int param)
 {
     uint32_t w[4];
     kl_rng_block(seed, KL_RNG_SAMPLE, (uint64_t)trial, (uint64_t)param, w);
@@ -638,7 +636,7 @@ static double unit(uint64_t seed, int64_t trial, int param)
 }
 
 /* One random draw of a range distribution, in [min, max]. */
-static double draw_range(const kl_sweep_param *p, double u)
+double kl__sweep_draw_range(const kl_sweep_param *p, double u)
 {
     double x;
     switch (p->dist) {
@@ -650,7 +648,7 @@ static double draw_range(const kl_sweep_param *p, double u)
         break;
     case KL_DIST_Q_UNIFORM: {
         double lo, hi, k = nearbyint((p->min + u * (p->max - p->min)) / p->q);
-        q_range(p, &lo, &hi);
+        kl__sweep_q_range(p, &lo, &hi);
         return fmin(fmax(k, lo), hi) * p->q;
     }
     default:
@@ -661,7 +659,7 @@ static double draw_range(const kl_sweep_param *p, double u)
 }
 
 /* Which of the values a random draw picks: by probabilities, else uniformly. */
-static int draw_index(const kl_sweep_param *p, double u)
+int kl__sweep_draw_index(const kl_sweep_param *p, double u)
 {
     if (!p->probabilities) {
         int i = (int)(u * p->nvalues);
@@ -699,10 +697,10 @@ static const char *trial_value(const kl_sweep *s, int64_t i, int j, int64_t *res
         *rest /= k;
         return p->values[idx];
     }
-    double u = unit(s->seed, i, j);
+    double u = kl__sweep_unit(s->seed, i, j);
     if (!is_range(p->dist))
-        return p->values[p->dist == KL_DIST_VALUE ? 0 : draw_index(p, u)];
-    format_value(p, draw_range(p, u), buf, cap);
+        return p->values[p->dist == KL_DIST_VALUE ? 0 : kl__sweep_draw_index(p, u)];
+    kl__sweep_format(p, kl__sweep_draw_range(p, u), buf, cap);
     return buf;
 }
 

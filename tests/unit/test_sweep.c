@@ -274,8 +274,8 @@ static void test_top_level_errors(void)
     expect_error("base: base.yaml\nmetric: {name: val_mae}\nrun_cap: 2\n"
                  "parameters: {optimizer.lr: {value: 0.5}}\n",
                  "2:16:", "metric.name: val_mae is for regression", NULL);
-    expect_error(HEAD "  optimizer.lr: {value: 0.1}\nmethod: bayes\n",
-                 "6:9:", "method: expected one of (random, grid)", NULL);
+    expect_error(HEAD "  optimizer.lr: {value: 0.1}\nmethod: hyperopt\n",
+                 "6:9:", "method: expected one of (random, grid, tpe, bayes)", NULL);
     expect_error(HEAD "  optimizer.lr: {value: 0.1}\ntime_budget: 2 fortnights\n",
                  "6:14:", "time_budget: expected a positive duration", NULL);
     expect_error(HEAD "  optimizer.lr: {value: 0.1}\nseed: -1\n",
@@ -470,17 +470,17 @@ static void test_wandb_errors(void)
                  "parameters.optimizer.lr.distribution: unknown distribution \"unifrom\"; did "
                  "you mean 'uniform'?",
                  NULL);
-    expect_error(HEAD "  optimizer.lr: {distribution: normal, mu: 0, sigma: 1}\n", "5:40:",
-                 "parameters.optimizer.lr.mu: unknown key", NULL);
-    expect_error(HEAD "  optimizer.lr: {distribution: normal, min: 0, max: 1}\n", "5:32:",
-                 "parameters.optimizer.lr.distribution: normal is not supported yet", NULL);
-    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.01}\n", "5:46:",
-                 "parameters.optimizer.lr.min: min 0.1 is above max 0.01", NULL);
-    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1}\n", "5:17:",
-                 "parameters.optimizer.lr.max: missing; uniform needs min and max", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: normal, mu: 0, sigma: 1}\n",
+                 "5:40:", "parameters.optimizer.lr.mu: unknown key", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: normal, min: 0, max: 1}\n",
+                 "5:32:", "parameters.optimizer.lr.distribution: normal is not supported yet",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.01}\n",
+                 "5:46:", "parameters.optimizer.lr.min: min 0.1 is above max 0.01", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1}\n",
+                 "5:17:", "parameters.optimizer.lr.max: missing; uniform needs min and max", NULL);
     expect_error(HEAD "  optimizer.lr: {distribution: log_uniform_values, min: 0, max: 0.1}\n",
-                 "5:57:",
-                 "parameters.optimizer.lr.min: log_uniform_values needs 0 < min, got 0",
+                 "5:57:", "parameters.optimizer.lr.min: log_uniform_values needs 0 < min, got 0",
                  "not their logarithms");
     expect_error(HEAD "  optimizer.lr: {distribution: log_uniform, min: -1000, max: 0}\n",
                  "5:50:", "parameters.optimizer.lr.min: e^-1000 is out of range",
@@ -492,10 +492,10 @@ static void test_wandb_errors(void)
                  "parameters.optimizer.lr.q: q does not go with distribution uniform, which "
                  "takes min and max",
                  NULL);
-    expect_error(HEAD "  data.limit: {distribution: int_uniform, min: 1.5, max: 9}\n", "5:48:",
-                 "parameters.data.limit.min: expected an integer", NULL);
-    expect_error(HEAD "  optimizer.lr: {min: low, max: 0.2}\n", "5:23:",
-                 "parameters.optimizer.lr.min: expected a number, got \"low\"", NULL);
+    expect_error(HEAD "  data.limit: {distribution: int_uniform, min: 1.5, max: 9}\n",
+                 "5:48:", "parameters.data.limit.min: expected an integer", NULL);
+    expect_error(HEAD "  optimizer.lr: {min: low, max: 0.2}\n",
+                 "5:23:", "parameters.optimizer.lr.min: expected a number, got \"low\"", NULL);
     expect_error(HEAD "  train.batch_size: {distribution: categorical}\n", "5:21:",
                  "parameters.train.batch_size.values: missing; distribution categorical needs "
                  "values",
@@ -513,21 +513,22 @@ static void test_wandb_errors(void)
                       "probabilities: [0.5, 0.4]}\n",
                  "5:82:", "parameters.train.batch_size.probabilities: the probabilities sum to 0.9",
                  NULL);
-    expect_error(HEAD "  optimizer.lr: {distribution: [uniform], min: 0.1, max: 0.2}\n", "5:32:",
-                 "parameters.optimizer.lr.distribution: expected a distribution's name", NULL);
-    expect_error(HEAD "  optimizer.lr: {min: 0.1, max: 0.2, min: 0.3}\n", "5:38:",
-                 "parameters.optimizer.lr.min: duplicate key", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: [uniform], min: 0.1, max: 0.2}\n",
+                 "5:32:", "parameters.optimizer.lr.distribution: expected a distribution's name",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {min: 0.1, max: 0.2, min: 0.3}\n",
+                 "5:38:", "parameters.optimizer.lr.min: duplicate key", NULL);
     expect_error("base: base.yaml\nmetric: {name: val_loss}\nmethod: grid\nparameters:\n"
                  "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.2}\n",
                  "5:32:", "parameters.optimizer.lr: method grid enumerates values", NULL);
     /* Values the base config refuses are placed at the value, as in kiln's form. */
-    expect_error(HEAD "  optimizer.lr: {min: 0, max: 0.1}\n", "5:23:",
-                 "parameters.optimizer.lr.min: the base config (",
+    expect_error(HEAD "  optimizer.lr: {min: 0, max: 0.1}\n",
+                 "5:23:", "parameters.optimizer.lr.min: the base config (",
                  "refuses optimizer.lr=0: optimizer.lr");
-    expect_error(HEAD "  model.layers.1.rate: {values: [0.1, 1.5]}\n", "5:39:",
-                 "parameters.model.layers.1.rate.values.1: the base config", NULL);
-    expect_error(HEAD "  train.epochs: {min: 1, max: 3}\n", "5:3:",
-                 "parameters.train.epochs: the scheduler sets train.epochs", NULL);
+    expect_error(HEAD "  model.layers.1.rate: {values: [0.1, 1.5]}\n",
+                 "5:39:", "parameters.model.layers.1.rate.values.1: the base config", NULL);
+    expect_error(HEAD "  train.epochs: {min: 1, max: 3}\n",
+                 "5:3:", "parameters.train.epochs: the scheduler sets train.epochs", NULL);
 }
 
 static void test_grid_errors(void)
