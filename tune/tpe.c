@@ -30,11 +30,15 @@ struct kl_tpe {
     int64_t nresults;
     /* Scratch for one proposal. */
     tpe_obs *obs;
-    int32_t *rank, *order, *ib, *ia; /* ranks, sort scratch, categorical good and bad */
+    int32_t *order, *ib, *ia; /* sort scratch, categorical good and bad */
     uint8_t *good;
+    int32_t *gpos;     /* [cap]: a trial's place in its group, in trial order */
+    int64_t ngroup[3]; /* the groups' sizes (1: good, 2: bad) */
+    int32_t **sorted;  /* [np]: a range parameter's trials by (coordinate, trial) */
     double *xb, *xa, *wb, *wa;
-    double *lmu, *lsigma, *lw, *llogc, *gmu, *gsigma, *gw, *glogc;
-    double *pl, *pg; /* categorical pmfs, [the most values of any parameter] */
+    double *lmu, *lsigma, *lw, *llogc, *gmu, *gsigma, *gw, *glogc, *tmp, *llogs, *glogs;
+    double *pl, *pg;      /* categorical pmfs, [the most values of any parameter] */
+    double *cand, *score; /* [n_ei_candidates]: one parameter's draws and their scores */
 };
 
 static bool is_categorical(const kl_sweep_param *p)
@@ -92,8 +96,11 @@ kl_tpe *kl_tpe_new(const kl_sweep *sw, kl_error *err)
     if (t) {
         t->pl = calloc((size_t)most, sizeof *t->pl);
         t->pg = calloc((size_t)most, sizeof *t->pg);
+        t->sorted = calloc((size_t)sw->nparams + 1, sizeof *t->sorted);
+        t->cand = calloc((size_t)sw->tpe.n_ei_candidates + 1, sizeof *t->cand);
+        t->score = calloc((size_t)sw->tpe.n_ei_candidates + 1, sizeof *t->score);
     }
-    if (!t || !t->pl || !t->pg) {
+    if (!t || !t->pl || !t->pg || !t->sorted || !t->cand || !t->score) {
         kl_tpe_free(t);
         kl_error_set(err, KL_ENOMEM, "out of memory making the TPE sampler");
         return NULL;
@@ -107,11 +114,17 @@ void kl_tpe_free(kl_tpe *t)
 {
     if (!t)
         return;
-    void *arrays[] = {t->x,     t->obs, t->rank,   t->order, t->ib,    t->ia,     t->good,
-                      t->xb,    t->xa,  t->wb,     t->wa,    t->lmu,   t->lsigma, t->lw,
-                      t->llogc, t->gmu, t->gsigma, t->gw,    t->glogc, t->pl,     t->pg};
+    void *arrays[] = {t->x,  t->obs,   t->order, t->ib,     t->ia,  t->good,  t->xb,   t->xa,
+                      t->wb, t->wa,    t->lmu,   t->lsigma, t->lw,  t->llogc, t->gmu,  t->gsigma,
+                      t->gw, t->glogc, t->pl,    t->pg,     t->tmp, t->llogs, t->glogs};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++)
         free(arrays[i]);
+    for (int j = 0; t->sorted && j < t->np; j++)
+        free(t->sorted[j]);
+    free(t->sorted);
+    free(t->gpos);
+    free(t->cand);
+    free(t->score);
     free(t);
 }
 
@@ -149,13 +162,16 @@ static bool reserve(kl_tpe *t, int64_t need)
     int64_t c1 = cap + 1;
     bool ok = grow1((void **)&t->x, cap * t->np, sizeof *t->x) &&
               grow1((void **)&t->obs, cap, sizeof *t->obs) &&
-              grow1((void **)&t->rank, cap, sizeof *t->rank) &&
               grow1((void **)&t->order, c1, sizeof *t->order) &&
               grow1((void **)&t->ib, cap, sizeof *t->ib) &&
               grow1((void **)&t->ia, cap, sizeof *t->ia) &&
-              grow1((void **)&t->good, cap, sizeof *t->good);
-    double **d[] = {&t->xb, &t->xa,    &t->wb,  &t->wa,     &t->lmu, &t->lsigma,
-                    &t->lw, &t->llogc, &t->gmu, &t->gsigma, &t->gw,  &t->glogc};
+              grow1((void **)&t->good, cap, sizeof *t->good) &&
+              grow1((void **)&t->gpos, cap, sizeof *t->gpos);
+    for (int j = 0; ok && j < t->np; j++)
+        ok = grow1((void **)&t->sorted[j], cap, sizeof **t->sorted);
+    double **d[] = {&t->xb,     &t->xa,    &t->wb,    &t->wa,    &t->lmu,
+                    &t->lsigma, &t->lw,    &t->llogc, &t->gmu,   &t->gsigma,
+                    &t->gw,     &t->glogc, &t->tmp,   &t->llogs, &t->glogs};
     for (size_t i = 0; ok && i < sizeof d / sizeof *d; i++)
         ok = grow1((void **)d[i], c1, sizeof(double));
     if (ok)
@@ -248,10 +264,47 @@ static int cmp_obs(const void *a, const void *b)
 static void split(kl_tpe *t, int64_t trial, int64_t nobs, int64_t nresults)
 {
     int64_t nbelow = kl__tpe_gamma(nresults);
-    memset(t->good, 0, (size_t)trial);
+    if (trial > 0)
+        memset(t->good, 0, (size_t)trial);
     qsort(t->obs, (size_t)nobs, sizeof *t->obs, cmp_obs);
     for (int64_t k = 0; k < nobs; k++)
         t->good[t->obs[k].trial] = k < nbelow ? 1 : 2;
+    t->ngroup[0] = t->ngroup[1] = t->ngroup[2] = 0;
+    for (int64_t i = 0; i < trial; i++)
+        t->gpos[i] = (int32_t)t->ngroup[t->good[i]]++;
+}
+
+/* A range parameter's coordinates of one group (1: good, 2: bad) in ascending order (ties by
+ * trial), with their weights: Optuna's, by each trial's place in the group in trial order. */
+static int collect_sorted(const kl_tpe *t, int64_t trial, int j, uint8_t group, double *x,
+                          double *w)
+{
+    int n = 0, size = (int)t->ngroup[group];
+    for (int64_t k = 0; k < trial; k++) {
+        int32_t i = t->sorted[j][k];
+        if (t->good[i] != group)
+            continue;
+        x[n] = t->x[i * t->np + j];
+        w[n++] = kl__tpe_weight(size, t->gpos[i]);
+    }
+    return n;
+}
+
+/* Adds the trial's coordinate to parameter j's order: after every equal one (lower trials). */
+static void insert_sorted(kl_tpe *t, int64_t trial, int j)
+{
+    int32_t *a = t->sorted[j];
+    double x = t->x[trial * t->np + j];
+    int64_t lo = 0, hi = trial;
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (t->x[a[mid] * t->np + j] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(a + lo + 1, a + lo, (size_t)(trial - lo) * sizeof *a);
+    a[lo] = (int32_t)trial;
 }
 
 static void draw(uint64_t seed, int64_t trial, uint64_t block, double *u1, double *u2)
@@ -313,20 +366,34 @@ static double propose_numeric(kl_tpe *t, const kl_sweep_param *p, int64_t trial,
     double low, high;
     bool discrete;
     space(p, &low, &high, &discrete);
-    int nb = collect(t, trial, j, 1, t->xb), na = collect(t, trial, j, 2, t->xa);
-    kl__tpe_weights(nb, t->wb);
-    kl__tpe_weights(na, t->wa);
-    kl__parzen l = {.mu = t->lmu, .sigma = t->lsigma, .w = t->lw, .logc = t->llogc};
-    kl__parzen g = {.mu = t->gmu, .sigma = t->gsigma, .w = t->gw, .logc = t->glogc};
+    int nb = collect_sorted(t, trial, j, 1, t->xb, t->wb);
+    int na = collect_sorted(t, trial, j, 2, t->xa, t->wa);
+    kl__parzen l = {.mu = t->lmu,
+                    .sigma = t->lsigma,
+                    .w = t->lw,
+                    .logc = t->llogc,
+                    .tmp = t->tmp,
+                    .logs = t->llogs};
+    kl__parzen g = {.mu = t->gmu,
+                    .sigma = t->gsigma,
+                    .w = t->gw,
+                    .logc = t->glogc,
+                    .tmp = t->tmp,
+                    .logs = t->glogs};
     double pw = t->sw->tpe.prior_weight;
-    kl__parzen_fit(&l, t->xb, t->wb, nb, pw, low, high, discrete, t->order);
-    kl__parzen_fit(&g, t->xa, t->wa, na, pw, low, high, discrete, t->order);
+    kl__parzen_fit(&l, t->xb, t->wb, nb, pw, low, high, discrete, true, t->order);
+    kl__parzen_fit(&g, t->xa, t->wa, na, pw, low, high, discrete, true, t->order);
     double best = 0, best_score = -INFINITY;
     for (int c = 0; c < t->sw->tpe.n_ei_candidates; c++) {
         double u1, u2;
         draw(t->sw->seed, trial, (uint64_t)j * (uint64_t)t->sw->tpe.n_ei_candidates + c, &u1, &u2);
-        double x = kl__parzen_sample(&l, u1, u2);
-        double score = kl__parzen_log_pdf(&l, x) - kl__parzen_log_pdf(&g, x);
+        double x = kl__parzen_sample(&l, u1, u2), score = 0;
+        int same = 0; /* a discrete draw may repeat one scored already */
+        while (same < c && t->cand[same] != x)
+            same++;
+        score = same < c ? t->score[same] : kl__parzen_log_pdf(&l, x) - kl__parzen_log_pdf(&g, x);
+        t->cand[c] = x;
+        t->score[c] = score;
         if (c == 0 || score > best_score) {
             best = x;
             best_score = score;
@@ -355,6 +422,7 @@ static const char *propose(kl_tpe *t, int64_t trial, int j, char *buf, size_t ca
         t->budget ? value_of(p, propose_numeric(t, p, trial, j)) : kl__sweep_draw_range(p, u);
     kl__sweep_format(p, v, buf, cap);
     *x = coord_of(p, strtod(buf, NULL));
+    insert_sorted(t, trial, j);
     return buf;
 }
 

@@ -14,6 +14,8 @@ int kl__tpe_gamma(int64_t n);
 /* The weights of n observations in trial order (Optuna's default_weights): 1 each below 25;
  * else a ramp from 1/n to 1 over the oldest n - 25, then 25 ones. */
 void kl__tpe_weights(int n, double *w);
+/* The weight of observation i of n (kl__tpe_weights' w[i]). */
+double kl__tpe_weight(int n, int i);
 /* The standard normal's quantile function, to about 1e-15 relative. */
 double kl__norm_ppf(double p);
 /* log(Phi(b) - Phi(a)) for a <= b, accurate in either tail; -INFINITY when it underflows. */
@@ -26,6 +28,8 @@ typedef struct kl__parzen {
     double *mu, *sigma;
     double *w;    /* the normalised weights */
     double *logc; /* log w - log sigma - log Z, Z the component's mass inside [low, high] */
+    double *logs; /* log sigma */
+    double *tmp;  /* scratch of n for kl__parzen_log_pdf */
     double low, high;
     bool
         discrete; /* integer coordinates: a value's probability is the mass of [x - 1/2, x + 1/2] */
@@ -35,9 +39,10 @@ typedef struct kl__parzen {
  * on [low, high] (discrete: the integers' range widened by 1/2 each side). p's arrays and
  * order must hold nobs + 1 entries. Sigmas: the larger gap to a sorted neighbour (the two ends
  * take their inner gap), clipped to [(high - low) / min(100, n + 1), high - low]; the prior's is
- * high - low. */
+ * high - low. Neighbours are by (mu, index); sorted says obs is in that order already. */
 void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int nobs,
-                    double prior_weight, double low, double high, bool discrete, int32_t *order);
+                    double prior_weight, double low, double high, bool discrete, bool sorted,
+                    int32_t *order);
 double kl__parzen_log_pdf(const kl__parzen *p, double x);
 /* A draw: component by u1 over the weights, then the truncated normal's quantile at u2
  * (discrete: rounded to the nearest integer, ties to even, inside the range). */

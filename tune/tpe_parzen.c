@@ -16,15 +16,22 @@ int kl__tpe_gamma(int64_t n)
     return g < 25 ? (int)g : 25;
 }
 
-void kl__tpe_weights(int n, double *w)
+double kl__tpe_weight(int n, int i)
 {
     int ramp = n < 25 ? 0 : n - 25;
+    if (i >= ramp)
+        return 1.0;
     /* numpy.linspace(1 / n, 1, ramp): start + i * step, the last exactly 1. */
-    double start = 1.0 / n, step = ramp > 1 ? (1.0 - start) / (ramp - 1) : 0;
-    for (int i = 0; i < ramp; i++)
-        w[i] = i == ramp - 1 && ramp > 1 ? 1.0 : start + i * step;
-    for (int i = ramp; i < n; i++)
-        w[i] = 1.0;
+    double start = 1.0 / n;
+    if (ramp == 1)
+        return start;
+    return i == ramp - 1 ? 1.0 : start + i * ((1.0 - start) / (ramp - 1));
+}
+
+void kl__tpe_weights(int n, double *w)
+{
+    for (int i = 0; i < n; i++)
+        w[i] = kl__tpe_weight(n, i);
 }
 
 static double norm_cdf(double x)
@@ -69,6 +76,8 @@ double kl__norm_ppf(double p)
 
 double kl__log_gauss_mass(double a, double b)
 {
+    if (a < -9 && b > 9) /* 1 less two tails below 1e-19: log 1 up to a double's rounding */
+        return 0;
     double m;
     if (b <= 0)
         m = 0.5 * (erfc(-b * SQRT1_2) - erfc(-a * SQRT1_2));
@@ -98,8 +107,25 @@ static void sort_by_mu(const double *mu, int32_t *order, int n)
         }
 }
 
+/* order for observations already sorted: the prior after the observations equal to its mu. */
+static void order_sorted(const double *mu, int32_t *order, int nobs)
+{
+    double m = mu[nobs];
+    int lo = 0, hi = nobs;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (mu[mid] <= m)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (int i = 0, k = 0; i <= nobs; i++)
+        order[i] = i == lo ? nobs : k++;
+}
+
 void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int nobs,
-                    double prior_weight, double low, double high, bool discrete, int32_t *order)
+                    double prior_weight, double low, double high, bool discrete, bool sorted,
+                    int32_t *order)
 {
     int n = nobs + 1;
     p->n = n;
@@ -117,7 +143,10 @@ void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int no
     for (int i = 0; i < n; i++)
         p->w[i] /= sum;
 
-    sort_by_mu(p->mu, order, n);
+    if (sorted)
+        order_sorted(p->mu, order, nobs);
+    else
+        sort_by_mu(p->mu, order, n);
     for (int r = 0; r < n; r++) {
         double m = p->mu[order[r]];
         double left = r == 0 ? low : p->mu[order[r - 1]];
@@ -133,42 +162,86 @@ void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int no
         p->sigma[i] = fmin(fmax(p->sigma[i], minsigma), maxsigma);
     p->sigma[nobs] = high - low;
 
+    /* log w: log wobs - log sum, where most weights are 1. */
+    double logsum = log(sum);
     for (int i = 0; i < n; i++) {
-        double s = p->sigma[i];
-        p->logc[i] = log(p->w[i]) - kl__log_gauss_mass((low - p->mu[i]) / s, (high - p->mu[i]) / s);
+        double s = p->sigma[i], wi = i < nobs ? wobs[i] : prior_weight;
+        p->logc[i] = (wi == 1 ? 0 : log(wi)) - logsum -
+                     kl__log_gauss_mass((low - p->mu[i]) / s, (high - p->mu[i]) / s);
+        p->logs[i] = log(s);
         if (!discrete)
-            p->logc[i] -= log(s) + LOG_SQRT_2PI;
+            p->logc[i] -= p->logs[i] + LOG_SQRT_2PI;
     }
 }
 
-/* Component k's log density at x, its weight included. */
+/* Terms below e^-25 (1.4e-11) of the largest are left out of a mixture's sum: with a few
+ * thousand kernels, the log density moves by less than 1e-7, and a draw's score with it. */
+#define NEGLIGIBLE 25.0
+
+/* Component k's log density at x, its weight included (continuous). */
 static double component(const kl__parzen *p, int k, double x)
 {
+    double z = (x - p->mu[k]) / p->sigma[k];
+    return p->logc[k] - 0.5 * z * z;
+}
+
+/* Discrete: component k's log mass of [x - 1/2, x + 1/2] (within the range), weight included;
+ * and cheaply, an upper bound of it: the interval's width times the density at its point
+ * nearest the mean. */
+static double mass(const kl__parzen *p, int k, double lo, double hi)
+{
     double s = p->sigma[k], mu = p->mu[k];
-    if (!p->discrete) {
-        double z = (x - mu) / s;
-        return p->logc[k] - 0.5 * z * z;
+    return p->logc[k] + kl__log_gauss_mass((lo - mu) / s, (hi - mu) / s);
+}
+
+static double mass_bound(const kl__parzen *p, int k, double lo, double hi)
+{
+    double s = p->sigma[k], mu = p->mu[k];
+    double z = (mu < lo ? lo - mu : mu > hi ? mu - hi : 0) / s;
+    return p->logc[k] + (hi - lo < 1 ? log(hi - lo) : 0) - p->logs[k] - LOG_SQRT_2PI - 0.5 * z * z;
+}
+
+static double sum_exp(const double *c, int n, double max)
+{
+    double sum = 0, floor = max - NEGLIGIBLE;
+    for (int k = 0; k < n; k++)
+        if (c[k] > floor)
+            sum += exp(c[k] - max);
+    return max + log(sum);
+}
+
+/* Discrete: exact masses only where the bound says they can matter, against the largest
+ * exact mass of the component with the largest bound. */
+static double discrete_log_pdf(const kl__parzen *p, double x)
+{
+    double lo = fmax(x - 0.5, p->low), hi = fmin(x + 0.5, p->high), *c = p->tmp;
+    int top = 0;
+    for (int k = 0; k < p->n; k++) {
+        c[k] = mass_bound(p, k, lo, hi);
+        top = c[k] > c[top] ? k : top;
     }
-    double a = (fmax(x - 0.5, p->low) - mu) / s, b = (fmin(x + 0.5, p->high) - mu) / s;
-    if (a > 38 || b < -38) /* below e^-700: nothing a double can add to the others */
-        return -INFINITY;
-    return p->logc[k] + kl__log_gauss_mass(a, b);
+    double max = mass(p, top, lo, hi);
+    for (int k = 0; k < p->n; k++) {
+        if (k == top || c[k] <= max - NEGLIGIBLE) {
+            c[k] = k == top ? max : -INFINITY;
+            continue;
+        }
+        c[k] = mass(p, k, lo, hi);
+        max = c[k] > max ? c[k] : max;
+    }
+    return max == -INFINITY ? max : sum_exp(c, p->n, max);
 }
 
 double kl__parzen_log_pdf(const kl__parzen *p, double x)
 {
-    double max = -INFINITY;
-    for (int k = 0; k < p->n; k++)
-        max = fmax(max, component(p, k, x));
-    if (max == -INFINITY)
-        return max;
-    double sum = 0;
+    if (p->discrete)
+        return discrete_log_pdf(p, x);
+    double max = -INFINITY, *c = p->tmp;
     for (int k = 0; k < p->n; k++) {
-        double c = component(p, k, x) - max;
-        if (c > -745)
-            sum += exp(c);
+        c[k] = component(p, k, x);
+        max = c[k] > max ? c[k] : max;
     }
-    return max + log(sum);
+    return max == -INFINITY ? max : sum_exp(c, p->n, max);
 }
 
 /* The first index whose running sum of w exceeds u (numpy's searchsorted, side right). */

@@ -61,6 +61,8 @@ static void test_rules(void)
     CHECK_NEAR(w[0], 1.0 / 28, 1e-15);
     CHECK_NEAR(w[1], (1.0 / 28 + 1) / 2, 1e-15);
     CHECK(w[2] == 1 && w[3] == 1 && w[27] == 1);
+    for (int i = 0; i < 28; i++)
+        CHECK(kl__tpe_weight(28, i) == w[i]);
     kl__tpe_weights(26, w); /* a ramp of one: [1/26] */
     CHECK_NEAR(w[0], 1.0 / 26, 1e-15);
     CHECK(w[1] == 1);
@@ -92,11 +94,11 @@ static void test_ppf(void)
  * clipped to at least 1 / min(100, 1 + 3) = 0.25; the prior's sigma is 1; weights 1/3 each. */
 static void test_parzen_continuous(void)
 {
-    double mu[3], sigma[3], w[3], logc[3];
+    double mu[3], sigma[3], w[3], logc[3], tmp[3], logs[3];
     int32_t order[3];
-    kl__parzen p = {.mu = mu, .sigma = sigma, .w = w, .logc = logc};
+    kl__parzen p = {.mu = mu, .sigma = sigma, .w = w, .logc = logc, .tmp = tmp, .logs = logs};
     const double obs[] = {0.2, 0.6}, wobs[] = {1, 1};
-    kl__parzen_fit(&p, obs, wobs, 2, 1.0, 0, 1, false, order);
+    kl__parzen_fit(&p, obs, wobs, 2, 1.0, 0, 1, false, false, order);
     CHECK(p.n == 3 && mu[0] == 0.2 && mu[1] == 0.6 && mu[2] == 0.5);
     CHECK_NEAR(sigma[0], 0.3, 1e-15);
     CHECK_NEAR(sigma[1], 0.25, 1e-15);
@@ -107,16 +109,31 @@ static void test_parzen_continuous(void)
     CHECK_NEAR(kl__parzen_log_pdf(&p, 0.4), 0.21111027381616995, 1e-12);
     CHECK_NEAR(kl__parzen_log_pdf(&p, 0.95), -0.5922465652109438, 1e-12);
     /* No observation: the prior alone, a normal truncated to [0, 1] with sigma 1. */
-    kl__parzen_fit(&p, obs, wobs, 0, 1.0, 0, 1, false, order);
+    kl__parzen_fit(&p, obs, wobs, 0, 1.0, 0, 1, false, false, order);
     CHECK(p.n == 1 && mu[0] == 0.5 && sigma[0] == 1 && w[0] == 1);
     double z = 0.5 * (erfc(-0.5 / sqrt(2)) - erfc(0.5 / sqrt(2)));
     CHECK_NEAR(kl__parzen_log_pdf(&p, 0.5), -0.5 * log(2 * 3.14159265358979323846) - log(z), 1e-12);
     /* Draws stay inside the bounds, whatever u. */
-    kl__parzen_fit(&p, obs, wobs, 2, 1.0, 0, 1, false, order);
+    kl__parzen_fit(&p, obs, wobs, 2, 1.0, 0, 1, false, false, order);
     for (double u = 0; u < 1; u += 0.0625) {
         double x = kl__parzen_sample(&p, u, u), y = kl__parzen_sample(&p, 1 - u / 2, u * u);
         CHECK(x >= 0 && x <= 1 && y >= 0 && y <= 1);
     }
+    /* Observations given in sorted order (the sampler keeps them so) fit the same mixture, the
+     * components in that order. */
+    double mu2[4], sigma2[4], w2[4], logc2[4], tmp2[4], logs2[4];
+    int32_t order2[4];
+    kl__parzen q = {.mu = mu2, .sigma = sigma2, .w = w2, .logc = logc2, .tmp = tmp2, .logs = logs2};
+    const double sorted_obs[] = {0.1, 0.5, 0.7}, w3[] = {1, 1, 1};
+    kl__parzen_fit(&q, sorted_obs, w3, 3, 1.0, 0, 1, false, true, order2);
+    double mu3[4], sigma3[4], w4[4], logc3[4], tmp3[4], logs3[4];
+    kl__parzen r = {.mu = mu3, .sigma = sigma3, .w = w4, .logc = logc3, .tmp = tmp3, .logs = logs3};
+    const double shuffled[] = {0.7, 0.1, 0.5};
+    kl__parzen_fit(&r, shuffled, w3, 3, 1.0, 0, 1, false, false, order2);
+    CHECK(sigma2[0] == sigma3[1] && sigma2[1] == sigma3[2] && sigma2[2] == sigma3[0]);
+    CHECK(sigma2[3] == 1 && sigma3[3] == 1);
+    CHECK_NEAR(kl__parzen_log_pdf(&q, 0.42), kl__parzen_log_pdf(&r, 0.42), 1e-13);
+    kl__parzen_fit(&p, obs, wobs, 2, 1.0, 0, 1, false, false, order);
     /* u2 = 1/2 draws the component's median: the mean itself for the prior (symmetric in its
      * bounds), u1 = 0.9 picking the prior. */
     CHECK_NEAR(kl__parzen_sample(&p, 0.9, 0.5), 0.5, 1e-12);
@@ -127,11 +144,11 @@ static void test_parzen_continuous(void)
  * value's probability is the mixture's mass in [x - 1/2, x + 1/2]. */
 static void test_parzen_discrete(void)
 {
-    double mu[2], sigma[2], w[2], logc[2];
+    double mu[2], sigma[2], w[2], logc[2], tmp[2], logs[2];
     int32_t order[2];
-    kl__parzen p = {.mu = mu, .sigma = sigma, .w = w, .logc = logc};
+    kl__parzen p = {.mu = mu, .sigma = sigma, .w = w, .logc = logc, .tmp = tmp, .logs = logs};
     const double obs[] = {1}, wobs[] = {1};
-    kl__parzen_fit(&p, obs, wobs, 1, 1.0, 0.5, 3.5, true, order);
+    kl__parzen_fit(&p, obs, wobs, 1, 1.0, 0.5, 3.5, true, false, order);
     CHECK(mu[0] == 1 && mu[1] == 2 && sigma[0] == 1 && sigma[1] == 3 && w[0] == 0.5);
     CHECK_NEAR(kl__parzen_log_pdf(&p, 1), -0.8142186482680835, 1e-12);
     CHECK_NEAR(kl__parzen_log_pdf(&p, 3), -1.5711953212878427, 1e-12);
