@@ -36,7 +36,7 @@ struct kl_tpe {
     int64_t ngroup[3]; /* the groups' sizes (1: good, 2: bad) */
     int32_t **sorted;  /* [np]: a range parameter's trials by (coordinate, trial) */
     double *xb, *xa, *wb, *wa;
-    double *lmu, *lsigma, *lw, *llogc, *gmu, *gsigma, *gw, *glogc, *tmp, *llogs, *glogs;
+    double *lmu, *lsigma, *lw, *llogc, *gmu, *gsigma, *gw, *glogc, *tmp, *tmp2, *llogs, *glogs;
     double *pl, *pg;      /* categorical pmfs, [the most values of any parameter] */
     double *cand, *score; /* [n_ei_candidates]: one parameter's draws and their scores */
 };
@@ -114,9 +114,9 @@ void kl_tpe_free(kl_tpe *t)
 {
     if (!t)
         return;
-    void *arrays[] = {t->x,  t->obs,   t->order, t->ib,     t->ia,  t->good,  t->xb,   t->xa,
-                      t->wb, t->wa,    t->lmu,   t->lsigma, t->lw,  t->llogc, t->gmu,  t->gsigma,
-                      t->gw, t->glogc, t->pl,    t->pg,     t->tmp, t->llogs, t->glogs};
+    void *arrays[] = {t->x,  t->obs,   t->order, t->ib,     t->ia,  t->good,  t->xb,    t->xa,
+                      t->wb, t->wa,    t->lmu,   t->lsigma, t->lw,  t->llogc, t->gmu,   t->gsigma,
+                      t->gw, t->glogc, t->pl,    t->pg,     t->tmp, t->llogs, t->glogs, t->tmp2};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++)
         free(arrays[i]);
     for (int j = 0; t->sorted && j < t->np; j++)
@@ -169,9 +169,9 @@ static bool reserve(kl_tpe *t, int64_t need)
               grow1((void **)&t->gpos, cap, sizeof *t->gpos);
     for (int j = 0; ok && j < t->np; j++)
         ok = grow1((void **)&t->sorted[j], cap, sizeof **t->sorted);
-    double **d[] = {&t->xb,     &t->xa,    &t->wb,    &t->wa,    &t->lmu,
-                    &t->lsigma, &t->lw,    &t->llogc, &t->gmu,   &t->gsigma,
-                    &t->gw,     &t->glogc, &t->tmp,   &t->llogs, &t->glogs};
+    double **d[] = {&t->xb,  &t->xa,    &t->wb,    &t->wa,     &t->lmu, &t->lsigma,
+                    &t->lw,  &t->llogc, &t->gmu,   &t->gsigma, &t->gw,  &t->glogc,
+                    &t->tmp, &t->llogs, &t->glogs, &t->tmp2};
     for (size_t i = 0; ok && i < sizeof d / sizeof *d; i++)
         ok = grow1((void **)d[i], c1, sizeof(double));
     if (ok)
@@ -263,12 +263,22 @@ static int cmp_obs(const void *a, const void *b)
  * results, 2 for the others and the liars (which rank last), 0 for trials not in the history. */
 static void split(kl_tpe *t, int64_t trial, int64_t nobs, int64_t nresults)
 {
-    int64_t nbelow = kl__tpe_gamma(nresults);
+    int nbelow = kl__tpe_gamma(nresults), nbest = 0;
     if (trial > 0)
         memset(t->good, 0, (size_t)trial);
-    qsort(t->obs, (size_t)nobs, sizeof *t->obs, cmp_obs);
-    for (int64_t k = 0; k < nobs; k++)
-        t->good[t->obs[k].trial] = k < nbelow ? 1 : 2;
+    /* Only the best nbelow (at most 25) need ranking: keep them sorted in a small buffer. */
+    tpe_obs best[25];
+    for (int64_t k = 0; k < nobs; k++) {
+        t->good[t->obs[k].trial] = 2;
+        if (nbest == nbelow && (nbelow == 0 || cmp_obs(&t->obs[k], &best[nbest - 1]) >= 0))
+            continue;
+        int i = nbest < nbelow ? nbest++ : nbest - 1;
+        for (; i > 0 && cmp_obs(&t->obs[k], &best[i - 1]) < 0; i--)
+            best[i] = best[i - 1];
+        best[i] = t->obs[k];
+    }
+    for (int i = 0; i < nbest; i++)
+        t->good[best[i].trial] = 1;
     t->ngroup[0] = t->ngroup[1] = t->ngroup[2] = 0;
     for (int64_t i = 0; i < trial; i++)
         t->gpos[i] = (int32_t)t->ngroup[t->good[i]]++;
@@ -373,12 +383,14 @@ static double propose_numeric(kl_tpe *t, const kl_sweep_param *p, int64_t trial,
                     .w = t->lw,
                     .logc = t->llogc,
                     .tmp = t->tmp,
+                    .tmp2 = t->tmp2,
                     .logs = t->llogs};
     kl__parzen g = {.mu = t->gmu,
                     .sigma = t->gsigma,
                     .w = t->gw,
                     .logc = t->glogc,
                     .tmp = t->tmp,
+                    .tmp2 = t->tmp2,
                     .logs = t->glogs};
     double pw = t->sw->tpe.prior_weight;
     kl__parzen_fit(&l, t->xb, t->wb, nb, pw, low, high, discrete, true, t->order);

@@ -26,10 +26,10 @@ double kl__log_gauss_mass(double a, double b);
 typedef struct kl__parzen {
     int n;
     double *mu, *sigma;
-    double *w;    /* the normalised weights */
-    double *logc; /* log w - log sigma - log Z, Z the component's mass inside [low, high] */
-    double *logs; /* log sigma */
-    double *tmp;  /* scratch of n for kl__parzen_log_pdf */
+    double *w;          /* the normalised weights */
+    double *logc;       /* log w - log sigma - log Z, Z the component's mass inside [low, high] */
+    double *logs;       /* log sigma */
+    double *tmp, *tmp2; /* scratch of n each for kl__parzen_log_pdf */
     double low, high;
     bool
         discrete; /* integer coordinates: a value's probability is the mass of [x - 1/2, x + 1/2] */

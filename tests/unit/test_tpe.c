@@ -144,9 +144,10 @@ static void test_parzen_continuous(void)
  * value's probability is the mixture's mass in [x - 1/2, x + 1/2]. */
 static void test_parzen_discrete(void)
 {
-    double mu[2], sigma[2], w[2], logc[2], tmp[2], logs[2];
+    double mu[2], sigma[2], w[2], logc[2], tmp[2], tmp2[2], logs[2];
     int32_t order[2];
-    kl__parzen p = {.mu = mu, .sigma = sigma, .w = w, .logc = logc, .tmp = tmp, .logs = logs};
+    kl__parzen p = {
+        .mu = mu, .sigma = sigma, .w = w, .logc = logc, .tmp = tmp, .tmp2 = tmp2, .logs = logs};
     const double obs[] = {1}, wobs[] = {1};
     kl__parzen_fit(&p, obs, wobs, 1, 1.0, 0.5, 3.5, true, false, order);
     CHECK(mu[0] == 1 && mu[1] == 2 && sigma[0] == 1 && sigma[1] == 3 && w[0] == 0.5);
@@ -160,6 +161,37 @@ static void test_parzen_discrete(void)
         double x = kl__parzen_sample(&p, u, 1 - u);
         CHECK(x == 1 || x == 2 || x == 3);
     }
+    /* A wide integer range, where kernels are far wider than a value's interval and the masses
+     * come by quadrature: against erfc, kernel by kernel. */
+    enum { N = 40 };
+    double bmu[N + 1], bsig[N + 1], bw[N + 1], blogc[N + 1], btmp[N + 1], btmp2[N + 1],
+        blogs[N + 1], bobs[N], bwobs[N];
+    int32_t border[N + 1];
+    for (int i = 0; i < N; i++) {
+        bobs[i] = 100 + (i * 37) % 400;
+        bwobs[i] = 1;
+    }
+    kl__parzen b = {.mu = bmu,
+                    .sigma = bsig,
+                    .w = bw,
+                    .logc = blogc,
+                    .tmp = btmp,
+                    .tmp2 = btmp2,
+                    .logs = blogs};
+    kl__parzen_fit(&b, bobs, bwobs, N, 1.0, 15.5, 1024.5, true, false, border);
+    double worst = 0;
+    for (int x = 16; x <= 1024; x += 7) {
+        double m = 0;
+        for (int k = 0; k <= N; k++) {
+            double s = bsig[k], r = sqrt(0.5);
+            double z = 0.5 * (erfc(-(15.5 - bmu[k]) / s * r) - erfc(-(1024.5 - bmu[k]) / s * r));
+            m += bw[k] * 0.5 *
+                 (erfc(-(x - 0.5 - bmu[k]) / s * r) - erfc(-(x + 0.5 - bmu[k]) / s * r)) / z;
+        }
+        double d = fabs(kl__parzen_log_pdf(&b, x) - log(m));
+        worst = d > worst ? d : worst;
+    }
+    CHECK(worst < 1e-9);
 }
 
 /* Three choices, observations 0, 0, 2 with weights 1, prior weight 1: each row is 1/4 for every
