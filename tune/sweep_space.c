@@ -330,7 +330,12 @@ static kl_status check_param_keys(const kl__ynode *map, char *path, kl_error *er
             continue;
         const char *near = kl__suggest(node->key, param_keys, NPARAM_KEYS);
         size_t len = kl__path_push(path, node->key);
-        if (near)
+        if (strcmp(node->key, "parameters") == 0)
+            st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                                "nested parameters (W&B's form for a mapping's keys) are not "
+                                "supported; give each key its own dotted path, e.g. "
+                                "optimizer.lr: {values: [1e-3, 3e-4]}");
+        else if (near)
             st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
                                 "unknown distribution; did you mean '%s'?", near);
         else

@@ -527,6 +527,10 @@ static void test_wandb_errors(void)
                  "refuses optimizer.lr=0: optimizer.lr");
     expect_error(HEAD "  model.layers.1.rate: {values: [0.1, 1.5]}\n",
                  "5:39:", "parameters.model.layers.1.rate.values.1: the base config", NULL);
+    expect_error(HEAD "  optimizer:\n    parameters:\n      lr: {values: [0.1]}\n", "6:5:",
+                 "parameters.optimizer.parameters: nested parameters (W&B's form for a "
+                 "mapping's keys) are not supported; give each key its own dotted path",
+                 NULL);
     expect_error(HEAD "  train.epochs: {min: 1, max: 3}\n",
                  "5:3:", "parameters.train.epochs: the scheduler sets train.epochs", NULL);
 }
