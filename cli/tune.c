@@ -42,8 +42,10 @@ static const char tune_help[] =
     "\n"
     "kiln tune --simulate drives the sweep's scheduler from a table of learning curves (CSV with\n"
     "columns trial,t,value and optionally seconds) instead of training, with N virtual workers\n"
-    "(default 4); trial i of the sweep (up to its run_cap) trains along curve i. It prints the\n"
-    "best trial, the compute used and the scheduler's own latency;\n"
+    "(default 4); trial i of the sweep (up to its run_cap) trains along curve i. When the\n"
+    "table's rows also carry their configuration (a column per parameter, named by its path),\n"
+    "the sweep's sampler proposes each trial and it trains along the nearest tabulated one.\n"
+    "It prints the best trial, the compute used and the scheduler's own latency;\n"
     "--trials-csv writes the per-trial outcome; --target prints the compute and simulated time\n"
     "at which the sweep first reported a metric at least as good as VALUE.\n"
     "\n"
@@ -88,11 +90,17 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
     kl_curves *table = sw ? kl_curves_load(curves, &err) : NULL;
     kl_sim_result r = {0};
     /* The sweep's trial count (run_cap, or the grid's size) applies as in a real sweep: trial
-     * i trains along curve i, and the table's later curves are never drawn. */
+     * i trains along curve i, and the table's later curves are never drawn; or, when the rows
+     * carry configurations, along the curve nearest to what the sampler proposed. */
     int64_t have = table ? kl_curves_trials(table) : 0, want = sw ? kl_sweep_trials(sw) : 0;
-    if (table)
+    bool tabular = table && kl_curves_tabular(table, sw);
+    if (table && !tabular)
         kl_curves_keep_first(table, want);
-    if (!table || kl_simulate_curves(&sw->sched, sw->maximize, table, workers, &r, &err) != KL_OK) {
+    kl_status st = !table ? err.status
+                   : tabular
+                       ? kl_simulate_sweep(sw, table, curves, workers, &r, &err)
+                       : kl_simulate_curves(&sw->sched, sw->maximize, table, workers, &r, &err);
+    if (st != KL_OK) {
         fprintf(stderr, "kiln tune --simulate: %s\n", err.msg);
         kl_curves_free(table);
         kl_sweep_free(sw);
@@ -103,7 +111,14 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
            "%lld failed\n",
            (long long)r.ntrials, curves, r.workers, (long long)r.n_done, (long long)r.n_stopped,
            (long long)r.n_paused, (long long)r.n_failed);
-    if (have > want)
+    if (tabular)
+        printf("(tabular: %s proposed each trial, which trained along the nearest of the table's "
+               "%lld configurations)\n",
+               sw->tpe.on ? "tpe"
+               : sw->grid ? "the grid"
+                          : "random search",
+               (long long)have);
+    else if (have > want)
         printf("(the sweep runs %lld trials: the first %lld of the table's %lld curves)\n",
                (long long)want, (long long)want, (long long)have);
     else if (have < want)

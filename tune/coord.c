@@ -324,6 +324,8 @@ static kl_status serve_idle(kl__tuner *tu, kl__coord *c, kl__reply *out, int *no
         if (job.kind == KL_JOB_NEW || job.kind == KL_JOB_PROMOTE) {
             r->msg = (kl__msg){
                 .kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t, .lease = lease};
+            if ((st = kl__tune_job_pack(tu, &r->msg, err)) != KL_OK)
+                return st;
             c->running++;
             c->trial[w] = job.trial + 1;
             c->lease[w] = lease;
@@ -496,6 +498,11 @@ kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
                                     "kiln's scheduler changed since the sweep began",
                                     tu->dir, i + 1, (long long)trial, (long long)job.trial);
             tr->lease = ++tu->leases;
+            if (tu->tpe && job.kind == KL_JOB_NEW) {
+                kl_status st = kl__tune_tpe_replay(tu, trial, ev, i + 1, err);
+                if (st != KL_OK)
+                    return st;
+            }
         } else if (!strcmp(kind, "released")) {
             kl_sched_release(tu->sched, trial);
         } else if (!strcmp(kind, "result")) {
@@ -726,6 +733,7 @@ static void tuner_free(kl__tuner *tu)
     free(tu->trials);
     kl__tune_free_data(tu);
     kl_sched_free(tu->sched);
+    kl_tpe_free(tu->tpe);
     kl_journal_close(tu->journal);
     kl_sweep_free(tu->sw);
     kl_comm_free(tu->group);
@@ -745,6 +753,8 @@ kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
                            &tu.group, err);
     if (st == KL_OK && tu.rank == 0) {
         if (!(tu.sched = kl_sched_new(&tu.sw->sched, tu.sw->maximize, tu.ntrials, err)))
+            st = err->status;
+        if (st == KL_OK && tu.sw->tpe.on && !(tu.tpe = kl_tpe_new(tu.sw, err)))
             st = err->status;
         int tty = o->tty >= 0 ? o->tty : isatty(STDERR_FILENO);
         tu.tty = tty && !o->quiet;

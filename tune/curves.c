@@ -351,6 +351,59 @@ done:
     return st;
 }
 
+/* The columns besides trial, t, value and seconds, by name: a configuration per trial. */
+static bool config_columns(kl_curves *c, const csv_rec *r, const columns *col)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (i == col->trial || i == col->t || i == col->value || i == col->seconds)
+            continue;
+        char **names = realloc(c->col_name, (size_t)(c->ncols + 1) * sizeof *names);
+        if (!names)
+            return false;
+        c->col_name = names;
+        int64_t *varies = realloc(c->col_varies, (size_t)(c->ncols + 1) * sizeof *varies);
+        if (!varies)
+            return false;
+        c->col_varies = varies;
+        varies[c->ncols] = 0;
+        if (!(names[c->ncols] = strdup(r->buf + r->off[i])))
+            return false;
+        c->ncols++;
+    }
+    return true;
+}
+
+/* Row `line` of trial `trial`: its configuration cells are kept when it is the trial's first
+ * row, else must equal them. */
+static kl_status config_cells(kl_curves *c, const csv_rec *r, const columns *col, int64_t trial,
+                              bool first, const char *name, int64_t line, kl_error *err)
+{
+    if (c->ncols == 0)
+        return KL_OK;
+    if (first && (trial + 1) * c->ncols > c->cap_cells) {
+        int64_t n = c->cap_cells ? 2 * c->cap_cells : 256 * (int64_t)c->ncols;
+        char **cell = realloc(c->cell, (size_t)n * sizeof *cell);
+        if (!cell)
+            return kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the table", name);
+        memset(cell + c->cap_cells, 0, (size_t)(n - c->cap_cells) * sizeof *cell);
+        c->cell = cell;
+        c->cap_cells = n;
+    }
+    for (int k = 0, i = 0; i < r->n; i++) {
+        if (i == col->trial || i == col->t || i == col->value || i == col->seconds)
+            continue;
+        char **slot = &c->cell[trial * c->ncols + k++];
+        const char *f = r->buf + r->off[i];
+        if (first && !(*slot = strdup(f)))
+            return kl_error_set(err, KL_ENOMEM, "%s: out of memory reading the table", name);
+        /* Only a column that is a tabulated parameter must be constant: kl_simulate_sweep
+         * refuses it then; for other uses other columns are ignored. */
+        if (!first && !c->col_varies[k - 1] && strcmp(*slot, f) != 0)
+            c->col_varies[k - 1] = line;
+    }
+    return KL_OK;
+}
+
 static void rows_free(rows *R)
 {
     free(R->trial);
@@ -389,6 +442,8 @@ kl_curves *kl_curves_parse(const char *text, size_t len, const char *name, kl_er
     }
     if ((st = read_header(&rec, name, &col, err)) != KL_OK)
         goto fail;
+    if (!config_columns(c, &rec, &col))
+        goto oom;
     while ((got = read_record(&rec, &p, end, &line)) != 0) {
         if (got == -2)
             goto oom;
@@ -401,9 +456,11 @@ kl_curves *kl_curves_parse(const char *text, size_t len, const char *name, kl_er
         double value = 0.0, seconds = 1.0;
         if ((st = parse_row(&rec, &col, name, line, &t, &value, &seconds, err)) != KL_OK)
             goto fail;
-        int64_t trial = labels_find(&L, field(&rec, col.trial));
+        int64_t known = L.n, trial = labels_find(&L, field(&rec, col.trial));
         if (trial < 0 || !rows_push(&R, col.seconds >= 0))
             goto oom;
+        if ((st = config_cells(c, &rec, &col, trial, trial == known, name, line, err)) != KL_OK)
+            goto fail;
         if (trial >= INT32_MAX - 1) {
             st = kl_error_set(err, KL_EFORMAT, "%s:%lld: more than %d trials", name,
                               (long long)line, INT32_MAX - 2);
@@ -472,6 +529,13 @@ void kl_curves_free(kl_curves *c)
     free(c->off);
     free(c->value);
     free(c->seconds);
+    for (int k = 0; k < c->ncols; k++)
+        free(c->col_name[k]);
+    for (int64_t i = 0; c->cell && i < c->cap_cells; i++)
+        free(c->cell[i]);
+    free(c->col_name);
+    free(c->col_varies);
+    free(c->cell);
     free(c);
 }
 

@@ -705,6 +705,21 @@ double kl_sched_best(const kl_sched *s, int64_t trial)
     return tr ? tr->best : NAN;
 }
 
+bool kl_sched_value_at(const kl_sched *s, int64_t trial, int t, double *value)
+{
+    const kl__trial *tr = trial_of(s, trial);
+    if (!tr || (s->cfg.kind != KL_SCHED_ASHA && s->cfg.kind != KL_SCHED_HYPERBAND))
+        return false;
+    for (int32_t x = tr->node; x >= 0; x = s->nodes[x].next) {
+        const kl__rank_node *nd = &s->nodes[x];
+        if (s->brackets[tr->bracket].rungs[nd->rung].milestone != t)
+            continue;
+        *value = nd->worst ? NAN : s->maximize ? nd->score : -nd->score;
+        return true;
+    }
+    return false;
+}
+
 int kl_sched_bracket(const kl_sched *s, int64_t trial)
 {
     const kl__trial *tr = trial_of(s, trial);

@@ -8,6 +8,7 @@
 
 #include "kiln/clock.h"
 #include "kiln/simulate.h"
+#include "kiln/tpe.h"
 #include "tune/curves_impl.h"
 
 typedef struct sim_event {
@@ -47,7 +48,21 @@ typedef struct sim {
     int64_t epochs;
     double compute;
     bool oom;
+    /* Tabular mode (kl_simulate_sweep): the sweep's sampler proposes each new trial, snapped to
+     * the row whose curve it trains along (curve[trial]); else trial i trains along curve i. */
+    const kl_sweep *sw;
+    kl_tpe *tpe;
+    kl__sim_table *tab;
+    int64_t *curve;
+    int64_t ntrials;
+    kl_status st; /* the first proposal that failed stops the simulation */
+    kl_error *err;
 } sim;
+
+static int64_t curve_of(const sim *m, int64_t trial)
+{
+    return m->curve ? m->curve[trial] : trial;
+}
 
 static bool ev_before(const sim_event *a, const sim_event *b)
 {
@@ -129,22 +144,22 @@ static void lat_add(sim *m, lat_log *l, int64_t ns)
     l->ns[l->n++] = ns;
 }
 
-static double cost(const kl_curves *c, int64_t trial, int t)
+static double cost(const kl_curves *c, int64_t curve, int t)
 {
-    return c->seconds ? c->seconds[c->off[trial] + t - 1] : 1.0;
+    return c->seconds ? c->seconds[c->off[curve] + t - 1] : 1.0;
 }
 
 /* Starts worker w on epoch t of its trial, or fails the trial there when the table ends. */
 static bool start_epoch(sim *m, int w, int64_t trial, int t)
 {
-    if (t > m->c->epochs[trial]) {
+    if (t > m->c->epochs[curve_of(m, trial)]) {
         kl_sched_failed(m->s, trial);
         m->ran_out[trial] = true;
         return false;
     }
     m->w[w].trial = trial;
     m->w[w].t = t;
-    ev_push(m, m->now + cost(m->c, trial, t), w);
+    ev_push(m, m->now + cost(m->c, curve_of(m, trial), t), w);
     return true;
 }
 
@@ -171,6 +186,19 @@ static void trace_add(sim *m, int64_t trial, int t, double value)
     m->trace[m->ntrace++] = (kl_sim_point){m->epochs, m->compute, m->now, value, trial, t};
 }
 
+/* Tabular mode: the new trial's values from the sweep's sampler, snapped to a row. */
+static bool propose(sim *m, int64_t trial)
+{
+    char **ov = NULL;
+    int n = 0;
+    m->st = m->tpe ? kl_tpe_suggest(m->tpe, m->s, trial, &ov, &n, m->err)
+                   : kl_sweep_overrides(m->sw, trial, &ov, &n, m->err);
+    if (m->st == KL_OK && (m->curve[trial] = kl__sim_table_snap(m->tab, ov, trial, m->err)) < 0)
+        m->st = m->err->status;
+    kl_sweep_overrides_free(ov, n);
+    return m->st == KL_OK;
+}
+
 /* Hands jobs to idle workers, lowest first, until the scheduler has none to give. */
 static void dispatch(sim *m)
 {
@@ -179,6 +207,8 @@ static void dispatch(sim *m)
         kl_job job = kl_sched_next(m->s);
         lat_add(m, &m->next, kl_now_ns() - t0);
         if (job.kind == KL_JOB_WAIT || job.kind == KL_JOB_NONE)
+            return;
+        if (m->tab && job.kind == KL_JOB_NEW && !propose(m, job.trial))
             return;
         int w = m->idle[0];
         if (start_epoch(m, w, job.trial, kl_sched_last_t(m->s, job.trial) + 1))
@@ -191,17 +221,18 @@ static void run(sim *m)
     for (int w = 0; w < m->workers; w++)
         idle_push(m, w);
     dispatch(m);
-    while (m->nev > 0) {
+    while (m->nev > 0 && m->st == KL_OK) {
         sim_event e = ev_pop(m);
         m->now = e.time;
         sim_worker *w = &m->w[e.worker];
         const kl_curves *c = m->c;
-        double value = c->value[c->off[w->trial] + w->t - 1];
+        int64_t curve = curve_of(m, w->trial);
+        double value = c->value[c->off[curve] + w->t - 1];
         int64_t t0 = kl_now_ns();
         kl_decision d = kl_sched_result(m->s, w->trial, w->t, value);
         lat_add(m, &m->result, kl_now_ns() - t0);
         m->epochs++;
-        m->compute += cost(c, w->trial, w->t);
+        m->compute += cost(c, curve, w->t);
         trace_add(m, w->trial, w->t, value);
         if (d == KL_DECIDE_CONTINUE && start_epoch(m, e.worker, w->trial, w->t + 1))
             continue;
@@ -251,7 +282,7 @@ static kl_status fill_result(sim *m, kl_sim_result *out, kl_error *err)
     size_t text_len = 0;
     for (int64_t i = 0; i < c->n; i++)
         text_len += strlen(c->labels + c->label_off[i]) + 1;
-    out->trial = calloc((size_t)c->n, sizeof *out->trial);
+    out->trial = calloc((size_t)m->ntrials + 1, sizeof *out->trial);
     out->label_text = malloc(text_len);
     int64_t *all = malloc((size_t)(m->next.n + m->result.n + 1) * sizeof *all);
     if (!out->trial || !out->label_text || !all) {
@@ -259,10 +290,12 @@ static kl_status fill_result(sim *m, kl_sim_result *out, kl_error *err)
         return kl_error_set(err, KL_ENOMEM, "simulate: out of memory for the results");
     }
     memcpy(out->label_text, c->labels, text_len);
-    out->ntrials = c->n;
-    for (int64_t i = 0; i < c->n; i++) {
+    out->ntrials = m->ntrials;
+    for (int64_t i = 0; i < m->ntrials; i++) {
         kl_sim_trial *t = &out->trial[i];
-        t->label = out->label_text + c->label_off[i];
+        /* A trial never started (a sweep that ended early) has no row: NULL label. */
+        t->label =
+            m->curve && m->curve[i] < 0 ? NULL : out->label_text + c->label_off[curve_of(m, i)];
         t->state = kl_sched_state(m->s, i);
         t->bracket = kl_sched_bracket(m->s, i);
         t->rung = kl_sched_rung(m->s, i);
@@ -291,22 +324,25 @@ static kl_status fill_result(sim *m, kl_sim_result *out, kl_error *err)
     return KL_OK;
 }
 
-kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
-                             int workers, kl_sim_result *out, kl_error *err)
+/* Runs m (its cfg, c, maximize, and for tabular mode sw, tab, tpe set) with `workers` workers
+ * over m->ntrials trials. */
+static kl_status simulate(sim *m0, int workers, kl_sim_result *out, kl_error *err)
 {
-    memset(out, 0, sizeof *out);
-    if (workers < 1)
-        return kl_error_set(err, KL_EINVAL, "simulate: %d workers; it needs at least 1", workers);
-    sim m = {.cfg = cfg, .c = c, .workers = workers, .maximize = maximize};
+    sim m = *m0;
+    m.workers = workers;
+    m.err = err;
     kl_status st = KL_OK;
-    m.s = kl_sched_new(cfg, maximize, c->n, err);
+    m.s = kl_sched_new(m.cfg, m.maximize, m.ntrials, err);
     if (!m.s)
         return err ? err->status : KL_EINVAL;
     m.w = calloc((size_t)workers, sizeof *m.w);
     m.ev = malloc((size_t)workers * sizeof *m.ev);
     m.idle = malloc((size_t)workers * sizeof *m.idle);
-    m.ran_out = calloc((size_t)c->n + 1, sizeof *m.ran_out);
-    if (!m.w || !m.ev || !m.idle || !m.ran_out) {
+    m.ran_out = calloc((size_t)m.ntrials + 1, sizeof *m.ran_out);
+    if (m.tab && (m.curve = malloc(((size_t)m.ntrials + 1) * sizeof *m.curve)))
+        for (int64_t i = 0; i <= m.ntrials; i++)
+            m.curve[i] = -1;
+    if (!m.w || !m.ev || !m.idle || !m.ran_out || (m.tab && !m.curve)) {
         st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for %d workers", workers);
         goto done;
     }
@@ -314,6 +350,8 @@ kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl
     run(&m);
     out->loop_s = (double)(kl_now_ns() - t0) / 1e9;
     out->workers = workers;
+    if ((st = m.st) != KL_OK)
+        goto done;
     if (m.oom) {
         st = kl_error_set(err, KL_ENOMEM, "simulate: out of memory for the latency log or trace");
         goto done;
@@ -329,6 +367,7 @@ done:
     if (st != KL_OK)
         kl_sim_result_free(out);
     kl_sched_free(m.s);
+    free(m.curve);
     free(m.w);
     free(m.ev);
     free(m.idle);
@@ -336,6 +375,37 @@ done:
     free(m.trace);
     free(m.next.ns);
     free(m.result.ns);
+    return st;
+}
+
+kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
+                             int workers, kl_sim_result *out, kl_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (workers < 1)
+        return kl_error_set(err, KL_EINVAL, "simulate: %d workers; it needs at least 1", workers);
+    sim m = {.cfg = cfg, .c = c, .maximize = maximize, .ntrials = c->n};
+    return simulate(&m, workers, out, err);
+}
+
+kl_status kl_simulate_sweep(const kl_sweep *sw, const kl_curves *c, const char *name, int workers,
+                            kl_sim_result *out, kl_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (workers < 1)
+        return kl_error_set(err, KL_EINVAL, "simulate: %d workers; it needs at least 1", workers);
+    sim m = {.cfg = &sw->sched,
+             .c = c,
+             .maximize = sw->maximize,
+             .sw = sw,
+             .ntrials = kl_sweep_trials(sw)};
+    kl_status st = kl__sim_table_new(sw, c, name, &m.tab, err);
+    if (st == KL_OK && sw->tpe.on && !(m.tpe = kl_tpe_new(sw, err)))
+        st = err->status;
+    if (st == KL_OK)
+        st = simulate(&m, workers, out, err);
+    kl_tpe_free(m.tpe);
+    kl__sim_table_free(m.tab);
     return st;
 }
 
@@ -403,7 +473,7 @@ kl_status kl_sim_write_trials(const kl_sim_result *r, FILE *f, kl_error *err)
     for (int64_t i = 0; i < r->ntrials; i++) {
         const kl_sim_trial *t = &r->trial[i];
         fprintf(f, "%lld,", (long long)i);
-        put_label(f, t->label);
+        put_label(f, t->label ? t->label : "");
         fprintf(f, ",%s,%d,%d,%d,", kl_trial_state_name(t->state), t->bracket, t->rung, t->epochs);
         put_value(f, t->last);
         fputc(',', f);

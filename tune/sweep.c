@@ -15,14 +15,15 @@
 #include "tune/sweep_impl.h"
 
 static const char *const top_keys[] = {
-    "base", "metric",    "method",       "parameters",      "run_cap",
-    "seed", "scheduler", "max_failures", "ranks_per_trial", "time_budget"};
+    "base",      "metric",       "method",          "parameters",  "run_cap", "seed",
+    "scheduler", "max_failures", "ranks_per_trial", "time_budget", "tpe"};
 #define NTOP ((int)(sizeof top_keys / sizeof *top_keys))
 
 static const char *const metric_names[] = {"val_loss", "val_accuracy", "val_mae", "train_loss",
                                            "train_accuracy"};
 static const char *const goal_names[] = {"minimize", "maximize"};
-static const char *const method_names[] = {"random", "grid"};
+static const char *const method_names[] = {"random", "grid", "tpe", "bayes"};
+static const char *const bool_names[] = {"false", "true"};
 /* In kl_sched_kind order. */
 static const char *const sched_names[] = {"fifo", "asha", "hyperband", "median"};
 static const char *const mode_names[] = {"promote", "stop"};
@@ -388,8 +389,9 @@ static kl_status read_limits(kl_sweep *s, const kl__ynode *root, char *path, kl_
     int method = 0;
     s->max_failures = 3;
     s->ranks_per_trial = 1;
-    kl_status st = get_choice(root, "method", method_names, 2, &method, path, err);
+    kl_status st = get_choice(root, "method", method_names, 4, &method, path, err);
     s->grid = method == 1;
+    s->tpe.on = method >= 2;
     if (st == KL_OK)
         st = get_i64(root, "run_cap", 1, INT64_MAX, &s->run_cap, path, err);
     if (st == KL_OK)
@@ -408,7 +410,51 @@ static kl_status read_limits(kl_sweep *s, const kl__ynode *root, char *path, kl_
     kl__path_pop(path, len);
     if (st == KL_OK && !s->grid && !s->run_cap)
         st = missing(root->pos, path, "run_cap",
-                     "random search needs run_cap, the number of trials to run", err);
+                     s->tpe.on ? "method tpe needs run_cap, the number of trials to run"
+                               : "random search needs run_cap, the number of trials to run",
+                     err);
+    return st;
+}
+
+/* tpe: {n_startup_trials, n_ei_candidates, prior_weight, constant_liar}, Optuna's defaults. */
+static kl_status read_tpe(kl_sweep *s, const kl__ynode *root, char *path, kl_error *err)
+{
+    static const char *const keys[] = {"n_startup_trials", "n_ei_candidates", "prior_weight",
+                                       "constant_liar"};
+    s->tpe.n_startup_trials = 10;
+    s->tpe.n_ei_candidates = 24;
+    s->tpe.prior_weight = 1.0;
+    s->tpe.constant_liar = true;
+    const kl__ynode *map = kl__ynode_get(root, "tpe");
+    if (!map)
+        return KL_OK;
+    size_t len = kl__path_push(path, "tpe");
+    kl_status st = KL_OK;
+    if (!s->tpe.on)
+        st = kl__yaml_error(err, KL_EINVAL, map->key_pos, path,
+                            "tpe settings need method: tpe; set it, or remove tpe");
+    if (st == KL_OK)
+        st = kl__sweep_map(map, keys, 4, path, err);
+    if (st == KL_OK)
+        st = get_int(map, "n_startup_trials", 1, &s->tpe.n_startup_trials, path, err);
+    int64_t ncand = s->tpe.n_ei_candidates;
+    if (st == KL_OK)
+        st = get_i64(map, "n_ei_candidates", 1, 4096, &ncand, path, err);
+    s->tpe.n_ei_candidates = (int)ncand;
+    const kl__ynode *w = kl__ynode_get(map, "prior_weight");
+    if (st == KL_OK && w) {
+        size_t l2 = kl__path_push(path, "prior_weight");
+        st = kl__sweep_number(w, path, &s->tpe.prior_weight, err);
+        if (st == KL_OK && !(s->tpe.prior_weight > 0))
+            st = kl__yaml_error(err, KL_EINVAL, w->pos, path, "expected a positive number, got %s",
+                                w->str);
+        kl__path_pop(path, l2);
+    }
+    int liar = 1;
+    if (st == KL_OK)
+        st = get_choice(map, "constant_liar", bool_names, 2, &liar, path, err);
+    s->tpe.constant_liar = liar == 1;
+    kl__path_pop(path, len);
     return st;
 }
 
@@ -446,6 +492,8 @@ static kl_status read_root(kl_sweep *s, const kl__ynode *root, const char *text,
         st = read_metric(s, root, path, err);
     if (st == KL_OK)
         st = read_limits(s, root, path, err);
+    if (st == KL_OK)
+        st = read_tpe(s, root, path, err);
     if (st == KL_OK)
         st = read_params(s, root, path, err);
     if (st == KL_OK)

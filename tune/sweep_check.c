@@ -85,12 +85,19 @@ static kl_status probe_param(const kl_sweep *s, char **trial0, int j, const kl__
                              kl_error *e)
 {
     const kl_sweep_param *p = &s->params[j];
+    /* The node that holds the values or the bounds: the distribution's mapping, or in W&B's form
+     * the parameter's mapping itself (its value or values for a list). */
     const kl__ynode *dist = NULL;
+    if (kl__sweep_flat(map))
+        dist = p->dist == KL_DIST_VALUE    ? kl__ynode_get(map, "value")
+               : p->dist == KL_DIST_VALUES ? kl__ynode_get(map, "values")
+                                           : map;
     for (int i = 0; i < map->n && !dist; i++)
         if (strcmp(map->items[i]->key, "probabilities") != 0)
             dist = map->items[i];
     char path[KL__PATH_MAX];
-    snprintf(path, sizeof path, "parameters.%s.%s", p->path, dist->key);
+    snprintf(path, sizeof path, "parameters.%s%s%s", p->path, dist == map ? "" : ".",
+             dist == map ? "" : dist->key);
     size_t len = strlen(path);
     kl_status st = KL_OK;
     if (p->dist == KL_DIST_VALUE)

@@ -155,7 +155,7 @@ static kl_status read_probabilities(kl_sweep_param *p, const kl__ynode *node, ch
 
 /* The multiples of q a q_uniform draws: k * q for k in [lo, hi]. A bound that is a multiple of
  * q up to rounding (0.3 / 0.1 = 2.9999999999999996) counts as one. */
-static void q_range(const kl_sweep_param *p, double *lo, double *hi)
+void kl__sweep_q_range(const kl_sweep_param *p, double *lo, double *hi)
 {
     double a = p->min / p->q, b = p->max / p->q;
     *lo = ceil(a - 1e-9 * fmax(1, fabs(a)));
@@ -218,7 +218,7 @@ static kl_status check_range(kl_sweep_param *p, const kl__ynode *map, const char
         snprintf(msg, sizeof msg, "q must be positive, got %.9g: values are multiples of q", p->q);
         return bound_error(map, "q", path, msg, err);
     }
-    q_range(p, &lo, &hi);
+    kl__sweep_q_range(p, &lo, &hi);
     if (lo > hi || hi - lo > 0x1p53) {
         snprintf(msg, sizeof msg, "%s multiple of q = %.9g lies in [%.9g, %.9g]",
                  lo > hi ? "no" : "too many a", p->q, p->min, p->max);
@@ -227,15 +227,38 @@ static kl_status check_range(kl_sweep_param *p, const kl__ynode *map, const char
     return KL_OK;
 }
 
-/* uniform, log_uniform_values, q_uniform, int_uniform: {min, max} (and q). */
-static kl_status read_range(kl_sweep_param *p, const kl__ynode *map, const char *dist, char *path,
-                            kl_error *err)
+/* W&B's log_uniform: ln x is uniform on [min, max], so the values run from e^min to e^max. */
+static kl_status log_bounds(kl_sweep_param *p, const kl__ynode *map, char *path, kl_error *err)
 {
-    static const char *const keys[] = {"min", "max", "q"};
+    char msg[256];
+    if (p->min >= p->max) {
+        snprintf(msg, sizeof msg, "min %.9g is not below max %.9g; log_uniform needs min < max",
+                 p->min, p->max);
+        return bound_error(map, "min", path, msg, err);
+    }
+    double lo = exp(p->min), hi = exp(p->max);
+    if (!(lo > 0) || !isfinite(hi)) {
+        snprintf(msg, sizeof msg,
+                 "e^%.9g is out of range: log_uniform's min and max are natural logarithms "
+                 "(-9.2 for 1e-4); for the values themselves use log_uniform_values",
+                 lo > 0 ? p->max : p->min);
+        return bound_error(map, lo > 0 ? "max" : "min", path, msg, err);
+    }
+    p->min = lo;
+    p->max = hi;
+    return KL_OK;
+}
+
+static const char *const range_keys[] = {"min", "max", "q"};
+
+/* A range's bounds from map (the distribution's own mapping, or W&B's parameter mapping), checked:
+ * min and max (and q) present, numbers, in order. */
+static kl_status read_bounds(kl_sweep_param *p, const kl__ynode *map, const char *dist, char *path,
+                             kl_error *err)
+{
+    const char *const *keys = range_keys;
     bool q = p->dist == KL_DIST_Q_UNIFORM;
-    kl_status st = kl__sweep_map(map, keys, q ? 3 : 2, path, err);
-    if (st != KL_OK)
-        return st;
+    kl_status st;
     for (int i = 0; i < (q ? 3 : 2); i++)
         if (!kl__ynode_get(map, keys[i])) {
             size_t len = kl__path_push(path, keys[i]);
@@ -248,7 +271,17 @@ static kl_status read_range(kl_sweep_param *p, const kl__ynode *map, const char 
         (st = read_bound(p, map, "max", &p->max, path, err)) != KL_OK ||
         (q && (st = read_bound(p, map, "q", &p->q, path, err)) != KL_OK))
         return st;
+    if (strcmp(dist, "log_uniform") == 0) /* W&B's: the bounds are natural logarithms */
+        return log_bounds(p, map, path, err);
     return check_range(p, map, dist, path, err);
+}
+
+/* uniform, log_uniform_values, q_uniform, int_uniform: {min, max} (and q). */
+static kl_status read_range(kl_sweep_param *p, const kl__ynode *map, const char *dist, char *path,
+                            kl_error *err)
+{
+    kl_status st = kl__sweep_map(map, range_keys, p->dist == KL_DIST_Q_UNIFORM ? 3 : 2, path, err);
+    return st != KL_OK ? st : read_bounds(p, map, dist, path, err);
 }
 
 /* The distribution's node in a parameter mapping: the one key besides probabilities. */
@@ -297,7 +330,12 @@ static kl_status check_param_keys(const kl__ynode *map, char *path, kl_error *er
             continue;
         const char *near = kl__suggest(node->key, param_keys, NPARAM_KEYS);
         size_t len = kl__path_push(path, node->key);
-        if (near)
+        if (strcmp(node->key, "parameters") == 0)
+            st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                                "nested parameters (W&B's form for a mapping's keys) are not "
+                                "supported; give each key its own dotted path, e.g. "
+                                "optimizer.lr: {values: [1e-3, 3e-4]}");
+        else if (near)
             st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
                                 "unknown distribution; did you mean '%s'?", near);
         else
@@ -340,9 +378,177 @@ static kl_status read_dist(const kl_sweep *s, kl_sweep_param *p, const kl__ynode
     return st;
 }
 
+/* W&B's form: the parameter mapping holds the distribution's keys itself,
+ * {distribution: log_uniform_values, min: 1e-4, max: 1e-2}, {values: [...]}, {value: x}. */
+static const char *const flat_keys[] = {"distribution", "min",   "max",          "q",
+                                        "values",       "value", "probabilities"};
+#define NFLAT_KEYS ((int)(sizeof flat_keys / sizeof *flat_keys))
+
+static const struct {
+    const char *name;
+    kl_sweep_dist dist;
+} wandb_dists[] = {
+    {"constant", KL_DIST_VALUE},
+    {"categorical", KL_DIST_VALUES},
+    {"uniform", KL_DIST_UNIFORM},
+    {"int_uniform", KL_DIST_INT_UNIFORM},
+    {"q_uniform", KL_DIST_Q_UNIFORM},
+    {"log_uniform_values", KL_DIST_LOG_UNIFORM},
+    {"log_uniform", KL_DIST_LOG_UNIFORM},
+    /* W&B's others, not supported yet (dist unused). */
+    {"q_log_uniform", KL_DIST_VALUE},
+    {"q_log_uniform_values", KL_DIST_VALUE},
+    {"inv_log_uniform", KL_DIST_VALUE},
+    {"inv_log_uniform_values", KL_DIST_VALUE},
+    {"normal", KL_DIST_VALUE},
+    {"q_normal", KL_DIST_VALUE},
+    {"log_normal", KL_DIST_VALUE},
+    {"q_log_normal", KL_DIST_VALUE},
+    {"beta", KL_DIST_VALUE},
+    {"q_beta", KL_DIST_VALUE},
+};
+#define NWANDB_SUPPORTED 7
+#define NWANDB           ((int)(sizeof wandb_dists / sizeof *wandb_dists))
+#define WANDB_LIST \
+    "constant, categorical, uniform, int_uniform, q_uniform, log_uniform_values or log_uniform"
+
+bool kl__sweep_flat(const kl__ynode *map)
+{
+    return map->type == KL__YN_MAP &&
+           (kl__ynode_get(map, "distribution") || kl__ynode_get(map, "min") ||
+            kl__ynode_get(map, "max") || kl__ynode_get(map, "q"));
+}
+
+/* The keys a flat distribution takes: bits of flat_keys. */
+static unsigned flat_uses(kl_sweep_dist d)
+{
+    switch (d) {
+    case KL_DIST_VALUE:
+        return 1u | 32u;
+    case KL_DIST_VALUES:
+        return 1u | 16u | 64u;
+    case KL_DIST_Q_UNIFORM:
+        return 1u | 2u | 4u | 8u;
+    default:
+        return 1u | 2u | 4u;
+    }
+}
+
+/* W&B's distribution name at node, or the one W&B infers without it: categorical for values,
+ * constant for value, int_uniform when min and max are both integers, else uniform. */
+static kl_status flat_dist(const kl__ynode *map, const char **name, kl_sweep_dist *dist, char *path,
+                           kl_error *err)
+{
+    const kl__ynode *node = kl__ynode_get(map, "distribution");
+    if (!node) {
+        const kl__ynode *lo = kl__ynode_get(map, "min"), *hi = kl__ynode_get(map, "max");
+        bool ints = lo && hi && lo->type == KL__YN_SCALAR && hi->type == KL__YN_SCALAR &&
+                    kl__numeric_text(lo->str, true) && kl__numeric_text(hi->str, true);
+        *dist = kl__ynode_get(map, "values")  ? KL_DIST_VALUES
+                : kl__ynode_get(map, "value") ? KL_DIST_VALUE
+                : ints                        ? KL_DIST_INT_UNIFORM
+                                              : KL_DIST_UNIFORM;
+        for (int i = 0; i < NWANDB_SUPPORTED; i++)
+            if (wandb_dists[i].dist == *dist) {
+                *name = wandb_dists[i].name;
+                break;
+            }
+        return KL_OK;
+    }
+    size_t len = kl__path_push(path, "distribution");
+    kl_status st = KL_OK;
+    int d = 0;
+    while (node->type == KL__YN_SCALAR && d < NWANDB && strcmp(wandb_dists[d].name, node->str))
+        d++;
+    if (node->type != KL__YN_SCALAR) {
+        st = kl__schema_expected(node, "a distribution's name (" WANDB_LIST ")", path, err);
+    } else if (d >= NWANDB_SUPPORTED && d < NWANDB) {
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                            "%s is not supported yet; use one of " WANDB_LIST, node->str);
+    } else if (d == NWANDB) {
+        const char *names[NWANDB];
+        for (int i = 0; i < NWANDB; i++)
+            names[i] = wandb_dists[i].name;
+        const char *near = kl__suggest(node->str, names, NWANDB);
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                            "unknown distribution \"%s\"%s%s%s; use one of " WANDB_LIST, node->str,
+                            near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+    } else {
+        *name = wandb_dists[d].name;
+        *dist = wandb_dists[d].dist;
+    }
+    kl__path_pop(path, len);
+    return st;
+}
+
+/* Every key the distribution needs is there, and no other. */
+static kl_status flat_keys_fit(const kl__ynode *map, const char *name, kl_sweep_dist dist,
+                               char *path, kl_error *err)
+{
+    unsigned uses = flat_uses(dist);
+    kl_status st = KL_OK;
+    for (int i = 0; st == KL_OK && i < map->n; i++) {
+        const kl__ynode *node = map->items[i];
+        int k = 0;
+        while (strcmp(flat_keys[k], node->key) != 0)
+            k++;
+        if (uses & (1u << k))
+            continue;
+        size_t len = kl__path_push(path, node->key);
+        st = kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                            "%s does not go with distribution %s, which takes %s", node->key, name,
+                            dist == KL_DIST_VALUE       ? "value"
+                            : dist == KL_DIST_VALUES    ? "values (and probabilities)"
+                            : dist == KL_DIST_Q_UNIFORM ? "min, max and q"
+                                                        : "min and max");
+        kl__path_pop(path, len);
+    }
+    const char *need = dist == KL_DIST_VALUE ? "value" : dist == KL_DIST_VALUES ? "values" : NULL;
+    if (st == KL_OK && need && !kl__ynode_get(map, need)) {
+        size_t len = kl__path_push(path, need);
+        st = kl__yaml_error(err, KL_EINVAL, map->pos, path, "missing; distribution %s needs %s",
+                            name, need);
+        kl__path_pop(path, len);
+    }
+    return st;
+}
+
+static kl_status read_flat(const kl_sweep *s, kl_sweep_param *p, const kl__ynode *map, char *path,
+                           kl_error *err)
+{
+    const char *name = NULL;
+    kl_status st = kl__sweep_map(map, flat_keys, NFLAT_KEYS, path, err);
+    if (st == KL_OK)
+        st = flat_dist(map, &name, &p->dist, path, err);
+    if (st == KL_OK)
+        st = flat_keys_fit(map, name, p->dist, path, err);
+    if (st != KL_OK)
+        return st;
+    if (is_range(p->dist)) {
+        if (s->grid) {
+            const kl__ynode *at = kl__ynode_get(map, "distribution");
+            return kl__yaml_error(err, KL_EINVAL, at ? at->pos : map->pos, path,
+                                  "method grid enumerates values, and %s is a range; list the "
+                                  "values (values: [...]) or use method: random",
+                                  name);
+        }
+        return read_bounds(p, map, name, path, err);
+    }
+    const kl__ynode *list = kl__ynode_get(map, p->dist == KL_DIST_VALUE ? "value" : "values");
+    return read_dist(s, p, map, list, path, err);
+}
+
 static kl_status read_param(const kl_sweep *s, kl_sweep_param *p, const kl__ynode *map, char *path,
                             kl_error *err)
 {
+    p->pos = map->key_pos;
+    if (strcmp(map->key, "train.epochs") == 0)
+        return kl__yaml_error(err, KL_EINVAL, map->key_pos, path,
+                              "the scheduler sets train.epochs; set scheduler.max_t instead");
+    if (!(p->path = strdup(map->key)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
+    if (kl__sweep_flat(map))
+        return read_flat(s, p, map, path, err);
     const kl__ynode *dist;
     int which = 0;
     kl_status st = check_param_keys(map, path, err);
@@ -351,12 +557,6 @@ static kl_status read_param(const kl_sweep *s, kl_sweep_param *p, const kl__ynod
     if (st != KL_OK)
         return st;
     p->dist = dists[which].dist;
-    p->pos = map->key_pos;
-    if (strcmp(map->key, "train.epochs") == 0)
-        return kl__yaml_error(err, KL_EINVAL, map->key_pos, path,
-                              "the scheduler sets train.epochs; set scheduler.max_t instead");
-    if (!(p->path = strdup(map->key)))
-        return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
     return read_dist(s, p, map, dist, path, err);
 }
 
@@ -412,7 +612,7 @@ static void format_float(double x, char *buf, size_t cap)
     }
 }
 
-static void format_value(const kl_sweep_param *p, double x, char *buf, size_t cap)
+void kl__sweep_format(const kl_sweep_param *p, double x, char *buf, size_t cap)
 {
     if (p->dist == KL_DIST_INT_UNIFORM)
         snprintf(buf, cap, "%lld", (long long)x);
@@ -424,16 +624,16 @@ void kl__sweep_range_ends(const kl_sweep_param *p, char *lo, char *hi, size_t ca
 {
     double a = p->min, b = p->max;
     if (p->dist == KL_DIST_Q_UNIFORM) {
-        q_range(p, &a, &b);
+        kl__sweep_q_range(p, &a, &b);
         a *= p->q;
         b *= p->q;
     }
-    format_value(p, a, lo, cap);
-    format_value(p, b, hi, cap);
+    kl__sweep_format(p, a, lo, cap);
+    kl__sweep_format(p, b, hi, cap);
 }
 
 /* A uniform double in [0, 1) with 53 random bits, keyed by (seed, trial, parameter). */
-static double unit(uint64_t seed, int64_t trial, int param)
+double kl__sweep_unit(uint64_t seed, int64_t trial, int param)
 {
     uint32_t w[4];
     kl_rng_block(seed, KL_RNG_SAMPLE, (uint64_t)trial, (uint64_t)param, w);
@@ -441,7 +641,7 @@ static double unit(uint64_t seed, int64_t trial, int param)
 }
 
 /* One random draw of a range distribution, in [min, max]. */
-static double draw_range(const kl_sweep_param *p, double u)
+double kl__sweep_draw_range(const kl_sweep_param *p, double u)
 {
     double x;
     switch (p->dist) {
@@ -453,7 +653,7 @@ static double draw_range(const kl_sweep_param *p, double u)
         break;
     case KL_DIST_Q_UNIFORM: {
         double lo, hi, k = nearbyint((p->min + u * (p->max - p->min)) / p->q);
-        q_range(p, &lo, &hi);
+        kl__sweep_q_range(p, &lo, &hi);
         return fmin(fmax(k, lo), hi) * p->q;
     }
     default:
@@ -464,7 +664,7 @@ static double draw_range(const kl_sweep_param *p, double u)
 }
 
 /* Which of the values a random draw picks: by probabilities, else uniformly. */
-static int draw_index(const kl_sweep_param *p, double u)
+int kl__sweep_draw_index(const kl_sweep_param *p, double u)
 {
     if (!p->probabilities) {
         int i = (int)(u * p->nvalues);
@@ -502,10 +702,10 @@ static const char *trial_value(const kl_sweep *s, int64_t i, int j, int64_t *res
         *rest /= k;
         return p->values[idx];
     }
-    double u = unit(s->seed, i, j);
+    double u = kl__sweep_unit(s->seed, i, j);
     if (!is_range(p->dist))
-        return p->values[p->dist == KL_DIST_VALUE ? 0 : draw_index(p, u)];
-    format_value(p, draw_range(p, u), buf, cap);
+        return p->values[p->dist == KL_DIST_VALUE ? 0 : kl__sweep_draw_index(p, u)];
+    kl__sweep_format(p, kl__sweep_draw_range(p, u), buf, cap);
     return buf;
 }
 

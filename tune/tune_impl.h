@@ -12,6 +12,7 @@
 #include "kiln/lock.h"
 #include "kiln/sched.h"
 #include "kiln/sweep.h"
+#include "kiln/tpe.h"
 #include "kiln/tune.h"
 
 /* What the coordinator knows of a trial beyond the scheduler. */
@@ -59,6 +60,7 @@ typedef struct kl__tuner {
     const kl_tune_options *o;
     kl_sweep *sw;
     kl_sched *sched;
+    kl_tpe *tpe; /* rank 0, method tpe: proposes each new trial's values */
     kl_journal *journal;
     kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
     int rank, size, group_size, nworkers;
@@ -115,6 +117,15 @@ void kl__tune_free_data(kl__tuner *tu);
 /* The trial's folder and its overrides, which every rank can compute from the sweep. */
 void kl__tune_trial_dir(const kl__tuner *tu, int64_t trial, char *buf, size_t size);
 kl_status kl__tune_overrides(kl__tuner *tu, int64_t trial, kl_error *err);
+
+/* tune/tune_tpe.c, method tpe: a replayed "started" event (ev, the journal's eventno-th) of a
+ * new trial proposes the trial again, which must give the values the journal holds; a job's
+ * message carries its trial's values (text, one "key=value" a line) from the coordinator, who
+ * alone holds the history, to the worker, who stores them as the trial's overrides. */
+kl_status kl__tune_tpe_replay(kl__tuner *tu, int64_t trial, json_t *ev, size_t eventno,
+                              kl_error *err);
+kl_status kl__tune_job_pack(kl__tuner *tu, kl__msg *m, kl_error *err);
+kl_status kl__tune_job_unpack(kl__tuner *tu, const kl__msg *m, kl_error *err);
 
 /* tune/progress.c: the live table (redrawn in place on a terminal, plain lines otherwise). */
 void kl__tune_show(kl__tuner *tu, const char *event, bool force);

@@ -24,6 +24,11 @@ kl_status kl__tune_overrides(kl__tuner *tu, int64_t trial, kl_error *err)
     kl__trial *t = &tu->trials[trial];
     if (t->ov)
         return KL_OK;
+    if (tu->tpe)
+        return kl_tpe_suggest(tu->tpe, tu->sched, trial, &t->ov, &t->nov, err);
+    if (tu->sw->tpe.on) /* a worker: its jobs carry the values (kl__tune_job_unpack) */
+        return kl_error_set(err, KL_EINTERNAL, "trial %lld: no values came with its job",
+                            (long long)trial);
     return kl_sweep_overrides(tu->sw, trial, &t->ov, &t->nov, err);
 }
 
@@ -112,7 +117,9 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
                              void *ctx, kl_error *err)
 {
     kl__trial *t = &tu->trials[job->trial];
-    kl_status st = kl__tune_overrides(tu, job->trial, err);
+    kl_status st = kl__tune_job_unpack(tu, job, err);
+    if (st == KL_OK)
+        st = kl__tune_overrides(tu, job->trial, err);
     if (st != KL_OK)
         return st;
     char dir[4096], ckdir[4200], epochs[64];

@@ -13,6 +13,7 @@ typedef enum kl_rng_purpose {
     KL_RNG_SHUFFLE = 3,
     KL_RNG_AUGMENT = 4,
     KL_RNG_SAMPLE = 5,
+    KL_RNG_TPE = 6, /* the TPE sampler's candidates (tune/tpe.c) */
     KL_RNG_TEST = 15
 } kl_rng_purpose;
 

@@ -3,7 +3,8 @@
  * compare schedulers and settings on curves recorded once, and to time the scheduler itself.
  *
  * The table is CSV with a header naming at least the columns `trial`, `t` and `value` (in any
- * order; other columns are ignored): one row per (trial, epoch), t = 1, 2, ... with no gaps. The
+ * order; other columns are ignored but in tabular mode, below): one row per (trial, epoch), t = 1,
+ * 2, ... with no gaps. The
  * `trial` column holds labels (any text; "" quotes allowed); trials are numbered 0, 1, ... in the
  * order their labels first appear, and trial i of the sweep trains along curve i. An optional
  * `seconds` column gives each epoch's cost in simulated time (default 1 per epoch). `value` may
@@ -100,6 +101,22 @@ kl_status kl_simulate(const kl_sched_config *cfg, bool maximize, const char *cur
 kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
                              int workers, kl_sim_result *out, kl_error *err);
 void kl_sim_result_free(kl_sim_result *r);
+
+/* Tabular mode, as tabular benchmarks (LCBench, NAS-Bench) measure a search method: the table's
+ * rows also carry their configuration, one column per sweep parameter, named by its path
+ * (`optimizer.lr`; the same on every row of a trial). kl_curves_tabular says whether the table
+ * has a column for any of sw's parameters (value parameters aside). kl_simulate_sweep runs sw as
+ * it would run for real (its sampler: random, grid or tpe; its scheduler; kl_sweep_trials(sw)
+ * trials): each new trial's proposed values are snapped to the nearest tabulated configuration,
+ * listed values (values, grid) equal and the smallest sum of squared differences of the range
+ * parameters, each scaled to [0, 1] across its range (in log space for log_uniform_values), the
+ * first row on ties, and the trial trains along that row's curve (trials may share a row;
+ * r->trial[i].label names it). Every parameter needs its column (errors name the missing one
+ * and a cell that is not a number); a proposal whose listed values no row has is an error.
+ * name is the table's, for messages. */
+bool kl_curves_tabular(const kl_curves *c, const kl_sweep *sw);
+kl_status kl_simulate_sweep(const kl_sweep *sw, const kl_curves *c, const char *name, int workers,
+                            kl_sim_result *out, kl_error *err);
 
 /* The first point of r's trace at least as good as target (maximize: >= target, else <=), or
  * NULL when the sweep never reported such a value. */

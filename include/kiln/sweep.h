@@ -1,7 +1,8 @@
 /* Sweep files (`kiln tune sweep.yaml`, docs/sweep.md): the base train config, the metric and its
- * goal, the search space over dotted config keys, the sampler (random or grid), the scheduler's
- * settings and the sweep's limits. A sweep is loaded once; trial i's hyperparameters are a pure
- * function of (seed, i), so a resumed sweep regenerates exactly the trials it had. */
+ * goal, the search space over dotted config keys, the sampler (random, grid or tpe), the
+ * scheduler's settings and the sweep's limits. A sweep is loaded once; under random and grid, trial
+ * i's hyperparameters are a pure function of (seed, i), so a resumed sweep regenerates exactly the
+ * trials it had (under tpe, of the seed and the results before it: kiln/tpe.h). */
 #ifndef KILN_SWEEP_H
 #define KILN_SWEEP_H
 
@@ -49,13 +50,23 @@ typedef struct kl_sched_config {
     bool stop_mode; /* mode: stop (Ray Tune's ASHA) instead of promote (the paper's) */
 } kl_sched_config;
 
+/* method: tpe (alias bayes) and its settings (the sweep's `tpe` mapping; docs/sweep.md). */
+typedef struct kl_tpe_config {
+    bool on;
+    int n_startup_trials; /* results needed before the model is fit; random until then (10) */
+    int n_ei_candidates;  /* candidates drawn from l(x) per parameter (24) */
+    double prior_weight;  /* the prior kernel's weight (1.0) */
+    bool constant_liar;   /* running trials count as the worst result (true) */
+} kl_tpe_config;
+
 typedef struct kl_sweep {
     char *path;      /* the sweep file */
     char *base_path; /* base: a train config path (resolved against the sweep file's folder) */
     char *base_yaml; /* or base: an inline mapping, as YAML text */
     char *metric;    /* metric.name: val_accuracy, val_loss, train_loss, ... */
     bool maximize;   /* metric.goal */
-    bool grid;       /* method: grid (else random) */
+    bool grid;       /* method: grid (else random, or tpe when tpe.on) */
+    kl_tpe_config tpe;
     kl_sweep_param *params;
     int nparams;
     int64_t run_cap; /* trials at most (grid: the grid's size when 0) */

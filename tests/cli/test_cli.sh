@@ -97,6 +97,26 @@ expect 2 "--target needs a finite number, got 'high'" -- tune --simulate "$sim/c
 expect 2 '--target goes with --simulate' -- tune "$sim/sweep.yaml" --target 0.9
 expect 2 '--simulate needs the sweep file' -- tune --simulate "$sim/curves.csv"
 expect 1 'no-curves.csv' -- tune --simulate "$sim/no-curves.csv" "$sim/sweep.yaml"
+# Tabular mode: rows that carry optimizer.lr; TPE proposes each trial, which trains along the
+# nearest row (c4, lr 1e-3, is the best: 1 - ((k - 4) / 4)^2 + t / 100).
+{
+    echo "trial,t,value,optimizer.lr"
+    for k in 0 1 2 3 4 5 6 7 8; do
+        for t in 1 2 3 4 5 6 7 8 9; do
+            awk -v k=$k -v t=$t 'BEGIN { printf "c%d,%d,%.17g,%.17g\n", k, t,
+                1 - ((k - 4) / 4) ^ 2 + t / 100, 10 ^ (-4 + k / 4) }'
+        done
+    done
+} >"$sim/table.csv"
+sed 's/^run_cap: 9$/run_cap: 30\nmethod: tpe/' "$sim/sweep.yaml" >"$sim/sweep-tpe.yaml"
+expect 0 'tabular: tpe proposed each trial, which trained along the nearest of the table.s 9 configurations' \
+    -- tune --simulate "$sim/table.csv" "$sim/sweep-tpe.yaml"
+expect 0 'best: trial [0-9]+ \(c4\), val_accuracy 1.09' -- tune --simulate "$sim/table.csv" \
+    "$sim/sweep-tpe.yaml"
+# A column that is no parameter of the sweep: a plain table, trial i along curve i.
+sed '1s/,optimizer.lr$/,note/' "$sim/table.csv" >"$sim/table-note.csv"
+expect 0 'the table has 9 curves: fewer than the sweep.s 30 trials' -- tune --simulate \
+    "$sim/table-note.csv" "$sim/sweep-tpe.yaml"
 expect 0 'usage: kiln demo' -- demo --help
 expect 2 "unknown option '--nope'" -- demo --nope
 expect 2 'epochs' -- demo --epochs 0

@@ -274,8 +274,8 @@ static void test_top_level_errors(void)
     expect_error("base: base.yaml\nmetric: {name: val_mae}\nrun_cap: 2\n"
                  "parameters: {optimizer.lr: {value: 0.5}}\n",
                  "2:16:", "metric.name: val_mae is for regression", NULL);
-    expect_error(HEAD "  optimizer.lr: {value: 0.1}\nmethod: bayes\n",
-                 "6:9:", "method: expected one of (random, grid)", NULL);
+    expect_error(HEAD "  optimizer.lr: {value: 0.1}\nmethod: hyperopt\n",
+                 "6:9:", "method: expected one of (random, grid, tpe, bayes)", NULL);
     expect_error(HEAD "  optimizer.lr: {value: 0.1}\ntime_budget: 2 fortnights\n",
                  "6:14:", "time_budget: expected a positive duration", NULL);
     expect_error(HEAD "  optimizer.lr: {value: 0.1}\nseed: -1\n",
@@ -397,6 +397,142 @@ static void test_parameter_errors(void)
                                "probabilities: [0.3333333, 0.3333333, 0.3333334]}\n"
                                "  data.limit: {int_uniform: {min: 5, max: 5}}\n");
     kl_sweep_free(s);
+}
+
+/* W&B's own form: the distribution's keys in the parameter mapping, the distribution named by
+ * `distribution` or inferred (categorical, constant, int_uniform for integer bounds, uniform). */
+static void test_wandb_forms(void)
+{
+    kl_sweep *s = load_ok(
+        HEAD "  optimizer.lr: {distribution: log_uniform_values, min: 1e-4, max: 1e-2}\n"
+             "  optimizer.weight_decay: {distribution: log_uniform, min: -9.2103404, max: 0}\n"
+             "  optimizer.beta1: {distribution: uniform, min: 0.8, max: 0.95}\n"
+             "  optimizer.beta2: {distribution: q_uniform, min: 0.9, max: 0.99, q: 0.01}\n"
+             "  model.layers.0.units: {distribution: int_uniform, min: 16, max: 128}\n"
+             "  data.limit: {min: 100, max: 200}\n"
+             "  model.layers.1.rate: {min: 0, max: 0.5}\n"
+             "  train.batch_size: {distribution: categorical, values: [32, 64],"
+             " probabilities: [0.25, 0.75]}\n"
+             "  optimizer.name: {distribution: constant, value: adamw}\n"
+             "  train.seed: {values: [1, 2]}\n"
+             "  name: {value: run}\n");
+    if (!s)
+        return;
+    CHECK(s->nparams == 11);
+    const kl_sweep_param *p = param(s, "optimizer.lr");
+    CHECK(p->dist == KL_DIST_LOG_UNIFORM && p->min == 1e-4 && p->max == 1e-2);
+    CHECK(p->pos.line == 5 && p->pos.col == 3);
+    p = param(s, "optimizer.weight_decay"); /* e^-9.2103404 = 1e-4, e^0 = 1 */
+    CHECK(p->dist == KL_DIST_LOG_UNIFORM && fabs(p->min - 1e-4) < 1e-10 && p->max == 1);
+    p = param(s, "optimizer.beta1");
+    CHECK(p->dist == KL_DIST_UNIFORM && p->min == 0.8 && p->max == 0.95);
+    p = param(s, "optimizer.beta2");
+    CHECK(p->dist == KL_DIST_Q_UNIFORM && p->q == 0.01 && p->min == 0.9);
+    p = param(s, "model.layers.0.units");
+    CHECK(p->dist == KL_DIST_INT_UNIFORM && p->min == 16 && p->max == 128);
+    p = param(s, "data.limit");
+    CHECK(p->dist == KL_DIST_INT_UNIFORM && p->min == 100 && p->max == 200);
+    p = param(s, "model.layers.1.rate");
+    CHECK(p->dist == KL_DIST_UNIFORM && p->min == 0 && p->max == 0.5);
+    p = param(s, "train.batch_size");
+    CHECK(p->dist == KL_DIST_VALUES && p->nvalues == 2 && p->probabilities &&
+          p->probabilities[1] == 0.75);
+    p = param(s, "optimizer.name");
+    CHECK(p->dist == KL_DIST_VALUE && p->nvalues == 1 && strcmp(p->values[0], "adamw") == 0);
+    p = param(s, "train.seed");
+    CHECK(p->dist == KL_DIST_VALUES && p->nvalues == 2);
+    CHECK(param(s, "name")->dist == KL_DIST_VALUE);
+    kl_sweep_free(s);
+
+    /* The same space in both forms draws the same trials. */
+    kl_sweep *a = load_ok(HEAD "  optimizer.lr: {log_uniform_values: {min: 1e-4, max: 1e-2}}\n"
+                               "  data.limit: {int_uniform: {min: 100, max: 200}}\n");
+    kl_sweep *b = load_ok(HEAD "  optimizer.lr: {distribution: log_uniform_values, min: 1e-4, "
+                               "max: 1e-2}\n"
+                               "  data.limit: {min: 100, max: 200}\n");
+    for (int64_t i = 0; a && b && i < 10; i++) {
+        char **oa, **ob;
+        int na, nb;
+        kl_error err = {0};
+        CHECK(kl_sweep_overrides(a, i, &oa, &na, &err) == KL_OK);
+        CHECK(kl_sweep_overrides(b, i, &ob, &nb, &err) == KL_OK);
+        CHECK(na == 2 && nb == 2 && !strcmp(oa[0], ob[0]) && !strcmp(oa[1], ob[1]));
+        kl_sweep_overrides_free(oa, na);
+        kl_sweep_overrides_free(ob, nb);
+    }
+    kl_sweep_free(a);
+    kl_sweep_free(b);
+}
+
+static void test_wandb_errors(void)
+{
+    expect_error(HEAD "  optimizer.lr: {distribution: unifrom, min: 0.1, max: 0.2}\n", "5:32:",
+                 "parameters.optimizer.lr.distribution: unknown distribution \"unifrom\"; did "
+                 "you mean 'uniform'?",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: normal, mu: 0, sigma: 1}\n",
+                 "5:40:", "parameters.optimizer.lr.mu: unknown key", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: normal, min: 0, max: 1}\n",
+                 "5:32:", "parameters.optimizer.lr.distribution: normal is not supported yet",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.01}\n",
+                 "5:46:", "parameters.optimizer.lr.min: min 0.1 is above max 0.01", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1}\n",
+                 "5:17:", "parameters.optimizer.lr.max: missing; uniform needs min and max", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: log_uniform_values, min: 0, max: 0.1}\n",
+                 "5:57:", "parameters.optimizer.lr.min: log_uniform_values needs 0 < min, got 0",
+                 "not their logarithms");
+    expect_error(HEAD "  optimizer.lr: {distribution: log_uniform, min: -1000, max: 0}\n",
+                 "5:50:", "parameters.optimizer.lr.min: e^-1000 is out of range",
+                 "log_uniform_values");
+    expect_error(HEAD "  optimizer.lr: {distribution: q_uniform, min: 0.1, max: 0.5, q: 0}\n",
+                 "5:66:", "parameters.optimizer.lr.q: q must be positive", NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.5, q: 0.1}\n",
+                 "5:61:",
+                 "parameters.optimizer.lr.q: q does not go with distribution uniform, which "
+                 "takes min and max",
+                 NULL);
+    expect_error(HEAD "  data.limit: {distribution: int_uniform, min: 1.5, max: 9}\n",
+                 "5:48:", "parameters.data.limit.min: expected an integer", NULL);
+    expect_error(HEAD "  optimizer.lr: {min: low, max: 0.2}\n",
+                 "5:23:", "parameters.optimizer.lr.min: expected a number, got \"low\"", NULL);
+    expect_error(HEAD "  train.batch_size: {distribution: categorical}\n", "5:21:",
+                 "parameters.train.batch_size.values: missing; distribution categorical needs "
+                 "values",
+                 NULL);
+    expect_error(HEAD "  train.batch_size: {distribution: categorical, values: [1], value: 1}\n",
+                 "5:62:",
+                 "parameters.train.batch_size.value: value does not go with distribution "
+                 "categorical",
+                 NULL);
+    expect_error(HEAD "  train.batch_size: {distribution: constant, values: [1]}\n", "5:46:",
+                 "parameters.train.batch_size.values: values does not go with distribution "
+                 "constant",
+                 NULL);
+    expect_error(HEAD "  train.batch_size: {distribution: categorical, values: [32, 64], "
+                      "probabilities: [0.5, 0.4]}\n",
+                 "5:82:", "parameters.train.batch_size.probabilities: the probabilities sum to 0.9",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {distribution: [uniform], min: 0.1, max: 0.2}\n",
+                 "5:32:", "parameters.optimizer.lr.distribution: expected a distribution's name",
+                 NULL);
+    expect_error(HEAD "  optimizer.lr: {min: 0.1, max: 0.2, min: 0.3}\n",
+                 "5:38:", "parameters.optimizer.lr.min: duplicate key", NULL);
+    expect_error("base: base.yaml\nmetric: {name: val_loss}\nmethod: grid\nparameters:\n"
+                 "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.2}\n",
+                 "5:32:", "parameters.optimizer.lr: method grid enumerates values", NULL);
+    /* Values the base config refuses are placed at the value, as in kiln's form. */
+    expect_error(HEAD "  optimizer.lr: {min: 0, max: 0.1}\n",
+                 "5:23:", "parameters.optimizer.lr.min: the base config (",
+                 "refuses optimizer.lr=0: optimizer.lr");
+    expect_error(HEAD "  model.layers.1.rate: {values: [0.1, 1.5]}\n",
+                 "5:39:", "parameters.model.layers.1.rate.values.1: the base config", NULL);
+    expect_error(HEAD "  optimizer:\n    parameters:\n      lr: {values: [0.1]}\n", "6:5:",
+                 "parameters.optimizer.parameters: nested parameters (W&B's form for a "
+                 "mapping's keys) are not supported; give each key its own dotted path",
+                 NULL);
+    expect_error(HEAD "  train.epochs: {min: 1, max: 3}\n",
+                 "5:3:", "parameters.train.epochs: the scheduler sets train.epochs", NULL);
 }
 
 static void test_grid_errors(void)
@@ -737,6 +873,8 @@ static const check_case cases[] = {
     CHECK_CASE(test_parameter_errors),
     CHECK_CASE(test_grid_errors),
     CHECK_CASE(test_base_config_errors),
+    CHECK_CASE(test_wandb_forms),
+    CHECK_CASE(test_wandb_errors),
     CHECK_CASE(test_reproducible),
     CHECK_CASE(test_random_bounds),
     CHECK_CASE(test_value_text),
