@@ -221,8 +221,8 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
                                 "%s: label %d of record %lld (counting from 0) is out of range: "
                                 "the model %s has %d classes (labels 0..%d); check that the "
                                 "labels belong to this model's data",
-                                what, (int)kl_i32(d->y)[i], (long long)i, kl_modelfile_path(mf), s->outputs,
-                                s->outputs - 1);
+                                what, (int)kl_i32(d->y)[i], (long long)i, kl_modelfile_path(mf),
+                                s->outputs, s->outputs - 1);
     return KL_OK;
 }
 
@@ -231,8 +231,9 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
  * y and label. */
 static void default_names(const kl_modelfile *mf, kl_data_source *src)
 {
-    const kl_data_source *t = &kl_modelfile_config(mf)->data.train;
-    bool same = t->format == src->format;
+    const kl_config *cfg = kl_modelfile_config(mf); /* NULL for an ONNX model */
+    const kl_data_source *t = cfg ? &cfg->data.train : &(kl_data_source){0};
+    bool same = cfg && t->format == src->format;
     if (!src->x_dataset)
         src->x_dataset = same && t->x_dataset ? t->x_dataset : (char *)"x";
     if (!src->y_dataset)
@@ -321,11 +322,10 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
     const kl_modelfile_signature *s = kl_modelfile_sig(mf);
     int64_t dims[2] = {n, s->outputs};
     kl__h5_quiet q = kl__h5_quiet_begin();
-    bool ok = kl__h5_put_str(f, "model", kl_modelfile_path(mf)) && kl__h5_put_str(f, "input", input) &&
-              kl__h5_put_f32(f, s->output_name, out, 2, dims);
+    bool ok = kl__h5_put_str(f, "model", kl_modelfile_path(mf)) &&
+              kl__h5_put_str(f, "input", input) && kl__h5_put_f32(f, s->output_name, out, 2, dims);
     if (ok && s->task == KL_TASK_CLASSIFICATION)
-        ok = kl__h5_put_i32(f, "labels", classes, 1, &n) &&
-             put_label_names(f, mf);
+        ok = kl__h5_put_i32(f, "labels", classes, 1, &n) && put_label_names(f, mf);
     kl__h5_quiet_end(q);
     kl_status st = ok ? KL_OK : kl_error_set(err, KL_EIO, "cannot write %s (disk full?)", tmp);
     return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
