@@ -283,6 +283,12 @@ kl_status kl_predict_read_input(const kl_modelfile *mf, const kl_data_source *in
     default_names(mf, &src);
     bool answers, has;
     kl_status st = has_answers(&src, in, &answers, err);
+    if (st == KL_OK && answers && !kl_modelfile_config(mf)) /* an ONNX model */
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "%s comes with answers (--labels, a y dataset or a label column), and "
+                          "scoring an ONNX model against answers is not supported yet; give the "
+                          "inputs alone",
+                          src.path);
     if (st == KL_OK && answers) {
         st = kl_dataset_load(&src, kl_modelfile_sig(mf)->task, out, err);
     } else if (st == KL_OK) {

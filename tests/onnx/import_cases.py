@@ -217,6 +217,18 @@ def test_initializers():
             x=x)
 
 
+def test_answers_refused():
+    m = model("r", [helper.make_node("Relu", ["x"], ["y"])], [io("x", ["N", 2])],
+              [io("y", ["N", 2])])
+    path = save(m, "answers")
+    with open(path + ".csv", "w") as f:
+        f.write("a,b,label\n1,2,0\n3,4,1\n")
+    r = subprocess.run([KILN, "predict", path, "--input", path + ".csv"], capture_output=True,
+                       text=True)
+    check(r.returncode == 1 and "scoring an ONNX model against answers is not supported yet" in
+          r.stderr, "kiln predict refuses answers for an ONNX model", r.stderr.strip())
+
+
 def test_refusals():
     good = model("r", [helper.make_node("Relu", ["x"], ["y"])], [io("x", ["N", 4])],
                  [io("y", ["N", 4])])
@@ -255,7 +267,7 @@ def test_refusals():
 def main():
     os.makedirs(WORK, exist_ok=True)
     for t in (test_softmax, test_batchnorm, test_clip_and_shapes, test_initializers,
-              test_refusals):
+              test_answers_refused, test_refusals):
         t()
     print(f"import_cases: {failures} failure(s)")
     return 1 if failures else 0
