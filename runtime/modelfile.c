@@ -31,6 +31,7 @@ void kl_modelfile_free(kl_modelfile *mf)
         kl_model_free(&mf->m);
     kl_config_free(mf->cfg);
     kl_onnx_free(mf->onnx);
+    free(mf->onnx_io);
     free_labels(mf);
     free(mf->ref_data);
     free(mf->exps);

@@ -56,6 +56,13 @@ kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelf
     kl_status st = kl_onnx_load(path, &o, &mf->onnx, err);
     if (!st)
         st = onnx_signature(mf, path, err);
+    /* The scoring buffers, once: a request allocates nothing. The sizes are the compiled graph's,
+     * already checked by the importer. */
+    int64_t b = st ? 0 : kl_onnx_max_batch(mf->onnx);
+    if (!st && !(mf->onnx_io = malloc((size_t)(b * (mf->sig.features + mf->sig.outputs)) *
+                                      sizeof *mf->onnx_io)))
+        st = kl_error_set(err, KL_ENOMEM, "%s: out of memory for batches of %lld", path,
+                          (long long)b);
     if (st) {
         kl_modelfile_free(mf);
         return st;
@@ -73,12 +80,8 @@ kl_status kl__modelfile_run_onnx(kl_modelfile *mf, const float *x, const void *y
                             "ONNX models yet; score the inputs alone",
                             mf->path);
     int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_onnx_max_batch(mf->onnx);
-    float *xb = malloc((size_t)((n < max_b ? n : max_b) * f) * sizeof *xb);
-    float *yb = out ? NULL : malloc((size_t)((n < max_b ? n : max_b) * k) * sizeof *yb);
+    float *xb = mf->onnx_io, *yb = mf->onnx_io + max_b * f;
     kl_status st = KL_OK;
-    if (!xb || (!out && !yb))
-        st = kl_error_set(err, KL_ENOMEM, "%s: out of memory scoring %lld samples", mf->path,
-                          (long long)n);
     for (int64_t s = 0; s < n && !st; s += max_b) {
         int64_t b = n - s < max_b ? n - s : max_b;
         float *dst = out ? out + s * k : yb;
@@ -98,7 +101,5 @@ kl_status kl__modelfile_run_onnx(kl_modelfile *mf, const float *x, const void *y
             classes[s + r] = best;
         }
     }
-    free(xb);
-    free(yb);
     return st;
 }

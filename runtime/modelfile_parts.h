@@ -29,8 +29,9 @@ struct kl_modelfile {
     bool has_ref;
     kl_modelfile_reference ref; /* views into ref_data */
     float *ref_data;
-    double *exps;  /* (outputs): softmax scratch */
-    kl_onnx *onnx; /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
+    double *exps;   /* (outputs): softmax scratch */
+    kl_onnx *onnx;  /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
+    float *onnx_io; /* its inputs (max_batch, features) then outputs (max_batch, outputs) */
 };
 
 /* Opens path (a kiln-model file, or with model false a checkpoint) and builds its model with the
