@@ -463,7 +463,7 @@ static kl_status window_pad(ox_import *im, ox_node *n, const int64_t *hw, const 
 }
 
 /* strides and dilations of a 2-D window: one stride for both axes, dilation 1. */
-static kl_status window_stride(ox_import *im, ox_node *n, int *stride)
+static kl_status window_stride(ox_import *im, ox_node *n, int *stride, int64_t *dil)
 {
     int64_t s[4] = {1, 1}, dl[4] = {1, 1};
     int cs = kl__ox_attr_ints(n, "strides", s, 2), cd = kl__ox_attr_ints(n, "dilations", dl, 2);
@@ -473,9 +473,54 @@ static kl_status window_stride(ox_import *im, ox_node *n, int *stride)
         return kl__ox_fail(im, n, KL_EUNSUPPORTED,
                            "strides [%lld, %lld]: kiln takes one stride for both axes",
                            (long long)s[0], (long long)s[1]);
-    if (dl[0] != 1 || dl[1] != 1)
+    if (dl[0] < 1 || dl[1] < 1 || dl[0] > 1 << 16 || dl[1] > 1 << 16)
+        return kl__ox_fail(im, n, KL_EFORMAT, "dilations [%lld, %lld] out of range",
+                           (long long)dl[0], (long long)dl[1]);
+    if (!dil && (dl[0] != 1 || dl[1] != 1))
         return kl__ox_fail(im, n, KL_EUNSUPPORTED, "dilations other than 1 are not supported yet");
+    if (dil) {
+        dil[0] = dl[0];
+        dil[1] = dl[1];
+    }
     *stride = (int)s[0];
+    return KL_OK;
+}
+
+/* A grouped or dilated convolution as a plain one: W (M, C/group, kH, kW) spread into a weight
+ * (M, C, (kH-1) dH + 1, (kW-1) dW + 1) that is zero outside each output channel's group and
+ * between the dilated taps. The products with those zeros add exact zeros (for finite inputs),
+ * so the result is the grouped (or dilated) convolution's, at group times (and the dilated
+ * window's) cost. */
+static kl_status spread_weight(ox_import *im, ox_node *n, const ox_value *wv, int64_t c,
+                               int64_t group, const int64_t *dil, ox_value *out)
+{
+    const ox_const *w = &wv->c;
+    if (!wv->is_const || w->dtype != OX_F32 || w->ndim != 4)
+        return kl__ox_fail(im, n, KL_EUNSUPPORTED,
+                           "a grouped or dilated convolution needs W as a constant (M, C/group, "
+                           "kH, kW)");
+    int64_t m = w->d[0], cg = w->d[1], kh = w->d[2], kw = w->d[3];
+    if (group < 1 || m % group || cg * group != c)
+        return kl__ox_fail(im, n, KL_ESHAPE,
+                           "group %lld does not divide W (%lld, %lld, ...) and the input's %lld "
+                           "channels",
+                           (long long)group, (long long)m, (long long)cg, (long long)c);
+    int64_t d[4] = {m, c, (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1};
+    ox_const big;
+    kl_status st = kl__ox_const_new(im, n, OX_F32, 4, d, &big);
+    if (st)
+        return st;
+    const float *src = w->data;
+    float *dst = big.data;
+    for (int64_t o = 0; o < m; o++) {
+        int64_t first = o / (m / group) * cg; /* the group's first input channel */
+        for (int64_t k = 0; k < cg; k++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    dst[((o * c + first + k) * d[2] + i * dil[0]) * d[3] + j * dil[1]] =
+                        src[((o * cg + k) * kh + i) * kw + j];
+    }
+    *out = (ox_value){.name = wv->name, .known = true, .is_const = true, .c = big, .node = KL_NONE};
     return KL_OK;
 }
 
@@ -495,25 +540,29 @@ static kl_status map_conv(ox_import *im, ox_node *n)
 {
     kl_status st;
     kl_node x, w, y;
-    int64_t hw[2], ks[2];
+    int64_t hw[2], ks[2], dil[2], kattr[4];
     int stride, pad;
     if ((st = kl__ox_in_node(im, n, 0, &x)) || (st = need_4d(im, n, x, hw)) ||
-        (st = kl__ox_in_node(im, n, 1, &w)))
+        (st = kl__ox_need_in(im, n, 1)) || (st = window_stride(im, n, &stride, dil)))
+        return st;
+    int64_t group = kl__ox_attr_int(n, "group", 1), c = kl_graph_shape(im->g, x).d[1];
+    if (group != 1 || dil[0] != 1 || dil[1] != 1) {
+        ox_value spread;
+        if ((st = spread_weight(im, n, n->in[1], c, group, dil, &spread)) ||
+            (st = kl__ox_node_of(im, n, &spread, &w)))
+            return st;
+    } else if ((st = kl__ox_in_node(im, n, 1, &w)))
         return st;
     kl_shape ws = kl_graph_shape(im->g, w);
     if (ws.ndim != 4)
         return kl__ox_fail(im, n, KL_ESHAPE, "W must be (M, C, kH, kW)");
-    if (kl__ox_attr_int(n, "group", 1) != 1)
-        return kl__ox_fail(im, n, KL_EUNSUPPORTED,
-                           "group %lld: grouped and depthwise convolutions are not supported yet",
-                           (long long)kl__ox_attr_int(n, "group", 1));
     ks[0] = ws.d[2];
     ks[1] = ws.d[3];
-    int64_t kattr[4];
     int kc = kl__ox_attr_ints(n, "kernel_shape", kattr, 2);
-    if (kc != -1 && (kc != 2 || kattr[0] != ks[0] || kattr[1] != ks[1]))
+    if (kc != -1 &&
+        (kc != 2 || (kattr[0] - 1) * dil[0] + 1 != ks[0] || (kattr[1] - 1) * dil[1] + 1 != ks[1]))
         return kl__ox_fail(im, n, KL_ESHAPE, "kernel_shape does not match W");
-    if ((st = window_stride(im, n, &stride)) || (st = window_pad(im, n, hw, ks, stride, &pad)))
+    if ((st = window_pad(im, n, hw, ks, stride, &pad)))
         return st;
     y = kl_conv2d(im->g, x, w, stride, pad);
     if (n->nin > 2 && n->in[2]) {
@@ -542,7 +591,7 @@ static kl_status map_pool(ox_import *im, ox_node *n)
         return kl__ox_fail(im, n, KL_EUNSUPPORTED,
                            "kernel_shape must be a square 2-D window (non-square: not supported "
                            "yet)");
-    if ((st = window_stride(im, n, &stride)) || (st = window_pad(im, n, hw, k, stride, &pad)))
+    if ((st = window_stride(im, n, &stride, NULL)) || (st = window_pad(im, n, hw, k, stride, &pad)))
         return st;
     if (kl__ox_attr_int(n, "ceil_mode", 0)) {
         for (int i = 0; i < 2; i++) {

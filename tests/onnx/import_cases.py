@@ -2,11 +2,12 @@
 """The ONNX importer through `kiln predict`, on models built here with onnx.helper: operator
 semantics that change between opsets (Softmax and LogSoftmax before and after 13,
 BatchNormalization 9/14/15, Clip before and after 11, Unsqueeze/Squeeze axes as attribute or input,
+grouped, dilated and strided convolutions,
 Reshape's 0 and -1 and a folded Shape chain), initializers in raw_data, typed fields and external
 data files, each against numpy; and the refusals, each by its message: a truncated or malformed
 protobuf, unsupported operators (all of them named), an opset outside 9..17, a cycle, a dangling
 input, external data outside the model's folder (by path and by symlink), a raw_data size that
-does not match, grouped convolutions, training-mode batch normalisation.
+does not match, uneven convolution padding, training-mode batch normalisation.
 
 usage: import_cases.py KILN WORKDIR   (exit 0 pass, 1 fail, 77 without python3-onnx)"""
 import csv
@@ -257,16 +258,49 @@ def test_refusals():
     m = model("r", [helper.make_node("Add", ["x", "nope"], ["y"], name="a")], [io("x", ["N", 4])],
               [io("y", ["N", 4])])
     refused("a dangling input", save(m, "dangle", False), "reads 'nope'", "no node")
-    w = numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
-    m = model("g", [helper.make_node("Conv", ["x", "w"], ["y"], group=2, name="grouped")],
-              [io("x", ["N", 2, 5, 5])], [io("y", ["N", 4, 3, 3])], [w])
-    refused("a grouped convolution", save(m, "group"), "node 'grouped' (Conv, opset 13)",
-            "group 2", x=np.zeros((1, 50), np.float32))
+    w = numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")
+    m = model("g", [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 0, 1, 0],
+                                     name="uneven")],
+              [io("x", ["N", 2, 5, 5])], [io("y", ["N", 4, 5, 3])], [w])
+    refused("a convolution padded unevenly", save(m, "uneven"), "node 'uneven' (Conv, opset 13)",
+            "pads [1, 0, 1, 0]", x=np.zeros((1, 50), np.float32))
+
+
+def conv_ref(x, w, group, dil, stride, pad):
+    """numpy's direct convolution: x (N, C, H, W), w (M, C/group, kH, kW)."""
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    eh, ew = (kh - 1) * dil + 1, (kw - 1) * dil + 1
+    oh, ow = (h + 2 * pad - eh) // stride + 1, (wd + 2 * pad - ew) // stride + 1
+    y = np.zeros((n, m, oh, ow), np.float64)
+    for o in range(m):
+        g = o // (m // group)
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + eh:dil,
+                           j * stride:j * stride + ew:dil]
+                y[:, o, i, j] = np.sum(patch * w[o], axis=(1, 2, 3))
+    return y
+
+
+def test_conv():
+    x = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    for group, dil, stride, pad in ((2, 1, 1, 1), (4, 1, 2, 1), (1, 2, 1, 2), (2, 2, 1, 0)):
+        w = rng.standard_normal((6 if group != 4 else 8, 4 // group, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(w.shape[0]).astype(np.float32)
+        want = conv_ref(x, w, group, dil, stride, pad) + b.reshape(1, -1, 1, 1)
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=group, dilations=[dil, dil],
+                                strides=[stride, stride], pads=[pad] * 4, kernel_shape=[3, 3])
+        m = model("c", [node], [io("x", ["N", 4, 7, 7])], [io("y", ["N"] + list(want.shape[1:]))],
+                  [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        agrees(f"Conv group {group}, dilation {dil}, stride {stride}, pad {pad}",
+               save(m, f"conv_g{group}_d{dil}"), x, want, tol=1e-4)
 
 
 def main():
     os.makedirs(WORK, exist_ok=True)
-    for t in (test_softmax, test_batchnorm, test_clip_and_shapes, test_initializers,
+    for t in (test_softmax, test_batchnorm, test_clip_and_shapes, test_conv, test_initializers,
               test_answers_refused, test_refusals):
         t()
     print(f"import_cases: {failures} failure(s)")
