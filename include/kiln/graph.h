@@ -116,6 +116,9 @@ kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table); /* i32 (N, ..
  * like's rank. */
 kl_node kl_transpose(kl_graph *g, kl_node x, const int *perm);
 kl_node kl_broadcast(kl_graph *g, kl_node x, kl_node like);
+/* pad2d: (N, C, H, W) -> (N, C, top + H + bottom, left + W + right), the new elements value (0
+ * before a convolution, -INFINITY before a max pool); each pad at least 0. */
+kl_node kl_pad2d(kl_graph *g, kl_node x, int top, int bottom, int left, int right, float value);
 
 /* The first build error, if any (KL_OK otherwise); copies its message into err. */
 kl_status kl_graph_status(const kl_graph *g, kl_error *err);

@@ -1,6 +1,7 @@
 /* Ops that move data rather than compute on it: reshape and flatten (views that share their
  * input's storage, so they cost nothing), concat along an axis, embedding lookup, transpose and
- * broadcast (numpy's rule), the last two strided copies. */
+ * broadcast (numpy's rule), the last two strided copies, and pad2d (planes in larger ones). */
+#include <math.h>
 #include <string.h>
 
 #include "ops/graph_impl.h"
@@ -373,4 +374,85 @@ const kl__op_def kl__op_broadcast = {
 kl_node kl_broadcast(kl_graph *g, kl_node x, kl_node like)
 {
     return kl__graph_add(g, KL__OP_BROADCAST, (kl_node[]){x, like}, 2, NULL);
+}
+
+/* pad2d: each (H, W) plane placed at (top, left) in a larger one filled with value. */
+static kl_status pad2d_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    const kl__node *x = in[0];
+    int t = n->attr.pad.top, b = n->attr.pad.bottom, l = n->attr.pad.left, r = n->attr.pad.right;
+    kl_status st;
+    if ((st = kl__expect_f32("pad2d", x, err)) || (st = kl__expect_ndim("pad2d", x, 4, 4, err)))
+        return st;
+    if (t < 0 || b < 0 || l < 0 || r < 0 || isnan(n->attr.pad.value))
+        return kl_error_set(err, KL_EINVAL,
+                            "pad2d: pads must be at least 0 and the value a number, got top %d, "
+                            "bottom %d, left %d, right %d",
+                            t, b, l, r);
+    n->shape = x->shape;
+    n->shape.d[2] += (int64_t)t + b;
+    n->shape.d[3] += (int64_t)l + r;
+    n->batched = x->batched;
+    return KL_OK;
+}
+
+/* The sizes of a pad2d: planes (N*C) of (h, w) inside (oh, ow). */
+static void pad2d_dims(const kl__ctx *c, int64_t *planes, int64_t *h, int64_t *w, int64_t *oh,
+                       int64_t *ow)
+{
+    const kl_shape *xs = &c->in[0]->shape;
+    *planes = xs->d[0] * xs->d[1];
+    *h = xs->d[2];
+    *w = xs->d[3];
+    *oh = c->out->shape.d[2];
+    *ow = c->out->shape.d[3];
+}
+
+static kl_status pad2d_forward(kl__ctx *c, kl_error *err)
+{
+    int64_t planes, h, w, oh, ow;
+    pad2d_dims(c, &planes, &h, &w, &oh, &ow);
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out), v = c->attr->pad.value;
+    int top = c->attr->pad.top, left = c->attr->pad.left;
+    for (int64_t p = 0; p < planes; p++) {
+        float *yp = y + p * oh * ow;
+        for (int64_t i = 0; i < oh * ow; i++)
+            yp[i] = v;
+        for (int64_t i = 0; i < h; i++)
+            memcpy(yp + (i + top) * ow + left, x + (p * h + i) * w, (size_t)w * sizeof(float));
+    }
+    return KL_OK;
+}
+
+/* dx is dy's inner window; the padding takes no gradient. */
+static void pad2d_backward(kl__ctx *c)
+{
+    int64_t planes, h, w, oh, ow;
+    pad2d_dims(c, &planes, &h, &w, &oh, &ow);
+    const float *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    int top = c->attr->pad.top, left = c->attr->pad.left;
+    const bool fresh = c->din_fresh[0];
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t i = 0; i < h; i++)
+            for (int64_t j = 0; j < w; j++) {
+                float g = dy[(p * oh + i + top) * ow + j + left];
+                float *d = dx + (p * h + i) * w + j;
+                *d = (fresh ? 0.0f : *d) + g;
+            }
+}
+
+const kl__op_def kl__op_pad2d = {
+    .name = "pad2d",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = pad2d_shape,
+    .cpu = {.forward = pad2d_forward, .backward = pad2d_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(pad2d)};
+
+kl_node kl_pad2d(kl_graph *g, kl_node x, int top, int bottom, int left, int right, float value)
+{
+    kl__attr at = {.pad = {top, bottom, left, right, value}};
+    return kl__graph_add(g, KL__OP_PAD2D, &x, 1, &at);
 }

@@ -1,8 +1,8 @@
 /* The CUDA kernels of the data-moving ops (ops/cpu/shape.c): reshape (an alias: the graph shares
- * storage, so its kernels are empty here as on the CPU), concat, embedding, transpose and
- * broadcast. Embedding's backward
- * adds rows of dout into the table in the CPU's order, a thread per column: deterministic, unlike
- * an atomicAdd scatter, at the cost of parallelism over the D columns only (README.md). */
+ * storage, so its kernels are empty here as on the CPU), concat, embedding, transpose, broadcast
+ * and pad2d. Embedding's backward adds rows of dout into the table in the CPU's order, a thread
+ * per column: deterministic, unlike an atomicAdd scatter, at the cost of parallelism over the D
+ * columns only (README.md). */
 #include "ops/cuda/cuda_impl.h"
 
 extern "C" const kl__kernel kl__cuda_reshape = {NULL, NULL, false};
@@ -225,3 +225,46 @@ static void broadcast_backward(kl__ctx *c)
 }
 
 extern "C" const kl__kernel kl__cuda_broadcast = {broadcast_forward, broadcast_backward, false};
+
+/* pad2d: a thread per output element, which reads x or is the pad value; backward a thread per
+ * input element, which reads its place in dy. */
+static __global__ void pad2d_kernel(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
+                                    int64_t oh, int64_t ow, int top, int left, float v)
+{
+    KL__CU_FOR (t, planes * oh * ow) {
+        int64_t p = t / (oh * ow), r = t % (oh * ow), i = r / ow - top, j = r % ow - left;
+        y[t] = i >= 0 && i < h && j >= 0 && j < w ? x[(p * h + i) * w + j] : v;
+    }
+}
+
+static __global__ void pad2d_backward_kernel(float *dx, const float *dy, int64_t planes, int64_t h,
+                                             int64_t w, int64_t oh, int64_t ow, int top, int left,
+                                             bool fresh)
+{
+    KL__CU_FOR (t, planes * h * w) {
+        int64_t p = t / (h * w), r = t % (h * w), i = r / w, j = r % w;
+        dx[t] = (fresh ? 0.0f : dx[t]) + dy[(p * oh + i + top) * ow + j + left];
+    }
+}
+
+static kl_status pad2d_forward(kl__ctx *c, kl_error *err)
+{
+    const kl_shape *xs = &c->in[0]->shape, *ys = &c->out->shape;
+    int64_t planes = xs->d[0] * xs->d[1];
+    pad2d_kernel<<<kl__cu_blocks(kl_numel(c->out)), KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+        kl_f32(c->out), kl_f32(c->in[0]), planes, xs->d[2], xs->d[3], ys->d[2], ys->d[3],
+        c->attr->pad.top, c->attr->pad.left, c->attr->pad.value);
+    return kl__cu_launched("pad2d", err);
+}
+
+static void pad2d_backward(kl__ctx *c)
+{
+    const kl_shape *xs = &c->in[0]->shape, *ys = &c->out->shape;
+    int64_t planes = xs->d[0] * xs->d[1];
+    pad2d_backward_kernel<<<kl__cu_blocks(kl_numel(c->in[0])), KL__CU_THREADS, 0,
+                            kl__cu_stream(c)>>>(
+        kl_f32(c->din[0]), kl_f32(c->dout), planes, xs->d[2], xs->d[3], ys->d[2], ys->d[3],
+        c->attr->pad.top, c->attr->pad.left, c->din_fresh[0]);
+}
+
+extern "C" const kl__kernel kl__cuda_pad2d = {pad2d_forward, pad2d_backward, true};

@@ -426,10 +426,10 @@ static kl_status map_matmul(ox_import *im, ox_node *n)
 
 /* ---- convolution and pooling ---- */
 
-/* The one padding kiln's conv2d and pools take, from auto_pad and pads of an (H, W) input with a
- * (k, k) window: refused when the padding is not the same on every side. */
-static kl_status window_pad(ox_import *im, ox_node *n, const int64_t *hw, const int64_t *k,
-                            int64_t stride, int *pad)
+/* The padding of a window over an (H, W) input with a (kH, kW) window, from auto_pad and pads:
+ * p = [top, left, bottom, right] (ONNX's order). */
+static kl_status window_pads(ox_import *im, ox_node *n, const int64_t *hw, const int64_t *k,
+                             int64_t stride, int64_t *p)
 {
     const Onnx__AttributeProto *ap = kl__ox_attr(n, "auto_pad");
     char mode[16] = "NOTSET";
@@ -438,7 +438,7 @@ static kl_status window_pad(ox_import *im, ox_node *n, const int64_t *hw, const 
         memcpy(mode, ap->s.data, len);
         mode[len] = '\0';
     }
-    int64_t p[4] = {0, 0, 0, 0};
+    p[0] = p[1] = p[2] = p[3] = 0;
     if (!strcmp(mode, "SAME_UPPER") || !strcmp(mode, "SAME_LOWER")) {
         for (int i = 0; i < 2; i++) {
             int64_t out = (hw[i] + stride - 1) / stride;
@@ -453,13 +453,25 @@ static kl_status window_pad(ox_import *im, ox_node *n, const int64_t *hw, const 
             return kl__ox_fail(im, n, KL_EFORMAT, "pads needs 4 values for a 2-D window");
     } else if (strcmp(mode, "VALID"))
         return kl__ox_fail(im, n, KL_EFORMAT, "auto_pad '%s' is not an ONNX mode", mode);
-    if (p[0] != p[1] || p[0] != p[2] || p[0] != p[3] || p[0] < 0 || p[0] > 1 << 20)
-        return kl__ox_fail(im, n, KL_EUNSUPPORTED,
-                           "pads [%lld, %lld, %lld, %lld]: kiln pads every side alike (not "
-                           "supported yet)",
-                           (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3]);
-    *pad = (int)p[0];
+    for (int i = 0; i < 4; i++)
+        if (p[i] < 0 || p[i] > 1 << 20)
+            return kl__ox_fail(im, n, KL_EUNSUPPORTED,
+                               "pads [%lld, %lld, %lld, %lld]: each must be from 0 to 2^20",
+                               (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3]);
     return KL_OK;
+}
+
+/* The window's padding as kiln's ops take it: *pad on every side when p is even and at most
+ * max_even; otherwise x padded with value by a pad2d node first (*x replaced) and *pad 0. */
+static void apply_pads(ox_import *im, const int64_t *p, int64_t max_even, float value, kl_node *x,
+                       int *pad)
+{
+    if (p[0] == p[1] && p[0] == p[2] && p[0] == p[3] && p[0] <= max_even) {
+        *pad = (int)p[0];
+        return;
+    }
+    *pad = 0;
+    *x = kl_pad2d(im->g, *x, (int)p[0], (int)p[2], (int)p[1], (int)p[3], value);
 }
 
 /* strides and dilations of a 2-D window: one stride for both axes, dilation 1. */
@@ -562,8 +574,10 @@ static kl_status map_conv(ox_import *im, ox_node *n)
     if (kc != -1 &&
         (kc != 2 || (kattr[0] - 1) * dil[0] + 1 != ks[0] || (kattr[1] - 1) * dil[1] + 1 != ks[1]))
         return kl__ox_fail(im, n, KL_ESHAPE, "kernel_shape does not match W");
-    if ((st = window_pad(im, n, hw, ks, stride, &pad)))
+    int64_t p[4];
+    if ((st = window_pads(im, n, hw, ks, stride, p)))
         return st;
+    apply_pads(im, p, INT32_MAX, 0.0f, &x, &pad);
     y = kl_conv2d(im->g, x, w, stride, pad);
     if (n->nin > 2 && n->in[2]) {
         kl_node b;
@@ -574,14 +588,15 @@ static kl_status map_conv(ox_import *im, ox_node *n)
     return kl__ox_set_out(im, n, y);
 }
 
-/* MaxPool and AveragePool: a square window, one stride, the same padding on every side. ceil_mode
- * is taken where it gives the floor's sizes; AveragePool counts the padding in its divisor
- * (count_include_pad), so with padding it needs count_include_pad = 1. */
+/* MaxPool and AveragePool: a square window, one stride. Even padding up to half the window is the
+ * pool's own; other padding (at most the window less 1 on each side) is a pad2d node first, of
+ * -inf for MaxPool and of zeros for AveragePool, whose divisor then counts it (count_include_pad
+ * 1; with 0 and padding the average is refused). ceil_mode is taken where it changes nothing. */
 static kl_status map_pool(ox_import *im, ox_node *n)
 {
     kl_status st;
     kl_node x;
-    int64_t hw[2], k[4];
+    int64_t hw[2], k[4], p[4];
     int stride, pad;
     bool avg = !strcmp(n->p->op_type, "AveragePool");
     if ((st = kl__ox_in_node(im, n, 0, &x)) || (st = need_4d(im, n, x, hw)))
@@ -591,24 +606,31 @@ static kl_status map_pool(ox_import *im, ox_node *n)
         return kl__ox_fail(im, n, KL_EUNSUPPORTED,
                            "kernel_shape must be a square 2-D window (non-square: not supported "
                            "yet)");
-    if ((st = window_stride(im, n, &stride, NULL)) || (st = window_pad(im, n, hw, k, stride, &pad)))
+    k[1] = k[0];
+    if ((st = window_stride(im, n, &stride, NULL)) || (st = window_pads(im, n, hw, k, stride, p)))
         return st;
+    for (int i = 0; i < 4; i++)
+        if (p[i] >= k[0])
+            return kl__ox_fail(im, n, KL_EFORMAT,
+                               "pads [%lld, %lld, %lld, %lld] reach a whole "
+                               "%lld-wide window",
+                               (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3],
+                               (long long)k[0]);
     if (kl__ox_attr_int(n, "ceil_mode", 0)) {
         for (int i = 0; i < 2; i++) {
-            int64_t span = hw[i] + 2 * pad - k[0];
+            int64_t span = hw[i] + p[i] + p[i + 2] - k[0];
             if (span >= 0 && span % stride)
                 return kl__ox_fail(im, n, KL_EUNSUPPORTED,
                                    "ceil_mode 1 where it adds a partial window is not supported "
                                    "yet");
         }
     }
-    if (avg && pad > 0 && !kl__ox_attr_int(n, "count_include_pad", 0))
+    bool padded = p[0] || p[1] || p[2] || p[3];
+    if (avg && padded && !kl__ox_attr_int(n, "count_include_pad", 0))
         return kl__ox_fail(im, n, KL_EUNSUPPORTED,
                            "padding with count_include_pad 0: kiln's average counts the padding "
                            "(not supported yet)");
-    if (pad > k[0] / 2)
-        return kl__ox_fail(im, n, KL_EUNSUPPORTED, "padding %d over half the %lld-wide window", pad,
-                           (long long)k[0]);
+    apply_pads(im, p, k[0] / 2, avg ? 0.0f : -INFINITY, &x, &pad);
     kl_node y = avg ? kl_avg_pool2d(im->g, x, (int)k[0], stride, pad)
                     : kl_max_pool2d(im->g, x, (int)k[0], stride, pad);
     return kl__ox_set_out(im, n, y);

@@ -2,6 +2,7 @@
  * Transpose, Concat and Pad as views or copies of graph nodes, and, on constants, folded at load
  * time with fold.c's helpers (Cast, Constant, Shape, Gather too), so that the shape-only parts of
  * a graph never reach it. ops.c's table dispatches here. */
+#include <math.h>
 #include <string.h>
 
 #include "runtime/onnx/onnx_impl.h"
@@ -244,30 +245,53 @@ kl_status kl__ox_map_concat(ox_import *im, ox_node *n)
     return kl__ox_set_out(im, n, kl_concat(im->g, xs, n->nin, a));
 }
 
-/* Pad: only the padding of nothing (all pads 0, any mode), which PyTorch exports before an
- * AveragePool; real padding is not supported yet. Pads come from the attribute before opset 11
- * and from a constant input from 11. */
+/* Pad, constant mode: the spatial axes of an (N, C, H, W) input by pad2d, with the value of the
+ * attribute (before opset 11) or of constant input 2 (11 on); pads of nothing (all 0) in any mode
+ * are the identity. Pads come from the attribute before 11 and from constant input 1 from 11. */
 kl_status kl__ox_map_pad(ox_import *im, ox_node *n)
 {
     int64_t pads[2 * OX_MAX_DIMS + 1];
     int np;
+    float value = 0.0f;
     if (im->opset < 11) {
         np = kl__ox_attr_ints(n, "pads", pads, 2 * OX_MAX_DIMS);
+        value = kl__ox_attr_float(n, "value", 0.0f);
     } else {
-        const ox_value *v = n->nin > 1 ? n->in[1] : NULL;
+        const ox_value *v = n->nin > 1 ? n->in[1] : NULL, *c = n->nin > 2 ? n->in[2] : NULL;
         if (!v || !v->is_const || v->c.dtype != OX_I64)
             return kl__ox_fail(im, n, KL_EUNSUPPORTED, "the pads must be a constant of integers");
         np = v->c.n > 2 * OX_MAX_DIMS ? 2 * OX_MAX_DIMS + 1 : (int)v->c.n;
         for (int i = 0; i < np && i < 2 * OX_MAX_DIMS; i++)
             pads[i] = ((const int64_t *)v->c.data)[i];
-    }
-    for (int i = 0; i < np && i < 2 * OX_MAX_DIMS; i++)
-        if (pads[i] != 0)
+        if (c && (!c->is_const || c->c.dtype != OX_F32 || c->c.n != 1))
             return kl__ox_fail(im, n, KL_EUNSUPPORTED,
-                               "padding (pads[%d] = %lld) is not supported yet; kiln takes Pad "
-                               "nodes that pad nothing",
-                               i, (long long)pads[i]);
-    return kl__ox_map_identity(im, n);
+                               "constant_value must be a constant float scalar");
+        value = c ? ((const float *)c->c.data)[0] : 0.0f;
+    }
+    bool any = false;
+    for (int i = 0; i < np && i < 2 * OX_MAX_DIMS; i++)
+        any |= pads[i] != 0;
+    if (!any)
+        return kl__ox_map_identity(im, n);
+    const Onnx__AttributeProto *mode = kl__ox_attr(n, "mode");
+    bool constant =
+        !mode || !mode->has_s || (mode->s.len == 8 && !memcmp(mode->s.data, "constant", 8));
+    kl_node x;
+    kl_status st = kl__ox_in_node(im, n, 0, &x);
+    if (st)
+        return st;
+    kl_shape s = kl_graph_shape(im->g, x);
+    bool spatial = constant && s.ndim == 4 && np == 8 && !pads[0] && !pads[1] && !pads[4] &&
+                   !pads[5] && isfinite(value);
+    for (int i = 0; spatial && i < 8; i++)
+        spatial = pads[i] >= 0 && pads[i] <= 1 << 20;
+    if (!spatial)
+        return kl__ox_fail(im, n, KL_EUNSUPPORTED,
+                           "kiln pads the last two axes of a 4-D tensor by non-negative amounts "
+                           "with a constant (other modes, axes or negative pads: not supported "
+                           "yet)");
+    return kl__ox_set_out(
+        im, n, kl_pad2d(im->g, x, (int)pads[2], (int)pads[6], (int)pads[3], (int)pads[7], value));
 }
 
 /* ---- constants, folded ---- */

@@ -746,6 +746,15 @@ static void test_broadcast(void)
     run_both(&b);
 }
 
+static void test_pad2d(void)
+{
+    spec s = {.op = KL__OP_PAD2D, .nin = 1, .in = {SH(2, 3, 4, 5)}, .batched = 1, .train = true};
+    s.attr.pad.top = 1;
+    s.attr.pad.right = 2;
+    s.attr.pad.value = -1.5f;
+    run_both(&s);
+}
+
 static const check_case table_cases[] = {CHECK_CASE(test_op_table)};
 
 static const check_case cases[] = {
@@ -759,7 +768,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_batchnorm),  CHECK_CASE(test_layernorm),  CHECK_CASE(test_concat),
     CHECK_CASE(test_embedding),  CHECK_CASE(test_optim),      CHECK_CASE(test_clip),
     CHECK_CASE(test_sub_div),    CHECK_CASE(test_clip_op),    CHECK_CASE(test_log_softmax),
-    CHECK_CASE(test_transpose),  CHECK_CASE(test_broadcast),
+    CHECK_CASE(test_transpose),  CHECK_CASE(test_broadcast),  CHECK_CASE(test_pad2d),
 };
 
 /* CUDA cannot be used in a child forked after the parent initialised it, and check_run forks a

@@ -2,12 +2,14 @@
 """The ONNX importer through `kiln predict`, on models built here with onnx.helper: operator
 semantics that change between opsets (Softmax and LogSoftmax before and after 13,
 BatchNormalization 9/14/15, Clip before and after 11, Unsqueeze/Squeeze axes as attribute or input,
-grouped, dilated and strided convolutions,
+grouped, dilated and strided convolutions, uneven padding of Conv, MaxPool and AveragePool (and
+SAME_UPPER), constant Pad at opsets 9 and 13,
 Reshape's 0 and -1 and a folded Shape chain), initializers in raw_data, typed fields and external
 data files, each against numpy; and the refusals, each by its message: a truncated or malformed
 protobuf, unsupported operators (all of them named), an opset outside 9..17, a cycle, a dangling
 input, external data outside the model's folder (by path and by symlink), a raw_data size that
-does not match, uneven convolution padding, training-mode batch normalisation.
+does not match, Pad in reflect mode, AveragePool padding without count_include_pad,
+training-mode batch normalisation.
 
 usage: import_cases.py KILN WORKDIR   (exit 0 pass, 1 fail, 77 without python3-onnx)"""
 import csv
@@ -265,21 +267,27 @@ def test_refusals():
     m = model("r", [helper.make_node("Add", ["x", "nope"], ["y"], name="a")], [io("x", ["N", 4])],
               [io("y", ["N", 4])])
     refused("a dangling input", save(m, "dangle", False), "reads 'nope'", "no node")
-    w = numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")
-    m = model("g", [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 0, 1, 0],
-                                     name="uneven")],
-              [io("x", ["N", 2, 5, 5])], [io("y", ["N", 4, 5, 3])], [w])
-    refused("a convolution padded unevenly", save(m, "uneven"), "node 'uneven' (Conv, opset 13)",
-            "pads [1, 0, 1, 0]", x=np.zeros((1, 50), np.float32))
+    m = model("p", [helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect", name="mirror")],
+              [io("x", ["N", 2, 5, 5])], [io("y", ["N", 2, 7, 7])],
+              [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")])
+    refused("Pad in reflect mode", save(m, "reflect"), "node 'mirror' (Pad, opset 13)",
+            "other modes", x=np.zeros((1, 50), np.float32))
+    m = model("a", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3],
+                                     pads=[1, 1, 1, 1], name="avg")],
+              [io("x", ["N", 2, 5, 5])], [io("y", ["N", 2, 5, 5])])
+    refused("AveragePool padding with count_include_pad 0", save(m, "avgpad"),
+            "count_include_pad 0", x=np.zeros((1, 50), np.float32))
 
 
-def conv_ref(x, w, group, dil, stride, pad):
-    """numpy's direct convolution: x (N, C, H, W), w (M, C/group, kH, kW)."""
+def conv_ref(x, w, group, dil, stride, pads):
+    """numpy's direct convolution: x (N, C, H, W), w (M, C/group, kH, kW), pads [top, left,
+    bottom, right]."""
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    t, l, b, r = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
     eh, ew = (kh - 1) * dil + 1, (kw - 1) * dil + 1
-    oh, ow = (h + 2 * pad - eh) // stride + 1, (wd + 2 * pad - ew) // stride + 1
+    oh, ow = (xp.shape[2] - eh) // stride + 1, (xp.shape[3] - ew) // stride + 1
     y = np.zeros((n, m, oh, ow), np.float64)
     for o in range(m):
         g = o // (m // group)
@@ -293,21 +301,71 @@ def conv_ref(x, w, group, dil, stride, pad):
 
 def test_conv():
     x = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
-    for group, dil, stride, pad in ((2, 1, 1, 1), (4, 1, 2, 1), (1, 2, 1, 2), (2, 2, 1, 0)):
+    for group, dil, stride, pads in ((2, 1, 1, [1] * 4), (4, 1, 2, [1] * 4), (1, 2, 1, [2] * 4),
+                                     (2, 2, 1, [0] * 4), (1, 1, 2, [0, 1, 1, 0])):
         w = rng.standard_normal((6 if group != 4 else 8, 4 // group, 3, 3)).astype(np.float32)
         b = rng.standard_normal(w.shape[0]).astype(np.float32)
-        want = conv_ref(x, w, group, dil, stride, pad) + b.reshape(1, -1, 1, 1)
+        want = conv_ref(x, w, group, dil, stride, pads) + b.reshape(1, -1, 1, 1)
         node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=group, dilations=[dil, dil],
-                                strides=[stride, stride], pads=[pad] * 4, kernel_shape=[3, 3])
+                                strides=[stride, stride], pads=pads, kernel_shape=[3, 3])
         m = model("c", [node], [io("x", ["N", 4, 7, 7])], [io("y", ["N"] + list(want.shape[1:]))],
                   [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-        agrees(f"Conv group {group}, dilation {dil}, stride {stride}, pad {pad}",
-               save(m, f"conv_g{group}_d{dil}"), x, want, tol=1e-4)
+        agrees(f"Conv group {group}, dilation {dil}, stride {stride}, pads {pads}",
+               save(m, f"conv_g{group}_d{dil}_p{pads[1]}"), x, want, tol=1e-4)
+    # SAME_UPPER with stride 2 on 7 pixels pads 0 before and 1 after (uneven), as TensorFlow does.
+    w = rng.standard_normal((3, 4, 2, 2)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], auto_pad="SAME_UPPER")
+    want = conv_ref(x, w, 1, 1, 2, [0, 0, 1, 1])
+    m = model("c", [node], [io("x", ["N", 4, 7, 7])], [io("y", ["N", 3, 4, 4])],
+              [numpy_helper.from_array(w, "w")])
+    agrees("Conv auto_pad SAME_UPPER, stride 2 (uneven padding)", save(m, "conv_same"), x, want,
+           tol=1e-4)
+
+
+def pool_ref(x, k, stride, pads, op, fill):
+    t, l, b, r = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=fill)
+    oh, ow = (xp.shape[2] - k) // stride + 1, (xp.shape[3] - k) // stride + 1
+    y = np.zeros(x.shape[:2] + (oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = op(xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k],
+                               axis=(2, 3))
+    return y
+
+
+def test_pool_and_pad():
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    for pads in ([0, 1, 1, 0], [2, 2, 2, 2]):
+        want = pool_ref(x, 3, 2, pads, np.max, -np.inf)
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                                pads=pads)
+        m = model("p", [node], [io("x", ["N", 3, 6, 6])], [io("y", ["N"] + list(want.shape[1:]))])
+        agrees(f"MaxPool pads {pads}", save(m, f"maxpool_{pads[1]}{pads[2]}"), x, want)
+        want = pool_ref(x, 3, 2, pads, np.mean, 0)
+        node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                                pads=pads, count_include_pad=1)
+        m = model("p", [node], [io("x", ["N", 3, 6, 6])], [io("y", ["N"] + list(want.shape[1:]))])
+        agrees(f"AveragePool pads {pads}, count_include_pad 1",
+               save(m, f"avgpool_{pads[1]}{pads[2]}"), x, want)
+    want = np.pad(x, ((0, 0), (0, 0), (1, 0), (2, 1)), constant_values=0.5)
+    for opset in (9, 13):
+        if opset == 9:
+            node = helper.make_node("Pad", ["x"], ["y"], pads=[0, 0, 1, 2, 0, 0, 0, 1], value=0.5)
+            inits = []
+        else:
+            node = helper.make_node("Pad", ["x", "pads", "v"], ["y"])
+            inits = [numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 0, 1], np.int64), "pads"),
+                     numpy_helper.from_array(np.array(0.5, np.float32), "v")]
+        m = model("p", [node], [io("x", ["N", 3, 6, 6])], [io("y", ["N", 3, 7, 9])], inits,
+                  opset=opset)
+        agrees(f"Pad constant 0.5, opset {opset}", save(m, f"pad{opset}"), x, want)
 
 
 def main():
     os.makedirs(WORK, exist_ok=True)
-    for t in (test_softmax, test_batchnorm, test_clip_and_shapes, test_conv, test_initializers,
+    for t in (test_softmax, test_batchnorm, test_clip_and_shapes, test_conv, test_pool_and_pad,
+              test_initializers,
               test_answers_refused, test_export_refused, test_refusals):
         t()
     print(f"import_cases: {failures} failure(s)")

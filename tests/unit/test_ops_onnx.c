@@ -1,7 +1,7 @@
 /* Tests for the ops the ONNX importer maps onto: sub, div, clip, log_softmax
- * (ops/cpu/elementwise.c) and transpose, broadcast (ops/cpu/shape.c): values at hand-worked points,
- * gradients by finite differences (batched inputs and weights, batch 1 and 3), and the shape
- * functions' refusals. */
+ * (ops/cpu/elementwise.c) and transpose, broadcast, pad2d (ops/cpu/shape.c): values at hand-worked
+ * points, gradients by finite differences (batched inputs and weights, batch 1 and 3), and the
+ * shape functions' refusals. */
 #include <math.h>
 #include <string.h>
 
@@ -32,6 +32,11 @@ static kl_node build_transpose(kl_graph *g, const kl_node *l, void *ctx)
 static kl_node build_broadcast(kl_graph *g, const kl_node *l, void *ctx)
 {
     return kl_broadcast(g, l[0], l[1]);
+}
+static kl_node build_pad2d(kl_graph *g, const kl_node *l, void *ctx)
+{
+    const int *p = ctx;
+    return kl_pad2d(g, l[0], p[0], p[1], p[2], p[3], -2.5f);
 }
 
 static void test_values(void)
@@ -67,6 +72,13 @@ static void test_values(void)
     const double bb[] = {7, 8, 9, 7, 8, 9};
     gc_check_forward("broadcast values", bl, 2, build_broadcast, NULL, KL_MODE_EVAL, KL_SHAPE(2, 3),
                      bb, 0);
+    /* A (1, 1, 2, 2) plane padded by top 1, bottom 0, left 0, right 2 with -2.5. */
+    const float p[] = {1, 2, 3, 4};
+    const int pads[] = {1, 0, 0, 2};
+    gc_leaf pl[1] = {gc_with_values(gc_in(KL_SHAPE(1, 1, 2, 2)), p)};
+    const double pp[] = {-2.5, -2.5, -2.5, -2.5, 1, 2, -2.5, -2.5, 3, 4, -2.5, -2.5};
+    gc_check_forward("pad2d values", pl, 1, build_pad2d, (void *)pads, KL_MODE_EVAL,
+                     KL_SHAPE(1, 1, 3, 4), pp, 0);
 }
 
 static void test_grads(void)
@@ -112,6 +124,10 @@ static void test_grads(void)
         bx[1].grad = false;
         snprintf(label, sizeof label, "broadcast input grad N=%lld", (long long)n);
         gradcheck(label, bx, 2, build_broadcast, NULL);
+        const int pads[] = {0, 2, 1, 0};
+        gc_leaf pd[1] = {gc_in(KL_SHAPE(n, 2, 3, 4))};
+        snprintf(label, sizeof label, "pad2d grad N=%lld", (long long)n);
+        gradcheck(label, pd, 1, build_pad2d, (void *)pads);
     }
 }
 
