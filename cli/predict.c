@@ -39,6 +39,8 @@ static const char predict_help[] =
     "                       label_names) or FILE.csv (columns label,label_name,p_<name>...);\n"
     "                       regression: predictions\n"
     "  --batch-size N       samples per forward pass (default 256)\n"
+    "  --device D           cpu (default), cuda (the first visible GPU; an error without one)\n"
+    "                       or auto (cuda when kiln has CUDA and a GPU is visible)\n"
     "  --quiet              no progress or summary lines, only the loss and accuracy\n"
     "  -h, --help           show this help\n"
     "\n"
@@ -51,6 +53,7 @@ typedef struct predict_opts {
     const char *model, *output;
     kl_data_source src;
     int64_t batch;
+    kl_train_device device;
     bool quiet;
 } predict_opts;
 
@@ -77,6 +80,15 @@ static int parse_batch(const char *v, int64_t *batch)
     return 0;
 }
 
+static int parse_device(const char *v, kl_train_device *d)
+{
+    int k = kl_train_device_parse(v);
+    if (k < 0)
+        return kl__cli_usage_error("predict", "--device '%s': use cpu, cuda or auto", v);
+    *d = (kl_train_device)k;
+    return 0;
+}
+
 /* 0 to go on, -1 after printing the help, else the exit status of a usage error. */
 static int parse(int argc, char **argv, predict_opts *o)
 {
@@ -85,8 +97,9 @@ static int parse(int argc, char **argv, predict_opts *o)
             fputs(predict_help, stdout);
             return -1;
         }
-    static const char *const valued[] = {"--input", "--format", "--labels", "--label-column", "--x",
-                                         "--y",     "-o",       "--output", "--batch-size"};
+    static const char *const valued[] = {"--input",      "--format", "--labels", "--label-column",
+                                         "--x",          "--y",      "-o",       "--output",
+                                         "--batch-size", "--device"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
@@ -112,6 +125,8 @@ static int parse(int argc, char **argv, predict_opts *o)
             o->output = v;
         else if (!strcmp(a, "--batch-size"))
             rc = parse_batch(v, &o->batch);
+        else if (!strcmp(a, "--device"))
+            rc = parse_device(v, &o->device);
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
             o->quiet = true;
         else if (a[0] == '-' && a[1])
@@ -218,7 +233,9 @@ static int predict(const predict_opts *o)
     float *out = NULL;
     int32_t *classes = NULL;
     int rc = 1;
-    if (kl_modelfile_load(o->model, o->batch, &mf, &err) == KL_OK)
+    kl_device_choice dev;
+    if (kl_device_pick(o->device, 0, 1, false, &dev, &err) == KL_OK &&
+        kl_modelfile_load_on(o->model, o->batch, &dev, &mf, &err) == KL_OK)
         kl_stop_test_point("predict-read", 0, -1);
     if (!mf || kl_predict_read_input(mf, &o->src, &d, &err) != KL_OK) {
         rc = fail(&err);
@@ -234,13 +251,16 @@ static int predict(const predict_opts *o)
     }
     kl_modelfile_score sc = {0};
     double secs = 0;
+    char dev_name[320];
+    kl_device_describe(&dev, dev_name, sizeof dev_name);
     if (score_all(mf, &d, o->batch, o->quiet, out, classes, &sc, &secs, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }
     if (!o->quiet)
-        printf("scored %lld samples of %s in %.2f s (%.0f samples/s, batch %lld)\n", (long long)n,
-               o->src.path, secs, secs > 0 ? (double)n / secs : 0.0, (long long)o->batch);
+        printf("scored %lld samples of %s in %.2f s (%.0f samples/s, batch %lld, %s)\n",
+               (long long)n, o->src.path, secs, secs > 0 ? (double)n / secs : 0.0,
+               (long long)o->batch, dev_name);
     if (d.y)
         print_metrics(mf, &sc);
     if (o->output) {
@@ -267,7 +287,7 @@ out:
 
 int kl__cli_predict(int argc, char **argv)
 {
-    predict_opts o = {.batch = 256};
+    predict_opts o = {.batch = 256, .device = KL_TRAIN_DEVICE_CPU};
     int rc = parse(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? 0 : rc;

@@ -405,6 +405,18 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
                 data->test.x ? (long long)data->test.x->shape.d[0] : 0LL);
         if (kl_comm_size(comm) > 1)
             fprintf(stderr, " on %d ranks (%s)", kl_comm_size(comm), kl_comm_backend(comm));
+        /* The device rank 0 takes; a refusal is the trainer's to report, just after this line. */
+        kl_device_choice dev;
+        kl_error derr = {0};
+        if (kl_train_pick_device(cfg, comm, &dev, &derr) == KL_OK) {
+            char what[320];
+            kl_device_describe(&dev, what, sizeof what);
+            fprintf(stderr, " on %s", what);
+            if (kl_train_uses_nccl(&dev, kl_comm_size(comm)))
+                fprintf(stderr, ", gradients all-reduced with NCCL");
+            else if (dev.device != KL_DEVICE_CPU && kl_comm_size(comm) > 1)
+                fprintf(stderr, ", gradients through host memory (MPI fallback)");
+        }
         if (kl_reporter_dir(rep))
             fprintf(stderr, ", run folder %s", kl_reporter_dir(rep));
         fprintf(stderr, "\n");

@@ -20,6 +20,9 @@ void kl_graph_free(kl_graph *g)
 {
     if (!g)
         return;
+    kl__graph_release(g, g->arena);
+    kl__graph_release(g, g->scratch);
+    kl__graph_device_free(g);
     for (int i = 0; i < g->n; i++)
         free(g->nodes[i].name);
     free(g->nodes);
@@ -28,8 +31,6 @@ void kl_graph_free(kl_graph *g)
     free(g->param_data);
     free(g->grad_data);
     free(g->buf_data);
-    free(g->arena);
-    free(g->scratch);
     free(g->ready_first);
     free(g->ready_next);
     free(g);
@@ -278,6 +279,7 @@ kl_status kl_graph_set_batch(kl_graph *g, int64_t batch, kl_error *err)
         if (n->batched) {
             n->val.shape.d[0] = batch;
             n->grad.shape.d[0] = batch;
+            n->host.shape.d[0] = batch;
         }
     }
     return KL_OK;
@@ -315,6 +317,12 @@ void kl_graph_set_rng(kl_graph *g, uint64_t seed, uint64_t step, int64_t first_r
     g->rng_first_row = first_row;
 }
 
+/* The node's kernels on the graph's device; compile checked that the device has them. */
+static const kl__kernel *kernels(const kl_graph *g, const kl__node *n)
+{
+    return g->device == KL_DEVICE_CUDA ? kl__ops[n->op]->cuda : &kl__ops[n->op]->cpu;
+}
+
 static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
 {
     kl__node *n = &g->nodes[i];
@@ -331,23 +339,23 @@ static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
     c->step = g->rng_step;
     c->first_row = g->rng_first_row;
     c->node = (uint32_t)i;
+    c->stream = g->stream;
 }
 
 kl_status kl_graph_forward(kl_graph *g, kl_error *err)
 {
     if (!g->compiled)
         return kl_error_set(err, KL_EINVAL, "graph: compile before running forward");
-    for (int i = 0; i < g->n; i++) {
+    kl_status st = kl__graph_device_inputs(g, err);
+    for (int i = 0; i < g->n && st == KL_OK; i++) {
         kl__node *n = &g->nodes[i];
         if (n->kind != KL__OP || kl__ops[n->op]->alias)
             continue;
         kl__ctx c;
         make_ctx(g, i, &c);
-        kl_status st = kl__ops[n->op]->cpu.forward(&c, err);
-        if (st != KL_OK)
-            return st;
+        st = kernels(g, n)->forward(&c, err);
     }
-    return KL_OK;
+    return st == KL_OK ? kl__graph_device_outputs(g, err) : st;
 }
 
 static void zero_grad_once(kl_graph *g, kl_node k)
@@ -356,7 +364,7 @@ static void zero_grad_once(kl_graph *g, kl_node k)
     if (r->kind == KL__PARAM || r->grad_gen == g->pass)
         return;
     r->grad_gen = g->pass;
-    memset(r->grad.data, 0, (size_t)kl_numel(&r->grad) * sizeof(float));
+    kl__graph_device_zero(g, r->grad.data, (size_t)kl_numel(&r->grad));
 }
 
 /* Whether input j of op n may be written (=) rather than added into: its gradient has not been
@@ -365,7 +373,7 @@ static void zero_grad_once(kl_graph *g, kl_node k)
 static bool take_fresh(kl_graph *g, const kl__node *n, int j)
 {
     kl__node *r = &g->nodes[g->nodes[n->in[j]].root];
-    if (!kl__ops[n->op]->cpu.fresh_grads || r->kind == KL__PARAM || r->grad_gen == g->pass)
+    if (!kernels(g, n)->fresh_grads || r->kind == KL__PARAM || r->grad_gen == g->pass)
         return false;
     for (int k = 0; k < n->nin; k++)
         if (k != j && g->nodes[n->in[k]].root == g->nodes[n->in[j]].root)
@@ -390,7 +398,9 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
     g->pass++;
     kl__node *l = &g->nodes[g->loss];
     l->grad_gen = g->pass;
-    kl_f32(&l->grad)[0] = g->loss_scale;
+    kl_status st = kl__graph_device_seed_grad(g, kl_f32(&l->grad), err);
+    if (st != KL_OK)
+        return st;
     for (int i = g->loss; i >= 0; i--) {
         kl__node *n = &g->nodes[i];
         if (kl__visited_in_backward(g, n) && !kl__ops[n->op]->alias) {
@@ -406,17 +416,17 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
                     c.din[j] = &in->grad;
                 }
             }
-            kl__ops[n->op]->cpu.backward(&c);
+            kernels(g, n)->backward(&c);
         }
         fire_ready(g, i);
     }
-    return KL_OK;
+    return kl__graph_device_check(g, "running backward", err);
 }
 
 void kl_graph_zero_grad(kl_graph *g)
 {
-    if (g->grad_data)
-        memset(g->grad_data, 0, g->param_total * sizeof(float));
+    if (kl__graph_grads_at(g))
+        kl__graph_device_zero(g, kl__graph_grads_at(g), g->param_total);
 }
 
 void kl_graph_on_grad_ready(kl_graph *g, kl_grad_ready_fn fn, void *ctx)
@@ -431,12 +441,15 @@ kl_tensor *kl_graph_value(kl_graph *g, kl_node id)
 {
     if (!g->compiled || id < 0 || id >= g->n)
         return NULL;
+    if (g->device != KL_DEVICE_CPU) /* the host view: NULL but for inputs, outputs and the loss */
+        return g->nodes[id].host.data ? &g->nodes[id].host : NULL;
     return &g->nodes[id].val;
 }
 
 kl_tensor *kl_graph_grad(kl_graph *g, kl_node id)
 {
-    if (!g->compiled || id < 0 || id >= g->n || !g->nodes[id].grad.data)
+    if (!g->compiled || id < 0 || id >= g->n || !g->nodes[id].grad.data ||
+        g->device != KL_DEVICE_CPU)
         return NULL;
     return &g->nodes[id].grad;
 }

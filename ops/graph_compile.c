@@ -101,17 +101,30 @@ static kl_status alloc_flat(kl_graph *g, uint64_t seed, kl_error *err)
     if (!g->param_data || !g->grad_data || !g->buf_data)
         return kl_error_set(err, KL_ENOMEM, "graph: out of memory for %zu parameters",
                             g->param_total);
+    /* Initialised on the host on every device, so a device graph starts from the same values. */
+    for (int i = 0; i < g->n; i++) {
+        kl__node *n = &g->nodes[i];
+        if (n->kind == KL__PARAM)
+            init_values(n, g->param_data + g->params[n->param].offset, seed);
+        else if (n->kind == KL__BUFFER)
+            init_values(n, g->buf_data + g->bufs[n->param].offset, seed);
+    }
+    kl_status st = kl__graph_device_flat(g, err);
+    if (st != KL_OK)
+        return st;
+    float *params = kl__graph_params_at(g), *grads = kl__graph_grads_at(g);
+    float *bufs = g->device == KL_DEVICE_CUDA ? g->dev_bufs : g->buf_data;
     for (int i = 0; i < g->n; i++) {
         kl__node *n = &g->nodes[i];
         if (n->kind == KL__PARAM) {
-            const kl_param_info *p = &g->params[n->param];
-            init_values(n, g->param_data + p->offset, seed);
-            n->val = (kl_tensor){KL_F32, n->shape, g->param_data + p->offset};
-            n->grad = (kl_tensor){KL_F32, n->shape, g->grad_data + p->offset};
+            size_t at = g->params[n->param].offset;
+            n->val = (kl_tensor){KL_F32, n->shape, params + at};
+            n->grad = (kl_tensor){KL_F32, n->shape, grads + at};
+            n->host = (kl_tensor){KL_F32, n->shape, g->param_data + at};
         } else if (n->kind == KL__BUFFER) {
-            const kl_param_info *p = &g->bufs[n->param];
-            init_values(n, g->buf_data + p->offset, seed);
-            n->val = (kl_tensor){KL_F32, n->shape, g->buf_data + p->offset};
+            size_t at = g->bufs[n->param].offset;
+            n->val = (kl_tensor){KL_F32, n->shape, bufs + at};
+            n->host = (kl_tensor){KL_F32, n->shape, g->buf_data + at};
         }
     }
     return KL_OK;
@@ -297,13 +310,7 @@ static kl_status plan_arena(kl_graph *g, kl_error *err)
         return kl_error_set(err, KL_ESHAPE,
                             "graph: the activations hold more values than memory can address");
 
-    size_t bytes = (g->arena_n + KL__ALIGN_FLOATS) * sizeof(float);
-    g->arena = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!g->arena)
-        return kl_error_set(err, KL_ENOMEM, "graph: out of memory for a %zu MiB activation arena",
-                            bytes >> 20);
-    memset(g->arena, 0, bytes);
-    return KL_OK;
+    return kl__graph_alloc(g, &g->arena, g->arena_n, "the activation arena", err);
 }
 
 /* Points every node's tensors at its storage, and finds when each parameter's gradient is final:
@@ -330,10 +337,12 @@ static kl_status bind(kl_graph *g, kl_error *err)
             n->grad = (kl_tensor){KL_F32, n->shape, g->arena + r->grad_off};
     }
     g->scratch_n = scratch;
-    g->scratch = malloc((scratch + 1) * sizeof(float));
+    kl_status st = kl__graph_alloc(g, &g->scratch, scratch, "the scratch", err);
+    if (st != KL_OK)
+        return st;
     g->ready_first = malloc((size_t)g->n * sizeof(int));
     g->ready_next = malloc(((size_t)g->nparams + 1) * sizeof(int));
-    if (!g->scratch || !g->ready_first || !g->ready_next)
+    if (!g->ready_first || !g->ready_next)
         return kl_error_set(err, KL_ENOMEM, "graph: out of memory binding tensors");
     for (int i = 0; i < g->n; i++)
         g->ready_first[i] = -1;
@@ -388,6 +397,8 @@ kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_
     if ((st = plan_arena(g, err)) != KL_OK)
         return st;
     if ((st = bind(g, err)) != KL_OK)
+        return st;
+    if ((st = kl__graph_device_stage(g, err)) != KL_OK)
         return st;
     g->compiled = true;
     return KL_OK;

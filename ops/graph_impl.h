@@ -169,7 +169,11 @@ struct kl__node {
     kl_init init;
     unsigned flags;
     size_t val_off, grad_off, saved_off; /* arena offsets in floats, or SIZE_MAX */
-    kl_tensor val, grad;
+    kl_tensor val, grad;                 /* what kernels see: device memory on a device graph */
+    /* A device graph's host view for callers (kl_graph_value): an input's or output's staging
+     * buffer (host_owned), a parameter's or buffer's place in the host copies. */
+    kl_tensor host;
+    bool host_owned;
     uint64_t grad_gen; /* backward pass whose zeroing this (root) grad has had */
 };
 
@@ -190,7 +194,14 @@ struct kl_graph {
     kl_param_info *params, *bufs;
     int nparams, nbufs;
     size_t param_total, buf_total;
-    float *param_data, *grad_data, *buf_data;
+    float *param_data, *grad_data, *buf_data; /* on a device graph, the host copies */
+
+    /* The device (kl_graph_set_device). On KL_DEVICE_CUDA the flat buffers below, the arena and
+     * the scratch are device memory, and stream (a cudaStream_t) queues the graph's work. */
+    kl_device device;
+    int device_index;
+    void *stream;
+    float *dev_params, *dev_grads, *dev_bufs;
 
     float *arena, *scratch;
     size_t arena_n, unplanned_n, scratch_n; /* floats */
@@ -201,6 +212,34 @@ struct kl_graph {
     kl_grad_ready_fn ready_fn;
     void *ready_ctx;
 };
+
+/* The flat buffers kernels and the optimizer use: the device's on a device graph. */
+static inline float *kl__graph_params_at(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CUDA ? g->dev_params : g->param_data;
+}
+static inline float *kl__graph_grads_at(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CUDA ? g->dev_grads : g->grad_data;
+}
+
+/* The device side of a graph (ops/graph_device.c); on the CPU each does nothing and returns
+ * KL_OK. alloc gives floats of zeroed memory where the graph's kernels run (the host's is
+ * 64-byte aligned, the device's 256); free releases what alloc and stage gave and the stream. */
+kl_status kl__graph_alloc(kl_graph *g, float **p, size_t floats, const char *what, kl_error *err);
+void kl__graph_release(kl_graph *g, float *p);
+void kl__graph_device_free(kl_graph *g);
+/* After the host copies of the flat buffers are initialised: device buffers, uploaded. */
+kl_status kl__graph_device_flat(kl_graph *g, kl_error *err);
+/* After bind: host staging for inputs, outputs and the loss, and the op kernels' check. */
+kl_status kl__graph_device_stage(kl_graph *g, kl_error *err);
+/* Forward's prologue (inputs up) and epilogue (outputs and loss down, waiting for the device);
+ * backward's start (the loss gradient up) and its end (a launch error); zeroing gradients. */
+kl_status kl__graph_device_inputs(kl_graph *g, kl_error *err);
+kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err);
+kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err);
+kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err);
+void kl__graph_device_zero(kl_graph *g, float *p, size_t floats);
 
 /* Records the first build error (later ones are its consequences) and returns KL_NONE. */
 kl_node kl__graph_fail(kl_graph *g, kl_status st, const char *msg);

@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #ifdef KILN_HAVE_CUDA
+#include "kiln/comm.h"
 #include "ops/cuda/cuda.h"
 #endif
 
@@ -113,7 +114,8 @@ static void print_cuda(FILE *f)
 {
 #ifdef KILN_HAVE_CUDA
     int n = kl__cuda_device_count();
-    fprintf(f, "CUDA: built, %d device%s\n", n, n == 1 ? "" : "s");
+    fprintf(f, "CUDA: built, %d device%s, NCCL %s\n", n, n == 1 ? "" : "s",
+            kl_comm_have_nccl() ? "built" : "not built");
 #else
     fprintf(f, "CUDA: not built\n");
 #endif

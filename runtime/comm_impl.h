@@ -1,7 +1,8 @@
 /* The communicator's backend table, private to runtime/comm*.c. runtime/comm.c holds what every
  * backend shares (argument checks, the one-rank answers, the collective timeout and its phases,
  * requests, choosing the world's backend) and calls a backend through its row; each backend is
- * one row in a file of its own: `self` (runtime/comm_self.c) and `mpi` (runtime/comm_mpi.c).
+ * one row in a file of its own: `self` (runtime/comm_self.c), `mpi` (runtime/comm_mpi.c) and
+ * `nccl` (runtime/comm_nccl.c: device buffers, made from an MPI communicator by kl_comm_nccl).
  *
  * What a backend provides (a new one, such as NCCL for GPU buffers, is one more row):
  * - name, and the bytes of its own state after a kl_comm (state_size) and after a request
@@ -58,6 +59,7 @@ typedef struct kl__comm_backend {
 
 extern const kl__comm_backend kl__comm_self_backend;
 extern const kl__comm_backend kl__comm_mpi_backend;
+extern const kl__comm_backend kl__comm_nccl_backend; /* only where KILN_HAVE_NCCL */
 
 struct kl_comm {
     const kl__comm_backend *backend;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/device.h"
 #include "runtime/config_impl.h"
 #include "runtime/file.h"
 
@@ -17,6 +18,7 @@ _Static_assert(sizeof(kl_lr_kind) == sizeof(int), "KL__F_ENUM fields are stored 
 _Static_assert(sizeof(kl_data_format) == sizeof(int), "KL__F_ENUM fields are stored as int");
 _Static_assert(sizeof(kl_task) == sizeof(int), "KL__F_ENUM fields are stored as int");
 _Static_assert(sizeof(kl_standardize) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_train_device) == sizeof(int), "KL__F_ENUM fields are stored as int");
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
@@ -300,6 +302,9 @@ static const kl__field train_fields[] = {
     {.name = "eval_every", .type = KL__F_INT, .off = TRAIN(eval_every), KL__GE(1), .def = "1"},
     {.name = "seed", .type = KL__F_U64, .off = TRAIN(seed), KL__GE(0), .def = "1"},
     {.name = "threads", .type = KL__F_INT, .off = TRAIN(threads), KL__GE(0), .def = "0"},
+    {.name = "device", .type = KL__F_ENUM, .off = TRAIN(device), .names = kl_train_device_names,
+     .def = "auto"},
+    {.name = "device_share", .type = KL__F_BOOL, .off = TRAIN(device_share), .def = "false"},
     {.name = "clip_norm", .type = KL__F_FLOAT, .off = TRAIN(clip_norm), KL__GE(0), .def = "0"},
     {.name = "accumulate", .type = KL__F_INT, .off = TRAIN(accumulate), KL__GE(1), .def = "1"},
     {.name = "label_smoothing", .type = KL__F_FLOAT, .off = TRAIN(label_smoothing), KL__GE_LT(0, 1),

@@ -271,7 +271,8 @@ static kl_status read_reference(kl_modelfile *mf, hid_t file, kl_error *err)
 
 /* ---- opening ---- */
 
-static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error *err)
+static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, const kl_device_choice *dev,
+                       kl_error *err)
 {
     const char *text = kl_ckpt_config_text(c);
     if (!(mf->config_text = strdup(text)))
@@ -292,11 +293,14 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
         return st;
     o.batch = max_batch;
     o.trainable = false;
+    o.device = dev ? dev->device : KL_DEVICE_CPU;
+    o.device_index = dev ? dev->index : 0;
     if ((st = kl_model_build(&mf->cfg->model, &o, &mf->m, err)) != KL_OK)
         return st;
     mf->built = true;
     kl_graph_set_mode(mf->m.g, KL_MODE_EVAL);
-    if ((st = kl_ckpt_read_weights(c, mf->m.g, err)) != KL_OK)
+    if ((st = kl_ckpt_read_weights(c, mf->m.g, err)) != KL_OK ||
+        (st = kl_graph_to_device(mf->m.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err)) != KL_OK)
         return st;
     kl_modelfile_signature *s = &mf->sig;
     s->input_name = KL__MODELFILE_INPUT_NAME;
@@ -325,8 +329,8 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, kl_error
     return KL_OK;
 }
 
-kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl_modelfile **out,
-                             kl_error *err)
+kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
+                             const kl_device_choice *dev, kl_modelfile **out, kl_error *err)
 {
     *out = NULL;
     if (max_batch < 1)
@@ -342,7 +346,7 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl
         kl_ckpt_close(c);
         return kl_error_set(err, KL_ENOMEM, "out of memory opening %s", path);
     }
-    st = build(mf, c, max_batch, err);
+    st = build(mf, c, max_batch, dev, err);
     if (st == KL_OK && model) {
         hid_t f = (hid_t)kl_ckpt_hid(c);
         kl__h5_quiet q = kl__h5_quiet_begin();
@@ -366,9 +370,21 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl
 
 kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err)
 {
-    if (kl__modelfile_is_onnx(path))
+    return kl_modelfile_load_on(path, max_batch, NULL, out, err);
+}
+
+kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
+                               kl_modelfile **out, kl_error *err)
+{
+    if (kl__modelfile_is_onnx(path)) {
+        if (dev && dev->device != KL_DEVICE_CPU)
+            return kl_error_set(err, KL_EUNSUPPORTED,
+                                "%s: running ONNX models on a GPU is not supported yet; score it "
+                                "on the CPU",
+                                path);
         return kl__modelfile_open_onnx(path, max_batch, out, err);
-    return kl__modelfile_open(path, true, max_batch, out, err);
+    }
+    return kl__modelfile_open(path, true, max_batch, dev, out, err);
 }
 
 const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf)

@@ -37,8 +37,8 @@ struct kl_modelfile {
 /* Opens path (a kiln-model file, or with model false a checkpoint) and builds its model with the
  * weights and statistics loaded; for a model file also reads /signature, /labels and
  * /reference. */
-kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch, kl_modelfile **out,
-                             kl_error *err);
+kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
+                             const kl_device_choice *dev, kl_modelfile **out, kl_error *err);
 
 /* The class names a data set implies: Fashion-MNIST's for data.dataset fashion-mnist, else
  * "0".."K-1". Replaces mf->labels. */

@@ -288,7 +288,7 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
     int64_t want = o->reference_samples > 0 ? o->reference_samples : KL_MODELFILE_REFERENCE_SAMPLES;
     kl_modelfile *mf = NULL;
     reference r = {0};
-    kl_status st = kl__modelfile_open(ckpt_path, false, EXPORT_BATCH, &mf, err);
+    kl_status st = kl__modelfile_open(ckpt_path, false, EXPORT_BATCH, NULL, &mf, err);
     if (st == KL_OK && o->labels_file)
         st = read_labels_file(mf, o->labels_file, err);
     if (st == KL_OK && !o->no_reference)

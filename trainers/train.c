@@ -124,6 +124,26 @@ static kl_status make_buckets(kl__train_state *r, kl_error *err);
 static kl_status sync_buffers(kl__train_state *r, kl_error *err);
 static void grad_ready(void *ctx, int param);
 
+/* NCCL for the gradients when every rank can use it (each has a GPU of its own), else MPI. */
+static kl_status start_nccl(kl__train_state *r, kl_error *err)
+{
+    float can = kl_train_uses_nccl(&r->dev, r->size);
+    kl__train_phase(r, "device check", -1);
+    kl_status st = kl_comm_allreduce(r->comm, &can, 1, err);
+    kl__train_phase(r, NULL, -1);
+    if (st != KL_OK || can < (float)r->size)
+        return st;
+    kl_graph *g = r->m->g;
+    if ((st = kl_comm_nccl(r->comm, r->dev.index, kl_graph_stream(g), &r->gcomm, err)) != KL_OK)
+        return st;
+    return kl_comm_set_timeout(r->gcomm, r->cfg->dist.timeout, err);
+}
+
+bool kl_train_uses_nccl(const kl_device_choice *dev, int ranks)
+{
+    return ranks > 1 && dev->device == KL_DEVICE_CUDA && !dev->shared && kl_comm_have_nccl();
+}
+
 static kl_status run_init(kl__train_state *r, kl_error *err)
 {
     const kl_config *cfg = r->cfg;
@@ -187,7 +207,7 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
             return st;
         kl_graph_on_grad_ready(g, grad_ready, r);
     }
-    return KL_OK;
+    return r->size > 1 ? start_nccl(r, err) : KL_OK;
 }
 
 static void run_free(kl__train_state *r)
@@ -196,6 +216,7 @@ static void run_free(kl__train_state *r)
         kl_graph_on_grad_ready(r->m->g, NULL, NULL);
         kl_graph_set_loss_scale(r->m->g, 1.0f);
     }
+    kl_comm_free(r->gcomm);
     free(r->buckets);
     free(r->param_bucket);
     kl_step_free(r->train_step);
@@ -240,8 +261,10 @@ static void start_bucket(kl__train_state *r, kl__bucket *b)
 {
     if (r->comm_st != KL_OK || b->req)
         return;
-    r->comm_st = kl_comm_allreduce_start(r->comm, kl_graph_grads(r->m->g) + b->lo, b->hi - b->lo,
-                                         &b->req, &r->comm_err);
+    /* NCCL sums the device's gradients once the graph's stream has computed them. */
+    float *grads = r->gcomm ? kl_graph_device_grads(r->m->g) : kl_graph_grads(r->m->g);
+    r->comm_st = kl_comm_allreduce_start(r->gcomm ? r->gcomm : r->comm, grads + b->lo,
+                                         b->hi - b->lo, &b->req, &r->comm_err);
 }
 
 /* Backward's gradient-ready callback: the bucket's all-reduce starts with its last gradient.
@@ -252,12 +275,16 @@ static void grad_ready(void *ctx, int param)
     kl__train_state *r = ctx;
     if (!r->reducing || !r->cfg->dist.overlap) /* a micro-step, or buckets start after backward */
         return;
+    /* On a device the callback means queued, not done: NCCL orders its all-reduce after the
+     * gradient on the device; the MPI fallback must wait for the host copy after backward. */
+    if (r->dev.device != KL_DEVICE_CPU && !r->gcomm)
+        return;
     kl__bucket *b = &r->buckets[r->param_bucket[param]];
     if (--b->pending == 0)
         start_bucket(r, b);
     for (int i = 0; i < r->nbuckets; i++)
         if (r->buckets[i].req)
-            kl_comm_test(r->comm, r->buckets[i].req);
+            kl_comm_test(r->gcomm ? r->gcomm : r->comm, r->buckets[i].req);
 }
 
 static void arm_buckets(kl__train_state *r)
@@ -279,6 +306,11 @@ enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
 static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
 {
     kl_status st = KL_OK;
+    /* On a device the gradients go through host memory (the MPI fallback): backward has only
+     * queued its work, so no bucket started during it; all start here, on the host copies. */
+    bool staged = r->dev.device != KL_DEVICE_CPU && !r->gcomm;
+    if (staged && (st = kl_graph_to_host(r->m->g, KL_GRAPH_GRADS, err)) != KL_OK)
+        return st;
     for (int i = 0; i < r->nbuckets; i++)
         start_bucket(r, &r->buckets[i]); /* any the callback did not start */
     if (r->comm_st != KL_OK)
@@ -286,11 +318,14 @@ static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
     kl__train_phase(r, "gradient all-reduce", r->step + 1);
     double t0 = kl_now();
     for (int i = 0; i < r->nbuckets; i++) {
-        kl_status wst = r->buckets[i].req ? kl_comm_wait(r->comm, r->buckets[i].req, err) : KL_OK;
+        kl_comm *c = r->gcomm ? r->gcomm : r->comm;
+        kl_status wst = r->buckets[i].req ? kl_comm_wait(c, r->buckets[i].req, err) : KL_OK;
         r->buckets[i].req = NULL;
         st = st == KL_OK ? wst : st;
     }
     r->comm_wait += kl_now() - t0;
+    if (st == KL_OK && staged)
+        st = kl_graph_to_device(r->m->g, KL_GRAPH_GRADS, err);
     if (st == KL_OK)
         st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
     kl__train_phase(r, NULL, -1);
@@ -518,12 +553,15 @@ static kl_status sync_buffers(kl__train_state *r, kl_error *err)
     if (r->size == 1 || n == 0)
         return KL_OK;
     float *b = kl_graph_buffers(g), inv = 1.0f / (float)r->size;
+    kl_status st = kl_graph_to_host(g, KL_GRAPH_BUFFERS, err);
+    if (st != KL_OK)
+        return st;
     kl__train_phase(r, "buffer all-reduce", r->step);
-    kl_status st = kl_comm_allreduce(r->comm, b, n, err);
+    st = kl_comm_allreduce(r->comm, b, n, err);
     kl__train_phase(r, NULL, -1);
     for (size_t i = 0; st == KL_OK && i < n; i++)
         b[i] *= inv;
-    return st;
+    return st == KL_OK ? kl_graph_to_device(g, KL_GRAPH_BUFFERS, err) : st;
 }
 
 /* Early stopping: whether this epoch improved the watched metric, keeping the best weights. */
@@ -599,6 +637,10 @@ static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *
         if (eval && (st = evaluate_dist(r, &r->data->val, &em.val_loss, &em.val_accuracy,
                                         &em.val_mae, err)) != KL_OK)
             return st == KL_ESTOPPED ? stop_in_eval(r, epoch, em.seconds, err) : st;
+        /* improved() keeps a copy of the weights: the host's must be current. */
+        if (eval && patience > 0 &&
+            (st = kl_graph_to_host(r->m->g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err)) != KL_OK)
+            return st;
         em.best = eval && improved(r, &em);
         res->epochs_run = epoch + 1;
         res->last = em;
@@ -644,6 +686,9 @@ static kl_status run_epochs(kl__train_state *r, kl_train_result *res, kl_error *
         kl_graph *g = r->m->g;
         memcpy(kl_graph_params(g), r->best_params, kl_graph_param_count(g) * sizeof(float));
         memcpy(kl_graph_buffers(g), r->best_buffers, kl_graph_buffer_count(g) * sizeof(float));
+        kl_status st = kl_graph_to_device(g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
+        if (st != KL_OK)
+            return st;
     }
     res->best_epoch = r->best_epoch;
     return KL_OK;
@@ -692,14 +737,18 @@ int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, 
 static kl_status share_weights(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
+    const unsigned both = KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS;
+    kl_status st = kl_graph_to_host(g, both, err);
+    if (st != KL_OK)
+        return st;
     kl__train_phase(r, "initial weights broadcast", -1);
-    kl_status st =
+    st =
         kl_comm_bcast(r->comm, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float), 0, err);
     if (st == KL_OK)
         st = kl_comm_bcast(r->comm, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float),
                            0, err);
     kl__train_phase(r, NULL, -1);
-    return st;
+    return st == KL_OK ? kl_graph_to_device(g, both, err) : st;
 }
 
 void kl__train_phase(kl__train_state *r, const char *what, int64_t step)
@@ -761,7 +810,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
     kl_stop_test_point("build", r.rank, -1);
-    kl_status st = kl_model_build(&cfg->model, &o, &m, err);
+    kl_status st = kl_train_pick_device(cfg, comm, &r.dev, err);
+    o.device = r.dev.device;
+    o.device_index = r.dev.index;
+    if (st == KL_OK)
+        st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK) {
         if (comm)
             kl_comm_set_timeout(comm, caller_timeout, NULL);
@@ -782,6 +835,9 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     }
     if (st == KL_OK)
         st = finish(&r, &res, err);
+    /* The model handed back (and exported from it) reads the host copies. */
+    if (st == KL_OK && model)
+        st = kl_graph_to_host(m.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
     run_free(&r);
     if (comm)
         kl_comm_set_timeout(comm, caller_timeout, NULL);
@@ -795,6 +851,15 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     else
         kl_model_free(&m);
     return st;
+}
+
+kl_status kl_train_pick_device(const kl_config *cfg, kl_comm *comm, kl_device_choice *c,
+                               kl_error *err)
+{
+    int local_rank = comm ? kl_comm_local_rank(comm) : 0;
+    int local_size = comm ? kl_comm_local_size(comm) : 1;
+    return kl_device_pick(cfg->train.device, local_rank, local_size, cfg->train.device_share, c,
+                          err);
 }
 
 kl_status kl_train_run(const kl_config *cfg, kl_data_splits *data, const kl_train_hooks *hooks,

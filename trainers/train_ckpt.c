@@ -38,6 +38,12 @@ kl_status kl__train_save(kl__train_state *r, int epochs_done, int64_t step_in_ep
 {
     if (r->rank != 0 || !r->opts->ckpt_dir)
         return KL_OK;
+    /* Checkpoints hold host copies, whatever the device: a run resumes on any device. */
+    kl_status hs = kl_graph_to_host(r->m->g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
+    if (hs == KL_OK)
+        hs = kl_step_state_to_host(r->train_step, err);
+    if (hs != KL_OK)
+        return hs;
     bool early = r->cfg->train.early_stop.patience > 0 && r->best_epoch > 0;
     int ncols;
     const char *const *cols = kl_ckpt_history_columns(&ncols);
@@ -132,12 +138,15 @@ void kl__train_prune(kl__train_state *r)
 }
 
 /* Prints cfg as checkpoints compare it: without the keys a resumed run may change (how long it
- * trains, its name and folders, threads, and the dist and checkpoint sections). */
+ * trains, its name and folders, threads, the device, and the dist and checkpoint sections):
+ * checkpoints hold host copies, so a run may resume on another device. */
 static char *comparable(const kl_config *cfg)
 {
     kl_config c = *cfg;
     c.train.epochs = 1;
     c.train.threads = 0;
+    c.train.device = KL_TRAIN_DEVICE_AUTO;
+    c.train.device_share = false;
     c.name = NULL;
     c.runs_dir = NULL;
     c.path = NULL;
@@ -210,7 +219,8 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
             err, KL_EINVAL,
             "%s was written with another config: %sit has '%.*s' where this run "
             "has '%.*s'. Resume with the config it was trained with (only train.epochs, "
-            "train.threads, name, dist and checkpoint may change), or start a new "
+            "train.threads, train.device, train.device_share, name, dist and checkpoint "
+            "may change), or start a new "
             "run from its weights with --resume-weights-only",
             r->opts->resume, section, la > 0 ? la : 1, la > 0 ? line_a : "?", lb > 0 ? lb : 1,
             lb > 0 ? line_b : "?");
@@ -292,7 +302,8 @@ static kl_status share(kl__train_state *r, kl_status s, kl_ckpt_state *st, kl_er
     if ((cs = bcast(r, kl_graph_params(g), kl_graph_param_count(g) * sizeof(float), err)) !=
             KL_OK ||
         (cs = bcast(r, kl_graph_buffers(g), kl_graph_buffer_count(g) * sizeof(float), err)) !=
-            KL_OK)
+            KL_OK ||
+        (cs = kl_graph_to_device(g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err)) != KL_OK)
         return cs;
     if (r->opts->weights_only)
         return KL_OK;
@@ -302,6 +313,8 @@ static kl_status share(kl__train_state *r, kl_status s, kl_ckpt_state *st, kl_er
     if (r->rank == 0 && n > 0)
         memcpy(state, st->optim_state, n * sizeof *state);
     if (n > 0 && (cs = bcast(r, state, n * sizeof *state, err)) != KL_OK)
+        return cs;
+    if ((cs = kl_step_state_to_device(r->train_step, err)) != KL_OK)
         return cs;
     if (hdr.has_best) {
         if (r->rank == 0) {

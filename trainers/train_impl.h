@@ -20,6 +20,10 @@ typedef struct kl__train_state {
     const kl_config *cfg;
     kl_comm *comm; /* NULL: one process */
     int rank, size;
+    /* On a device (train.device), gradients, buffers and weights cross to the host where MPI or
+     * a checkpoint needs them (kl_graph_to_host / to_device). */
+    kl_device_choice dev;
+    kl_comm *gcomm; /* NCCL over comm's ranks for the gradients (kl_train_uses_nccl), or NULL */
     kl__bucket *buckets;
     int nbuckets;
     int *param_bucket; /* per parameter */

@@ -70,4 +70,14 @@ kl_status kl_comm_recv(kl_comm *c, int src, int tag, void *buf, size_t cap, int 
 /* Ranks with the same color form a new communicator, ordered by key then old rank. */
 kl_status kl_comm_split(kl_comm *c, int color, int key, kl_comm **out, kl_error *err);
 
+/* An `nccl` communicator over the ranks of host (an MPI one): each rank gives its own CUDA device
+ * and a stream of it (a cudaStream_t, such as a device graph's). Its all-reduce sums CUDA device
+ * buffers on a communication stream of its own, after the work already queued on that stream
+ * (ordered on the device: start returns at once); its wait fails (KL_ECOMM, naming the rank, the
+ * phase and the step) on an asynchronous NCCL error or past the timeout (kl_comm_set_timeout on
+ * it), after aborting NCCL. Its other calls go to host. Every rank of host must call it.
+ * KL_EUNSUPPORTED when the build has no NCCL (kl_comm_have_nccl). Free it before host. */
+kl_status kl_comm_nccl(kl_comm *host, int device, void *stream, kl_comm **out, kl_error *err);
+bool kl_comm_have_nccl(void);
+
 #endif

@@ -112,14 +112,24 @@ typedef struct kl_early_stop {
     float min_delta; /* what counts as an improvement */
 } kl_early_stop;
 
+/* Where a rank trains (`train.device`): AUTO is CUDA when the build has it and a device is
+ * visible, else the CPU. */
+typedef enum kl_train_device {
+    KL_TRAIN_DEVICE_AUTO,
+    KL_TRAIN_DEVICE_CPU,
+    KL_TRAIN_DEVICE_CUDA
+} kl_train_device;
+
 typedef struct kl_train_section {
     int epochs;
     int64_t batch_size; /* global: split across ranks */
     int eval_every;     /* epochs between evaluations (default 1) */
     uint64_t seed;
-    int threads;     /* op threads per rank (0: cores / local ranks) */
-    float clip_norm; /* global gradient-norm clipping (0: off) */
-    int accumulate;  /* micro-batches per optimizer step (default 1): same maths, less memory */
+    int threads; /* op threads per rank (0: cores / local ranks) */
+    kl_train_device device;
+    bool device_share; /* more local ranks than CUDA devices: share them instead of refusing */
+    float clip_norm;   /* global gradient-norm clipping (0: off) */
+    int accumulate;    /* micro-batches per optimizer step (default 1): same maths, less memory */
     float label_smoothing;
     kl_early_stop early_stop;
 } kl_train_section;

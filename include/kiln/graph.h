@@ -130,6 +130,40 @@ void kl_graph_mark_output(kl_graph *g, kl_node n);
 /* Makes backward also compute d(loss)/d(input) for an f32 input (saliency, gradient checks). */
 void kl_graph_require_grad(kl_graph *g, kl_node input);
 
+/* Devices. A graph runs on the CPU unless kl_graph_set_device, called before kl_graph_compile,
+ * puts it on CUDA device `index` (an index among the devices CUDA_VISIBLE_DEVICES leaves
+ * visible). Compiling a device graph initialises the parameters and buffers on the host exactly
+ * as on the CPU (same seed, same values) and copies them up; parameters, gradients, buffers, the
+ * planned arena and the scratch then live in device memory, and forward and backward queue the
+ * device's kernels (kl__op_kernels: an op without a CUDA kernel fails compile, naming it) on a
+ * stream of the graph's own. The host sees a device graph through copies:
+ *   - kl_graph_value(input) is a host buffer that forward copies to the device first;
+ *     kl_graph_value of an output, the loss, or a node nothing consumes (a loss the graph was not
+ *     compiled with) is a host buffer that forward fills at its end
+ *     (it waits for the device: the loss is read once per forward); that of a parameter or
+ *     buffer is its place in the host copies below. Any other node's value, and kl_graph_grad
+ *     of every node, is NULL on a device graph.
+ *   - kl_graph_params, kl_graph_grads and kl_graph_buffers are host copies, current only after
+ *     kl_graph_to_host; after writing them (loading a checkpoint, a broadcast) kl_graph_to_device
+ *     puts them on the device.
+ *   - kl_graph_on_grad_ready's callback comes when the gradient's work has been queued on the
+ *     graph's stream (kl_graph_stream), not when it is done: a consumer orders itself after it
+ *     on the device (an event recorded on that stream), as kl_comm_nccl's all-reduce does.
+ * A build without CUDA refuses KL_DEVICE_CUDA with KL_EUNSUPPORTED, as does a build with it
+ * where the device is not visible. On a CPU graph to_host and to_device do nothing. */
+typedef enum kl_device { KL_DEVICE_CPU = 0, KL_DEVICE_CUDA = 1 } kl_device;
+kl_status kl_graph_set_device(kl_graph *g, kl_device device, int index, kl_error *err);
+kl_device kl_graph_device(const kl_graph *g);
+enum { KL_GRAPH_PARAMS = 1u << 0, KL_GRAPH_GRADS = 1u << 1, KL_GRAPH_BUFFERS = 1u << 2 };
+/* Copies the flat buffers named in `what` (KL_GRAPH_* or-ed) between the device and the host
+ * copies; waits for the device. KL_EIO naming the CUDA error on a failure. */
+kl_status kl_graph_to_host(kl_graph *g, unsigned what, kl_error *err);
+kl_status kl_graph_to_device(kl_graph *g, unsigned what, kl_error *err);
+/* A device graph's stream (a cudaStream_t) and its flat gradient buffer in device memory, for a
+ * device communicator (kl_comm_nccl); NULL on a CPU graph. */
+void *kl_graph_stream(kl_graph *g);
+float *kl_graph_device_grads(kl_graph *g);
+
 /* Plans memory for batches of up to max_batch. With loss != KL_NONE the graph is trainable:
  * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */
 kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,

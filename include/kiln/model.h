@@ -21,6 +21,8 @@ typedef struct kl_model_options {
     int64_t batch;         /* the largest batch the graph runs */
     uint64_t seed;         /* parameter initialisation */
     bool trainable;        /* compile with the loss for backward */
+    kl_device device;      /* where the graph runs (kl_graph_set_device); 0 is the CPU */
+    int device_index;      /* the CUDA device */
 } kl_model_options;
 
 typedef struct kl_model {

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "kiln/config.h"
+#include "kiln/device.h"
 #include "kiln/model.h"
 #include "kiln/status.h"
 
@@ -64,6 +65,10 @@ typedef struct kl_modelfile_reference {
  * output, task regression (its output is returned as it is), no standardisation, class names,
  * reference statistics or config; a fixed batch in the file caps max_batch. */
 kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err);
+/* The same, with the model on a device (kl_device_pick); predictions and scores are the same
+ * calls, the device's outputs copied back after each forward. NULL: the CPU. */
+kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
+                               kl_modelfile **out, kl_error *err);
 void kl_modelfile_free(kl_modelfile *mf);
 
 const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf);

@@ -52,7 +52,13 @@ kl_status kl_step_end(kl_step *s, int64_t t, float loss, kl_error *err);
 
 /* The rate of step t. */
 float kl_step_lr(const kl_step *s, int64_t t);
-/* The optimizer, for checkpoints (its state and step count). */
+/* The optimizer, for checkpoints (its state and step count). On a device graph
+ * (kl_graph_set_device) the step clips and updates on the device, with the optimizer state in
+ * device memory: kl_optim_state(kl_step_optim(s)) is then its host copy, current after
+ * kl_step_state_to_host; after writing it (a resume) kl_step_state_to_device puts it back. The step
+ * count stays on the host either way. Both do nothing on a CPU graph. */
 kl_optim *kl_step_optim(kl_step *s);
+kl_status kl_step_state_to_host(kl_step *s, kl_error *err);
+kl_status kl_step_state_to_device(kl_step *s, kl_error *err);
 
 #endif

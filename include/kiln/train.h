@@ -11,6 +11,7 @@
 #include "kiln/comm.h"
 #include "kiln/config.h"
 #include "kiln/data.h"
+#include "kiln/device.h"
 #include "kiln/model.h"
 
 typedef struct kl_epoch_metrics {
@@ -55,6 +56,17 @@ typedef struct kl_train_options {
 /* A stop request (kl_stop_request, include/kiln/stop.h) makes every trainer in this process stop
  * after its current step, write a checkpoint and return KL_ESTOPPED (on every rank: the request
  * travels with the step's all-reduce). */
+
+/* The device this process trains on: train.device and train.device_share, with the GPU of its
+ * local rank in comm (NULL: one process). kl_train_run_dist makes the same choice; kiln train
+ * calls this first to name the device in its first line. Errors as kl_device_choose's. */
+kl_status kl_train_pick_device(const kl_config *cfg, kl_comm *comm, kl_device_choice *c,
+                               kl_error *err);
+
+/* Whether ranks on device dev all-reduce their gradients with NCCL: several ranks, each with a
+ * CUDA device of its own, in a build with NCCL. Otherwise a GPU run's gradients go through host
+ * memory and MPI (the MPI fallback). The trainer also checks that every rank agrees. */
+bool kl_train_uses_nccl(const kl_device_choice *dev, int ranks);
 
 /* Builds the model from cfg for data, trains it, evaluates on the test split, and leaves the
  * trained model in *model (free it with kl_model_free) when model is not NULL. */

@@ -31,6 +31,27 @@ int kl__cuda_to_device(void *dst, const void *src, size_t bytes);
 int kl__cuda_to_host(void *dst, const void *src, size_t bytes);
 int kl__cuda_sync(void);
 
+/* Devices and streams, for the device graph (ops/graph_device.c) and the trainer. Every function
+ * returning int returns 0, or -1 on a CUDA error whose text kl__cuda_last_error then gives.
+ * set_device makes index the calling thread's current device (CUDA's state is per thread).
+ * device_info writes the device's name (truncated to n bytes) and its total memory. */
+int kl__cuda_set_device(int index);
+int kl__cuda_device_info(int index, char *name, size_t n, size_t *total_bytes);
+const char *kl__cuda_last_error(void);
+/* A stream of the current device (*stream: a cudaStream_t), and its end. */
+int kl__cuda_stream_new(void **stream);
+void kl__cuda_stream_free(void *stream);
+/* Queued on stream, not waited for: zeroing bytes at p, and a copy from host to device (the host
+ * bytes may be reused when the call returns: pageable memory is staged before it returns). */
+int kl__cuda_zero_async(void *p, size_t bytes, void *stream);
+int kl__cuda_to_device_async(void *dst, const void *src, size_t bytes, void *stream);
+/* A copy from device to host after the work queued on stream; waits for it, so an error a kernel
+ * hit while running is reported here. */
+int kl__cuda_to_host_on(void *dst, const void *src, size_t bytes, void *stream);
+/* Waits for the stream's work. check reports a launch error without waiting. */
+int kl__cuda_stream_sync(void *stream);
+int kl__cuda_check(void);
+
 /* kl_optim_step on device buffers: params, grads and state (the layout of kl_optim_state: SGD's
  * momentum, or Adam(W)'s m then v; unused for SGD without momentum) hold n floats each (2n for
  * Adam's state). steps is the number of updates taken before this one (kl_optim_steps), which the
@@ -46,6 +67,29 @@ int kl__cuda_optim_step(const kl_optim_config *cfg, int64_t steps, float *params
 enum { KL__CUDA_CLIP_BLOCKS = 512, KL__CUDA_CLIP_WORK = KL__CUDA_CLIP_BLOCKS + 1 };
 int kl__cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm, double *work,
                             void *stream);
+
+/* NCCL (ops/cuda/nccl.cu, only in a build where CMake found NCCL: KILN_HAVE_NCCL), for the
+ * communicator's nccl backend. A comm is an ncclComm_t, an event a cudaEvent_t. Each returns 0,
+ * or -1 with the reason in kl__nccl_last_error. unique_id writes KL__NCCL_ID_BYTES bytes; init
+ * makes device the thread's current device and joins the nranks ranks of the id (it waits for
+ * all of them); allreduce sums n floats of device memory in place, queued on stream; async_error
+ * is -1 once the communicator has failed (ncclCommGetAsyncError); abort ends it without waiting
+ * (ncclCommAbort). event_query is 1 when the work before the event is done, 0 when not yet. */
+enum { KL__NCCL_ID_BYTES = 128 };
+const char *kl__nccl_last_error(void);
+int kl__nccl_unique_id(void *id);
+int kl__nccl_init(void **comm, int nranks, const void *id, int rank, int device);
+int kl__nccl_allreduce(void *comm, float *buf, size_t n, void *stream);
+int kl__nccl_async_error(void *comm);
+void kl__nccl_abort(void *comm);
+void kl__nccl_destroy(void *comm);
+int kl__nccl_event_new(void **event);
+int kl__nccl_event_record(void *event, void *stream);
+int kl__nccl_event_query(void *event);
+/* Work queued on stream after this waits for the work queued before event (cudaStreamWaitEvent),
+ * without the host waiting. */
+int kl__nccl_stream_wait(void *stream, void *event);
+void kl__nccl_event_free(void *event);
 
 #ifdef __cplusplus
 }

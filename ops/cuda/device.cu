@@ -6,6 +6,19 @@
 
 #include <cuda_runtime.h>
 #include <stddef.h>
+#include <string.h>
+
+/* The text of this thread's last failure in the functions below (CUDA's strings are static). */
+static thread_local const char *last_error = "no CUDA error";
+
+static int failed(cudaError_t e)
+{
+    if (e == cudaSuccess)
+        return 0;
+    last_error = cudaGetErrorString(e);
+    (void)cudaGetLastError(); /* a sticky error stays; a recoverable one is cleared */
+    return -1;
+}
 
 extern "C" int kl__cuda_device_count(void)
 {
@@ -68,10 +81,8 @@ out:
 extern "C" void *kl__cuda_alloc(size_t bytes)
 {
     void *p = NULL;
-    if (bytes == 0 || cudaMalloc(&p, bytes) != cudaSuccess) {
-        (void)cudaGetLastError();
+    if (bytes == 0 || failed(cudaMalloc(&p, bytes)))
         return NULL;
-    }
     return p;
 }
 
@@ -85,11 +96,7 @@ static int copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     if (bytes == 0)
         return 0;
-    if (cudaMemcpy(dst, src, bytes, kind) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return -1;
-    }
-    return 0;
+    return failed(cudaMemcpy(dst, src, bytes, kind));
 }
 
 extern "C" int kl__cuda_to_device(void *dst, const void *src, size_t bytes)
@@ -104,5 +111,75 @@ extern "C" int kl__cuda_to_host(void *dst, const void *src, size_t bytes)
 
 extern "C" int kl__cuda_sync(void)
 {
-    return cudaDeviceSynchronize() == cudaSuccess ? 0 : -1;
+    return failed(cudaDeviceSynchronize());
+}
+
+extern "C" const char *kl__cuda_last_error(void)
+{
+    return last_error;
+}
+
+extern "C" int kl__cuda_set_device(int index)
+{
+    return failed(cudaSetDevice(index));
+}
+
+extern "C" int kl__cuda_device_info(int index, char *name, size_t n, size_t *total_bytes)
+{
+    cudaDeviceProp prop;
+    if (failed(cudaGetDeviceProperties(&prop, index)))
+        return -1;
+    if (n > 0) {
+        size_t len = strnlen(prop.name, sizeof prop.name);
+        len = len < n - 1 ? len : n - 1;
+        memcpy(name, prop.name, len);
+        name[len] = '\0';
+    }
+    *total_bytes = prop.totalGlobalMem;
+    return 0;
+}
+
+extern "C" int kl__cuda_stream_new(void **stream)
+{
+    cudaStream_t s = NULL;
+    if (failed(cudaStreamCreate(&s)))
+        return -1;
+    *stream = s;
+    return 0;
+}
+
+extern "C" void kl__cuda_stream_free(void *stream)
+{
+    if (stream)
+        (void)cudaStreamDestroy((cudaStream_t)stream);
+}
+
+extern "C" int kl__cuda_zero_async(void *p, size_t bytes, void *stream)
+{
+    return bytes ? failed(cudaMemsetAsync(p, 0, bytes, (cudaStream_t)stream)) : 0;
+}
+
+extern "C" int kl__cuda_to_device_async(void *dst, const void *src, size_t bytes, void *stream)
+{
+    if (bytes == 0)
+        return 0;
+    return failed(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream));
+}
+
+extern "C" int kl__cuda_to_host_on(void *dst, const void *src, size_t bytes, void *stream)
+{
+    cudaStream_t s = (cudaStream_t)stream;
+    if (bytes && failed(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s)))
+        return -1;
+    return failed(cudaStreamSynchronize(s));
+}
+
+extern "C" int kl__cuda_stream_sync(void *stream)
+{
+    return failed(cudaStreamSynchronize((cudaStream_t)stream));
+}
+
+extern "C" int kl__cuda_check(void)
+{
+    return failed(cudaGetLastError());
 }

@@ -145,10 +145,22 @@ expect 1 "^kiln train: --set:1:7: train.epoch: unknown key; did you mean 'epochs
 printf 'data:\n  dataset: fashion-mnist\noptimizer:\n  name: adam\n  lr: fast\n' >badvalue.yaml
 expect 1 'badvalue.yaml:5:7: optimizer.lr: expected a positive number, got "fast"' -- \
     train badvalue.yaml
+printf 'data:\n  dataset: fashion-mnist\ntrain:\n  device: gpu\n' >baddevice.yaml
+expect 1 'baddevice.yaml:4:11: train.device: expected one of \(auto, cpu, cuda\)' -- train baddevice.yaml
 check "kiln train with a bad config makes no run folder" test ! -e runs
 if [[ -d /usr/share/datasets/fashion-mnist ]]; then
     expect 0 '^total: 421642 parameters' -- train "$cnn" --summary
     expect 0 '^layers.4 +dense +\[128\] +401.54k' -- train "$cnn" --summary
+    # train.device: the first line names the device; cuda where kiln has no CUDA or no GPU is
+    # visible (CI) is refused before any step, saying which.
+    expect 0 'training on 540 samples .* on CPU' -- train "$mlp" "${short[@]}" --no-run-dir \
+        --set train.device=cpu
+    if ! nvidia-smi -L >/dev/null 2>&1; then
+        expect 1 'kiln train: device: cuda was asked for, but (this build of kiln has no CUDA support|no CUDA device is visible)' \
+            -- train "$mlp" "${short[@]}" --no-run-dir --set train.device=cuda
+        expect 0 'training on 540 samples .* on CPU' -- train "$mlp" "${short[@]}" --no-run-dir \
+            --set train.device=auto
+    fi
 
     # --json: one epoch object and a final one with the test metrics on stdout, nothing else.
     "$kiln" train "$mlp" "${short[@]}" --json >"$tmp/json.out" 2>"$tmp/json.err"
@@ -205,7 +217,7 @@ assert 0 < last["test_accuracy"] <= 1 and last["test_loss"] > 0 and last["test_m
     check "kiln train off a terminal draws no progress bar" \
         test "$(grep -c $'\r\|\033' "$out")" -eq 0
     check "kiln train says what it trains on" \
-        grep -q '^training on 540 samples (60 validation, 10000 test)$' "$out"
+        grep -Eq '^training on 540 samples \(60 validation, 10000 test\) on (CPU|CUDA device 0 \(.*\))$' "$out"
     check "kiln train --no-run-dir makes no folder" test ! -e runs/smoke
 fi
 

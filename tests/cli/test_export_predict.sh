@@ -124,13 +124,19 @@ expect 0 '^loss [0-9.]+  accuracy 0\.[0-9]+ \([0-9]+ of 10000\)$' -- \
 cp "$out" predict.out
 check "predict (batch 256) gives train's test loss and accuracy" same_as_training predict.out
 check "predict says how fast it went" \
-    grep -Eq '^scored 10000 samples of .* in [0-9.]+ s \([0-9]+ samples/s, batch 256\)$' predict.out
+    grep -Eq '^scored 10000 samples of .* in [0-9.]+ s \([0-9]+ samples/s, batch 256, CPU\)$' predict.out
 check "predict off a terminal draws no progress line" test "$(grep -c $'\r' predict.out)" -eq 0
 expect 0 '^loss' -- predict model.h5 --input "$images" --labels "$labels" --batch-size 50
 check "predict (batch 50, training's) gives train's test loss and accuracy" same_as_training "$out"
 expect 0 '^loss' -- predict model.h5 --input "$images" --labels "$labels" --batch-size 7 --quiet
 check "predict --quiet prints only the metrics" test "$(wc -l <"$out")" -eq 1
 check "predict (batch 7) gives train's test loss and accuracy" same_as_training "$out"
+expect 2 "--device 'gpu': use cpu, cuda or auto" -- predict model.h5 --input "$images" --device gpu
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    expect 1 'kiln predict: device: cuda was asked for, but' -- \
+        predict model.h5 --input "$images" --device cuda
+    expect 0 'batch 256, CPU\)$' -- predict model.h5 --input "$images" --device auto
+fi
 
 # The same inputs as HDF5 (with y), and without answers as IDX, HDF5 and CSV.
 expect 0 'wrote test.h5' -- data convert "$fm/t10k-images-idx3-ubyte.gz" --labels "$labels" \

@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# The GPU checks, as one prepared script for a machine with an NVIDIA GPU: builds kiln with
-# KILN_CUDA=ON in build-gpu/ and runs every test labelled gpu (they skip, exit 77, without a
-# device): test_cuda (saxpy) and test_cuda_ops (every op's CUDA kernels against the CPU's, the
-# optimizers and clipping). When $OUT names a folder, the card, the build log, each test's output
-# and summary.txt (one line per test, then ctest's totals) are written there.
+# The GPU checks, as one prepared script for a machine with an NVIDIA GPU (about 8 minutes on one
+# H100): builds kiln with KILN_CUDA=ON in build-gpu/, runs every test labelled gpu (they skip,
+# exit 77, without a device): test_cuda (saxpy), test_cuda_ops (every op's CUDA kernels against
+# the CPU's, the optimizers and clipping), test_cuda_graph (whole graphs and kl_step on both
+# devices) and test_nccl (the nccl backend on one rank); then kiln train end to end on
+# Fashion-MNIST (when /usr/share/datasets/fashion-mnist is there):
+#   - mlp.yaml (3 epochs) and cnn.yaml (3 epochs on 30000 images) on the GPU against the CPU with
+#     the same seed: every epoch's train and validation loss within LOSS_TOL (relative), the test
+#     accuracy within 0.5 points;
+#   - resume: 2 GPU epochs in one run against 1 + 1 with --resume (bit-exact: the same metrics
+#     to the last digit); 1 CPU epoch resumed on the GPU and 1 GPU epoch resumed on the CPU
+#     against 2 CPU epochs (within LOSS_TOL);
+#   - 2 ranks sharing the GPU (train.device_share, the MPI fallback) against 1 rank (within
+#     LOSS_TOL), and refused without train.device_share;
+#   - the first progress line names the GPU, and says MPI fallback for 2 ranks on one GPU.
+# When $OUT names a folder, the card, the build log, each test's and run's output, the JSON lines
+# of every run (raw figures) and summary.txt (one line per check, then ctest's totals) go there.
 # usage: bash tests/gpu/check.sh      (needs the build dependencies and CUDA in /usr/local/cuda)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
+cd "$root" || exit 1
 out="${OUT:-}"
-log() { if [ -n "$out" ]; then tee -a "$out/$1"; else cat; fi; }
-[ -n "$out" ] && mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+[ -n "$out" ] || out="$work/out"
+mkdir -p "$out"
+log() { tee -a "$out/$1"; }
+# GEMMs and reductions round differently on the two devices, and training amplifies it a little
+# each step: the loss means of an epoch agree to this relative tolerance.
+LOSS_TOL=0.03
+ACC_TOL=0.005
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | log card.txt
-gpu_tests=(test_cuda test_cuda_ops)
+gpu_tests=(test_cuda test_cuda_ops test_cuda_graph test_nccl)
 {
     cmake -S . -B build-gpu -DKILN_CUDA=ON -DKILN_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
         cmake --build build-gpu -j"$(nproc)" --target kiln "${gpu_tests[@]}"
@@ -23,12 +43,147 @@ if [ "$build" -ne 0 ]; then
     echo "check.sh: the build failed (status $build)" | log summary.txt
     exit "$build"
 fi
-build-gpu/kiln --version | log card.txt
+kiln="$root/build-gpu/kiln"
+"$kiln" --version | log card.txt
 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | log ctest.txt
 status=${PIPESTATUS[0]}
-if [ -n "$out" ]; then
-    grep -E '^ *[0-9]+/[0-9]+ Test' "$out/ctest.txt" >"$out/summary.txt"
-    grep -E 'tests passed|tests failed|Skipped' "$out/ctest.txt" >>"$out/summary.txt"
+grep -E '^ *[0-9]+/[0-9]+ Test' "$out/ctest.txt" >"$out/summary.txt"
+grep -E 'tests passed|tests failed|Skipped' "$out/ctest.txt" >>"$out/summary.txt"
+
+fmnist=/usr/share/datasets/fashion-mnist
+if [ ! -e "$fmnist/train-images-idx3-ubyte.gz" ] || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "training checks: skipped (no Fashion-MNIST in $fmnist or no GPU)" | log summary.txt
     cat "$out/summary.txt"
+    exit "$status"
 fi
+
+mlp="$root/examples/fashion-mnist/mlp.yaml"
+cnn="$root/examples/fashion-mnist/cnn.yaml"
+cd "$work" || exit 1
+# run NAME ARGS...: kiln train ARGS --json, stdout (the JSON lines) to $out/NAME.json, stderr
+# to $out/NAME.log; at most 150 s.
+run() {
+    local name="$1"
+    shift
+    local t0=$SECONDS
+    timeout 150 "$@" --json >"$out/$name.json" 2>"$out/$name.log"
+    local rc=$?
+    echo "run $name: status $rc in $((SECONDS - t0)) s: $(head -1 "$out/$name.log")" | log runs.txt
+    return $rc
+}
+# compare WHAT A B MODE: MODE exact (every epoch's metrics but the timings, to the last digit)
+# or near (losses within LOSS_TOL, test accuracy within ACC_TOL); one summary line.
+compare() {
+    local what="$1" a="$out/$2.json" b="$out/$3.json" mode="$4"
+    python3 - "$a" "$b" "$mode" "$LOSS_TOL" "$ACC_TOL" >>"$out/compare.txt" 2>&1 <<'EOF'
+import json, sys
+a, b, mode, ltol, atol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+def lines(p):
+    return [json.loads(l) for l in open(p) if l.strip().startswith("{")]
+A, B = lines(a), lines(b)
+ea = {e["epoch"]: e for e in A if "epoch" in e}
+eb = {e["epoch"]: e for e in B if "epoch" in e}
+fa = [e for e in A if "test_accuracy" in e]
+fb = [e for e in B if "test_accuracy" in e]
+bad = []
+if not (set(ea) & set(eb)) or not fa or not fb:  # a resumed run reports its own epochs only
+    bad.append("epochs %s vs %s, final lines %d vs %d" % (sorted(ea), sorted(eb), len(fa), len(fb)))
+worst = 0.0
+for k in sorted(set(ea) & set(eb)):
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        x, y = ea[k].get(key), eb[k].get(key)
+        if x is None or y is None:
+            continue
+        if mode == "exact":
+            if x != y:
+                bad.append("epoch %d %s: %r vs %r" % (k, key, x, y))
+        elif key.endswith("loss"):
+            r = abs(x - y) / max(abs(y), 1e-12)
+            worst = max(worst, r)
+            if not r <= ltol:
+                bad.append("epoch %d %s: %.6g vs %.6g (%.2f%%)" % (k, key, x, y, 100 * r))
+if fa and fb:
+    x, y = fa[-1]["test_accuracy"], fb[-1]["test_accuracy"]
+    if (mode == "exact" and x != y) or (mode != "exact" and not abs(x - y) <= atol):
+        bad.append("test accuracy %.4f vs %.4f" % (x, y))
+    print("%s vs %s: test accuracy %.4f vs %.4f, worst loss difference %.3f%%" % (a, b, x, y, 100 * worst))
+for m in bad:
+    print("  " + m)
+sys.exit(1 if bad else 0)
+EOF
+    local rc=$?
+    echo "$what: $([ $rc -eq 0 ] && echo passed || echo FAILED) ($mode)" | log summary.txt
+    [ $rc -eq 0 ] || status=1
+}
+# says WHAT PATTERN ARGS...: a short kiln train ARGS (1 epoch, 2000 images, no --json, whose
+# first line names the device) must print a line matching PATTERN (output in says-N.txt).
+says_n=0
+says() {
+    local what="$1" pattern="$2" file="$out/says-$((++says_n)).txt"
+    shift 2
+    timeout 120 "$@" --set train.epochs=1 --set data.limit=2000 --no-run-dir >"$file" 2>&1
+    if grep -Eq -- "$pattern" "$file"; then
+        echo "$what: passed" | log summary.txt
+    else
+        echo "$what: FAILED (no line matches /$pattern/ in ${file##*/})" | log summary.txt
+        status=1
+    fi
+}
+# A run that failed fails its checks too.
+ran() {
+    if ! run "$@"; then
+        echo "$1: FAILED (kiln train exited non-zero; see $1.log)" | log summary.txt
+        status=1
+        return 1
+    fi
+}
+
+common=(--set schedule.warmup_steps=100 --no-run-dir)
+says "the first line names the GPU" '^training on .* on CUDA device 0 \(.*GiB\)' \
+    "$kiln" train "$mlp" --set train.device=cuda
+# GPU against CPU, the same seed.
+ran mlp-cpu "$kiln" train "$mlp" "${common[@]}" --set train.epochs=3 --set train.device=cpu &&
+    ran mlp-gpu "$kiln" train "$mlp" "${common[@]}" --set train.epochs=3 --set train.device=cuda &&
+    compare "mlp 3 epochs: GPU vs CPU" mlp-gpu mlp-cpu near
+cnn_set=(--set data.limit=30000 --set train.epochs=3)
+ran cnn-cpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.device=cpu &&
+    ran cnn-gpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.device=cuda &&
+    compare "cnn 3 epochs (30000 images): GPU vs CPU" cnn-gpu cnn-cpu near
+
+# Resume, on a 20000-image MLP: runs in folders of their own under runs/. The cosine schedule
+# is given its length, which would otherwise follow train.epochs, which the runs change.
+res=(--set data.limit=20000 --set schedule.warmup_steps=100 --set schedule.total_steps=600)
+ran resume-gpu-whole "$kiln" train "$mlp" "${res[@]}" --name gw --set train.epochs=2 \
+    --set train.device=cuda
+ran resume-gpu-first "$kiln" train "$mlp" "${res[@]}" --name gr --set train.epochs=1 \
+    --set train.device=cuda &&
+    ran resume-gpu-then "$kiln" train "$mlp" "${res[@]}" --name gr --set train.epochs=2 \
+        --set train.device=cuda --resume &&
+    compare "resume on the GPU: bit-exact" resume-gpu-then resume-gpu-whole exact
+ran resume-cpu-whole "$kiln" train "$mlp" "${res[@]}" --name cw --set train.epochs=2 \
+    --set train.device=cpu
+for pair in cpu:cuda cuda:cpu; do
+    from=${pair%:*} to=${pair#*:}
+    ran "resume-$from-$to-first" "$kiln" train "$mlp" "${res[@]}" --name "$from-$to" \
+        --set train.epochs=1 --set train.device="$from" &&
+        ran "resume-$from-$to-then" "$kiln" train "$mlp" "${res[@]}" --name "$from-$to" \
+            --set train.epochs=2 --set train.device="$to" --resume &&
+        compare "resume $from -> $to" "resume-$from-$to-then" resume-cpu-whole near
+done
+
+# Two ranks on one GPU (the MPI fallback) against one rank: the same global batch.
+if command -v mpirun >/dev/null; then
+    ran ranks2-gpu mpirun -n 2 --oversubscribe "$kiln" train "$mlp" "${res[@]}" --no-run-dir \
+        --set train.epochs=2 --set train.device=cuda --set train.device_share=true &&
+        compare "2 ranks sharing the GPU (MPI fallback) vs 1 rank" ranks2-gpu resume-gpu-whole near
+    says "2 ranks on one GPU: the first line says MPI fallback" 'on 2 ranks .*MPI fallback' \
+        mpirun -n 2 --oversubscribe "$kiln" train "$mlp" --set train.device=cuda \
+        --set train.device_share=true
+    says "2 ranks on one GPU without device_share: refused" 'device_share' \
+        mpirun -n 2 --oversubscribe "$kiln" train "$mlp" --set train.device=cuda
+else
+    echo "2 ranks on one GPU: skipped (no mpirun)" | log summary.txt
+fi
+
+cat "$out/summary.txt"
 exit "$status"

@@ -395,11 +395,47 @@ static void test_sizes_refused(void)
     kl_graph_free(g);
 }
 
+/* Devices: the CPU is the default and always accepted; CUDA is refused with KL_EUNSUPPORTED in a
+ * build without it or where no GPU is visible (CI), saying which; a compiled graph keeps its
+ * device, and on the CPU the host copies are the buffers themselves (to_host does nothing). */
+static void test_devices(void)
+{
+    kl_error err = {0};
+    kl_graph *g = kl_graph_new();
+    CHECK(kl_graph_device(g) == KL_DEVICE_CPU);
+    CHECK_OK(kl_graph_set_device(g, KL_DEVICE_CPU, 0, &err), &err);
+    kl_status st = kl_graph_set_device(g, KL_DEVICE_CUDA, 0, &err);
+    if (st != KL_OK) {
+        CHECK(st == KL_EUNSUPPORTED);
+        CHECK(strstr(err.msg, "no CUDA support") || strstr(err.msg, "no CUDA device is visible"));
+        CHECK(kl_graph_device(g) == KL_DEVICE_CPU);
+    }
+    CHECK_OK(kl_graph_set_device(g, KL_DEVICE_CPU, 0, &err), &err);
+    kl_node x = kl_input(g, "x", KL_F32, (kl_shape){1, {3}});
+    kl_node w = kl_param(g, "w", (kl_shape){2, {2, 3}}, (kl_init){KL_INIT_ONES, 0, 0}, 0);
+    kl_node out = kl_linear(g, x, w, KL_NONE);
+    CHECK(kl_graph_to_host(g, KL_GRAPH_PARAMS, &err) == KL_EINVAL); /* not compiled */
+    CHECK_OK(kl_graph_compile(g, 2, KL_NONE, 1, &err), &err);
+    CHECK(kl_graph_set_device(g, KL_DEVICE_CUDA, 0, &err) == KL_EINVAL);
+    CHECK(strstr(err.msg, "before kl_graph_compile") != NULL);
+    kl_graph_params(g)[0] = 2.0f;
+    CHECK_OK(kl_graph_to_host(g, KL_GRAPH_PARAMS | KL_GRAPH_GRADS | KL_GRAPH_BUFFERS, &err), &err);
+    CHECK_OK(kl_graph_to_device(g, KL_GRAPH_PARAMS, &err), &err);
+    CHECK(kl_graph_params(g)[0] == 2.0f);
+    CHECK(kl_graph_stream(g) == NULL && kl_graph_device_grads(g) == NULL);
+    float *xv = kl_f32(kl_graph_value(g, x));
+    for (int i = 0; i < 6; i++)
+        xv[i] = 1.0f;
+    CHECK_OK(kl_graph_forward(g, &err), &err);
+    CHECK(kl_f32(kl_graph_value(g, out))[0] == 4.0f); /* 2 + 1 + 1 */
+    kl_graph_free(g);
+}
+
 static const check_case cases[] = {
-    CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),    CHECK_CASE(test_deep_gradients),
-    CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),    CHECK_CASE(test_set_batch),
-    CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name),  CHECK_CASE(test_flat_views),
-    CHECK_CASE(test_errors),      CHECK_CASE(test_sizes_refused),
+    CHECK_CASE(test_devices),        CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),
+    CHECK_CASE(test_deep_gradients), CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),
+    CHECK_CASE(test_set_batch),      CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name),
+    CHECK_CASE(test_flat_views),     CHECK_CASE(test_errors),      CHECK_CASE(test_sizes_refused),
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,360 @@
+/* The device side of a graph (include/kiln/graph.h, "Devices"): where its memory lives, the copies
+ * between host and device around forward and backward, and the host copies of the flat buffers.
+ * The only file of the graph that calls CUDA, through ops/cuda/cuda.h's C interface; on a CPU
+ * graph every function here is plain host memory or nothing, so the CPU path is unchanged. A
+ * build without CUDA refuses a device in kl_graph_set_device, and nothing here then reaches the
+ * device. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/graph_impl.h"
+#ifdef KILN_HAVE_CUDA
+#include "ops/cuda/cuda.h"
+#endif
+
+kl_device kl_graph_device(const kl_graph *g)
+{
+    return g->device;
+}
+
+void *kl_graph_stream(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CPU ? NULL : g->stream;
+}
+
+float *kl_graph_device_grads(kl_graph *g)
+{
+    return g->device == KL_DEVICE_CPU ? NULL : g->dev_grads;
+}
+
+/* Zeroed host memory, 64-byte aligned, with 16 floats to spare. */
+static kl_status host_alloc(float **p, size_t floats, const char *what, kl_error *err)
+{
+    size_t bytes = (floats + 16) * sizeof(float); /* callers keep floats far below SIZE_MAX / 8 */
+    *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!*p)
+        return kl_error_set(err, KL_ENOMEM, "graph: out of host memory for %s (%zu MiB)", what,
+                            bytes >> 20);
+    memset(*p, 0, bytes);
+    return KL_OK;
+}
+
+#ifdef KILN_HAVE_CUDA
+
+static bool on_device(const kl_graph *g)
+{
+    return g->device == KL_DEVICE_CUDA;
+}
+
+kl_status kl_graph_set_device(kl_graph *g, kl_device device, int index, kl_error *err)
+{
+    if (g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: set the device before kl_graph_compile");
+    if (device == KL_DEVICE_CPU) {
+        g->device = KL_DEVICE_CPU;
+        return KL_OK;
+    }
+    if (device != KL_DEVICE_CUDA)
+        return kl_error_set(err, KL_EINVAL, "graph: unknown device %d", (int)device);
+    int count = kl__cuda_device_count();
+    if (count == 0)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: no CUDA device is visible (no GPU, no driver, or "
+                            "CUDA_VISIBLE_DEVICES hides them all)");
+    if (index < 0 || index >= count)
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: CUDA device %d does not exist; %d %s visible (0..%d)", index,
+                            count, count == 1 ? "is" : "are", count - 1);
+    if (kl__cuda_set_device(index) != 0)
+        return kl_error_set(err, KL_EIO, "graph: cannot use CUDA device %d: %s", index,
+                            kl__cuda_last_error());
+    g->device = KL_DEVICE_CUDA;
+    g->device_index = index;
+    return KL_OK;
+}
+
+static kl_status cuda_failed(const char *what, kl_error *err)
+{
+    return kl_error_set(err, KL_EIO, "graph: %s on the CUDA device failed: %s", what,
+                        kl__cuda_last_error());
+}
+
+kl_status kl__graph_alloc(kl_graph *g, float **p, size_t floats, const char *what, kl_error *err)
+{
+    if (!on_device(g))
+        return host_alloc(p, floats, what, err);
+    size_t bytes = (floats + 16) * sizeof(float);
+    if (!g->stream && kl__cuda_stream_new(&g->stream) != 0)
+        return cuda_failed("creating a stream", err);
+    if (!(*p = kl__cuda_alloc(bytes)))
+        return kl_error_set(err, KL_ENOMEM, "graph: out of CUDA device memory for %s (%zu MiB): %s",
+                            what, bytes >> 20, kl__cuda_last_error());
+    if (kl__cuda_zero_async(*p, bytes, g->stream) != 0)
+        return cuda_failed("zeroing new memory", err);
+    return KL_OK;
+}
+
+void kl__graph_release(kl_graph *g, float *p)
+{
+    if (on_device(g))
+        kl__cuda_free(p);
+    else
+        free(p);
+}
+
+void kl__graph_device_free(kl_graph *g)
+{
+    if (!on_device(g))
+        return;
+    (void)kl__cuda_set_device(g->device_index);
+    if (g->stream)
+        (void)kl__cuda_stream_sync(g->stream);
+    kl__cuda_free(g->dev_params);
+    kl__cuda_free(g->dev_grads);
+    kl__cuda_free(g->dev_bufs);
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].host_owned)
+            free(g->nodes[i].host.data);
+    kl__cuda_stream_free(g->stream);
+}
+
+/* Copies one flat buffer between the host copy and the device; waits for the device. */
+static kl_status copy_flat(kl_graph *g, float *host, float *dev, size_t n, bool up,
+                           const char *what, kl_error *err)
+{
+    int rc = up ? kl__cuda_to_device_async(dev, host, n * sizeof(float), g->stream)
+                : kl__cuda_to_host_on(host, dev, n * sizeof(float), g->stream);
+    if (rc == 0 && up)
+        rc = kl__cuda_stream_sync(g->stream);
+    return rc == 0 ? KL_OK : cuda_failed(what, err);
+}
+
+kl_status kl__graph_device_flat(kl_graph *g, kl_error *err)
+{
+    kl_status st;
+    if (!on_device(g))
+        return KL_OK;
+    if ((st = kl__graph_alloc(g, &g->dev_params, g->param_total, "the parameters", err)) != KL_OK ||
+        (st = kl__graph_alloc(g, &g->dev_grads, g->param_total, "the gradients", err)) != KL_OK ||
+        (st = kl__graph_alloc(g, &g->dev_bufs, g->buf_total, "the buffers", err)) != KL_OK)
+        return st;
+    if ((st = copy_flat(g, g->param_data, g->dev_params, g->param_total, true,
+                        "copying the parameters", err)) != KL_OK)
+        return st;
+    return copy_flat(g, g->buf_data, g->dev_bufs, g->buf_total, true, "copying the buffers", err);
+}
+
+kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
+{
+    if (!on_device(g))
+        return KL_OK;
+    /* Staged: inputs, outputs, the loss, and any other node nothing consumes (a loss built
+     * but not compiled as one, which an evaluation reads as the CPU lets it). */
+    bool *used = calloc((size_t)g->n + 1, sizeof *used);
+    if (!used)
+        return kl_error_set(err, KL_ENOMEM, "graph: out of memory staging the outputs");
+    for (int i = 0; i < g->n; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            used[g->nodes[i].in[j]] = true;
+    kl_status st = KL_OK;
+    for (int i = 0; i < g->n && st == KL_OK; i++) {
+        kl__node *n = &g->nodes[i];
+        if (n->kind == KL__OP && !kl__ops[n->op]->alias && !kl__op_kernels(n->op, true, err))
+            st = KL_EUNSUPPORTED;
+        if (st != KL_OK || n->kind == KL__PARAM || n->kind == KL__BUFFER || n->host.data)
+            continue; /* host set by alloc_flat */
+        if (n->kind != KL__INPUT && !n->output && i != g->loss && used[i])
+            continue;
+        size_t bytes = (size_t)kl_numel(&n->val) * kl_dtype_size(n->dtype);
+        n->host = (kl_tensor){n->dtype, n->val.shape, calloc(1, bytes + sizeof(float))};
+        if (!n->host.data)
+            st = kl_error_set(err, KL_ENOMEM, "graph: out of memory staging node %d", i);
+        n->host_owned = n->host.data != NULL;
+    }
+    free(used);
+    return st;
+}
+
+/* Copies the inputs up (up) or the outputs and the loss down, at the current batch. */
+static kl_status copy_staged(kl_graph *g, bool up, kl_error *err)
+{
+    void *last = NULL;
+    for (int i = 0; i < g->n; i++) {
+        kl__node *n = &g->nodes[i];
+        if (!n->host_owned || (n->kind == KL__INPUT) != up)
+            continue;
+        size_t bytes = (size_t)kl_numel(&n->host) * kl_dtype_size(n->dtype);
+        if (up && kl__cuda_to_device_async(n->val.data, n->host.data, bytes, g->stream) != 0)
+            return cuda_failed("copying an input", err);
+        if (!up && kl__cuda_to_host_on(n->host.data, n->val.data, bytes, g->stream) != 0)
+            return cuda_failed("running forward", err);
+        last = n->host.data;
+    }
+    /* No output to wait for: still report an error a kernel hit while running. */
+    if (!up && !last && kl__cuda_stream_sync(g->stream) != 0)
+        return cuda_failed("running forward", err);
+    return KL_OK;
+}
+
+kl_status kl__graph_device_inputs(kl_graph *g, kl_error *err)
+{
+    if (!on_device(g))
+        return KL_OK;
+    if (kl__cuda_set_device(g->device_index) != 0)
+        return cuda_failed("selecting the device", err);
+    return copy_staged(g, true, err);
+}
+
+kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
+{
+    if (!on_device(g))
+        return KL_OK;
+    if (kl__cuda_check() != 0)
+        return cuda_failed("launching forward", err);
+    return copy_staged(g, false, err);
+}
+
+kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err)
+{
+    if (!on_device(g)) {
+        *at = g->loss_scale;
+        return KL_OK;
+    }
+    if (kl__cuda_set_device(g->device_index) != 0)
+        return cuda_failed("selecting the device", err);
+    if (kl__cuda_to_device_async(at, &g->loss_scale, sizeof(float), g->stream) != 0)
+        return cuda_failed("starting backward", err);
+    return KL_OK;
+}
+
+kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err)
+{
+    if (on_device(g) && kl__cuda_check() != 0)
+        return cuda_failed(what, err);
+    return KL_OK;
+}
+
+void kl__graph_device_zero(kl_graph *g, float *p, size_t floats)
+{
+    if (!on_device(g)) {
+        memset(p, 0, floats * sizeof(float));
+        return;
+    }
+    /* A failure here is sticky or a bad pointer (a bug): kl__graph_device_check, at the end of
+     * backward, or the next copy reports it. */
+    (void)kl__cuda_zero_async(p, floats * sizeof(float), g->stream);
+}
+
+static kl_status copy_all(kl_graph *g, unsigned what, bool up, kl_error *err)
+{
+    kl_status st = KL_OK;
+    if (!g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: compile before copying its buffers");
+    if (!on_device(g))
+        return KL_OK;
+    if (kl__cuda_set_device(g->device_index) != 0)
+        return cuda_failed("selecting the device", err);
+    if (what & KL_GRAPH_PARAMS)
+        st = copy_flat(g, g->param_data, g->dev_params, g->param_total, up,
+                       "copying the parameters", err);
+    if (st == KL_OK && (what & KL_GRAPH_GRADS))
+        st = copy_flat(g, g->grad_data, g->dev_grads, g->param_total, up, "copying the gradients",
+                       err);
+    if (st == KL_OK && (what & KL_GRAPH_BUFFERS))
+        st = copy_flat(g, g->buf_data, g->dev_bufs, g->buf_total, up, "copying the buffers", err);
+    return st;
+}
+
+#else /* no CUDA in this build: only the CPU */
+
+kl_status kl_graph_set_device(kl_graph *g, kl_device device, int index, kl_error *err)
+{
+    (void)index;
+    if (g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: set the device before kl_graph_compile");
+    if (device != KL_DEVICE_CPU)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: this build of kiln has no CUDA support (configure it with "
+                            "-DKILN_CUDA=ON where nvcc is installed)");
+    return KL_OK;
+}
+
+kl_status kl__graph_alloc(kl_graph *g, float **p, size_t floats, const char *what, kl_error *err)
+{
+    (void)g;
+    return host_alloc(p, floats, what, err);
+}
+
+void kl__graph_release(kl_graph *g, float *p)
+{
+    (void)g;
+    free(p);
+}
+
+void kl__graph_device_free(kl_graph *g)
+{
+    (void)g;
+}
+
+kl_status kl__graph_device_flat(kl_graph *g, kl_error *err)
+{
+    (void)g, (void)err;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
+{
+    (void)g, (void)err;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_inputs(kl_graph *g, kl_error *err)
+{
+    (void)g, (void)err;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
+{
+    (void)g, (void)err;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err)
+{
+    (void)err;
+    *at = g->loss_scale;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err)
+{
+    (void)g, (void)what, (void)err;
+    return KL_OK;
+}
+
+void kl__graph_device_zero(kl_graph *g, float *p, size_t floats)
+{
+    (void)g;
+    memset(p, 0, floats * sizeof(float));
+}
+
+static kl_status copy_all(kl_graph *g, unsigned what, bool up, kl_error *err)
+{
+    (void)what, (void)up;
+    if (!g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: compile before copying its buffers");
+    return KL_OK;
+}
+
+#endif
+
+kl_status kl_graph_to_host(kl_graph *g, unsigned what, kl_error *err)
+{
+    return copy_all(g, what, false, err);
+}
+
+kl_status kl_graph_to_device(kl_graph *g, unsigned what, kl_error *err)
+{
+    return copy_all(g, what, true, err);
+}
