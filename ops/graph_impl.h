@@ -46,6 +46,16 @@ typedef union kl__attr {
     struct {
         kl_shape shape; /* per sample when the input is batched */
     } reshape;
+    struct {
+        float lo, hi;
+    } clip;
+    struct {
+        int perm[KL_MAX_DIMS]; /* output axis i is input axis perm[i] */
+    } transpose;
+    struct {
+        int top, bottom, left, right;
+        float value; /* of the added elements; -INFINITY before a max pool */
+    } pad;
 } kl__attr;
 
 /* What a kernel sees. Tensors carry the current batch's shapes. din[i] is NULL when input i
@@ -122,7 +132,14 @@ typedef struct kl__op_def {
     X(LAYERNORM, layernorm)             \
     X(RESHAPE, reshape)                 \
     X(CONCAT, concat)                   \
-    X(EMBEDDING, embedding)
+    X(EMBEDDING, embedding)             \
+    X(SUB, sub)                         \
+    X(DIV, div)                         \
+    X(CLIP, clip)                       \
+    X(LOG_SOFTMAX, log_softmax)         \
+    X(TRANSPOSE, transpose)             \
+    X(BROADCAST, broadcast)             \
+    X(PAD2D, pad2d)
 
 #define KL__OP_ENUM_(E, n) KL__OP_##E,
 typedef enum kl__op {

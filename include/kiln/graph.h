@@ -81,6 +81,11 @@ kl_node kl_tanh(kl_graph *g, kl_node x);
 kl_node kl_sigmoid(kl_graph *g, kl_node x);
 kl_node kl_softmax(kl_graph *g, kl_node x); /* over the last axis */
 kl_node kl_dropout(kl_graph *g, kl_node x, float p);
+/* a - b and a / b of equal shapes, x clipped to [lo, hi], log(softmax(x)) over the last axis. */
+kl_node kl_sub(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_div(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_clip(kl_graph *g, kl_node x, float lo, float hi);
+kl_node kl_log_softmax(kl_graph *g, kl_node x);
 
 /* Losses: scalar means over the batch. labels are i32 (N); smoothing in [0, 1). */
 kl_node kl_softmax_xent(kl_graph *g, kl_node logits, kl_node labels, float smoothing);
@@ -105,6 +110,15 @@ kl_node kl_reshape(kl_graph *g, kl_node x, kl_shape per_sample);
 kl_node kl_flatten(kl_graph *g, kl_node x);
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis);
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table); /* i32 (N, ...) -> (N, ..., D) */
+/* transpose: output axis i is x's axis perm[i] (ndim of x entries); a batched x keeps the batch
+ * first (perm[0] == 0). broadcast: x repeated to like's shape, numpy's rule (x's axes aligned to
+ * like's last ones, each equal or 1); the output is batched as like, and a batched x must have
+ * like's rank. */
+kl_node kl_transpose(kl_graph *g, kl_node x, const int *perm);
+kl_node kl_broadcast(kl_graph *g, kl_node x, kl_node like);
+/* pad2d: (N, C, H, W) -> (N, C, top + H + bottom, left + W + right), the new elements value (0
+ * before a convolution, -INFINITY before a max pool); each pad at least 0. */
+kl_node kl_pad2d(kl_graph *g, kl_node x, int top, int bottom, int left, int right, float value);
 
 /* The first build error, if any (KL_OK otherwise); copies its message into err. */
 kl_status kl_graph_status(const kl_graph *g, kl_error *err);

@@ -1,4 +1,5 @@
-/* Models and versions: the repository (DIR/<name>/<version>/model.h5 and DIR/<name>/config.yaml,
+/* Models and versions: the repository (DIR/<name>/<version>/model.h5 or model.onnx and
+ * DIR/<name>/config.yaml,
  * or one model file), each model's config, and its versions brought in line with the folder and
  * the version policy by polls, the repository API and online learning's publishing
  * (serve/README.md, "Versions and their policy"). The HTTP routes look versions up here. */
@@ -235,6 +236,12 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
         st = kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int i = 0; st == KL_OK && i < v->instances; i++)
         st = kl_modelfile_load(path, v->cfg.max_batch_size, &v->mf[i], err);
+    /* An ONNX model has no training config to learn with. */
+    if (st == KL_OK && v->cfg.online.enabled && !kl_modelfile_config(v->mf[0]))
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "%s: online learning is not supported for ONNX models yet; remove "
+                          "online_learning from the model's config.yaml",
+                          path);
     if (st == KL_OK) {
         v->sig = kl_modelfile_sig(v->mf[0]);
         st = kl__version_drift_init(v, err);
@@ -523,7 +530,22 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The version folders of a model directory that hold a model.h5, newest first. */
+/* The model file of a version folder: model.h5, else model.onnx (docs/onnx.md). False when it
+ * holds neither as a regular file; path is then model.h5's. */
+static bool version_file(const char *vdir, char *path, size_t len)
+{
+    static const char *const names[] = {"model.h5", "model.onnx"};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        snprintf(path, len, "%s/%s", vdir, names[i]);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            return true;
+    }
+    snprintf(path, len, "%s/model.h5", vdir);
+    return false;
+}
+
+/* The version folders of a model directory that hold a model.h5 or model.onnx, newest first. */
 static int64_t *list_versions(const char *dir, int *n)
 {
     *n = 0;
@@ -538,10 +560,9 @@ static int64_t *list_versions(const char *dir, int *n)
         long long x = strtoll(e->d_name, &end, 10);
         if (!isdigit((unsigned char)e->d_name[0]) || *end || x <= 0)
             continue;
-        char path[4200];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s/model.h5", dir, e->d_name);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        char vdir[4200], path[4300];
+        snprintf(vdir, sizeof vdir, "%s/%s", dir, e->d_name);
+        if (!version_file(vdir, path, sizeof path))
             continue;
         if (*n == cap) {
             int64_t *nv = realloc(vs, (size_t)(cap = 2 * cap + 8) * sizeof *nv);
@@ -615,7 +636,7 @@ static int keep_learned(const kl__model *m)
 }
 
 /* Loads version x of m from path (file: its identity) into service, in place of old when that
- * serves it now (its model.h5 changed): the new one takes traffic once it is fully loaded, and
+ * serves it now (its model file changed): the new one takes traffic once it is fully loaded, and
  * a file that does not load is noted while old serves on. True when x serves after the call. */
 static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char *path,
                               const kl__file_id *file, kl__version *old)
@@ -626,7 +647,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
         char why[KL_ERROR_MSG_MAX + 128];
         snprintf(why, sizeof why, "%s%s",
-                 old ? "its model.h5 changed and the file loaded before "
+                 old ? "its model file changed and the file loaded before "
                        "serves on, since the new one does not load: "
                      : "",
                  err.msg);
@@ -646,14 +667,15 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     kl__serve_log(s,
                   "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
                   "instances, batches up to %d%s",
-                  m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
+                  m->name, (long long)x, old ? "reloaded (its model file changed)" : "ready",
                   kl_now() - t0, (long long)sig->features, sig->outputs,
                   sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
                   v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
     return true;
 }
 
-/* Serves version x of m: loads it when it is new, or when its model.h5 is another file or has
+/* Serves version x of m: loads it when it is new, or when its model file (model.h5, else
+ * model.onnx) is another file or has
  * changed since it was loaded (device, inode, modification time or size), unless that file
  * failed before. True when x serves after the call. */
 static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
@@ -661,7 +683,7 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
     kl__version *cur = served(m, x);
     char dir[4200], path[4300];
     version_dir(m, x, dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    version_file(dir, path, sizeof path);
     kl__file_id id;
     if (!kl__file_id_of(path, &id))
         return cur != NULL;
@@ -700,8 +722,10 @@ static void sync_versions(kl_server *s, kl__model *m)
         for (int j = 0; j < n; j++)
             found |= vs[j] == c->versions[i];
         if (!found)
-            set_note(s, m, c->versions[i],
-                     "config.yaml names it, but the repository has no model.h5 for it", NULL);
+            set_note(
+                s, m, c->versions[i],
+                "config.yaml names it, but the repository has no model.h5 or model.onnx for it",
+                NULL);
     }
     for (int i = m->nversions - 1; keep && i >= 0; i--) {
         int64_t x = m->versions[i]->number;
@@ -774,7 +798,7 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     sync_versions(s, m);
     if (m->nversions == 0) {
         rc = kl_error_set(err, KL_EIO, "model %s has no version that loads%s%s", name,
-                          m->nnotes ? ": " : " (no <version>/model.h5 folder)",
+                          m->nnotes ? ": " : " (no <version>/model.h5 or model.onnx folder)",
                           m->nnotes ? m->notes[0].reason : "");
     }
     return rc;

@@ -452,7 +452,7 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     more_failures() { test "$(grep -c 'model m version 3 failed to load' reload.log)" -gt "$fails3"; }
     check "garbage copied over it in place fails to load, and is logged" eventually more_failures
     check "the log says the file before serves on" \
-        grep -q 'model m version 3 failed to load: its model.h5 changed and the file loaded before serves on' reload.log
+        grep -q 'model m version 3 failed to load: its model file changed and the file loaded before serves on' reload.log
     check "the index shows version 3 READY, with the reason" eventually index_is \
         '[(e["version"], e["state"], "changed" in e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", True)]'
     served3=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"]["3"])')
