@@ -177,7 +177,9 @@ void kl_step_free(kl_step *s)
 {
     if (!s)
         return;
-    if (on_device(s))
+    /* The graph may be gone already (callers free the model first): only the step's own
+     * pointers say whether it holds device memory. */
+    if (s->dev_state || s->dev_norm || s->dev_work)
         device_free(s);
     kl_optim_free(s->opt);
     free(s->segs);
