@@ -31,7 +31,7 @@ foreach(lib ${BLAS_LIBRARIES} ${MPI_C_LIBRARIES} ${HDF5_C_LIBRARIES} ${ZLIB_LIBR
   string(APPEND KILN_PC_LIBS " ${lib}")
 endforeach()
 if(KILN_HAVE_CUDA)
-  string(APPEND KILN_PC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart")
+  string(APPEND KILN_PC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart -lstdc++")
 endif()
 if(KILN_HAVE_NCCL)
   string(APPEND KILN_PC_LIBS " ${KILN_NCCL_LIB}")
