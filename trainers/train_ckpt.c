@@ -192,7 +192,8 @@ static void section_of(const char *text, const char *line, char *out, size_t siz
 static kl_status config_mismatch(const kl__train_state *r, const char *stored, kl_error *err)
 {
     kl_error perr = {0};
-    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored), NULL, 0, &perr);
+    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored),
+                                     r->opts->resume_changes, r->opts->nresume_changes, &perr);
     if (!old)
         return kl_error_set(err, KL_EFORMAT, "%s: its stored config does not parse: %s",
                             r->opts->resume, perr.msg);

@@ -17,6 +17,7 @@
 #include "kiln/stop.h"
 #include "kiln/train.h"
 #include "runtime/file.h"
+#include "tune/pbt_impl.h"
 #include "tune/tune_impl.h"
 
 /* ---- journal events ---- */
@@ -142,12 +143,24 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *
     kl_status st = kl__tune_overrides(tu, job->trial, err);
     if (st != KL_OK)
         return st;
-    *lease = tu->trials[job->trial].lease = ++tu->leases;
+    kl__trial *tr = &tu->trials[job->trial];
+    int from_t = tr->last_t;
+    *lease = tr->lease = ++tu->leases;
+    /* PBT: the trial exploits a better one first (its checkpoint copied, its values explored),
+     * and the journal says so with the values it continues with. */
+    int64_t donor = job->kind == KL_JOB_PROMOTE ? kl_sched_donor(tu->sched, job->trial) : -1;
+    if (donor >= 0 && (st = kl__tune_pbt_exploit(tu, job->trial, donor, err)) != KL_OK)
+        return st;
     json_t *ev = json_pack("{s:s, s:I, s:s, s:i, s:i, s:I}", "event", "started", "trial",
                            (json_int_t)job->trial, "job", job_name(job->kind), "rung", job->rung,
                            "until_t", job->until_t, "lease", (json_int_t)*lease);
-    if (ev && job->kind == KL_JOB_NEW)
-        json_object_set_new(ev, "overrides", overrides_json(&tu->trials[job->trial]));
+    if (ev && (job->kind == KL_JOB_NEW || donor >= 0))
+        json_object_set_new(ev, "overrides", overrides_json(tr));
+    if (ev && donor >= 0) {
+        json_object_set_new(ev, "donor", json_integer(donor));
+        json_object_set_new(ev, "donor_t", json_integer(tr->last_t));
+        json_object_set_new(ev, "from_t", json_integer(from_t));
+    }
     return log_event(tu, ev, err);
 }
 
@@ -500,6 +513,11 @@ kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
             tr->lease = ++tu->leases;
             if (tu->tpe && job.kind == KL_JOB_NEW) {
                 kl_status st = kl__tune_tpe_replay(tu, trial, ev, i + 1, err);
+                if (st != KL_OK)
+                    return st;
+            }
+            if (tu->sw->sched.kind == KL_SCHED_PBT && job.kind == KL_JOB_PROMOTE) {
+                kl_status st = kl__tune_pbt_replay(tu, trial, ev, i + 1, err);
                 if (st != KL_OK)
                     return st;
             }
