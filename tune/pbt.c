@@ -187,7 +187,7 @@ kl_status kl__pbt_copy_checkpoint(const char *from, const char *to, kl_error *er
 
 /* The donor's values, explored, as the trial's own from now on; on replay (ev) they must be the
  * ones the journal recorded. */
-static kl_status take_values(kl__tuner *tu, int64_t trial, int64_t donor, json_t *ev,
+static kl_status take_values(kl__tuner *tu, int64_t trial, int64_t donor, int from_t, json_t *ev,
                              size_t eventno, kl_error *err)
 {
     kl_status st = kl__tune_overrides(tu, donor, err);
@@ -196,8 +196,9 @@ static kl_status take_values(kl__tuner *tu, int64_t trial, int64_t donor, json_t
     kl__trial *t = &tu->trials[trial];
     const kl__trial *d = &tu->trials[donor];
     char **ov = NULL;
-    /* The draws are keyed by the job's lease, which no other job has. */
-    if ((st = kl__pbt_explore(tu->sw, d->ov, d->nov, trial, (int)t->lease, &ov, err)) != KL_OK)
+    /* The draws are keyed by the epochs the trial was checked at, which grow from one check of
+     * it to the next (its donor is never behind it), and which a resumed sweep replays. */
+    if ((st = kl__pbt_explore(tu->sw, d->ov, d->nov, trial, from_t, &ov, err)) != KL_OK)
         return st;
     json_t *was = json_object_get(ev, "overrides");
     for (int i = 0; ev && st == KL_OK && i < d->nov; i++) {
@@ -224,7 +225,8 @@ static kl_status take_values(kl__tuner *tu, int64_t trial, int64_t donor, json_t
     return KL_OK;
 }
 
-kl_status kl__tune_pbt_exploit(kl__tuner *tu, int64_t trial, int64_t donor, kl_error *err)
+kl_status kl__tune_pbt_exploit(kl__tuner *tu, int64_t trial, int64_t donor, int from_t,
+                               kl_error *err)
 {
     char from[4200], to[4200];
     kl__tune_trial_dir(tu, donor, from, sizeof from);
@@ -233,7 +235,7 @@ kl_status kl__tune_pbt_exploit(kl__tuner *tu, int64_t trial, int64_t donor, kl_e
     strcat(to, "/checkpoints");
     kl_status st = kl__pbt_copy_checkpoint(from, to, err);
     if (st == KL_OK)
-        st = take_values(tu, trial, donor, NULL, 0, err);
+        st = take_values(tu, trial, donor, from_t, NULL, 0, err);
     if (st == KL_OK)
         kl__tune_line(tu, "trial %lld exploits trial %lld at t=%d", (long long)trial,
                       (long long)donor, kl_sched_last_t(tu->sched, trial));
@@ -252,5 +254,40 @@ kl_status kl__tune_pbt_replay(kl__tuner *tu, int64_t trial, json_t *ev, size_t e
                             "%lld (-1: none), but the scheduler replays %lld there: the sweep "
                             "file or kiln's pbt changed since the sweep began",
                             tu->dir, eventno, (long long)trial, (long long)was, (long long)donor);
-    return donor >= 0 ? take_values(tu, trial, donor, ev, eventno, err) : KL_OK;
+    int from_t = tu->trials[trial].last_t;
+    return donor >= 0 ? take_values(tu, trial, donor, from_t, ev, eventno, err) : KL_OK;
+}
+
+kl_status kl__tune_pbt_behind(kl__tuner *tu, int64_t trial, bool *behind, kl_error *err)
+{
+    char dir[4200];
+    kl__tune_trial_dir(tu, trial, dir, sizeof dir);
+    strcat(dir, "/checkpoints");
+    kl_error none = {0};
+    char *latest = kl_ckpt_find_latest(dir, &none);
+    int64_t epoch = 0;
+    kl_ckpt *c = NULL;
+    kl_status st = latest ? kl_ckpt_open(latest, false, &c, err) : KL_OK;
+    if (st == KL_OK && c)
+        st = kl_ckpt_read_epoch(c, &epoch, err);
+    kl_ckpt_close(c);
+    free(latest);
+    *behind = epoch < kl_sched_last_t(tu->sched, trial);
+    return st;
+}
+
+kl_status kl__tune_pbt_catch_up(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *err)
+{
+    int64_t x = tu->catchup[tu->catchup_next++];
+    kl_status st = kl__tune_overrides(tu, x, err);
+    if (st != KL_OK)
+        return st;
+    *lease = tu->trials[x].lease = ++tu->leases;
+    *job = (kl_job){
+        .kind = KL_JOB_PROMOTE, .trial = x, .rung = 0, .until_t = kl_sched_last_t(tu->sched, x)};
+    kl__tune_line(tu, "trial %lld: catching up to its pause at t=%d", (long long)x, job->until_t);
+    json_t *ev = json_pack("{s:s, s:I, s:i, s:I}", "event", "catch_up", "trial", (json_int_t)x,
+                           "until_t", job->until_t, "lease", (json_int_t)*lease);
+    return ev ? kl_journal_append(tu->journal, ev, err)
+              : kl_error_set(err, KL_ENOMEM, "out of memory");
 }

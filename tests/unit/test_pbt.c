@@ -158,8 +158,8 @@ static bool explores(const kl_sweep_param *m, const char *cur, double u0, double
     kl_status st = kl__pbt_explore_one(m, 0.25, cur, u, out, sizeof out, &err);
     bool ok = st == KL_OK && !strcmp(out, want);
     if (!ok)
-        fprintf(stderr, "    %s from %s with (%g, %g): got %s (%s), want %s\n", m->path, cur, u0, u1,
-                st == KL_OK ? out : "error", err.msg, want);
+        fprintf(stderr, "    %s from %s with (%g, %g): got %s (%s), want %s\n", m->path, cur, u0,
+                u1, st == KL_OK ? out : "error", err.msg, want);
     return ok;
 }
 
@@ -182,8 +182,8 @@ static void test_explore(void)
     /* A list: the previous value when u[1] > 0.5, else the next, clamped at the ends; a value
      * not in it, or u[0] < 0.25, draws the u[1]-th part. Values compare as numbers. */
     char *vals[] = {"0.1", "0.2", "0.3"};
-    kl_sweep_param list = {.path = "model.layers.1.rate", .dist = KL_DIST_GRID, .values = vals,
-                           .nvalues = 3};
+    kl_sweep_param list = {
+        .path = "model.layers.1.rate", .dist = KL_DIST_GRID, .values = vals, .nvalues = 3};
     CHECK(explores(&list, "0.2", 0.9, 0.7, "0.1"));
     CHECK(explores(&list, "0.2", 0.9, 0.3, "0.3"));
     CHECK(explores(&list, "0.3", 0.9, 0.3, "0.3"));
@@ -192,8 +192,8 @@ static void test_explore(void)
     CHECK(explores(&list, "0.25", 0.9, 0.5, "0.2"));
     CHECK(explores(&list, "0.2", 0.1, 0.99, "0.3"));
     /* values: [...] as a distribution is Ray's tune.choice: a number to perturb, unclamped. */
-    kl_sweep_param choice = {.path = "optimizer.lr", .dist = KL_DIST_VALUES, .values = vals,
-                             .nvalues = 3};
+    kl_sweep_param choice = {
+        .path = "optimizer.lr", .dist = KL_DIST_VALUES, .values = vals, .nvalues = 3};
     CHECK(explores(&choice, "0.3", 0.9, 0.9, "0.36"));
     CHECK(explores(&choice, "0.3", 0.1, 0.0, "0.1"));
     char out[64];
