@@ -291,3 +291,56 @@ kl_status kl__tune_pbt_catch_up(kl__tuner *tu, kl_job *job, int64_t *lease, kl_e
     return ev ? kl_journal_append(tu->journal, ev, err)
               : kl_error_set(err, KL_ENOMEM, "out of memory");
 }
+
+/* The segments of trial's lineage at this point of the journal. */
+static json_t *lineage(json_t *by, int64_t trial)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)trial);
+    return json_object_get(by, key);
+}
+
+static void segment(json_t *list, int from_t, int64_t trial, json_t *ov)
+{
+    json_array_append_new(list, json_pack("{s:i, s:i, s:I, s:O}", "from_t", from_t, "to_t", from_t,
+                                          "trial", (json_int_t)trial, "overrides", ov));
+}
+
+json_t *kl__pbt_schedule(json_t *events, int64_t trial)
+{
+    json_t *by = json_object(), *ev;
+    size_t i;
+    char key[32];
+    json_array_foreach(events, i, ev)
+    {
+        const char *kind = json_string_value(json_object_get(ev, "event"));
+        json_int_t tr = json_integer_value(json_object_get(ev, "trial"));
+        json_t *ov = json_object_get(ev, "overrides"), *donor = json_object_get(ev, "donor");
+        snprintf(key, sizeof key, "%lld", (long long)tr);
+        if (kind && !strcmp(kind, "started") && json_is_object(ov)) {
+            json_t *list = json_array();
+            int at = (int)json_integer_value(json_object_get(ev, "donor_t"));
+            json_t *from = json_is_integer(donor) ? lineage(by, json_integer_value(donor)) : NULL;
+            size_t k;
+            json_t *seg;
+            json_array_foreach(from, k, seg) /* the donor's lineage up to the copy */
+                if (json_integer_value(json_object_get(seg, "from_t")) < at)
+                    json_array_append(list, seg);
+            segment(list, from ? at : 0, tr, ov);
+            json_object_set_new(by, key, list);
+        } else if (kind && !strcmp(kind, "result")) {
+            json_t *list = json_object_get(by, key);
+            json_t *last = json_array_get(list, json_array_size(list) - 1);
+            json_int_t t = json_integer_value(json_object_get(ev, "t"));
+            if (last && t > json_integer_value(json_object_get(last, "to_t")))
+                json_object_set_new(last, "to_t", json_integer(t));
+        }
+    }
+    /* Copied segments are shared with the donor's list: each ends where the next begins. */
+    json_t *list = json_deep_copy(lineage(by, trial));
+    json_decref(by);
+    for (size_t k = 0; k + 1 < json_array_size(list); k++)
+        json_object_set(json_array_get(list, k), "to_t",
+                        json_object_get(json_array_get(list, k + 1), "from_t"));
+    return list ? list : json_array();
+}

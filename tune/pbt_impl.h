@@ -33,6 +33,12 @@ kl_status kl__pbt_explore(const kl_sweep *sw, char *const *ov, int nov, int64_t 
  * each copied to a temporary file, synced and renamed; then to's other periodic checkpoints go. */
 kl_status kl__pbt_copy_checkpoint(const char *from, const char *to, kl_error *err);
 
+/* A PBT trial's hyperparameters by epoch from the journal's events: its lineage, the segments
+ * [{from_t, to_t, trial, overrides}] in order, each the epochs from_t + 1 .. to_t trained with
+ * those values in that trial's folder (an exploit continues its donor's segments up to the
+ * epochs it copied). An empty array for a trial that never started. */
+json_t *kl__pbt_schedule(json_t *events, int64_t trial);
+
 /* kiln tune's side, for tune/coord.c (kl__tuner is tune/tune_impl.h's). When the scheduler
  * hands out a job whose trial exploits donor (kl_sched_donor): the donor's checkpoint copied
  * into the trial's folder, and the donor's values explored as the trial's own (its coordinator

@@ -2,7 +2,8 @@
 # kiln tune with the pbt scheduler on a small CSV data set, end to end:
 #   resume: one process, uninterrupted; the same sweep killed with kill -9 after its 22nd result
 #           and resumed: the same exploits (trial, donor, t, values) in the same order, and the
-#           same results; a journal whose explored values were edited is refused on --resume;
+#           same results; best.yaml's schedule replays with kiln train to the best trial's last
+#           epoch; a journal whose explored values were edited is refused on --resume;
 #           --simulate refuses pbt.
 #   mpi:    3 ranks (2 workers): exploits copy checkpoints across worker groups; each trial's
 #           config.yaml holds the values its last job carried.
@@ -68,6 +69,17 @@ resume)
         test "$(sed -n "/\"trial\":$tr,\"job\":\"promote\".*\"donor\"/,\$p" a/journal.jsonl |
             grep "\"event\":\"result\",\"trial\":$tr," | head -1 | grep -o '"t":[0-9]*' | cut -d: -f2)" \
         -eq $((dt + 1))
+    # best.yaml's schedule replays: kiln train segment by segment gives the best trial's last
+    # epoch to the printed digits.
+    check "best.json holds the schedule" grep -q '"schedule"' a/best.json
+    grep '^#   kiln train' a/best.yaml | sed "s|^#   kiln|\"$kiln\"|" >replay.sh
+    check "best.yaml holds replay commands" test -s replay.sh
+    bash replay.sh >replay.txt 2>&1
+    check "the replay runs" test $? -eq 0
+    best="$(grep -o '"trial": *[0-9]*' a/best.json | head -1 | grep -o '[0-9]*$')"
+    row() { grep '^8,' "$1" | tail -1 | cut -d, -f1-6; }
+    check "and ends where trial $best ended" test "$(row runs/pbt-replay/metrics.csv)" = \
+        "$(row a/trials/trial-$(printf %04d "$best")/metrics.csv)"
     KILN_TEST_STOP_AT=result:22 "$kiln" tune sweep.yaml --dir b --plain >b.txt 2>&1 &
     job=$!
     pid=""
