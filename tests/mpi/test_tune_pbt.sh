@@ -3,7 +3,8 @@
 #   resume: one process, uninterrupted; the same sweep killed with kill -9 after its 22nd result
 #           and resumed: the same exploits (trial, donor, t, values) in the same order, and the
 #           same results; best.yaml's schedule replays with kiln train to the best trial's last
-#           epoch; a journal whose explored values were edited is refused on --resume;
+#           epoch; report.html draws the lineage, each mutated key by epoch and the best
+#           trial's schedule; a journal whose explored values were edited is refused on --resume;
 #           --simulate refuses pbt.
 #   mpi:    3 ranks (2 workers): exploits copy checkpoints across worker groups; each trial's
 #           config.yaml holds the values its last job carried.
@@ -80,6 +81,15 @@ resume)
     row() { grep '^8,' "$1" | tail -1 | cut -d, -f1-6; }
     check "and ends where trial $best ended" test "$(row runs/pbt-replay/metrics.csv)" = \
         "$(row a/trials/trial-$(printf %04d "$best")/metrics.csv)"
+    "$kiln" tune report a >report.txt 2>&1
+    check "kiln tune report draws the lineage" grep -q 'id="plot-lineage"' a/report.html
+    check "and each mutated key by epoch" test "$(grep -c 'id="plot-pbt-' a/report.html)" -eq 3
+    check "and the best trial's schedule" grep -q "The best trial's schedule" a/report.html
+    check "with a row per segment" test \
+        "$(grep -o '<td class="n">trial [0-9]*</td>' a/report.html | wc -l)" -ge 1
+    if command -v xmllint >/dev/null; then
+        check "the page is well-formed" xmllint --noout a/report.html
+    fi
     KILN_TEST_STOP_AT=result:22 "$kiln" tune sweep.yaml --dir b --plain >b.txt 2>&1 &
     job=$!
     pid=""
