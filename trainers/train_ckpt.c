@@ -250,10 +250,16 @@ static kl_status load_on_root(kl__train_state *r, kl_ckpt_state *st, kl_error *e
     if (s == KL_OK && !r->opts->weights_only) {
         s = kl_ckpt_read_state(c, r->m->g, st, err);
         if (s == KL_OK && st->optim_state_size != state_size)
-            s = kl_error_set(err, KL_EFORMAT,
-                             "%s: the optimizer state holds %zu values, but this optimizer needs "
-                             "%zu: the file is damaged",
-                             r->opts->resume, st->optim_state_size, state_size);
+            s = r->opts->nresume_changes > 0
+                    ? kl_error_set(err, KL_EINVAL,
+                                   "%s: the optimizer state holds %zu values, but the changed "
+                                   "optimizer needs %zu: a change such as SGD's momentum to or "
+                                   "from 0 cannot continue a checkpoint",
+                                   r->opts->resume, st->optim_state_size, state_size)
+                    : kl_error_set(err, KL_EFORMAT,
+                                   "%s: the optimizer state holds %zu values, but this optimizer "
+                                   "needs %zu: the file is damaged",
+                                   r->opts->resume, st->optim_state_size, state_size);
         if (s == KL_OK && st->epoch > r->cfg->train.epochs)
             s = kl_error_set(err, KL_EINVAL,
                              "%s has already trained %d epochs, more than train.epochs %d: "

@@ -8,14 +8,15 @@
 #           --simulate refuses pbt.
 #   mpi:    3 ranks (2 workers): exploits copy checkpoints across worker groups; each trial's
 #           config.yaml holds the values its last job carried.
-# usage: test_tune_pbt.sh resume|mpi PATH_TO_KILN   (exits 77 to skip without mpirun)
+# usage: test_tune_pbt.sh resume|mpi PATH_TO_KILN   (exits 77 to skip without mpirun; KEEP=1
+# keeps the temporary folder)
 set -u
 mode="$1"
 kiln="$2"
 name="test_tune_pbt ($mode)"
 [[ "$mode" != mpi ]] || command -v mpirun >/dev/null || { echo "$name: no mpirun, skipped"; exit 77; }
 tmp="$(mktemp -d)"
-[ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT; echo "$tmp"
+if [ -n "${KEEP:-}" ]; then echo "keeping $tmp"; else trap 'rm -rf "$tmp"' EXIT; fi
 cd "$tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 fails=0
@@ -81,6 +82,12 @@ resume)
     row() { grep '^8,' "$1" | tail -1 | cut -d, -f1-6; }
     check "and ends where trial $best ended" test "$(row runs/pbt-replay/metrics.csv)" = \
         "$(row a/trials/trial-$(printf %04d "$best")/metrics.csv)"
+    "$kiln" train a/best.yaml --name pbt-replay --resume --change model.layers.0.units=8 >c1.txt 2>&1
+    check "kiln train --change of a layer's width is refused as the checkpoint loads" \
+        grep -q 'parameter layers.0.weight has shape (16, 4) in the file, but the model needs (8, 4)' c1.txt
+    "$kiln" train a/best.yaml --name pbt-replay --resume --change optimizer.momentum=0 >c2.txt 2>&1
+    check "and of SGD's momentum to 0, saying why" \
+        grep -q 'the changed optimizer needs 0: a change such as SGD.s momentum to or from 0' c2.txt
     "$kiln" tune report a >report.txt 2>&1
     check "kiln tune report draws the lineage" grep -q 'id="plot-lineage"' a/report.html
     check "and each mutated key by epoch" test "$(grep -c 'id="plot-pbt-' a/report.html)" -eq 3
