@@ -192,7 +192,8 @@ static void section_of(const char *text, const char *line, char *out, size_t siz
 static kl_status config_mismatch(const kl__train_state *r, const char *stored, kl_error *err)
 {
     kl_error perr = {0};
-    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored), NULL, 0, &perr);
+    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored),
+                                     r->opts->resume_changes, r->opts->nresume_changes, &perr);
     if (!old)
         return kl_error_set(err, KL_EFORMAT, "%s: its stored config does not parse: %s",
                             r->opts->resume, perr.msg);
@@ -249,10 +250,16 @@ static kl_status load_on_root(kl__train_state *r, kl_ckpt_state *st, kl_error *e
     if (s == KL_OK && !r->opts->weights_only) {
         s = kl_ckpt_read_state(c, r->m->g, st, err);
         if (s == KL_OK && st->optim_state_size != state_size)
-            s = kl_error_set(err, KL_EFORMAT,
-                             "%s: the optimizer state holds %zu values, but this optimizer needs "
-                             "%zu: the file is damaged",
-                             r->opts->resume, st->optim_state_size, state_size);
+            s = r->opts->nresume_changes > 0
+                    ? kl_error_set(err, KL_EINVAL,
+                                   "%s: the optimizer state holds %zu values, but the changed "
+                                   "optimizer needs %zu: a change such as SGD's momentum to or "
+                                   "from 0 cannot continue a checkpoint",
+                                   r->opts->resume, st->optim_state_size, state_size)
+                    : kl_error_set(err, KL_EFORMAT,
+                                   "%s: the optimizer state holds %zu values, but this optimizer "
+                                   "needs %zu: the file is damaged",
+                                   r->opts->resume, st->optim_state_size, state_size);
         if (s == KL_OK && st->epoch > r->cfg->train.epochs)
             s = kl_error_set(err, KL_EINVAL,
                              "%s has already trained %d epochs, more than train.epochs %d: "

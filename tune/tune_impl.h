@@ -68,7 +68,11 @@ typedef struct kl__tuner {
     kl_lock *lock;     /* rank 0: held on dir while the sweep runs */
     kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
-    int64_t leases;         /* assignments made so far, journalled ones included */
+    int64_t leases; /* assignments made so far, journalled ones included */
+    /* PBT, resumed: paused trials whose checkpoint is older than their pause (the sweep died
+     * in between), held until a job trains them to it again (kl__tune_pbt_catch_up). */
+    int64_t *catchup;
+    int64_t ncatchup, catchup_next;
     int64_t results_logged; /* by this process: the test point "result" counts them */
     double t0;              /* when this run of the sweep started */
     /* The live table. */

@@ -59,6 +59,11 @@ typedef struct kl_train_options {
      * metric history. */
     const char *best_metric;
     bool best_maximize;
+    /* Overrides ("key=value") applied to resume's stored config before it is compared with this
+     * run's: keys this run may change from the checkpoint's (kiln tune's PBT passes the
+     * hyperparameters it mutates, for a trial that continues a copied checkpoint). */
+    const char *const *resume_changes;
+    int nresume_changes;
 } kl_train_options;
 
 /* An epoch's metric by name: val_accuracy, val_loss, val_mae, train_accuracy or train_loss
