@@ -847,7 +847,10 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     kl_model_options o = kl_train_model_options(cfg, data);
     o.batch = cfg->train.batch_size / r.size / acc;
     kl_stop_test_point("build", r.rank, -1);
-    kl_status st = kl_train_pick_device(cfg, comm, &r.dev, err);
+    kl_status st = r.opts->device_slots > 0
+                       ? kl_device_pick(cfg->train.device, r.opts->device_slot,
+                                        r.opts->device_slots, cfg->train.device_share, &r.dev, err)
+                       : kl_train_pick_device(cfg, comm, &r.dev, err);
     o.device = r.dev.device;
     o.device_index = r.dev.index;
     if (st == KL_OK)

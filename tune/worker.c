@@ -152,7 +152,9 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     kl_train_options to = {.ckpt_dir = ckdir,
                            .resume = resume,
                            .best_metric = tu->sw->metric,
-                           .best_maximize = tu->sw->maximize};
+                           .best_maximize = tu->sw->maximize,
+                           .device_slot = tu->device_slot,
+                           .device_slots = tu->device_slots};
     trial_ctx c = {
         .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
     if (lead) {

@@ -59,6 +59,10 @@ typedef struct kl_train_options {
      * metric history. */
     const char *best_metric;
     bool best_maximize;
+    /* The GPU slot of this rank on its node, when the caller knows better than comm: kiln tune's
+     * workers count themselves among the node's worker ranks (the coordinator trains nothing),
+     * not among their group's. device_slots 0: comm's local rank and size. */
+    int device_slot, device_slots;
 } kl_train_options;
 
 /* An epoch's metric by name: val_accuracy, val_loss, val_mae, train_accuracy or train_loss
