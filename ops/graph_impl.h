@@ -157,6 +157,10 @@ struct kl__node {
      * buffer (host_owned), a parameter's or buffer's place in the host copies. */
     kl_tensor host;
     bool host_owned;
+    /* A device graph's input: two page-locked host buffers (host.data is one of them) and its
+     * device staging buffer, which the copy stream fills while the previous step runs. */
+    void *pinned[2];
+    void *stage;
     uint64_t grad_gen; /* backward pass whose zeroing this (root) grad has had */
 };
 
@@ -185,6 +189,14 @@ struct kl_graph {
     int device_index;
     void *stream;
     float *dev_params, *dev_grads, *dev_bufs;
+    /* The staged inputs (ops/graph_device.c): the copy stream, the event after slot k's copies
+     * up, the event after forward took the staging buffers, the slot the host fills now; with
+     * keep_outputs forward leaves its outputs and loss on the device, and stats (device memory,
+     * KL__CUDA_STATS doubles) are the training statistics kl_graph_stats_add sums there. */
+    void *copy_stream, *copied[2], *consumed;
+    int slot;
+    bool keep_outputs;
+    double *stats;
 
     float *arena, *scratch;
     size_t arena_n, unplanned_n, scratch_n; /* floats */
