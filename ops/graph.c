@@ -340,6 +340,7 @@ static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
     c->first_row = g->rng_first_row;
     c->node = (uint32_t)i;
     c->stream = g->stream;
+    c->bf16 = g->bf16;
 }
 
 kl_status kl_graph_forward(kl_graph *g, kl_error *err)

@@ -286,6 +286,15 @@ kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
     return g->keep_outputs ? KL_OK : copy_outputs(g, err);
 }
 
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)
+{
+    if (on && !on_device(g))
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: bf16 GEMMs need a CUDA device; the CPU computes in fp32 only");
+    g->bf16 = on;
+    return KL_OK;
+}
+
 kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err)
 {
     if (!on_device(g))
@@ -467,6 +476,15 @@ kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err)
 kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err)
 {
     (void)g, (void)keep, (void)err;
+    return KL_OK;
+}
+
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)
+{
+    (void)g;
+    if (on)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: bf16 GEMMs need a CUDA device; the CPU computes in fp32 only");
     return KL_OK;
 }
 

@@ -67,6 +67,7 @@ typedef struct kl__ctx {
     /* The CUDA kernels' stream (a cudaStream_t; NULL is the default stream). Every pointer above
      * is a device pointer when a CUDA kernel runs; shapes and attributes stay on the host. */
     void *stream;
+    bool bf16; /* GEMMs with bf16 inputs (kl_graph_set_bf16) */
 } kl__ctx;
 
 typedef struct kl__node kl__node;
@@ -196,6 +197,7 @@ struct kl_graph {
     void *copy_stream, *copied[2], *consumed;
     int slot;
     bool keep_outputs;
+    bool bf16; /* kl_graph_set_bf16: the GEMMs' inputs in bf16 */
     double *stats;
 
     float *arena, *scratch;

@@ -934,6 +934,12 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                        : kl_train_pick_device(cfg, comm, &r.dev, err);
     o.device = r.dev.device;
     o.device_index = r.dev.index;
+    o.bf16 = cfg->train.precision == KL_TRAIN_PRECISION_BF16;
+    if (st == KL_OK && o.bf16 && r.dev.device == KL_DEVICE_CPU)
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "train.precision: bf16 needs a GPU (train.device: cuda, or auto where "
+                          "one is visible); this rank trains on the CPU, which computes in fp32 "
+                          "only: use train.precision: fp32");
     if (st == KL_OK)
         st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK) {

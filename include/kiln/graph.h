@@ -163,6 +163,10 @@ float *kl_graph_device_grads(kl_graph *g);
  * starts them again from zero. keep false (the default) is the waiting forward described above.
  * On a CPU graph keep_outputs does nothing and the stats calls are KL_EINVAL. */
 kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err);
+/* On a CUDA graph, every GEMM (linear, matmul, conv2d's) with bf16 inputs and fp32 accumulation
+ * (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF: the inputs are rounded to bf16 inside the GEMM); all
+ * memory stays fp32. A CPU graph refuses on with KL_EUNSUPPORTED. */
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err);
 kl_status kl_graph_stats_add(kl_graph *g, kl_node out, kl_node y, int64_t step, kl_error *err);
 kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t *first_bad,
                               kl_error *err);

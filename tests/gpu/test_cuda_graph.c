@@ -5,8 +5,8 @@
  * host copies (to_host / to_device) round-trip; eval mode, a smaller batch and a graph compiled
  * without its loss run; and the same steps run twice on the device give the same bits (what
  * bit-exact resume needs); the step kept on the device (staged inputs, statistics summed there)
- * gives the waiting forward's bits and sums. Models: an MLP with dropout and a small CNN with
- * batchnorm and pooling.
+ * gives the waiting forward's bits and sums; bf16 GEMMs stay within BF16_TOL of fp32. Models: an
+ * MLP with dropout and a small CNN with batchnorm and pooling.
  * `--refuse` (label unit, no device needed) checks that a device is refused with KL_EUNSUPPORTED
  * when none is visible; the rest exits 77 without a device. */
 #include <math.h>
@@ -336,6 +336,63 @@ static void test_kept_step(void)
     kl_graph_free(b.g);
 }
 
+/* bf16 GEMMs (kl_graph_set_bf16) against fp32 on the device, the MLP and the CNN (whose conv2d
+ * GEMMs are bf16 too), a few Adam steps from the same weights: bf16 keeps 8 bits of each input,
+ * a relative rounding of 2^-9 per product; summed over the dot products of these small layers
+ * and carried through 4 updates the losses stay within BF16_TOL relative, and the weights
+ * within it too. */
+#define BF16_TOL 3e-2
+static void bf16_against_fp32(void (*make)(net *), int classes)
+{
+    net f, h;
+    kl_error err = {0};
+    make(&f);
+    make(&h);
+    kl_graph_mark_output(f.g, f.logits);
+    kl_graph_mark_output(h.g, h.logits);
+    CHECK_OK(kl_graph_set_device(f.g, KL_DEVICE_CUDA, 0, &err), &err);
+    CHECK_OK(kl_graph_set_device(h.g, KL_DEVICE_CUDA, 0, &err), &err);
+    CHECK_OK(kl_graph_set_bf16(h.g, true, &err), &err);
+    CHECK_OK(kl_graph_compile(f.g, BATCH, f.loss, 42, &err), &err);
+    CHECK_OK(kl_graph_compile(h.g, BATCH, h.loss, 42, &err), &err);
+    kl_step_config cfg = adam_clip();
+    kl_step *sf = kl_step_new(f.g, &cfg, &err), *sh = kl_step_new(h.g, &cfg, &err);
+    CHECK(sf && sh);
+    double worst = 0;
+    for (int t = 0; sf && sh && t < 4; t++) {
+        fill_batch(&f, t, BATCH, classes);
+        fill_batch(&h, t, BATCH, classes);
+        float lf = 0, lh = 0;
+        kl_step_begin(sf);
+        kl_step_begin(sh);
+        CHECK_OK(kl_step_pass(sf, 7, t, 0, &lf, &err), &err);
+        CHECK_OK(kl_step_pass(sh, 7, t, 0, &lh, &err), &err);
+        double d = fabs((double)lh - (double)lf) / (1.0 + fabs((double)lf));
+        worst = d > worst || isnan(d) ? d : worst;
+        CHECK_OK(kl_step_end(sf, t, lf, &err), &err);
+        CHECK_OK(kl_step_end(sh, t, lh, &err), &err);
+    }
+    size_t np = kl_graph_param_count(f.g);
+    CHECK_OK(kl_graph_to_host(f.g, KL_GRAPH_PARAMS, &err), &err);
+    CHECK_OK(kl_graph_to_host(h.g, KL_GRAPH_PARAMS, &err), &err);
+    double dp = max_rel(kl_graph_params(h.g), kl_graph_params(f.g), np);
+    printf("  bf16: losses within %.3g of fp32's, params within %.3g (tolerance %g)\n", worst, dp,
+           BF16_TOL);
+    CHECK(worst <= BF16_TOL && dp <= BF16_TOL);
+    /* Not the same bits: the GEMMs did round their inputs. */
+    CHECK(memcmp(kl_graph_params(h.g), kl_graph_params(f.g), np * sizeof(float)) != 0);
+    kl_step_free(sf);
+    kl_step_free(sh);
+    kl_graph_free(f.g);
+    kl_graph_free(h.g);
+}
+
+static void test_bf16(void)
+{
+    bf16_against_fp32(make_mlp, 5);
+    bf16_against_fp32(make_cnn, 3);
+}
+
 /* Compiled for inference (no loss, as kiln predict's graph): the loss node, which nothing
  * consumes, is still read back, as evaluation with labels needs. */
 static void test_inference_graph(void)
@@ -374,12 +431,18 @@ static void test_refused(void)
     CHECK(st == KL_EUNSUPPORTED);
     CHECK(strstr(err.msg, "no CUDA device is visible") != NULL);
     CHECK(kl_graph_device(g) == KL_DEVICE_CPU);
+    /* bf16 is a GPU's: a CPU graph refuses it. */
+    err = (kl_error){0};
+    CHECK(kl_graph_set_bf16(g, true, &err) == KL_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "bf16") && strstr(err.msg, "CUDA device"));
+    CHECK(kl_graph_set_bf16(g, false, &err) == KL_OK);
     kl_graph_free(g);
 }
 
 static const check_case device_cases[] = {
     CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),        CHECK_CASE(test_cnn_sgd),
     CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph), CHECK_CASE(test_kept_step),
+    CHECK_CASE(test_bf16),
 };
 
 static const check_case refuse_cases[] = {
