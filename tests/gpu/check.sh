@@ -20,6 +20,7 @@
 #     train.device_share, trained with it);
 #   - test_serve_reload: kiln serve with config.yaml's device (auto, cuda) on the GPU answers as
 #     kiln predict on the CPU within 1e-4.
+# Then the speed benchmarks (bench/run_gpu_bench.sh), within what is left of the 8 minutes.
 # When $OUT names a folder, the card, the build log, each test's and run's output, the JSON lines
 # of every run (raw figures) and summary.txt (one line per check, then ctest's totals) go there.
 # usage: bash tests/gpu/check.sh      (needs the build dependencies and CUDA in /usr/local/cuda)
@@ -232,6 +233,20 @@ YAML
     fi
 else
     echo "2 ranks on one GPU: skipped (no mpirun)" | log summary.txt
+fi
+
+# The speed benchmarks of issue 16 (bench/run_gpu_bench.sh: kiln against PyTorch on this GPU,
+# the card's cuBLAS GEMM rate, the GPU memory of each run), after the checks so that a failing
+# check still leaves the figures; bounded so that the script ends within its 8 minutes. Raw
+# output in $out/bench, the table in $out/bench/summary.txt.
+left=$((470 - SECONDS))
+if ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "benchmarks: skipped (python3 has no CUDA build of torch)" | log summary.txt
+elif [ $left -lt 60 ]; then
+    echo "benchmarks: skipped (only $left s of the 8 minutes left)" | log summary.txt
+else
+    PYTHON=python3 bash "$root/bench/run_gpu_bench.sh" "$kiln" "$out/bench" "$left" >/dev/null 2>&1
+    echo "benchmarks: status $? in $left s at most (bench/summary.txt, bench/runs.txt)" | log summary.txt
 fi
 
 cat "$out/summary.txt"
