@@ -502,6 +502,8 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
     if (kept && (st = kl_graph_keep_outputs(m->g, true, err)) != KL_OK)
         return st;
     r->stats_samples = 0;
+    if (epoch == r->start_epoch)
+        r->stats_loss = NAN; /* the step hook's loss until the first read */
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     r->comm_wait = 0;
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);

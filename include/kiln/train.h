@@ -37,7 +37,8 @@ typedef struct kl_train_result {
 
 typedef struct kl_train_hooks {
     void *ctx;
-    /* Every step: progress within the epoch. */
+    /* Every step: progress within the epoch. loss is the step's on the CPU; on a GPU, where the
+     * loss is read every 20 steps, the mean loss of the last read (NaN before the first). */
     void (*on_step)(void *ctx, int epoch, int64_t step_in_epoch, int64_t steps_per_epoch,
                     double loss, double elapsed_s);
     /* Every epoch; returning false stops training (a tune scheduler's decision). */

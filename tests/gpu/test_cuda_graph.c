@@ -346,15 +346,9 @@ static void bf16_against_fp32(void (*make)(net *), int classes)
 {
     net f, h;
     kl_error err = {0};
-    make(&f);
-    make(&h);
-    kl_graph_mark_output(f.g, f.logits);
-    kl_graph_mark_output(h.g, h.logits);
-    CHECK_OK(kl_graph_set_device(f.g, KL_DEVICE_CUDA, 0, &err), &err);
-    CHECK_OK(kl_graph_set_device(h.g, KL_DEVICE_CUDA, 0, &err), &err);
-    CHECK_OK(kl_graph_set_bf16(h.g, true, &err), &err);
-    CHECK_OK(kl_graph_compile(f.g, BATCH, f.loss, 42, &err), &err);
-    CHECK_OK(kl_graph_compile(h.g, BATCH, h.loss, 42, &err), &err);
+    compile(&f, true, make);
+    compile(&h, true, make);
+    CHECK_OK(kl_graph_set_bf16(h.g, true, &err), &err); /* the GEMMs read it as they launch */
     kl_step_config cfg = adam_clip();
     kl_step *sf = kl_step_new(f.g, &cfg, &err), *sh = kl_step_new(h.g, &cfg, &err);
     CHECK(sf && sh);
