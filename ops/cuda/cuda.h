@@ -57,7 +57,7 @@ int kl__cuda_check(void);
  * copy_async queues a device-to-device copy on stream. An event (a cudaEvent_t, without timing)
  * is recorded on a stream; sync waits for the work before it (an event never recorded is done);
  * stream_wait_event makes the work queued on stream after it wait for that work, without the
- * host waiting. */
+ * host waiting; event_query is 1 when that work is done, 0 when not yet, -1 on an error. */
 void *kl__cuda_host_alloc(size_t bytes);
 void kl__cuda_host_free(void *p);
 int kl__cuda_copy_async(void *dst, const void *src, size_t bytes, void *stream);
@@ -65,6 +65,7 @@ int kl__cuda_event_new(void **event);
 void kl__cuda_event_free(void *event);
 int kl__cuda_event_record(void *event, void *stream);
 int kl__cuda_event_sync(void *event);
+int kl__cuda_event_query(void *event);
 int kl__cuda_stream_wait_event(void *stream, void *event);
 
 /* A training batch's statistics added on the device (ops/cuda/metrics.cu), for a graph that keeps
@@ -99,7 +100,7 @@ int kl__cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm,
  * makes device the thread's current device and joins the nranks ranks of the id (it waits for
  * all of them); allreduce sums n floats of device memory in place, queued on stream; async_error
  * is -1 once the communicator has failed (ncclCommGetAsyncError); abort ends it without waiting
- * (ncclCommAbort). event_query is 1 when the work before the event is done, 0 when not yet. */
+ * (ncclCommAbort). The communicator orders its all-reduces with the kl__cuda_event_* calls. */
 enum { KL__NCCL_ID_BYTES = 128 };
 const char *kl__nccl_last_error(void);
 int kl__nccl_unique_id(void *id);
@@ -108,13 +109,6 @@ int kl__nccl_allreduce(void *comm, float *buf, size_t n, void *stream);
 int kl__nccl_async_error(void *comm);
 void kl__nccl_abort(void *comm);
 void kl__nccl_destroy(void *comm);
-int kl__nccl_event_new(void **event);
-int kl__nccl_event_record(void *event, void *stream);
-int kl__nccl_event_query(void *event);
-/* Work queued on stream after this waits for the work queued before event (cudaStreamWaitEvent),
- * without the host waiting. */
-int kl__nccl_stream_wait(void *stream, void *event);
-void kl__nccl_event_free(void *event);
 
 #ifdef __cplusplus
 }

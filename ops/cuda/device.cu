@@ -237,3 +237,11 @@ extern "C" int kl__cuda_stream_wait_event(void *stream, void *event)
 {
     return failed(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)event, 0));
 }
+
+extern "C" int kl__cuda_event_query(void *event)
+{
+    cudaError_t e = cudaEventQuery((cudaEvent_t)event);
+    if (e == cudaErrorNotReady)
+        return 0;
+    return failed(e) ? -1 : 1;
+}
