@@ -125,6 +125,8 @@ void kl__graph_device_free(kl_graph *g)
             free(n->host.data);
         }
     }
+    kl__cuda_graph_free(g->graph_exec[0]);
+    kl__cuda_graph_free(g->graph_exec[1]);
     kl__cuda_event_free(g->copied[0]);
     kl__cuda_event_free(g->copied[1]);
     kl__cuda_event_free(g->consumed);
@@ -284,6 +286,64 @@ kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
     if (kl__cuda_check() != 0)
         return cuda_failed("launching forward", err);
     return g->keep_outputs ? KL_OK : copy_outputs(g, err);
+}
+
+/* Whether this pass may run as a CUDA Graph: training at the full batch with the outputs kept on
+ * the device, no gradient-ready callback (a communicator's work on another stream), and no
+ * dropout, whose kernel takes the step as a launch argument (a replay would repeat its mask). */
+static bool capturable(const kl_graph *g)
+{
+    if (!on_device(g) || !g->cuda_graph || g->cuda_graph_broken || !g->keep_outputs ||
+        g->mode != KL_MODE_TRAIN || g->batch != g->max_batch || g->ready_fn)
+        return false;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].kind == KL__OP && g->nodes[i].op == KL__OP_DROPOUT)
+            return false;
+    return true;
+}
+
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err)
+{
+    if (!capturable(g))
+        return run(g, err);
+    if (g->graph_exec[part])
+        return kl__cuda_graph_launch(g->graph_exec[part], g->stream) == 0
+                   ? KL_OK
+                   : cuda_failed("replaying a CUDA Graph", err);
+    if (g->graph_warm[part] < 2) { /* first uses: cuBLAS's handle and the like set up eagerly */
+        g->graph_warm[part]++;
+        return run(g, err);
+    }
+    /* A capture that breaks (an allocation, a synchronisation, a kernel that cannot be
+     * captured) leaves the graph eager for good; what it held never ran, so it runs now. */
+    kl_error cerr = {0};
+    void *exec = NULL;
+    if (kl__cuda_capture_begin(g->stream) != 0) {
+        g->cuda_graph_broken = true;
+        return run(g, err);
+    }
+    kl_status st = run(g, &cerr);
+    if (kl__cuda_capture_end(g->stream, &exec) != 0 || st != KL_OK) {
+        kl__cuda_graph_free(exec);
+        (void)kl__cuda_check(); /* the capture's error is not the eager run's */
+        g->cuda_graph_broken = true;
+        return run(g, err);
+    }
+    g->graph_exec[part] = exec;
+    return kl__cuda_graph_launch(exec, g->stream) == 0 ? KL_OK
+                                                       : cuda_failed("launching a CUDA Graph", err);
+}
+
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err)
+{
+    (void)err;
+    g->cuda_graph = on && on_device(g);
+    return KL_OK;
+}
+
+int kl_graph_cuda_graphs(const kl_graph *g)
+{
+    return (g->graph_exec[0] != NULL) + (g->graph_exec[1] != NULL);
 }
 
 kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)
@@ -477,6 +537,24 @@ kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err)
 {
     (void)g, (void)keep, (void)err;
     return KL_OK;
+}
+
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err)
+{
+    (void)part;
+    return run(g, err);
+}
+
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err)
+{
+    (void)g, (void)on, (void)err;
+    return KL_OK;
+}
+
+int kl_graph_cuda_graphs(const kl_graph *g)
+{
+    (void)g;
+    return 0;
 }
 
 kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)

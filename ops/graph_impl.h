@@ -198,6 +198,12 @@ struct kl_graph {
     int slot;
     bool keep_outputs;
     bool bf16; /* kl_graph_set_bf16: the GEMMs' inputs in bf16 */
+    /* CUDA Graphs (kl_graph_set_cuda_graph): forward's [0] and backward's [1] kernels, captured
+     * at the full batch in training after two eager runs of each and then replayed; broken:
+     * a capture failed, and every later pass runs eagerly. */
+    bool cuda_graph, cuda_graph_broken;
+    int graph_warm[2];
+    void *graph_exec[2];
     double *stats;
 
     float *arena, *scratch;
@@ -237,6 +243,11 @@ kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err);
 kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err);
 kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err);
 void kl__graph_device_zero(kl_graph *g, float *p, size_t floats);
+/* Runs part (0: forward's kernels, 1: backward's) of a pass: run(g, err) eagerly, or captured as a
+ * CUDA Graph and replayed (kl_graph_set_cuda_graph). run must be safe to call again after a
+ * failed capture (the captured work never ran). */
+typedef kl_status (*kl__graph_part_fn)(kl_graph *g, kl_error *err);
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err);
 
 /* Records the first build error (later ones are its consequences) and returns KL_NONE. */
 kl_node kl__graph_fail(kl_graph *g, kl_status st, const char *msg);

@@ -333,6 +333,8 @@ kl_status kl_model_build(const kl_model_spec *spec, const kl_model_options *opts
         st = kl_graph_set_device(m->g, opts->device, opts->device_index, err);
     if (st == KL_OK && opts->bf16)
         st = kl_graph_set_bf16(m->g, true, err);
+    if (st == KL_OK && opts->cuda_graph)
+        st = kl_graph_set_cuda_graph(m->g, true, err);
     if (st == KL_OK)
         st = kl_graph_compile(m->g, opts->batch, opts->trainable ? m->loss : KL_NONE, opts->seed,
                               err);

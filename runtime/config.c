@@ -307,6 +307,7 @@ static const kl__field train_fields[] = {
     {.name = "device", .type = KL__F_ENUM, .off = TRAIN(device), .names = kl_train_device_names,
      .def = "auto"},
     {.name = "device_share", .type = KL__F_BOOL, .off = TRAIN(device_share), .def = "false"},
+    {.name = "cuda_graph", .type = KL__F_BOOL, .off = TRAIN(cuda_graph), .def = "true"},
     {.name = "precision",
      .type = KL__F_ENUM,
      .off = TRAIN(precision),

@@ -937,6 +937,7 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     o.device = r.dev.device;
     o.device_index = r.dev.index;
     o.bf16 = cfg->train.precision == KL_TRAIN_PRECISION_BF16;
+    o.cuda_graph = cfg->train.cuda_graph;
     if (st == KL_OK && o.bf16 && r.dev.device == KL_DEVICE_CPU)
         st = kl_error_set(err, KL_EUNSUPPORTED,
                           "train.precision: bf16 needs a GPU (train.device: cuda, or auto where "

@@ -137,6 +137,7 @@ typedef struct kl_train_section {
     kl_train_device device;
     bool device_share; /* more local ranks than CUDA devices: share them instead of refusing */
     kl_train_precision precision;
+    bool cuda_graph; /* on a GPU, replay forward and backward as CUDA Graphs (default true) */
     float clip_norm; /* global gradient-norm clipping (0: off) */
     int accumulate;  /* micro-batches per optimizer step (default 1): same maths, less memory */
     float label_smoothing;

@@ -167,6 +167,16 @@ kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err);
  * (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF: the inputs are rounded to bf16 inside the GEMM); all
  * memory stays fp32. A CPU graph refuses on with KL_EUNSUPPORTED. */
 kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err);
+/* CUDA Graphs (on a CUDA graph; nothing on the CPU, off by default): in training
+ * (KL_MODE_TRAIN) at the full batch with the outputs kept on the device, forward's kernels and
+ * backward's are each captured once, after two eager runs, and replayed every later pass, one
+ * launch each instead of one per kernel. A pass at another batch (a partial last batch), in eval
+ * mode, with a gradient-ready callback (kl_graph_on_grad_ready: a communicator) or in a graph
+ * with dropout (whose kernel takes the step as an argument) runs eagerly; a capture that fails
+ * turns them off for the graph, that pass running eagerly. The results are those of the eager
+ * launches, bit for bit. kl_graph_cuda_graphs says how many of the two parts replay (0, 1, 2). */
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err);
+int kl_graph_cuda_graphs(const kl_graph *g);
 kl_status kl_graph_stats_add(kl_graph *g, kl_node out, kl_node y, int64_t step, kl_error *err);
 kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t *first_bad,
                               kl_error *err);

@@ -68,6 +68,16 @@ int kl__cuda_event_sync(void *event);
 int kl__cuda_event_query(void *event);
 int kl__cuda_stream_wait_event(void *stream, void *event);
 
+/* CUDA Graphs (ops/graph_device.c): capture_begin starts capturing the work queued on stream
+ * (thread-local mode: only this thread's unsafe calls break it); capture_end ends it and
+ * instantiates what was captured into *exec (NULL and -1 when the capture broke or the graph
+ * cannot be instantiated: the captured work did not run, and the stream is no longer
+ * capturing); graph_launch queues *exec on stream; graph_free releases it. */
+int kl__cuda_capture_begin(void *stream);
+int kl__cuda_capture_end(void *stream, void **exec);
+int kl__cuda_graph_launch(void *exec, void *stream);
+void kl__cuda_graph_free(void *exec);
+
 /* A training batch's statistics added on the device (ops/cuda/metrics.cu), for a graph that keeps
  * its outputs there: sums[0] += loss[0] * b, sums[1] += the rows of out (b x k) whose first
  * largest entry is the i32 label y (classification), or sums[2] += the absolute errors against

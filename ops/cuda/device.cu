@@ -245,3 +245,39 @@ extern "C" int kl__cuda_event_query(void *event)
         return 0;
     return failed(e) ? -1 : 1;
 }
+
+/* ---- CUDA Graphs: a stream's work captured once and replayed ---- */
+
+extern "C" int kl__cuda_capture_begin(void *stream)
+{
+    /* Thread-local: only this thread's unsafe calls (an allocation, a synchronisation) break the
+     * capture; other threads (kiln serve's instances) go on. */
+    return failed(cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeThreadLocal));
+}
+
+extern "C" int kl__cuda_capture_end(void *stream, void **exec)
+{
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t e = NULL;
+    *exec = NULL;
+    cudaError_t rc = cudaStreamEndCapture((cudaStream_t)stream, &graph);
+    if (rc == cudaSuccess)
+        rc = cudaGraphInstantiate(&e, graph, 0);
+    if (graph)
+        (void)cudaGraphDestroy(graph);
+    if (failed(rc))
+        return -1;
+    *exec = e;
+    return 0;
+}
+
+extern "C" int kl__cuda_graph_launch(void *exec, void *stream)
+{
+    return failed(cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)stream));
+}
+
+extern "C" void kl__cuda_graph_free(void *exec)
+{
+    if (exec)
+        (void)cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}

@@ -14,6 +14,7 @@
 #   - 2 ranks sharing the GPU (train.device_share, the MPI fallback) against 1 rank (within
 #     LOSS_TOL), and refused without train.device_share;
 #   - the first progress line names the GPU, and says MPI fallback for 2 ranks on one GPU;
+#   - CUDA Graph replay against eager launches (train.cuda_graph false): bit-exact;
 #   - mlp.yaml with train.precision bf16 against fp32 on the GPU (losses within BF16_LOSS_TOL,
 #     test accuracy within BF16_ACC_TOL); a diverging GPU run stops, naming the step;
 #   - kiln tune on 3 ranks: the 2 workers count as 2 ranks on the GPU (refused without
@@ -162,6 +163,14 @@ cnn_set=(--set data.limit=30000 --set train.epochs=3)
 ran cnn-cpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.device=cpu &&
     ran cnn-gpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.device=cuda &&
     compare "cnn 3 epochs (30000 images): GPU vs CPU" cnn-gpu cnn-cpu near
+
+# CUDA Graph replay (train.cuda_graph, on by default) against eager launches: the same bits. The
+# MLP without its dropout layers, whose kernel keeps a graph eager.
+nodrop=(--set 'model={layers: [{dense: {units: 256, activation: relu}}, {dense: {units: 128, activation: relu}}]}'
+    --set data.limit=20000 --set train.epochs=2 --set train.device=cuda)
+ran graph-on "$kiln" train "$mlp" "${common[@]}" "${nodrop[@]}" &&
+    ran graph-off "$kiln" train "$mlp" "${common[@]}" "${nodrop[@]}" --set train.cuda_graph=false &&
+    compare "CUDA Graph replay vs eager launches: bit-exact" graph-on graph-off exact
 
 # bf16 GEMMs against fp32 on the GPU, the same seed: bf16 keeps 8 bits of every GEMM input, so
 # the curves part a little more than the devices do (BF16_LOSS_TOL, BF16_ACC_TOL).

@@ -5,7 +5,8 @@
  * host copies (to_host / to_device) round-trip; eval mode, a smaller batch and a graph compiled
  * without its loss run; and the same steps run twice on the device give the same bits (what
  * bit-exact resume needs); the step kept on the device (staged inputs, statistics summed there)
- * gives the waiting forward's bits and sums; bf16 GEMMs stay within BF16_TOL of fp32. Models: an
+ * gives the waiting forward's bits and sums; bf16 GEMMs stay within BF16_TOL of fp32; CUDA Graph
+ * replay gives the eager launches' bits. Models: an
  * MLP with dropout and a small CNN with batchnorm and pooling.
  * `--refuse` (label unit, no device needed) checks that a device is refused with KL_EUNSUPPORTED
  * when none is visible; the rest exits 77 without a device. */
@@ -336,6 +337,75 @@ static void test_kept_step(void)
     kl_graph_free(b.g);
 }
 
+/* Runs steps t0..t1-1 of the kept step on n (SGD with Nesterov), the statistics summed on the
+ * device; step `partial` runs a smaller batch. */
+static void kept_steps(net *n, kl_step *s, int t0, int t1, int partial)
+{
+    kl_error err = {0};
+    for (int t = t0; t < t1; t++) {
+        int64_t b = t == partial ? BATCH - 5 : BATCH;
+        float l = 0;
+        CHECK_OK(kl_graph_set_batch(n->g, b, &err), &err);
+        fill_batch(n, t, b, 3);
+        kl_step_begin(s);
+        CHECK_OK(kl_step_pass(s, 7, t, 0, &l, &err), &err);
+        CHECK_OK(kl_graph_stats_add(n->g, n->logits, n->y, t, &err), &err);
+        CHECK_OK(kl_step_end(s, t, l, &err), &err);
+    }
+}
+
+/* CUDA Graphs (kl_graph_set_cuda_graph) against eager launches on the CNN (no dropout): after
+ * the warm-up both parts replay, a partial batch in between runs eagerly, and the weights,
+ * buffers and sums are the same bits; the MLP, with dropout, never captures. */
+static void test_cuda_graph_replay(void)
+{
+    net a, b, d;
+    kl_error err = {0};
+    compile(&a, true, make_cnn);
+    compile(&b, true, make_cnn);
+    compile(&d, true, make_mlp);
+    kl_step_config cfg = sgd_nesterov();
+    kl_step *sa = kl_step_new(a.g, &cfg, &err), *sb = kl_step_new(b.g, &cfg, &err);
+    kl_step *sd = kl_step_new(d.g, &cfg, &err);
+    CHECK(sa && sb && sd);
+    CHECK_OK(kl_graph_set_cuda_graph(a.g, true, &err), &err);
+    CHECK_OK(kl_graph_set_cuda_graph(d.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(a.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(b.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(d.g, true, &err), &err);
+    if (sa && sb && sd) {
+        kept_steps(&a, sa, 0, 10, 6);
+        kept_steps(&b, sb, 0, 10, 6);
+        for (int t = 0; t < 5; t++) {
+            float l = 0;
+            fill_batch(&d, t, BATCH, 5);
+            kl_step_begin(sd);
+            CHECK_OK(kl_step_pass(sd, 7, t, 0, &l, &err), &err);
+            CHECK_OK(kl_step_end(sd, t, l, &err), &err);
+        }
+    }
+    printf("  CUDA Graphs replaying: %d of 2 (eager graph: %d, with dropout: %d)\n",
+           kl_graph_cuda_graphs(a.g), kl_graph_cuda_graphs(b.g), kl_graph_cuda_graphs(d.g));
+    CHECK(kl_graph_cuda_graphs(a.g) == 2 && kl_graph_cuda_graphs(b.g) == 0 &&
+          kl_graph_cuda_graphs(d.g) == 0);
+    double sa3[3], sb3[3];
+    int64_t bad = -1, first = -1;
+    CHECK_OK(kl_graph_stats_take(a.g, sa3, &bad, &first, &err), &err);
+    CHECK_OK(kl_graph_stats_take(b.g, sb3, &bad, &first, &err), &err);
+    CHECK(memcmp(sa3, sb3, sizeof sa3) == 0);
+    size_t np = kl_graph_param_count(a.g), nb = kl_graph_buffer_count(a.g);
+    CHECK_OK(kl_graph_to_host(a.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, &err), &err);
+    CHECK_OK(kl_graph_to_host(b.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, &err), &err);
+    CHECK(memcmp(kl_graph_params(a.g), kl_graph_params(b.g), np * sizeof(float)) == 0);
+    CHECK(memcmp(kl_graph_buffers(a.g), kl_graph_buffers(b.g), nb * sizeof(float)) == 0);
+    kl_step_free(sa);
+    kl_step_free(sb);
+    kl_step_free(sd);
+    kl_graph_free(a.g);
+    kl_graph_free(b.g);
+    kl_graph_free(d.g);
+}
+
 /* bf16 GEMMs (kl_graph_set_bf16) against fp32 on the device, the MLP and the CNN (whose conv2d
  * GEMMs are bf16 too), a few Adam steps from the same weights: bf16 keeps 8 bits of each input,
  * a relative rounding of 2^-9 per product; summed over the dot products of these small layers
@@ -434,9 +504,9 @@ static void test_refused(void)
 }
 
 static const check_case device_cases[] = {
-    CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),        CHECK_CASE(test_cnn_sgd),
-    CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph), CHECK_CASE(test_kept_step),
-    CHECK_CASE(test_bf16),
+    CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),          CHECK_CASE(test_cnn_sgd),
+    CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph),   CHECK_CASE(test_kept_step),
+    CHECK_CASE(test_bf16),           CHECK_CASE(test_cuda_graph_replay),
 };
 
 static const check_case refuse_cases[] = {
