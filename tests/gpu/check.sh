@@ -225,6 +225,7 @@ run_cap: 2
 seed: 0
 parameters:
   data.limit: {value: 4000}
+  schedule.warmup_steps: {value: 10}
   train.device: {value: cuda}
   train.device_share: {value: $share}
 scheduler: {type: fifo, max_t: 1}
