@@ -181,7 +181,8 @@ ran mlp-bf16 "$kiln" train "$mlp" "${common[@]}" --set train.epochs=3 --set trai
 # The step stays on the device: a divergence is found at the next read of the loss (every 20
 # steps), every rank stops there, and the message names the step where it went bad.
 says "a diverging GPU run stops, naming the step" 'loss became non-finite by epoch 1, step [0-9]+ \(on this rank first at step [0-9]+' \
-    "$kiln" train "$mlp" --set train.device=cuda --set 'optimizer={name: sgd, lr: 1e6}'
+    "$kiln" train "$mlp" --set train.device=cuda --set 'optimizer={name: sgd, lr: 1e6}' \
+    --set schedule.warmup_steps=10
 
 # Resume, on a 20000-image MLP: runs in folders of their own under runs/. The cosine schedule
 # is given its length, which would otherwise follow train.epochs, which the runs change.
