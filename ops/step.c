@@ -198,8 +198,10 @@ kl_status kl_step_pass(kl_step *s, uint64_t seed, int64_t t, int64_t first_row, 
     kl_status st = kl_graph_forward(s->g, err);
     if (st == KL_OK)
         st = kl_graph_backward(s->g, err);
+    /* A graph that keeps its outputs on the device left the loss there: its caller reads it
+     * (kl_graph_stats_take) and checks it. */
     if (st == KL_OK)
-        *loss = kl_f32(kl_graph_value(s->g, kl_graph_loss(s->g)))[0];
+        *loss = s->g->keep_outputs ? 0.0f : kl_f32(kl_graph_value(s->g, kl_graph_loss(s->g)))[0];
     return st;
 }
 

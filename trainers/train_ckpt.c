@@ -147,6 +147,7 @@ static char *comparable(const kl_config *cfg)
     c.train.threads = 0;
     c.train.device = KL_TRAIN_DEVICE_AUTO;
     c.train.device_share = false;
+    c.train.cuda_graph = true; /* the same bits either way */
     c.name = NULL;
     c.runs_dir = NULL;
     c.path = NULL;
@@ -226,7 +227,8 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
             err, KL_EINVAL,
             "%s was written with another config: %sit has '%.*s' where this run "
             "has '%.*s'. Resume with the config it was trained with (only train.epochs, "
-            "train.threads, train.device, train.device_share, name, dist and checkpoint "
+            "train.threads, train.device, train.device_share, train.cuda_graph, name, dist and "
+            "checkpoint "
             "may change), or start a new "
             "run from its weights with --resume-weights-only",
             r->opts->resume, section, la > 0 ? la : 1, la > 0 ? line_a : "?", lb > 0 ? lb : 1,

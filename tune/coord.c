@@ -782,6 +782,21 @@ static void tuner_free(kl__tuner *tu)
     free(tu->dir);
 }
 
+/* Which GPU each worker rank trains on: the workers (every rank but the coordinator, which
+ * trains nothing and takes no GPU) split apart, and a worker's local rank among them is its slot.
+ * A group's own local rank would put every group of a node on its first GPU. */
+static kl_status worker_slots(kl__tuner *tu, kl_error *err)
+{
+    kl_comm *workers = NULL;
+    kl_status st = kl_comm_split(tu->world, tu->rank == 0 ? 0 : 1, tu->rank, &workers, err);
+    if (st == KL_OK && tu->rank != 0) {
+        tu->device_slot = kl_comm_local_rank(workers);
+        tu->device_slots = kl_comm_local_size(workers);
+    }
+    kl_comm_free(workers);
+    return st;
+}
+
 kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
 {
     kl__tuner tu = {.o = o, .world = world, .t0 = kl_now()};
@@ -792,6 +807,8 @@ kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
     if (st == KL_OK && tu.size > 1)
         st = kl_comm_split(world, tu.rank == 0 ? 0 : 1 + (tu.rank - 1) / tu.group_size, tu.rank,
                            &tu.group, err);
+    if (st == KL_OK && tu.size > 1)
+        st = worker_slots(&tu, err);
     if (st == KL_OK && tu.rank == 0) {
         if (!(tu.sched = kl_sched_new(&tu.sw->sched, tu.sw->maximize, tu.ntrials, err)))
             st = err->status;

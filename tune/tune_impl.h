@@ -64,6 +64,10 @@ typedef struct kl__tuner {
     kl_journal *journal;
     kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
     int rank, size, group_size, nworkers;
+    /* A worker rank's place among the worker ranks of its node, and their count: the GPU it
+     * trains on (kl_train_options.device_slot). 0 slots: a single process, which trains on its
+     * own device choice. */
+    int device_slot, device_slots;
     char *dir;         /* the sweep folder */
     kl_lock *lock;     /* rank 0: held on dir while the sweep runs */
     kl__trial *trials; /* kl_sweep_trials() of them */

@@ -169,7 +169,9 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
                            .best_metric = tu->sw->metric,
                            .best_maximize = tu->sw->maximize,
                            .resume_changes = changes,
-                           .nresume_changes = nchanges};
+                           .nresume_changes = nchanges,
+                           .device_slot = tu->device_slot,
+                           .device_slots = tu->device_slots};
     trial_ctx c = {
         .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
     if (lead) {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/device.h"
 #include "runtime/file.h"
 #include "runtime/schema.h"
 #include "serve/patterns/composite.h"
@@ -27,6 +28,8 @@ void kl_serve_model_config_defaults(kl_serve_model_config *c)
                                  .dynamic_batching = true,
                                  .max_queue_delay_us = 0,
                                  .instances = 0,
+                                 .device = KL_TRAIN_DEVICE_CPU,
+                                 .gpu = -1,
                                  .max_queue = 1024,
                                  .latest = 1,
                                  .drift_window = -1,
@@ -142,6 +145,8 @@ static const kl__field config_fields[] = {
      .off = CFG(max_queue_delay_us),
      KL__GE_LE(0, 10000000)},
     {.name = "instances", .type = KL__F_INT, .off = CFG(instances), KL__GE_LE(1, 256)},
+    {.name = "device", .type = KL__F_ENUM, .off = CFG(device), .names = kl_train_device_names},
+    {.name = "gpu", .type = KL__F_INT, .off = CFG(gpu), KL__GE_LE(0, 255)},
     {.name = "max_queue", .type = KL__F_INT, .off = CFG(max_queue), KL__GE_LE(1, 1000000)},
     CFG_CUSTOM("versions", read_versions),
     CFG_CUSTOM("pre", read_pattern),
@@ -212,6 +217,50 @@ static void version_free(kl__version *v)
     free(v);
 }
 
+/* Where instance i computes (the config's device and gpu): the CPU, the one GPU gpu names, or
+ * GPU i mod the visible ones. A device that cannot be had is refused here, at load. */
+static kl_status instance_device(const kl_serve_model_config *c, int i, kl_device_choice *out,
+                                 kl_error *err)
+{
+    kl_status st = kl_device_pick(c->device, c->gpu >= 0 ? c->gpu : i, 0, true, out, err);
+    if (st != KL_OK) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return kl_error_set(err, st, "%s (the model's device: its config.yaml or --device)", why);
+    }
+    out->shared = false;
+    int visible = out->device == KL_DEVICE_CUDA ? kl_device_count() : 0;
+    if (out->device == KL_DEVICE_CUDA && c->gpu >= visible)
+        return kl_error_set(err, KL_EINVAL,
+                            "gpu %d: only %d CUDA device%s visible (gpu counts from 0 among "
+                            "the devices CUDA_VISIBLE_DEVICES leaves)",
+                            c->gpu, visible, visible == 1 ? " is" : "s are");
+    if (out->device == KL_DEVICE_CUDA)
+        out->index = c->gpu >= 0 ? c->gpu : i % visible;
+    return KL_OK;
+}
+
+/* The instances a version runs: the config's, else one per core on the CPU and one per GPU used
+ * on CUDA; and v->device saying where. */
+static kl_status version_devices(kl_server *s, kl__version *v, kl_device_choice *first,
+                                 kl_error *err)
+{
+    kl_status st = instance_device(&v->cfg, 0, first, err);
+    if (st != KL_OK)
+        return st;
+    bool cuda = first->device == KL_DEVICE_CUDA;
+    int gpus = cuda && v->cfg.gpu < 0 ? kl_device_count() : 1;
+    v->instances = v->cfg.instances > 0 ? v->cfg.instances : cuda ? gpus : s->cores;
+    kl_device_describe(first, v->device, sizeof v->device);
+    if (cuda && v->cfg.gpu < 0 && gpus > 1 && v->instances > 1) {
+        size_t n = strlen(v->device);
+        snprintf(v->device + n, sizeof v->device - n, " and %d more GPU%s",
+                 (v->instances < gpus ? v->instances : gpus) - 1,
+                 (v->instances < gpus ? v->instances : gpus) > 2 ? "s" : "");
+    }
+    return KL_OK;
+}
+
 static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const char *path,
                               kl__version **out, kl_error *err)
 {
@@ -226,16 +275,17 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->cfg = m->cfg;
     v->cfg.versions = NULL; /* the model's */
     v->queue_timeout_s = s->o.queue_timeout_s;
-    v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
     /* Before the file is read: a file replaced meanwhile then differs, and is read again. */
     kl__file_id_of(path, &v->file);
     v->pat = kl__patterns_ref(m->pat);
     atomic_init(&v->refs, 1);
-    kl_status st = KL_OK;
-    if (!(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
+    kl_device_choice dev;
+    kl_status st = version_devices(s, v, &dev, err);
+    if (st == KL_OK && !(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
         st = kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int i = 0; st == KL_OK && i < v->instances; i++)
-        st = kl_modelfile_load(path, v->cfg.max_batch_size, &v->mf[i], err);
+        if ((st = instance_device(&v->cfg, i, &dev, err)) == KL_OK)
+            st = kl_modelfile_load_on(path, v->cfg.max_batch_size, &dev, &v->mf[i], err);
     /* An ONNX model has no training config to learn with. */
     if (st == KL_OK && v->cfg.online.enabled && !kl_modelfile_config(v->mf[0]))
         st = kl_error_set(err, KL_EUNSUPPORTED,
@@ -666,11 +716,12 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     const kl_modelfile_signature *sig = v->sig;
     kl__serve_log(s,
                   "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
-                  "instances, batches up to %d%s",
+                  "instances, batches up to %d%s, on %s",
                   m->name, (long long)x, old ? "reloaded (its model file changed)" : "ready",
                   kl_now() - t0, (long long)sig->features, sig->outputs,
                   sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
-                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
+                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)",
+                  v->device);
     return true;
 }
 
@@ -863,8 +914,9 @@ static kl_status load_single(kl_server *s, kl_error *err)
         kl__version_release(v);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
-    kl__serve_log(s, "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d",
-                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size);
+    kl__serve_log(s,
+                  "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d, on %s",
+                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size, v->device);
     return KL_OK;
 }
 
