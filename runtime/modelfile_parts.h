@@ -29,7 +29,7 @@ struct kl_modelfile {
     bool has_ref;
     kl_modelfile_reference ref; /* views into ref_data */
     float *ref_data;
-    double *exps;   /* (outputs): softmax scratch */
+    double *exps; /* (outputs): softmax scratch */
     kl_modelfile_lineage lineage;
     kl_onnx *onnx;  /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
     float *onnx_io; /* its inputs (max_batch, features) then outputs (max_batch, outputs) */
@@ -53,6 +53,12 @@ kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
  * mf's train.seed, the one they were drawn with). */
 kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
                               const kl_modelfile_reference *ref, const char *path, kl_error *err);
+
+/* Writes mf (a model built from a checkpoint) to path as an ONNX model of opset 17, atomically
+ * (runtime/modelfile_onnx_write.c): the standardisation as Sub and Div at the input, the layers in
+ * inference form, Softmax after a classifier's head, the task and class names in metadata_props.
+ * A layer ONNX export cannot express yet is refused, naming it. */
+kl_status kl__modelfile_write_onnx(kl_modelfile *mf, const char *path, kl_error *err);
 
 /* Copies b raw samples x (b, features) into dst standardised with mf's statistics, as
  * kl_modelfile_predict does; KL_EINVAL for a NaN or Inf, naming its sample (first + row). */
