@@ -32,6 +32,7 @@ void kl_modelfile_free(kl_modelfile *mf)
     kl_config_free(mf->cfg);
     kl_onnx_free(mf->onnx);
     free(mf->onnx_io);
+    kl__modelfile_free_xgb(mf);
     free_labels(mf);
     free(mf->ref_data);
     free(mf->exps);
@@ -420,6 +421,14 @@ kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_dev
                                 path);
         return kl__modelfile_open_onnx(path, max_batch, out, err);
     }
+    if (kl__modelfile_is_xgboost(path)) {
+        if (dev && dev->device != KL_DEVICE_CPU)
+            return kl_error_set(err, KL_EUNSUPPORTED,
+                                "%s: running XGBoost models on a GPU is not supported yet; score "
+                                "it on the CPU",
+                                path);
+        return kl__modelfile_open_xgb(path, max_batch, out, err);
+    }
     return kl__modelfile_open(path, true, max_batch, dev, out, err);
 }
 
@@ -451,7 +460,7 @@ const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)
 
 const kl_model *kl_modelfile_model(const kl_modelfile *mf)
 {
-    return mf->onnx ? NULL : &mf->m;
+    return mf->onnx || mf->xgb ? NULL : &mf->m;
 }
 
 const char *kl_modelfile_path(const kl_modelfile *mf)
@@ -463,6 +472,8 @@ int64_t kl_modelfile_max_batch(const kl_modelfile *mf)
 {
     if (mf->onnx)
         return kl_onnx_max_batch(mf->onnx);
+    if (mf->xgb)
+        return mf->xgb_max_batch;
     return kl_graph_max_batch(mf->m.g);
 }
 
@@ -597,6 +608,8 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
 {
     if (mf->onnx)
         return kl__modelfile_run_onnx(mf, x, y, n, out, classes, err);
+    if (mf->xgb)
+        return kl__modelfile_run_xgb(mf, x, y, n, out, classes, err);
     kl_graph *g = mf->m.g;
     int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_graph_max_batch(g);
     bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;

@@ -33,6 +33,10 @@ struct kl_modelfile {
     kl_modelfile_lineage lineage;
     kl_onnx *onnx;  /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
     float *onnx_io; /* its inputs (max_batch, features) then outputs (max_batch, outputs) */
+    void *xgb;      /* an XGBoost booster (runtime/modelfile_xgb.c): no config, model or graph */
+    float *xgb_in;  /* its inputs (xgb_max_batch, features) */
+    int64_t xgb_max_batch;
+    bool xgb_binary; /* binary:logistic: one probability a row, given as two classes */
 };
 
 /* Sets a lineage field (a copy of value; NULL clears it). */
@@ -76,5 +80,15 @@ kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelf
                                   kl_error *err);
 kl_status kl__modelfile_run_onnx(kl_modelfile *mf, const float *x, const void *y, int64_t n,
                                  float *out, int32_t *classes, kl_error *err);
+
+/* XGBoost models (runtime/modelfile_xgb.c): whether a path names one (.json or .ubj, as XGBoost
+ * saves them), opening one through libxgboost's C API, freeing its booster, and scoring it (out
+ * and classes as kl__modelfile_run; answers y are refused). */
+bool kl__modelfile_is_xgboost(const char *path);
+kl_status kl__modelfile_open_xgb(const char *path, int64_t max_batch, kl_modelfile **out,
+                                 kl_error *err);
+void kl__modelfile_free_xgb(kl_modelfile *mf);
+kl_status kl__modelfile_run_xgb(kl_modelfile *mf, const float *x, const void *y, int64_t n,
+                                float *out, int32_t *classes, kl_error *err);
 
 #endif
