@@ -81,7 +81,7 @@ kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err)
 {
     free_labels(mf);
     int k = mf->sig.task == KL_TASK_CLASSIFICATION ? mf->sig.outputs : 0;
-    const char *ds = mf->cfg->data.dataset;
+    const char *ds = mf->cfg ? mf->cfg->data.dataset : NULL;
     bool fashion = ds && !strcmp(ds, "fashion-mnist") && k == 10;
     if (k == 0)
         return KL_OK;
@@ -413,22 +413,16 @@ kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **
 kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
                                kl_modelfile **out, kl_error *err)
 {
-    if (kl__modelfile_is_onnx(path)) {
-        if (dev && dev->device != KL_DEVICE_CPU)
-            return kl_error_set(err, KL_EUNSUPPORTED,
-                                "%s: running ONNX models on a GPU is not supported yet; score it "
-                                "on the CPU",
-                                path);
+    bool onnx = kl__modelfile_is_onnx(path), xgb = !onnx && kl__modelfile_is_xgboost(path);
+    if ((onnx || xgb) && dev && dev->device != KL_DEVICE_CPU)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "%s: running %s models on a GPU is not supported yet; score it on the "
+                            "CPU",
+                            path, onnx ? "ONNX" : "XGBoost");
+    if (onnx)
         return kl__modelfile_open_onnx(path, max_batch, out, err);
-    }
-    if (kl__modelfile_is_xgboost(path)) {
-        if (dev && dev->device != KL_DEVICE_CPU)
-            return kl_error_set(err, KL_EUNSUPPORTED,
-                                "%s: running XGBoost models on a GPU is not supported yet; score "
-                                "it on the CPU",
-                                path);
+    if (xgb)
         return kl__modelfile_open_xgb(path, max_batch, out, err);
-    }
     return kl__modelfile_open(path, true, max_batch, dev, out, err);
 }
 

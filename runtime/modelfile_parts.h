@@ -49,7 +49,7 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
                              const kl_device_choice *dev, kl_modelfile **out, kl_error *err);
 
 /* The class names a data set implies: Fashion-MNIST's for data.dataset fashion-mnist, else
- * "0".."K-1". Replaces mf->labels. */
+ * "0".."K-1" (also without a config). Replaces mf->labels. */
 kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
 
 /* Writes mf as a model file at path, atomically, with model m's weights (mf's own model, or a

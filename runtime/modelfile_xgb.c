@@ -85,21 +85,6 @@ static kl_status predict_raw(kl_modelfile *mf, const float *xb, int64_t b, const
     return KL_OK;
 }
 
-/* Class names "0".."K-1". */
-static kl_status number_labels(kl_modelfile *mf, int k, kl_error *err)
-{
-    if (!(mf->labels = calloc((size_t)k, sizeof *mf->labels)))
-        return kl_error_set(err, KL_ENOMEM, "out of memory");
-    mf->nlabels = k;
-    for (int i = 0; i < k; i++) {
-        char s[16];
-        snprintf(s, sizeof s, "%d", i);
-        if (!(mf->labels[i] = strdup(s)))
-            return kl_error_set(err, KL_ENOMEM, "out of memory");
-    }
-    return KL_OK;
-}
-
 /* The signature: features from the booster, task and outputs from its objective and from the
  * shape of one prediction (of a row of zeros). */
 static kl_status xgb_signature(kl_modelfile *mf, kl_error *err)
@@ -147,7 +132,7 @@ static kl_status xgb_signature(kl_modelfile *mf, kl_error *err)
     mf->sig.task = cls ? KL_TASK_CLASSIFICATION : KL_TASK_REGRESSION;
     mf->sig.nstats = 0;
     mf->xgb_binary = binary;
-    return cls ? number_labels(mf, mf->sig.outputs, err) : KL_OK;
+    return kl__modelfile_default_labels(mf, err);
 }
 
 kl_status kl__modelfile_open_xgb(const char *path, int64_t max_batch, kl_modelfile **out,
