@@ -724,7 +724,7 @@ static void sync_versions(kl_server *s, kl__model *m)
             found |= vs[j] == c->versions[i];
         if (!found)
             set_note(s, m, c->versions[i],
-                     "config.yaml names it, but the repository has no model file for it (model.h5, "
+                     "config.yaml names it, but the repository has no model.h5 for it (nor "
                      "model.onnx, xgboost.json or xgboost.ubj)",
                      NULL);
     }
