@@ -6,6 +6,7 @@
  * prediction. multi:softprob and binary:logistic are classifiers (class probabilities, classes
  * "0".."K-1"); every other objective is a regression whose outputs are what the booster predicts.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,18 @@ bool kl__modelfile_is_xgboost(const char *path)
     return ends_with(path, ".json") || ends_with(path, ".ubj");
 }
 
+/* XGBoost's last error without its "[time] source:line: " prefix and its stack trace. */
 static kl_status xgb_error(const kl_modelfile *mf, const char *what, kl_error *err)
 {
-    return kl_error_set(err, KL_EFORMAT, "%s: XGBoost %s: %s", mf->path, what, XGBGetLastError());
+    const char *m = XGBGetLastError(), *end;
+    if (m[0] == '[' && (end = strstr(m, "] ")) && (end = strstr(end + 2, ": ")))
+        m = end + 2;
+    end = strstr(m, "\nStack trace:");
+    int len = end ? (int)(end - m) : (int)strlen(m);
+    while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
+        len--;
+    return kl_error_set(err, KL_EFORMAT, "%s: XGBoost %s: %.*s", mf->path, what,
+                        len > 400 ? 400 : len, m);
 }
 
 /* The booster's objective ("multi:softprob", "reg:squarederror", ...) into name. */
@@ -145,6 +155,14 @@ kl_status kl__modelfile_open_xgb(const char *path, int64_t max_batch, kl_modelfi
         return kl_error_set(err, KL_ENOMEM, "out of memory loading %s", path);
     }
     kl_status st = KL_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        st = kl_error_set(err, KL_EIO, "cannot open the XGBoost model %s: %s", path,
+                          strerror(errno));
+        kl_modelfile_free(mf);
+        return st;
+    }
+    fclose(f);
     if (XGBoosterCreate(NULL, 0, &mf->xgb) != 0)
         st = xgb_error(mf, "cannot create a booster", err);
     else if (XGBoosterLoadModel(mf->xgb, path) != 0)

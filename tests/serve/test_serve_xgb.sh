@@ -4,8 +4,8 @@
 # classifier, a reg:squarederror regressor), saved as JSON and UBJSON; kiln's answers checked
 # against XGBoost's own predict_proba / predict to 1e-6 through kiln predict, a single served file
 # and a repository whose version folders hold xgboost.json or xgboost.ubj (Triton FIL's names),
-# with concurrent requests batched dynamically; a multi:softmax booster and online learning refused
-# with the reason.
+# with concurrent requests batched dynamically; a multi:softmax booster, a truncated file and online
+# learning refused with the reason.
 # usage: test_serve_xgb.sh KILN   (exit 77 without python3-xgboost, numpy, h5py or curl)
 set -u
 kiln="$(realpath "$1")"
@@ -66,6 +66,12 @@ done
 out=$("$kiln" predict softmax.json --input x.h5 -o s.csv --quiet 2>&1)
 check "a multi:softmax booster is refused with the reason" \
     grep -q 'objective multi:softmax predicts class indices.*multi:softprob' <<<"$out"
+head -c 300 multi.json >truncated.json
+out=$("$kiln" predict truncated.json --input x.h5 -o t.csv --quiet 2>&1)
+rc=$?
+check "a truncated model is refused (exit 1) with XGBoost's reason and no stack trace" \
+    test "$rc" -eq 1 -a -n "$(grep 'truncated.json: XGBoost cannot load the model: ' <<<"$out")" \
+    -a -z "$(grep 'Stack trace' <<<"$out")"
 
 # infer.py URL WHICH ROWS: ROWS requests of one to three test rows from 4 threads, every answer
 # checked against XGBoost's to 1e-6, with the output's name and shape.
