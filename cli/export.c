@@ -239,7 +239,14 @@ static void describe_onnx(const kl_modelfile *mf, const char *ckpt)
     kl_shape out = KL_SHAPE(s->outputs);
     printf("  output: ");
     print_shape(s->output_name, &out);
-    printf("\n  metadata_props: task, class_names (classification), standardisation, "
+    printf("\n");
+    if (s->task == KL_TASK_CLASSIFICATION) {
+        printf("  labels:");
+        for (int k = 0; k < s->outputs; k++)
+            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
+        printf(" (metadata_props class_names)\n");
+    }
+    printf("  metadata_props: task, class_names (classification), standardisation, "
            "kiln_checkpoint\n");
 }
 

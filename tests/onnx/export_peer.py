@@ -2,7 +2,8 @@
 """kiln export -o model.onnx against three readers: onnx.checker (python3-onnx) must accept the
 file, ONNX Runtime (onnxruntime-node from the npm registry, tests/onnx/ort_node.py) must give the
 outputs kiln predict gives on the kiln model file exported from the same checkpoint within 1e-5,
-and kiln's own importer (kiln predict model.onnx) must too.
+and kiln's own importer (kiln predict model.onnx) must too, with the class names read back from
+the file's metadata.
 
 Networks: the MLP and the CNN of examples/fashion-mnist and a third CNN that takes every layer
 ONNX export writes (conv2d without bias, batchnorm, leaky_relu, avg_pool with padding, a residual
@@ -121,7 +122,10 @@ def check_one(kiln, work, name, config, limit, x, h5, ort_folder):
     print(f"  {name}: checker accepts it; opset {opset}, batch '{batch.dim_param}', "
           f"{len(model.graph.node)} nodes ({', '.join(ops)}), class names "
           f"{'match' if ok else 'or metadata WRONG'}")
-    got, _ = predict(kiln, onnx_path, h5, f"{name}_onnx.csv", work)
+    got, names = predict(kiln, onnx_path, h5, f"{name}_onnx.csv", work)
+    if names != labels:
+        print(f"  {name}: kiln's importer reads class names {names}, not {labels}  FAIL")
+        ok = False
     ok &= compare(f"kiln importer vs kiln predict ({name})", got, want)
     if ort_folder:
         ok &= compare(f"onnxruntime vs kiln predict ({name})",
