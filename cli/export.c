@@ -183,6 +183,22 @@ static void print_shape(const char *name, const kl_shape *per_sample)
     printf("]");
 }
 
+/* The output's line and, for a classifier, the labels' line, ending in whence. */
+static void print_output(const kl_modelfile *mf, const char *whence)
+{
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
+    kl_shape out = KL_SHAPE(s->outputs);
+    printf("  output: ");
+    print_shape(s->output_name, &out);
+    printf("\n");
+    if (s->task == KL_TASK_CLASSIFICATION) {
+        printf("  labels:");
+        for (int k = 0; k < s->outputs; k++)
+            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
+        printf("%s\n", whence);
+    }
+}
+
 /* Says what the model file holds, from the file itself as kiln predict will load it. */
 static void describe(const kl_modelfile *mf, const char *ckpt)
 {
@@ -201,16 +217,7 @@ static void describe(const kl_modelfile *mf, const char *ckpt)
     printf(", standardised inside (%s)\n", s->nstats == 0   ? "none"
                                            : s->nstats == 1 ? "global mean and std"
                                                             : "per-feature mean and std");
-    kl_shape out = KL_SHAPE(s->outputs);
-    printf("  output: ");
-    print_shape(s->output_name, &out);
-    printf("\n");
-    if (s->task == KL_TASK_CLASSIFICATION) {
-        printf("  labels:");
-        for (int k = 0; k < s->outputs; k++)
-            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
-        printf("\n");
-    }
+    print_output(mf, "");
     const kl_modelfile_lineage *lin = kl_modelfile_lineage_of(mf);
     if (lin->run)
         printf("  lineage: run %s\n", lin->run);
@@ -236,16 +243,7 @@ static void describe_onnx(const kl_modelfile *mf, const char *ckpt)
     printf("  input:  ");
     print_shape(s->input_name, &s->input);
     printf(" (raw inputs, as kiln predict takes them)\n");
-    kl_shape out = KL_SHAPE(s->outputs);
-    printf("  output: ");
-    print_shape(s->output_name, &out);
-    printf("\n");
-    if (s->task == KL_TASK_CLASSIFICATION) {
-        printf("  labels:");
-        for (int k = 0; k < s->outputs; k++)
-            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
-        printf(" (metadata_props class_names)\n");
-    }
+    print_output(mf, " (metadata_props class_names)");
     printf("  metadata_props: task, class_names (classification), standardisation, "
            "kiln_checkpoint\n");
 }
