@@ -15,7 +15,7 @@
 #include "kiln/stop.h"
 
 static const char export_help[] =
-    "usage: kiln export CHECKPOINT|RUN_DIR -o MODEL.h5 [options]\n"
+    "usage: kiln export CHECKPOINT|RUN_DIR -o MODEL.h5|MODEL.onnx [options]\n"
     "\n"
     "Turns a training checkpoint into a self-contained model file for kiln predict and kiln\n"
     "serve (format kiln-model, docs/formats.md): the model spec and weights, the training\n"
@@ -26,8 +26,16 @@ static const char export_help[] =
     "statistics need the training data the checkpoint's config\n"
     "names; without it, pass --no-reference. The file is written atomically.\n"
     "\n"
+    "With -o MODEL.onnx (or --format onnx) it writes an ONNX model instead (opset 17,\n"
+    "docs/onnx.md) for ONNX Runtime, Triton or kiln itself: the network in inference form with\n"
+    "a dynamic batch, the standardisation as Sub/Div nodes at the input, Softmax after a\n"
+    "classifier, the task and class names in metadata_props; no reference statistics, so no\n"
+    "training data is read. A layer ONNX export cannot express yet (layernorm, gelu) is refused.\n"
+    "\n"
     "options:\n"
     "  -o, --output FILE        the model file to write (required)\n"
+    "  --format FORMAT          kiln-model or onnx (default: onnx for a .onnx file, else\n"
+    "                           kiln-model)\n"
     "  --labels FILE            class names, one a line, class 0 first (default: Fashion-MNIST's\n"
     "                           for data.dataset fashion-mnist, else 0, 1, ...)\n"
     "  --reference-samples N    training samples the reference statistics describe: a random\n"
@@ -42,7 +50,7 @@ static const char export_help[] =
     "exit status: 0 done, 1 error, 2 usage error, 75 stopped by a signal\n";
 
 typedef struct export_opts {
-    const char *source, *output;
+    const char *source, *output, *format;
     kl_modelfile_export_options x;
     bool quiet;
 } export_opts;
@@ -59,12 +67,17 @@ static int parse(int argc, char **argv, export_opts *o)
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
         if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--labels") ||
-            !strcmp(a, "--reference-samples")) {
+            !strcmp(a, "--reference-samples") || !strcmp(a, "--format")) {
             if (!has_value)
                 return kl__cli_usage_error("export", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--labels")) {
                 o->x.labels_file = v;
+            } else if (!strcmp(a, "--format")) {
+                if (strcmp(v, "onnx") != 0 && strcmp(v, "kiln-model") != 0)
+                    return kl__cli_usage_error("export", "--format '%s': give kiln-model or onnx",
+                                               v);
+                o->format = v;
             } else if (!strcmp(a, "--reference-samples")) {
                 long long n;
                 if (!kl__cli_int(v, 1, LLONG_MAX, &n))
@@ -93,11 +106,12 @@ static int parse(int argc, char **argv, export_opts *o)
     if (!o->output)
         return kl__cli_usage_error("export", "where to? give -o MODEL.h5");
     size_t len = strlen(o->output);
-    if (len >= 5 && !strcmp(o->output + len - 5, ".onnx"))
+    bool dot_onnx = len >= 5 && !strcmp(o->output + len - 5, ".onnx");
+    o->x.onnx = o->format ? !strcmp(o->format, "onnx") : dot_onnx;
+    if (o->x.onnx && (o->x.no_reference || o->x.reference_samples))
         return kl__cli_usage_error("export",
-                                   "-o %s: exporting to ONNX is not supported yet; "
-                                   "write a kiln model file (-o MODEL.h5)",
-                                   o->output);
+                                   "%s: an ONNX model carries no reference statistics; drop it",
+                                   o->x.no_reference ? "--no-reference" : "--reference-samples");
     if (o->x.no_reference && o->x.reference_samples)
         return kl__cli_usage_error("export", "--reference-samples and --no-reference contradict "
                                              "each other; give one");
@@ -169,6 +183,22 @@ static void print_shape(const char *name, const kl_shape *per_sample)
     printf("]");
 }
 
+/* The output's line and, for a classifier, the labels' line, ending in whence. */
+static void print_output(const kl_modelfile *mf, const char *whence)
+{
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
+    kl_shape out = KL_SHAPE(s->outputs);
+    printf("  output: ");
+    print_shape(s->output_name, &out);
+    printf("\n");
+    if (s->task == KL_TASK_CLASSIFICATION) {
+        printf("  labels:");
+        for (int k = 0; k < s->outputs; k++)
+            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
+        printf("%s\n", whence);
+    }
+}
+
 /* Says what the model file holds, from the file itself as kiln predict will load it. */
 static void describe(const kl_modelfile *mf, const char *ckpt)
 {
@@ -187,16 +217,7 @@ static void describe(const kl_modelfile *mf, const char *ckpt)
     printf(", standardised inside (%s)\n", s->nstats == 0   ? "none"
                                            : s->nstats == 1 ? "global mean and std"
                                                             : "per-feature mean and std");
-    kl_shape out = KL_SHAPE(s->outputs);
-    printf("  output: ");
-    print_shape(s->output_name, &out);
-    printf("\n");
-    if (s->task == KL_TASK_CLASSIFICATION) {
-        printf("  labels:");
-        for (int k = 0; k < s->outputs; k++)
-            printf("%s %s", k ? "," : "", kl_modelfile_label(mf, k));
-        printf("\n");
-    }
+    print_output(mf, "");
     const kl_modelfile_lineage *lin = kl_modelfile_lineage_of(mf);
     if (lin->run)
         printf("  lineage: run %s\n", lin->run);
@@ -211,6 +232,20 @@ static void describe(const kl_modelfile *mf, const char *ckpt)
     else
         printf("  reference: none (--no-reference): serving cannot check this model's inputs "
                "for drift\n");
+}
+
+/* Says what the ONNX file holds, from the file as kiln's importer reads it back. */
+static void describe_onnx(const kl_modelfile *mf, const char *ckpt)
+{
+    const kl_modelfile_signature *s = kl_modelfile_sig(mf);
+    printf("wrote %s (ONNX, opset 17) from %s; kiln's importer reads it back as\n",
+           kl_modelfile_path(mf), ckpt);
+    printf("  input:  ");
+    print_shape(s->input_name, &s->input);
+    printf(" (raw inputs, as kiln predict takes them)\n");
+    print_output(mf, " (metadata_props class_names)");
+    printf("  metadata_props: task, class_names (classification), standardisation, "
+           "kiln_checkpoint\n");
 }
 
 int kl__cli_export(int argc, char **argv)
@@ -234,7 +269,9 @@ int kl__cli_export(int argc, char **argv)
         fprintf(stderr, "kiln export: %s\n", err.msg);
         return 1;
     }
-    if (!o.quiet)
+    if (!o.quiet && o.x.onnx)
+        describe_onnx(mf, ckpt);
+    else if (!o.quiet)
         describe(mf, ckpt);
     kl_modelfile_free(mf);
     return 0;

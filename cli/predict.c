@@ -15,7 +15,7 @@
 #include "kiln/stop.h"
 
 static const char predict_help[] =
-    "usage: kiln predict MODEL.h5|MODEL.onnx --input FILE [options]\n"
+    "usage: kiln predict MODEL.h5|MODEL.onnx|XGBOOST.json|XGBOOST.ubj --input FILE [options]\n"
     "\n"
     "Scores a file of inputs with a model from kiln export, in batches, and writes the class\n"
     "probabilities and labels (or the regression predictions). Give raw inputs, as in the\n"
@@ -24,6 +24,8 @@ static const char predict_help[] =
     "prints the loss and accuracy (or MAE), the figures training's evaluation reports.\n"
     "An ONNX model (.onnx, docs/onnx.md) gets its inputs as they are and writes its graph's\n"
     "output as predictions; scoring it against answers is not supported yet.\n"
+    "An XGBoost model (.json or .ubj as XGBoost saves it, docs/serve.md) is scored through\n"
+    "libxgboost: class probabilities for multi:softprob and binary:logistic, else predictions.\n"
     "\n"
     "options:\n"
     "  --input FILE         the inputs: IDX images (.gz, -ubyte), HDF5 (.h5, .hdf5) or CSV\n"

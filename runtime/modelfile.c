@@ -32,6 +32,7 @@ void kl_modelfile_free(kl_modelfile *mf)
     kl_config_free(mf->cfg);
     kl_onnx_free(mf->onnx);
     free(mf->onnx_io);
+    kl__modelfile_free_xgb(mf);
     free_labels(mf);
     free(mf->ref_data);
     free(mf->exps);
@@ -80,7 +81,7 @@ kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err)
 {
     free_labels(mf);
     int k = mf->sig.task == KL_TASK_CLASSIFICATION ? mf->sig.outputs : 0;
-    const char *ds = mf->cfg->data.dataset;
+    const char *ds = mf->cfg ? mf->cfg->data.dataset : NULL;
     bool fashion = ds && !strcmp(ds, "fashion-mnist") && k == 10;
     if (k == 0)
         return KL_OK;
@@ -412,14 +413,16 @@ kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **
 kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
                                kl_modelfile **out, kl_error *err)
 {
-    if (kl__modelfile_is_onnx(path)) {
-        if (dev && dev->device != KL_DEVICE_CPU)
-            return kl_error_set(err, KL_EUNSUPPORTED,
-                                "%s: running ONNX models on a GPU is not supported yet; score it "
-                                "on the CPU",
-                                path);
+    bool onnx = kl__modelfile_is_onnx(path), xgb = !onnx && kl__modelfile_is_xgboost(path);
+    if ((onnx || xgb) && dev && dev->device != KL_DEVICE_CPU)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "%s: running %s models on a GPU is not supported yet; score it on the "
+                            "CPU",
+                            path, onnx ? "ONNX" : "XGBoost");
+    if (onnx)
         return kl__modelfile_open_onnx(path, max_batch, out, err);
-    }
+    if (xgb)
+        return kl__modelfile_open_xgb(path, max_batch, out, err);
     return kl__modelfile_open(path, true, max_batch, dev, out, err);
 }
 
@@ -451,7 +454,7 @@ const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)
 
 const kl_model *kl_modelfile_model(const kl_modelfile *mf)
 {
-    return mf->onnx ? NULL : &mf->m;
+    return mf->onnx || mf->xgb ? NULL : &mf->m;
 }
 
 const char *kl_modelfile_path(const kl_modelfile *mf)
@@ -463,6 +466,8 @@ int64_t kl_modelfile_max_batch(const kl_modelfile *mf)
 {
     if (mf->onnx)
         return kl_onnx_max_batch(mf->onnx);
+    if (mf->xgb)
+        return mf->xgb_max_batch;
     return kl_graph_max_batch(mf->m.g);
 }
 
@@ -597,6 +602,8 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
 {
     if (mf->onnx)
         return kl__modelfile_run_onnx(mf, x, y, n, out, classes, err);
+    if (mf->xgb)
+        return kl__modelfile_run_xgb(mf, x, y, n, out, classes, err);
     kl_graph *g = mf->m.g;
     int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_graph_max_batch(g);
     bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;

@@ -2,8 +2,10 @@
  * kl_modelfile, so that kiln predict and kiln serve score it with the calls they use for kiln's
  * own files. The signature comes from the graph: its one input and one output, FP32, the batch as
  * dim 0. There is no standardisation, no class names and no training config: the graph's output is
- * returned as it is (task regression: "predictions"), and what needs a config (online learning,
+ * returned as it is (task regression: "predictions"; a classifier that kiln exported is one again,
+ * its class names from metadata_props), and what needs a config (online learning,
  * scoring against answers, saving) says it is not supported for ONNX models yet. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +45,33 @@ static kl_status onnx_signature(kl_modelfile *mf, const char *path, kl_error *er
     return KL_OK;
 }
 
+/* A classifier kiln exported (producer kiln, metadata_props task classification and class_names a
+ * JSON array of one name per output): its outputs are class probabilities, named. Any other
+ * model is left as it is. */
+static kl_status kiln_classes(kl_modelfile *mf, kl_error *err)
+{
+    const char *producer = kl_onnx_producer(mf->onnx), *task = kl_onnx_metadata(mf->onnx, "task"),
+               *names = kl_onnx_metadata(mf->onnx, "class_names");
+    if (!producer || strcmp(producer, "kiln") != 0 || !task ||
+        strcmp(task, "classification") != 0 || !names)
+        return KL_OK;
+    json_t *a = json_loads(names, 0, NULL);
+    size_t k = json_array_size(a);
+    bool ok = k == (size_t)mf->sig.outputs;
+    for (size_t i = 0; ok && i < k; i++)
+        ok = json_is_string(json_array_get(a, i));
+    kl_status st = KL_OK;
+    if (ok && !(mf->labels = calloc(k, sizeof *mf->labels)))
+        st = kl_error_set(err, KL_ENOMEM, "out of memory naming the classes");
+    for (size_t i = 0; ok && !st && i < k; i++, mf->nlabels++)
+        if (!(mf->labels[i] = strdup(json_string_value(json_array_get(a, i)))))
+            st = kl_error_set(err, KL_ENOMEM, "out of memory naming the classes");
+    if (ok && !st)
+        mf->sig.task = KL_TASK_CLASSIFICATION;
+    json_decref(a);
+    return st;
+}
+
 kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelfile **out,
                                   kl_error *err)
 {
@@ -56,6 +85,8 @@ kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelf
     kl_status st = kl_onnx_load(path, &o, &mf->onnx, err);
     if (!st)
         st = onnx_signature(mf, path, err);
+    if (!st)
+        st = kiln_classes(mf, err);
     /* The scoring buffers, once: a request allocates nothing. The sizes are the compiled graph's,
      * already checked by the importer. */
     int64_t b = st ? 0 : kl_onnx_max_batch(mf->onnx);

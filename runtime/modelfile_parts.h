@@ -29,10 +29,14 @@ struct kl_modelfile {
     bool has_ref;
     kl_modelfile_reference ref; /* views into ref_data */
     float *ref_data;
-    double *exps;   /* (outputs): softmax scratch */
+    double *exps; /* (outputs): softmax scratch */
     kl_modelfile_lineage lineage;
     kl_onnx *onnx;  /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
     float *onnx_io; /* its inputs (max_batch, features) then outputs (max_batch, outputs) */
+    void *xgb;      /* an XGBoost booster (runtime/modelfile_xgb.c): no config, model or graph */
+    float *xgb_in;  /* its inputs (xgb_max_batch, features) */
+    int64_t xgb_max_batch;
+    bool xgb_binary; /* binary:logistic: one probability a row, given as two classes */
 };
 
 /* Sets a lineage field (a copy of value; NULL clears it). */
@@ -45,7 +49,7 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
                              const kl_device_choice *dev, kl_modelfile **out, kl_error *err);
 
 /* The class names a data set implies: Fashion-MNIST's for data.dataset fashion-mnist, else
- * "0".."K-1". Replaces mf->labels. */
+ * "0".."K-1" (also without a config). Replaces mf->labels. */
 kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
 
 /* Writes mf as a model file at path, atomically, with model m's weights (mf's own model, or a
@@ -53,6 +57,12 @@ kl_status kl__modelfile_default_labels(kl_modelfile *mf, kl_error *err);
  * mf's train.seed, the one they were drawn with). */
 kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
                               const kl_modelfile_reference *ref, const char *path, kl_error *err);
+
+/* Writes mf (a model built from a checkpoint) to path as an ONNX model of opset 17, atomically
+ * (runtime/modelfile_onnx_write.c): the standardisation as Sub and Div at the input, the layers in
+ * inference form, Softmax after a classifier's head, the task and class names in metadata_props.
+ * A layer ONNX export cannot express yet is refused, naming it. */
+kl_status kl__modelfile_write_onnx(kl_modelfile *mf, const char *path, kl_error *err);
 
 /* Copies b raw samples x (b, features) into dst standardised with mf's statistics, as
  * kl_modelfile_predict does; KL_EINVAL for a NaN or Inf, naming its sample (first + row). */
@@ -70,5 +80,15 @@ kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelf
                                   kl_error *err);
 kl_status kl__modelfile_run_onnx(kl_modelfile *mf, const float *x, const void *y, int64_t n,
                                  float *out, int32_t *classes, kl_error *err);
+
+/* XGBoost models (runtime/modelfile_xgb.c): whether a path names one (.json or .ubj, as XGBoost
+ * saves them), opening one through libxgboost's C API, freeing its booster, and scoring it (out
+ * and classes as kl__modelfile_run; answers y are refused). */
+bool kl__modelfile_is_xgboost(const char *path);
+kl_status kl__modelfile_open_xgb(const char *path, int64_t max_batch, kl_modelfile **out,
+                                 kl_error *err);
+void kl__modelfile_free_xgb(kl_modelfile *mf);
+kl_status kl__modelfile_run_xgb(kl_modelfile *mf, const float *x, const void *y, int64_t n,
+                                float *out, int32_t *classes, kl_error *err);
 
 #endif

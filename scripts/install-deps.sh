@@ -6,10 +6,11 @@
 set -euo pipefail
 
 # Compiler, build tools and the libraries libkiln links; onnx.proto (libonnx-dev) and protobuf-c
-# (protoc-c generates the ONNX importer's reader at build time).
+# (protoc-c generates the ONNX importer's reader at build time); libxgboost (XGBoost models in
+# predict and serve).
 build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
     libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
-    nettle-dev libonnx-dev protobuf-c-compiler libprotobuf-c-dev)
+    nettle-dev libonnx-dev protobuf-c-compiler libprotobuf-c-dev libxgboost-dev)
 # What the test suites use besides the build: Python checks of HDF5 files and golden values,
 # xmllint for the sweep report's page, curl for the HTTP server, clang and its libFuzzer runtime
 # for the request parser's fuzz target, a Prometheus server that scrapes kiln serve's /metrics in
@@ -17,9 +18,10 @@ build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenb
 # tests/cli/test_runs_report.sh; ONNX's backend test data (libonnx-testdata), its Python package
 # (python3-onnx: test models built with onnx.helper), PyTorch (python3-torch: the peer that
 # exports ONNX models) for the ONNX importer's tests; ONNX Runtime comes from the npm registry
-# where npm is installed (tests/onnx/ skips it otherwise).
+# where npm is installed (tests/onnx/ skips it otherwise); python3-xgboost trains the boosters
+# kiln's XGBoost scoring is checked against, python3-sklearn the models of the scikit-learn test.
 test_pkgs=(python3 python3-numpy python3-h5py procps libxml2-utils curl clang libclang-rt-14-dev
-    prometheus chromium libonnx-testdata python3-onnx python3-torch)
+    prometheus chromium libonnx-testdata python3-onnx python3-torch python3-xgboost python3-sklearn)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1) and the tools of the serving

@@ -316,9 +316,11 @@ kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
         st = set_lineage(mf, ckpt_path, err);
     if (st == KL_OK && o->labels_file)
         st = read_labels_file(mf, o->labels_file, err);
-    if (st == KL_OK && !o->no_reference)
+    if (st == KL_OK && !o->no_reference && !o->onnx)
         st = compute_reference(mf, want, &r, err);
-    if (st == KL_OK) {
+    if (st == KL_OK && o->onnx) {
+        st = kl__modelfile_write_onnx(mf, out_path, err);
+    } else if (st == KL_OK) {
         kl_modelfile_reference view = reference_view(mf, &r);
         st = kl__modelfile_write(mf, &mf->m, o->no_reference ? NULL : &view, out_path, err);
     }

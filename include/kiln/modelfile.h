@@ -62,8 +62,10 @@ typedef struct kl_modelfile_reference {
 /* Loads a kiln-model file and builds its model for batches of up to max_batch samples. Refuses
  * anything else with the reason (a checkpoint: "export it first"). A path ending in .onnx is an
  * ONNX model (docs/onnx.md): imported as a kiln graph with the signature of its one input and one
- * output, task regression (its output is returned as it is), no standardisation, class names,
- * reference statistics or config; a fixed batch in the file caps max_batch. */
+ * output, task regression (its output is returned as it is; a classifier kiln exported is a
+ * classifier again, with the class names of its metadata), no standardisation, class names,
+ * reference statistics or config; a fixed batch in the file caps max_batch. A path ending in .json
+ * or .ubj is an XGBoost model (docs/serve.md), scored through libxgboost. */
 kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err);
 /* The same, with the model on a device (kl_device_pick); predictions and scores are the same
  * calls, the device's outputs copied back after each forward. NULL: the CPU. */

@@ -18,11 +18,13 @@ typedef struct kl_modelfile_export_options {
     const char *labels_file;   /* class names, one a line; NULL: from data.dataset or "0".."K-1" */
     int64_t reference_samples; /* 0: KL_MODELFILE_REFERENCE_SAMPLES */
     bool no_reference;         /* write no /reference (and load no training data) */
+    bool onnx; /* write an ONNX model (docs/onnx.md) instead: no reference statistics */
 } kl_modelfile_export_options;
 
 /* Writes the model file out_path from checkpoint ckpt_path, atomically: the weights layout, the
  * signature, class labels and (unless no_reference) reference statistics of the training data
- * the checkpoint's config names, which must then be loadable here. */
+ * the checkpoint's config names, which must then be loadable here. With o->onnx, an ONNX model
+ * of the same network, standardisation and class names instead (no training data read). */
 kl_status kl_modelfile_export(const char *ckpt_path, const char *out_path,
                               const kl_modelfile_export_options *o, kl_error *err);
 

@@ -53,6 +53,11 @@ bool kl_onnx_dynamic_batch(const kl_onnx *m);
 /* The compiled graph (for its parameters, summary and node count). */
 kl_graph *kl_onnx_graph(kl_onnx *m);
 
+/* The file's producer_name (NULL when it has none) and the value of its metadata_props entry
+ * key (NULL when absent; the first of repeated keys). */
+const char *kl_onnx_producer(const kl_onnx *m);
+const char *kl_onnx_metadata(const kl_onnx *m, const char *key);
+
 /* Runs n samples (1 <= n <= max batch; with whole tensors n is 1): x[i] holds input i's
  * (n, features) floats, y[j] receives output j's. */
 kl_status kl_onnx_run(kl_onnx *m, const float *const *x, int64_t n, float *const *y, kl_error *err);

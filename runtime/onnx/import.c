@@ -22,7 +22,10 @@ struct kl_onnx {
     int *in_params; /* whole tensors: the parameter index of each input, else -1 */
     int64_t max_batch;
     bool dynamic, whole;
-    char *names; /* the io names, one block */
+    char *names;    /* the io names, one block */
+    char *producer; /* producer_name, or NULL */
+    char **meta;    /* metadata_props: nmeta key, value pairs */
+    int nmeta;
 };
 
 kl_status kl__ox_fail(ox_import *im, const ox_node *n, kl_status st, const char *fmt, ...)
@@ -543,6 +546,10 @@ void kl_onnx_free(kl_onnx *m)
     free(m->out_nodes);
     free(m->in_params);
     free(m->names);
+    free(m->producer);
+    for (int i = 0; i < 2 * m->nmeta; i++)
+        free(m->meta[i]);
+    free(m->meta);
     free(m);
 }
 
@@ -667,6 +674,37 @@ static void fill_params(ox_import *im, kl_onnx *m)
     }
 }
 
+/* The model's producer_name and metadata_props, copied: the proto is freed after the import. */
+static kl_status copy_metadata(kl_onnx *m, const Onnx__ModelProto *mp, const char *what,
+                               kl_error *err)
+{
+    size_t n = mp->n_metadata_props;
+    if (n > INT_MAX / 2 || (mp->producer_name && !(m->producer = strdup(mp->producer_name))) ||
+        (n && !(m->meta = calloc(2 * n, sizeof *m->meta))))
+        return kl_error_set(err, KL_ENOMEM, "%s: out of memory for its metadata", what);
+    for (size_t i = 0; i < n; i++) {
+        const Onnx__StringStringEntryProto *e = mp->metadata_props[i];
+        m->nmeta++;
+        if (!(m->meta[2 * i] = strdup(e->key ? e->key : "")) ||
+            !(m->meta[2 * i + 1] = strdup(e->value ? e->value : "")))
+            return kl_error_set(err, KL_ENOMEM, "%s: out of memory for its metadata", what);
+    }
+    return KL_OK;
+}
+
+const char *kl_onnx_producer(const kl_onnx *m)
+{
+    return m->producer;
+}
+
+const char *kl_onnx_metadata(const kl_onnx *m, const char *key)
+{
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta[2 * i], key))
+            return m->meta[2 * i + 1];
+    return NULL;
+}
+
 static kl_status import_model(const Onnx__ModelProto *mp, const char *what, const char *dir,
                               const kl_onnx_opts *opts, kl_onnx **out, kl_error *err)
 {
@@ -703,6 +741,8 @@ static kl_status import_model(const Onnx__ModelProto *mp, const char *what, cons
             io_entry(m, m->out_nodes[i], m->out[i].name, &m->out[i]);
     }
     import_free(&im);
+    if (!st)
+        st = copy_metadata(m, mp, what, err);
     if (st) {
         kl_onnx_free(m);
         return st;

@@ -286,12 +286,12 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     for (int i = 0; st == KL_OK && i < v->instances; i++)
         if ((st = instance_device(&v->cfg, i, &dev, err)) == KL_OK)
             st = kl_modelfile_load_on(path, v->cfg.max_batch_size, &dev, &v->mf[i], err);
-    /* An ONNX model has no training config to learn with. */
+    /* An ONNX or XGBoost model has no training config to learn with. */
     if (st == KL_OK && v->cfg.online.enabled && !kl_modelfile_config(v->mf[0]))
         st = kl_error_set(err, KL_EUNSUPPORTED,
-                          "%s: online learning is not supported for ONNX models yet; remove "
+                          "%s: online learning is not supported for %s models yet; remove "
                           "online_learning from the model's config.yaml",
-                          path);
+                          path, strstr(path, ".onnx") ? "ONNX" : "XGBoost");
     if (st == KL_OK) {
         v->sig = kl_modelfile_sig(v->mf[0]);
         st = kl__version_drift_init(v, err);
@@ -580,12 +580,13 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The model file of a version folder: model.h5, else model.onnx (docs/onnx.md). False when it
- * holds neither as a regular file; path is then model.h5's. */
+/* The model file of a version folder: model.h5, else model.onnx (docs/onnx.md), else an XGBoost
+ * model, xgboost.json or xgboost.ubj (Triton FIL's names; docs/serve.md). False when it holds none
+ * as a regular file; path is then model.h5's. */
 static bool version_file(const char *vdir, char *path, size_t len)
 {
-    static const char *const names[] = {"model.h5", "model.onnx"};
-    for (int i = 0; i < 2; i++) {
+    static const char *const names[] = {"model.h5", "model.onnx", "xgboost.json", "xgboost.ubj"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct stat st;
         snprintf(path, len, "%s/%s", vdir, names[i]);
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
@@ -595,7 +596,7 @@ static bool version_file(const char *vdir, char *path, size_t len)
     return false;
 }
 
-/* The version folders of a model directory that hold a model.h5 or model.onnx, newest first. */
+/* The version folders of a model directory that hold a model file, newest first. */
 static int64_t *list_versions(const char *dir, int *n)
 {
     *n = 0;
@@ -725,8 +726,8 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     return true;
 }
 
-/* Serves version x of m: loads it when it is new, or when its model file (model.h5, else
- * model.onnx) is another file or has
+/* Serves version x of m: loads it when it is new, or when its model file (version_file) is
+ * another file or has
  * changed since it was loaded (device, inode, modification time or size), unless that file
  * failed before. True when x serves after the call. */
 static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
@@ -773,10 +774,10 @@ static void sync_versions(kl_server *s, kl__model *m)
         for (int j = 0; j < n; j++)
             found |= vs[j] == c->versions[i];
         if (!found)
-            set_note(
-                s, m, c->versions[i],
-                "config.yaml names it, but the repository has no model.h5 or model.onnx for it",
-                NULL);
+            set_note(s, m, c->versions[i],
+                     "config.yaml names it, but the repository has no model.h5 for it (nor "
+                     "model.onnx, xgboost.json or xgboost.ubj)",
+                     NULL);
     }
     for (int i = m->nversions - 1; keep && i >= 0; i--) {
         int64_t x = m->versions[i]->number;
@@ -849,7 +850,8 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     sync_versions(s, m);
     if (m->nversions == 0) {
         rc = kl_error_set(err, KL_EIO, "model %s has no version that loads%s%s", name,
-                          m->nnotes ? ": " : " (no <version>/model.h5 or model.onnx folder)",
+                          m->nnotes ? ": "
+                                    : " (no <version>/model.h5, model.onnx or xgboost.json folder)",
                           m->nnotes ? m->notes[0].reason : "");
     }
     return rc;

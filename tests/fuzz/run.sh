@@ -36,7 +36,8 @@ cc="$(command -v clang || command -v clang-14 || true)"
 if [[ $target == infer ]]; then
     packages=(jansson)
 else
-    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle libprotobuf-c)
+    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle libprotobuf-c
+        xgboost)
 fi
 for p in "${packages[@]}"; do
     pkg-config --exists "$p" || skip_missing "$name" "$p not found by pkg-config"

@@ -14,9 +14,7 @@ usage: torch_peer.py [--ort] KILN WORKDIR   (exit 0 pass, 1 fail, 77 without pyt
 h5py, or with --ort where npm cannot install onnxruntime-node: the registry is unreachable)"""
 import csv
 import gzip
-import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -28,6 +26,7 @@ try:
 except ImportError as e:
     print(f"SKIP: {e} (install python3-torch and python3-h5py)")
     sys.exit(77)
+from ort_node import ort_run, setup_ort  # noqa: E402  (after the skip check)
 
 TOL = 1e-4
 N = 1000
@@ -105,52 +104,6 @@ def kiln_predict(kiln, model, h5, out):
     with open(out) as f:
         rows = list(csv.reader(f))[1:]
     return np.array([[float(v) for v in row] for row in rows], dtype=np.float32)
-
-
-NODE_RUNNER = r"""
-const ort = require('onnxruntime-node');
-const fs = require('fs');
-(async () => {
-  const [model, xfile, n, outfile] = process.argv.slice(2);
-  const buf = fs.readFileSync(xfile);
-  const x = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
-  const s = await ort.InferenceSession.create(model);
-  const t = new ort.Tensor('float32', x, [Number(n), 1, 28, 28]);
-  const r = await s.run({[s.inputNames[0]]: t});
-  fs.writeFileSync(outfile, Buffer.from(r[s.outputNames[0]].data.buffer));
-})().catch(e => { console.error(e.message); process.exit(1); });
-"""
-
-
-def setup_ort(work):
-    """The folder holding node_modules/onnxruntime-node, or None with the reason."""
-    folder = os.path.join(work, "ort")
-    if os.path.isdir(os.path.join(folder, "node_modules", "onnxruntime-node")):
-        return folder, None
-    if not shutil.which("npm") or not shutil.which("node"):
-        return None, "npm or node is not installed"
-    os.makedirs(folder, exist_ok=True)
-    r = subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund",
-                        "--prefix", folder, "onnxruntime-node"],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        return None, "npm could not install onnxruntime-node (registry unreachable?): " + \
-            r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "npm failed"
-    return folder, None
-
-
-def ort_run(folder, model, x, work):
-    runner = os.path.join(folder, "run.js")
-    with open(runner, "w") as f:
-        f.write(NODE_RUNNER)
-    xfile, ofile = os.path.join(work, "x.f32"), os.path.join(work, "ort.f32")
-    x.astype(np.float32).tofile(xfile)
-    env = dict(os.environ, NODE_PATH=os.path.join(folder, "node_modules"))
-    r = subprocess.run(["node", runner, model, xfile, str(len(x)), ofile], capture_output=True,
-                       text=True, env=env, timeout=300)
-    if r.returncode != 0:
-        raise RuntimeError(f"onnxruntime-node on {model}: {r.stderr.strip()}")
-    return np.fromfile(ofile, dtype=np.float32).reshape(len(x), -1)
 
 
 def compare(name, got, want):
