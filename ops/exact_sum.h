@@ -7,7 +7,7 @@
  * multiples of 2^-8, [n, 2n) and [2n, 3n) the next 32 bits each (every limb signed, carries not
  * propagated until the read). Precision: an addend with |x| >= 2^-49 is represented exactly, a
  * smaller one to within 2^-73; the sum of the represented addends is exact; reading it rounds once,
- * to the nearest float (a sum below 2^-126 in magnitude, a subnormal, rounds twice). Range: |x| <=
+ * to the nearest float. Range: |x| <=
  * 2^40 per addend (KL__EXACT_MAX) and at most 2^14 addends per element (KL__EXACT_ADDENDS), however
  * they are grouped: the top limb then stays within 2^62. */
 #ifndef KILN_OPS_EXACT_SUM_H
