@@ -34,6 +34,21 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     rc=$?
     check "a batch of 64 over 3 ranks is refused" test $rc -ne 0
     check "naming train.batch_size, once" test "$(grep -c 'train.batch_size 64' err.txt)" -eq 1
+    # A short 2-rank run prints its epoch and metrics lines once (rank 0's), in the shape one
+    # rank's run prints them: the same line with only the numbers differing.
+    "$kiln" train ok.yaml --set data.limit=640 --no-run-dir >one.txt 2>&1
+    rc1=$?
+    mpirun -n 2 --oversubscribe "$kiln" train ok.yaml --set data.limit=640 --no-run-dir \
+        >two.txt 2>err.txt
+    rc2=$?
+    check "1 and 2 ranks train the short run" test $rc1 -eq 0 -a $rc2 -eq 0
+    check "2 ranks print one epoch line and one metrics line" \
+        test "$(grep -c '^epoch ' two.txt)" -eq 1 -a "$(grep -c '^done: ' two.txt)" -eq 1
+    shape() { grep "$1" "$2" | sed 's/[0-9][0-9.]*k\{0,1\}/N/g'; }
+    check "the metrics line has one rank's shape, test loss and accuracy included" \
+        test -n "$(shape '^done: ' one.txt | grep 'test loss N acc N%')" \
+        -a "$(shape '^done: ' one.txt)" = "$(shape '^done: ' two.txt)"
+    check "the epoch line too" test "$(shape '^epoch ' one.txt)" = "$(shape '^epoch ' two.txt)"
 else
     part_missing "the batch that does not split over 3 ranks (dataset-fashion-mnist)"
 fi
