@@ -22,10 +22,12 @@
 #   kill_mpi: mpirun -n 3, every rank killed with kill -9 mid-sweep, then --resume on 3 ranks:
 #           the journal written before the kill is kept, no result twice, every trial's results
 #           are epochs 1..k without a gap, none errored.
+#   promote: one process; a trial ASHA paused and promoted to max_t has the metrics, weights and
+#           optimizer state of the same config trained straight through with kiln train.
 #   best:   best.json, best.yaml and the closing line name the best trial's best epoch's model
 #           (checkpoints/best.h5), not its last epoch's: with train_loss maximized the best epoch
 #           is the first; kiln export takes it.
-# usage: test_tune.sh mpi|stress|resume|kill_mpi|faults|best PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
+# usage: test_tune.sh mpi|stress|resume|kill_mpi|promote|faults|best PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
 #        mpirun)
 set -uo pipefail
 mode="$1"
@@ -217,6 +219,40 @@ kill_mpi)
     done
     check "every trial's results are epochs 1..k without a gap" test $gaps -eq 0
     ;;
+promote)
+    # docs/tune.md: a promoted trial resumes from its checkpoint, bit-identical to never having
+    # paused. A trial that ASHA paused and promoted up to max_t is trained again straight
+    # through with kiln train from its own config.yaml: every epoch's metrics and the final
+    # weights and optimizer state must be the same.
+    sweep 4 4 ""
+    "$kiln" tune sweep.yaml --dir p --plain >p.txt 2>&1
+    check "the sweep exits 0" test $? -eq 0
+    trial=""
+    for t in $(grep '"decision":"done"' p/journal.jsonl | sed 's/.*"trial":\([0-9]*\),.*/\1/'); do
+        if [ "$(grep -c "\"trial\":$t,\"job\":\"promote\"" p/journal.jsonl)" -ge 1 ] &&
+            grep -q "\"trial\":$t,.*\"decision\":\"pause\"" p/journal.jsonl; then
+            trial=$t
+            break
+        fi
+    done
+    check "a trial was paused, promoted and trained to max_t" test -n "$trial"
+    dir="p/trials/trial-$(printf %04d "${trial:-0}")"
+    "$kiln" train "$dir/config.yaml" --name straight -q >straight.txt 2>&1
+    check "its config trains straight through" test $? -eq 0
+    check "every epoch's metrics are the same" \
+        cmp -s <(cut -d, -f1-8 "$dir/metrics.csv") <(cut -d, -f1-8 runs/straight/metrics.csv)
+    if /usr/bin/python3 -c "import h5py" 2>/dev/null || part_missing "the weights' comparison (python3-h5py)"; then
+        check "the final weights and optimizer state are the same bits (h5py)" /usr/bin/python3 -c "
+import h5py, numpy, sys
+a = h5py.File('$dir/checkpoints/final.h5', 'r')
+b = h5py.File('runs/straight/checkpoints/final.h5', 'r')
+names = []
+for g in ('params', 'buffers', 'optimizer'):
+    if g in a:
+        a[g].visititems(lambda n, o: names.append(g + '/' + n) if isinstance(o, h5py.Dataset) else None)
+sys.exit(not names or any(not numpy.array_equal(a[n][()], b[n][()]) for n in names))"
+    fi
+    ;;
 faults)
     # Trial values: SGD at lr 1e6 diverges; batch_size 100000 is larger than the data, so its
     # run fails.
@@ -322,7 +358,7 @@ sys.exit(int(h5py.File('$ck/best.h5')['state'].attrs['epoch']) != 1)"
     check "kiln export takes it" test $? -eq 0
     ;;
 *)
-    echo "usage: test_tune.sh mpi|stress|resume|kill_mpi|faults|best PATH_TO_KILN" >&2; exit 2 ;;
+    echo "usage: test_tune.sh mpi|stress|resume|kill_mpi|promote|faults|best PATH_TO_KILN" >&2; exit 2 ;;
 esac
 if [ $fails -ne 0 ]; then
     for f in *.txt; do echo "--- $f"; tail -n 30 "$f"; done
