@@ -775,6 +775,21 @@ static kl_status check_same(kl__train_state *r, kl_error *err)
     return st;
 }
 
+kl_status kl_train_check_split(const kl_config *cfg, int ranks, kl_error *err)
+{
+    int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
+    if (cfg->dist.deterministic)
+        return kl__det_check(cfg, ranks, err);
+    if (cfg->train.batch_size % ((int64_t)ranks * acc) != 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "train.batch_size %lld does not split evenly over %d rank%s x %d "
+                            "micro-batches (train.accumulate); use a multiple of %d (the global "
+                            "batch is what the config fixes)",
+                            (long long)cfg->train.batch_size, ranks, ranks == 1 ? "" : "s", acc,
+                            ranks * acc);
+    return KL_OK;
+}
+
 int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, int accumulate,
                        int micro)
 {
@@ -840,16 +855,8 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
         r.size = kl_comm_size(comm);
     }
     int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
-    if (cfg->dist.deterministic) {
-        if (kl__det_check(cfg, r.size, err) != KL_OK)
-            return err->status;
-    } else if (cfg->train.batch_size % ((int64_t)r.size * acc) != 0)
-        return kl_error_set(err, KL_EINVAL,
-                            "train.batch_size %lld does not split evenly over %d rank%s x %d "
-                            "micro-batches (train.accumulate); use a multiple of %d (the global "
-                            "batch is what the config fixes)",
-                            (long long)cfg->train.batch_size, r.size, r.size == 1 ? "" : "s", acc,
-                            r.size * acc);
+    if (kl_train_check_split(cfg, r.size, err) != KL_OK)
+        return err->status;
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
      * previous one's count; by default each rank gets Slurm's cpus-per-task, or else the node's
      * cores are shared by its ranks. */
