@@ -92,6 +92,12 @@ static int parse(int argc, char **argv, export_opts *o)
                                              "runs/fashion-mlp -o model.h5");
     if (!o->output)
         return kl__cli_usage_error("export", "where to? give -o MODEL.h5");
+    size_t len = strlen(o->output);
+    if (len >= 5 && !strcmp(o->output + len - 5, ".onnx"))
+        return kl__cli_usage_error("export",
+                                   "-o %s: exporting to ONNX is not supported yet; "
+                                   "write a kiln model file (-o MODEL.h5)",
+                                   o->output);
     if (o->x.no_reference && o->x.reference_samples)
         return kl__cli_usage_error("export", "--reference-samples and --no-reference contradict "
                                              "each other; give one");

@@ -1,7 +1,7 @@
-/* kiln predict: loads an exported model and an input file, scores the inputs in batches with a
- * progress line, prints the loss and accuracy (or MAE) when the file has answers, and writes the
- * predictions. Parsing and printing only; reading, scoring and writing are runtime/modelfile*.c,
- * the same calls kiln serve makes. */
+/* kiln predict: loads an exported model (or an ONNX model) and an input file, scores the inputs in
+ * batches with a progress line, prints the loss and accuracy (or MAE) when the file has answers,
+ * and writes the predictions. Parsing and printing only; reading, scoring and writing are
+ * runtime/modelfile*.c, the same calls kiln serve makes. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +15,15 @@
 #include "kiln/stop.h"
 
 static const char predict_help[] =
-    "usage: kiln predict MODEL.h5 --input FILE [options]\n"
+    "usage: kiln predict MODEL.h5|MODEL.onnx --input FILE [options]\n"
     "\n"
     "Scores a file of inputs with a model from kiln export, in batches, and writes the class\n"
     "probabilities and labels (or the regression predictions). Give raw inputs, as in the\n"
     "training files: the model applies its training standardisation itself. When the file has\n"
     "the answers (IDX with --labels, HDF5 with a y dataset, CSV with a label column) it also\n"
     "prints the loss and accuracy (or MAE), the figures training's evaluation reports.\n"
+    "An ONNX model (.onnx, docs/onnx.md) gets its inputs as they are and writes its graph's\n"
+    "output as predictions; scoring it against answers is not supported yet.\n"
     "\n"
     "options:\n"
     "  --input FILE         the inputs: IDX images (.gz, -ubyte), HDF5 (.h5, .hdf5) or CSV\n"

@@ -92,7 +92,10 @@ static int open_root(runs_ctx *c)
 
 /* --- list ------------------------------------------------------------------------------- */
 
+static bool still_running(const char *root, const char *id);
+
 typedef struct list_out {
+    const char *root;
     const kl_runs_cond *cols;
     int *width; /* of each column: its header's */
     int ncols;
@@ -114,7 +117,11 @@ static bool list_row(void *ctx, const kl_runs_row *r)
     list_out *o = ctx;
     if (o->limit && o->shown >= o->limit)
         return false;
-    printf("%-32s  %-8s  %-20s", r->id, r->status ? r->status : "-", r->start ? r->start : "-");
+    const char *status = r->status ? r->status : "-";
+    /* A record left at running by a process that ended without saying how (see show). */
+    if (!strcmp(status, "running") && !still_running(o->root, r->id))
+        status = "lost";
+    printf("%-32s  %-8s  %-20s", r->id, status, r->start ? r->start : "-");
     for (int i = 0; i < o->ncols; i++)
         cell(r, o->width[i], i);
     printf("\n");
@@ -142,7 +149,7 @@ static int list(runs_ctx *c, int argc, char **argv)
     kl_runs_cond sort;
     bool have_sort = false, desc = false;
     int nconds = 0, ncols = 0, rc = 0;
-    list_out o = {0};
+    list_out o = {.root = c->root};
     kl_error err = {0};
     o.width = calloc((size_t)argc + 3, sizeof *o.width);
     if (!conds || !cols || !o.width) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kiln/device.h"
 #include "kiln/serve.h"
 
 static const char serve_help[] =
@@ -21,8 +22,8 @@ static const char serve_help[] =
     "from the training data. See docs/serve.md.\n"
     "\n"
     "A repository holds DIR/<name>/<version>/model.h5 and an optional DIR/<name>/config.yaml\n"
-    "(max_batch_size, dynamic_batching, max_queue_delay_us, instances, max_queue, versions,\n"
-    "monitoring, online_learning).\n"
+    "(max_batch_size, dynamic_batching, max_queue_delay_us, instances, device, gpu, max_queue,\n"
+    "versions, monitoring, online_learning).\n"
     "One MODEL.h5 is served as its file name's stem (or --name), version 1.\n"
     "\n"
     "options:\n"
@@ -38,7 +39,11 @@ static const char serve_help[] =
     "                          ones finish what they hold\n"
     "  --max-batch-size N      default for models without a config.yaml key (64)\n"
     "  --max-queue-delay-us N  default wait for a batch to fill (0)\n"
-    "  --instances N           default instances per version (0: one per core)\n"
+    "  --instances N           default instances per version (0: one per core, on CUDA one\n"
+    "                          per GPU used)\n"
+    "  --device cpu|cuda|auto  default device the instances compute on (cpu)\n"
+    "  --gpu N                 default GPU on CUDA (every instance on visible GPU N; default:\n"
+    "                          instance i on GPU i mod the visible GPUs)\n"
     "  --max-queue N           default requests waiting per version before 503 (1024)\n"
     "  --no-batching           default: run every request alone\n"
     "  --max-body-mb N         largest request body, else 413 (64)\n"
@@ -80,6 +85,8 @@ static int parse(int argc, char **argv, kl_serve_options *o)
                                          "--max-batch-size",
                                          "--max-queue-delay-us",
                                          "--instances",
+                                         "--device",
+                                         "--gpu",
                                          "--max-queue",
                                          "--max-body-mb",
                                          "--timeout",
@@ -131,6 +138,14 @@ static int parse(int argc, char **argv, kl_serve_options *o)
         } else if (!strcmp(a, "--instances")) {
             rc = int_arg(a, v, 0, 256, &n);
             o->defaults.instances = (int)n;
+        } else if (!strcmp(a, "--device")) {
+            int d = kl_train_device_parse(v);
+            if (d < 0)
+                return kl__cli_usage_error("serve", "--device '%s': give cpu, cuda or auto", v);
+            o->defaults.device = (kl_train_device)d;
+        } else if (!strcmp(a, "--gpu")) {
+            rc = int_arg(a, v, 0, 255, &n);
+            o->defaults.gpu = (int)n;
         } else if (!strcmp(a, "--max-queue")) {
             rc = int_arg(a, v, 1, 1000000, &n);
             o->defaults.max_queue = (int)n;

@@ -45,6 +45,11 @@ static const char train_help[] =
     "                    config's name. The run folder's metrics and log are appended to\n"
     "  --auto-resume     resume the named run if it has a checkpoint, else start it: what a\n"
     "                    job that may be requeued (Slurm) runs every time\n"
+    "  --change KEY=VALUE\n"
+    "                    with --resume: change KEY from the checkpoint's config, as a\n"
+    "                    population-based training schedule does (the optimizer's numbers, a\n"
+    "                    dropout rate); a change the checkpoint's weights or optimizer state\n"
+    "                    cannot take is refused when it loads. Without --resume, as --set\n"
     "  --resume-weights-only PATH\n"
     "                    start a new run from a checkpoint's weights (its optimizer, step and\n"
     "                    history are left behind, and the config may differ)\n"
@@ -69,6 +74,8 @@ typedef struct train_opts {
     const char *config;
     const char **sets;
     int nsets;
+    const char **changes; /* --change KEY=VALUE: also among sets */
+    int nchanges;
     bool print_config, summary, quiet, json, no_dir;
     bool resume, auto_resume, weights_only;
     bool named;              /* --name NAME or --set name=NAME: the folder must be new */
@@ -83,7 +90,8 @@ enum { EXIT_STOPPED = KL_STOP_EXIT, EXIT_LOCKED = 4 };
 static int parse(int argc, char **argv, train_opts *o, char **name_set)
 {
     o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
-    if (!o->sets)
+    o->changes = calloc((size_t)argc + 1, sizeof *o->changes);
+    if (!o->sets || !o->changes)
         return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -108,6 +116,10 @@ static int parse(int argc, char **argv, train_opts *o, char **name_set)
                 v = s;
             }
             o->sets[o->nsets++] = v;
+        } else if (!strcmp(a, "--change")) {
+            if (i + 1 >= argc || !strchr(argv[i + 1], '='))
+                return kl__cli_usage_error("train", "--change needs KEY=VALUE");
+            o->sets[o->nsets++] = o->changes[o->nchanges++] = argv[++i];
         } else if (!strcmp(a, "--print-config")) {
             o->print_config = true;
         } else if (!strcmp(a, "--summary")) {
@@ -484,7 +496,9 @@ static int train(const kl_config *cfg, kl_data_splits *data, const train_opts *o
         hooks = kl_reporter_hooks(rep);
     kl_train_options to = {.ckpt_dir = sp->ckpt_dir[0] ? sp->ckpt_dir : NULL,
                            .resume = sp->p.ckpt[0] ? sp->p.ckpt : NULL,
-                           .weights_only = o->weights_only};
+                           .weights_only = o->weights_only,
+                           .resume_changes = o->changes,
+                           .nresume_changes = o->nchanges};
     kl_run_recorder *rec = record_begin(cfg, o, comm, rep);
     kl_train_result res = {0};
     kl_status st = kl_train_run_dist(cfg, data, comm, &to, rep ? &hooks : NULL, NULL, &res, &err);
@@ -575,6 +589,7 @@ out:
     kl_data_splits_free(&data);
     kl_config_free(cfg);
     free(o.sets);
+    free(o.changes);
     free(name_set);
     return rc;
 }

@@ -340,13 +340,12 @@ static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
     c->first_row = g->rng_first_row;
     c->node = (uint32_t)i;
     c->stream = g->stream;
+    c->bf16 = g->bf16;
 }
 
-kl_status kl_graph_forward(kl_graph *g, kl_error *err)
+static kl_status forward_ops(kl_graph *g, kl_error *err)
 {
-    if (!g->compiled)
-        return kl_error_set(err, KL_EINVAL, "graph: compile before running forward");
-    kl_status st = kl__graph_device_inputs(g, err);
+    kl_status st = KL_OK;
     for (int i = 0; i < g->n && st == KL_OK; i++) {
         kl__node *n = &g->nodes[i];
         if (n->kind != KL__OP || kl__ops[n->op]->alias)
@@ -355,6 +354,16 @@ kl_status kl_graph_forward(kl_graph *g, kl_error *err)
         make_ctx(g, i, &c);
         st = kernels(g, n)->forward(&c, err);
     }
+    return st;
+}
+
+kl_status kl_graph_forward(kl_graph *g, kl_error *err)
+{
+    if (!g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: compile before running forward");
+    kl_status st = kl__graph_device_inputs(g, err);
+    if (st == KL_OK)
+        st = kl__graph_device_run(g, 0, forward_ops, err);
     return st == KL_OK ? kl__graph_device_outputs(g, err) : st;
 }
 
@@ -390,17 +399,13 @@ static void fire_ready(kl_graph *g, kl_node i)
         g->ready_fn(g->ready_ctx, p);
 }
 
-kl_status kl_graph_backward(kl_graph *g, kl_error *err)
+/* Backward's kernels after the seed. A new pass each call, so that a call repeated after a failed
+ * capture zeroes and claims its gradients afresh. */
+static kl_status backward_ops(kl_graph *g, kl_error *err)
 {
-    if (!g->compiled || g->loss == KL_NONE)
-        return kl_error_set(err, KL_EINVAL,
-                            "graph: backward needs a graph compiled with a loss node");
+    (void)err;
     g->pass++;
-    kl__node *l = &g->nodes[g->loss];
-    l->grad_gen = g->pass;
-    kl_status st = kl__graph_device_seed_grad(g, kl_f32(&l->grad), err);
-    if (st != KL_OK)
-        return st;
+    g->nodes[g->loss].grad_gen = g->pass;
     for (int i = g->loss; i >= 0; i--) {
         kl__node *n = &g->nodes[i];
         if (kl__visited_in_backward(g, n) && !kl__ops[n->op]->alias) {
@@ -420,7 +425,19 @@ kl_status kl_graph_backward(kl_graph *g, kl_error *err)
         }
         fire_ready(g, i);
     }
-    return kl__graph_device_check(g, "running backward", err);
+    return KL_OK;
+}
+
+kl_status kl_graph_backward(kl_graph *g, kl_error *err)
+{
+    if (!g->compiled || g->loss == KL_NONE)
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: backward needs a graph compiled with a loss node");
+    kl__node *l = &g->nodes[g->loss];
+    kl_status st = kl__graph_device_seed_grad(g, kl_f32(&l->grad), err);
+    if (st == KL_OK)
+        st = kl__graph_device_run(g, 1, backward_ops, err);
+    return st == KL_OK ? kl__graph_device_check(g, "running backward", err) : st;
 }
 
 void kl_graph_zero_grad(kl_graph *g)

@@ -109,12 +109,28 @@ void kl__graph_device_free(kl_graph *g)
     (void)kl__cuda_set_device(g->device_index);
     if (g->stream)
         (void)kl__cuda_stream_sync(g->stream);
+    if (g->copy_stream)
+        (void)kl__cuda_stream_sync(g->copy_stream);
     kl__cuda_free(g->dev_params);
     kl__cuda_free(g->dev_grads);
     kl__cuda_free(g->dev_bufs);
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].host_owned)
-            free(g->nodes[i].host.data);
+    kl__cuda_free(g->stats);
+    for (int i = 0; i < g->n; i++) {
+        kl__node *n = &g->nodes[i];
+        if (n->pinned[0] || n->pinned[1]) {
+            kl__cuda_host_free(n->pinned[0]);
+            kl__cuda_host_free(n->pinned[1]);
+            kl__cuda_free(n->stage);
+        } else if (n->host_owned) {
+            free(n->host.data);
+        }
+    }
+    kl__cuda_graph_free(g->graph_exec[0]);
+    kl__cuda_graph_free(g->graph_exec[1]);
+    kl__cuda_event_free(g->copied[0]);
+    kl__cuda_event_free(g->copied[1]);
+    kl__cuda_event_free(g->consumed);
+    kl__cuda_stream_free(g->copy_stream);
     kl__cuda_stream_free(g->stream);
 }
 
@@ -144,6 +160,27 @@ kl_status kl__graph_device_flat(kl_graph *g, kl_error *err)
     return copy_flat(g, g->buf_data, g->dev_bufs, g->buf_total, true, "copying the buffers", err);
 }
 
+/* An input's two page-locked buffers (host.data is slot 0's) and its device staging buffer;
+ * the copy stream and the events, with the first input. */
+static kl_status stage_input(kl_graph *g, kl__node *n, size_t bytes, kl_error *err)
+{
+    if (!g->copy_stream &&
+        (kl__cuda_stream_new(&g->copy_stream) != 0 || kl__cuda_event_new(&g->copied[0]) != 0 ||
+         kl__cuda_event_new(&g->copied[1]) != 0 || kl__cuda_event_new(&g->consumed) != 0))
+        return cuda_failed("creating the copy stream", err);
+    n->pinned[0] = kl__cuda_host_alloc(bytes + sizeof(float));
+    n->pinned[1] = kl__cuda_host_alloc(bytes + sizeof(float));
+    n->stage = kl__cuda_alloc(bytes + sizeof(float));
+    n->host = (kl_tensor){n->dtype, n->val.shape, n->pinned[0]};
+    n->host_owned = true;
+    if (!n->pinned[0] || !n->pinned[1] || !n->stage)
+        return kl_error_set(err, KL_ENOMEM,
+                            "graph: out of page-locked host or device memory staging an input "
+                            "(%zu bytes): %s",
+                            bytes, kl__cuda_last_error());
+    return KL_OK;
+}
+
 kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
 {
     if (!on_device(g))
@@ -166,6 +203,10 @@ kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
         if (n->kind != KL__INPUT && !n->output && i != g->loss && used[i])
             continue;
         size_t bytes = (size_t)kl_numel(&n->val) * kl_dtype_size(n->dtype);
+        if (n->kind == KL__INPUT) {
+            st = stage_input(g, n, bytes, err);
+            continue;
+        }
         n->host = (kl_tensor){n->dtype, n->val.shape, calloc(1, bytes + sizeof(float))};
         if (!n->host.data)
             st = kl_error_set(err, KL_ENOMEM, "graph: out of memory staging node %d", i);
@@ -175,23 +216,56 @@ kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
     return st;
 }
 
-/* Copies the inputs up (up) or the outputs and the loss down, at the current batch. */
-static kl_status copy_staged(kl_graph *g, bool up, kl_error *err)
+/* The inputs go up in two hops, so that a step's copy overlaps the previous step's work: the
+ * copy stream copies slot k's page-locked buffers into the staging buffers once the previous
+ * forward has taken them (consumed), and the graph's stream, after that copy (copied[k]), copies
+ * them into the inputs and records consumed. With keep_outputs nothing waits for the device, so
+ * the host fills the other slot meanwhile; before it does, that slot's last copy up must be done
+ * (copied[k ^ 1]: two steps back, long finished unless the device falls behind). */
+static kl_status copy_inputs(kl_graph *g, kl_error *err)
+{
+    int k = g->slot;
+    bool ok = kl__cuda_stream_wait_event(g->copy_stream, g->consumed) == 0;
+    for (int i = 0; ok && i < g->n; i++) {
+        kl__node *n = &g->nodes[i];
+        size_t bytes = (size_t)kl_numel(&n->host) * kl_dtype_size(n->dtype);
+        if (n->kind == KL__INPUT && n->stage)
+            ok = kl__cuda_to_device_async(n->stage, n->pinned[k], bytes, g->copy_stream) == 0;
+    }
+    ok = ok && kl__cuda_event_record(g->copied[k], g->copy_stream) == 0 &&
+         kl__cuda_stream_wait_event(g->stream, g->copied[k]) == 0;
+    for (int i = 0; ok && i < g->n; i++) {
+        kl__node *n = &g->nodes[i];
+        size_t bytes = (size_t)kl_numel(&n->host) * kl_dtype_size(n->dtype);
+        if (n->kind == KL__INPUT && n->stage)
+            ok = kl__cuda_copy_async(n->val.data, n->stage, bytes, g->stream) == 0;
+    }
+    ok = ok && kl__cuda_event_record(g->consumed, g->stream) == 0;
+    if (ok && g->keep_outputs) {
+        g->slot = k ^ 1;
+        for (int i = 0; i < g->n; i++)
+            if (g->nodes[i].kind == KL__INPUT && g->nodes[i].stage)
+                g->nodes[i].host.data = g->nodes[i].pinned[g->slot];
+        ok = kl__cuda_event_sync(g->copied[g->slot]) == 0;
+    }
+    return ok ? KL_OK : cuda_failed("copying the inputs", err);
+}
+
+/* Copies the outputs and the loss down at the current batch, waiting for the device. */
+static kl_status copy_outputs(kl_graph *g, kl_error *err)
 {
     void *last = NULL;
     for (int i = 0; i < g->n; i++) {
         kl__node *n = &g->nodes[i];
-        if (!n->host_owned || (n->kind == KL__INPUT) != up)
+        if (!n->host_owned || n->kind == KL__INPUT)
             continue;
         size_t bytes = (size_t)kl_numel(&n->host) * kl_dtype_size(n->dtype);
-        if (up && kl__cuda_to_device_async(n->val.data, n->host.data, bytes, g->stream) != 0)
-            return cuda_failed("copying an input", err);
-        if (!up && kl__cuda_to_host_on(n->host.data, n->val.data, bytes, g->stream) != 0)
+        if (kl__cuda_to_host_on(n->host.data, n->val.data, bytes, g->stream) != 0)
             return cuda_failed("running forward", err);
         last = n->host.data;
     }
     /* No output to wait for: still report an error a kernel hit while running. */
-    if (!up && !last && kl__cuda_stream_sync(g->stream) != 0)
+    if (!last && kl__cuda_stream_sync(g->stream) != 0)
         return cuda_failed("running forward", err);
     return KL_OK;
 }
@@ -202,7 +276,7 @@ kl_status kl__graph_device_inputs(kl_graph *g, kl_error *err)
         return KL_OK;
     if (kl__cuda_set_device(g->device_index) != 0)
         return cuda_failed("selecting the device", err);
-    return copy_staged(g, true, err);
+    return copy_inputs(g, err);
 }
 
 kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
@@ -211,7 +285,133 @@ kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err)
         return KL_OK;
     if (kl__cuda_check() != 0)
         return cuda_failed("launching forward", err);
-    return copy_staged(g, false, err);
+    return g->keep_outputs ? KL_OK : copy_outputs(g, err);
+}
+
+/* Whether this pass may run as a CUDA Graph: training at the full batch with the outputs kept on
+ * the device, no gradient-ready callback (a communicator's work on another stream), and no
+ * dropout, whose kernel takes the step as a launch argument (a replay would repeat its mask). */
+static bool capturable(const kl_graph *g)
+{
+    if (!on_device(g) || !g->cuda_graph || g->cuda_graph_broken || !g->keep_outputs ||
+        g->mode != KL_MODE_TRAIN || g->batch != g->max_batch || g->ready_fn)
+        return false;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].kind == KL__OP && g->nodes[i].op == KL__OP_DROPOUT)
+            return false;
+    return true;
+}
+
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err)
+{
+    if (!capturable(g))
+        return run(g, err);
+    if (g->graph_exec[part])
+        return kl__cuda_graph_launch(g->graph_exec[part], g->stream) == 0
+                   ? KL_OK
+                   : cuda_failed("replaying a CUDA Graph", err);
+    if (g->graph_warm[part] < 2) { /* first uses: cuBLAS's handle and the like set up eagerly */
+        g->graph_warm[part]++;
+        return run(g, err);
+    }
+    /* A capture that breaks (an allocation, a synchronisation, a kernel that cannot be
+     * captured) leaves the graph eager for good; what it held never ran, so it runs now. */
+    kl_error cerr = {0};
+    void *exec = NULL;
+    if (kl__cuda_capture_begin(g->stream) != 0) {
+        g->cuda_graph_broken = true;
+        return run(g, err);
+    }
+    kl_status st = run(g, &cerr);
+    if (kl__cuda_capture_end(g->stream, &exec) != 0 || st != KL_OK) {
+        kl__cuda_graph_free(exec);
+        (void)kl__cuda_check(); /* the capture's error is not the eager run's */
+        g->cuda_graph_broken = true;
+        return run(g, err);
+    }
+    g->graph_exec[part] = exec;
+    return kl__cuda_graph_launch(exec, g->stream) == 0 ? KL_OK
+                                                       : cuda_failed("launching a CUDA Graph", err);
+}
+
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err)
+{
+    (void)err;
+    g->cuda_graph = on && on_device(g);
+    return KL_OK;
+}
+
+int kl_graph_cuda_graphs(const kl_graph *g)
+{
+    return (g->graph_exec[0] != NULL) + (g->graph_exec[1] != NULL);
+}
+
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)
+{
+    if (on && !on_device(g))
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: bf16 GEMMs need a CUDA device; the CPU computes in fp32 only");
+    g->bf16 = on;
+    return KL_OK;
+}
+
+kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err)
+{
+    if (!on_device(g))
+        return KL_OK;
+    if (!g->compiled)
+        return kl_error_set(err, KL_EINVAL, "graph: compile before kl_graph_keep_outputs");
+    if (keep && !g->stats) {
+        if (kl__cuda_set_device(g->device_index) != 0)
+            return cuda_failed("selecting the device", err);
+        if (!(g->stats = kl__cuda_alloc(KL__CUDA_STATS * sizeof(double))))
+            return cuda_failed("allocating the training statistics", err);
+        if (kl__cuda_zero_async(g->stats, KL__CUDA_STATS * sizeof(double), g->stream) != 0)
+            return cuda_failed("zeroing the training statistics", err);
+    }
+    g->keep_outputs = keep;
+    return KL_OK;
+}
+
+kl_status kl_graph_stats_add(kl_graph *g, kl_node out, kl_node y, int64_t step, kl_error *err)
+{
+    if (!on_device(g) || !g->keep_outputs || g->loss == KL_NONE)
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: kl_graph_stats_add needs a device graph with a loss that "
+                            "keeps its outputs (kl_graph_keep_outputs)");
+    if (out < 0 || out >= g->n || y < 0 || y >= g->n)
+        return kl_error_set(err, KL_EINVAL, "graph: kl_graph_stats_add: no such node");
+    const kl__node *o = &g->nodes[out], *t = &g->nodes[y];
+    int64_t b = g->batch, k = b > 0 ? kl_numel(&o->val) / b : 0;
+    bool classification = t->dtype == KL_I32;
+    if (k < 1 || o->dtype != KL_F32 || (!classification && kl_numel(&t->val) != b * k))
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: kl_graph_stats_add: the output is not (batch, k) floats, or "
+                            "the targets do not match it");
+    if (kl__cuda_batch_stats(o->val.data, t->val.data, b, k, classification,
+                             g->nodes[g->loss].val.data, (double)step, g->stats, g->stream) != 0)
+        return cuda_failed("adding the batch statistics", err);
+    return KL_OK;
+}
+
+kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t *first_bad,
+                              kl_error *err)
+{
+    double s[KL__CUDA_STATS] = {0};
+    if (!on_device(g) || !g->stats)
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: kl_graph_stats_take needs a device graph that kept its "
+                            "outputs");
+    if (kl__cuda_set_device(g->device_index) != 0)
+        return cuda_failed("selecting the device", err);
+    if (kl__cuda_to_host_on(s, g->stats, sizeof s, g->stream) != 0)
+        return cuda_failed("training", err);
+    if (kl__cuda_zero_async(g->stats, sizeof s, g->stream) != 0)
+        return cuda_failed("zeroing the training statistics", err);
+    sums[0] = s[0], sums[1] = s[1], sums[2] = s[2];
+    *bad = (int64_t)s[3];
+    *first_bad = s[3] > 0 ? (int64_t)s[4] : -1;
+    return KL_OK;
 }
 
 kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err)
@@ -331,6 +531,52 @@ kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err)
 {
     (void)g, (void)what, (void)err;
     return KL_OK;
+}
+
+kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err)
+{
+    (void)g, (void)keep, (void)err;
+    return KL_OK;
+}
+
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err)
+{
+    (void)part;
+    return run(g, err);
+}
+
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err)
+{
+    (void)g, (void)on, (void)err;
+    return KL_OK;
+}
+
+int kl_graph_cuda_graphs(const kl_graph *g)
+{
+    (void)g;
+    return 0;
+}
+
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err)
+{
+    (void)g;
+    if (on)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "graph: bf16 GEMMs need a CUDA device; the CPU computes in fp32 only");
+    return KL_OK;
+}
+
+kl_status kl_graph_stats_add(kl_graph *g, kl_node out, kl_node y, int64_t step, kl_error *err)
+{
+    (void)g, (void)out, (void)y, (void)step;
+    return kl_error_set(err, KL_EINVAL, "graph: kl_graph_stats_add needs a device graph");
+}
+
+kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t *first_bad,
+                              kl_error *err)
+{
+    (void)g, (void)sums, (void)bad, (void)first_bad;
+    return kl_error_set(err, KL_EINVAL, "graph: kl_graph_stats_take needs a device graph");
 }
 
 void kl__graph_device_zero(kl_graph *g, float *p, size_t floats)

@@ -46,6 +46,16 @@ typedef union kl__attr {
     struct {
         kl_shape shape; /* per sample when the input is batched */
     } reshape;
+    struct {
+        float lo, hi;
+    } clip;
+    struct {
+        int perm[KL_MAX_DIMS]; /* output axis i is input axis perm[i] */
+    } transpose;
+    struct {
+        int top, bottom, left, right;
+        float value; /* of the added elements; -INFINITY before a max pool */
+    } pad;
 } kl__attr;
 
 /* What a kernel sees. Tensors carry the current batch's shapes. din[i] is NULL when input i
@@ -67,6 +77,7 @@ typedef struct kl__ctx {
     /* The CUDA kernels' stream (a cudaStream_t; NULL is the default stream). Every pointer above
      * is a device pointer when a CUDA kernel runs; shapes and attributes stay on the host. */
     void *stream;
+    bool bf16; /* GEMMs with bf16 inputs (kl_graph_set_bf16) */
 } kl__ctx;
 
 typedef struct kl__node kl__node;
@@ -122,7 +133,14 @@ typedef struct kl__op_def {
     X(LAYERNORM, layernorm)             \
     X(RESHAPE, reshape)                 \
     X(CONCAT, concat)                   \
-    X(EMBEDDING, embedding)
+    X(EMBEDDING, embedding)             \
+    X(SUB, sub)                         \
+    X(DIV, div)                         \
+    X(CLIP, clip)                       \
+    X(LOG_SOFTMAX, log_softmax)         \
+    X(TRANSPOSE, transpose)             \
+    X(BROADCAST, broadcast)             \
+    X(PAD2D, pad2d)
 
 #define KL__OP_ENUM_(E, n) KL__OP_##E,
 typedef enum kl__op {
@@ -157,6 +175,10 @@ struct kl__node {
      * buffer (host_owned), a parameter's or buffer's place in the host copies. */
     kl_tensor host;
     bool host_owned;
+    /* A device graph's input: two page-locked host buffers (host.data is one of them) and its
+     * device staging buffer, which the copy stream fills while the previous step runs. */
+    void *pinned[2];
+    void *stage;
     uint64_t grad_gen; /* backward pass whose zeroing this (root) grad has had */
 };
 
@@ -185,6 +207,21 @@ struct kl_graph {
     int device_index;
     void *stream;
     float *dev_params, *dev_grads, *dev_bufs;
+    /* The staged inputs (ops/graph_device.c): the copy stream, the event after slot k's copies
+     * up, the event after forward took the staging buffers, the slot the host fills now; with
+     * keep_outputs forward leaves its outputs and loss on the device, and stats (device memory,
+     * KL__CUDA_STATS doubles) are the training statistics kl_graph_stats_add sums there. */
+    void *copy_stream, *copied[2], *consumed;
+    int slot;
+    bool keep_outputs;
+    bool bf16; /* kl_graph_set_bf16: the GEMMs' inputs in bf16 */
+    /* CUDA Graphs (kl_graph_set_cuda_graph): forward's [0] and backward's [1] kernels, captured
+     * at the full batch in training after two eager runs of each and then replayed; broken:
+     * a capture failed, and every later pass runs eagerly. */
+    bool cuda_graph, cuda_graph_broken;
+    int graph_warm[2];
+    void *graph_exec[2];
+    double *stats;
 
     float *arena, *scratch;
     size_t arena_n, unplanned_n, scratch_n; /* floats */
@@ -223,6 +260,11 @@ kl_status kl__graph_device_outputs(kl_graph *g, kl_error *err);
 kl_status kl__graph_device_seed_grad(kl_graph *g, float *at, kl_error *err);
 kl_status kl__graph_device_check(kl_graph *g, const char *what, kl_error *err);
 void kl__graph_device_zero(kl_graph *g, float *p, size_t floats);
+/* Runs part (0: forward's kernels, 1: backward's) of a pass: run(g, err) eagerly, or captured as a
+ * CUDA Graph and replayed (kl_graph_set_cuda_graph). run must be safe to call again after a
+ * failed capture (the captured work never ran). */
+typedef kl_status (*kl__graph_part_fn)(kl_graph *g, kl_error *err);
+kl_status kl__graph_device_run(kl_graph *g, int part, kl__graph_part_fn run, kl_error *err);
 
 /* Records the first build error (later ones are its consequences) and returns KL_NONE. */
 kl_node kl__graph_fail(kl_graph *g, kl_status st, const char *msg);

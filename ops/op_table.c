@@ -9,7 +9,7 @@ const kl__op_def *const kl__ops[KL__OP_COUNT] = {[KL__OP_NONE] = NULL, KL__OP_LI
 
 /* Changing the count means an op was added or removed: its tests and docs/architecture.md's op
  * list change with it. */
-_Static_assert(KL__OP_COUNT == 26, "an op was added or removed: update its tests and this count");
+_Static_assert(KL__OP_COUNT == 33, "an op was added or removed: update its tests and this count");
 
 const kl__kernel *kl__op_kernels(kl__op op, bool cuda, kl_error *err)
 {

@@ -177,7 +177,9 @@ void kl_step_free(kl_step *s)
 {
     if (!s)
         return;
-    if (on_device(s))
+    /* The graph may be gone already (callers free the model first): only the step's own
+     * pointers say whether it holds device memory. */
+    if (s->dev_state || s->dev_norm || s->dev_work)
         device_free(s);
     kl_optim_free(s->opt);
     free(s->segs);
@@ -196,8 +198,10 @@ kl_status kl_step_pass(kl_step *s, uint64_t seed, int64_t t, int64_t first_row, 
     kl_status st = kl_graph_forward(s->g, err);
     if (st == KL_OK)
         st = kl_graph_backward(s->g, err);
+    /* A graph that keeps its outputs on the device left the loss there: its caller reads it
+     * (kl_graph_stats_take) and checks it. */
     if (st == KL_OK)
-        *loss = kl_f32(kl_graph_value(s->g, kl_graph_loss(s->g)))[0];
+        *loss = s->g->keep_outputs ? 0.0f : kl_f32(kl_graph_value(s->g, kl_graph_loss(s->g)))[0];
     return st;
 }
 

@@ -331,6 +331,10 @@ kl_status kl_model_build(const kl_model_spec *spec, const kl_model_options *opts
         st = head(&b, opts);
     if (st == KL_OK && opts->device != KL_DEVICE_CPU)
         st = kl_graph_set_device(m->g, opts->device, opts->device_index, err);
+    if (st == KL_OK && opts->bf16)
+        st = kl_graph_set_bf16(m->g, true, err);
+    if (st == KL_OK && opts->cuda_graph)
+        st = kl_graph_set_cuda_graph(m->g, true, err);
     if (st == KL_OK)
         st = kl_graph_compile(m->g, opts->batch, opts->trainable ? m->loss : KL_NONE, opts->seed,
                               err);

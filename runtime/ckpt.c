@@ -363,6 +363,15 @@ const char *kl_ckpt_path(const kl_ckpt *c)
     return c->path;
 }
 
+kl_status kl_ckpt_read_epoch(kl_ckpt *c, int64_t *epoch, kl_error *err)
+{
+    hid_t s = kl__h5_exists(c->file, "state") ? H5Gopen2(c->file, "state", H5P_DEFAULT) : -1;
+    bool ok = s >= 0 && kl__h5_get_i64(s, "epoch", epoch) > 0;
+    kl__h5_close(s, H5Gclose);
+    return ok ? KL_OK
+              : kl_error_set(err, KL_EFORMAT, "%s: no /state epoch: the file is damaged", c->path);
+}
+
 int64_t kl_ckpt_hid(const kl_ckpt *c)
 {
     return c->file;

@@ -45,14 +45,15 @@ bool kl_comm_have_nccl(void)
     return true;
 }
 
-static kl_status nccl_fail(kl_comm *c, const char *what, kl_error *err)
+/* why: the failed call's text (kl__nccl_last_error, or kl__cuda_last_error for the events). */
+static kl_status nccl_fail(kl_comm *c, const char *what, const char *why, kl_error *err)
 {
     const char *phase = c->phase ? c->phase : "gradient all-reduce";
     char step[48] = "";
     if (c->phase && c->phase_step >= 0)
         snprintf(step, sizeof step, " at step %lld", (long long)c->phase_step);
     return kl_error_set(err, KL_ECOMM, "rank %d of %d: NCCL all-reduce (%s%s) %s: %s", c->rank,
-                        c->size, phase, step, what, kl__nccl_last_error());
+                        c->size, phase, step, what, why);
 }
 
 /* Ends the NCCL communicator for good: what follows a timeout or an asynchronous error. */
@@ -64,8 +65,8 @@ static void abort_nccl(kl_comm *c)
 
 static void free_events(nccl_request *r)
 {
-    kl__nccl_event_free(r->ready);
-    kl__nccl_event_free(r->event);
+    kl__cuda_event_free(r->ready);
+    kl__cuda_event_free(r->event);
     r->ready = r->event = NULL;
 }
 
@@ -77,19 +78,19 @@ static kl_status nccl_allreduce_start(kl_comm *c, float *buf, size_t n, void *re
         return kl_error_set(err, KL_ECOMM,
                             "rank %d: the NCCL communicator was aborted after an earlier failure",
                             c->rank);
-    if (kl__nccl_event_new(&r->ready) != 0 || kl__nccl_event_record(r->ready, s->stream) != 0 ||
-        kl__nccl_stream_wait(s->comm_stream, r->ready) != 0) {
+    if (kl__cuda_event_new(&r->ready) != 0 || kl__cuda_event_record(r->ready, s->stream) != 0 ||
+        kl__cuda_stream_wait_event(s->comm_stream, r->ready) != 0) {
         free_events(r);
-        return nccl_fail(c, "could not be ordered after backward", err);
+        return nccl_fail(c, "could not be ordered after backward", kl__cuda_last_error(), err);
     }
     if (kl__nccl_allreduce(s->nccl, buf, n, s->comm_stream) != 0) {
         free_events(r);
-        return nccl_fail(c, "could not start", err);
+        return nccl_fail(c, "could not start", kl__nccl_last_error(), err);
     }
-    if (kl__nccl_event_new(&r->event) != 0 ||
-        kl__nccl_event_record(r->event, s->comm_stream) != 0) {
+    if (kl__cuda_event_new(&r->event) != 0 ||
+        kl__cuda_event_record(r->event, s->comm_stream) != 0) {
         free_events(r);
-        return nccl_fail(c, "could not be followed", err);
+        return nccl_fail(c, "could not be followed", kl__cuda_last_error(), err);
     }
     return KL_OK;
 }
@@ -98,7 +99,7 @@ static bool nccl_test(kl_comm *c, void *req)
 {
     (void)c;
     nccl_request *r = req;
-    return kl__nccl_event_query(r->event) == 1;
+    return kl__cuda_event_query(r->event) == 1;
 }
 
 static kl_status nccl_wait(kl_comm *c, void *req, kl_error *err)
@@ -109,16 +110,16 @@ static kl_status nccl_wait(kl_comm *c, void *req, kl_error *err)
     /* The watchdog is the last resort, should the abort itself hang: it allows a grace. */
     kl__comm_watch(c, "NCCL all-reduce", 30);
     for (long spins = 0;; spins++) {
-        int q = kl__nccl_event_query(r->event);
+        int q = kl__cuda_event_query(r->event);
         if (q == 1)
             break;
         if (q < 0) {
-            st = nccl_fail(c, "failed on the device", err);
+            st = nccl_fail(c, "failed on the device", kl__cuda_last_error(), err);
             abort_nccl(c);
             break;
         }
         if (kl__nccl_async_error(state(c)->nccl) != 0) {
-            st = nccl_fail(c, "failed", err);
+            st = nccl_fail(c, "failed", kl__nccl_last_error(), err);
             abort_nccl(c);
             break;
         }

@@ -19,8 +19,10 @@ _Static_assert(sizeof(kl_data_format) == sizeof(int), "KL__F_ENUM fields are sto
 _Static_assert(sizeof(kl_task) == sizeof(int), "KL__F_ENUM fields are stored as int");
 _Static_assert(sizeof(kl_standardize) == sizeof(int), "KL__F_ENUM fields are stored as int");
 _Static_assert(sizeof(kl_train_device) == sizeof(int), "KL__F_ENUM fields are stored as int");
+_Static_assert(sizeof(kl_train_precision) == sizeof(int), "KL__F_ENUM fields are stored as int");
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const precision_names[] = {"fp32", "bf16", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
 static const char *const format_names[] = {"none", "idx", "hdf5", "csv", NULL};
 static const char *const task_names[] = {"classification", "regression", NULL};
@@ -305,6 +307,12 @@ static const kl__field train_fields[] = {
     {.name = "device", .type = KL__F_ENUM, .off = TRAIN(device), .names = kl_train_device_names,
      .def = "auto"},
     {.name = "device_share", .type = KL__F_BOOL, .off = TRAIN(device_share), .def = "false"},
+    {.name = "cuda_graph", .type = KL__F_BOOL, .off = TRAIN(cuda_graph), .def = "true"},
+    {.name = "precision",
+     .type = KL__F_ENUM,
+     .off = TRAIN(precision),
+     .names = precision_names,
+     .def = "fp32"},
     {.name = "clip_norm", .type = KL__F_FLOAT, .off = TRAIN(clip_norm), KL__GE(0), .def = "0"},
     {.name = "accumulate", .type = KL__F_INT, .off = TRAIN(accumulate), KL__GE(1), .def = "1"},
     {.name = "label_smoothing", .type = KL__F_FLOAT, .off = TRAIN(label_smoothing), KL__GE_LT(0, 1),

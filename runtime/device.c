@@ -51,6 +51,12 @@ kl_status kl_device_choose(kl_train_device want, bool have_cuda, int visible, in
 }
 
 #ifdef KILN_HAVE_CUDA
+int kl_device_count(void)
+{
+    int n = kl__cuda_device_count();
+    return n > 0 ? n : 0;
+}
+
 kl_status kl_device_pick(kl_train_device want, int local_rank, int local_size, bool share,
                          kl_device_choice *out, kl_error *err)
 {
@@ -72,6 +78,11 @@ void kl_device_describe(const kl_device_choice *c, char *buf, size_t n)
              (double)bytes / (1024.0 * 1024.0 * 1024.0), c->shared ? ", shared by ranks" : "");
 }
 #else
+int kl_device_count(void)
+{
+    return 0;
+}
+
 kl_status kl_device_pick(kl_train_device want, int local_rank, int local_size, bool share,
                          kl_device_choice *out, kl_error *err)
 {

@@ -30,6 +30,8 @@ void kl_modelfile_free(kl_modelfile *mf)
     if (mf->built)
         kl_model_free(&mf->m);
     kl_config_free(mf->cfg);
+    kl_onnx_free(mf->onnx);
+    free(mf->onnx_io);
     free_labels(mf);
     free(mf->ref_data);
     free(mf->exps);
@@ -404,12 +406,20 @@ kl_status kl__modelfile_open(const char *path, bool model, int64_t max_batch,
 
 kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err)
 {
-    return kl__modelfile_open(path, true, max_batch, NULL, out, err);
+    return kl_modelfile_load_on(path, max_batch, NULL, out, err);
 }
 
 kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
                                kl_modelfile **out, kl_error *err)
 {
+    if (kl__modelfile_is_onnx(path)) {
+        if (dev && dev->device != KL_DEVICE_CPU)
+            return kl_error_set(err, KL_EUNSUPPORTED,
+                                "%s: running ONNX models on a GPU is not supported yet; score it "
+                                "on the CPU",
+                                path);
+        return kl__modelfile_open_onnx(path, max_batch, out, err);
+    }
     return kl__modelfile_open(path, true, max_batch, dev, out, err);
 }
 
@@ -441,7 +451,7 @@ const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)
 
 const kl_model *kl_modelfile_model(const kl_modelfile *mf)
 {
-    return &mf->m;
+    return mf->onnx ? NULL : &mf->m;
 }
 
 const char *kl_modelfile_path(const kl_modelfile *mf)
@@ -451,6 +461,8 @@ const char *kl_modelfile_path(const kl_modelfile *mf)
 
 int64_t kl_modelfile_max_batch(const kl_modelfile *mf)
 {
+    if (mf->onnx)
+        return kl_onnx_max_batch(mf->onnx);
     return kl_graph_max_batch(mf->m.g);
 }
 
@@ -583,6 +595,8 @@ static kl_status check_outputs(const kl_modelfile *mf, const float *logits, int6
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
                             int32_t *classes, kl_modelfile_score *score, kl_error *err)
 {
+    if (mf->onnx)
+        return kl__modelfile_run_onnx(mf, x, y, n, out, classes, err);
     kl_graph *g = mf->m.g;
     int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_graph_max_batch(g);
     bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;

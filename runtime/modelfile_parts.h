@@ -9,6 +9,7 @@
 #define KILN_MODELFILE_PARTS_H
 
 #include "kiln/modelfile.h"
+#include "kiln/onnx.h"
 #include "runtime/h5.h"
 
 /* The HDF5 names of the signature, shared by the writer and the reader. */
@@ -28,8 +29,10 @@ struct kl_modelfile {
     bool has_ref;
     kl_modelfile_reference ref; /* views into ref_data */
     float *ref_data;
-    double *exps; /* (outputs): softmax scratch */
+    double *exps;   /* (outputs): softmax scratch */
     kl_modelfile_lineage lineage;
+    kl_onnx *onnx;  /* an ONNX model (runtime/modelfile_onnx.c): no config, model or labels */
+    float *onnx_io; /* its inputs (max_batch, features) then outputs (max_batch, outputs) */
 };
 
 /* Sets a lineage field (a copy of value; NULL clears it). */
@@ -59,5 +62,13 @@ kl_status kl__modelfile_put_inputs(const kl_modelfile *mf, const float *x, int64
 /* Scores like kl_modelfile_evaluate; y and score may be NULL. */
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
                             int32_t *classes, kl_modelfile_score *score, kl_error *err);
+
+/* ONNX models (runtime/modelfile_onnx.c): whether a path names one (by its .onnx extension),
+ * opening one, and scoring it (out and classes as kl__modelfile_run; answers y are refused). */
+bool kl__modelfile_is_onnx(const char *path);
+kl_status kl__modelfile_open_onnx(const char *path, int64_t max_batch, kl_modelfile **out,
+                                  kl_error *err);
+kl_status kl__modelfile_run_onnx(kl_modelfile *mf, const float *x, const void *y, int64_t n,
+                                 float *out, int32_t *classes, kl_error *err);
 
 #endif

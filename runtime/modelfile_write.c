@@ -151,6 +151,10 @@ kl_status kl__modelfile_write(const kl_modelfile *mf, const kl_model *m,
 kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
                             const char *path, kl_error *err)
 {
+    if (mf->onnx)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "%s: saving an ONNX model as a kiln model file is not supported yet",
+                            mf->path);
     /* A copy of the model to hold the weights: mf's own may be scoring on another thread. */
     kl_model m;
     kl_model_options o = mf->m.opts;

@@ -5,17 +5,21 @@
 # (debootstrap --variant=minbase) as root and does nothing, quickly, when all is present.
 set -euo pipefail
 
-# Compiler, build tools and the libraries libkiln links.
+# Compiler, build tools and the libraries libkiln links; onnx.proto (libonnx-dev) and protobuf-c
+# (protoc-c generates the ONNX importer's reader at build time).
 build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
     libhdf5-dev libyaml-dev zlib1g-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
-    nettle-dev)
+    nettle-dev libonnx-dev protobuf-c-compiler libprotobuf-c-dev)
 # What the test suites use besides the build: Python checks of HDF5 files and golden values,
 # xmllint for the sweep report's page, curl for the HTTP server, clang and its libFuzzer runtime
-# for the request parser's fuzz target, and a Prometheus server that scrapes kiln serve's
-# /metrics in tests/serve/test_monitor.sh, and headless Chromium, which loads kiln runs report's
-# page in tests/cli/test_runs_report.sh.
+# for the request parser's fuzz target, a Prometheus server that scrapes kiln serve's /metrics in
+# tests/serve/test_monitor.sh, headless Chromium, which loads kiln runs report's page in
+# tests/cli/test_runs_report.sh; ONNX's backend test data (libonnx-testdata), its Python package
+# (python3-onnx: test models built with onnx.helper), PyTorch (python3-torch: the peer that
+# exports ONNX models) for the ONNX importer's tests; ONNX Runtime comes from the npm registry
+# where npm is installed (tests/onnx/ skips it otherwise).
 test_pkgs=(python3 python3-numpy python3-h5py procps libxml2-utils curl clang libclang-rt-14-dev
-    prometheus chromium)
+    prometheus chromium libonnx-testdata python3-onnx python3-torch)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1) and the tools of the serving

@@ -124,6 +124,7 @@ typedef struct kl__version {
     double queue_timeout_s;         /* the server's */
     kl_modelfile **mf;              /* (instances) */
     int instances;
+    char device[160]; /* where the instances compute, for the log: "CPU", "CUDA device 0 (...)" */
     const kl_modelfile_signature *sig;
     pthread_t *threads;
     int nthreads;

@@ -231,8 +231,9 @@ static kl_status check_answers(const kl_modelfile *mf, const kl_dataset *d, cons
  * y and label. */
 static void default_names(const kl_modelfile *mf, kl_data_source *src)
 {
-    const kl_data_source *t = &kl_modelfile_config(mf)->data.train;
-    bool same = t->format == src->format;
+    const kl_config *cfg = kl_modelfile_config(mf); /* NULL for an ONNX model */
+    const kl_data_source *t = cfg ? &cfg->data.train : &(kl_data_source){0};
+    bool same = cfg && t->format == src->format;
     if (!src->x_dataset)
         src->x_dataset = same && t->x_dataset ? t->x_dataset : (char *)"x";
     if (!src->y_dataset)
@@ -282,6 +283,12 @@ kl_status kl_predict_read_input(const kl_modelfile *mf, const kl_data_source *in
     default_names(mf, &src);
     bool answers, has;
     kl_status st = has_answers(&src, in, &answers, err);
+    if (st == KL_OK && answers && !kl_modelfile_config(mf)) /* an ONNX model */
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "%s comes with answers (--labels, a y dataset or a label column), and "
+                          "scoring an ONNX model against answers is not supported yet; give the "
+                          "inputs alone",
+                          src.path);
     if (st == KL_OK && answers) {
         st = kl_dataset_load(&src, kl_modelfile_sig(mf)->task, out, err);
     } else if (st == KL_OK) {

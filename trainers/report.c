@@ -185,14 +185,16 @@ static void on_step(void *ctx, int epoch, int64_t step, int64_t steps, double lo
     r->last_draw = t;
     enum { WIDTH = 24 };
     int fill = (int)(WIDTH * step / steps);
-    char bar[WIDTH + 1], sps[32];
+    char bar[WIDTH + 1], sps[32], ls[32] = "-";
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = 0;
     double per_step = elapsed / (double)step;
     rate((double)(step * r->batch) / (elapsed > 0 ? elapsed : 1e-9), sps, sizeof sps);
-    fprintf(r->o.err, "\r\033[Kepoch %d [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %.0fs", epoch,
-            bar, (long long)step, (long long)steps, loss, sps, per_step * (double)(steps - step));
+    if (!isnan(loss)) /* NaN: not read yet (a GPU run reads its loss every few steps) */
+        snprintf(ls, sizeof ls, "%.4f", loss);
+    fprintf(r->o.err, "\r\033[Kepoch %d [%s] %lld/%lld  loss %s  %s samples/s  ETA %.0fs", epoch,
+            bar, (long long)step, (long long)steps, ls, sps, per_step * (double)(steps - step));
     fflush(r->o.err);
     r->bar_shown = true;
 }

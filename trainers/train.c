@@ -418,6 +418,53 @@ static kl_status checkpoint_here(kl__train_state *r, int epochs_done, int64_t s,
     return st;
 }
 
+/* On a device the step stays there: forward leaves its outputs on the device
+ * (kl_graph_keep_outputs) and the batch statistics are summed there; they are read every
+ * STATS_EVERY steps, at an epoch's last step and before a checkpoint. A non-finite loss is found
+ * at that read, not at its own step: the steps in between were taken (on the CPU the loss is
+ * checked every step and the bad step is not taken). A read step carries the mean loss since the
+ * previous read in the step's all-reduce (NAN when some loss was not finite), so every rank
+ * stops at the same step. */
+#define STATS_EVERY 20
+
+/* Adds the device's sums since the last read into sums; *loss: the mean loss over what was read
+ * (NAN if some loss was not finite, *first_bad naming its step), else the previous read's. */
+static kl_status take_stats(kl__train_state *r, double *sums, float *loss, int64_t *first_bad,
+                            kl_error *err)
+{
+    double d[3];
+    int64_t bad = 0;
+    kl_status st = kl_graph_stats_take(r->m->g, d, &bad, first_bad, err);
+    if (st != KL_OK)
+        return st;
+    for (int i = 0; i < 3; i++)
+        sums[i] += d[i];
+    if (r->stats_samples > 0)
+        r->stats_loss = bad > 0 ? NAN : (float)(d[0] / (double)r->stats_samples);
+    r->stats_samples = 0;
+    *loss = r->stats_loss;
+    return KL_OK;
+}
+
+/* Before a checkpoint on a device: the sums read, and no rank's loss gone non-finite since the
+ * last read (a checkpoint never holds a diverged step). */
+static kl_status stats_before_ckpt(kl__train_state *r, kl_error *err)
+{
+    float loss = 0;
+    int64_t first_bad = -1;
+    kl_status st = take_stats(r, r->sums, &loss, &first_bad, err);
+    float bad = isfinite(loss) ? 0.0f : 1.0f;
+    if (st == KL_OK && r->size > 1)
+        st = kl_comm_allreduce(r->comm, &bad, 1, err);
+    if (st == KL_OK && bad > 0)
+        return kl_error_set(err, KL_ERANGE,
+                            "the loss became non-finite by step %lld (on this rank first at step "
+                            "%lld): training diverged, and no checkpoint was written; lower "
+                            "optimizer.lr or set train.clip_norm",
+                            (long long)r->step, (long long)first_bad + 1);
+    return st;
+}
+
 /* After a step: a checkpoint when checkpoint.every says so or a stop was requested (then
  * KL_ESTOPPED). A request that comes during the write stops the run at that checkpoint. s is the
  * number of the epoch's batches done. */
@@ -432,6 +479,11 @@ static kl_status after_step(kl__train_state *r, int epoch, int64_t s, const floa
     snprintf(where, sizeof where, "at epoch %d, step %lld", epoch + 1, (long long)r->step);
     if (!r->opts->ckpt_dir || !(stop || due))
         return stop ? stopped(r, where, NULL, err) : KL_OK;
+    if (r->dev.device != KL_DEVICE_CPU) {
+        kl_status st = stats_before_ckpt(r, err);
+        if (st != KL_OK)
+            return st;
+    }
     kl_status st = checkpoint_here(r, epoch, s, r->sums, false, seconds, name, sizeof name, err);
     if (st == KL_OK && !stop)
         st = stop_check(r, &stop, err);
@@ -455,8 +507,14 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
     double t0 = kl_now() - (resumed ? r->epoch_seconds : 0);
     double *sums = r->sums; /* restored by a resume, else zero */
     kl_status st;
+    bool kept = r->dev.device != KL_DEVICE_CPU;
     if (!resumed)
         sums[0] = sums[1] = sums[2] = 0;
+    if (kept && (st = kl_graph_keep_outputs(m->g, true, err)) != KL_OK)
+        return st;
+    r->stats_samples = 0;
+    if (epoch == r->start_epoch)
+        r->stats_loss = NAN; /* the step hook's loss until the first read */
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     r->comm_wait = 0;
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
@@ -485,8 +543,18 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
                                    err)) != KL_OK)
                 return st;
             ctl[KL__CTL_LOSS] += loss;
-            kl__train_batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
+            if (!kept)
+                kl__train_batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
+            else if ((st = kl_graph_stats_add(m->g, m->output, m->y, r->step, err)) != KL_OK)
+                return st;
+            r->stats_samples += b;
         }
+        int64_t first_bad = -1;
+        bool read = kept && ((r->step + 1) % STATS_EVERY == 0 || s + 1 == r->steps_per_epoch);
+        if (read && (st = take_stats(r, sums, &ctl[KL__CTL_LOSS], &first_bad, err)) != KL_OK)
+            return st;
+        if (read)
+            ctl[KL__CTL_LOSS] *= (float)acc; /* a mean already: undo the division below */
         ctl[KL__CTL_STOP] = kl_stop_signal() != 0;
         ctl[KL__CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
                             kl_now() - r->last_ckpt >= cfg->checkpoint.every_n;
@@ -497,7 +565,20 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
             return st;
         /* gradients: scaled by the loss scale; dist.deterministic's loss is the step's mean */
         float step_loss = r->det ? ctl[KL__CTL_LOSS] : ctl[KL__CTL_LOSS] / (float)acc;
-        if (kl_step_end(r->train_step, r->step, step_loss, err) != KL_OK)
+        if (kept && read)
+            r->stats_loss = step_loss; /* every rank's mean: what the hook is told until the next */
+        else if (kept)
+            step_loss = r->stats_loss; /* nothing was read this step */
+        if (kept && read && !isfinite(step_loss))
+            return kl_error_set(err, KL_ERANGE,
+                                "the loss became non-finite by epoch %d, step %lld (on this rank "
+                                "first at step %lld; on a GPU the loss is read every %d steps, "
+                                "and the steps before that read were taken): training diverged; "
+                                "lower optimizer.lr or set train.clip_norm",
+                                epoch + 1, (long long)r->step + 1,
+                                first_bad >= 0 ? (long long)first_bad + 1 : (long long)r->step + 1,
+                                STATS_EVERY);
+        if (kl_step_end(r->train_step, r->step, kept ? 0.0f : step_loss, err) != KL_OK)
             return kl_error_set(err, KL_ERANGE,
                                 "the loss became %g at epoch %d, step %lld: training diverged; "
                                 "lower optimizer.lr or set train.clip_norm",
@@ -512,6 +593,8 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
     }
     /* The epoch's last step's rate, also when a run resumed at its last batch took none here. */
     em->lr = kl_step_lr(r->train_step, r->step - 1);
+    if (kept && (st = kl_graph_keep_outputs(m->g, false, err)) != KL_OK)
+        return st;
     if ((st = reduce_sums(r, sums, err)) != KL_OK)
         return st;
     double seen = (double)(r->steps_per_epoch * gb);
@@ -872,9 +955,19 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     o.batch = cfg->dist.deterministic ? cfg->train.batch_size / cfg->dist.shards
                                       : cfg->train.batch_size / r.size / acc;
     kl_stop_test_point("build", r.rank, -1);
-    kl_status st = kl_train_pick_device(cfg, comm, &r.dev, err);
+    kl_status st = r.opts->device_slots > 0
+                       ? kl_device_pick(cfg->train.device, r.opts->device_slot,
+                                        r.opts->device_slots, cfg->train.device_share, &r.dev, err)
+                       : kl_train_pick_device(cfg, comm, &r.dev, err);
     o.device = r.dev.device;
     o.device_index = r.dev.index;
+    o.bf16 = cfg->train.precision == KL_TRAIN_PRECISION_BF16;
+    o.cuda_graph = cfg->train.cuda_graph;
+    if (st == KL_OK && o.bf16 && r.dev.device == KL_DEVICE_CPU)
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "train.precision: bf16 needs a GPU (train.device: cuda, or auto where "
+                          "one is visible); this rank trains on the CPU, which computes in fp32 "
+                          "only: use train.precision: fp32");
     if (st == KL_OK)
         st = kl_model_build(&cfg->model, &o, &m, err);
     if (st != KL_OK) {

@@ -147,6 +147,7 @@ static char *comparable(const kl_config *cfg)
     c.train.threads = 0;
     c.train.device = KL_TRAIN_DEVICE_AUTO;
     c.train.device_share = false;
+    c.train.cuda_graph = true; /* the same bits either way */
     c.name = NULL;
     c.runs_dir = NULL;
     c.path = NULL;
@@ -192,7 +193,8 @@ static void section_of(const char *text, const char *line, char *out, size_t siz
 static kl_status config_mismatch(const kl__train_state *r, const char *stored, kl_error *err)
 {
     kl_error perr = {0};
-    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored), NULL, 0, &perr);
+    kl_config *old = kl_config_parse(r->opts->resume, stored, strlen(stored),
+                                     r->opts->resume_changes, r->opts->nresume_changes, &perr);
     if (!old)
         return kl_error_set(err, KL_EFORMAT, "%s: its stored config does not parse: %s",
                             r->opts->resume, perr.msg);
@@ -225,7 +227,8 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
             err, KL_EINVAL,
             "%s was written with another config: %sit has '%.*s' where this run "
             "has '%.*s'. Resume with the config it was trained with (only train.epochs, "
-            "train.threads, train.device, train.device_share, name, dist and checkpoint "
+            "train.threads, train.device, train.device_share, train.cuda_graph, name, dist and "
+            "checkpoint "
             "may change), or start a new "
             "run from its weights with --resume-weights-only",
             r->opts->resume, section, la > 0 ? la : 1, la > 0 ? line_a : "?", lb > 0 ? lb : 1,
@@ -249,10 +252,16 @@ static kl_status load_on_root(kl__train_state *r, kl_ckpt_state *st, kl_error *e
     if (s == KL_OK && !r->opts->weights_only) {
         s = kl_ckpt_read_state(c, r->m->g, st, err);
         if (s == KL_OK && st->optim_state_size != state_size)
-            s = kl_error_set(err, KL_EFORMAT,
-                             "%s: the optimizer state holds %zu values, but this optimizer needs "
-                             "%zu: the file is damaged",
-                             r->opts->resume, st->optim_state_size, state_size);
+            s = r->opts->nresume_changes > 0
+                    ? kl_error_set(err, KL_EINVAL,
+                                   "%s: the optimizer state holds %zu values, but the changed "
+                                   "optimizer needs %zu: a change such as SGD's momentum to or "
+                                   "from 0 cannot continue a checkpoint",
+                                   r->opts->resume, st->optim_state_size, state_size)
+                    : kl_error_set(err, KL_EFORMAT,
+                                   "%s: the optimizer state holds %zu values, but this optimizer "
+                                   "needs %zu: the file is damaged",
+                                   r->opts->resume, st->optim_state_size, state_size);
         if (s == KL_OK && st->epoch > r->cfg->train.epochs)
             s = kl_error_set(err, KL_EINVAL,
                              "%s has already trained %d epochs, more than train.epochs %d: "

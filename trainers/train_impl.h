@@ -50,9 +50,14 @@ typedef struct kl__train_state {
     int start_epoch;              /* epochs already done (a resumed run) */
     int64_t start_step;           /* full batches of start_epoch already done */
     double sums[3];               /* the epoch's loss, hits, absolute errors so far (this rank) */
-    double epoch_seconds;         /* the epoch's training time before a resume */
-    double last_ckpt;             /* when the last checkpoint was written (checkpoint.every s) */
-    double *history;              /* KL__HISTORY_COLS doubles per finished epoch */
+    /* On a device the batch statistics are summed there (kl_graph_stats_add) and read into sums
+     * now and then (trainers/train.c, take_stats): the samples added since the last read, and
+     * the mean loss that read found (what the step hook is told in between). */
+    int64_t stats_samples;
+    float stats_loss;
+    double epoch_seconds; /* the epoch's training time before a resume */
+    double last_ckpt;     /* when the last checkpoint was written (checkpoint.every s) */
+    double *history;      /* KL__HISTORY_COLS doubles per finished epoch */
     int nhistory, cap_history;
 } kl__train_state;
 

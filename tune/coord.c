@@ -17,6 +17,7 @@
 #include "kiln/stop.h"
 #include "kiln/train.h"
 #include "runtime/file.h"
+#include "tune/pbt_impl.h"
 #include "tune/tune_impl.h"
 
 /* ---- journal events ---- */
@@ -136,18 +137,32 @@ static kl_status next_job(kl__tuner *tu, kl_job *job, int64_t *lease, kl_error *
         *job = (kl_job){.kind = KL_JOB_WAIT, .trial = -1};
         return KL_OK;
     }
+    if (tu->catchup_next < tu->ncatchup)
+        return kl__tune_pbt_catch_up(tu, job, lease, err);
     *job = kl_sched_next(tu->sched);
     if (job->kind != KL_JOB_NEW && job->kind != KL_JOB_PROMOTE)
         return KL_OK;
     kl_status st = kl__tune_overrides(tu, job->trial, err);
     if (st != KL_OK)
         return st;
-    *lease = tu->trials[job->trial].lease = ++tu->leases;
+    kl__trial *tr = &tu->trials[job->trial];
+    int from_t = tr->last_t;
+    *lease = tr->lease = ++tu->leases;
+    /* PBT: the trial exploits a better one first (its checkpoint copied, its values explored),
+     * and the journal says so with the values it continues with. */
+    int64_t donor = job->kind == KL_JOB_PROMOTE ? kl_sched_donor(tu->sched, job->trial) : -1;
+    if (donor >= 0 && (st = kl__tune_pbt_exploit(tu, job->trial, donor, from_t, err)) != KL_OK)
+        return st;
     json_t *ev = json_pack("{s:s, s:I, s:s, s:i, s:i, s:I}", "event", "started", "trial",
                            (json_int_t)job->trial, "job", job_name(job->kind), "rung", job->rung,
                            "until_t", job->until_t, "lease", (json_int_t)*lease);
-    if (ev && job->kind == KL_JOB_NEW)
-        json_object_set_new(ev, "overrides", overrides_json(&tu->trials[job->trial]));
+    if (ev && (job->kind == KL_JOB_NEW || donor >= 0))
+        json_object_set_new(ev, "overrides", overrides_json(tr));
+    if (ev && donor >= 0) {
+        json_object_set_new(ev, "donor", json_integer(donor));
+        json_object_set_new(ev, "donor_t", json_integer(tr->last_t));
+        json_object_set_new(ev, "from_t", json_integer(from_t));
+    }
     return log_event(tu, ev, err);
 }
 
@@ -185,9 +200,16 @@ static kl_status run_local(kl__tuner *tu, kl_error *err)
             .kind = KL__MSG_JOB, .trial = job.trial, .until_t = job.until_t, .lease = lease};
         local_ctx c = {.tu = tu};
         kl_error terr = {0};
+        bool catching = kl_sched_held(tu->sched, job.trial); /* a PBT catch-up */
         kl_status ts = kl__tune_run_trial(tu, self, &m, local_decide, &c, &terr);
         if (c.st != KL_OK) {
             st = kl_error_set(err, c.st, "%s", c.err.msg);
+        } else if (catching) { /* no decision to undo: the trial stays paused */
+            if (ts == KL_ESTOPPED)
+                st = kl_error_set(err, KL_ESTOPPED, "stopped by a signal: continue with --resume");
+            else if (ts != KL_OK)
+                kl__tune_line(tu, "trial %lld: catching up failed: %s", (long long)job.trial,
+                              terr.msg);
         } else if (ts == KL_ESTOPPED) {
             kl_sched_requeue(tu->sched, job.trial);
             st = log_event(
@@ -352,10 +374,12 @@ kl_status kl__coord_handle(kl__tuner *tu, kl__coord *c, const kl__msg *m, int sr
                            .trial = m->trial,
                            .lease = m->lease,
                            .decision = KL_DECIDE_STOP};
-        bool current = holds(tu, c, src, m->trial, m->lease) &&
-                       kl_sched_state(tu->sched, m->trial) == KL_TRIAL_RUNNING && m->t >= 1;
+        bool mine = holds(tu, c, src, m->trial, m->lease);
+        bool current = mine && kl_sched_state(tu->sched, m->trial) == KL_TRIAL_RUNNING && m->t >= 1;
         if (current)
             r->msg.decision = (int32_t)decide(tu, m->trial, m->t, m->value, err, &st);
+        else if (mine && kl_sched_held(tu->sched, m->trial)) /* a PBT catch-up: to its until_t */
+            r->msg.decision = KL_DECIDE_CONTINUE;
         else
             note_stale(tu, m, src, "a result");
         return st;
@@ -503,6 +527,13 @@ kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
                 if (st != KL_OK)
                     return st;
             }
+            if (tu->sw->sched.kind == KL_SCHED_PBT && job.kind == KL_JOB_PROMOTE) {
+                kl_status st = kl__tune_pbt_replay(tu, trial, ev, i + 1, err);
+                if (st != KL_OK)
+                    return st;
+            }
+        } else if (!strcmp(kind, "catch_up")) {
+            tr->lease = ++tu->leases;
         } else if (!strcmp(kind, "released")) {
             kl_sched_release(tu->sched, trial);
         } else if (!strcmp(kind, "result")) {
@@ -535,8 +566,16 @@ kl_status kl__tune_replay(kl__tuner *tu, json_t *events, kl_error *err)
     for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
         if (kl_sched_state(tu->sched, t) == KL_TRIAL_RUNNING)
             st = trial_failed(tu, t, KL_EIO, "the sweep ended while it ran", err);
-    for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++)
-        st = release(tu, t, err);
+    for (int64_t t = 0; st == KL_OK && t < tu->ntrials; t++) {
+        bool behind = false;
+        if (tu->sw->sched.kind == KL_SCHED_PBT && kl_sched_held(tu->sched, t) &&
+            (st = kl__tune_pbt_behind(tu, t, &behind, err)) != KL_OK)
+            break;
+        if (behind)
+            tu->catchup[tu->ncatchup++] = t;
+        else
+            st = release(tu, t, err);
+    }
     return st;
 }
 
@@ -711,7 +750,8 @@ static kl_status setup(kl__tuner *tu, kl_error *err)
         return st;
     tu->ntrials = kl_sweep_trials(tu->sw);
     tu->trials = calloc((size_t)tu->ntrials + 1, sizeof *tu->trials);
-    if (!tu->trials)
+    tu->catchup = calloc((size_t)tu->ntrials + 1, sizeof *tu->catchup);
+    if (!tu->trials || !tu->catchup)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     int rpt = tu->sw->ranks_per_trial;
     if (tu->size > 1 && (tu->size - 1) % rpt != 0)
@@ -731,6 +771,7 @@ static void tuner_free(kl__tuner *tu)
         free(tu->trials[i].error);
     }
     free(tu->trials);
+    free(tu->catchup);
     kl__tune_free_data(tu);
     kl_sched_free(tu->sched);
     kl_tpe_free(tu->tpe);
@@ -739,6 +780,21 @@ static void tuner_free(kl__tuner *tu)
     kl_comm_free(tu->group);
     kl_dir_unlock(tu->lock);
     free(tu->dir);
+}
+
+/* Which GPU each worker rank trains on: the workers (every rank but the coordinator, which
+ * trains nothing and takes no GPU) split apart, and a worker's local rank among them is its slot.
+ * A group's own local rank would put every group of a node on its first GPU. */
+static kl_status worker_slots(kl__tuner *tu, kl_error *err)
+{
+    kl_comm *workers = NULL;
+    kl_status st = kl_comm_split(tu->world, tu->rank == 0 ? 0 : 1, tu->rank, &workers, err);
+    if (st == KL_OK && tu->rank != 0) {
+        tu->device_slot = kl_comm_local_rank(workers);
+        tu->device_slots = kl_comm_local_size(workers);
+    }
+    kl_comm_free(workers);
+    return st;
 }
 
 kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
@@ -751,6 +807,8 @@ kl_status kl_tune_run(const kl_tune_options *o, kl_comm *world, kl_error *err)
     if (st == KL_OK && tu.size > 1)
         st = kl_comm_split(world, tu.rank == 0 ? 0 : 1 + (tu.rank - 1) / tu.group_size, tu.rank,
                            &tu.group, err);
+    if (st == KL_OK && tu.size > 1)
+        st = worker_slots(&tu, err);
     if (st == KL_OK && tu.rank == 0) {
         if (!(tu.sched = kl_sched_new(&tu.sw->sched, tu.sw->maximize, tu.ntrials, err)))
             st = err->status;

@@ -579,6 +579,7 @@ static kl_status write_page(FILE *f, const kl__report *rp, kl_error *err)
         st = kl__report_plot_parallel(f, rp, err);
     if (st != KL_OK)
         return st;
+    kl__report_pbt(f, rp);
     write_table(f, rp);
     fputs("<p class=\"note\">Written by kiln " KL_VERSION " <code>kiln tune report</code> from ",
           f);

@@ -79,4 +79,8 @@ kl_status kl__report_plot_curves(FILE *f, const kl__report *rp, kl_error *err);
 void kl__report_plot_rungs(FILE *f, const kl__report *rp);
 kl_status kl__report_plot_parallel(FILE *f, const kl__report *rp, kl_error *err);
 
+/* tune/report_pbt.c: population-based training's lineage, values by epoch and the best trial's
+ * schedule; nothing for a sweep without exploits. */
+void kl__report_pbt(FILE *f, const kl__report *rp);
+
 #endif

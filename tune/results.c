@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "tune/pbt_impl.h"
 #include "tune/tune_impl.h"
 
 /* The value a trial was given for key (the text after "key="), or "". */
@@ -88,6 +89,56 @@ static char *best_checkpoint(const kl__tuner *tu, int64_t trial)
     return kl_ckpt_find_latest(path, &none);
 }
 
+/* PBT: the best trial's hyperparameters by epoch, from the journal (kl__pbt_schedule). */
+static kl_status pbt_schedule(kl__tuner *tu, int64_t best, json_t **out, kl_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/journal.jsonl", tu->dir);
+    json_t *events = kl_journal_read(path, err);
+    if (!events)
+        return err->status;
+    *out = kl__pbt_schedule(events, best);
+    json_decref(events);
+    return *out ? KL_OK : kl_error_set(err, KL_ENOMEM, "out of memory");
+}
+
+/* One segment's mutated values as options: "--set k=v" or "--change k=v" each. */
+static void print_values(FILE *f, const kl__tuner *tu, json_t *ov, const char *opt)
+{
+    for (int k = 0; k < tu->sw->nmutations; k++) {
+        const char *key = tu->sw->mutations[k].path;
+        const char *v = json_string_value(json_object_get(ov, key));
+        if (v)
+            fprintf(f, " %s%s%s=%s", opt, *opt ? " " : "", key, v);
+    }
+}
+
+/* best.yaml's PBT lines: the schedule the best trial's weights were trained with (the config
+ * below holds its last values), and the kiln train commands that replay it. */
+static void print_schedule(FILE *f, const kl__tuner *tu, json_t *schedule, const char *path)
+{
+    size_t i;
+    json_t *seg;
+    fprintf(f, "# PBT: its weights were trained with these values by epoch (its lineage):\n");
+    json_array_foreach(schedule, i, seg)
+    {
+        fprintf(f, "#   epochs %lld-%lld (trial %lld):",
+                (long long)json_integer_value(json_object_get(seg, "from_t")) + 1,
+                (long long)json_integer_value(json_object_get(seg, "to_t")),
+                (long long)json_integer_value(json_object_get(seg, "trial")));
+        print_values(f, tu, json_object_get(seg, "overrides"), "");
+        fputc('\n', f);
+    }
+    fprintf(f, "# Replay the schedule (docs/tune.md, \"Replaying a PBT schedule\"):\n");
+    json_array_foreach(schedule, i, seg)
+    {
+        fprintf(f, "#   kiln train %s --name pbt-replay%s --set train.epochs=%lld", path,
+                i ? " --resume" : "", (long long)json_integer_value(json_object_get(seg, "to_t")));
+        print_values(f, tu, json_object_get(seg, "overrides"), i ? "--change" : "--set");
+        fputc('\n', f);
+    }
+}
+
 static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
 {
     char path[4200];
@@ -105,11 +156,22 @@ static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
         return kl_error_set(err, KL_EIO, "cannot write %s", path);
     }
     char *ckpt = best_checkpoint(tu, best);
+    json_t *schedule = NULL;
+    kl_status st =
+        tu->sw->sched.kind == KL_SCHED_PBT ? pbt_schedule(tu, best, &schedule, err) : KL_OK;
+    if (st != KL_OK) {
+        fclose(f);
+        free(ckpt);
+        kl_config_free(cfg);
+        return st;
+    }
     fprintf(f,
             "# The best trial of sweep %s: trial %lld, %s %.6g at its best epoch.\n"
             "# That epoch's model: %s\n# Train it again: kiln train %s\n",
             tu->sw->path, (long long)best, tu->sw->metric, kl_sched_best(tu->sched, best),
             ckpt ? ckpt : "(none)", path);
+    if (schedule)
+        print_schedule(f, tu, schedule, path);
     kl_config_print(cfg, f);
     fclose(f);
     kl_config_free(cfg);
@@ -123,6 +185,10 @@ static kl_status write_best(kl__tuner *tu, int64_t best, kl_error *err)
         snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - t->ov[i]) : 0, t->ov[i]);
         json_object_set_new(json_object_get(j, "overrides"), key, json_string(eq ? eq + 1 : ""));
     }
+    if (j && schedule)
+        json_object_set_new(j, "schedule", schedule);
+    else
+        json_decref(schedule);
     snprintf(path, sizeof path, "%s/best.json", tu->dir);
     int rc = j ? json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : -1;
     json_decref(j);

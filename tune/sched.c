@@ -37,6 +37,8 @@ static const char *kind_name(kl_sched_kind k)
         return "hyperband";
     case KL_SCHED_MEDIAN:
         return "median";
+    case KL_SCHED_PBT:
+        return "pbt";
     }
     return "unknown";
 }
@@ -46,16 +48,26 @@ static kl_status check_config(const kl_sched_config *cfg, int64_t max_trials, kl
     if (!cfg)
         return kl_error_set(err, KL_EINVAL, "scheduler: the config is NULL");
     if (cfg->kind != KL_SCHED_FIFO && cfg->kind != KL_SCHED_ASHA &&
-        cfg->kind != KL_SCHED_HYPERBAND && cfg->kind != KL_SCHED_MEDIAN)
+        cfg->kind != KL_SCHED_HYPERBAND && cfg->kind != KL_SCHED_MEDIAN &&
+        cfg->kind != KL_SCHED_PBT)
         return kl_error_set(err, KL_EINVAL,
-                            "scheduler kind %d is not one of fifo, asha, hyperband, median",
+                            "scheduler kind %d is not one of fifo, asha, hyperband, median, pbt",
                             (int)cfg->kind);
     if (cfg->max_t < 1)
         return kl_error_set(err, KL_EINVAL,
                             "scheduler max_t is %d; it must be at least 1 epoch (it defaults to "
                             "the base config's train.epochs)",
                             cfg->max_t);
-    if (cfg->kind != KL_SCHED_FIFO) {
+    if (cfg->kind == KL_SCHED_PBT &&
+        (cfg->perturbation_interval < 1 || !(cfg->quantile_fraction >= 0) ||
+         cfg->quantile_fraction > 0.5 || !(cfg->resample_probability >= 0) ||
+         cfg->resample_probability > 1))
+        return kl_error_set(err, KL_EINVAL,
+                            "scheduler pbt: perturbation_interval %d must be at least 1 epoch, "
+                            "quantile_fraction %g in [0, 0.5], resample_probability %g in [0, 1]",
+                            cfg->perturbation_interval, cfg->quantile_fraction,
+                            cfg->resample_probability);
+    if (cfg->kind != KL_SCHED_FIFO && cfg->kind != KL_SCHED_PBT) {
         if (cfg->grace_period < 1)
             return kl_error_set(err, KL_EINVAL,
                                 "scheduler grace_period is %d; it must be at least 1 epoch",
@@ -309,10 +321,13 @@ static kl_job new_trial(kl_sched *s)
     tr->bracket = (uint8_t)(id % s->nbrackets);
     tr->rung = -1;
     tr->node = -1;
+    tr->donor = -1;
     tr->last = tr->best = NAN;
     const kl__bracket *b = &s->brackets[tr->bracket];
     tr->target = (int8_t)(s->promote ? 0 : b->nrungs - 1);
     tr->until_t = s->promote ? b->rungs[0].milestone : s->cfg.max_t;
+    if (s->cfg.kind == KL_SCHED_PBT && s->cfg.perturbation_interval < s->cfg.max_t)
+        tr->until_t = s->cfg.perturbation_interval;
     s->created++;
     s->running++;
     return make_job(KL_JOB_NEW, id, tr->target, tr->until_t);
@@ -352,11 +367,17 @@ kl_job kl_sched_next(kl_sched *s)
         s->qlen--;
         kl__trial *tr = &s->trials[id];
         tr->queued = 0;
+        tr->donor = -1;
         tr->state = KL_TRIAL_RUNNING;
         s->running++;
         return make_job(KL_JOB_PROMOTE, id, tr->target, tr->until_t);
     }
     kl_job job;
+    if (s->cfg.kind == KL_SCHED_PBT) { /* Ray: pending trials first, then the least trained */
+        if (s->created < s->max_trials && s->status == KL_OK)
+            return new_trial(s);
+        return kl__sched_pbt_next(s, &job) ? job : idle_job(s);
+    }
     if (s->promote && find_promotion(s, &job))
         return job;
     if (s->created < s->max_trials && s->status == KL_OK)
@@ -592,6 +613,23 @@ static kl_decision median_result(kl_sched *s, int64_t id, int t, double score, b
     return stop ? end_trial(s, tr, KL_TRIAL_STOPPED, KL_DECIDE_STOP) : KL_DECIDE_CONTINUE;
 }
 
+/* PBT: every perturbation_interval epochs the trial's score is its last_score (Ray's) and it
+ * pauses, so that the least trained trial runs next and is checked then (kl__sched_pbt_next). */
+static kl_decision pbt_result(kl_sched *s, int64_t id, int t, double score, bool worst)
+{
+    kl__trial *tr = &s->trials[id];
+    if (t >= s->cfg.max_t)
+        return finish(s, id, score, worst);
+    if (t < tr->until_t)
+        return KL_DECIDE_CONTINUE;
+    note(s, tr, t, score, worst);
+    if (s->holds) {
+        tr->held = 1;
+        s->held++;
+    }
+    return end_trial(s, tr, KL_TRIAL_PAUSED, KL_DECIDE_PAUSE);
+}
+
 kl_decision kl_sched_result(kl_sched *s, int64_t trial, int t, double value)
 {
     KL_ASSERT(s && trial >= 0 && trial < s->created && t >= 1);
@@ -609,6 +647,8 @@ kl_decision kl_sched_result(kl_sched *s, int64_t trial, int t, double value)
         return t >= s->cfg.max_t ? finish(s, trial, score, worst) : KL_DECIDE_CONTINUE;
     case KL_SCHED_MEDIAN:
         return median_result(s, trial, t, score, worst);
+    case KL_SCHED_PBT:
+        return pbt_result(s, trial, t, score, worst);
     case KL_SCHED_ASHA:
     case KL_SCHED_HYPERBAND:
         break;
@@ -662,9 +702,11 @@ bool kl_sched_release(kl_sched *s, int64_t trial)
     if (!kl_sched_held(s, trial))
         return false;
     kl__trial *tr = &s->trials[trial];
-    KL_ASSERT(tr->state == KL_TRIAL_PAUSED && tr->node >= 0);
     tr->held = 0;
     s->held--;
+    if (s->cfg.kind == KL_SCHED_PBT)
+        return true;
+    KL_ASSERT(tr->state == KL_TRIAL_PAUSED && tr->node >= 0);
     kl__rung *r = &s->brackets[tr->bracket].rungs[tr->rung];
     kl__candheap_push(s->nodes, r->cand, &r->ncand, tr->node);
     return true;
@@ -697,6 +739,12 @@ double kl_sched_last(const kl_sched *s, int64_t trial)
 {
     const kl__trial *tr = trial_of(s, trial);
     return tr ? tr->last : NAN;
+}
+
+int64_t kl_sched_donor(const kl_sched *s, int64_t trial)
+{
+    const kl__trial *tr = trial_of(s, trial);
+    return tr ? tr->donor : -1;
 }
 
 double kl_sched_best(const kl_sched *s, int64_t trial)

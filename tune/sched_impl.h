@@ -76,9 +76,10 @@ typedef struct kl__trial {
     int8_t target;   /* the rung it is heading for */
     int32_t until_t; /* and that rung's epochs (max_t outside promote mode) */
     int32_t last_t;
-    int32_t node; /* its node at its highest rung, -1: none */
-    double last;  /* NaN: none or not finite */
-    double best;  /* the best finite value, NaN: none */
+    int32_t node;  /* its node at its highest rung, -1: none */
+    int32_t donor; /* pbt: the trial its current job exploited, -1: none */
+    double last;   /* NaN: none or not finite */
+    double best;   /* the best finite value, NaN: none */
     /* Its latest recording, which kl_sched_best_trial ranks by: at a rung for ASHA and
      * Hyperband, every report for fifo and the median rule. rec_t 0: none. */
     int32_t rec_t;
@@ -121,5 +122,10 @@ struct kl_sched {
     kl_status status; /* KL_ENOMEM once an allocation failed */
     char msg[160];
 };
+
+/* tune/sched_pbt.c: PBT's next job, after requeued and new trials: the paused trial trained
+ * least (Ray's choose_trial_to_run), exploiting a top-quantile trial first when it ranks in the
+ * bottom quantile. False when no paused trial is free. */
+bool kl__sched_pbt_next(kl_sched *s, kl_job *job);
 
 #endif

@@ -328,6 +328,15 @@ static kl_status fill_result(sim *m, kl_sim_result *out, kl_error *err)
  * over m->ntrials trials. */
 static kl_status simulate(sim *m0, int workers, kl_sim_result *out, kl_error *err)
 {
+    /* A PBT exploit continues a trial from another one's weights with new hyperparameters: a
+     * curve nobody recorded, which no table of curves can supply. */
+    if (m0->cfg->kind == KL_SCHED_PBT)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "--simulate cannot run the pbt scheduler: its exploit continues a "
+                            "trial from another trial's weights with explored hyperparameters, a "
+                            "learning curve no table of recorded curves holds; not supported. "
+                            "Simulate the initial population with scheduler type fifo, or run "
+                            "the sweep");
     sim m = *m0;
     m.workers = workers;
     m.err = err;

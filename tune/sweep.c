@@ -25,20 +25,37 @@ static const char *const goal_names[] = {"minimize", "maximize"};
 static const char *const method_names[] = {"random", "grid", "tpe", "bayes"};
 static const char *const bool_names[] = {"false", "true"};
 /* In kl_sched_kind order. */
-static const char *const sched_names[] = {"fifo", "asha", "hyperband", "median"};
+static const char *const sched_names[] = {"fifo", "asha", "hyperband", "median", "pbt"};
 static const char *const mode_names[] = {"promote", "stop"};
 
 /* The scheduler's keys, and the ones each kind uses (bits of sched_keys, in kl_sched_kind order):
  * fifo runs every trial to max_t; the median rule waits grace_period epochs. */
-static const char *const sched_keys[] = {"type",     "max_t", "grace_period", "reduction_factor",
-                                         "brackets", "mode"};
-#define NSCHED_KEYS 6
-enum { K_TYPE = 1, K_MAX_T = 2, K_GRACE = 4, K_ETA = 8, K_BRACKETS = 16, K_MODE = 32 };
+static const char *const sched_keys[] = {"type",
+                                         "max_t",
+                                         "grace_period",
+                                         "reduction_factor",
+                                         "brackets",
+                                         "mode",
+                                         "perturbation_interval",
+                                         "quantile_fraction",
+                                         "resample_probability",
+                                         "hyperparam_mutations"};
+#define NSCHED_KEYS 10
+enum {
+    K_TYPE = 1,
+    K_MAX_T = 2,
+    K_GRACE = 4,
+    K_ETA = 8,
+    K_BRACKETS = 16,
+    K_MODE = 32,
+    K_PBT = 64 | 128 | 256 | 512
+};
 static const unsigned sched_uses[] = {
     K_TYPE | K_MAX_T,                                         /* fifo */
     K_TYPE | K_MAX_T | K_GRACE | K_ETA | K_MODE,              /* asha */
     K_TYPE | K_MAX_T | K_GRACE | K_ETA | K_BRACKETS | K_MODE, /* hyperband */
     K_TYPE | K_MAX_T | K_GRACE,                               /* median */
+    K_TYPE | K_MAX_T | K_PBT,                                 /* pbt */
 };
 
 kl_status kl__sweep_number(const kl__ynode *node, char *path, double *out, kl_error *err)
@@ -327,7 +344,7 @@ static kl_status read_seed(kl_sweep *s, const kl__ynode *node, char *path, kl_er
 static kl_status read_sched_kind(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
 {
     int kind = KL_SCHED_ASHA;
-    kl_status st = get_choice(map, "type", sched_names, 4, &kind, path, err);
+    kl_status st = get_choice(map, "type", sched_names, 5, &kind, path, err);
     s->sched.kind = (kl_sched_kind)kind;
     for (int i = 0; st == KL_OK && i < map->n; i++) {
         int k = 0;
@@ -335,7 +352,7 @@ static kl_status read_sched_kind(kl_sweep *s, const kl__ynode *map, char *path, 
             k++;
         if (sched_uses[kind] & (1u << k))
             continue;
-        char list[96] = "";
+        char list[160] = "";
         for (int j = 0; j < NSCHED_KEYS; j++)
             if (sched_uses[kind] & (1u << j))
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
@@ -346,6 +363,55 @@ static kl_status read_sched_kind(kl_sweep *s, const kl__ynode *map, char *path, 
                             list);
         kl__path_pop(path, len);
     }
+    return st;
+}
+
+static kl_status get_fraction(const kl__ynode *map, const char *key, double hi, double *out,
+                              char *path, kl_error *err)
+{
+    const kl__ynode *node = kl__ynode_get(map, key);
+    if (!node)
+        return KL_OK;
+    size_t len = kl__path_push(path, key);
+    kl_status st = kl__sweep_number(node, path, out, err);
+    if (st == KL_OK && !(*out >= 0 && *out <= hi))
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path, "%g is outside [0, %g]", *out, hi);
+    kl__path_pop(path, len);
+    return st;
+}
+
+/* type: pbt. Ray Tune's defaults: quantile_fraction 0.25 (at most 0.5: the top and bottom
+ * quantiles never overlap), resample_probability 0.25; perturbation_interval (epochs) and
+ * hyperparam_mutations have none. */
+static kl_status read_pbt(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
+{
+    kl_sched_config *c = &s->sched;
+    c->quantile_fraction = 0.25;
+    c->resample_probability = 0.25;
+    c->seed = s->seed;
+    kl_status st = get_int(map, "perturbation_interval", 1, &c->perturbation_interval, path, err);
+    if (st == KL_OK && !c->perturbation_interval)
+        st = missing(map->pos, path, "perturbation_interval",
+                     "pbt checks each trial every perturbation_interval epochs, e.g. 2", err);
+    if (st == KL_OK)
+        st = get_fraction(map, "quantile_fraction", 0.5, &c->quantile_fraction, path, err);
+    if (st == KL_OK)
+        st = get_fraction(map, "resample_probability", 1.0, &c->resample_probability, path, err);
+    const kl__ynode *mut = kl__ynode_get(map, "hyperparam_mutations");
+    if (st == KL_OK && !mut)
+        st = missing(map->pos, path, "hyperparam_mutations",
+                     "pbt needs the hyperparameters it may change, e.g. optimizer.lr: "
+                     "{distribution: log_uniform_values, min: 1e-4, max: 1e-1}",
+                     err);
+    if (st == KL_OK) {
+        size_t len = kl__path_push(path, "hyperparam_mutations");
+        st = kl__sweep_mutations_read(s, mut, path, err);
+        kl__path_pop(path, len);
+    }
+    if (st == KL_OK && s->tpe.on)
+        st = kl__yaml_error(err, KL_EUNSUPPORTED, map->pos, path,
+                            "method tpe with the pbt scheduler is not supported yet: use method "
+                            "random or grid for pbt's initial population");
     return st;
 }
 
@@ -367,6 +433,8 @@ static kl_status read_sched_map(kl_sweep *s, const kl__ynode *map, char *path, k
     if (st == KL_OK)
         st = get_choice(map, "mode", mode_names, 2, &mode, path, err);
     c->stop_mode = mode == 1;
+    if (st == KL_OK && c->kind == KL_SCHED_PBT)
+        st = read_pbt(s, map, path, err);
     return st;
 }
 
@@ -531,6 +599,7 @@ void kl_sweep_free(kl_sweep *s)
     if (!s)
         return;
     kl__sweep_params_free(s->params, s->nparams);
+    kl__sweep_params_free(s->mutations, s->nmutations);
     free(s->path);
     free(s->base_path);
     free(s->base_yaml);

@@ -137,6 +137,13 @@ static kl_status check_sched(kl_sweep *s, const kl__ynode *root, int epochs, kl_
     bool from_base = c->max_t == 0;
     if (from_base)
         c->max_t = epochs;
+    if (c->kind == KL_SCHED_PBT && c->perturbation_interval >= c->max_t)
+        return kl__yaml_error(e, KL_EINVAL, sched_pos(root, "perturbation_interval", "max_t", path),
+                              path,
+                              "perturbation_interval %d is not below max_t %d%s: no trial would "
+                              "be checked before it ends; lower perturbation_interval",
+                              c->perturbation_interval, c->max_t,
+                              from_base ? " (the base config's train.epochs)" : "");
     if (c->grace_period > c->max_t)
         return kl__yaml_error(e, KL_EINVAL, sched_pos(root, "grace_period", "max_t", path), path,
                               "grace_period %d is above max_t %d%s; a trial must reach the "

@@ -26,6 +26,9 @@ kl_status kl__sweep_map(const kl__ynode *node, const char *const *names, int n, 
 /* sweep_space.c: the parameters mapping into s->params (s->grid already read). */
 kl_status kl__sweep_params_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err);
 void kl__sweep_params_free(kl_sweep_param *params, int n);
+/* scheduler.hyperparam_mutations into s->mutations (s->params already read): keys PBT may change
+ * mid-run, each also a parameter, each a list or a distribution. */
+kl_status kl__sweep_mutations_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err);
 /* Whether a parameter's mapping is in W&B's form ({distribution: uniform, min: 0, max: 1}): it has
  * distribution, min, max or q (a {values: [...]} or {value: x} reads the same in both forms). */
 bool kl__sweep_flat(const kl__ynode *map);

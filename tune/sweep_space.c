@@ -4,6 +4,7 @@
  * trial, block = the parameter), so any trial can be regenerated alone; grid trials are the
  * i-th point of the cartesian product, the last parameter varying fastest. Values become
  * "key=value" override text that kl_config_load reads back to the same value. */
+#include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -574,6 +575,113 @@ kl_status kl__sweep_params_read(kl_sweep *s, const kl__ynode *map, char *path, k
     for (; st == KL_OK && s->nparams < map->n; s->nparams++) {
         size_t len = kl__path_push(path, map->items[s->nparams]->key);
         st = read_param(s, &s->params[s->nparams], map->items[s->nparams], path, err);
+        kl__path_pop(path, len);
+    }
+    return st;
+}
+
+/* The keys PBT may change in the middle of a run: those a resumed trial can take from a copied
+ * checkpoint without its weights, optimizer state or data changing shape or meaning (the
+ * optimizer's numbers and a dropout layer's rate). */
+static bool mutable_key(const char *key)
+{
+    static const char *const optim[] = {
+        "optimizer.lr",    "optimizer.weight_decay", "optimizer.momentum", "optimizer.dampening",
+        "optimizer.beta1", "optimizer.beta2",        "optimizer.eps"};
+    for (size_t i = 0; i < sizeof optim / sizeof *optim; i++)
+        if (!strcmp(key, optim[i]))
+            return true;
+    const char *p = key + strlen("model.layers.");
+    if (strncmp(key, "model.layers.", strlen("model.layers.")) || !isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p))
+        p++;
+    return !strcmp(p, ".rate");
+}
+
+/* SGD keeps a momentum buffer only when momentum is not 0, so a checkpoint cannot carry a run
+ * across 0 and back. */
+static kl_status momentum_zero(kl_source_pos pos, char *path, kl_error *err)
+{
+    return kl__yaml_error(err, KL_EINVAL, pos, path,
+                          "pbt's optimizer.momentum must stay above 0: SGD keeps momentum state "
+                          "only when it is not 0, and a copied checkpoint's state must fit the "
+                          "trial that continues it; use values or a range above 0");
+}
+
+/* Whether p, when it is optimizer.momentum, only ever gives values above 0. */
+static bool momentum_positive(const kl_sweep_param *p)
+{
+    if (strcmp(p->path, "optimizer.momentum") != 0)
+        return true;
+    if (p->values) {
+        for (int i = 0; i < p->nvalues; i++)
+            if (!(strtod(p->values[i], NULL) > 0))
+                return false;
+        return true;
+    }
+    return p->min > 0;
+}
+
+static kl_status read_mutation(const kl_sweep *s, kl_sweep_param *p, const kl__ynode *node,
+                               char *path, kl_error *err)
+{
+    if (!mutable_key(node->key))
+        return kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                              "pbt cannot change %s in the middle of a run (a copied checkpoint's "
+                              "weights, optimizer state and data depend on it); it may mutate "
+                              "optimizer.lr, weight_decay, momentum, dampening, beta1, beta2, eps "
+                              "and a dropout layer's model.layers.N.rate",
+                              node->key);
+    bool param = false;
+    for (int i = 0; i < s->nparams; i++)
+        if (!strcmp(s->params[i].path, node->key)) {
+            param = true;
+            if (!momentum_positive(&s->params[i]))
+                return momentum_zero(node->key_pos, path, err);
+        }
+    if (!param)
+        return kl__yaml_error(err, KL_EINVAL, node->key_pos, path,
+                              "%s is not among the sweep's parameters; add it there too: they "
+                              "draw each trial's first value, and pbt mutates it from then on",
+                              node->key);
+    if (node->type == KL__YN_SEQ) { /* Ray's list: explore moves to a neighbour */
+        p->pos = node->key_pos;
+        p->dist = KL_DIST_GRID;
+        if (!(p->path = strdup(node->key)))
+            return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
+        kl_status st = read_list(p, node, node->key, path, err);
+        return st == KL_OK && !momentum_positive(p) ? momentum_zero(node->pos, path, err) : st;
+    }
+    if (node->type != KL__YN_MAP)
+        return kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                              "expected a list of values ([1e-3, 1e-2, 1e-1]) or a distribution "
+                              "({distribution: log_uniform_values, min: 1e-4, max: 1e-1})");
+    kl_status st = read_param(s, p, node, path, err);
+    if (st == KL_OK && !momentum_positive(p))
+        st = momentum_zero(node->pos, path, err);
+    if (st == KL_OK && (p->dist == KL_DIST_VALUE || p->dist == KL_DIST_GRID))
+        st = kl__yaml_error(err, KL_EINVAL, node->pos, path,
+                            "a mutation is a list of values or a distribution to draw from (a "
+                            "range or values: [...]), not %s",
+                            p->dist == KL_DIST_VALUE ? "one value" : "a grid");
+    return st;
+}
+
+kl_status kl__sweep_mutations_read(kl_sweep *s, const kl__ynode *map, char *path, kl_error *err)
+{
+    if (map->type != KL__YN_MAP || map->n == 0)
+        return kl__yaml_error(err, KL_EINVAL, map->pos, path,
+                              "expected a mapping of config keys to lists or distributions, e.g. "
+                              "optimizer.lr: [1e-3, 1e-2, 1e-1]");
+    kl_status st = kl__check_duplicates(map, path, err);
+    if (st != KL_OK)
+        return st;
+    if (!(s->mutations = calloc((size_t)map->n, sizeof *s->mutations)))
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", path);
+    for (; st == KL_OK && s->nmutations < map->n; s->nmutations++) {
+        size_t len = kl__path_push(path, map->items[s->nmutations]->key);
+        st = read_mutation(s, &s->mutations[s->nmutations], map->items[s->nmutations], path, err);
         kl__path_pop(path, len);
     }
     return st;

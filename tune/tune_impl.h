@@ -64,11 +64,19 @@ typedef struct kl__tuner {
     kl_journal *journal;
     kl_comm *world, *group; /* group: this worker group's communicator (NULL on rank 0) */
     int rank, size, group_size, nworkers;
+    /* A worker rank's place among the worker ranks of its node, and their count: the GPU it
+     * trains on (kl_train_options.device_slot). 0 slots: a single process, which trains on its
+     * own device choice. */
+    int device_slot, device_slots;
     char *dir;         /* the sweep folder */
     kl_lock *lock;     /* rank 0: held on dir while the sweep runs */
     kl__trial *trials; /* kl_sweep_trials() of them */
     int64_t ntrials;
-    int64_t leases;         /* assignments made so far, journalled ones included */
+    int64_t leases; /* assignments made so far, journalled ones included */
+    /* PBT, resumed: paused trials whose checkpoint is older than their pause (the sweep died
+     * in between), held until a job trains them to it again (kl__tune_pbt_catch_up). */
+    int64_t *catchup;
+    int64_t ncatchup, catchup_next;
     int64_t results_logged; /* by this process: the test point "result" counts them */
     double t0;              /* when this run of the sweep started */
     /* The live table. */

@@ -31,15 +31,16 @@ kl_status kl__tune_tpe_replay(kl__tuner *tu, int64_t trial, json_t *ev, size_t e
 kl_status kl__tune_job_pack(kl__tuner *tu, kl__msg *m, kl_error *err)
 {
     const kl__trial *t = &tu->trials[m->trial];
-    if (!tu->sw->tpe.on)
+    if (!tu->sw->tpe.on && tu->sw->sched.kind != KL_SCHED_PBT)
         return KL_OK;
     size_t used = 0;
     for (int i = 0; i < t->nov; i++) {
         size_t len = strlen(t->ov[i]);
         if (used + len + 1 >= sizeof m->text)
             return kl_error_set(err, KL_EUNSUPPORTED,
-                                "trial %lld: method tpe on several ranks sends each trial's "
-                                "values with its job, in at most %zu bytes, and these take more; "
+                                "trial %lld: method tpe and the pbt scheduler on several ranks "
+                                "send each trial's values with its job, in at most %zu bytes, "
+                                "and these take more; "
                                 "not supported yet: run the sweep on one rank, or tune fewer keys",
                                 (long long)m->trial, sizeof m->text - 1);
         memcpy(m->text + used, t->ov[i], len);
@@ -53,7 +54,10 @@ kl_status kl__tune_job_pack(kl__tuner *tu, kl__msg *m, kl_error *err)
 kl_status kl__tune_job_unpack(kl__tuner *tu, const kl__msg *m, kl_error *err)
 {
     kl__trial *t = &tu->trials[m->trial];
-    if (!tu->sw->tpe.on || t->ov)
+    /* Under pbt a trial's values change as it exploits: a worker takes every job's. The
+     * coordinator's own process (one rank) holds them already. */
+    bool pbt = tu->sw->sched.kind == KL_SCHED_PBT && tu->rank != 0;
+    if ((!tu->sw->tpe.on && !pbt) || (t->ov && !pbt))
         return KL_OK;
     char **ov = calloc((size_t)tu->sw->nparams, sizeof *ov);
     const char *p = m->text;
@@ -71,6 +75,7 @@ kl_status kl__tune_job_unpack(kl__tuner *tu, const kl__msg *m, kl_error *err)
                             "trial %lld: its job carried %d of the sweep's %d values",
                             (long long)m->trial, n, tu->sw->nparams);
     }
+    kl_sweep_overrides_free(t->ov, t->nov);
     t->ov = ov;
     t->nov = n;
     return KL_OK;

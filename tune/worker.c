@@ -149,10 +149,29 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     kl_reporter *rep = NULL;
     /* best.h5 holds the epoch whose value is the trial's best (kl_sched_best), the model
      * best.json names. */
+    /* PBT: the mutated hyperparameters may differ from the checkpoint's (a copied one, or the
+     * trial's own before it explored). */
+    const char **changes = calloc((size_t)tu->sw->nmutations + 1, sizeof *changes);
+    int nchanges = 0;
+    if (!changes) {
+        free(resume);
+        kl_config_free(cfg);
+        return kl_error_set(err, KL_ENOMEM, "out of memory");
+    }
+    for (int k = 0; k < tu->sw->nmutations; k++)
+        for (int i = 0; i < t->nov; i++) {
+            size_t len = strlen(tu->sw->mutations[k].path);
+            if (!strncmp(t->ov[i], tu->sw->mutations[k].path, len) && t->ov[i][len] == '=')
+                changes[nchanges++] = t->ov[i];
+        }
     kl_train_options to = {.ckpt_dir = ckdir,
                            .resume = resume,
                            .best_metric = tu->sw->metric,
-                           .best_maximize = tu->sw->maximize};
+                           .best_maximize = tu->sw->maximize,
+                           .resume_changes = changes,
+                           .nresume_changes = nchanges,
+                           .device_slot = tu->device_slot,
+                           .device_slots = tu->device_slots};
     trial_ctx c = {
         .tu = tu, .trial = job->trial, .until_t = job->until_t, .decide = decide, .ctx = ctx};
     if (lead) {
@@ -165,6 +184,7 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
         if (!rep) {
             if (devnull)
                 fclose(devnull);
+            free(changes);
             free(resume);
             kl_config_free(cfg);
             return err->status;
@@ -193,6 +213,7 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
         d.test = (kl_dataset){0};
         st = kl_train_run_dist(cfg, &d, comm, &to, NULL, NULL, NULL, err);
     }
+    free(changes);
     free(resume);
     kl_config_free(cfg);
     return st;

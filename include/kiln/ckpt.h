@@ -76,6 +76,8 @@ void kl_ckpt_close(kl_ckpt *c);
 /* The resolved config the file was written with (YAML text, owned by c). */
 const char *kl_ckpt_config_text(const kl_ckpt *c);
 const char *kl_ckpt_path(const kl_ckpt *c);
+/* The epochs done when the checkpoint was written (its state's epoch), without the model. */
+kl_status kl_ckpt_read_epoch(kl_ckpt *c, int64_t *epoch, kl_error *err);
 /* Low-level access for files that extend the layout (the model file): the HDF5 file id. */
 int64_t kl_ckpt_hid(const kl_ckpt *c);
 

@@ -120,6 +120,14 @@ typedef enum kl_train_device {
     KL_TRAIN_DEVICE_CUDA
 } kl_train_device;
 
+/* How a GPU computes GEMMs and convolutions (`train.precision`): FP32 (the default), or BF16
+ * (bf16 inputs, fp32 accumulation; weights, gradients and optimizer state stay fp32). BF16 needs
+ * a CUDA device. */
+typedef enum kl_train_precision {
+    KL_TRAIN_PRECISION_FP32,
+    KL_TRAIN_PRECISION_BF16
+} kl_train_precision;
+
 typedef struct kl_train_section {
     int epochs;
     int64_t batch_size; /* global: split across ranks */
@@ -128,8 +136,10 @@ typedef struct kl_train_section {
     int threads; /* op threads per rank (0: cores / local ranks) */
     kl_train_device device;
     bool device_share; /* more local ranks than CUDA devices: share them instead of refusing */
-    float clip_norm;   /* global gradient-norm clipping (0: off) */
-    int accumulate;    /* micro-batches per optimizer step (default 1): same maths, less memory */
+    kl_train_precision precision;
+    bool cuda_graph; /* on a GPU, replay forward and backward as CUDA Graphs (default true) */
+    float clip_norm; /* global gradient-norm clipping (0: off) */
+    int accumulate;  /* micro-batches per optimizer step (default 1): same maths, less memory */
     float label_smoothing;
     kl_early_stop early_stop;
 } kl_train_section;

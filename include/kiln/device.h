@@ -32,6 +32,9 @@ kl_status kl_device_choose(kl_train_device want, bool have_cuda, int visible, in
 kl_status kl_device_pick(kl_train_device want, int local_rank, int local_size, bool share,
                          kl_device_choice *out, kl_error *err);
 
+/* The CUDA devices this process sees (0 in a build without CUDA, or without a driver or GPU). */
+int kl_device_count(void);
+
 /* "CPU", or "CUDA device 0 (NAME, 79.1 GiB)": for the first progress line. */
 void kl_device_describe(const kl_device_choice *c, char *buf, size_t n);
 

@@ -81,6 +81,11 @@ kl_node kl_tanh(kl_graph *g, kl_node x);
 kl_node kl_sigmoid(kl_graph *g, kl_node x);
 kl_node kl_softmax(kl_graph *g, kl_node x); /* over the last axis */
 kl_node kl_dropout(kl_graph *g, kl_node x, float p);
+/* a - b and a / b of equal shapes, x clipped to [lo, hi], log(softmax(x)) over the last axis. */
+kl_node kl_sub(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_div(kl_graph *g, kl_node a, kl_node b);
+kl_node kl_clip(kl_graph *g, kl_node x, float lo, float hi);
+kl_node kl_log_softmax(kl_graph *g, kl_node x);
 
 /* Losses: scalar means over the batch. labels are i32 (N); smoothing in [0, 1). */
 kl_node kl_softmax_xent(kl_graph *g, kl_node logits, kl_node labels, float smoothing);
@@ -105,6 +110,15 @@ kl_node kl_reshape(kl_graph *g, kl_node x, kl_shape per_sample);
 kl_node kl_flatten(kl_graph *g, kl_node x);
 kl_node kl_concat(kl_graph *g, const kl_node *xs, int n, int axis);
 kl_node kl_embedding(kl_graph *g, kl_node indices, kl_node table); /* i32 (N, ...) -> (N, ..., D) */
+/* transpose: output axis i is x's axis perm[i] (ndim of x entries); a batched x keeps the batch
+ * first (perm[0] == 0). broadcast: x repeated to like's shape, numpy's rule (x's axes aligned to
+ * like's last ones, each equal or 1); the output is batched as like, and a batched x must have
+ * like's rank. */
+kl_node kl_transpose(kl_graph *g, kl_node x, const int *perm);
+kl_node kl_broadcast(kl_graph *g, kl_node x, kl_node like);
+/* pad2d: (N, C, H, W) -> (N, C, top + H + bottom, left + W + right), the new elements value (0
+ * before a convolution, -INFINITY before a max pool); each pad at least 0. */
+kl_node kl_pad2d(kl_graph *g, kl_node x, int top, int bottom, int left, int right, float value);
 
 /* The first build error, if any (KL_OK otherwise); copies its message into err. */
 kl_status kl_graph_status(const kl_graph *g, kl_error *err);
@@ -149,6 +163,37 @@ kl_status kl_graph_to_device(kl_graph *g, unsigned what, kl_error *err);
  * device communicator (kl_comm_nccl); NULL on a CPU graph. */
 void *kl_graph_stream(kl_graph *g);
 float *kl_graph_device_grads(kl_graph *g);
+/* A device graph's inputs go up through page-locked host memory: forward queues the copy on a
+ * copy stream of the graph's own, where it overlaps the previous step's work, and the graph's
+ * stream waits for it on the device. Training keeps the step on the device with
+ * kl_graph_keep_outputs(g, true): forward then neither copies its outputs and loss down nor
+ * waits, and kl_graph_value of an input, after forward, is the other of its two host buffers
+ * (write every input before each forward; its previous contents are two batches old). The
+ * statistics the trainer needs are summed on the device instead: kl_graph_stats_add, after a
+ * forward, adds the loss times the batch, and the correct rows of output `out` against the i32
+ * labels `y` (classification) or the absolute errors against the f32 targets `y`;
+ * kl_graph_stats_take waits for the device, gives those three sums and the count of forwards
+ * whose loss was not finite (bad) with the `step` of the first (first_bad, -1: none), and
+ * starts them again from zero. keep false (the default) is the waiting forward described above.
+ * On a CPU graph keep_outputs does nothing and the stats calls are KL_EINVAL. */
+kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err);
+/* On a CUDA graph, every GEMM (linear, matmul, conv2d's) with bf16 inputs and fp32 accumulation
+ * (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF: the inputs are rounded to bf16 inside the GEMM); all
+ * memory stays fp32. A CPU graph refuses on with KL_EUNSUPPORTED. */
+kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err);
+/* CUDA Graphs (on a CUDA graph; nothing on the CPU, off by default): in training
+ * (KL_MODE_TRAIN) at the full batch with the outputs kept on the device, forward's kernels and
+ * backward's are each captured once, after two eager runs, and replayed every later pass, one
+ * launch each instead of one per kernel. A pass at another batch (a partial last batch), in eval
+ * mode, with a gradient-ready callback (kl_graph_on_grad_ready: a communicator) or in a graph
+ * with dropout (whose kernel takes the step as an argument) runs eagerly; a capture that fails
+ * turns them off for the graph, that pass running eagerly. The results are those of the eager
+ * launches, bit for bit. kl_graph_cuda_graphs says how many of the two parts replay (0, 1, 2). */
+kl_status kl_graph_set_cuda_graph(kl_graph *g, bool on, kl_error *err);
+int kl_graph_cuda_graphs(const kl_graph *g);
+kl_status kl_graph_stats_add(kl_graph *g, kl_node out, kl_node y, int64_t step, kl_error *err);
+kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t *first_bad,
+                              kl_error *err);
 
 /* Plans memory for batches of up to max_batch. With loss != KL_NONE the graph is trainable:
  * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */

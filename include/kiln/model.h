@@ -23,6 +23,8 @@ typedef struct kl_model_options {
     bool trainable;        /* compile with the loss for backward */
     kl_device device;      /* where the graph runs (kl_graph_set_device); 0 is the CPU */
     int device_index;      /* the CUDA device */
+    bool bf16;             /* GEMMs with bf16 inputs on the device (kl_graph_set_bf16) */
+    bool cuda_graph;       /* replay the training passes as CUDA Graphs (kl_graph_set_cuda_graph) */
 } kl_model_options;
 
 typedef struct kl_model {

@@ -60,7 +60,10 @@ typedef struct kl_modelfile_reference {
 } kl_modelfile_reference;
 
 /* Loads a kiln-model file and builds its model for batches of up to max_batch samples. Refuses
- * anything else with the reason (a checkpoint: "export it first"). */
+ * anything else with the reason (a checkpoint: "export it first"). A path ending in .onnx is an
+ * ONNX model (docs/onnx.md): imported as a kiln graph with the signature of its one input and one
+ * output, task regression (its output is returned as it is), no standardisation, class names,
+ * reference statistics or config; a fixed batch in the file caps max_batch. */
 kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **out, kl_error *err);
 /* The same, with the model on a device (kl_device_pick); predictions and scores are the same
  * calls, the device's outputs copied back after each forward. NULL: the CPU. */
@@ -83,11 +86,12 @@ typedef struct kl_modelfile_lineage {
 } kl_modelfile_lineage;
 
 const kl_modelfile_lineage *kl_modelfile_lineage_of(const kl_modelfile *mf);
-/* The training config the model was built from, as the file stores it. */
+/* The training config the model was built from, as the file stores it; NULL for an ONNX model. */
 const kl_config *kl_modelfile_config(const kl_modelfile *mf);
 /* The reference statistics, or NULL when the file has none (exported with --no-reference). */
 const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf);
-/* The built model (for its parameters and summary) and the file it came from. */
+/* The built model (for its parameters and summary; NULL for an ONNX model) and the file it came
+ * from. */
 const kl_model *kl_modelfile_model(const kl_modelfile *mf);
 const char *kl_modelfile_path(const kl_modelfile *mf);
 int64_t kl_modelfile_max_batch(const kl_modelfile *mf);
@@ -127,7 +131,7 @@ int kl_modelfile_bin(const float *edges, float v);
  * kl_graph_buffer_count floats laid out as in kl_modelfile_model(mf)'s graph, which every build
  * of mf's config shares (a trainable one too); NULL keeps mf's. Everything else is mf's: the
  * config, the standardisation, the signature, the class names and the reference statistics.
- * kiln serve's online learning publishes its versions with it. */
+ * kiln serve's online learning publishes its versions with it. An ONNX model is refused. */
 kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const float *buffers,
                             const char *path, kl_error *err);
 

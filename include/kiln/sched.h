@@ -107,6 +107,10 @@ int kl_sched_num_rungs(const kl_sched *s);              /* bracket 0's */
 int kl_sched_milestone(const kl_sched *s, int rung);    /* epochs at rung k (bracket 0's), -1 */
 int kl_sched_rung_count(const kl_sched *s, int rung);   /* trials that reached rung k (bracket 0) */
 int64_t kl_sched_created(const kl_sched *s);            /* trials created so far */
+/* PBT: the trial whose checkpoint and hyperparameters the trial's current job starts from (it
+ * exploited that trial when the job was handed out), -1: none. It took that trial's last_t,
+ * last, best and latest recording (its lineage) at that moment. */
+int64_t kl_sched_donor(const kl_sched *s, int64_t trial);
 /* ASHA and Hyperband: whether the trial recorded a value at the rung of t epochs (of its
  * bracket), and that value in *value (NAN: not finite, or the trial failed since). Always false
  * for the other schedulers, which keep no rungs. The TPE sampler fits on these (kiln/tpe.h). */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kiln/config.h"
 #include "kiln/optim.h"
 #include "kiln/status.h"
 
@@ -34,7 +35,12 @@ typedef struct kl_serve_model_config {
     int max_batch_size;         /* samples in one model call, and the most one request may carry */
     bool dynamic_batching;      /* combine queued requests into one call (else one at a time) */
     int64_t max_queue_delay_us; /* wait this long for more requests before a partial batch */
-    int instances;              /* threads, each with its own model copy; 0: one per core */
+    int instances;              /* threads, each with its own model copy; 0: one per core (on
+                                   CUDA: one per GPU used) */
+    kl_train_device device;     /* where instances compute: KL_TRAIN_DEVICE_CPU (the default),
+                                   CUDA, or AUTO (CUDA when the build has it and a GPU is seen) */
+    int gpu;                    /* on CUDA: every instance on this visible GPU; -1 (the default):
+                                   instance i on GPU i mod the visible GPUs */
     int max_queue;              /* requests waiting per version before 503 */
     int latest;                 /* serve the latest N versions (0 with versions set, or all) */
     bool all_versions;
@@ -50,8 +56,8 @@ typedef struct kl_serve_model_config {
     int64_t drift_min_samples;
 } kl_serve_model_config;
 
-/* The defaults above: 64, true, 0 us, 0 (cores), 1024, latest 1; drift windows of -1 (1000),
- * PSI threshold 0.2, at least 100 samples. */
+/* The defaults above: 64, true, 0 us, 0 (cores), cpu, gpu -1, 1024, latest 1; drift windows of -1
+ * (1000), PSI threshold 0.2, at least 100 samples. */
 void kl_serve_model_config_defaults(kl_serve_model_config *c);
 
 typedef struct kl_serve_options {

@@ -41,7 +41,9 @@ void kl_step_free(kl_step *s);
 void kl_step_begin(kl_step *s);
 /* Forward and backward of the batch in the graph's inputs, adding into the gradients; dropout is
  * drawn for (seed, t, first_row) (kl_graph_set_rng: first_row places a micro-batch or a rank's
- * slice in the global batch). *loss is this pass's loss. */
+ * slice in the global batch). *loss is this pass's loss; 0 on a device graph that keeps its
+ * outputs (kl_graph_keep_outputs), whose loss stays on the device for its caller to read and
+ * check (kl_graph_stats_take), so that nothing waits for the device. */
 kl_status kl_step_pass(kl_step *s, uint64_t seed, int64_t t, int64_t first_row, float *loss,
                        kl_error *err);
 /* Ends step t with its loss (the mean over its passes, and over ranks when data-parallel):

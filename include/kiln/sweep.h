@@ -38,7 +38,8 @@ typedef enum kl_sched_kind {
     KL_SCHED_FIFO,      /* every trial to max_t */
     KL_SCHED_ASHA,      /* asynchronous successive halving (Li et al., MLSys 2020) */
     KL_SCHED_HYPERBAND, /* ASHA brackets with different grace periods */
-    KL_SCHED_MEDIAN     /* median stopping rule */
+    KL_SCHED_MEDIAN,    /* median stopping rule */
+    KL_SCHED_PBT        /* population-based training (Jaderberg et al. 2017, as Ray Tune) */
 } kl_sched_kind;
 
 typedef struct kl_sched_config {
@@ -48,6 +49,12 @@ typedef struct kl_sched_config {
     int reduction_factor; /* eta (default 3) */
     int brackets;   /* hyperband (default: as many as fit, at most 4); 1 for the other kinds */
     bool stop_mode; /* mode: stop (Ray Tune's ASHA) instead of promote (the paper's) */
+    /* pbt: a trial is checked every perturbation_interval epochs; the bottom quantile_fraction
+     * copies a trial of the top one; resample_probability of each mutation being drawn afresh
+     * instead of perturbed. seed: the draws (the sweep's seed). */
+    int perturbation_interval;
+    double quantile_fraction, resample_probability;
+    uint64_t seed;
 } kl_sched_config;
 
 /* method: tpe (alias bayes) and its settings (the sweep's `tpe` mapping; docs/sweep.md). */
@@ -72,6 +79,11 @@ typedef struct kl_sweep {
     int64_t run_cap; /* trials at most (grid: the grid's size when 0) */
     uint64_t seed;   /* the sampler's seed */
     kl_sched_config sched;
+    /* pbt: scheduler.hyperparam_mutations, in the order written. A YAML list (Ray's categorical
+     * list: explore moves to a neighbour) is stored as KL_DIST_GRID; a distribution mapping
+     * (explore multiplies by 0.8 or 1.2) as the parameters' distributions are. */
+    kl_sweep_param *mutations;
+    int nmutations;
     int max_failures;    /* a trial failing this often is errored, never retried (default 3) */
     int ranks_per_trial; /* ranks that train one trial data-parallel (default 1) */
     double time_budget;  /* seconds; 0: none. No new trial starts after it */

@@ -37,7 +37,8 @@ typedef struct kl_train_result {
 
 typedef struct kl_train_hooks {
     void *ctx;
-    /* Every step: progress within the epoch. */
+    /* Every step: progress within the epoch. loss is the step's on the CPU; on a GPU, where the
+     * loss is read every 20 steps, the mean loss of the last read (NaN before the first). */
     void (*on_step)(void *ctx, int epoch, int64_t step_in_epoch, int64_t steps_per_epoch,
                     double loss, double elapsed_s);
     /* Every epoch; returning false stops training (a tune scheduler's decision). */
@@ -59,6 +60,15 @@ typedef struct kl_train_options {
      * metric history. */
     const char *best_metric;
     bool best_maximize;
+    /* Overrides ("key=value") applied to resume's stored config before it is compared with this
+     * run's: keys this run may change from the checkpoint's (kiln tune's PBT passes the
+     * hyperparameters it mutates, for a trial that continues a copied checkpoint). */
+    const char *const *resume_changes;
+    int nresume_changes;
+    /* The GPU slot of this rank on its node, when the caller knows better than comm: kiln tune's
+     * workers count themselves among the node's worker ranks (the coordinator trains nothing),
+     * not among their group's. device_slots 0: comm's local rank and size. */
+    int device_slot, device_slots;
 } kl_train_options;
 
 /* An epoch's metric by name: val_accuracy, val_loss, val_mae, train_accuracy or train_loss

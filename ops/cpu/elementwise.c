@@ -1,6 +1,7 @@
 /* Elementwise ops and reductions that touch each element once: add (and residual), mul, scale,
  * the activations (relu, leaky_relu, gelu, tanh, sigmoid), softmax over the last axis, dropout
- * and sum. Loops are plain and contiguous so the compiler vectorises them. */
+ * and sum; and sub, div, clip and log_softmax, which the ONNX importer maps onto. Loops are plain
+ * and contiguous so the compiler vectorises them. */
 #include <math.h>
 
 #include "kiln/rng.h"
@@ -228,6 +229,123 @@ static void softmax_backward(kl__ctx *c)
     }
 }
 
+/* Ops the ONNX importer maps onto (runtime/onnx/): sub and div of equal shapes, clip to [lo, hi]
+ * and log_softmax over the last axis. */
+
+static kl_status sub_forward(kl__ctx *c, kl_error *err)
+{
+    const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
+        y[i] = a[i] - b[i];
+    return KL_OK;
+}
+
+static void sub_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout);
+    for (int k = 0; k < 2; k++) {
+        if (!c->din[k])
+            continue;
+        float *dx = kl_f32(c->din[k]), sign = k == 0 ? 1.0f : -1.0f;
+        const bool fresh = c->din_fresh[k];
+        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+            dx[i] = (fresh ? 0.0f : dx[i]) + sign * dy[i];
+    }
+}
+
+static kl_status div_forward(kl__ctx *c, kl_error *err)
+{
+    const float *a = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
+    float *y = kl_f32(c->out);
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
+        y[i] = a[i] / b[i];
+    return KL_OK;
+}
+
+/* y = a / b: da = dy / b, db = -dy a / b^2 = -dy y / b. */
+static void div_backward(kl__ctx *c)
+{
+    const float *dy = kl_f32(c->dout), *b = kl_f32(c->in[1]), *y = kl_f32(c->out);
+    for (int k = 0; k < 2; k++) {
+        if (!c->din[k])
+            continue;
+        float *dx = kl_f32(c->din[k]);
+        const bool fresh = c->din_fresh[k];
+        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++) {
+            float g = k == 0 ? dy[i] / b[i] : -dy[i] * y[i] / b[i];
+            dx[i] = (fresh ? 0.0f : dx[i]) + g;
+        }
+    }
+}
+
+static kl_status clip_shape(kl__node *n, const kl__node *const *in, kl_error *err)
+{
+    float lo = n->attr.clip.lo, hi = n->attr.clip.hi;
+    if (isnan(lo) || isnan(hi) || lo > hi)
+        return kl_error_set(err, KL_EINVAL, "clip: needs lo <= hi, got lo %g and hi %g", (double)lo,
+                            (double)hi);
+    return same_shape(n, in, err);
+}
+
+/* A NaN stays NaN, as in ONNX's Clip and PyTorch's clamp. */
+static kl_status clip_forward(kl__ctx *c, kl_error *err)
+{
+    const float *x = kl_f32(c->in[0]);
+    float *y = kl_f32(c->out), lo = c->attr->clip.lo, hi = c->attr->clip.hi;
+    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
+        y[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+    return KL_OK;
+}
+
+/* The gradient passes where lo <= x <= hi (PyTorch's clamp). */
+static void clip_backward(kl__ctx *c)
+{
+    const float *x = kl_f32(c->in[0]), *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]), lo = c->attr->clip.lo, hi = c->attr->clip.hi;
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (x[i] >= lo && x[i] <= hi ? dy[i] : 0.0f);
+}
+
+/* log_softmax over the last axis: (x - max) - log(sum(exp(x - max))), the sum in double; x - max
+ * first, since max + log(sum) would round at the scale of max. */
+static kl_status log_softmax_forward(kl__ctx *c, kl_error *err)
+{
+    const kl_tensor *xt = c->in[0];
+    int64_t cols = xt->shape.d[xt->shape.ndim - 1], rows = kl__rows(xt);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = kl_f32(xt) + r * cols;
+        float *y = kl_f32(c->out) + r * cols, mx = x[0];
+        for (int64_t j = 1; j < cols; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        double s = 0;
+        for (int64_t j = 0; j < cols; j++)
+            s += exp((double)x[j] - mx);
+        float lse = (float)log(s);
+        for (int64_t j = 0; j < cols; j++)
+            y[j] = (x[j] - mx) - lse;
+    }
+    return KL_OK;
+}
+
+/* dx = dy - exp(y) * sum(dy) per row. */
+static void log_softmax_backward(kl__ctx *c)
+{
+    const kl_tensor *yt = c->out;
+    int64_t cols = yt->shape.d[yt->shape.ndim - 1], rows = kl__rows(yt);
+    const bool fresh = c->din_fresh[0];
+    for (int64_t r = 0; r < rows; r++) {
+        const float *y = kl_f32(yt) + r * cols, *dy = kl_f32(c->dout) + r * cols;
+        float *dx = kl_f32(c->din[0]) + r * cols;
+        double s = 0;
+        for (int64_t j = 0; j < cols; j++)
+            s += dy[j];
+        for (int64_t j = 0; j < cols; j++)
+            dx[j] = (fresh ? 0.0f : dx[j]) + (dy[j] - expf(y[j]) * (float)s);
+    }
+}
+
 /* Dropout (inverted): in training an element is kept with probability 1-p and scaled by 1/(1-p).
  * The mask is a pure function of (seed, step, node, element), so backward redraws it instead of
  * storing it. */
@@ -363,6 +481,34 @@ const kl__op_def kl__op_softmax = {
     .shape = same_shape,
     .cpu = {.forward = softmax_forward, .backward = softmax_backward, .fresh_grads = true},
     .cuda = KL__CUDA_KERNELS(softmax)};
+const kl__op_def kl__op_sub = {
+    .name = "sub",
+    .min_in = 2,
+    .max_in = 2,
+    .shape = same_shape,
+    .cpu = {.forward = sub_forward, .backward = sub_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(sub)};
+const kl__op_def kl__op_div = {
+    .name = "div",
+    .min_in = 2,
+    .max_in = 2,
+    .shape = same_shape,
+    .cpu = {.forward = div_forward, .backward = div_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(div)};
+const kl__op_def kl__op_clip = {
+    .name = "clip",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = clip_shape,
+    .cpu = {.forward = clip_forward, .backward = clip_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(clip)};
+const kl__op_def kl__op_log_softmax = {
+    .name = "log_softmax",
+    .min_in = 1,
+    .max_in = 1,
+    .shape = same_shape,
+    .cpu = {.forward = log_softmax_forward, .backward = log_softmax_backward, .fresh_grads = true},
+    .cuda = KL__CUDA_KERNELS(log_softmax)};
 const kl__op_def kl__op_dropout = {
     .name = "dropout",
     .min_in = 1,
@@ -386,6 +532,26 @@ static kl_node unary(kl_graph *g, kl__op op, kl_node x, const kl__attr *at)
 kl_node kl_add(kl_graph *g, kl_node a, kl_node b)
 {
     return kl__graph_add(g, KL__OP_ADD, (kl_node[]){a, b}, 2, NULL);
+}
+
+kl_node kl_sub(kl_graph *g, kl_node a, kl_node b)
+{
+    return kl__graph_add(g, KL__OP_SUB, (kl_node[]){a, b}, 2, NULL);
+}
+
+kl_node kl_div(kl_graph *g, kl_node a, kl_node b)
+{
+    return kl__graph_add(g, KL__OP_DIV, (kl_node[]){a, b}, 2, NULL);
+}
+
+kl_node kl_clip(kl_graph *g, kl_node x, float lo, float hi)
+{
+    return unary(g, KL__OP_CLIP, x, &(kl__attr){.clip = {lo, hi}});
+}
+
+kl_node kl_log_softmax(kl_graph *g, kl_node x)
+{
+    return unary(g, KL__OP_LOG_SOFTMAX, x, NULL);
 }
 
 kl_node kl_residual(kl_graph *g, kl_node x, kl_node skip)

@@ -85,30 +85,37 @@ static __global__ void permute_kernel(float *dst, const float *src, conv_geom g,
 
 /* Pointwise: each sample's column matrix is the sample (C, H*W), so y_s = W x_s is one strided
  * batched GEMM and no scratch is needed. */
-static kl_status pointwise_forward(cudaStream_t s, const conv_geom *g, const float *x,
+static kl_status pointwise_forward(const kl__ctx *c, const conv_geom *g, const float *x,
                                    const float *w, float *y, kl_error *err)
 {
-    cublasHandle_t h = kl__cu_blas(s);
+    cublasHandle_t h = kl__cu_blas(kl__cu_stream(c));
     float one = 1.0f, zero = 0.0f;
     int o = (int)g->o, k = (int)g->k, l = (int)g->l;
-    if (!h || cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, l, o, k, &one, x, l,
-                                        g->k * g->l, w, k, 0, &zero, y, l, g->o * g->l,
-                                        (int)g->n) != CUBLAS_STATUS_SUCCESS)
+    cublasStatus_t st = CUBLAS_STATUS_NOT_INITIALIZED;
+    if (h && c->bf16)
+        st = cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, l, o, k, &one, x, CUDA_R_32F,
+                                        l, g->k * g->l, w, CUDA_R_32F, k, 0, &zero, y, CUDA_R_32F,
+                                        l, g->o * g->l, (int)g->n, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                        CUBLAS_GEMM_DEFAULT);
+    else if (h)
+        st = cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, l, o, k, &one, x, l,
+                                       g->k * g->l, w, k, 0, &zero, y, l, g->o * g->l, (int)g->n);
+    if (st != CUBLAS_STATUS_SUCCESS)
         return kl__cu_gemm_failed("conv2d", err);
     return KL_OK;
 }
 
 /* dW accumulates sample by sample, in the CPU's order; dx_s += W^T dy_s per sample. */
-static void pointwise_backward(cudaStream_t s, const conv_geom *g, const float *x, const float *w,
+static void pointwise_backward(const kl__ctx *c, const conv_geom *g, const float *x, const float *w,
                                const float *dy, float *dx, float *dw)
 {
     int o = (int)g->o, k = (int)g->k, l = (int)g->l;
     for (int64_t q = 0; q < g->n; q++) {
         const float *xn = x + q * g->k * g->l, *dyn = dy + q * g->o * g->l;
         if (dw)
-            kl__cu_gemm(s, false, true, o, k, l, 1.0f, dyn, l, xn, l, 1.0f, dw, k);
+            kl__cu_gemm(c, false, true, o, k, l, 1.0f, dyn, l, xn, l, 1.0f, dw, k);
         if (dx)
-            kl__cu_gemm(s, true, false, k, l, o, 1.0f, w, k, dyn, l, 1.0f, dx + q * g->k * g->l, l);
+            kl__cu_gemm(c, true, false, k, l, o, 1.0f, w, k, dyn, l, 1.0f, dx + q * g->k * g->l, l);
     }
 }
 
@@ -119,7 +126,7 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
     const float *x = kl_f32(c->in[0]), *w = kl_f32(c->in[1]);
     float *y = kl_f32(c->out);
     if (conv_is_pointwise(&g)) {
-        kl_status st = pointwise_forward(s, &g, x, w, y, err);
+        kl_status st = pointwise_forward(c, &g, x, w, y, err);
         return st ? st : kl__cu_launched("conv2d", err);
     }
     int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
@@ -127,7 +134,7 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
     for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
         int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
         im2col_kernel<<<kl__cu_blocks(g.k * ld), KL__CU_THREADS, 0, s>>>(col, x + s0 * chw, g, cs);
-        if (!kl__cu_gemm(s, false, false, (int)g.o, (int)ld, (int)g.k, 1.0f, w, (int)g.k, col,
+        if (!kl__cu_gemm(c, false, false, (int)g.o, (int)ld, (int)g.k, 1.0f, w, (int)g.k, col,
                          (int)ld, 0.0f, yt, (int)ld))
             return kl__cu_gemm_failed("conv2d", err);
         permute_kernel<<<kl__cu_blocks(cs * g.o * g.l), KL__CU_THREADS, 0, s>>>(y + s0 * g.o * g.l,
@@ -143,7 +150,7 @@ static void conv_backward(kl__ctx *c)
     const float *x = kl_f32(c->in[0]), *w = kl_f32(c->in[1]), *dy = kl_f32(c->dout);
     float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL, *dw = c->din[1] ? kl_f32(c->din[1]) : NULL;
     if (conv_is_pointwise(&g)) {
-        pointwise_backward(s, &g, x, w, dy, dx, dw);
+        pointwise_backward(c, &g, x, w, dy, dx, dw);
         return;
     }
     int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
@@ -156,11 +163,11 @@ static void conv_backward(kl__ctx *c)
         if (dw) {
             im2col_kernel<<<kl__cu_blocks(g.k * ld), KL__CU_THREADS, 0, s>>>(col, x + s0 * chw, g,
                                                                              cs);
-            kl__cu_gemm(s, false, true, o, k, (int)ld, 1.0f, dyt, (int)ld, col, (int)ld, 1.0f, dw,
+            kl__cu_gemm(c, false, true, o, k, (int)ld, 1.0f, dyt, (int)ld, col, (int)ld, 1.0f, dw,
                         k);
         }
         if (dx) {
-            kl__cu_gemm(s, true, false, k, (int)ld, o, 1.0f, w, k, dyt, (int)ld, 0.0f, col,
+            kl__cu_gemm(c, true, false, k, (int)ld, o, 1.0f, w, k, dyt, (int)ld, 0.0f, col,
                         (int)ld);
             col2im_kernel<<<kl__cu_blocks(cs * chw), KL__CU_THREADS, 0, s>>>(dx + s0 * chw, col, g,
                                                                              cs);

@@ -52,6 +52,42 @@ int kl__cuda_to_host_on(void *dst, const void *src, size_t bytes, void *stream);
 int kl__cuda_stream_sync(void *stream);
 int kl__cuda_check(void);
 
+/* For the staged inputs (ops/graph_device.c). host_alloc gives zeroed page-locked host memory
+ * (cudaHostAlloc: copies from it are truly asynchronous), NULL on failure; host_free releases it.
+ * copy_async queues a device-to-device copy on stream. An event (a cudaEvent_t, without timing)
+ * is recorded on a stream; sync waits for the work before it (an event never recorded is done);
+ * stream_wait_event makes the work queued on stream after it wait for that work, without the
+ * host waiting; event_query is 1 when that work is done, 0 when not yet, -1 on an error. */
+void *kl__cuda_host_alloc(size_t bytes);
+void kl__cuda_host_free(void *p);
+int kl__cuda_copy_async(void *dst, const void *src, size_t bytes, void *stream);
+int kl__cuda_event_new(void **event);
+void kl__cuda_event_free(void *event);
+int kl__cuda_event_record(void *event, void *stream);
+int kl__cuda_event_sync(void *event);
+int kl__cuda_event_query(void *event);
+int kl__cuda_stream_wait_event(void *stream, void *event);
+
+/* CUDA Graphs (ops/graph_device.c): capture_begin starts capturing the work queued on stream
+ * (thread-local mode: only this thread's unsafe calls break it); capture_end ends it and
+ * instantiates what was captured into *exec (NULL and -1 when the capture broke or the graph
+ * cannot be instantiated: the captured work did not run, and the stream is no longer
+ * capturing); graph_launch queues *exec on stream; graph_free releases it. */
+int kl__cuda_capture_begin(void *stream);
+int kl__cuda_capture_end(void *stream, void **exec);
+int kl__cuda_graph_launch(void *exec, void *stream);
+void kl__cuda_graph_free(void *exec);
+
+/* A training batch's statistics added on the device (ops/cuda/metrics.cu), for a graph that keeps
+ * its outputs there: sums[0] += loss[0] * b, sums[1] += the rows of out (b x k) whose first
+ * largest entry is the i32 label y (classification), or sums[2] += the absolute errors against
+ * the f32 targets y (b x k, regression); when loss[0] is not finite, sums[3] += 1 and, if it was
+ * 0, sums[4] = step. In double, in a fixed order (one block): the same bits every run. Returns 0,
+ * or -1 on a launch error. Nothing waits for the device. */
+enum { KL__CUDA_STATS = 5 };
+int kl__cuda_batch_stats(const float *out, const void *y, int64_t b, int64_t k, int classification,
+                         const float *loss, double step, double *sums, void *stream);
+
 /* kl_optim_step on device buffers: params, grads and state (the layout of kl_optim_state: SGD's
  * momentum, or Adam(W)'s m then v; unused for SGD without momentum) hold n floats each (2n for
  * Adam's state). steps is the number of updates taken before this one (kl_optim_steps), which the
@@ -74,7 +110,7 @@ int kl__cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm,
  * makes device the thread's current device and joins the nranks ranks of the id (it waits for
  * all of them); allreduce sums n floats of device memory in place, queued on stream; async_error
  * is -1 once the communicator has failed (ncclCommGetAsyncError); abort ends it without waiting
- * (ncclCommAbort). event_query is 1 when the work before the event is done, 0 when not yet. */
+ * (ncclCommAbort). The communicator orders its all-reduces with the kl__cuda_event_* calls. */
 enum { KL__NCCL_ID_BYTES = 128 };
 const char *kl__nccl_last_error(void);
 int kl__nccl_unique_id(void *id);
@@ -83,13 +119,6 @@ int kl__nccl_allreduce(void *comm, float *buf, size_t n, void *stream);
 int kl__nccl_async_error(void *comm);
 void kl__nccl_abort(void *comm);
 void kl__nccl_destroy(void *comm);
-int kl__nccl_event_new(void **event);
-int kl__nccl_event_record(void *event, void *stream);
-int kl__nccl_event_query(void *event);
-/* Work queued on stream after this waits for the work queued before event (cudaStreamWaitEvent),
- * without the host waiting. */
-int kl__nccl_stream_wait(void *stream, void *event);
-void kl__nccl_event_free(void *event);
 
 #ifdef __cplusplus
 }

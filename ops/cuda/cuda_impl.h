@@ -113,10 +113,12 @@ static __device__ inline float kl__cu_rng_uniform(uint64_t seed, uint32_t purpos
 /* cuBLAS, row-major. kl__cu_gemm is cblas_sgemm(CblasRowMajor, ...) with the same arguments, run
  * as the column-major product C^T = op(B)^T op(A)^T, so every CPU call ports one to one. The
  * handle is the calling thread's for the current device, created on first use, with FP32 maths
- * (no TF32) and atomics off: the same inputs give the same bits on the same card. Returns false
- * when there is no handle or cuBLAS refuses the call. */
+ * (no TF32) and atomics off: the same inputs give the same bits on the same card. On the stream of
+ * ctx; with ctx->bf16 (kl_graph_set_bf16) cublasGemmEx rounds the fp32 inputs to bf16 and
+ * accumulates in fp32 (CUBLAS_COMPUTE_32F_FAST_16BF). Returns false when there is no handle or
+ * cuBLAS refuses the call. */
 cublasHandle_t kl__cu_blas(cudaStream_t stream);
-bool kl__cu_gemm(cudaStream_t stream, bool ta, bool tb, int m, int n, int k, float alpha,
+bool kl__cu_gemm(const kl__ctx *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 /* A forward kernel's error when kl__cu_gemm returned false. Backward kernels cannot return one:
  * the handle they use was made by the forward pass before them. */

@@ -183,3 +183,101 @@ extern "C" int kl__cuda_check(void)
 {
     return failed(cudaGetLastError());
 }
+
+/* ---- pinned host memory, device-to-device copies and events, for the staged inputs ---- */
+
+extern "C" void *kl__cuda_host_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0 || failed(cudaHostAlloc(&p, bytes, cudaHostAllocDefault)))
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+extern "C" void kl__cuda_host_free(void *p)
+{
+    if (p)
+        (void)cudaFreeHost(p);
+}
+
+extern "C" int kl__cuda_copy_async(void *dst, const void *src, size_t bytes, void *stream)
+{
+    if (bytes == 0)
+        return 0;
+    return failed(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)stream));
+}
+
+extern "C" int kl__cuda_event_new(void **event)
+{
+    cudaEvent_t e = NULL;
+    if (failed(cudaEventCreateWithFlags(&e, cudaEventDisableTiming)))
+        return -1;
+    *event = e;
+    return 0;
+}
+
+extern "C" void kl__cuda_event_free(void *event)
+{
+    if (event)
+        (void)cudaEventDestroy((cudaEvent_t)event);
+}
+
+extern "C" int kl__cuda_event_record(void *event, void *stream)
+{
+    return failed(cudaEventRecord((cudaEvent_t)event, (cudaStream_t)stream));
+}
+
+extern "C" int kl__cuda_event_sync(void *event)
+{
+    return failed(cudaEventSynchronize((cudaEvent_t)event));
+}
+
+extern "C" int kl__cuda_stream_wait_event(void *stream, void *event)
+{
+    return failed(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)event, 0));
+}
+
+extern "C" int kl__cuda_event_query(void *event)
+{
+    cudaError_t e = cudaEventQuery((cudaEvent_t)event);
+    if (e == cudaErrorNotReady)
+        return 0;
+    return failed(e) ? -1 : 1;
+}
+
+/* ---- CUDA Graphs: a stream's work captured once and replayed ---- */
+
+extern "C" int kl__cuda_capture_begin(void *stream)
+{
+    /* Thread-local: only this thread's unsafe calls (an allocation, a synchronisation) break the
+     * capture; other threads (kiln serve's instances) go on. */
+    return failed(cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeThreadLocal));
+}
+
+extern "C" int kl__cuda_capture_end(void *stream, void **exec)
+{
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t e = NULL;
+    *exec = NULL;
+    cudaError_t rc = cudaStreamEndCapture((cudaStream_t)stream, &graph);
+    if (rc == cudaSuccess)
+        rc = cudaGraphInstantiate(&e, graph, 0);
+    if (graph)
+        (void)cudaGraphDestroy(graph);
+    if (failed(rc))
+        return -1;
+    *exec = e;
+    return 0;
+}
+
+extern "C" int kl__cuda_graph_launch(void *exec, void *stream)
+{
+    return failed(cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)stream));
+}
+
+extern "C" void kl__cuda_graph_free(void *exec)
+{
+    if (exec)
+        (void)cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}

@@ -276,3 +276,141 @@ static void sum_backward(kl__ctx *c)
 }
 
 extern "C" const kl__kernel kl__cuda_sum = {sum_forward, sum_backward, true};
+
+/* sub and div: a kernel per input gradient, since their formulas differ between a and b. */
+static __global__ void sub_div_forward_kernel(bool div, float *y, const float *a, const float *b,
+                                              int64_t n)
+{
+    KL__CU_FOR (i, n)
+        y[i] = div ? a[i] / b[i] : a[i] - b[i];
+}
+
+/* sub: da = dy, db = -dy; div: da = dy / b, db = -dy y / b. */
+static __global__ void sub_div_backward_kernel(bool div, int k, float *dx, const float *dy,
+                                               const float *b, const float *y, int64_t n,
+                                               bool fresh)
+{
+    KL__CU_FOR (i, n) {
+        float g = div ? (k == 0 ? dy[i] / b[i] : -dy[i] * y[i] / b[i]) : (k == 0 ? dy[i] : -dy[i]);
+        dx[i] = (fresh ? 0.0f : dx[i]) + g;
+    }
+}
+
+static kl_status sub_div_forward(kl__ctx *c, bool div, kl_error *err)
+{
+    int64_t n = kl_numel(c->out);
+    sub_div_forward_kernel<<<kl__cu_blocks(n), KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+        div, kl_f32(c->out), kl_f32(c->in[0]), kl_f32(c->in[1]), n);
+    return kl__cu_launched(div ? "div" : "sub", err);
+}
+
+static void sub_div_backward(kl__ctx *c, bool div)
+{
+    int64_t n = kl_numel(c->dout);
+    for (int k = 0; k < 2; k++)
+        if (c->din[k])
+            sub_div_backward_kernel<<<kl__cu_blocks(n), KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+                div, k, kl_f32(c->din[k]), kl_f32(c->dout), kl_f32(c->in[1]), kl_f32(c->out), n,
+                c->din_fresh[k]);
+}
+
+static kl_status sub_forward(kl__ctx *c, kl_error *err)
+{
+    return sub_div_forward(c, false, err);
+}
+static void sub_backward(kl__ctx *c)
+{
+    sub_div_backward(c, false);
+}
+static kl_status div_forward(kl__ctx *c, kl_error *err)
+{
+    return sub_div_forward(c, true, err);
+}
+static void div_backward(kl__ctx *c)
+{
+    sub_div_backward(c, true);
+}
+extern "C" const kl__kernel kl__cuda_sub = {sub_forward, sub_backward, true};
+extern "C" const kl__kernel kl__cuda_div = {div_forward, div_backward, true};
+
+static __global__ void clip_kernel(float *y, const float *x, float lo, float hi, int64_t n)
+{
+    KL__CU_FOR (i, n)
+        y[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+}
+
+static __global__ void clip_backward_kernel(float *dx, const float *dy, const float *x, float lo,
+                                            float hi, int64_t n, bool fresh)
+{
+    KL__CU_FOR (i, n)
+        dx[i] = (fresh ? 0.0f : dx[i]) + (x[i] >= lo && x[i] <= hi ? dy[i] : 0.0f);
+}
+
+static kl_status clip_forward(kl__ctx *c, kl_error *err)
+{
+    int64_t n = kl_numel(c->out);
+    clip_kernel<<<kl__cu_blocks(n), KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+        kl_f32(c->out), kl_f32(c->in[0]), c->attr->clip.lo, c->attr->clip.hi, n);
+    return kl__cu_launched("clip", err);
+}
+
+static void clip_backward(kl__ctx *c)
+{
+    int64_t n = kl_numel(c->dout);
+    clip_backward_kernel<<<kl__cu_blocks(n), KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+        kl_f32(c->din[0]), kl_f32(c->dout), kl_f32(c->in[0]), c->attr->clip.lo, c->attr->clip.hi, n,
+        c->din_fresh[0]);
+}
+
+extern "C" const kl__kernel kl__cuda_clip = {clip_forward, clip_backward, true};
+
+/* log_softmax over the last axis, a block per row, the sum in double as on the CPU. */
+static __global__ void log_softmax_forward_kernel(float *y, const float *x, int64_t cols)
+{
+    const float *xr = x + blockIdx.x * cols;
+    float *yr = y + blockIdx.x * cols, mx = xr[0];
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        mx = xr[j] > mx ? xr[j] : mx;
+    mx = kl__cu_block_max(mx);
+    double s = 0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        s += exp((double)xr[j] - mx);
+    float lse = (float)log(kl__cu_block_sum(s));
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        yr[j] = (xr[j] - mx) - lse;
+}
+
+/* dx = dy - exp(y) sum(dy) per row. */
+static __global__ void log_softmax_backward_kernel(float *dx, const float *y, const float *dy,
+                                                   int64_t cols, bool fresh)
+{
+    int64_t base = blockIdx.x * cols;
+    double s = 0;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        s += dy[base + j];
+    float d = (float)kl__cu_block_sum(s);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        dx[base + j] = (fresh ? 0.0f : dx[base + j]) + (dy[base + j] - expf(y[base + j]) * d);
+}
+
+static kl_status log_softmax_forward(kl__ctx *c, kl_error *err)
+{
+    const kl_tensor *x = c->in[0];
+    int64_t cols = x->shape.d[x->shape.ndim - 1], rows = kl__rows(x);
+    if (rows > 0)
+        log_softmax_forward_kernel<<<(unsigned)rows, KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+            kl_f32(c->out), kl_f32(x), cols);
+    return kl__cu_launched("log_softmax", err);
+}
+
+static void log_softmax_backward(kl__ctx *c)
+{
+    const kl_tensor *y = c->out;
+    int64_t cols = y->shape.d[y->shape.ndim - 1], rows = kl__rows(y);
+    if (rows > 0)
+        log_softmax_backward_kernel<<<(unsigned)rows, KL__CU_THREADS, 0, kl__cu_stream(c)>>>(
+            kl_f32(c->din[0]), kl_f32(y), kl_f32(c->dout), cols, c->din_fresh[0]);
+}
+
+extern "C" const kl__kernel kl__cuda_log_softmax = {log_softmax_forward, log_softmax_backward,
+                                                    true};

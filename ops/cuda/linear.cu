@@ -28,16 +28,21 @@ cublasHandle_t kl__cu_blas(cudaStream_t stream)
 
 /* Row-major C (m, n) = op(A) op(B) is column-major C^T (n, m) = op(B)^T op(A)^T: B and A swap
  * places, each keeping its own transpose flag, and the leading dimensions stay the row lengths. */
-bool kl__cu_gemm(cudaStream_t stream, bool ta, bool tb, int m, int n, int k, float alpha,
+bool kl__cu_gemm(const kl__ctx *ctx, bool ta, bool tb, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    cublasHandle_t h = kl__cu_blas(stream);
+    cublasHandle_t h = kl__cu_blas(kl__cu_stream(ctx));
     if (!h)
         return false;
     if (m == 0 || n == 0)
         return true;
-    return cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
-                       &alpha, b, ldb, a, lda, &beta, c, ldc) == CUBLAS_STATUS_SUCCESS;
+    cublasOperation_t ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N, oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (ctx->bf16)
+        return cublasGemmEx(h, ob, oa, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda,
+                            &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+    return cublasSgemm(h, ob, oa, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc) ==
+           CUBLAS_STATUS_SUCCESS;
 }
 
 kl_status kl__cu_gemm_failed(const char *op, kl_error *err)
@@ -54,8 +59,8 @@ static kl_status matmul_forward(kl__ctx *c, kl_error *err)
     bool ta = c->attr->matmul.trans_a, tb = c->attr->matmul.trans_b;
     int m = (int)c->out->shape.d[0], n = (int)c->out->shape.d[1];
     int k = (int)(ta ? a->shape.d[0] : a->shape.d[1]);
-    if (!kl__cu_gemm(kl__cu_stream(c), ta, tb, m, n, k, 1.0f, kl_f32(a), (int)a->shape.d[1],
-                     kl_f32(b), (int)b->shape.d[1], 0.0f, kl_f32(c->out), n))
+    if (!kl__cu_gemm(c, ta, tb, m, n, k, 1.0f, kl_f32(a), (int)a->shape.d[1], kl_f32(b),
+                     (int)b->shape.d[1], 0.0f, kl_f32(c->out), n))
         return kl__cu_gemm_failed("matmul", err);
     return kl__cu_launched("matmul", err);
 }
@@ -72,16 +77,16 @@ static void matmul_backward(kl__ctx *c)
     const float *dc = kl_f32(c->dout);
     float beta0 = c->din_fresh[0] ? 0.0f : 1.0f, beta1 = c->din_fresh[1] ? 0.0f : 1.0f;
     if (c->din[0] && !ta)
-        kl__cu_gemm(s, false, !tb, m, k, n, 1.0f, dc, n, kl_f32(b), ldb, beta0, kl_f32(c->din[0]),
+        kl__cu_gemm(c, false, !tb, m, k, n, 1.0f, dc, n, kl_f32(b), ldb, beta0, kl_f32(c->din[0]),
                     lda);
     else if (c->din[0])
-        kl__cu_gemm(s, tb, true, k, m, n, 1.0f, kl_f32(b), ldb, dc, n, beta0, kl_f32(c->din[0]),
+        kl__cu_gemm(c, tb, true, k, m, n, 1.0f, kl_f32(b), ldb, dc, n, beta0, kl_f32(c->din[0]),
                     lda);
     if (c->din[1] && !tb)
-        kl__cu_gemm(s, !ta, false, k, n, m, 1.0f, kl_f32(a), lda, dc, n, beta1, kl_f32(c->din[1]),
+        kl__cu_gemm(c, !ta, false, k, n, m, 1.0f, kl_f32(a), lda, dc, n, beta1, kl_f32(c->din[1]),
                     ldb);
     else if (c->din[1])
-        kl__cu_gemm(s, true, ta, n, k, m, 1.0f, dc, n, kl_f32(a), lda, beta1, kl_f32(c->din[1]),
+        kl__cu_gemm(c, true, ta, n, k, m, 1.0f, dc, n, kl_f32(a), lda, beta1, kl_f32(c->din[1]),
                     ldb);
 }
 
@@ -112,7 +117,7 @@ static kl_status linear_forward(kl__ctx *c, kl_error *err)
     const kl_tensor *x = c->in[0], *w = c->in[1];
     int out = (int)w->shape.d[0], inf = (int)w->shape.d[1], rows = (int)kl__rows(x);
     cudaStream_t s = kl__cu_stream(c);
-    if (!kl__cu_gemm(s, false, true, rows, out, inf, 1.0f, kl_f32(x), inf, kl_f32(w), inf, 0.0f,
+    if (!kl__cu_gemm(c, false, true, rows, out, inf, 1.0f, kl_f32(x), inf, kl_f32(w), inf, 0.0f,
                      kl_f32(c->out), out))
         return kl__cu_gemm_failed("linear", err);
     if (c->nin == 3)
@@ -128,10 +133,10 @@ static void linear_backward(kl__ctx *c)
     cudaStream_t s = kl__cu_stream(c);
     const float *dy = kl_f32(c->dout);
     if (c->din[0]) /* dx (rows, in) += dy W */
-        kl__cu_gemm(s, false, false, rows, inf, out, 1.0f, dy, out, kl_f32(w), inf,
+        kl__cu_gemm(c, false, false, rows, inf, out, 1.0f, dy, out, kl_f32(w), inf,
                     c->din_fresh[0] ? 0.0f : 1.0f, kl_f32(c->din[0]), inf);
     if (c->din[1]) /* dW (out, in) += dy^T x */
-        kl__cu_gemm(s, true, false, out, inf, rows, 1.0f, dy, out, kl_f32(x), inf, 1.0f,
+        kl__cu_gemm(c, true, false, out, inf, rows, 1.0f, dy, out, kl_f32(x), inf, 1.0f,
                     kl_f32(c->din[1]), inf);
     if (c->nin == 3 && c->din[2])
         add_column_sums<<<kl__cu_blocks(out), KL__CU_THREADS, 0, s>>>(kl_f32(c->din[2]), dy, rows,

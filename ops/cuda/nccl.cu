@@ -81,38 +81,3 @@ extern "C" void kl__nccl_destroy(void *comm)
     if (comm)
         (void)ncclCommDestroy((ncclComm_t)comm);
 }
-
-extern "C" int kl__nccl_event_new(void **event)
-{
-    cudaEvent_t e = NULL;
-    if (cuda_failed(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"))
-        return -1;
-    *event = e;
-    return 0;
-}
-
-extern "C" int kl__nccl_event_record(void *event, void *stream)
-{
-    return cuda_failed(cudaEventRecord((cudaEvent_t)event, (cudaStream_t)stream),
-                       "cudaEventRecord");
-}
-
-extern "C" int kl__nccl_event_query(void *event)
-{
-    cudaError_t e = cudaEventQuery((cudaEvent_t)event);
-    if (e == cudaErrorNotReady)
-        return 0;
-    return cuda_failed(e, "cudaEventQuery") ? -1 : 1;
-}
-
-extern "C" int kl__nccl_stream_wait(void *stream, void *event)
-{
-    return cuda_failed(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)event, 0),
-                       "cudaStreamWaitEvent");
-}
-
-extern "C" void kl__nccl_event_free(void *event)
-{
-    if (event)
-        (void)cudaEventDestroy((cudaEvent_t)event);
-}

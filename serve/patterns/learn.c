@@ -263,11 +263,11 @@ kl_status kl__feedback_new(kl__version *v, const kl__infer_request *q, kl__feedb
 
 static void learner_reset(kl__learner *l)
 {
+    kl_step_free(l->step); /* before the model whose graph it steps */
+    l->step = NULL;
     if (l->built)
         kl_model_free(&l->lm);
     l->built = false;
-    kl_step_free(l->step);
-    l->step = NULL;
     kl_modelfile_free(l->src);
     l->src = NULL;
     free(l->classes);

@@ -1,4 +1,5 @@
-/* Models and versions: the repository (DIR/<name>/<version>/model.h5 and DIR/<name>/config.yaml,
+/* Models and versions: the repository (DIR/<name>/<version>/model.h5 or model.onnx and
+ * DIR/<name>/config.yaml,
  * or one model file), each model's config, and its versions brought in line with the folder and
  * the version policy by polls, the repository API and online learning's publishing
  * (serve/README.md, "Versions and their policy"). The HTTP routes look versions up here. */
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/device.h"
 #include "runtime/file.h"
 #include "runtime/schema.h"
 #include "serve/patterns/composite.h"
@@ -26,6 +28,8 @@ void kl_serve_model_config_defaults(kl_serve_model_config *c)
                                  .dynamic_batching = true,
                                  .max_queue_delay_us = 0,
                                  .instances = 0,
+                                 .device = KL_TRAIN_DEVICE_CPU,
+                                 .gpu = -1,
                                  .max_queue = 1024,
                                  .latest = 1,
                                  .drift_window = -1,
@@ -141,6 +145,8 @@ static const kl__field config_fields[] = {
      .off = CFG(max_queue_delay_us),
      KL__GE_LE(0, 10000000)},
     {.name = "instances", .type = KL__F_INT, .off = CFG(instances), KL__GE_LE(1, 256)},
+    {.name = "device", .type = KL__F_ENUM, .off = CFG(device), .names = kl_train_device_names},
+    {.name = "gpu", .type = KL__F_INT, .off = CFG(gpu), KL__GE_LE(0, 255)},
     {.name = "max_queue", .type = KL__F_INT, .off = CFG(max_queue), KL__GE_LE(1, 1000000)},
     CFG_CUSTOM("versions", read_versions),
     CFG_CUSTOM("pre", read_pattern),
@@ -211,6 +217,50 @@ static void version_free(kl__version *v)
     free(v);
 }
 
+/* Where instance i computes (the config's device and gpu): the CPU, the one GPU gpu names, or
+ * GPU i mod the visible ones. A device that cannot be had is refused here, at load. */
+static kl_status instance_device(const kl_serve_model_config *c, int i, kl_device_choice *out,
+                                 kl_error *err)
+{
+    kl_status st = kl_device_pick(c->device, c->gpu >= 0 ? c->gpu : i, 0, true, out, err);
+    if (st != KL_OK) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return kl_error_set(err, st, "%s (the model's device: its config.yaml or --device)", why);
+    }
+    out->shared = false;
+    int visible = out->device == KL_DEVICE_CUDA ? kl_device_count() : 0;
+    if (out->device == KL_DEVICE_CUDA && c->gpu >= visible)
+        return kl_error_set(err, KL_EINVAL,
+                            "gpu %d: only %d CUDA device%s visible (gpu counts from 0 among "
+                            "the devices CUDA_VISIBLE_DEVICES leaves)",
+                            c->gpu, visible, visible == 1 ? " is" : "s are");
+    if (out->device == KL_DEVICE_CUDA)
+        out->index = c->gpu >= 0 ? c->gpu : i % visible;
+    return KL_OK;
+}
+
+/* The instances a version runs: the config's, else one per core on the CPU and one per GPU used
+ * on CUDA; and v->device saying where. */
+static kl_status version_devices(kl_server *s, kl__version *v, kl_device_choice *first,
+                                 kl_error *err)
+{
+    kl_status st = instance_device(&v->cfg, 0, first, err);
+    if (st != KL_OK)
+        return st;
+    bool cuda = first->device == KL_DEVICE_CUDA;
+    int gpus = cuda && v->cfg.gpu < 0 ? kl_device_count() : 1;
+    v->instances = v->cfg.instances > 0 ? v->cfg.instances : cuda ? gpus : s->cores;
+    kl_device_describe(first, v->device, sizeof v->device);
+    if (cuda && v->cfg.gpu < 0 && gpus > 1 && v->instances > 1) {
+        size_t n = strlen(v->device);
+        snprintf(v->device + n, sizeof v->device - n, " and %d more GPU%s",
+                 (v->instances < gpus ? v->instances : gpus) - 1,
+                 (v->instances < gpus ? v->instances : gpus) > 2 ? "s" : "");
+    }
+    return KL_OK;
+}
+
 static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const char *path,
                               kl__version **out, kl_error *err)
 {
@@ -225,16 +275,23 @@ static kl_status load_version(kl_server *s, kl__model *m, int64_t number, const 
     v->cfg = m->cfg;
     v->cfg.versions = NULL; /* the model's */
     v->queue_timeout_s = s->o.queue_timeout_s;
-    v->instances = m->cfg.instances > 0 ? m->cfg.instances : s->cores;
     /* Before the file is read: a file replaced meanwhile then differs, and is read again. */
     kl__file_id_of(path, &v->file);
     v->pat = kl__patterns_ref(m->pat);
     atomic_init(&v->refs, 1);
-    kl_status st = KL_OK;
-    if (!(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
+    kl_device_choice dev;
+    kl_status st = version_devices(s, v, &dev, err);
+    if (st == KL_OK && !(v->mf = calloc((size_t)v->instances, sizeof *v->mf)))
         st = kl_error_set(err, KL_ENOMEM, "out of memory");
     for (int i = 0; st == KL_OK && i < v->instances; i++)
-        st = kl_modelfile_load(path, v->cfg.max_batch_size, &v->mf[i], err);
+        if ((st = instance_device(&v->cfg, i, &dev, err)) == KL_OK)
+            st = kl_modelfile_load_on(path, v->cfg.max_batch_size, &dev, &v->mf[i], err);
+    /* An ONNX model has no training config to learn with. */
+    if (st == KL_OK && v->cfg.online.enabled && !kl_modelfile_config(v->mf[0]))
+        st = kl_error_set(err, KL_EUNSUPPORTED,
+                          "%s: online learning is not supported for ONNX models yet; remove "
+                          "online_learning from the model's config.yaml",
+                          path);
     if (st == KL_OK) {
         v->sig = kl_modelfile_sig(v->mf[0]);
         st = kl__version_drift_init(v, err);
@@ -523,7 +580,22 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The version folders of a model directory that hold a model.h5, newest first. */
+/* The model file of a version folder: model.h5, else model.onnx (docs/onnx.md). False when it
+ * holds neither as a regular file; path is then model.h5's. */
+static bool version_file(const char *vdir, char *path, size_t len)
+{
+    static const char *const names[] = {"model.h5", "model.onnx"};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        snprintf(path, len, "%s/%s", vdir, names[i]);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            return true;
+    }
+    snprintf(path, len, "%s/model.h5", vdir);
+    return false;
+}
+
+/* The version folders of a model directory that hold a model.h5 or model.onnx, newest first. */
 static int64_t *list_versions(const char *dir, int *n)
 {
     *n = 0;
@@ -538,10 +610,9 @@ static int64_t *list_versions(const char *dir, int *n)
         long long x = strtoll(e->d_name, &end, 10);
         if (!isdigit((unsigned char)e->d_name[0]) || *end || x <= 0)
             continue;
-        char path[4200];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s/model.h5", dir, e->d_name);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        char vdir[4200], path[4300];
+        snprintf(vdir, sizeof vdir, "%s/%s", dir, e->d_name);
+        if (!version_file(vdir, path, sizeof path))
             continue;
         if (*n == cap) {
             int64_t *nv = realloc(vs, (size_t)(cap = 2 * cap + 8) * sizeof *nv);
@@ -615,7 +686,7 @@ static int keep_learned(const kl__model *m)
 }
 
 /* Loads version x of m from path (file: its identity) into service, in place of old when that
- * serves it now (its model.h5 changed): the new one takes traffic once it is fully loaded, and
+ * serves it now (its model file changed): the new one takes traffic once it is fully loaded, and
  * a file that does not load is noted while old serves on. True when x serves after the call. */
 static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char *path,
                               const kl__file_id *file, kl__version *old)
@@ -626,7 +697,7 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     if (load_version(s, m, x, path, &v, &err) != KL_OK) {
         char why[KL_ERROR_MSG_MAX + 128];
         snprintf(why, sizeof why, "%s%s",
-                 old ? "its model.h5 changed and the file loaded before "
+                 old ? "its model file changed and the file loaded before "
                        "serves on, since the new one does not load: "
                      : "",
                  err.msg);
@@ -645,15 +716,17 @@ static bool load_into_service(kl_server *s, kl__model *m, int64_t x, const char 
     const kl_modelfile_signature *sig = v->sig;
     kl__serve_log(s,
                   "model %s version %lld %s in %.2f s: %lld features in, %d %s out, %d "
-                  "instances, batches up to %d%s",
-                  m->name, (long long)x, old ? "reloaded (its model.h5 changed)" : "ready",
+                  "instances, batches up to %d%s, on %s",
+                  m->name, (long long)x, old ? "reloaded (its model file changed)" : "ready",
                   kl_now() - t0, (long long)sig->features, sig->outputs,
                   sig->task == KL_TASK_CLASSIFICATION ? "classes" : "targets", v->instances,
-                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)");
+                  v->cfg.max_batch_size, v->cfg.dynamic_batching ? "" : " (dynamic batching off)",
+                  v->device);
     return true;
 }
 
-/* Serves version x of m: loads it when it is new, or when its model.h5 is another file or has
+/* Serves version x of m: loads it when it is new, or when its model file (model.h5, else
+ * model.onnx) is another file or has
  * changed since it was loaded (device, inode, modification time or size), unless that file
  * failed before. True when x serves after the call. */
 static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
@@ -661,7 +734,7 @@ static bool ensure_version(kl_server *s, kl__model *m, int64_t x)
     kl__version *cur = served(m, x);
     char dir[4200], path[4300];
     version_dir(m, x, dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    version_file(dir, path, sizeof path);
     kl__file_id id;
     if (!kl__file_id_of(path, &id))
         return cur != NULL;
@@ -700,8 +773,10 @@ static void sync_versions(kl_server *s, kl__model *m)
         for (int j = 0; j < n; j++)
             found |= vs[j] == c->versions[i];
         if (!found)
-            set_note(s, m, c->versions[i],
-                     "config.yaml names it, but the repository has no model.h5 for it", NULL);
+            set_note(
+                s, m, c->versions[i],
+                "config.yaml names it, but the repository has no model.h5 or model.onnx for it",
+                NULL);
     }
     for (int i = m->nversions - 1; keep && i >= 0; i--) {
         int64_t x = m->versions[i]->number;
@@ -774,7 +849,7 @@ static kl_status load_model_locked(kl_server *s, const char *name, kl_error *err
     sync_versions(s, m);
     if (m->nversions == 0) {
         rc = kl_error_set(err, KL_EIO, "model %s has no version that loads%s%s", name,
-                          m->nnotes ? ": " : " (no <version>/model.h5 folder)",
+                          m->nnotes ? ": " : " (no <version>/model.h5 or model.onnx folder)",
                           m->nnotes ? m->notes[0].reason : "");
     }
     return rc;
@@ -839,8 +914,9 @@ static kl_status load_single(kl_server *s, kl_error *err)
         kl__version_release(v);
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
-    kl__serve_log(s, "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d",
-                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size);
+    kl__serve_log(s,
+                  "model %s version 1 (%s) ready in %.2f s: %d instances, batches up to %d, on %s",
+                  name, path, kl_now() - t0, v->instances, v->cfg.max_batch_size, v->device);
     return KL_OK;
 }
 

@@ -152,10 +152,12 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 expect 0 'status +running$' -- runs show lost
+expect 0 '^lost +running ' -- runs list
 kill -KILL "$job"
 wait "$job" 2>/dev/null
 job=
 expect 0 'status +running \(but no kiln holds its folder' -- runs show lost
+expect 0 '^lost +lost ' -- runs list
 expect 0 'removed runs/lost' -- runs delete lost --purge
 
 # recording never stops training: an index that cannot be opened (a folder where the file goes)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the seed inputs of the fuzz targets' corpora (tests/fuzz/corpus-{idx,csv,config}) and the
+# Writes the seed inputs of the fuzz targets' corpora (tests/fuzz/corpus-{idx,csv,config,onnx}) and the
 # real files the HDF5 targets' recipes start from (tests/fuzz/seeds-{hdf5,modelfile}, with their
 # recipes in corpus-{hdf5,modelfile}: see fuzz_h5.h), with kiln itself (kiln data convert, kiln
 # train, kiln export) and, for HDF5 files as other writers make them, h5py. Run it when a format
@@ -104,4 +104,13 @@ for k in 0 1; do recipe modelfile "\x0$k" "seed-$k"; done
 recipe modelfile '\x00\x06\x80\x01\x7f\xc0\x00\x00' nan-edge
 recipe modelfile '\x00\x00\x00\x00\x00\x00\x00\x00' format-version-0
 recipe modelfile '\x00\x03\x00\x00\x28\x02\x0ainputs: 9' config-splice
-ls -l "$fuzz"/corpus-{idx,csv,hdf5,config,modelfile} "$fuzz"/seeds-{hdf5,modelfile}
+# ONNX: small models of the importer's tests (import_cases.py, which needs python3-onnx) and
+# PyTorch's residual block at opset 13 (torch_peer.py, which needs python3-torch).
+/usr/bin/python3 "$fuzz/../onnx/import_cases.py" "$kiln" onnx >/dev/null
+for m in Softmax11 LogSoftmax13 clip9 clip13 unsq11 unsq13 raw typed bcast bn9 bn15 group flat \
+    cycle dangle unsup; do
+    cp "onnx/$m.onnx" "$fuzz/corpus-onnx/$m.onnx"
+done
+/usr/bin/python3 "$fuzz/../onnx/torch_peer.py" "$kiln" torch >/dev/null
+cp torch/residual_opset13.onnx "$fuzz/corpus-onnx/residual.onnx"
+ls -l "$fuzz"/corpus-{idx,csv,hdf5,config,modelfile,onnx} "$fuzz"/seeds-{hdf5,modelfile}

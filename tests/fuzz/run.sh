@@ -4,7 +4,7 @@
 # tests/fuzz/corpus-NAME for a time budget. ctest runs each as test_fuzz_NAME (label fuzz).
 # Targets: infer (the inference-request parser), idx, csv, hdf5 (the data set readers), config
 # (the YAML config loader), modelfile (the model-file loader), runjson (run records and --where
-# expressions: the runs index, kiln runs).
+# expressions: the runs index, kiln runs), onnx (the ONNX importer).
 #
 # usage: tests/fuzz/run.sh BUILD_DIR NAME [SECONDS]   (default 30 s; BUILD_DIR/include holds the
 # generated kiln/version.h). The library is compiled once into BUILD_DIR/fuzz/ (make keeps it up
@@ -36,7 +36,7 @@ cc="$(command -v clang || command -v clang-14 || true)"
 if [[ $target == infer ]]; then
     packages=(jansson)
 else
-    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle)
+    packages=(jansson yaml-0.1 hdf5 zlib openblas libmicrohttpd ompi-c sqlite3 nettle libprotobuf-c)
 fi
 for p in "${packages[@]}"; do
     pkg-config --exists "$p" || skip_missing "$name" "$p not found by pkg-config"
@@ -60,7 +60,7 @@ fi
 # shellcheck disable=SC2046
 cflags=(-std=c17 -D_POSIX_C_SOURCE=200809L -DKILN_BUILD_TYPE='"fuzz"' -g -O1 -Wall -Wextra
     -Werror=implicit-function-declaration -fno-sanitize-recover=undefined
-    -I"$root/include" -I"$root" -I"$build/include"
+    -I"$root/include" -I"$root" -I"$build/include" -I"$build/gen/onnx"
     $(pkg-config --cflags "${packages[@]}"))
 # shellcheck disable=SC2046
 libs=($(pkg-config --libs "${packages[@]}") -lpthread -lm)
@@ -72,17 +72,27 @@ else
     # generated Makefile rebuilds what changed (-MMD dependencies), under a lock.
     lib="$build/fuzz"
     mkdir -p "$lib"
-    srcs="$(sed -n '/^add_library(libkiln/,/)/p' "$root/CMakeLists.txt" | grep -o '[a-z0-9_/]*\.c')"
+    srcs="$(sed -n '/^add_library(libkiln/,/)/p' "$root/CMakeLists.txt" |
+        grep -oE '^[[:space:]]*[a-z0-9_/]+\.c[[:space:]]*$' | sed 's/[[:space:]]//g')"
+    # The ONNX importer's protobuf reader, which the CMake build generates into the build folder
+    # (generated here too when the CMake build has not run yet).
+    gen="$build/gen/onnx"
+    if [[ ! -f $gen/onnx.pb-c.c ]]; then
+        mkdir -p "$gen"
+        protoc-c --c_out="$gen" -I/usr/include/onnx /usr/include/onnx/onnx.proto
+    fi
     {
         echo "ROOT := $root"
         echo "CC := $cc"
         printf 'CFLAGS :='
         printf ' %q' "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined
         echo
-        echo "OBJS := $(echo "$srcs" | sed 's|^\(.*\)\.c$|obj/\1.o|' | tr '\n' ' ')"
+        echo "OBJS := $(echo "$srcs" | sed 's|^\(.*\)\.c$|obj/\1.o|' | tr '\n' ' ') obj/gen/onnx.pb-c.o"
         echo 'libkiln-fuzz.a: $(OBJS)'
         printf '\trm -f $@ && ar rcs $@ $^\n'
         echo 'obj/%.o: $(ROOT)/%.c'
+        printf '\t@mkdir -p $(@D)\n\t$(CC) $(CFLAGS) -MMD -MP -c $< -o $@\n'
+        echo "obj/gen/onnx.pb-c.o: $gen/onnx.pb-c.c"
         printf '\t@mkdir -p $(@D)\n\t$(CC) $(CFLAGS) -MMD -MP -c $< -o $@\n'
         echo '-include $(OBJS:.o=.d)'
     } >"$tmp/Makefile"

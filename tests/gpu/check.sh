@@ -13,7 +13,15 @@
 #     against 2 CPU epochs (within LOSS_TOL);
 #   - 2 ranks sharing the GPU (train.device_share, the MPI fallback) against 1 rank (within
 #     LOSS_TOL), and refused without train.device_share;
-#   - the first progress line names the GPU, and says MPI fallback for 2 ranks on one GPU.
+#   - the first progress line names the GPU, and says MPI fallback for 2 ranks on one GPU;
+#   - CUDA Graph replay against eager launches (train.cuda_graph false): bit-exact;
+#   - mlp.yaml with train.precision bf16 against fp32 on the GPU (losses within BF16_LOSS_TOL,
+#     test accuracy within BF16_ACC_TOL); a diverging GPU run stops, naming the step;
+#   - kiln tune on 3 ranks: the 2 workers count as 2 ranks on the GPU (refused without
+#     train.device_share, trained with it);
+#   - test_serve_reload: kiln serve with config.yaml's device (auto, cuda) on the GPU answers as
+#     kiln predict on the CPU within 1e-4.
+# Then the speed benchmarks (bench/run_gpu_bench.sh), within what is left of the 8 minutes.
 # When $OUT names a folder, the card, the build log, each test's and run's output, the JSON lines
 # of every run (raw figures) and summary.txt (one line per check, then ctest's totals) go there.
 # usage: bash tests/gpu/check.sh      (needs the build dependencies and CUDA in /usr/local/cuda)
@@ -30,6 +38,8 @@ log() { tee -a "$out/$1"; }
 # each step: the loss means of an epoch agree to this relative tolerance.
 LOSS_TOL=0.03
 ACC_TOL=0.005
+BF16_LOSS_TOL=0.05
+BF16_ACC_TOL=0.01
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | log card.txt
@@ -45,7 +55,10 @@ if [ "$build" -ne 0 ]; then
 fi
 kiln="$root/build-gpu/kiln"
 "$kiln" --version | log card.txt
-ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | log ctest.txt
+# The gpu-labelled tests, and test_serve_reload, which serves models with config.yaml's device
+# auto and cuda on the GPU against kiln predict on the CPU.
+ctest --test-dir build-gpu -R '^test_(cuda|cuda_ops|cuda_graph|nccl|serve_reload)$' --output-on-failure 2>&1 |
+    log ctest.txt
 status=${PIPESTATUS[0]}
 grep -E '^ *[0-9]+/[0-9]+ Test' "$out/ctest.txt" >"$out/summary.txt"
 grep -E 'tests passed|tests failed|Skipped' "$out/ctest.txt" >>"$out/summary.txt"
@@ -71,11 +84,12 @@ run() {
     echo "run $name: status $rc in $((SECONDS - t0)) s: $(head -1 "$out/$name.log")" | log runs.txt
     return $rc
 }
-# compare WHAT A B MODE: MODE exact (every epoch's metrics but the timings, to the last digit)
-# or near (losses within LOSS_TOL, test accuracy within ACC_TOL); one summary line.
+# compare WHAT A B MODE [LTOL ATOL]: MODE exact (every epoch's metrics but the timings, to the
+# last digit) or near (losses within LTOL, default LOSS_TOL, test accuracy within ATOL, default
+# ACC_TOL); one summary line.
 compare() {
     local what="$1" a="$out/$2.json" b="$out/$3.json" mode="$4"
-    python3 - "$a" "$b" "$mode" "$LOSS_TOL" "$ACC_TOL" >>"$out/compare.txt" 2>&1 <<'EOF'
+    python3 - "$a" "$b" "$mode" "${5:-$LOSS_TOL}" "${6:-$ACC_TOL}" >>"$out/compare.txt" 2>&1 <<'EOF'
 import json, sys
 a, b, mode, ltol, atol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 def lines(p):
@@ -150,6 +164,26 @@ ran cnn-cpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.devi
     ran cnn-gpu "$kiln" train "$cnn" "${common[@]}" "${cnn_set[@]}" --set train.device=cuda &&
     compare "cnn 3 epochs (30000 images): GPU vs CPU" cnn-gpu cnn-cpu near
 
+# CUDA Graph replay (train.cuda_graph, on by default) against eager launches: the same bits. The
+# MLP without its dropout layers, whose kernel keeps a graph eager.
+nodrop=(--set 'model={layers: [{dense: {units: 256, activation: relu}}, {dense: {units: 128, activation: relu}}]}'
+    --set data.limit=20000 --set train.epochs=2 --set train.device=cuda)
+ran graph-on "$kiln" train "$mlp" "${common[@]}" "${nodrop[@]}" &&
+    ran graph-off "$kiln" train "$mlp" "${common[@]}" "${nodrop[@]}" --set train.cuda_graph=false &&
+    compare "CUDA Graph replay vs eager launches: bit-exact" graph-on graph-off exact
+
+# bf16 GEMMs against fp32 on the GPU, the same seed: bf16 keeps 8 bits of every GEMM input, so
+# the curves part a little more than the devices do (BF16_LOSS_TOL, BF16_ACC_TOL).
+ran mlp-bf16 "$kiln" train "$mlp" "${common[@]}" --set train.epochs=3 --set train.device=cuda \
+    --set train.precision=bf16 &&
+    compare "mlp 3 epochs: bf16 vs fp32 on the GPU" mlp-bf16 mlp-gpu near "$BF16_LOSS_TOL" \
+        "$BF16_ACC_TOL"
+# The step stays on the device: a divergence is found at the next read of the loss (every 20
+# steps), every rank stops there, and the message names the step where it went bad.
+says "a diverging GPU run stops, naming the step" 'loss became non-finite by epoch 1, step [0-9]+ \(on this rank first at step [0-9]+' \
+    "$kiln" train "$mlp" --set train.device=cuda --set 'optimizer={name: sgd, lr: 1e6}' \
+    --set schedule.warmup_steps=10
+
 # Resume, on a 20000-image MLP: runs in folders of their own under runs/. The cosine schedule
 # is given its length, which would otherwise follow train.epochs, which the runs change.
 res=(--set data.limit=20000 --set schedule.warmup_steps=100 --set schedule.total_steps=600)
@@ -181,8 +215,49 @@ if command -v mpirun >/dev/null; then
         --set train.device_share=true
     says "2 ranks on one GPU without device_share: refused" 'device_share' \
         mpirun -n 2 --oversubscribe "$kiln" train "$mlp" --set train.device=cuda
+    # kiln tune on 3 ranks: the coordinator takes no GPU, so the 2 workers (groups of 1) count
+    # as 2 ranks on the node: refused on one GPU without device_share, trained with it.
+    for share in false true; do
+        cat >"$work/sweep-$share.yaml" <<YAML
+base: $mlp
+metric: {name: val_accuracy, goal: maximize}
+method: random
+run_cap: 2
+seed: 0
+parameters:
+  data.limit: {value: 4000}
+  schedule.warmup_steps: {value: 10}
+  train.device: {value: cuda}
+  train.device_share: {value: $share}
+scheduler: {type: fifo, max_t: 1}
+YAML
+        timeout 150 mpirun -n 3 --oversubscribe "$kiln" tune "$work/sweep-$share.yaml" --plain \
+            --dir "$work/sweep-$share" >"$out/tune-$share.txt" 2>&1
+        echo "tune-$share: status $?" >>"$out/tune-$share.txt"
+    done
+    if grep -q '2 ranks run on this node but only 1 CUDA device' "$out/tune-false.txt" &&
+        grep -q 'status 0' "$out/tune-true.txt"; then
+        echo "kiln tune: 2 workers on one GPU refused without device_share, trained with it: passed" | log summary.txt
+    else
+        echo "kiln tune on the GPU: FAILED (see tune-false.txt, tune-true.txt)" | log summary.txt
+        status=1
+    fi
 else
     echo "2 ranks on one GPU: skipped (no mpirun)" | log summary.txt
+fi
+
+# The speed benchmarks of issue 16 (bench/run_gpu_bench.sh: kiln against PyTorch on this GPU,
+# the card's cuBLAS GEMM rate, the GPU memory of each run), after the checks so that a failing
+# check still leaves the figures; bounded so that the script ends within its 8 minutes. Raw
+# output in $out/bench, the table in $out/bench/summary.txt.
+left=$((470 - SECONDS))
+if ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "benchmarks: skipped (python3 has no CUDA build of torch)" | log summary.txt
+elif [ $left -lt 60 ]; then
+    echo "benchmarks: skipped (only $left s of the 8 minutes left)" | log summary.txt
+else
+    PYTHON=python3 bash "$root/bench/run_gpu_bench.sh" "$kiln" "$out/bench" "$left" >/dev/null 2>&1
+    echo "benchmarks: status $? in $left s at most (bench/summary.txt, bench/runs.txt)" | log summary.txt
 fi
 
 cat "$out/summary.txt"

@@ -4,7 +4,10 @@
  * parameters, batchnorm's running statistics and the optimizer state within a tolerance; the
  * host copies (to_host / to_device) round-trip; eval mode, a smaller batch and a graph compiled
  * without its loss run; and the same steps run twice on the device give the same bits (what
- * bit-exact resume needs). Models: an MLP with dropout and a small CNN with batchnorm and pooling.
+ * bit-exact resume needs); the step kept on the device (staged inputs, statistics summed there)
+ * gives the waiting forward's bits and sums; bf16 GEMMs stay within BF16_TOL of fp32; CUDA Graph
+ * replay gives the eager launches' bits. Models: an
+ * MLP with dropout and a small CNN with batchnorm and pooling.
  * `--refuse` (label unit, no device needed) checks that a device is refused with KL_EUNSUPPORTED
  * when none is visible; the rest exits 77 without a device. */
 #include <math.h>
@@ -254,6 +257,206 @@ static void test_device_repeats(void)
     kl_graph_free(c.g);
 }
 
+/* The step kept on the device (kl_graph_keep_outputs: inputs through the two page-locked slots
+ * and the copy stream, nothing waiting, the statistics summed there) against the waiting
+ * forward on another device graph: the same weights bit for bit, and the same sums as the host
+ * computes from the downloaded outputs (the same float losses summed in the same order: equal),
+ * read in two parts; a non-finite loss is then found at the next read, naming its step. */
+static void test_kept_step(void)
+{
+    net a, b;
+    kl_error err = {0};
+    compile(&a, true, make_mlp);
+    compile(&b, true, make_mlp);
+    kl_step_config cfg = sgd_nesterov();
+    kl_step *sa = kl_step_new(a.g, &cfg, &err), *sb = kl_step_new(b.g, &cfg, &err);
+    CHECK(sa && sb);
+    CHECK_OK(kl_graph_keep_outputs(b.g, true, &err), &err);
+    double want[3] = {0}, got[3] = {0}, part[3];
+    int64_t bad = -1, first = -2;
+    const int steps = 7;
+    for (int t = 0; sa && sb && t < steps; t++) {
+        int64_t n = t == steps - 1 ? BATCH - 5 : BATCH;
+        CHECK_OK(kl_graph_set_batch(a.g, n, &err), &err);
+        CHECK_OK(kl_graph_set_batch(b.g, n, &err), &err);
+        fill_batch(&a, t, n, 5);
+        fill_batch(&b, t, n, 5);
+        float la = 0, lb = 1;
+        kl_step_begin(sa);
+        kl_step_begin(sb);
+        CHECK_OK(kl_step_pass(sa, 7, t, 0, &la, &err), &err);
+        CHECK_OK(kl_step_pass(sb, 7, t, 0, &lb, &err), &err);
+        CHECK(lb == 0); /* not read: it stays on the device */
+        CHECK_OK(kl_graph_stats_add(b.g, b.logits, b.y, t, &err), &err);
+        const kl_tensor *o = kl_graph_value(a.g, a.logits), *y = kl_graph_value(a.g, a.y);
+        want[0] += (double)la * (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            const float *row = kl_f32(o) + i * 5;
+            int64_t best = 0;
+            for (int64_t j = 1; j < 5; j++)
+                best = row[j] > row[best] ? j : best;
+            want[1] += best == kl_i32(y)[i];
+        }
+        CHECK_OK(kl_step_end(sa, t, la, &err), &err);
+        CHECK_OK(kl_step_end(sb, t, lb, &err), &err);
+        if (t == 2 || t == steps - 1) {
+            CHECK_OK(kl_graph_stats_take(b.g, part, &bad, &first, &err), &err);
+            CHECK(bad == 0 && first == -1);
+            for (int k = 0; k < 3; k++)
+                got[k] += part[k];
+        }
+    }
+    printf("  kept: loss sum %.9g (waiting: %.9g), hits %g (%g)\n", got[0], want[0], got[1],
+           want[1]);
+    CHECK(got[0] == want[0] && got[1] == want[1] && got[2] == 0);
+    size_t np = kl_graph_param_count(a.g);
+    CHECK_OK(kl_graph_to_host(a.g, KL_GRAPH_PARAMS, &err), &err);
+    CHECK_OK(kl_graph_to_host(b.g, KL_GRAPH_PARAMS, &err), &err);
+    CHECK(memcmp(kl_graph_params(a.g), kl_graph_params(b.g), np * sizeof(float)) == 0);
+    /* A label out of range in step 9 (the device's softmax_xent makes that loss NaN, as
+     * ops/cuda/README.md says): found at the read after step 10, naming step 9. */
+    for (int t = 8; sb && t < 11; t++) {
+        CHECK_OK(kl_graph_set_batch(b.g, BATCH, &err), &err);
+        fill_batch(&b, t, BATCH, 5);
+        if (t == 9)
+            kl_i32(kl_graph_value(b.g, b.y))[3] = 99;
+        float lb = 0;
+        kl_step_begin(sb);
+        CHECK_OK(kl_step_pass(sb, 7, t, 0, &lb, &err), &err);
+        CHECK_OK(kl_graph_stats_add(b.g, b.logits, b.y, t, &err), &err);
+        CHECK_OK(kl_step_end(sb, t, lb, &err), &err);
+    }
+    CHECK_OK(kl_graph_stats_take(b.g, part, &bad, &first, &err), &err);
+    printf("  kept: %lld non-finite losses, the first at step %lld\n", (long long)bad,
+           (long long)first);
+    CHECK(bad >= 1 && first == 9);
+    CHECK_OK(kl_graph_keep_outputs(b.g, false, &err), &err);
+    kl_step_free(sa);
+    kl_step_free(sb);
+    kl_graph_free(a.g);
+    kl_graph_free(b.g);
+}
+
+/* Runs steps t0..t1-1 of the kept step on n (SGD with Nesterov), the statistics summed on the
+ * device; step `partial` runs a smaller batch. */
+static void kept_steps(net *n, kl_step *s, int t0, int t1, int partial)
+{
+    kl_error err = {0};
+    for (int t = t0; t < t1; t++) {
+        int64_t b = t == partial ? BATCH - 5 : BATCH;
+        float l = 0;
+        CHECK_OK(kl_graph_set_batch(n->g, b, &err), &err);
+        fill_batch(n, t, b, 3);
+        kl_step_begin(s);
+        CHECK_OK(kl_step_pass(s, 7, t, 0, &l, &err), &err);
+        CHECK_OK(kl_graph_stats_add(n->g, n->logits, n->y, t, &err), &err);
+        CHECK_OK(kl_step_end(s, t, l, &err), &err);
+    }
+}
+
+/* CUDA Graphs (kl_graph_set_cuda_graph) against eager launches on the CNN (no dropout): after
+ * the warm-up both parts replay, a partial batch in between runs eagerly, and the weights,
+ * buffers and sums are the same bits; the MLP, with dropout, never captures. */
+static void test_cuda_graph_replay(void)
+{
+    net a, b, d;
+    kl_error err = {0};
+    compile(&a, true, make_cnn);
+    compile(&b, true, make_cnn);
+    compile(&d, true, make_mlp);
+    kl_step_config cfg = sgd_nesterov();
+    kl_step *sa = kl_step_new(a.g, &cfg, &err), *sb = kl_step_new(b.g, &cfg, &err);
+    kl_step *sd = kl_step_new(d.g, &cfg, &err);
+    CHECK(sa && sb && sd);
+    CHECK_OK(kl_graph_set_cuda_graph(a.g, true, &err), &err);
+    CHECK_OK(kl_graph_set_cuda_graph(d.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(a.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(b.g, true, &err), &err);
+    CHECK_OK(kl_graph_keep_outputs(d.g, true, &err), &err);
+    if (sa && sb && sd) {
+        kept_steps(&a, sa, 0, 10, 6);
+        kept_steps(&b, sb, 0, 10, 6);
+        for (int t = 0; t < 5; t++) {
+            float l = 0;
+            fill_batch(&d, t, BATCH, 5);
+            kl_step_begin(sd);
+            CHECK_OK(kl_step_pass(sd, 7, t, 0, &l, &err), &err);
+            CHECK_OK(kl_step_end(sd, t, l, &err), &err);
+        }
+    }
+    printf("  CUDA Graphs replaying: %d of 2 (eager graph: %d, with dropout: %d)\n",
+           kl_graph_cuda_graphs(a.g), kl_graph_cuda_graphs(b.g), kl_graph_cuda_graphs(d.g));
+    CHECK(kl_graph_cuda_graphs(a.g) == 2 && kl_graph_cuda_graphs(b.g) == 0 &&
+          kl_graph_cuda_graphs(d.g) == 0);
+    double sa3[3], sb3[3];
+    int64_t bad = -1, first = -1;
+    CHECK_OK(kl_graph_stats_take(a.g, sa3, &bad, &first, &err), &err);
+    CHECK_OK(kl_graph_stats_take(b.g, sb3, &bad, &first, &err), &err);
+    CHECK(memcmp(sa3, sb3, sizeof sa3) == 0);
+    size_t np = kl_graph_param_count(a.g), nb = kl_graph_buffer_count(a.g);
+    CHECK_OK(kl_graph_to_host(a.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, &err), &err);
+    CHECK_OK(kl_graph_to_host(b.g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, &err), &err);
+    CHECK(memcmp(kl_graph_params(a.g), kl_graph_params(b.g), np * sizeof(float)) == 0);
+    CHECK(memcmp(kl_graph_buffers(a.g), kl_graph_buffers(b.g), nb * sizeof(float)) == 0);
+    kl_step_free(sa);
+    kl_step_free(sb);
+    kl_step_free(sd);
+    kl_graph_free(a.g);
+    kl_graph_free(b.g);
+    kl_graph_free(d.g);
+}
+
+/* bf16 GEMMs (kl_graph_set_bf16) against fp32 on the device, the MLP and the CNN (whose conv2d
+ * GEMMs are bf16 too), a few Adam steps from the same weights: bf16 keeps 8 bits of each input,
+ * a relative rounding of 2^-9 per product; summed over the dot products of these small layers
+ * and carried through 4 updates the losses stay within BF16_TOL relative, and the weights
+ * within it too. */
+#define BF16_TOL 3e-2
+static void bf16_against_fp32(void (*make)(net *), int classes)
+{
+    net f, h;
+    kl_error err = {0};
+    compile(&f, true, make);
+    compile(&h, true, make);
+    CHECK_OK(kl_graph_set_bf16(h.g, true, &err), &err); /* the GEMMs read it as they launch */
+    kl_step_config cfg = adam_clip();
+    kl_step *sf = kl_step_new(f.g, &cfg, &err), *sh = kl_step_new(h.g, &cfg, &err);
+    CHECK(sf && sh);
+    double worst = 0;
+    for (int t = 0; sf && sh && t < 4; t++) {
+        fill_batch(&f, t, BATCH, classes);
+        fill_batch(&h, t, BATCH, classes);
+        float lf = 0, lh = 0;
+        kl_step_begin(sf);
+        kl_step_begin(sh);
+        CHECK_OK(kl_step_pass(sf, 7, t, 0, &lf, &err), &err);
+        CHECK_OK(kl_step_pass(sh, 7, t, 0, &lh, &err), &err);
+        double d = fabs((double)lh - (double)lf) / (1.0 + fabs((double)lf));
+        worst = d > worst || isnan(d) ? d : worst;
+        CHECK_OK(kl_step_end(sf, t, lf, &err), &err);
+        CHECK_OK(kl_step_end(sh, t, lh, &err), &err);
+    }
+    size_t np = kl_graph_param_count(f.g);
+    CHECK_OK(kl_graph_to_host(f.g, KL_GRAPH_PARAMS, &err), &err);
+    CHECK_OK(kl_graph_to_host(h.g, KL_GRAPH_PARAMS, &err), &err);
+    double dp = max_rel(kl_graph_params(h.g), kl_graph_params(f.g), np);
+    printf("  bf16: losses within %.3g of fp32's, params within %.3g (tolerance %g)\n", worst, dp,
+           BF16_TOL);
+    CHECK(worst <= BF16_TOL && dp <= BF16_TOL);
+    /* Not the same bits: the GEMMs did round their inputs. */
+    CHECK(memcmp(kl_graph_params(h.g), kl_graph_params(f.g), np * sizeof(float)) != 0);
+    kl_step_free(sf);
+    kl_step_free(sh);
+    kl_graph_free(f.g);
+    kl_graph_free(h.g);
+}
+
+static void test_bf16(void)
+{
+    bf16_against_fp32(make_mlp, 5);
+    bf16_against_fp32(make_cnn, 3);
+}
+
 /* Compiled for inference (no loss, as kiln predict's graph): the loss node, which nothing
  * consumes, is still read back, as evaluation with labels needs. */
 static void test_inference_graph(void)
@@ -292,12 +495,18 @@ static void test_refused(void)
     CHECK(st == KL_EUNSUPPORTED);
     CHECK(strstr(err.msg, "no CUDA device is visible") != NULL);
     CHECK(kl_graph_device(g) == KL_DEVICE_CPU);
+    /* bf16 is a GPU's: a CPU graph refuses it. */
+    err = (kl_error){0};
+    CHECK(kl_graph_set_bf16(g, true, &err) == KL_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "bf16") && strstr(err.msg, "CUDA device"));
+    CHECK(kl_graph_set_bf16(g, false, &err) == KL_OK);
     kl_graph_free(g);
 }
 
 static const check_case device_cases[] = {
-    CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),        CHECK_CASE(test_cnn_sgd),
-    CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph),
+    CHECK_CASE(test_same_start),     CHECK_CASE(test_mlp_adam),          CHECK_CASE(test_cnn_sgd),
+    CHECK_CASE(test_device_repeats), CHECK_CASE(test_inference_graph),   CHECK_CASE(test_kept_step),
+    CHECK_CASE(test_bf16),           CHECK_CASE(test_cuda_graph_replay),
 };
 
 static const check_case refuse_cases[] = {

@@ -684,6 +684,77 @@ out:
     kl__cuda_free(work);
 }
 
+/* The ops the ONNX importer maps onto. */
+static void test_sub_div(void)
+{
+    for (int i = 0; i < NSHAPES; i++) {
+        spec s = binary(KL__OP_SUB, some_shapes[i], some_shapes[i]);
+        run_both(&s);
+        s.op = KL__OP_DIV;
+        s.positive = 2; /* divisors in [0.5, 1.5): away from 0 */
+        run_both(&s);
+    }
+}
+
+static void test_clip_op(void)
+{
+    for (int i = 0; i < NSHAPES; i++) {
+        spec s = unary(KL__OP_CLIP, some_shapes[i]);
+        s.attr.clip.lo = -0.3f;
+        s.attr.clip.hi = 0.6f;
+        run_both(&s);
+    }
+}
+
+static void test_log_softmax(void)
+{
+    run_unary_shapes(KL__OP_LOG_SOFTMAX, 0);
+    spec wide = unary(KL__OP_LOG_SOFTMAX, SH(3, 1001));
+    run_both(&wide);
+}
+
+static void test_transpose(void)
+{
+    spec a = {.op = KL__OP_TRANSPOSE, .nin = 1, .in = {SH(3, 4, 5)}, .batched = 1, .train = true};
+    a.attr.transpose.perm[0] = 0;
+    a.attr.transpose.perm[1] = 2;
+    a.attr.transpose.perm[2] = 1;
+    spec b = {
+        .op = KL__OP_TRANSPOSE, .nin = 1, .in = {SH(2, 3, 4, 5)}, .batched = 1, .train = true};
+    const int perm[] = {0, 3, 1, 2};
+    memcpy(b.attr.transpose.perm, perm, sizeof perm);
+    run_both(&a);
+    run_both(&b);
+}
+
+static void test_broadcast(void)
+{
+    /* A per-channel weight and a batched input with repeated axes, to (N, C, H, W). */
+    spec a = {.op = KL__OP_BROADCAST,
+              .nin = 2,
+              .in = {SH(3, 1, 1), SH(2, 3, 4, 5)},
+              .batched = 2,
+              .train = true,
+              .no_grad = 2};
+    spec b = {.op = KL__OP_BROADCAST,
+              .nin = 2,
+              .in = {SH(2, 1, 4, 1), SH(2, 3, 4, 5)},
+              .batched = 3,
+              .train = true,
+              .no_grad = 2};
+    run_both(&a);
+    run_both(&b);
+}
+
+static void test_pad2d(void)
+{
+    spec s = {.op = KL__OP_PAD2D, .nin = 1, .in = {SH(2, 3, 4, 5)}, .batched = 1, .train = true};
+    s.attr.pad.top = 1;
+    s.attr.pad.right = 2;
+    s.attr.pad.value = -1.5f;
+    run_both(&s);
+}
+
 static const check_case table_cases[] = {CHECK_CASE(test_op_table)};
 
 static const check_case cases[] = {
@@ -696,6 +767,8 @@ static const check_case cases[] = {
     CHECK_CASE(test_max_pool2d), CHECK_CASE(test_avg_pool2d), CHECK_CASE(test_global_avg_pool),
     CHECK_CASE(test_batchnorm),  CHECK_CASE(test_layernorm),  CHECK_CASE(test_concat),
     CHECK_CASE(test_embedding),  CHECK_CASE(test_optim),      CHECK_CASE(test_clip),
+    CHECK_CASE(test_sub_div),    CHECK_CASE(test_clip_op),    CHECK_CASE(test_log_softmax),
+    CHECK_CASE(test_transpose),  CHECK_CASE(test_broadcast),  CHECK_CASE(test_pad2d),
 };
 
 /* CUDA cannot be used in a child forked after the parent initialised it, and check_run forks a

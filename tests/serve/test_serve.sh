@@ -17,8 +17,9 @@
 #           retired), then a garbage version 3 (UNAVAILABLE with the reason, version 2 serves
 #           on), then a good version 3, then takes 3 away (version 2 again); the client sees
 #           only 200s throughout. Also: versions `all` and `[1, 3]`, a model whose config.yaml
-#           is wrong, a model whose folder goes away, unload/load churn under clients, and the
-#           index read while a fast poll rewrites it.
+#           is wrong, a model whose folder goes away, unload/load churn under clients, the
+#           index read while a fast poll rewrites it, and config.yaml's device: a GPU that cannot
+#           be had refused at load, auto serving as kiln predict does.
 #   slow:   slow-loris clients (slow_client.py) that drip their requests from other loopback
 #           addresses: the per-client and total connection limits hold, a normal request is
 #           answered at once (200, or 503 at the total), and the drips are cut with 408 at the
@@ -452,7 +453,7 @@ sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= 1e-6 else 1)' "$1" "
     more_failures() { test "$(grep -c 'model m version 3 failed to load' reload.log)" -gt "$fails3"; }
     check "garbage copied over it in place fails to load, and is logged" eventually more_failures
     check "the log says the file before serves on" \
-        grep -q 'model m version 3 failed to load: its model.h5 changed and the file loaded before serves on' reload.log
+        grep -q 'model m version 3 failed to load: its model file changed and the file loaded before serves on' reload.log
     check "the index shows version 3 READY, with the reason" eventually index_is \
         '[(e["version"], e["state"], "changed" in e["reason"]) for e in d if e["name"] == "m"] == [("3", "READY", True)]'
     served3=$("$py" -c 'import json; print(json.load(open("hammer.json"))["versions"]["3"])')
@@ -512,6 +513,48 @@ sys.exit(0 if h.get("done") and h["requests"] > 100 and list(h["codes"]) == ["20
     check "the server is still ready: every model left in the repository serves ($code)" \
         test "$code" = 200
     stop_server "$pid" reload
+
+    # Devices: a GPU the machine cannot have is refused at load with the reason, whatever the
+    # machine; device auto serves (on the CPU without a GPU: the same answers as kiln predict;
+    # on a GPU within rounding); cuda where no GPU is visible is refused too.
+    mkdir -p devs/far/1 devs/auto/1 devs/want/1
+    for d in far auto want; do cp model.h5 devs/$d/1/model.h5; done
+    printf 'device: cuda\ngpu: 255\n' >devs/far/config.yaml
+    echo 'device: auto' >devs/auto/config.yaml
+    echo 'device: cuda' >devs/want/config.yaml
+    gpu=0
+    nvidia-smi -L >/dev/null 2>&1 && gpu=1
+    start_server devs --repository devs --instances 1 || finish
+    check "the log says why far (gpu 255) failed to load" grep -Eq \
+        'model far version 1 failed to load: .*(gpu 255: only [0-9]+ CUDA devices? (is|are) visible|device: cuda was asked for)' \
+        devs.log
+    req "far's metadata" 503 GET /v2/models/far
+    req "the index" 200 POST /v2/repository/index
+    body_is "lists far UNAVAILABLE, saying why" \
+        '[e["state"] for e in d if e["name"] == "far"] == ["UNAVAILABLE"] and "cuda" in [e["reason"] for e in d if e["name"] == "far"][0].lower()'
+    if [ $gpu = 0 ]; then
+        check "device: cuda without a visible GPU is refused, saying so" grep -Eq \
+            'model want version 1 failed to load: device: cuda was asked for, but (no CUDA device is visible|this build of kiln has no CUDA support).*config.yaml or --device' \
+            devs.log
+        check "device: auto without a GPU serves on the CPU" grep -q 'model auto version 1 ready.*, on CPU$' devs.log
+    else
+        check "device: cuda with a GPU serves on it" grep -q 'model want version 1 ready.*, on CUDA device 0' devs.log
+    fi
+    for d in auto want; do
+        [ $gpu = 0 ] && [ $d = want ] && continue
+        http POST /v2/models/$d/infer --data-binary "$(infer_json 1 31)"
+        cp body.out "dev_$d.json"
+        check "$d answers 200 ($code)" test "$code" = 200
+        # On the CPU the same calls as kiln predict's; on a GPU its GEMMs round differently.
+        check "$d answers as kiln predict on the CPU does" "$py" -c '
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+want = [float(x) for x in list(csv.reader(open("pa.csv", encoding="utf-8")))[1][2:]]
+got = [o for o in d["outputs"] if o["name"] == "probabilities"][0]["data"]
+sys.exit(0 if max(abs(a - b) for a, b in zip(got, want)) <= float(sys.argv[2]) else 1)' \
+            "dev_$d.json" "$([ $gpu = 1 ] && echo 1e-4 || echo 1e-6)"
+    done
+    stop_server "$pid" devs
 
     # The index read while a fast poll rewrites it: a model whose version list names 1500
     # versions the repository lacks gets a note for each, on every poll.

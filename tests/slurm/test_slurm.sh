@@ -121,7 +121,7 @@ train)
     check "sbatch --wait train.sbatch: exit 0" test "$rc" -eq 0
     check "the job completed" test "$(field "$job" JobState)" = COMPLETED
     check "its output file is %x-%j.out" test -s "$log"
-    check "kiln trained on 2 ranks under srun" has "$log" "on 2 ranks (mpi), run folder $run"
+    check "kiln trained on 2 ranks under srun" has "$log" "on 2 ranks (mpi) on CPU, run folder $run"
     check "Slurm's tasks and MPI's ranks agree (no warning)" \
         test "$(grep -c 'warning: Slurm started' "$log")" -eq 0
     check "the run is named after the job: final.h5" test -s "$run/checkpoints/final.h5"

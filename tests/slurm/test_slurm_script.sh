@@ -132,7 +132,8 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     check "... from its checkpoint" grep -q "resuming from runs/fit-77/checkpoints/final.h5" t2.err
     check "... in the same folder: metrics.csv has epochs 1 and 2" \
         test "$(cut -d, -f1 runs/fit-77/metrics.csv | tr '\n' ' ')" = "epoch 1 2 "
-    check "... and no other run folder" test "$(ls runs)" = fit-77
+    # runs/ also holds the runs index (index.sqlite, docs/runs.md): folders only.
+    check "... and no other run folder" test "$(cd runs && ls -d -- */)" = fit-77/
     cat >tiny.yaml <<EOF
 base: mlp.yaml
 metric: {name: val_accuracy, goal: maximize}

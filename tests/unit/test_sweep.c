@@ -310,7 +310,8 @@ static void test_scheduler_errors(void)
     expect_error(SCHED "  type: hyperband\n  brackets: 4\n",
                  "8:13:", "scheduler.brackets: 4 brackets do not fit", "at most 3 fit");
     expect_error(SCHED "  type: ashaa\n", "7:9:",
-                 "scheduler.type: expected one of (fifo, asha, hyperband, median), got \"ashaa\"; "
+                 "scheduler.type: expected one of (fifo, asha, hyperband, median, pbt), got "
+                 "\"ashaa\"; "
                  "did you mean 'asha'?",
                  NULL);
     expect_error(SCHED "  type: fifo\n  grace_period: 2\n", "8:3:",
@@ -323,6 +324,57 @@ static void test_scheduler_errors(void)
                  "7:3:", "scheduler.grace: unknown key; valid keys: type, max_t, grace_period",
                  NULL);
 #undef SCHED
+}
+
+/* scheduler: {type: pbt, ...}: Ray Tune's defaults, both forms of a mutation, and the keys PBT
+ * refuses to change mid-run. */
+static void test_pbt(void)
+{
+#define PBT                                                                                     \
+    HEAD "  optimizer.lr: {values: [0.01, 0.1]}\n  model.layers.1.rate: {values: [0.1, 0.3]}\n" \
+         "scheduler:\n  type: pbt\n"
+    kl_sweep *s = load_ok(PBT "  perturbation_interval: 2\n  hyperparam_mutations:\n"
+                              "    optimizer.lr: {distribution: log_uniform_values, min: 0.001, "
+                              "max: 0.5}\n    model.layers.1.rate: [0.1, 0.2, 0.3]\n");
+    CHECK(s->sched.kind == KL_SCHED_PBT && s->sched.perturbation_interval == 2);
+    CHECK(s->sched.quantile_fraction == 0.25 && s->sched.resample_probability == 0.25);
+    CHECK(s->sched.max_t == 9 && s->nmutations == 2);
+    CHECK(s->mutations[0].dist == KL_DIST_LOG_UNIFORM && s->mutations[0].max == 0.5);
+    CHECK(s->mutations[1].dist == KL_DIST_GRID && s->mutations[1].nvalues == 3 &&
+          strcmp(s->mutations[1].values[1], "0.2") == 0);
+    kl_sweep_free(s);
+    s = load_ok(PBT "  perturbation_interval: 3\n  quantile_fraction: 0.5\n"
+                    "  resample_probability: 0\n  hyperparam_mutations: {optimizer.lr: [0.01, "
+                    "0.1]}\n");
+    CHECK(s->sched.quantile_fraction == 0.5 && s->sched.resample_probability == 0);
+    kl_sweep_free(s);
+    expect_error(PBT "  hyperparam_mutations: {optimizer.lr: [0.1]}\n",
+                 "8:3:", "scheduler.perturbation_interval: missing; pbt checks each trial", NULL);
+    expect_error(PBT "  perturbation_interval: 2\n",
+                 "8:3:", "scheduler.hyperparam_mutations: missing; pbt needs the hyperparameters",
+                 NULL);
+    expect_error(PBT "  perturbation_interval: 9\n  hyperparam_mutations: {optimizer.lr: [0.1]}\n",
+                 "9:26:", "perturbation_interval 9 is not below max_t 9", NULL);
+    expect_error(PBT "  perturbation_interval: 2\n  quantile_fraction: 0.6\n"
+                     "  hyperparam_mutations: {optimizer.lr: [0.1]}\n",
+                 "10:22:", "scheduler.quantile_fraction: 0.6 is outside [0, 0.5]", NULL);
+    expect_error(PBT "  perturbation_interval: 2\n  hyperparam_mutations: {model.layers.0.units: "
+                     "[8, 16]}\n",
+                 "10:26:",
+                 "scheduler.hyperparam_mutations.model.layers.0.units: pbt cannot change "
+                 "model.layers.0.units in the middle of a run",
+                 "optimizer.lr, weight_decay");
+    expect_error(PBT
+                 "  perturbation_interval: 2\n  hyperparam_mutations: {optimizer.eps: [1e-8]}\n",
+                 "10:26:", "optimizer.eps is not among the sweep's parameters; add it there", NULL);
+    expect_error(PBT "  perturbation_interval: 2\n  hyperparam_mutations: {optimizer.lr: {value: "
+                     "0.1}}\n",
+                 "10:40:", "a mutation is a list of values or a distribution", "not one value");
+    expect_error(PBT "  perturbation_interval: 2\n  grace_period: 1\n"
+                     "  hyperparam_mutations: {optimizer.lr: [0.1]}\n",
+                 "10:3:", "scheduler.grace_period: not used by the pbt scheduler",
+                 "perturbation_interval, quantile_fraction");
+#undef PBT
 }
 
 static void test_parameter_errors(void)
@@ -870,6 +922,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_inline_base),
     CHECK_CASE(test_top_level_errors),
     CHECK_CASE(test_scheduler_errors),
+    CHECK_CASE(test_pbt),
     CHECK_CASE(test_parameter_errors),
     CHECK_CASE(test_grid_errors),
     CHECK_CASE(test_base_config_errors),

@@ -351,6 +351,10 @@ static void test_errors(void)
     /* checkpoint.every without a place to write checkpoints (kl_train_run has no folder). */
     const char *ckpt[] = {"data.limit=100", "checkpoint.every=2 epochs"};
     check_fails(__LINE__, mlp_yaml, ckpt, 2, KL_EINVAL, "checkpoint.every", "run folder", NULL);
+    /* bf16 is a GPU's: the CPU refuses it before training, saying what to set. */
+    const char *bf16[] = {"data.limit=100", "train.device=cpu", "train.precision=bf16"};
+    check_fails(__LINE__, mlp_yaml, bf16, 3, KL_EUNSUPPORTED, "train.precision", "bf16", "GPU",
+                "fp32", NULL);
     const char *no_val[] = {"data.limit=100", "data.val_fraction=0", "train.early_stop.patience=2"};
     check_fails(__LINE__, mlp_yaml, no_val, 3, KL_EINVAL, "train.early_stop", "val_fraction", NULL);
     const char *diverge[] = {"data.limit=500", "optimizer={name: sgd, lr: 1e6}"};
