@@ -165,6 +165,14 @@ kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err)
     return st == KL_OK ? kl_comm_wait(c, r, err) : st;
 }
 
+kl_status kl_comm_allreduce_i64(kl_comm *c, int64_t *buf, size_t n, kl_error *err)
+{
+    kl_status st = count_ok(n, "allreduce", err);
+    if (st != KL_OK || c->size == 1)
+        return st;
+    return c->backend->allreduce_i64(c, buf, n, err);
+}
+
 kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err)
 {
     kl_status st = count_ok(bytes, "bcast", err);

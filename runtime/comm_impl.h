@@ -17,11 +17,13 @@
  *   has moved (MPI's nonblocking all-reduce; a GPU backend enqueues on a stream); test drives it
  *   on without blocking; wait blocks until buf holds the sum. Every other call returns when it
  *   has completed.
- * - bcast, barrier, allgather: blocking collectives.
+ * - allreduce_i64 (an exact integer sum in place), bcast, barrier, allgather: blocking
+ *   collectives.
  * - send, recv: blocking point-to-point messages (the tune coordinator's); a backend without
  *   peers returns an error that says so.
  *
- * The collectives (allreduce_start, test, wait, bcast, barrier, allgather) are called only with
+ * The collectives (allreduce_start, test, wait, allreduce_i64, bcast, barrier, allgather) are
+ * called only with
  * size > 1: comm.c answers a one-rank communicator itself, so a backend that always has one rank
  * (self) leaves them NULL. Counts have been checked against INT_MAX. A backend watches each of
  * its waits on other ranks with kl__comm_watch/kl__comm_unwatch (a wait in a collective; not
@@ -49,6 +51,7 @@ typedef struct kl__comm_backend {
     kl_status (*allreduce_start)(kl_comm *c, float *buf, size_t n, void *req, kl_error *err);
     bool (*test)(kl_comm *c, void *req); /* false on an error too: wait reports it */
     kl_status (*wait)(kl_comm *c, void *req, kl_error *err);
+    kl_status (*allreduce_i64)(kl_comm *c, int64_t *buf, size_t n, kl_error *err);
     kl_status (*bcast)(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err);
     kl_status (*barrier)(kl_comm *c, kl_error *err);
     kl_status (*allgather)(kl_comm *c, const void *send, void *recv, size_t bytes, kl_error *err);

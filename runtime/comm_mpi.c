@@ -142,6 +142,14 @@ static kl_status mpi_wait(kl_comm *c, void *req, kl_error *err)
     return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Wait (all-reduce)", rc);
 }
 
+static kl_status mpi_allreduce_i64(kl_comm *c, int64_t *buf, size_t n, kl_error *err)
+{
+    kl__comm_watch(c, "all-reduce", 0);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, state(c)->comm);
+    kl__comm_unwatch(c);
+    return rc == MPI_SUCCESS ? KL_OK : mpi_fail(err, c, "MPI_Allreduce (int64)", rc);
+}
+
 static kl_status mpi_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err)
 {
     kl__comm_watch(c, "broadcast", 0);
@@ -318,6 +326,7 @@ const kl__comm_backend kl__comm_mpi_backend = {
     .allreduce_start = mpi_allreduce_start,
     .test = mpi_test,
     .wait = mpi_wait,
+    .allreduce_i64 = mpi_allreduce_i64,
     .bcast = mpi_bcast,
     .barrier = mpi_barrier,
     .allgather = mpi_allgather,

@@ -143,6 +143,12 @@ static kl_status nccl_wait(kl_comm *c, void *req, kl_error *err)
     return st;
 }
 
+/* Host buffers: the MPI communicator's. */
+static kl_status nccl_allreduce_i64(kl_comm *c, int64_t *buf, size_t n, kl_error *err)
+{
+    return kl_comm_allreduce_i64(state(c)->host, buf, n, err);
+}
+
 static kl_status nccl_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err)
 {
     return kl_comm_bcast(state(c)->host, buf, bytes, root, err);
@@ -194,6 +200,7 @@ const kl__comm_backend kl__comm_nccl_backend = {
     .allreduce_start = nccl_allreduce_start,
     .test = nccl_test,
     .wait = nccl_wait,
+    .allreduce_i64 = nccl_allreduce_i64,
     .bcast = nccl_bcast,
     .barrier = nccl_barrier,
     .allgather = nccl_allgather,

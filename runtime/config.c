@@ -330,6 +330,8 @@ static const kl__field dist_fields[] = {
     {.name = "bucket_mb", .type = KL__F_FLOAT, .off = DIST(bucket_mb), KL__GT(0), .def = "25"},
     {.name = "timeout", .type = KL__F_FLOAT, .off = DIST(timeout), KL__GT(0), .def = "300"},
     {.name = "overlap", .type = KL__F_BOOL, .off = DIST(overlap), .def = "true"},
+    {.name = "deterministic", .type = KL__F_BOOL, .off = DIST(deterministic), .def = "false"},
+    {.name = "shards", .type = KL__F_INT, .off = DIST(shards), KL__GE_LE(1, 4096), .def = "8"},
 };
 /* clang-format on */
 static const kl__section dist_section = {KL__FIELDS(dist_fields)};

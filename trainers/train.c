@@ -37,7 +37,7 @@ kl_model_options kl_train_model_options(const kl_config *cfg, const kl_data_spli
 
 /* Per-batch statistics: the loss weighted by the batch size, and correct predictions or the
  * absolute error. */
-static void batch_stats(kl_model *m, int64_t b, double *loss, double *hits, double *abs_err)
+void kl__train_batch_stats(kl_model *m, int64_t b, double *loss, double *hits, double *abs_err)
 {
     const kl_tensor *out = kl_graph_value(m->g, m->output), *y = kl_graph_value(m->g, m->y);
     int64_t k = out->shape.d[1];
@@ -61,6 +61,20 @@ static kl_status load(kl_model *m, const kl_dataset *d, const int64_t *idx, int6
 {
     return kl_data_gather(d, idx, b, kl_f32(kl_graph_value(m->g, m->x)),
                           kl_graph_value(m->g, m->y)->data, err);
+}
+
+kl_status kl__train_load(kl__train_state *r, int epoch, const int64_t *batch, int64_t b,
+                         kl_error *err)
+{
+    const kl_config *cfg = r->cfg;
+    const kl_tensor *xs = r->data->train.x;
+    kl_model *m = r->m;
+    kl_status st = load(m, &r->data->train, batch, b, err);
+    if (st == KL_OK && (cfg->data.flip || cfg->data.crop_padding > 0))
+        kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1], xs->shape.d[2],
+                        xs->shape.d[3], batch, cfg->data.crop_padding, cfg->data.flip,
+                        cfg->train.seed, (uint64_t)epoch);
+    return st;
 }
 
 /* Sums over samples [lo, hi) of d in eval mode: the loss weighted by batch size, correct
@@ -92,7 +106,7 @@ static kl_status eval_sums(kl_model *m, const kl_dataset *d, int64_t lo, int64_t
         if ((st = load(m, d, idx, b, err)) != KL_OK)
             break;
         if ((st = kl_graph_forward(m->g, err)) == KL_OK)
-            batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
+            kl__train_batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
     }
     free(idx);
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
@@ -206,6 +220,8 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
     if (!r->idx || !r->best_params || !r->best_buffers)
         return kl_error_set(err, KL_ENOMEM, "out of memory starting training");
     r->best_metric = r->kept_best = NAN;
+    if (r->cfg->dist.deterministic) /* its own sums instead of buckets */
+        return kl__det_init(r, err);
     if (r->size > 1) {
         if ((st = make_buckets(r, err)) != KL_OK)
             return st;
@@ -221,6 +237,7 @@ static void run_free(kl__train_state *r)
         kl_graph_set_loss_scale(r->m->g, 1.0f);
     }
     kl_comm_free(r->gcomm);
+    kl__det_free(r->det);
     free(r->buckets);
     free(r->param_bucket);
     kl_step_free(r->train_step);
@@ -300,10 +317,6 @@ static void arm_buckets(kl__train_state *r)
     r->comm_st = KL_OK;
 }
 
-/* What every rank must agree on after a step travels in one small all-reduce with the loss: a
- * stop request (a signal reached some rank) and a time-based checkpoint (rank 0's clock). */
-enum { CTL_LOSS, CTL_STOP, CTL_CKPT, CTL_N };
-
 /* Waits for every bucket: each rank's gradients are its slice's mean already scaled by 1 / ranks
  * (the loss scale), so their sum is the global batch's mean. The loss is averaged too, so that
  * every rank sees the same value and a divergence stops all of them at the same step. */
@@ -331,18 +344,18 @@ static kl_status average(kl__train_state *r, float *ctl, kl_error *err)
     if (st == KL_OK && staged)
         st = kl_graph_to_device(r->m->g, KL_GRAPH_GRADS, err);
     if (st == KL_OK)
-        st = kl_comm_allreduce(r->comm, ctl, CTL_N, err);
+        st = kl_comm_allreduce(r->comm, ctl, KL__CTL_N, err);
     kl__train_phase(r, NULL, -1);
     if (st != KL_OK)
         return st;
-    ctl[CTL_LOSS] /= (float)r->size;
+    ctl[KL__CTL_LOSS] /= (float)r->size;
     return KL_OK;
 }
 
 /* The epoch's training sums over every rank's slices (every rank calls it). */
 static kl_status reduce_sums(kl__train_state *r, double *sums, kl_error *err)
 {
-    if (r->size == 1)
+    if (r->size == 1 || r->det) /* dist.deterministic adds every rank's into sums each step */
         return KL_OK;
     float f[3] = {(float)sums[0], (float)sums[1], (float)sums[2]};
     kl__train_phase(r, "epoch metrics all-reduce", r->step);
@@ -459,8 +472,8 @@ static kl_status after_step(kl__train_state *r, int epoch, int64_t s, const floa
                             double seconds, kl_error *err)
 {
     const kl_checkpoint_section *ck = &r->cfg->checkpoint;
-    bool stop = ctl[CTL_STOP] > 0;
-    bool due = ctl[CTL_CKPT] > 0 ||
+    bool stop = ctl[KL__CTL_STOP] > 0;
+    bool due = ctl[KL__CTL_CKPT] > 0 ||
                (ck->every_unit == KL_EVERY_STEPS && r->step % (int64_t)ck->every_n == 0);
     char where[64], name[64];
     snprintf(where, sizeof where, "at epoch %d, step %lld", epoch + 1, (long long)r->step);
@@ -489,8 +502,6 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
     const kl_dataset *d = &r->data->train;
     int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
     int64_t gb = cfg->train.batch_size, b = gb / r->size / acc, n = d->x->shape.d[0];
-    const kl_tensor *xs = d->x;
-    bool augment = cfg->data.flip || cfg->data.crop_padding > 0;
     bool resumed = epoch == r->start_epoch && r->start_step > 0;
     int64_t first = resumed ? r->start_step : 0;
     double t0 = kl_now() - (resumed ? r->epoch_seconds : 0);
@@ -507,51 +518,53 @@ static kl_status train_epoch(kl__train_state *r, int epoch, kl_epoch_metrics *em
     kl_data_shuffle(r->idx, n, cfg->train.seed, (uint64_t)epoch);
     r->comm_wait = 0;
     kl_graph_set_mode(m->g, KL_MODE_TRAIN);
-    /* Gradients come out as this micro-batch's share of the global mean: summing them over the
-     * micro-batches and the ranks is all that is left to do. */
-    kl_graph_set_loss_scale(m->g, 1.0f / (float)(r->size * acc));
+    /* Gradients come out as this micro-batch's (or shard's) share of the global mean: summing
+     * them over the micro-batches and the ranks is all that is left to do. */
+    int parts = r->det ? kl__det_shards(cfg) : r->size * acc;
+    kl_graph_set_loss_scale(m->g, 1.0f / (float)parts);
     for (int64_t s = first; s < r->steps_per_epoch; s++) {
-        float ctl[CTL_N] = {0};
+        float ctl[KL__CTL_N] = {0};
         kl_stop_test_point("step", r->rank, r->step);
         kl_step_begin(r->train_step);
-        /* This rank's share of the global batch, in acc micro-batches whose gradients add up. */
-        for (int a = 0; a < acc; a++) {
+        if (r->det && (st = kl__det_passes(r, epoch, s, err)) != KL_OK)
+            return st;
+        /* This rank's share of the global batch, in acc micro-batches whose gradients add up
+         * (under dist.deterministic its shards ran above instead). */
+        for (int a = 0; a < (r->det ? 0 : acc); a++) {
             int64_t at = kl_train_slice(s, gb, r->rank, r->size, acc, a);
             const int64_t *batch = r->idx + at;
             float loss;
-            if ((st = load(m, d, batch, b, err)) != KL_OK)
+            if ((st = kl__train_load(r, epoch, batch, b, err)) != KL_OK)
                 return st;
-            if (augment)
-                kl_data_augment(kl_f32(kl_graph_value(m->g, m->x)), b, xs->shape.d[1],
-                                xs->shape.d[2], xs->shape.d[3], batch, cfg->data.crop_padding,
-                                cfg->data.flip, cfg->train.seed, (uint64_t)epoch);
             r->reducing = r->size > 1 && a == acc - 1;
             if (r->reducing)
                 arm_buckets(r);
             if ((st = kl_step_pass(r->train_step, cfg->train.seed, r->step, at - s * gb, &loss,
                                    err)) != KL_OK)
                 return st;
-            ctl[CTL_LOSS] += loss;
+            ctl[KL__CTL_LOSS] += loss;
             if (!kept)
-                batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
+                kl__train_batch_stats(m, b, &sums[0], &sums[1], &sums[2]);
             else if ((st = kl_graph_stats_add(m->g, m->output, m->y, r->step, err)) != KL_OK)
                 return st;
             r->stats_samples += b;
         }
         int64_t first_bad = -1;
         bool read = kept && ((r->step + 1) % STATS_EVERY == 0 || s + 1 == r->steps_per_epoch);
-        if (read && (st = take_stats(r, sums, &ctl[CTL_LOSS], &first_bad, err)) != KL_OK)
+        if (read && (st = take_stats(r, sums, &ctl[KL__CTL_LOSS], &first_bad, err)) != KL_OK)
             return st;
         if (read)
-            ctl[CTL_LOSS] *= (float)acc; /* a mean already: undo the division below */
-        ctl[CTL_STOP] = kl_stop_signal() != 0;
-        ctl[CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
-                        kl_now() - r->last_ckpt >= cfg->checkpoint.every_n;
+            ctl[KL__CTL_LOSS] *= (float)acc; /* a mean already: undo the division below */
+        ctl[KL__CTL_STOP] = kl_stop_signal() != 0;
+        ctl[KL__CTL_CKPT] = r->rank == 0 && cfg->checkpoint.every_unit == KL_EVERY_SECONDS &&
+                            kl_now() - r->last_ckpt >= cfg->checkpoint.every_n;
         /* Averaging over ranks waits for the buckets, whose all-reduces the last micro-batch's
          * backward started on this buffer: only then may it be scaled. */
-        if (r->size > 1 && (st = average(r, ctl, err)) != KL_OK)
+        st = r->det ? kl__det_reduce(r, ctl, err) : r->size > 1 ? average(r, ctl, err) : KL_OK;
+        if (st != KL_OK)
             return st;
-        float step_loss = ctl[CTL_LOSS] / (float)acc; /* gradients: scaled by the loss scale */
+        /* gradients: scaled by the loss scale; dist.deterministic's loss is the step's mean */
+        float step_loss = r->det ? ctl[KL__CTL_LOSS] : ctl[KL__CTL_LOSS] / (float)acc;
         if (kept && read)
             r->stats_loss = step_loss; /* every rank's mean: what the hook is told until the next */
         else if (kept)
@@ -637,7 +650,7 @@ static kl_status sync_buffers(kl__train_state *r, kl_error *err)
 {
     kl_graph *g = r->m->g;
     size_t n = kl_graph_buffer_count(g);
-    if (r->size == 1 || n == 0)
+    if (r->size == 1 || n == 0 || r->det) /* dist.deterministic's are the same everywhere */
         return KL_OK;
     float *b = kl_graph_buffers(g), inv = 1.0f / (float)r->size;
     kl_status st = kl_graph_to_host(g, KL_GRAPH_BUFFERS, err);
@@ -845,6 +858,21 @@ static kl_status check_same(kl__train_state *r, kl_error *err)
     return st;
 }
 
+kl_status kl_train_check_split(const kl_config *cfg, int ranks, kl_error *err)
+{
+    int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
+    if (cfg->dist.deterministic)
+        return kl__det_check(cfg, ranks, err);
+    if (cfg->train.batch_size % ((int64_t)ranks * acc) != 0)
+        return kl_error_set(err, KL_EINVAL,
+                            "train.batch_size %lld does not split evenly over %d rank%s x %d "
+                            "micro-batches (train.accumulate); use a multiple of %d (the global "
+                            "batch is what the config fixes)",
+                            (long long)cfg->train.batch_size, ranks, ranks == 1 ? "" : "s", acc,
+                            ranks * acc);
+    return KL_OK;
+}
+
 int64_t kl_train_slice(int64_t step, int64_t global_batch, int rank, int ranks, int accumulate,
                        int micro)
 {
@@ -910,13 +938,8 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
         r.size = kl_comm_size(comm);
     }
     int acc = cfg->train.accumulate > 0 ? cfg->train.accumulate : 1;
-    if (cfg->train.batch_size % ((int64_t)r.size * acc) != 0)
-        return kl_error_set(err, KL_EINVAL,
-                            "train.batch_size %lld does not split evenly over %d rank%s x %d "
-                            "micro-batches (train.accumulate); use a multiple of %d (the global "
-                            "batch is what the config fixes)",
-                            (long long)cfg->train.batch_size, r.size, r.size == 1 ? "" : "s", acc,
-                            r.size * acc);
+    if (kl_train_check_split(cfg, r.size, err) != KL_OK)
+        return err->status;
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
      * previous one's count; by default each rank gets Slurm's cpus-per-task, or else the node's
      * cores are shared by its ranks. */
@@ -928,7 +951,9 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     if (comm && kl_comm_set_timeout(comm, cfg->dist.timeout, err) != KL_OK)
         return err->status;
     kl_model_options o = kl_train_model_options(cfg, data);
-    o.batch = cfg->train.batch_size / r.size / acc;
+    /* dist.deterministic compiles for one shard, the same on every rank count. */
+    o.batch = cfg->dist.deterministic ? cfg->train.batch_size / cfg->dist.shards
+                                      : cfg->train.batch_size / r.size / acc;
     kl_stop_test_point("build", r.rank, -1);
     kl_status st = r.opts->device_slots > 0
                        ? kl_device_pick(cfg->train.device, r.opts->device_slot,

@@ -15,6 +15,9 @@ typedef struct kl__bucket {
     kl_comm_request *req;
 } kl__bucket;
 
+/* dist.deterministic's sums and shards (trainers/train_det.c). */
+typedef struct kl__det kl__det;
+
 /* Everything one run holds besides the model. */
 typedef struct kl__train_state {
     const kl_config *cfg;
@@ -24,6 +27,7 @@ typedef struct kl__train_state {
      * a checkpoint needs them (kl_graph_to_host / to_device). */
     kl_device_choice dev;
     kl_comm *gcomm; /* NCCL over comm's ranks for the gradients (kl_train_uses_nccl), or NULL */
+    kl__det *det;   /* dist.deterministic's step, or NULL */
     kl__bucket *buckets;
     int nbuckets;
     int *param_bucket; /* per parameter */
@@ -58,6 +62,32 @@ typedef struct kl__train_state {
 } kl__train_state;
 
 #define KL__HISTORY_COLS 10
+
+/* What every rank must agree on after a step travels in one small all-reduce with the loss: a
+ * stop request (a signal reached some rank) and a time-based checkpoint (rank 0's clock). */
+enum { KL__CTL_LOSS, KL__CTL_STOP, KL__CTL_CKPT, KL__CTL_N };
+
+/* Loads the global batch's samples batch[0..b) into the model's inputs, augmented as the config
+ * says for this epoch (trainers/train.c). */
+kl_status kl__train_load(kl__train_state *r, int epoch, const int64_t *batch, int64_t b,
+                         kl_error *err);
+/* Adds the batch in the model's outputs to the loss weighted by b, the correct predictions and
+ * the absolute errors. */
+void kl__train_batch_stats(kl_model *m, int64_t b, double *loss, double *hits, double *abs_err);
+
+/* dist.deterministic (trainers/train_det.c). _check refuses a shard count that the batch, the
+ * ranks or train.accumulate do not fit (before the model is built for one shard); _shards is
+ * the shard count, 0 when it is off. _init allocates the sums (a CPU run only), _free releases
+ * them. A step is kl_step_begin, then _passes (this rank's shards: forward, backward and their
+ * exact sum), then _reduce (the ranks' sums added, with ctl's flags; the gradients, the buffers'
+ * mean and ctl's loss as the step's mean loss written back; the step's metrics added to
+ * r->sums), then kl_step_end. */
+kl_status kl__det_check(const kl_config *cfg, int ranks, kl_error *err);
+int kl__det_shards(const kl_config *cfg);
+kl_status kl__det_init(kl__train_state *r, kl_error *err);
+void kl__det_free(kl__det *d);
+kl_status kl__det_passes(kl__train_state *r, int epoch, int64_t s, kl_error *err);
+kl_status kl__det_reduce(kl__train_state *r, float *ctl, kl_error *err);
 
 /* Names the collectives that follow (until the next call; NULL: none) in a dist.timeout message:
  * kl_comm_set_phase on the run's communicator. */

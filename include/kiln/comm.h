@@ -56,6 +56,9 @@ kl_status kl_comm_wait(kl_comm *c, kl_comm_request *req, kl_error *err);
  * request still goes to kl_comm_wait, which then returns at once. */
 bool kl_comm_test(kl_comm *c, kl_comm_request *req);
 kl_status kl_comm_allreduce(kl_comm *c, float *buf, size_t n, kl_error *err);
+/* Sums n int64 in place across the ranks, blocking. Integer sums are exact, so the result does
+ * not depend on the order in which the ranks' values meet (dist.deterministic's exact sums). */
+kl_status kl_comm_allreduce_i64(kl_comm *c, int64_t *buf, size_t n, kl_error *err);
 
 kl_status kl_comm_bcast(kl_comm *c, void *buf, size_t bytes, int root, kl_error *err);
 kl_status kl_comm_barrier(kl_comm *c, kl_error *err);

@@ -152,6 +152,10 @@ typedef struct kl_dist_section {
     float bucket_mb; /* gradients are all-reduced in buckets of about this size (default 25) */
     float timeout;   /* seconds a rank may wait in one collective before it aborts the job (300) */
     bool overlap;    /* start buckets during backward (true) or only after it (for measuring) */
+    /* Gradients summed exactly over dist.shards fixed shards of every batch, so that the weights
+     * do not depend on the rank count or train.accumulate (trainers/train_det.c). */
+    bool deterministic;
+    int shards; /* with deterministic: shards per global batch (default 8) */
 } kl_dist_section;
 
 typedef enum kl_every_unit {

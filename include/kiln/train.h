@@ -107,6 +107,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                             const kl_train_options *opts, const kl_train_hooks *hooks,
                             kl_model *model, kl_train_result *result, kl_error *err);
 
+/* Whether `ranks` ranks can split cfg's global batch: into ranks x train.accumulate equal
+ * micro-batches, or, with dist.deterministic, into dist.shards shards shared equally by the ranks
+ * and no larger than those micro-batches. KL_EINVAL with a message that says what to change. */
+kl_status kl_train_check_split(const kl_config *cfg, int ranks, kl_error *err);
+
 /* Where micro-batch `micro` of rank `rank` starts in step `step`'s share of the epoch's shuffled
  * order: each global batch of `global_batch` samples is cut into ranks x accumulate equal,
  * disjoint runs, so an epoch's full batches are covered exactly once across the ranks. */

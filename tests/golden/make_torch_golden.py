@@ -323,6 +323,84 @@ def case_optim():
     array("clip_clipped", q.grad)
 
 
+def case_basic():
+    """Appended after the others, so that their inputs (one seeded stream) stay the same."""
+    section("matmul: a (N, K) times b (K, M), and a times bt (M, K) transposed; bias_add: x (N, C, "
+            "L) + bias (C) along axis 1; add, mul: p, q (N, D); scale by 0.75; relu; each with "
+            "its own R, loss = sum(y * R)")
+    n, k, m, c, l, d = 3, 5, 4, 4, 3, 6
+    for name, v in [("n", n), ("k", k), ("m", m), ("c", c), ("l", l), ("d", d)]:
+        define("basic_" + name, v)
+    define("basic_scale", "0.75f")
+    a, b, bt = leaf(n, k), leaf(k, m), leaf(m, k)
+    y = a @ b
+    r, loss = project(y)
+    da, db = grads(loss, a, b)
+    for name, t in [("a", a), ("b", b), ("r", r), ("y", y), ("da", da), ("db", db)]:
+        array("mm_" + name, t)
+    y = a @ bt.t()
+    r, loss = project(y)
+    da, dbt = grads(loss, a, bt)
+    for name, t in [("bt", bt), ("t_r", r), ("t_y", y), ("t_da", da), ("t_dbt", dbt)]:
+        array("mm_" + name, t)
+    x, bias = leaf(n, c, l), leaf(c)
+    y = x + bias.view(1, c, 1)
+    r, loss = project(y)
+    dx, dbias = grads(loss, x, bias)
+    for name, t in [("x", x), ("bias", bias), ("r", r), ("y", y), ("dx", dx), ("dbias", dbias)]:
+        array("bias_" + name, t)
+    p, q = leaf(n, d), leaf(n, d)
+    array("ew_p", p)
+    array("ew_q", q)
+    for name, fn in [("add", lambda: p + q), ("mul", lambda: p * q)]:
+        y = fn()
+        r, loss = project(y)
+        dp, dq = grads(loss, p, q)
+        for part, t in [("r", r), ("y", y), ("dp", dp), ("dq", dq)]:
+            array("%s_%s" % (name, part), t)
+    for name, fn in [("scale", lambda t: 0.75 * t), ("relu", F.relu)]:
+        y = fn(p)
+        r, loss = project(y)
+        (dp,) = grads(loss, p)
+        for part, t in [("r", r), ("y", y), ("dp", dp)]:
+            array("%s_%s" % (name, part), t)
+
+    section("dropout(p 0.25) on x (N, D) with a fixed mask: PyTorch's values for a kept element "
+            "(native_dropout_backward with the mask all kept gives the gradient); a dropped "
+            "element is 0 in both. The test takes kiln's own mask and compares element by "
+            "element; loss = sum(y * R)")
+    define("drop_p", "0.25f")
+    x = leaf(n, d)
+    keep = torch.ones(n, d, dtype=torch.bool)
+    scale = 1.0 / (1.0 - 0.25)
+    y = x * keep * scale
+    r, loss = project(y)
+    dx = torch.ops.aten.native_dropout_backward(r, keep, scale)
+    for name, t in [("x", x), ("r", r), ("y_kept", y), ("dx_kept", dx)]:
+        array("drop_" + name, t)
+
+    section("sum of every element of x (N, D) as the loss: value and dx; reshape (N, 2, 6) -> "
+            "(N, 3, 4) and concat of u (N, 2, 3) and v (N, 4, 3) along axis 1, each with its "
+            "own R, loss = sum(y * R)")
+    x = leaf(n, d)
+    y = x.sum()
+    (dx,) = grads(y, x)
+    for name, t in [("x", x), ("y", y.reshape(1)), ("dx", dx)]:
+        array("sum_" + name, t)
+    x = leaf(n, 2, 6)
+    y = x.reshape(n, 3, 4)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("reshape_" + name, t)
+    u, v = leaf(n, 2, 3), leaf(n, 4, 3)
+    y = torch.cat([u, v], dim=1)
+    r, loss = project(y)
+    du, dv = grads(loss, u, v)
+    for name, t in [("u", u), ("v", v), ("r", r), ("y", y), ("du", du), ("dv", dv)]:
+        array("concat_" + name, t)
+
+
 def main():
     torch.manual_seed(20240613)
     torch.set_num_threads(1)
@@ -346,6 +424,7 @@ def main():
     case_mse()
     case_embedding()
     case_optim()
+    case_basic()
     lines.append("")
     lines.append("#endif")
     text = "\n".join(lines) + "\n"

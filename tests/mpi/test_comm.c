@@ -34,6 +34,17 @@ static void test_allreduce(kl_comm *c)
     free(b);
 }
 
+/* Integer sums are exact beyond what a float or a double holds. */
+static void test_allreduce_i64(kl_comm *c)
+{
+    kl_error err = {0};
+    int rank = kl_comm_rank(c), size = kl_comm_size(c);
+    int64_t v[3] = {((int64_t)1 << 60) + rank, -(int64_t)rank * 3, 7};
+    CHECK_OK(kl_comm_allreduce_i64(c, v, 3, &err), &err);
+    int64_t tri = (int64_t)size * (size - 1) / 2;
+    CHECK(v[0] == ((int64_t)size << 60) + tri && v[1] == -3 * tri && v[2] == 7 * size);
+}
+
 static void test_bcast_allgather(kl_comm *c)
 {
     kl_error err = {0};
@@ -101,6 +112,7 @@ int main(int argc, char **argv)
     CHECK(kl_comm_local_size(c) >= 1 && kl_comm_local_size(c) <= size);
     CHECK(kl_comm_local_rank(c) >= 0 && kl_comm_local_rank(c) < kl_comm_local_size(c));
     test_allreduce(c);
+    test_allreduce_i64(c);
     test_bcast_allgather(c);
     test_split(c);
 
@@ -109,6 +121,7 @@ int main(int argc, char **argv)
     if (self) {
         CHECK(kl_comm_size(self) == 1 && kl_comm_rank(self) == 0);
         test_allreduce(self);
+        test_allreduce_i64(self);
         test_self_rows(self);
         kl_comm_free(self);
     }

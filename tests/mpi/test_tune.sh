@@ -19,10 +19,15 @@
 #           A sweep folder in use (its coordinator blocked reading a FIFO for its data) refuses a
 #           --resume that names the holder; once the holder is killed, --resume goes on.
 #           (Retries up to max_failures are exercised by the resume case: a killed trial.)
+#   kill_mpi: mpirun -n 3, every rank killed with kill -9 mid-sweep, then --resume on 3 ranks:
+#           the journal written before the kill is kept, no result twice, every trial's results
+#           are epochs 1..k without a gap, none errored.
+#   promote: one process; a trial ASHA paused and promoted to max_t has the metrics, weights and
+#           optimizer state of the same config trained straight through with kiln train.
 #   best:   best.json, best.yaml and the closing line name the best trial's best epoch's model
 #           (checkpoints/best.h5), not its last epoch's: with train_loss maximized the best epoch
 #           is the first; kiln export takes it.
-# usage: test_tune.sh mpi|stress|resume|faults|best PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
+# usage: test_tune.sh mpi|stress|resume|kill_mpi|promote|faults|best PATH_TO_KILN   (exits 77 to skip without Fashion-MNIST or
 #        mpirun)
 set -uo pipefail
 mode="$1"
@@ -33,7 +38,7 @@ examples="$(cd "$(dirname "$0")/../../examples" && pwd)"
 source "$(dirname "$0")/../skip.sh"
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
     skip_missing "$name" "Fashion-MNIST is not installed (dataset-fashion-mnist)"
-[[ "$mode" != mpi && "$mode" != stress ]] || command -v mpirun >/dev/null ||
+[[ "$mode" != mpi && "$mode" != stress && "$mode" != kill_mpi ]] || command -v mpirun >/dev/null ||
     skip_missing "$name" "no mpirun (openmpi-bin)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -172,6 +177,82 @@ resume)
     check "to the same results" \
         eval "test -s o/results.csv && cmp -s <(core a/results.csv) <(core o/results.csv)"
     ;;
+kill_mpi)
+    # The README's example: mpirun -n 3 kiln tune, every rank killed with kill -9 in the middle
+    # of the sweep (the coordinator stops itself right after its 4th result, so the point is the
+    # same however fast the machine is), then --resume on 3 ranks: nothing lost or repeated.
+    # Which trials ASHA promotes depends on the order results arrive from two workers, so the
+    # results are checked for what must hold, not against another sweep.
+    sweep 6 4 ""
+    KILN_TEST_STOP_AT=result:4 mpirun -n 3 --oversubscribe "$kiln" tune sweep.yaml --dir b \
+        --plain >b.txt 2>&1 &
+    job=$!
+    pid=""
+    for _ in $(seq 1 1200); do
+        pid="$(grep -o 'stops itself at result (pid [0-9]*' b.txt | grep -o '[0-9]*$')"
+        [ -n "$pid" ] && [ "$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null)" = T ] && break
+        sleep 0.1
+    done
+    check "the coordinator stopped itself after its 4th result" test -n "$pid"
+    ranks="$(pgrep -P $job)"
+    check "the job's 3 ranks are found" test "$(echo "$ranks" | wc -w)" -eq 3
+    kill -9 $ranks $job 2>/dev/null
+    wait $job 2>/dev/null
+    cp b/journal.jsonl killed.jsonl
+    check "it was killed mid-sweep ($(results_count killed.jsonl) results in)" \
+        test "$(results_count killed.jsonl)" -ge 4
+    mpirun -n 3 --oversubscribe "$kiln" tune --resume b --plain >b2.txt 2>&1
+    check "the resumed 3-rank sweep exits 0" test $? -eq 0
+    check "nothing lost: the journal written before the kill is kept as it was" \
+        cmp -s killed.jsonl <(head -n "$(wc -l <killed.jsonl)" b/journal.jsonl)
+    check "nothing repeated: no result journalled twice" no_duplicates b/journal.jsonl
+    check "a row per trial" test "$(tail -n +2 b/results.csv | wc -l)" -eq 6
+    check "no trial errored" eval "! grep -q '\"event\":\"errored\"' b/journal.jsonl"
+    # Each trial's results are its epochs 1..k, none skipped: a resumed trial went on from its
+    # checkpoint instead of losing or redoing epochs.
+    gaps=0
+    for t in $(grep '"event":"result"' b/journal.jsonl | sed 's/.*"trial":\([0-9]*\),.*/\1/' |
+        sort -un); do
+        got="$(grep '"event":"result"' b/journal.jsonl | grep "\"trial\":$t," |
+            sed 's/.*"t":\([0-9]*\),.*/\1/' | sort -n | tr '\n' ' ')"
+        [ "$got" = "$(seq 1 "$(echo "$got" | wc -w)" | tr '\n' ' ')" ] || gaps=$((gaps + 1))
+    done
+    check "every trial's results are epochs 1..k without a gap" test $gaps -eq 0
+    ;;
+promote)
+    # docs/tune.md: a promoted trial resumes from its checkpoint, bit-identical to never having
+    # paused. A trial that ASHA paused and promoted up to max_t is trained again straight
+    # through with kiln train from its own config.yaml: every epoch's metrics and the final
+    # weights and optimizer state must be the same.
+    sweep 4 4 ""
+    "$kiln" tune sweep.yaml --dir p --plain >p.txt 2>&1
+    check "the sweep exits 0" test $? -eq 0
+    trial=""
+    for t in $(grep '"decision":"done"' p/journal.jsonl | sed 's/.*"trial":\([0-9]*\),.*/\1/'); do
+        if [ "$(grep -c "\"trial\":$t,\"job\":\"promote\"" p/journal.jsonl)" -ge 1 ] &&
+            grep -q "\"trial\":$t,.*\"decision\":\"pause\"" p/journal.jsonl; then
+            trial=$t
+            break
+        fi
+    done
+    check "a trial was paused, promoted and trained to max_t" test -n "$trial"
+    dir="p/trials/trial-$(printf %04d "${trial:-0}")"
+    "$kiln" train "$dir/config.yaml" --name straight -q >straight.txt 2>&1
+    check "its config trains straight through" test $? -eq 0
+    check "every epoch's metrics are the same" \
+        cmp -s <(cut -d, -f1-8 "$dir/metrics.csv") <(cut -d, -f1-8 runs/straight/metrics.csv)
+    if /usr/bin/python3 -c "import h5py" 2>/dev/null || part_missing "the weights' comparison (python3-h5py)"; then
+        check "the final weights and optimizer state are the same bits (h5py)" /usr/bin/python3 -c "
+import h5py, numpy, sys
+a = h5py.File('$dir/checkpoints/final.h5', 'r')
+b = h5py.File('runs/straight/checkpoints/final.h5', 'r')
+names = []
+for g in ('params', 'buffers', 'optimizer'):
+    if g in a:
+        a[g].visititems(lambda n, o: names.append(g + '/' + n) if isinstance(o, h5py.Dataset) else None)
+sys.exit(not names or any(not numpy.array_equal(a[n][()], b[n][()]) for n in names))"
+    fi
+    ;;
 faults)
     # Trial values: SGD at lr 1e6 diverges; batch_size 100000 is larger than the data, so its
     # run fails.
@@ -277,7 +358,7 @@ sys.exit(int(h5py.File('$ck/best.h5')['state'].attrs['epoch']) != 1)"
     check "kiln export takes it" test $? -eq 0
     ;;
 *)
-    echo "usage: test_tune.sh mpi|stress|resume|faults|best PATH_TO_KILN" >&2; exit 2 ;;
+    echo "usage: test_tune.sh mpi|stress|resume|kill_mpi|promote|faults|best PATH_TO_KILN" >&2; exit 2 ;;
 esac
 if [ $fails -ne 0 ]; then
     for f in *.txt; do echo "--- $f"; tail -n 30 "$f"; done

@@ -98,6 +98,11 @@ expect 2 "--dir is for tune jobs" -- slurm script train mlp.yaml --dir d
 expect 2 "cannot fill 3 nodes" -- slurm script train mlp.yaml --nodes 3
 expect 1 "cannot read nope.yaml" -- slurm script train nope.yaml
 expect 1 "does not split evenly over 3 ranks" -- slurm script train mlp.yaml --ntasks 3
+# dist.deterministic: the ranks share dist.shards shards (the trainer's own check).
+expect 1 "3 ranks do not divide 16" -- slurm script train mlp.yaml --ntasks 3 \
+    --set dist.deterministic=true --set dist.shards=16
+"$kiln" slurm script train mlp.yaml --ntasks 4 --set dist.deterministic=true >det.sbatch
+check "dist.deterministic's 8 shards over 4 ranks: a script" test $? -eq 0 -a -s det.sbatch
 expect 1 "train.bogus" -- slurm script train mlp.yaml --set train.bogus=1
 printf 'base: mlp.yaml\nmetric: {name: val_accuracy, goal: maximize}\nrun_cap: 2\n' >pairs.yaml
 printf 'ranks_per_trial: 2\n' >>pairs.yaml

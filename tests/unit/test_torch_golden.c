@@ -1,11 +1,12 @@
-/* Golden-value tests against PyTorch 1.13: kiln's ops (linear, conv2d, max and avg pooling, global
- * average pooling, batchnorm in train and eval mode with its running statistics, layernorm, gelu,
- * tanh, sigmoid, leaky_relu, softmax, cross-entropy with and without label smoothing, mse,
- * embedding), its optimizers (SGD with weight decay, nesterov or dampening; Adam; AdamW) and
- * kl_clip_grad_norm, run on the inputs PyTorch was given and compared element by element with
- * what PyTorch computed: every output, every input, parameter and buffer gradient, the running
- * statistics, and the parameters after each optimizer step. An element passes when
- * |kiln - torch| <= 1e-5 + 1e-4 |torch|; a failing array reports its worst element.
+/* Golden-value tests against PyTorch 1.13: kiln's ops (linear, matmul plain and with b transposed,
+ * bias_add, conv2d, max and avg pooling, global average pooling, batchnorm in train and eval mode
+ * with its running statistics, layernorm, add, mul, scale, relu, gelu, tanh, sigmoid, leaky_relu,
+ * softmax, dropout with kiln's fixed mask, sum, reshape, concat, cross-entropy with and without
+ * label smoothing, mse, embedding), its optimizers (SGD with weight decay, nesterov or dampening;
+ * Adam; AdamW) and kl_clip_grad_norm, run on the inputs PyTorch was given and compared element by
+ * element with what PyTorch computed: every output, every input, parameter and buffer gradient, the
+ * running statistics, and the parameters after each optimizer step. An element passes when |kiln -
+ * torch| <= 1e-5 + 1e-4 |torch|; a failing array reports its worst element.
  *
  * Non-scalar outputs are projected as PyTorch's side was: loss = sum(y * R) with the header's R,
  * fed as a per-sample input, so the gradients are R pulled back through the op.
@@ -476,6 +477,196 @@ static void test_xent_plain(void)
     test_xent(0.0f, "cross-entropy", tg_xent_plain_loss, tg_xent_plain_dlogits);
 }
 
+/* y = a b, and y = a bt^T: a batched input, b and bt parameters. */
+static void test_matmul(bool trans_b)
+{
+    enum {
+        NY = TG_BASIC_N * TG_BASIC_M,
+        NA = TG_BASIC_N * TG_BASIC_K,
+        NB = TG_BASIC_K * TG_BASIC_M
+    };
+    kl_graph *g = kl_graph_new();
+    kl_node a = grad_input(g, "a", KL_SHAPE(TG_BASIC_K)), r;
+    kl_node b = trans_b ? kl_param(g, "bt", KL_SHAPE(TG_BASIC_M, TG_BASIC_K), ZEROS, 0)
+                        : kl_param(g, "b", KL_SHAPE(TG_BASIC_K, TG_BASIC_M), ZEROS, 0);
+    kl_node y = kl_matmul(g, a, b, false, trans_b);
+    kl_node loss = project(g, y, KL_SHAPE(TG_BASIC_M), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        set_values(g, a, tg_mm_a, NA);
+        set_values(g, b, trans_b ? tg_mm_bt : tg_mm_b, NB);
+        set_values(g, r, trans_b ? tg_mm_t_r : tg_mm_r, NY);
+        if (forward(g) && backward(g)) {
+            expect_tensor("matmul y", kl_graph_value(g, y), trans_b ? tg_mm_t_y : tg_mm_y, NY);
+            expect_tensor("matmul da", kl_graph_grad(g, a), trans_b ? tg_mm_t_da : tg_mm_da, NA);
+            expect_tensor("matmul db", kl_graph_grad(g, b), trans_b ? tg_mm_t_dbt : tg_mm_db, NB);
+        }
+    }
+    kl_graph_free(g);
+}
+
+static void test_matmul_plain(void)
+{
+    test_matmul(false);
+}
+
+static void test_matmul_trans_b(void)
+{
+    test_matmul(true);
+}
+
+static void test_bias_add(void)
+{
+    kl_graph *g = kl_graph_new();
+    kl_node x = grad_input(g, "x", KL_SHAPE(TG_BASIC_C, TG_BASIC_L)), r;
+    kl_node bias = kl_param(g, "bias", KL_SHAPE(TG_BASIC_C), ZEROS, 0);
+    kl_node y = kl_bias_add(g, x, bias);
+    kl_node loss = project(g, y, KL_SHAPE(TG_BASIC_C, TG_BASIC_L), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        SET(g, x, tg_bias_x);
+        SET(g, bias, tg_bias_bias);
+        SET(g, r, tg_bias_r);
+        if (forward(g) && backward(g)) {
+            EXPECT_VALUE("bias_add y", g, y, tg_bias_y);
+            EXPECT_GRAD("bias_add dx", g, x, tg_bias_dx);
+            EXPECT_GRAD("bias_add dbias", g, bias, tg_bias_dbias);
+        }
+    }
+    kl_graph_free(g);
+}
+
+/* add and mul of p and q (binary), scale by TG_BASIC_SCALE and relu of p (unary). */
+typedef struct ew_case {
+    const char *name;
+    int op; /* 0 add, 1 mul, 2 scale, 3 relu */
+    const float *r, *y, *dp, *dq;
+} ew_case;
+
+static void test_elementwise_op(const ew_case *c)
+{
+    enum { N = TG_BASIC_N * TG_BASIC_D };
+    char label[64];
+    kl_graph *g = kl_graph_new();
+    kl_node p = grad_input(g, "p", KL_SHAPE(TG_BASIC_D)),
+            q = grad_input(g, "q", KL_SHAPE(TG_BASIC_D));
+    kl_node y = c->op == 0   ? kl_add(g, p, q)
+                : c->op == 1 ? kl_mul(g, p, q)
+                : c->op == 2 ? kl_scale(g, p, TG_BASIC_SCALE)
+                             : kl_relu(g, p);
+    kl_node r, loss = project(g, y, KL_SHAPE(TG_BASIC_D), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        set_values(g, p, tg_ew_p, N);
+        set_values(g, q, tg_ew_q, N);
+        set_values(g, r, c->r, N);
+        if (forward(g) && backward(g)) {
+            snprintf(label, sizeof label, "%s y", c->name);
+            expect_tensor(label, kl_graph_value(g, y), c->y, N);
+            snprintf(label, sizeof label, "%s dp", c->name);
+            expect_tensor(label, kl_graph_grad(g, p), c->dp, N);
+            if (c->dq) {
+                snprintf(label, sizeof label, "%s dq", c->name);
+                expect_tensor(label, kl_graph_grad(g, q), c->dq, N);
+            }
+        }
+    }
+    kl_graph_free(g);
+}
+
+static void test_elementwise(void)
+{
+    static const ew_case cases[] = {
+        {"add", 0, tg_add_r, tg_add_y, tg_add_dp, tg_add_dq},
+        {"mul", 1, tg_mul_r, tg_mul_y, tg_mul_dp, tg_mul_dq},
+        {"scale", 2, tg_scale_r, tg_scale_y, tg_scale_dp, NULL},
+        {"relu", 3, tg_relu_r, tg_relu_y, tg_relu_dp, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        test_elementwise_op(&cases[i]);
+}
+
+/* Dropout with kiln's own mask, fixed by the graph's seed: an element kiln kept must have
+ * PyTorch's value for a kept element (x / (1 - p), and R / (1 - p) as its gradient), a dropped
+ * one 0 in both; the mask must drop some and keep some. */
+static void test_dropout(void)
+{
+    enum { N = COUNT(tg_drop_x) };
+    kl_graph *g = kl_graph_new();
+    kl_node x = grad_input(g, "x", KL_SHAPE(TG_BASIC_D)), r;
+    kl_node y = kl_dropout(g, x, TG_DROP_P);
+    kl_node loss = project(g, y, KL_SHAPE(TG_BASIC_D), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        SET(g, x, tg_drop_x);
+        SET(g, r, tg_drop_r);
+        if (forward(g) && backward(g)) {
+            const float *got = kl_f32(kl_graph_value(g, y));
+            float want_y[N], want_dx[N];
+            int kept = 0;
+            for (int i = 0; i < N; i++) {
+                bool keep = got[i] != 0.0f; /* x has no zeros */
+                kept += keep;
+                want_y[i] = keep ? tg_drop_y_kept[i] : 0.0f;
+                want_dx[i] = keep ? tg_drop_dx_kept[i] : 0.0f;
+            }
+            CHECK(kept > 0 && kept < N);
+            expect_tensor("dropout y", kl_graph_value(g, y), want_y, N);
+            expect_tensor("dropout dx", kl_graph_grad(g, x), want_dx, N);
+        }
+    }
+    kl_graph_free(g);
+}
+
+/* The sum of every element as the loss itself. */
+static void test_sum(void)
+{
+    kl_graph *g = kl_graph_new();
+    kl_node x = grad_input(g, "x", KL_SHAPE(TG_BASIC_D));
+    kl_node loss = kl_sum(g, x);
+    if (compile(g, TG_BASIC_N, loss)) {
+        SET(g, x, tg_sum_x);
+        if (forward(g) && backward(g)) {
+            EXPECT_VALUE("sum y", g, loss, tg_sum_y);
+            EXPECT_GRAD("sum dx", g, x, tg_sum_dx);
+        }
+    }
+    kl_graph_free(g);
+}
+
+static void test_reshape(void)
+{
+    kl_graph *g = kl_graph_new();
+    kl_node x = grad_input(g, "x", KL_SHAPE(2, 6)), r;
+    kl_node y = kl_reshape(g, x, KL_SHAPE(3, 4));
+    kl_node loss = project(g, y, KL_SHAPE(3, 4), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        SET(g, x, tg_reshape_x);
+        SET(g, r, tg_reshape_r);
+        if (forward(g) && backward(g)) {
+            EXPECT_VALUE("reshape y", g, y, tg_reshape_y);
+            EXPECT_GRAD("reshape dx", g, x, tg_reshape_dx);
+        }
+    }
+    kl_graph_free(g);
+}
+
+/* Along axis 1 of the full shape (axis 0 is the batch). */
+static void test_concat(void)
+{
+    kl_graph *g = kl_graph_new();
+    kl_node u = grad_input(g, "u", KL_SHAPE(2, 3)), v = grad_input(g, "v", KL_SHAPE(4, 3)), r;
+    kl_node y = kl_concat(g, (kl_node[]){u, v}, 2, 1);
+    kl_node loss = project(g, y, KL_SHAPE(6, 3), &r);
+    if (compile(g, TG_BASIC_N, loss)) {
+        SET(g, u, tg_concat_u);
+        SET(g, v, tg_concat_v);
+        SET(g, r, tg_concat_r);
+        if (forward(g) && backward(g)) {
+            EXPECT_VALUE("concat y", g, y, tg_concat_y);
+            EXPECT_GRAD("concat du", g, u, tg_concat_du);
+            EXPECT_GRAD("concat dv", g, v, tg_concat_dv);
+        }
+    }
+    kl_graph_free(g);
+}
+
 static const check_case cases[] = {
     CHECK_CASE(test_linear),
     CHECK_CASE(test_conv2d),
@@ -491,6 +682,14 @@ static const check_case cases[] = {
     CHECK_CASE(test_embedding),
     CHECK_CASE(test_optimizers),
     CHECK_CASE(test_clip_grad_norm),
+    CHECK_CASE(test_matmul_plain),
+    CHECK_CASE(test_matmul_trans_b),
+    CHECK_CASE(test_bias_add),
+    CHECK_CASE(test_elementwise),
+    CHECK_CASE(test_dropout),
+    CHECK_CASE(test_sum),
+    CHECK_CASE(test_reshape),
+    CHECK_CASE(test_concat),
 };
 
 int main(int argc, char **argv)
