@@ -263,7 +263,7 @@ static kl_status map_softmax(ox_import *im, ox_node *n)
     bool logsm = !strcmp(n->p->op_type, "LogSoftmax");
     int64_t d[OX_MAX_DIMS];
     bool batched;
-    int nd = kl__ox_shape(im, n->in[0], d, &batched), a;
+    int nd = kl__ox_shape(im, n->in[0], d, &batched), a = 0;
     if ((st = kl__ox_norm_axis(im, n, kl__ox_attr_int(n, "axis", im->opset < 13 ? 1 : -1), nd, &a)))
         return st;
     if (a == 0 && batched)

@@ -159,7 +159,7 @@ kl_status kl__ox_map_squeeze(ox_import *im, ox_node *n)
         return st;
     bool unsq = !strcmp(n->p->op_type, "Unsqueeze");
     int64_t axes[OX_MAX_DIMS + 1], d[OX_MAX_DIMS], t[OX_MAX_DIMS * 2];
-    int na;
+    int na = 0;
     bool batched, hit[OX_MAX_DIMS * 2] = {false};
     if ((st = axes_of(im, n, axes, &na)))
         return st;
