@@ -11,39 +11,7 @@
 
 #include "check.h"
 #include "kiln/sweep.h"
-
-static char dir[64];
-static char sweep_path[128], base_path[128];
-
-static const char base_text[] = "data:\n"
-                                "  dataset: fashion-mnist\n"
-                                "  val_fraction: 0.1\n"
-                                "model:\n"
-                                "  layers:\n"
-                                "    - dense: {units: 64, activation: relu}\n"
-                                "    - dropout: {rate: 0.2}\n"
-                                "optimizer:\n"
-                                "  name: adam\n"
-                                "  lr: 1e-3\n"
-                                "train:\n"
-                                "  epochs: 9\n"
-                                "  batch_size: 64\n";
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!check_(f != NULL, __FILE__, __LINE__, "temporary file opens"))
-        return;
-    fputs(text, f);
-    fclose(f);
-}
-
-/* Writes text as the sweep file and loads it. */
-static kl_sweep *load(const char *text, kl_error *err)
-{
-    write_file(sweep_path, text);
-    return kl_sweep_load(sweep_path, err);
-}
+#include "sweep_fixture.h"
 
 static kl_sweep *load_ok_(const char *text, int line)
 {
@@ -938,19 +906,5 @@ static const check_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    snprintf(dir, sizeof dir, "/tmp/kiln-sweep-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(sweep_path, sizeof sweep_path, "%s/sweep.yaml", dir);
-    snprintf(base_path, sizeof base_path, "%s/base.yaml", dir);
-    write_file(base_path, base_text);
-
-    int rc = check_run("test_sweep", cases, CHECK_NCASES(cases), argc, argv);
-
-    unlink(sweep_path);
-    unlink(base_path);
-    rmdir(dir);
-    return rc;
+    return sweep_fixture_run("test_sweep", "sweep", cases, CHECK_NCASES(cases), argc, argv);
 }
