@@ -5,7 +5,8 @@
  * are proposed and timed one by one (each finished before the next, so the history runs from N
  * to N + R - 1 finished trials). --history writes the first N trials (parameters and value) as
  * CSV, which bench/bench_tpe_optuna.py loads into Optuna 3.1 to time its TPESampler on the same
- * history.
+ * history. It also prints a hash of every proposal (FNV-1a of the overrides in trial order), so
+ * that two builds can be shown to propose the same trials.
  *
  *   bench_tpe [--trials N (1000)] [--reps R (200)] [--seed S] [--history PATH] */
 #include <math.h>
@@ -51,6 +52,13 @@ static double objective(char **ov, double *lr, double *rate, long *units, const 
     *name = strchr(ov[3], '=') + 1;
     double a = log10(*lr) + 2.5, b = (*rate - 0.3) * 3, c = (*units - 400) / 300.0;
     return a * a + b * b + c * c + (strcmp(*name, "sgd") ? 0.5 : 0);
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ '\n') * 0x100000001b3ull;
 }
 
 static int write_text(const char *path, const char *text)
@@ -117,6 +125,7 @@ int main(int argc, char **argv)
     if (h)
         fputs("trial,lr,rate,units,name,value\n", h);
     double build_s = 0;
+    uint64_t hash = 0xcbf29ce484222325ull;
     for (int i = 0; i < n + reps; i++) {
         kl_job job = kl_sched_next(s);
         char **ov;
@@ -144,6 +153,8 @@ int main(int argc, char **argv)
             cpu[i - n] =
                 (double)(c1.tv_sec - c0.tv_sec) * 1e6 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e3;
         }
+        for (int j = 0; j < np; j++)
+            hash = fnv1a(hash, ov[j]);
         kl_sched_result(s, job.trial, 1, v);
         kl_sweep_overrides_free(ov, np);
     }
@@ -156,8 +167,9 @@ int main(int argc, char **argv)
     double p50 = bench_median(us, reps), c50 = bench_median(cpu, reps); /* sorts them */
     printf("kiln TPE suggest (4 parameters, 24 candidates) at %d..%d finished trials, %d "
            "proposals: p50 %.1f us, p99 %.1f us, max %.1f us; thread CPU time p50 %.1f us, p99 "
-           "%.1f us (the first %d proposals: %.3f s)\n",
-           n, n + reps - 1, reps, p50, us[k99], us[reps - 1], c50, cpu[k99], n, build_s);
+           "%.1f us (the first %d proposals: %.3f s); proposals' hash 0x%016llx\n",
+           n, n + reps - 1, reps, p50, us[k99], us[reps - 1], c50, cpu[k99], n, build_s,
+           (unsigned long long)hash);
     free(us);
     free(cpu);
     kl_tpe_free(t);

@@ -164,6 +164,74 @@ static void test_parzen_discrete(void)
     CHECK(worst < 1e-9);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Every bit of kl__parzen_log_pdf pinned, as it computed before a proposal was made faster (it
+ * now skips the blocks of kernels whose terms are exactly 0): bad groups of 1,200 observations
+ * packed about one point, as TPE packs its trials, sorted and weighted as the sampler gives them,
+ * in a continuous range, a wide integer range (quadrature), and a narrow one (erfc for kernels
+ * that are narrow against a value's interval); each scored at 97 points across its range, tails
+ * included. The hash is FNV-1a of the densities' bits. */
+static void test_parzen_pinned(void)
+{
+    enum { N = 1200 };
+    static const struct {
+        double low, high, center, spread;
+        bool discrete;
+        uint64_t hash;
+    } mix[] = {
+        {-11.512925464970229, 0, -5.8, 0.9, false, 0xd735a65304e57b60ull},
+        {15.5, 1024.5, 400, 60, true, 0x2f4b9dc5cddcc122ull},
+        {0.5, 8.5, 3, 1.5, true, 0x4f6065bdcaed6335ull},
+    };
+    double *buf = calloc(9 * (N + 1), sizeof *buf);
+    int32_t *order = calloc(N + 1, sizeof *order);
+    if (!CHECK(buf && order))
+        goto out;
+    double *obs = buf, *wobs = buf + (N + 1);
+    kl__parzen p = {.mu = buf + 2 * (N + 1),
+                    .sigma = buf + 3 * (N + 1),
+                    .w = buf + 4 * (N + 1),
+                    .logc = buf + 5 * (N + 1),
+                    .tmp = buf + 6 * (N + 1),
+                    .tmp2 = buf + 7 * (N + 1),
+                    .logs = buf + 8 * (N + 1)};
+    for (size_t m = 0; m < sizeof mix / sizeof *mix; m++) {
+        for (int i = 0; i < N; i++) {
+            double u = ((i * 7919) % N + 0.5) / N,
+                   x = mix[m].center + mix[m].spread * kl__norm_ppf(u);
+            x = fmin(fmax(x, mix[m].low), mix[m].high);
+            obs[i] =
+                mix[m].discrete ? fmin(fmax(nearbyint(x), mix[m].low + 0.5), mix[m].high - 0.5) : x;
+        }
+        qsort(obs, N, sizeof *obs, cmp_double);
+        kl__tpe_weights(N, wobs);
+        kl__parzen_fit(&p, obs, wobs, N, 1.0, mix[m].low, mix[m].high, mix[m].discrete, true,
+                       order);
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (int i = 0; i <= 96; i++) {
+            double x = mix[m].low + (mix[m].high - mix[m].low) * i / 96;
+            if (mix[m].discrete)
+                x = fmin(fmax(nearbyint(x), mix[m].low + 0.5), mix[m].high - 0.5);
+            double v = kl__parzen_log_pdf(&p, x);
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            for (int b = 0; b < 8; b++)
+                h = (h ^ ((bits >> (8 * b)) & 0xff)) * 0x100000001b3ull;
+        }
+        if (!check_(h == mix[m].hash, __FILE__, __LINE__, "the densities are the pinned ones"))
+            fprintf(stderr, "    mixture %zu: hash 0x%016llxull, pinned 0x%016llxull\n", m,
+                    (unsigned long long)h, (unsigned long long)mix[m].hash);
+    }
+out:
+    free(buf);
+    free(order);
+}
+
 /* Three choices, observations 0, 0, 2 with weights 1, prior weight 1: each row is 1/4 for every
  * choice plus 1 at its own, over 7/4; the prior's row is 1/3 each; all four weigh 1/4. */
 static void test_parzen_categorical(void)
@@ -231,12 +299,20 @@ static double objective(char **ov, int t)
 
 /* A sweep driven to its end with `workers` simulated workers that each train one epoch per
  * round, in worker order. Returns the best final (max_t) value; with d, keeps the first 200
- * trials' overrides and the rung each TPE proposal was fitted on. */
+ * trials' overrides, the rung each TPE proposal was fitted on, and a hash of every trial's. */
 typedef struct drive {
     char **ov[200];
     int nov[200];
     int budget[200]; /* the rung each proposal was fitted on, 0: random */
+    uint64_t hash;   /* FNV-1a of every trial's overrides in trial order, each ending in '\n' */
 } drive;
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ '\n') * 0x100000001b3ull;
+}
 
 static double run(const kl_sweep *sw, int workers, bool tpe, drive *d)
 {
@@ -281,7 +357,11 @@ static double run(const kl_sweep *sw, int workers, bool tpe, drive *d)
                 run_trial[w] = -1;
         }
     }
+    if (d)
+        d->hash = 0xcbf29ce484222325ull;
     for (int64_t i = 0; ovs && i < ntrials; i++) {
+        for (int j = 0; d && ovs[i] && j < 6; j++)
+            d->hash = fnv1a(d->hash, ovs[i][j]);
         if (d && i < 200) {
             d->ov[i] = ovs[i];
             d->nov[i] = ovs[i] ? 6 : 0;
@@ -475,6 +555,48 @@ out:
     kl_sweep_free(off);
 }
 
+/* Every proposal pinned, as the sampler made them before its suggest was made faster
+ * (tune/tpe_parzen.c skipping the kernels that add exact zeros, tune/tpe.c's cached fits): a
+ * resumed sweep replays its journal's trials by proposing them again, so any change to the
+ * sampler's arithmetic that moves one proposal by one bit of its text must fail here. Two sweeps:
+ * 400 trials one at a time under fifo (a bad group of hundreds of kernels, every numeric kind:
+ * log, uniform, int and q), and 150 under ASHA with 4 workers (rungs and liars). The hashes are
+ * of every trial's overrides; the last trial of the first is spelled out. */
+static void test_pinned(void)
+{
+    static const struct {
+        int trials, seed, workers;
+        const char *sched;
+        uint64_t hash;
+    } pins[] = {
+        {400, 11, 1, "{type: fifo, max_t: 1}", 0x5fc990041419d19eull},
+        {150, 5, 4, "{type: asha, max_t: 9, grace_period: 1, reduction_factor: 3}",
+         0x75da401e96a2e16dull},
+    };
+    /* The first sweep's trial 199, fitted on 199 results. */
+    static const char *const trial199[6] = {
+        "optimizer.lr=0.010310549", "model.layers.1.rate=0.22275057",
+        "model.layers.0.units=295", "optimizer.name=sgd",
+        "train.batch_size=96",      "data.limit=1000"};
+    for (size_t k = 0; k < sizeof pins / sizeof *pins; k++) {
+        kl_sweep *sw = make_sweep(pins[k].trials, pins[k].seed, "tpe", "", pins[k].sched);
+        if (!sw)
+            continue;
+        drive d = {0};
+        run(sw, pins[k].workers, true, &d);
+        if (!check_(d.hash == pins[k].hash, __FILE__, __LINE__,
+                    "the proposals are the pinned ones"))
+            fprintf(stderr, "    %s: hash 0x%016llxull, pinned 0x%016llxull\n", pins[k].sched,
+                    (unsigned long long)d.hash, (unsigned long long)pins[k].hash);
+        for (int j = 0; k == 0 && d.ov[199] && j < 6; j++)
+            if (!check_(!strcmp(d.ov[199][j], trial199[j]), __FILE__, __LINE__,
+                        "trial 199's override is the pinned one"))
+                fprintf(stderr, "    got %s, pinned %s\n", d.ov[199][j], trial199[j]);
+        drive_free(&d, pins[k].trials < 200 ? pins[k].trials : 200);
+        kl_sweep_free(sw);
+    }
+}
+
 /* TPE against random search on the objective, the same seeds for both: the mean best value and
  * the number of seeds it wins. The figures are deterministic (Philox); the bounds leave room. */
 static void quality(const char *sched, int workers, int trials, double *tpe_mean, double *rnd_mean,
@@ -520,11 +642,13 @@ static const check_case cases[] = {
     CHECK_CASE(test_ppf),
     CHECK_CASE(test_parzen_continuous),
     CHECK_CASE(test_parzen_discrete),
+    CHECK_CASE(test_parzen_pinned),
     CHECK_CASE(test_parzen_categorical),
     CHECK_CASE(test_settings),
     CHECK_CASE(test_determinism),
     CHECK_CASE(test_rungs),
     CHECK_CASE(test_liar),
+    CHECK_CASE(test_pinned),
     CHECK_CASE(test_beats_random),
 };
 
