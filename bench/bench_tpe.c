@@ -167,8 +167,8 @@ int main(int argc, char **argv)
     double p50 = bench_median(us, reps), c50 = bench_median(cpu, reps); /* sorts them */
     printf("kiln TPE suggest (4 parameters, 24 candidates) at %d..%d finished trials, %d "
            "proposals: p50 %.1f us, p99 %.1f us, max %.1f us; thread CPU time p50 %.1f us, p99 "
-           "%.1f us (the first %d proposals: %.3f s); proposals' hash 0x%016llx\n",
-           n, n + reps - 1, reps, p50, us[k99], us[reps - 1], c50, cpu[k99], n, build_s,
+           "%.1f us, min %.1f us (the first %d proposals: %.3f s); proposals' hash 0x%016llx\n",
+           n, n + reps - 1, reps, p50, us[k99], us[reps - 1], c50, cpu[k99], cpu[0], n, build_s,
            (unsigned long long)hash);
     free(us);
     free(cpu);

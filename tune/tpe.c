@@ -32,9 +32,14 @@ struct kl_tpe {
     tpe_obs *obs;
     int32_t *order, *ib, *ia; /* sort scratch, categorical good and bad */
     uint8_t *good;
-    int32_t *gpos;     /* [cap]: a trial's place in its group, in trial order */
-    int64_t ngroup[3]; /* the groups' sizes (1: good, 2: bad) */
-    int32_t **sorted;  /* [np]: a range parameter's trials by (coordinate, trial) */
+    int32_t *gpos;      /* [cap]: a trial's place in its group, in trial order */
+    int64_t ngroup[3];  /* the groups' sizes (1: good, 2: bad) */
+    int32_t **sorted;   /* [np]: a range parameter's trials by (coordinate, trial) */
+    double *wt, *logwt; /* [cap]: a trial's weight in its group, and its log where not 1 */
+    /* [np][cap]: by parameter and trial, the sigma its kernel was fitted with last, that
+     * sigma's log and its log mass (kl__parzen_memo): most kernels keep their sigma from one
+     * proposal to the next. */
+    double **msig, **mlogs, **mlmass;
     double *xb, *xa, *wb, *wa;
     double *lmu, *lsigma, *lw, *llogc, *gmu, *gsigma, *gw, *glogc, *tmp, *tmp2, *llogs, *glogs;
     double *pl, *pg;      /* categorical pmfs, [the most values of any parameter] */
@@ -97,10 +102,14 @@ kl_tpe *kl_tpe_new(const kl_sweep *sw, kl_error *err)
         t->pl = calloc((size_t)most, sizeof *t->pl);
         t->pg = calloc((size_t)most, sizeof *t->pg);
         t->sorted = calloc((size_t)sw->nparams + 1, sizeof *t->sorted);
+        t->msig = calloc((size_t)sw->nparams + 1, sizeof *t->msig);
+        t->mlogs = calloc((size_t)sw->nparams + 1, sizeof *t->mlogs);
+        t->mlmass = calloc((size_t)sw->nparams + 1, sizeof *t->mlmass);
         t->cand = calloc((size_t)sw->tpe.n_ei_candidates + 1, sizeof *t->cand);
         t->score = calloc((size_t)sw->tpe.n_ei_candidates + 1, sizeof *t->score);
     }
-    if (!t || !t->pl || !t->pg || !t->sorted || !t->cand || !t->score) {
+    if (!t || !t->pl || !t->pg || !t->sorted || !t->cand || !t->score || !t->msig || !t->mlogs ||
+        !t->mlmass) {
         kl_tpe_free(t);
         kl_error_set(err, KL_ENOMEM, "out of memory making the TPE sampler");
         return NULL;
@@ -114,14 +123,22 @@ void kl_tpe_free(kl_tpe *t)
 {
     if (!t)
         return;
-    void *arrays[] = {t->x,  t->obs,   t->order, t->ib,     t->ia,  t->good,  t->xb,    t->xa,
-                      t->wb, t->wa,    t->lmu,   t->lsigma, t->lw,  t->llogc, t->gmu,   t->gsigma,
-                      t->gw, t->glogc, t->pl,    t->pg,     t->tmp, t->llogs, t->glogs, t->tmp2};
+    void *arrays[] = {t->x,     t->obs,    t->order, t->ib,    t->ia,     t->good, t->xb,
+                      t->xa,    t->wb,     t->wa,    t->lmu,   t->lsigma, t->lw,   t->llogc,
+                      t->gmu,   t->gsigma, t->gw,    t->glogc, t->pl,     t->pg,   t->tmp,
+                      t->llogs, t->glogs,  t->tmp2,  t->wt,    t->logwt};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++)
         free(arrays[i]);
-    for (int j = 0; t->sorted && j < t->np; j++)
-        free(t->sorted[j]);
+    for (int j = 0; j < t->np; j++) {
+        free(t->sorted ? t->sorted[j] : NULL);
+        free(t->msig ? t->msig[j] : NULL);
+        free(t->mlogs ? t->mlogs[j] : NULL);
+        free(t->mlmass ? t->mlmass[j] : NULL);
+    }
     free(t->sorted);
+    free(t->msig);
+    free(t->mlogs);
+    free(t->mlmass);
     free(t->gpos);
     free(t->cand);
     free(t->score);
@@ -167,11 +184,17 @@ static bool reserve(kl_tpe *t, int64_t need)
               grow1((void **)&t->ia, cap, sizeof *t->ia) &&
               grow1((void **)&t->good, cap, sizeof *t->good) &&
               grow1((void **)&t->gpos, cap, sizeof *t->gpos);
-    for (int j = 0; ok && j < t->np; j++)
-        ok = grow1((void **)&t->sorted[j], cap, sizeof **t->sorted);
+    for (int j = 0; ok && j < t->np; j++) {
+        ok = grow1((void **)&t->sorted[j], cap, sizeof **t->sorted) &&
+             grow1((void **)&t->msig[j], cap, sizeof **t->msig) &&
+             grow1((void **)&t->mlogs[j], cap, sizeof **t->mlogs) &&
+             grow1((void **)&t->mlmass[j], cap, sizeof **t->mlmass);
+        for (int64_t i = t->cap; ok && i < cap; i++)
+            t->msig[j][i] = NAN; /* nothing fitted there yet */
+    }
     double **d[] = {&t->xb,  &t->xa,    &t->wb,    &t->wa,     &t->lmu, &t->lsigma,
                     &t->lw,  &t->llogc, &t->gmu,   &t->gsigma, &t->gw,  &t->glogc,
-                    &t->tmp, &t->llogs, &t->glogs, &t->tmp2};
+                    &t->tmp, &t->llogs, &t->glogs, &t->tmp2,   &t->wt,  &t->logwt};
     for (size_t i = 0; ok && i < sizeof d / sizeof *d; i++)
         ok = grow1((void **)d[i], c1, sizeof(double));
     if (ok)
@@ -282,20 +305,29 @@ static void split(kl_tpe *t, int64_t trial, int64_t nobs, int64_t nresults)
     t->ngroup[0] = t->ngroup[1] = t->ngroup[2] = 0;
     for (int64_t i = 0; i < trial; i++)
         t->gpos[i] = (int32_t)t->ngroup[t->good[i]]++;
+    /* Each trial's weight in its group (Optuna's, by its place in the group in trial order),
+     * and its log: once here for every parameter's fits. */
+    for (int64_t i = 0; i < trial; i++)
+        if (t->good[i]) {
+            double w = kl__tpe_weight((int)t->ngroup[t->good[i]], t->gpos[i]);
+            t->wt[i] = w;
+            t->logwt[i] = w == 1 ? 0 : log(w);
+        }
 }
 
 /* A range parameter's coordinates of one group (1: good, 2: bad) in ascending order (ties by
- * trial), with their weights: Optuna's, by each trial's place in the group in trial order. */
+ * trial), with their weights and trials. */
 static int collect_sorted(const kl_tpe *t, int64_t trial, int j, uint8_t group, double *x,
-                          double *w)
+                          double *w, int32_t *id)
 {
-    int n = 0, size = (int)t->ngroup[group];
+    int n = 0;
     for (int64_t k = 0; k < trial; k++) {
         int32_t i = t->sorted[j][k];
         if (t->good[i] != group)
             continue;
         x[n] = t->x[i * t->np + j];
-        w[n++] = kl__tpe_weight(size, t->gpos[i]);
+        id[n] = i;
+        w[n++] = t->wt[i];
     }
     return n;
 }
@@ -376,8 +408,8 @@ static double propose_numeric(kl_tpe *t, const kl_sweep_param *p, int64_t trial,
     double low, high;
     bool discrete;
     space(p, &low, &high, &discrete);
-    int nb = collect_sorted(t, trial, j, 1, t->xb, t->wb);
-    int na = collect_sorted(t, trial, j, 2, t->xa, t->wa);
+    int nb = collect_sorted(t, trial, j, 1, t->xb, t->wb, t->ib);
+    int na = collect_sorted(t, trial, j, 2, t->xa, t->wa, t->ia);
     kl__parzen l = {.mu = t->lmu,
                     .sigma = t->lsigma,
                     .w = t->lw,
@@ -393,8 +425,10 @@ static double propose_numeric(kl_tpe *t, const kl_sweep_param *p, int64_t trial,
                     .tmp2 = t->tmp2,
                     .logs = t->glogs};
     double pw = t->sw->tpe.prior_weight;
-    kl__parzen_fit(&l, t->xb, t->wb, nb, pw, low, high, discrete, true, t->order);
-    kl__parzen_fit(&g, t->xa, t->wa, na, pw, low, high, discrete, true, t->order);
+    kl__parzen_memo lm = {t->ib, t->logwt, t->msig[j], t->mlogs[j], t->mlmass[j]};
+    kl__parzen_memo gm = {t->ia, t->logwt, t->msig[j], t->mlogs[j], t->mlmass[j]};
+    kl__parzen_fit_memo(&l, t->xb, t->wb, nb, pw, low, high, discrete, true, t->order, &lm);
+    kl__parzen_fit_memo(&g, t->xa, t->wa, na, pw, low, high, discrete, true, t->order, &gm);
     double best = 0, best_score = -INFINITY;
     for (int c = 0; c < t->sw->tpe.n_ei_candidates; c++) {
         double u1, u2;

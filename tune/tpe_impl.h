@@ -43,6 +43,18 @@ typedef struct kl__parzen {
 void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int nobs,
                     double prior_weight, double low, double high, bool discrete, bool sorted,
                     int32_t *order);
+/* What a sampler keeps between fits of the same parameter, by slot (its trials): each slot's
+ * weight's log, and the sigma last fitted in it with that sigma's log and log mass in [low, high]
+ * (NAN: none yet). A slot's mu, low and high must not change. */
+typedef struct kl__parzen_memo {
+    const int32_t *id;            /* [nobs]: observation i's slot */
+    const double *logw;           /* [slots]: log of the slot's weight, where it is not 1 */
+    double *sigma, *logs, *lmass; /* [slots] */
+} kl__parzen_memo;
+/* kl__parzen_fit with a memo: the same mixture, bit for bit, with fewer logs and erfcs. */
+void kl__parzen_fit_memo(kl__parzen *p, const double *obs, const double *wobs, int nobs,
+                         double prior_weight, double low, double high, bool discrete, bool sorted,
+                         int32_t *order, const kl__parzen_memo *memo);
 double kl__parzen_log_pdf(const kl__parzen *p, double x);
 /* A draw: component by u1 over the weights, then the truncated normal's quantile at u2
  * (discrete: rounded to the nearest integer, ties to even, inside the range). */

@@ -128,6 +128,13 @@ void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int no
                     double prior_weight, double low, double high, bool discrete, bool sorted,
                     int32_t *order)
 {
+    kl__parzen_fit_memo(p, obs, wobs, nobs, prior_weight, low, high, discrete, sorted, order, NULL);
+}
+
+void kl__parzen_fit_memo(kl__parzen *p, const double *obs, const double *wobs, int nobs,
+                         double prior_weight, double low, double high, bool discrete, bool sorted,
+                         int32_t *order, const kl__parzen_memo *memo)
+{
     int n = nobs + 1;
     p->n = n;
     p->low = low;
@@ -163,13 +170,26 @@ void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int no
         p->sigma[i] = fmin(fmax(p->sigma[i], minsigma), maxsigma);
     p->sigma[nobs] = high - low;
 
-    /* log w: log wobs - log sum, where most weights are 1. */
+    /* log w: log wobs - log sum, where most weights are 1. With a memo, the logs of the
+     * weights, and of a sigma and its mass when the slot's sigma is the one fitted there last
+     * (the same mu, low and high: the same values), come from it. */
     double logsum = log(sum);
     for (int i = 0; i < n; i++) {
-        double s = p->sigma[i], wi = i < nobs ? wobs[i] : prior_weight;
-        p->logc[i] = (wi == 1 ? 0 : log(wi)) - logsum -
-                     kl__log_gauss_mass((low - p->mu[i]) / s, (high - p->mu[i]) / s);
-        p->logs[i] = log(s);
+        double s = p->sigma[i], wi = i < nobs ? wobs[i] : prior_weight, lmass;
+        int32_t slot = memo && i < nobs ? memo->id[i] : -1;
+        if (slot >= 0 && memo->sigma[slot] == s) {
+            lmass = memo->lmass[slot];
+            p->logs[i] = memo->logs[slot];
+        } else {
+            lmass = kl__log_gauss_mass((low - p->mu[i]) / s, (high - p->mu[i]) / s);
+            p->logs[i] = log(s);
+            if (slot >= 0) {
+                memo->sigma[slot] = s;
+                memo->lmass[slot] = lmass;
+                memo->logs[slot] = p->logs[i];
+            }
+        }
+        p->logc[i] = (wi == 1 ? 0 : slot >= 0 ? memo->logw[slot] : log(wi)) - logsum - lmass;
         if (!discrete)
             p->logc[i] -= p->logs[i] + LOG_SQRT_2PI;
     }
@@ -177,14 +197,9 @@ void kl__parzen_fit(kl__parzen *p, const double *obs, const double *wobs, int no
 
 #define LN2 0.69314718055994531
 
-/* e^x for x in [-60, 60], to about 2e-16 relative: 2^k e^r with |r| <= ln 2 / 2 and a degree-12
- * Taylor polynomial. Branch-free and inline, so the compiler vectorises the loops below, where
- * libm's exp, erfc and log took most of a proposal's time. */
-static inline double exp_small(double x)
+/* exp_small's polynomial: e^r for |r| <= ln 2 / 2, a degree-12 Taylor polynomial. */
+static inline double exp_poly(double r)
 {
-    const double shifter = 0x1.8p52; /* adding it rounds to an integer, kept in the low bits */
-    double kd = x * 1.4426950408889634 + shifter, k = kd - shifter;
-    double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
     double p = 1.0 / 479001600;
     p = p * r + 1.0 / 39916800;
     p = p * r + 1.0 / 3628800;
@@ -197,13 +212,32 @@ static inline double exp_small(double x)
     p = p * r + 1.0 / 6;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
+    return p * r + 1.0;
+}
+
+/* e^x for x in [-60, 60], to about 2e-16 relative: 2^k e^r with |r| <= ln 2 / 2. Branch-free
+ * and inline, so the compiler vectorises the loops below, where libm's exp, erfc and log took
+ * most of a proposal's time. */
+static inline double exp_small(double x)
+{
+    const double shifter = 0x1.8p52; /* adding it rounds to an integer, kept in the low bits */
+    double kd = x * 1.4426950408889634 + shifter, k = kd - shifter;
+    double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    double p = exp_poly(r);
     uint64_t bits, scale;
     double s;
     memcpy(&bits, &kd, sizeof bits);
     scale = (bits - 0x4338000000000000ull + 1023) << 52; /* 2^k: k is bits' low part */
     memcpy(&s, &scale, sizeof s);
     return p * s;
+}
+
+/* exp_small(x) for |x| < 0.34, bit for bit: x * log2(e) is then below 1/2 in magnitude, so kd
+ * rounds to the shifter itself, k is +0, r is x (x - 0 - 0, a -0 kept), and the scale is 2^0 = 1,
+ * which leaves p as it is. */
+static inline double exp_near0(double x)
+{
+    return exp_poly(x);
 }
 
 /* The largest of c[0..n), four at a time. */
@@ -220,15 +254,37 @@ static double max_of(const double *c, int n)
     return a > b ? a : b;
 }
 
-/* log sum_k f[k] e^c[k] (f NULL: all 1), max about the largest term's log: terms below e^-25
- * (1.4e-11) of it are left out, which moves the log density by less than 1e-7 with a few
- * thousand kernels. c is overwritten. */
-static double sum_exp(double *c, const double *f, int n, double max)
+/* The terms of sum_exp below are taken a block of kernels at a time: a block whose largest c is
+ * 25 or more below the max holds only terms that are exactly 0, so it is skipped (a proposal
+ * scores candidates drawn near the good trials against a bad group of up to a few thousand
+ * kernels sorted by mu, and about a third of them lie that far from any one candidate). */
+#define BLOCK 8
+
+/* Whether [k0, k1) of c holds a kept term, one whose c[k] - max is above -25. Rounding is
+ * monotone, so the block's largest c decides for every c in it (a NaN, skipped here, makes a
+ * zero term either way). */
+static inline bool block_live(const double *c, int k0, int k1, double max)
 {
-    for (int k = 0; k < n; k++) {
+    double m = -INFINITY;
+    for (int k = k0; k < k1; k++)
+        m = c[k] > m ? c[k] : m;
+    return m - max > -25;
+}
+
+/* c[k] <- its term e^(c[k] - max), 0 where that is below e^-25 (1.4e-11 of the largest). */
+static inline void terms(double *c, int k0, int k1, double max)
+{
+    for (int k = k0; k < k1; k++) {
         double d = c[k] - max;
         c[k] = d > -25 ? exp_small(d > 60 ? 60 : d) : 0.0;
     }
+}
+
+/* max + log sum_k f[k] c[k] (f NULL: all 1) of the terms, summed in four lanes by k mod 4 then
+ * pairwise: the same additions in the same order however many blocks were skipped, since a
+ * skipped term is +0 and s + 0 is s. */
+static double lane_sum(const double *c, const double *f, int n, double max)
+{
     double sum[4] = {0, 0, 0, 0};
     int k = 0;
     for (; k + 4 <= n; k += 4)
@@ -239,40 +295,116 @@ static double sum_exp(double *c, const double *f, int n, double max)
     return max + log((sum[0] + sum[1]) + (sum[2] + sum[3]));
 }
 
+/* log sum_k e^c[k], max about the largest term's log: terms below e^-25 (1.4e-11) of it are
+ * left out, which moves the log density by less than 1e-7 with a few thousand kernels. c is
+ * overwritten. */
+static double sum_exp(double *c, int n, double max)
+{
+    for (int a = 0; a < n;) {
+        int b = a + BLOCK < n ? a + BLOCK : n;
+        if (!block_live(c, a, b, max)) {
+            memset(c + a, 0, (size_t)(b - a) * sizeof *c);
+            a = b;
+            continue;
+        }
+        while (b < n && block_live(c, b, b + BLOCK < n ? b + BLOCK : n, max))
+            b = b + BLOCK < n ? b + BLOCK : n;
+        terms(c, a, b, max); /* a run of live blocks, in one loop */
+        a = b;
+    }
+    return lane_sum(c, NULL, n, max);
+}
+
+static const double gl_t[] = {0, 0.5384693101056831, -0.5384693101056831, 0.9061798459386640,
+                              -0.9061798459386640};
+static const double gl_w[] = {0.5688888888888889, 0.4786286704993665, 0.4786286704993665,
+                              0.2369268850561891, 0.2369268850561891};
+
+/* Whether every quadrature exponent of the kernels in [a, b) is below 0.34 in magnitude (f holds
+ * their zm): computed as quadrature computes them. */
+static inline bool exps_near0(const kl__parzen *p, const double *f, int a, int b, double width)
+{
+    int large = 0;
+    for (int k = a; k < b; k++)
+        for (int i = 1; i < 5; i++) {
+            double d = 0.5 * width / p->sigma[k] * gl_t[i], e = -f[k] * d - 0.5 * d * d;
+            large |= !(fabs(e) < 0.34);
+        }
+    return !large;
+}
+
+/* The quadrature's factor f[k] for the kernels k in [a, b), f holding their zm on entry: the
+ * nodes' terms summed in order, the middle node's w[0] e^0 = w[0] (added to 0 first). Blocks
+ * whose exponents are all small (kernels wide against the interval and not far from x: nearly
+ * all of them) take exp_near0, the others exp_small; each kind a run of blocks at a time. */
+static void quadrature(const kl__parzen *p, double *f, int a, int b, double width)
+{
+    while (a < b) {
+        int e = a + BLOCK < b ? a + BLOCK : b;
+        bool near0 = exps_near0(p, f, a, e, width);
+        while (e < b && exps_near0(p, f, e, e + BLOCK < b ? e + BLOCK : b, width) == near0)
+            e = e + BLOCK < b ? e + BLOCK : b;
+        if (near0)
+            for (int k = a; k < e; k++) {
+                double zm = f[k], half = 0.5 * width / p->sigma[k], acc = gl_w[0];
+                for (int i = 1; i < 5; i++) {
+                    double d = half * gl_t[i];
+                    acc += gl_w[i] * exp_near0(-zm * d - 0.5 * d * d);
+                }
+                f[k] = width <= 0.25 * p->sigma[k] ? acc * 0.5 : 1;
+            }
+        else
+            for (int k = a; k < e; k++) {
+                double zm = f[k], half = 0.5 * width / p->sigma[k], acc = gl_w[0];
+                for (int i = 1; i < 5; i++) {
+                    double d = half * gl_t[i], x = -zm * d - 0.5 * d * d;
+                    acc += gl_w[i] * exp_small(x > 60 ? 60 : x < -60 ? -60 : x);
+                }
+                f[k] = width <= 0.25 * p->sigma[k] ? acc * 0.5 : 1;
+            }
+        a = e;
+    }
+}
+
 /* Discrete: a value's probability is each kernel's mass over [x - 1/2, x + 1/2] within the
  * range. Where that interval is narrow against the kernel (at most sigma / 4), 5-point
- * Gauss-Legendre gives it to a double's rounding as e^c * f (f about 2), for every kernel in one
- * vectorised pass; the other kernels take erfc. */
+ * Gauss-Legendre gives it to a double's rounding as e^c * f (f about 1, c shifted by log 2 to
+ * keep the max near the largest term), the other kernels take erfc as e^c with f 1. c comes
+ * first for every kernel; f (four exps: the middle node's is e^0, exactly 1, since zm and half
+ * are finite with sigma at least (high - low) / 100 > 0) only for the blocks with a kept term. */
 static double discrete_log_pdf(const kl__parzen *p, double x)
 {
-    static const double t[] = {0, 0.5384693101056831, -0.5384693101056831, 0.9061798459386640,
-                               -0.9061798459386640};
-    static const double w[] = {0.5688888888888889, 0.4786286704993665, 0.4786286704993665,
-                               0.2369268850561891, 0.2369268850561891};
     double lo = fmax(x - 0.5, p->low), hi = fmin(x + 0.5, p->high), *c = p->tmp, *f = p->tmp2;
     double lw = hi - lo < 1 ? log(hi - lo) : 0, mid = 0.5 * (lo + hi), width = hi - lo;
     for (int k = 0; k < p->n; k++) {
-        double zm = (mid - p->mu[k]) / p->sigma[k], half = 0.5 * width / p->sigma[k];
-        c[k] = p->logc[k] + lw - p->logs[k] - LN2 - LOG_SQRT_2PI - 0.5 * zm * zm;
-        double acc = 0;
-        for (int i = 0; i < 5; i++) {
-            double d = half * t[i], e = -zm * d - 0.5 * d * d;
-            acc += w[i] * exp_small(e > 60 ? 60 : e < -60 ? -60 : e);
-        }
-        f[k] = acc;
+        double zm = (mid - p->mu[k]) / p->sigma[k];
+        double cn = p->logc[k] + lw - p->logs[k] - LN2 - LOG_SQRT_2PI - 0.5 * zm * zm;
+        c[k] = cn + LN2;
+        f[k] = zm; /* kept for the quadrature below, which overwrites it */
     }
-    for (int k = 0; k < p->n; k++) {
-        if (width <= 0.25 * p->sigma[k]) {
-            c[k] += LN2; /* f / 2 is about 1: the shift below stays near the largest term */
-            f[k] *= 0.5;
-        } else {
+    for (int k = 0; k < p->n; k++)
+        if (!(width <= 0.25 * p->sigma[k])) {
             double s = p->sigma[k];
             c[k] = p->logc[k] + kl__log_gauss_mass((lo - p->mu[k]) / s, (hi - p->mu[k]) / s);
-            f[k] = 1;
         }
-    }
     double max = max_of(c, p->n);
-    return max == -INFINITY ? max : sum_exp(c, f, p->n, max);
+    if (max == -INFINITY)
+        return max;
+    for (int a = 0; a < p->n;) {
+        int b = a + BLOCK < p->n ? a + BLOCK : p->n;
+        if (!block_live(c, a, b, max)) {
+            memset(c + a, 0, (size_t)(b - a) * sizeof *c);
+            memset(f + a, 0, (size_t)(b - a) * sizeof *f);
+            a = b;
+            continue;
+        }
+        while (b < p->n && block_live(c, b, b + BLOCK < p->n ? b + BLOCK : p->n, max))
+            b = b + BLOCK < p->n ? b + BLOCK : p->n;
+        quadrature(p, f, a, b, width);
+        terms(c, a, b, max);
+        a = b;
+    }
+    return lane_sum(c, f, p->n, max);
 }
 
 double kl__parzen_log_pdf(const kl__parzen *p, double x)
@@ -285,7 +417,7 @@ double kl__parzen_log_pdf(const kl__parzen *p, double x)
         c[k] = p->logc[k] - 0.5 * z * z;
     }
     double max = max_of(c, p->n);
-    return max == -INFINITY ? max : sum_exp(c, NULL, p->n, max);
+    return max == -INFINITY ? max : sum_exp(c, p->n, max);
 }
 
 /* The first index whose running sum of w exceeds u (numpy's searchsorted, side right). */
