@@ -166,8 +166,13 @@ void kl__parzen_fit_memo(kl__parzen *p, const double *obs, const double *wobs, i
         p->sigma[order[n - 1]] = p->mu[order[n - 1]] - p->mu[order[n - 2]];
     }
     double maxsigma = high - low, minsigma = (high - low) / fmin(100.0, 1.0 + n);
-    for (int i = 0; i < n; i++)
-        p->sigma[i] = fmin(fmax(p->sigma[i], minsigma), maxsigma);
+    /* fmin(fmax(sigma, minsigma), maxsigma) without libm's calls: the two differ only on zeros
+     * of both signs (the gaps and bounds are never -0) and a NaN (a NaN gap takes minsigma
+     * either way). */
+    for (int i = 0; i < n; i++) {
+        double v = p->sigma[i] > minsigma ? p->sigma[i] : minsigma;
+        p->sigma[i] = v < maxsigma ? v : maxsigma;
+    }
     p->sigma[nobs] = high - low;
 
     /* log w: log wobs - log sum, where most weights are 1. With a memo, the logs of the
