@@ -401,6 +401,88 @@ def case_basic():
         array("concat_" + name, t)
 
 
+def case_onnx():
+    """The ops added for the ONNX importer. Appended after the others, so that their inputs (one
+    seeded stream) stay the same."""
+    section("sub and div of p, q (N, D), q's magnitudes in [0.5, 1.5) (a divisor away from 0); "
+            "clip of x (N, D) to [-0.5, 0.25]; log_softmax of x (N, 2, 6) over the last axis; "
+            "each with its own R, loss = sum(y * R)")
+    n, d = 3, 6
+    define("onnx_n", n)
+    define("onnx_d", d)
+    define("clip_lo", "-0.5f")
+    define("clip_hi", "0.25f")
+    p = leaf(n, d)
+    q = (torch.rand(n, d) + 0.5) * torch.where(torch.rand(n, d) < 0.5, -1.0, 1.0)
+    q.requires_grad_(True)
+    array("onnx_p", p)
+    array("onnx_q", q)
+    for name, fn in [("sub", lambda: p - q), ("div", lambda: p / q)]:
+        y = fn()
+        r, loss = project(y)
+        dp, dq = grads(loss, p, q)
+        for part, t in [("r", r), ("y", y), ("dp", dp), ("dq", dq)]:
+            array("%s_%s" % (name, part), t)
+    x = leaf(n, d)
+    y = torch.clamp(x, -0.5, 0.25)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("clipop_" + name, t)
+    x = leaf(n, 2, 6) * 2
+    y = F.log_softmax(x, dim=-1)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("logsm_" + name, t)
+
+    section("transpose of x3 (N, 3, 4) by perm (0, 2, 1) and of x4 (N, 2, 3, 4) by perm "
+            "(0, 3, 1, 2); broadcast of a weight w (C, 1, 1) and of an input b (N, 1, H, 1) to "
+            "(N, C, H, W); pad2d of x (N, C, H, W) by top 0, bottom 2, left 1, right 0 with "
+            "-2.5; each with its own R, loss = sum(y * R)")
+    c, h, w_ = 3, 4, 5
+    for name, v in [("c", c), ("h", h), ("w", w_)]:
+        define("bcast_" + name, v)
+    define("pad_top", 0)
+    define("pad_bottom", 2)
+    define("pad_left", 1)
+    define("pad_right", 0)
+    define("pad_value", "-2.5f")
+    x = leaf(n, 3, 4)
+    y = x.permute(0, 2, 1)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("tr3_" + name, t)
+    x = leaf(n, 2, 3, 4)
+    y = x.permute(0, 3, 1, 2)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("tr4_" + name, t)
+    wt = leaf(c, 1, 1)
+    y = wt.expand(n, c, h, w_)
+    r, loss = project(y)
+    (dw,) = grads(loss, wt)
+    for name, t in [("w", wt), ("r", r), ("y", y), ("dw", dw)]:
+        array("bcw_" + name, t)
+    b = leaf(n, 1, h, 1)
+    y = b.expand(n, c, h, w_)
+    r, loss = project(y)
+    (db,) = grads(loss, b)
+    for name, t in [("b", b), ("r", r), ("y", y), ("db", db)]:
+        array("bcx_" + name, t)
+    x = leaf(n, 2, 3, 4)
+    y = F.pad(x, (1, 0, 0, 2), value=-2.5)
+    define("pad_c", 2)
+    define("pad_h", 3)
+    define("pad_w", 4)
+    r, loss = project(y)
+    (dx,) = grads(loss, x)
+    for name, t in [("x", x), ("r", r), ("y", y), ("dx", dx)]:
+        array("pad_" + name, t)
+
+
 def main():
     torch.manual_seed(20240613)
     torch.set_num_threads(1)
@@ -425,6 +507,7 @@ def main():
     case_embedding()
     case_optim()
     case_basic()
+    case_onnx()
     lines.append("")
     lines.append("#endif")
     text = "\n".join(lines) + "\n"

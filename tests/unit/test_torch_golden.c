@@ -2,11 +2,12 @@
  * bias_add, conv2d, max and avg pooling, global average pooling, batchnorm in train and eval mode
  * with its running statistics, layernorm, add, mul, scale, relu, gelu, tanh, sigmoid, leaky_relu,
  * softmax, dropout with kiln's fixed mask, sum, reshape, concat, cross-entropy with and without
- * label smoothing, mse, embedding), its optimizers (SGD with weight decay, nesterov or dampening;
- * Adam; AdamW) and kl_clip_grad_norm, run on the inputs PyTorch was given and compared element by
- * element with what PyTorch computed: every output, every input, parameter and buffer gradient, the
- * running statistics, and the parameters after each optimizer step. An element passes when |kiln -
- * torch| <= 1e-5 + 1e-4 |torch|; a failing array reports its worst element.
+ * label smoothing, mse, embedding, and the ONNX importer's sub, div, clip, log_softmax, transpose,
+ * broadcast of a weight and of an input, pad2d), its optimizers (SGD with weight decay, nesterov or
+ * dampening; Adam; AdamW) and kl_clip_grad_norm, run on the inputs PyTorch was given and compared
+ * element by element with what PyTorch computed: every output, every input, parameter and buffer
+ * gradient, the running statistics, and the parameters after each optimizer step. An element passes
+ * when |kiln - torch| <= 1e-5 + 1e-4 |torch|; a failing array reports its worst element.
  *
  * Non-scalar outputs are projected as PyTorch's side was: loss = sum(y * R) with the header's R,
  * fed as a per-sample input, so the gradients are R pulled back through the op.
@@ -667,6 +668,149 @@ static void test_concat(void)
     kl_graph_free(g);
 }
 
+/* The ops added for the ONNX importer. sub and div of p and q (binary), clip and log_softmax of
+ * x (unary). */
+typedef struct onnx_case {
+    const char *name;
+    int op; /* 0 sub, 1 div, 2 clip, 3 log_softmax */
+    kl_shape shape;
+    const float *p, *q, *r, *y, *dp, *dq;
+    int64_t n; /* elements of each array */
+} onnx_case;
+
+static void test_onnx_op(const onnx_case *c)
+{
+    char label[64];
+    kl_graph *g = kl_graph_new();
+    kl_node p = grad_input(g, "p", c->shape), q = KL_NONE;
+    if (c->q)
+        q = grad_input(g, "q", c->shape);
+    kl_node y = c->op == 0   ? kl_sub(g, p, q)
+                : c->op == 1 ? kl_div(g, p, q)
+                : c->op == 2 ? kl_clip(g, p, TG_CLIP_LO, TG_CLIP_HI)
+                             : kl_log_softmax(g, p);
+    kl_node r, loss = project(g, y, c->shape, &r);
+    if (compile(g, TG_ONNX_N, loss)) {
+        set_values(g, p, c->p, c->n);
+        if (c->q)
+            set_values(g, q, c->q, c->n);
+        set_values(g, r, c->r, c->n);
+        if (forward(g) && backward(g)) {
+            snprintf(label, sizeof label, "%s y", c->name);
+            expect_tensor(label, kl_graph_value(g, y), c->y, c->n);
+            snprintf(label, sizeof label, "%s dp", c->name);
+            expect_tensor(label, kl_graph_grad(g, p), c->dp, c->n);
+            if (c->q) {
+                snprintf(label, sizeof label, "%s dq", c->name);
+                expect_tensor(label, kl_graph_grad(g, q), c->dq, c->n);
+            }
+        }
+    }
+    kl_graph_free(g);
+}
+
+static void test_onnx_elementwise(void)
+{
+    const onnx_case cases[] = {
+        {"sub", 0, KL_SHAPE(TG_ONNX_D), tg_onnx_p, tg_onnx_q, tg_sub_r, tg_sub_y, tg_sub_dp,
+         tg_sub_dq, COUNT(tg_onnx_p)},
+        {"div", 1, KL_SHAPE(TG_ONNX_D), tg_onnx_p, tg_onnx_q, tg_div_r, tg_div_y, tg_div_dp,
+         tg_div_dq, COUNT(tg_onnx_p)},
+        {"clip", 2, KL_SHAPE(TG_ONNX_D), tg_clipop_x, NULL, tg_clipop_r, tg_clipop_y, tg_clipop_dx,
+         NULL, COUNT(tg_clipop_x)},
+        {"log_softmax", 3, KL_SHAPE(2, 6), tg_logsm_x, NULL, tg_logsm_r, tg_logsm_y, tg_logsm_dx,
+         NULL, COUNT(tg_logsm_x)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        test_onnx_op(&cases[i]);
+}
+
+/* transpose of one batched input by perm (the batch axis first), out the per-sample shape. */
+static void test_transpose_case(const char *name, kl_shape in, const int *perm, kl_shape out,
+                                const float *x, const float *r, const float *y, const float *dx,
+                                int64_t n)
+{
+    char label[64];
+    kl_graph *g = kl_graph_new();
+    kl_node xn = grad_input(g, "x", in), rn;
+    kl_node yn = kl_transpose(g, xn, perm);
+    kl_node loss = project(g, yn, out, &rn);
+    if (compile(g, TG_ONNX_N, loss)) {
+        set_values(g, xn, x, n);
+        set_values(g, rn, r, n);
+        if (forward(g) && backward(g)) {
+            snprintf(label, sizeof label, "%s y", name);
+            expect_tensor(label, kl_graph_value(g, yn), y, n);
+            snprintf(label, sizeof label, "%s dx", name);
+            expect_tensor(label, kl_graph_grad(g, xn), dx, n);
+        }
+    }
+    kl_graph_free(g);
+}
+
+static void test_transpose(void)
+{
+    static const int perm3[] = {0, 2, 1}, perm4[] = {0, 3, 1, 2};
+    test_transpose_case("transpose 3-D", KL_SHAPE(3, 4), perm3, KL_SHAPE(4, 3), tg_tr3_x, tg_tr3_r,
+                        tg_tr3_y, tg_tr3_dx, COUNT(tg_tr3_x));
+    test_transpose_case("transpose 4-D", KL_SHAPE(2, 3, 4), perm4, KL_SHAPE(4, 2, 3), tg_tr4_x,
+                        tg_tr4_r, tg_tr4_y, tg_tr4_dx, COUNT(tg_tr4_x));
+}
+
+/* broadcast to like (N, C, H, W), whose values are not read: a weight (C, 1, 1), whose gradient
+ * sums over the batch and the repeated axes, and a batched input (N, 1, H, 1). */
+static void test_broadcast(void)
+{
+    const kl_shape full = KL_SHAPE(TG_BCAST_C, TG_BCAST_H, TG_BCAST_W);
+    for (int batched = 0; batched < 2; batched++) {
+        kl_graph *g = kl_graph_new();
+        kl_node x = batched ? grad_input(g, "b", KL_SHAPE(1, TG_BCAST_H, 1))
+                            : kl_param(g, "w", KL_SHAPE(TG_BCAST_C, 1, 1), ZEROS, 0);
+        kl_node like = kl_input(g, "like", KL_F32, full), r;
+        kl_node y = kl_broadcast(g, x, like);
+        kl_node loss = project(g, y, full, &r);
+        if (compile(g, TG_ONNX_N, loss)) {
+            if (batched) {
+                SET(g, x, tg_bcx_b);
+                SET(g, r, tg_bcx_r);
+            } else {
+                SET(g, x, tg_bcw_w);
+                SET(g, r, tg_bcw_r);
+            }
+            if (forward(g) && backward(g)) {
+                if (batched) {
+                    EXPECT_VALUE("broadcast input y", g, y, tg_bcx_y);
+                    EXPECT_GRAD("broadcast input db", g, x, tg_bcx_db);
+                } else {
+                    EXPECT_VALUE("broadcast weight y", g, y, tg_bcw_y);
+                    EXPECT_GRAD("broadcast weight dw", g, x, tg_bcw_dw);
+                }
+            }
+        }
+        kl_graph_free(g);
+    }
+}
+
+static void test_pad2d(void)
+{
+    kl_graph *g = kl_graph_new();
+    kl_node x = grad_input(g, "x", KL_SHAPE(TG_PAD_C, TG_PAD_H, TG_PAD_W)), r;
+    kl_node y = kl_pad2d(g, x, TG_PAD_TOP, TG_PAD_BOTTOM, TG_PAD_LEFT, TG_PAD_RIGHT, TG_PAD_VALUE);
+    kl_node loss = project(g, y,
+                           KL_SHAPE(TG_PAD_C, TG_PAD_TOP + TG_PAD_H + TG_PAD_BOTTOM,
+                                    TG_PAD_LEFT + TG_PAD_W + TG_PAD_RIGHT),
+                           &r);
+    if (compile(g, TG_ONNX_N, loss)) {
+        SET(g, x, tg_pad_x);
+        SET(g, r, tg_pad_r);
+        if (forward(g) && backward(g)) {
+            EXPECT_VALUE("pad2d y", g, y, tg_pad_y);
+            EXPECT_GRAD("pad2d dx", g, x, tg_pad_dx);
+        }
+    }
+    kl_graph_free(g);
+}
+
 static const check_case cases[] = {
     CHECK_CASE(test_linear),
     CHECK_CASE(test_conv2d),
@@ -690,6 +834,10 @@ static const check_case cases[] = {
     CHECK_CASE(test_sum),
     CHECK_CASE(test_reshape),
     CHECK_CASE(test_concat),
+    CHECK_CASE(test_onnx_elementwise),
+    CHECK_CASE(test_transpose),
+    CHECK_CASE(test_broadcast),
+    CHECK_CASE(test_pad2d),
 };
 
 int main(int argc, char **argv)
