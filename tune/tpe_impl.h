@@ -31,6 +31,7 @@ typedef struct kl__parzen {
     double *logs;       /* log sigma */
     double *tmp, *tmp2; /* scratch of n each for kl__parzen_log_pdf */
     double low, high;
+    double sigma_floor; /* the clip's floor: every sigma is at least this */
     bool
         discrete; /* integer coordinates: a value's probability is the mass of [x - 1/2, x + 1/2] */
 } kl__parzen;

@@ -166,6 +166,7 @@ void kl__parzen_fit_memo(kl__parzen *p, const double *obs, const double *wobs, i
         p->sigma[order[n - 1]] = p->mu[order[n - 1]] - p->mu[order[n - 2]];
     }
     double maxsigma = high - low, minsigma = (high - low) / fmin(100.0, 1.0 + n);
+    p->sigma_floor = minsigma; /* maxsigma and the prior's are at least minsigma too */
     /* fmin(fmax(sigma, minsigma), maxsigma) without libm's calls: the two differ only on zeros
      * of both signs (the gaps and bounds are never -0) and a NaN (a NaN gap takes minsigma
      * either way). */
@@ -285,19 +286,31 @@ static inline void terms(double *c, int k0, int k1, double max)
     }
 }
 
-/* max + log sum_k f[k] c[k] (f NULL: all 1) of the terms, summed in four lanes by k mod 4 then
- * pairwise: the same additions in the same order however many blocks were skipped, since a
- * skipped term is +0 and s + 0 is s. */
-static double lane_sum(const double *c, const double *f, int n, double max)
+/* The runs of blocks with a kept term: the next one's start at or after a (a multiple of BLOCK),
+ * n or more if none, and its end in *b. */
+static inline int next_run(const double *c, int n, double max, int a, int *b)
 {
-    double sum[4] = {0, 0, 0, 0};
-    int k = 0;
-    for (; k + 4 <= n; k += 4)
+    while (a < n && !block_live(c, a, a + BLOCK < n ? a + BLOCK : n, max))
+        a += BLOCK;
+    int e = a;
+    while (e < n && block_live(c, e, e + BLOCK < n ? e + BLOCK : n, max))
+        e = e + BLOCK < n ? e + BLOCK : n;
+    *b = e;
+    return a;
+}
+
+/* Adds the terms f[k] c[k] (f NULL: all 1) of [a, b) to the sum's four lanes: lane i takes the
+ * k = i mod 4 below n - n % 4 in order, lane 0 the rest after them; the lanes are then added
+ * pairwise. Runs come in order, and a skipped term is +0 (s + 0 is s), so the sum is the one
+ * over every kernel, bit for bit. */
+static inline void lanes_add(double sum[4], const double *c, const double *f, int a, int b, int n)
+{
+    int n4 = n - n % 4, e = b < n4 ? b : n4, k = a;
+    for (; k < e; k += 4)
         for (int i = 0; i < 4; i++)
             sum[i] += f ? f[k + i] * c[k + i] : c[k + i];
-    for (; k < n; k++)
+    for (; k < b; k++)
         sum[0] += f ? f[k] * c[k] : c[k];
-    return max + log((sum[0] + sum[1]) + (sum[2] + sum[3]));
 }
 
 /* log sum_k e^c[k], max about the largest term's log: terms below e^-25 (1.4e-11) of it are
@@ -305,19 +318,13 @@ static double lane_sum(const double *c, const double *f, int n, double max)
  * overwritten. */
 static double sum_exp(double *c, int n, double max)
 {
-    for (int a = 0; a < n;) {
-        int b = a + BLOCK < n ? a + BLOCK : n;
-        if (!block_live(c, a, b, max)) {
-            memset(c + a, 0, (size_t)(b - a) * sizeof *c);
-            a = b;
-            continue;
-        }
-        while (b < n && block_live(c, b, b + BLOCK < n ? b + BLOCK : n, max))
-            b = b + BLOCK < n ? b + BLOCK : n;
+    double sum[4] = {0, 0, 0, 0};
+    int b;
+    for (int a = next_run(c, n, max, 0, &b); a < n; a = next_run(c, n, max, b, &b)) {
         terms(c, a, b, max); /* a run of live blocks, in one loop */
-        a = b;
+        lanes_add(sum, c, NULL, a, b, n);
     }
-    return lane_sum(c, NULL, n, max);
+    return max + log((sum[0] + sum[1]) + (sum[2] + sum[3]));
 }
 
 static const double gl_t[] = {0, 0.5384693101056831, -0.5384693101056831, 0.9061798459386640,
@@ -344,9 +351,19 @@ static inline bool exps_near0(const kl__parzen *p, const double *f, int a, int b
  * all of them) take exp_near0, the others exp_small; each kind a run of blocks at a time. */
 static void quadrature(const kl__parzen *p, double *f, int a, int b, double width)
 {
+    /* First for the whole run, from the largest |zm| and the smallest sigma: a bound on every
+     * |exponent| (with room for rounding) below 0.34 proves the per-block tests true. */
+    double zmax = 0, h = 0.5 * width / p->sigma_floor * 0.9061798459386640 * (1 + 1e-9);
+    bool nan = false;
+    for (int k = a; k < b; k++) {
+        double z = fabs(f[k]);
+        zmax = z > zmax ? z : zmax;
+        nan |= z != z;
+    }
+    bool all_near0 = !nan && zmax * h + 0.5 * h * h < 0.33;
     while (a < b) {
-        int e = a + BLOCK < b ? a + BLOCK : b;
-        bool near0 = exps_near0(p, f, a, e, width);
+        int e = all_near0 ? b : a + BLOCK < b ? a + BLOCK : b;
+        bool near0 = all_near0 || exps_near0(p, f, a, e, width);
         while (e < b && exps_near0(p, f, e, e + BLOCK < b ? e + BLOCK : b, width) == near0)
             e = e + BLOCK < b ? e + BLOCK : b;
         if (near0)
@@ -387,7 +404,7 @@ static double discrete_log_pdf(const kl__parzen *p, double x)
         c[k] = cn + LN2;
         f[k] = zm; /* kept for the quadrature below, which overwrites it */
     }
-    for (int k = 0; k < p->n; k++)
+    for (int k = 0; !(width <= 0.25 * p->sigma_floor) && k < p->n; k++) /* none below it */
         if (!(width <= 0.25 * p->sigma[k])) {
             double s = p->sigma[k];
             c[k] = p->logc[k] + kl__log_gauss_mass((lo - p->mu[k]) / s, (hi - p->mu[k]) / s);
@@ -395,21 +412,14 @@ static double discrete_log_pdf(const kl__parzen *p, double x)
     double max = max_of(c, p->n);
     if (max == -INFINITY)
         return max;
-    for (int a = 0; a < p->n;) {
-        int b = a + BLOCK < p->n ? a + BLOCK : p->n;
-        if (!block_live(c, a, b, max)) {
-            memset(c + a, 0, (size_t)(b - a) * sizeof *c);
-            memset(f + a, 0, (size_t)(b - a) * sizeof *f);
-            a = b;
-            continue;
-        }
-        while (b < p->n && block_live(c, b, b + BLOCK < p->n ? b + BLOCK : p->n, max))
-            b = b + BLOCK < p->n ? b + BLOCK : p->n;
+    double sum[4] = {0, 0, 0, 0};
+    int b;
+    for (int a = next_run(c, p->n, max, 0, &b); a < p->n; a = next_run(c, p->n, max, b, &b)) {
         quadrature(p, f, a, b, width);
         terms(c, a, b, max);
-        a = b;
+        lanes_add(sum, c, f, a, b, p->n);
     }
-    return lane_sum(c, f, p->n, max);
+    return max + log((sum[0] + sum[1]) + (sum[2] + sum[3]));
 }
 
 double kl__parzen_log_pdf(const kl__parzen *p, double x)
