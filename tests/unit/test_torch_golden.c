@@ -668,124 +668,101 @@ static void test_concat(void)
     kl_graph_free(g);
 }
 
-/* The ops added for the ONNX importer. sub and div of p and q (binary), clip and log_softmax of
- * x (unary). */
+/* The ops added for the ONNX importer, on one batched input x (per-sample shape in) or two of
+ * that shape (x and q), to y (per-sample shape out): y and the gradients against PyTorch's. */
 typedef struct onnx_case {
     const char *name;
-    int op; /* 0 sub, 1 div, 2 clip, 3 log_softmax */
-    kl_shape shape;
-    const float *p, *q, *r, *y, *dp, *dq;
-    int64_t n; /* elements of each array */
+    kl_node (*build)(kl_graph *g, kl_node x, kl_node q);
+    kl_shape in, out;
+    const float *x, *q, *r, *y, *dx, *dq; /* q, dq NULL: one input */
+    int64_t nx, ny;
 } onnx_case;
 
 static void test_onnx_op(const onnx_case *c)
 {
     char label[64];
     kl_graph *g = kl_graph_new();
-    kl_node p = grad_input(g, "p", c->shape), q = KL_NONE;
-    if (c->q)
-        q = grad_input(g, "q", c->shape);
-    kl_node y = c->op == 0   ? kl_sub(g, p, q)
-                : c->op == 1 ? kl_div(g, p, q)
-                : c->op == 2 ? kl_clip(g, p, TG_CLIP_LO, TG_CLIP_HI)
-                             : kl_log_softmax(g, p);
-    kl_node r, loss = project(g, y, c->shape, &r);
-    if (compile(g, TG_ONNX_N, loss)) {
-        set_values(g, p, c->p, c->n);
-        if (c->q)
-            set_values(g, q, c->q, c->n);
-        set_values(g, r, c->r, c->n);
-        if (forward(g) && backward(g)) {
-            snprintf(label, sizeof label, "%s y", c->name);
-            expect_tensor(label, kl_graph_value(g, y), c->y, c->n);
-            snprintf(label, sizeof label, "%s dp", c->name);
-            expect_tensor(label, kl_graph_grad(g, p), c->dp, c->n);
-            if (c->q) {
-                snprintf(label, sizeof label, "%s dq", c->name);
-                expect_tensor(label, kl_graph_grad(g, q), c->dq, c->n);
-            }
-        }
-    }
-    kl_graph_free(g);
-}
-
-static void test_onnx_elementwise(void)
-{
-    const onnx_case cases[] = {
-        {"sub", 0, KL_SHAPE(TG_ONNX_D), tg_onnx_p, tg_onnx_q, tg_sub_r, tg_sub_y, tg_sub_dp,
-         tg_sub_dq, COUNT(tg_onnx_p)},
-        {"div", 1, KL_SHAPE(TG_ONNX_D), tg_onnx_p, tg_onnx_q, tg_div_r, tg_div_y, tg_div_dp,
-         tg_div_dq, COUNT(tg_onnx_p)},
-        {"clip", 2, KL_SHAPE(TG_ONNX_D), tg_clipop_x, NULL, tg_clipop_r, tg_clipop_y, tg_clipop_dx,
-         NULL, COUNT(tg_clipop_x)},
-        {"log_softmax", 3, KL_SHAPE(2, 6), tg_logsm_x, NULL, tg_logsm_r, tg_logsm_y, tg_logsm_dx,
-         NULL, COUNT(tg_logsm_x)},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        test_onnx_op(&cases[i]);
-}
-
-/* A shape op on one batched input x (per-sample shape in) to y (per-sample shape out): y and dx
- * against PyTorch's. */
-typedef struct shape_case {
-    const char *name;
-    kl_node (*build)(kl_graph *g, kl_node x);
-    kl_shape in, out;
-    const float *x, *r, *y, *dx;
-    int64_t nx, ny;
-} shape_case;
-
-static void test_shape_op(const shape_case *c)
-{
-    char label[64];
-    kl_graph *g = kl_graph_new();
-    kl_node x = grad_input(g, "x", c->in), r;
-    kl_node y = c->build(g, x);
+    kl_node x = grad_input(g, "x", c->in), q = c->q ? grad_input(g, "q", c->in) : KL_NONE, r;
+    kl_node y = c->build(g, x, q);
     kl_node loss = project(g, y, c->out, &r);
     if (compile(g, TG_ONNX_N, loss)) {
         set_values(g, x, c->x, c->nx);
+        if (c->q)
+            set_values(g, q, c->q, c->nx);
         set_values(g, r, c->r, c->ny);
         if (forward(g) && backward(g)) {
             snprintf(label, sizeof label, "%s y", c->name);
             expect_tensor(label, kl_graph_value(g, y), c->y, c->ny);
             snprintf(label, sizeof label, "%s dx", c->name);
             expect_tensor(label, kl_graph_grad(g, x), c->dx, c->nx);
+            if (c->q) {
+                snprintf(label, sizeof label, "%s dq", c->name);
+                expect_tensor(label, kl_graph_grad(g, q), c->dq, c->nx);
+            }
         }
     }
     kl_graph_free(g);
 }
 
-static kl_node transpose3(kl_graph *g, kl_node x)
+static kl_node sub(kl_graph *g, kl_node x, kl_node q)
+{
+    return kl_sub(g, x, q);
+}
+
+static kl_node div_(kl_graph *g, kl_node x, kl_node q)
+{
+    return kl_div(g, x, q);
+}
+
+static kl_node clip(kl_graph *g, kl_node x, kl_node q)
+{
+    return kl_clip(g, x, TG_CLIP_LO, TG_CLIP_HI);
+}
+
+static kl_node log_softmax(kl_graph *g, kl_node x, kl_node q)
+{
+    return kl_log_softmax(g, x);
+}
+
+static kl_node transpose3(kl_graph *g, kl_node x, kl_node q)
 {
     static const int perm[] = {0, 2, 1};
     return kl_transpose(g, x, perm);
 }
 
-static kl_node transpose4(kl_graph *g, kl_node x)
+static kl_node transpose4(kl_graph *g, kl_node x, kl_node q)
 {
     static const int perm[] = {0, 3, 1, 2};
     return kl_transpose(g, x, perm);
 }
 
-static kl_node pad2d(kl_graph *g, kl_node x)
+static kl_node pad2d(kl_graph *g, kl_node x, kl_node q)
 {
     return kl_pad2d(g, x, TG_PAD_TOP, TG_PAD_BOTTOM, TG_PAD_LEFT, TG_PAD_RIGHT, TG_PAD_VALUE);
 }
 
-static void test_transpose_pad2d(void)
+static void test_onnx_ops(void)
 {
-    const shape_case cases[] = {
-        {"transpose 3-D", transpose3, KL_SHAPE(3, 4), KL_SHAPE(4, 3), tg_tr3_x, tg_tr3_r, tg_tr3_y,
-         tg_tr3_dx, COUNT(tg_tr3_x), COUNT(tg_tr3_y)},
-        {"transpose 4-D", transpose4, KL_SHAPE(2, 3, 4), KL_SHAPE(4, 2, 3), tg_tr4_x, tg_tr4_r,
-         tg_tr4_y, tg_tr4_dx, COUNT(tg_tr4_x), COUNT(tg_tr4_y)},
+    const kl_shape d = KL_SHAPE(TG_ONNX_D);
+    const int64_t nd = COUNT(tg_onnx_p);
+    const onnx_case cases[] = {
+        {"sub", sub, d, d, tg_onnx_p, tg_onnx_q, tg_sub_r, tg_sub_y, tg_sub_dp, tg_sub_dq, nd, nd},
+        {"div", div_, d, d, tg_onnx_p, tg_onnx_q, tg_div_r, tg_div_y, tg_div_dp, tg_div_dq, nd, nd},
+        {"clip", clip, d, d, tg_clipop_x, NULL, tg_clipop_r, tg_clipop_y, tg_clipop_dx, NULL, nd,
+         nd},
+        {"log_softmax", log_softmax, KL_SHAPE(2, 6), KL_SHAPE(2, 6), tg_logsm_x, NULL, tg_logsm_r,
+         tg_logsm_y, tg_logsm_dx, NULL, COUNT(tg_logsm_x), COUNT(tg_logsm_y)},
+        {"transpose 3-D", transpose3, KL_SHAPE(3, 4), KL_SHAPE(4, 3), tg_tr3_x, NULL, tg_tr3_r,
+         tg_tr3_y, tg_tr3_dx, NULL, COUNT(tg_tr3_x), COUNT(tg_tr3_y)},
+        {"transpose 4-D", transpose4, KL_SHAPE(2, 3, 4), KL_SHAPE(4, 2, 3), tg_tr4_x, NULL,
+         tg_tr4_r, tg_tr4_y, tg_tr4_dx, NULL, COUNT(tg_tr4_x), COUNT(tg_tr4_y)},
         {"pad2d", pad2d, KL_SHAPE(TG_PAD_C, TG_PAD_H, TG_PAD_W),
          KL_SHAPE(TG_PAD_C, TG_PAD_TOP + TG_PAD_H + TG_PAD_BOTTOM,
                   TG_PAD_LEFT + TG_PAD_W + TG_PAD_RIGHT),
-         tg_pad_x, tg_pad_r, tg_pad_y, tg_pad_dx, COUNT(tg_pad_x), COUNT(tg_pad_y)},
+         tg_pad_x, NULL, tg_pad_r, tg_pad_y, tg_pad_dx, NULL, COUNT(tg_pad_x), COUNT(tg_pad_y)},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        test_shape_op(&cases[i]);
+        test_onnx_op(&cases[i]);
 }
 
 /* broadcast to like (N, C, H, W), whose values are not read: a weight (C, 1, 1), whose gradient
@@ -847,8 +824,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_sum),
     CHECK_CASE(test_reshape),
     CHECK_CASE(test_concat),
-    CHECK_CASE(test_onnx_elementwise),
-    CHECK_CASE(test_transpose_pad2d),
+    CHECK_CASE(test_onnx_ops),
     CHECK_CASE(test_broadcast),
 };
 
