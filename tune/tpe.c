@@ -30,7 +30,7 @@ struct kl_tpe {
     int64_t nresults;
     /* Scratch for one proposal. */
     tpe_obs *obs;
-    int32_t *order, *ib, *ia; /* sort scratch, categorical good and bad */
+    int32_t *order, *ib, *ia; /* sort scratch; the good and bad groups' values or trials */
     uint8_t *good;
     int32_t *gpos;      /* [cap]: a trial's place in its group, in trial order */
     int64_t ngroup[3];  /* the groups' sizes (1: good, 2: bad) */
