@@ -28,17 +28,6 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 out="$tmp/out"
 
-check() {
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 # A model file from outside: no data section in /config, labels with a comma.
 "$py" "$here/formats_writer.py" outside.h5 outside_x.h5 7
 check "the writer writes a model without data in /config" \

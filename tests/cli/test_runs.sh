@@ -15,15 +15,6 @@ tmp="$(mktemp -d)"
 out="$tmp/out"
 trap 'kill -9 "${job:-}" 2>/dev/null; rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
-check() { # description, command...
-    local what="$1"
-    shift
-    if "$@"; then passed=$((passed + 1)); else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 python3 -c "
 import random
 random.seed(1)
