@@ -16,6 +16,7 @@
 
 #include "kiln/buildinfo.h"
 #include "kiln/clock.h"
+#include "kiln/graph.h"
 #include "kiln/launch.h"
 #include "kiln/stop.h"
 #include "kiln/version.h"
@@ -490,6 +491,9 @@ static json_t *system_metrics(kl_run_recorder *r, double sps)
         json_object_set_new(s, "peak_rss_bytes", json_integer((json_int_t)ru.ru_maxrss * 1024));
     if (!isnan(sps))
         json_object_set_new(s, "samples_per_s", json_real(sps));
+    int64_t dev;
+    if (kl_device_memory_peak(&dev)) /* absent on the CPU */
+        json_object_set_new(s, "device_memory_peak_bytes", json_integer(dev));
     return s;
 }
 
