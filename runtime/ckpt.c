@@ -548,14 +548,19 @@ static kl_status check_optim_params(kl_ckpt *c, hid_t o, const kl_graph *g, kl_e
 {
     if (!kl__h5_exists(o, "params"))
         return KL_OK;
-    int np = kl_graph_num_params(g), nd;
+    int np = kl_graph_num_params(g), nd = 0;
     int64_t dims[8];
-    if (kl__h5_shape(o, "params", &nd, dims) != 0 || nd != 1 || dims[0] != np)
+    if (kl__h5_shape(o, "params", &nd, dims) != 0 || nd != 1)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: /optimizer/params is not a list of parameter names; the file is "
+                            "damaged",
+                            c->path);
+    if (dims[0] != np)
         return kl_error_set(err, KL_EFORMAT,
                             "%s: /optimizer/params names %lld parameters but the model has %d; "
                             "the optimizer state belongs to another model or the file is damaged",
-                            c->path, nd == 1 ? (long long)dims[0] : -1LL, np);
-    char **names = calloc((size_t)np, sizeof *names);
+                            c->path, (long long)dims[0], np);
+    char **names = calloc((size_t)np + 1, sizeof *names);
     if (!names)
         return kl_error_set(err, KL_ENOMEM, "out of memory reading /optimizer/params");
     kl_status s = kl__h5_get_strings(o, "params", names, np, c->path, "/optimizer/params", err);

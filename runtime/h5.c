@@ -209,7 +209,7 @@ kl_status kl__h5_get_strings(hid_t loc, const char *name, char **v, int n, const
     if (t < 0 || H5Tget_class(t) != H5T_STRING) {
         st = kl_error_set(err, KL_EFORMAT, "%s: %s does not hold strings", file, what);
     } else if (H5Tis_variable_str(t) > 0) {
-        char **raw = calloc((size_t)n, sizeof *raw);
+        char **raw = calloc((size_t)n + 1, sizeof *raw);
         mt = H5Tcopy(H5T_C_S1);
         if (!raw || mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
             H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)

@@ -6,7 +6,9 @@
 #   files kiln exports for every layer kind docs/config.md lists (each activation, conv2d with
 #   stride and padding, both pools with padding, global_avg_pool, batchnorm on images and on
 #   flat features, layernorm, dropout, flatten, nested residual blocks, a linear model, a
-#   regression) as kiln predict does.
+#   regression) as kiln predict does;
+# - a checkpoint whose /optimizer/params (doctored with h5py) does not list the model's
+#   parameters in the model's order is refused on resume, naming the file and the field.
 # Tolerance 2e-5 on probabilities and predictions: kiln computes in float32 (sums of up to 128
 # products here, values of order 1, about 1e-6 apart from float64), the reader in float64.
 # Skipped (exit 77) without python3-h5py or python3-yaml.
@@ -124,20 +126,25 @@ with h5py.File(sys.argv[1], "r+") as f:
     if sys.argv[2] == "swap":  # batchnorm's weight and bias: the same shape, only names differ
         i = names.index("layers.1.weight")
         names[i], names[i + 1] = names[i + 1], names[i]
-    else:
+    elif sys.argv[2] == "drop":
         names = names[:-1]
+    else:  # one string, not a list
+        names = ",".join(names)
     del f["optimizer/params"]
     f.create_dataset("optimizer/params", data=names, dtype=h5py.string_dtype())
 PY
 }
 doctor swapped swap
 doctor short drop
+doctor scalar join
 expect 0 '' -- train norm.yaml --resume runs/norm --change train.epochs=3
 want="runs/swapped/checkpoints/final.h5: /optimizer/params\\[2\\] is 'layers.1.bias' where"
 want+=" the model's parameter 2 is 'layers.1.weight'"
 expect 1 "$want" -- train norm.yaml --resume runs/swapped --change train.epochs=3
 want="runs/short/checkpoints/final.h5: /optimizer/params names 11 parameters but the model has 12"
 expect 1 "$want" -- train norm.yaml --resume runs/short --change train.epochs=3
+expect 1 'runs/scalar/checkpoints/final.h5: /optimizer/params is not a list of parameter names' \
+    -- train norm.yaml --resume runs/scalar --change train.epochs=3
 
 echo "test_formats_peer: $passed passed, $failed failed"
 [[ $failed == 0 ]]
