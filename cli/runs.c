@@ -363,6 +363,11 @@ static int show(runs_ctx *c, int argc, char **argv)
         text_of(json_object_get(lin, "trial"), buf, sizeof buf);
         printf("sweep     %s, trial %s\n", str(lin, "sweep"), buf);
     }
+    if (json_object_get(lin, "parent")) { /* a version online learning published */
+        text_of(json_object_get(lin, "parent_version"), buf, sizeof buf);
+        printf("parent    version %s, %s, run %s\n", buf, str(lin, "parent"),
+               str(lin, "parent_run"));
+    }
     size_t i;
     const json_t *v;
     json_array_foreach(json_object_get(d, "data"), i, v)

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "kiln/device.h"
 #include "kiln/serve.h"
+#include "kiln/track.h"
 
 static const char serve_help[] =
     "usage: kiln serve MODEL.h5 [options]\n"
@@ -215,9 +216,31 @@ static int parse(int argc, char **argv, kl_serve_options *o)
     return 0;
 }
 
+/* Each version online learning publishes gets a run record (track/), which the server, a peer of
+ * tracking, cannot write itself. */
+static void record_publication(void *ctx, const kl_serve_publication *p)
+{
+    (void)ctx;
+    kl_online_run_info info = {.dir = p->dir,
+                               .model = p->model,
+                               .version = p->version,
+                               .cfg = p->cfg,
+                               .settings = p->settings,
+                               .parent = p->lineage->parent,
+                               .parent_version = p->lineage->parent_version,
+                               .source_run = p->lineage->run,
+                               .source_checkpoint = p->lineage->checkpoint,
+                               .steps = p->steps,
+                               .new_steps = p->new_steps,
+                               .feedback = p->feedback,
+                               .loss = p->loss,
+                               .start = p->start};
+    kl_run_record_online(&info);
+}
+
 int kl__cli_serve(int argc, char **argv)
 {
-    kl_serve_options o = {.port = 8000};
+    kl_serve_options o = {.port = 8000, .on_publish = record_publication};
     kl_serve_model_config_defaults(&o.defaults);
     o.auth_token = getenv("KILN_AUTH_TOKEN");
     int rc = parse(argc, argv, &o);

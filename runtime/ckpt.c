@@ -540,7 +540,46 @@ static kl_status read_state_attrs(kl_ckpt *c, kl_ckpt_state *st, kl_error *err)
     return KL_OK;
 }
 
-static kl_status read_optimizer(kl_ckpt *c, kl_ckpt_state *st, kl_error *err)
+/* /optimizer/params names the parameters in the order of /optimizer/state; a state laid out for
+ * other parameters (another model, or the same ones in another order) would load without any
+ * size mismatch and silently update each weight with another's moments, so the names must be
+ * the model's, in its order. Files written before kiln recorded the names have none. */
+static kl_status check_optim_params(kl_ckpt *c, hid_t o, const kl_graph *g, kl_error *err)
+{
+    if (!kl__h5_exists(o, "params"))
+        return KL_OK;
+    int np = kl_graph_num_params(g), nd = 0;
+    int64_t dims[8];
+    if (kl__h5_shape(o, "params", &nd, dims) != 0 || nd != 1)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: /optimizer/params is not a list of parameter names; the file is "
+                            "damaged",
+                            c->path);
+    if (dims[0] != np)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: /optimizer/params names %lld parameters but the model has %d; "
+                            "the optimizer state belongs to another model or the file is damaged",
+                            c->path, (long long)dims[0], np);
+    char **names = calloc((size_t)np + 1, sizeof *names);
+    if (!names)
+        return kl_error_set(err, KL_ENOMEM, "out of memory reading /optimizer/params");
+    kl_status s = kl__h5_get_strings(o, "params", names, np, c->path, "/optimizer/params", err);
+    for (int i = 0; s == KL_OK && i < np; i++) {
+        const char *want = kl_graph_param(g, i)->name;
+        if (strcmp(names[i], want) != 0)
+            s = kl_error_set(err, KL_EFORMAT,
+                             "%s: /optimizer/params[%d] is '%s' where the model's parameter %d "
+                             "is '%s'; the optimizer state belongs to another model or the file "
+                             "is damaged",
+                             c->path, i, names[i], i, want);
+    }
+    for (int i = 0; i < np; i++)
+        free(names[i]);
+    free(names);
+    return s;
+}
+
+static kl_status read_optimizer(kl_ckpt *c, const kl_graph *g, kl_ckpt_state *st, kl_error *err)
 {
     hid_t o =
         kl__h5_exists(c->file, "optimizer") ? H5Gopen2(c->file, "optimizer", H5P_DEFAULT) : -1;
@@ -570,6 +609,8 @@ static kl_status read_optimizer(kl_ckpt *c, kl_ckpt_state *st, kl_error *err)
             s = kl__h5_get_f32(o, "state", st->optim_state, 1, dims, dims[0], c->path,
                                "the optimizer state", err);
         st->optim_state_size = s == KL_OK ? (size_t)dims[0] : 0;
+        if (s == KL_OK)
+            s = check_optim_params(c, o, g, err);
     }
     kl__h5_close(o, H5Gclose);
     return s;
@@ -581,7 +622,7 @@ kl_status kl_ckpt_read_state(kl_ckpt *c, const kl_graph *g, kl_ckpt_state *st, k
     kl__h5_quiet q = kl__h5_quiet_begin();
     kl_status s = read_state_attrs(c, st, err);
     if (s == KL_OK)
-        s = read_optimizer(c, st, err);
+        s = read_optimizer(c, g, st, err);
     if (s == KL_OK && kl__h5_exists(c->file, "best")) {
         int64_t np = (int64_t)kl_graph_param_count(g), nb = (int64_t)kl_graph_buffer_count(g);
         st->best_params = malloc(((size_t)np + 1) * sizeof(float));

@@ -248,10 +248,18 @@ static const kl__field data_fields[] = {
 };
 /* clang-format on */
 
+/* What the hooks learn of the document being read (kl__section_read's ctx). */
+typedef struct read_ctx {
+    bool model_file; /* the config a model file stores: only its model section is required */
+} read_ctx;
+
 static kl_status data_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                             char *path, kl_error *err)
 {
     kl_data_config *d = base;
+    const read_ctx *rc = ctx;
+    if (!map && rc && rc->model_file) /* a model file need not say what it was trained on */
+        return KL_OK;
     if (d->dataset && !d->dir) {
         char dir[256];
         snprintf(dir, sizeof dir, "/usr/share/datasets/%s", d->dataset);
@@ -460,8 +468,9 @@ static kl_status build_tree(kl_config *c, const char *text, size_t len,
     return st;
 }
 
-kl_config *kl_config_parse(const char *name, const char *text, size_t len,
-                           const char *const *overrides, int noverrides, kl_error *err)
+static kl_config *parse(const char *name, const char *text, size_t len,
+                        const char *const *overrides, int noverrides, bool model_file,
+                        kl_error *err)
 {
     kl_config *c = calloc(1, sizeof *c);
     if (!c || !(c->path = strdup(name ? name : "<config>"))) {
@@ -474,13 +483,25 @@ kl_config *kl_config_parse(const char *name, const char *text, size_t len,
     kl_status st =
         build_tree(c, text ? text : "", text ? len : 0, overrides, noverrides, &root, err);
     if (st == KL_OK)
-        st = kl__section_read(&root_section, c, c, root, root->pos, path, err);
+        st = kl__section_read(&root_section, c, &(read_ctx){.model_file = model_file}, root,
+                              root->pos, path, err);
     kl__ynode_free(root);
     if (st != KL_OK) {
         kl_config_free(c);
         return NULL;
     }
     return c;
+}
+
+kl_config *kl_config_parse(const char *name, const char *text, size_t len,
+                           const char *const *overrides, int noverrides, kl_error *err)
+{
+    return parse(name, text, len, overrides, noverrides, false, err);
+}
+
+kl_config *kl_config_parse_model(const char *name, const char *text, size_t len, kl_error *err)
+{
+    return parse(name, text, len, NULL, 0, true, err);
 }
 
 kl_config *kl_config_load(const char *path, const char *const *overrides, int noverrides,

@@ -195,6 +195,50 @@ bool kl__h5_put_strings(hid_t loc, const char *name, const char *const *v, int n
     return ok;
 }
 
+kl_status kl__h5_get_strings(hid_t loc, const char *name, char **v, int n, const char *file,
+                             const char *what, kl_error *err)
+{
+    int nd;
+    int64_t dims[8];
+    hid_t d = -1, t = -1, mt = -1;
+    kl_status st = KL_OK;
+    if (kl__h5_shape(loc, name, &nd, dims) != 0 || nd != 1 || dims[0] != n)
+        return kl_error_set(err, KL_EFORMAT, "%s: %s must be a list of %d strings", file, what, n);
+    d = H5Dopen2(loc, name, H5P_DEFAULT);
+    t = d >= 0 ? H5Dget_type(d) : -1;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING) {
+        st = kl_error_set(err, KL_EFORMAT, "%s: %s does not hold strings", file, what);
+    } else if (H5Tis_variable_str(t) > 0) {
+        char **raw = calloc((size_t)n + 1, sizeof *raw);
+        mt = H5Tcopy(H5T_C_S1);
+        if (!raw || mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
+            H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
+            st = kl_error_set(err, KL_EFORMAT, "%s: %s cannot be read", file, what);
+        for (int i = 0; st == KL_OK && i < n; i++)
+            if (!(v[i] = strdup(raw[i] ? raw[i] : "")))
+                st = kl_error_set(err, KL_ENOMEM, "out of memory reading %s", what);
+        if (raw && mt >= 0) {
+            hid_t sp = H5Dget_space(d);
+            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+            kl__h5_close(sp, H5Sclose);
+        }
+        free(raw);
+    } else {
+        size_t size = H5Tget_size(t);
+        char *buf = size > 0 && size < 4096 ? calloc((size_t)n, size) : NULL;
+        if (!buf || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            st = kl_error_set(err, KL_EFORMAT, "%s: %s cannot be read", file, what);
+        for (int i = 0; st == KL_OK && i < n; i++)
+            if (!(v[i] = strndup(buf + (size_t)i * size, size)))
+                st = kl_error_set(err, KL_ENOMEM, "out of memory reading %s", what);
+        free(buf);
+    }
+    kl__h5_close(mt, H5Tclose);
+    kl__h5_close(t, H5Tclose);
+    kl__h5_close(d, H5Dclose);
+    return st;
+}
+
 int kl__h5_get_text(hid_t loc, const char *name, char **text)
 {
     if (!kl__h5_exists(loc, name))

@@ -37,6 +37,11 @@ int kl__h5_get_text(hid_t loc, const char *name, char **text);
 
 /* A 1-D dataset of n variable-length UTF-8 strings (h5py reads them as str with .asstr()). */
 bool kl__h5_put_strings(hid_t loc, const char *name, const char *const *v, int n);
+/* Reads such a dataset (or one of fixed-length strings) of exactly n strings into v, n malloc'd
+ * strings the caller frees (also those set before a failure). what names the dataset in
+ * messages ("/labels"); file is the file's path. */
+kl_status kl__h5_get_strings(hid_t loc, const char *name, char **v, int n, const char *file,
+                             const char *what, kl_error *err);
 
 /* Writes n values as an f32 (or f64, i32) dataset of rank ndim with dims; ndim 0 writes 1-D n. */
 bool kl__h5_put_f32(hid_t loc, const char *name, const float *v, int ndim, const int64_t *dims);

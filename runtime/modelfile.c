@@ -145,53 +145,6 @@ static kl_status read_signature(kl_modelfile *mf, hid_t file, kl_error *err)
     return KL_OK;
 }
 
-/* Reads a 1-D dataset of strings (variable-length or fixed) into n malloc'd strings. */
-static kl_status read_strings(hid_t file, const char *name, char **v, int n, const char *path,
-                              kl_error *err)
-{
-    int nd;
-    int64_t dims[8];
-    hid_t d = -1, t = -1, mt = -1;
-    kl_status st = KL_OK;
-    if (kl__h5_shape(file, name, &nd, dims) != 0 || nd != 1 || dims[0] != n)
-        return kl_error_set(err, KL_EFORMAT,
-                            "%s: /%s must hold one name per class (%d); export the model again",
-                            path, name, n);
-    d = H5Dopen2(file, name, H5P_DEFAULT);
-    t = d >= 0 ? H5Dget_type(d) : -1;
-    if (t < 0 || H5Tget_class(t) != H5T_STRING) {
-        st = kl_error_set(err, KL_EFORMAT, "%s: /%s does not hold strings", path, name);
-    } else if (H5Tis_variable_str(t) > 0) {
-        char **raw = calloc((size_t)n, sizeof *raw);
-        mt = H5Tcopy(H5T_C_S1);
-        if (!raw || mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
-            H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
-            st = kl_error_set(err, KL_EFORMAT, "%s: /%s cannot be read", path, name);
-        for (int i = 0; st == KL_OK && i < n; i++)
-            if (!(v[i] = strdup(raw[i] ? raw[i] : "")))
-                st = kl_error_set(err, KL_ENOMEM, "out of memory reading /%s", name);
-        if (raw && mt >= 0) {
-            hid_t sp = H5Dget_space(d);
-            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-            kl__h5_close(sp, H5Sclose);
-        }
-        free(raw);
-    } else {
-        size_t size = H5Tget_size(t);
-        char *buf = size > 0 && size < 4096 ? calloc((size_t)n, size) : NULL;
-        if (!buf || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-            st = kl_error_set(err, KL_EFORMAT, "%s: /%s cannot be read", path, name);
-        for (int i = 0; st == KL_OK && i < n; i++)
-            if (!(v[i] = strndup(buf + (size_t)i * size, size)))
-                st = kl_error_set(err, KL_ENOMEM, "out of memory reading /%s", name);
-        free(buf);
-    }
-    kl__h5_close(mt, H5Tclose);
-    kl__h5_close(t, H5Tclose);
-    kl__h5_close(d, H5Dclose);
-    return st;
-}
-
 static kl_status read_labels(kl_modelfile *mf, hid_t file, kl_error *err)
 {
     if (mf->sig.task != KL_TASK_CLASSIFICATION)
@@ -200,7 +153,13 @@ static kl_status read_labels(kl_modelfile *mf, hid_t file, kl_error *err)
     if (!(mf->labels = calloc((size_t)k, sizeof *mf->labels)))
         return kl_error_set(err, KL_ENOMEM, "out of memory reading the class names");
     mf->nlabels = k;
-    return read_strings(file, "labels", mf->labels, k, mf->path, err);
+    int nd;
+    int64_t dims[8];
+    if (kl__h5_shape(file, "labels", &nd, dims) != 0 || nd != 1 || dims[0] != k)
+        return kl_error_set(err, KL_EFORMAT,
+                            "%s: /labels must hold one name per class (%d); export the model again",
+                            mf->path, k);
+    return kl__h5_get_strings(file, "labels", mf->labels, k, mf->path, "/labels", err);
 }
 
 /* Edges must be finite and non-decreasing (equal edges are common: a constant pixel), and
@@ -312,7 +271,7 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, const kl
     const char *text = kl_ckpt_config_text(c);
     if (!(mf->config_text = strdup(text)))
         return kl_error_set(err, KL_ENOMEM, "out of memory reading %s", mf->path);
-    if (!(mf->cfg = kl_config_parse(mf->path, text, strlen(text), NULL, 0, err)))
+    if (!(mf->cfg = kl_config_parse_model(mf->path, text, strlen(text), err)))
         return err ? err->status : KL_EFORMAT;
     kl_model_options o;
     kl_status st = kl_ckpt_read_model_options(c, &o, err);

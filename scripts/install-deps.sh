@@ -19,9 +19,11 @@ build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenb
 # (python3-onnx: test models built with onnx.helper), PyTorch (python3-torch: the peer that
 # exports ONNX models) for the ONNX importer's tests; ONNX Runtime comes from the npm registry
 # where npm is installed (tests/onnx/ skips it otherwise); python3-xgboost trains the boosters
-# kiln's XGBoost scoring is checked against, python3-sklearn the models of the scikit-learn test.
-test_pkgs=(python3 python3-numpy python3-h5py procps libxml2-utils curl clang libclang-rt-14-dev
-    prometheus chromium libonnx-testdata python3-onnx python3-torch python3-xgboost python3-sklearn)
+# kiln's XGBoost scoring is checked against, python3-sklearn the models of the scikit-learn test;
+# python3-yaml reads model files' /config in tests/cli/formats_reader.py.
+test_pkgs=(python3 python3-numpy python3-h5py python3-yaml procps libxml2-utils curl clang
+    libclang-rt-14-dev prometheus chromium libonnx-testdata python3-onnx python3-torch
+    python3-xgboost python3-sklearn)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1) and the tools of the serving

@@ -39,7 +39,7 @@ bool kl__file_same(const kl__file_id *a, const kl__file_id *b)
 
 void kl__serve_remove_version(const char *dir)
 {
-    static const char *const files[] = {"model.h5", KL__ONLINE_MARKER};
+    static const char *const files[] = {"model.h5", KL__ONLINE_MARKER, "run.json"};
     char p[PATH_MAX];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         int n = snprintf(p, sizeof p, "%s/%s", dir, files[i]);

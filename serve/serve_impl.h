@@ -236,8 +236,8 @@ bool kl__serve_name_ok(const char *name);
 /* The file online learning writes into each version folder it publishes (beside model.h5):
  * pruning removes no version without it, so never one a user put into the repository. */
 #define KL__ONLINE_MARKER "online.json"
-/* Removes a version folder: its model.h5 and online learning's marker, then the folder (which
- * stays when it holds anything else). */
+/* Removes a version folder: its model.h5, online learning's marker and run record, then the
+ * folder (which stays when it holds anything else). */
 void kl__serve_remove_version(const char *dir);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "kiln/buildinfo.h"
 #include "kiln/clock.h"
+#include "kiln/graph.h"
 #include "kiln/launch.h"
 #include "kiln/stop.h"
 #include "kiln/version.h"
@@ -235,7 +236,9 @@ static json_t *git_info(kl_run_recorder *r, const char *config_path)
     return g;
 }
 
-static json_t *provenance(kl_run_recorder *r, const kl_run_info *info)
+/* Where the run ran; git's state of the config's folder when with_git (it may save git.diff in
+ * the run folder). */
+static json_t *provenance(kl_run_recorder *r, const kl_run_info *info, bool with_git)
 {
     json_t *p = json_object();
     char host[256] = "";
@@ -251,7 +254,12 @@ static json_t *provenance(kl_run_recorder *r, const kl_run_info *info)
     json_object_set_new(p, "slurm_job_id", job.job_id[0] ? json_string(job.job_id) : json_null());
     json_object_set_new(p, "config",
                         config ? json_string(realpath(config, abs) ? abs : config) : json_null());
-    json_object_set_new(p, "git", git_info(r, config));
+    json_t *g = with_git ? git_info(r, config) : json_object();
+    if (!with_git) {
+        json_object_set_new(g, "available", json_false());
+        json_object_set_new(g, "reason", json_string("not recorded for this kind of run"));
+    }
+    json_object_set_new(p, "git", g);
     return p;
 }
 
@@ -391,7 +399,7 @@ kl_run_recorder *kl_run_record_begin(const kl_run_info *info)
     if (!params)
         warn(r, "flattening the config", &e);
     json_object_set_new(doc, "params", params ? params : json_object());
-    json_object_set_new(doc, "provenance", provenance(r, info));
+    json_object_set_new(doc, "provenance", provenance(r, info, true));
     json_object_set_new(doc, "data", data_sources(r, info->cfg, ix));
     json_t *lineage = json_object();
     if (info->sweep) {
@@ -483,6 +491,9 @@ static json_t *system_metrics(kl_run_recorder *r, double sps)
         json_object_set_new(s, "peak_rss_bytes", json_integer((json_int_t)ru.ru_maxrss * 1024));
     if (!isnan(sps))
         json_object_set_new(s, "samples_per_s", json_real(sps));
+    int64_t dev;
+    if (kl_device_memory_peak(&dev)) /* absent on the CPU */
+        json_object_set_new(s, "device_memory_peak_bytes", json_integer(dev));
     return s;
 }
 
@@ -525,4 +536,135 @@ void kl_run_record_end(kl_run_recorder *r, kl_status st, const char *reason)
     free(r->root);
     free(r->id);
     free(r);
+}
+
+/* ---- online learning's versions ---- */
+
+/* The run of the version a published one continued: the parent's own folder when online learning
+ * recorded it, else the training run the first version was exported from (NULL: unknown). */
+static json_t *parent_run(const kl_online_run_info *info)
+{
+    char *dir = info->parent ? kl__track_dirname(info->parent) : NULL;
+    char *rec = dir ? kl__track_path(dir, "run.json", NULL) : NULL;
+    char abs[PATH_MAX];
+    json_t *out = rec && access(rec, F_OK) == 0 ? json_string(realpath(dir, abs) ? abs : dir)
+                  : info->source_run            ? json_string(info->source_run)
+                                                : json_null();
+    free(rec);
+    free(dir);
+    return out;
+}
+
+static json_t *online_lineage(const kl_online_run_info *info)
+{
+    json_t *l = json_object();
+    char abs[PATH_MAX];
+    const char *parent = info->parent && realpath(info->parent, abs) ? abs : info->parent;
+    json_object_set_new(l, "parent", parent ? json_string(parent) : json_null());
+    json_object_set_new(l, "parent_version", json_integer(info->parent_version));
+    json_object_set_new(l, "parent_run", parent_run(info));
+    json_object_set_new(l, "source_run",
+                        info->source_run ? json_string(info->source_run) : json_null());
+    json_object_set_new(l, "source_checkpoint",
+                        info->source_checkpoint ? json_string(info->source_checkpoint)
+                                                : json_null());
+    return l;
+}
+
+/* The model's config flattened, and the online_learning settings under their own prefix. */
+static json_t *online_params(kl_run_recorder *r, const kl_online_run_info *info)
+{
+    kl_error e = {0};
+    json_t *params = params_of(info->cfg, &e);
+    if (!params) {
+        warn(r, "flattening the config", &e);
+        params = json_object();
+    }
+    kl__ynode *root = NULL;
+    const char *text = info->settings ? info->settings : "";
+    if (kl__yaml_parse("online_learning", text, strlen(text), 0, 0, &root, &e) != KL_OK) {
+        warn(r, "reading the online_learning settings", &e);
+    } else if (root) {
+        char key[PATH_MAX] = "online_learning";
+        flatten(root, key, strlen(key), sizeof key, params);
+    }
+    kl__ynode_free(root);
+    return params;
+}
+
+static json_t *online_metrics(const kl_online_run_info *info)
+{
+    json_t *m = json_object(), *final = json_object(), *best = json_object();
+    json_object_set_new(final, "step", json_integer(info->steps));
+    json_object_set_new(final, "new_steps", json_integer(info->new_steps));
+    json_object_set_new(final, "feedback", json_integer(info->feedback));
+    if (!isnan(info->loss)) {
+        json_object_set_new(final, "train_loss", json_real(info->loss));
+        json_object_set_new(best, "train_loss", json_real(info->loss));
+    }
+    json_object_set_new(m, "final", final);
+    json_object_set_new(m, "best", best);
+    return m;
+}
+
+static void iso_of(double t, char *buf, size_t n)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void kl_run_record_online(const kl_online_run_info *info)
+{
+    kl_run_recorder r = {.warn = info->warn ? info->warn : stderr};
+    r.dir = strdup(info->dir);
+    r.root = kl__track_dirname(info->dir);
+    r.id = r.root ? id_of(r.root, info->dir) : NULL;
+    json_t *doc = r.doc = json_object();
+    if (!r.dir || !r.root || !r.id || !doc) {
+        fprintf(r.warn, "kiln: warning: run record %s: out of memory\n", info->dir);
+    } else {
+        char start[32], end[32], name[300], why[128];
+        double now = kl_wall_now();
+        iso_of(info->start > 0 ? info->start : now, start, sizeof start);
+        iso_now(end, sizeof end);
+        snprintf(name, sizeof name, "%s/%lld", info->model, (long long)info->version);
+        snprintf(why, sizeof why, "published version %lld after %lld steps",
+                 (long long)info->version, (long long)info->steps);
+        json_object_set_new(doc, "format", json_string(KL_RUN_FORMAT));
+        json_object_set_new(doc, "format_version", json_integer(KL_RUN_FORMAT_VERSION));
+        json_object_set_new(doc, "kind", json_string("online"));
+        json_object_set_new(doc, "name", json_string(name));
+        json_object_set_new(doc, "status", json_string("finished"));
+        json_object_set_new(doc, "exit_reason", json_string(why));
+        json_object_set_new(doc, "start", json_string(start));
+        json_object_set_new(doc, "end", json_string(end));
+        json_object_set_new(doc, "attempts", json_integer(1));
+        json_object_set_new(doc, "tags", json_object());
+        json_object_set_new(doc, "params", online_params(&r, info));
+        kl_run_info pi = {.dir = info->dir,
+                          .kind = "online",
+                          .cfg = info->cfg,
+                          .config_path = info->parent,
+                          .ranks = 1};
+        /* No git: the server asks no subprocess, and a version folder gets no git.diff. */
+        json_object_set_new(doc, "provenance", provenance(&r, &pi, false));
+        json_object_set_new(doc, "data", json_array());
+        json_object_set_new(doc, "lineage", online_lineage(info));
+        json_object_set_new(doc, "metrics", online_metrics(info));
+        json_t *sys = json_object();
+        struct rusage ru;
+        json_object_set_new(sys, "wall_seconds",
+                            json_real(info->start > 0 ? now - info->start : 0.0));
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            json_object_set_new(sys, "peak_rss_bytes",
+                                json_integer((json_int_t)ru.ru_maxrss * 1024));
+        json_object_set_new(doc, "system", sys);
+        save(&r, NULL); /* the repository gets no index until `kiln runs` makes one */
+    }
+    json_decref(doc);
+    free(r.dir);
+    free(r.root);
+    free(r.id);
 }

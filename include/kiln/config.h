@@ -192,6 +192,11 @@ kl_config *kl_config_load(const char *path, const char *const *overrides, int no
 /* The same from YAML text in memory (name is used in messages). */
 kl_config *kl_config_parse(const char *name, const char *text, size_t len,
                            const char *const *overrides, int noverrides, kl_error *err);
+/* The config a model file stores (docs/formats.md, "Model file"): read as kl_config_parse reads
+ * a config, except that only the model section is required. An absent data section leaves data
+ * empty (no dataset, data.train of format none), so a file written by another tool need not name
+ * the training data. */
+kl_config *kl_config_parse_model(const char *name, const char *text, size_t len, kl_error *err);
 void kl_config_free(kl_config *c);
 
 /* Writes the resolved config (defaults filled) as YAML that kl_config_parse reads back to an equal

@@ -152,6 +152,11 @@ void kl_graph_require_grad(kl_graph *g, kl_node input);
  * A build without CUDA refuses KL_DEVICE_CUDA with KL_EUNSUPPORTED, as does a build with it
  * where the device is not visible. On a CPU graph to_host and to_device do nothing. */
 typedef enum kl_device { KL_DEVICE_CPU = 0, KL_DEVICE_CUDA = 1 } kl_device;
+/* The most device memory kiln's own allocations (graphs' parameters, gradients, buffers, arena,
+ * scratch and staging; steps' optimizer state) held at once in this process, over all its
+ * devices, in bytes. False (and *bytes 0) when the process never allocated device memory, as on
+ * the CPU. CUDA's context and the libraries' workspaces (cuBLAS, NCCL) are not counted. */
+bool kl_device_memory_peak(int64_t *bytes);
 kl_status kl_graph_set_device(kl_graph *g, kl_device device, int index, kl_error *err);
 kl_device kl_graph_device(const kl_graph *g);
 enum { KL_GRAPH_PARAMS = 1u << 0, KL_GRAPH_GRADS = 1u << 1, KL_GRAPH_BUFFERS = 1u << 2 };

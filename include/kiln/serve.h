@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "kiln/config.h"
+#include "kiln/modelfile.h"
 #include "kiln/optim.h"
 #include "kiln/status.h"
 
@@ -60,6 +61,26 @@ typedef struct kl_serve_model_config {
  * (1000), PSI threshold 0.2, at least 100 samples. */
 void kl_serve_model_config_defaults(kl_serve_model_config *c);
 
+/* A version online learning published, as told to kl_serve_options' on_publish: what a run
+ * record of it needs. Tracking (track/) is serving's peer, so the server does not record runs
+ * itself; kiln serve's command passes a function that does. */
+typedef struct kl_serve_publication {
+    const char *model;                   /* the model's name */
+    const char *dir;                     /* the new version's folder (model.h5, online.json) */
+    int64_t version;                     /* its number */
+    const kl_modelfile_lineage *lineage; /* parent and parent_version: the version it continued;
+                                            run and checkpoint: where the first one came from */
+    const kl_config *cfg;                /* the model file's config */
+    const char *settings;                /* online_learning as YAML, every key resolved */
+    int64_t steps;                       /* the learner's steps since it started */
+    int64_t new_steps;                   /* of those, the ones this version adds to its parent */
+    int64_t feedback;                    /* samples those steps learnt from */
+    double loss;                         /* their mean training loss (per sample) */
+    double start;                        /* UNIX time of the first of those steps */
+} kl_serve_publication;
+
+typedef void (*kl_serve_publish_fn)(void *ctx, const kl_serve_publication *p);
+
 typedef struct kl_serve_options {
     const char *model;      /* one model file, served as its file name's stem, version 1 */
     const char *name;       /* the name to serve `model` under (NULL: the stem) */
@@ -79,6 +100,10 @@ typedef struct kl_serve_options {
     kl_serve_model_config defaults;
     FILE *log;              /* what the server says (loads, failures); NULL: stderr */
     const char *access_log; /* append one JSON line per request to this file ("-": stderr) */
+    /* Called on the model's learner thread after each version online learning published and
+     * the server loaded (NULL: none). */
+    kl_serve_publish_fn on_publish;
+    void *publish_ctx;
 } kl_serve_options;
 
 typedef struct kl_server kl_server;

@@ -42,6 +42,32 @@ kl_run_recorder *kl_run_record_begin(const kl_run_info *info);
  * indexes it and frees the recorder. NULL is a no-op. */
 void kl_run_record_end(kl_run_recorder *r, kl_status st, const char *reason);
 
+/* A version online learning published (kiln serve, docs/serve.md "Online learning"): its
+ * folder gets a run.json of kind "online" whose lineage names the version it continued and that
+ * version's run. */
+typedef struct kl_online_run_info {
+    const char *dir;        /* the version's folder: <repository>/<model>/<version> */
+    const char *model;      /* the model's name */
+    int64_t version;        /* the version's number */
+    const kl_config *cfg;   /* the model file's config */
+    const char *settings;   /* online_learning as YAML (recorded as params online_learning.*) */
+    const char *parent;     /* the model file of the version it continued */
+    int64_t parent_version; /* that version's number */
+    const char *source_run; /* the training run of the first version (model file /lineage) */
+    const char *source_checkpoint;
+    int64_t steps;     /* the learner's steps since it started */
+    int64_t new_steps; /* the steps this version adds to its parent */
+    int64_t feedback;  /* the samples those steps learnt from */
+    double loss;       /* their mean training loss; NAN: unknown */
+    double start;      /* UNIX time of the first of those steps */
+    FILE *warn;        /* where recording failures are said (NULL: stderr) */
+} kl_online_run_info;
+
+/* Writes <dir>/run.json (status finished). The model's folder is the runs root of its versions
+ * (`kiln runs --root <repository>/<model> list`), not indexed until kiln runs reads it. Like the
+ * recorder, a failure is a warning on info->warn and never stops serving. */
+void kl_run_record_online(const kl_online_run_info *info);
+
 /* A data file's fingerprint. The SHA-256 is computed once per (path, size, mtime) and cached in
  * the runs index (cache NULL: computed every time). */
 typedef struct kl_fingerprint {

@@ -3,6 +3,7 @@
  * smallest real kernel, there so that a CUDA build compiles, links and can be tested against the
  * CPU end to end. */
 #include "ops/cuda/cuda.h"
+#include "ops/devmem.h"
 
 #include <cuda_runtime.h>
 #include <stddef.h>
@@ -83,13 +84,16 @@ extern "C" void *kl__cuda_alloc(size_t bytes)
     void *p = NULL;
     if (bytes == 0 || failed(cudaMalloc(&p, bytes)))
         return NULL;
+    kl__devmem_alloc(p, bytes);
     return p;
 }
 
 extern "C" void kl__cuda_free(void *p)
 {
-    if (p)
+    if (p) {
+        kl__devmem_free(p);
         cudaFree(p);
+    }
 }
 
 static int copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)

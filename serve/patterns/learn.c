@@ -41,6 +41,10 @@ struct kl__learner {
     kl_step *step;    /* the training step every trainer takes (ops/step.c) */
     int32_t *classes; /* (batch_size) */
     int64_t steps, unpublished;
+    /* Since the last publication, for its run record: samples learnt from, their summed loss,
+     * and when the first of those steps began (UNIX time; 0: none yet). */
+    int64_t since_steps, since_samples;
+    double since_loss, since_start;
     char *tmp_dir; /* persist: false: where the published versions are written */
 };
 
@@ -273,6 +277,8 @@ static void learner_reset(kl__learner *l)
     free(l->classes);
     l->classes = NULL;
     l->ready = false;
+    l->since_steps = l->since_samples = 0;
+    l->since_loss = l->since_start = 0;
 }
 
 /* The learner's temporary folder for persist: false, made known to the repository scan. */
@@ -385,6 +391,9 @@ static kl_status take_step(kl__learner *l, kl__feedback *fb, int64_t first, int6
                             "step %lld; the step was not taken: lower online_learning.lr",
                             l->m->name, (double)loss, (long long)l->steps + 1);
     l->steps++;
+    l->since_steps++;
+    l->since_samples += b;
+    l->since_loss += (double)loss * (double)b;
     return KL_OK;
 }
 
@@ -499,6 +508,43 @@ static kl_status write_version(kl__learner *l, int64_t *number, kl_error *err)
     return fsync_dir(parent, err);
 }
 
+/* Tells kl_serve_options' on_publish about the version just published (before the lineage
+ * moves on to it), and starts counting for the next one. */
+static void tell_published(kl__learner *l, const char *dir, int64_t number)
+{
+    const kl_serve_options *o = &l->s->o;
+    char *settings = NULL;
+    size_t len = 0;
+    FILE *f = o->on_publish ? open_memstream(&settings, &len) : NULL;
+    if (f) {
+        kl__print_section(&online_section, &l->cfg, f, 0);
+        if (fclose(f) != 0) {
+            free(settings);
+            settings = NULL;
+        }
+    }
+    if (o->on_publish) {
+        kl_serve_publication p = {
+            .model = l->m->name,
+            .dir = dir,
+            .version = number,
+            .lineage = &l->src->lineage,
+            .cfg = l->src->cfg,
+            .settings = settings ? settings : "",
+            .steps = l->steps,
+            .new_steps = l->since_steps,
+            .feedback = l->since_samples,
+            .loss = l->since_samples ? l->since_loss / (double)l->since_samples : NAN,
+            .start = l->since_start};
+        o->on_publish(o->publish_ctx, &p);
+    }
+    free(settings);
+    l->since_steps = 0;
+    l->since_samples = 0;
+    l->since_loss = 0;
+    l->since_start = 0;
+}
+
 /* Publishes the weights as a new version and has the server serve it; 0 on failure (logged:
  * the learner keeps learning). */
 static int64_t publish(kl__learner *l)
@@ -525,10 +571,11 @@ static int64_t publish(kl__learner *l)
                   "model %s: online learning published version %lld after %lld steps (%s, %.2f s)",
                   m->name, (long long)number, (long long)l->steps,
                   l->cfg.persist ? "in the repository" : "not persisted", kl_now() - t0);
+    char dir[4200], file[4300];
+    snprintf(dir, sizeof dir, "%s/%lld", l->cfg.persist ? m->dir : l->tmp_dir, (long long)number);
+    snprintf(file, sizeof file, "%s/model.h5", dir);
+    tell_published(l, dir, number);
     /* The next version continues this one. */
-    char file[4300];
-    snprintf(file, sizeof file, "%s/%lld/model.h5", l->cfg.persist ? m->dir : l->tmp_dir,
-             (long long)number);
     if (kl__modelfile_set_lineage(&l->src->lineage.parent, file, &err) == KL_OK)
         l->src->lineage.parent_version = number;
     return number;
@@ -546,6 +593,8 @@ static void learn(kl__learner *l, kl__feedback *fb)
     }
     for (int64_t i = 0; st == KL_OK && i < fb->n; i += l->cfg.batch_size) {
         int64_t b = fb->n - i < l->cfg.batch_size ? fb->n - i : l->cfg.batch_size;
+        if (l->since_start == 0)
+            l->since_start = kl_wall_now();
         if ((st = take_step(l, fb, i, b, &err)) != KL_OK)
             break;
         if (++l->unpublished >= l->cfg.publish_every) {

@@ -146,17 +146,6 @@ expect 0 'mlp: test accuracy (9[0-9]|100)\.[0-9]%' -- demo --model mlp --epochs 
 expect 0 'epoch +2/2 +loss [0-9.]+ +train acc' -- demo --model cnn --epochs 2
 
 # check WHAT CONDITION: counts a check of this script's own.
-check() {
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 # kiln train on the examples, run as a user would from a folder of their own, so that runs/
 # lands there. The short runs train 540 images for one epoch; the examples' 200 warmup steps are
 # set to 0 because such a run has only 10 steps.

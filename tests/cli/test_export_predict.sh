@@ -26,18 +26,6 @@ cd "$tmp" || exit 1
 out="$tmp/out"
 
 
-# check WHAT COMMAND...: counts a check of this script's own.
-check() {
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 # The data through a folder of links, so that it can be taken away later (export without data).
 mkdir data && ln -s "$fm"/*.gz data/
 images="$fm/t10k-images-idx3-ubyte.gz"

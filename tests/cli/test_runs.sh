@@ -15,15 +15,6 @@ tmp="$(mktemp -d)"
 out="$tmp/out"
 trap 'kill -9 "${job:-}" 2>/dev/null; rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
-check() { # description, command...
-    local what="$1"
-    shift
-    if "$@"; then passed=$((passed + 1)); else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 python3 -c "
 import random
 random.seed(1)
@@ -59,7 +50,8 @@ check "diff saved" grep -q '+# an uncommitted change' runs/fast/git.diff
 check "data hashed" [ "$(json runs/fast/run.json "d['data'][0]['sha256']")" = "$(sha256sum d.csv | cut -c1-64)" ]
 check "samples/s" python3 -c "
 import json; d = json.load(open('runs/fast/run.json')); assert d['system']['samples_per_s'] > 0
-assert d['system']['peak_rss_bytes'] > 0 and d['system']['cpu_seconds'] > 0"
+assert d['system']['peak_rss_bytes'] > 0 and d['system']['cpu_seconds'] > 0
+assert 'device_memory_peak_bytes' not in d['system']  # a CPU run holds no device memory"
 check "index made" [ -f runs/index.sqlite ]
 
 # list

@@ -17,15 +17,6 @@ tmp="$(mktemp -d)"
 out="$tmp/out"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
-check() { # description, command...
-    local what="$1"
-    shift
-    if "$@"; then passed=$((passed + 1)); else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 if ! command -v chromium >/dev/null; then
     echo "chromium is not installed: installing Debian's package"
     { [ "$(id -u)" = 0 ] && apt-get update -q &&

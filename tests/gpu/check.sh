@@ -204,6 +204,19 @@ for pair in cpu:cuda cuda:cpu; do
             --set train.epochs=2 --set train.device="$to" --resume &&
         compare "resume $from -> $to" "resume-$from-$to-then" resume-cpu-whole near
 done
+# The run record's device memory: present for the GPU run (its parameters alone take 0.9 MB),
+# absent for the CPU one.
+if python3 - runs/gw/run.json runs/cw/run.json <<'EOF'; then
+import json, sys
+gpu, cpu = (json.load(open(p))["system"] for p in sys.argv[1:])
+print("device_memory_peak_bytes", gpu.get("device_memory_peak_bytes"), cpu.get("device_memory_peak_bytes"))
+sys.exit(0 if gpu.get("device_memory_peak_bytes", 0) > 900000 and "device_memory_peak_bytes" not in cpu else 1)
+EOF
+    echo "run.json: device memory on the GPU, none on the CPU: passed" | log summary.txt
+else
+    echo "run.json: device memory on the GPU, none on the CPU: FAILED" | log summary.txt
+    status=1
+fi
 
 # Two ranks on one GPU (the MPI fallback) against one rank: the same global batch.
 if command -v mpirun >/dev/null; then

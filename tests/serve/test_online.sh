@@ -163,6 +163,46 @@ check "version 2 stays past keep_versions: 1 (it serves); version 3 is pruned, 4
 stop_server "$pid" online
 check "the temporary folder is removed when the server stops" test -z "$(ls -A tmpdir)"
 
+# ---- each published version's run record (docs/runs.md) ----
+
+# record_is DIR PARENT_VERSION PARENT_RUN PUBLISH_EVERY: DIR/run.json is an online record whose
+# lineage names the parent version and its run, with the feedback its steps learnt from.
+record_is() {
+    "$py" - "$@" <<'PY'
+import json, math, os, sys
+d, parent, run, every = sys.argv[1], sys.argv[2], os.path.realpath(sys.argv[3]), int(sys.argv[4])
+r = json.load(open(os.path.join(d, "run.json")))
+lin, fin = r["lineage"], r["metrics"]["final"]
+print("   %s: %s, lineage %s, final %s" % (d, r["exit_reason"], lin, fin))
+assert r["format"] == "kiln-run" and r["kind"] == "online" and r["status"] == "finished", r
+assert r["name"] == "%s/%s" % tuple(d.split("/")[-2:]), r["name"]
+assert lin["parent_version"] == int(parent) and lin["parent_run"] == run, lin
+assert lin["parent"] == os.path.realpath(os.path.join(d, "..", parent, "model.h5")) or \
+    lin["parent"].endswith("/%s/model.h5" % parent), lin
+assert lin["source_run"] == os.path.realpath("runs/model"), lin
+assert fin["new_steps"] == every and fin["step"] >= every, fin
+batch = r["params"]["online_learning.batch_size"]
+assert every <= fin["feedback"] <= every * batch, (fin, batch)
+assert math.isfinite(fin["train_loss"]) and fin["train_loss"] >= 0, fin
+assert r["params"]["online_learning.publish_every"] == every, r["params"]
+assert r["params"]["model.layers.0.units"] == 16, r["params"]
+assert r["system"]["wall_seconds"] >= 0 and r["provenance"]["kiln_version"], r
+PY
+}
+newest=$(echo $newest2 | cut -d' ' -f2)
+older=$(echo $newest2 | cut -d' ' -f1)
+check "m's version $newest has a run record naming version $older and its run" \
+    record_is "repo/m/$newest" "$older" "repo/m/$older" 4
+# pin's version 2 is the first published: its parent, version 1, was exported from runs/model.
+check "pin's first published version names version 1 and the run that trained it" \
+    record_is repo/pin/2 1 runs/model 1
+"$kiln" runs --root repo/m list --where kind=online >runs.txt 2>&1
+check "kiln runs lists m's published versions as runs" \
+    test "$(grep -cE "^($older|$newest) +finished" runs.txt)" -eq 2
+"$kiln" runs --root repo/m show "$newest" >show.txt 2>&1
+check "kiln runs show names the parent version" grep -q "^parent    version $older, " show.txt
+[ $fails -eq 0 ] || cat runs.txt show.txt
+
 # ---- a restart serves the published version ----
 
 start_server again --repository repo || finish
