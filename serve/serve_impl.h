@@ -16,6 +16,7 @@
 #include "kiln/clock.h"
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
+#include "serve/sched/slo.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -140,6 +141,7 @@ typedef struct kl__version {
     kl__version_stats stats;
     kl__file_id file; /* the model file as it was when loaded (a poll reloads a changed one) */
 
+    kl__slo slo;     /* the batch cap under latency_slo_ms (under mu) */
     atomic_int busy; /* instances inside a model call */
     kl__version_metrics metrics;
     struct kl__drift *drift; /* NULL when drift monitoring is off */

@@ -309,6 +309,12 @@ void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b)
         put_stat(b, "fail", s.fail, true);
         put_stat(b, "queue", s.queue, true);
         put_stat(b, "compute_infer", s.compute, true);
+        if (v->slo.target_s > 0)
+            kl__buf_printf(b,
+                           "},\"latency_slo\":{\"target_ms\":%g,\"batch_cap\":%d,\"raised\":%llu,"
+                           "\"lowered\":%llu",
+                           v->slo.target_s * 1e3, v->slo.cap, (unsigned long long)v->slo.raised,
+                           (unsigned long long)v->slo.lowered);
         kl__buf_puts(b, "},\"batch_stats\":[");
         int put = 0;
         for (int k = 1; k <= v->cfg.max_batch_size; k++) {
