@@ -329,6 +329,15 @@ EOF
     await_exit "$pid" bad 6
     ;;
 load)
+    # Without --instances: one instance per two cores, at least one (the HTTP threads take one per
+    # core).
+    start_server defaults model.h5 --name clf || finish
+    cores=$(getconf _NPROCESSORS_ONLN)
+    want=$((cores / 2 > 0 ? cores / 2 : 1))
+    curl -s -m 5 "$base/metrics" >metrics.out
+    check "by default $want instance(s) on $cores cores" \
+        grep -Eq "^kiln_instances\\{[^}]*\\} $want\$" metrics.out
+    stop_server "$pid" defaults
     start_server batched model.h5 --name clf --max-queue-delay-us 2000 --instances 1 || finish
     check "32 clients with dynamic batching: all 200, unbatched answers, batches formed" \
         "$py" "$client" load "$port" clf batched
