@@ -528,10 +528,11 @@ static kl_status read_binary(json_t *bsize, int i, const char *bin, size_t binle
                             "inputs[%d]: binary data is truncated: %llu bytes wanted, %zu left", i,
                             (unsigned long long)want, binlen - *binoff);
     const char *b = bin + *binoff;
-    for (int64_t k = 0; k < x->count; k++) {
+    if (x->dtype == KL__DT_FP32) /* the common case: the bytes are the floats */
+        memcpy(x->data, b, (size_t)want);
+    for (int64_t k = 0; x->dtype != KL__DT_FP32 && k < x->count; k++) {
         switch (x->dtype) {
         case KL__DT_FP32:
-            memcpy(&x->data[k], b + 4 * k, 4);
             break;
         case KL__DT_FP64: {
             double v;
@@ -777,7 +778,15 @@ static kl_status check_finite(const kl__infer_input *x, kl_error *err)
     for (int d = 1; d < x->rank; d++)
         per *= x->shape[d];
     per = per > 0 ? per : 1;
-    for (int64_t i = 0; i < x->count; i++)
+    /* One pass that vectorises (a test of the exponent bits, OR-ed), then, only when it found
+     * one, a second that says where. */
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < x->count; i++) {
+        uint32_t u;
+        memcpy(&u, &x->data[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    for (int64_t i = 0; bad && i < x->count; i++)
         if (!isfinite(x->data[i]))
             return kl_error_set(err, KL_EINVAL,
                                 "input '%s': sample %lld, value %lld is %s: the model takes "
