@@ -142,8 +142,8 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
     for (kl__job *j = jobs; j; j = j->next) {
         add_stat(&s->queue, t0 - j->t_queued);
         add_stat(&s->compute, t1 - t0);
-        kl__slo_observe(&v->slo, t1 - j->t_queued);
     }
+    kl__slo_observe(&v->slo, t1 - t0);
     s->last_ms = (uint64_t)time(NULL) * 1000;
     pthread_mutex_unlock(&v->mu);
     for (kl__job *j = jobs, *next; j; j = next) {

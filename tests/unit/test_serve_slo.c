@@ -1,7 +1,7 @@
 /* Tests for serve/sched/slo.c, the batch cap under a latency target: no target leaves the cap at
  * max; a p99 under the target raises it by one a window, up to max; a p99 over it cuts it to
  * three quarters, down to 1; only the window's 99th percentile counts, not its mean or a single
- * outlier. Latencies are made up, so the test needs no server and no clock. */
+ * outlier. Model-call durations are made up, so the test needs no server and no clock. */
 #include "check.h"
 #include "serve/sched/slo.h"
 
