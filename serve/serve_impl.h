@@ -16,7 +16,6 @@
 #include "kiln/clock.h"
 #include "kiln/modelfile.h"
 #include "kiln/serve.h"
-#include "serve/sched/slo.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -141,8 +140,9 @@ typedef struct kl__version {
     kl__version_stats stats;
     kl__file_id file; /* the model file as it was when loaded (a poll reloads a changed one) */
 
-    kl__slo slo;     /* the batch cap under latency_slo_ms (under mu) */
-    atomic_int busy; /* instances inside a model call */
+    struct kl__slo *slo; /* the batch cap under latency_slo_ms (sched/slo.h; under mu): made by
+                            kl__version_start, NULL for a composite */
+    atomic_int busy;     /* instances inside a model call */
     kl__version_metrics metrics;
     struct kl__drift *drift; /* NULL when drift monitoring is off */
 

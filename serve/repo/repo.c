@@ -217,6 +217,7 @@ static void version_free(kl__version *v)
     free(v->mf);
     free(v->threads);
     free(v->stats.batches);
+    free(v->slo);
     free(v->path);
     free(v);
 }
