@@ -42,7 +42,7 @@ static const char serve_help[] =
     "                          ones finish what they hold\n"
     "  --max-batch-size N      default for models without a config.yaml key (64)\n"
     "  --max-queue-delay-us N  default wait for a batch to fill (0)\n"
-    "  --instances N           default instances per version (0: one per core, on CUDA one\n"
+    "  --instances N           default instances per version (0: one per two cores, on CUDA one\n"
     "                          per GPU used)\n"
     "  --device cpu|cuda|auto  default device the instances compute on (cpu)\n"
     "  --gpu N                 default GPU on CUDA (every instance on visible GPU N; default:\n"

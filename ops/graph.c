@@ -348,7 +348,7 @@ static kl_status forward_ops(kl_graph *g, kl_error *err)
     kl_status st = KL_OK;
     for (int i = 0; i < g->n && st == KL_OK; i++) {
         kl__node *n = &g->nodes[i];
-        if (n->kind != KL__OP || kl__ops[n->op]->alias)
+        if (n->kind != KL__OP || kl__ops[n->op]->alias || !n->live)
             continue;
         kl__ctx c;
         make_ctx(g, i, &c);

@@ -1,6 +1,7 @@
 /* Compiling a graph: shape functions rerun at the real batch, parameters, gradients and buffers
  * laid out in flat buffers and initialised, and every activation, activation gradient and saved
- * value planned into one arena by lifetime. Called once per graph by kl_graph_compile. */
+ * value planned into one arena by lifetime. Called once per graph by kl_graph_compile, or by
+ * kl_graph_compile_inference for a graph that only ever computes its outputs. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,9 +97,9 @@ static kl_status alloc_flat(kl_graph *g, uint64_t seed, kl_error *err)
                                 n->name ? n->name : "an unnamed parameter");
     }
     g->param_data = calloc(g->param_total + 1, sizeof(float));
-    g->grad_data = calloc(g->param_total + 1, sizeof(float));
+    g->grad_data = g->inference ? NULL : calloc(g->param_total + 1, sizeof(float));
     g->buf_data = calloc(g->buf_total + 1, sizeof(float));
-    if (!g->param_data || !g->grad_data || !g->buf_data)
+    if (!g->param_data || (!g->inference && !g->grad_data) || !g->buf_data)
         return kl_error_set(err, KL_ENOMEM, "graph: out of memory for %zu parameters",
                             g->param_total);
     /* Initialised on the host on every device, so a device graph starts from the same values. */
@@ -119,7 +120,7 @@ static kl_status alloc_flat(kl_graph *g, uint64_t seed, kl_error *err)
         if (n->kind == KL__PARAM) {
             size_t at = g->params[n->param].offset;
             n->val = (kl_tensor){KL_F32, n->shape, params + at};
-            n->grad = (kl_tensor){KL_F32, n->shape, grads + at};
+            n->grad = (kl_tensor){KL_F32, n->shape, grads ? grads + at : NULL};
             n->host = (kl_tensor){KL_F32, n->shape, g->param_data + at};
         } else if (n->kind == KL__BUFFER) {
             size_t at = g->bufs[n->param].offset;
@@ -194,6 +195,26 @@ static kl_status mark_grads(kl_graph *g, kl_error *err)
     return KL_OK;
 }
 
+/* Marks the nodes forward computes: all of them, or in an inference graph those an output
+ * depends on (a loss and its labels are left out, and get no storage). */
+static kl_status mark_live(kl_graph *g, kl_error *err)
+{
+    bool any = false;
+    for (int i = 0; i < g->n; i++) {
+        g->nodes[i].live = !g->inference || g->nodes[i].output;
+        any |= g->nodes[i].output;
+    }
+    if (g->inference && !any)
+        return kl_error_set(err, KL_EINVAL,
+                            "graph: an inference graph computes its outputs, and none is marked "
+                            "(kl_graph_mark_output)");
+    for (int i = g->n - 1; i >= 0; i--)
+        if (g->nodes[i].live)
+            for (int j = 0; j < g->nodes[i].nin; j++)
+                g->nodes[g->nodes[i].in[j]].live = true;
+    return KL_OK;
+}
+
 typedef struct plan_buf {
     size_t size;
     int start, end; /* inclusive, on the timeline of forward then backward steps */
@@ -264,6 +285,8 @@ static kl_status plan_arena(kl_graph *g, kl_error *err)
     }
     for (int c = 0; c < N; c++) {
         const kl__node *n = &g->nodes[c];
+        if (!n->live)
+            continue;
         int t = kl__visited_in_backward(g, n) ? end - 1 - c : c;
         for (int j = 0; j < n->nin; j++) {
             int k = n->in[j];
@@ -287,6 +310,8 @@ static kl_status plan_arena(kl_graph *g, kl_error *err)
     g->unplanned_n = 0;
     for (int i = 0; i < N; i++) {
         kl__node *n = &g->nodes[i];
+        if (!n->live)
+            continue;
         if ((n->kind != KL__INPUT && n->kind != KL__OP) || n->root != i)
             goto saved;
         size_t numel = aligned((size_t)kl_shape_numel(&n->shape));
@@ -320,6 +345,8 @@ static kl_status bind(kl_graph *g, kl_error *err)
     size_t scratch = 0;
     for (int i = 0; i < g->n; i++) {
         kl__node *n = &g->nodes[i];
+        if (!n->live)
+            continue; /* no storage: its val and grad stay empty */
         if (n->scratch_n > scratch)
             scratch = n->scratch_n;
         if (n->kind != KL__INPUT && n->kind != KL__OP)
@@ -363,8 +390,8 @@ static kl_status bind(kl_graph *g, kl_error *err)
     return KL_OK;
 }
 
-kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,
-                           kl_error *err)
+static kl_status compile(kl_graph *g, int64_t max_batch, kl_node loss, bool inference,
+                         uint64_t seed, kl_error *err)
 {
     kl_status st;
     if (g->failed)
@@ -387,10 +414,11 @@ kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_
                                 (int)loss);
     }
     g->loss = loss;
+    g->inference = inference;
     g->max_batch = g->batch = max_batch;
     if ((st = reshape_all(g, max_batch, err)) != KL_OK)
         return st;
-    if ((st = mark_grads(g, err)) != KL_OK)
+    if ((st = mark_live(g, err)) != KL_OK || (st = mark_grads(g, err)) != KL_OK)
         return st;
     if ((st = alloc_flat(g, seed, err)) != KL_OK)
         return st;
@@ -402,4 +430,15 @@ kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_
         return st;
     g->compiled = true;
     return KL_OK;
+}
+
+kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,
+                           kl_error *err)
+{
+    return compile(g, max_batch, loss, false, seed, err);
+}
+
+kl_status kl_graph_compile_inference(kl_graph *g, int64_t max_batch, uint64_t seed, kl_error *err)
+{
+    return compile(g, max_batch, KL_NONE, true, seed, err);
 }

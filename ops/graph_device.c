@@ -151,7 +151,8 @@ kl_status kl__graph_device_flat(kl_graph *g, kl_error *err)
     if (!on_device(g))
         return KL_OK;
     if ((st = kl__graph_alloc(g, &g->dev_params, g->param_total, "the parameters", err)) != KL_OK ||
-        (st = kl__graph_alloc(g, &g->dev_grads, g->param_total, "the gradients", err)) != KL_OK ||
+        (!g->inference &&
+         (st = kl__graph_alloc(g, &g->dev_grads, g->param_total, "the gradients", err)) != KL_OK) ||
         (st = kl__graph_alloc(g, &g->dev_bufs, g->buf_total, "the buffers", err)) != KL_OK)
         return st;
     if ((st = copy_flat(g, g->param_data, g->dev_params, g->param_total, true,
@@ -198,8 +199,9 @@ kl_status kl__graph_device_stage(kl_graph *g, kl_error *err)
         kl__node *n = &g->nodes[i];
         if (n->kind == KL__OP && !kl__ops[n->op]->alias && !kl__op_kernels(n->op, true, err))
             st = KL_EUNSUPPORTED;
-        if (st != KL_OK || n->kind == KL__PARAM || n->kind == KL__BUFFER || n->host.data)
-            continue; /* host set by alloc_flat */
+        if (st != KL_OK || n->kind == KL__PARAM || n->kind == KL__BUFFER || n->host.data ||
+            !n->live)
+            continue; /* host set by alloc_flat; nothing for what forward does not compute */
         if (n->kind != KL__INPUT && !n->output && i != g->loss && used[i])
             continue;
         size_t bytes = (size_t)kl_numel(&n->val) * kl_dtype_size(n->dtype);

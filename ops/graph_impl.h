@@ -164,6 +164,8 @@ struct kl__node {
     bool needs_grad; /* a parameter is upstream */
     bool on_path;    /* the loss depends on it: backward visits it */
     bool output;
+    bool live;          /* forward computes it: every node, or in an inference graph those an
+                         * output depends on */
     bool requires_grad; /* an input whose gradient the caller asked for */
     kl_node root;       /* storage owner: itself, or what an alias op shares */
     int param;          /* index into params or buffers, else -1 */
@@ -191,6 +193,7 @@ struct kl_graph {
     bool compiled;
     int64_t max_batch, batch;
     kl_node loss;
+    bool inference; /* kl_graph_compile_inference: outputs only, no gradients */
     kl_mode mode;
     uint64_t rng_seed, rng_step;
     int64_t rng_first_row;

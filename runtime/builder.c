@@ -335,7 +335,9 @@ kl_status kl_model_build(const kl_model_spec *spec, const kl_model_options *opts
         st = kl_graph_set_bf16(m->g, true, err);
     if (st == KL_OK && opts->cuda_graph)
         st = kl_graph_set_cuda_graph(m->g, true, err);
-    if (st == KL_OK)
+    if (st == KL_OK && opts->inference && !opts->trainable)
+        st = kl_graph_compile_inference(m->g, opts->batch, opts->seed, err);
+    else if (st == KL_OK)
         st = kl_graph_compile(m->g, opts->batch, opts->trainable ? m->loss : KL_NONE, opts->seed,
                               err);
     if (st != KL_OK)

@@ -29,6 +29,8 @@ void kl_modelfile_free(kl_modelfile *mf)
         return;
     if (mf->built)
         kl_model_free(&mf->m);
+    if (mf->score_built)
+        kl_model_free(&mf->score);
     kl_config_free(mf->cfg);
     kl_onnx_free(mf->onnx);
     free(mf->onnx_io);
@@ -287,6 +289,7 @@ static kl_status build(kl_modelfile *mf, kl_ckpt *c, int64_t max_batch, const kl
         return st;
     o.batch = max_batch;
     o.trainable = false;
+    o.inference = true;
     o.device = dev ? dev->device : KL_DEVICE_CPU;
     o.device_index = dev ? dev->index : 0;
     if ((st = kl_model_build(&mf->cfg->model, &o, &mf->m, err)) != KL_OK)
@@ -520,10 +523,10 @@ static void argmax_rows(const float *logits, int64_t b, int64_t k, int32_t *clas
 static void add_score(const kl_modelfile *mf, const float *logits, const void *y, int64_t b,
                       kl_modelfile_score *score)
 {
-    kl_graph *g = mf->m.g;
+    kl_graph *g = mf->score.g;
     int64_t k = mf->sig.outputs;
     score->n += b;
-    score->loss_sum += (double)kl_f32(kl_graph_value(g, mf->m.loss))[0] * (double)b;
+    score->loss_sum += (double)kl_f32(kl_graph_value(g, mf->score.loss))[0] * (double)b;
     for (int64_t i = 0; i < b; i++) {
         const float *row = logits + i * k;
         if (mf->sig.task == KL_TASK_CLASSIFICATION) {
@@ -556,6 +559,27 @@ static kl_status check_outputs(const kl_modelfile *mf, const float *logits, int6
     return KL_OK;
 }
 
+/* The model with its loss, which scoring against answers needs (the served one computes its
+ * outputs alone): built once, with the served model's weights. */
+static kl_status scoring_model(kl_modelfile *mf, kl_error *err)
+{
+    if (mf->score_built)
+        return KL_OK;
+    kl_model_options o = mf->m.opts;
+    o.inference = false;
+    kl_status st = kl_model_build(&mf->cfg->model, &o, &mf->score, err);
+    if (st != KL_OK)
+        return st;
+    mf->score_built = true;
+    kl_graph *g = mf->score.g, *from = mf->m.g;
+    size_t np = kl_graph_param_count(g), nb = kl_graph_buffer_count(g);
+    KL_ASSERT(np == kl_graph_param_count(from) && nb == kl_graph_buffer_count(from));
+    memcpy(kl_graph_params(g), kl_graph_params(from), np * sizeof(float));
+    memcpy(kl_graph_buffers(g), kl_graph_buffers(from), nb * sizeof(float));
+    kl_graph_set_mode(g, KL_MODE_EVAL);
+    return kl_graph_to_device(g, KL_GRAPH_PARAMS | KL_GRAPH_BUFFERS, err);
+}
+
 kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int64_t n, float *out,
                             int32_t *classes, kl_modelfile_score *score, kl_error *err)
 {
@@ -563,30 +587,28 @@ kl_status kl__modelfile_run(kl_modelfile *mf, const float *x, const void *y, int
         return kl__modelfile_run_onnx(mf, x, y, n, out, classes, err);
     if (mf->xgb)
         return kl__modelfile_run_xgb(mf, x, y, n, out, classes, err);
-    kl_graph *g = mf->m.g;
+    kl_status st = y ? scoring_model(mf, err) : KL_OK;
+    if (st != KL_OK)
+        return st;
+    const kl_model *m = y ? &mf->score : &mf->m;
+    kl_graph *g = m->g;
     int64_t f = mf->sig.features, k = mf->sig.outputs, max_b = kl_graph_max_batch(g);
     bool cls = mf->sig.task == KL_TASK_CLASSIFICATION;
     size_t ysize = cls ? sizeof(int32_t) : (size_t)k * sizeof(float);
-    kl_status st = KL_OK;
     kl_graph_set_mode(g, KL_MODE_EVAL);
     for (int64_t s = 0; s < n && st == KL_OK; s += max_b) {
         int64_t b = n - s < max_b ? n - s : max_b;
         if (b != kl_graph_batch(g) && (st = kl_graph_set_batch(g, b, err)) != KL_OK)
             break;
-        if ((st = kl__modelfile_put_inputs(mf, x + s * f, b, s, kl_f32(kl_graph_value(g, mf->m.x)),
+        if ((st = kl__modelfile_put_inputs(mf, x + s * f, b, s, kl_f32(kl_graph_value(g, m->x)),
                                            err)))
             break;
-        /* The loss node runs in every forward; without answers it reads class 0 (or target 0)
-         * and its value is not used. */
-        void *ydst = kl_graph_value(g, mf->m.y)->data;
         const void *ys = y ? (const char *)y + (size_t)s * ysize : NULL;
         if (ys)
-            memcpy(ydst, ys, (size_t)b * ysize);
-        else
-            memset(ydst, 0, (size_t)b * ysize);
+            memcpy(kl_graph_value(g, m->y)->data, ys, (size_t)b * ysize);
         if ((st = kl_graph_forward(g, err)) != KL_OK)
             break;
-        const float *logits = kl_f32(kl_graph_value(g, mf->m.output));
+        const float *logits = kl_f32(kl_graph_value(g, m->output));
         if ((st = check_outputs(mf, logits, b, s, err)) != KL_OK)
             break;
         if (out && cls)

@@ -20,8 +20,10 @@ struct kl_modelfile {
     char *path;
     char *config_text; /* /config, the resolved training config */
     kl_config *cfg;    /* parsed from it */
-    kl_model m;        /* built for max_batch, eval mode, weights loaded */
+    kl_model m;        /* built for max_batch, eval mode, weights loaded: outputs only */
     bool built;
+    kl_model score;    /* the same model with its loss, for scoring against answers: built */
+    bool score_built;  /* on the first kl_modelfile_evaluate that brings them */
     float *mean, *std; /* standardisation (nstats values each), or NULL */
     kl_modelfile_signature sig;
     char **labels; /* classification: outputs class names */

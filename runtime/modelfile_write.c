@@ -160,6 +160,7 @@ kl_status kl_modelfile_save(const kl_modelfile *mf, const float *params, const f
     kl_model_options o = mf->m.opts;
     o.batch = 1;
     o.trainable = false;
+    o.inference = false;
     kl_status st = kl_model_build(&mf->cfg->model, &o, &m, err);
     if (st != KL_OK)
         return st;

@@ -140,7 +140,9 @@ typedef struct kl__version {
     kl__version_stats stats;
     kl__file_id file; /* the model file as it was when loaded (a poll reloads a changed one) */
 
-    atomic_int busy; /* instances inside a model call */
+    struct kl__slo *slo; /* the batch cap under latency_slo_ms (sched/slo.h; under mu): made by
+                            kl__version_start, NULL for a composite */
+    atomic_int busy;     /* instances inside a model call */
     kl__version_metrics metrics;
     struct kl__drift *drift; /* NULL when drift monitoring is off */
 

@@ -204,6 +204,12 @@ kl_status kl_graph_stats_take(kl_graph *g, double sums[3], int64_t *bad, int64_t
  * kl_graph_backward computes d(loss)/d(every parameter). Parameters are initialised from seed. */
 kl_status kl_graph_compile(kl_graph *g, int64_t max_batch, kl_node loss, uint64_t seed,
                            kl_error *err);
+/* Plans memory for a graph that only ever computes its outputs (kl_graph_mark_output; at least
+ * one): serving and prediction. Forward runs the nodes an output depends on and nothing else (a
+ * loss and its labels are left out: kl_graph_value of such a node has no data), the arena holds
+ * only their values, and there are no gradients (kl_graph_backward refuses). Outputs are those of
+ * kl_graph_compile's forward, bit for bit. */
+kl_status kl_graph_compile_inference(kl_graph *g, int64_t max_batch, uint64_t seed, kl_error *err);
 /* The loss the graph was compiled with, or KL_NONE. */
 kl_node kl_graph_loss(const kl_graph *g);
 

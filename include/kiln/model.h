@@ -21,6 +21,7 @@ typedef struct kl_model_options {
     int64_t batch;         /* the largest batch the graph runs */
     uint64_t seed;         /* parameter initialisation */
     bool trainable;        /* compile with the loss for backward */
+    bool inference;        /* not trainable: compile the output's forward alone (no loss) */
     kl_device device;      /* where the graph runs (kl_graph_set_device); 0 is the CPU */
     int device_index;      /* the CUDA device */
     bool bf16;             /* GEMMs with bf16 inputs on the device (kl_graph_set_bf16) */

@@ -36,6 +36,9 @@ typedef struct kl_serve_model_config {
     int max_batch_size;         /* samples in one model call, and the most one request may carry */
     bool dynamic_batching;      /* combine queued requests into one call (else one at a time) */
     int64_t max_queue_delay_us; /* wait this long for more requests before a partial batch */
+    double latency_slo_ms;      /* > 0: the batch cap adapts to keep the p99 of a model call's
+                                   duration under this (serve/sched/slo.h); 0 (the default): the
+                                   cap is max_batch_size */
     int instances;              /* threads, each with its own model copy; 0: one per core (on
                                    CUDA: one per GPU used) */
     kl_train_device device;     /* where instances compute: KL_TRAIN_DEVICE_CPU (the default),

@@ -731,7 +731,7 @@ static kl_status import_model(const Onnx__ModelProto *mp, const char *what, cons
         st = make_io(&im, m, mp->graph);
     }
     if (!st)
-        st = kl_graph_compile(m->g, m->max_batch, KL_NONE, 0, err);
+        st = kl_graph_compile_inference(m->g, m->max_batch, 0, err);
     if (!st) {
         kl_graph_set_mode(m->g, KL_MODE_EVAL);
         fill_params(&im, m);
@@ -849,7 +849,8 @@ kl_status kl_onnx_run(kl_onnx *m, const float *const *x, int64_t n, float *const
         float *dst = m->whole
                          ? kl_graph_params(m->g) + kl_graph_param(m->g, m->in_params[i])->offset
                          : kl_f32(kl_graph_value(m->g, m->in_nodes[i]));
-        memcpy(dst, x[i], bytes);
+        if (dst) /* NULL: an input no output depends on, which has no storage */
+            memcpy(dst, x[i], bytes);
     }
     if ((st = kl_graph_forward(m->g, err)))
         return st;

@@ -1,6 +1,6 @@
 /* Reading Open Inference Protocol v2 inference requests: a structural scan cuts out the number
- * arrays, which are read straight into floats, and jansson reads the rest (serve/README.md,
- * "Decoding a request"). The one finiteness check of served inputs is here. */
+ * arrays, reading them into floats as it steps over them (one pass), and jansson reads the rest
+ * (serve/README.md, "Decoding a request"). The one finiteness check of served inputs is here. */
 #include "serve/codec/decode.h"
 
 #include <errno.h>
@@ -138,12 +138,38 @@ typedef struct numreader {
     kl__dtype dt;
     float *out;
     int64_t count, n;
+    size_t cap; /* > 0: out grows (the scan's read, which does not know the count yet) */
     kl_error *err;
 } numreader;
 
 static kl_status numbers_bad(numreader *r, const char *what)
 {
     return kl_error_set(r->err, KL_EINVAL, "data: %s at element %lld", what, (long long)r->n);
+}
+
+static kl_status too_many(kl_error *err, int64_t count)
+{
+    return kl_error_set(err, KL_EINVAL, "data holds more elements than the shape's %lld",
+                        (long long)count);
+}
+
+static kl_status wrong_count(kl_error *err, int64_t n, int64_t count)
+{
+    return kl_error_set(err, KL_EINVAL, "data holds %lld elements, but the shape says %lld",
+                        (long long)n, (long long)count);
+}
+
+/* Room for one more value in a growing reader's out. */
+static kl_status make_room(numreader *r)
+{
+    if ((size_t)r->n < r->cap)
+        return KL_OK;
+    float *o = r->cap <= SIZE_MAX / 2 / sizeof *o ? realloc(r->out, 2 * r->cap * sizeof *o) : NULL;
+    if (!o)
+        return kl_error_set(r->err, KL_ENOMEM, "out of memory");
+    r->out = o;
+    r->cap *= 2;
+    return KL_OK;
 }
 
 /* One value of the array: a number or a nested array. */
@@ -183,8 +209,9 @@ static kl_status read_value(numreader *r, const char **pp, int depth)
                                   ? "not an integer in the datatype's range"
                                   : "not a number");
     if (r->n >= r->count)
-        return kl_error_set(r->err, KL_EINVAL, "data holds more elements than the shape's %lld",
-                            (long long)r->count);
+        return too_many(r->err, r->count);
+    if (r->cap && make_room(r) != KL_OK)
+        return KL_ENOMEM;
     r->out[r->n++] = v;
     *pp = q;
     return KL_OK;
@@ -203,8 +230,7 @@ kl_status kl__read_numbers(const char *s, size_t n, kl__dtype dt, float *out, in
     if (skip_ws(p, r.end) != r.end)
         return kl_error_set(err, KL_EINVAL, "data: text after the array");
     if (r.n != count)
-        return kl_error_set(err, KL_EINVAL, "data holds %lld elements, but the shape says %lld",
-                            (long long)r.n, (long long)count);
+        return wrong_count(err, r.n, count);
     return KL_OK;
 }
 
@@ -294,7 +320,36 @@ static const char *skip_value(const char *p, const char *end, int depth)
 
 typedef struct span {
     size_t at, len;
+    float *pre; /* the array read as FP32 by the scan (pre_n values), or NULL */
+    int64_t pre_n;
 } span;
+
+/* The scan's one pass over a data array at v ('['): its numbers read as FP32 while the scan
+ * steps over them, into sp->pre. Past the array, or NULL (nothing kept) when it is not an array
+ * of numbers the reader takes: the scan then steps over it as over any value, and read_data
+ * reads it again and says what is wrong. */
+static const char *scan_numbers(const char *v, const char *end, span *sp)
+{
+    kl_error err = {0};
+    numreader r = {.end = end, .dt = KL__DT_FP32, .count = INT64_MAX, .cap = 1024, .err = &err};
+    const char *p = v;
+    if (!(r.out = malloc(r.cap * sizeof *r.out)) || read_value(&r, &p, 0) != KL_OK) {
+        free(r.out);
+        return NULL;
+    }
+    free(sp->pre); /* a second data key: jansson refuses the document later */
+    sp->pre = r.out;
+    sp->pre_n = r.n;
+    return p;
+}
+
+static void spans_free(span *spans)
+{
+    for (int i = 0; i < KL__INFER_MAX_INPUTS; i++) {
+        free(spans[i].pre);
+        spans[i].pre = NULL;
+    }
+}
 
 /* Whether the string [p, q) (quotes included, escapes balanced by skip_string) is key once its
  * \uXXXX escapes are decoded: jansson reads "d\u0061ta" as "data", and the scan must too, since
@@ -362,10 +417,18 @@ static bool scan_inputs(const char *doc, size_t n, span *spans)
                     if (p >= end || *p++ != ':')
                         return false;
                     const char *v = skip_ws(p, end);
-                    if (!(p = skip_value(v, end, 2)))
+                    const char *q =
+                        is_data && v < end && *v == '[' ? scan_numbers(v, end, &spans[i]) : NULL;
+                    if (!(p = q ? q : skip_value(v, end, 2)))
                         return false;
-                    if (is_data && v < end && *v == '[')
-                        spans[i] = (span){(size_t)(v - doc), (size_t)(p - v)};
+                    if (is_data && v < end && *v == '[') {
+                        spans[i].at = (size_t)(v - doc);
+                        spans[i].len = (size_t)(p - v);
+                        if (!q) { /* this data array is read later; an earlier one's values go */
+                            free(spans[i].pre);
+                            spans[i].pre = NULL;
+                        }
+                    }
                     p = skip_ws(p, end);
                     if (p < end && *p == ',')
                         p = skip_ws(p + 1, end);
@@ -423,12 +486,20 @@ static kl_status read_shape(json_t *in, int i, kl__infer_input *x, kl_error *err
 
 /* x's elements fit in a request of room bytes at per bytes each (2 for JSON: a digit and a
  * comma): a shape that claims more than the body can hold is refused before any allocation. */
-static kl_status alloc_data(kl__infer_input *x, int i, size_t room, size_t per, kl_error *err)
+static kl_status check_room(const kl__infer_input *x, int i, size_t room, size_t per, kl_error *err)
 {
     if ((uint64_t)x->count > room / per + 1)
         return kl_error_set(err, KL_EINVAL,
                             "inputs[%d]: the shape has %lld elements, more than the request holds",
                             i, (long long)x->count);
+    return KL_OK;
+}
+
+static kl_status alloc_data(kl__infer_input *x, int i, size_t room, size_t per, kl_error *err)
+{
+    kl_status st = check_room(x, i, room, per, err);
+    if (st != KL_OK)
+        return st;
     x->data = malloc((size_t)(x->count ? x->count : 1) * sizeof *x->data);
     bool ints = x->dtype == KL__DT_INT32 || x->dtype == KL__DT_INT64;
     if (ints)
@@ -457,10 +528,11 @@ static kl_status read_binary(json_t *bsize, int i, const char *bin, size_t binle
                             "inputs[%d]: binary data is truncated: %llu bytes wanted, %zu left", i,
                             (unsigned long long)want, binlen - *binoff);
     const char *b = bin + *binoff;
-    for (int64_t k = 0; k < x->count; k++) {
+    if (x->dtype == KL__DT_FP32) /* the common case: the bytes are the floats */
+        memcpy(x->data, b, (size_t)want);
+    for (int64_t k = 0; x->dtype != KL__DT_FP32 && k < x->count; k++) {
         switch (x->dtype) {
         case KL__DT_FP32:
-            memcpy(&x->data[k], b + 4 * k, 4);
             break;
         case KL__DT_FP64: {
             double v;
@@ -504,8 +576,25 @@ static void read_ints(const char *s, size_t n, int64_t *out)
     }
 }
 
-/* Reads the data of input i: binary bytes, the scanned span, or the array jansson read. */
-static kl_status read_data(const char *doc, const span *sp, json_t *in, int i, const char *bin,
+/* An FP32 input's values as the scan read them: x takes the scan's buffer, once the shape and
+ * the count agree (the messages are kl__read_numbers's). */
+static kl_status take_scanned(span *sp, int i, kl__infer_input *x, kl_error *err)
+{
+    kl_status st = check_room(x, i, sp->len, 2, err);
+    if (st == KL_OK && sp->pre_n > x->count)
+        st = too_many(err, x->count);
+    else if (st == KL_OK && sp->pre_n < x->count)
+        st = wrong_count(err, sp->pre_n, x->count);
+    if (st == KL_OK) {
+        x->data = sp->pre;
+        sp->pre = NULL;
+    }
+    return st;
+}
+
+/* Reads the data of input i: binary bytes, the values the scan read, the scanned span, or the
+ * array jansson read. */
+static kl_status read_data(const char *doc, span *sp, json_t *in, int i, const char *bin,
                            size_t binlen, size_t *binoff, kl__infer_input *x, kl_error *err)
 {
     json_t *params = json_object_get(in, "parameters");
@@ -527,9 +616,14 @@ static kl_status read_data(const char *doc, const span *sp, json_t *in, int i, c
         text = dumped;
         n = strlen(dumped);
     }
-    kl_status st = alloc_data(x, i, n, 2, err);
-    if (st == KL_OK)
-        st = kl__read_numbers(text, n, x->dtype, x->data, x->count, err);
+    kl_status st;
+    if (sp->pre && x->dtype == KL__DT_FP32) {
+        st = take_scanned(sp, i, x, err);
+    } else {
+        st = alloc_data(x, i, n, 2, err);
+        if (st == KL_OK)
+            st = kl__read_numbers(text, n, x->dtype, x->data, x->count, err);
+    }
     if (st == KL_OK && x->ints)
         read_ints(text, n, x->ints);
     free(dumped);
@@ -590,8 +684,10 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
     char *cut = NULL;
     size_t cutlen = json_len;
     if (scanned) {
-        if (!(cut = malloc(json_len + 1)))
+        if (!(cut = malloc(json_len + 1))) {
+            spans_free(spans);
             return kl_error_set(err, KL_ENOMEM, "out of memory");
+        }
         size_t from = 0;
         cutlen = 0;
         for (int i = 0; i < KL__INFER_MAX_INPUTS; i++) {
@@ -606,14 +702,17 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
         memcpy(cut + cutlen, body + from, json_len - from);
         cutlen += json_len - from;
     } else {
+        spans_free(spans);
         memset(spans, 0, sizeof spans);
     }
     json_error_t je;
     json_t *doc = json_loadb(cut ? cut : body, cutlen, JSON_REJECT_DUPLICATES, &je);
     free(cut);
-    if (!doc)
+    if (!doc) {
+        spans_free(spans);
         return kl_error_set(err, KL_EINVAL, "malformed JSON%s: %s (line %d, column %d)",
                             scanned ? "" : " request", je.text, je.line, je.column);
+    }
     kl_status st = KL_OK;
     json_t *inputs = json_object_get(doc, "inputs");
     json_t *id = json_object_get(doc, "id");
@@ -665,6 +764,7 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
     if (st == KL_OK)
         st = read_outputs(doc, req, err);
     json_decref(doc);
+    spans_free(spans);
     return st;
 }
 
@@ -678,7 +778,15 @@ static kl_status check_finite(const kl__infer_input *x, kl_error *err)
     for (int d = 1; d < x->rank; d++)
         per *= x->shape[d];
     per = per > 0 ? per : 1;
-    for (int64_t i = 0; i < x->count; i++)
+    /* One pass that vectorises (a test of the exponent bits, OR-ed), then, only when it found
+     * one, a second that says where. */
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < x->count; i++) {
+        uint32_t u;
+        memcpy(&u, &x->data[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    for (int64_t i = 0; bad && i < x->count; i++)
         if (!isfinite(x->data[i]))
             return kl_error_set(err, KL_EINVAL,
                                 "input '%s': sample %lld, value %lld is %s: the model takes "

@@ -9,6 +9,7 @@
 
 #include "serve/codec/codec.h"
 #include "serve/patterns/patterns.h"
+#include "serve/sched/slo.h"
 
 /* A float as text that reads back as the same float: 8 significant digits when they do (and
  * %g drops trailing zeros, so 0.1f is "0.1"), else 9, which always do. Trying 6, 7, 8 and 9 in
@@ -309,6 +310,13 @@ void kl__respond_stats(kl__version *const *vs, int n, kl__buf *b)
         put_stat(b, "fail", s.fail, true);
         put_stat(b, "queue", s.queue, true);
         put_stat(b, "compute_infer", s.compute, true);
+        const kl__slo *slo = v->slo;
+        if (slo && slo->target_s > 0)
+            kl__buf_printf(b,
+                           "},\"latency_slo\":{\"target_ms\":%g,\"batch_cap\":%d,\"raised\":%llu,"
+                           "\"lowered\":%llu",
+                           slo->target_s * 1e3, slo->cap, (unsigned long long)slo->raised,
+                           (unsigned long long)slo->lowered);
         kl__buf_puts(b, "},\"batch_stats\":[");
         int put = 0;
         for (int k = 1; k <= v->cfg.max_batch_size; k++) {

@@ -312,6 +312,7 @@ static kl_status learner_init(kl__learner *l, const kl__version *v, kl_error *er
     kl_model_options o = l->src->m.opts;
     o.batch = l->cfg.batch_size;
     o.trainable = true;
+    o.inference = false;
     if ((st = kl_model_build(&l->src->cfg->model, &o, &l->lm, err)) != KL_OK)
         return st;
     l->built = true;

@@ -144,6 +144,10 @@ static const kl__field config_fields[] = {
      .type = KL__F_I64,
      .off = CFG(max_queue_delay_us),
      KL__GE_LE(0, 10000000)},
+    {.name = "latency_slo_ms",
+     .type = KL__F_DOUBLE,
+     .off = CFG(latency_slo_ms),
+     KL__GE_LE(0, 600000)},
     {.name = "instances", .type = KL__F_INT, .off = CFG(instances), KL__GE_LE(1, 256)},
     {.name = "device", .type = KL__F_ENUM, .off = CFG(device), .names = kl_train_device_names},
     {.name = "gpu", .type = KL__F_INT, .off = CFG(gpu), KL__GE_LE(0, 255)},
@@ -213,6 +217,7 @@ static void version_free(kl__version *v)
     free(v->mf);
     free(v->threads);
     free(v->stats.batches);
+    free(v->slo);
     free(v->path);
     free(v);
 }
@@ -240,8 +245,10 @@ static kl_status instance_device(const kl_serve_model_config *c, int i, kl_devic
     return KL_OK;
 }
 
-/* The instances a version runs: the config's, else one per core on the CPU and one per GPU used
- * on CUDA; and v->device saying where. */
+/* The instances a version runs: the config's, else on the CPU one per two cores (the HTTP
+ * threads, one per core by default, do most of a request's work: two instances on two cores
+ * served fewer requests than one, bench/RESULTS.md) and one per GPU used on CUDA; and v->device
+ * saying where. */
 static kl_status version_devices(kl_server *s, kl__version *v, kl_device_choice *first,
                                  kl_error *err)
 {
@@ -250,7 +257,10 @@ static kl_status version_devices(kl_server *s, kl__version *v, kl_device_choice 
         return st;
     bool cuda = first->device == KL_DEVICE_CUDA;
     int gpus = cuda && v->cfg.gpu < 0 ? kl_device_count() : 1;
-    v->instances = v->cfg.instances > 0 ? v->cfg.instances : cuda ? gpus : s->cores;
+    v->instances = v->cfg.instances > 0 ? v->cfg.instances
+                   : cuda               ? gpus
+                   : s->cores > 1       ? s->cores / 2
+                                        : 1;
     kl_device_describe(first, v->device, sizeof v->device);
     if (cuda && v->cfg.gpu < 0 && gpus > 1 && v->instances > 1) {
         size_t n = strlen(v->device);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "serve/sched/sched.h"
+#include "serve/sched/slo.h"
 
 typedef struct instance {
     kl__version *v;
@@ -70,9 +71,9 @@ static kl__job *take_batch(kl__version *v, int64_t *samples)
         /* Wait for the batch to fill, but not past the oldest job's deadline. Another instance
          * may take the jobs meanwhile: then start over. */
         int64_t queued = 0;
-        for (kl__job *j = v->head; j && queued < c->max_batch_size; j = j->next)
+        for (kl__job *j = v->head; j && queued < v->slo->cap; j = j->next)
             queued += j->n;
-        if (queued >= c->max_batch_size)
+        if (queued >= v->slo->cap)
             break;
         struct timespec dl = deadline_after(v->head->t_queued, c->max_queue_delay_us);
         if (pthread_cond_timedwait(&v->cv, &v->mu, &dl) == ETIMEDOUT && v->head)
@@ -80,7 +81,7 @@ static kl__job *take_batch(kl__version *v, int64_t *samples)
     }
     kl__job *first = v->head, *last = first;
     int64_t n = first->n;
-    while (c->dynamic_batching && last->next && n + last->next->n <= c->max_batch_size) {
+    while (c->dynamic_batching && last->next && n + last->next->n <= v->slo->cap) {
         last = last->next;
         n += last->n;
     }
@@ -143,6 +144,7 @@ static void run_batch(instance *in, kl__job *jobs, int64_t n)
         add_stat(&s->queue, t0 - j->t_queued);
         add_stat(&s->compute, t1 - t0);
     }
+    kl__slo_observe(v->slo, t1 - t0);
     s->last_ms = (uint64_t)time(NULL) * 1000;
     pthread_mutex_unlock(&v->mu);
     for (kl__job *j = jobs, *next; j; j = next) {
@@ -189,8 +191,11 @@ kl_status kl__version_start(kl__version *v, kl_error *err)
     pthread_condattr_destroy(&ca);
     v->stats.batches = calloc((size_t)v->cfg.max_batch_size + 1, sizeof *v->stats.batches);
     v->threads = calloc((size_t)v->instances, sizeof *v->threads);
-    if (!v->stats.batches || !v->threads)
+    v->slo = malloc(sizeof *v->slo);
+    if (!v->stats.batches || !v->threads || !v->slo)
         return kl_error_set(err, KL_ENOMEM, "out of memory");
+    kl__slo_init(v->slo, v->cfg.dynamic_batching ? v->cfg.latency_slo_ms : 0,
+                 v->cfg.max_batch_size);
     const kl_modelfile_signature *sig = v->sig;
     size_t mb = (size_t)v->cfg.max_batch_size;
     for (int i = 0; i < v->instances; i++) {
@@ -252,7 +257,7 @@ kl_status kl__version_submit(kl__version *v, kl__job *job)
      * (20k context switches for 3.5k model calls in bench/run_serve.sh). */
     const kl_serve_model_config *c = &v->cfg;
     if (!c->dynamic_batching || v->queued == 1 || c->max_queue_delay_us <= 0 ||
-        (v->queued_samples >= c->max_batch_size && v->queued_samples - job->n < c->max_batch_size))
+        (v->queued_samples >= v->slo->cap && v->queued_samples - job->n < v->slo->cap))
         pthread_cond_signal(&v->cv);
     pthread_mutex_unlock(&v->mu);
     return KL_OK;

@@ -625,6 +625,8 @@ def cmd_raw(port, model, timeout):
           data.count(b"HTTP/1.1 200 ") == 3 and -1 not in ids and ids == sorted(ids),
           (data.count(b"HTTP/1.1 200 "), ids, data[:200]))
 
+    keepalive_and_continue(port, model, good)
+
     # Garbage.
     rng = random.Random(200)
     s = connect(port)
@@ -665,6 +667,71 @@ def cmd_raw(port, model, timeout):
     st, dt = good_request()
     check("after the raw clients a good request answers 200", st == 200, st)
     query_and_coding(port, model, good)
+
+
+def read_answer(s, limit=5):
+    """One answer with a Content-Length from s: (status, body), (None, what came) on a timeout or
+    a close."""
+    data, end = b"", time.time() + limit
+    while time.time() < end:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            n = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    n = int(v)
+            if len(rest) >= n:
+                return int(head[9:12]), rest[:n]
+        s.settimeout(max(0.05, end - time.time()))
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return None, data
+
+
+def keepalive_and_continue(port, model, good):
+    """Keep-alive (requests one after another on one connection, each answered before the
+    next is sent, the connection left open) and Expect: 100-continue (the interim 100 before
+    the body, then the answer), as HTTP/1.1 clients rely on."""
+    head = (b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n" % (model.encode(), len(good)))
+    s = connect(port)
+    answers = []
+    for _ in range(5):
+        s.sendall(head + b"\r\n" + good)
+        answers.append(read_answer(s))
+    s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    answers.append(read_answer(s))
+    s.close()
+    check("keep-alive: five inferences then a health check on one connection, all 200",
+          [a[0] for a in answers] == [200] * 6 and b'"outputs"' in answers[0][1],
+          [(a[0], a[1][:80]) for a in answers])
+    s = connect(port)
+    s.sendall(head + b"Expect: 100-continue\r\n\r\n")
+    interim, _ = read_answer(s, 3)
+    s.sendall(good)
+    status, body = read_answer(s)
+    # The same again on the same connection: the interim answer did not end it.
+    s.sendall(head + b"Expect: 100-continue\r\n\r\n")
+    interim2, _ = read_answer(s, 3)
+    s.sendall(good)
+    status2, body2 = read_answer(s)
+    s.close()
+    check("Expect: 100-continue: 100 before the body, then 200, twice on one connection",
+          (interim, status, interim2, status2) == (100, 200, 100, 200) and body == body2,
+          (interim, status, interim2, status2, body[:80]))
+    # A client that sends the body without waiting for the 100 is answered too.
+    s = connect(port)
+    s.sendall(head + b"Expect: 100-continue\r\n\r\n" + good)
+    data, _ = read_all(s, 2)
+    s.close()
+    check("Expect: 100-continue with the body sent at once: one 200",
+          data.count(b"HTTP/1.1 200 ") == 1 and b'"outputs"' in data, data[:200])
 
 
 def exchange(port, data, limit=5):

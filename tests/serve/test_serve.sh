@@ -329,6 +329,15 @@ EOF
     await_exit "$pid" bad 6
     ;;
 load)
+    # Without --instances: one instance per two cores, at least one (the HTTP threads take one per
+    # core).
+    start_server defaults model.h5 --name clf || finish
+    cores=$(getconf _NPROCESSORS_ONLN)
+    want=$((cores / 2 > 0 ? cores / 2 : 1))
+    curl -s -m 5 "$base/metrics" >metrics.out
+    check "by default $want instance(s) on $cores cores" \
+        grep -Eq "^kiln_instances\\{[^}]*\\} $want\$" metrics.out
+    stop_server "$pid" defaults
     start_server batched model.h5 --name clf --max-queue-delay-us 2000 --instances 1 || finish
     check "32 clients with dynamic batching: all 200, unbatched answers, batches formed" \
         "$py" "$client" load "$port" clf batched
@@ -499,10 +508,19 @@ sys.exit(0 if h.get("done") and h["requests"] > 100 and list(h["codes"]) == ["20
         '[e["state"] for e in d if e["name"] == "n"] == ["UNAVAILABLE"] and "config.yaml:1:1" in [e["reason"] for e in d if e["name"] == "n"][0]'
     req "n's metadata" 503 GET /v2/models/n
     req "m still answers" 200 POST /v2/models/m/infer --data-binary "$(infer_json 1 5)"
-    printf 'max_batch_size: 8\n' >repo/n/config.yaml
+    # A latency target out of range is refused with its place; one in range shows in the stats.
+    printf 'max_batch_size: 8\nlatency_slo_ms: -2\n' >repo/n/config.yaml
+    req "loading n with latency_slo_ms -2" 400 POST /v2/repository/models/n/load
+    body_is "naming n's config.yaml, line 2 and latency_slo_ms" \
+        '"repo/n/config.yaml:2:" in d["error"] and "latency_slo_ms" in d["error"]'
+    printf 'max_batch_size: 8\nlatency_slo_ms: 50\n' >repo/n/config.yaml
     req "loading n once its config.yaml is fixed" 200 POST /v2/repository/models/n/load
     req "n's metadata then" 200 GET /v2/models/n
     body_is "with max_batch_size 8" 'd["parameters"]["max_batch_size"] == 8'
+    req "n infers" 200 POST /v2/models/n/infer --data-binary "$(infer_json 1 5)"
+    req "n's stats" 200 GET /v2/models/n/stats
+    body_is "show the latency target and a batch cap of half of max_batch_size" \
+        'd["model_stats"][0]["latency_slo"] == {"target_ms": 50, "batch_cap": 4, "raised": 0, "lowered": 0}'
     req "readiness with every model serving" 200 GET /v2/health/ready
     # A model whose folder leaves the repository stops being served, and is no longer known.
     mv repo/n trash_n

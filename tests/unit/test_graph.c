@@ -20,8 +20,11 @@ typedef struct mlp {
     kl_node w[LAYERS + 1], b[LAYERS + 1];
 } mlp;
 
+/* How build_mlp compiles: without a loss, with it (trainable), or for inference only. */
+enum { EVAL = 0, TRAIN = 1, INFER = 2 };
+
 /* A deep narrow MLP with tanh: many short-lived buffers for the planner to share. */
-static void build_mlp(mlp *m, int64_t batch, bool train, uint64_t seed)
+static void build_mlp(mlp *m, int64_t batch, int how, uint64_t seed)
 {
     kl_error err = {0};
     memset(m, 0, sizeof *m);
@@ -44,10 +47,13 @@ static void build_mlp(mlp *m, int64_t batch, bool train, uint64_t seed)
     m->y = kl_input(m->g, "y", KL_I32, (kl_shape){0});
     m->loss = kl_softmax_xent(m->g, m->logits, m->y, 0.0f);
     kl_graph_mark_output(m->g, m->logits);
-    CHECK_OK(kl_graph_compile(m->g, batch, train ? m->loss : KL_NONE, seed, &err), &err);
+    if (how == INFER)
+        CHECK_OK(kl_graph_compile_inference(m->g, batch, seed, &err), &err);
+    else
+        CHECK_OK(kl_graph_compile(m->g, batch, how == TRAIN ? m->loss : KL_NONE, seed, &err), &err);
     kl_tensor *x = kl_graph_value(m->g, m->x), *y = kl_graph_value(m->g, m->y);
     kl_rng_fill_uniform(5, KL_RNG_TEST, 0, kl_f32(x), (size_t)kl_numel(x), -2, 2);
-    for (int64_t i = 0; i < batch; i++)
+    for (int64_t i = 0; y->data && i < batch; i++)
         kl_i32(y)[i] = (int32_t)(i % OUT);
 }
 
@@ -84,7 +90,7 @@ static void test_plan_values(void)
     for (int train = 0; train <= 1; train++) {
         mlp m;
         double ref[5 * OUT];
-        build_mlp(&m, 5, train, 11);
+        build_mlp(&m, 5, train ? TRAIN : EVAL, 11);
         CHECK(kl_graph_arena_bytes(m.g) < kl_graph_arena_unplanned_bytes(m.g));
         CHECK_OK(kl_graph_forward(m.g, &err), &err);
         reference_logits(&m, 5, ref);
@@ -108,14 +114,52 @@ static void test_plan_values(void)
 static void test_plan_sizes(void)
 {
     mlp inf, tr;
-    build_mlp(&inf, 64, false, 1);
-    build_mlp(&tr, 64, true, 1);
+    build_mlp(&inf, 64, EVAL, 1);
+    build_mlp(&tr, 64, TRAIN, 1);
     size_t act = 64 * H * sizeof(float);
     CHECK(kl_graph_arena_bytes(inf.g) <= 4 * act);
     CHECK(kl_graph_arena_bytes(tr.g) < kl_graph_arena_unplanned_bytes(tr.g));
     CHECK(kl_graph_arena_bytes(inf.g) < kl_graph_arena_bytes(tr.g));
     kl_graph_free(inf.g);
     kl_graph_free(tr.g);
+}
+
+/* An inference-only graph computes the training graph's outputs bit for bit, at the full batch
+ * and a smaller one, in a smaller arena than either compile with the loss, and has no loss,
+ * labels or gradients. */
+static void test_inference_graph(void)
+{
+    kl_error err = {0};
+    mlp tr, ev, inf;
+    build_mlp(&tr, 6, TRAIN, 7);
+    build_mlp(&ev, 6, EVAL, 7);
+    build_mlp(&inf, 6, INFER, 7);
+    for (int64_t b = 6; b >= 3; b -= 3) {
+        CHECK_OK(kl_graph_set_batch(tr.g, b, &err), &err);
+        CHECK_OK(kl_graph_set_batch(inf.g, b, &err), &err);
+        CHECK_OK(kl_graph_forward(tr.g, &err), &err);
+        CHECK_OK(kl_graph_forward(inf.g, &err), &err);
+        CHECK(memcmp(kl_f32(kl_graph_value(tr.g, tr.logits)),
+                     kl_f32(kl_graph_value(inf.g, inf.logits)),
+                     (size_t)(b * OUT) * sizeof(float)) == 0);
+    }
+    CHECK(kl_graph_arena_bytes(inf.g) < kl_graph_arena_bytes(ev.g));
+    CHECK(kl_graph_arena_bytes(inf.g) < kl_graph_arena_bytes(tr.g));
+    CHECK(kl_graph_value(inf.g, inf.loss)->data == NULL);
+    CHECK(kl_graph_value(inf.g, inf.y)->data == NULL);
+    CHECK(kl_graph_grads(inf.g) == NULL && kl_graph_grads(ev.g) != NULL);
+    CHECK(kl_graph_backward(inf.g, &err) == KL_EINVAL);
+    kl_graph_free(tr.g);
+    kl_graph_free(ev.g);
+    kl_graph_free(inf.g);
+
+    /* Without a marked output there is nothing to compute. */
+    kl_graph *g = kl_graph_new();
+    kl_node x = kl_input(g, "x", KL_F32, KL_SHAPE(IN));
+    kl_tanh(g, x);
+    CHECK(kl_graph_compile_inference(g, 2, 1, &err) == KL_EINVAL);
+    CHECK(strstr(err.msg, "kl_graph_mark_output") != NULL);
+    kl_graph_free(g);
 }
 
 static kl_node deep_build(kl_graph *g, const kl_node *leaves, void *ctx)
@@ -169,7 +213,7 @@ static void test_grad_ready(void)
 {
     kl_error err = {0};
     mlp m;
-    build_mlp(&m, 4, true, 3);
+    build_mlp(&m, 4, TRAIN, 3);
     ready_log r = {.g = m.g, .snapshot = calloc(kl_graph_param_count(m.g), sizeof(float))};
     kl_graph_on_grad_ready(m.g, on_ready, &r);
     kl_graph_zero_grad(m.g);
@@ -194,7 +238,7 @@ static void test_accumulate(void)
 {
     kl_error err = {0};
     mlp m;
-    build_mlp(&m, 4, true, 3);
+    build_mlp(&m, 4, TRAIN, 3);
     size_t n = kl_graph_param_count(m.g);
     float *once = malloc(n * sizeof *once);
     kl_graph_zero_grad(m.g);
@@ -218,7 +262,7 @@ static void test_set_batch(void)
 {
     kl_error err = {0};
     mlp m;
-    build_mlp(&m, 8, true, 9);
+    build_mlp(&m, 8, TRAIN, 9);
     CHECK_OK(kl_graph_forward(m.g, &err), &err);
     float full[8 * OUT];
     memcpy(full, kl_f32(kl_graph_value(m.g, m.logits)), sizeof full);
@@ -290,7 +334,7 @@ static void test_init_by_name(void)
 static void test_flat_views(void)
 {
     mlp m;
-    build_mlp(&m, 2, true, 1);
+    build_mlp(&m, 2, TRAIN, 1);
     size_t total = 0;
     for (int p = 0; p < kl_graph_num_params(m.g); p++) {
         const kl_param_info *info = kl_graph_param(m.g, p);
@@ -432,10 +476,11 @@ static void test_devices(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_devices),        CHECK_CASE(test_plan_values), CHECK_CASE(test_plan_sizes),
-    CHECK_CASE(test_deep_gradients), CHECK_CASE(test_grad_ready),  CHECK_CASE(test_accumulate),
-    CHECK_CASE(test_set_batch),      CHECK_CASE(test_modes),       CHECK_CASE(test_init_by_name),
-    CHECK_CASE(test_flat_views),     CHECK_CASE(test_errors),      CHECK_CASE(test_sizes_refused),
+    CHECK_CASE(test_devices),         CHECK_CASE(test_plan_values),    CHECK_CASE(test_plan_sizes),
+    CHECK_CASE(test_inference_graph), CHECK_CASE(test_deep_gradients), CHECK_CASE(test_grad_ready),
+    CHECK_CASE(test_accumulate),      CHECK_CASE(test_set_batch),      CHECK_CASE(test_modes),
+    CHECK_CASE(test_init_by_name),    CHECK_CASE(test_flat_views),     CHECK_CASE(test_errors),
+    CHECK_CASE(test_sizes_refused),
 };
 
 int main(int argc, char **argv)

@@ -144,6 +144,13 @@ static void check_equals_training(kl_modelfile *mf, const char *input, trained *
         CHECK_NEAR(mae, t->r.test_mae, 1e-6);
         CHECK(isnan(acc));
     }
+    /* Predict runs the inference-only graph, evaluate the one with the loss: the same outputs,
+     * bit for bit. */
+    float *pred = malloc((size_t)(n * k) * sizeof *pred);
+    KL_ASSERT(pred);
+    CHECK_OK(kl_modelfile_predict(mf, kl_f32(d.x), n, pred, NULL, &err), &err);
+    CHECK(memcmp(pred, out, (size_t)(n * k) * sizeof *pred) == 0);
+    free(pred);
     free(out);
     free(cls);
     kl_dataset_free(&d);
