@@ -24,7 +24,8 @@
 # --mtu: the TAPs' MTU (default 9000, jumbo frames, as data-centre networks for training use).
 # --queue-us: a switch port's buffer, as the time to drain it at the rate (default 20000: deep
 # enough that TCP's window, not tail drops and their retransmission timeouts, sets the pace).
-# Environment: KILN_CLUSTER_STATE (default /run/kiln-cluster), KILN_CLUSTER_PREFIX (the
+# Environment: KILN_CLUSTER_KEEPALIVE (seconds of silence before Open MPI's daemons probe a
+# link, default 2: a cut link ends the job about 5 s later), KILN_CLUSTER_STATE (default /run/kiln-cluster), KILN_CLUSTER_PREFIX (the
 # namespaces' names before the node number, default kiln-node; tests use their own), CC (default
 # cc). Environment variables reach the ranks: Open MPI's daemons start from this process.
 set -euo pipefail
@@ -90,8 +91,11 @@ down() {
         rm -f "$state/linkemu.pid"
         [ -s "$state/linkemu.log" ] && grep -h '^linkemu: .*forwarded' "$state/linkemu.log" >&2 || true
     fi
-    local ns
+    local ns pids
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${prefix}[0-9]*$" || true); do
+        # What still runs in a node (a rank or daemon of a job that did not end) goes with it.
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
         ip netns del "$ns" 2>/dev/null || true
     done
     rm -f "$state/nodes" "$state/hostfile"
@@ -187,10 +191,14 @@ run_mpirun() {
     ns0=$(node_ns 0)
     sed "s/slots=[0-9]*/slots=$per/" "$state/hostfile" >"$state/hostfile.run"
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-    ip netns exec "$ns0" mpirun --hostfile "$state/hostfile.run" \
+    # The launcher's daemons probe an idle link after KILN_CLUSTER_KEEPALIVE seconds (then 3
+    # probes 1 s apart): a node behind a cut link is declared lost and the job ended.
+    exec ip netns exec "$ns0" unshare --uts "$here/hostname.sh" "$ns0" mpirun --hostfile "$state/hostfile.run" \
         --mca plm_rsh_agent "$here/rsh.sh" --mca plm_rsh_no_tree_spawn 1 \
         --mca btl tcp,self --mca pml ob1 --mca btl_tcp_if_include "$subnet.0/24" \
-        --mca oob_tcp_if_include "$subnet.0/24" --bind-to none --oversubscribe "$@"
+        --mca oob_tcp_if_include "$subnet.0/24" --mca oob_tcp_keepalive_time "${KILN_CLUSTER_KEEPALIVE:-2}" \
+        --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3 \
+        --bind-to none --oversubscribe "$@"
 }
 
 cmd=${1:-}

@@ -10,4 +10,6 @@ case $host in
 10.77.0.[0-9]*) i=$((${host##*.} - 1)) ;;
 *) echo "rsh.sh: '$host' is not a bench/cluster node (10.77.0.N)" >&2; exit 255 ;;
 esac
-exec ip netns exec "${KILN_CLUSTER_PREFIX:-kiln-node}$i" /bin/sh -c "$*"
+# Its own UTS namespace and host name too: Open MPI tells nodes apart by host name as well.
+node=${KILN_CLUSTER_PREFIX:-kiln-node}$i
+exec ip netns exec "$node" unshare --uts /bin/sh -c "hostname $node && $*"
