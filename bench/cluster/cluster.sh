@@ -19,15 +19,19 @@
 #   cluster.sh profiles                       list the profiles
 #
 # Profiles (rate, one-way latency, jitter): 25g5us (25 Gbit/s, 5 us, 1 us), 10g50us (10 Gbit/s,
-# 50 us, 5 us), 1g200us (1 Gbit/s, 200 us, 20 us), custom:RATE_MBIT:DELAY_US:JITTER_US. --scale F divides the rate by F and keeps the
-# latency (the emulator cannot forward 25 Gbit/s on a small machine: see bench/RESULTS.md).
+# 50 us, 5 us), 1g200us (1 Gbit/s, 200 us, 20 us), custom:RATE_MBIT:DELAY_US:JITTER_US.
+# --scale F divides the rate by F and keeps the latency (linkemu cannot forward 10 or 25 Gbit/s
+# on a small machine: see bench/RESULTS.md, "Simulated cluster").
 # --mtu: the TAPs' MTU (default 9000, jumbo frames, as data-centre networks for training use).
 # --queue-us: a switch port's buffer, as the time to drain it at the rate (default 20000: deep
 # enough that TCP's window, not tail drops and their retransmission timeouts, sets the pace).
+#
 # Environment: KILN_CLUSTER_KEEPALIVE (seconds of silence before Open MPI's daemons probe a
-# link, default 2: a cut link ends the job about 5 s later), KILN_CLUSTER_STATE (default /run/kiln-cluster), KILN_CLUSTER_PREFIX (the
-# namespaces' names before the node number, default kiln-node; tests use their own), CC (default
-# cc). Environment variables reach the ranks: Open MPI's daemons start from this process.
+# link, default 2: a cut link ends the job a few seconds later; 0: never), KILN_CLUSTER_STATE
+# (default /run/kiln-cluster), KILN_CLUSTER_PREFIX (the namespaces' names before the node
+# number, default kiln-node; tests use their own), KILN_CLUSTER_RT (default 1: linkemu at
+# real-time priority), CC (default cc). Environment variables reach the ranks: Open MPI's
+# daemons start from this process.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -226,6 +230,6 @@ run)
     trap 'down' EXIT # up clears its own trap once the cluster is up
     KILN_CLUSTER="$here/cluster.sh" "$@"
     ;;
-profiles) sed -n '/^# Profiles/,/^# --mtu/p' "$0" | sed 's/^# //' ;;
-*) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
+profiles) sed -n '/^# Profiles/,/^# on a small/p' "$0" | sed 's/^# //' ;;
+*) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
 esac

@@ -35,8 +35,9 @@ done
 [ -x "$BENCH" ] || { echo "run_allreduce.sh: no $BENCH (build bench_allreduce or set BENCH)" >&2; exit 2; }
 "$here/cluster.sh" check
 
-# The scale per profile: its rate over 250 Mbit/s, the most linkemu forwarded per node with 4
-# nodes busy at once on this 2-core machine (bench/RESULTS.md).
+# The scale per profile: its rate over 250 Mbit/s, well within what linkemu forwarded per node
+# with 4 nodes sending at once on this 2-core machine (about 1.1 Gbit/s each), so that 8 nodes
+# and the ranks' own CPU fit too (bench/RESULTS.md, "Simulated cluster").
 scale_of() {
     case $1 in
     25g5us) echo 100 ;;
