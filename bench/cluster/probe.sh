@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ $# -ge 1 ] || { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 command -v iperf3 >/dev/null || { echo "probe.sh: needs iperf3 (apt-get install iperf3)" >&2; exit 2; }
 command -v ping >/dev/null || { echo "probe.sh: needs ping (apt-get install iputils-ping)" >&2; exit 2; }
 C=$here/cluster.sh

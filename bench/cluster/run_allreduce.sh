@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift ;;
     --reps) reps=$2; shift ;;
     --out) out=$2; shift ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
     shift
 done
