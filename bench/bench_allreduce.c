@@ -35,6 +35,7 @@ typedef struct options {
     int reps;
     int warmup;
     double bucket_mb;
+    long scale; /* every tensor's size divided by it (rounded up): the simulated cluster's runs */
     const char *sizes_file;
 } options;
 
@@ -78,12 +79,13 @@ static void check_kl(kl_status st, const kl_error *err)
 static void usage(void)
 {
     fprintf(stderr, "usage: mpirun -n N bench_allreduce [--reps N] [--warmup N] [--bucket-mb X] "
-                    "[--sizes FILE]\n");
+                    "[--sizes FILE] [--scale F]\n");
 }
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.reps = 15, .warmup = 3, .bucket_mb = 25.0, .sizes_file = BENCH_SIZES_FILE};
+    *o = (options){
+        .reps = 15, .warmup = 3, .bucket_mb = 25.0, .scale = 1, .sizes_file = BENCH_SIZES_FILE};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -99,13 +101,15 @@ static int parse_options(int argc, char **argv, options *o)
             o->bucket_mb = atof(v);
         else if (!strcmp(a, "--sizes"))
             o->sizes_file = v;
+        else if (!strcmp(a, "--scale"))
+            o->scale = atol(v);
         else {
             usage();
             return -1;
         }
         i++;
     }
-    if (o->reps < 1 || o->warmup < 0 || !(o->bucket_mb > 0)) {
+    if (o->reps < 1 || o->warmup < 0 || !(o->bucket_mb > 0) || o->scale < 1 || o->scale > 1000000) {
         usage();
         return -1;
     }
@@ -138,11 +142,18 @@ static void load_sizes(const options *o, int rank, gradset *g)
     for (int i = 0; i < n; i++) {
         if (sizes[i] <= 0)
             die("%s: a tensor size is not positive", o->sizes_file);
-        g->tensors[i] = (range){off, off + (size_t)sizes[i]};
         off += (size_t)sizes[i];
     }
     if (off != (size_t)RESNET50_FLOATS)
         die("%s: the sizes do not sum to ResNet-50's 25,557,032 floats", o->sizes_file);
+    /* --scale F: each tensor 1/F of its size, for a link whose rate is 1/F of the one it stands
+     * for (bench/cluster), so that every transfer takes the time it would at the full rate. */
+    off = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = ((size_t)sizes[i] + (size_t)o->scale - 1) / (size_t)o->scale;
+        g->tensors[i] = (range){off, off + len};
+        off += len;
+    }
     g->total = off;
 }
 
@@ -290,6 +301,8 @@ int main(int argc, char **argv)
         printf("all-reduce (sum) of ResNet-50's gradients: %d tensors, %zu floats (%.1f MB), "
                "%d ranks\n",
                g.ntensors, g.total, (double)(g.total * sizeof(float)) / 1e6, size);
+        if (o.scale > 1)
+            printf("scaled: every tensor 1/%ld of its size (rounded up)\n", o.scale);
         printf("bucketed: %d buckets of about %.1f MiB (largest %.1f MiB)\n", g.nbuckets,
                o.bucket_mb, (double)(biggest * sizeof(float)) / 1048576.0);
         printf("all sums checked exact; median of %d repetitions after %d warm-up, slowest rank\n",
