@@ -23,7 +23,7 @@ _Static_assert(sizeof(kl_train_precision) == sizeof(int), "KL__F_ENUM fields are
 
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const precision_names[] = {"fp32", "bf16", NULL};
-static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", "onecycle", NULL};
 static const char *const format_names[] = {"none", "idx", "hdf5", "csv", NULL};
 static const char *const task_names[] = {"classification", "regression", NULL};
 static const char *const standardize_names[] = {"none", "global", "feature", NULL};
@@ -131,19 +131,27 @@ static const kl__section optim_section = {
 #define SCHEDULE(m) offsetof(kl_lr_schedule, m)
 #define STEP        (1u << KL_LR_STEP)
 #define COSINE      (1u << KL_LR_COSINE)
+#define ONECYCLE    (1u << KL_LR_ONECYCLE)
+#define WARMED      (1u << KL_LR_CONSTANT | STEP | COSINE)
 /* clang-format off */
 static const kl__field schedule_fields[] = {
     {.name = "name", .type = KL__F_ENUM, .off = SCHEDULE(kind), .names = schedule_names,
      .def = "constant"},
     {.name = "warmup_steps", .type = KL__F_I64, .off = SCHEDULE(warmup_steps), KL__GE(0),
-     .def = "0"},
+     .kinds = WARMED, .def = "0"},
     {.name = "step_size", .type = KL__F_I64, .off = SCHEDULE(step_size), KL__GT(0), .kinds = STEP},
     {.name = "gamma", .type = KL__F_FLOAT, .off = SCHEDULE(gamma), KL__GT_LE(0, 1), .kinds = STEP,
      .def = "0.1"},
     {.name = "min_lr", .type = KL__F_FLOAT, .off = SCHEDULE(min_lr), KL__GE(0), .kinds = COSINE,
      .def = "0"},
     {.name = "total_steps", .type = KL__F_I64, .off = SCHEDULE(total_steps), KL__GE(0),
-     .kinds = COSINE, .def = "0"},
+     .kinds = COSINE | ONECYCLE, .def = "0"},
+    {.name = "pct_start", .type = KL__F_FLOAT, .off = SCHEDULE(pct_start), KL__GT_LT(0, 1),
+     .kinds = ONECYCLE, .def = "0.3"},
+    {.name = "div_factor", .type = KL__F_FLOAT, .off = SCHEDULE(div_factor), KL__GE(1),
+     .kinds = ONECYCLE, .def = "25"},
+    {.name = "final_div_factor", .type = KL__F_FLOAT, .off = SCHEDULE(final_div_factor),
+     KL__GE(1), .kinds = ONECYCLE, .def = "1e4"},
 };
 /* clang-format on */
 
@@ -152,11 +160,19 @@ static const kl__field schedule_fields[] = {
 static kl_status schedule_check(void *base, void *ctx, const kl__ynode *map, kl_source_pos pos,
                                 char *path, kl_error *err)
 {
-    static const char *const keys[] = {"warmup_steps", "step_size", "gamma",
-                                       "total_steps",  "min_lr",    NULL};
+    static const char *const keys[] = {"warmup_steps", "step_size",        "gamma",
+                                       "total_steps",  "min_lr",           "pct_start",
+                                       "div_factor",   "final_div_factor", NULL};
     kl_lr_schedule s = *(const kl_lr_schedule *)base;
     if (s.kind == KL_LR_COSINE && s.total_steps == 0)
         s.total_steps = s.warmup_steps + 1;
+    if (s.kind == KL_LR_ONECYCLE) {
+        /* A stand-in long enough for any pct_start a float holds away from 0. */
+        if (s.total_steps == 0)
+            s.total_steps = INT64_C(1) << 40;
+        /* warmup_steps is not a onecycle key: check_kinds refuses it as such after this. */
+        s.warmup_steps = 0;
+    }
     kl_error e = {0};
     if (kl_lr_check(&s, &e) == KL_OK)
         return KL_OK;

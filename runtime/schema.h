@@ -42,6 +42,7 @@ enum { KL__R_GE = 1, KL__R_GT = 2, KL__R_LE = 4, KL__R_LT = 8 };
 #define KL__GE_LT(a, b) .range = KL__R_GE | KL__R_LT, .lo = (a), .hi = (b)
 #define KL__GE_LE(a, b) .range = KL__R_GE | KL__R_LE, .lo = (a), .hi = (b)
 #define KL__GT_LE(a, b) .range = KL__R_GT | KL__R_LE, .lo = (a), .hi = (b)
+#define KL__GT_LT(a, b) .range = KL__R_GT | KL__R_LT, .lo = (a), .hi = (b)
 
 /* The most rows a section may have: kinds are bits of an unsigned, and the key lists of
  * messages are built on the stack. */

@@ -185,7 +185,7 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
     kl_step_config sc = {.optim = cfg->optimizer,
                          .lr = cfg->schedule,
                          .clip_norm = cfg->train.clip_norm > 0 ? cfg->train.clip_norm : 0};
-    if (sc.lr.kind == KL_LR_COSINE && sc.lr.total_steps == 0) {
+    if ((sc.lr.kind == KL_LR_COSINE || sc.lr.kind == KL_LR_ONECYCLE) && sc.lr.total_steps == 0) {
         sc.lr.total_steps = r->steps_per_epoch * cfg->train.epochs;
         if (sc.lr.total_steps <= sc.lr.warmup_steps)
             return kl_error_set(err, KL_EINVAL,
@@ -193,6 +193,16 @@ static kl_status run_init(kl__train_state *r, kl_error *err)
                                 "(train.epochs %d x %lld full batches of train.batch_size %lld); "
                                 "lower schedule.warmup_steps or train longer",
                                 (long long)sc.lr.warmup_steps, (long long)sc.lr.total_steps,
+                                cfg->train.epochs, (long long)r->steps_per_epoch,
+                                (long long)cfg->train.batch_size);
+        if (sc.lr.kind == KL_LR_ONECYCLE &&
+            !((double)sc.lr.pct_start * (double)sc.lr.total_steps > 1.0))
+            return kl_error_set(err, KL_EINVAL,
+                                "schedule.pct_start %g of this run's %lld steps (train.epochs %d "
+                                "x %lld full batches of train.batch_size %lld) leaves the "
+                                "onecycle schedule no rise; raise schedule.pct_start or train "
+                                "longer",
+                                (double)sc.lr.pct_start, (long long)sc.lr.total_steps,
                                 cfg->train.epochs, (long long)r->steps_per_epoch,
                                 (long long)cfg->train.batch_size);
     }

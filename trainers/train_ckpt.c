@@ -201,7 +201,8 @@ static kl_status config_mismatch(const kl__train_state *r, const char *stored, k
     /* The stored total_steps is the one the run used; when that is the epochs' (the config
      * said 0) and this run says 0 too, both mean "from the epochs", which may change. */
     const kl_lr_schedule *ls = &old->schedule;
-    if (r->cfg->schedule.total_steps == 0 && ls->kind == KL_LR_COSINE &&
+    if (r->cfg->schedule.total_steps == 0 &&
+        (ls->kind == KL_LR_COSINE || ls->kind == KL_LR_ONECYCLE) &&
         ls->total_steps == r->steps_per_epoch * old->train.epochs)
         old->schedule.total_steps = 0;
     char *a = comparable(old), *b = comparable(r->cfg);

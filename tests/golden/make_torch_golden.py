@@ -483,6 +483,39 @@ def case_onnx():
         array("pad_" + name, t)
 
 
+def case_schedule():
+    """Deterministic (no random inputs), so its place among the cases does not matter."""
+    section("learning-rate schedules: the rate of each of S steps (the one the optimizer's step "
+            "uses, from get_last_lr() before scheduler.step()). onecycle: OneCycleLR(max_lr 0.5, "
+            "total_steps S, pct_start 0.3, div_factor 25, final_div_factor 1e4, "
+            "anneal_strategy 'cos', cycle_momentum False); cosine: CosineAnnealingLR(lr 0.5, "
+            "T_max S, eta_min 1e-3)")
+    steps = 23
+    define("sched_steps", steps)
+    define("sched_peak", "0.5f")
+    define("sched_pct_start", "0.3f")
+    define("sched_div_factor", "25.0f")
+    define("sched_final_div_factor", "1e4f")
+    define("sched_min_lr", "1e-3f")
+
+    def rates(make):
+        q = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([q], lr=0.5)
+        sched = make(opt)
+        out = []
+        for _ in range(steps):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return torch.tensor(out, dtype=torch.float64)
+
+    lrs = torch.optim.lr_scheduler
+    array("sched_onecycle", rates(lambda o: lrs.OneCycleLR(
+        o, max_lr=0.5, total_steps=steps, pct_start=0.3, div_factor=25.0,
+        final_div_factor=1e4, anneal_strategy="cos", cycle_momentum=False)))
+    array("sched_cosine", rates(lambda o: lrs.CosineAnnealingLR(o, T_max=steps, eta_min=1e-3)))
+
+
 def main():
     torch.manual_seed(20240613)
     torch.set_num_threads(1)
@@ -508,6 +541,7 @@ def main():
     case_optim()
     case_basic()
     case_onnx()
+    case_schedule()
     lines.append("")
     lines.append("#endif")
     text = "\n".join(lines) + "\n"

@@ -332,6 +332,40 @@ static void test_cross_field_errors(void)
                  "t.yaml:5:16: schedule.total_steps:", NULL);
 }
 
+static char *print_to_string(const kl_config *c);
+static void round_trip(const char *text);
+
+/* schedule.name: onecycle takes PyTorch's OneCycleLR defaults, its own keys only, and its
+ * checks' messages at the keys they name. */
+static void test_onecycle(void)
+{
+    kl_config *c = parse_ok("data: {dataset: mnist}\nschedule: {name: onecycle}\n", NULL, 0);
+    if (c) {
+        CHECK(c->schedule.kind == KL_LR_ONECYCLE && c->schedule.total_steps == 0);
+        CHECK(c->schedule.pct_start == 0.3f && c->schedule.div_factor == 25.0f);
+        CHECK(c->schedule.final_div_factor == 1e4f && c->schedule.warmup_steps == 0);
+        char *printed = print_to_string(c);
+        CHECK(printed && strstr(printed, "pct_start: 0.3") && !strstr(printed, "warmup_steps") &&
+              !strstr(printed, "min_lr"));
+        free(printed);
+        kl_config_free(c);
+    }
+    round_trip("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  pct_start: 0.25\n"
+               "  div_factor: 10\n  final_div_factor: 100\n  total_steps: 400\n");
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  warmup_steps: 10\n",
+                 "t.yaml:4:3: schedule.warmup_steps: not used by onecycle", NULL);
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  min_lr: 0.1\n",
+                 "t.yaml:4:3: schedule.min_lr: not used by onecycle", NULL);
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  pct_start: 1\n",
+                 "t.yaml:4:14: schedule.pct_start: expected a number in (0, 1)", NULL);
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  div_factor: 0.5\n",
+                 "t.yaml:4:15: schedule.div_factor: expected a number >= 1", NULL);
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: onecycle\n  total_steps: 3\n",
+                 "t.yaml:4:16: schedule.total_steps: learning-rate total_steps is 3", "no rise");
+    expect_error("data: {dataset: mnist}\nschedule:\n  name: cosine\n  pct_start: 0.3\n",
+                 "t.yaml:4:3: schedule.pct_start: not used by cosine", NULL);
+}
+
 static void test_missing_file(void)
 {
     kl_error err = {0};
@@ -563,6 +597,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_layer_errors),
     CHECK_CASE(test_layer_shorthand),
     CHECK_CASE(test_cross_field_errors),
+    CHECK_CASE(test_onecycle),
     CHECK_CASE(test_missing_file),
     CHECK_CASE(test_load_file),
     CHECK_CASE(test_overrides),

@@ -1,5 +1,7 @@
 /* Tests for ops/lr_schedule.c: warmup, step decay at its boundaries, cosine at its start,
- * middle and end, and every schedule kl_lr_check must refuse, against values worked out by hand. */
+ * middle and end, one-cycle's rise, peak and fall, and every schedule kl_lr_check must refuse,
+ * against values worked out by hand (test_torch_golden.c compares cosine and one-cycle with
+ * PyTorch's schedulers). */
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +33,16 @@ static kl_lr_schedule cosine(float base, int64_t warmup, int64_t total, float mi
                             .min_lr = min_lr};
 }
 
+static kl_lr_schedule onecycle(float peak, int64_t total, float pct, float div, float final_div)
+{
+    return (kl_lr_schedule){.kind = KL_LR_ONECYCLE,
+                            .base_lr = peak,
+                            .total_steps = total,
+                            .pct_start = pct,
+                            .div_factor = div,
+                            .final_div_factor = final_div};
+}
+
 static void expect_valid(kl_lr_schedule s, int line)
 {
     kl_error err = {0};
@@ -43,6 +55,7 @@ static void test_names(void)
     CHECK(strcmp(kl_lr_kind_name(KL_LR_CONSTANT), "constant") == 0);
     CHECK(strcmp(kl_lr_kind_name(KL_LR_STEP), "step") == 0);
     CHECK(strcmp(kl_lr_kind_name(KL_LR_COSINE), "cosine") == 0);
+    CHECK(strcmp(kl_lr_kind_name(KL_LR_ONECYCLE), "onecycle") == 0);
 }
 
 static void test_constant(void)
@@ -156,6 +169,41 @@ static void test_cosine(void)
     CHECK_NEAR(kl_lr_at(&flat, 3), 0.5, TOL);
 }
 
+static void test_onecycle(void)
+{
+    /* peak 1, div 10 (start 0.1), final_div 100 (end 0.001), T = 20, pct 0.25: the rise ends at
+     * e = 0.25 * 20 - 1 = 4, the fall runs from 4 to T - 1 = 19 (15 steps). */
+    kl_lr_schedule s = onecycle(1.0f, 20, 0.25f, 10.0f, 100.0f);
+    expect_valid(s, __LINE__);
+    CHECK_NEAR(kl_lr_at(&s, 0), 0.1, TOL);
+    CHECK_NEAR(kl_lr_at(&s, -3), 0.1, TOL);
+    /* Step 2, halfway up: 1 + (0.1 - 1)/2 * (cos(pi/2) + 1) = 0.55. */
+    CHECK_NEAR(kl_lr_at(&s, 2), 0.55, TOL);
+    CHECK(kl_lr_at(&s, 4) == 1.0f);
+    /* Step 9, a third of the fall: 0.001 + 0.999/2 * (cos(pi/3) + 1) = 0.75025; step 14, two
+     * thirds: 0.001 + 0.999/2 * (cos(2pi/3) + 1) = 0.25075. */
+    CHECK_NEAR(kl_lr_at(&s, 9), 0.75025, TOL);
+    CHECK_NEAR(kl_lr_at(&s, 14), 0.25075, TOL);
+    /* The last step and after: the end rate. */
+    CHECK(kl_lr_at(&s, 19) == 0.001f);
+    CHECK(kl_lr_at(&s, 20) == 0.001f);
+    CHECK(kl_lr_at(&s, 1000000) == 0.001f);
+
+    /* Rising to the peak, then never rising. */
+    int falls = 0, rises = 0;
+    for (int64_t i = 1; i <= 4; i++)
+        falls += kl_lr_at(&s, i) <= kl_lr_at(&s, i - 1);
+    for (int64_t i = 5; i <= 25; i++)
+        rises += kl_lr_at(&s, i) > kl_lr_at(&s, i - 1);
+    CHECK(falls == 0 && rises == 0);
+
+    /* Fields it does not use are not checked, and warmup is not one of its own. */
+    kl_lr_schedule o = onecycle(0.1f, 100, 0.3f, 25.0f, 1e4f);
+    o.min_lr = -5.0f;
+    o.gamma = 7.0f;
+    expect_valid(o, __LINE__);
+}
+
 /* Each schedule must be refused with KL_EINVAL and a message that names the field. */
 static void expect_rejected(kl_lr_schedule s, const char *field, int line)
 {
@@ -191,6 +239,27 @@ static void test_check_rejects(void)
     expect_rejected(cosine(0.1f, 0, 100, 0.2f), "min_lr", __LINE__);
     expect_rejected(cosine(0.1f, 0, 100, NAN), "min_lr", __LINE__);
 
+    kl_lr_schedule warm = onecycle(0.1f, 100, 0.3f, 25.0f, 1e4f);
+    warm.warmup_steps = 10;
+    expect_rejected(warm, "warmup_steps", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 0.0f, 25.0f, 1e4f), "pct_start", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 1.0f, 25.0f, 1e4f), "pct_start", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, NAN, 25.0f, 1e4f), "pct_start", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 0.3f, 0.5f, 1e4f), "div_factor", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 0.3f, INFINITY, 1e4f), "div_factor", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 0.3f, 25.0f, 0.0f), "final_div_factor", __LINE__);
+    expect_rejected(onecycle(0.1f, 100, 0.3f, 25.0f, NAN), "final_div_factor", __LINE__);
+    /* No rise: pct_start * total_steps <= 1 (0.3 * 3 = 0.9, 0.25 * 4 = 1, and no steps). */
+    expect_rejected(onecycle(0.1f, 3, 0.3f, 25.0f, 1e4f), "total_steps", __LINE__);
+    expect_rejected(onecycle(0.1f, 4, 0.25f, 25.0f, 1e4f), "total_steps", __LINE__);
+    expect_rejected(onecycle(0.1f, 0, 0.3f, 25.0f, 1e4f), "total_steps", __LINE__);
+    /* The shortest: a rise to e = 0.25 * 5 - 1 = 0.25, then the fall to step 4. */
+    kl_lr_schedule shortest = onecycle(1.0f, 5, 0.25f, 10.0f, 100.0f);
+    expect_valid(shortest, __LINE__);
+    CHECK_NEAR(kl_lr_at(&shortest, 0), 0.1, TOL);
+    CHECK(kl_lr_at(&shortest, 4) == 0.001f);
+    CHECK(kl_lr_at(&shortest, 1) < 1.0f && kl_lr_at(&shortest, 1) > kl_lr_at(&shortest, 2));
+
     kl_lr_schedule bad = constant(0.1f, 0);
     bad.kind = (kl_lr_kind)7;
     expect_rejected(bad, "kind", __LINE__);
@@ -210,8 +279,9 @@ static void test_check_rejects(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_names), CHECK_CASE(test_constant), CHECK_CASE(test_warmup),
-    CHECK_CASE(test_step),  CHECK_CASE(test_cosine),   CHECK_CASE(test_check_rejects),
+    CHECK_CASE(test_names),         CHECK_CASE(test_constant), CHECK_CASE(test_warmup),
+    CHECK_CASE(test_step),          CHECK_CASE(test_cosine),   CHECK_CASE(test_onecycle),
+    CHECK_CASE(test_check_rejects),
 };
 
 int main(int argc, char **argv)

@@ -4,10 +4,11 @@
  * softmax, dropout with kiln's fixed mask, sum, reshape, concat, cross-entropy with and without
  * label smoothing, mse, embedding, and the ONNX importer's sub, div, clip, log_softmax, transpose,
  * broadcast of a weight and of an input, pad2d), its optimizers (SGD with weight decay, nesterov or
- * dampening; Adam; AdamW) and kl_clip_grad_norm, run on the inputs PyTorch was given and compared
- * element by element with what PyTorch computed: every output, every input, parameter and buffer
- * gradient, the running statistics, and the parameters after each optimizer step. An element passes
- * when |kiln - torch| <= 1e-5 + 1e-4 |torch|; a failing array reports its worst element.
+ * dampening; Adam; AdamW), kl_clip_grad_norm and the cosine and one-cycle learning-rate schedules,
+ * run on the inputs PyTorch was given and compared element by element with what PyTorch computed:
+ * every output, every input, parameter and buffer gradient, the running statistics, and the
+ * parameters after each optimizer step. An element passes when |kiln - torch| <= 1e-5 + 1e-4
+ * |torch|; a failing array reports its worst element (the schedules are held tighter).
  *
  * Non-scalar outputs are projected as PyTorch's side was: loss = sum(y * R) with the header's R,
  * fed as a per-sample input, so the gradients are R pulled back through the op.
@@ -21,6 +22,7 @@
 
 #include "check.h"
 #include "kiln/graph.h"
+#include "kiln/lr_schedule.h"
 #include "kiln/optim.h"
 #include "torch_golden.h"
 
@@ -801,6 +803,43 @@ static void test_broadcast(void)
     }
 }
 
+/* Schedules are maths in double on both sides, so they are held to a float's own rounding: the
+ * golden tolerance above would pass one-cycle's end rate (2e-6) whatever it were. */
+static void expect_rates(const char *label, const kl_lr_schedule *s, const float *want)
+{
+    int bad = 0;
+    for (int64_t t = 0; t < TG_SCHED_STEPS; t++) {
+        float got = kl_lr_at(s, t);
+        if (!(fabs((double)got - want[t]) <= 1e-6 * fabs((double)want[t]))) {
+            if (!bad)
+                fprintf(stderr, "    %s: step %lld: kiln %.9g, torch %.9g\n", label, (long long)t,
+                        (double)got, (double)want[t]);
+            bad++;
+        }
+    }
+    check_(bad == 0, __FILE__, __LINE__, label);
+}
+
+static void test_schedules(void)
+{
+    kl_lr_schedule one = {.kind = KL_LR_ONECYCLE,
+                          .base_lr = TG_SCHED_PEAK,
+                          .total_steps = TG_SCHED_STEPS,
+                          .pct_start = TG_SCHED_PCT_START,
+                          .div_factor = TG_SCHED_DIV_FACTOR,
+                          .final_div_factor = TG_SCHED_FINAL_DIV_FACTOR};
+    kl_error err = {0};
+    if (CHECK(kl_lr_check(&one, &err) == KL_OK))
+        expect_rates("OneCycleLR", &one, tg_sched_onecycle);
+    /* CosineAnnealingLR is kiln's cosine without warmup, T_max the total. */
+    kl_lr_schedule cos = {.kind = KL_LR_COSINE,
+                          .base_lr = TG_SCHED_PEAK,
+                          .total_steps = TG_SCHED_STEPS,
+                          .min_lr = TG_SCHED_MIN_LR};
+    if (CHECK(kl_lr_check(&cos, &err) == KL_OK))
+        expect_rates("CosineAnnealingLR", &cos, tg_sched_cosine);
+}
+
 static const check_case cases[] = {
     CHECK_CASE(test_linear),
     CHECK_CASE(test_conv2d),
@@ -816,6 +855,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_embedding),
     CHECK_CASE(test_optimizers),
     CHECK_CASE(test_clip_grad_norm),
+    CHECK_CASE(test_schedules),
     CHECK_CASE(test_matmul_plain),
     CHECK_CASE(test_matmul_trans_b),
     CHECK_CASE(test_bias_add),

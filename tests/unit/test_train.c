@@ -374,6 +374,37 @@ static void test_errors(void)
                             "schedule={name: cosine, warmup_steps: 200}"};
     check_fails(__LINE__, mlp_yaml, warmup, 3, KL_EINVAL, "schedule.warmup_steps", "train.epochs",
                 NULL);
+    /* onecycle over the epochs' 10 steps (540 images, batches of 50) with pct_start 0.05: no
+     * rise, said in the keys a user sets. */
+    const char *short_cycle[] = {"data.limit=600", "train.epochs=1",
+                                 "schedule={name: onecycle, pct_start: 0.05}"};
+    check_fails(__LINE__, mlp_yaml, short_cycle, 3, KL_EINVAL, "schedule.pct_start", "10 steps",
+                "train.epochs", NULL);
+}
+
+/* schedule.name: onecycle with total_steps 0 spans the run's steps (3 epochs x 54): each epoch
+ * reports the rate of its last step, the last epoch the end rate, and the run learns. */
+static void test_onecycle(void)
+{
+    const char *sets[] = {"schedule={name: onecycle, pct_start: 0.25}", "optimizer.lr=3e-3"};
+    job j;
+    job_run(&j, mlp_yaml, sets, 2, 0);
+    CHECK_OK(j.st, &j.err);
+    if (j.st == KL_OK && CHECK(j.t.nepochs == 3)) {
+        kl_lr_schedule want = {.kind = KL_LR_ONECYCLE,
+                               .base_lr = 3e-3f,
+                               .total_steps = 3 * 54,
+                               .pct_start = 0.25f,
+                               .div_factor = 25.0f,
+                               .final_div_factor = 1e4f};
+        for (int i = 0; i < 3; i++)
+            CHECK(j.t.ep[i].lr == kl_lr_at(&want, 54 * (i + 1) - 1));
+        /* Past the peak (step 39.5) after the first epoch, falling, and at 3e-3 / 25 / 1e4. */
+        CHECK(j.t.ep[0].lr < 3e-3 && j.t.ep[0].lr > j.t.ep[1].lr);
+        CHECK(fabs(j.t.ep[2].lr - 1.2e-8) < 1e-12);
+        CHECK(j.res.test_accuracy > 0.70);
+    }
+    job_free(&j);
 }
 
 /* y = 2a - b + 0.5 on a, b in [-1, 1], with a little noise. */
@@ -859,6 +890,7 @@ static void test_summary_from_shapes(void)
     }
 FMNIST_CASE(test_errors)
 FMNIST_CASE(test_learns)
+FMNIST_CASE(test_onecycle)
 FMNIST_CASE(test_reproducible)
 FMNIST_CASE(test_early_stop)
 FMNIST_CASE(test_hook_stops)
@@ -871,6 +903,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_json),
     {"test_errors", test_errors_fmnist},
     {"test_learns", test_learns_fmnist},
+    {"test_onecycle", test_onecycle_fmnist},
     {"test_reproducible", test_reproducible_fmnist},
     {"test_early_stop", test_early_stop_fmnist},
     {"test_hook_stops", test_hook_stops_fmnist},

@@ -1958,4 +1958,27 @@ static const float tg_pad_dx[72] = {
     -0.346786916f, 1.05743229f,   1.3657887f,     0.129368126f,  0.500386715f,    -0.694860637f,
 };
 
+/* learning-rate schedules: the rate of each of S steps (the one the optimizer's step uses, from
+ * get_last_lr() before scheduler.step()). onecycle: OneCycleLR(max_lr 0.5, total_steps S, pct_start
+ * 0.3, div_factor 25, final_div_factor 1e4, anneal_strategy 'cos', cycle_momentum False); cosine:
+ * CosineAnnealingLR(lr 0.5, T_max S, eta_min 1e-3) */
+#define TG_SCHED_STEPS            23
+#define TG_SCHED_PEAK             0.5f
+#define TG_SCHED_PCT_START        0.3f
+#define TG_SCHED_DIV_FACTOR       25.0f
+#define TG_SCHED_FINAL_DIV_FACTOR 1e4f
+#define TG_SCHED_MIN_LR           1e-3f
+static const float tg_sched_onecycle[23] = {
+    0.02f,         0.0532270205f, 0.143707791f,  0.266388925f,   0.387301018f, 0.472964498f,
+    0.499952407f,  0.494263148f,  0.479302908f,  0.455639503f,   0.424171078f, 0.38609202f,
+    0.34284762f,   0.296079223f,  0.247561924f,  0.1991372f,     0.152643015f, 0.109844056f,
+    0.0723647613f, 0.0416276584f, 0.0187993758f, 0.00474636208f, 2e-06f,
+};
+static const float tg_sched_cosine[23] = {
+    0.5f,         0.497676144f,  0.490747863f,  0.47934422f,   0.463677641f,   0.444039967f,
+    0.420797009f, 0.39438174f,   0.365286227f,  0.334052463f,  0.301262275f,   0.267526482f,
+    0.233473518f, 0.199737725f,  0.166947537f,  0.135713773f,  0.10661826f,    0.0802029908f,
+    0.056960033f, 0.0373223586f, 0.0216557803f, 0.0102521368f, 0.00332385646f,
+};
+
 #endif
