@@ -134,6 +134,34 @@ static void test_residual_and_norms(void)
     kl_model_free(&m);
 }
 
+/* Weight decay (docs/config.md, optimizer.weight_decay) reaches the weights of conv2d and dense
+ * layers, the head's included, and never a bias or a norm's scale and shift. */
+static void test_decay_flags(void)
+{
+    kl_error err = {0};
+    kl_layer_spec cnn[] = {conv(4, 3, 1),
+                           {.kind = KL_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-5f},
+                           {.kind = KL_LAYER_FLATTEN},
+                           dense(6, KL_ACT_RELU),
+                           {.kind = KL_LAYER_LAYERNORM, .eps = 1e-5f}};
+    kl_model_spec spec = {cnn, 5};
+    kl_model_options o = options(KL_SHAPE(1, 6, 6), 3);
+    kl_model m;
+    CHECK_OK(kl_model_build(&spec, &o, &m, &err), &err);
+    int decayed = 0;
+    for (int i = 0; i < kl_graph_num_params(m.g); i++) {
+        const kl_param_info *p = kl_graph_param(m.g, i);
+        bool decays = !(p->flags & KL_PARAM_NO_DECAY);
+        bool weight = !strcmp(p->name, "layers.0.weight") || !strcmp(p->name, "layers.3.weight") ||
+                      (!strncmp(p->name, "head", 4) && strstr(p->name, "weight"));
+        if (!check_(decays == weight, __FILE__, __LINE__, "decay flag"))
+            fprintf(stderr, "    %s: decays %d\n", p->name, decays);
+        decayed += decays;
+    }
+    CHECK(decayed == 3);
+    kl_model_free(&m);
+}
+
 static void test_errors(void)
 {
     kl_error err = {0};
@@ -194,8 +222,8 @@ static void test_learns(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_mlp),    CHECK_CASE(test_cnn),    CHECK_CASE(test_residual_and_norms),
-    CHECK_CASE(test_errors), CHECK_CASE(test_learns),
+    CHECK_CASE(test_mlp),         CHECK_CASE(test_cnn),    CHECK_CASE(test_residual_and_norms),
+    CHECK_CASE(test_decay_flags), CHECK_CASE(test_errors), CHECK_CASE(test_learns),
 };
 
 int main(int argc, char **argv)
