@@ -24,6 +24,9 @@ void kl__layers_field_print(const kl__field *f, const void *base, FILE *out, int
 kl_status kl__layers_read(const kl__ynode *node, kl_layer_spec **layers, int *n, void *ctx,
                           char *path, int depth, kl_error *err);
 void kl__layers_free(kl_layer_spec *layers, int n);
+/* The field a layer type (its name, as written) takes as a plain value in the compact form
+ * (`- dropout: 0.2` is rate 0.2): "rate" for dropout, "activation" for activation, else NULL. */
+const char *kl__layer_shorthand_field(const char *type);
 void kl__layers_print(const kl_layer_spec *layers, int n, FILE *f, int indent);
 /* A layer's fields, every kind's; each row's kinds say which kinds take it. */
 extern const kl__field kl__layer_fields[];

@@ -141,6 +141,14 @@ static const char *shorthand_field(kl_layer_kind kind)
     return kind == KL_LAYER_ACTIVATION ? "activation" : kind == KL_LAYER_DROPOUT ? "rate" : NULL;
 }
 
+const char *kl__layer_shorthand_field(const char *type)
+{
+    for (int i = 0; kind_names[i]; i++)
+        if (!strcmp(kind_names[i], type))
+            return shorthand_field((kl_layer_kind)i);
+    return NULL;
+}
+
 /* `- dense: {units: 128}`: the key names the kind, the value holds the fields. */
 static kl_status compact_form(const kl__ynode *inner, kl_layer_kind *kind, const kl__ynode **fields,
                               const kl__ynode **shorthand, char *path, kl_error *err)

@@ -98,15 +98,42 @@ static void make_map(kl__ynode *node)
     }
 }
 
+/* `- dropout: 0.2` becomes `- dropout: {rate: 0.2}`, so that another of the layer's fields can
+ * be set beside its value. */
+static kl_status expand_shorthand(kl__ynode *inner, const char *field, kl_error *err)
+{
+    kl__ynode *value = kl__ynode_new(KL__YN_SCALAR, inner->pos);
+    char *key = strdup(field);
+    if (!value || !key) {
+        kl__ynode_free(value);
+        free(key);
+        return kl_error_set(err, KL_ENOMEM, "out of memory applying an override");
+    }
+    value->str = inner->str;
+    value->plain = inner->plain;
+    value->end = inner->end;
+    value->key = key;
+    value->key_pos = inner->pos;
+    inner->str = NULL;
+    inner->type = KL__YN_MAP;
+    return kl__ynode_push(inner, value, err);
+}
+
 /* A layer written `- dense: {units: 128}`: its fields live one level down, so
- * model.layers.0.units reaches into the inner mapping. */
-static kl__ynode *compact_inner(kl__ynode *item, const char *next)
+ * model.layers.0.units reaches into the inner mapping (NULL, err set, when out of memory). */
+static kl__ynode *compact_inner(kl__ynode *item, const char *next, kl_error *err)
 {
     if (item->type != KL__YN_MAP || item->n != 1)
         return item;
     kl__ynode *inner = item->items[0];
     if (strcmp(inner->key, "type") == 0 || strcmp(inner->key, next) == 0)
         return item;
+    if (inner->type == KL__YN_SCALAR && !kl__ynode_is_empty(inner)) {
+        const char *field = kl__layer_shorthand_field(inner->key);
+        if (!field)
+            return item;
+        return expand_shorthand(inner, field, err) == KL_OK ? inner : NULL;
+    }
     if (inner->type != KL__YN_MAP && !kl__ynode_is_empty(inner))
         return item;
     make_map(inner);
@@ -163,7 +190,8 @@ static kl_status walk(override *o, kl__ynode *cur, kl__ynode *value)
             if (len < sizeof name) {
                 memcpy(name, seg, len);
                 name[len] = '\0';
-                cur = compact_inner(cur, name);
+                if (!(cur = compact_inner(cur, name, o->err)))
+                    return o->err->status;
             }
         }
     }

@@ -366,6 +366,31 @@ static void test_onecycle(void)
                  "t.yaml:4:3: schedule.pct_start: not used by cosine", NULL);
 }
 
+/* A one-field layer in the scalar form (`- dropout: 0.3`) takes an override of that field or of
+ * another one, as a sweep sets them: the value moves into a mapping beside the new field. */
+static void test_override_shorthand(void)
+{
+    static const char y[] = "model:\n  layers:\n    - dense: {units: 8}\n"
+                            "    - activation: leaky_relu\n    - dropout: 0.3\n"
+                            "data: {dataset: mnist}\n";
+    const char *ov[] = {"model.layers.2.rate=0.1", "model.layers.1.alpha=0.2"};
+    kl_config *c = parse_ok(y, ov, 2);
+    if (c && CHECK(c->model.nlayers == 3)) {
+        CHECK(c->model.layers[2].kind == KL_LAYER_DROPOUT && c->model.layers[2].rate == 0.1f);
+        CHECK(c->model.layers[1].kind == KL_LAYER_ACTIVATION);
+        CHECK(c->model.layers[1].activation == KL_ACT_LEAKY_RELU);
+        CHECK(c->model.layers[1].alpha == 0.2f);
+    }
+    kl_config_free(c);
+    const char *same[] = {"model.layers.1.activation=gelu"};
+    c = parse_ok(y, same, 1);
+    CHECK(c && c->model.layers[1].activation == KL_ACT_GELU && c->model.layers[2].rate == 0.3f);
+    kl_config_free(c);
+    /* A field the kind does not take is still refused, at the override. */
+    expect_override_error(y, "model.layers.2.units=4",
+                          "--set:1:16: model.layers.2.units: not a field of dropout", NULL);
+}
+
 static void test_missing_file(void)
 {
     kl_error err = {0};
@@ -598,6 +623,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_layer_shorthand),
     CHECK_CASE(test_cross_field_errors),
     CHECK_CASE(test_onecycle),
+    CHECK_CASE(test_override_shorthand),
     CHECK_CASE(test_missing_file),
     CHECK_CASE(test_load_file),
     CHECK_CASE(test_overrides),
