@@ -21,18 +21,6 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 out="$tmp/out"
 
-# check WHAT COMMAND...: counts a check of this script's own.
-check() {
-    local what="$1"
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what"
-    fi
-}
-
 best="$examples/fashion-mnist/best.yaml"
 sweep="$examples/fashion-mnist/sweep-cnn.yaml"
 
