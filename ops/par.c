@@ -195,17 +195,19 @@ void kl__par_for(kl__par *p, int64_t n, int64_t grain, int64_t min_work, kl__par
         fn(ctx, 0, n);
         return;
     }
+    /* The new ticket first: it names the gen that publish will bump to, and it makes a claim
+     * still in flight from a worker that read the previous loop's ticket fail its exchange,
+     * before the fields below change under it. */
+    uint64_t gen = atomic_load(&p->gen) + 1;
+    atomic_store(&p->ticket, (gen & 0xffffffffu) << 32);
     int64_t units = (n + grain - 1) / grain, tasks = (int64_t)p->threads * KL__PAR_TASKS;
+    int ntasks = (int)(units < tasks ? units : tasks);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->grain = grain;
-    int ntasks = (int)(units < tasks ? units : tasks);
     atomic_store(&p->tasks, ntasks);
     atomic_store(&p->done, 0);
-    /* gen is bumped by publish: the ticket names the gen the workers will see. */
-    uint64_t gen = atomic_load(&p->gen) + 1;
-    atomic_store(&p->ticket, (gen & 0xffffffffu) << 32);
     publish(p);
     run_tasks(p, gen);
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < ntasks; i++) {

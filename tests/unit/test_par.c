@@ -15,6 +15,7 @@
 #include "kiln/graph.h"
 #include "kiln/optim.h"
 #include "kiln/rng.h"
+#include "kiln/step.h"
 #include "ops/par.h"
 
 /* kl__par_for: every element once, ranges on grain boundaries, more than one thread at work. */
@@ -304,6 +305,65 @@ static void test_kernels(void)
     }
 }
 
+/* Three training steps of a small CNN (fused conv bias, relu, max pool, linear, cross-entropy;
+ * Adam with clipping) through kl_step: the same parameters on 1, 2 and 3 threads. */
+static float *train_cnn(int threads, size_t *n)
+{
+    enum { BATCH = 32 };
+    kl_error err = {0};
+    kl_init he = {KL_INIT_HE_UNIFORM, 0, 0}, zero = {KL_INIT_ZEROS, 0, 0};
+    kl_graph *g = kl_graph_new();
+    kl_node x = kl_input(g, "x", KL_F32, KL_SHAPE(1, 28, 28));
+    kl_node y = kl_input(g, "y", KL_I32, (kl_shape){0});
+    kl_node w = kl_param(g, "w", KL_SHAPE(8, 1, 3, 3), he, 0);
+    kl_node b = kl_param(g, "b", KL_SHAPE(8), zero, KL_PARAM_NO_DECAY);
+    kl_node fw = kl_param(g, "fw", KL_SHAPE(32, 8 * 14 * 14), he, 0);
+    kl_node fb = kl_param(g, "fb", KL_SHAPE(32), zero, KL_PARAM_NO_DECAY);
+    kl_node h = kl_max_pool2d(g, kl_relu(g, kl_conv2d_bias(g, x, w, b, 1, 1)), 2, 2, 0);
+    h = kl_linear(g, kl_reshape(g, h, KL_SHAPE(8 * 14 * 14)), fw, fb);
+    kl_node loss = kl_softmax_xent(g, h, y, 0.0f);
+    CHECK_OK(kl_graph_compile(g, BATCH, loss, 3, &err), &err);
+    CHECK_OK(kl_graph_set_threads(g, threads, &err), &err);
+    kl_graph_set_mode(g, KL_MODE_TRAIN);
+    kl_rng_fill_uniform(8, KL_RNG_TEST, 1, kl_f32(kl_graph_value(g, x)), BATCH * 28 * 28, -1, 1);
+    int32_t *labels = kl_i32(kl_graph_value(g, y));
+    for (int i = 0; i < BATCH; i++)
+        labels[i] = i % 32;
+    kl_step_config c = {.optim = kl_optim_defaults(KL_OPTIM_ADAM), .clip_norm = 0.5f};
+    c.lr = (kl_lr_schedule){.kind = KL_LR_CONSTANT, .base_lr = 1e-2f};
+    kl_step *s = kl_step_new(g, &c, &err);
+    float *res = NULL;
+    if (CHECK(s != NULL)) {
+        for (int64_t t = 0; t < 3; t++) {
+            float l = 0;
+            kl_step_begin(s);
+            CHECK_OK(kl_step_pass(s, 7, t, 0, &l, &err), &err);
+            CHECK_OK(kl_step_end(s, t, l, &err), &err);
+        }
+        *n = kl_graph_param_count(g);
+        if ((res = malloc(*n * sizeof *res)))
+            memcpy(res, kl_graph_params(g), *n * sizeof *res);
+    }
+    kl_step_free(s);
+    kl_graph_free(g);
+    return res;
+}
+
+static void test_train_steps(void)
+{
+    size_t n1 = 0, n = 0;
+    float *ref = train_cnn(1, &n1);
+    if (!CHECK(ref != NULL))
+        return;
+    const int counts[] = {2, 2, 3};
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+        float *got = train_cnn(counts[c], &n);
+        CHECK(got && n == n1 && memcmp(ref, got, n * sizeof *got) == 0);
+        free(got);
+    }
+    free(ref);
+}
+
 static void test_bad_threads(void)
 {
     kl_error err = {0};
@@ -316,8 +376,9 @@ static void test_bad_threads(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_partition), CHECK_CASE(test_min_work), CHECK_CASE(test_sum_sq),
-    CHECK_CASE(test_optim),     CHECK_CASE(test_kernels),  CHECK_CASE(test_bad_threads),
+    CHECK_CASE(test_partition),   CHECK_CASE(test_min_work), CHECK_CASE(test_sum_sq),
+    CHECK_CASE(test_optim),       CHECK_CASE(test_kernels),  CHECK_CASE(test_train_steps),
+    CHECK_CASE(test_bad_threads),
 };
 
 int main(int argc, char **argv)
