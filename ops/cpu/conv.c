@@ -119,6 +119,88 @@ static void valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t *hi)
         *lo = *hi;
 }
 
+/* "Same" convolutions (stride 1, OW = W: a KW = 2 pad + 1 kernel) map output position
+ * p = oi * OW + oj of tap (i, j) to input element p + (i - pad) * W + (j - pad) of the channel's
+ * plane: one shift for the whole tap. So a tap's row of col is one span of the plane, copied
+ * (or, for col2im, added) in one stretch, instead of a short copy per output row. Inside the span
+ * the positions whose input column is in the padding, at most pad per row boundary, read a
+ * pixel of the neighbouring row: im2col zeroes them after the copy, col2im zeroes them in dcol
+ * before the add (they are padding, whose gradient is dropped). */
+typedef struct tap_span {
+    int64_t start, end; /* the span [start, end) of output positions, within [0, OH*OW) */
+    int64_t r0, r1;     /* output rows whose input row is inside the image */
+    int64_t lo, hi;     /* valid_cols of the tap */
+    int64_t shift;      /* input element = output position + shift */
+} tap_span;
+
+static bool conv_is_same(const conv_geom *g)
+{
+    return g->stride == 1 && g->ow == g->w;
+}
+
+static tap_span tap_span_of(const conv_geom *g, int64_t i, int64_t j)
+{
+    tap_span t;
+    valid_cols(g, j, &t.lo, &t.hi);
+    t.r0 = g->pad - i > 0 ? g->pad - i : 0;
+    t.r1 = g->h + g->pad - i < g->oh ? g->h + g->pad - i : g->oh;
+    t.shift = (i - g->pad) * g->w + (j - g->pad);
+    if (t.r1 <= t.r0 || t.hi <= t.lo) {
+        t.start = t.end = 0;
+        return t;
+    }
+    t.start = t.r0 * g->ow + t.lo;
+    t.end = (t.r1 - 1) * g->ow + t.hi;
+    return t;
+}
+
+/* Zeroes the span's positions that are padding: the gaps between its rows. */
+static void zero_gaps(const conv_geom *g, const tap_span *t, float *row)
+{
+    for (int64_t oi = t->r0 + 1; oi < t->r1; oi++)
+        for (int64_t p = (oi - 1) * g->ow + t->hi; p < oi * g->ow + t->lo; p++)
+            row[p] = 0.0f;
+}
+
+static void im2col_same(const conv_geom *g, const float *x, float *col0, int64_t ld)
+{
+    int64_t l = g->oh * g->ow;
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        const float *xc = x + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                float *row = col0 + ((ch * g->kh + i) * g->kw + j) * ld;
+                tap_span t = tap_span_of(g, i, j);
+                memset(row, 0, (size_t)t.start * sizeof *row);
+                if (t.end > t.start)
+                    memcpy(row + t.start, xc + t.start + t.shift,
+                           (size_t)(t.end - t.start) * sizeof *row);
+                memset(row + t.end, 0, (size_t)(l - t.end) * sizeof *row);
+                zero_gaps(g, &t, row);
+            }
+    }
+}
+
+/* dcol's padding positions are zeroed first, so the add is one stretch; they are scratch. */
+static void col2im_same_add(const conv_geom *g, float *dcol0, int64_t ld, float *dx)
+{
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        float *dxc = dx + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                float *row = dcol0 + ((ch * g->kh + i) * g->kw + j) * ld;
+                tap_span t = tap_span_of(g, i, j);
+                if (t.end <= t.start)
+                    continue;
+                zero_gaps(g, &t, row);
+                float *restrict d = dxc + t.start + t.shift;
+                const float *restrict r = row + t.start;
+                for (int64_t p = 0; p < t.end - t.start; p++)
+                    d[p] += r[p];
+            }
+    }
+}
+
 /* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW), rows ld floats apart: row (c, i, j)
  * holds, for every output position, the input under kernel tap (i, j) of channel c, or 0 where
  * that tap is in the padding. Each row is written left to right, so both buffers stream. */
@@ -230,8 +312,14 @@ static void im2col_range(void *arg, int64_t lo, int64_t hi)
 {
     const conv_job *j = arg;
     const conv_geom *g = j->g;
-    for (int64_t q = lo; q < hi; q++)
-        im2col(g, j->x + (j->s0 + q) * g->c * g->h * g->w, j->col + q * g->l, j->ld);
+    bool same = conv_is_same(g);
+    for (int64_t q = lo; q < hi; q++) {
+        const float *x = j->x + (j->s0 + q) * g->c * g->h * g->w;
+        if (same)
+            im2col_same(g, x, j->col + q * g->l, j->ld);
+        else
+            im2col(g, x, j->col + q * g->l, j->ld);
+    }
 }
 
 /* y's blocks from yt, plus the bias when there is one (the same float add as bias_add's). */
@@ -279,8 +367,14 @@ static void col2im_range(void *arg, int64_t lo, int64_t hi)
 {
     const conv_job *j = arg;
     const conv_geom *g = j->g;
-    for (int64_t q = lo; q < hi; q++)
-        col2im_add(g, j->col + q * g->l, j->ld, j->dx + (j->s0 + q) * g->c * g->h * g->w);
+    bool same = conv_is_same(g);
+    for (int64_t q = lo; q < hi; q++) {
+        float *dx = j->dx + (j->s0 + q) * g->c * g->h * g->w;
+        if (same)
+            col2im_same_add(g, j->col + q * g->l, j->ld, dx);
+        else
+            col2im_add(g, j->col + q * g->l, j->ld, dx);
+    }
 }
 
 /* Per chunk of cs samples: col (K, cs*L) holds their columns side by side, and

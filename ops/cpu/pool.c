@@ -87,28 +87,24 @@ static inline bool max_takes(float v, float bv)
     return (v > bv) | ((v != v) & (bv == bv));
 }
 
-/* A row of the 2x2, stride 2, unpadded windows of most CNNs: the same chain of selects as the
- * general scan, in the same order, unrolled so that the compiler vectorises across windows. i0 is
- * the row's first input index in its (H, W) plane. */
-static void max_row2(const float *restrict r0, const float *restrict r1, int64_t ow, int32_t i0,
+/* A row of the 2x2, stride 2, unpadded windows of most CNNs, compared pairwise without branches
+ * so that the compiler vectorises across windows (ties keep the first in row-major order, as the
+ * general scan does). A NaN is only noted: false sends the row through the general scan, which
+ * propagates it. i0 is the row's first input index in its (H, W) plane. */
+static bool max_row2(const float *restrict r0, const float *restrict r1, int64_t ow, int32_t i0,
                      int32_t w, float *restrict y, int32_t *restrict arg)
 {
+    int32_t nan = 0;
     for (int64_t oj = 0; oj < ow; oj++) {
         float a = r0[2 * oj], b = r0[2 * oj + 1], c = r1[2 * oj], d = r1[2 * oj + 1];
-        int32_t ia = i0 + 2 * (int32_t)oj, bi = ia;
-        float bv = a;
-        bool t = max_takes(b, bv);
-        bv = t ? b : bv;
-        bi = t ? ia + 1 : bi;
-        t = max_takes(c, bv);
-        bv = t ? c : bv;
-        bi = t ? ia + w : bi;
-        t = max_takes(d, bv);
-        bv = t ? d : bv;
-        bi = t ? ia + w + 1 : bi;
-        y[oj] = bv;
-        arg[oj] = bi;
+        int32_t ia = i0 + 2 * (int32_t)oj;
+        nan |= (a != a) | (b != b) | (c != c) | (d != d);
+        float m01 = b > a ? b : a, m23 = d > c ? d : c;
+        int32_t a01 = b > a ? ia + 1 : ia, a23 = d > c ? ia + w + 1 : ia + w;
+        y[oj] = m23 > m01 ? m23 : m01;
+        arg[oj] = m23 > m01 ? a23 : a01;
     }
+    return nan == 0;
 }
 
 /* The pools run on the graph's pool (ops/par.h) over planes: each plane's outputs and gradients
@@ -133,9 +129,8 @@ static void max_pool_planes(void *arg_, int64_t lo, int64_t hi)
     for (int64_t p = lo; p < hi; p++) {
         const float *xp = x + p * g.h * g.w;
         for (int64_t oi = 0; oi < g.oh; oi++) {
-            if (fast) {
-                int64_t i0 = 2 * oi * g.w;
-                max_row2(xp + i0, xp + i0 + g.w, g.ow, (int32_t)i0, (int32_t)g.w, y, arg);
+            int64_t i0 = 2 * oi * g.w;
+            if (fast && max_row2(xp + i0, xp + i0 + g.w, g.ow, (int32_t)i0, (int32_t)g.w, y, arg)) {
                 y += g.ow;
                 arg += g.ow;
                 continue;
