@@ -113,7 +113,7 @@ print([json.loads(l) for l in open(sys.argv[1]) if "\"done\"" in l][-1]["samples
 }
 
 for t in $threads; do
-    if [[ " $models " == *" mlp_large "* ]]; then
+    if [[ " $models " == *" mlp_large "* || " $models " == *" cnn "* ]]; then
         f=$out/sgemm_t$t.txt
         sgemm_args=(--threads "$t")
         [ $quick = 1 ] && sgemm_args+=(--quick)
@@ -153,7 +153,8 @@ echo
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 threads, models = sys.argv[2].split(), sys.argv[3].split()
-goal = {"mlp_small": 2.0, "mlp_large": 1.5, "cnn": 1.2}
+# The CNN's goal is issue 21's (issue 3 asked 1.2x).
+goal = {"mlp_small": 2.0, "mlp_large": 1.5, "cnn": 2.0}
 sgemm = {r[1]: (float(r[3]), float(r[4]), float(r[5])) for r in rows if r[0] == "sgemm"}
 def med(who, t, m):
     v = [float(r[3]) for r in rows if r[0] == who and r[1] == t and r[2] == m]
@@ -184,6 +185,22 @@ for m in models:
                          f"{100 * k * 3 * 3723264 * 1e-9 / mix:.0f}%.")
         print(f"| {m} | {t} | {k:.0f} | {p:.0f} | {ratio:.2f}x | {goal[m]}x "
               f"| {'yes' if met else 'NO'} {extra}")
+if "cnn" in models and "1" in threads and "2" in threads:
+    scale = med("kiln", "2", "cnn") / med("kiln", "1", "cnn")
+    ok &= scale >= 1.7
+    notes.append(f"cnn: kiln at 2 threads is {scale:.2f}x its 1-thread rate (goal >= 1.7x): "
+                 f"{'yes' if scale >= 1.7 else 'NO'}.")
+if "cnn" in models:
+    # GEMM-equivalent FLOPs of the two convolutions per training sample: forward and dW for
+    # both, dX for the second (the first layer's input needs none): 2*K*O*L each.
+    conv = 2 * (2 * 9 * 32 * 784) + 3 * (2 * 288 * 64 * 196)
+    for t in threads:
+        if t in sgemm:
+            gf = med("kiln", t, "cnn") * conv * 1e-9
+            notes.append(f"cnn, {t} thread(s): the convolutions' GEMM-equivalent FLOPs "
+                         f"({conv / 1e6:.2f} MFLOP per sample) over the whole step's time: "
+                         f"{gf:.1f} GF/s, {100 * gf / sgemm[t][0]:.0f}% of sgemm mix (a lower "
+                         f"bound on the conv layers' own rate; goal >= 70%).")
 print()
 for n in notes:
     print(n)

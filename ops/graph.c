@@ -23,6 +23,7 @@ void kl_graph_free(kl_graph *g)
     kl__graph_release(g, g->arena);
     kl__graph_release(g, g->scratch);
     kl__graph_device_free(g);
+    kl__par_free(g->par);
     for (int i = 0; i < g->n; i++)
         free(g->nodes[i].name);
     free(g->nodes);
@@ -341,6 +342,22 @@ static void make_ctx(kl_graph *g, kl_node i, kl__ctx *c)
     c->node = (uint32_t)i;
     c->stream = g->stream;
     c->bf16 = g->bf16;
+    c->par = g->par;
+}
+
+kl_status kl_graph_set_threads(kl_graph *g, int threads, kl_error *err)
+{
+    if (threads < 1)
+        return kl_error_set(err, KL_EINVAL, "graph: threads must be at least 1, got %d", threads);
+    if (kl__par_threads(g->par) == threads)
+        return KL_OK;
+    kl__par *p;
+    kl_status st = kl__par_new(threads, &p, err);
+    if (st != KL_OK)
+        return st;
+    kl__par_free(g->par);
+    g->par = p;
+    return KL_OK;
 }
 
 static kl_status forward_ops(kl_graph *g, kl_error *err)

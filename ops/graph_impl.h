@@ -12,6 +12,7 @@
 #define KILN_GRAPH_IMPL_H
 
 #include "kiln/graph.h"
+#include "ops/par.h"
 
 #define KL__MAX_IN 8
 
@@ -78,6 +79,8 @@ typedef struct kl__ctx {
      * is a device pointer when a CUDA kernel runs; shapes and attributes stay on the host. */
     void *stream;
     bool bf16; /* GEMMs with bf16 inputs (kl_graph_set_bf16) */
+    /* The graph's thread pool for the CPU kernels' own loops (ops/par.h); NULL: one thread. */
+    kl__par *par;
 } kl__ctx;
 
 typedef struct kl__node kl__node;
@@ -217,7 +220,8 @@ struct kl_graph {
     void *copy_stream, *copied[2], *consumed;
     int slot;
     bool keep_outputs;
-    bool bf16; /* kl_graph_set_bf16: the GEMMs' inputs in bf16 */
+    bool bf16;    /* kl_graph_set_bf16: the GEMMs' inputs in bf16 */
+    kl__par *par; /* kl_graph_set_threads: the CPU kernels' pool, NULL for one thread */
     /* CUDA Graphs (kl_graph_set_cuda_graph): forward's [0] and backward's [1] kernels, captured
      * at the full batch in training after two eager runs of each and then replayed; broken:
      * a capture failed, and every later pass runs eagerly. */
@@ -244,6 +248,12 @@ static inline float *kl__graph_params_at(kl_graph *g)
 static inline float *kl__graph_grads_at(kl_graph *g)
 {
     return g->device == KL_DEVICE_CUDA ? g->dev_grads : g->grad_data;
+}
+
+/* The graph's pool (ops/par.h), which the step borrows for the optimizer and the clip. */
+static inline kl__par *kl__graph_par(const kl_graph *g)
+{
+    return g->par;
 }
 
 /* The device side of a graph (ops/graph_device.c); on the CPU each does nothing and returns
@@ -310,6 +320,12 @@ kl_node kl__graph_add(kl_graph *g, kl__op op, const kl_node *in, int nin, const 
 kl_status kl__expect_ndim(const char *op, const kl__node *n, int lo, int hi, kl_error *err);
 kl_status kl__expect_same(const char *op, const kl__node *a, const kl__node *b, kl_error *err);
 kl_status kl__expect_f32(const char *op, const kl__node *n, kl_error *err);
+
+/* A per-channel bias's gradient, db (ch) += the sums of dy (outer, ch, inner) over outer and
+ * inner, each channel's summed over outer in order (ops/cpu/linear.c): bias_add's and conv2d's
+ * fused bias's, the same bits on any pool. */
+void kl__bias_grad(kl__par *par, const float *dy, int64_t outer, int64_t ch, int64_t inner,
+                   float *db);
 
 /* For kernels: the rows of a tensor viewed as a matrix over its last axis. */
 static inline int64_t kl__rows(const kl_tensor *t)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "kiln/optim.h"
+#include "ops/par.h"
 
 struct kl_optim {
     kl_optim_config cfg;
@@ -212,14 +213,25 @@ static void adam_range(float *restrict p, const float *restrict g, float *restri
     }
 }
 
-/* Updates [off, off + count) with or without weight decay; every range goes through here. */
-static void step_range(kl_optim *o, float *params, const float *grads, float lr, size_t off,
-                       size_t count, bool decay, const adam_coef *k)
+/* One range's update, what step_range splits across the pool. */
+typedef struct range_job {
+    kl_optim *o;
+    float *params;
+    const float *grads;
+    float lr, wd;
+    size_t off;
+    const adam_coef *k;
+} range_job;
+
+static void update_range(void *arg, int64_t lo, int64_t hi)
 {
+    const range_job *j = arg;
+    kl_optim *o = j->o;
     const kl_optim_config *c = &o->cfg;
-    float wd = decay ? c->weight_decay : 0.0f;
-    if (count == 0)
-        return;
+    float *params = j->params, lr = j->lr, wd = j->wd;
+    const float *grads = j->grads;
+    const adam_coef *k = j->k;
+    size_t off = j->off + (size_t)lo, count = (size_t)(hi - lo);
     switch (c->kind) {
     case KL_OPTIM_SGD:
         if (o->state_size == 0)
@@ -237,6 +249,15 @@ static void step_range(kl_optim *o, float *params, const float *grads, float lr,
                    1.0f - lr * wd, 0.0f);
         break;
     }
+}
+
+/* Updates [off, off + count) with or without weight decay; every range goes through here. Each
+ * element's update reads and writes that element only, so any split gives the same bits. */
+static void step_range(kl_optim *o, kl__par *par, float *params, const float *grads, float lr,
+                       size_t off, size_t count, bool decay, const adam_coef *k)
+{
+    range_job j = {o, params, grads, lr, decay ? o->cfg.weight_decay : 0.0f, off, k};
+    kl__par_for(par, (int64_t)count, 1024, 32768, update_range, &j);
 }
 
 static adam_coef adam_coefficients(const kl_optim_config *c, float lr, int64_t t)
@@ -260,6 +281,12 @@ static adam_coef adam_coefficients(const kl_optim_config *c, float lr, int64_t t
 void kl_optim_step(kl_optim *o, float *params, const float *grads, float lr,
                    const kl_optim_segment *segs, int nsegs)
 {
+    kl__optim_step(o, NULL, params, grads, lr, segs, nsegs);
+}
+
+void kl__optim_step(kl_optim *o, kl__par *par, float *params, const float *grads, float lr,
+                    const kl_optim_segment *segs, int nsegs)
+{
     KL_ASSERT(o != NULL);
     KL_ASSERT(o->n == 0 || (params != NULL && grads != NULL));
     KL_ASSERT(segs == NULL || nsegs >= 0);
@@ -268,7 +295,7 @@ void kl_optim_step(kl_optim *o, float *params, const float *grads, float lr,
         k = adam_coefficients(&o->cfg, lr, o->steps + 1);
 
     if (!segs) {
-        step_range(o, params, grads, lr, 0, o->n, true, &k);
+        step_range(o, par, params, grads, lr, 0, o->n, true, &k);
     } else {
         /* Segments are walked in order and the gaps between them are updated without decay, so
          * every parameter gets exactly one update whatever the segments cover. */
@@ -276,27 +303,27 @@ void kl_optim_step(kl_optim *o, float *params, const float *grads, float lr,
         for (int s = 0; s < nsegs; s++) {
             size_t off = segs[s].offset, count = segs[s].count;
             KL_ASSERT(off >= pos && off <= o->n && count <= o->n - off);
-            step_range(o, params, grads, lr, pos, off - pos, false, &k);
-            step_range(o, params, grads, lr, off, count, segs[s].decay, &k);
+            step_range(o, par, params, grads, lr, pos, off - pos, false, &k);
+            step_range(o, par, params, grads, lr, off, count, segs[s].decay, &k);
             pos = off + count;
         }
-        step_range(o, params, grads, lr, pos, o->n - pos, false, &k);
+        step_range(o, par, params, grads, lr, pos, o->n - pos, false, &k);
     }
     o->steps++;
 }
 
 float kl_clip_grad_norm(float *grads, size_t n, float max_norm)
 {
+    return kl__clip_grad_norm(NULL, grads, n, max_norm);
+}
+
+float kl__clip_grad_norm(kl__par *par, float *grads, size_t n, float max_norm)
+{
     /* The sum of squares is kept in double: in float, millions of small squares stop adding up
-     * once the running sum is large, and the norm comes out too small. */
-    double sumsq = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sumsq += (double)grads[i] * (double)grads[i];
-    double norm = sqrt(sumsq);
-    if (norm > (double)max_norm) {
-        float scale = (float)((double)max_norm / (norm + 1e-6));
-        for (size_t i = 0; i < n; i++)
-            grads[i] *= scale;
-    }
+     * once the running sum is large, and the norm comes out too small. Fixed slices summed in
+     * order give the same bits on every thread count. */
+    double norm = sqrt(kl__par_sum_sq(par, grads, n));
+    if (norm > (double)max_norm)
+        kl__par_scale(par, grads, n, (float)((double)max_norm / (norm + 1e-6)));
     return (float)norm;
 }

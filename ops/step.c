@@ -218,14 +218,16 @@ kl_status kl_step_end(kl_step *s, int64_t t, float loss, kl_error *err)
     size_t n = kl_graph_param_count(s->g);
     /* Without clipping, FLT_MAX only measures: no finite norm exceeds it. */
     if (s->clip_norm > 0 || s->check_grads) {
-        float norm = kl_clip_grad_norm(grads, n, s->clip_norm > 0 ? s->clip_norm : FLT_MAX);
+        float norm = kl__clip_grad_norm(kl__graph_par(s->g), grads, n,
+                                        s->clip_norm > 0 ? s->clip_norm : FLT_MAX);
         if (s->check_grads && !isfinite(norm))
             return kl_error_set(err, KL_ERANGE,
                                 "the gradient norm is %g at step %lld: training diverged, the "
                                 "step was not taken; lower the learning rate",
                                 (double)norm, (long long)t + 1);
     }
-    kl_optim_step(s->opt, kl_graph_params(s->g), grads, kl_lr_at(&s->lr, t), s->segs, s->nsegs);
+    kl__optim_step(s->opt, kl__graph_par(s->g), kl_graph_params(s->g), grads, kl_lr_at(&s->lr, t),
+                   s->segs, s->nsegs);
     return KL_OK;
 }
 

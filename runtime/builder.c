@@ -164,11 +164,18 @@ static kl_status conv(build *b, const kl_layer_spec *l, const char *name, int64_
                            "needs (channels, height, width) inputs; put it before "
                            "any dense or flatten layer");
     int64_t c = b->s.d[0], k = l->kernel;
+    int stride = l->stride ? l->stride : 1;
     kl_node w = param(b, name, "weight", KL_SHAPE(l->filters, c, k, k), k_weight, 0);
-    kl_node h = kl_conv2d(b->g, b->h, w, l->stride ? l->stride : 1, l->padding);
-    if (l->bias)
-        h = kl_bias_add(b->g, h,
-                        param(b, name, "bias", KL_SHAPE(l->filters), k_zeros, KL_PARAM_NO_DECAY));
+    kl_node bias = l->bias
+                       ? param(b, name, "bias", KL_SHAPE(l->filters), k_zeros, KL_PARAM_NO_DECAY)
+                       : KL_NONE;
+    /* On the CPU the bias is fused into the convolution (kl_conv2d_bias: the same values, one
+     * pass fewer each way); the CUDA kernels take it as its own op. */
+    bool fuse = l->bias && b->m->opts.device == KL_DEVICE_CPU;
+    kl_node h = fuse ? kl_conv2d_bias(b->g, b->h, w, bias, stride, l->padding)
+                     : kl_conv2d(b->g, b->h, w, stride, l->padding);
+    if (l->bias && !fuse)
+        h = kl_bias_add(b->g, h, bias);
     b->h = activate(b, h, l->activation, l->alpha);
     kl_shape out = sample_shape(b->g, b->h);
     *params = l->filters * c * k * k + (l->bias ? l->filters : 0);

@@ -953,9 +953,9 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
     /* Set every run, so that a run in the same process (a tune trial) does not inherit the
      * previous one's count; by default each rank gets Slurm's cpus-per-task, or else the node's
      * cores are shared by its ranks. */
-    openblas_set_num_threads(cfg->train.threads > 0
-                                 ? cfg->train.threads
-                                 : kl_launch_threads(comm ? kl_comm_local_size(comm) : 1));
+    int threads = cfg->train.threads > 0 ? cfg->train.threads
+                                         : kl_launch_threads(comm ? kl_comm_local_size(comm) : 1);
+    openblas_set_num_threads(threads);
     /* Every collective of the run is watched: a rank that waits past dist.timeout ends the job. */
     double caller_timeout = comm ? kl_comm_timeout(comm) : 0;
     if (comm && kl_comm_set_timeout(comm, cfg->dist.timeout, err) != KL_OK)
@@ -980,6 +980,11 @@ kl_status kl_train_run_dist(const kl_config *cfg, kl_data_splits *data, kl_comm 
                           "only: use train.precision: fp32");
     if (st == KL_OK)
         st = kl_model_build(&cfg->model, &o, &m, err);
+    /* kiln's own loops get the same threads as BLAS (ops/par.h; docs/config.md says how the two
+     * share the cores). A GPU rank runs its kernels on the device. */
+    if (st == KL_OK && r.dev.device == KL_DEVICE_CPU &&
+        (st = kl_graph_set_threads(m.g, threads, err)) != KL_OK)
+        kl_model_free(&m);
     if (st != KL_OK) {
         if (comm)
             kl_comm_set_timeout(comm, caller_timeout, NULL);

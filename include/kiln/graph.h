@@ -94,6 +94,11 @@ kl_node kl_sum(kl_graph *g, kl_node x); /* sum of every element, shape (1) */
 
 /* Convolution and pooling on NCHW; w is (out, in, kh, kw). */
 kl_node kl_conv2d(kl_graph *g, kl_node x, kl_node w, int stride, int pad);
+/* kl_conv2d followed by kl_bias_add with b (O), as one op (the bias is added as the convolution's
+ * output is written, and its gradient summed in the same order): the same values bit for bit, one
+ * pass over the output fewer each way. CPU graphs only so far: a CUDA graph refuses it
+ * (KL_EUNSUPPORTED at the first forward); use kl_conv2d and kl_bias_add there. */
+kl_node kl_conv2d_bias(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride, int pad);
 kl_node kl_max_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
 kl_node kl_avg_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
 kl_node kl_global_avg_pool(kl_graph *g, kl_node x); /* (N, C, H, W) -> (N, C) */
@@ -186,6 +191,11 @@ kl_status kl_graph_keep_outputs(kl_graph *g, bool keep, kl_error *err);
  * (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF: the inputs are rounded to bf16 inside the GEMM); all
  * memory stays fp32. A CPU graph refuses on with KL_EUNSUPPORTED. */
 kl_status kl_graph_set_bf16(kl_graph *g, bool on, kl_error *err);
+/* Threads for the CPU kernels' own loops (im2col, pooling, activations, the optimizer update:
+ * everything but the BLAS calls, whose threads BLAS sets); 1, the default, runs them on the
+ * calling thread. Any time before a pass; results are the same bits for every count (ops/par.h).
+ * KL_EINVAL below 1, KL_ENOMEM when a thread cannot be started. */
+kl_status kl_graph_set_threads(kl_graph *g, int threads, kl_error *err);
 /* CUDA Graphs (on a CUDA graph; nothing on the CPU, off by default): in training
  * (KL_MODE_TRAIN) at the full batch with the outputs kept on the device, forward's kernels and
  * backward's are each captured once, after two eager runs, and replayed every later pass, one

@@ -1,6 +1,7 @@
-/* 2-D convolution on NCHW tensors: the conv2d op row, its builder kl_conv2d and its CPU kernels.
- * Each sample is unfolded into a column matrix (im2col) so that forward and both gradients are
- * cblas_sgemm calls over chunks of samples; bias is a separate op (bias_add). */
+/* 2-D convolution on NCHW tensors: the conv2d op row, its builders kl_conv2d and kl_conv2d_bias
+ * and its CPU kernels. Each sample is unfolded into a column matrix (im2col) so that forward and
+ * both gradients are cblas_sgemm calls over chunks of samples; an optional third input, a bias,
+ * is added while the GEMM's output is copied out, saving bias_add's passes over the output. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static bool conv_is_pointwise(int64_t kh, int64_t kw, int stride, int pad)
 
 static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *err)
 {
-    const kl__node *x = in[0], *w = in[1];
+    const kl__node *x = in[0], *w = in[1], *b = n->nin > 2 ? in[2] : NULL;
     int stride = n->attr.conv.stride, pad = n->attr.conv.pad;
     char sx[96], sw[96];
     kl_status st;
@@ -52,6 +53,14 @@ static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *er
         return kl_error_set(err, KL_ESHAPE,
                             "conv2d: x %s has %lld channels but w %s (O, C, KH, KW) expects %lld",
                             sx, (long long)x->shape.d[1], sw, (long long)w->shape.d[1]);
+    if (b && (kl__expect_f32("conv2d", b, err) || b->batched || b->shape.ndim != 1 ||
+              b->shape.d[0] != w->shape.d[0])) {
+        char sb[96];
+        kl_shape_str(&b->shape, sb, sizeof sb);
+        return kl_error_set(err, KL_ESHAPE,
+                            "conv2d: the bias should be f32 (%lld), one per filter of w %s, got %s",
+                            (long long)w->shape.d[0], sw, sb);
+    }
     int64_t hp = x->shape.d[2] + 2 * (int64_t)pad, wp = x->shape.d[3] + 2 * (int64_t)pad;
     int64_t kh = w->shape.d[2], kw = w->shape.d[3];
     /* Checked before dividing: C division truncates toward zero, so (hp - kh) / stride + 1 can be
@@ -110,6 +119,88 @@ static void valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t *hi)
         *lo = *hi;
 }
 
+/* "Same" convolutions (stride 1, OW = W: a KW = 2 pad + 1 kernel) map output position
+ * p = oi * OW + oj of tap (i, j) to input element p + (i - pad) * W + (j - pad) of the channel's
+ * plane: one shift for the whole tap. So a tap's row of col is one span of the plane, copied
+ * (or, for col2im, added) in one stretch, instead of a short copy per output row. Inside the span
+ * the positions whose input column is in the padding, at most pad per row boundary, read a
+ * pixel of the neighbouring row: im2col zeroes them after the copy, col2im zeroes them in dcol
+ * before the add (they are padding, whose gradient is dropped). */
+typedef struct tap_span {
+    int64_t start, end; /* the span [start, end) of output positions, within [0, OH*OW) */
+    int64_t r0, r1;     /* output rows whose input row is inside the image */
+    int64_t lo, hi;     /* valid_cols of the tap */
+    int64_t shift;      /* input element = output position + shift */
+} tap_span;
+
+static bool conv_is_same(const conv_geom *g)
+{
+    return g->stride == 1 && g->ow == g->w;
+}
+
+static tap_span tap_span_of(const conv_geom *g, int64_t i, int64_t j)
+{
+    tap_span t;
+    valid_cols(g, j, &t.lo, &t.hi);
+    t.r0 = g->pad - i > 0 ? g->pad - i : 0;
+    t.r1 = g->h + g->pad - i < g->oh ? g->h + g->pad - i : g->oh;
+    t.shift = (i - g->pad) * g->w + (j - g->pad);
+    if (t.r1 <= t.r0 || t.hi <= t.lo) {
+        t.start = t.end = 0;
+        return t;
+    }
+    t.start = t.r0 * g->ow + t.lo;
+    t.end = (t.r1 - 1) * g->ow + t.hi;
+    return t;
+}
+
+/* Zeroes the span's positions that are padding: the gaps between its rows. */
+static void zero_gaps(const conv_geom *g, const tap_span *t, float *row)
+{
+    for (int64_t oi = t->r0 + 1; oi < t->r1; oi++)
+        for (int64_t p = (oi - 1) * g->ow + t->hi; p < oi * g->ow + t->lo; p++)
+            row[p] = 0.0f;
+}
+
+static void im2col_same(const conv_geom *g, const float *x, float *col0, int64_t ld)
+{
+    int64_t l = g->oh * g->ow;
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        const float *xc = x + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                float *row = col0 + ((ch * g->kh + i) * g->kw + j) * ld;
+                tap_span t = tap_span_of(g, i, j);
+                memset(row, 0, (size_t)t.start * sizeof *row);
+                if (t.end > t.start)
+                    memcpy(row + t.start, xc + t.start + t.shift,
+                           (size_t)(t.end - t.start) * sizeof *row);
+                memset(row + t.end, 0, (size_t)(l - t.end) * sizeof *row);
+                zero_gaps(g, &t, row);
+            }
+    }
+}
+
+/* dcol's padding positions are zeroed first, so the add is one stretch; they are scratch. */
+static void col2im_same_add(const conv_geom *g, float *dcol0, int64_t ld, float *dx)
+{
+    for (int64_t ch = 0; ch < g->c; ch++) {
+        float *dxc = dx + ch * g->h * g->w; /* (H, W) */
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) {
+                float *row = dcol0 + ((ch * g->kh + i) * g->kw + j) * ld;
+                tap_span t = tap_span_of(g, i, j);
+                if (t.end <= t.start)
+                    continue;
+                zero_gaps(g, &t, row);
+                float *restrict d = dxc + t.start + t.shift;
+                const float *restrict r = row + t.start;
+                for (int64_t p = 0; p < t.end - t.start; p++)
+                    d[p] += r[p];
+            }
+    }
+}
+
 /* Unfolds one sample x (C, H, W) into col (C*KH*KW, OH*OW), rows ld floats apart: row (c, i, j)
  * holds, for every output position, the input under kernel tap (i, j) of channel c, or 0 where
  * that tap is in the padding. Each row is written left to right, so both buffers stream. */
@@ -129,13 +220,18 @@ static void im2col(const conv_geom *g, const float *x, float *col0, int64_t ld)
                         continue;
                     }
                     const float *xr = xc + ih * g->w + off; /* xr[oj * stride] is the input */
-                    memset(col, 0, (size_t)lo * sizeof *col);
+                    /* Plain loops: rows are short (tens of floats) and lo and ow - hi are 0 or
+                     * pad, where a libc call per piece cost more than the copy. */
+                    for (int64_t oj = 0; oj < lo; oj++)
+                        col[oj] = 0.0f;
                     if (g->stride == 1)
-                        memcpy(col + lo, xr + lo, (size_t)(hi - lo) * sizeof *col);
+                        for (int64_t oj = lo; oj < hi; oj++)
+                            col[oj] = xr[oj];
                     else
                         for (int64_t oj = lo; oj < hi; oj++)
                             col[oj] = xr[oj * g->stride];
-                    memset(col + hi, 0, (size_t)(g->ow - hi) * sizeof *col);
+                    for (int64_t oj = hi; oj < g->ow; oj++)
+                        col[oj] = 0.0f;
                 }
             }
     }
@@ -194,36 +290,125 @@ static void pointwise_backward(const conv_geom *g, const float *x, const float *
     }
 }
 
+/* The per-sample loops around the GEMMs, run on the graph's pool (ops/par.h) over the samples of
+ * a chunk: each sample reads and writes its own block, so every split gives the same bits. */
+typedef struct conv_job {
+    const conv_geom *g;
+    const float *x, *dy, *b; /* b: the fused bias (O), or NULL */
+    float *y, *dx;
+    float *col, *yt; /* (K, ld) and (O, ld): the chunk's columns and its GEMM output */
+    int64_t s0, ld;  /* the chunk's first sample; its columns' row length cs * L */
+} conv_job;
+
+/* Samples below this many column floats per loop are not worth a wake-up. */
+#define CONV_PAR_MIN 4096
+
+static void conv_job_run(const conv_geom *g, kl__par *par, int64_t cs, kl__par_fn fn, conv_job *j)
+{
+    kl__par_for(par, cs, 1, CONV_PAR_MIN / (g->k * g->l) + 1, fn, j);
+}
+
+static void im2col_range(void *arg, int64_t lo, int64_t hi)
+{
+    const conv_job *j = arg;
+    const conv_geom *g = j->g;
+    bool same = conv_is_same(g);
+    for (int64_t q = lo; q < hi; q++) {
+        const float *x = j->x + (j->s0 + q) * g->c * g->h * g->w;
+        if (same)
+            im2col_same(g, x, j->col + q * g->l, j->ld);
+        else
+            im2col(g, x, j->col + q * g->l, j->ld);
+    }
+}
+
+/* y's blocks from yt, plus the bias when there is one (the same float add as bias_add's). */
+static void scatter_y_range(void *arg, int64_t lo, int64_t hi)
+{
+    const conv_job *j = arg;
+    const conv_geom *g = j->g;
+    for (int64_t q = lo; q < hi; q++)
+        for (int64_t o = 0; o < g->o; o++) {
+            float *restrict y = j->y + ((j->s0 + q) * g->o + o) * g->l;
+            const float *restrict yt = j->yt + o * j->ld + q * g->l;
+            if (!j->b) {
+                memcpy(y, yt, (size_t)g->l * sizeof *y);
+                continue;
+            }
+            float bo = j->b[o];
+            for (int64_t i = 0; i < g->l; i++)
+                y[i] = yt[i] + bo;
+        }
+}
+
+/* The pointwise path's bias, added in place to y (N, O, L). */
+static void add_bias_range(void *arg, int64_t lo, int64_t hi)
+{
+    const conv_job *j = arg;
+    const conv_geom *g = j->g;
+    for (int64_t r = lo; r < hi; r++) {
+        float *y = j->y + r * g->l, bo = j->b[r % g->o];
+        for (int64_t i = 0; i < g->l; i++)
+            y[i] += bo;
+    }
+}
+
+static void gather_dy_range(void *arg, int64_t lo, int64_t hi)
+{
+    const conv_job *j = arg;
+    const conv_geom *g = j->g;
+    for (int64_t q = lo; q < hi; q++)
+        for (int64_t o = 0; o < g->o; o++)
+            memcpy(j->yt + o * j->ld + q * g->l, j->dy + ((j->s0 + q) * g->o + o) * g->l,
+                   (size_t)g->l * sizeof *j->yt);
+}
+
+static void col2im_range(void *arg, int64_t lo, int64_t hi)
+{
+    const conv_job *j = arg;
+    const conv_geom *g = j->g;
+    bool same = conv_is_same(g);
+    for (int64_t q = lo; q < hi; q++) {
+        float *dx = j->dx + (j->s0 + q) * g->c * g->h * g->w;
+        if (same)
+            col2im_same_add(g, j->col + q * g->l, j->ld, dx);
+        else
+            col2im_add(g, j->col + q * g->l, j->ld, dx);
+    }
+}
+
 /* Per chunk of cs samples: col (K, cs*L) holds their columns side by side, and
  * yt (O, cs*L) = W (O, K) col; yt's blocks are then copied to y (N, O, L). */
 static kl_status conv_forward(kl__ctx *c, kl_error *err)
 {
     conv_geom g = conv_geom_of(c);
-    const float *x = kl_f32(c->in[0]); /* (N, C, H, W) */
-    const float *w = kl_f32(c->in[1]); /* (O, K) */
-    float *y = kl_f32(c->out);         /* (N, O, L) */
+    const float *x = kl_f32(c->in[0]);                     /* (N, C, H, W) */
+    const float *w = kl_f32(c->in[1]);                     /* (O, K) */
+    float *y = kl_f32(c->out);                             /* (N, O, L) */
+    const float *b = c->nin > 2 ? kl_f32(c->in[2]) : NULL; /* (O) */
+    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l);
+    conv_job j = {.g = &g, .x = x, .b = b, .y = y};
     if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
         pointwise_forward(&g, x, w, y);
+        if (b)
+            kl__par_for(c->par, g.n * g.o, 1, CONV_PAR_MIN / g.l + 1, add_bias_range, &j);
         return KL_OK;
     }
-    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
-    float *col = c->scratch, *yt = c->scratch + g.k * chunk * g.l;
-    for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
-        int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
-        for (int64_t q = 0; q < cs; q++)
-            im2col(&g, x + (s0 + q) * chw, col + q * g.l, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.o, (int)ld, (int)g.k, 1.0f, w,
-                    (int)g.k, col, (int)ld, 0.0f, yt, (int)ld);
-        for (int64_t q = 0; q < cs; q++)
-            for (int64_t o = 0; o < g.o; o++)
-                memcpy(y + ((s0 + q) * g.o + o) * g.l, yt + o * ld + q * g.l,
-                       (size_t)g.l * sizeof *y);
+    j.col = c->scratch;
+    j.yt = c->scratch + g.k * chunk * g.l;
+    for (j.s0 = 0; j.s0 < g.n; j.s0 += chunk) {
+        int64_t cs = j.s0 + chunk <= g.n ? chunk : g.n - j.s0;
+        j.ld = cs * g.l;
+        conv_job_run(&g, c->par, cs, im2col_range, &j);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.o, (int)j.ld, (int)g.k, 1.0f,
+                    w, (int)g.k, j.col, (int)j.ld, 0.0f, j.yt, (int)j.ld);
+        conv_job_run(&g, c->par, cs, scatter_y_range, &j);
     }
     return KL_OK;
 }
 
-/* Per chunk: dyt (O, cs*L) gathers dy's blocks; dW (O, K) += dyt col^T and
- * dcol = W^T dyt (K, cs*L), which col2im adds into dx. The transposes are GEMM flags on the
+/* Per chunk: yt (O, cs*L) gathers dy's blocks; dW (O, K) += yt col^T and
+ * dcol = W^T yt (K, cs*L), which col2im adds into dx. The transposes are GEMM flags on the
  * stored matrices. col is rebuilt here rather than saved from forward, which would cost the
  * whole batch's columns in the arena; dcol then reuses col's scratch. */
 static void conv_backward(kl__ctx *c)
@@ -234,37 +419,40 @@ static void conv_backward(kl__ctx *c)
     const float *dy = kl_f32(c->dout);                /* (N, O, L) */
     float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL; /* (N, C, H, W) */
     float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL; /* (O, K) */
+    if (c->nin > 2 && c->din[2]) /* the fused bias: bias_add's gradient, the same bits */
+        kl__bias_grad(c->par, dy, g.n, g.o, g.l, kl_f32(c->din[2]));
     if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
         pointwise_backward(&g, x, w, dy, dx, dw);
         return;
     }
-    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l), chw = g.c * g.h * g.w;
-    float *col = c->scratch, *dyt = c->scratch + g.k * chunk * g.l;
+    int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l);
+    conv_job j = {.g = &g,
+                  .x = x,
+                  .dy = dy,
+                  .dx = dx,
+                  .col = c->scratch,
+                  .yt = c->scratch + g.k * chunk * g.l}; /* yt: dy's blocks, (O, ld) */
     int o = (int)g.o, k = (int)g.k;
-    for (int64_t s0 = 0; s0 < g.n; s0 += chunk) {
-        int64_t cs = s0 + chunk <= g.n ? chunk : g.n - s0, ld = cs * g.l;
-        for (int64_t q = 0; q < cs; q++)
-            for (int64_t oc = 0; oc < g.o; oc++)
-                memcpy(dyt + oc * ld + q * g.l, dy + ((s0 + q) * g.o + oc) * g.l,
-                       (size_t)g.l * sizeof *dyt);
+    for (j.s0 = 0; j.s0 < g.n; j.s0 += chunk) {
+        int64_t cs = j.s0 + chunk <= g.n ? chunk : g.n - j.s0;
+        int ld = (int)(j.ld = cs * g.l);
+        conv_job_run(&g, c->par, cs, gather_dy_range, &j);
         if (dw) {
-            for (int64_t q = 0; q < cs; q++)
-                im2col(&g, x + (s0 + q) * chw, col + q * g.l, ld);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, (int)ld, 1.0f, dyt, (int)ld,
-                        col, (int)ld, 1.0f, dw, k);
+            conv_job_run(&g, c->par, cs, im2col_range, &j);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, ld, 1.0f, j.yt, ld, j.col,
+                        ld, 1.0f, dw, k);
         }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ld, o, 1.0f, w, k, dyt,
-                        (int)ld, 0.0f, col, (int)ld);
-            for (int64_t q = 0; q < cs; q++)
-                col2im_add(&g, col + q * g.l, ld, dx + (s0 + q) * chw);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ld, o, 1.0f, w, k, j.yt, ld,
+                        0.0f, j.col, ld);
+            conv_job_run(&g, c->par, cs, col2im_range, &j);
         }
     }
 }
 
 const kl__op_def kl__op_conv2d = {.name = "conv2d",
                                   .min_in = 2,
-                                  .max_in = 2,
+                                  .max_in = 3,
                                   .shape = conv_shape,
                                   .cpu = {.forward = conv_forward, .backward = conv_backward},
                                   .cuda = KL__CUDA_KERNELS(conv2d)};
@@ -275,4 +463,11 @@ kl_node kl_conv2d(kl_graph *g, kl_node x, kl_node w, int stride, int pad)
 {
     kl__attr at = {.conv = {stride, pad}};
     return kl__graph_add(g, KL__OP_CONV2D, (kl_node[]){x, w}, 2, &at);
+}
+
+/* kl_conv2d then kl_bias_add with b (O), as one op: the same values, bit for bit. */
+kl_node kl_conv2d_bias(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride, int pad)
+{
+    kl__attr at = {.conv = {stride, pad}};
+    return kl__graph_add(g, KL__OP_CONV2D, (kl_node[]){x, w, b}, 3, &at);
 }

@@ -86,33 +86,50 @@ static void scale_backward(kl__ctx *c)
 
 /* Activations. Backward kernels read x or y, whichever gives the derivative most cheaply. */
 
-static kl_status relu_forward(kl__ctx *c, kl_error *err)
+/* ReLU runs on the graph's pool (ops/par.h) in ranges of whole cache lines; elementwise, so
+ * every split gives the same bits. */
+#define ELEM_GRAIN   1024
+#define ELEM_PAR_MIN 32768
+
+static void relu_range(void *arg, int64_t lo, int64_t hi)
 {
+    const kl__ctx *c = arg;
     const float *x = kl_f32(c->in[0]);
     float *y = kl_f32(c->out);
-    for (int64_t i = 0, end = kl_numel(c->out); i < end; i++)
+    for (int64_t i = lo; i < hi; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static kl_status relu_forward(kl__ctx *c, kl_error *err)
+{
+    (void)err;
+    kl__par_for(c->par, kl_numel(c->out), ELEM_GRAIN, ELEM_PAR_MIN, relu_range, c);
     return KL_OK;
 }
 
 /* dy is loaded whatever the sign of x so that the select vectorises (a conditional load would
  * be a data-dependent branch); dx and dy never share storage (the plan keeps both alive here). */
-static void relu_backward(kl__ctx *c)
+static void relu_back_range(void *arg, int64_t lo, int64_t hi)
 {
+    const kl__ctx *c = arg;
     const float *restrict x = kl_f32(c->in[0]), *restrict dy = kl_f32(c->dout);
     float *restrict dx = kl_f32(c->din[0]);
-    int64_t n = kl_numel(c->dout);
     if (c->din_fresh[0]) {
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             float g = dy[i];
             dx[i] = x[i] > 0.0f ? g : 0.0f;
         }
     } else {
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             float g = dy[i];
             dx[i] += x[i] > 0.0f ? g : 0.0f;
         }
     }
+}
+
+static void relu_backward(kl__ctx *c)
+{
+    kl__par_for(c->par, kl_numel(c->dout), ELEM_GRAIN, ELEM_PAR_MIN, relu_back_range, c);
 }
 
 static kl_status leaky_relu_forward(kl__ctx *c, kl_error *err)

@@ -198,48 +198,92 @@ static void bias_dims(const kl_tensor *x, int64_t *outer, int64_t *ch, int64_t *
     *inner = kl_numel(x) / (*outer * *ch);
 }
 
-static kl_status bias_add_forward(kl__ctx *c, kl_error *err)
+/* bias_add runs on the graph's pool (ops/par.h): forward and dx over rows (o, k) of inner
+ * elements, db over channels, each channel summed over o in order by one thread, so every split
+ * gives the same bits. Loops under BIAS_PAR_MIN floats stay on the calling thread. */
+#define BIAS_PAR_MIN 32768
+
+static void bias_rows(void *arg, int64_t lo, int64_t hi)
 {
+    const kl__ctx *c = arg;
     int64_t outer, ch, inner;
     bias_dims(c->in[0], &outer, &ch, &inner);
     const float *x = kl_f32(c->in[0]), *b = kl_f32(c->in[1]);
     float *y = kl_f32(c->out);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < ch; k++) {
-            size_t base = (size_t)((o * ch + k) * inner);
-            for (int64_t i = 0; i < inner; i++)
-                y[base + i] = x[base + i] + b[k];
-        }
+    for (int64_t r = lo; r < hi; r++) {
+        size_t base = (size_t)(r * inner);
+        float bk = b[r % ch];
+        for (int64_t i = 0; i < inner; i++)
+            y[base + i] = x[base + i] + bk;
+    }
+}
+
+static int64_t bias_min_rows(const kl_tensor *x, int64_t rows)
+{
+    return BIAS_PAR_MIN / (kl_numel(x) / rows) + 1;
+}
+
+static kl_status bias_add_forward(kl__ctx *c, kl_error *err)
+{
+    (void)err;
+    int64_t outer, ch, inner;
+    bias_dims(c->in[0], &outer, &ch, &inner);
+    kl__par_for(c->par, outer * ch, 1, bias_min_rows(c->in[0], outer * ch), bias_rows, c);
     return KL_OK;
+}
+
+static void bias_dx_range(void *arg, int64_t lo, int64_t hi)
+{
+    const kl__ctx *c = arg;
+    const float *dy = kl_f32(c->dout);
+    float *dx = kl_f32(c->din[0]);
+    const bool fresh = c->din_fresh[0];
+    for (int64_t i = lo; i < hi; i++)
+        dx[i] = (fresh ? 0.0f : dx[i]) + dy[i];
+}
+
+typedef struct bias_grad_job {
+    const float *dy; /* (outer, ch, inner) */
+    int64_t outer, ch, inner;
+    float *db; /* (ch) */
+} bias_grad_job;
+
+static void bias_db_channels(void *arg, int64_t lo, int64_t hi)
+{
+    const bias_grad_job *j = arg;
+    int64_t ch = j->ch, inner = j->inner;
+    for (int64_t o = 0; o < j->outer; o++)
+        for (int64_t k = lo; k < hi; k++) {
+            const float *row = j->dy + (size_t)((o * ch + k) * inner);
+            /* Four partial sums break the add-latency chain (fixed order: deterministic). */
+            double s4[4] = {0, 0, 0, 0};
+            int64_t i = 0;
+            for (; i + 4 <= inner; i += 4)
+                for (int q = 0; q < 4; q++)
+                    s4[q] += row[i + q];
+            for (; i < inner; i++)
+                s4[0] += row[i];
+            j->db[k] += (float)((s4[0] + s4[1]) + (s4[2] + s4[3]));
+        }
+}
+
+void kl__bias_grad(kl__par *par, const float *dy, int64_t outer, int64_t ch, int64_t inner,
+                   float *db)
+{
+    bias_grad_job j = {dy, outer, ch, inner, db};
+    if (outer * inner <= 0)
+        return;
+    kl__par_for(par, ch, 1, BIAS_PAR_MIN / (outer * inner) + 1, bias_db_channels, &j);
 }
 
 static void bias_add_backward(kl__ctx *c)
 {
     int64_t outer, ch, inner;
     bias_dims(c->in[0], &outer, &ch, &inner);
-    const float *dy = kl_f32(c->dout);
-    if (c->din[0]) {
-        float *dx = kl_f32(c->din[0]);
-        const bool fresh = c->din_fresh[0];
-        for (int64_t i = 0, end = kl_numel(c->dout); i < end; i++)
-            dx[i] = (fresh ? 0.0f : dx[i]) + dy[i];
-    }
-    if (c->din[1]) {
-        float *db = kl_f32(c->din[1]);
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t k = 0; k < ch; k++) {
-                const float *row = dy + (size_t)((o * ch + k) * inner);
-                /* Four partial sums break the add-latency chain (fixed order: deterministic). */
-                double s4[4] = {0, 0, 0, 0};
-                int64_t i = 0;
-                for (; i + 4 <= inner; i += 4)
-                    for (int q = 0; q < 4; q++)
-                        s4[q] += row[i + q];
-                for (; i < inner; i++)
-                    s4[0] += row[i];
-                db[k] += (float)((s4[0] + s4[1]) + (s4[2] + s4[3]));
-            }
-    }
+    if (c->din[0])
+        kl__par_for(c->par, kl_numel(c->dout), 1024, BIAS_PAR_MIN, bias_dx_range, c);
+    if (c->din[1])
+        kl__bias_grad(c->par, kl_f32(c->dout), outer, ch, inner, kl_f32(c->din[1]));
 }
 
 const kl__op_def kl__op_bias_add = {

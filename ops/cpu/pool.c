@@ -79,82 +79,122 @@ static void pool_window(const pool_geom *g, int64_t oi, int64_t oj, int64_t *h0,
 
 /* Padding counts as -inf, so only the clipped window is scanned. Ties go to the first maximum in
  * row-major order; a NaN wins over numbers (it propagates, as in PyTorch). */
-/* The 2x2, stride 2, unpadded window of most CNNs, compared pairwise without branches; a window
- * holding a NaN goes through the general scan, which propagates it. Returns false when the
- * window has a NaN. */
-static inline bool max4(const float *r0, const float *r1, int64_t i0, int64_t w, float *out,
-                        int32_t *arg)
+/* Whether v replaces the running maximum bv: larger, or the first NaN (v != v is a NaN test: a
+ * NaN wins once, as PyTorch's max pool propagates it). A select, not a branch: which element wins
+ * is data, and a mispredicted branch per window cost more than the scan. */
+static inline bool max_takes(float v, float bv)
 {
-    float a = r0[0], b = r0[1], c = r1[0], d = r1[1];
-    if ((a != a) | (b != b) | (c != c) | (d != d))
-        return false;
-    float m01 = b > a ? b : a, m23 = d > c ? d : c;
-    int64_t a01 = b > a ? i0 + 1 : i0, a23 = d > c ? i0 + w + 1 : i0 + w;
-    *out = m23 > m01 ? m23 : m01; /* ties keep the first in row-major order */
-    *arg = (int32_t)(m23 > m01 ? a23 : a01);
-    return true;
+    return (v > bv) | ((v != v) & (bv == bv));
 }
 
-static kl_status max_pool_forward(kl__ctx *c, kl_error *err)
+/* A row of the 2x2, stride 2, unpadded windows of most CNNs, compared pairwise without branches
+ * so that the compiler vectorises across windows (ties keep the first in row-major order, as the
+ * general scan does). A NaN is only noted: false sends the row through the general scan, which
+ * propagates it. i0 is the row's first input index in its (H, W) plane. */
+static bool max_row2(const float *restrict r0, const float *restrict r1, int64_t ow, int32_t i0,
+                     int32_t w, float *restrict y, int32_t *restrict arg)
 {
+    int32_t nan = 0;
+    for (int64_t oj = 0; oj < ow; oj++) {
+        float a = r0[2 * oj], b = r0[2 * oj + 1], c = r1[2 * oj], d = r1[2 * oj + 1];
+        int32_t ia = i0 + 2 * (int32_t)oj;
+        nan |= (a != a) | (b != b) | (c != c) | (d != d);
+        float m01 = b > a ? b : a, m23 = d > c ? d : c;
+        int32_t a01 = b > a ? ia + 1 : ia, a23 = d > c ? ia + w + 1 : ia + w;
+        y[oj] = m23 > m01 ? m23 : m01;
+        arg[oj] = m23 > m01 ? a23 : a01;
+    }
+    return nan == 0;
+}
+
+/* The pools run on the graph's pool (ops/par.h) over planes: each plane's outputs and gradients
+ * are its own, so every split gives the same bits. Below POOL_PAR_MIN input floats they stay on
+ * the calling thread. */
+#define POOL_PAR_MIN 16384
+
+static int64_t pool_par_min(const pool_geom *g)
+{
+    return POOL_PAR_MIN / (g->h * g->w) + 1;
+}
+
+static void max_pool_planes(void *arg_, int64_t lo, int64_t hi)
+{
+    const kl__ctx *c = arg_;
     pool_geom g = pool_geom_of(c);
     bool fast = g.k == 2 && g.stride == 2 && g.pad == 0;
-    const float *x = kl_f32(c->in[0]);  /* (N*C, H, W) */
-    float *y = kl_f32(c->out);          /* (N*C, OH, OW) */
-    int32_t *arg = (int32_t *)c->saved; /* (N*C, OH, OW): flat index into the (H, W) plane */
-    for (int64_t p = 0; p < g.planes; p++) {
+    int64_t per = g.oh * g.ow;
+    const float *x = kl_f32(c->in[0]);             /* (N*C, H, W) */
+    float *y = kl_f32(c->out) + lo * per;          /* (N*C, OH, OW) */
+    int32_t *arg = (int32_t *)c->saved + lo * per; /* (N*C, OH, OW): flat index into (H, W) */
+    for (int64_t p = lo; p < hi; p++) {
         const float *xp = x + p * g.h * g.w;
-        for (int64_t oi = 0; oi < g.oh; oi++)
+        for (int64_t oi = 0; oi < g.oh; oi++) {
+            int64_t i0 = 2 * oi * g.w;
+            if (fast && max_row2(xp + i0, xp + i0 + g.w, g.ow, (int32_t)i0, (int32_t)g.w, y, arg)) {
+                y += g.ow;
+                arg += g.ow;
+                continue;
+            }
             for (int64_t oj = 0; oj < g.ow; oj++, y++, arg++) {
-                int64_t i0 = 2 * oi * g.w + 2 * oj;
-                if (fast && max4(xp + i0, xp + i0 + g.w, i0, g.w, y, arg))
-                    continue;
                 int64_t h0, h1, w0, w1;
                 pool_window(&g, oi, oj, &h0, &h1, &w0, &w1);
                 int64_t best = h0 * g.w + w0;
                 float bv = xp[best];
-                /* v != v is a NaN test: a NaN wins once, as PyTorch's max pool propagates it. */
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) {
-                        /* Selects, not branches: which element wins is data, and a
-                         * mispredicted branch per window cost more than the scan. */
                         float v = xp[ih * g.w + iw];
-                        bool take = (v > bv) | ((v != v) & (bv == bv));
+                        bool take = max_takes(v, bv);
                         bv = take ? v : bv;
                         best = take ? ih * g.w + iw : best;
                     }
                 *y = bv;
                 *arg = (int32_t)best;
             }
+        }
     }
+}
+
+static kl_status max_pool_forward(kl__ctx *c, kl_error *err)
+{
+    (void)err;
+    pool_geom g = pool_geom_of(c);
+    kl__par_for(c->par, g.planes, 1, pool_par_min(&g), max_pool_planes, c);
     return KL_OK;
 }
 
 /* Each output's gradient goes to the input element that was its maximum; overlapping windows
  * that share a maximum add up. */
-static void max_pool_backward(kl__ctx *c)
+static void max_pool_back_planes(void *arg_, int64_t lo, int64_t hi)
 {
+    kl__ctx *c = arg_;
     pool_geom g = pool_geom_of(c);
     const float *dy = kl_f32(c->dout);        /* (N*C, OH, OW) */
     const int32_t *arg = (int32_t *)c->saved; /* (N*C, OH, OW) */
     float *dx = kl_f32(c->din[0]);            /* (N*C, H, W) */
     int64_t per = g.oh * g.ow;
-    for (int64_t p = 0; p < g.planes; p++) {
+    for (int64_t p = lo; p < hi; p++) {
         float *dxp = dx + p * g.h * g.w;
         for (int64_t i = 0; i < per; i++)
             dxp[arg[p * per + i]] += dy[p * per + i];
     }
 }
 
-/* The divisor is always k*k, padding included (PyTorch's count_include_pad=True): with floor
- * output sizes no window reaches past the padding, so every window has k*k slots. */
-static kl_status avg_pool_forward(kl__ctx *c, kl_error *err)
+static void max_pool_backward(kl__ctx *c)
 {
     pool_geom g = pool_geom_of(c);
-    const float *x = kl_f32(c->in[0]); /* (N*C, H, W) */
-    float *y = kl_f32(c->out);         /* (N*C, OH, OW) */
+    kl__par_for(c->par, g.planes, 1, pool_par_min(&g), max_pool_back_planes, c);
+}
+
+/* The divisor is always k*k, padding included (PyTorch's count_include_pad=True): with floor
+ * output sizes no window reaches past the padding, so every window has k*k slots. */
+static void avg_pool_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const kl__ctx *c = arg;
+    pool_geom g = pool_geom_of(c);
+    const float *x = kl_f32(c->in[0]);            /* (N*C, H, W) */
+    float *y = kl_f32(c->out) + lo * g.oh * g.ow; /* (N*C, OH, OW) */
     float inv = 1.0f / (float)(g.k * g.k);
-    for (int64_t p = 0; p < g.planes; p++) {
+    for (int64_t p = lo; p < hi; p++) {
         const float *xp = x + p * g.h * g.w;
         for (int64_t oi = 0; oi < g.oh; oi++)
             for (int64_t oj = 0; oj < g.ow; oj++, y++) {
@@ -167,16 +207,24 @@ static kl_status avg_pool_forward(kl__ctx *c, kl_error *err)
                 *y = s * inv;
             }
     }
+}
+
+static kl_status avg_pool_forward(kl__ctx *c, kl_error *err)
+{
+    (void)err;
+    pool_geom g = pool_geom_of(c);
+    kl__par_for(c->par, g.planes, 1, pool_par_min(&g), avg_pool_planes, c);
     return KL_OK;
 }
 
-static void avg_pool_backward(kl__ctx *c)
+static void avg_pool_back_planes(void *arg, int64_t lo, int64_t hi)
 {
+    const kl__ctx *c = arg;
     pool_geom g = pool_geom_of(c);
-    const float *dy = kl_f32(c->dout); /* (N*C, OH, OW) */
-    float *dx = kl_f32(c->din[0]);     /* (N*C, H, W) */
+    const float *dy = kl_f32(c->dout) + lo * g.oh * g.ow; /* (N*C, OH, OW) */
+    float *dx = kl_f32(c->din[0]);                        /* (N*C, H, W) */
     float inv = 1.0f / (float)(g.k * g.k);
-    for (int64_t p = 0; p < g.planes; p++) {
+    for (int64_t p = lo; p < hi; p++) {
         float *dxp = dx + p * g.h * g.w;
         for (int64_t oi = 0; oi < g.oh; oi++)
             for (int64_t oj = 0; oj < g.ow; oj++, dy++) {
@@ -188,6 +236,12 @@ static void avg_pool_backward(kl__ctx *c)
                         dxp[ih * g.w + iw] += d;
             }
     }
+}
+
+static void avg_pool_backward(kl__ctx *c)
+{
+    pool_geom g = pool_geom_of(c);
+    kl__par_for(c->par, g.planes, 1, pool_par_min(&g), avg_pool_back_planes, c);
 }
 
 const kl__op_def kl__op_max_pool2d = {

@@ -125,6 +125,10 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
     cudaStream_t s = kl__cu_stream(c);
     const float *x = kl_f32(c->in[0]), *w = kl_f32(c->in[1]);
     float *y = kl_f32(c->out);
+    if (c->nin > 2)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "conv2d: a fused bias (kl_conv2d_bias) is not supported on CUDA yet; "
+                            "use kl_conv2d and kl_bias_add");
     if (conv_is_pointwise(&g)) {
         kl_status st = pointwise_forward(c, &g, x, w, y, err);
         return st ? st : kl__cu_launched("conv2d", err);

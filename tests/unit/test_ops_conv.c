@@ -19,6 +19,19 @@ static kl_node build_conv(kl_graph *g, const kl_node *leaves, void *ctx)
     return kl_conv2d(g, leaves[0], leaves[1], cc->stride, cc->pad);
 }
 
+/* conv2d with its bias fused (kl_conv2d_bias), and the same as two ops. */
+static kl_node build_conv_bias(kl_graph *g, const kl_node *leaves, void *ctx)
+{
+    const conv_case *cc = ctx;
+    return kl_conv2d_bias(g, leaves[0], leaves[1], leaves[2], cc->stride, cc->pad);
+}
+
+static kl_node build_conv_then_bias(kl_graph *g, const kl_node *leaves, void *ctx)
+{
+    const conv_case *cc = ctx;
+    return kl_bias_add(g, kl_conv2d(g, leaves[0], leaves[1], cc->stride, cc->pad), leaves[2]);
+}
+
 /* Two convolutions of the same x, summed: x's gradient must be the sum of both backward passes,
  * which only holds if the kernel adds into dx. */
 static kl_node build_conv_twice(kl_graph *g, const kl_node *leaves, void *ctx)
@@ -195,6 +208,55 @@ static void test_gradients(void)
     gradcheck("grad x shared by two pointwise convs", shared1, 3, build_conv_twice, &pw);
 }
 
+/* The fused bias: finite-difference gradients of x, w and b, and the same bits as conv2d then
+ * bias_add (forward and every gradient), on the im2col and the pointwise paths. */
+static void test_fused_bias(void)
+{
+    const struct {
+        const char *label;
+        kl_shape xs, ws;
+        conv_case cc;
+    } cases[] = {
+        {"bias 3x3 s1 p1", KL_SHAPE(3, 2, 6, 5), KL_SHAPE(4, 2, 3, 3), {1, 1}},
+        {"bias 3x3 s2 p0", KL_SHAPE(2, 3, 7, 7), KL_SHAPE(3, 3, 3, 3), {2, 0}},
+        {"bias 1x1 (pointwise)", KL_SHAPE(2, 3, 5, 4), KL_SHAPE(4, 3, 1, 1), {1, 0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        gc_leaf leaves[3] = {gc_in(cases[i].xs), gc_w(cases[i].ws),
+                             gc_w(KL_SHAPE(cases[i].ws.d[0]))};
+        gradcheck(cases[i].label, leaves, 3, build_conv_bias, (void *)&cases[i].cc);
+        gc_graph a, b;
+        kl_error err = {0};
+        gc_opts o = gc_defaults();
+        bool ok = gc_setup(&a, leaves, 3, build_conv_bias, (void *)&cases[i].cc, &o) == 0 &&
+                  gc_setup(&b, leaves, 3, build_conv_then_bias, (void *)&cases[i].cc, &o) == 0;
+        ok = ok && kl_graph_forward(a.g, &err) == KL_OK && kl_graph_backward(a.g, &err) == KL_OK;
+        ok = ok && kl_graph_forward(b.g, &err) == KL_OK && kl_graph_backward(b.g, &err) == KL_OK;
+        if (check_(ok, __FILE__, __LINE__, cases[i].label)) {
+            const kl_tensor *ya = kl_graph_value(a.g, a.out), *yb = kl_graph_value(b.g, b.out);
+            CHECK(kl_numel(ya) == kl_numel(yb) &&
+                  memcmp(kl_f32(ya), kl_f32(yb), (size_t)kl_numel(ya) * sizeof(float)) == 0);
+            for (int l = 0; l < 3; l++) {
+                const kl_tensor *ga = kl_graph_grad(a.g, a.leaf[l]);
+                const kl_tensor *gb = kl_graph_grad(b.g, b.leaf[l]);
+                CHECK(memcmp(kl_f32(ga), kl_f32(gb), (size_t)kl_numel(ga) * sizeof(float)) == 0);
+            }
+        }
+        kl_graph_free(a.g);
+        kl_graph_free(b.g);
+    }
+    /* A bias that is not one float per filter. */
+    kl_graph *g = kl_graph_new();
+    kl_node x = kl_input(g, "x", KL_F32, KL_SHAPE(2, 5, 5));
+    kl_node w = kl_param(g, "w", KL_SHAPE(4, 2, 3, 3), (kl_init){KL_INIT_ZEROS, 0, 0}, 0);
+    kl_node b = kl_param(g, "b", KL_SHAPE(3), (kl_init){KL_INIT_ZEROS, 0, 0}, 0);
+    CHECK(kl_conv2d_bias(g, x, w, b, 1, 1) == KL_NONE);
+    kl_error err = {0};
+    CHECK(kl_graph_status(g, &err) == KL_ESHAPE);
+    CHECK(strstr(err.msg, "bias") != NULL);
+    kl_graph_free(g);
+}
+
 /* kl_graph_backward adds into the parameter gradients: two passes give twice one pass. */
 static void test_weight_grad_accumulates(void)
 {
@@ -334,6 +396,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_forward_by_hand), CHECK_CASE(test_against_direct_cases),
     CHECK_CASE(test_gradients),       CHECK_CASE(test_weight_grad_accumulates),
     CHECK_CASE(test_shape_errors),    CHECK_CASE(test_chunked_batch),
+    CHECK_CASE(test_fused_bias),
 };
 
 int main(int argc, char **argv)
