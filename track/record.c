@@ -344,6 +344,12 @@ static void save(kl_run_recorder *r, kl_runs_index *ix)
 /* The folder's id under the root: dir without "root/". */
 static char *id_of(const char *root, const char *dir)
 {
+    /* A relative folder directly under the working directory ("--dir s"): its root is ".". */
+    if (!strcmp(root, ".") && dir[0] != '/') {
+        while (!strncmp(dir, "./", 2))
+            dir += 2;
+        return strdup(dir);
+    }
     size_t n = strlen(root);
     if (!strncmp(dir, root, n) && dir[n] == '/')
         return strdup(dir + n + 1);

@@ -114,6 +114,11 @@ check "trial lineage" [ "$(json sweeps/s1/trials/trial-0001/run.json "d['lineage
 expect 0 's1/trials/trial-0001 +finished' -- runs --root sweeps list --where kind=trial
 expect 0 'sweep +.*/sweeps/s1, trial 1' -- runs --root sweeps show trial-0001
 expect 1 "run 'trials' is ambiguous|no run 'trials'" -- runs --root sweeps show trials
+# a sweep folder directly under the working directory: its root is "." and the trials are
+# indexed there, with no warning
+expect 0 'best: trial' -- tune sweep.yaml --dir s2
+check "no indexing warning for --dir s2" bash -c "! grep -q 'run record' '$out'"
+expect 0 's2/trials/trial-0001 +finished' -- runs --root . list --where kind=trial
 
 # export records the run and checkpoint
 expect 0 "lineage: run $tmp/runs/fast" -- export runs/fast -o fast.h5
