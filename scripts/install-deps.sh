@@ -20,15 +20,17 @@ build_pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenb
 # exports ONNX models) for the ONNX importer's tests; ONNX Runtime comes from the npm registry
 # where npm is installed (tests/onnx/ skips it otherwise); python3-xgboost trains the boosters
 # kiln's XGBoost scoring is checked against, python3-sklearn the models of the scikit-learn test;
-# python3-yaml reads model files' /config in tests/cli/formats_reader.py.
+# python3-yaml reads model files' /config in tests/cli/formats_reader.py; iproute2 (`ip`) makes
+# the network namespaces of the simulated cluster's tests (tests/cluster/).
 test_pkgs=(python3 python3-numpy python3-h5py python3-yaml procps libxml2-utils curl clang
     libclang-rt-14-dev prometheus chromium libonnx-testdata python3-onnx python3-torch
-    python3-xgboost python3-sklearn)
+    python3-xgboost python3-sklearn iproute2)
 # Real data: Fashion-MNIST (IDX, gzip) in /usr/share/datasets/fashion-mnist/.
 data_pkgs=(dataset-fashion-mnist)
 # The peers bench/ measures against (PyTorch 1.13 CPU, Optuna 3.1) and the tools of the serving
-# benchmark (wrk, the load generator; nginx, the HTTP ceiling); never a test dependency.
-bench_pkgs=(python3-torch python3-optuna wrk nginx)
+# benchmark (wrk, the load generator; nginx, the HTTP ceiling), iperf3 (the simulated cluster's
+# link probe, bench/cluster/probe.sh); never a test dependency.
+bench_pkgs=(python3-torch python3-optuna wrk nginx iperf3)
 
 usage() {
     cat <<EOF
