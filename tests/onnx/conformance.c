@@ -124,7 +124,7 @@ static int run_sets(kl_onnx *m, const char *dir, char *why, size_t wlen)
 {
     int rc = 0, sets = 0;
     for (int s = 0; s < 16 && rc == 0; s++) {
-        char path[1024];
+        char path[1200]; /* the case folder (up to 1100) and a data-set file name */
         snprintf(path, sizeof path, "%s/test_data_set_%d/input_0.pb", dir, s);
         FILE *probe = fopen(path, "rb");
         if (!probe)
@@ -187,7 +187,7 @@ static int run_sets(kl_onnx *m, const char *dir, char *why, size_t wlen)
 /* The batch the first input of the first data set holds, to load a dynamic-batch model with. */
 static int64_t first_batch(const char *dir)
 {
-    char path[1024];
+    char path[1200]; /* the case folder (up to 1100) and a data-set file name */
     int64_t cnt, d0 = 1;
     snprintf(path, sizeof path, "%s/test_data_set_0/input_0.pb", dir);
     free(read_tensor(path, &cnt, &d0));

@@ -125,11 +125,9 @@ static void other_value(const kl__field *f, const char *def, char *text, char *p
         default:
             break;
         }
-        if (f->type == KL__F_STR)
-            snprintf(printed, cap, "\"%s\"", text);
-        else
-            snprintf(printed, cap, "%s", text);
-        if (strcmp(printed, def) != 0)
+        int w = f->type == KL__F_STR ? snprintf(printed, cap, "\"%s\"", text)
+                                     : snprintf(printed, cap, "%s", text);
+        if (w >= 0 && (size_t)w < cap && strcmp(printed, def) != 0)
             return;
     }
 }
