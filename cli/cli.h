@@ -35,11 +35,6 @@ int kl__cli_data(int argc, char **argv);
 /* kiln train (cli/train.c): trains from a YAML config; handles its own --help. */
 int kl__cli_train(int argc, char **argv);
 
-/* SIGTERM, SIGINT and SIGUSR1 request a stop (kl_stop_request): the trainers checkpoint and stop,
- * and inside a quit phase (kl_stop_quit_begin) the process ends at once; a second SIGINT ends the
- * process at once. Shared by train, tune, export, predict and serve (cli/train.c). */
-void kl__cli_catch_stop_signals(void);
-
 /* kiln tune (cli/tune.c): runs, resumes, reports or simulates a sweep; handles its own --help. */
 int kl__cli_tune(int argc, char **argv);
 

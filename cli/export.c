@@ -260,7 +260,7 @@ int kl__cli_export(int argc, char **argv)
     kl_error err = {0};
     kl_modelfile *mf = NULL;
     /* A stop ends it at once, taking the model file's temporary with it (kl_ckpt_create). */
-    kl__cli_catch_stop_signals();
+    kl_stop_catch_signals();
     kl_stop_quit_begin("kiln export", "while exporting");
     rc = kl_modelfile_export(ckpt, o.output, &o.x, &err) != KL_OK ||
          kl_modelfile_load(o.output, 1, &mf, &err) != KL_OK;

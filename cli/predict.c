@@ -306,7 +306,7 @@ int kl__cli_predict(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
     /* Nothing here is worth saving: a stop ends it at once, in reading, scoring or writing. */
-    kl__cli_catch_stop_signals();
+    kl_stop_catch_signals();
     kl_stop_quit_begin("kiln predict", "while scoring");
     rc = predict(&o);
     kl_stop_quit_end();

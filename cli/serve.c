@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "kiln/device.h"
 #include "kiln/serve.h"
+#include "kiln/stop.h"
 #include "kiln/track.h"
 
 static const char serve_help[] =
@@ -246,7 +247,7 @@ int kl__cli_serve(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    kl__cli_catch_stop_signals();
+    kl_stop_catch_signals();
     kl_error err = {0};
     kl_server *s = NULL;
     if (kl_server_start(&o, &s, &err) != KL_OK) {

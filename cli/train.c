@@ -2,7 +2,6 @@
  * trainer with a reporter. Everything it does is a call into runtime/ or trainers/. */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,28 +336,6 @@ static kl_status check_name(const kl_config *cfg, const train_opts *o, kl_error 
                         dir);
 }
 
-/* SIGTERM, SIGINT and SIGUSR1 request a stop: the trainer checkpoints and stops, a quit phase
- * ends the process; a second SIGINT (an impatient Ctrl-C) ends the process at once. */
-static void on_signal(int signo)
-{
-    if (signo == SIGINT && kl_stop_signal() == SIGINT) {
-        signal(SIGINT, SIG_DFL);
-        raise(SIGINT);
-        return;
-    }
-    kl_stop_request(signo);
-}
-
-void kl__cli_catch_stop_signals(void)
-{
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
-        sigaction(sigs[i], &sa, NULL);
-}
-
 /* Under Slurm a run without a name is named after the job ("<job name>-<job id>"), which a
  * requeued job keeps, so a requeued start (SLURM_RESTART_COUNT > 0) of such a run continues it as
  * --auto-resume would instead of starting over in a new folder. Returns 1 out of memory. */
@@ -529,7 +506,7 @@ int kl__cli_train(int argc, char **argv)
     }
     /* From the start: until training begins a stop ends the process at once (a quit phase),
      * except while the data loads, which honours it itself (KL_ESTOPPED). */
-    kl__cli_catch_stop_signals();
+    kl_stop_catch_signals();
     if (kl_comm_world(NULL, NULL, &comm, &err) != KL_OK) {
         rc = fail(&err);
         goto out;

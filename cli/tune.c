@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "kiln/launch.h"
 #include "kiln/simulate.h"
+#include "kiln/stop.h"
 #include "kiln/sweep.h"
 #include "kiln/train.h"
 #include "kiln/tune.h"
@@ -250,7 +251,7 @@ int kl__cli_tune(int argc, char **argv)
         fprintf(stderr, "kiln tune: %s\n", err.msg);
         return 1;
     }
-    kl__cli_catch_stop_signals();
+    kl_stop_catch_signals();
     bool lead = kl_comm_rank(world) == 0;
     kl_launch_check_world(kl_comm_size(world), kl_comm_rank(world), stderr);
     slurm_resume(&o, lead);

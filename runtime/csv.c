@@ -1,7 +1,7 @@
 /* CSV text, shared by the training loader (trainers/data_csv.c), kiln predict's label-less
  * reader (trainers/predict_io.c) and the server's feature tables (serve/patterns/lookup.c):
- * lines, blank lines, field counts and fields split in place. Only the text: what a column
- * means is the caller's. */
+ * lines, blank lines, field counts and fields split in place; and fields written, for the CSV
+ * files kiln writes. Only the text: what a column means is the caller's. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -114,4 +114,23 @@ bool kl__csv_number(const char *field, double *v)
     /* Below 0x1.ffffffp127 a double rounds to at most FLT_MAX as a float; from there on it would
      * become Inf in an f32 tensor. */
     return *end == '\0' && isfinite(*v) && errno != ERANGE && fabs(*v) < 0x1.ffffffp127;
+}
+
+void kl__csv_put_field(FILE *f, const char *prefix, const char *s)
+{
+    size_t n = strlen(s);
+    bool edge = n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t');
+    if (!edge && !strpbrk(s, ",\"\r\n") && !strpbrk(prefix, ",\"\r\n")) {
+        fputs(prefix, f);
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (int part = 0; part < 2; part++)
+        for (const char *c = part ? s : prefix; *c; c++) {
+            if (*c == '"')
+                fputc('"', f);
+            fputc(*c, f);
+        }
+    fputc('"', f);
 }

@@ -1,12 +1,13 @@
 /* CSV text (runtime/csv.c): the next line at *pos, NUL-terminated in place ("\r\n" handled; NULL
  * at the end); whether a line is blank; its field count; and its fields split in place, trimmed
- * of blanks and of surrounding double quotes. */
+ * of blanks and of surrounding double quotes. And the one writer of a CSV field. */
 #ifndef KILN_RUNTIME_CSV_H
 #define KILN_RUNTIME_CSV_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kiln/status.h"
 
@@ -32,5 +33,10 @@ bool kl__csv_number(const char *field, double *v);
  * length bounds, before it allocates anything. */
 kl_status kl__csv_count_rows(const char *text, size_t len, size_t pos, int64_t line, size_t ncols,
                              const char *path, int64_t *rows, kl_error *err);
+
+/* Writes prefix then s to f as one CSV field (RFC 4180): in double quotes, with its quotes
+ * doubled, when it holds a comma, a quote or a line break, or starts or ends with a blank (which
+ * a reader trims otherwise). For kiln predict's, kiln tune's and --simulate's CSV files. */
+void kl__csv_put_field(FILE *f, const char *prefix, const char *s);
 
 #endif

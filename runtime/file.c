@@ -1,13 +1,14 @@
 /* Reading a whole file into one NUL-terminated buffer (runtime/file.h). Config, sweep and CSV
- * files, curve tables and the coordinator's sweep copy all come through here. The buffer starts
- * small and doubles, so a file's size is never taken from fstat, which a pipe or a file that is
- * still growing would get wrong. */
+ * files, curve tables, ONNX models and the coordinator's sweep copy all come through here. The
+ * buffer starts small and doubles, so a file's size is never taken from fstat, which a pipe or a
+ * file that is still growing would get wrong. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/file.h"
 
@@ -72,4 +73,27 @@ char *kl__file_read_polled(const char *path, const char *what, kl__file_poll_fn 
 char *kl__file_read(const char *path, const char *what, size_t *len, kl_error *err)
 {
     return kl__file_read_polled(path, what, NULL, len, err);
+}
+
+int kl__mkdirs(const char *path)
+{
+    char *buf = strdup(path);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = 0;
+    for (char *p = buf; *p && rc == 0; p++)
+        if (*p == '/' && p > buf) {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                rc = -1;
+            *p = '/';
+        }
+    if (rc == 0 && mkdir(buf, 0755) != 0 && errno != EEXIST)
+        rc = -1;
+    int saved = errno;
+    free(buf);
+    errno = saved;
+    return rc;
 }

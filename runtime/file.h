@@ -1,6 +1,7 @@
 /* Whole files read into memory (runtime/file.c): config and sweep files, curve tables, journals'
- * sweep copies, CSV data. One reader, so that every caller gets the same checks (short reads,
- * read errors, sizes that would overflow) and a message that names the file. */
+ * sweep copies, CSV data, ONNX models. One reader, so that every caller gets the same checks
+ * (short reads, read errors, sizes that would overflow) and a message that names the file. And
+ * the one mkdir -p, for run, trial and export folders. */
 #ifndef KILN_RUNTIME_FILE_H
 #define KILN_RUNTIME_FILE_H
 
@@ -24,5 +25,9 @@ char *kl__file_read(const char *path, const char *what, size_t *len, kl_error *e
  * file can be ended between blocks; NULL with poll's error when it says stop. */
 char *kl__file_read_polled(const char *path, const char *what, kl__file_poll_fn poll, size_t *len,
                            kl_error *err);
+
+/* mkdir -p: path and every missing folder above it, mode 0755; one that exists already is no
+ * error. 0, or -1 with errno set (ENOMEM when the path cannot be copied). */
+int kl__mkdirs(const char *path);
 
 #endif

@@ -98,6 +98,24 @@ kl_status kl__unknown_key(const kl__ynode *value, const char *const *names, int 
                           list);
 }
 
+kl_status kl__check_keys(const kl__ynode *map, const char *const *names, int n, const char *prefix,
+                         kl_error *err)
+{
+    char path[KL__PATH_MAX];
+    snprintf(path, sizeof path, "%s", prefix);
+    kl_status st = kl__check_duplicates(map, path, err);
+    for (int i = 0; st == KL_OK && i < map->n; i++) {
+        bool known = false;
+        for (int k = 0; k < n && !known; k++)
+            known = !strcmp(map->items[i]->key, names[k]);
+        if (!known) {
+            kl__path_push(path, map->items[i]->key);
+            st = kl__unknown_key(map->items[i], names, n, path, err);
+        }
+    }
+    return st;
+}
+
 kl_status kl__check_duplicates(const kl__ynode *map, char *path, kl_error *err)
 {
     int j = -1, i = kl__ynode_find_duplicate(map, &j);

@@ -121,6 +121,11 @@ kl_status kl__field_default(const kl__field *f, void *base, void *ctx, kl_source
                             char *path, kl_error *err);
 /* Duplicate keys in a MAP are an error at the second one. */
 kl_status kl__check_duplicates(const kl__ynode *map, char *path, kl_error *err);
+/* The keys of a mapping read without a field table (serving's steps, lookups and ensembles):
+ * a duplicate key, then a key not among the n names, is an error at its position, named
+ * "prefix.key" ("key" when prefix is ""). */
+kl_status kl__check_keys(const kl__ynode *map, const char *const *names, int n, const char *prefix,
+                         kl_error *err);
 /* The error for an unknown key: the nearest of names by edit distance, or the list. */
 kl_status kl__unknown_key(const kl__ynode *value, const char *const *names, int n, char *path,
                           kl_error *err);

@@ -1,7 +1,8 @@
 /* The process's stop request (include/kiln/stop.h): the flag the training loop polls, the quit
  * phases in which a request ends the process from the signal handler, and the test hook that
- * stops a process at a named point. Signal handlers (cli/train.c) call kl_stop_request, so
- * everything it reaches is async-signal-safe: write, unlink and _exit on static data. */
+ * stops a process at a named point; and the signal handler every command installs
+ * (kl_stop_catch_signals). The handler calls kl_stop_request, so everything it reaches is
+ * async-signal-safe: write, unlink, raise and _exit on static data. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,6 +64,27 @@ int kl_stop_signal(void)
 void kl_stop_clear(void)
 {
     stop_signal = 0;
+}
+
+/* A second SIGINT while the first is pending ends the process as SIGINT would. */
+static void on_signal(int signo)
+{
+    if (signo == SIGINT && stop_signal == SIGINT) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    kl_stop_request(signo);
+}
+
+void kl_stop_catch_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &sa, NULL);
 }
 
 void kl_stop_quit_begin(const char *who, const char *what)

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/file.h"
 #include "track/track_impl.h"
 
 /* mlflow.entities.RunStatus and SourceType (mlflow/protos/service.proto). */
@@ -48,21 +49,6 @@ static bool path_fmt(exporter *x, char *buf, size_t n, const char *fmt, ...)
         return true;
     kl_error_set(x->err, KL_EINVAL, "a path under %s is too long (%.64s...)", x->dir, buf);
     return false;
-}
-
-static int mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    if ((size_t)snprintf(buf, sizeof buf, "%s", path) >= sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
 /* A YAML single-quoted scalar. */
@@ -150,7 +136,7 @@ static kl_status experiment(exporter *x, const char *name)
             return x->err->status;
         if (k == 0 && access(path, F_OK) == 0)
             continue;
-        if (mkdir_p(path) != 0)
+        if (kl__mkdirs(path) != 0)
             return io_error(x, path);
         if (!path_fmt(x, path, sizeof path, "%s/%lld/meta.yaml", x->dir, ids[k]))
             return x->err->status;
@@ -401,7 +387,7 @@ static kl_status export_run(exporter *x, const char *root, const char *id)
     for (int i = 0; i < 4 && st == KL_OK; i++) {
         if (!path_fmt(x, path, sizeof path, "%s/%s", run_dir, subs[i]))
             st = x->err->status;
-        else if (mkdir_p(path) != 0)
+        else if (kl__mkdirs(path) != 0)
             st = io_error(x, path);
     }
     if (st == KL_OK)
@@ -435,7 +421,7 @@ kl_status kl_runs_export_mlflow(kl_runs_index *ix, const char *const *ids, int n
                                 const char *experiment_name, kl_error *err)
 {
     char abs[PATH_MAX];
-    if (mkdir_p(dir) != 0 || !realpath(dir, abs))
+    if (kl__mkdirs(dir) != 0 || !realpath(dir, abs))
         return kl_error_set(err, KL_EIO, "cannot create %s: %s", dir, strerror(errno));
     exporter x = {.dir = abs, .err = err};
     kl_status st = experiment(&x, experiment_name);

@@ -14,6 +14,7 @@
 
 #include "kiln/ckpt.h"
 #include "kiln/predict_io.h"
+#include "runtime/csv.h"
 #include "runtime/file.h"
 #include "runtime/h5.h"
 #include "trainers/data_impl.h"
@@ -339,26 +340,6 @@ static kl_status write_h5(const kl_modelfile *mf, const char *path, const char *
     return kl_ckpt_commit(f, tmp, path, st == KL_OK, err);
 }
 
-/* Writes s as one CSV field, quoted when it holds a comma, a quote, a line break or edge
- * blanks. */
-static void csv_field(FILE *f, const char *prefix, const char *s)
-{
-    size_t n = strlen(s);
-    bool quote = strpbrk(s, ",\"\r\n") || (n && (s[0] == ' ' || s[n - 1] == ' '));
-    if (!quote) {
-        fprintf(f, "%s%s", prefix, s);
-        return;
-    }
-    fputc('"', f);
-    fputs(prefix, f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 bool kl_predict_output_named(const char *path)
 {
     return ends_with(path, ".h5") || ends_with(path, ".hdf5") || ends_with(path, ".csv");
@@ -373,7 +354,7 @@ kl_status kl_predict_write_csv(FILE *f, const kl_modelfile *mf, const float *out
         fputs("label,label_name", f);
         for (int k = 0; k < s->outputs; k++) {
             fputc(',', f);
-            csv_field(f, "p_", kl_modelfile_label(mf, k));
+            kl__csv_put_field(f, "p_", kl_modelfile_label(mf, k));
         }
     } else if (s->outputs == 1) {
         fputs("prediction", f);
@@ -385,7 +366,7 @@ kl_status kl_predict_write_csv(FILE *f, const kl_modelfile *mf, const float *out
     for (int64_t i = 0; i < n; i++) {
         if (cls) {
             fprintf(f, "%d,", (int)classes[i]);
-            csv_field(f, "", kl_modelfile_label(mf, classes[i]));
+            kl__csv_put_field(f, "", kl_modelfile_label(mf, classes[i]));
         }
         for (int k = 0; k < s->outputs; k++)
             fprintf(f, "%s%.9g", cls || k ? "," : "", (double)out[i * s->outputs + k]);

@@ -13,6 +13,7 @@
 #include "kiln/clock.h"
 #include "kiln/lock.h"
 #include "kiln/report.h"
+#include "runtime/file.h"
 
 struct kl_reporter {
     kl_report_options o;
@@ -24,21 +25,6 @@ struct kl_reporter {
     kl_lock *lock; /* held on dir: one writer per run folder */
     FILE *csv, *log;
 };
-
-/* mkdir -p for the runs folder. */
-static int make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            int rc = mkdir(path, 0755);
-            *p = '/';
-            if (rc != 0 && errno != EEXIST)
-                return -1;
-        }
-    }
-    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
 
 static kl_status make_run_dir(kl_reporter *r, const kl_config *cfg, kl_error *err)
 {
@@ -55,15 +41,9 @@ static kl_status make_run_dir(kl_reporter *r, const kl_config *cfg, kl_error *er
     if (strchr(name, '/'))
         return kl_error_set(err, KL_EINVAL, "name '%s': a run name cannot contain '/'", name);
     size_t len = strlen(runs) + strlen(name) + 16;
-    char *base = strdup(runs);
-    r->dir = malloc(len);
-    if (!base || !r->dir) {
-        free(base);
+    if (!(r->dir = malloc(len)))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
-    }
-    int made = make_dirs(base);
-    free(base);
-    if (made != 0)
+    if (kl__mkdirs(runs) != 0)
         return kl_error_set(err, KL_EIO, "cannot create the runs folder '%s': %s", runs,
                             strerror(errno));
     for (int k = 1; k < 1000; k++) {
@@ -85,12 +65,9 @@ static kl_status use_run_dir(kl_reporter *r, const char *dir, kl_error *err)
 {
     if (!(r->dir = strdup(dir)))
         return kl_error_set(err, KL_ENOMEM, "out of memory");
-    char *copy = strdup(dir);
-    int made = copy ? make_dirs(copy) : -1;
-    free(copy);
-    return made == 0 ? KL_OK
-                     : kl_error_set(err, KL_EIO, "cannot create the run folder '%s': %s", dir,
-                                    strerror(errno));
+    return kl__mkdirs(dir) == 0 ? KL_OK
+                                : kl_error_set(err, KL_EIO, "cannot create the run folder '%s': %s",
+                                               dir, strerror(errno));
 }
 
 static FILE *open_in(kl_reporter *r, const char *file, const char *mode, kl_error *err)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "kiln/ckpt.h"
+#include "runtime/csv.h"
 #include "tune/pbt_impl.h"
 #include "tune/tune_impl.h"
 
@@ -20,21 +21,6 @@ static const char *value_of(const kl__trial *t, const char *key)
     return "";
 }
 
-static void csv_field(FILE *f, const char *s)
-{
-    if (strpbrk(s, ",\"\n")) {
-        fputc('"', f);
-        for (; *s; s++) {
-            if (*s == '"')
-                fputc('"', f);
-            fputc(*s, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
-}
-
 static kl_status write_results(kl__tuner *tu, kl_error *err)
 {
     char path[4200];
@@ -45,7 +31,7 @@ static kl_status write_results(kl__tuner *tu, kl_error *err)
     fprintf(f, "trial,state,rung,t,%s_last,%s_best,failures", tu->sw->metric, tu->sw->metric);
     for (int p = 0; p < tu->sw->nparams; p++) {
         fputc(',', f);
-        csv_field(f, tu->sw->params[p].path);
+        kl__csv_put_field(f, "", tu->sw->params[p].path);
     }
     fputc('\n', f);
     for (int64_t i = 0; i < tu->ntrials; i++) {
@@ -68,7 +54,7 @@ static kl_status write_results(kl__tuner *tu, kl_error *err)
         fprintf(f, ",%d", t->failures);
         for (int p = 0; p < tu->sw->nparams; p++) {
             fputc(',', f);
-            csv_field(f, value_of(t, tu->sw->params[p].path));
+            kl__csv_put_field(f, "", value_of(t, tu->sw->params[p].path));
         }
         fputc('\n', f);
     }

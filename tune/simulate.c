@@ -9,6 +9,7 @@
 #include "kiln/clock.h"
 #include "kiln/simulate.h"
 #include "kiln/tpe.h"
+#include "runtime/csv.h"
 #include "tune/curves_impl.h"
 
 typedef struct sim_event {
@@ -451,25 +452,6 @@ const kl_sim_point *kl_sim_first_reaching(const kl_sim_result *r, bool maximize,
     return NULL;
 }
 
-/* A label as a CSV field: quoted when it holds a comma, a quote, a line break or edge blanks. */
-static void put_label(FILE *f, const char *s)
-{
-    size_t n = strlen(s);
-    bool quote = n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t');
-    quote = quote || strpbrk(s, ",\"\r\n") != NULL;
-    if (!quote) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void put_value(FILE *f, double v)
 {
     if (!isnan(v))
@@ -482,7 +464,7 @@ kl_status kl_sim_write_trials(const kl_sim_result *r, FILE *f, kl_error *err)
     for (int64_t i = 0; i < r->ntrials; i++) {
         const kl_sim_trial *t = &r->trial[i];
         fprintf(f, "%lld,", (long long)i);
-        put_label(f, t->label ? t->label : "");
+        kl__csv_put_field(f, "", t->label ? t->label : "");
         fprintf(f, ",%s,%d,%d,%d,", kl_trial_state_name(t->state), t->bracket, t->rung, t->epochs);
         put_value(f, t->last);
         fputc(',', f);

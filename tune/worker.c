@@ -12,6 +12,7 @@
 #include "kiln/report.h"
 #include "kiln/track.h"
 #include "kiln/train.h"
+#include "runtime/file.h"
 #include "tune/tune_impl.h"
 
 void kl__tune_trial_dir(const kl__tuner *tu, int64_t trial, char *buf, size_t size)
@@ -96,23 +97,6 @@ static bool on_epoch(void *ctx, const kl_epoch_metrics *m)
     return d == KL_DECIDE_CONTINUE && m->epoch < c->until_t;
 }
 
-static int make_dirs(const char *path)
-{
-    char buf[4200]; /* the trial's checkpoints folder: kl__tune_trial_dir's 4096 and a suffix */
-    if ((size_t)snprintf(buf, sizeof buf, "%s", path) >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, kl__decide_fn decide,
                              void *ctx, kl_error *err)
 {
@@ -134,7 +118,7 @@ kl_status kl__tune_run_trial(kl__tuner *tu, kl_comm *comm, const kl__msg *job, k
     if (!cfg)
         return err->status;
     bool lead = kl_comm_rank(comm) == 0;
-    if (lead && make_dirs(ckdir) != 0) {
+    if (lead && kl__mkdirs(ckdir) != 0) {
         kl_config_free(cfg);
         return kl_error_set(err, KL_EIO, "cannot create %s: %s", ckdir, strerror(errno));
     }

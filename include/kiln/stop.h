@@ -16,6 +16,10 @@
 /* Records a stop request from signal signo (0 counts as 1). Safe in a signal handler. Inside a
  * quit phase it ends the process instead: kl_stop_quit_begin says how. */
 void kl_stop_request(int signo);
+/* Makes SIGTERM, SIGINT and SIGUSR1 stop requests (kl_stop_request) for this process, as every
+ * kiln command does: the trainers checkpoint and stop, a quit phase ends the process at once, and
+ * a second SIGINT (an impatient Ctrl-C) ends it at once in any phase. */
+void kl_stop_catch_signals(void);
 /* The signal that asked for the stop (0: none), and forgetting it. */
 int kl_stop_signal(void);
 void kl_stop_clear(void);

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "runtime/file.h"
 #include "runtime/onnx/onnx_impl.h"
 
 /* The largest file read: protobuf's own limit on a message. */
@@ -767,26 +769,20 @@ kl_status kl_onnx_load_buffer(const void *data, size_t n, const char *what,
 kl_status kl_onnx_load(const char *path, const kl_onnx_opts *opts, kl_onnx **out, kl_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kl_error_set(err, KL_EIO, "cannot open %s: %s", path, strerror(errno));
-    int64_t size = -1;
-    if (fseeko(f, 0, SEEK_END) == 0)
-        size = (int64_t)ftello(f);
-    if (size < 0 || size > OX_MAX_FILE || fseeko(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return kl_error_set(err, size > OX_MAX_FILE ? KL_EUNSUPPORTED : KL_EIO, "%s: %s", path,
-                            size > OX_MAX_FILE ? "larger than 2 GiB, protobuf's limit"
-                                               : "cannot read its size");
-    }
-    uint8_t *buf = malloc(size ? (size_t)size : 1);
-    bool ok = buf && fread(buf, 1, (size_t)size, f) == (size_t)size;
-    fclose(f);
-    if (!ok) {
+    /* The size is asked first only to refuse a file protobuf cannot take before reading it; the
+     * read itself (runtime/file.c) does not trust it. */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size > OX_MAX_FILE)
+        return kl_error_set(err, KL_EUNSUPPORTED, "%s: larger than 2 GiB, protobuf's limit", path);
+    size_t size;
+    char *buf = kl__file_read(path, "ONNX model", &size, err);
+    if (!buf)
+        return err ? err->status : KL_EIO;
+    if (size > (size_t)OX_MAX_FILE) {
         free(buf);
-        return kl_error_set(err, buf ? KL_EIO : KL_ENOMEM, "%s: cannot read it", path);
+        return kl_error_set(err, KL_EUNSUPPORTED, "%s: larger than 2 GiB, protobuf's limit", path);
     }
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, (size_t)size, buf);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, (const uint8_t *)buf);
     free(buf);
     if (!mp)
         return kl_error_set(err, KL_EFORMAT,

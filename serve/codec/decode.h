@@ -53,7 +53,10 @@ kl_status kl__infer_parse(const char *body, size_t len, size_t json_len, kl__inf
 void kl__infer_request_free(kl__infer_request *req);
 /* What the server decodes a request with: kl__infer_parse, then the one finiteness check of the
  * request's values (a NaN or an infinity is KL_EINVAL naming the input, sample and value).
- * Every stage after it relies on the inputs being finite and does not check again. */
+ * Every stage of the server after it relies on the inputs being finite and does not check
+ * again. (The model file's reader, below serving, keeps its own guard for kiln predict and other
+ * callers: fused into the copy that standardises a batch, it costs no pass, and a served request
+ * never reaches it with a NaN.) */
 kl_status kl__infer_decode(const char *body, size_t len, size_t json_len, kl__infer_request *req,
                            kl_error *err);
 

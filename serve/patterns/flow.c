@@ -60,16 +60,9 @@ static kl_status read_ensemble(const kl__ynode *v, kl__composite *c, kl_error *e
     if (v->type != KL__YN_MAP)
         return kl__yaml_error(err, KL_EINVAL, v->pos, "ensemble",
                               "expected {members: [A, B], combine: mean|weighted_mean|vote}");
-    char path[KL__PATH_MAX];
-    for (int i = 0; i < v->n; i++) {
-        bool known = false;
-        for (int k = 0; k < 3; k++)
-            known |= !strcmp(v->items[i]->key, keys[k]);
-        if (!known) {
-            snprintf(path, sizeof path, "ensemble.%s", v->items[i]->key);
-            return kl__unknown_key(v->items[i], keys, 3, path, err);
-        }
-    }
+    kl_status st = kl__check_keys(v, keys, 3, "ensemble", err);
+    if (st != KL_OK)
+        return st;
     const kl__ynode *mem = kl__ynode_get(v, "members"), *comb = kl__ynode_get(v, "combine");
     const kl__ynode *w = kl__ynode_get(v, "weights");
     if (!mem || mem->type != KL__YN_SEQ || mem->n < 2 || mem->n > KL__FLOW_MAX_MEMBERS)

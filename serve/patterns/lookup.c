@@ -230,12 +230,9 @@ kl_status kl__lookup_read(const kl__ynode *v, const char *dir, kl__lookup **out,
         return kl__yaml_error(err, KL_EINVAL, v->pos, "lookup",
                               "expected {table: FILE, key: COLUMN}");
     static const char *const keys[] = {"table", "key"};
-    char path[KL__PATH_MAX];
-    for (int i = 0; i < v->n; i++)
-        if (strcmp(v->items[i]->key, "table") && strcmp(v->items[i]->key, "key")) {
-            snprintf(path, sizeof path, "lookup.%s", v->items[i]->key);
-            return kl__unknown_key(v->items[i], keys, 2, path, err);
-        }
+    kl_status st = kl__check_keys(v, keys, 2, "lookup", err);
+    if (st != KL_OK)
+        return st;
     const kl__ynode *file = kl__ynode_get(v, "table"), *key = kl__ynode_get(v, "key");
     if (!file || file->type != KL__YN_SCALAR || !*file->str)
         return kl__yaml_error(err, KL_EINVAL, v->pos, "lookup.table",
@@ -252,7 +249,7 @@ kl_status kl__lookup_read(const kl__ynode *v, const char *dir, kl__lookup **out,
         return kl_error_set(err, KL_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&l->mu, NULL);
-    kl_status st = refresh(l, err);
+    st = refresh(l, err);
     if (st != KL_OK) {
         kl__lookup_free(l);
         return st;

@@ -102,22 +102,13 @@ static kl_status num_arg(const kl__ynode *map, const char *key, bool need, bool 
     return KL_OK;
 }
 
+/* A step's arguments: no key twice, none it does not take. */
 static kl_status check_keys(const kl__ynode *map, const char *const *keys, int n, kl_error *err)
 {
-    char path[KL__PATH_MAX] = "";
-    for (int i = 0; map && i < map->n; i++) {
-        bool known = false;
-        for (int k = 0; k < n; k++)
-            known |= !strcmp(map->items[i]->key, keys[k]);
-        if (!known && n == 0)
-            return kl__yaml_error(err, KL_EINVAL, map->items[i]->key_pos, map->items[i]->key,
-                                  "this step takes no arguments");
-        if (!known) {
-            snprintf(path, sizeof path, "%s", map->items[i]->key);
-            return kl__unknown_key(map->items[i], keys, n, path, err);
-        }
-    }
-    return KL_OK;
+    if (map && n == 0 && map->n > 0)
+        return kl__yaml_error(err, KL_EINVAL, map->items[0]->key_pos, map->items[0]->key,
+                              "this step takes no arguments");
+    return map ? kl__check_keys(map, keys, n, "", err) : KL_OK;
 }
 
 /* One step: a mapping of one key, the step's name, to its arguments. */

@@ -25,7 +25,8 @@
 #              that does not chain: 400 naming what is wrong; a member unloaded: 503 until it is
 #              loaded again (also under 4 clients while b is unloaded and loaded 10 times, and
 #              for a composite reloaded meanwhile); bad config.yaml files (an unknown step, a bad
-#              argument, a pipeline whose widths do not chain, ...): UNAVAILABLE in the index with
+#              argument, a pipeline whose widths do not chain, a key given twice in a step, a
+#              lookup or an ensemble, ...): UNAVAILABLE in the index with
 #              the reason (config.yaml:line:col where it is the file's), counted in /metrics, the
 #              others served.
 #   edges:     arguments past an int (k, column), a threshold column past the model's outputs, a
@@ -260,6 +261,12 @@ model_dir bad-ens - 'ensemble: {members: [a, c]}'
 model_dir bad-weights - 'ensemble: {members: [a, b], combine: weighted_mean, weights: [1]}'
 model_dir bad-member - 'ensemble: {members: [a, nope]}'
 model_dir bad-table a.h5 'lookup: {table: missing.csv, key: id}'
+# A key given twice, in a step's arguments, a lookup and an ensemble: refused at the second one,
+# as in every other mapping of config.yaml, not read as the first.
+model_dir bad-dup-arg a.h5 'pre:
+  - clip: {min: -1, max: 1, min: 0}'
+model_dir bad-dup-look a.h5 'lookup: {table: missing.csv, key: id, key: x}'
+model_dir bad-dup-ens - 'ensemble: {members: [a, b], members: [a, c]}'
 
 start_server serve --repository repo --instances 2 || finish
 good=(a a2 b c c-oh c-mid c-am c-th ens-mean ens-weighted ens-vote ens-vote2 ens-pre pipe pipe-am
@@ -277,6 +284,9 @@ index_says bad-ens UNAVAILABLE "ensemble members a and c differ"
 index_says bad-weights UNAVAILABLE "config.yaml:1:" "ensemble.weights" "one per member"
 index_says bad-member UNAVAILABLE "nope"
 index_says bad-table UNAVAILABLE "missing.csv"
+index_says bad-dup-arg UNAVAILABLE "config.yaml:2:" "min: duplicate key (first set at line 2)"
+index_says bad-dup-look UNAVAILABLE "config.yaml:1:" "lookup.key: duplicate key (first set at line 1)"
+index_says bad-dup-ens UNAVAILABLE "config.yaml:1:" "ensemble.members: duplicate key (first set at line 1)"
 http GET /metrics
 for m in bad-step bad-pipe bad-member; do
     check "/metrics counts $m's load failure" \

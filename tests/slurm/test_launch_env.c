@@ -189,13 +189,14 @@ static void test_check_world(void)
     CHECK(!check_world(3, 0, out, sizeof out));
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_alone_and_mpirun), CHECK_CASE(test_srun),        CHECK_CASE(test_threads),
+    CHECK_CASE(test_run_name),         CHECK_CASE(test_check_world),
+};
+
+int main(int argc, char **argv)
 {
-    test_alone_and_mpirun();
-    test_srun();
-    test_threads();
-    test_run_name();
-    test_check_world();
+    int rc = check_run("test_launch_env", cases, CHECK_NCASES(cases), argc, argv);
     env(NULL);
-    return check_report("test_launch_env");
+    return rc;
 }

@@ -227,25 +227,52 @@ static const char reg_yaml[] = "model: {layers: [{dense: {units: 8, activation: 
                                "optimizer: {name: adam, lr: 0.02}\n"
                                "train: {epochs: 3, batch_size: 20, seed: 1, threads: 1}\n";
 
-int main(void)
+static void test_classifier(void)
 {
-    check_tmp_make("modelfile-save");
     char yaml[1024];
-    write_csv(in_tmp("c.csv"), 300, 7, false);
-    write_csv(in_tmp("r.csv"), 200, 11, true);
-
     snprintf(yaml, sizeof yaml, class_yaml, in_tmp("c.csv"));
     if (train_and_export(yaml, in_tmp("c.h5"), false))
         round_trip(in_tmp("c.h5"));
-    if (train_and_export(yaml, in_tmp("cn.h5"), true)) /* without /reference */
+}
+
+/* A classifier exported without /reference. */
+static void test_classifier_without_reference(void)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, class_yaml, in_tmp("c.csv"));
+    if (train_and_export(yaml, in_tmp("cn.h5"), true))
         round_trip(in_tmp("cn.h5"));
+}
+
+static void test_regression(void)
+{
+    char yaml[1024];
     snprintf(yaml, sizeof yaml, reg_yaml, in_tmp("r.csv"));
     if (train_and_export(yaml, in_tmp("r.h5"), false))
         round_trip(in_tmp("r.h5"));
+}
+
+/* After the cases above (they run in order, in one folder): no temporary file is left. */
+static void test_no_leftovers(void)
+{
     static const char *const files[] = {"c.csv", "r.csv", "ckpt.h5", "c.h5",
                                         "cn.h5", "r.h5",  "same.h5", "moved.h5"};
     check_folder_holds(files, (int)(sizeof files / sizeof *files));
+}
 
+static const check_case cases[] = {
+    CHECK_CASE(test_classifier),
+    CHECK_CASE(test_classifier_without_reference),
+    CHECK_CASE(test_regression),
+    CHECK_CASE(test_no_leftovers),
+};
+
+int main(int argc, char **argv)
+{
+    check_tmp_make("modelfile-save");
+    write_csv(in_tmp("c.csv"), 300, 7, false);
+    write_csv(in_tmp("r.csv"), 200, 11, true);
+    int rc = check_run("test_modelfile_save", cases, CHECK_NCASES(cases), argc, argv);
     check_tmp_remove();
-    return check_report("test_modelfile_save");
+    return rc;
 }

@@ -596,14 +596,14 @@ static void test_empty_batch(void)
     CHECK(strcmp(kl__dtype_name(KL__DT_FP64), "FP64") == 0);
 }
 
-int main(void)
+static const check_case cases[] = {
+    CHECK_CASE(test_flat_and_nested),  CHECK_CASE(test_exact_rounding),
+    CHECK_CASE(test_integer_and_fp64), CHECK_CASE(test_binary),
+    CHECK_CASE(test_document_errors),  CHECK_CASE(test_data_errors),
+    CHECK_CASE(test_empty_batch),
+};
+
+int main(int argc, char **argv)
 {
-    test_flat_and_nested();
-    test_exact_rounding();
-    test_integer_and_fp64();
-    test_binary();
-    test_document_errors();
-    test_data_errors();
-    test_empty_batch();
-    return check_report("test_serve_infer");
+    return check_run("test_serve_infer", cases, CHECK_NCASES(cases), argc, argv);
 }
