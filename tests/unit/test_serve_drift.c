@@ -110,6 +110,50 @@ static void test_binning_rule(void)
     }
 }
 
+/* The same rule for many features at once, each with edges of its own (ties among them): every
+ * feature's sample lands in the bin kl_modelfile_bin gives for that feature's edges, so a
+ * feature whose edges were mixed up with another's, or shifted by one, has a PSI above 0. */
+static void test_binning_many_features(void)
+{
+    enum { F = 37 };
+    static float edges[F * (B + 1)], props[F * B];
+    float x[F];
+    for (int f = 0; f < F; f++) {
+        float *e = edges + f * (B + 1);
+        for (int b = 0; b <= B; b++) /* ascending, with a tie at b = 4, 5 on odd features */
+            e[b] = (float)(f * 100 + b * (f % 5 + 1)) - (f % 2 && b == 5 ? (float)(f % 5 + 1) : 0);
+        x[f] = e[0] + (float)((f * 7) % 12) * (float)(f % 5 + 1) * 0.9f - 1.0f;
+        for (int b = 0; b < B; b++)
+            props[f * B + b] = 0;
+        props[f * B + kl_modelfile_bin(e, x[f])] = 1;
+    }
+    float pred[2] = {0.5f, 0.5f};
+    kl_modelfile_reference ref = {.samples = 1,
+                                  .input_edges = edges,
+                                  .input_proportions = props,
+                                  .predicted_proportions = pred};
+    kl__drift_spec spec = {.features = F,
+                           .outputs = 2,
+                           .classification = true,
+                           .ref = &ref,
+                           .window = 4,
+                           .min_samples = 1,
+                           .threshold = 0.2};
+    kl__drift *d = new_drift(&spec);
+    int32_t cls = 0;
+    kl__drift_observe(d, x, 1, &cls, NULL);
+    kl__drift_summary s;
+    double psi[F];
+    kl__drift_read(d, &s, psi);
+    int bad = 0;
+    for (int f = 0; f < F; f++)
+        if (psi[f] != 0 && bad++ < 3)
+            fprintf(stderr, "    feature %d: value %g in bin %d by kl_modelfile_bin, PSI %g\n", f,
+                    (double)x[f], kl_modelfile_bin(edges + f * (B + 1), x[f]), psi[f]);
+    CHECK(bad == 0 && s.psi_max == 0);
+    kl__drift_free(d);
+}
+
 /* A 2-feature classifier with unit edges and uniform reference proportions. */
 typedef struct fixture {
     float edges[2 * (B + 1)], props[2 * B], pred[3];
@@ -395,6 +439,7 @@ static const check_case cases[] = {
     CHECK_CASE(test_psi_values),      CHECK_CASE(test_binning_rule),
     CHECK_CASE(test_window_eviction), CHECK_CASE(test_prediction_drift),
     CHECK_CASE(test_feedback),        CHECK_CASE(test_threshold),
+    CHECK_CASE(test_binning_many_features),
 };
 
 int main(int argc, char **argv)
