@@ -34,6 +34,7 @@ typedef union kl__attr {
     } xent;
     struct {
         int stride, pad;
+        bool relu; /* kl_conv2d_relu: a ReLU applied as the output is written */
     } conv;
     struct {
         int k, stride, pad;
@@ -326,6 +327,10 @@ kl_status kl__expect_f32(const char *op, const kl__node *n, kl_error *err);
  * fused bias's, the same bits on any pool. */
 void kl__bias_grad(kl__par *par, const float *dy, int64_t outer, int64_t ch, int64_t inner,
                    float *db);
+/* The same for a ReLU's input gradient: dy where y > 0, else 0 (relu's backward), y the ReLU's
+ * output laid out as dy; the same bits as kl__bias_grad of relu's backward output. */
+void kl__bias_grad_relu(kl__par *par, const float *dy, const float *y, int64_t outer, int64_t ch,
+                        int64_t inner, float *db);
 
 /* For kernels: the rows of a tensor viewed as a matrix over its last axis. */
 static inline int64_t kl__rows(const kl_tensor *t)

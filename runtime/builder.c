@@ -169,14 +169,21 @@ static kl_status conv(build *b, const kl_layer_spec *l, const char *name, int64_
     kl_node bias = l->bias
                        ? param(b, name, "bias", KL_SHAPE(l->filters), k_zeros, KL_PARAM_NO_DECAY)
                        : KL_NONE;
-    /* On the CPU the bias is fused into the convolution (kl_conv2d_bias: the same values, one
-     * pass fewer each way); the CUDA kernels take it as its own op. */
-    bool fuse = l->bias && b->m->opts.device == KL_DEVICE_CPU;
-    kl_node h = fuse ? kl_conv2d_bias(b->g, b->h, w, bias, stride, l->padding)
-                     : kl_conv2d(b->g, b->h, w, stride, l->padding);
-    if (l->bias && !fuse)
-        h = kl_bias_add(b->g, h, bias);
-    b->h = activate(b, h, l->activation, l->alpha);
+    /* On the CPU the bias and a ReLU are fused into the convolution (kl_conv2d_bias,
+     * kl_conv2d_relu: the same values and gradients, fewer passes each way); the CUDA kernels
+     * take them as ops of their own. */
+    bool cpu = b->m->opts.device == KL_DEVICE_CPU;
+    kl_node h;
+    if (cpu && l->activation == KL_ACT_RELU) {
+        h = kl_conv2d_relu(b->g, b->h, w, bias, stride, l->padding);
+    } else {
+        h = cpu && l->bias ? kl_conv2d_bias(b->g, b->h, w, bias, stride, l->padding)
+                           : kl_conv2d(b->g, b->h, w, stride, l->padding);
+        if (l->bias && !cpu)
+            h = kl_bias_add(b->g, h, bias);
+        h = activate(b, h, l->activation, l->alpha);
+    }
+    b->h = h;
     kl_shape out = sample_shape(b->g, b->h);
     *params = l->filters * c * k * k + (l->bias ? l->filters : 0);
     *flops = h == KL_NONE ? 0 : 2 * c * k * k * per_sample(&out);

@@ -99,6 +99,11 @@ kl_node kl_conv2d(kl_graph *g, kl_node x, kl_node w, int stride, int pad);
  * pass over the output fewer each way. CPU graphs only so far: a CUDA graph refuses it
  * (KL_EUNSUPPORTED at the first forward); use kl_conv2d and kl_bias_add there. */
 kl_node kl_conv2d_bias(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride, int pad);
+/* kl_conv2d (then kl_bias_add with b, or no bias when b is KL_NONE) then kl_relu, as one op: the
+ * ReLU is applied as the output is written, and its backward masks dy as the convolution reads
+ * it, so the same values and gradients bit for bit with two passes over the output fewer each
+ * way and no gradient buffer between them. CPU graphs only so far, as kl_conv2d_bias. */
+kl_node kl_conv2d_relu(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride, int pad);
 kl_node kl_max_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
 kl_node kl_avg_pool2d(kl_graph *g, kl_node x, int k, int stride, int pad);
 kl_node kl_global_avg_pool(kl_graph *g, kl_node x); /* (N, C, H, W) -> (N, C) */

@@ -1,7 +1,8 @@
-/* 2-D convolution on NCHW tensors: the conv2d op row, its builders kl_conv2d and kl_conv2d_bias
- * and its CPU kernels. Each sample is unfolded into a column matrix (im2col) so that forward and
- * both gradients are cblas_sgemm calls over chunks of samples; an optional third input, a bias,
- * is added while the GEMM's output is copied out, saving bias_add's passes over the output. */
+/* 2-D convolution on NCHW tensors: the conv2d op row, its builders kl_conv2d, kl_conv2d_bias and
+ * kl_conv2d_relu and its CPU kernels. Each sample is unfolded into a column matrix (im2col) so
+ * that forward and both gradients are cblas_sgemm calls over chunks of samples; an optional third
+ * input, a bias, is added while the GEMM's output is copied out, saving bias_add's passes over the
+ * output, and an optional ReLU is applied there too (its backward masks dy as it is gathered). */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -81,8 +82,10 @@ static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *er
     n->batched = x->batched;
     n->saved_n = 0;
     int64_t chunk = kl__conv_chunk(x->shape.d[0], k, w->shape.d[0], l);
-    n->scratch_n =
-        conv_is_pointwise(kh, kw, stride, pad) ? 0 : (size_t)((k + w->shape.d[0]) * chunk * l);
+    /* A pointwise convolution with a ReLU masks one sample's dy at a time into its scratch. */
+    n->scratch_n = !conv_is_pointwise(kh, kw, stride, pad) ? (size_t)((k + w->shape.d[0]) * chunk * l)
+                   : n->attr.conv.relu                     ? (size_t)(w->shape.d[0] * l)
+                                                           : 0;
     return KL_OK;
 }
 
@@ -275,12 +278,21 @@ static void pointwise_forward(const conv_geom *g, const float *x, const float *w
                     x + s * g->k * g->l, l, 0.0f, y + s * g->o * g->l, l);
 }
 
+/* relu: y, the ReLU's output, masks each sample's dy into masked (O, L) first. */
 static void pointwise_backward(const conv_geom *g, const float *x, const float *w, const float *dy,
-                               float *dx, float *dw)
+                               const float *relu, float *masked, float *dx, float *dw)
 {
     int o = (int)g->o, k = (int)g->k, l = (int)g->l;
     for (int64_t s = 0; s < g->n; s++) {
         const float *xn = x + s * g->k * g->l, *dyn = dy + s * g->o * g->l;
+        if (relu) {
+            const float *yn = relu + s * g->o * g->l;
+            for (int64_t i = 0; i < g->o * g->l; i++) {
+                float v = dyn[i];
+                masked[i] = yn[i] > 0.0f ? v : 0.0f;
+            }
+            dyn = masked;
+        }
         if (dw)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, k, l, 1.0f, dyn, l, xn, l, 1.0f,
                         dw, k);
@@ -295,6 +307,7 @@ static void pointwise_backward(const conv_geom *g, const float *x, const float *
 typedef struct conv_job {
     const conv_geom *g;
     const float *x, *dy, *b; /* b: the fused bias (O), or NULL */
+    bool relu;               /* the fused ReLU: forward clamps y; backward masks dy by y */
     float *y, *dx;
     float *col, *yt; /* (K, ld) and (O, ld): the chunk's columns and its GEMM output */
     int64_t s0, ld;  /* the chunk's first sample; its columns' row length cs * L */
@@ -322,45 +335,67 @@ static void im2col_range(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-/* y's blocks from yt, plus the bias when there is one (the same float add as bias_add's). */
+/* One row of y from src (in place when src is y): the bias added (the same float add as
+ * bias_add's) and the ReLU applied (relu's select), as the job asks. */
+static void finish_row(const conv_job *j, int64_t o, float *y, const float *src)
+{
+    int64_t l = j->g->l;
+    float bo = j->b ? j->b[o] : 0.0f;
+    if (j->b && j->relu) {
+        for (int64_t i = 0; i < l; i++) {
+            float v = src[i] + bo;
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (j->b) {
+        for (int64_t i = 0; i < l; i++)
+            y[i] = src[i] + bo;
+    } else if (j->relu) {
+        for (int64_t i = 0; i < l; i++)
+            y[i] = src[i] > 0.0f ? src[i] : 0.0f;
+    } else if (y != src) {
+        memcpy(y, src, (size_t)l * sizeof *y);
+    }
+}
+
+/* y's blocks from yt, finished (bias, ReLU) on the way. */
 static void scatter_y_range(void *arg, int64_t lo, int64_t hi)
 {
     const conv_job *j = arg;
     const conv_geom *g = j->g;
     for (int64_t q = lo; q < hi; q++)
-        for (int64_t o = 0; o < g->o; o++) {
-            float *restrict y = j->y + ((j->s0 + q) * g->o + o) * g->l;
-            const float *restrict yt = j->yt + o * j->ld + q * g->l;
-            if (!j->b) {
-                memcpy(y, yt, (size_t)g->l * sizeof *y);
-                continue;
-            }
-            float bo = j->b[o];
-            for (int64_t i = 0; i < g->l; i++)
-                y[i] = yt[i] + bo;
-        }
+        for (int64_t o = 0; o < g->o; o++)
+            finish_row(j, o, j->y + ((j->s0 + q) * g->o + o) * g->l, j->yt + o * j->ld + q * g->l);
 }
 
-/* The pointwise path's bias, added in place to y (N, O, L). */
-static void add_bias_range(void *arg, int64_t lo, int64_t hi)
+/* The pointwise path's bias and ReLU, in place on y (N, O, L). */
+static void finish_rows_range(void *arg, int64_t lo, int64_t hi)
 {
     const conv_job *j = arg;
-    const conv_geom *g = j->g;
     for (int64_t r = lo; r < hi; r++) {
-        float *y = j->y + r * g->l, bo = j->b[r % g->o];
-        for (int64_t i = 0; i < g->l; i++)
-            y[i] += bo;
+        float *y = j->y + r * j->g->l;
+        finish_row(j, r % j->g->o, y, y);
     }
 }
 
+/* dy's blocks into yt; with the fused ReLU, relu's backward on the way (dy where y > 0). */
 static void gather_dy_range(void *arg, int64_t lo, int64_t hi)
 {
     const conv_job *j = arg;
     const conv_geom *g = j->g;
     for (int64_t q = lo; q < hi; q++)
-        for (int64_t o = 0; o < g->o; o++)
-            memcpy(j->yt + o * j->ld + q * g->l, j->dy + ((j->s0 + q) * g->o + o) * g->l,
-                   (size_t)g->l * sizeof *j->yt);
+        for (int64_t o = 0; o < g->o; o++) {
+            size_t at = (size_t)(((j->s0 + q) * g->o + o) * g->l);
+            float *restrict yt = j->yt + o * j->ld + q * g->l;
+            if (!j->relu) {
+                memcpy(yt, j->dy + at, (size_t)g->l * sizeof *yt);
+                continue;
+            }
+            const float *restrict dy = j->dy + at, *restrict y = j->y + at;
+            for (int64_t i = 0; i < g->l; i++) {
+                float v = dy[i];
+                yt[i] = y[i] > 0.0f ? v : 0.0f;
+            }
+        }
 }
 
 static void col2im_range(void *arg, int64_t lo, int64_t hi)
@@ -387,11 +422,11 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
     float *y = kl_f32(c->out);                             /* (N, O, L) */
     const float *b = c->nin > 2 ? kl_f32(c->in[2]) : NULL; /* (O) */
     int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l);
-    conv_job j = {.g = &g, .x = x, .b = b, .y = y};
+    conv_job j = {.g = &g, .x = x, .b = b, .relu = c->attr->conv.relu, .y = y};
     if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
         pointwise_forward(&g, x, w, y);
-        if (b)
-            kl__par_for(c->par, g.n * g.o, 1, CONV_PAR_MIN / g.l + 1, add_bias_range, &j);
+        if (b || j.relu)
+            kl__par_for(c->par, g.n * g.o, 1, CONV_PAR_MIN / g.l + 1, finish_rows_range, &j);
         return KL_OK;
     }
     j.col = c->scratch;
@@ -419,16 +454,22 @@ static void conv_backward(kl__ctx *c)
     const float *dy = kl_f32(c->dout);                /* (N, O, L) */
     float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL; /* (N, C, H, W) */
     float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL; /* (O, K) */
-    if (c->nin > 2 && c->din[2]) /* the fused bias: bias_add's gradient, the same bits */
+    const float *relu = c->attr->conv.relu ? kl_f32(c->out) : NULL; /* (N, O, L) */
+    /* The fused bias: bias_add's gradient (of relu's backward, with the ReLU), the same bits. */
+    if (c->nin > 2 && c->din[2] && relu)
+        kl__bias_grad_relu(c->par, dy, relu, g.n, g.o, g.l, kl_f32(c->din[2]));
+    else if (c->nin > 2 && c->din[2])
         kl__bias_grad(c->par, dy, g.n, g.o, g.l, kl_f32(c->din[2]));
     if (conv_is_pointwise(g.kh, g.kw, g.stride, g.pad)) {
-        pointwise_backward(&g, x, w, dy, dx, dw);
+        pointwise_backward(&g, x, w, dy, relu, c->scratch, dx, dw);
         return;
     }
     int64_t chunk = kl__conv_chunk(g.n, g.k, g.o, g.l);
     conv_job j = {.g = &g,
                   .x = x,
                   .dy = dy,
+                  .relu = relu != NULL,
+                  .y = kl_f32(c->out),
                   .dx = dx,
                   .col = c->scratch,
                   .yt = c->scratch + g.k * chunk * g.l}; /* yt: dy's blocks, (O, ld) */
@@ -470,4 +511,12 @@ kl_node kl_conv2d_bias(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride,
 {
     kl__attr at = {.conv = {stride, pad}};
     return kl__graph_add(g, KL__OP_CONV2D, (kl_node[]){x, w, b}, 3, &at);
+}
+
+/* kl_conv2d (then kl_bias_add with b, unless b is KL_NONE) then kl_relu, as one op: the same
+ * values and gradients, bit for bit. */
+kl_node kl_conv2d_relu(kl_graph *g, kl_node x, kl_node w, kl_node b, int stride, int pad)
+{
+    kl__attr at = {.conv = {stride, pad, true}};
+    return kl__graph_add(g, KL__OP_CONV2D, (kl_node[]){x, w, b}, b == KL_NONE ? 2 : 3, &at);
 }

@@ -243,10 +243,33 @@ static void bias_dx_range(void *arg, int64_t lo, int64_t hi)
 }
 
 typedef struct bias_grad_job {
-    const float *dy; /* (outer, ch, inner) */
+    const float *dy;   /* (outer, ch, inner) */
+    const float *relu; /* a ReLU's output laid out as dy, whose zeros mask dy; or NULL */
     int64_t outer, ch, inner;
     float *db; /* (ch) */
 } bias_grad_job;
+
+/* Four partial sums break the add-latency chain (fixed order: deterministic). With mask, the
+ * values are relu backward's, dy where mask > 0 else +0 (a select: the same floats). */
+static double row_sum(const float *row, const float *mask, int64_t inner)
+{
+    double s4[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    if (mask) {
+        for (; i + 4 <= inner; i += 4)
+            for (int q = 0; q < 4; q++)
+                s4[q] += mask[i + q] > 0.0f ? row[i + q] : 0.0f;
+        for (; i < inner; i++)
+            s4[0] += mask[i] > 0.0f ? row[i] : 0.0f;
+    } else {
+        for (; i + 4 <= inner; i += 4)
+            for (int q = 0; q < 4; q++)
+                s4[q] += row[i + q];
+        for (; i < inner; i++)
+            s4[0] += row[i];
+    }
+    return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+}
 
 static void bias_db_channels(void *arg, int64_t lo, int64_t hi)
 {
@@ -254,26 +277,30 @@ static void bias_db_channels(void *arg, int64_t lo, int64_t hi)
     int64_t ch = j->ch, inner = j->inner;
     for (int64_t o = 0; o < j->outer; o++)
         for (int64_t k = lo; k < hi; k++) {
-            const float *row = j->dy + (size_t)((o * ch + k) * inner);
-            /* Four partial sums break the add-latency chain (fixed order: deterministic). */
-            double s4[4] = {0, 0, 0, 0};
-            int64_t i = 0;
-            for (; i + 4 <= inner; i += 4)
-                for (int q = 0; q < 4; q++)
-                    s4[q] += row[i + q];
-            for (; i < inner; i++)
-                s4[0] += row[i];
-            j->db[k] += (float)((s4[0] + s4[1]) + (s4[2] + s4[3]));
+            size_t at = (size_t)((o * ch + k) * inner);
+            j->db[k] += (float)row_sum(j->dy + at, j->relu ? j->relu + at : NULL, inner);
         }
+}
+
+static void bias_grad(kl__par *par, const float *dy, const float *relu, int64_t outer, int64_t ch,
+                      int64_t inner, float *db)
+{
+    bias_grad_job j = {dy, relu, outer, ch, inner, db};
+    if (outer * inner <= 0)
+        return;
+    kl__par_for(par, ch, 1, BIAS_PAR_MIN / (outer * inner) + 1, bias_db_channels, &j);
 }
 
 void kl__bias_grad(kl__par *par, const float *dy, int64_t outer, int64_t ch, int64_t inner,
                    float *db)
 {
-    bias_grad_job j = {dy, outer, ch, inner, db};
-    if (outer * inner <= 0)
-        return;
-    kl__par_for(par, ch, 1, BIAS_PAR_MIN / (outer * inner) + 1, bias_db_channels, &j);
+    bias_grad(par, dy, NULL, outer, ch, inner, db);
+}
+
+void kl__bias_grad_relu(kl__par *par, const float *dy, const float *y, int64_t outer, int64_t ch,
+                        int64_t inner, float *db)
+{
+    bias_grad(par, dy, y, outer, ch, inner, db);
 }
 
 static void bias_add_backward(kl__ctx *c)

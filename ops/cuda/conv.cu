@@ -129,6 +129,10 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
         return kl_error_set(err, KL_EUNSUPPORTED,
                             "conv2d: a fused bias (kl_conv2d_bias) is not supported on CUDA yet; "
                             "use kl_conv2d and kl_bias_add");
+    if (c->attr->conv.relu)
+        return kl_error_set(err, KL_EUNSUPPORTED,
+                            "conv2d: a fused ReLU (kl_conv2d_relu) is not supported on CUDA yet; "
+                            "use kl_conv2d and kl_relu");
     if (conv_is_pointwise(&g)) {
         kl_status st = pointwise_forward(c, &g, x, w, y, err);
         return st ? st : kl__cu_launched("conv2d", err);

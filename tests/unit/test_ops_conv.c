@@ -13,6 +13,12 @@ typedef struct conv_case {
     int stride, pad;
 } conv_case;
 
+/* A fused ReLU's convolution, with a bias leaf or not. */
+typedef struct relu_case {
+    int stride, pad;
+    bool bias;
+} relu_case;
+
 static kl_node build_conv(kl_graph *g, const kl_node *leaves, void *ctx)
 {
     const conv_case *cc = ctx;
@@ -39,6 +45,22 @@ static kl_node build_conv_twice(kl_graph *g, const kl_node *leaves, void *ctx)
     const conv_case *cc = ctx;
     return kl_add(g, kl_conv2d(g, leaves[0], leaves[1], cc->stride, cc->pad),
                   kl_conv2d(g, leaves[0], leaves[2], cc->stride, cc->pad));
+}
+
+/* conv2d with a ReLU fused (kl_conv2d_relu), with or without a bias (three leaves or two), and the
+ * same as separate ops. */
+static kl_node build_conv_relu(kl_graph *g, const kl_node *leaves, void *ctx)
+{
+    const relu_case *cc = ctx;
+    return kl_conv2d_relu(g, leaves[0], leaves[1], cc->bias ? leaves[2] : KL_NONE, cc->stride,
+                          cc->pad);
+}
+
+static kl_node build_conv_then_relu(kl_graph *g, const kl_node *leaves, void *ctx)
+{
+    const relu_case *cc = ctx;
+    kl_node h = kl_conv2d(g, leaves[0], leaves[1], cc->stride, cc->pad);
+    return kl_relu(g, cc->bias ? kl_bias_add(g, h, leaves[2]) : h);
 }
 
 /* Runs conv2d forward on exact x and w and compares every output with want. */
@@ -392,11 +414,83 @@ static void test_against_direct_cases(void)
         test_against_direct(&refs[i]);
 }
 
+/* The fused ReLU: finite-difference gradients, and the same bits as conv2d (then bias_add) then
+ * relu, forward and every gradient, with and without a bias, on the im2col ("same" and strided)
+ * and pointwise paths. */
+static void test_fused_relu(void)
+{
+    const struct {
+        const char *label;
+        kl_shape xs, ws;
+        relu_case cc;
+    } cases[] = {
+        {"relu+bias 3x3 s1 p1", KL_SHAPE(3, 2, 6, 5), KL_SHAPE(4, 2, 3, 3), {1, 1, true}},
+        {"relu 3x3 s1 p1, no bias", KL_SHAPE(2, 3, 6, 6), KL_SHAPE(4, 3, 3, 3), {1, 1, false}},
+        {"relu+bias 3x3 s2 p0", KL_SHAPE(2, 3, 7, 7), KL_SHAPE(3, 3, 3, 3), {2, 0, true}},
+        {"relu+bias 1x1 (pointwise)", KL_SHAPE(2, 3, 5, 4), KL_SHAPE(4, 3, 1, 1), {1, 0, true}},
+        {"relu 1x1 (pointwise), no bias", KL_SHAPE(2, 3, 4, 4), KL_SHAPE(5, 3, 1, 1), {1, 0, false}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int nl = cases[i].cc.bias ? 3 : 2;
+        gc_leaf leaves[3] = {gc_in(cases[i].xs), gc_w(cases[i].ws),
+                             gc_w(KL_SHAPE(cases[i].ws.d[0]))};
+        if (cases[i].cc.bias) {
+            /* Finite differences must not straddle the ReLU's kink: x and w in +-[0.02, 0.05)
+             * keep the convolution within +-0.07 of the bias, which is +-[0.5, 1), so no step
+             * of 1e-3 changes an output's sign. (Without a bias the kink cannot be kept away;
+             * those cases rest on the bit-for-bit comparison below and conv2d's and relu's own
+             * finite-difference tests.) */
+            static float xv[512], wv[128], bv[8];
+            KL_ASSERT(kl_shape_numel(&cases[i].xs) <= 512 && kl_shape_numel(&cases[i].ws) <= 128 &&
+                      cases[i].ws.d[0] <= 8);
+            for (int64_t k = 0; k < kl_shape_numel(&cases[i].xs); k++)
+                xv[k] = (k % 3 ? 1.0f : -1.0f) *
+                        (0.02f + 0.03f * kl_rng_uniform(7, KL_RNG_TEST, i, (uint64_t)k));
+            for (int64_t k = 0; k < kl_shape_numel(&cases[i].ws); k++)
+                wv[k] = (k % 2 ? 1.0f : -1.0f) *
+                        (0.02f + 0.03f * kl_rng_uniform(8, KL_RNG_TEST, i, (uint64_t)k));
+            for (int64_t k = 0; k < cases[i].ws.d[0]; k++)
+                bv[k] = (k % 2 ? -1.0f : 1.0f) *
+                        (0.5f + 0.5f * kl_rng_uniform(9, KL_RNG_TEST, i, (uint64_t)k));
+            gc_leaf fd[3] = {gc_with_values(leaves[0], xv), gc_with_values(leaves[1], wv),
+                             gc_with_values(leaves[2], bv)};
+            gradcheck(cases[i].label, fd, 3, build_conv_relu, (void *)&cases[i].cc);
+        }
+        gc_graph a, b;
+        kl_error err = {0};
+        gc_opts o = gc_defaults();
+        bool ok = gc_setup(&a, leaves, nl, build_conv_relu, (void *)&cases[i].cc, &o) == 0 &&
+                  gc_setup(&b, leaves, nl, build_conv_then_relu, (void *)&cases[i].cc, &o) == 0;
+        ok = ok && kl_graph_forward(a.g, &err) == KL_OK && kl_graph_backward(a.g, &err) == KL_OK;
+        ok = ok && kl_graph_forward(b.g, &err) == KL_OK && kl_graph_backward(b.g, &err) == KL_OK;
+        if (check_(ok, __FILE__, __LINE__, cases[i].label)) {
+            const kl_tensor *ya = kl_graph_value(a.g, a.out), *yb = kl_graph_value(b.g, b.out);
+            int64_t zeros = 0;
+            for (int64_t k = 0; k < kl_numel(ya); k++)
+                zeros += kl_f32(ya)[k] == 0.0f;
+            /* Both signs occur, so the mask is exercised. */
+            CHECK(zeros > 0 && zeros < kl_numel(ya));
+            CHECK(kl_numel(ya) == kl_numel(yb) &&
+                  memcmp(kl_f32(ya), kl_f32(yb), (size_t)kl_numel(ya) * sizeof(float)) == 0);
+            for (int l = 0; l < nl; l++) {
+                const kl_tensor *ga = kl_graph_grad(a.g, a.leaf[l]);
+                const kl_tensor *gb = kl_graph_grad(b.g, b.leaf[l]);
+                if (!check_(memcmp(kl_f32(ga), kl_f32(gb), (size_t)kl_numel(ga) * sizeof(float)) ==
+                                0,
+                            __FILE__, __LINE__, cases[i].label))
+                    fprintf(stderr, "    leaf %d's gradient differs from conv2d then relu\n", l);
+            }
+        }
+        kl_graph_free(a.g);
+        kl_graph_free(b.g);
+    }
+}
+
 static const check_case cases[] = {
     CHECK_CASE(test_forward_by_hand), CHECK_CASE(test_against_direct_cases),
     CHECK_CASE(test_gradients),       CHECK_CASE(test_weight_grad_accumulates),
     CHECK_CASE(test_shape_errors),    CHECK_CASE(test_chunked_batch),
-    CHECK_CASE(test_fused_bias),
+    CHECK_CASE(test_fused_bias),      CHECK_CASE(test_fused_relu),
 };
 
 int main(int argc, char **argv)
