@@ -10,9 +10,12 @@
 
 #include "cli/cli.h"
 #include "kiln/clock.h"
+#include "kiln/launch.h"
 #include "kiln/modelfile.h"
 #include "kiln/predict_io.h"
 #include "kiln/stop.h"
+
+void openblas_set_num_threads(int n);
 
 static const char predict_help[] =
     "usage: kiln predict MODEL.h5|MODEL.onnx|XGBOOST.json|XGBOOST.ubj --input FILE [options]\n"
@@ -44,6 +47,9 @@ static const char predict_help[] =
     "  --batch-size N       samples per forward pass (default 256)\n"
     "  --device D           cpu (default), cuda (the first visible GPU; an error without one)\n"
     "                       or auto (cuda when kiln has CUDA and a GPU is visible)\n"
+    "  --threads N          CPU threads for BLAS and for kiln's own loops (default 0: Slurm's\n"
+    "                       cpus-per-task, else every core); kiln's loops give the same\n"
+    "                       bits for any N, OpenBLAS's may differ in the last bits\n"
     "  --quiet              no progress or summary lines, only the loss and accuracy\n"
     "  -h, --help           show this help\n"
     "\n"
@@ -56,6 +62,7 @@ typedef struct predict_opts {
     const char *model, *output;
     kl_data_source src;
     int64_t batch;
+    int threads; /* 0: kl_launch_threads */
     kl_train_device device;
     bool quiet;
 } predict_opts;
@@ -83,6 +90,15 @@ static int parse_batch(const char *v, int64_t *batch)
     return 0;
 }
 
+static int parse_threads(const char *v, int *threads)
+{
+    long long n;
+    if (!kl__cli_int(v, 0, 4096, &n))
+        return kl__cli_usage_error("predict", "--threads '%s': give a number from 0 to 4096", v);
+    *threads = (int)n;
+    return 0;
+}
+
 static int parse_device(const char *v, kl_train_device *d)
 {
     int k = kl_train_device_parse(v);
@@ -102,7 +118,7 @@ static int parse(int argc, char **argv, predict_opts *o)
         }
     static const char *const valued[] = {"--input",      "--format", "--labels", "--label-column",
                                          "--x",          "--y",      "-o",       "--output",
-                                         "--batch-size", "--device"};
+                                         "--batch-size", "--device", "--threads"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
@@ -128,6 +144,8 @@ static int parse(int argc, char **argv, predict_opts *o)
             o->output = v;
         else if (!strcmp(a, "--batch-size"))
             rc = parse_batch(v, &o->batch);
+        else if (!strcmp(a, "--threads"))
+            rc = parse_threads(v, &o->threads);
         else if (!strcmp(a, "--device"))
             rc = parse_device(v, &o->device);
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
@@ -242,10 +260,16 @@ static int predict(const predict_opts *o)
     int32_t *classes = NULL;
     int rc = 1;
     kl_device_choice dev;
-    if (kl_device_pick(o->device, 0, 1, false, &dev, &err) == KL_OK &&
-        kl_modelfile_load_on(o->model, o->batch, &dev, &mf, &err) == KL_OK)
+    int threads = o->threads > 0 ? o->threads : kl_launch_threads(1);
+    openblas_set_num_threads(threads);
+    kl_status st = kl_device_pick(o->device, 0, 1, false, &dev, &err);
+    if (st == KL_OK)
+        st = kl_modelfile_load_on(o->model, o->batch, &dev, &mf, &err);
+    if (st == KL_OK)
+        st = kl_modelfile_set_threads(mf, threads, &err);
+    if (st == KL_OK)
         kl_stop_test_point("predict-read", 0, -1);
-    if (!mf || kl_predict_read_input(mf, &o->src, &d, &err) != KL_OK) {
+    if (st != KL_OK || kl_predict_read_input(mf, &o->src, &d, &err) != KL_OK) {
         rc = fail(&err);
         goto out;
     }

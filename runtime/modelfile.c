@@ -409,6 +409,20 @@ const kl_config *kl_modelfile_config(const kl_modelfile *mf)
     return mf->cfg;
 }
 
+kl_status kl_modelfile_set_threads(kl_modelfile *mf, int threads, kl_error *err)
+{
+    if (threads < 1)
+        return kl_error_set(err, KL_EINVAL, "%s: threads must be at least 1, got %d", mf->path,
+                            threads);
+    if (mf->xgb)
+        return KL_OK;
+    mf->threads = threads;
+    kl_status st = kl_graph_set_threads(mf->onnx ? kl_onnx_graph(mf->onnx) : mf->m.g, threads, err);
+    if (st == KL_OK && mf->score_built)
+        st = kl_graph_set_threads(mf->score.g, threads, err);
+    return st;
+}
+
 const kl_modelfile_reference *kl_modelfile_ref(const kl_modelfile *mf)
 {
     return mf->has_ref ? &mf->ref : NULL;
@@ -572,6 +586,8 @@ static kl_status scoring_model(kl_modelfile *mf, kl_error *err)
         return st;
     mf->score_built = true;
     kl_graph *g = mf->score.g, *from = mf->m.g;
+    if (mf->threads > 1 && (st = kl_graph_set_threads(g, mf->threads, err)) != KL_OK)
+        return st;
     size_t np = kl_graph_param_count(g), nb = kl_graph_buffer_count(g);
     KL_ASSERT(np == kl_graph_param_count(from) && nb == kl_graph_buffer_count(from));
     memcpy(kl_graph_params(g), kl_graph_params(from), np * sizeof(float));

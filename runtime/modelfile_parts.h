@@ -24,6 +24,7 @@ struct kl_modelfile {
     bool built;
     kl_model score;    /* the same model with its loss, for scoring against answers: built */
     bool score_built;  /* on the first kl_modelfile_evaluate that brings them */
+    int threads;       /* kl_modelfile_set_threads's, for score when it is built; 0: not set */
     float *mean, *std; /* standardisation (nstats values each), or NULL */
     kl_modelfile_signature sig;
     char **labels; /* classification: outputs class names */

@@ -72,6 +72,11 @@ kl_status kl_modelfile_load(const char *path, int64_t max_batch, kl_modelfile **
 kl_status kl_modelfile_load_on(const char *path, int64_t max_batch, const kl_device_choice *dev,
                                kl_modelfile **out, kl_error *err);
 void kl_modelfile_free(kl_modelfile *mf);
+/* Runs kiln's own loops of a CPU model (convolution's copies, pooling, activations: ops/par.h) on
+ * threads threads, the caller's included; 1 after loading. BLAS's threads are the caller's to set
+ * (openblas_set_num_threads). Results are the same bits for every count. An XGBoost model keeps
+ * libxgboost's own threads; a model on a GPU ignores it. */
+kl_status kl_modelfile_set_threads(kl_modelfile *mf, int threads, kl_error *err);
 
 const kl_modelfile_signature *kl_modelfile_sig(const kl_modelfile *mf);
 /* Class k's name (classification), else NULL. */

@@ -136,6 +136,26 @@ expect 0 'accuracy' -- predict model.h5 --input test.h5 -o preds_h5.h5
 check "predict on HDF5 with y gives train's test loss and accuracy" same_as_training "$out"
 expect 0 'wrote preds.csv' -- predict model.h5 --input "$images" -o preds.csv
 check "predict without answers prints no metrics" test "$(grep -c '^loss' "$out")" -eq 0
+# Any number of threads: kiln's loops give the same bits, OpenBLAS's GEMMs may differ in the
+# last ones (docs/config.md), so the same labels and probabilities within 1e-6.
+expect 0 'wrote preds_t1.csv' -- predict model.h5 --input "$images" -o preds_t1.csv --threads 1
+expect 0 'wrote preds_t3.csv' -- predict model.h5 --input "$images" -o preds_t3.csv --threads 3
+same_predictions() { # A.csv B.csv
+    "$py" - "$1" "$2" <<'EOF2'
+import csv, sys
+a, b = (list(csv.reader(open(f))) for f in sys.argv[1:3])
+assert a[0] == b[0] and len(a) == len(b) == 10001, "headers or row counts differ"
+worst = 0.0
+for ra, rb in zip(a[1:], b[1:]):
+    assert ra[:2] == rb[:2], "labels differ: %s vs %s" % (ra[:2], rb[:2])
+    worst = max(worst, max(abs(float(x) - float(y)) for x, y in zip(ra[2:], rb[2:])))
+assert worst <= 1e-6, "probabilities differ by %g" % worst
+EOF2
+}
+check "predict --threads 1 and 3 give the same labels, probabilities within 1e-6" \
+    same_predictions preds_t1.csv preds_t3.csv
+check "and the default threads too" same_predictions preds.csv preds_t1.csv
+expect 2 "--threads 'x': give a number from 0 to 4096" -- predict model.h5 --input "$images" --threads x
 "$py" - "$fm" <<'EOF'
 import gzip, sys
 import h5py, numpy as np
