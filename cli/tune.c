@@ -100,7 +100,8 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
     kl_status st = !table ? err.status
                    : tabular
                        ? kl_simulate_sweep(sw, table, curves, workers, &r, &err)
-                       : kl_simulate_curves(&sw->sched, sw->maximize, table, workers, &r, &err);
+                       : kl_simulate_curves_within(&sw->sched, sw->maximize, table, workers,
+                                                   sw->time_budget, &r, &err);
     if (st != KL_OK) {
         fprintf(stderr, "kiln tune --simulate: %s\n", err.msg);
         kl_curves_free(table);
@@ -131,6 +132,8 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
     printf("compute: %lld epochs (%.3g of training every trial fully); simulated time %.6g\n",
            (long long)r.epochs, (double)r.epochs / ((double)r.ntrials * (double)sw->sched.max_t),
            r.makespan);
+    if (r.budget_hit)
+        printf("time budget: %.6g of simulated time; no job started after it\n", r.budget);
     printf("scheduler: %.3f s in %lld calls; latency p50 %.2f us, p99 %.2f us, max %.2f us\n",
            r.sched_s, (long long)r.all.calls, r.all.p50_us, r.all.p99_us, r.all.max_us);
     if (target) {

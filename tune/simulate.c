@@ -46,6 +46,8 @@ typedef struct sim {
     kl_sim_point *trace;
     int64_t ntrace, trace_cap;
     double now;
+    double budget;    /* the sweep's time_budget in simulated time, 0: none */
+    bool budget_hit;  /* a job was held back by it */
     int64_t epochs;
     double compute;
     bool oom;
@@ -204,6 +206,12 @@ static bool propose(sim *m, int64_t trial)
 static void dispatch(sim *m)
 {
     while (m->nidle > 0) {
+        /* After the time budget nothing new starts, as in the coordinator (tune/coord.c): the
+         * trials running finish their jobs, and the scheduler is not asked. */
+        if (m->budget > 0 && m->now >= m->budget) {
+            m->budget_hit = true;
+            return;
+        }
         int64_t t0 = kl_now_ns();
         kl_job job = kl_sched_next(m->s);
         lat_add(m, &m->next, kl_now_ns() - t0);
@@ -315,6 +323,8 @@ static kl_status fill_result(sim *m, kl_sim_result *out, kl_error *err)
     out->epochs = m->epochs;
     out->compute = m->compute;
     out->makespan = m->now;
+    out->budget = m->budget;
+    out->budget_hit = m->budget_hit;
     out->sched_s = sum_s(m->next.ns, m->next.n) + sum_s(m->result.ns, m->result.n);
     memcpy(all, m->next.ns, (size_t)m->next.n * sizeof *all);
     memcpy(all + m->next.n, m->result.ns, (size_t)m->result.n * sizeof *all);
@@ -388,14 +398,20 @@ done:
     return st;
 }
 
-kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
-                             int workers, kl_sim_result *out, kl_error *err)
+kl_status kl_simulate_curves_within(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
+                                    int workers, double budget, kl_sim_result *out, kl_error *err)
 {
     memset(out, 0, sizeof *out);
     if (workers < 1)
         return kl_error_set(err, KL_EINVAL, "simulate: %d workers; it needs at least 1", workers);
-    sim m = {.cfg = cfg, .c = c, .maximize = maximize, .ntrials = c->n};
+    sim m = {.cfg = cfg, .c = c, .maximize = maximize, .budget = budget, .ntrials = c->n};
     return simulate(&m, workers, out, err);
+}
+
+kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
+                             int workers, kl_sim_result *out, kl_error *err)
+{
+    return kl_simulate_curves_within(cfg, maximize, c, workers, 0, out, err);
 }
 
 kl_status kl_simulate_sweep(const kl_sweep *sw, const kl_curves *c, const char *name, int workers,
@@ -407,6 +423,7 @@ kl_status kl_simulate_sweep(const kl_sweep *sw, const kl_curves *c, const char *
     sim m = {.cfg = &sw->sched,
              .c = c,
              .maximize = sw->maximize,
+             .budget = sw->time_budget,
              .sw = sw,
              .ntrials = kl_sweep_trials(sw)};
     kl_status st = kl__sim_table_new(sw, c, name, &m.tab, err);

@@ -79,6 +79,8 @@ typedef struct kl_sim_result {
     int64_t epochs;     /* epochs trained in all: the compute */
     double compute;     /* their cost: = epochs without a seconds column */
     double makespan;    /* simulated time when the last epoch ended */
+    double budget;      /* the time budget simulated (the sweep's time_budget), 0: none */
+    bool budget_hit;    /* it held back a job: nothing new started after it */
     int64_t n_done, n_stopped, n_paused, n_failed, ran_out; /* trials by final state */
     double sched_s; /* wall seconds inside kl_sched_next and kl_sched_result */
     double loop_s;  /* wall seconds of the whole simulation loop (includes sched_s) */
@@ -100,6 +102,11 @@ kl_status kl_simulate(const kl_sched_config *cfg, bool maximize, const char *cur
 /* The same over a table already loaded (it can be simulated many times). */
 kl_status kl_simulate_curves(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
                              int workers, kl_sim_result *out, kl_error *err);
+/* The same with a time budget (a sweep's time_budget, in simulated time; 0: none): once the
+ * simulated time reaches it, no job starts, as in a real sweep; the jobs running finish.
+ * kl_simulate_sweep takes it from the sweep. */
+kl_status kl_simulate_curves_within(const kl_sched_config *cfg, bool maximize, const kl_curves *c,
+                                    int workers, double budget, kl_sim_result *out, kl_error *err);
 void kl_sim_result_free(kl_sim_result *r);
 
 /* Tabular mode, as tabular benchmarks (LCBench, NAS-Bench) measure a search method: the table's

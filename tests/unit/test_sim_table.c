@@ -152,6 +152,43 @@ out:
     kl_sweep_free(sw);
 }
 
+/* The sweep's time_budget, in simulated time (one unit an epoch without a seconds column): the
+ * grid's six 4-epoch trials on 2 workers start in pairs at 0, 4 and 8; a budget of 5 lets the
+ * pair at 4 start and not the one at 8, whose trials stay unstarted, and says it held them back;
+ * the same sweep without the key runs all six. */
+static void test_time_budget(void)
+{
+    kl_curves *c = table(table_text());
+    kl_sweep *sw = NULL;
+    kl_sim_result r = {0};
+    kl_error err = {0};
+    const char *grid = "base: base.yaml\nmetric: {name: val_accuracy}\nmethod: grid\n"
+                       "parameters:\n"
+                       "  optimizer.lr: {values: [1e-4, 1e-3, 1e-2]}\n"
+                       "  model.layers.1.rate: {values: [0.25]}\n"
+                       "  optimizer.name: {values: [adam, sgd]}\n"
+                       "scheduler: {type: fifo, max_t: 4}\n";
+    char text[1024];
+    snprintf(text, sizeof text, "%stime_budget: 5\n", grid);
+    write_file(sweep_path, text);
+    if (!c || !check_((sw = kl_sweep_load(sweep_path, &err)) != NULL, __FILE__, __LINE__, err.msg))
+        goto out;
+    CHECK_OK(kl_simulate_sweep(sw, c, "table.csv", 2, &r, &err), &err);
+    CHECK(r.n_done == 4 && r.epochs == 16 && r.budget_hit && r.budget == 5);
+    CHECK_NEAR(r.makespan, 8, 1e-12);
+    kl_sim_result_free(&r);
+    kl_sweep_free(sw);
+    write_file(sweep_path, grid);
+    if (!check_((sw = kl_sweep_load(sweep_path, &err)) != NULL, __FILE__, __LINE__, err.msg))
+        goto out;
+    CHECK_OK(kl_simulate_sweep(sw, c, "table.csv", 2, &r, &err), &err);
+    CHECK(r.n_done == 6 && r.epochs == 24 && !r.budget_hit);
+    kl_sim_result_free(&r);
+out:
+    kl_curves_free(c);
+    kl_sweep_free(sw);
+}
+
 /* Random and TPE sweeps: every trial trains along a tabulated row; the same sweep simulates the
  * same way twice; TPE's proposals after its random start differ from random search's. */
 static void test_samplers(void)
@@ -235,6 +272,7 @@ static void test_errors(void)
 static const check_case cases[] = {
     CHECK_CASE(test_snap),
     CHECK_CASE(test_grid),
+    CHECK_CASE(test_time_budget),
     CHECK_CASE(test_samplers),
     CHECK_CASE(test_errors),
 };
