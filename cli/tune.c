@@ -1,5 +1,6 @@
 /* kiln tune: runs or resumes a sweep (tune/coord.c does the work) under mpirun, srun or alone;
  * parses the command line, catches the stop signals and maps the outcome to an exit status. */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@ static const char tune_help[] =
     "       kiln tune --resume DIR [options]\n"
     "       kiln tune report DIR [-o FILE]\n"
     "       kiln tune --simulate CURVES.csv SWEEP.yaml [--workers N] [--trials-csv FILE]\n"
-    "                 [--target VALUE]\n"
+    "                 [--target VALUE] [--seed S]\n"
     "\n"
     "Runs a hyperparameter sweep (docs/sweep.md): trials of the sweep's base config with sampled\n"
     "hyperparameters, scheduled by ASHA (or hyperband, median stopping, fifo) on the metric the\n"
@@ -48,7 +49,8 @@ static const char tune_help[] =
     "the sweep's sampler proposes each trial and it trains along the nearest tabulated one.\n"
     "It prints the best trial, the compute used and the scheduler's own latency;\n"
     "--trials-csv writes the per-trial outcome; --target prints the compute and simulated time\n"
-    "at which the sweep first reported a metric at least as good as VALUE.\n"
+    "at which the sweep first reported a metric at least as good as VALUE; --seed replaces the\n"
+    "sweep's seed (one sweep file, many seeds: a search method's quality over seeds).\n"
     "\n"
     "On SIGTERM, SIGINT or SIGUSR1 the running trials checkpoint and the sweep exits with status\n"
     "75; continue it with --resume. Under Slurm, a requeued job that runs the sweep again with\n"
@@ -83,11 +85,14 @@ static int report(int argc, char **argv)
     return 0;
 }
 
+/* seed: replaces the sweep's (its sampler's and PBT's) when not NULL. */
 static int simulate(const char *curves, const char *sweep_path, int workers, const char *csv,
-                    const char *target)
+                    const char *target, const uint64_t *seed)
 {
     kl_error err = {0};
     kl_sweep *sw = kl_sweep_load(sweep_path, &err);
+    if (sw && seed)
+        sw->seed = sw->sched.seed = *seed;
     kl_curves *table = sw ? kl_curves_load(curves, &err) : NULL;
     kl_sim_result r = {0};
     /* The sweep's trial count (run_cap, or the grid's size) applies as in a real sweep: trial
@@ -186,6 +191,8 @@ int kl__cli_tune(int argc, char **argv)
     kl_tune_options o = {.tty = -1};
     const char *curves = NULL, *trials_csv = NULL, *target = NULL;
     int workers = 4;
+    uint64_t seed = 0;
+    bool have_seed = false;
     long long count;
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report(argc, argv);
@@ -200,7 +207,7 @@ int kl__cli_tune(int argc, char **argv)
             o.dir = argv[++i];
             o.resume = o.resume || !strcmp(a, "--resume");
         } else if (!strcmp(a, "--simulate") || !strcmp(a, "--trials-csv") ||
-                   !strcmp(a, "--workers") || !strcmp(a, "--target")) {
+                   !strcmp(a, "--workers") || !strcmp(a, "--target") || !strcmp(a, "--seed")) {
             if (i + 1 >= argc)
                 return kl__cli_usage_error("tune", "%s needs a value", a);
             const char *v = argv[++i];
@@ -208,7 +215,16 @@ int kl__cli_tune(int argc, char **argv)
                 curves = v;
             else if (!strcmp(a, "--trials-csv"))
                 trials_csv = v;
-            else if (!strcmp(a, "--target")) {
+            else if (!strcmp(a, "--seed")) {
+                char *end;
+                errno = 0;
+                unsigned long long x = strtoull(v, &end, 10);
+                if (end == v || *end || errno || v[0] == '-')
+                    return kl__cli_usage_error("tune", "--seed needs a whole number >= 0, got '%s'",
+                                               v);
+                seed = x;
+                have_seed = true;
+            } else if (!strcmp(a, "--target")) {
                 char *end;
                 double x = strtod(v, &end);
                 if (end == v || *end || !isfinite(x))
@@ -238,10 +254,12 @@ int kl__cli_tune(int argc, char **argv)
             return kl__cli_usage_error("tune", "--simulate needs the sweep file whose scheduler "
                                                "it runs: kiln tune --simulate CURVES.csv "
                                                "SWEEP.yaml");
-        return simulate(curves, o.sweep, workers, trials_csv, target);
+        return simulate(curves, o.sweep, workers, trials_csv, target, have_seed ? &seed : NULL);
     }
-    if (target)
-        return kl__cli_usage_error("tune", "--target goes with --simulate");
+    if (target || have_seed)
+        return kl__cli_usage_error("tune", "%s goes with --simulate (a real sweep's seed is in its "
+                                           "file)",
+                                   target ? "--target" : "--seed");
     if (!o.sweep && !o.resume)
         return kl__cli_usage_error("tune", "which sweep? e.g. kiln tune "
                                            "examples/fashion-mnist/sweep.yaml");

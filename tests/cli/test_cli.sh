@@ -113,6 +113,25 @@ expect 0 'tabular: tpe proposed each trial, which trained along the nearest of t
     -- tune --simulate "$sim/table.csv" "$sim/sweep-tpe.yaml"
 expect 0 'best: trial [0-9]+ \(c4\), val_accuracy 1.09' -- tune --simulate "$sim/table.csv" \
     "$sim/sweep-tpe.yaml"
+# --seed replaces the sweep's seed: the same trials as the file with that seed, others than
+# another seed's; and it goes with --simulate only.
+{ cat "$sim/sweep-tpe.yaml"; echo "seed: 5"; } >"$sim/sweep-tpe5.yaml"
+expect 0 'best:' -- tune --simulate "$sim/table.csv" "$sim/sweep-tpe.yaml" --seed 5 \
+    --trials-csv "$sim/seed5-flag.csv"
+expect 0 'best:' -- tune --simulate "$sim/table.csv" "$sim/sweep-tpe5.yaml" \
+    --trials-csv "$sim/seed5-file.csv"
+expect 0 'best:' -- tune --simulate "$sim/table.csv" "$sim/sweep-tpe.yaml" --seed 6 \
+    --trials-csv "$sim/seed6-flag.csv"
+if cmp -s "$sim/seed5-flag.csv" "$sim/seed5-file.csv" &&
+    ! cmp -s "$sim/seed5-flag.csv" "$sim/seed6-flag.csv"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL: --seed 5 should simulate as the sweep file with seed: 5, and --seed 6 otherwise"
+fi
+expect 2 "--seed needs a whole number >= 0, got '-1'" -- tune --simulate "$sim/table.csv" \
+    "$sim/sweep-tpe.yaml" --seed -1
+expect 2 '--seed goes with --simulate' -- tune "$sim/sweep.yaml" --seed 3
 # A column that is no parameter of the sweep: a plain table, trial i along curve i.
 sed '1s/,optimizer.lr$/,note/' "$sim/table.csv" >"$sim/table-note.csv"
 expect 0 'the table has 9 curves: fewer than the sweep.s 30 trials' -- tune --simulate \
