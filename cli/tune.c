@@ -102,11 +102,10 @@ static int simulate(const char *curves, const char *sweep_path, int workers, con
     bool tabular = table && kl_curves_tabular(table, sw);
     if (table && !tabular)
         kl_curves_keep_first(table, want);
-    kl_status st = !table ? err.status
-                   : tabular
-                       ? kl_simulate_sweep(sw, table, curves, workers, &r, &err)
-                       : kl_simulate_curves_within(&sw->sched, sw->maximize, table, workers,
-                                                   sw->time_budget, &r, &err);
+    kl_status st = !table    ? err.status
+                   : tabular ? kl_simulate_sweep(sw, table, curves, workers, &r, &err)
+                             : kl_simulate_curves_within(&sw->sched, sw->maximize, table, workers,
+                                                         sw->time_budget, &r, &err);
     if (st != KL_OK) {
         fprintf(stderr, "kiln tune --simulate: %s\n", err.msg);
         kl_curves_free(table);
@@ -257,8 +256,8 @@ int kl__cli_tune(int argc, char **argv)
         return simulate(curves, o.sweep, workers, trials_csv, target, have_seed ? &seed : NULL);
     }
     if (target || have_seed)
-        return kl__cli_usage_error("tune", "%s goes with --simulate (a real sweep's seed is in its "
-                                           "file)",
+        return kl__cli_usage_error("tune",
+                                   "%s goes with --simulate (a real sweep's is in its file)",
                                    target ? "--target" : "--seed");
     if (!o.sweep && !o.resume)
         return kl__cli_usage_error("tune", "which sweep? e.g. kiln tune "

@@ -46,8 +46,8 @@ typedef struct sim {
     kl_sim_point *trace;
     int64_t ntrace, trace_cap;
     double now;
-    double budget;    /* the sweep's time_budget in simulated time, 0: none */
-    bool budget_hit;  /* a job was held back by it */
+    double budget;   /* the sweep's time_budget in simulated time, 0: none */
+    bool budget_hit; /* a job was held back by it */
     int64_t epochs;
     double compute;
     bool oom;

@@ -83,9 +83,10 @@ static kl_status conv_shape(kl__node *n, const kl__node *const *in, kl_error *er
     n->saved_n = 0;
     int64_t chunk = kl__conv_chunk(x->shape.d[0], k, w->shape.d[0], l);
     /* A pointwise convolution with a ReLU masks one sample's dy at a time into its scratch. */
-    n->scratch_n = !conv_is_pointwise(kh, kw, stride, pad) ? (size_t)((k + w->shape.d[0]) * chunk * l)
-                   : n->attr.conv.relu                     ? (size_t)(w->shape.d[0] * l)
-                                                           : 0;
+    n->scratch_n = !conv_is_pointwise(kh, kw, stride, pad)
+                       ? (size_t)((k + w->shape.d[0]) * chunk * l)
+                   : n->attr.conv.relu ? (size_t)(w->shape.d[0] * l)
+                                       : 0;
     return KL_OK;
 }
 
@@ -451,11 +452,11 @@ static kl_status conv_forward(kl__ctx *c, kl_error *err)
 static void conv_backward(kl__ctx *c)
 {
     conv_geom g = conv_geom_of(c);
-    const float *x = kl_f32(c->in[0]);                /* (N, C, H, W) */
-    const float *w = kl_f32(c->in[1]);                /* (O, K) */
-    const float *dy = kl_f32(c->dout);                /* (N, O, L) */
-    float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL; /* (N, C, H, W) */
-    float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL; /* (O, K) */
+    const float *x = kl_f32(c->in[0]);                              /* (N, C, H, W) */
+    const float *w = kl_f32(c->in[1]);                              /* (O, K) */
+    const float *dy = kl_f32(c->dout);                              /* (N, O, L) */
+    float *dx = c->din[0] ? kl_f32(c->din[0]) : NULL;               /* (N, C, H, W) */
+    float *dw = c->din[1] ? kl_f32(c->din[1]) : NULL;               /* (O, K) */
     const float *relu = c->attr->conv.relu ? kl_f32(c->out) : NULL; /* (N, O, L) */
     /* The fused bias: bias_add's gradient (of relu's backward, with the ReLU), the same bits. */
     if (c->nin > 2 && c->din[2] && relu)

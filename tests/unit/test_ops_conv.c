@@ -428,7 +428,10 @@ static void test_fused_relu(void)
         {"relu 3x3 s1 p1, no bias", KL_SHAPE(2, 3, 6, 6), KL_SHAPE(4, 3, 3, 3), {1, 1, false}},
         {"relu+bias 3x3 s2 p0", KL_SHAPE(2, 3, 7, 7), KL_SHAPE(3, 3, 3, 3), {2, 0, true}},
         {"relu+bias 1x1 (pointwise)", KL_SHAPE(2, 3, 5, 4), KL_SHAPE(4, 3, 1, 1), {1, 0, true}},
-        {"relu 1x1 (pointwise), no bias", KL_SHAPE(2, 3, 4, 4), KL_SHAPE(5, 3, 1, 1), {1, 0, false}},
+        {"relu 1x1 (pointwise), no bias",
+         KL_SHAPE(2, 3, 4, 4),
+         KL_SHAPE(5, 3, 1, 1),
+         {1, 0, false}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int nl = cases[i].cc.bias ? 3 : 2;

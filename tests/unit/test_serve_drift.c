@@ -436,9 +436,12 @@ static void test_threshold(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_psi_values),      CHECK_CASE(test_binning_rule),
-    CHECK_CASE(test_window_eviction), CHECK_CASE(test_prediction_drift),
-    CHECK_CASE(test_feedback),        CHECK_CASE(test_threshold),
+    CHECK_CASE(test_psi_values),
+    CHECK_CASE(test_binning_rule),
+    CHECK_CASE(test_window_eviction),
+    CHECK_CASE(test_prediction_drift),
+    CHECK_CASE(test_feedback),
+    CHECK_CASE(test_threshold),
     CHECK_CASE(test_binning_many_features),
 };
 

@@ -270,11 +270,8 @@ static void test_errors(void)
 }
 
 static const check_case cases[] = {
-    CHECK_CASE(test_snap),
-    CHECK_CASE(test_grid),
-    CHECK_CASE(test_time_budget),
-    CHECK_CASE(test_samplers),
-    CHECK_CASE(test_errors),
+    CHECK_CASE(test_snap),     CHECK_CASE(test_grid),   CHECK_CASE(test_time_budget),
+    CHECK_CASE(test_samplers), CHECK_CASE(test_errors),
 };
 
 int main(int argc, char **argv)
